@@ -1,0 +1,62 @@
+/* BulkRegistrationTokenTool — the original syntax: /? /new /lifetime N.
+ * The site directory comes from $SITETOKEN_SITE (or /site DIR). */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "cli.h"
+
+const char *cli_prog = "BulkRegistrationTokenTool";
+
+static void
+usage(FILE *fp)
+{
+	fputs("Usage: BulkRegistrationTokenTool.exe /new [/lifetime N]\n"
+	    "       BulkRegistrationTokenTool.exe /?\n\n"
+	    "  /new          create a bulk registration token; prints its GUID, its\n"
+	    "                validity period and the token (the token is not stored)\n"
+	    "  /lifetime N   validity in minutes: default 4320 (3 days), 1 to 10080\n"
+	    "  /site DIR     site directory (default: $SITETOKEN_SITE)\n"
+	    "  /?            this help\n\n"
+	    "Exit codes: 0 created, 2 usage error or bad lifetime (nothing created),\n"
+	    "3 key backend, database or I/O error.\n", fp);
+}
+
+static int
+is_opt(const char *a, const char *name)
+{
+	return (a[0] == '/' || a[0] == '-') && strcasecmp(a + 1, name) == 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *lifetime = NULL, *dir = NULL;
+	int i, do_new = 0;
+
+	cli_log_to_stderr(0);
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (i = 1; i < argc; i++) {
+		if (is_opt(argv[i], "?") || is_opt(argv[i], "help") || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (is_opt(argv[i], "new")) {
+			do_new = 1;
+		} else if (is_opt(argv[i], "lifetime") || strncasecmp(argv[i], "/lifetime:", 10) == 0) {
+			if (argv[i][9] == ':')
+				lifetime = argv[i] + 10;
+			else if (i + 1 < argc)
+				lifetime = argv[++i];
+			else
+				return cli_usage_error("/lifetime needs a number of minutes");
+		} else if (is_opt(argv[i], "site") && i + 1 < argc) {
+			dir = argv[++i];
+		} else
+			return cli_usage_error("unknown argument '%s'", argv[i]);
+	}
+	if (!do_new)
+		return cli_usage_error("/lifetime is used with /new");
+	return bulk_new_print(dir, lifetime, 0);
+}

@@ -1,0 +1,45 @@
+/* Shared pieces of the sitetoken command-line tools. */
+#ifndef SITETOKEN_CLI_H
+#define SITETOKEN_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "sitetoken/error.h"
+#include "sitetoken/site.h"
+
+/* Exit codes (documented in --help and README). */
+#define EXIT_VALID 0
+#define EXIT_INVALID 1   /* token refused, unknown GUID, tampered audit log */
+#define EXIT_USAGE 2     /* bad command line or bad value */
+#define EXIT_BACKEND 3   /* key backend, database or I/O failure */
+
+extern const char *cli_prog;
+
+int cli_exit_code(int rc);
+/* Print "prog: message" to stderr and return the exit code for rc. */
+int cli_fail(const struct stk_error *err, int rc);
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --site DIR, else $SITETOKEN_SITE; NULL (with a message) if neither. */
+const char *cli_site_dir(const char *opt);
+int cli_open_site(const char *opt_dir, struct stk_site **out);
+const char *cli_actor(void);
+void cli_time(int64_t t, char *buf, size_t len); /* ISO 8601 UTC */
+void cli_log_to_stderr(int verbose);
+/* Read a token from arg, or stdin when arg is NULL or "-". Trailing
+ * whitespace is dropped. *out malloc'd (wipe with stk_token_free). */
+int cli_read_token(const char *arg, char **out, size_t *len);
+/* Key options from --tcti / --pkcs11-module, falling back to env. */
+void cli_key_opts(struct stk_key_opts *o, const char *tcti, const char *module);
+
+int cmd_site(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+int cmd_issue(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_bulk(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+
+/* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
+int bulk_new_print(const char *site_dir, const char *lifetime, int json);
+
+#endif

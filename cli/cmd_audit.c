@@ -1,0 +1,107 @@
+/* audit show|verify|checkpoint */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_JSON };
+
+static int
+show_row(void *ctx, const struct stk_audit_record *r)
+{
+	json_t *arr = ctx;
+	char at[32];
+
+	cli_time(r->at, at, sizeof(at));
+	if (arr != NULL)
+		json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s,"
+		    " s:s, s:s}", "seq", (json_int_t)r->seq, "time", at, "actor", r->actor,
+		    "event", r->event, "subject", r->subject, "outcome", r->outcome,
+		    "detail", r->detail, "prev_hash", r->prev_hash, "hash", r->hash));
+	else
+		printf("%6lld  %s  %-12s %-16s %-38s %-10s %s\n", (long long)r->seq, at,
+		    r->actor, r->event, r->subject, r->outcome, r->detail);
+	return 0;
+}
+
+int
+cmd_audit(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL, *sub;
+	struct stk_site *s;
+	struct stk_error err;
+	struct stk_audit_report rep;
+	int c, json = 0, r, rc = 0;
+
+	if (argc < 2)
+		return cli_usage_error("usage: audit show|verify|checkpoint");
+	sub = argv[1];
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'audit'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (strcmp(sub, "show") != 0 && strcmp(sub, "verify") != 0 &&
+	    strcmp(sub, "checkpoint") != 0)
+		return cli_usage_error("usage: audit show|verify|checkpoint");
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if (strcmp(sub, "show") == 0) {
+		json_t *arr = json ? json_array() : NULL;
+		r = stk_audit_foreach(s, show_row, arr, &err);
+		if (r == 0 && arr != NULL) {
+			char *txt = json_dumps(arr, JSON_INDENT(2));
+			printf("%s\n", txt);
+			free(txt);
+		}
+		json_decref(arr);
+		rc = r ? cli_fail(&err, r) : 0;
+	} else if (strcmp(sub, "checkpoint") == 0) {
+		r = stk_audit_checkpoint(s, &err);
+		rc = r ? cli_fail(&err, r) : 0;
+		if (r == 0)
+			printf("Audit checkpoint signed.\n");
+	} else {
+		r = stk_audit_verify(s, &rep, &err);
+		if (r < 0)
+			rc = cli_fail(&err, r);
+		else if (json) {
+			json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:s}", "intact", r == 0,
+			    "records", (json_int_t)rep.records, "checkpoints",
+			    (json_int_t)rep.checkpoints, "last_checkpoint",
+			    (json_int_t)rep.last_checkpoint_seq, "first_bad_record",
+			    (json_int_t)rep.bad_seq, "problem", rep.problem);
+			char *txt = json_dumps(o, JSON_INDENT(2));
+			printf("%s\n", txt);
+			free(txt);
+			json_decref(o);
+		} else if (r == 0)
+			printf("Audit log intact: %lld records, %lld signed checkpoints "
+			    "(last at record %lld; %lld later records checked by chain only).\n",
+			    (long long)rep.records, (long long)rep.checkpoints,
+			    (long long)rep.last_checkpoint_seq,
+			    (long long)(rep.records - rep.last_checkpoint_seq));
+		if (r == 1) {
+			fprintf(stderr, "%s: audit log TAMPERED: first bad record %lld: %s\n",
+			    cli_prog, (long long)rep.bad_seq, rep.problem);
+			rc = EXIT_INVALID;
+		}
+	}
+	stk_site_close(s);
+	return rc;
+}

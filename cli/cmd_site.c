@@ -1,0 +1,289 @@
+/* site init|show, key show|export */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <openssl/pem.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/log.h"
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_BACKEND, OPT_KEYTYPE, OPT_KEYURI, OPT_P11URI,
+    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT };
+
+static int
+site_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
+		{ "key-uri", required_argument, NULL, OPT_KEYURI },
+		{ "pkcs11-uri", required_argument, NULL, OPT_P11URI },
+		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
+		{ "tcti", required_argument, NULL, OPT_TCTI },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site_init_opts io;
+	struct stk_error err;
+	struct stk_site *s = NULL;
+	const char *dir = NULL, *tcti = NULL, *mod = NULL;
+	int c, r, json = 0;
+
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	io.key_type = STK_KEY_RSA2048;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_BACKEND: io.backend = optarg; break;
+		case OPT_KEYTYPE:
+			if ((io.key_type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
+				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
+			break;
+		case OPT_KEYURI: io.key_uri = optarg; break;
+		case OPT_P11URI: io.key_uri = optarg; break;
+		case OPT_P11MOD: mod = optarg; break;
+		case OPT_TCTI: tcti = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'site init'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (stk_key_backend_find(io.backend) == NULL)
+		return cli_usage_error("backend '%s' is not available (file%s%s)",
+		    io.backend, stk_key_backend_find("pkcs11") ? ", pkcs11" : "",
+		    stk_key_backend_find("tpm") ? ", tpm" : "");
+	if (strcmp(io.backend, "pkcs11") == 0 && io.key_uri == NULL)
+		return cli_usage_error("--backend pkcs11 needs --pkcs11-uri "
+		    "'pkcs11:token=...;object=...'");
+	if ((dir = cli_site_dir(dir)) == NULL)
+		return EXIT_USAGE;
+	cli_key_opts(&io.key, tcti, mod);
+	io.actor = cli_actor();
+	stk_error_clear(&err);
+	if ((r = stk_site_init(dir, &io, &s, &err)) != 0)
+		return cli_fail(&err, r);
+	if (json)
+		printf("{\"site\":\"%s\",\"backend\":\"%s\",\"key_type\":\"%s\","
+		    "\"key_uri\":\"%s\",\"dir\":\"%s\"}\n", stk_site_guid(s),
+		    stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)),
+		    stk_site_key_uri(s), dir);
+	else
+		printf("Site %s initialised in %s\nKey: %s %s (%s)\nCertificate: %s/site.crt\n",
+		    stk_site_guid(s), dir, stk_site_backend(s),
+		    stk_key_type_name(stk_site_key_type(s)), stk_site_key_uri(s), dir);
+	stk_site_close(s);
+	return 0;
+}
+
+static int
+parse_simple(int argc, char **argv, const char **dir, int *json, int *jwks,
+    const char **out)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "jwks", no_argument, NULL, OPT_JWKS },
+		{ "out", required_argument, NULL, OPT_OUT },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: *dir = optarg; break;
+		case OPT_JSON: *json = 1; break;
+		case OPT_JWKS:
+			if (jwks == NULL)
+				return cli_usage_error("--jwks is only for 'key export'");
+			*jwks = 1;
+			break;
+		case OPT_OUT:
+			if (out == NULL)
+				return cli_usage_error("--out is only for 'key export'");
+			*out = optarg;
+			break;
+		default: return cli_usage_error("bad option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+static int
+site_show(int argc, char **argv)
+{
+	struct stk_site *s;
+	const char *dir = NULL;
+	int json = 0, r;
+	size_t clen;
+	char x5t[44];
+	const unsigned char *cert;
+
+	if ((r = parse_simple(argc, argv, &dir, &json, NULL, NULL)) != 0)
+		return r;
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	cert = stk_site_cert(s, &clen);
+	stk_cert_x5t(cert, clen, x5t);
+	if (json)
+		printf("{\"site\":\"%s\",\"tenant\":\"%s\",\"issuer\":\"" STK_ISSUER_PREFIX
+		    "%s\",\"backend\":\"%s\",\"key_type\":\"%s\",\"x5t\":\"%s\"}\n",
+		    stk_site_guid(s), stk_site_guid(s), stk_site_guid(s),
+		    stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)), x5t);
+	else
+		printf("Site GUID:  %s\nIssuer:     " STK_ISSUER_PREFIX "%s\n"
+		    "Backend:    %s\nKey type:   %s\nCert x5t:   %s\n",
+		    stk_site_guid(s), stk_site_guid(s), stk_site_backend(s),
+		    stk_key_type_name(stk_site_key_type(s)), x5t);
+	stk_site_close(s);
+	return 0;
+}
+
+int
+cmd_site(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "init") == 0)
+		return site_init(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "show") == 0)
+		return site_show(argc - 1, argv + 1);
+	return cli_usage_error("usage: site init|show");
+}
+
+static int
+key_show(int argc, char **argv)
+{
+	struct stk_site *s;
+	struct stk_key *key;
+	struct stk_key_info info;
+	struct stk_error err;
+	const struct stk_signer *signer;
+	const char *dir = NULL;
+	int json = 0, r;
+	size_t i;
+
+	if ((r = parse_simple(argc, argv, &dir, &json, NULL, NULL)) != 0)
+		return r;
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = stk_site_signer(s, &signer, &err)) != 0 ||
+	    (r = stk_site_key(s, &key, &err)) != 0 ||
+	    (r = stk_key_describe(key, &info, &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	if (json) {
+		json_t *j = json_object(), *a = json_object();
+		char *txt;
+
+		json_object_set_new(j, "backend", json_string(info.backend));
+		json_object_set_new(j, "key_type", json_string(stk_key_type_name(info.type)));
+		json_object_set_new(j, "alg", json_string(stk_key_type_alg(info.type)));
+		json_object_set_new(j, "location", json_string(info.location));
+		json_object_set_new(j, "x5t", json_string(stk_signer_x5t(signer)));
+		json_object_set_new(j, "kid", json_string(stk_signer_kid(signer)));
+		json_object_set_new(j, "non_exportable", json_boolean(info.non_exportable));
+		for (i = 0; i < info.nattrs; i++)
+			json_object_set_new(a, info.attrs[i].name, json_string(info.attrs[i].value));
+		json_object_set_new(j, "attributes", a);
+		txt = json_dumps(j, JSON_INDENT(2));
+		printf("%s\n", txt);
+		free(txt);
+		json_decref(j);
+	} else {
+		printf("Backend:         %s\nKey type:        %s (%s)\nLocation:        %s\n"
+		    "x5t:             %s\nkid:             %s\nNon-exportable:  %s\n"
+		    "Attributes read from the device:\n", info.backend,
+		    stk_key_type_name(info.type), stk_key_type_alg(info.type),
+		    info.location, stk_signer_x5t(signer), stk_signer_kid(signer),
+		    info.non_exportable ? "yes" : "no (development key)");
+		for (i = 0; i < info.nattrs; i++)
+			printf("  %-24s %s\n", info.attrs[i].name, info.attrs[i].value);
+	}
+	stk_site_close(s);
+	return 0;
+}
+
+static EVP_PKEY *
+site_pubkey(struct stk_site *s)
+{
+	size_t len;
+	const unsigned char *der = stk_site_cert(s, &len), *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	EVP_PKEY *k = NULL;
+
+	if (x != NULL) {
+		k = X509_get0_pubkey(x);
+		if (k != NULL)
+			EVP_PKEY_up_ref(k);
+		X509_free(x);
+	}
+	return k;
+}
+
+static int
+key_export(int argc, char **argv)
+{
+	struct stk_site *s;
+	struct stk_error err;
+	const char *dir = NULL, *out = NULL;
+	int json = 0, jwks = 0, r, rc = 0;
+	EVP_PKEY *pub;
+	FILE *fp = stdout;
+	char *jwk = NULL;
+	size_t clen;
+	const unsigned char *cert;
+
+	if ((r = parse_simple(argc, argv, &dir, &json, &jwks, &out)) != 0)
+		return r;
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	/* From the certificate: exporting needs no access to the device. */
+	if ((pub = site_pubkey(s)) == NULL) {
+		stk_site_close(s);
+		fprintf(stderr, "%s: site certificate unreadable\n", cli_prog);
+		return EXIT_BACKEND;
+	}
+	if (out != NULL && (fp = fopen(out, "w")) == NULL) {
+		fprintf(stderr, "%s: cannot write %s\n", cli_prog, out);
+		rc = EXIT_BACKEND;
+		goto done;
+	}
+	stk_error_clear(&err);
+	if (jwks || json) {
+		cert = stk_site_cert(s, &clen);
+		if ((r = stk_pkey_to_jwk(pub, cert, clen, &jwk, &err)) != 0) {
+			rc = cli_fail(&err, r);
+			goto done;
+		}
+		fprintf(fp, "{\"keys\":[%s]}\n", jwk);
+	} else if (PEM_write_PUBKEY(fp, pub) != 1) {
+		fprintf(stderr, "%s: cannot encode the public key\n", cli_prog);
+		rc = EXIT_BACKEND;
+	}
+done:
+	if (fp != NULL && fp != stdout && fclose(fp) != 0 && rc == 0)
+		rc = EXIT_BACKEND;
+	free(jwk);
+	EVP_PKEY_free(pub);
+	stk_site_close(s);
+	return rc;
+}
+
+int
+cmd_key(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "show") == 0)
+		return key_show(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "export") == 0)
+		return key_export(argc - 1, argv + 1);
+	return cli_usage_error("usage: key show|export");
+}

@@ -1,0 +1,113 @@
+/* sitetoken — administrator CLI. Thin: parse, call the library, print. */
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include "cli.h"
+
+const char *cli_prog = "sitetoken";
+
+static const char usage_text[] =
+"Usage: sitetoken [--site DIR] COMMAND [ARGS]\n"
+"\n"
+"Hardware-backed signed tokens for device registration.\n"
+"The site directory comes from --site DIR or $SITETOKEN_SITE.\n"
+"\n"
+"Site and key:\n"
+"  site init [--backend file|pkcs11|tpm] [--key-type rsa2048|rsa3072|p256]\n"
+"            [--key-uri URI] [--pkcs11-uri URI] [--pkcs11-module PATH]\n"
+"            [--tcti CONF]          make the site key, certificate and database\n"
+"  site show [--json]               site GUID, backend, certificate\n"
+"  key show [--json]                backend, key type, x5t, kid, and the key's\n"
+"                                   protection attributes read from the device\n"
+"  key export [--jwks] [--out FILE] public key as PEM (default) or JWKS\n"
+"\n"
+"Tokens:\n"
+"  issue --type bulk [--lifetime MINUTES] [--json]\n"
+"                                   same as 'bulk new'\n"
+"  verify [--type bulk|client] [--cert FILE] [--leeway SECONDS] [--json]\n"
+"         [TOKEN|-]                 verify against the site's public key and\n"
+"                                   print the claims; reads stdin without TOKEN\n"
+"                                   (preferred: argv is visible to other users)\n"
+"\n"
+"Bulk registration tokens:\n"
+"  bulk new [--lifetime MINUTES] [--json]\n"
+"                                   default 4320 (3 days), 1 to 10080 (7 days)\n"
+"  bulk block GUID | bulk unblock GUID\n"
+"  certs list [--type TYPE] [--sort COLUMN] [--json]\n"
+"                                   site certificates and bulk tokens; TYPE is\n"
+"                                   'site' or 'bulk'; COLUMN one of type, id,\n"
+"                                   from, to, status, created (prefix '-' to\n"
+"                                   sort descending)\n"
+"\n"
+"Audit log:\n"
+"  audit show [--json]              every record of the hash-chained log\n"
+"  audit verify [--json]            check the chain and signed checkpoints\n"
+"  audit checkpoint                 sign a checkpoint over the chain head now\n"
+"\n"
+"Environment:\n"
+"  SITETOKEN_SITE           site directory\n"
+"  SITETOKEN_TCTI           TPM TCTI, e.g. swtpm:host=127.0.0.1,port=2321\n"
+"  SITETOKEN_PKCS11_PIN     HSM user PIN (never give a PIN on the command line)\n"
+"  SITETOKEN_PKCS11_MODULE  PKCS#11 module path\n"
+"\n"
+"Exit codes:\n"
+"  0  success (token valid)\n"
+"  1  token refused, unknown GUID, or audit log tampered (reason on stderr)\n"
+"  2  usage error or bad value (nothing was changed)\n"
+"  3  key backend, database or I/O error\n";
+
+int
+main(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("sitetoken 0.1.0 (%s)\n", OpenSSL_version(OPENSSL_VERSION));
+			return 0;
+		}
+		if (argv[i][0] != '-')
+			break;
+	}
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	/* Global --site DIR before the command: turn it into the env var the
+	 * commands read, so each command also accepts --site itself. */
+	i = 1;
+	while (i < argc && strncmp(argv[i], "--site", 6) == 0) {
+		if (strcmp(argv[i], "--site") == 0 && i + 1 < argc) {
+			setenv("SITETOKEN_SITE", argv[i + 1], 1);
+			i += 2;
+		} else if (strncmp(argv[i], "--site=", 7) == 0) {
+			setenv("SITETOKEN_SITE", argv[i] + 7, 1);
+			i++;
+		} else
+			return cli_usage_error("--site needs a directory");
+	}
+	if (i >= argc)
+		return cli_usage_error("no command given");
+	argc -= i;
+	argv += i;
+	cli_log_to_stderr(0);
+	if (strcmp(argv[0], "site") == 0)
+		return cmd_site(argc, argv);
+	if (strcmp(argv[0], "key") == 0)
+		return cmd_key(argc, argv);
+	if (strcmp(argv[0], "issue") == 0)
+		return cmd_issue(argc, argv);
+	if (strcmp(argv[0], "verify") == 0)
+		return cmd_verify(argc, argv);
+	if (strcmp(argv[0], "bulk") == 0)
+		return cmd_bulk(argc, argv);
+	if (strcmp(argv[0], "certs") == 0)
+		return cmd_certs(argc, argv);
+	if (strcmp(argv[0], "audit") == 0)
+		return cmd_audit(argc, argv);
+	return cli_usage_error("unknown command '%s'", argv[0]);
+}

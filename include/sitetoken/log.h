@@ -1,0 +1,28 @@
+/* sitetoken — logging. The library never prints; it calls the sink the
+ * application installed. Messages never contain PINs, keys or full tokens. */
+#ifndef SITETOKEN_LOG_H
+#define SITETOKEN_LOG_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum stk_log_level { STK_LOG_ERROR = 0, STK_LOG_WARN, STK_LOG_INFO, STK_LOG_DEBUG };
+
+typedef void (*stk_log_fn)(void *ctx, enum stk_log_level level,
+    const char *component, const char *func, int line, const char *msg);
+
+/* Install a sink (NULL to silence). Not thread-safe: call at start-up. */
+void stk_log_set(stk_log_fn fn, void *ctx, enum stk_log_level max_level);
+
+void stk_log_emit(enum stk_log_level level, const char *component,
+    const char *func, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+#define STK_LOG(level, component, ...) \
+	stk_log_emit((level), (component), __func__, __LINE__, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,146 @@
+/* sitetoken — the site: its state directory, SQLite database, signing key,
+ * bulk registration tokens and hash-chained audit log.
+ *
+ * Site directory layout:
+ *   site.db    SQLite (WAL, synchronous=FULL): site record, bulk token
+ *              records (never a token), audit chain and checkpoints
+ *   site.crt   the site certificate (PEM), for verifiers
+ *   site.key   the PEM key (file backend only, mode 0600)
+ *   logs/      CCM_STS.log, MP_RegistrationManager.log, ClientAuth.log */
+#ifndef SITETOKEN_SITE_H
+#define SITETOKEN_SITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sitetoken/error.h"
+#include "sitetoken/key.h"
+#include "sitetoken/token.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STK_BULK_LIFETIME_DEFAULT 4320 /* minutes: three days */
+#define STK_BULK_LIFETIME_MAX 10080    /* minutes: seven days */
+#define STK_AUDIT_CHECKPOINT_EVERY 16  /* records between signed checkpoints */
+
+/* Current time in seconds. Tests may shift it with SITETOKEN_TIME_OFFSET
+ * (seconds, may be negative); nothing else should. */
+int64_t stk_now(void);
+
+struct stk_site;
+
+struct stk_site_init_opts {
+	const char *backend;        /* "file", "pkcs11", "tpm" */
+	const char *key_uri;        /* where to make the key (backend-specific), or NULL */
+	enum stk_key_type key_type; /* default rsa2048 */
+	struct stk_key_opts key;    /* tcti, module path...; site_dir is set by init */
+	const char *actor;          /* who runs it, for the audit log */
+};
+
+/* Create the site directory (0700), key, certificate and database. Refuses
+ * an existing site. On failure nothing is left behind. */
+int stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
+    struct stk_site **out, struct stk_error *err);
+/* Open an existing site (database, certificate). The key is opened only
+ * when signing needs it (stk_site_signer). */
+int stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err);
+void stk_site_close(struct stk_site *s);
+
+const char *stk_site_dir(const struct stk_site *s);
+const char *stk_site_guid(const struct stk_site *s);       /* lower case */
+const char *stk_site_backend(const struct stk_site *s);
+const char *stk_site_key_uri(const struct stk_site *s);
+enum stk_key_type stk_site_key_type(const struct stk_site *s);
+const unsigned char *stk_site_cert(const struct stk_site *s, size_t *len);
+
+/* Options used when the key is opened (TCTI, module path); copied. */
+void stk_site_set_key_opts(struct stk_site *s, const struct stk_key_opts *o);
+/* Open the key (once) and return the signer / key. Owned by the site. */
+int stk_site_signer(struct stk_site *s, const struct stk_signer **out,
+    struct stk_error *err);
+int stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err);
+/* A verifier over every site key (no private key needed). Owned by the site. */
+int stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
+    struct stk_error *err);
+
+/* ---- Bulk registration tokens ---- */
+
+struct stk_bulk_record {
+	char guid[STK_GUID_LEN + 1];
+	int64_t nbf, exp, created_at, blocked_at;
+	int blocked;
+	char created_by[64];
+};
+
+/* Parse a lifetime in minutes: whole number 1..10080. */
+int stk_bulk_parse_lifetime(const char *s, long *minutes, struct stk_error *err);
+/* Issue a bulk token valid `minutes` from now and record its GUID (never the
+ * token) with an audit record, in one transaction. *token is wiped/freed
+ * with stk_token_free. */
+int stk_bulk_new(struct stk_site *s, long minutes, const char *actor,
+    char **token, struct stk_bulk_record *rec, struct stk_error *err);
+/* Block (block=1) or unblock a bulk token by GUID. STK_E_NOTFOUND if the
+ * site never issued it. Repeating an action is harmless (no change). */
+int stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
+    const char *actor, struct stk_error *err);
+int stk_bulk_get(struct stk_site *s, const char *guid,
+    struct stk_bulk_record *rec, struct stk_error *err);
+/* Verify a bulk token for registration: every token rule, and the site must
+ * have a record of it that is not blocked. */
+int stk_bulk_check(struct stk_site *s, const char *token, size_t len,
+    int64_t now, struct stk_claims *claims, struct stk_error *err);
+
+/* ---- Certificates view: site certificates and bulk tokens ---- */
+
+struct stk_cert_row {
+	char type[32];      /* "Site Signing" or "Bulk Registration Token" */
+	char id[64];        /* GUID for tokens, SHA-1 thumbprint (hex) for certs */
+	int64_t valid_from, valid_to, created_at;
+	char status[16];    /* Active, Blocked, Expired */
+	long devices;       /* devices registered with it */
+};
+
+/* All rows, unsorted. *rows malloc'd (free()). */
+int stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
+    size_t *n, struct stk_error *err);
+
+/* ---- Audit log ---- */
+
+struct stk_audit_record {
+	int64_t seq, at;
+	char actor[64], event[48], subject[80], outcome[24], detail[160];
+	char prev_hash[65], hash[65];
+};
+
+/* Append a record in its own transaction (use inside stk_site_tx_* for a
+ * change: then it joins that transaction). */
+int stk_audit_append(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *outcome, const char *detail,
+    struct stk_error *err);
+/* Sign a checkpoint over the chain head with the site key. */
+int stk_audit_checkpoint(struct stk_site *s, struct stk_error *err);
+
+struct stk_audit_report {
+	int64_t records, checkpoints, last_checkpoint_seq;
+	int64_t bad_seq;       /* first bad record (0 if none) */
+	char problem[200];     /* what is wrong, empty when intact */
+};
+/* Check the whole chain and every checkpoint signature. Returns 0 when
+ * intact, 1 when tampering was found (rep says which record and what),
+ * negative on error. */
+int stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
+    struct stk_error *err);
+typedef int (*stk_audit_cb)(void *ctx, const struct stk_audit_record *r);
+int stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
+    struct stk_error *err);
+
+/* ---- Transactions (BEGIN IMMEDIATE ... COMMIT/ROLLBACK) ---- */
+int stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
+int stk_site_tx_commit(struct stk_site *s, struct stk_error *err);
+void stk_site_tx_rollback(struct stk_site *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

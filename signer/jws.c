@@ -1,0 +1,681 @@
+/* JWS compact serialization (RFC 7515) of the tokens of SPEC.md, with the
+ * rules of RFC 8725: fixed algorithm per key, no none/HMAC, crit refused,
+ * keys never taken from the token, exact iss/aud/Type, strict base64url and
+ * JSON, integer times, 8 KiB limit. Checks run in an order that never
+ * reveals claim contents of a token whose signature has not verified. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/token.h"
+
+#define BULK_MAX_LIFETIME (10080 * 60)
+#define CLIENT_MAX_LIFETIME (90 * 86400)
+
+struct stk_signer {
+	struct stk_key *key;
+	char tenant[STK_GUID_LEN + 1];     /* lower case */
+	char tenant_up[STK_GUID_LEN + 1];  /* upper case, as in TenantId */
+	char x5t[44];
+	char kid[44];
+	char *header_b64;                  /* constant per signer */
+};
+
+struct vkey {
+	EVP_PKEY *pkey;
+	enum stk_key_type type;
+	char kid[44];
+	char x5t[44];                      /* empty when added as a bare key */
+};
+
+struct stk_verifier {
+	char tenant[STK_GUID_LEN + 1];
+	char tenant_up[STK_GUID_LEN + 1];
+	char issuer[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
+	int64_t leeway;
+	size_t nkeys;
+	struct vkey keys[8];
+};
+
+const char *
+stk_token_type_name(enum stk_token_type t)
+{
+	switch (t) {
+	case STK_TOKEN_BULK: return "BulkRegistration";
+	case STK_TOKEN_CLIENT: return "ClientAuthentication";
+	default: return "Any";
+	}
+}
+
+enum stk_token_type
+stk_token_type_parse(const char *s)
+{
+	if (s == NULL)
+		return STK_TOKEN_ANY;
+	if (strcmp(s, "BulkRegistration") == 0 || strcasecmp(s, "bulk") == 0)
+		return STK_TOKEN_BULK;
+	if (strcmp(s, "ClientAuthentication") == 0 || strcasecmp(s, "client") == 0)
+		return STK_TOKEN_CLIENT;
+	return STK_TOKEN_ANY;
+}
+
+static void
+case_copy(char *dst, const char *src, int upper)
+{
+	size_t i;
+
+	for (i = 0; i < STK_GUID_LEN; i++)
+		dst[i] = (char)(upper ? toupper((unsigned char)src[i]) :
+		    tolower((unsigned char)src[i]));
+	dst[STK_GUID_LEN] = '\0';
+}
+
+void
+stk_token_free(char *token)
+{
+	if (token == NULL)
+		return;
+	OPENSSL_cleanse(token, strlen(token));
+	free(token);
+}
+
+void
+stk_claims_clear(struct stk_claims *c)
+{
+	if (c == NULL)
+		return;
+	free(c->payload_json);
+	free(c->header_json);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ------------------------------------------------------------------ */
+/* Issuing                                                             */
+
+int
+stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
+    size_t cert_len, const char *site_guid, struct stk_signer **out,
+    struct stk_error *err)
+{
+	struct stk_signer *s = NULL;
+	EVP_PKEY *pub = NULL;
+	json_t *h = NULL;
+	char *htxt = NULL;
+	int r;
+
+	*out = NULL;
+	if (!stk_guid_valid(site_guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "site GUID is not a GUID");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	s->key = key;
+	case_copy(s->tenant, site_guid, 0);
+	case_copy(s->tenant_up, site_guid, 1);
+	stk_cert_x5t(cert_der, cert_len, s->x5t);
+	if ((r = stk_key_get_public(key, &pub, err)) != 0)
+		goto fail;
+	if ((r = stk_pkey_kid(pub, s->kid)) != 0) {
+		stk_error_set(err, r, STK_LAYER_OPENSSL, 0, "cannot compute kid");
+		goto fail;
+	}
+	r = STK_E_NOMEM;
+	if ((h = json_pack("{s:s, s:s, s:s, s:s}", "typ", "JWT",
+	    "alg", stk_key_type_alg(key->type), "x5t", s->x5t, "kid", s->kid)) == NULL ||
+	    (htxt = json_dumps(h, JSON_COMPACT)) == NULL ||
+	    stk_b64url_encode((const unsigned char *)htxt, strlen(htxt),
+	    &s->header_b64) != 0) {
+		stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+		goto fail;
+	}
+	*out = s;
+	s = NULL;
+	r = STK_OK;
+fail:
+	free(htxt);
+	json_decref(h);
+	EVP_PKEY_free(pub);
+	stk_signer_free(s);
+	return r;
+}
+
+void
+stk_signer_free(struct stk_signer *s)
+{
+	if (s == NULL)
+		return;
+	free(s->header_b64);
+	free(s);
+}
+
+const char *stk_signer_kid(const struct stk_signer *s) { return s->kid; }
+const char *stk_signer_x5t(const struct stk_signer *s) { return s->x5t; }
+
+/* header_b64 "." b64(payload) "." b64(sig) */
+static int
+jws_sign_parts(struct stk_key *key, const char *header_b64,
+    const char *payload, char **out, struct stk_error *err)
+{
+	size_t hlen = strlen(header_b64), plen = strlen(payload);
+	size_t cap = hlen + 1 + (plen + 2) / 3 * 4 + 1 + (STK_SIG_MAX + 2) / 3 * 4 + 1;
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig), n;
+	char *buf;
+	int r;
+
+	*out = NULL;
+	if ((buf = malloc(cap)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	memcpy(buf, header_b64, hlen);
+	buf[hlen] = '.';
+	n = hlen + 1;
+	n += stk_b64url_encode_buf((const unsigned char *)payload, plen, buf + n);
+	if ((r = stk_key_sign(key, (unsigned char *)buf, n, sig, &siglen, err)) != 0) {
+		free(buf);
+		return r;
+	}
+	buf[n++] = '.';
+	stk_b64url_encode_buf(sig, siglen, buf + n);
+	*out = buf;
+	return STK_OK;
+}
+
+int
+stk_jws_sign_raw(struct stk_key *key, const char *header_json,
+    const char *payload_json, char **out, struct stk_error *err)
+{
+	char *hb = NULL;
+	int r;
+
+	*out = NULL;
+	if (stk_b64url_encode((const unsigned char *)header_json,
+	    strlen(header_json), &hb) != 0)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	r = jws_sign_parts(key, hb, payload_json, out, err);
+	free(hb);
+	return r;
+}
+
+static int
+signer_issue(const struct stk_signer *s, json_t *claims, char **out,
+    struct stk_error *err)
+{
+	char *payload;
+	int r;
+
+	if (claims == NULL ||
+	    (payload = json_dumps(claims, JSON_COMPACT)) == NULL) {
+		json_decref(claims);
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	}
+	json_decref(claims);
+	r = jws_sign_parts(s->key, s->header_b64, payload, out, err);
+	free(payload);
+	return r;
+}
+
+static int
+id_or_new(const char *given, char id[STK_GUID_LEN + 1], struct stk_error *err)
+{
+	if (given == NULL)
+		return stk_guid_new(id) == 0 ? STK_OK :
+		    stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "no random bytes for a GUID");
+	if (!stk_guid_valid(given))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%s' is not a GUID", given);
+	case_copy(id, given, 0);
+	return STK_OK;
+}
+
+int
+stk_issue_bulk(const struct stk_signer *s, const char *unique_id,
+    int64_t nbf, int64_t exp, char **out, char *out_guid,
+    struct stk_error *err)
+{
+	char id[STK_GUID_LEN + 1], iss[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
+	int r;
+
+	*out = NULL;
+	if (exp <= nbf || exp - nbf > BULK_MAX_LIFETIME)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "bulk token lifetime must be 1 to 10080 minutes");
+	if ((r = id_or_new(unique_id, id, err)) != 0)
+		return r;
+	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
+	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}",
+	    "SCCMTokenCategory", "SCCMPreAuthToken", "Authority", "SCCM",
+	    "License", "SCCM", "Type", "BulkRegistration",
+	    "TenantId", s->tenant_up, "UniqueId", id, "iss", iss,
+	    "aud", STK_AUDIENCE, "nbf", (json_int_t)nbf, "exp", (json_int_t)exp),
+	    out, err);
+	if (r == 0 && out_guid != NULL)
+		memcpy(out_guid, id, STK_GUID_LEN + 1);
+	return r;
+}
+
+int
+stk_issue_client(const struct stk_signer *s, const char *device_guid,
+    const char *cnf_x5t_s256, int64_t now, int64_t lifetime, char **out,
+    char *out_jti, struct stk_error *err)
+{
+	char jti[STK_GUID_LEN + 1], sub[STK_GUID_LEN + 1];
+	char iss[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
+	int r;
+
+	*out = NULL;
+	if (lifetime <= 0 || lifetime > CLIENT_MAX_LIFETIME)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "client token lifetime must be 1 s to 90 days");
+	if (cnf_x5t_s256 == NULL || strlen(cnf_x5t_s256) != 43)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "certificate thumbprint must be a base64url SHA-256");
+	if ((r = id_or_new(device_guid, sub, err)) != 0 ||
+	    (r = id_or_new(NULL, jti, err)) != 0)
+		return r;
+	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
+	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:s}}",
+	    "Type", "ClientAuthentication", "TenantId", s->tenant_up,
+	    "sub", sub, "jti", jti, "iss", iss, "aud", STK_AUDIENCE,
+	    "iat", (json_int_t)now, "nbf", (json_int_t)now,
+	    "exp", (json_int_t)(now + lifetime), "cnf", "x5t#S256", cnf_x5t_s256),
+	    out, err);
+	if (r == 0 && out_jti != NULL)
+		memcpy(out_jti, jti, STK_GUID_LEN + 1);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verifying                                                           */
+
+int
+stk_verifier_new(const char *site_guid, struct stk_verifier **out,
+    struct stk_error *err)
+{
+	struct stk_verifier *v;
+
+	*out = NULL;
+	if (!stk_guid_valid(site_guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "site GUID is not a GUID");
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	case_copy(v->tenant, site_guid, 0);
+	case_copy(v->tenant_up, site_guid, 1);
+	snprintf(v->issuer, sizeof(v->issuer), STK_ISSUER_PREFIX "%s", v->tenant);
+	v->leeway = STK_DEFAULT_LEEWAY;
+	*out = v;
+	return STK_OK;
+}
+
+void
+stk_verifier_free(struct stk_verifier *v)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < v->nkeys; i++)
+		EVP_PKEY_free(v->keys[i].pkey);
+	free(v);
+}
+
+void
+stk_verifier_set_leeway(struct stk_verifier *v, int64_t seconds)
+{
+	v->leeway = seconds < 0 ? 0 : seconds;
+}
+
+static int
+verifier_add(struct stk_verifier *v, EVP_PKEY *pkey, const char *x5t,
+    struct stk_error *err)
+{
+	struct vkey *k;
+	enum stk_key_type type = stk_key_type_of_pkey(pkey);
+
+	if (type == STK_KEY_NONE)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "site key is not RSA 2048/3072 or EC P-256");
+	if (v->nkeys == sizeof(v->keys) / sizeof(v->keys[0]))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "too many site keys");
+	k = &v->keys[v->nkeys];
+	memset(k, 0, sizeof(*k));
+	if (stk_pkey_kid(pkey, k->kid) != 0)
+		return stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "cannot compute kid");
+	if (x5t != NULL)
+		snprintf(k->x5t, sizeof(k->x5t), "%s", x5t);
+	if (EVP_PKEY_up_ref(pkey) != 1)
+		return stk_error_openssl(err, STK_E_CRYPTO, "EVP_PKEY_up_ref");
+	k->pkey = pkey;
+	k->type = type;
+	v->nkeys++;
+	return STK_OK;
+}
+
+int
+stk_verifier_add_pubkey(struct stk_verifier *v, EVP_PKEY *pkey,
+    struct stk_error *err)
+{
+	return verifier_add(v, pkey, NULL, err);
+}
+
+int
+stk_verifier_add_cert(struct stk_verifier *v, const unsigned char *der,
+    size_t len, struct stk_error *err)
+{
+	const unsigned char *p = der;
+	X509 *x;
+	char x5t[44];
+	int r;
+
+	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len) {
+		X509_free(x);
+		return stk_error_openssl(err, STK_E_CRYPTO,
+		    "site certificate is not valid DER");
+	}
+	stk_cert_x5t(der, len, x5t);
+	r = verifier_add(v, X509_get0_pubkey(x), x5t, err);
+	X509_free(x);
+	return r;
+}
+
+/* Token refusal helper. */
+#define REFUSE(code, ...) \
+	stk_error_set(err, (code), STK_LAYER_TOKEN, 0, __VA_ARGS__)
+
+static json_t *
+jws_json_segment(const char *seg, size_t len, const char *what,
+    char **text, struct stk_error *err, int *r)
+{
+	unsigned char *raw = NULL;
+	size_t rawlen;
+	json_error_t jerr;
+	json_t *j;
+
+	*text = NULL;
+	if ((*r = stk_b64url_decode(seg, len, &raw, &rawlen)) != 0) {
+		if (*r == STK_E_TOKEN_B64)
+			REFUSE(*r, "%s is not strict base64url (no padding, "
+			    "URL-safe alphabet, no stray bits)", what);
+		else
+			stk_error_set(err, *r, STK_LAYER_NONE, 0, "out of memory");
+		return NULL;
+	}
+	/* Strict: duplicate members refused, NUL in strings refused. */
+	j = json_loadb((const char *)raw, rawlen, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL || !json_is_object(j)) {
+		*r = REFUSE(STK_E_TOKEN_JSON, "%s is not a JSON object: %s", what,
+		    j == NULL ? jerr.text : "not an object");
+		json_decref(j);
+		free(raw);
+		return NULL;
+	}
+	if ((*text = malloc(rawlen + 1)) == NULL) {
+		*r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		json_decref(j);
+		free(raw);
+		return NULL;
+	}
+	memcpy(*text, raw, rawlen);
+	(*text)[rawlen] = '\0';
+	free(raw);
+	*r = STK_OK;
+	return j;
+}
+
+static const struct vkey *
+verifier_pick(const struct stk_verifier *v, const char *kid, const char *x5t)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++) {
+		if (kid != NULL && strcmp(v->keys[i].kid, kid) == 0)
+			return &v->keys[i];
+		if (kid == NULL && x5t != NULL && v->keys[i].x5t[0] != '\0' &&
+		    strcmp(v->keys[i].x5t, x5t) == 0)
+			return &v->keys[i];
+	}
+	return NULL;
+}
+
+static int
+jws_check_header(const struct stk_verifier *v, json_t *h,
+    const struct vkey **key, struct stk_error *err)
+{
+	static const char *const never_followed[] = { "jku", "x5u", "jwk", "x5c" };
+	json_t *alg = json_object_get(h, "alg");
+	json_t *typ = json_object_get(h, "typ");
+	json_t *kid = json_object_get(h, "kid");
+	json_t *x5t = json_object_get(h, "x5t");
+	const char *a;
+	size_t i;
+
+	if (!json_is_string(alg))
+		return REFUSE(STK_E_TOKEN_ALG, "header has no alg");
+	a = json_string_value(alg);
+	if (strcasecmp(a, "none") == 0)
+		return REFUSE(STK_E_TOKEN_ALG, "alg 'none' is refused: tokens must be signed");
+	if (strncasecmp(a, "HS", 2) == 0)
+		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' refused: HMAC is never accepted "
+		    "for a site key", a);
+	if (strcmp(a, "RS256") != 0 && strcmp(a, "ES256") != 0)
+		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' is not RS256 or ES256", a);
+	if (json_object_get(h, "crit") != NULL)
+		return REFUSE(STK_E_TOKEN_HEADER, "header 'crit' is refused");
+	for (i = 0; i < sizeof(never_followed) / sizeof(never_followed[0]); i++)
+		if (json_object_get(h, never_followed[i]) != NULL)
+			return REFUSE(STK_E_TOKEN_HEADER, "header '%s' refused: keys are "
+			    "never taken from a token", never_followed[i]);
+	if (!json_is_string(typ) || strcmp(json_string_value(typ), "JWT") != 0)
+		return REFUSE(STK_E_TOKEN_HEADER, "header typ must be \"JWT\"");
+	if ((kid != NULL && !json_is_string(kid)) || (x5t != NULL && !json_is_string(x5t)))
+		return REFUSE(STK_E_TOKEN_HEADER, "header kid/x5t must be strings");
+	if (kid == NULL && x5t == NULL)
+		return REFUSE(STK_E_TOKEN_HEADER, "header names no site key (kid or x5t)");
+	*key = verifier_pick(v, kid ? json_string_value(kid) : NULL,
+	    x5t ? json_string_value(x5t) : NULL);
+	if (*key == NULL)
+		return REFUSE(STK_E_TOKEN_HEADER, "token was signed by a key this site "
+		    "does not trust (unknown %s)", kid ? "kid" : "x5t");
+	/* The key fixes the algorithm; the token does not choose it. */
+	if (strcmp(a, stk_key_type_alg((*key)->type)) != 0)
+		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' does not match the site key "
+		    "(%s)", a, stk_key_type_alg((*key)->type));
+	return STK_OK;
+}
+
+static int
+jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
+    const char *sig_b64, size_t siglen_b64, struct stk_error *err)
+{
+	unsigned char *sig = NULL;
+	size_t siglen;
+	int r;
+
+	if ((r = stk_b64url_decode(sig_b64, siglen_b64, &sig, &siglen)) != 0)
+		return r == STK_E_TOKEN_B64 ? REFUSE(r, "signature is not strict base64url")
+		    : stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+	r = stk_sig_verify(key->pkey, (const unsigned char *)input, inlen, sig, siglen);
+	free(sig);
+	if (r == STK_E_TOKEN_SIGNATURE)
+		return REFUSE(r, "signature does not verify with the site key");
+	if (r != 0)
+		return stk_error_set(err, r, STK_LAYER_OPENSSL, 0, "cannot verify signature");
+	return STK_OK;
+}
+
+static int
+claim_str(json_t *p, const char *name, const char *want, int code,
+    const char **val, struct stk_error *err)
+{
+	json_t *j = json_object_get(p, name);
+
+	if (val != NULL)
+		*val = NULL;
+	if (!json_is_string(j))
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s missing or not a string", name);
+	if (want != NULL && strcmp(json_string_value(j), want) != 0)
+		return REFUSE(code, "claim %s is not \"%s\"", name, want);
+	if (val != NULL)
+		*val = json_string_value(j);
+	return STK_OK;
+}
+
+static int
+claim_time(json_t *p, const char *name, int64_t *val, struct stk_error *err)
+{
+	json_t *j = json_object_get(p, name);
+
+	if (j == NULL)
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s missing", name);
+	if (!json_is_integer(j))
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s must be an integer "
+		    "(seconds)", name);
+	*val = (int64_t)json_integer_value(j);
+	if (*val < 0)
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s is negative", name);
+	return STK_OK;
+}
+
+static int
+claim_guid(json_t *p, const char *name, char *out, struct stk_error *err)
+{
+	const char *s;
+	size_t i;
+	int r;
+
+	if ((r = claim_str(p, name, NULL, 0, &s, err)) != 0)
+		return r;
+	if (!stk_guid_valid(s))
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s is not a GUID", name);
+	for (i = 0; i < STK_GUID_LEN; i++)
+		if (isupper((unsigned char)s[i]))
+			return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s must be lower case", name);
+	memcpy(out, s, STK_GUID_LEN + 1);
+	return STK_OK;
+}
+
+static int
+jws_check_claims(const struct stk_verifier *v, json_t *p,
+    enum stk_token_type expect, int64_t now, struct stk_claims *c,
+    struct stk_error *err)
+{
+	const char *type_s, *cnf_s;
+	enum stk_token_type type;
+	json_t *cnf;
+	int r;
+
+	if ((r = claim_str(p, "Type", NULL, 0, &type_s, err)) != 0)
+		return r;
+	if (strcmp(type_s, "BulkRegistration") == 0)
+		type = STK_TOKEN_BULK;
+	else if (strcmp(type_s, "ClientAuthentication") == 0)
+		type = STK_TOKEN_CLIENT;
+	else
+		return REFUSE(STK_E_TOKEN_TYPE, "unknown token Type");
+	if (expect != STK_TOKEN_ANY && type != expect)
+		return REFUSE(STK_E_TOKEN_TYPE, "a %s token is not accepted as a %s "
+		    "token", stk_token_type_name(type), stk_token_type_name(expect));
+	c->type = type;
+	if ((r = claim_str(p, "iss", v->issuer, STK_E_TOKEN_ISSUER, NULL, err)) != 0 ||
+	    (r = claim_str(p, "aud", STK_AUDIENCE, STK_E_TOKEN_AUDIENCE, NULL, err)) != 0 ||
+	    (r = claim_str(p, "TenantId", v->tenant_up, STK_E_TOKEN_ISSUER, NULL, err)) != 0 ||
+	    (r = claim_time(p, "nbf", &c->nbf, err)) != 0 ||
+	    (r = claim_time(p, "exp", &c->exp, err)) != 0)
+		return r;
+	if (c->exp <= c->nbf)
+		return REFUSE(STK_E_TOKEN_CLAIMS, "exp is not after nbf");
+	memcpy(c->tenant, v->tenant, sizeof(c->tenant));
+
+	if (type == STK_TOKEN_BULK) {
+		if ((r = claim_str(p, "SCCMTokenCategory", "SCCMPreAuthToken",
+		    STK_E_TOKEN_CLAIMS, NULL, err)) != 0 ||
+		    (r = claim_str(p, "Authority", "SCCM", STK_E_TOKEN_CLAIMS, NULL, err)) != 0 ||
+		    (r = claim_str(p, "License", "SCCM", STK_E_TOKEN_CLAIMS, NULL, err)) != 0 ||
+		    (r = claim_guid(p, "UniqueId", c->id, err)) != 0)
+			return r;
+		if (c->exp - c->nbf > BULK_MAX_LIFETIME)
+			return REFUSE(STK_E_TOKEN_CLAIMS, "bulk token lifetime is over "
+			    "the 7-day maximum");
+	} else {
+		if ((r = claim_guid(p, "sub", c->subject, err)) != 0 ||
+		    (r = claim_guid(p, "jti", c->id, err)) != 0 ||
+		    (r = claim_time(p, "iat", &c->iat, err)) != 0)
+			return r;
+		cnf = json_object_get(p, "cnf");
+		if (!json_is_object(cnf) ||
+		    (r = claim_str(cnf, "x5t#S256", NULL, 0, &cnf_s, err)) != 0 ||
+		    strlen(cnf_s) != 43)
+			return REFUSE(STK_E_TOKEN_CLAIMS, "claim cnf must hold an "
+			    "x5t#S256 certificate thumbprint");
+		memcpy(c->cnf_x5t_s256, cnf_s, 44);
+		if (c->exp - c->nbf > CLIENT_MAX_LIFETIME)
+			return REFUSE(STK_E_TOKEN_CLAIMS, "client token lifetime is "
+			    "over 90 days");
+	}
+	/* Leeway edges: valid for now in [nbf - leeway, exp + leeway). */
+	if (now >= c->exp + v->leeway)
+		return REFUSE(STK_E_TOKEN_EXPIRED, "token expired %lld s ago",
+		    (long long)(now - c->exp));
+	if (now < c->nbf - v->leeway)
+		return REFUSE(STK_E_TOKEN_NOTYET, "token is not valid for another %lld s",
+		    (long long)(c->nbf - now));
+	return STK_OK;
+}
+
+int
+stk_verify(const struct stk_verifier *v, const char *token, size_t len,
+    enum stk_token_type expect, int64_t now, struct stk_claims *claims,
+    struct stk_error *err)
+{
+	const char *d1, *d2;
+	json_t *h = NULL, *p = NULL;
+	const struct vkey *key = NULL;
+	struct stk_claims c;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	memset(claims, 0, sizeof(*claims));
+	if (len > STK_TOKEN_MAX)
+		return REFUSE(STK_E_TOKEN_SIZE, "token is %zu bytes, over the %d-byte "
+		    "limit", len, STK_TOKEN_MAX);
+	if (len == 0 || (d1 = memchr(token, '.', len)) == NULL ||
+	    (d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token))) == NULL)
+		return REFUSE(STK_E_TOKEN_FORMAT, "token must have three "
+		    "dot-separated segments");
+	if (memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL)
+		return REFUSE(STK_E_TOKEN_FORMAT, "token has more than three segments");
+	if (d1 == token || d2 == d1 + 1 || d2 + 1 == token + len)
+		return REFUSE(STK_E_TOKEN_FORMAT, "token has an empty segment");
+
+	if ((h = jws_json_segment(token, (size_t)(d1 - token), "header",
+	    &c.header_json, err, &r)) == NULL)
+		goto out;
+	if ((r = jws_check_header(v, h, &key, err)) != 0)
+		goto out;
+	if ((r = jws_check_sig(key, token, (size_t)(d2 - token), d2 + 1,
+	    len - (size_t)(d2 + 1 - token), err)) != 0)
+		goto out;
+	if ((p = jws_json_segment(d1 + 1, (size_t)(d2 - d1 - 1), "payload",
+	    &c.payload_json, err, &r)) == NULL)
+		goto out;
+	if ((r = jws_check_claims(v, p, expect, now, &c, err)) != 0)
+		goto out;
+	memcpy(c.kid, key->kid, sizeof(key->kid));
+	*claims = c;
+	memset(&c, 0, sizeof(c));
+	r = STK_OK;
+out:
+	json_decref(h);
+	json_decref(p);
+	stk_claims_clear(&c);
+	return r;
+}

@@ -1,0 +1,334 @@
+/* Key backend dispatch: the only place that lists the backends. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include "sitetoken/key.h"
+
+extern const struct stk_key_backend stk_backend_file;
+#ifdef STK_HAVE_PKCS11
+extern const struct stk_key_backend stk_backend_pkcs11;
+#endif
+#ifdef STK_HAVE_TPM
+extern const struct stk_key_backend stk_backend_tpm;
+#endif
+
+static const struct stk_key_backend *const key_backends[] = {
+	&stk_backend_file,
+#ifdef STK_HAVE_PKCS11
+	&stk_backend_pkcs11,
+#endif
+#ifdef STK_HAVE_TPM
+	&stk_backend_tpm,
+#endif
+	NULL
+};
+
+const struct stk_key_backend *const *
+stk_key_backends(void)
+{
+	return key_backends;
+}
+
+const struct stk_key_backend *
+stk_key_backend_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && key_backends[i] != NULL; i++)
+		if (strcmp(key_backends[i]->name, name) == 0)
+			return key_backends[i];
+	return NULL;
+}
+
+const char *
+stk_key_type_alg(enum stk_key_type type)
+{
+	switch (type) {
+	case STK_KEY_RSA2048:
+	case STK_KEY_RSA3072: return "RS256";
+	case STK_KEY_P256: return "ES256";
+	default: return NULL;
+	}
+}
+
+const char *
+stk_key_type_name(enum stk_key_type type)
+{
+	switch (type) {
+	case STK_KEY_RSA2048: return "rsa2048";
+	case STK_KEY_RSA3072: return "rsa3072";
+	case STK_KEY_P256: return "p256";
+	default: return "none";
+	}
+}
+
+enum stk_key_type
+stk_key_type_parse(const char *name)
+{
+	if (name == NULL)
+		return STK_KEY_NONE;
+	if (strcmp(name, "rsa2048") == 0 || strcmp(name, "rsa") == 0)
+		return STK_KEY_RSA2048;
+	if (strcmp(name, "rsa3072") == 0)
+		return STK_KEY_RSA3072;
+	if (strcmp(name, "p256") == 0 || strcmp(name, "ec") == 0)
+		return STK_KEY_P256;
+	return STK_KEY_NONE;
+}
+
+enum stk_key_type
+stk_key_type_of_pkey(const EVP_PKEY *pkey)
+{
+	char group[32];
+	size_t glen = 0;
+
+	if (pkey == NULL)
+		return STK_KEY_NONE;
+	if (EVP_PKEY_is_a(pkey, "RSA")) {
+		switch (EVP_PKEY_get_bits(pkey)) {
+		case 2048: return STK_KEY_RSA2048;
+		case 3072: return STK_KEY_RSA3072;
+		default: return STK_KEY_NONE;
+		}
+	}
+	if (EVP_PKEY_is_a(pkey, "EC") &&
+	    EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+	    group, sizeof(group), &glen) == 1 &&
+	    (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0))
+		return STK_KEY_P256;
+	return STK_KEY_NONE;
+}
+
+static const struct stk_key_backend *
+key_backend_for_uri(const char *uri)
+{
+	size_t i, n;
+	const char *colon = strchr(uri, ':');
+
+	if (colon != NULL) {
+		n = (size_t)(colon - uri);
+		for (i = 0; key_backends[i] != NULL; i++)
+			if (strlen(key_backends[i]->scheme) == n &&
+			    strncmp(key_backends[i]->scheme, uri, n) == 0)
+				return key_backends[i];
+	}
+	/* A plain path is a PEM file. */
+	if (uri[0] == '/' || uri[0] == '.' || colon == NULL)
+		return &stk_backend_file;
+	return NULL;
+}
+
+int
+stk_key_open(const char *uri, const struct stk_key_opts *opts,
+    struct stk_key **out, struct stk_error *err)
+{
+	const struct stk_key_backend *be;
+	static const struct stk_key_opts no_opts;
+
+	*out = NULL;
+	if (uri == NULL || *uri == '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "no key URI given");
+	if ((be = key_backend_for_uri(uri)) == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "no key backend for this URI scheme (compiled in: file%s%s)",
+		    stk_key_backend_find("pkcs11") ? ", pkcs11" : "",
+		    stk_key_backend_find("tpm") ? ", tpm" : "");
+	return be->open(uri, opts ? opts : &no_opts, out, err);
+}
+
+int
+stk_key_generate(const char *backend, const char *uri, enum stk_key_type type,
+    const struct stk_key_opts *opts, struct stk_key **out, char **out_uri,
+    struct stk_error *err)
+{
+	const struct stk_key_backend *be = stk_key_backend_find(backend);
+	static const struct stk_key_opts no_opts;
+
+	*out = NULL;
+	*out_uri = NULL;
+	if (be == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "key backend '%s' is not compiled in", backend ? backend : "");
+	if (be->generate == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "key backend '%s' cannot generate keys", be->name);
+	if (stk_key_type_alg(type) == NULL)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "unknown key type");
+	return be->generate(uri, type, opts ? opts : &no_opts, out, out_uri, err);
+}
+
+int
+stk_key_get_public(struct stk_key *key, EVP_PKEY **out, struct stk_error *err)
+{
+	*out = NULL;
+	if (key->vt->get_public == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "backend %s cannot give its public key", key->vt->name);
+	return key->vt->get_public(key, out, err);
+}
+
+int
+stk_key_sign_digest(struct stk_key *key, const unsigned char *digest,
+    size_t dlen, unsigned char *sig, size_t *siglen, struct stk_error *err)
+{
+	size_t cap = *siglen;
+	int r;
+
+	if (dlen != STK_SHA256_LEN)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "digest must be SHA-256");
+	if ((r = key->vt->sign(key, digest, dlen, sig, siglen, err)) != 0)
+		return r;
+	/* Never let a backend hand the core a signature of the wrong shape. */
+	if (*siglen > cap ||
+	    (key->type == STK_KEY_P256 && *siglen != STK_P256_SIG_LEN) ||
+	    (key->type == STK_KEY_RSA2048 && *siglen != 256) ||
+	    (key->type == STK_KEY_RSA3072 && *siglen != 384))
+		return stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+		    "backend %s returned a %zu-byte signature for a %s key",
+		    key->vt->name, *siglen, stk_key_type_name(key->type));
+	return STK_OK;
+}
+
+int
+stk_key_sign(struct stk_key *key, const unsigned char *data, size_t len,
+    unsigned char *sig, size_t *siglen, struct stk_error *err)
+{
+	unsigned char md[STK_SHA256_LEN];
+
+	if (EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL) != 1)
+		return stk_error_openssl(err, STK_E_CRYPTO, "SHA-256 failed");
+	return stk_key_sign_digest(key, md, sizeof(md), sig, siglen, err);
+}
+
+int
+stk_key_describe(struct stk_key *key, struct stk_key_info *info,
+    struct stk_error *err)
+{
+	memset(info, 0, sizeof(*info));
+	info->backend = key->vt->name;
+	info->type = key->type;
+	if (key->vt->describe == NULL)
+		return STK_OK;
+	return key->vt->describe(key, info, err);
+}
+
+void
+stk_key_close(struct stk_key *key)
+{
+	if (key != NULL && key->vt != NULL && key->vt->close != NULL)
+		key->vt->close(key);
+}
+
+void
+stk_key_info_add(struct stk_key_info *info, const char *name,
+    const char *fmt, ...)
+{
+	struct stk_key_attr *a;
+	va_list ap;
+
+	if (info->nattrs >= STK_KEY_ATTRS_MAX)
+		return;
+	a = &info->attrs[info->nattrs++];
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	va_start(ap, fmt);
+	vsnprintf(a->value, sizeof(a->value), fmt, ap);
+	va_end(ap);
+}
+
+int
+stk_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
+    unsigned char **der, size_t *derlen)
+{
+	ECDSA_SIG *s = NULL;
+	BIGNUM *r = NULL, *sv = NULL;
+	unsigned char *p = NULL;
+	int n, ret = STK_E_CRYPTO;
+
+	*der = NULL;
+	*derlen = 0;
+	if (rawlen != STK_P256_SIG_LEN)
+		return STK_E_ARG;
+	if ((s = ECDSA_SIG_new()) == NULL ||
+	    (r = BN_bin2bn(raw, 32, NULL)) == NULL ||
+	    (sv = BN_bin2bn(raw + 32, 32, NULL)) == NULL)
+		goto out;
+	if (ECDSA_SIG_set0(s, r, sv) != 1)
+		goto out;
+	r = sv = NULL;
+	if ((n = i2d_ECDSA_SIG(s, &p)) <= 0)
+		goto out;
+	*der = p;
+	*derlen = (size_t)n;
+	ret = STK_OK;
+out:
+	BN_free(r);
+	BN_free(sv);
+	ECDSA_SIG_free(s);
+	return ret;
+}
+
+int
+stk_ecdsa_der_to_raw(const unsigned char *der, size_t derlen,
+    unsigned char *raw, size_t rawlen)
+{
+	const unsigned char *p = der;
+	ECDSA_SIG *s;
+	const BIGNUM *r, *sv;
+	int ret = STK_E_CRYPTO;
+
+	if (rawlen != STK_P256_SIG_LEN)
+		return STK_E_ARG;
+	if ((s = d2i_ECDSA_SIG(NULL, &p, (long)derlen)) == NULL)
+		return STK_E_CRYPTO;
+	ECDSA_SIG_get0(s, &r, &sv);
+	if (BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(sv, raw + 32, 32) == 32)
+		ret = STK_OK;
+	ECDSA_SIG_free(s);
+	return ret;
+}
+
+int
+stk_sig_verify(EVP_PKEY *pub, const unsigned char *data, size_t len,
+    const unsigned char *sig, size_t siglen)
+{
+	enum stk_key_type type = stk_key_type_of_pkey(pub);
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	EVP_MD_CTX *md = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	int r = STK_E_TOKEN_SIGNATURE;
+
+	if (type == STK_KEY_NONE)
+		return STK_E_UNSUPPORTED;
+	if (type == STK_KEY_P256) {
+		/* Exactly r||s: no DER, no other length is ever accepted. */
+		if (siglen != STK_P256_SIG_LEN ||
+		    stk_ecdsa_raw_to_der(sig, siglen, &der, &derlen) != 0)
+			return STK_E_TOKEN_SIGNATURE;
+	} else if (siglen != (size_t)EVP_PKEY_get_size(pub))
+		return STK_E_TOKEN_SIGNATURE;
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pub) != 1 ||
+	    (type != STK_KEY_P256 &&
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
+		r = STK_E_CRYPTO;
+		goto out;
+	}
+	if ((der != NULL ? EVP_DigestVerify(md, der, derlen, data, len) :
+	    EVP_DigestVerify(md, sig, siglen, data, len)) == 1)
+		r = STK_OK;
+out:
+	ERR_clear_error();
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(der);
+	return r;
+}

@@ -1,0 +1,319 @@
+/* Bulk registration tokens: issued on demand, recorded by GUID only (the
+ * token itself is never stored), blockable, and listed beside the site
+ * certificates. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include "sitetoken/log.h"
+#include "site_int.h"
+
+int
+stk_bulk_parse_lifetime(const char *s, long *minutes, struct stk_error *err)
+{
+	const char *p;
+	long v;
+	char *end;
+
+	*minutes = 0;
+	if (s == NULL || *s == '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "lifetime is empty: give a whole number of minutes (1 to %d)",
+		    STK_BULK_LIFETIME_MAX);
+	p = s;
+	if (*p == '-')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "lifetime '%.32s' is negative: give 1 to %d minutes", s,
+		    STK_BULK_LIFETIME_MAX);
+	for (; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "lifetime '%.32s' is not a whole number of minutes "
+			    "(1 to %d)", s, STK_BULK_LIFETIME_MAX);
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno == ERANGE || v > STK_BULK_LIFETIME_MAX)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "lifetime %.32s minutes is over the maximum of %d (7 days)", s,
+		    STK_BULK_LIFETIME_MAX);
+	if (v < 1)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "lifetime must be at least 1 minute");
+	*minutes = v;
+	return STK_OK;
+}
+
+static int
+bulk_insert(struct stk_site *s, const struct stk_bulk_record *rec,
+    struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int r = STK_OK;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO bulk_tokens (guid, nbf, exp,"
+	    " created_at, created_by) VALUES (?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "recording the bulk token");
+	sqlite3_bind_text(st, 1, rec->guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, rec->nbf);
+	sqlite3_bind_int64(st, 3, rec->exp);
+	sqlite3_bind_int64(st, 4, rec->created_at);
+	sqlite3_bind_text(st, 5, rec->created_by, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		r = site_db_error(s, err, "recording the bulk token");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+stk_bulk_new(struct stk_site *s, long minutes, const char *actor,
+    char **token, struct stk_bulk_record *rec, struct stk_error *err)
+{
+	const struct stk_signer *signer;
+	char detail[64];
+	int r;
+
+	*token = NULL;
+	memset(rec, 0, sizeof(*rec));
+	if (minutes < 1 || minutes > STK_BULK_LIFETIME_MAX)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "lifetime must be 1 to %d minutes", STK_BULK_LIFETIME_MAX);
+	if ((r = stk_site_signer(s, &signer, err)) != 0)
+		return r;
+	rec->created_at = rec->nbf = stk_now();
+	rec->exp = rec->nbf + (int64_t)minutes * 60;
+	snprintf(rec->created_by, sizeof(rec->created_by), "%s", actor ? actor : "admin");
+	/* Sign first: if the record cannot be written, the token is wiped and
+	 * never seen; if signing fails, nothing was recorded. */
+	if ((r = stk_issue_bulk(signer, NULL, rec->nbf, rec->exp, token, rec->guid,
+	    err)) != 0)
+		return r;
+	snprintf(detail, sizeof(detail), "lifetime=%ld min", minutes);
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto fail;
+	if ((r = bulk_insert(s, rec, err)) != 0 ||
+	    (r = stk_audit_append(s, rec->created_by, "bulk.new", rec->guid, "ok",
+	    detail, err)) != 0) {
+		stk_site_tx_rollback(s);
+		goto fail;
+	}
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto fail;
+	STK_LOG(STK_LOG_INFO, "bulk", "bulk registration token %s created, valid "
+	    "%ld minutes", rec->guid, minutes);
+	return STK_OK;
+fail:
+	stk_token_free(*token);
+	*token = NULL;
+	return r;
+}
+
+static void
+bulk_row(sqlite3_stmt *st, struct stk_bulk_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	snprintf(rec->guid, sizeof(rec->guid), "%s", (const char *)sqlite3_column_text(st, 0));
+	rec->nbf = sqlite3_column_int64(st, 1);
+	rec->exp = sqlite3_column_int64(st, 2);
+	rec->created_at = sqlite3_column_int64(st, 3);
+	snprintf(rec->created_by, sizeof(rec->created_by), "%s",
+	    (const char *)sqlite3_column_text(st, 4));
+	rec->blocked = sqlite3_column_int(st, 5);
+	rec->blocked_at = sqlite3_column_int64(st, 6);
+}
+
+int
+stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
+    struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char g[STK_GUID_LEN + 1];
+	size_t i;
+	int rc, r;
+
+	memset(rec, 0, sizeof(*rec));
+	if (!stk_guid_valid(guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%.40s' is not a GUID", guid ? guid : "");
+	for (i = 0; i <= STK_GUID_LEN; i++)
+		g[i] = (char)tolower((unsigned char)guid[i]);
+	if (sqlite3_prepare_v2(s->db, "SELECT guid, nbf, exp, created_at, created_by,"
+	    " blocked, blocked_at FROM bulk_tokens WHERE guid = ?", -1, &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "reading bulk tokens");
+	sqlite3_bind_text(st, 1, g, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		bulk_row(st, rec);
+		r = STK_OK;
+	} else if (rc == SQLITE_DONE)
+		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "no bulk registration token with GUID %s on this site", g);
+	else
+		r = site_db_error(s, err, "reading bulk tokens");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
+    const char *actor, struct stk_error *err)
+{
+	struct stk_bulk_record rec;
+	sqlite3_stmt *st = NULL;
+	const char *event = block ? "bulk.block" : "bulk.unblock";
+	int r;
+
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	if ((r = stk_bulk_get(s, guid, &rec, err)) != 0)
+		goto fail;
+	if (rec.blocked == (block ? 1 : 0)) {
+		/* Harmless repeat: recorded, nothing changes. */
+		if ((r = stk_audit_append(s, actor, event, rec.guid, "unchanged",
+		    block ? "already blocked" : "already active", err)) != 0)
+			goto fail;
+		return stk_site_tx_commit(s, err);
+	}
+	if (sqlite3_prepare_v2(s->db, "UPDATE bulk_tokens SET blocked = ?, blocked_at = ?"
+	    " WHERE guid = ?", -1, &st, NULL) != SQLITE_OK) {
+		r = site_db_error(s, err, "updating the bulk token");
+		goto fail;
+	}
+	sqlite3_bind_int(st, 1, block ? 1 : 0);
+	if (block)
+		sqlite3_bind_int64(st, 2, stk_now());
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_text(st, 3, rec.guid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		r = site_db_error(s, err, "updating the bulk token");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((r = stk_audit_append(s, actor, event, rec.guid, "ok", "", err)) != 0)
+		goto fail;
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		return r;
+	STK_LOG(STK_LOG_INFO, "bulk", "bulk registration token %s %s", rec.guid,
+	    block ? "blocked" : "unblocked");
+	return STK_OK;
+fail:
+	sqlite3_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+int
+stk_bulk_check(struct stk_site *s, const char *token, size_t len, int64_t now,
+    struct stk_claims *claims, struct stk_error *err)
+{
+	const struct stk_verifier *v;
+	struct stk_bulk_record rec;
+	int r;
+
+	memset(claims, 0, sizeof(*claims));
+	if ((r = stk_site_verifier(s, &v, err)) != 0)
+		return r;
+	if ((r = stk_verify(v, token, len, STK_TOKEN_BULK, now, claims, err)) != 0)
+		return r;
+	if ((r = stk_bulk_get(s, claims->id, &rec, err)) != 0) {
+		if (r == STK_E_NOTFOUND)
+			r = stk_error_set(err, STK_E_TOKEN_ISSUER, STK_LAYER_TOKEN, 0,
+			    "bulk token %s is not on this site's record", claims->id);
+		goto fail;
+	}
+	if (rec.blocked) {
+		r = stk_error_set(err, STK_E_TOKEN_BLOCKED, STK_LAYER_TOKEN, 0,
+		    "bulk token %s is blocked", rec.guid);
+		goto fail;
+	}
+	return STK_OK;
+fail:
+	stk_claims_clear(claims);
+	return r;
+}
+
+static int64_t
+asn1_time_to_unix(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+int
+stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
+    size_t *n, struct stk_error *err)
+{
+	struct stk_cert_row *v = NULL, *row;
+	size_t cap = 16, cnt = 0;
+	sqlite3_stmt *st = NULL;
+	const unsigned char *p = s->cert;
+	unsigned char md[20];
+	X509 *x;
+	int rc, r = STK_OK;
+
+	*rows = NULL;
+	*n = 0;
+	if ((v = calloc(cap, sizeof(*v))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	row = &v[cnt++];
+	snprintf(row->type, sizeof(row->type), "Site Signing");
+	EVP_Digest(s->cert, s->cert_len, md, NULL, EVP_sha1(), NULL);
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(row->id + 2 * i, 3, "%02X", md[i]);
+	if ((x = d2i_X509(NULL, &p, (long)s->cert_len)) != NULL) {
+		row->valid_from = asn1_time_to_unix(X509_get0_notBefore(x));
+		row->valid_to = asn1_time_to_unix(X509_get0_notAfter(x));
+		X509_free(x);
+	}
+	row->created_at = row->valid_from;
+	snprintf(row->status, sizeof(row->status), "%s",
+	    now >= row->valid_to ? "Expired" : "Active");
+
+	if (sqlite3_prepare_v2(s->db, "SELECT guid, nbf, exp, created_at, created_by,"
+	    " blocked, blocked_at FROM bulk_tokens", -1, &st, NULL) != SQLITE_OK) {
+		r = site_db_error(s, err, "reading bulk tokens");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct stk_bulk_record rec;
+
+		if (cnt == cap) {
+			struct stk_cert_row *nv = realloc(v, cap * 2 * sizeof(*v));
+			if (nv == NULL) {
+				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+				    "out of memory");
+				goto out;
+			}
+			v = nv;
+			cap *= 2;
+		}
+		bulk_row(st, &rec);
+		row = &v[cnt++];
+		memset(row, 0, sizeof(*row));
+		snprintf(row->type, sizeof(row->type), "Bulk Registration Token");
+		snprintf(row->id, sizeof(row->id), "%s", rec.guid);
+		row->valid_from = rec.nbf;
+		row->valid_to = rec.exp;
+		row->created_at = rec.created_at;
+		snprintf(row->status, sizeof(row->status), "%s", rec.blocked ? "Blocked" :
+		    now >= rec.exp ? "Expired" : "Active");
+	}
+	if (rc != SQLITE_DONE)
+		r = site_db_error(s, err, "reading bulk tokens");
+out:
+	sqlite3_finalize(st);
+	if (r != 0) {
+		free(v);
+		return r;
+	}
+	*rows = v;
+	*n = cnt;
+	return STK_OK;
+}

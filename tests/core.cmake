@@ -1,0 +1,9 @@
+# Signing core, file backend, site database, bulk tokens, audit, CLI.
+stk_unit_test(test_b64url)
+stk_unit_test(test_jws)
+stk_unit_test(test_file_backend)
+stk_unit_test(test_cert)
+stk_unit_test(test_site)
+stk_script_test(cli_roundtrip integration/cli_roundtrip.sh)
+stk_script_test(cli_bulk integration/cli_bulk.sh)
+stk_script_test(cli_audit_tamper integration/cli_audit_tamper.sh)
