@@ -653,14 +653,20 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 		    "dot-separated segments");
 	if (memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL)
 		return REFUSE(STK_E_TOKEN_FORMAT, "token has more than three segments");
-	if (d1 == token || d2 == d1 + 1 || d2 + 1 == token + len)
+	if (d1 == token || d2 == d1 + 1)
 		return REFUSE(STK_E_TOKEN_FORMAT, "token has an empty segment");
 
 	if ((h = jws_json_segment(token, (size_t)(d1 - token), "header",
 	    &c.header_json, err, &r)) == NULL)
 		goto out;
+	/* Header rules first, so "alg":"none" with its empty signature is
+	 * refused for what it is. */
 	if ((r = jws_check_header(v, h, &key, err)) != 0)
 		goto out;
+	if (d2 + 1 == token + len) {
+		r = REFUSE(STK_E_TOKEN_SIGNATURE, "token is unsigned (empty signature)");
+		goto out;
+	}
 	if ((r = jws_check_sig(key, token, (size_t)(d2 - token), d2 + 1,
 	    len - (size_t)(d2 + 1 - token), err)) != 0)
 		goto out;

@@ -34,6 +34,16 @@ static const char *const site_migrations[] = {
 	"CREATE TABLE audit_checkpoints ("
 	"  seq INTEGER PRIMARY KEY, head_hash TEXT NOT NULL, at INTEGER NOT NULL,"
 	"  kid TEXT NOT NULL, sig TEXT NOT NULL);",
+	/* 1 -> 2: registered devices and client settings */
+	"CREATE TABLE devices ("
+	"  guid TEXT PRIMARY KEY, cert_thumbprint TEXT NOT NULL UNIQUE,"
+	"  cert BLOB NOT NULL, registered_at INTEGER NOT NULL,"
+	"  via TEXT NOT NULL CHECK (via IN ('mp', 'cmg')), bulk_guid TEXT,"
+	"  blocked INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),"
+	"  allow_cmg INTEGER CHECK (allow_cmg IN (0, 1)),"
+	"  last_token_jti TEXT, last_issued_at INTEGER, token_exp INTEGER);"
+	"CREATE INDEX devices_bulk ON devices (bulk_guid);"
+	"CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 };
 
 int64_t
@@ -447,6 +457,13 @@ stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err)
 		r = stk_key_open(s->key_uri, &s->kopts, &s->key, err);
 	*out = s->key;
 	pthread_mutex_unlock(&s->lock);
+	/* A site whose key is gone is a backend failure, not an unknown
+	 * record the caller asked about. */
+	if (r == STK_E_NOTFOUND) {
+		r = STK_E_BACKEND;
+		if (err != NULL)
+			err->code = r;
+	}
 	return r;
 }
 

@@ -1,0 +1,590 @@
+/* Devices: registration, gateway authentication, renewal, client settings.
+ *
+ * Policy lives here so the server stays thin: it hands over what it saw
+ * (certificate DER, token text, transport) and maps the reason code we
+ * return to an HTTP status. Every change and every refusal is audited; a
+ * change and its audit record share one transaction. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/log.h"
+#include "site_int.h"
+
+void
+stk_issued_clear(struct stk_issued *r)
+{
+	if (r == NULL)
+		return;
+	stk_token_free(r->token);
+	memset(r, 0, sizeof(*r));
+}
+
+const char *
+stk_device_reason_of(int code)
+{
+	switch (code) {
+	case STK_E_TOKEN_EXPIRED:
+		return STK_REASON_TOKEN_EXPIRED;
+	case STK_E_TOKEN_NOTYET:
+		return STK_REASON_TOKEN_NOTYET;
+	case STK_E_TOKEN_TYPE:
+		return STK_REASON_TOKEN_TYPE;
+	case STK_E_TOKEN_BLOCKED:
+		return STK_REASON_BULK_BLOCKED;
+	case STK_E_TOKEN_BINDING:
+		return STK_REASON_BINDING;
+	default:
+		return STK_REASON_TOKEN_INVALID;
+	}
+}
+
+/* Record a refusal in its own transaction. Best effort: a refusal is
+ * returned to the caller even when the audit write fails (logged). */
+static void
+dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *reason, const struct stk_error *why)
+{
+	struct stk_error e;
+	char detail[160];
+
+	stk_error_clear(&e);
+	snprintf(detail, sizeof(detail), "%s: %s", reason,
+	    why != NULL && why->msg[0] ? why->msg : "");
+	if (stk_audit_append(s, actor ? actor : "device", event, subject ? subject : "",
+	    "refused", detail, &e) != 0)
+		STK_LOG(STK_LOG_ERROR, "device", "cannot audit a refusal: %s", e.msg);
+}
+
+static void
+dev_row(sqlite3_stmt *st, struct stk_device *d)
+{
+	const unsigned char *t;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->guid, sizeof(d->guid), "%s", (const char *)sqlite3_column_text(st, 0));
+	snprintf(d->thumbprint, sizeof(d->thumbprint), "%s",
+	    (const char *)sqlite3_column_text(st, 1));
+	d->registered_at = sqlite3_column_int64(st, 2);
+	snprintf(d->via, sizeof(d->via), "%s", (const char *)sqlite3_column_text(st, 3));
+	if ((t = sqlite3_column_text(st, 4)) != NULL)
+		snprintf(d->bulk_guid, sizeof(d->bulk_guid), "%s", (const char *)t);
+	d->blocked = sqlite3_column_int(st, 5);
+	d->allow_cmg = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 :
+	    sqlite3_column_int(st, 6);
+	if ((t = sqlite3_column_text(st, 7)) != NULL)
+		snprintf(d->last_jti, sizeof(d->last_jti), "%s", (const char *)t);
+	d->last_issued_at = sqlite3_column_int64(st, 8);
+	d->token_exp = sqlite3_column_int64(st, 9);
+}
+
+#define DEV_COLUMNS "guid, cert_thumbprint, registered_at, via, bulk_guid," \
+	" blocked, allow_cmg, last_token_jti, last_issued_at, token_exp"
+
+/* by: "guid" or "cert_thumbprint". */
+static int
+dev_lookup(struct stk_site *s, const char *by, const char *key,
+    struct stk_device *d, struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[256];
+	int rc, r;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "reading devices");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		dev_row(st, d);
+		r = STK_OK;
+	} else if (rc == SQLITE_DONE)
+		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "no device %s on this site", key);
+	else
+		r = site_db_error(s, err, "reading devices");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
+    struct stk_error *err)
+{
+	char g[STK_GUID_LEN + 1];
+	size_t i;
+
+	memset(dev, 0, sizeof(*dev));
+	if (guid == NULL || !stk_guid_valid(guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%.40s' is not a GUID", guid ? guid : "");
+	for (i = 0; i <= STK_GUID_LEN; i++)
+		g[i] = (char)tolower((unsigned char)guid[i]);
+	return dev_lookup(s, "guid", g, dev, err);
+}
+
+int
+stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
+    struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	struct stk_device d;
+	int rc, r = STK_OK;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT " DEV_COLUMNS " FROM devices"
+	    " ORDER BY registered_at, guid", -1, &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "reading devices");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		dev_row(st, &d);
+		if ((r = cb(ctx, &d)) != 0)
+			break;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = site_db_error(s, err, "reading devices");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
+    int *value, struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = STK_OK;
+
+	*value = default_on;
+	if (sqlite3_prepare_v2(s->db, "SELECT value FROM settings WHERE name = ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "reading settings");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*value = strcmp((const char *)sqlite3_column_text(st, 0), "on") == 0;
+	else if (rc != SQLITE_DONE)
+		r = site_db_error(s, err, "reading settings");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+stk_setting_set(struct stk_site *s, const char *name, const char *value,
+    const char *actor, struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "unknown setting '%.40s' (known: %s, %s)", name ? name : "",
+		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG);
+	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "setting %s takes 'on' or 'off'", name);
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO settings (name, value) VALUES (?, ?)"
+	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", -1, &st,
+	    NULL) != SQLITE_OK) {
+		r = site_db_error(s, err, "writing settings");
+		goto fail;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		r = site_db_error(s, err, "writing settings");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
+		goto fail;
+	return stk_site_tx_commit(s, err);
+fail:
+	sqlite3_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+/* UPDATE devices SET <col> = value (NULL when value < 0) WHERE guid. */
+static int
+dev_update_flag(struct stk_site *s, const char *guid, const char *col,
+    int value, const char *actor, const char *event, const char *detail,
+    struct stk_error *err)
+{
+	struct stk_device d;
+	sqlite3_stmt *st = NULL;
+	char sql[128];
+	int r;
+
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	if ((r = stk_device_get(s, guid, &d, err)) != 0)
+		goto fail;
+	snprintf(sql, sizeof(sql), "UPDATE devices SET %s = ? WHERE guid = ?", col);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = site_db_error(s, err, "updating the device");
+		goto fail;
+	}
+	if (value < 0)
+		sqlite3_bind_null(st, 1);
+	else
+		sqlite3_bind_int(st, 1, value);
+	sqlite3_bind_text(st, 2, d.guid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		r = site_db_error(s, err, "updating the device");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
+		goto fail;
+	return stk_site_tx_commit(s, err);
+fail:
+	sqlite3_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+int
+stk_device_set_blocked(struct stk_site *s, const char *guid, int block,
+    const char *actor, struct stk_error *err)
+{
+	return dev_update_flag(s, guid, "blocked", block ? 1 : 0, actor,
+	    block ? "device.block" : "device.unblock", "", err);
+}
+
+int
+stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
+    const char *actor, struct stk_error *err)
+{
+	const char *v = allow < 0 ? "site default" : allow ? "on" : "off";
+	char detail[48];
+
+	snprintf(detail, sizeof(detail), "%s=%s", STK_SETTING_ALLOW_CMG, v);
+	return dev_update_flag(s, guid, "allow_cmg", allow < 0 ? -1 : allow ? 1 : 0,
+	    actor, "setting.device", detail, err);
+}
+
+/* Thumbprint of a certificate that parses as X.509 (the gateway saw it in
+ * the handshake; the MP receives it in the request body). */
+static int
+dev_cert_thumbprint(const unsigned char *der, size_t len, char out[44],
+    struct stk_error *err)
+{
+	const unsigned char *p = der;
+	X509 *x;
+
+	out[0] = '\0';
+	if (der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "no device certificate or certificate too large");
+	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len) {
+		X509_free(x);
+		return stk_error_openssl(err, STK_E_ARG, "device certificate is not DER X.509");
+	}
+	X509_free(x);
+	stk_cert_x5t_s256(der, len, out);
+	return STK_OK;
+}
+
+/* Issue a token for device d (guid, thumbprint set) and write the row:
+ * insert when is_new, else update. Caller holds the transaction. */
+static int
+dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
+    const unsigned char *cert_der, size_t cert_len, int64_t now, char **token,
+    struct stk_error *err)
+{
+	const struct stk_signer *signer;
+	sqlite3_stmt *st = NULL;
+	const char *sql;
+	int r;
+
+	*token = NULL;
+	if ((r = stk_site_signer(s, &signer, err)) != 0)
+		return r;
+	if ((r = stk_issue_client(signer, d->guid, d->thumbprint, now,
+	    STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
+		return r;
+	d->last_issued_at = now;
+	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
+	if (is_new)
+		sql = "INSERT INTO devices (guid, cert_thumbprint, cert, registered_at,"
+		    " via, bulk_guid, blocked, allow_cmg, last_token_jti, last_issued_at,"
+		    " token_exp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7, ?8, ?9)";
+	else if (cert_der != NULL)
+		sql = "UPDATE devices SET registered_at = ?4, via = ?5, bulk_guid = ?6,"
+		    " last_token_jti = ?7, last_issued_at = ?8, token_exp = ?9"
+		    " WHERE guid = ?1 AND cert_thumbprint = ?2 AND length(?3) > 0";
+	else
+		sql = "UPDATE devices SET last_token_jti = ?7, last_issued_at = ?8,"
+		    " token_exp = ?9 WHERE guid = ?1 AND cert_thumbprint = ?2";
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = site_db_error(s, err, "recording the device");
+		goto fail;
+	}
+	sqlite3_bind_text(st, 1, d->guid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, d->thumbprint, -1, SQLITE_STATIC);
+	if (cert_der != NULL)
+		sqlite3_bind_blob(st, 3, cert_der, (int)cert_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, d->registered_at);
+	sqlite3_bind_text(st, 5, d->via, -1, SQLITE_STATIC);
+	if (d->bulk_guid[0])
+		sqlite3_bind_text(st, 6, d->bulk_guid, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 6);
+	sqlite3_bind_text(st, 7, d->last_jti, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, d->last_issued_at);
+	sqlite3_bind_int64(st, 9, d->token_exp);
+	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(s->db) != 1) {
+		r = site_db_error(s, err, "recording the device");
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	return STK_OK;
+fail:
+	sqlite3_finalize(st);
+	stk_token_free(*token);
+	*token = NULL;
+	return r;
+}
+
+int
+stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
+    int64_t now, struct stk_issued *out, const char **reason,
+    struct stk_error *err)
+{
+	struct stk_claims bulk;
+	struct stk_device old;
+	char thumb[44], detail[160];
+	const char *actor = req->peer ? req->peer : "device";
+	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
+	    "device.register.mp";
+	int r, on, exists = 0;
+
+	memset(out, 0, sizeof(*out));
+	memset(&bulk, 0, sizeof(bulk));
+	*reason = NULL;
+	if ((r = dev_cert_thumbprint(req->cert_der, req->cert_len, thumb, err)) != 0) {
+		*reason = STK_REASON_BAD_CERT;
+		goto refuse;
+	}
+	if (req->via == STK_VIA_MP) {
+		if ((r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &on, err)) != 0)
+			return r;
+		if (!on) {
+			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+			    "internal registration is turned off on this site");
+			*reason = STK_REASON_INTERNAL_DISABLED;
+			goto refuse;
+		}
+	}
+	if (req->bulk_token != NULL) {
+		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &bulk,
+		    err)) != 0) {
+			*reason = r == STK_E_TOKEN_ISSUER &&
+			    strstr(err ? err->msg : "", "record") != NULL ?
+			    STK_REASON_BULK_UNKNOWN : stk_device_reason_of(r);
+			goto refuse;
+		}
+	} else if (req->via == STK_VIA_CMG ||
+	    (req->require_credential && !req->trusted_credential)) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
+		    req->via == STK_VIA_CMG ?
+		    "registration through the cloud gateway needs a bulk registration token" :
+		    "registration over HTTPS needs a trusted client certificate or a bulk "
+		    "registration token");
+		*reason = req->via == STK_VIA_CMG ? STK_REASON_NO_TOKEN : STK_REASON_CREDENTIAL;
+		goto refuse;
+	}
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto out;
+	r = dev_lookup(s, "cert_thumbprint", thumb, &old, err);
+	if (r == 0)
+		exists = 1;
+	else if (r != STK_E_NOTFOUND)
+		goto fail_tx;
+	if (exists && old.blocked) {
+		stk_site_tx_rollback(s);
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "device %s is blocked", old.guid);
+		*reason = STK_REASON_DEVICE_BLOCKED;
+		goto refuse;
+	}
+	if (exists)
+		out->dev = old;
+	else if (stk_guid_new(out->dev.guid) != 0) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
+		goto fail_tx;
+	}
+	snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", thumb);
+	out->dev.registered_at = now;
+	snprintf(out->dev.via, sizeof(out->dev.via), "%s",
+	    req->via == STK_VIA_CMG ? "cmg" : "mp");
+	snprintf(out->dev.bulk_guid, sizeof(out->dev.bulk_guid), "%s",
+	    req->bulk_token != NULL ? bulk.id : "");
+	if (!exists)
+		out->dev.allow_cmg = -1;
+	if ((r = dev_issue_store(s, &out->dev, !exists, req->cert_der, req->cert_len,
+	    now, &out->token, err)) != 0)
+		goto fail_tx;
+	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
+	    "re-registered" : "new", out->dev.last_jti, thumb,
+	    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
+	if ((r = stk_audit_append(s, actor, event, out->dev.guid, "ok", detail, err)) != 0)
+		goto fail_tx;
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto out;
+	out->new_device = !exists;
+	stk_claims_clear(&bulk);
+	return STK_OK;
+fail_tx:
+	stk_site_tx_rollback(s);
+	goto out;
+refuse:
+	dev_audit_refusal(s, actor, event, req->bulk_token && bulk.id[0] ? bulk.id :
+	    thumb, *reason, err);
+out:
+	stk_claims_clear(&bulk);
+	stk_issued_clear(out);
+	if (*reason == NULL && r != 0)
+		*reason = NULL;
+	return r;
+}
+
+/* Gateway checks shared by authenticate and renew. */
+static int
+dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len, int64_t now,
+    struct stk_device *dev, const char **reason, struct stk_error *err)
+{
+	const struct stk_verifier *v;
+	struct stk_claims c;
+	char thumb[44] = "";
+	int r, on;
+
+	memset(dev, 0, sizeof(*dev));
+	memset(&c, 0, sizeof(c));
+	*reason = NULL;
+	if (peer_der == NULL || peer_len == 0) {
+		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+		    "no TLS client certificate was presented");
+		*reason = STK_REASON_NO_CLIENT_CERT;
+		goto refuse;
+	}
+	if ((r = dev_cert_thumbprint(peer_der, peer_len, thumb, err)) != 0) {
+		*reason = STK_REASON_BAD_CERT;
+		goto refuse;
+	}
+	if (token == NULL || len == 0) {
+		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
+		    "no client authentication token in the request");
+		*reason = STK_REASON_NO_TOKEN;
+		goto refuse;
+	}
+	if ((r = stk_site_verifier(s, &v, err)) != 0)
+		return r;
+	if ((r = stk_verify(v, token, len, STK_TOKEN_CLIENT, now, &c, err)) != 0) {
+		*reason = stk_device_reason_of(r);
+		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
+			snprintf(err->msg, sizeof(err->msg), "client token expired: "
+			    "register again directly with the management point on the "
+			    "internal network");
+		else if (r == STK_E_TOKEN_TYPE && err != NULL)
+			snprintf(err->msg, sizeof(err->msg), "not a client authentication "
+			    "token (a bulk registration token is only for first "
+			    "registration and cannot be renewed)");
+		goto refuse;
+	}
+	if (strcmp(c.cnf_x5t_s256, thumb) != 0) {
+		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+		    "token %s is bound to another certificate than the TLS client "
+		    "certificate", c.id);
+		*reason = STK_REASON_BINDING;
+		goto refuse;
+	}
+	if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
+		if (r != STK_E_NOTFOUND)
+			goto out;
+		*reason = STK_REASON_UNKNOWN_DEVICE;
+		goto refuse;
+	}
+	if (strcmp(dev->thumbprint, thumb) != 0) {
+		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+		    "device %s is registered with another certificate", dev->guid);
+		*reason = STK_REASON_BINDING;
+		goto refuse;
+	}
+	if (strcmp(dev->last_jti, c.id) != 0) {
+		r = stk_error_set(err, STK_E_TOKEN_CLAIMS, STK_LAYER_TOKEN, 0,
+		    "token %s was replaced by a newer token for device %s", c.id, dev->guid);
+		*reason = STK_REASON_SUPERSEDED;
+		goto refuse;
+	}
+	if (dev->blocked) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "device %s is blocked", dev->guid);
+		*reason = STK_REASON_DEVICE_BLOCKED;
+		goto refuse;
+	}
+	on = dev->allow_cmg;
+	if (on < 0 && (r = stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, &on, err)) != 0)
+		goto out;
+	if (!on) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
+		*reason = STK_REASON_CMG_DISABLED;
+		goto refuse;
+	}
+	stk_claims_clear(&c);
+	return STK_OK;
+refuse:
+	dev_audit_refusal(s, "gateway", event, dev->guid[0] ? dev->guid :
+	    c.subject[0] ? c.subject : thumb, *reason, err);
+out:
+	stk_claims_clear(&c);
+	return r;
+}
+
+int
+stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len, int64_t now,
+    struct stk_device *dev, const char **reason, struct stk_error *err)
+{
+	return dev_auth(s, "gateway.auth", token, len, peer_der, peer_len, now, dev,
+	    reason, err);
+}
+
+int
+stk_device_renew(struct stk_site *s, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len, int64_t now,
+    struct stk_issued *out, const char **reason, struct stk_error *err)
+{
+	char detail[160], old_jti[STK_GUID_LEN + 1];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = dev_auth(s, "device.renew", token, len, peer_der, peer_len, now,
+	    &out->dev, reason, err)) != 0)
+		return r;
+	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto out;
+	if ((r = dev_issue_store(s, &out->dev, 0, NULL, 0, now, &out->token, err)) != 0)
+		goto fail_tx;
+	snprintf(detail, sizeof(detail), "jti=%s replaces %s", out->dev.last_jti, old_jti);
+	if ((r = stk_audit_append(s, "gateway", "device.renew", out->dev.guid, "ok",
+	    detail, err)) != 0)
+		goto fail_tx;
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto out;
+	return STK_OK;
+fail_tx:
+	stk_site_tx_rollback(s);
+out:
+	stk_issued_clear(out);
+	return r;
+}

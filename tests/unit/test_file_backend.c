@@ -1,0 +1,157 @@
+/* The file key backend: generation, permissions, signatures, describe. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <openssl/evp.h>
+#include "sitetoken/key.h"
+#include "testutil.h"
+
+static void
+gen_sign_verify(enum stk_key_type type, size_t want_len)
+{
+	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
+	struct stk_key *k = NULL, *k2 = NULL;
+	struct stk_error err;
+	EVP_PKEY *pub = NULL;
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	struct stat st;
+	const char msg[] = "signing input";
+
+	snprintf(path, sizeof(path), "%s/k.pem", dir);
+	assert_int_equal(stk_key_generate("file", path, type, NULL, &k, &uri, &err), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(k->type, type);
+	assert_int_equal(stk_key_sign(k, (const unsigned char *)msg, sizeof(msg), sig,
+	    &siglen, &err), 0);
+	assert_int_equal(siglen, want_len);
+	assert_int_equal(stk_key_get_public(k, &pub, &err), 0);
+	assert_int_equal(stk_sig_verify(pub, (const unsigned char *)msg, sizeof(msg), sig, siglen), 0);
+	sig[3] ^= 1;
+	assert_int_equal(stk_sig_verify(pub, (const unsigned char *)msg, sizeof(msg), sig, siglen),
+	    STK_E_TOKEN_SIGNATURE);
+	/* reopen by the stored URI */
+	assert_int_equal(stk_key_open(uri, NULL, &k2, &err), 0);
+	assert_int_equal(k2->type, type);
+	/* generating over an existing key is refused, the key is kept */
+	{
+		struct stk_key *k3 = NULL;
+		char *u3 = NULL;
+		assert_int_equal(stk_key_generate("file", path, type, NULL, &k3, &u3, &err),
+		    STK_E_EXISTS);
+		assert_null(k3);
+		assert_int_equal(stat(path, &st), 0);
+	}
+	EVP_PKEY_free(pub);
+	stk_key_close(k);
+	stk_key_close(k2);
+	free(uri);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void test_rsa2048(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA2048, 256); }
+static void test_rsa3072(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA3072, 384); }
+static void test_p256(void **s) { (void)s; gen_sign_verify(STK_KEY_P256, 64); }
+
+static void
+test_loose_permissions_refused(void **state)
+{
+	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	mode_t modes[] = { 0640, 0604, 0660, 0644 };
+	size_t i;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/k.pem", dir);
+	assert_int_equal(stk_key_generate("file", path, STK_KEY_P256, NULL, &k, &uri, &err), 0);
+	stk_key_close(k);
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		chmod(path, modes[i]);
+		stk_error_clear(&err);
+		assert_int_equal(stk_key_open(uri, NULL, &k, &err), STK_E_PERM);
+		assert_null(k);
+		assert_non_null(strstr(err.msg, "must not be accessible by group or others"));
+	}
+	chmod(path, 0400);
+	assert_int_equal(stk_key_open(uri, NULL, &k, &err), 0);
+	stk_key_close(k);
+	free(uri);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_bad_files(void **state)
+{
+	char *dir = tu_tmpdir("filekey"), path[PATH_MAX];
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/missing.pem", dir);
+	assert_int_equal(stk_key_open(path, NULL, &k, &err), STK_E_NOTFOUND);
+	snprintf(path, sizeof(path), "%s/junk.pem", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(write(fd, "not a key\n", 10) == 10);
+	close(fd);
+	assert_int_equal(stk_key_open(path, NULL, &k, &err), STK_E_CRYPTO);
+	assert_non_null(strstr(err.msg, "does not hold a PEM private key"));
+	assert_int_equal(stk_key_open("nosuchscheme:x", NULL, &k, &err), STK_E_UNSUPPORTED);
+	{
+		char *u = NULL;
+		assert_int_equal(stk_key_generate("nosuch", NULL, STK_KEY_P256, NULL, &k, &u, &err),
+		    STK_E_UNSUPPORTED);
+		assert_null(u);
+	}
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_describe_reports_exportable(void **state)
+{
+	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
+	struct stk_key *k = NULL;
+	struct stk_key_info info;
+	struct stk_error err;
+	size_t i;
+	int found = 0;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/k.pem", dir);
+	assert_int_equal(stk_key_generate("file", path, STK_KEY_RSA2048, NULL, &k, &uri, &err), 0);
+	assert_int_equal(stk_key_describe(k, &info, &err), 0);
+	assert_string_equal(info.backend, "file");
+	assert_int_equal(info.non_exportable, 0);
+	for (i = 0; i < info.nattrs; i++)
+		if (strcmp(info.attrs[i].name, "exportable") == 0 &&
+		    strcmp(info.attrs[i].value, "true") == 0)
+			found = 1;
+	assert_true(found);
+	stk_key_close(k);
+	free(uri);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rsa2048),
+		cmocka_unit_test(test_rsa3072),
+		cmocka_unit_test(test_p256),
+		cmocka_unit_test(test_loose_permissions_refused),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_describe_reports_exportable),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,661 @@
+/* JWS tokens: issue/verify round trips on RS256 and ES256, and every
+ * security rule of SPEC.md, each fed a bad token and checked for the
+ * refusal code and reason. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/token.h"
+#include "testutil.h"
+
+#define SITE "5b2f4a1e-8c3d-4e6f-9a0b-1c2d3e4f5a6b"
+#define SITE_UP "5B2F4A1E-8C3D-4E6F-9A0B-1C2D3E4F5A6B"
+#define TOKID "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+#define NOW 1800000000LL
+
+struct fx {
+	char *dir;
+	struct stk_key *key;        /* site key under test */
+	struct stk_key *other;      /* a key the site does not trust */
+	unsigned char *cert;
+	size_t cert_len;
+	struct stk_signer *signer;
+	struct stk_verifier *v;
+	char kid[44], x5t[44];
+	const char *alg;
+};
+
+static int
+fx_setup(void **state, enum stk_key_type type)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char path[PATH_MAX], *uri = NULL;
+	struct stk_error err;
+
+	f->dir = tu_tmpdir("jws");
+	snprintf(path, sizeof(path), "%s/site.key", f->dir);
+	assert_int_equal(stk_key_generate("file", path, type, NULL, &f->key, &uri, &err), 0);
+	free(uri);
+	snprintf(path, sizeof(path), "%s/other.key", f->dir);
+	assert_int_equal(stk_key_generate("file", path, type, NULL, &f->other, &uri, &err), 0);
+	free(uri);
+	assert_int_equal(stk_cert_make_site(f->key, SITE, NOW, 365, &f->cert,
+	    &f->cert_len, &err), 0);
+	assert_int_equal(stk_signer_new(f->key, f->cert, f->cert_len, SITE,
+	    &f->signer, &err), 0);
+	assert_int_equal(stk_verifier_new(SITE, &f->v, &err), 0);
+	assert_int_equal(stk_verifier_add_cert(f->v, f->cert, f->cert_len, &err), 0);
+	snprintf(f->kid, sizeof(f->kid), "%s", stk_signer_kid(f->signer));
+	snprintf(f->x5t, sizeof(f->x5t), "%s", stk_signer_x5t(f->signer));
+	f->alg = stk_key_type_alg(type);
+	*state = f;
+	return 0;
+}
+
+static int setup_rsa(void **state) { return fx_setup(state, STK_KEY_RSA2048); }
+static int setup_ec(void **state) { return fx_setup(state, STK_KEY_P256); }
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	stk_verifier_free(f->v);
+	stk_signer_free(f->signer);
+	stk_key_close(f->key);
+	stk_key_close(f->other);
+	free(f->cert);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* A correct header for this fixture, with optional extra members. */
+static void
+hdr(const struct fx *f, char *buf, size_t len, const char *extra)
+{
+	snprintf(buf, len, "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\",\"kid\":\"%s\"%s%s}",
+	    f->alg, f->x5t, f->kid, extra ? "," : "", extra ? extra : "");
+}
+
+/* A correct bulk claim set valid [nbf, exp), with optional replacements. */
+static void
+bulk_claims(char *buf, size_t len, const char *type, const char *iss,
+    const char *aud, const char *times, const char *extra)
+{
+	snprintf(buf, len, "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\",\"Authority\":\"SCCM\","
+	    "\"License\":\"SCCM\",\"Type\":\"%s\",\"TenantId\":\"" SITE_UP "\","
+	    "\"UniqueId\":\"" TOKID "\",\"iss\":\"%s\",\"aud\":\"%s\",%s%s%s}",
+	    type ? type : "BulkRegistration",
+	    iss ? iss : "urn:sccm:oauth2:" SITE, aud ? aud : "urn:sccm:service",
+	    times ? times : "\"nbf\":1800000000,\"exp\":1800003600",
+	    extra ? "," : "", extra ? extra : "");
+}
+
+static int
+verify(const struct fx *f, const char *tok, enum stk_token_type t, int64_t now,
+    struct stk_error *err)
+{
+	struct stk_claims c;
+	int r;
+
+	stk_error_clear(err);
+	r = stk_verify(f->v, tok, strlen(tok), t, now, &c, err);
+	stk_claims_clear(&c);
+	return r;
+}
+
+static char *
+sign_raw(struct stk_key *key, const char *h, const char *p)
+{
+	char *tok = NULL;
+	struct stk_error err;
+
+	assert_int_equal(stk_jws_sign_raw(key, h, p, &tok, &err), 0);
+	return tok;
+}
+
+/* Sign custom header/claims with the site key and expect a refusal. */
+static void
+expect_refusal(const struct fx *f, const char *h, const char *p,
+    enum stk_token_type t, int code, const char *reason_part)
+{
+	struct stk_error err;
+	char *tok = sign_raw(f->key, h, p);
+	int r = verify(f, tok, t, NOW + 10, &err);
+
+	if (r != code || strstr(err.msg, reason_part) == NULL)
+		fail_msg("want %d (%s), got %d: %s", code, reason_part, r, err.msg);
+	free(tok);
+}
+
+/* ---- round trips ---- */
+
+static void
+test_bulk_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok = NULL, guid[37];
+
+	assert_int_equal(stk_issue_bulk(f->signer, NULL, NOW, NOW + 4320 * 60, &tok,
+	    guid, &err), 0);
+	assert_int_equal(stk_verify(f->v, tok, strlen(tok), STK_TOKEN_BULK, NOW + 1,
+	    &c, &err), 0);
+	assert_int_equal(c.type, STK_TOKEN_BULK);
+	assert_string_equal(c.id, guid);
+	assert_string_equal(c.tenant, SITE);
+	assert_int_equal(c.nbf, NOW);
+	assert_int_equal(c.exp - c.nbf, 4320 * 60);
+	assert_string_equal(c.kid, f->kid);
+	/* The exact header and claim names/values of SPEC.md, in order. */
+	{
+		char want_h[256], want_p[1024];
+		snprintf(want_h, sizeof(want_h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\","
+		    "\"kid\":\"%s\"}", f->alg, f->x5t, f->kid);
+		assert_string_equal(c.header_json, want_h);
+		snprintf(want_p, sizeof(want_p), "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\","
+		    "\"Authority\":\"SCCM\",\"License\":\"SCCM\",\"Type\":\"BulkRegistration\","
+		    "\"TenantId\":\"" SITE_UP "\",\"UniqueId\":\"%s\",\"iss\":\"urn:sccm:oauth2:"
+		    SITE "\",\"aud\":\"urn:sccm:service\",\"nbf\":%lld,\"exp\":%lld}", guid,
+		    NOW, NOW + 4320 * 60);
+		assert_string_equal(c.payload_json, want_p);
+	}
+	stk_claims_clear(&c);
+	stk_token_free(tok);
+}
+
+static void
+test_client_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok = NULL, jti[37];
+	const char *cnf = "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c";
+	const char *dev = "11111111-2222-4333-8444-555555555555";
+
+	assert_int_equal(stk_issue_client(f->signer, dev, cnf, NOW, 90 * 86400, &tok,
+	    jti, &err), 0);
+	assert_int_equal(stk_verify(f->v, tok, strlen(tok), STK_TOKEN_CLIENT, NOW + 5,
+	    &c, &err), 0);
+	assert_int_equal(c.type, STK_TOKEN_CLIENT);
+	assert_string_equal(c.subject, dev);
+	assert_string_equal(c.id, jti);
+	assert_string_equal(c.cnf_x5t_s256, cnf);
+	assert_int_equal(c.iat, NOW);
+	assert_int_equal(c.exp, NOW + 90 * 86400);
+	assert_non_null(strstr(c.payload_json, "\"cnf\":{\"x5t#S256\":\""));
+	stk_claims_clear(&c);
+	/* A token of one Type is never accepted as another. */
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW + 5, &err), STK_E_TOKEN_TYPE);
+	assert_non_null(strstr(err.msg, "ClientAuthentication token is not accepted"));
+	stk_token_free(tok);
+}
+
+static void
+test_bulk_not_accepted_as_client(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL;
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 60, &tok, NULL, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_CLIENT, NOW, &err), STK_E_TOKEN_TYPE);
+	stk_token_free(tok);
+}
+
+static void
+test_flipped_byte_anywhere(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL;
+	size_t i, len;
+	unsigned bit;
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	len = strlen(tok);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
+	for (i = 0; i < len; i++) {
+		for (bit = 0; bit < 8; bit += 3) {
+			tok[i] ^= (char)(1u << bit);
+			if (verify(f, tok, STK_TOKEN_BULK, NOW, &err) == 0)
+				fail_msg("token with byte %zu bit %u flipped was accepted", i, bit);
+			tok[i] ^= (char)(1u << bit);
+		}
+	}
+	stk_token_free(tok);
+}
+
+/* ---- algorithm rules ---- */
+
+static void
+test_alg_none(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char h[512], p[1024], *hb = NULL, *pb = NULL, tok[2048];
+
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"none\",\"kid\":\"%s\"}", f->kid);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
+	stk_b64url_encode((unsigned char *)p, strlen(p), &pb);
+	snprintf(tok, sizeof(tok), "%s.%s.", hb, pb);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
+	assert_non_null(strstr(err.msg, "'none' is refused"));
+	/* "None"/"NONE" too */
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"NoNe\",\"kid\":\"%s\"}", f->kid);
+	free(hb);
+	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
+	snprintf(tok, sizeof(tok), "%s.%s.", hb, pb);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
+	free(hb);
+	free(pb);
+}
+
+static void
+test_hs256_with_public_key(void **state)
+{
+	/* The classic key-confusion attack: HMAC keyed with the site's public
+	 * key PEM, which every verifier can read. */
+	struct fx *f = *state;
+	struct stk_error err;
+	EVP_PKEY *pub = NULL;
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *bm;
+	char h[512], p[1024], *hb = NULL, *pb = NULL, in[2048], tok[4096], sigb[64];
+	unsigned char mac[32];
+	unsigned int maclen = sizeof(mac);
+
+	assert_int_equal(stk_key_get_public(f->key, &pub, &err), 0);
+	PEM_write_bio_PUBKEY(b, pub);
+	BIO_get_mem_ptr(b, &bm);
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"HS256\",\"kid\":\"%s\"}", f->kid);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
+	stk_b64url_encode((unsigned char *)p, strlen(p), &pb);
+	snprintf(in, sizeof(in), "%s.%s", hb, pb);
+	HMAC(EVP_sha256(), bm->data, (int)bm->length, (unsigned char *)in, strlen(in), mac, &maclen);
+	stk_b64url_encode_buf(mac, maclen, sigb);
+	snprintf(tok, sizeof(tok), "%s.%s", in, sigb);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
+	assert_non_null(strstr(err.msg, "HMAC is never accepted"));
+	free(hb);
+	free(pb);
+	BIO_free(b);
+	EVP_PKEY_free(pub);
+}
+
+static void
+test_alg_not_matching_key(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+	const char *wrong = strcmp(f->alg, "RS256") == 0 ? "ES256" : "RS256";
+
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\",\"kid\":\"%s\"}",
+	    wrong, f->x5t, f->kid);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ALG, "does not match the site key");
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"PS256\",\"kid\":\"%s\"}", f->kid);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ALG, "is not RS256 or ES256");
+}
+
+/* ---- header rules ---- */
+
+static void
+test_crit_refused(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+
+	hdr(f, h, sizeof(h), "\"crit\":[\"exp\"]");
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'crit' is refused");
+}
+
+static void
+test_key_headers_not_followed(void **state)
+{
+	/* jku/x5u/jwk pointing at the attacker's key, token signed by the
+	 * attacker: refused outright, and no fetch is attempted. */
+	struct fx *f = *state;
+	static const char *const extra[] = {
+		"\"jku\":\"https://attacker.invalid/jwks.json\"",
+		"\"x5u\":\"https://attacker.invalid/cert.pem\"",
+		"\"jwk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+	};
+	static const char *const name[] = { "'jku'", "'x5u'", "'jwk'" };
+	char h[512], p[1024];
+	size_t i;
+
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	for (i = 0; i < 3; i++) {
+		struct stk_error err;
+		char *tok;
+
+		hdr(f, h, sizeof(h), extra[i]);
+		expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, name[i]);
+		/* Signed by a key the site does not trust, naming no kid. */
+		snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",%s}", f->alg, extra[i]);
+		tok = sign_raw(f->other, h, p);
+		assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_HEADER);
+		free(tok);
+	}
+}
+
+static void
+test_typ_and_kid(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	snprintf(h, sizeof(h), "{\"alg\":\"%s\",\"kid\":\"%s\"}", f->alg, f->kid);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "typ must be");
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"kid\":\"nosuchkey\"}", f->alg);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "unknown kid");
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\"}", f->alg);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "names no site key");
+	/* x5t alone selects the key too */
+	{
+		struct stk_error err;
+		char *tok;
+		snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\"}", f->alg, f->x5t);
+		tok = sign_raw(f->key, h, p);
+		assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW + 1, &err), 0);
+		free(tok);
+	}
+}
+
+/* ---- claim rules ---- */
+
+static void
+test_wrong_iss_aud_type_tenant(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+
+	hdr(f, h, sizeof(h), NULL);
+	bulk_claims(p, sizeof(p), NULL, "urn:sccm:oauth2:00000000-0000-4000-8000-000000000000",
+	    NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss");
+	/* exact match: a prefix or different case is not the issuer */
+	bulk_claims(p, sizeof(p), NULL, "urn:sccm:oauth2:" SITE_UP, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss");
+	bulk_claims(p, sizeof(p), NULL, NULL, "urn:sccm:service2", NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_AUDIENCE, "claim aud");
+	bulk_claims(p, sizeof(p), "Bulkregistration", NULL, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_TYPE, "unknown token Type");
+	bulk_claims(p, sizeof(p), "UserAuthentication", NULL, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_ANY, STK_E_TOKEN_TYPE, "unknown token Type");
+	snprintf(p, sizeof(p), "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\",\"Authority\":\"SCCM\","
+	    "\"License\":\"SCCM\",\"Type\":\"BulkRegistration\",\"TenantId\":\"" SITE "\","
+	    "\"UniqueId\":\"" TOKID "\",\"iss\":\"urn:sccm:oauth2:" SITE "\","
+	    "\"aud\":\"urn:sccm:service\",\"nbf\":1800000000,\"exp\":1800003600}");
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim TenantId");
+	/* aud as an array is not the exact audience string */
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	{
+		char *q = strstr(p, "\"aud\":\"urn:sccm:service\"");
+		char tmp[1024];
+		snprintf(tmp, sizeof(tmp), "%.*s\"aud\":[\"urn:sccm:service\"]%s",
+		    (int)(q - p), p, q + strlen("\"aud\":\"urn:sccm:service\""));
+		expect_refusal(f, h, tmp, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim aud");
+	}
+}
+
+static void
+test_times(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL;
+	int64_t nbf = NOW, exp = NOW + 3600;
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, nbf, exp, &tok, NULL, &err), 0);
+	/* Leeway edges, 60 s by default: valid for now in [nbf-60, exp+60). */
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 59, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 60, &err), STK_E_TOKEN_EXPIRED);
+	assert_non_null(strstr(err.msg, "expired"));
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 86400, &err), STK_E_TOKEN_EXPIRED);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 60, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 61, &err), STK_E_TOKEN_NOTYET);
+	assert_non_null(strstr(err.msg, "not valid for another"));
+	/* Leeway 0: the window is exact. */
+	stk_verifier_set_leeway(f->v, 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp - 1, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp, &err), STK_E_TOKEN_EXPIRED);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 1, &err), STK_E_TOKEN_NOTYET);
+	stk_verifier_set_leeway(f->v, STK_DEFAULT_LEEWAY);
+	stk_token_free(tok);
+}
+
+static void
+test_non_integer_times(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+
+	hdr(f, h, sizeof(h), NULL);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000,\"exp\":1800003600.0", NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "exp must be an integer");
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":\"1800000000\",\"exp\":1800003600", NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer");
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1.8e9,\"exp\":1800003600", NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer");
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000", NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim exp missing");
+	/* a bulk token over the 7-day maximum, even if correctly signed */
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000,\"exp\":1800604860", NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "7-day maximum");
+}
+
+static void
+test_duplicate_members(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char h[512], p[1024], *tok;
+
+	hdr(f, h, sizeof(h), NULL);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, "\"exp\":1900000000");
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "duplicate");
+	hdr(f, h, sizeof(h), "\"alg\":\"none\"");
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	tok = sign_raw(f->key, h, p);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_JSON);
+	free(tok);
+	/* not an object; trailing garbage */
+	expect_refusal(f, "[1]", p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "not a JSON object");
+	hdr(f, h, sizeof(h), NULL);
+	strcat(h, "x");
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "header is not a JSON object");
+}
+
+/* ---- encoding and shape ---- */
+
+static void
+test_base64url_strictness(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL, buf[4096], *d1, *d2;
+	size_t len;
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	len = strlen(tok);
+	d1 = strchr(tok, '.');
+	d2 = strchr(d1 + 1, '.');
+	/* padding on the signature */
+	snprintf(buf, sizeof(buf), "%s=", tok);
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
+	/* padding on the header */
+	snprintf(buf, sizeof(buf), "%.*s==%s", (int)(d1 - tok), tok, d1);
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
+	assert_non_null(strstr(err.msg, "header is not strict base64url"));
+	/* standard-alphabet characters */
+	snprintf(buf, sizeof(buf), "%s", tok);
+	buf[(d2 - tok) + 3] = '+';
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
+	/* stray bits in the last signature character (256 and 64 byte
+	 * signatures both leave 4 unused bits) */
+	snprintf(buf, sizeof(buf), "%s", tok);
+	{
+		static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+		const char *pos = strchr(a, buf[len - 1]);
+		assert_non_null(pos);
+		assert_int_equal((pos - a) & 0x0f, 0);
+		buf[len - 1] = a[(pos - a) | 1];
+	}
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
+	assert_non_null(strstr(err.msg, "signature is not strict base64url"));
+	stk_token_free(tok);
+}
+
+static void
+test_segments(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL, buf[4096];
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	/* truncated: two segments */
+	snprintf(buf, sizeof(buf), "%.*s", (int)(strrchr(tok, '.') - tok), tok);
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	/* truncated mid-signature */
+	snprintf(buf, sizeof(buf), "%.*s", (int)strlen(tok) - 8, tok);
+	assert_int_not_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), 0);
+	/* empty signature */
+	snprintf(buf, sizeof(buf), "%.*s", (int)(strrchr(tok, '.') - tok + 1), tok);
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIGNATURE);
+	assert_non_null(strstr(err.msg, "unsigned"));
+	/* extra segment (JWE-like or appended garbage) */
+	snprintf(buf, sizeof(buf), "%s.AAAA", tok);
+	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	assert_non_null(strstr(err.msg, "more than three"));
+	assert_int_equal(verify(f, "", STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	assert_int_equal(verify(f, "..", STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	stk_token_free(tok);
+}
+
+static void
+test_size_limit(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	char h[512], p[9000], extra[9000], *tok;
+	size_t len, pad;
+
+	hdr(f, h, sizeof(h), NULL);
+	/* Find the padding that makes the token exactly 8192 bytes. */
+	for (pad = 5000; pad < 6500; pad++) {
+		snprintf(extra, sizeof(extra), "\"pad\":\"%0*d\"", (int)pad, 0);
+		bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, extra);
+		tok = sign_raw(f->key, h, p);
+		len = strlen(tok);
+		if (len == STK_TOKEN_MAX) {
+			assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
+			free(tok);
+			break;
+		}
+		free(tok);
+	}
+	assert_true(pad < 6500);
+	for (; pad < 6500; pad++) {
+		snprintf(extra, sizeof(extra), "\"pad\":\"%0*d\"", (int)pad, 0);
+		bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, extra);
+		tok = sign_raw(f->key, h, p);
+		len = strlen(tok);
+		if (len > STK_TOKEN_MAX) {
+			assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIZE);
+			assert_non_null(strstr(err.msg, "over the 8192-byte limit"));
+			free(tok);
+			return;
+		}
+		free(tok);
+	}
+	fail_msg("no oversized token made");
+}
+
+static void
+test_signature_by_another_key(void **state)
+{
+	struct fx *f = *state;
+	char h[512], p[1024];
+	struct stk_error err;
+	char *tok;
+
+	hdr(f, h, sizeof(h), NULL);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	tok = sign_raw(f->other, h, p); /* header names the site key */
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIGNATURE);
+	assert_non_null(strstr(err.msg, "does not verify"));
+	free(tok);
+}
+
+static void
+test_rotation_two_keys(void **state)
+{
+	/* A verifier trusting two site keys picks the right one by kid. */
+	struct fx *f = *state;
+	struct stk_error err;
+	EVP_PKEY *pub = NULL;
+	struct stk_signer *s2 = NULL;
+	unsigned char *cert2 = NULL;
+	size_t len2;
+	char *tok = NULL;
+
+	assert_int_equal(stk_cert_make_site(f->other, SITE, NOW, 30, &cert2, &len2, &err), 0);
+	assert_int_equal(stk_signer_new(f->other, cert2, len2, SITE, &s2, &err), 0);
+	assert_int_equal(stk_issue_bulk(s2, TOKID, NOW, NOW + 60, &tok, NULL, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_HEADER);
+	assert_int_equal(stk_key_get_public(f->other, &pub, &err), 0);
+	assert_int_equal(stk_verifier_add_pubkey(f->v, pub, &err), 0);
+	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
+	EVP_PKEY_free(pub);
+	stk_token_free(tok);
+	stk_signer_free(s2);
+	free(cert2);
+}
+
+#define BOTH(fn) cmocka_unit_test_setup_teardown(fn, setup_rsa, teardown), \
+	cmocka_unit_test_setup_teardown(fn, setup_ec, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		BOTH(test_bulk_roundtrip),
+		BOTH(test_client_roundtrip),
+		BOTH(test_bulk_not_accepted_as_client),
+		BOTH(test_flipped_byte_anywhere),
+		BOTH(test_alg_none),
+		BOTH(test_hs256_with_public_key),
+		BOTH(test_alg_not_matching_key),
+		BOTH(test_crit_refused),
+		BOTH(test_key_headers_not_followed),
+		BOTH(test_typ_and_kid),
+		BOTH(test_wrong_iss_aud_type_tenant),
+		BOTH(test_times),
+		BOTH(test_non_integer_times),
+		BOTH(test_duplicate_members),
+		BOTH(test_base64url_strictness),
+		BOTH(test_segments),
+		BOTH(test_size_limit),
+		BOTH(test_signature_by_another_key),
+		BOTH(test_rotation_two_keys),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,266 @@
+/* Site database, bulk tokens, block list and audit chain (file backend). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include "sitetoken/site.h"
+#include "testutil.h"
+
+struct fx {
+	char *dir;
+	struct stk_site *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct stk_site_init_opts io;
+	struct stk_error err;
+	char sub[PATH_MAX];
+
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	io.key_type = STK_KEY_P256;
+	io.actor = "tester";
+	f->dir = tu_tmpdir("site");
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
+	if (stk_site_init(sub, &io, &f->s, &err) != 0)
+		fail_msg("site init: %s", err.msg);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	stk_site_close(f->s);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void
+test_init_layout(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char p[PATH_MAX];
+	struct stk_site *again = NULL, *opened = NULL;
+	struct stk_site_init_opts io;
+	struct stk_error err;
+
+	snprintf(p, sizeof(p), "%s", stk_site_dir(f->s));
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(p, sizeof(p), "%s/site.key", stk_site_dir(f->s));
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_true(stk_guid_valid(stk_site_guid(f->s)));
+	/* a second init refuses and leaves the site alone */
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	assert_int_equal(stk_site_init(stk_site_dir(f->s), &io, &again, &err), STK_E_EXISTS);
+	assert_int_equal(stk_site_open(stk_site_dir(f->s), &opened, &err), 0);
+	assert_string_equal(stk_site_guid(opened), stk_site_guid(f->s));
+	assert_int_equal(stk_site_key_type(opened), STK_KEY_P256);
+	stk_site_close(opened);
+}
+
+static void
+test_init_failure_leaves_nothing(void **state)
+{
+	char *dir = tu_tmpdir("site"), sub[PATH_MAX];
+	struct stk_site_init_opts io;
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	struct stat st;
+
+	(void)state;
+	memset(&io, 0, sizeof(io));
+	io.backend = "nosuch";
+	snprintf(sub, sizeof(sub), "%s/site", dir);
+	assert_int_equal(stk_site_init(sub, &io, &s, &err), STK_E_UNSUPPORTED);
+	assert_null(s);
+	assert_int_not_equal(stat(sub, &st), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_lifetime_parsing(void **state)
+{
+	static const char *const bad[] = { "0", "-1", "-4320", "10081", "99999999999999999999999",
+	    "abc", "1.5", "", " 5", "5 ", "+5", "0x10", "1e3" };
+	struct stk_error err;
+	long m;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		stk_error_clear(&err);
+		if (stk_bulk_parse_lifetime(bad[i], &m, &err) != STK_E_ARG)
+			fail_msg("lifetime '%s' accepted", bad[i]);
+		assert_true(err.msg[0] != '\0');
+	}
+	assert_int_equal(stk_bulk_parse_lifetime("1", &m, &err), 0);
+	assert_int_equal(m, 1);
+	assert_int_equal(stk_bulk_parse_lifetime("10080", &m, &err), 0);
+	assert_int_equal(m, 10080);
+	assert_int_equal(stk_bulk_parse_lifetime("4320", &m, &err), 0);
+	assert_int_equal(stk_bulk_parse_lifetime("10081", &m, &err), STK_E_ARG);
+	assert_non_null(strstr(err.msg, "over the maximum of 10080"));
+	assert_int_equal(stk_bulk_parse_lifetime("0", &m, &err), STK_E_ARG);
+	assert_non_null(strstr(err.msg, "at least 1 minute"));
+}
+
+static void
+test_bulk_block_unblock(void **state)
+{
+	struct fx *f = *state;
+	struct stk_bulk_record rec, got;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok = NULL;
+	int64_t now = stk_now();
+
+	assert_int_equal(stk_bulk_new(f->s, STK_BULK_LIFETIME_DEFAULT, "tester", &tok, &rec, &err), 0);
+	assert_int_equal(rec.exp - rec.nbf, 4320 * 60);
+	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), 0);
+	assert_string_equal(c.id, rec.guid);
+	stk_claims_clear(&c);
+
+	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "tester", &err), 0);
+	assert_int_equal(stk_bulk_get(f->s, rec.guid, &got, &err), 0);
+	assert_int_equal(got.blocked, 1);
+	assert_true(got.blocked_at > 0);
+	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), STK_E_TOKEN_BLOCKED);
+	assert_non_null(strstr(err.msg, "is blocked"));
+	/* repeating is harmless */
+	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "tester", &err), 0);
+	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 0, "tester", &err), 0);
+	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), 0);
+	stk_claims_clear(&c);
+	/* expired: the same token after its window */
+	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), rec.exp + 61, &c, &err),
+	    STK_E_TOKEN_EXPIRED);
+	/* unknown GUID */
+	assert_int_equal(stk_bulk_set_blocked(f->s, "00000000-0000-4000-8000-000000000000", 1,
+	    "tester", &err), STK_E_NOTFOUND);
+	assert_int_equal(stk_bulk_set_blocked(f->s, "not-a-guid", 1, "tester", &err), STK_E_ARG);
+	stk_token_free(tok);
+}
+
+static void
+test_database_never_holds_token(void **state)
+{
+	struct fx *f = *state;
+	struct stk_bulk_record rec;
+	struct stk_error err;
+	char *tok = NULL, path[PATH_MAX], *buf, *sig;
+	const char *names[] = { "site.db", "site.db-wal" };
+	size_t i, n;
+	FILE *fp;
+	int guid_seen = 0;
+
+	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &rec, &err), 0);
+	sig = strrchr(tok, '.') + 1;
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", stk_site_dir(f->s), names[i]);
+		if ((fp = fopen(path, "rb")) == NULL)
+			continue;
+		buf = malloc(1 << 24);
+		n = fread(buf, 1, (1 << 24) - 1, fp);
+		fclose(fp);
+		assert_null(memmem(buf, n, tok, strlen(tok)));
+		assert_null(memmem(buf, n, sig, 40));
+		if (memmem(buf, n, rec.guid, strlen(rec.guid)) != NULL)
+			guid_seen = 1;
+		free(buf);
+	}
+	/* the record is there (so we read the right bytes), the token is not */
+	assert_true(guid_seen);
+	stk_token_free(tok);
+}
+
+static void
+test_audit_chain_and_checkpoints(void **state)
+{
+	struct fx *f = *state;
+	struct stk_audit_report rep;
+	struct stk_bulk_record rec;
+	struct stk_error err;
+	char *tok = NULL;
+	int i;
+
+	for (i = 0; i < 2 * STK_AUDIT_CHECKPOINT_EVERY; i++) {
+		assert_int_equal(stk_bulk_new(f->s, 5, "tester", &tok, &rec, &err), 0);
+		stk_token_free(tok);
+	}
+	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
+	assert_int_equal(rep.records, 1 + 2 * STK_AUDIT_CHECKPOINT_EVERY);
+	/* one at init, then one every STK_AUDIT_CHECKPOINT_EVERY records */
+	assert_true(rep.checkpoints >= 3);
+	assert_string_equal(rep.problem, "");
+	assert_int_equal(stk_audit_checkpoint(f->s, &err), 0);
+	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
+	assert_int_equal(rep.last_checkpoint_seq, rep.records);
+}
+
+static void
+test_certs_list(void **state)
+{
+	struct fx *f = *state;
+	struct stk_bulk_record a, b;
+	struct stk_cert_row *rows = NULL;
+	struct stk_error err;
+	char *tok = NULL;
+	size_t n, i;
+	int seen_a = 0, seen_b = 0, seen_site = 0;
+
+	assert_int_equal(stk_bulk_new(f->s, 1, "tester", &tok, &a, &err), 0);
+	stk_token_free(tok);
+	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &b, &err), 0);
+	stk_token_free(tok);
+	assert_int_equal(stk_bulk_set_blocked(f->s, b.guid, 1, "tester", &err), 0);
+	/* two minutes later the 1-minute token has expired */
+	assert_int_equal(stk_certs_list(f->s, stk_now() + 120, &rows, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (i = 0; i < n; i++) {
+		if (strcmp(rows[i].id, a.guid) == 0) {
+			seen_a = 1;
+			assert_string_equal(rows[i].status, "Expired");
+			assert_string_equal(rows[i].type, "Bulk Registration Token");
+		} else if (strcmp(rows[i].id, b.guid) == 0) {
+			seen_b = 1;
+			assert_string_equal(rows[i].status, "Blocked");
+		} else {
+			seen_site = 1;
+			assert_string_equal(rows[i].type, "Site Signing");
+			assert_string_equal(rows[i].status, "Active");
+			assert_int_equal(strlen(rows[i].id), 40);
+		}
+	}
+	assert_true(seen_a && seen_b && seen_site);
+	free(rows);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_init_layout, setup, teardown),
+		cmocka_unit_test(test_init_failure_leaves_nothing),
+		cmocka_unit_test(test_lifetime_parsing),
+		cmocka_unit_test_setup_teardown(test_bulk_block_unblock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_database_never_holds_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_chain_and_checkpoints, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_certs_list, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
