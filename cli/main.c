@@ -4,6 +4,11 @@
 #include <openssl/crypto.h>
 #include "cli.h"
 
+/* Registration service commands (cli/cmd_serve.c, cli/cmd_settings.c). */
+int cmd_serve(int argc, char **argv);
+int cmd_settings(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+
 const char *cli_prog = "sitetoken";
 
 static const char usage_text[] =
@@ -38,6 +43,16 @@ static const char usage_text[] =
 "                                   'site' or 'bulk'; COLUMN one of type, id,\n"
 "                                   from, to, status, created (prefix '-' to\n"
 "                                   sort descending)\n"
+"\n"
+"Registration service (MP + cloud gateway):\n"
+"  serve --tls-cert FILE --tls-key FILE [--mp ADDR:PORT] [--mp-tls]\n"
+"        [--cmg ADDR:PORT] [--trusted-ca FILE] [--site-number N]\n"
+"        [--pid-file FILE] [--ready-file FILE]\n"
+"                                   run the MP and CMG until SIGTERM\n"
+"  settings set allow-cmg on|off [--device GUID]\n"
+"  settings set internal-registration on|off\n"
+"  settings show [--json]           client settings (site defaults)\n"
+"  devices list [--json] | devices block GUID | devices unblock GUID\n"
 "\n"
 "Audit log:\n"
 "  audit show [--json]              every record of the hash-chained log\n"
@@ -109,5 +124,11 @@ main(int argc, char **argv)
 		return cmd_certs(argc, argv);
 	if (strcmp(argv[0], "audit") == 0)
 		return cmd_audit(argc, argv);
+	if (strcmp(argv[0], "serve") == 0)
+		return cmd_serve(argc, argv);
+	if (strcmp(argv[0], "settings") == 0)
+		return cmd_settings(argc, argv);
+	if (strcmp(argv[0], "devices") == 0)
+		return cmd_devices(argc, argv);
 	return cli_usage_error("unknown command '%s'", argv[0]);
 }

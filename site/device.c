@@ -53,7 +53,7 @@ dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
 	char detail[160];
 
 	stk_error_clear(&e);
-	snprintf(detail, sizeof(detail), "%s: %s", reason,
+	snprintf(detail, sizeof(detail), "%.40s: %.110s", reason ? reason : "error",
 	    why != NULL && why->msg[0] ? why->msg : "");
 	if (stk_audit_append(s, actor ? actor : "device", event, subject ? subject : "",
 	    "refused", detail, &e) != 0)

@@ -1,0 +1,198 @@
+/* sitetoken serve — run the MP and CMG listeners until SIGTERM/SIGINT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include "server.h"
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
+    OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD };
+
+static const char serve_usage[] =
+"usage: sitetoken serve [--site DIR] --tls-cert FILE --tls-key FILE\n"
+"         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
+"         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
+"         [--tcti CONF] [--pkcs11-module PATH]\n"
+"  defaults: --mp 127.0.0.1:8080 --cmg 127.0.0.1:8443; port 0 picks a free\n"
+"  port (written to --ready-file as mp_port=N / cmg_port=N once listening)";
+
+/* Whole file as a NUL-terminated string (malloc'd). */
+static char *
+serve_read_file(const char *path, size_t max)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (fp == NULL)
+		return NULL;
+	if ((buf = malloc(max + 1)) == NULL) {
+		fclose(fp);
+		return NULL;
+	}
+	n = fread(buf, 1, max, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	return buf;
+}
+
+static int
+serve_write_file(const char *path, const char *text)
+{
+	char tmp[PATH_MAX];
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((fp = fopen(tmp, "w")) == NULL)
+		return -1;
+	fputs(text, fp);
+	if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "mp", required_argument, NULL, OPT_MP },
+		{ "mp-tls", no_argument, NULL, OPT_MPTLS },
+		{ "cmg", required_argument, NULL, OPT_CMG },
+		{ "tls-cert", required_argument, NULL, OPT_CERT },
+		{ "tls-key", required_argument, NULL, OPT_KEY },
+		{ "trusted-ca", required_argument, NULL, OPT_CA },
+		{ "site-number", required_argument, NULL, OPT_NUMBER },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "pid-file", required_argument, NULL, OPT_PID },
+		{ "ready-file", required_argument, NULL, OPT_READY },
+		{ "tcti", required_argument, NULL, OPT_TCTI },
+		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct srv_config cfg;
+	struct stk_site *site = NULL;
+	struct stk_key_opts ko;
+	struct stk_error err;
+	struct srv *srv = NULL;
+	const char *dir = NULL, *cert = NULL, *key = NULL, *ca = NULL;
+	const char *pidf = NULL, *readyf = NULL, *tcti = NULL, *mod = NULL;
+	char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, buf[128];
+	sigset_t set;
+	long threads;
+	int c, r, sig = 0, rc = EXIT_BACKEND;
+	size_t i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.mp_addr = "127.0.0.1:8080";
+	cfg.cmg_addr = "127.0.0.1:8443";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_MP: cfg.mp_addr = optarg; break;
+		case OPT_MPTLS: cfg.mp_tls = 1; break;
+		case OPT_CMG: cfg.cmg_addr = optarg; break;
+		case OPT_CERT: cert = optarg; break;
+		case OPT_KEY: key = optarg; break;
+		case OPT_CA: ca = optarg; break;
+		case OPT_NUMBER:
+			for (i = 0; optarg[i]; i++)
+				if (optarg[i] < '0' || optarg[i] > '9' || i > 30)
+					return cli_usage_error("--site-number takes digits");
+			if (i == 0)
+				return cli_usage_error("--site-number takes digits");
+			cfg.site_number = optarg;
+			break;
+		case OPT_THREADS:
+			threads = strtol(optarg, NULL, 10);
+			if (threads < 1 || threads > 64)
+				return cli_usage_error("--threads must be 1 to 64");
+			cfg.threads = (unsigned int)threads;
+			break;
+		case OPT_PID: pidf = optarg; break;
+		case OPT_READY: readyf = optarg; break;
+		case OPT_TCTI: tcti = optarg; break;
+		case OPT_P11MOD: mod = optarg; break;
+		default: return cli_usage_error("%s", serve_usage);
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (cert == NULL || key == NULL)
+		return cli_usage_error("%s", serve_usage);
+	if ((cert_pem = serve_read_file(cert, 65536)) == NULL ||
+	    (key_pem = serve_read_file(key, 65536)) == NULL ||
+	    (ca != NULL && (ca_pem = serve_read_file(ca, 262144)) == NULL)) {
+		fprintf(stderr, "%s: cannot read %s: %s\n", cli_prog,
+		    cert_pem == NULL ? cert : key_pem == NULL ? key : ca, strerror(errno));
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	cfg.tls_cert_pem = cert_pem;
+	cfg.tls_key_pem = key_pem;
+	cfg.trusted_ca_pem = ca_pem;
+	if ((r = cli_open_site(dir, &site)) != 0) {
+		rc = r;
+		goto out;
+	}
+	cli_key_opts(&ko, tcti, mod);
+	stk_site_set_key_opts(site, &ko);
+	/* Block the stop signals before the listener threads exist, so they
+	 * inherit the mask and only sigwait() below sees them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	stk_error_clear(&err);
+	if ((r = srv_start(site, &cfg, &srv, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto out;
+	}
+	if (pidf != NULL) {
+		snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+		if (serve_write_file(pidf, buf) != 0)
+			fprintf(stderr, "%s: cannot write %s\n", cli_prog, pidf);
+	}
+	fprintf(stderr, "%s: site %s: MP on %s port %u, CMG on https port %u "
+	    "(/CCM_Proxy_MutualAuth/%s/)\n", cli_prog, stk_site_guid(site),
+	    cfg.mp_tls ? "https" : "http", srv_mp_port(srv), srv_cmg_port(srv),
+	    cfg.site_number ? cfg.site_number : SRV_SITE_NUMBER_DEFAULT);
+	if (readyf != NULL) {
+		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\n", srv_mp_port(srv),
+		    srv_cmg_port(srv));
+		if (serve_write_file(readyf, buf) != 0)
+			fprintf(stderr, "%s: cannot write %s\n", cli_prog, readyf);
+	}
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+		; /* nothing to reload yet */
+	fprintf(stderr, "%s: signal %d: stopping\n", cli_prog, sig);
+	srv_stop(srv);
+	if (pidf != NULL)
+		unlink(pidf);
+	if (readyf != NULL)
+		unlink(readyf);
+	rc = 0;
+out:
+	stk_site_close(site);
+	free(cert_pem);
+	if (key_pem != NULL) {
+		OPENSSL_cleanse(key_pem, strlen(key_pem));
+		free(key_pem);
+	}
+	free(ca_pem);
+	return rc;
+}

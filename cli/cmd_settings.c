@@ -1,0 +1,206 @@
+/* settings set|show, devices list|block|unblock */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "sitetoken/device.h"
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON };
+
+static int
+settings_set(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s;
+	struct stk_error err;
+	const char *dir = NULL, *dev = NULL, *name, *value;
+	int c, r, allow;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_DEVICE)
+			dev = optarg;
+		else
+			return cli_usage_error("bad option for 'settings set'");
+	}
+	if (argc - optind != 2)
+		return cli_usage_error("usage: settings set allow-cmg on|off [--device GUID]"
+		    " | settings set internal-registration on|off");
+	name = argv[optind];
+	value = argv[optind + 1];
+	if (dev != NULL) {
+		if (strcmp(name, STK_SETTING_ALLOW_CMG) != 0)
+			return cli_usage_error("only allow-cmg has a per-device value");
+		if (strcmp(value, "on") == 0)
+			allow = 1;
+		else if (strcmp(value, "off") == 0)
+			allow = 0;
+		else if (strcmp(value, "default") == 0)
+			allow = -1;
+		else
+			return cli_usage_error("allow-cmg --device takes on, off or default");
+		if (!stk_guid_valid(dev))
+			return cli_usage_error("'%s' is not a device GUID", dev);
+	} else if ((strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0) ||
+	    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
+		return cli_usage_error("usage: settings set allow-cmg|internal-registration"
+		    " on|off");
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if (dev != NULL)
+		r = stk_device_set_allow_cmg(s, dev, allow, cli_actor(), &err);
+	else
+		r = stk_setting_set(s, name, value, cli_actor(), &err);
+	stk_site_close(s);
+	if (r != 0)
+		return cli_fail(&err, r);
+	printf("%s%s%s = %s\n", name, dev ? " for device " : "", dev ? dev : "", value);
+	return 0;
+}
+
+static int
+settings_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s;
+	struct stk_error err;
+	const char *dir = NULL;
+	int c, r, json = 0, cmg = 1, internal = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_JSON)
+			json = 1;
+		else
+			return cli_usage_error("bad option for 'settings show'");
+	}
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, &cmg, &err)) != 0 ||
+	    (r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &internal, &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	stk_site_close(s);
+	if (json)
+		printf("{\"%s\": \"%s\", \"%s\": \"%s\"}\n", STK_SETTING_ALLOW_CMG,
+		    cmg ? "on" : "off", STK_SETTING_INTERNAL_REG, internal ? "on" : "off");
+	else
+		printf("%-24s %s\n%-24s %s\n", STK_SETTING_ALLOW_CMG, cmg ? "on" : "off",
+		    STK_SETTING_INTERNAL_REG, internal ? "on" : "off");
+	return 0;
+}
+
+int
+cmd_settings(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "set") == 0)
+		return settings_set(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "show") == 0)
+		return settings_show(argc - 1, argv + 1);
+	return cli_usage_error("usage: settings set NAME on|off [--device GUID] | settings show");
+}
+
+struct dev_list_ctx {
+	int json;
+	json_t *arr;
+};
+
+static int
+dev_list_row(void *ctx, const struct stk_device *d)
+{
+	struct dev_list_ctx *lc = ctx;
+	char reg[32], exp[32];
+
+	if (lc->json) {
+		json_array_append_new(lc->arr, json_pack("{s:s, s:s, s:I, s:s, s:s?, s:b,"
+		    " s:s, s:s, s:I, s:I}", "guid", d->guid, "cert_thumbprint", d->thumbprint,
+		    "registered_at", (json_int_t)d->registered_at, "via", d->via,
+		    "bulk_guid", d->bulk_guid[0] ? d->bulk_guid : NULL,
+		    "blocked", d->blocked, "allow_cmg", d->allow_cmg < 0 ? "default" :
+		    d->allow_cmg ? "on" : "off", "last_token_jti", d->last_jti,
+		    "last_issued_at", (json_int_t)d->last_issued_at,
+		    "token_exp", (json_int_t)d->token_exp));
+		return 0;
+	}
+	cli_time(d->registered_at, reg, sizeof(reg));
+	cli_time(d->token_exp, exp, sizeof(exp));
+	printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s\n", d->guid, d->via, reg, exp,
+	    d->blocked ? "Blocked" : "Active", d->allow_cmg < 0 ? "default" :
+	    d->allow_cmg ? "on" : "off");
+	return 0;
+}
+
+int
+cmd_devices(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct dev_list_ctx lc = { 0, NULL };
+	struct stk_site *s;
+	struct stk_error err;
+	const char *dir = NULL, *sub = argc >= 2 ? argv[1] : "";
+	int c, r;
+
+	if (strcmp(sub, "list") != 0 && strcmp(sub, "block") != 0 &&
+	    strcmp(sub, "unblock") != 0)
+		return cli_usage_error("usage: devices list [--json] | devices block|unblock GUID");
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_JSON)
+			lc.json = 1;
+		else
+			return cli_usage_error("bad option for 'devices %s'", sub);
+	}
+	if (strcmp(sub, "list") != 0 && (argc - optind != 1 || !stk_guid_valid(argv[optind])))
+		return cli_usage_error("usage: devices %s GUID", sub);
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if (strcmp(sub, "list") == 0) {
+		if (lc.json)
+			lc.arr = json_array();
+		else
+			printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s\n", "Device GUID", "Via",
+			    "Registered", "Token expires", "Status", "CMG");
+		r = stk_device_foreach(s, dev_list_row, &lc, &err);
+		if (r == 0 && lc.json) {
+			char *txt = json_dumps(lc.arr, JSON_INDENT(2));
+
+			printf("%s\n", txt ? txt : "[]");
+			free(txt);
+		}
+		json_decref(lc.arr);
+	} else {
+		r = stk_device_set_blocked(s, argv[optind], strcmp(sub, "block") == 0,
+		    cli_actor(), &err);
+		if (r == 0)
+			printf("device %s %sed\n", argv[optind], sub);
+	}
+	stk_site_close(s);
+	return r != 0 ? cli_fail(&err, r) : 0;
+}

@@ -1,0 +1,647 @@
+/* MP and CMG listeners on libmicrohttpd (thread pool, GnuTLS).
+ *
+ * Mutual TLS on the CMG: giving MHD a trust list (MHD_OPTION_HTTPS_MEM_TRUST)
+ * makes GnuTLS request a client certificate; the handshake proves the client
+ * holds its key, and we read the certificate's DER from the session to
+ * compare its SHA-256 thumbprint with the token's cnf (site/device.c). The
+ * trust list itself is not used to accept device certificates: they are
+ * self-signed, and the binding to the token is what authenticates them. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/token.h"
+#include "server.h"
+
+#define SRV_API "/sitetoken/v1/"
+#define SRV_CMG_PREFIX "/CCM_Proxy_MutualAuth/"
+
+enum srv_kind { SRV_MP = 0, SRV_CMG };
+
+struct srv_listener {
+	struct srv *srv;
+	enum srv_kind kind;
+	int tls;
+	struct MHD_Daemon *d;
+	unsigned int port;
+};
+
+struct srv {
+	struct stk_site *site;
+	pthread_mutex_t site_mu;   /* one site handle = one DB connection */
+	struct srv_logs *logs;
+	struct srv_listener mp, cmg;
+	char site_number[64];
+	int have_trusted_ca;
+	char *cert_pem, *key_pem, *ca_pem;
+};
+
+/* Per-request state: the body being received. */
+struct srv_req {
+	char *body;
+	size_t len;
+	int too_big;
+};
+
+static void
+srv_wipe_free(void *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+static enum MHD_Result
+srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *txt = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	if (txt == NULL)
+		return MHD_NO;
+	/* The body may hold a client token: wipe it when MHD is done. */
+	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
+	    srv_wipe_free);
+	if (resp == NULL) {
+		srv_wipe_free(txt);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+srv_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
+    const char *msg)
+{
+	return srv_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
+	    "message", msg ? msg : ""));
+}
+
+static unsigned int
+srv_status_of(const char *reason)
+{
+	static const char *const forbidden[] = { STK_REASON_BULK_BLOCKED,
+	    STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
+	    STK_REASON_INTERNAL_DISABLED };
+	size_t i;
+
+	if (reason == NULL)
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	if (strcmp(reason, STK_REASON_BAD_CERT) == 0)
+		return MHD_HTTP_BAD_REQUEST;
+	for (i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
+		if (strcmp(reason, forbidden[i]) == 0)
+			return MHD_HTTP_FORBIDDEN;
+	return MHD_HTTP_UNAUTHORIZED;
+}
+
+static void
+srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr_in *sin;
+
+	snprintf(buf, len, "?");
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
+		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
+	}
+}
+
+/* The TLS client certificate (leaf DER, pointing into the session), or NULL. */
+static const gnutls_datum_t *
+srv_peer_cert(struct MHD_Connection *c, gnutls_session_t *sess_out)
+{
+	const union MHD_ConnectionInfo *ci;
+	const gnutls_datum_t *certs;
+	gnutls_session_t sess;
+	unsigned int n = 0;
+
+	if (sess_out != NULL)
+		*sess_out = NULL;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (ci == NULL || ci->tls_session == NULL)
+		return NULL;
+	sess = (gnutls_session_t)ci->tls_session;
+	if (sess_out != NULL)
+		*sess_out = sess;
+	if (gnutls_certificate_type_get(sess) != GNUTLS_CRT_X509)
+		return NULL;
+	certs = gnutls_certificate_get_peers(sess, &n);
+	return n > 0 ? &certs[0] : NULL;
+}
+
+/* "Bearer <token>" from the Authorization header; NULL if absent. */
+static const char *
+srv_bearer(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION);
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h ? h : NULL;
+}
+
+/* Strict JSON object of the body: duplicates refused, then json_unpack_ex
+ * with JSON_STRICT in the caller refuses unknown members. */
+static json_t *
+srv_body_json(const struct srv_req *rq, char *why, size_t whylen)
+{
+	json_error_t je;
+	json_t *o;
+
+	if (rq->len == 0) {
+		snprintf(why, whylen, "empty body: a JSON object is required");
+		return NULL;
+	}
+	o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL || !json_is_object(o)) {
+		snprintf(why, whylen, "body is not a strict JSON object%s%s",
+		    o == NULL ? ": " : "", o == NULL ? je.text : "");
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *
+srv_issued_json(const struct stk_issued *is)
+{
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:b}",
+	    "device_guid", is->dev.guid, "client_token", is->token,
+	    "jti", is->dev.last_jti, "issued_at", (json_int_t)is->dev.last_issued_at,
+	    "expires_at", (json_int_t)is->dev.token_exp, "via", is->dev.via,
+	    "new_device", is->new_device);
+}
+
+static void
+srv_log_issued(struct srv *s, const struct stk_issued *is, const char *what,
+    const char *peer)
+{
+	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Issued client authentication token "
+	    "jti=%s sub=%s cnf.x5t#S256=%s exp=%lld (%s) for %s", is->dev.last_jti,
+	    is->dev.guid, is->dev.thumbprint, (long long)is->dev.token_exp, what, peer);
+}
+
+/* POST register, on either listener. */
+static enum MHD_Result
+srv_register(struct srv_listener *ls, struct MHD_Connection *c,
+    const struct srv_req *rq, const char *peer)
+{
+	struct srv *s = ls->srv;
+	struct stk_reg_request reg;
+	struct stk_issued is;
+	struct stk_error err;
+	const gnutls_datum_t *pc = NULL;
+	gnutls_session_t sess = NULL;
+	unsigned char *der = NULL;
+	const char *pem = NULL, *bulk = NULL, *host = NULL, *reason = NULL;
+	size_t derlen = 0;
+	char why[200];
+	unsigned int status;
+	json_error_t je;
+	json_t *o;
+	enum MHD_Result ret;
+	int r;
+
+	memset(&reg, 0, sizeof(reg));
+	memset(&is, 0, sizeof(is));
+	stk_error_clear(&err);
+	if ((o = srv_body_json(rq, why, sizeof(why))) == NULL)
+		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
+	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s}", "certificate", &pem,
+	    "bulk_token", &bulk, "hostname", &host) != 0) {
+		snprintf(why, sizeof(why), "request JSON: %s", je.text);
+		json_decref(o);
+		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
+	}
+	reg.via = ls->kind == SRV_CMG ? STK_VIA_CMG : STK_VIA_MP;
+	reg.peer = peer;
+	if (ls->tls)
+		pc = srv_peer_cert(c, &sess);
+	if (ls->kind == SRV_CMG) {
+		/* The certificate is the one the handshake proved. */
+		if (pc != NULL) {
+			reg.cert_der = pc->data;
+			reg.cert_len = pc->size;
+		}
+	} else {
+		if (pem == NULL || stk_cert_pem_to_der(pem, strlen(pem), &der, &derlen) != 0) {
+			json_decref(o);
+			return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, STK_REASON_BAD_CERT,
+			    "'certificate' must hold the device certificate in PEM");
+		}
+		reg.cert_der = der;
+		reg.cert_len = derlen;
+		reg.require_credential = ls->tls;
+		if (ls->tls && pc != NULL && s->have_trusted_ca && sess != NULL) {
+			unsigned int vs = 1;
+
+			reg.trusted_credential = gnutls_certificate_verify_peers2(sess, &vs) == 0 &&
+			    vs == 0;
+		}
+	}
+	if (ls->kind == SRV_CMG && pc == NULL) {
+		json_decref(o);
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused registration from %s: "
+		    "%s (no TLS client certificate)", peer, STK_REASON_NO_CLIENT_CERT);
+		return srv_reply_error(c, MHD_HTTP_UNAUTHORIZED, STK_REASON_NO_CLIENT_CERT,
+		    "the cloud gateway requires a TLS client certificate");
+	}
+	if (bulk != NULL) {
+		reg.bulk_token = bulk;
+		reg.bulk_len = strlen(bulk);
+	}
+	pthread_mutex_lock(&s->site_mu);
+	r = stk_device_register(s->site, &reg, stk_now(), &is, &reason, &err);
+	pthread_mutex_unlock(&s->site_mu);
+	free(der);
+	if (r == 0) {
+		srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "%s device %s "
+		    "registered via %s from %s (host %s) cert x5t#S256=%s%s%s",
+		    is.new_device ? "New" : "Known", is.dev.guid, is.dev.via, peer,
+		    host ? host : "-", is.dev.thumbprint, is.dev.bulk_guid[0] ?
+		    " bulk token " : "", is.dev.bulk_guid);
+		srv_log_issued(s, &is, "registration", peer);
+		ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));
+		stk_issued_clear(&is);
+		json_decref(o); /* holds the bulk token text: after its last use */
+		return ret;
+	}
+	json_decref(o);
+	status = srv_status_of(reason);
+	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused registration "
+	    "via %s from %s: %s (%s)", ls->kind == SRV_CMG ? "cmg" : "mp", peer,
+	    reason ? reason : "internal_error", err.msg);
+	if (ls->kind == SRV_CMG)
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused registration from "
+		    "%s: %s (%s)", peer, reason ? reason : "internal_error", err.msg);
+	if (reason == NULL)
+		return srv_reply_error(c, status, "internal_error", "the site could not "
+		    "complete the registration; see the server logs");
+	return srv_reply_error(c, status, reason, err.msg);
+}
+
+/* Gateway requests that need the client token: renew and policy. */
+static enum MHD_Result
+srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
+    const char *op, const char *peer)
+{
+	struct srv *s = ls->srv;
+	struct stk_error err;
+	struct stk_issued is;
+	struct stk_device dev;
+	const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
+	const char *tok = srv_bearer(c), *reason = NULL;
+	int renew = strcmp(op, "renew") == 0, on = 1, r;
+	enum MHD_Result ret;
+
+	stk_error_clear(&err);
+	memset(&is, 0, sizeof(is));
+	pthread_mutex_lock(&s->site_mu);
+	if (renew)
+		r = stk_device_renew(s->site, tok, tok ? strlen(tok) : 0,
+		    pc ? pc->data : NULL, pc ? pc->size : 0, stk_now(), &is, &reason, &err);
+	else {
+		r = stk_device_authenticate(s->site, tok, tok ? strlen(tok) : 0,
+		    pc ? pc->data : NULL, pc ? pc->size : 0, stk_now(), &dev, &reason, &err);
+		if (r == 0 && dev.allow_cmg < 0)
+			stk_setting_get_bool(s->site, STK_SETTING_ALLOW_CMG, 1, &on, NULL);
+	}
+	pthread_mutex_unlock(&s->site_mu);
+	if (r != 0) {
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused %s from %s: %s (%s)",
+		    op, peer, reason ? reason : "internal_error", err.msg);
+		if (reason == NULL)
+			return srv_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			    "internal_error", "see the server logs");
+		return srv_reply_error(c, srv_status_of(reason), reason, err.msg);
+	}
+	if (renew) {
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted renew from %s: "
+		    "device %s, certificate bound", peer, is.dev.guid);
+		srv_log_issued(s, &is, "renewal", peer);
+		ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));
+		stk_issued_clear(&is);
+		return ret;
+	}
+	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted %s from %s: device %s "
+	    "jti %s, certificate bound", op, peer, dev.guid, dev.last_jti);
+	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Validated client token jti=%s sub=%s",
+	    dev.last_jti, dev.guid);
+	return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:I, s:I, s:b,"
+	    " s:I, s:s}", "device_guid", dev.guid, "site", stk_site_guid(s->site),
+	    "token_expires_at", (json_int_t)dev.token_exp, "token_issued_at",
+	    (json_int_t)dev.last_issued_at, "allow_cmg",
+	    dev.allow_cmg >= 0 ? dev.allow_cmg : on, "server_time",
+	    (json_int_t)stk_now(), "status", "ok"));
+}
+
+static enum MHD_Result
+srv_route(struct srv_listener *ls, struct MHD_Connection *c, const char *url,
+    const char *method, const struct srv_req *rq)
+{
+	struct srv *s = ls->srv;
+	const char *op = NULL;
+	char peer[64];
+	size_t n;
+	int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+
+	srv_peer_addr(c, peer, sizeof(peer));
+	if (rq->too_big)
+		return srv_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+		    "request body over 16 KiB");
+	if (ls->kind == SRV_CMG) {
+		n = strlen(SRV_CMG_PREFIX);
+		if (strncmp(url, SRV_CMG_PREFIX, n) != 0 ||
+		    strncmp(url + n, s->site_number, strlen(s->site_number)) != 0)
+			return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			    "unknown path (expected /CCM_Proxy_MutualAuth/<site number>/...)");
+		url += n + strlen(s->site_number);
+	}
+	if (strncmp(url, SRV_API, strlen(SRV_API)) == 0)
+		op = url + strlen(SRV_API);
+	if (op == NULL)
+		return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	if (strcmp(op, "register") == 0) {
+		if (!post)
+			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use POST");
+		return srv_register(ls, c, rq, peer);
+	}
+	if (ls->kind == SRV_CMG && strcmp(op, "renew") == 0) {
+		if (!post)
+			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use POST");
+		return srv_cmg_authed(ls, c, "renew", peer);
+	}
+	if (ls->kind == SRV_CMG && strcmp(op, "policy") == 0) {
+		if (!get)
+			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use GET");
+		return srv_cmg_authed(ls, c, "policy", peer);
+	}
+	if (strcmp(op, "health") == 0 && get)
+		return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s}", "status",
+		    "ok", "site", stk_site_guid(s->site)));
+	return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+}
+
+static enum MHD_Result
+srv_handler(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct srv_listener *ls = cls;
+	struct srv_req *rq = *con_cls;
+	char *nb;
+
+	(void)version;
+	if (rq == NULL) {
+		if ((rq = calloc(1, sizeof(*rq))) == NULL)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (!rq->too_big && rq->len + *upload_data_size <= SRV_BODY_MAX) {
+			if ((nb = realloc(rq->body, rq->len + *upload_data_size + 1)) == NULL)
+				return MHD_NO;
+			rq->body = nb;
+			memcpy(rq->body + rq->len, upload_data, *upload_data_size);
+			rq->len += *upload_data_size;
+			rq->body[rq->len] = '\0';
+		} else
+			rq->too_big = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return srv_route(ls, c, url, method, rq);
+}
+
+static void
+srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct srv_req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq == NULL)
+		return;
+	if (rq->body != NULL) {
+		/* May hold a bulk token. */
+		OPENSSL_cleanse(rq->body, rq->len);
+		free(rq->body);
+	}
+	free(rq);
+	*con_cls = NULL;
+}
+
+static void
+srv_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct srv *s = cls;
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "listener: %s", msg);
+}
+
+static int
+srv_parse_addr(const char *spec, struct sockaddr_in *sin, struct stk_error *err)
+{
+	char host[64];
+	const char *colon;
+	char *end;
+	long port;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (spec == NULL || (colon = strrchr(spec, ':')) == NULL ||
+	    (size_t)(colon - spec) >= sizeof(host))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "listen address '%s' is not ADDR:PORT", spec ? spec : "");
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "bad port in '%s'", spec);
+	if (strcmp(host, "localhost") == 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%s' is not an IPv4 address", host);
+	sin->sin_port = htons((uint16_t)port);
+	return STK_OK;
+}
+
+static int
+srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
+    unsigned int threads, struct stk_error *err)
+{
+	struct sockaddr_in sin;
+	const union MHD_DaemonInfo *di;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	int r;
+
+	if ((r = srv_parse_addr(addr, &sin, err)) != 0)
+		return r;
+	ls->srv = s;
+	if (ls->tls)
+		flags |= MHD_USE_TLS;
+	/* MHD takes a variable option list; TLS options only on TLS daemons.
+	 * The CMG always gets a trust list so GnuTLS requests a client
+	 * certificate; the MP gets one only when a trusted CA is configured. */
+	if (!ls->tls)
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		    MHD_OPTION_THREAD_POOL_SIZE, threads,
+		    MHD_OPTION_CONNECTION_LIMIT, 512u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_END);
+	else if (ls->kind == SRV_CMG || s->ca_pem != NULL)
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		    MHD_OPTION_THREAD_POOL_SIZE, threads,
+		    MHD_OPTION_CONNECTION_LIMIT, 512u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
+		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
+		    MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem ? s->ca_pem : s->cert_pem,
+		    MHD_OPTION_END);
+	else
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		    MHD_OPTION_THREAD_POOL_SIZE, threads,
+		    MHD_OPTION_CONNECTION_LIMIT, 512u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
+		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
+		    MHD_OPTION_END);
+	if (ls->d == NULL)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot listen on %s (%s): %s", addr, ls->kind == SRV_CMG ? "CMG" : "MP",
+		    errno ? strerror(errno) : "TLS set-up failed");
+	di = MHD_get_daemon_info(ls->d, MHD_DAEMON_INFO_BIND_PORT);
+	ls->port = di != NULL ? di->port : ntohs(sin.sin_port);
+	return STK_OK;
+}
+
+int
+srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
+    struct stk_error *err)
+{
+	struct srv *s;
+	unsigned int threads = cfg->threads ? cfg->threads : SRV_THREADS_DEFAULT;
+	int r;
+
+	*out = NULL;
+	if (cfg->tls_cert_pem == NULL || cfg->tls_key_pem == NULL)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "the CMG needs a TLS certificate and key (--tls-cert, --tls-key)");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	pthread_mutex_init(&s->site_mu, NULL);
+	s->site = site;
+	snprintf(s->site_number, sizeof(s->site_number), "%s",
+	    cfg->site_number ? cfg->site_number : SRV_SITE_NUMBER_DEFAULT);
+	if ((s->cert_pem = strdup(cfg->tls_cert_pem)) == NULL ||
+	    (s->key_pem = strdup(cfg->tls_key_pem)) == NULL ||
+	    (cfg->trusted_ca_pem != NULL && (s->ca_pem = strdup(cfg->trusted_ca_pem)) == NULL)) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto fail;
+	}
+	s->have_trusted_ca = s->ca_pem != NULL;
+	if ((r = srv_logs_open(stk_site_dir(site), &s->logs, err)) != 0)
+		goto fail;
+	/* Open the key before the first request: a TPM or HSM problem shows at
+	 * start-up, not at the first registration. */
+	{
+		const struct stk_signer *sg;
+		const struct stk_verifier *v;
+
+		if ((r = stk_site_signer(site, &sg, err)) != 0 ||
+		    (r = stk_site_verifier(site, &v, err)) != 0)
+			goto fail;
+	}
+	s->mp.kind = SRV_MP;
+	s->mp.tls = cfg->mp_tls;
+	s->cmg.kind = SRV_CMG;
+	s->cmg.tls = 1;
+	if ((r = srv_listen(s, &s->mp, cfg->mp_addr, threads, err)) != 0 ||
+	    (r = srv_listen(s, &s->cmg, cfg->cmg_addr, threads, err)) != 0)
+		goto fail;
+	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
+	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
+	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
+	    "listening on %s port %u", cfg->mp_tls ? "https" : "http", s->mp.port);
+	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Cloud gateway listening on https "
+	    "port %u under %s%s/ (mutual TLS)", s->cmg.port, SRV_CMG_PREFIX, s->site_number);
+	*out = s;
+	return STK_OK;
+fail:
+	srv_stop(s);
+	return r;
+}
+
+unsigned int srv_mp_port(const struct srv *s) { return s->mp.port; }
+unsigned int srv_cmg_port(const struct srv *s) { return s->cmg.port; }
+
+void
+srv_stop(struct srv *s)
+{
+	if (s == NULL)
+		return;
+	/* MHD_stop_daemon joins the pool threads after requests in flight. */
+	if (s->mp.d != NULL)
+		MHD_stop_daemon(s->mp.d);
+	if (s->cmg.d != NULL)
+		MHD_stop_daemon(s->cmg.d);
+	if (s->logs != NULL)
+		srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Token service stopped");
+	srv_logs_close(s->logs);
+	pthread_mutex_destroy(&s->site_mu);
+	free(s->cert_pem);
+	if (s->key_pem != NULL) {
+		OPENSSL_cleanse(s->key_pem, strlen(s->key_pem));
+		free(s->key_pem);
+	}
+	free(s->ca_pem);
+	free(s);
+}

@@ -1,0 +1,49 @@
+/* sitetoken server: the management point (MP) and cloud gateway (CMG)
+ * listeners over libmicrohttpd. Thin: parse the request, call site/device
+ * policy, write the JSON response and one log line. See docs/api.md. */
+#ifndef SITETOKEN_SERVER_H
+#define SITETOKEN_SERVER_H
+
+#include <stddef.h>
+#include "sitetoken/error.h"
+#include "sitetoken/site.h"
+
+#define SRV_BODY_MAX 16384            /* request bodies over this are refused (413) */
+#define SRV_THREADS_DEFAULT 4
+#define SRV_SITE_NUMBER_DEFAULT "72186325152220500"
+
+struct srv_config {
+	const char *mp_addr;        /* "127.0.0.1:8080"; port 0 picks a free port */
+	int mp_tls;                 /* MP over HTTPS */
+	const char *cmg_addr;       /* CMG listener (always HTTPS, mutual TLS) */
+	const char *tls_cert_pem;   /* server certificate chain, PEM text */
+	const char *tls_key_pem;    /* server key, PEM text (wiped by the caller) */
+	const char *trusted_ca_pem; /* CA whose client certificates the HTTPS MP
+	                               accepts as a registration credential; NULL */
+	const char *site_number;    /* CMG path segment after /CCM_Proxy_MutualAuth/ */
+	unsigned int threads;       /* thread pool size per listener */
+};
+
+struct srv;
+
+/* Start both listeners. The site stays owned by the caller and must outlive
+ * the server; the server serialises its use of it. Logs go to
+ * <site>/logs/{CCM_STS,MP_RegistrationManager,ClientAuth}.log. */
+int srv_start(struct stk_site *site, const struct srv_config *cfg,
+    struct srv **out, struct stk_error *err);
+/* Bound ports (useful with port 0). */
+unsigned int srv_mp_port(const struct srv *s);
+unsigned int srv_cmg_port(const struct srv *s);
+/* Stop accepting, finish requests in flight, close the logs; accepts NULL. */
+void srv_stop(struct srv *s);
+
+/* Logs (server/srvlog.c). One line per event:
+ *   2026-11-25T17:20:00Z [tid 1234] <Component>: message */
+enum srv_log_file { SRV_LOG_STS = 0, SRV_LOG_REG, SRV_LOG_AUTH, SRV_LOG_COUNT };
+struct srv_logs;
+int srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err);
+void srv_logs_close(struct srv_logs *l);
+void srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif
