@@ -1,0 +1,548 @@
+/* tpm backend against a real swtpm (started and stopped by the same
+ * swtpm-setup scripts the demo and CI use). What a user of the backend
+ * would see: keys sign and verify with only the public key, attributes read
+ * back from the TPM, no transient object left after many signatures or
+ * opens, the key survives a TPM restart, clear errors for an unreachable
+ * TPM, a wrong auth value and a blob from another TPM. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_tctildr.h>
+#include "sitetoken/key.h"
+
+#ifndef STK_SRC_DIR
+#error "STK_SRC_DIR must name the source tree (for swtpm-setup/)"
+#endif
+
+struct tpm_env {
+	char dir[512];   /* scratch: site dir, TPM state dirs */
+	char state[600]; /* state of the main swtpm */
+	char tcti[128];
+};
+
+static struct tpm_env env;
+
+static int
+swtpm_start(const char *state, char *tcti, size_t len)
+{
+	char cmd[1024], path[700];
+	FILE *fp;
+	int n;
+
+	snprintf(cmd, sizeof(cmd), "bash %s/swtpm-setup/swtpm-start.sh '%s' >/dev/null",
+	    STK_SRC_DIR, state);
+	if (system(cmd) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/tcti", state);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	n = fgets(tcti, (int)len, fp) != NULL ? 0 : -1;
+	fclose(fp);
+	tcti[strcspn(tcti, "\n")] = '\0';
+	return n;
+}
+
+static void
+swtpm_stop(const char *state)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "bash %s/swtpm-setup/swtpm-stop.sh '%s'",
+	    STK_SRC_DIR, state);
+	if (system(cmd) != 0)
+		fprintf(stderr, "swtpm-stop failed for %s\n", state);
+}
+
+static int
+group_setup(void **state)
+{
+	const char *tmp = getenv("STK_TEST_TMP");
+	char cmd[700];
+
+	(void)state;
+	unsetenv("SITETOKEN_TPM_KEY_AUTH");
+	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
+	snprintf(env.dir, sizeof(env.dir), "%s/test_tpm.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(env.dir) == NULL)
+		return -1;
+	snprintf(env.state, sizeof(env.state), "%s/tpm", env.dir);
+	if (swtpm_start(env.state, env.tcti, sizeof(env.tcti)) != 0) {
+		fprintf(stderr, "cannot start swtpm (is swtpm installed?)\n");
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env.dir);
+		(void)system(cmd);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	char cmd[700];
+
+	(void)state;
+	swtpm_stop(env.state);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env.dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct stk_key_opts
+opts_for(const char *sub)
+{
+	static char dir[700];
+	struct stk_key_opts o;
+
+	snprintf(dir, sizeof(dir), "%s/%s", env.dir, sub);
+	mkdir(dir, 0700);
+	memset(&o, 0, sizeof(o));
+	o.site_dir = dir;
+	o.tcti = env.tcti;
+	return o;
+}
+
+static void
+assert_signs(struct stk_key *key)
+{
+	static const unsigned char msg[] = "header.payload";
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	struct stk_error err;
+	EVP_PKEY *pub = NULL;
+
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_sign(key, msg, sizeof(msg) - 1, sig, &siglen, &err), 0);
+	assert_int_equal(stk_key_get_public(key, &pub, &err), 0);
+	assert_int_equal(stk_key_type_of_pkey(pub), key->type);
+	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg) - 1, sig, siglen), 0);
+	/* And it is a real check: another message must not verify. */
+	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg) - 2, sig, siglen),
+	    STK_E_TOKEN_SIGNATURE);
+	EVP_PKEY_free(pub);
+}
+
+static const char *
+attr(const struct stk_key_info *info, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < info->nattrs; i++)
+		if (strcmp(info->attrs[i].name, name) == 0)
+			return info->attrs[i].value;
+	return "";
+}
+
+/* Handles of one type the TPM holds right now, seen from a fresh
+ * connection: with swtpm there is no resource manager to hide leaks. */
+static int
+tpm_count_handles(const char *tcti_conf, TPM2_HANDLE first)
+{
+	TSS2_TCTI_CONTEXT *tcti = NULL;
+	ESYS_CONTEXT *ectx = NULL;
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more = 0;
+	int n = -1;
+
+	if (Tss2_TctiLdr_Initialize(tcti_conf, &tcti) != 0)
+		return -1;
+	if (Esys_Initialize(&ectx, tcti, NULL) == 0 &&
+	    Esys_GetCapability(ectx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	    TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, &more, &cap) == 0)
+		n = (int)cap->data.handles.count;
+	Esys_Free(cap);
+	Esys_Finalize(&ectx);
+	Tss2_TctiLdr_Finalize(&tcti);
+	return n;
+}
+
+static void
+assert_tpm_clean(void)
+{
+	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 0);
+	assert_int_equal(tpm_count_handles(env.tcti, TPM2_LOADED_SESSION_FIRST), 0);
+}
+
+static void
+gen_and_check(enum stk_key_type type, const char *sub)
+{
+	struct stk_key_opts o = opts_for(sub);
+	struct stk_key *key = NULL, *again = NULL;
+	struct stk_key_info info;
+	struct stk_error err;
+	char *uri = NULL, *uri2 = NULL, path[800];
+	struct stat st;
+
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_generate("tpm", NULL, type, &o, &key, &uri, &err), 0);
+	assert_non_null(key);
+	assert_int_equal(key->type, type);
+	assert_true(strncmp(uri, "tpm:blob=/", 10) == 0);
+	snprintf(path, sizeof(path), "%s/site.tpmkey", o.site_dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_signs(key);
+
+	assert_int_equal(stk_key_describe(key, &info, &err), 0);
+	assert_true(info.non_exportable);
+	assert_string_equal(info.location, uri);
+	assert_string_equal(attr(&info, "fixedTPM"), "true");
+	assert_string_equal(attr(&info, "fixedParent"), "true");
+	assert_string_equal(attr(&info, "sensitiveDataOrigin"), "true");
+	assert_string_equal(attr(&info, "userWithAuth"), "true");
+	assert_string_equal(attr(&info, "sign"), "true");
+	assert_string_equal(attr(&info, "decrypt"), "false");
+	assert_string_equal(attr(&info, "restricted"), "false");
+	stk_key_close(key);
+
+	/* Generating again must not overwrite the blob. */
+	assert_int_equal(stk_key_generate("tpm", NULL, type, &o, &key, &uri2,
+	    &err), STK_E_EXISTS);
+	assert_null(key);
+	assert_null(uri2);
+
+	/* The stored URI opens the same key later. */
+	assert_int_equal(stk_key_open(uri, &o, &again, &err), 0);
+	assert_int_equal(again->type, type);
+	assert_signs(again);
+	stk_key_close(again);
+	free(uri);
+	assert_tpm_clean();
+}
+
+static void
+test_rsa2048(void **state)
+{
+	(void)state;
+	gen_and_check(STK_KEY_RSA2048, "rsa");
+}
+
+static void
+test_p256(void **state)
+{
+	(void)state;
+	gen_and_check(STK_KEY_P256, "p256");
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* 200 signatures in one process with one open key, then close: nothing may
+ * stay loaded in the TPM ("out of memory for object contexts" otherwise). */
+static void
+test_200_signatures_no_transient_left(void **state)
+{
+	struct stk_key_opts o = opts_for("p256");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	unsigned char md[STK_SHA256_LEN], sig[STK_SIG_MAX];
+	size_t siglen;
+	double t0;
+	int i;
+
+	(void)state;
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	/* Open holds exactly the key and its session, nothing else. */
+	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 1);
+	t0 = now_s();
+	for (i = 0; i < 200; i++) {
+		memset(md, i, sizeof(md));
+		siglen = sizeof(sig);
+		assert_int_equal(stk_key_sign_digest(key, md, sizeof(md), sig,
+		    &siglen, &err), 0);
+		assert_int_equal(siglen, STK_P256_SIG_LEN);
+	}
+	fprintf(stderr, "# tpm p256: 200 signatures in %.3f s (%.0f/s via swtpm)\n",
+	    now_s() - t0, 200 / (now_s() - t0));
+	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 1);
+	stk_key_close(key);
+	assert_tpm_clean();
+}
+
+/* More open/close cycles than the TPM has object slots (3 in swtpm). */
+static void
+test_open_close_cycles(void **state)
+{
+	struct stk_key_opts o = opts_for("rsa");
+	struct stk_key *key;
+	struct stk_error err;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 12; i++) {
+		key = NULL;
+		assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+		stk_key_close(key);
+	}
+	assert_tpm_clean();
+}
+
+struct sign_job {
+	struct stk_key *key;
+	int failures;
+};
+
+static void *
+sign_thread(void *arg)
+{
+	struct sign_job *job = arg;
+	unsigned char md[STK_SHA256_LEN], sig[STK_SIG_MAX];
+	size_t siglen;
+	struct stk_error err;
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		memset(md, i, sizeof(md));
+		siglen = sizeof(sig);
+		if (stk_key_sign_digest(job->key, md, sizeof(md), sig, &siglen, &err) != 0)
+			job->failures++;
+	}
+	return NULL;
+}
+
+static void
+test_threads_share_one_key(void **state)
+{
+	struct stk_key_opts o = opts_for("p256");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	struct sign_job jobs[4];
+	pthread_t th[4];
+	int i;
+
+	(void)state;
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	assert_true(key->vt->caps & STK_CAP_THREADSAFE);
+	for (i = 0; i < 4; i++) {
+		jobs[i].key = key;
+		jobs[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, sign_thread, &jobs[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(jobs[i].failures, 0);
+	}
+	assert_signs(key);
+	stk_key_close(key);
+	assert_tpm_clean();
+}
+
+/* Stop swtpm, start it again on the same state: the blob still loads. */
+static void
+test_restart_keeps_key(void **state)
+{
+	struct stk_key_opts o;
+	struct stk_key *key = NULL;
+	struct stk_error err;
+
+	(void)state;
+	swtpm_stop(env.state);
+	assert_int_equal(swtpm_start(env.state, env.tcti, sizeof(env.tcti)), 0);
+	o = opts_for("rsa");
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	assert_signs(key);
+	stk_key_close(key);
+	o = opts_for("p256");
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	assert_signs(key);
+	stk_key_close(key);
+	assert_tpm_clean();
+}
+
+static void
+test_unreachable(void **state)
+{
+	struct stk_key_opts o = opts_for("p256");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	char other[700], tcti[128];
+
+	(void)state;
+	/* A port where swtpm was and is no more. */
+	snprintf(other, sizeof(other), "%s/gone", env.dir);
+	assert_int_equal(swtpm_start(other, tcti, sizeof(tcti)), 0);
+	swtpm_stop(other);
+	o.tcti = tcti;
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err),
+	    STK_E_BACKEND);
+	assert_null(key);
+	assert_int_equal(err.layer, STK_LAYER_TSS2);
+	assert_non_null(strstr(err.msg, "TPM unreachable"));
+	o.tcti = "nosuchtcti:foo";
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err),
+	    STK_E_BACKEND);
+	assert_non_null(strstr(err.msg, "TPM unreachable"));
+}
+
+static void
+test_wrong_auth(void **state)
+{
+	struct stk_key_opts o = opts_for("auth");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	unsigned char md[STK_SHA256_LEN] = { 1 }, sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	char *uri = NULL, path[800];
+	FILE *fp;
+
+	(void)state;
+	setenv("SITETOKEN_TPM_KEY_AUTH", "correct horse", 1);
+	assert_int_equal(stk_key_generate("tpm", NULL, STK_KEY_P256, &o, &key,
+	    &uri, &err), 0);
+	assert_signs(key);
+	stk_key_close(key);
+
+	setenv("SITETOKEN_TPM_KEY_AUTH", "wrong", 1);
+	assert_int_equal(stk_key_open(uri, &o, &key, &err), 0);
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_sign_digest(key, md, sizeof(md), sig, &siglen,
+	    &err), STK_E_AUTH);
+	assert_int_equal(err.layer, STK_LAYER_TSS2);
+	assert_non_null(strstr(err.msg, "wrong auth value"));
+	stk_key_close(key);
+	unsetenv("SITETOKEN_TPM_KEY_AUTH");
+
+	/* The same secret from a 0600 file, with an editor's newline. */
+	snprintf(path, sizeof(path), "%s/auth.txt", o.site_dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("correct horse\n", fp);
+	fclose(fp);
+	chmod(path, 0600);
+	setenv("SITETOKEN_TPM_KEY_AUTH_FILE", path, 1);
+	assert_int_equal(stk_key_open(uri, &o, &key, &err), 0);
+	assert_signs(key);
+	stk_key_close(key);
+	/* A secret file others can read is refused. */
+	chmod(path, 0644);
+	assert_int_equal(stk_key_open(uri, &o, &key, &err), STK_E_PERM);
+	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
+	free(uri);
+	assert_tpm_clean();
+}
+
+static void
+test_blob_from_another_tpm(void **state)
+{
+	struct stk_key_opts o = opts_for("p256");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	char other[700], tcti[128];
+
+	(void)state;
+	snprintf(other, sizeof(other), "%s/other", env.dir);
+	assert_int_equal(swtpm_start(other, tcti, sizeof(tcti)), 0);
+	o.tcti = tcti;
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err),
+	    STK_E_BACKEND);
+	assert_null(key);
+	assert_int_equal(err.layer, STK_LAYER_TSS2);
+	assert_non_null(strstr(err.msg, "made by another TPM"));
+	/* The failed load left nothing behind on that TPM either. */
+	assert_int_equal(tpm_count_handles(tcti, TPM2_TRANSIENT_FIRST), 0);
+	assert_int_equal(tpm_count_handles(tcti, TPM2_LOADED_SESSION_FIRST), 0);
+	swtpm_stop(other);
+}
+
+/* An existing persistent key, as an operator would provision it. */
+static void
+test_persistent_handle(void **state)
+{
+	struct stk_key_opts o = opts_for("persist");
+	struct stk_key *key = NULL;
+	struct stk_key_info info;
+	struct stk_error err;
+	TSS2_TCTI_CONTEXT *tcti = NULL;
+	ESYS_CONTEXT *ectx = NULL;
+	ESYS_TR prim = ESYS_TR_NONE, nv = ESYS_TR_NONE;
+	TPM2B_SENSITIVE_CREATE sens;
+	TPM2B_PUBLIC tmpl;
+	TPM2B_DATA outside;
+	TPML_PCR_SELECTION pcrs;
+	char *uri = NULL;
+
+	(void)state;
+	memset(&sens, 0, sizeof(sens));
+	memset(&tmpl, 0, sizeof(tmpl));
+	memset(&outside, 0, sizeof(outside));
+	memset(&pcrs, 0, sizeof(pcrs));
+	tmpl.publicArea.type = TPM2_ALG_ECC;
+	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+	tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM |
+	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_SIGN_ENCRYPT;
+	tmpl.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	tmpl.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+	tmpl.publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	tmpl.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	tmpl.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	assert_int_equal(Tss2_TctiLdr_Initialize(env.tcti, &tcti), 0);
+	assert_int_equal(Esys_Initialize(&ectx, tcti, NULL), 0);
+	assert_int_equal(Esys_CreatePrimary(ectx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
+	    ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &prim,
+	    NULL, NULL, NULL, NULL), 0);
+	assert_int_equal(Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, prim,
+	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 0x81000042, &nv), 0);
+	Esys_FlushContext(ectx, prim);
+
+	/* "generate" on a handle adopts the existing key. */
+	assert_int_equal(stk_key_generate("tpm", "tpm:handle=0x81000042",
+	    STK_KEY_P256, &o, &key, &uri, &err), 0);
+	assert_string_equal(uri, "tpm:handle=0x81000042");
+	assert_signs(key);
+	assert_int_equal(stk_key_describe(key, &info, &err), 0);
+	assert_true(info.non_exportable);
+	assert_non_null(strstr(attr(&info, "storage"), "persistent"));
+	stk_key_close(key);
+	free(uri);
+	/* Asking for an RSA key at an ECC handle is refused. */
+	assert_int_equal(stk_key_generate("tpm", "tpm:handle=0x81000042",
+	    STK_KEY_RSA2048, &o, &key, &uri, &err), STK_E_ARG);
+	assert_null(key);
+	assert_int_equal(stk_key_open("tpm:handle=0x81000043", &o, &key, &err),
+	    STK_E_NOTFOUND);
+	assert_int_equal(stk_key_open("tpm:handle=0x1234", &o, &key, &err),
+	    STK_E_ARG);
+	/* The persistent key stays; remove it so the TPM is as we found it. */
+	assert_int_equal(Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, nv,
+	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 0x81000042, &nv), 0);
+	Esys_Finalize(&ectx);
+	Tss2_TctiLdr_Finalize(&tcti);
+	assert_tpm_clean();
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rsa2048),
+		cmocka_unit_test(test_p256),
+		cmocka_unit_test(test_200_signatures_no_transient_left),
+		cmocka_unit_test(test_open_close_cycles),
+		cmocka_unit_test(test_threads_share_one_key),
+		cmocka_unit_test(test_wrong_auth),
+		cmocka_unit_test(test_blob_from_another_tpm),
+		cmocka_unit_test(test_persistent_handle),
+		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_restart_keeps_key),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
