@@ -1,0 +1,515 @@
+/* Device agent: identity (key + self-signed certificate), state, logs,
+ * registration and renewal against the API of docs/api.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/key.h"
+#include "sitetoken/token.h"
+#include "agent.h"
+
+#define AGENT_CERT_DAYS 3650
+#define AGENT_API "/sitetoken/v1/"
+
+static const char *const agent_log_names[AGENT_LOG_COUNT] = {
+	"ccmsetup.log", "ClientIDManagerStartup.log",
+};
+
+int64_t
+agent_now(const struct agent *a)
+{
+	return (int64_t)time(NULL) + a->clock_offset;
+}
+
+void
+agent_log(struct agent *a, enum agent_log_file which, const char *component,
+    const char *fmt, ...)
+{
+	char path[PATH_MAX], ts[32];
+	time_t now = (time_t)agent_now(a);
+	struct tm tm;
+	va_list ap;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", a->dir, agent_log_names[which]);
+	if ((fp = fopen(path, "a")) == NULL)
+		return;
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(fp, "%s [pid %ld] %s: ", ts, (long)getpid(), component);
+	va_start(ap, fmt);
+	vfprintf(fp, fmt, ap);
+	va_end(ap);
+	fputc('\n', fp);
+	fclose(fp);
+}
+
+static int
+agent_path(const struct agent *a, const char *name, char *out, size_t len)
+{
+	return snprintf(out, len, "%s/%s", a->dir, name) >= (int)len ? -1 : 0;
+}
+
+/* Refuse a file that others may read (key, token) or a loose directory. */
+static int
+agent_check_mode(const char *path, mode_t forbidden, int must_exist,
+    struct stk_error *err)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) != 0) {
+		if (errno == ENOENT && !must_exist)
+			return STK_E_NOTFOUND;
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot stat %s: %s", path, strerror(errno));
+	}
+	if (S_ISLNK(sb.st_mode))
+		return stk_error_set(err, STK_E_PERM, STK_LAYER_NONE, 0,
+		    "%s is a symbolic link: refusing it", path);
+	if (sb.st_uid != geteuid())
+		return stk_error_set(err, STK_E_PERM, STK_LAYER_NONE, 0,
+		    "%s is not owned by this user", path);
+	if ((sb.st_mode & forbidden) != 0)
+		return stk_error_set(err, STK_E_PERM, STK_LAYER_NONE, 0,
+		    "%s has mode %04o: others may read it (chmod %s it)", path,
+		    (unsigned int)(sb.st_mode & 07777), S_ISDIR(sb.st_mode) ? "700" : "600");
+	return STK_OK;
+}
+
+static int
+agent_write_file(const char *path, const char *data, size_t len, mode_t mode,
+    struct stk_error *err)
+{
+	char tmp[PATH_MAX];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	unlink(tmp);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot write %s: %s", tmp, strerror(errno));
+	if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
+		close(fd);
+		unlink(tmp);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot write %s", tmp);
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot rename %s", tmp);
+	}
+	return STK_OK;
+}
+
+static char *
+agent_read_file(const char *path, size_t max)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (fp == NULL)
+		return NULL;
+	if ((buf = malloc(max + 1)) == NULL) {
+		fclose(fp);
+		return NULL;
+	}
+	n = fread(buf, 1, max, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	return buf;
+}
+
+static void
+agent_free_secret(char *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+static void
+copy_str(char *dst, size_t len, json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	snprintf(dst, len, "%s", v ? v : "");
+}
+
+int
+agent_open(struct agent *a, const char *dir, struct stk_error *err)
+{
+	char path[PATH_MAX];
+	json_t *o;
+	json_error_t je;
+	int r;
+
+	if ((a->dir = strdup(dir)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot create state directory %s: %s", dir, strerror(errno));
+	if ((r = agent_check_mode(dir, 077, 1, err)) != 0)
+		return r;
+	if (agent_path(a, "state.json", path, sizeof(path)) != 0)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0, "path too long");
+	if (access(path, F_OK) != 0)
+		return STK_OK;
+	if ((o = json_load_file(path, JSON_REJECT_DUPLICATES, &je)) == NULL ||
+	    !json_is_object(o)) {
+		json_decref(o);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "%s is damaged: %s", path, je.text);
+	}
+	copy_str(a->st.device_guid, sizeof(a->st.device_guid), o, "device_guid");
+	copy_str(a->st.mp, sizeof(a->st.mp), o, "mp");
+	copy_str(a->st.cmg, sizeof(a->st.cmg), o, "cmg");
+	copy_str(a->st.site_code, sizeof(a->st.site_code), o, "site_code");
+	copy_str(a->st.via, sizeof(a->st.via), o, "via");
+	copy_str(a->st.jti, sizeof(a->st.jti), o, "jti");
+	a->st.issued_at = json_integer_value(json_object_get(o, "issued_at"));
+	a->st.expires_at = json_integer_value(json_object_get(o, "expires_at"));
+	json_decref(o);
+	a->have_state = a->st.device_guid[0] != '\0';
+	return STK_OK;
+}
+
+void
+agent_close(struct agent *a)
+{
+	if (a == NULL)
+		return;
+	free(a->dir);
+	a->dir = NULL;
+}
+
+int
+agent_state_save(struct agent *a, struct stk_error *err)
+{
+	char path[PATH_MAX], *txt;
+	json_t *o;
+	int r;
+
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}",
+	    "device_guid", a->st.device_guid, "mp", a->st.mp, "cmg", a->st.cmg,
+	    "site_code", a->st.site_code, "via", a->st.via, "jti", a->st.jti,
+	    "issued_at", (json_int_t)a->st.issued_at,
+	    "expires_at", (json_int_t)a->st.expires_at);
+	txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+	json_decref(o);
+	if (txt == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	agent_path(a, "state.json", path, sizeof(path));
+	r = agent_write_file(path, txt, strlen(txt), 0600, err);
+	free(txt);
+	return r;
+}
+
+int
+agent_ensure_identity(struct agent *a, struct stk_error *err)
+{
+	struct stk_key_opts ko;
+	struct stk_key *key = NULL;
+	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], *uri = NULL, *pem = NULL;
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	int r, rk, rc;
+
+	agent_path(a, "device.key", kpath, sizeof(kpath));
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	rk = agent_check_mode(kpath, 077, 0, err);
+	if (rk != 0 && rk != STK_E_NOTFOUND)
+		return rk;
+	rc = agent_check_mode(cpath, 022, 0, err);
+	if (rc != 0 && rc != STK_E_NOTFOUND)
+		return rc;
+	if (rk == 0 && rc == 0)
+		return STK_OK;
+	if (rk == 0 && rc == STK_E_NOTFOUND)
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "%s exists without its certificate %s: remove the state directory "
+		    "to start over", kpath, cpath);
+	memset(&ko, 0, sizeof(ko));
+	ko.site_dir = a->dir;
+	unlink(cpath);
+	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0)
+		goto out;
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "device");
+	host[sizeof(host) - 1] = '\0';
+	if ((r = stk_cert_make_self_signed(key, host, "sitetoken device", agent_now(a),
+	    AGENT_CERT_DAYS, &der, &derlen, err)) != 0)
+		goto out;
+	if (stk_cert_der_to_pem(der, derlen, &pem) != 0) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "cannot encode the device certificate");
+		goto out;
+	}
+	if ((r = agent_write_file(cpath, pem, strlen(pem), 0644, err)) != 0)
+		goto out;
+	{
+		char x5t[44];
+
+		stk_cert_x5t_s256(der, derlen, x5t);
+		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
+		    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
+	}
+out:
+	stk_key_close(key);
+	free(uri);
+	free(der);
+	free(pem);
+	return r;
+}
+
+static void
+agent_trim_url(char *url)
+{
+	size_t n = strlen(url);
+
+	while (n > 0 && url[n - 1] == '/')
+		url[--n] = '\0';
+}
+
+/* Parse a refusal body {"error":..., "message":...}. */
+static void
+agent_refusal(const char *body, long status, char **reason, struct stk_error *err)
+{
+	json_t *o = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, NULL);
+	const char *code = json_string_value(json_object_get(o, "error"));
+	const char *msg = json_string_value(json_object_get(o, "message"));
+
+	*reason = strdup(code ? code : "http_error");
+	stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, (unsigned long)status,
+	    "refused (HTTP %ld %s): %s", status, code ? code : "?", msg ? msg : "");
+	json_decref(o);
+}
+
+/* Store a token response; the token goes to client.token (0600). */
+static int
+agent_store_issued(struct agent *a, const char *body, struct stk_error *err)
+{
+	char path[PATH_MAX];
+	json_error_t je;
+	const char *tok;
+	json_t *o;
+	int r;
+
+	o = json_loads(body, JSON_REJECT_DUPLICATES, &je);
+	tok = json_string_value(json_object_get(o, "client_token"));
+	if (o == NULL || tok == NULL || json_string_value(json_object_get(o,
+	    "device_guid")) == NULL) {
+		json_decref(o);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "unexpected response from the server");
+	}
+	agent_path(a, "client.token", path, sizeof(path));
+	if ((r = agent_write_file(path, tok, strlen(tok), 0600, err)) != 0)
+		goto out;
+	copy_str(a->st.device_guid, sizeof(a->st.device_guid), o, "device_guid");
+	copy_str(a->st.jti, sizeof(a->st.jti), o, "jti");
+	copy_str(a->st.via, sizeof(a->st.via), o, "via");
+	a->st.issued_at = json_integer_value(json_object_get(o, "issued_at"));
+	a->st.expires_at = json_integer_value(json_object_get(o, "expires_at"));
+	a->have_state = 1;
+	r = agent_state_save(a, err);
+out:
+	/* The object holds the token text: wipe it before freeing. */
+	if (tok != NULL)
+		OPENSSL_cleanse((char *)tok, strlen(tok));
+	json_decref(o);
+	return r;
+}
+
+int
+agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
+    const char *bulk, char **reason, struct stk_error *err)
+{
+	char url[1100], cpath[PATH_MAX], host[256], *pem = NULL, *body = NULL;
+	char *resp = NULL;
+	int via_cmg = cmg_url != NULL && bulk != NULL, r;
+	long status = 0;
+	json_t *o;
+
+	*reason = NULL;
+	if ((r = agent_ensure_identity(a, err)) != 0)
+		return r;
+	if (mp_url != NULL) {
+		snprintf(a->st.mp, sizeof(a->st.mp), "%s", mp_url);
+		agent_trim_url(a->st.mp);
+	}
+	if (cmg_url != NULL) {
+		snprintf(a->st.cmg, sizeof(a->st.cmg), "%s", cmg_url);
+		agent_trim_url(a->st.cmg);
+	}
+	if (!via_cmg && a->st.mp[0] == '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "no management point: give --mp URL (or a CMG URL and a bulk token)");
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	if ((pem = agent_read_file(cpath, 65536)) == NULL)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", cpath);
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "device");
+	host[sizeof(host) - 1] = '\0';
+	if (via_cmg) {
+		o = json_pack("{s:s, s:s}", "bulk_token", bulk, "hostname", host);
+		snprintf(url, sizeof(url), "%s%sregister", a->st.cmg, AGENT_API);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Rotating internet "
+		    "management point, new management point [1] is: %s (0) with capabilities: "
+		    "<Capabilities SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" />"
+		    "</Capabilities>", a->st.cmg);
+	} else {
+		o = bulk != NULL ? json_pack("{s:s, s:s, s:s}", "certificate", pem,
+		    "bulk_token", bulk, "hostname", host) :
+		    json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
+		snprintf(url, sizeof(url), "%s%sregister", a->st.mp, AGENT_API);
+	}
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Registering with %s "
+	    "(%s%s)", via_cmg ? a->st.cmg : a->st.mp, via_cmg ? "cloud gateway" :
+	    "management point", bulk ? ", bulk registration token" : "");
+	if ((r = agent_http(a, "POST", url, body, NULL, via_cmg || strncmp(url, "https", 5) == 0,
+	    &status, &resp, err)) != 0) {
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Registration failed: %s", err ? err->msg : "");
+		goto out;
+	}
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Registration refused: %s", err ? err->msg : "");
+		r = STK_E_AUTH;
+		goto out;
+	}
+	if ((r = agent_store_issued(a, resp, err)) != 0)
+		goto out;
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Registered: device %s "
+	    "via %s, client token jti %s valid until %lld", a->st.device_guid, a->st.via,
+	    a->st.jti, (long long)a->st.expires_at);
+out:
+	free(pem);
+	agent_free_secret(body);
+	agent_free_secret(resp);
+	return r;
+}
+
+static char *
+agent_token(struct agent *a, struct stk_error *err)
+{
+	char path[PATH_MAX], *t;
+
+	agent_path(a, "client.token", path, sizeof(path));
+	if (agent_check_mode(path, 077, 1, err) != 0)
+		return NULL;
+	if ((t = agent_read_file(path, STK_TOKEN_MAX + 1)) == NULL)
+		stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", path);
+	return t;
+}
+
+int
+agent_renew_due(const struct agent *a)
+{
+	return agent_now(a) - a->st.issued_at >= (int64_t)a->renew_days * 86400;
+}
+
+static int
+agent_need_state(struct agent *a, struct stk_error *err)
+{
+	if (!a->have_state || a->st.cmg[0] == '\0')
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "not registered through a cloud gateway yet (state in %s)", a->dir);
+	return STK_OK;
+}
+
+int
+agent_renew(struct agent *a, char **reason, struct stk_error *err)
+{
+	char url[1100], *tok = NULL, *resp = NULL, old[40];
+	long status = 0;
+	int r;
+
+	*reason = NULL;
+	if ((r = agent_need_state(a, err)) != 0)
+		return r;
+	if ((tok = agent_token(a, err)) == NULL)
+		return err ? err->code : STK_E_IO;
+	snprintf(old, sizeof(old), "%s", a->st.jti);
+	snprintf(url, sizeof(url), "%s%srenew", a->st.cmg, AGENT_API);
+	if ((r = agent_http(a, "POST", url, "{}", tok, 1, &status, &resp, err)) != 0) {
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Renewal failed: %s", err ? err->msg : "");
+		goto out;
+	}
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Renewal of token jti %s refused: %s%s", old, err ? err->msg : "",
+		    *reason && strcmp(*reason, "token_expired") == 0 ? " -- register again "
+		    "with the management point on the internal network" : "");
+		r = STK_E_AUTH;
+		goto out;
+	}
+	if ((r = agent_store_issued(a, resp, err)) != 0)
+		goto out;
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Renewed client token "
+	    "through %s: jti %s replaces %s, valid until %lld", a->st.cmg, a->st.jti, old,
+	    (long long)a->st.expires_at);
+out:
+	agent_free_secret(tok);
+	agent_free_secret(resp);
+	return r;
+}
+
+int
+agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err)
+{
+	char url[1100], *tok = NULL, *resp = NULL;
+	long status = 0;
+	int r;
+
+	*body = NULL;
+	*reason = NULL;
+	if ((r = agent_need_state(a, err)) != 0)
+		return r;
+	if ((tok = agent_token(a, err)) == NULL)
+		return err ? err->code : STK_E_IO;
+	snprintf(url, sizeof(url), "%s%spolicy", a->st.cmg, AGENT_API);
+	if ((r = agent_http(a, "GET", url, NULL, tok, 1, &status, &resp, err)) != 0)
+		goto out;
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Policy request refused: %s", err ? err->msg : "");
+		r = STK_E_AUTH;
+		goto out;
+	}
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Policy request "
+	    "through %s accepted (device %s)", a->st.cmg, a->st.device_guid);
+	*body = resp;
+	resp = NULL;
+out:
+	agent_free_secret(tok);
+	agent_free_secret(resp);
+	return r;
+}

@@ -1,0 +1,73 @@
+/* sitetoken-agent internals: state directory, logs, HTTP, registration and
+ * renewal. The agent is a client of the HTTP API in docs/api.md only. */
+#ifndef SITETOKEN_AGENT_H
+#define SITETOKEN_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sitetoken/error.h"
+
+#define AGENT_RENEW_DAYS_DEFAULT 30
+#define AGENT_RESP_MAX 65536
+
+/* Exit codes, as the admin CLI. */
+#define AGENT_EXIT_OK 0
+#define AGENT_EXIT_REFUSED 1  /* the server refused (reason on stderr) */
+#define AGENT_EXIT_USAGE 2
+#define AGENT_EXIT_ERROR 3    /* I/O, TLS, network, state */
+
+enum agent_log_file { AGENT_LOG_SETUP = 0, AGENT_LOG_CLIENTID, AGENT_LOG_COUNT };
+
+/* What the state directory remembers (state.json); the token is in its
+ * own 0600 file, client.token. */
+struct agent_state {
+	char device_guid[40];
+	char mp[512];         /* internal MP base URL */
+	char cmg[512];        /* CMG base URL .../CCM_Proxy_MutualAuth/<n> */
+	char site_code[16];
+	char via[4];
+	char jti[40];
+	int64_t issued_at, expires_at;
+};
+
+struct agent {
+	char *dir;            /* state directory (0700) */
+	const char *ca_file;  /* trust for the server TLS certificate */
+	int64_t clock_offset; /* tests only: SITETOKEN_TIME_OFFSET / --clock-offset */
+	int renew_days;
+	struct agent_state st;
+	int have_state;
+};
+
+int64_t agent_now(const struct agent *a);
+void agent_log(struct agent *a, enum agent_log_file which, const char *component,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Create/check the state directory, load state.json when present. */
+int agent_open(struct agent *a, const char *dir, struct stk_error *err);
+void agent_close(struct agent *a);
+int agent_state_save(struct agent *a, struct stk_error *err);
+
+/* Make the device key (P-256, 0600) and self-signed certificate unless they
+ * exist; check their permissions when they do. */
+int agent_ensure_identity(struct agent *a, struct stk_error *err);
+
+/* Register: through the CMG when cmg_url and a bulk token are given, else
+ * with the MP (bulk token optional there). The bulk token is only sent,
+ * never written. On refusal *reason is the server's reason code (malloc'd). */
+int agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
+    const char *bulk, char **reason, struct stk_error *err);
+int agent_renew(struct agent *a, char **reason, struct stk_error *err);
+/* Authenticated GET of the CMG policy endpoint; *body malloc'd. */
+int agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err);
+/* 1 when the token is at least renew_days old. */
+int agent_renew_due(const struct agent *a);
+
+/* http.c: one request. cert: present the device certificate. bearer: the
+ * client token for the Authorization header (never logged). */
+int agent_http(struct agent *a, const char *method, const char *url,
+    const char *json_body, const char *bearer, int cert, long *status,
+    char **resp, struct stk_error *err);
+void agent_http_global(int init);
+
+#endif

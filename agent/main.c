@@ -1,0 +1,409 @@
+/* sitetoken-agent — the device side: install/register, renew, run, status. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include "sitetoken/token.h"
+#include "agent.h"
+
+static const char usage_text[] =
+"Usage: sitetoken-agent [--state DIR] [--ca FILE] [--clock-offset SECONDS] COMMAND\n"
+"\n"
+"  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/regtoken:TOKEN|-]\n"
+"                      seed-style install: register through the cloud gateway\n"
+"                      with a bulk registration token. Prefer /regtoken:- (stdin)\n"
+"                      or SITETOKEN_REGTOKEN: argv is visible to other users.\n"
+"  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin]\n"
+"                      register with the MP (internal network), or through the\n"
+"                      CMG when --cmg and a bulk token are given\n"
+"  renew [--force]     renew the client token through the CMG when due\n"
+"  run [--once] [--interval SECONDS]\n"
+"                      renew whenever the token is older than --renew-days\n"
+"  policy              authenticated request through the CMG (prints the reply)\n"
+"  status [--json]     device GUID, token age and expiry\n"
+"\n"
+"Options: --renew-days N (default 30). State: --state DIR or\n"
+"$SITETOKEN_AGENT_STATE (0700; device.key 0600, device.crt, client.token 0600,\n"
+"state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
+"never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
+"\n"
+"Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage,\n"
+"3 network, TLS, I/O or state error.\n";
+
+static volatile sig_atomic_t agent_stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	agent_stop = 1;
+}
+
+static int
+agent_fail(const struct stk_error *err, int r, const char *reason)
+{
+	fprintf(stderr, "sitetoken-agent: %s\n", err->msg[0] ? err->msg : "failed");
+	if (reason != NULL && strcmp(reason, "token_expired") == 0)
+		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
+		    "with the management point on the internal network "
+		    "(sitetoken-agent register --mp URL)\n");
+	if (r == STK_E_AUTH && reason != NULL)
+		return AGENT_EXIT_REFUSED;
+	if (r == STK_E_ARG)
+		return AGENT_EXIT_USAGE;
+	return AGENT_EXIT_ERROR;
+}
+
+static int
+usage_error(const char *msg)
+{
+	fprintf(stderr, "sitetoken-agent: %s\nTry 'sitetoken-agent --help'.\n", msg);
+	return AGENT_EXIT_USAGE;
+}
+
+/* A bulk token from a file, stdin ("-") or the environment; NULL if none. */
+static char *
+read_bulk(const char *file, int from_stdin)
+{
+	char *buf = NULL, *env;
+	size_t n = 0;
+	FILE *fp = NULL;
+
+	if (file != NULL)
+		fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	else if (from_stdin)
+		fp = stdin;
+	if (fp != NULL) {
+		if ((buf = malloc(STK_TOKEN_MAX * 2 + 1)) != NULL) {
+			n = fread(buf, 1, STK_TOKEN_MAX * 2, fp);
+			buf[n] = '\0';
+		}
+		if (fp != stdin)
+			fclose(fp);
+	} else if (file == NULL && (env = getenv("SITETOKEN_REGTOKEN")) != NULL &&
+	    *env != '\0') {
+		buf = strdup(env);
+		n = buf ? strlen(buf) : 0;
+	}
+	while (buf != NULL && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+	    buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (buf != NULL && n == 0) {
+		free(buf);
+		buf = NULL;
+	}
+	return buf;
+}
+
+static void
+free_secret(char *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+static int
+cmd_install(struct agent *a, int argc, char **argv)
+{
+	struct stk_error err;
+	const char *mp = NULL, *host = NULL, *code = NULL;
+	char *bulk = NULL, *reason = NULL, cmg[600];
+	int i, r, rc;
+
+	stk_error_clear(&err);
+	for (i = 1; i < argc; i++) {
+		if (strncasecmp(argv[i], "/mp:", 4) == 0)
+			mp = argv[i] + 4;
+		else if (strncasecmp(argv[i], "CCMHOSTNAME=", 12) == 0)
+			host = argv[i] + 12;
+		else if (strncasecmp(argv[i], "SMSSiteCode=", 12) == 0)
+			code = argv[i] + 12;
+		else if (strncasecmp(argv[i], "/regtoken:", 10) == 0) {
+			free_secret(bulk);
+			bulk = strcmp(argv[i] + 10, "-") == 0 ? read_bulk("-", 1) :
+			    strdup(argv[i] + 10);
+			/* Do not leave it in our own argv (visible in /proc). */
+			OPENSSL_cleanse(argv[i] + 10, strlen(argv[i] + 10));
+		} else {
+			free_secret(bulk);
+			fprintf(stderr, "sitetoken-agent: unknown install property '%.40s'\n",
+			    argv[i]);
+			return AGENT_EXIT_USAGE;
+		}
+	}
+	if (bulk == NULL)
+		bulk = read_bulk(NULL, 0);
+	if (mp == NULL && host == NULL) {
+		free_secret(bulk);
+		return usage_error("install needs /mp:URL or CCMHOSTNAME=HOST/PATH");
+	}
+	if (mp != NULL)
+		snprintf(cmg, sizeof(cmg), "%s", mp);
+	else
+		snprintf(cmg, sizeof(cmg), "https://%s", host);
+	if (code != NULL) {
+		snprintf(a->st.site_code, sizeof(a->st.site_code), "%s", code);
+	}
+	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "ccmsetup started: /mp:%s CCMHOSTNAME=%s "
+	    "SMSSiteCode=%s /regtoken:%s", mp ? mp : "-", host ? host : "-",
+	    code ? code : "-", bulk ? "(hidden)" : "(none)");
+	if (bulk == NULL) {
+		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "No bulk registration token: "
+		    "an internet install needs /regtoken");
+		return usage_error("internet install needs a bulk registration token "
+		    "(/regtoken:-, or SITETOKEN_REGTOKEN)");
+	}
+	r = agent_register(a, NULL, cmg, bulk, &reason, &err);
+	free_secret(bulk);
+	if (r != 0) {
+		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
+		rc = agent_fail(&err, r, reason);
+		free(reason);
+		return rc;
+	}
+	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation succeeded: device %s "
+	    "registered through the cloud gateway", a->st.device_guid);
+	printf("installed: device %s registered through %s (token valid until %lld)\n",
+	    a->st.device_guid, a->st.cmg, (long long)a->st.expires_at);
+	return 0;
+}
+
+static int
+cmd_register(struct agent *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mp", required_argument, NULL, 'm' },
+		{ "cmg", required_argument, NULL, 'c' },
+		{ "regtoken-file", required_argument, NULL, 'f' },
+		{ "regtoken-stdin", no_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_error err;
+	const char *mp = NULL, *cmg = NULL, *file = NULL;
+	char *bulk, *reason = NULL;
+	int c, r, rc, from_stdin = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mp = optarg; break;
+		case 'c': cmg = optarg; break;
+		case 'f': file = optarg; break;
+		case 's': from_stdin = 1; break;
+		default: return usage_error("bad option for 'register'");
+		}
+	}
+	if (optind != argc)
+		return usage_error("unexpected argument (the bulk token is read from "
+		    "--regtoken-file, --regtoken-stdin or SITETOKEN_REGTOKEN)");
+	if (mp == NULL && cmg == NULL)
+		return usage_error("register needs --mp URL (and --cmg URL for the gateway)");
+	bulk = read_bulk(file, from_stdin);
+	if ((file != NULL || from_stdin) && bulk == NULL)
+		return usage_error("no bulk registration token in the given file or stdin");
+	if (mp == NULL && bulk == NULL)
+		return usage_error("registration through the CMG needs a bulk token");
+	stk_error_clear(&err);
+	r = agent_register(a, mp, cmg, bulk, &reason, &err);
+	free_secret(bulk);
+	if (r != 0) {
+		rc = agent_fail(&err, r, reason);
+		free(reason);
+		return rc;
+	}
+	printf("registered: device %s via %s (token jti %s valid until %lld)\n",
+	    a->st.device_guid, a->st.via, a->st.jti, (long long)a->st.expires_at);
+	return 0;
+}
+
+static int
+do_renew(struct agent *a, int force)
+{
+	struct stk_error err;
+	char *reason = NULL;
+	int r, rc;
+
+	if (!force && a->have_state && !agent_renew_due(a)) {
+		printf("renewal not due: token is %lld days old (renews at %d days)\n",
+		    (long long)((agent_now(a) - a->st.issued_at) / 86400), a->renew_days);
+		return 0;
+	}
+	stk_error_clear(&err);
+	if ((r = agent_renew(a, &reason, &err)) != 0) {
+		rc = agent_fail(&err, r, reason);
+		free(reason);
+		return rc;
+	}
+	printf("renewed: device %s, token jti %s valid until %lld\n", a->st.device_guid,
+	    a->st.jti, (long long)a->st.expires_at);
+	return 0;
+}
+
+static int
+cmd_renew(struct agent *a, int argc, char **argv)
+{
+	int force = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = 1;
+		else
+			return usage_error("usage: renew [--force]");
+	}
+	return do_renew(a, force);
+}
+
+static int
+cmd_run(struct agent *a, int argc, char **argv)
+{
+	long interval = 3600;
+	int once = 0, i, rc = 0;
+	char *end;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0)
+			once = 1;
+		else if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc) {
+			interval = strtol(argv[++i], &end, 10);
+			if (*end != '\0' || interval < 1)
+				return usage_error("--interval takes seconds >= 1");
+		} else
+			return usage_error("usage: run [--once] [--interval SECONDS]");
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	while (!agent_stop) {
+		rc = do_renew(a, 0);
+		fflush(stdout);
+		if (once)
+			break;
+		for (i = 0; i < interval && !agent_stop; i++)
+			sleep(1);
+	}
+	return rc;
+}
+
+static int
+cmd_policy(struct agent *a)
+{
+	struct stk_error err;
+	char *body = NULL, *reason = NULL;
+	int r, rc;
+
+	stk_error_clear(&err);
+	if ((r = agent_policy(a, &body, &reason, &err)) != 0) {
+		rc = agent_fail(&err, r, reason);
+		free(reason);
+		return rc;
+	}
+	printf("%s\n", body);
+	free(body);
+	return 0;
+}
+
+static int
+cmd_status(struct agent *a, int argc, char **argv)
+{
+	int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+	int64_t now = agent_now(a);
+
+	if (!a->have_state) {
+		printf(json ? "{\"registered\": false}\n" : "not registered\n");
+		return 1;
+	}
+	if (json) {
+		printf("{\"registered\": true, \"device_guid\": \"%s\", \"via\": \"%s\", "
+		    "\"jti\": \"%s\", \"issued_at\": %lld, \"expires_at\": %lld, "
+		    "\"age_days\": %lld, \"renew_due\": %s, \"expired\": %s, "
+		    "\"cmg\": \"%s\", \"mp\": \"%s\"}\n", a->st.device_guid, a->st.via,
+		    a->st.jti, (long long)a->st.issued_at, (long long)a->st.expires_at,
+		    (long long)((now - a->st.issued_at) / 86400),
+		    agent_renew_due(a) ? "true" : "false",
+		    now >= a->st.expires_at ? "true" : "false", a->st.cmg, a->st.mp);
+		return 0;
+	}
+	printf("device:        %s (registered via %s)\n", a->st.device_guid, a->st.via);
+	printf("client token:  jti %s, %lld days old, expires in %lld days%s\n", a->st.jti,
+	    (long long)((now - a->st.issued_at) / 86400),
+	    (long long)((a->st.expires_at - now) / 86400),
+	    now >= a->st.expires_at ? " (EXPIRED: register on the internal network)" :
+	    agent_renew_due(a) ? " (renewal due)" : "");
+	printf("gateway:       %s\nmanagement pt: %s\n", a->st.cmg[0] ? a->st.cmg : "-",
+	    a->st.mp[0] ? a->st.mp : "-");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct agent a;
+	struct stk_error err;
+	const char *state = getenv("SITETOKEN_AGENT_STATE"), *off = getenv("SITETOKEN_TIME_OFFSET");
+	char *end;
+	int i, r, rc;
+
+	memset(&a, 0, sizeof(a));
+	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
+	if (off != NULL && *off != '\0')
+		a.clock_offset = strtoll(off, NULL, 10);
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(usage_text, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+			state = argv[++i];
+		else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc)
+			a.ca_file = argv[++i];
+		else if (strcmp(argv[i], "--clock-offset") == 0 && i + 1 < argc) {
+			a.clock_offset = strtoll(argv[++i], &end, 10);
+			if (*end != '\0')
+				return usage_error("--clock-offset takes seconds");
+		} else if (strcmp(argv[i], "--renew-days") == 0 && i + 1 < argc) {
+			a.renew_days = (int)strtol(argv[++i], &end, 10);
+			if (*end != '\0' || a.renew_days < 1 || a.renew_days > 89)
+				return usage_error("--renew-days takes 1 to 89");
+		} else
+			return usage_error("unknown option");
+	}
+	if (i >= argc) {
+		fputs(usage_text, stderr);
+		return AGENT_EXIT_USAGE;
+	}
+	if (state == NULL || *state == '\0')
+		return usage_error("no state directory: give --state DIR or set "
+		    "SITETOKEN_AGENT_STATE");
+	argc -= i;
+	argv += i;
+	stk_error_clear(&err);
+	if ((r = agent_open(&a, state, &err)) != 0) {
+		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
+		agent_close(&a);
+		return AGENT_EXIT_ERROR;
+	}
+	agent_http_global(1);
+	if (strcmp(argv[0], "install") == 0)
+		rc = cmd_install(&a, argc, argv);
+	else if (strcmp(argv[0], "register") == 0)
+		rc = cmd_register(&a, argc, argv);
+	else if (strcmp(argv[0], "renew") == 0)
+		rc = cmd_renew(&a, argc, argv);
+	else if (strcmp(argv[0], "run") == 0)
+		rc = cmd_run(&a, argc, argv);
+	else if (strcmp(argv[0], "policy") == 0)
+		rc = cmd_policy(&a);
+	else if (strcmp(argv[0], "status") == 0)
+		rc = cmd_status(&a, argc, argv);
+	else
+		rc = usage_error("unknown command");
+	agent_http_global(0);
+	agent_close(&a);
+	return rc;
+}
