@@ -47,6 +47,10 @@ extern const struct stk_key_backend stk_backend_tpm;
 #define TPM_BLOB_MAGIC 0x53544b54u /* "STKT" */
 #define TPM_BLOB_VERSION 1u
 #define TPM_BLOB_MAX 4096
+/* tss2_tpm2_types.h builds these by shifting an int into the sign bit,
+ * which UBSan rightly reports; spell the values out. */
+#define TPM_PERSISTENT_FIRST 0x81000000ul
+#define TPM_PERSISTENT_LAST 0x81fffffful
 
 struct tpm_key {
 	struct stk_key base; /* must be first */
@@ -218,7 +222,7 @@ tpm_parse_uri(const char *uri, const char **blob, TPM2_HANDLE *handle,
 		errno = 0;
 		v = strtoul(p + 7, &end, 0);
 		if (errno != 0 || *end != '\0' || end == p + 7 ||
-		    v < TPM2_PERSISTENT_FIRST || v > TPM2_PERSISTENT_LAST)
+		    v < TPM_PERSISTENT_FIRST || v > TPM_PERSISTENT_LAST)
 			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 			    "TPM key URI %s: handle must be a persistent handle "
 			    "0x81000000..0x81ffffff", uri);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,50 @@ struct tpm_env {
 
 static struct tpm_env env;
 
+/* The header's TPM2_TRANSIENT_FIRST shifts an int into the sign bit (UB). */
+#define TRANSIENT_FIRST 0x80000000u
+#define HMAC_SESSION_FIRST 0x02000000u
+
+/* Every swtpm this program started, so that even an abort (a sanitizer
+ * stopping the run) does not leave one running. */
+static volatile pid_t swtpm_pids[4];
+
+static void
+swtpm_kill_all(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(swtpm_pids) / sizeof(swtpm_pids[0]); i++)
+		if (swtpm_pids[i] > 0)
+			kill(swtpm_pids[i], SIGTERM);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void
+swtpm_track(const char *state, int add)
+{
+	char path[700];
+	FILE *fp;
+	long pid = 0;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/swtpm.pid", state);
+	if ((fp = fopen(path, "r")) == NULL)
+		return;
+	if (fscanf(fp, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(fp);
+	for (i = 0; pid > 0 && i < sizeof(swtpm_pids) / sizeof(swtpm_pids[0]); i++) {
+		if (add && swtpm_pids[i] == 0) {
+			swtpm_pids[i] = (pid_t)pid;
+			return;
+		}
+		if (!add && swtpm_pids[i] == (pid_t)pid)
+			swtpm_pids[i] = 0;
+	}
+}
+
 static int
 swtpm_start(const char *state, char *tcti, size_t len)
 {
@@ -43,6 +88,7 @@ swtpm_start(const char *state, char *tcti, size_t len)
 	    STK_SRC_DIR, state);
 	if (system(cmd) != 0)
 		return -1;
+	swtpm_track(state, 1);
 	snprintf(path, sizeof(path), "%s/tcti", state);
 	if ((fp = fopen(path, "r")) == NULL)
 		return -1;
@@ -57,6 +103,7 @@ swtpm_stop(const char *state)
 {
 	char cmd[1024];
 
+	swtpm_track(state, 0);
 	snprintf(cmd, sizeof(cmd), "bash %s/swtpm-setup/swtpm-stop.sh '%s'",
 	    STK_SRC_DIR, state);
 	if (system(cmd) != 0)
@@ -70,6 +117,10 @@ group_setup(void **state)
 	char cmd[700];
 
 	(void)state;
+	signal(SIGABRT, swtpm_kill_all);
+	signal(SIGSEGV, swtpm_kill_all);
+	signal(SIGTERM, swtpm_kill_all);
+	signal(SIGINT, swtpm_kill_all);
 	unsetenv("SITETOKEN_TPM_KEY_AUTH");
 	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
 	snprintf(env.dir, sizeof(env.dir), "%s/test_tpm.XXXXXX",
@@ -168,8 +219,8 @@ tpm_count_handles(const char *tcti_conf, TPM2_HANDLE first)
 static void
 assert_tpm_clean(void)
 {
-	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 0);
-	assert_int_equal(tpm_count_handles(env.tcti, TPM2_LOADED_SESSION_FIRST), 0);
+	assert_int_equal(tpm_count_handles(env.tcti, TRANSIENT_FIRST), 0);
+	assert_int_equal(tpm_count_handles(env.tcti, HMAC_SESSION_FIRST), 0);
 }
 
 static void
@@ -259,7 +310,7 @@ test_200_signatures_no_transient_left(void **state)
 	stk_error_clear(&err);
 	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
 	/* Open holds exactly the key and its session, nothing else. */
-	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 1);
+	assert_int_equal(tpm_count_handles(env.tcti, TRANSIENT_FIRST), 1);
 	t0 = now_s();
 	for (i = 0; i < 200; i++) {
 		memset(md, i, sizeof(md));
@@ -270,7 +321,7 @@ test_200_signatures_no_transient_left(void **state)
 	}
 	fprintf(stderr, "# tpm p256: 200 signatures in %.3f s (%.0f/s via swtpm)\n",
 	    now_s() - t0, 200 / (now_s() - t0));
-	assert_int_equal(tpm_count_handles(env.tcti, TPM2_TRANSIENT_FIRST), 1);
+	assert_int_equal(tpm_count_handles(env.tcti, TRANSIENT_FIRST), 1);
 	stk_key_close(key);
 	assert_tpm_clean();
 }
@@ -456,8 +507,8 @@ test_blob_from_another_tpm(void **state)
 	assert_int_equal(err.layer, STK_LAYER_TSS2);
 	assert_non_null(strstr(err.msg, "made by another TPM"));
 	/* The failed load left nothing behind on that TPM either. */
-	assert_int_equal(tpm_count_handles(tcti, TPM2_TRANSIENT_FIRST), 0);
-	assert_int_equal(tpm_count_handles(tcti, TPM2_LOADED_SESSION_FIRST), 0);
+	assert_int_equal(tpm_count_handles(tcti, TRANSIENT_FIRST), 0);
+	assert_int_equal(tpm_count_handles(tcti, HMAC_SESSION_FIRST), 0);
 	swtpm_stop(other);
 }
 
