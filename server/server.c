@@ -268,13 +268,6 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 			    vs == 0;
 		}
 	}
-	if (ls->kind == SRV_CMG && pc == NULL) {
-		json_decref(o);
-		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused registration from %s: "
-		    "%s (no TLS client certificate)", peer, STK_REASON_NO_CLIENT_CERT);
-		return srv_reply_error(c, MHD_HTTP_UNAUTHORIZED, STK_REASON_NO_CLIENT_CERT,
-		    "the cloud gateway requires a TLS client certificate");
-	}
 	if (bulk != NULL) {
 		reg.bulk_token = bulk;
 		reg.bulk_len = strlen(bulk);

@@ -368,6 +368,13 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	memset(out, 0, sizeof(*out));
 	memset(&bulk, 0, sizeof(bulk));
 	*reason = NULL;
+	thumb[0] = '\0';
+	if (req->via == STK_VIA_CMG && (req->cert_der == NULL || req->cert_len == 0)) {
+		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+		    "the cloud gateway requires a TLS client certificate");
+		*reason = STK_REASON_NO_CLIENT_CERT;
+		goto refuse;
+	}
 	if ((r = dev_cert_thumbprint(req->cert_der, req->cert_len, thumb, err)) != 0) {
 		*reason = STK_REASON_BAD_CERT;
 		goto refuse;

@@ -1,0 +1,113 @@
+# Shared helpers for the server/agent integration tests (sourced).
+# Real server, real agent, loopback only, free ports (port 0 + ready file),
+# every process stopped by its pid on exit.
+set -euo pipefail
+
+: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
+STK=$STK_BIN/sitetoken
+AGENT=$STK_BIN/sitetoken-agent
+T=$(mktemp -d "$STK_TEST_TMP/${TEST_NAME:-server}.XXXXXX")
+SITE=$T/site
+SITE_NUMBER=72186325152220500
+SERVER_PID=
+export SITETOKEN_SITE=$SITE
+unset SITETOKEN_TIME_OFFSET SITETOKEN_REGTOKEN SITETOKEN_AGENT_STATE
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+stop_server() {
+	if [ -n "$SERVER_PID" ]; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		local rc=0
+		wait "$SERVER_PID" || rc=$?
+		SERVER_PID=
+		[ "$rc" -eq 0 ] || fail "server exited $rc after SIGTERM"
+		[ ! -e "$T/server.pid" ] || fail "pid file left behind"
+	fi
+}
+cleanup() { local rc=$?; stop_server || true; exit $rc; }
+trap cleanup EXIT
+
+make_site() {
+	$STK site init --site "$SITE" >/dev/null
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$T/tls.key" -out "$T/tls.crt" -days 400 -subj /CN=localhost \
+		-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
+	chmod 600 "$T/tls.key"
+}
+
+# start_server [DAYS_OFFSET] [extra serve args...]
+start_server() {
+	local days=${1:-0}; shift || true
+	rm -f "$T/ready"
+	# A restart keeps the ports: agents remember their MP and CMG URLs.
+	SITETOKEN_TIME_OFFSET=$((days * 86400)) $STK serve --site "$SITE" \
+		--mp 127.0.0.1:"${mp_port:-0}" --cmg 127.0.0.1:"${cmg_port:-0}" --tls-cert "$T/tls.crt" \
+		--tls-key "$T/tls.key" --pid-file "$T/server.pid" --ready-file "$T/ready" \
+		"$@" 2>>"$T/server.stderr" &
+	SERVER_PID=$!
+	local i
+	for i in $(seq 100); do
+		[ -s "$T/ready" ] && break
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "server did not start: $(cat "$T/server.stderr")"
+		sleep 0.1
+	done
+	[ -s "$T/ready" ] || fail "server not ready"
+	# shellcheck disable=SC1091
+	. "$T/ready"
+	MP=http://127.0.0.1:$mp_port
+	CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+	[ "$(cat "$T/server.pid")" = "$SERVER_PID" ] || fail "pid file does not hold the server pid"
+}
+
+# agent STATE_NAME [DAYS_OFFSET] ARGS... (offset via the agent's own option)
+agent() {
+	local st=$1 days=$2; shift 2
+	$AGENT --state "$T/$st" --ca "$T/tls.crt" --clock-offset $((days * 86400)) "$@"
+}
+
+new_bulk() { # new_bulk FILE [lifetime] -> token in FILE (0600), GUID on stdout
+	local f=$1 life=${2:-60}
+	( umask 077; $STK bulk new --lifetime "$life" --json > "$f.json" )
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["token"]); print(d["guid"])' "$f.json" "$f"
+	rm -f "$f.json"
+}
+
+json_get() { # json_get KEY < json
+	python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print(str(v).lower() if isinstance(v,bool) else v)' "$1"
+}
+
+# raw HTTPS call with a given cert/key and bearer token file; prints "STATUS BODY"
+cmg_call() { # cmg_call METHOD PATH STATE_NAME TOKEN_FILE [curl args]
+	local method=$1 path=$2 st=$3 tokf=$4; shift 4
+	local hdr=$T/hdr.$$
+	if [ -n "$tokf" ]; then
+		( umask 077; printf 'Authorization: Bearer %s' "$(cat "$tokf")" > "$hdr" )
+	else
+		: > "$hdr"
+	fi
+	local cert=()
+	[ -n "$st" ] && cert=(--cert "$T/$st/device.crt" --key "$T/$st/device.key")
+	curl -s --cacert "$T/tls.crt" "${cert[@]}" -H @"$hdr" -X "$method" \
+		-w '\n%{http_code}' "$@" "$CMG/sitetoken/v1/$path"
+	rm -f "$hdr"
+}
+
+# the status line of cmg_call output is last
+http_status() { tail -n 1; }
+http_body() { sed '$d'; }
+
+count_devices() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices"; }
+
+# No log may ever contain a full token (three base64url segments).
+assert_no_tokens_in_logs() {
+	local f
+	for f in "$SITE"/logs/*.log "$T"/*/ccmsetup.log "$T"/*/ClientIDManagerStartup.log "$T/server.stderr"; do
+		[ -e "$f" ] || continue
+		if grep -Eq 'eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' "$f"; then
+			fail "a token appears in $f"
+		fi
+	done
+	ok "no token in any log"
+}
