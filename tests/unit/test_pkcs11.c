@@ -1,0 +1,574 @@
+/* The pkcs11 key backend against a real SoftHSM token: generation inside
+ * the token, signatures that verify, attributes read back, a private key
+ * that cannot be read out, wrong PIN, missing token/object/module, wrong
+ * key type, two threads signing at once, and a session really lost
+ * (C_CloseAllSessions behind the backend's back). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <p11-kit/pkcs11.h>
+#include <openssl/evp.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/key.h"
+#include "sitetoken/log.h"
+#include "sitetoken/token.h"
+#include "testutil.h"
+
+int p11t_token_setup(const char *label, char **dir);
+void p11t_token_cleanup(char *dir);
+CK_FUNCTION_LIST *p11t_fl(void);
+void p11t_fl_release(void);
+int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
+int p11t_pin(char *buf, size_t len);
+
+#define LABEL "unit"
+static char *tokdir;
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	unsetenv("SITETOKEN_PKCS11_PIN");
+	return p11t_token_setup(LABEL, &tokdir);
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	p11t_fl_release();
+	p11t_token_cleanup(tokdir);
+	return 0;
+}
+
+static void
+sign_verify(struct stk_key *k, size_t want)
+{
+	const unsigned char msg[] = "header.payload";
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	struct stk_error err;
+	EVP_PKEY *pub = NULL;
+
+	assert_int_equal(stk_key_sign(k, msg, sizeof(msg), sig, &siglen, &err), 0);
+	assert_int_equal(siglen, want);
+	assert_int_equal(stk_key_get_public(k, &pub, &err), 0);
+	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen), 0);
+	sig[7] ^= 0x40;
+	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen),
+	    STK_E_TOKEN_SIGNATURE);
+	EVP_PKEY_free(pub);
+}
+
+static const char *
+attr(const struct stk_key_info *info, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < info->nattrs; i++)
+		if (strcmp(info->attrs[i].name, name) == 0)
+			return info->attrs[i].value;
+	return "(absent)";
+}
+
+static void
+gen_sign_verify(enum stk_key_type type, const char *object, size_t want)
+{
+	char uri[128], *out_uri = NULL;
+	struct stk_key *k = NULL, *k2 = NULL;
+	struct stk_key_info info;
+	struct stk_error err;
+
+	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=%s", object);
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_generate("pkcs11", uri, type, NULL, &k, &out_uri,
+	    &err), 0);
+	assert_non_null(k);
+	assert_int_equal(k->type, type);
+	/* The stored URI pins the key by id, and names no secret. */
+	assert_non_null(strstr(out_uri, "object="));
+	assert_non_null(strstr(out_uri, ";id=%"));
+	assert_non_null(strstr(out_uri, "type=private"));
+	assert_null(strstr(out_uri, "pin"));
+	sign_verify(k, want);
+
+	assert_int_equal(stk_key_describe(k, &info, &err), 0);
+	assert_int_equal(info.non_exportable, 1);
+	assert_string_equal(attr(&info, "CKA_SENSITIVE"), "true");
+	assert_string_equal(attr(&info, "CKA_EXTRACTABLE"), "false");
+	assert_string_equal(attr(&info, "CKA_ALWAYS_SENSITIVE"), "true");
+	assert_string_equal(attr(&info, "CKA_NEVER_EXTRACTABLE"), "true");
+	assert_string_equal(attr(&info, "CKA_TOKEN"), "true");
+	assert_string_equal(attr(&info, "CKA_PRIVATE"), "true");
+	stk_key_close(k);
+
+	/* Later runs open it by the stored URI. */
+	assert_int_equal(stk_key_open(out_uri, NULL, &k2, &err), 0);
+	assert_int_equal(k2->type, type);
+	sign_verify(k2, want);
+
+	/* A second key under the same label is refused. */
+	k = NULL;
+	free(out_uri);
+	out_uri = NULL;
+	assert_int_equal(stk_key_generate("pkcs11", uri, type, NULL, &k, &out_uri,
+	    &err), STK_E_EXISTS);
+	assert_null(k);
+	assert_null(out_uri);
+	stk_key_close(k2);
+}
+
+static void test_rsa2048(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA2048, "rsa2048", 256); }
+static void test_rsa3072(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA3072, "rsa3072", 384); }
+static void test_p256(void **s) { (void)s; gen_sign_verify(STK_KEY_P256, "p256", 64); }
+
+/* Log in with our own session and find a private key by label. */
+static void
+own_session(CK_FUNCTION_LIST *fl, CK_SESSION_HANDLE *s, const char *label,
+    CK_OBJECT_HANDLE *h)
+{
+	CK_SLOT_ID slot;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[2] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_ULONG n = 0;
+	char pin[64];
+	CK_RV rv;
+
+	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+	assert_int_equal(fl->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, s),
+	    CKR_OK);
+	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
+	rv = fl->C_Login(*s, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
+	assert_true(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
+	assert_int_equal(fl->C_FindObjectsInit(*s, t, 2), CKR_OK);
+	assert_int_equal(fl->C_FindObjects(*s, h, 1, &n), CKR_OK);
+	fl->C_FindObjectsFinal(*s);
+	assert_int_equal(n, 1);
+}
+
+/* Even logged in as the user, the token refuses to hand out the private
+ * key material: CKR_ATTRIBUTE_SENSITIVE, length unavailable. */
+static void
+test_private_key_unreadable(void **state)
+{
+	CK_FUNCTION_LIST *fl;
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE h;
+	CK_BYTE buf[1024];
+	CK_ATTRIBUTE a;
+	static const CK_ATTRIBUTE_TYPE rsa_secret[] = { CKA_PRIVATE_EXPONENT,
+	    CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
+	    CKA_COEFFICIENT };
+	size_t i;
+	char *u = NULL;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+
+	(void)state;
+	/* Make sure both keys exist whatever order the tests ran in. */
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=unread-rsa",
+	    STK_KEY_RSA2048, NULL, &k, &u, &err) == 0) {
+		stk_key_close(k);
+		free(u);
+	}
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=unread-ec",
+	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
+		stk_key_close(k);
+		free(u);
+	}
+	/* Only now: closing those keys finalized the module. */
+	assert_non_null(fl = p11t_fl());
+
+	own_session(fl, &s, "unread-rsa", &h);
+	for (i = 0; i < sizeof(rsa_secret) / sizeof(rsa_secret[0]); i++) {
+		a.type = rsa_secret[i];
+		a.pValue = buf;
+		a.ulValueLen = sizeof(buf);
+		assert_int_equal(fl->C_GetAttributeValue(s, h, &a, 1),
+		    CKR_ATTRIBUTE_SENSITIVE);
+		assert_true(a.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+	}
+	fl->C_CloseSession(s);
+
+	own_session(fl, &s, "unread-ec", &h);
+	a.type = CKA_VALUE;
+	a.pValue = buf;
+	a.ulValueLen = sizeof(buf);
+	assert_int_equal(fl->C_GetAttributeValue(s, h, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+	assert_true(a.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+	/* And the flag cannot be turned back: CKA_EXTRACTABLE stays FALSE. */
+	{
+		CK_BBOOL yes = CK_TRUE;
+		CK_ATTRIBUTE set = { CKA_EXTRACTABLE, &yes, sizeof(yes) };
+		CK_SESSION_HANDLE rw;
+		CK_SLOT_ID slot;
+
+		assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+		assert_int_equal(fl->C_OpenSession(slot, CKF_SERIAL_SESSION |
+		    CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
+		assert_int_not_equal(fl->C_SetAttributeValue(rw, h, &set, 1), CKR_OK);
+		fl->C_CloseSession(rw);
+	}
+	fl->C_Logout(s);
+	fl->C_CloseSession(s);
+	p11t_fl_release();
+}
+
+static void
+test_wrong_pin(void **state)
+{
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char *u = NULL;
+	CK_FUNCTION_LIST *fl;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO ti;
+	int i;
+
+	(void)state;
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=pin",
+	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
+		stk_key_close(k);
+		free(u);
+	}
+	setenv("SITETOKEN_PKCS11_PIN", "not-the-pin", 1);
+	/* Three wrong tries in a row: each is refused once, with a message
+	 * that names the cause, and none locks the token. */
+	for (i = 0; i < 3; i++) {
+		stk_error_clear(&err);
+		k = NULL;
+		assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin",
+		    NULL, &k, &err), STK_E_AUTH);
+		assert_null(k);
+		assert_int_equal(err.layer, STK_LAYER_PKCS11);
+		assert_int_equal(err.native, CKR_PIN_INCORRECT);
+		assert_non_null(strstr(err.msg, "wrong PIN"));
+		assert_null(strstr(err.msg, "not-the-pin"));
+	}
+	unsetenv("SITETOKEN_PKCS11_PIN");
+	fl = p11t_fl();
+	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+	assert_int_equal(fl->C_GetTokenInfo(slot, &ti), CKR_OK);
+	assert_false(ti.flags & CKF_USER_PIN_LOCKED);
+	p11t_fl_release();
+	/* The right PIN still works. */
+	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin", NULL,
+	    &k, &err), 0);
+	sign_verify(k, 64);
+	stk_key_close(k);
+}
+
+static void
+test_pin_file(void **state)
+{
+	char *dir = tu_tmpdir("pinfile"), path[PATH_MAX], uri[PATH_MAX + 64],
+	    pin[64], *u = NULL;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	FILE *f;
+
+	(void)state;
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=pinf",
+	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
+		stk_key_close(k);
+		free(u);
+	}
+	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
+	snprintf(path, sizeof(path), "%s/pin", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "%s\n", pin);
+	fclose(f);
+	chmod(path, 0640);
+	/* pin-source wins over the environment, and is checked like ssh keys. */
+	setenv("SITETOKEN_PKCS11_PIN", "not-the-pin", 1);
+	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=pinf"
+	    "?pin-source=file:%s", path);
+	k = NULL;
+	assert_int_equal(stk_key_open(uri, NULL, &k, &err), STK_E_PERM);
+	assert_non_null(strstr(err.msg, "chmod 600"));
+	chmod(path, 0600);
+	assert_int_equal(stk_key_open(uri, NULL, &k, &err), 0);
+	sign_verify(k, 64);
+	stk_key_close(k);
+	unsetenv("SITETOKEN_PKCS11_PIN");
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+expect_open_fails(const char *uri, int code, const char *text)
+{
+	struct stk_key *k = (struct stk_key *)1;
+	struct stk_error err;
+
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_open(uri, NULL, &k, &err), code);
+	assert_null(k);
+	if (strstr(err.msg, text) == NULL)
+		fail_msg("message '%s' lacks '%s'", err.msg, text);
+}
+
+static void
+test_missing_token(void **state)
+{
+	(void)state;
+	expect_open_fails("pkcs11:token=no-such-token;object=x", STK_E_NOTFOUND,
+	    "no PKCS#11 token labelled 'no-such-token'");
+	expect_open_fails("pkcs11:token=no-such-token;object=x", STK_E_NOTFOUND,
+	    "tokens present: '" LABEL "'");
+}
+
+static void
+test_missing_object(void **state)
+{
+	(void)state;
+	expect_open_fails("pkcs11:token=" LABEL ";object=no-such-key",
+	    STK_E_NOTFOUND, "no private key object 'no-such-key' on PKCS#11 token");
+	expect_open_fails("pkcs11:token=" LABEL ";id=%01%02%03", STK_E_NOTFOUND,
+	    "no private key");
+}
+
+static void
+test_module_wont_load(void **state)
+{
+	(void)state;
+	expect_open_fails("pkcs11:token=" LABEL ";object=x?module-path=/nonexistent/libnone.so",
+	    STK_E_BACKEND, "cannot load PKCS#11 module /nonexistent/libnone.so");
+	/* A library that is not a PKCS#11 module. */
+	expect_open_fails("pkcs11:token=" LABEL ";object=x?module-path=libcrypto.so.3",
+	    STK_E_BACKEND, "is not a PKCS#11 module");
+}
+
+static void
+test_bad_uris(void **state)
+{
+	(void)state;
+	expect_open_fails("pkcs11:token=" LABEL ";object=x;type=cert", STK_E_ARG,
+	    "type=private");
+	expect_open_fails("pkcs11:token=" LABEL ";object=x?pin-value=1234",
+	    STK_E_ARG, "pin-value is refused");
+	expect_open_fails("pkcs11:token=" LABEL ";slot-id=3", STK_E_ARG,
+	    "'slot-id' is not supported");
+}
+
+/* An RSA-1024 key made behind the backend's back is refused by type. */
+static void
+test_wrong_key_type(void **state)
+{
+	CK_FUNCTION_LIST *fl = p11t_fl();
+	CK_SESSION_HANDLE s;
+	CK_SLOT_ID slot;
+	CK_MECHANISM m = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_ULONG bits = 1024;
+	CK_BBOOL yes = CK_TRUE;
+	CK_BYTE e[] = { 1, 0, 1 }, id[] = { 0x10, 0x24 };
+	CK_ATTRIBUTE pub[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_MODULUS_BITS, &bits, sizeof(bits) },
+		{ CKA_PUBLIC_EXPONENT, e, sizeof(e) },
+		{ CKA_LABEL, "weak", 4 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	CK_ATTRIBUTE priv[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_LABEL, "weak", 4 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	CK_OBJECT_HANDLE hp, hq;
+	char pin[64];
+
+	(void)state;
+	assert_non_null(fl);
+	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+	assert_int_equal(fl->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	    NULL, NULL, &s), CKR_OK);
+	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
+	assert_int_equal(fl->C_Login(s, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin)),
+	    CKR_OK);
+	assert_int_equal(fl->C_GenerateKeyPair(s, &m, pub, 5, priv, 5, &hp, &hq),
+	    CKR_OK);
+	fl->C_Logout(s);
+	fl->C_CloseSession(s);
+	p11t_fl_release();
+	expect_open_fails("pkcs11:token=" LABEL ";object=weak", STK_E_UNSUPPORTED,
+	    "is RSA-1024");
+}
+
+/* ---- two threads issuing tokens with one key ---- */
+
+#define PER_THREAD 40
+
+struct worker {
+	const struct stk_signer *signer;
+	char *tokens[PER_THREAD];
+	int rc;
+	double secs;
+};
+
+static double
+now_secs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct stk_error err;
+	int64_t t = (int64_t)time(NULL);
+	double t0 = now_secs();
+	int i;
+
+	for (i = 0; i < PER_THREAD && w->rc == 0; i++)
+		w->rc = stk_issue_bulk(w->signer, NULL, t, t + 3600, &w->tokens[i],
+		    NULL, &err);
+	w->secs = now_secs() - t0;
+	return NULL;
+}
+
+static void
+concurrent(enum stk_key_type type, const char *object)
+{
+	char uri[128], *u = NULL, guid[STK_GUID_LEN + 1];
+	struct stk_key *k = NULL;
+	struct stk_signer *signer = NULL;
+	struct stk_verifier *v = NULL;
+	struct stk_claims claims;
+	struct stk_error err;
+	struct worker w[2], one;
+	pthread_t th[2];
+	unsigned char *cert = NULL;
+	size_t certlen = 0;
+	int64_t now = (int64_t)time(NULL);
+	double t0, wall;
+	int i, j;
+
+	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=%s", object);
+	assert_int_equal(stk_key_generate("pkcs11", uri, type, NULL, &k, &u, &err), 0);
+	assert_true(k->vt->caps & STK_CAP_THREADSAFE);
+	assert_int_equal(stk_guid_new(guid), 0);
+	assert_int_equal(stk_cert_make_site(k, guid, now, 30, &cert, &certlen, &err), 0);
+	assert_int_equal(stk_signer_new(k, cert, certlen, guid, &signer, &err), 0);
+	assert_int_equal(stk_verifier_new(guid, &v, &err), 0);
+	assert_int_equal(stk_verifier_add_cert(v, cert, certlen, &err), 0);
+
+	/* One thread first, for the throughput comparison. */
+	memset(&one, 0, sizeof(one));
+	one.signer = signer;
+	worker_run(&one);
+	assert_int_equal(one.rc, 0);
+
+	memset(w, 0, sizeof(w));
+	t0 = now_secs();
+	for (i = 0; i < 2; i++) {
+		w[i].signer = signer;
+		assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	wall = now_secs() - t0;
+	printf("# %s in SoftHSM: 1 thread %.0f tokens/s; 2 threads %.0f tokens/s "
+	    "(%d tokens each)\n", stk_key_type_name(type), PER_THREAD / one.secs,
+	    2 * PER_THREAD / wall, PER_THREAD);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(w[i].rc, 0);
+		for (j = 0; j < PER_THREAD; j++) {
+			assert_int_equal(stk_verify(v, w[i].tokens[j],
+			    strlen(w[i].tokens[j]), STK_TOKEN_BULK, now, &claims,
+			    &err), 0);
+			stk_claims_clear(&claims);
+			stk_token_free(w[i].tokens[j]);
+		}
+	}
+	for (j = 0; j < PER_THREAD; j++)
+		stk_token_free(one.tokens[j]);
+	stk_verifier_free(v);
+	stk_signer_free(signer);
+	free(cert);
+	stk_key_close(k);
+	free(u);
+}
+
+static void test_two_threads_rsa(void **s) { (void)s; concurrent(STK_KEY_RSA2048, "mt-rsa"); }
+static void test_two_threads_p256(void **s) { (void)s; concurrent(STK_KEY_P256, "mt-ec"); }
+
+/* ---- a session really lost ---- */
+
+static int reopened;
+
+static void
+count_log(void *ctx, enum stk_log_level level, const char *component,
+    const char *func, int line, const char *msg)
+{
+	(void)ctx; (void)level; (void)func; (void)line;
+	if (strcmp(component, "pkcs11") == 0 && strstr(msg, "reopened") != NULL)
+		reopened++;
+}
+
+/* Another application closing every session of the token (what a token
+ * removal or HSM restart looks like to us) logs us out and kills libp11's
+ * pooled sessions; the next signature must still succeed. */
+static void
+test_session_lost_for_real(void **state)
+{
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char *u = NULL;
+	CK_FUNCTION_LIST *fl;
+	CK_SLOT_ID slot;
+
+	(void)state;
+	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
+	    ";object=lost", STK_KEY_RSA2048, NULL, &k, &u, &err), 0);
+	sign_verify(k, 256);
+	fl = p11t_fl();
+	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+	assert_int_equal(fl->C_CloseAllSessions(slot), CKR_OK);
+	reopened = 0;
+	stk_log_set(count_log, NULL, STK_LOG_DEBUG);
+	sign_verify(k, 256);
+	stk_log_set(NULL, NULL, STK_LOG_ERROR);
+	assert_int_equal(reopened, 1);
+	/* And it keeps working without more reopening. */
+	sign_verify(k, 256);
+	stk_key_close(k);
+	p11t_fl_release();
+	free(u);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rsa2048),
+		cmocka_unit_test(test_rsa3072),
+		cmocka_unit_test(test_p256),
+		cmocka_unit_test(test_private_key_unreadable),
+		cmocka_unit_test(test_wrong_pin),
+		cmocka_unit_test(test_pin_file),
+		cmocka_unit_test(test_missing_token),
+		cmocka_unit_test(test_missing_object),
+		cmocka_unit_test(test_module_wont_load),
+		cmocka_unit_test(test_bad_uris),
+		cmocka_unit_test(test_wrong_key_type),
+		cmocka_unit_test(test_two_threads_rsa),
+		cmocka_unit_test(test_two_threads_p256),
+		cmocka_unit_test(test_session_lost_for_real),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

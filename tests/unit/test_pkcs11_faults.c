@@ -1,0 +1,338 @@
+/* Fault injection for the pkcs11 backend with link-time --wrap:
+ *  - EVP_PKEY_sign (the backend's call into libp11's token key) fails the
+ *    way libp11 reports a failed C_Sign: CK_RV as the reason of an error in
+ *    libp11's OpenSSL error library;
+ *  - PKCS11_login is counted, to show one login per connection and no
+ *    retry storm on a wrong PIN.
+ * Everything else is the real SoftHSM token. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <libp11.h>
+#include <p11-kit/pkcs11.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include "sitetoken/key.h"
+#include "sitetoken/log.h"
+#include "testutil.h"
+
+int p11t_token_setup(const char *label, char **dir);
+void p11t_token_cleanup(char *dir);
+
+#define LABEL "faults"
+static char *tokdir;
+
+/* ---- wrappers ---- */
+
+int __real_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig,
+    size_t *siglen, const unsigned char *tbs, size_t tbslen);
+int __wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig,
+    size_t *siglen, const unsigned char *tbs, size_t tbslen);
+int __real_PKCS11_login(PKCS11_SLOT *slot, int so, const char *pin);
+int __wrap_PKCS11_login(PKCS11_SLOT *slot, int so, const char *pin);
+
+static pthread_mutex_t inj_lock = PTHREAD_MUTEX_INITIALIZER;
+static int fail_count;            /* fail this many next calls */
+static CK_RV fail_rv;
+static pthread_barrier_t *fail_barrier; /* hold failing threads together */
+static int logins;
+static int sign_calls;
+
+int
+__wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	int fail = 0;
+
+	pthread_mutex_lock(&inj_lock);
+	sign_calls++;
+	if (fail_count > 0 && sig != NULL) {
+		fail_count--;
+		fail = 1;
+	}
+	pthread_mutex_unlock(&inj_lock);
+	if (!fail)
+		return __real_EVP_PKEY_sign(ctx, sig, siglen, tbs, tbslen);
+	if (fail_barrier != NULL)
+		pthread_barrier_wait(fail_barrier);
+	/* What libp11 leaves behind when C_Sign fails. */
+	ERR_raise(ERR_get_CKR_code(), (int)fail_rv);
+	return 0;
+}
+
+int
+__wrap_PKCS11_login(PKCS11_SLOT *slot, int so, const char *pin)
+{
+	pthread_mutex_lock(&inj_lock);
+	logins++;
+	pthread_mutex_unlock(&inj_lock);
+	return __real_PKCS11_login(slot, so, pin);
+}
+
+static void
+arm(int count, CK_RV rv)
+{
+	pthread_mutex_lock(&inj_lock);
+	fail_count = count;
+	fail_rv = rv;
+	pthread_mutex_unlock(&inj_lock);
+}
+
+static int reopened, lost;
+
+static void
+count_log(void *ctx, enum stk_log_level level, const char *component,
+    const char *func, int line, const char *msg)
+{
+	(void)ctx; (void)level; (void)func; (void)line;
+	if (strcmp(component, "pkcs11") != 0)
+		return;
+	if (strstr(msg, "reopened") != NULL)
+		__atomic_add_fetch(&reopened, 1, __ATOMIC_SEQ_CST);
+	if (strstr(msg, "lost the session") != NULL)
+		__atomic_add_fetch(&lost, 1, __ATOMIC_SEQ_CST);
+}
+
+/* ---- fixtures ---- */
+
+/* One key open at a time: with libp11 0.4.12 every key has its own
+ * context, and closing or rebuilding one finalizes the module under the
+ * other (which then recovers through the very path tested here, but would
+ * blur the counts). */
+static char *rsa_uri, *ec_uri;
+static struct stk_key *rsa_key, *ec_key;
+static EVP_PKEY *rsa_pub, *ec_pub;
+
+static int
+group_setup(void **state)
+{
+	struct stk_error err;
+	struct stk_key *k = NULL;
+
+	(void)state;
+	unsetenv("SITETOKEN_PKCS11_PIN");
+	if (p11t_token_setup(LABEL, &tokdir) != 0)
+		return -1;
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=rsa",
+	    STK_KEY_RSA2048, NULL, &k, &rsa_uri, &err) != 0)
+		return -1;
+	stk_key_close(k);
+	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=ec",
+	    STK_KEY_P256, NULL, &k, &ec_uri, &err) != 0)
+		return -1;
+	stk_key_close(k);
+	stk_log_set(count_log, NULL, STK_LOG_DEBUG);
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	stk_log_set(NULL, NULL, STK_LOG_ERROR);
+	free(rsa_uri);
+	free(ec_uri);
+	p11t_token_cleanup(tokdir);
+	return 0;
+}
+
+static int
+reset(void **state)
+{
+	struct stk_error err;
+
+	(void)state;
+	if (stk_key_open(rsa_uri, NULL, &rsa_key, &err) != 0 ||
+	    stk_key_get_public(rsa_key, &rsa_pub, &err) != 0)
+		return -1;
+	arm(0, 0);
+	fail_barrier = NULL;
+	reopened = lost = logins = sign_calls = 0;
+	return 0;
+}
+
+static int
+reset_ec(void **state)
+{
+	struct stk_error err;
+
+	(void)state;
+	if (stk_key_open(ec_uri, NULL, &ec_key, &err) != 0 ||
+	    stk_key_get_public(ec_key, &ec_pub, &err) != 0)
+		return -1;
+	arm(0, 0);
+	fail_barrier = NULL;
+	reopened = lost = logins = sign_calls = 0;
+	return 0;
+}
+
+static int
+done(void **state)
+{
+	(void)state;
+	stk_key_close(rsa_key);
+	stk_key_close(ec_key);
+	EVP_PKEY_free(rsa_pub);
+	EVP_PKEY_free(ec_pub);
+	rsa_key = ec_key = NULL;
+	rsa_pub = ec_pub = NULL;
+	return 0;
+}
+
+static int
+sign_check(struct stk_key *k, EVP_PKEY *pub, struct stk_error *err)
+{
+	const unsigned char msg[] = "h.p";
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	int r;
+
+	stk_error_clear(err);
+	if ((r = stk_key_sign(k, msg, sizeof(msg), sig, &siglen, err)) != 0)
+		return r;
+	return stk_sig_verify(pub, msg, sizeof(msg), sig, siglen);
+}
+
+/* ---- tests ---- */
+
+static void
+lost_once(struct stk_key *k, EVP_PKEY *pub, CK_RV rv)
+{
+	struct stk_error err;
+
+	arm(1, rv);
+	assert_int_equal(sign_check(k, pub, &err), 0);
+	assert_int_equal(lost, 1);
+	assert_int_equal(reopened, 1);
+	assert_int_equal(logins, 1);    /* one fresh login for the new context */
+	assert_int_equal(sign_calls, 2); /* the failed one and the retry */
+	/* Healthy again: no more reopening. */
+	assert_int_equal(sign_check(k, pub, &err), 0);
+	assert_int_equal(reopened, 1);
+}
+
+static void test_lost_session_rsa(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_SESSION_HANDLE_INVALID); }
+static void test_lost_session_ec(void **s) { (void)s; lost_once(ec_key, ec_pub, CKR_SESSION_HANDLE_INVALID); }
+static void test_device_removed(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_DEVICE_REMOVED); }
+static void test_token_not_present(void **s) { (void)s; lost_once(ec_key, ec_pub, CKR_TOKEN_NOT_PRESENT); }
+static void test_logged_out(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_USER_NOT_LOGGED_IN); }
+
+/* Reopen once only: if the retry fails too, report it (no loop). */
+static void
+test_lost_twice_gives_up(void **state)
+{
+	struct stk_error err;
+
+	(void)state;
+	arm(2, CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(sign_check(rsa_key, rsa_pub, &err), STK_E_BACKEND);
+	assert_int_equal(err.layer, STK_LAYER_PKCS11);
+	assert_int_equal(err.native, CKR_SESSION_HANDLE_INVALID);
+	assert_non_null(strstr(err.msg, "after reopening"));
+	assert_non_null(strstr(err.msg, "CKR_SESSION_HANDLE_INVALID"));
+	assert_int_equal(sign_calls, 2);
+	assert_int_equal(logins, 1);
+	/* Not fatal for the key: the next call works. */
+	assert_int_equal(sign_check(rsa_key, rsa_pub, &err), 0);
+}
+
+/* Other errors are reported at once, without reconnecting. */
+static void
+test_other_error_no_reopen(void **state)
+{
+	struct stk_error err;
+
+	(void)state;
+	arm(1, CKR_FUNCTION_FAILED);
+	assert_int_equal(sign_check(ec_key, ec_pub, &err), STK_E_BACKEND);
+	assert_int_equal(err.native, CKR_FUNCTION_FAILED);
+	assert_non_null(strstr(err.msg, "CKR_FUNCTION_FAILED"));
+	assert_int_equal(lost, 0);
+	assert_int_equal(logins, 0);
+	assert_int_equal(sign_calls, 1);
+}
+
+/* Two threads lose their session at the same moment: the connection is
+ * rebuilt once (one login), and both signatures succeed. */
+struct th { struct stk_key *k; EVP_PKEY *pub; int rc; };
+
+static void *
+th_run(void *arg)
+{
+	struct th *t = arg;
+	struct stk_error err;
+
+	t->rc = sign_check(t->k, t->pub, &err);
+	return NULL;
+}
+
+static void
+test_concurrent_loss_one_reconnect(void **state)
+{
+	pthread_barrier_t b;
+	pthread_t th[2];
+	struct th t[2] = { { rsa_key, rsa_pub, -1 }, { rsa_key, rsa_pub, -1 } };
+	int i;
+
+	(void)state;
+	pthread_barrier_init(&b, NULL, 2);
+	fail_barrier = &b;
+	arm(2, CKR_DEVICE_REMOVED);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, th_run, &t[i]), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	fail_barrier = NULL;
+	pthread_barrier_destroy(&b);
+	assert_int_equal(t[0].rc, 0);
+	assert_int_equal(t[1].rc, 0);
+	assert_int_equal(lost, 2);
+	assert_int_equal(reopened, 2); /* both retried after the reopening */
+	assert_int_equal(logins, 1);   /* ...but only one reconnect and login */
+}
+
+static int
+done_first(void **state)
+{
+	done(state);
+	reopened = lost = logins = sign_calls = 0;
+	return 0;
+}
+
+/* A wrong PIN costs exactly one login attempt per open. */
+static void
+test_wrong_pin_one_attempt(void **state)
+{
+	struct stk_key *k = NULL;
+	struct stk_error err;
+
+	(void)state;
+	setenv("SITETOKEN_PKCS11_PIN", "00000000", 1);
+	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=rsa", NULL,
+	    &k, &err), STK_E_AUTH);
+	unsetenv("SITETOKEN_PKCS11_PIN");
+	assert_null(k);
+	assert_int_equal(logins, 1);
+	assert_int_equal(err.native, CKR_PIN_INCORRECT);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lost_session_rsa, reset, done),
+		cmocka_unit_test_setup_teardown(test_lost_session_ec, reset_ec, done),
+		cmocka_unit_test_setup_teardown(test_device_removed, reset, done),
+		cmocka_unit_test_setup_teardown(test_token_not_present, reset_ec, done),
+		cmocka_unit_test_setup_teardown(test_logged_out, reset, done),
+		cmocka_unit_test_setup_teardown(test_lost_twice_gives_up, reset, done),
+		cmocka_unit_test_setup_teardown(test_other_error_no_reopen, reset_ec, done),
+		cmocka_unit_test_setup_teardown(test_concurrent_loss_one_reconnect, reset, done),
+		cmocka_unit_test_setup_teardown(test_wrong_pin_one_attempt, done_first, done),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
