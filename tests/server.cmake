@@ -1,7 +1,9 @@
-# Registration service (MP + CMG) and device agent: the real server and the
-# real agent over loopback (free ports), stopped by pid. Nothing skips.
-foreach(t server_register_mp server_cmg_bulk server_cmg_auth server_renewal
-    server_concurrent)
+# Registration service (MP + CMG) and device agent. Unit: device policy
+# without HTTP. Integration: the real server and the real agent over
+# loopback (free ports), stopped by pid. Nothing skips.
+stk_unit_test(test_device)
+foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
+    server_renewal server_concurrent)
   stk_script_test(${t} integration/${t}.sh)
   set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
 endforeach()

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# MP over HTTPS: registration needs a credential -- a client certificate
+# issued by the configured trusted CA, or a bulk registration token.
+TEST_NAME=server_mp_tls
+. "$(dirname "$0")/server_lib.sh"
+make_site
+# A CA and a client certificate it issued (e.g. a domain PKI).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ca.key" \
+	-out "$T/ca.crt" -days 30 -subj /CN=test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/pki.key" \
+	-out "$T/pki.csr" -subj /CN=pki-device 2>/dev/null
+openssl x509 -req -in "$T/pki.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial \
+	-out "$T/pki.crt" -days 30 2>/dev/null
+chmod 600 "$T"/*.key
+start_server 0 --mp-tls --trusted-ca "$T/ca.crt"
+MPS=https://127.0.0.1:$mp_port
+
+# No credential: refused.
+rc=0; agent P 0 register --mp "$MPS" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "HTTP 401 credential_required" "$T/err" || fail "no credential: $(cat "$T/err")"
+ok "HTTPS MP without a credential refused (401 credential_required)"
+
+# Bulk token as the credential.
+new_bulk "$T/bulk.tok" >/dev/null
+agent P 0 register --mp "$MPS" --regtoken-file "$T/bulk.tok" | grep -q "via mp" || fail "bulk credential"
+ok "HTTPS MP with a bulk registration token accepted"
+
+# TLS client certificate from the trusted CA, registering a self-signed device cert.
+agent Q 0 status >/dev/null 2>&1 || true
+agent Q 0 register --mp "$MPS" 2>/dev/null || true   # makes Q's identity (refused)
+python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/Q/device.crt" > "$T/body"
+st=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/pki.crt" --key "$T/pki.key" \
+	--data-binary @"$T/body" "$MPS/sitetoken/v1/register")
+[ "$st" = 200 ] || fail "trusted CA credential: $st $(cat "$T/resp")"
+# The token is bound to the device certificate from the body, not the PKI one.
+want=$(openssl x509 -in "$T/Q/device.crt" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
+guid=$(json_get device_guid < "$T/resp")
+[ "$(sqlite3 "$SITE/site.db" "SELECT cert_thumbprint FROM devices WHERE guid='$guid'")" = "$want" ] || fail "bound to the wrong certificate"
+rm -f "$T/resp"
+ok "HTTPS MP with a client certificate from the trusted CA accepted"
+
+# A self-signed TLS client certificate is not a credential on the MP.
+st=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/Q/device.crt" --key "$T/Q/device.key" \
+	--data-binary @"$T/body" "$MPS/sitetoken/v1/register")
+[ "$st" = 401 ] || fail "self-signed TLS cert accepted as credential: $st"
+ok "self-signed TLS client certificate is not a credential (401)"
+assert_no_tokens_in_logs
