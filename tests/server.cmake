@@ -7,3 +7,7 @@ foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
   stk_script_test(${t} integration/${t}.sh)
   set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
 endforeach()
+# The end-to-end demo itself (swtpm, TPM site key, server, agent).
+stk_script_test(server_demo ../demo/demo.sh)
+set_tests_properties(server_demo PROPERTIES LABELS "integration;server" TIMEOUT 300
+  ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;STK_DEMO_REQUIRE_TPM=1")
