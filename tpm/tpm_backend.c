@@ -682,7 +682,7 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 }
 
 static void
-tpm_template(enum stk_key_type type, TPM2B_PUBLIC *t)
+tpm_template(enum stk_key_type type, int has_auth, TPM2B_PUBLIC *t)
 {
 	memset(t, 0, sizeof(*t));
 	t->publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -691,6 +691,12 @@ tpm_template(enum stk_key_type type, TPM2B_PUBLIC *t)
 	t->publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM |
 	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
 	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_SIGN_ENCRYPT;
+	/* Dictionary-attack protection guards an auth value against guessing.
+	 * An empty auth has nothing to guess, and DA-protected keys are locked
+	 * out when the TPM's counter runs up — which unclean power-offs also
+	 * do — so a signing service would stop for no gain. */
+	if (!has_auth)
+		t->publicArea.objectAttributes |= TPMA_OBJECT_NODA;
 	if (type == STK_KEY_P256) {
 		t->publicArea.type = TPM2_ALG_ECC;
 		t->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
@@ -783,7 +789,7 @@ tpm_generate(const char *uri, enum stk_key_type type,
 	if ((r = tpm_create_srk(tk->ectx, &srk, err)) != 0 ||
 	    (r = tpm_start_session(tk->ectx, srk, &tk->session, err)) != 0)
 		goto fail;
-	tpm_template(type, &tmpl);
+	tpm_template(type, tk->auth.size > 0, &tmpl);
 	sens.sensitive.userAuth = tk->auth;
 	memset(&outside, 0, sizeof(outside));
 	memset(&pcrs, 0, sizeof(pcrs));

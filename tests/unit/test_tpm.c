@@ -253,6 +253,8 @@ gen_and_check(enum stk_key_type type, const char *sub)
 	assert_string_equal(attr(&info, "sign"), "true");
 	assert_string_equal(attr(&info, "decrypt"), "false");
 	assert_string_equal(attr(&info, "restricted"), "false");
+	/* No auth value: nothing to guess, so no DA lockout for this key. */
+	assert_string_equal(attr(&info, "noDA"), "true");
 	stk_key_close(key);
 
 	/* Generating again must not overwrite the blob. */
@@ -447,6 +449,7 @@ test_wrong_auth(void **state)
 {
 	struct stk_key_opts o = opts_for("auth");
 	struct stk_key *key = NULL;
+	struct stk_key_info info;
 	struct stk_error err;
 	unsigned char md[STK_SHA256_LEN] = { 1 }, sig[STK_SIG_MAX];
 	size_t siglen = sizeof(sig);
@@ -458,6 +461,9 @@ test_wrong_auth(void **state)
 	assert_int_equal(stk_key_generate("tpm", NULL, STK_KEY_P256, &o, &key,
 	    &uri, &err), 0);
 	assert_signs(key);
+	/* With an auth value the TPM's dictionary-attack guard stays on. */
+	assert_int_equal(stk_key_describe(key, &info, &err), 0);
+	assert_string_equal(attr(&info, "noDA"), "false");
 	stk_key_close(key);
 
 	setenv("SITETOKEN_TPM_KEY_AUTH", "wrong", 1);
