@@ -393,7 +393,6 @@ p11_find_key(struct p11_key *k, struct stk_error *err)
 {
 	PKCS11_KEY *keys = NULL, *pk = NULL;
 	unsigned int i, n = 0, nmatch = 0;
-	EVP_PKEY *pub = NULL;
 	enum stk_key_type type;
 	char what[160];
 	CK_RV rv;
@@ -421,8 +420,17 @@ p11_find_key(struct p11_key *k, struct stk_error *err)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_PKCS11, 0,
 		    "%u private keys match %s on token '%s'; add object= or id= "
 		    "to the URI", nmatch, what, k->slot->token->label);
-	if ((pub = PKCS11_get_public_key(pk)) == NULL ||
-	    p11_plain_pubkey(pub, &k->pub) != 0) {
+	/* The public half comes from libp11's private key object (modulus
+	 * and exponent, or the EC point of the matching public object).
+	 * PKCS11_get_public_key is avoided: in 0.4.12 it leaks an object that
+	 * pins the slot, and with it libp11's copy of the PIN. */
+	if ((k->priv = PKCS11_get_private_key(pk)) == NULL) {
+		rv = p11_queue_rv();
+		r = p11_fail(err, STK_E_BACKEND, rv, "cannot use private key %s "
+		    "on token '%s'", what, k->slot->token->label);
+		goto out;
+	}
+	if (p11_plain_pubkey(k->priv, &k->pub) != 0) {
 		rv = p11_queue_rv();
 		r = p11_fail(err, STK_E_BACKEND, rv, "cannot read the public half "
 		    "of %s on token '%s'", what, k->slot->token->label);
@@ -446,12 +454,6 @@ p11_find_key(struct p11_key *k, struct stk_error *err)
 		goto out;
 	}
 	k->base.type = type;
-	if ((k->priv = PKCS11_get_private_key(pk)) == NULL) {
-		rv = p11_queue_rv();
-		r = p11_fail(err, STK_E_BACKEND, rv, "cannot use private key %s "
-		    "on token '%s'", what, k->slot->token->label);
-		goto out;
-	}
 	if (pk->id_len > 0 && (k->key_id = malloc(pk->id_len)) == NULL) {
 		r = p11_nomem(err);
 		goto out;
@@ -464,7 +466,6 @@ p11_find_key(struct p11_key *k, struct stk_error *err)
 		goto out;
 	}
 out:
-	EVP_PKEY_free(pub);
 	ERR_clear_error();
 	return r;
 }
