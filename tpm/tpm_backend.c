@@ -65,6 +65,13 @@ struct tpm_key {
 	TPM2B_PUBLIC pub;    /* public area as read back when opened */
 	TPM2B_AUTH auth;     /* key auth value (secret; wiped on close) */
 	char uri[PATH_MAX + 16];
+	/* What it takes to connect and load again after a TPM reset or a
+	 * lost connection, so a long-running service heals by itself. */
+	char *tcti_conf;     /* NULL: the tpm2-tss default TCTI */
+	int has_blob;
+	char blob_path[PATH_MAX];
+	TPM2B_PUBLIC blob_pub;
+	TPM2B_PRIVATE blob_priv;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -259,18 +266,13 @@ tpm_blob_path(const char *blob, const struct stk_key_opts *opts, char *buf,
 /* ---- TPM session plumbing --------------------------------------------- */
 
 static int
-tpm_connect(const struct stk_key_opts *opts, TSS2_TCTI_CONTEXT **tcti,
-    ESYS_CONTEXT **ectx, struct stk_error *err)
+tpm_connect(const char *conf, TSS2_TCTI_CONTEXT **tcti, ESYS_CONTEXT **ectx,
+    struct stk_error *err)
 {
-	const char *conf = opts->tcti;
 	TSS2_RC rc;
 
 	*tcti = NULL;
 	*ectx = NULL;
-	if (conf == NULL || *conf == '\0')
-		conf = getenv("SITETOKEN_TCTI");
-	if (conf != NULL && *conf == '\0')
-		conf = NULL;
 	/* NULL lets tpm2-tss pick the platform default (tabrmd, tpmrm0...). */
 	if ((rc = Tss2_TctiLdr_Initialize(conf, tcti)) != TSS2_RC_SUCCESS) {
 		*tcti = NULL;
@@ -285,9 +287,12 @@ tpm_connect(const struct stk_key_opts *opts, TSS2_TCTI_CONTEXT **tcti,
 		Tss2_TctiLdr_Finalize(tcti);
 		return tpm_error(err, rc, "ESAPI initialisation");
 	}
-	/* Firmware normally did this; a bare simulator may not have. */
+	/* Firmware normally did this; a bare simulator or a TPM that was just
+	 * reset may not have. Other refusals (TPM_RC_INITIALIZE: already
+	 * started; a resource manager filtering the command) are harmless:
+	 * a TPM that really is not started fails the next command clearly. */
 	rc = Esys_Startup(*ectx, TPM2_SU_CLEAR);
-	if (rc != TSS2_RC_SUCCESS && tpm_rc_base(rc) != TPM2_RC_INITIALIZE) {
+	if (rc != TSS2_RC_SUCCESS && tpm_rc_unreachable(rc)) {
 		Esys_Finalize(ectx);
 		Tss2_TctiLdr_Finalize(tcti);
 		return tpm_error(err, rc, "startup");
@@ -382,6 +387,32 @@ tpm_flush(ESYS_CONTEXT *ectx, ESYS_TR *tr)
 	*tr = ESYS_TR_NONE;
 }
 
+/* Drop the connection. flush=1 frees the TPM's slots (normal close);
+ * flush=0 only forgets our references, for a TPM that was reset: its
+ * transient objects are gone already, and on a TPM without a resource
+ * manager the same handle numbers may now belong to someone else. */
+static void
+tpm_disconnect(struct tpm_key *tk, int flush)
+{
+	if (tk->ectx != NULL) {
+		if (flush)
+			tpm_flush(tk->ectx, &tk->session);
+		else if (tk->session != ESYS_TR_NONE)
+			Esys_TR_Close(tk->ectx, &tk->session);
+		if (flush && !tk->persistent)
+			tpm_flush(tk->ectx, &tk->handle);
+		else if (tk->handle != ESYS_TR_NONE)
+			/* A persistent key stays in NV: only forget it. */
+			Esys_TR_Close(tk->ectx, &tk->handle);
+		Esys_Finalize(&tk->ectx);
+	}
+	tk->session = ESYS_TR_NONE;
+	tk->handle = ESYS_TR_NONE;
+	if (tk->tcti != NULL)
+		Tss2_TctiLdr_Finalize(&tk->tcti);
+	tk->tcti = NULL;
+}
+
 static void
 tpm_close(struct stk_key *key)
 {
@@ -389,20 +420,10 @@ tpm_close(struct stk_key *key)
 
 	if (tk == NULL)
 		return;
-	if (tk->ectx != NULL) {
-		tpm_flush(tk->ectx, &tk->session);
-		if (tk->persistent) {
-			/* Only forget our reference; the key stays in NV. */
-			if (tk->handle != ESYS_TR_NONE)
-				Esys_TR_Close(tk->ectx, &tk->handle);
-		} else
-			tpm_flush(tk->ectx, &tk->handle);
-		Esys_Finalize(&tk->ectx);
-	}
-	if (tk->tcti != NULL)
-		Tss2_TctiLdr_Finalize(&tk->tcti);
+	tpm_disconnect(tk, 1);
 	if (tk->lock_ready)
 		pthread_mutex_destroy(&tk->lock);
+	free(tk->tcti_conf);
 	tpm_wipe_auth(&tk->auth);
 	OPENSSL_cleanse(tk, sizeof(*tk));
 	free(tk);
@@ -413,6 +434,7 @@ tpm_key_new(const struct stk_key_opts *opts, struct tpm_key **out,
     struct stk_error *err)
 {
 	struct tpm_key *tk;
+	const char *conf;
 	int r;
 
 	*out = NULL;
@@ -428,8 +450,17 @@ tpm_key_new(const struct stk_key_opts *opts, struct tpm_key **out,
 		    "cannot create mutex");
 	}
 	tk->lock_ready = 1;
+	conf = opts->tcti;
+	if (conf == NULL || *conf == '\0')
+		conf = getenv("SITETOKEN_TCTI");
+	if (conf != NULL && *conf != '\0' &&
+	    (tk->tcti_conf = strdup(conf)) == NULL) {
+		tpm_close(&tk->base);
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+		    "out of memory");
+	}
 	if ((r = tpm_read_auth(&tk->auth, err)) != 0 ||
-	    (r = tpm_connect(opts, &tk->tcti, &tk->ectx, err)) != 0) {
+	    (r = tpm_connect(tk->tcti_conf, &tk->tcti, &tk->ectx, err)) != 0) {
 		tpm_close(&tk->base);
 		return r;
 	}
@@ -577,6 +608,12 @@ tpm_load_blob(struct tpm_key *tk, const char *path, const TPM2B_PUBLIC *pub,
 			r = tpm_error(err, rc, "loading the key blob");
 		goto out;
 	}
+	if (pub != &tk->blob_pub) {
+		tk->has_blob = 1;
+		tk->blob_pub = *pub;
+		tk->blob_priv = *priv;
+		snprintf(tk->blob_path, sizeof(tk->blob_path), "%s", path);
+	}
 	r = STK_OK;
 out:
 	tpm_flush(tk->ectx, &srk);
@@ -588,6 +625,8 @@ static int
 tpm_read_public(struct tpm_key *tk, struct stk_error *err)
 {
 	TPM2B_PUBLIC *p = NULL;
+	uint8_t a[sizeof(TPM2B_PUBLIC)], b[sizeof(TPM2B_PUBLIC)];
+	size_t alen = 0, blen = 0;
 	TSS2_RC rc;
 	int r;
 
@@ -595,6 +634,18 @@ tpm_read_public(struct tpm_key *tk, struct stk_error *err)
 	    ESYS_TR_NONE, &p, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tpm_error(err, rc, "reading the key's public area");
+	/* On a reconnect the key must be the very same one (a persistent
+	 * handle may have been given to another key meanwhile). Compare the
+	 * wire form: the C structs may differ in unused union bytes. */
+	if (tk->base.type != STK_KEY_NONE &&
+	    (Tss2_MU_TPM2B_PUBLIC_Marshal(p, a, sizeof(a), &alen) != 0 ||
+	    Tss2_MU_TPM2B_PUBLIC_Marshal(&tk->pub, b, sizeof(b), &blen) != 0 ||
+	    alen != blen || memcmp(a, b, alen) != 0)) {
+		Esys_Free(p);
+		return stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+		    "TPM key %s is no longer the key this site was opened with",
+		    tk->uri);
+	}
 	tk->pub = *p;
 	Esys_Free(p);
 	r = tpm_check_public(&tk->pub.publicArea, tk->uri, &tk->base.type, err);
@@ -678,6 +729,44 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 		return r;
 	}
 	*out = &tk->base;
+	return STK_OK;
+}
+
+/* Errors after which the key is worth loading again: the connection was
+ * lost, or the TPM was reset or restarted and forgot our objects. Never an
+ * auth failure: retrying those only runs up the DA counter. */
+static int
+tpm_rc_reload(TSS2_RC rc)
+{
+	TSS2_RC base = tpm_rc_base(rc);
+
+	return tpm_rc_unreachable(rc) || base == TPM2_RC_INITIALIZE ||
+	    base == TPM2_RC_HANDLE || base == TPM2_RC_REFERENCE_H0 ||
+	    base == TPM2_RC_REFERENCE_S0;
+}
+
+/* Reconnect and reload the key; called with tk->lock held. */
+static int
+tpm_reestablish(struct tpm_key *tk, struct stk_error *err)
+{
+	int r;
+
+	tpm_disconnect(tk, 0);
+	if ((r = tpm_connect(tk->tcti_conf, &tk->tcti, &tk->ectx, err)) != 0)
+		return r;
+	if (tk->has_blob)
+		r = tpm_load_blob(tk, tk->blob_path, &tk->blob_pub,
+		    &tk->blob_priv, err);
+	else
+		r = tpm_open_persistent(tk, tk->tpm_handle, err);
+	if (r == 0)
+		r = tpm_finish_open(tk, err);
+	if (r != 0) {
+		tpm_disconnect(tk, 1);
+		return r;
+	}
+	STK_LOG(STK_LOG_WARN, "tpm", "TPM connection lost or TPM reset; "
+	    "reloaded key %s", tk->uri);
 	return STK_OK;
 }
 
@@ -909,6 +998,26 @@ tpm_pad32(const TPM2B_ECC_PARAMETER *v, unsigned char *dst)
 	return 0;
 }
 
+static TSS2_RC
+tpm_sign_once(struct tpm_key *tk, const TPM2B_DIGEST *d,
+    const TPMT_SIG_SCHEME *scheme, const TPMT_TK_HASHCHECK *check,
+    TPMT_SIGNATURE **s)
+{
+	TSS2_RC rc;
+
+	/* The response's first parameter is not a TPM2B, so response
+	 * encryption must be off for Sign (else TPM_RC_ATTRIBUTES); the
+	 * digest going in stays encrypted. */
+	rc = Esys_TRSess_SetAttributes(tk->ectx, tk->session,
+	    TPMA_SESSION_DECRYPT | TPMA_SESSION_CONTINUESESSION,
+	    TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT |
+	    TPMA_SESSION_CONTINUESESSION);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	return Esys_Sign(tk->ectx, tk->handle, tk->session, ESYS_TR_NONE,
+	    ESYS_TR_NONE, d, scheme, check, s);
+}
+
 static int
 tpm_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
     unsigned char *sig, size_t *siglen, struct stk_error *err)
@@ -920,7 +1029,7 @@ tpm_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 	TPMT_SIGNATURE *s = NULL;
 	TSS2_RC rc;
 	size_t cap = *siglen;
-	int r;
+	int r, attempt;
 
 	if (dlen != TPM2_SHA256_DIGEST_SIZE)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
@@ -942,16 +1051,20 @@ tpm_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 	check.hierarchy = TPM2_RH_NULL;
 
 	pthread_mutex_lock(&tk->lock);
-	/* The response's first parameter is not a TPM2B, so response
-	 * encryption must be off for Sign (else TPM_RC_ATTRIBUTES); the
-	 * digest going in stays encrypted. */
-	rc = Esys_TRSess_SetAttributes(tk->ectx, tk->session,
-	    TPMA_SESSION_DECRYPT | TPMA_SESSION_CONTINUESESSION,
-	    TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT |
-	    TPMA_SESSION_CONTINUESESSION);
-	if (rc == TSS2_RC_SUCCESS)
-		rc = Esys_Sign(tk->ectx, tk->handle, tk->session, ESYS_TR_NONE,
-		    ESYS_TR_NONE, &d, &scheme, &check, &s);
+	/* A previous reload failed: try once more for this call. */
+	if (tk->ectx == NULL && (r = tpm_reestablish(tk, err)) != 0) {
+		pthread_mutex_unlock(&tk->lock);
+		goto out;
+	}
+	for (attempt = 0;; attempt++) {
+		rc = tpm_sign_once(tk, &d, &scheme, &check, &s);
+		if (rc == TSS2_RC_SUCCESS || attempt > 0 || !tpm_rc_reload(rc))
+			break;
+		if ((r = tpm_reestablish(tk, err)) != 0) {
+			pthread_mutex_unlock(&tk->lock);
+			goto out;
+		}
+	}
 	pthread_mutex_unlock(&tk->lock);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tpm_error(err, rc, "signing");
@@ -1009,6 +1122,10 @@ tpm_describe(struct stk_key *key, struct stk_key_info *info,
 	int r;
 
 	pthread_mutex_lock(&tk->lock);
+	if (tk->ectx == NULL && (r = tpm_reestablish(tk, err)) != 0) {
+		pthread_mutex_unlock(&tk->lock);
+		return r;
+	}
 	rc = Esys_ReadPublic(tk->ectx, tk->handle, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &p, &name, NULL);
 	if (rc == TSS2_RC_SUCCESS)

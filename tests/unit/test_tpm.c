@@ -20,6 +20,7 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tctildr.h>
 #include "sitetoken/key.h"
+#include "sitetoken/log.h"
 
 #ifndef STK_SRC_DIR
 #error "STK_SRC_DIR must name the source tree (for swtpm-setup/)"
@@ -585,6 +586,84 @@ test_persistent_handle(void **state)
 	assert_tpm_clean();
 }
 
+static int reloads;
+
+static void
+count_reloads(void *ctx, enum stk_log_level level, const char *component,
+    const char *func, int line, const char *msg)
+{
+	(void)ctx; (void)level; (void)func; (void)line;
+	if (strcmp(component, "tpm") == 0 && strstr(msg, "reloaded") != NULL)
+		reloads++;
+}
+
+/* The TPM is reset under an open key (as on a resource-manager restart or
+ * a TPM reboot): the key reloads itself and the next signature works. */
+static void
+test_reset_under_open_key(void **state)
+{
+	struct stk_key_opts o = opts_for("p256");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	char cmd[256];
+	int port;
+
+	(void)state;
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	assert_signs(key);
+	/* swtpm-start.sh puts the control channel on the next port. */
+	assert_int_equal(sscanf(env.tcti, "swtpm:host=127.0.0.1,port=%d", &port), 1);
+	snprintf(cmd, sizeof(cmd), "swtpm_ioctl --tcp 127.0.0.1:%d -i", port + 1);
+	assert_int_equal(system(cmd), 0);
+	reloads = 0;
+	stk_log_set(count_reloads, NULL, STK_LOG_WARN);
+	assert_signs(key);
+	assert_signs(key);
+	stk_log_set(NULL, NULL, STK_LOG_WARN);
+	assert_int_equal(reloads, 1);
+	stk_key_close(key);
+	assert_tpm_clean();
+}
+
+/* A DA-protected key (it has an auth value): wrong values are refused one
+ * by one, never retried; once the TPM locks out, the message says so and
+ * even the right value is refused until recovery. Runs last: it leaves
+ * this swtpm in lockout. */
+static void
+test_lockout_is_explained(void **state)
+{
+	struct stk_key_opts o = opts_for("auth");
+	struct stk_key *key = NULL;
+	struct stk_error err;
+	unsigned char md[STK_SHA256_LEN] = { 2 }, sig[STK_SIG_MAX];
+	size_t siglen;
+	int i, r = 0;
+
+	(void)state;
+	setenv("SITETOKEN_TPM_KEY_AUTH", "not it", 1);
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	for (i = 0; i < 5; i++) {
+		siglen = sizeof(sig);
+		stk_error_clear(&err);
+		r = stk_key_sign_digest(key, md, sizeof(md), sig, &siglen, &err);
+		assert_int_equal(r, STK_E_AUTH);
+		if (strstr(err.msg, "lockout") != NULL)
+			break;
+		assert_non_null(strstr(err.msg, "wrong auth value"));
+	}
+	assert_true(i < 5);
+	stk_key_close(key);
+	setenv("SITETOKEN_TPM_KEY_AUTH", "correct horse", 1);
+	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
+	siglen = sizeof(sig);
+	assert_int_equal(stk_key_sign_digest(key, md, sizeof(md), sig, &siglen,
+	    &err), STK_E_AUTH);
+	assert_non_null(strstr(err.msg, "lockout"));
+	stk_key_close(key);
+	unsetenv("SITETOKEN_TPM_KEY_AUTH");
+	assert_tpm_clean();
+}
+
 int
 main(void)
 {
@@ -599,6 +678,8 @@ main(void)
 		cmocka_unit_test(test_persistent_handle),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_restart_keeps_key),
+		cmocka_unit_test(test_reset_under_open_key),
+		cmocka_unit_test(test_lockout_is_explained),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
