@@ -406,11 +406,13 @@ test_wrong_key_type(void **state)
 
 /* ---- two threads issuing tokens with one key ---- */
 
-#define PER_THREAD 40
+/* STK_P11_BENCH_N raises the count for measuring (up to PER_THREAD_MAX). */
+#define PER_THREAD_MAX 2000
+static int per_thread = 40;
 
 struct worker {
 	const struct stk_signer *signer;
-	char *tokens[PER_THREAD];
+	char *tokens[PER_THREAD_MAX];
 	int rc;
 	double secs;
 };
@@ -433,7 +435,7 @@ worker_run(void *arg)
 	double t0 = now_secs();
 	int i;
 
-	for (i = 0; i < PER_THREAD && w->rc == 0; i++)
+	for (i = 0; i < per_thread && w->rc == 0; i++)
 		w->rc = stk_issue_bulk(w->signer, NULL, t, t + 3600, &w->tokens[i],
 		    NULL, &err);
 	w->secs = now_secs() - t0;
@@ -457,6 +459,10 @@ concurrent(enum stk_key_type type, const char *object)
 	double t0, wall;
 	int i, j;
 
+	if (getenv("STK_P11_BENCH_N") != NULL)
+		per_thread = atoi(getenv("STK_P11_BENCH_N"));
+	if (per_thread < 1 || per_thread > PER_THREAD_MAX)
+		per_thread = 40;
 	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=%s", object);
 	assert_int_equal(stk_key_generate("pkcs11", uri, type, NULL, &k, &u, &err), 0);
 	assert_true(k->vt->caps & STK_CAP_THREADSAFE);
@@ -482,11 +488,11 @@ concurrent(enum stk_key_type type, const char *object)
 		pthread_join(th[i], NULL);
 	wall = now_secs() - t0;
 	printf("# %s in SoftHSM: 1 thread %.0f tokens/s; 2 threads %.0f tokens/s "
-	    "(%d tokens each)\n", stk_key_type_name(type), PER_THREAD / one.secs,
-	    2 * PER_THREAD / wall, PER_THREAD);
+	    "(%d tokens each)\n", stk_key_type_name(type), per_thread / one.secs,
+	    2 * per_thread / wall, per_thread);
 	for (i = 0; i < 2; i++) {
 		assert_int_equal(w[i].rc, 0);
-		for (j = 0; j < PER_THREAD; j++) {
+		for (j = 0; j < per_thread; j++) {
 			assert_int_equal(stk_verify(v, w[i].tokens[j],
 			    strlen(w[i].tokens[j]), STK_TOKEN_BULK, now, &claims,
 			    &err), 0);
@@ -494,7 +500,7 @@ concurrent(enum stk_key_type type, const char *object)
 			stk_token_free(w[i].tokens[j]);
 		}
 	}
-	for (j = 0; j < PER_THREAD; j++)
+	for (j = 0; j < per_thread; j++)
 		stk_token_free(one.tokens[j]);
 	stk_verifier_free(v);
 	stk_signer_free(signer);

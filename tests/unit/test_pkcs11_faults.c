@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <time.h>
 #include <libp11.h>
 #include <p11-kit/pkcs11.h>
 #include <openssl/err.h>
@@ -40,6 +41,8 @@ static CK_RV fail_rv;
 static pthread_barrier_t *fail_barrier; /* hold failing threads together */
 static int logins;
 static int sign_calls;
+static int probe_overlap;         /* hold each call until a second arrives */
+static int in_flight, max_in_flight;
 
 int
 __wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
@@ -54,6 +57,22 @@ __wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
 		fail = 1;
 	}
 	pthread_mutex_unlock(&inj_lock);
+	if (!fail && probe_overlap && sig != NULL) {
+		struct timespec ts = { 0, 1000000 };
+		int i, n, r;
+
+		n = __atomic_add_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+		if (n > __atomic_load_n(&max_in_flight, __ATOMIC_SEQ_CST))
+			__atomic_store_n(&max_in_flight, n, __ATOMIC_SEQ_CST);
+		/* Up to 2 s for the other thread to get here too: it can only
+		 * if the backend lets two signatures run at once. */
+		for (i = 0; i < 2000 &&
+		    __atomic_load_n(&max_in_flight, __ATOMIC_SEQ_CST) < 2; i++)
+			nanosleep(&ts, NULL);
+		r = __real_EVP_PKEY_sign(ctx, sig, siglen, tbs, tbslen);
+		__atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+		return r;
+	}
 	if (!fail)
 		return __real_EVP_PKEY_sign(ctx, sig, siglen, tbs, tbslen);
 	if (fail_barrier != NULL)
@@ -302,6 +321,29 @@ done_first(void **state)
 	return 0;
 }
 
+/* Two threads are inside the token's signing call at the same time: the
+ * backend's lock does not serialize signatures. */
+static void
+test_two_signatures_in_flight(void **state)
+{
+	pthread_t th[2];
+	struct th t[2] = { { ec_key, ec_pub, -1 }, { ec_key, ec_pub, -1 } };
+	int i;
+
+	(void)state;
+	in_flight = max_in_flight = 0;
+	probe_overlap = 1;
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, th_run, &t[i]), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	probe_overlap = 0;
+	assert_int_equal(t[0].rc, 0);
+	assert_int_equal(t[1].rc, 0);
+	assert_int_equal(max_in_flight, 2);
+	assert_int_equal(lost, 0);
+}
+
 /* A wrong PIN costs exactly one login attempt per open. */
 static void
 test_wrong_pin_one_attempt(void **state)
@@ -331,6 +373,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lost_twice_gives_up, reset, done),
 		cmocka_unit_test_setup_teardown(test_other_error_no_reopen, reset_ec, done),
 		cmocka_unit_test_setup_teardown(test_concurrent_loss_one_reconnect, reset, done),
+		cmocka_unit_test_setup_teardown(test_two_signatures_in_flight, reset_ec, done),
 		cmocka_unit_test_setup_teardown(test_wrong_pin_one_attempt, done_first, done),
 	};
 
