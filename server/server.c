@@ -282,6 +282,10 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		    is.new_device ? "New" : "Known", is.dev.guid, is.dev.via, peer,
 		    host ? host : "-", is.dev.thumbprint, is.dev.bulk_guid[0] ?
 		    " bulk token " : "", is.dev.bulk_guid);
+		if (ls->kind == SRV_CMG)
+			srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted registration from "
+			    "%s: bulk token %s valid, device %s certificate x5t#S256=%s", peer,
+			    is.dev.bulk_guid, is.dev.guid, is.dev.thumbprint);
 		srv_log_issued(s, &is, "registration", peer);
 		ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));
 		stk_issued_clear(&is);

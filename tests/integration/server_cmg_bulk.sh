@@ -18,7 +18,8 @@ ok "seed-style install registered through the CMG with bulk token $bguid"
 grep -qF "Rotating internet management point, new management point [1] is: $CMG (0) with capabilities: <Capabilities SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" /></Capabilities>" \
 	"$T/devA/ClientIDManagerStartup.log" || fail "rotating line missing"
 grep -q "ccmsetup started: /mp:$CMG CCMHOSTNAME=$HOSTPATH SMSSiteCode=ABC /regtoken:(hidden)" "$T/devA/ccmsetup.log" || fail "ccmsetup.log"
-ok "ccmsetup.log and the 'Rotating internet management point' line"
+grep -q "ClientAuth: Accepted registration from 127.0.0.1: bulk token $bguid valid, device $guid" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log acceptance"
+ok "ccmsetup.log, the 'Rotating internet management point' line, ClientAuth.log acceptance"
 
 # The bulk token is never on disk: not in the state dir, not in the site.
 tok=$(cat "$T/bulk.tok")
