@@ -785,6 +785,26 @@ p11_get_public(struct stk_key *key, EVP_PKEY **out, struct stk_error *err)
 	return r;
 }
 
+/* After a lost-session error seen on connection `gen`: reconnect once.
+ * Threads that failed on the same connection find it already rebuilt
+ * (generation moved) and just retry, so a token restart costs one login,
+ * not one per thread. */
+static int
+p11_recover(struct p11_key *k, unsigned long gen, CK_RV rv,
+    struct stk_error *err)
+{
+	char nb[32];
+	int r = STK_OK;
+
+	STK_LOG(STK_LOG_WARN, "pkcs11", "lost the session to %s (%s); "
+	    "reopening", k->location, p11_rv_name(rv, nb, sizeof(nb)));
+	pthread_rwlock_wrlock(&k->lock);
+	if (k->generation == gen || k->priv == NULL)
+		r = p11_reconnect(k, err);
+	pthread_rwlock_unlock(&k->lock);
+	return r;
+}
+
 /* ---- signing ---- */
 
 /* One signature through libp11; caller holds the read lock. */
@@ -840,7 +860,6 @@ p11_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 	struct p11_key *k = (struct p11_key *)key;
 	size_t cap = *siglen;
 	unsigned long gen;
-	char nb[32];
 	CK_RV rv;
 	int r;
 
@@ -853,19 +872,7 @@ p11_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 	if (!p11_rv_lost(rv))
 		return p11_fail(err, r, rv, "PKCS#11 signing with %s failed",
 		    k->location);
-
-	/* Lost session: reconnect once. Threads that failed on the same
-	 * connection find it already rebuilt (generation moved) and simply
-	 * retry, so a token restart costs one login, not one per thread. */
-	STK_LOG(STK_LOG_WARN, "pkcs11", "lost the session to %s (%s); "
-	    "reopening", k->location, p11_rv_name(rv, nb, sizeof(nb)));
-	pthread_rwlock_wrlock(&k->lock);
-	if (k->generation == gen || k->priv == NULL)
-		r = p11_reconnect(k, err);
-	else
-		r = STK_OK;
-	pthread_rwlock_unlock(&k->lock);
-	if (r != STK_OK)
+	if ((r = p11_recover(k, gen, rv, err)) != STK_OK)
 		return r;
 	pthread_rwlock_rdlock(&k->lock);
 	*siglen = cap;
@@ -880,46 +887,50 @@ p11_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 
 /* ---- describe: attributes read back from the token ---- */
 
-static void
+/* Add one boolean attribute to info; returns 1/0, or -1 if unreadable. */
+static int
 p11_attr_bool(struct p11_key *k, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
-    CK_ATTRIBUTE_TYPE type, const char *name, struct stk_key_info *info,
-    int *val)
+    CK_ATTRIBUTE_TYPE type, const char *name, struct stk_key_info *info)
 {
 	CK_BBOOL b = CK_FALSE;
 	CK_ATTRIBUTE a = { type, &b, sizeof(b) };
 	char nb[32];
 	CK_RV rv;
 
-	*val = -1;
 	if ((rv = k->fl->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK) {
 		stk_key_info_add(info, name, "unreadable (%s)",
 		    p11_rv_name(rv, nb, sizeof(nb)));
-		return;
+		return -1;
 	}
-	*val = b == CK_TRUE;
-	stk_key_info_add(info, name, "%s", *val ? "true" : "false");
+	stk_key_info_add(info, name, "%s", b == CK_TRUE ? "true" : "false");
+	return b == CK_TRUE;
 }
 
+/* One attempt under the read lock. *lost: the failure looks like a lost
+ * session (a logged-out session also hides the private object). */
 static int
-p11_describe(struct stk_key *key, struct stk_key_info *info,
-    struct stk_error *err)
+p11_describe_once(struct p11_key *k, struct stk_key_info *info,
+    unsigned long *gen, CK_RV *lost, struct stk_error *err)
 {
-	struct p11_key *k = (struct p11_key *)key;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_OBJECT_HANDLE h;
 	CK_ULONG count;
 	CK_RV rv;
-	int sens, extr, asens, nextr, tok, priv, sign, r = STK_OK;
+	int sens, extr, tok, r = STK_OK;
 
+	*lost = 0;
 	pthread_rwlock_rdlock(&k->lock);
+	*gen = k->generation;
 	snprintf(info->location, sizeof(info->location), "%s", k->location);
 	if (k->slot == NULL) {
+		*lost = CKR_CRYPTOKI_NOT_INITIALIZED;
 		r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_PKCS11, 0,
 		    "PKCS#11 key %s is not connected", k->location);
 		goto out;
 	}
 	if ((rv = k->fl->C_OpenSession(k->slot_id, CKF_SERIAL_SESSION, NULL,
 	    NULL, &s)) != CKR_OK) {
+		*lost = p11_rv_lost(rv) ? rv : 0;
 		r = p11_fail(err, STK_E_BACKEND, rv, "cannot open a session on "
 		    "token '%s'", k->slot->token->label);
 		goto out;
@@ -927,6 +938,8 @@ p11_describe(struct stk_key *key, struct stk_key_info *info,
 	if (p11_fl_find(k, s, CKO_PRIVATE_KEY,
 	    k->key_id_len > 0 ? NULL : k->key_label, k->key_id, k->key_id_len,
 	    &h, &count, &rv) != 0 || count == 0) {
+		*lost = rv == CKR_OK ? CKR_USER_NOT_LOGGED_IN :
+		    p11_rv_lost(rv) ? rv : 0;
 		r = p11_fail(err, count == 0 && rv == CKR_OK ? STK_E_NOTFOUND :
 		    STK_E_BACKEND, rv, "cannot find %s again on token '%s'",
 		    k->location, k->slot->token->label);
@@ -934,19 +947,16 @@ p11_describe(struct stk_key *key, struct stk_key_info *info,
 	}
 	/* Each attribute on its own: one the module does not know must not
 	 * hide the others. */
-	p11_attr_bool(k, s, h, CKA_SENSITIVE, "CKA_SENSITIVE", info, &sens);
-	p11_attr_bool(k, s, h, CKA_EXTRACTABLE, "CKA_EXTRACTABLE", info, &extr);
-	p11_attr_bool(k, s, h, CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE",
-	    info, &asens);
+	sens = p11_attr_bool(k, s, h, CKA_SENSITIVE, "CKA_SENSITIVE", info);
+	extr = p11_attr_bool(k, s, h, CKA_EXTRACTABLE, "CKA_EXTRACTABLE", info);
+	p11_attr_bool(k, s, h, CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", info);
 	p11_attr_bool(k, s, h, CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE",
-	    info, &nextr);
-	p11_attr_bool(k, s, h, CKA_TOKEN, "CKA_TOKEN", info, &tok);
-	p11_attr_bool(k, s, h, CKA_PRIVATE, "CKA_PRIVATE", info, &priv);
-	p11_attr_bool(k, s, h, CKA_SIGN, "CKA_SIGN", info, &sign);
-	(void)asens;
-	(void)nextr;
-	(void)priv;
-	(void)sign;
+	    info);
+	tok = p11_attr_bool(k, s, h, CKA_TOKEN, "CKA_TOKEN", info);
+	p11_attr_bool(k, s, h, CKA_PRIVATE, "CKA_PRIVATE", info);
+	p11_attr_bool(k, s, h, CKA_SIGN, "CKA_SIGN", info);
+	/* Only what the token itself enforces counts: sensitive, not
+	 * extractable, and stored on the token. */
 	info->non_exportable = sens == 1 && extr == 0 && tok == 1;
 	stk_key_info_add(info, "token", "%s", k->slot->token->label);
 	if (k->slot->token->serialnr != NULL)
@@ -961,6 +971,25 @@ out:
 		k->fl->C_CloseSession(s);
 	pthread_rwlock_unlock(&k->lock);
 	return r;
+}
+
+static int
+p11_describe(struct stk_key *key, struct stk_key_info *info,
+    struct stk_error *err)
+{
+	struct p11_key *k = (struct p11_key *)key;
+	size_t nattrs = info->nattrs;
+	unsigned long gen;
+	CK_RV lost;
+	int r;
+
+	if ((r = p11_describe_once(k, info, &gen, &lost, err)) == STK_OK ||
+	    lost == 0)
+		return r;
+	if ((r = p11_recover(k, gen, lost, err)) != STK_OK)
+		return r;
+	info->nattrs = nattrs;
+	return p11_describe_once(k, info, &gen, &lost, err);
 }
 
 const struct stk_key_backend stk_backend_pkcs11 = {

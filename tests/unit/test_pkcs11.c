@@ -551,6 +551,16 @@ test_session_lost_for_real(void **state)
 	assert_int_equal(reopened, 1);
 	/* And it keeps working without more reopening. */
 	sign_verify(k, 256);
+	/* key show after a loss: the attributes are still read back. */
+	assert_int_equal(fl->C_CloseAllSessions(slot), CKR_OK);
+	{
+		struct stk_key_info info;
+
+		assert_int_equal(stk_key_describe(k, &info, &err), 0);
+		assert_int_equal(info.non_exportable, 1);
+		assert_string_equal(attr(&info, "CKA_SENSITIVE"), "true");
+		assert_int_equal(info.nattrs, 11);
+	}
 	stk_key_close(k);
 	p11t_fl_release();
 	free(u);
