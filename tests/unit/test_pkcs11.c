@@ -566,6 +566,33 @@ test_session_lost_for_real(void **state)
 	free(u);
 }
 
+/* Two keys on one module in one process: closing one finalizes the module
+ * (libp11 0.4.12), and the other recovers with one reconnect. */
+static void
+test_two_keys_one_module(void **state)
+{
+	struct stk_key *a = NULL, *b = NULL;
+	struct stk_error err;
+	char *ua = NULL, *ub = NULL;
+
+	(void)state;
+	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
+	    ";object=two-a", STK_KEY_P256, NULL, &a, &ua, &err), 0);
+	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
+	    ";object=two-b", STK_KEY_RSA2048, NULL, &b, &ub, &err), 0);
+	sign_verify(a, 64);
+	sign_verify(b, 256);
+	reopened = 0;
+	stk_log_set(count_log, NULL, STK_LOG_DEBUG);
+	stk_key_close(a);
+	sign_verify(b, 256);
+	stk_log_set(NULL, NULL, STK_LOG_ERROR);
+	assert_int_equal(reopened, 1);
+	stk_key_close(b);
+	free(ua);
+	free(ub);
+}
+
 int
 main(void)
 {
@@ -584,6 +611,7 @@ main(void)
 		cmocka_unit_test(test_two_threads_rsa),
 		cmocka_unit_test(test_two_threads_p256),
 		cmocka_unit_test(test_session_lost_for_real),
+		cmocka_unit_test(test_two_keys_one_module),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
