@@ -1,0 +1,303 @@
+/* Server in-process (server/): listeners on free loopback ports, request
+ * parsing limits, mutual TLS binding, log lines, clean stop. Runs under
+ * valgrind with the other unit tests. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/site.h"
+#include "server.h"
+#include "testutil.h"
+
+struct fx {
+	char *dir;
+	struct stk_site *s;
+	struct srv *srv;
+	char crt[PATH_MAX], key[PATH_MAX];  /* device certificate and key files */
+	char *dev_pem;
+	char mp[64], cmg[128];
+};
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t
+collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct buf *b = u;
+	char *np = realloc(b->p, b->n + sz * nm + 1);
+
+	if (np == NULL)
+		return 0;
+	b->p = np;
+	memcpy(b->p + b->n, d, sz * nm);
+	b->n += sz * nm;
+	b->p[b->n] = '\0';
+	return sz * nm;
+}
+
+/* One request; returns the status, *body malloc'd. */
+static long
+req(struct fx *f, const char *method, const char *url, const char *body,
+    size_t bodylen, const char *bearer, int cert, char **out)
+{
+	struct buf b = { NULL, 0 };
+	struct curl_slist *h = NULL;
+	char auth[9000];
+	long st = 0;
+	CURL *c = curl_easy_init();
+
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	/* The server certificate here is self-signed without a SAN; trust and
+	 * name checks are covered by the integration tests (agent --ca). */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	if (body != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)bodylen);
+	}
+	if (bearer != NULL) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+		h = curl_slist_append(h, auth);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	}
+	if (cert) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, f->crt);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, f->key);
+	}
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	*out = b.p ? b.p : strdup("");
+	return st;
+}
+
+static char *
+read_all(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	char *p = calloc(1, 65536);
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(p, 1, 65535, fp);
+	p[n] = '\0';
+	fclose(fp);
+	return p;
+}
+
+static void
+write_all(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct stk_site_init_opts io;
+	struct stk_key_opts ko;
+	struct srv_config cfg;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char sub[PATH_MAX], tkey[PATH_MAX], *uri = NULL, *tls_pem = NULL, *tls_key;
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	io.key_type = STK_KEY_P256;
+	f->dir = tu_tmpdir("server");
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
+	if (stk_site_init(sub, &io, &f->s, &err) != 0)
+		fail_msg("site init: %s", err.msg);
+	memset(&ko, 0, sizeof(ko));
+	/* Server TLS key + certificate, and a device key + certificate. */
+	snprintf(tkey, sizeof(tkey), "%s/tls.key", f->dir);
+	assert_int_equal(stk_key_generate("file", tkey, STK_KEY_P256, &ko, &k, &uri, &err), 0);
+	assert_int_equal(stk_cert_make_self_signed(k, "localhost", "test", stk_now(), 2,
+	    &der, &len, &err), 0);
+	assert_int_equal(stk_cert_der_to_pem(der, len, &tls_pem), 0);
+	stk_key_close(k);
+	free(uri);
+	free(der);
+	snprintf(f->key, sizeof(f->key), "%s/dev.key", f->dir);
+	snprintf(f->crt, sizeof(f->crt), "%s/dev.crt", f->dir);
+	assert_int_equal(stk_key_generate("file", f->key, STK_KEY_P256, &ko, &k, &uri, &err), 0);
+	assert_int_equal(stk_cert_make_self_signed(k, "dev", "test", stk_now(), 2, &der,
+	    &len, &err), 0);
+	assert_int_equal(stk_cert_der_to_pem(der, len, &f->dev_pem), 0);
+	write_all(f->crt, f->dev_pem);
+	stk_key_close(k);
+	free(uri);
+	free(der);
+	tls_key = read_all(tkey);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.mp_addr = "127.0.0.1:0";
+	cfg.cmg_addr = "127.0.0.1:0";
+	cfg.tls_cert_pem = tls_pem;
+	cfg.tls_key_pem = tls_key;
+	cfg.threads = 2;
+	if (srv_start(f->s, &cfg, &f->srv, &err) != 0)
+		fail_msg("server: %s", err.msg);
+	free(tls_pem);
+	free(tls_key);
+	snprintf(f->mp, sizeof(f->mp), "http://127.0.0.1:%u/sitetoken/v1/", srv_mp_port(f->srv));
+	snprintf(f->cmg, sizeof(f->cmg), "https://127.0.0.1:%u/CCM_Proxy_MutualAuth/%s/"
+	    "sitetoken/v1/", srv_cmg_port(f->srv), SRV_SITE_NUMBER_DEFAULT);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	srv_stop(f->srv);
+	stk_site_close(f->s);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f->dev_pem);
+	free(f);
+	return 0;
+}
+
+static char *
+url(const struct fx *f, int cmg, const char *op)
+{
+	static char u[256];
+
+	snprintf(u, sizeof(u), "%s%s", cmg ? f->cmg : f->mp, op);
+	return u;
+}
+
+static void
+test_parse_limits(void **state)
+{
+	struct fx *f = *state;
+	char *out, *big;
+
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), "{\"certificate\":\"a\","
+	    "\"certificate\":\"b\"}", 36, NULL, 0, &out), 400);
+	assert_non_null(strstr(out, "bad_request"));
+	free(out);
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), "[1]", 3, NULL, 0, &out), 400);
+	free(out);
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), "{\"certificate\":1}", 17,
+	    NULL, 0, &out), 400);
+	free(out);
+	big = malloc(SRV_BODY_MAX + 2);
+	memset(big, ' ', SRV_BODY_MAX + 1);
+	big[SRV_BODY_MAX + 1] = '\0';
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), big, SRV_BODY_MAX + 1, NULL,
+	    0, &out), 413);
+	free(out);
+	free(big);
+	assert_int_equal(req(f, "GET", url(f, 0, "register"), NULL, 0, NULL, 0, &out), 405);
+	free(out);
+	assert_int_equal(req(f, "GET", url(f, 0, "nope"), NULL, 0, NULL, 0, &out), 404);
+	free(out);
+	assert_int_equal(req(f, "GET", url(f, 0, "health"), NULL, 0, NULL, 0, &out), 200);
+	free(out);
+}
+
+static void
+test_register_and_gateway(void **state)
+{
+	struct fx *f = *state;
+	char *body, *out, *tok, path[PATH_MAX], *log;
+	json_t *o;
+
+	o = json_pack("{s:s}", "certificate", f->dev_pem);
+	body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
+	    &out), 200);
+	free(body);
+	o = json_loads(out, 0, NULL);
+	free(out);
+	assert_non_null(o);
+	tok = strdup(json_string_value(json_object_get(o, "client_token")));
+	json_decref(o);
+	/* Gateway: with the bound certificate accepted, without refused. */
+	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 200);
+	free(out);
+	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 0, &out), 401);
+	assert_non_null(strstr(out, STK_REASON_NO_CLIENT_CERT));
+	free(out);
+	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, NULL, 1, &out), 401);
+	assert_non_null(strstr(out, STK_REASON_NO_TOKEN));
+	free(out);
+	assert_int_equal(req(f, "POST", url(f, 1, "renew"), "{}", 2, tok, 1, &out), 200);
+	free(out);
+	/* The old token is now superseded. */
+	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 401);
+	assert_non_null(strstr(out, STK_REASON_SUPERSEDED));
+	free(out);
+	/* Logs: the lines are there and the token is not. */
+	snprintf(path, sizeof(path), "%s/logs/ClientAuth.log", stk_site_dir(f->s));
+	log = read_all(path);
+	assert_non_null(strstr(log, "Refused policy from 127.0.0.1: no_client_certificate"));
+	assert_null(strstr(log, tok));
+	free(log);
+	snprintf(path, sizeof(path), "%s/logs/CCM_STS.log", stk_site_dir(f->s));
+	log = read_all(path);
+	assert_non_null(strstr(log, "(renewal)"));
+	assert_null(strstr(log, tok));
+	free(log);
+	stk_token_free(tok);
+}
+
+static void
+test_log_line(void **state)
+{
+	struct fx *f = *state;
+	struct srv_logs *l = NULL;
+	struct stk_error err;
+	char path[PATH_MAX], *log, *nl;
+
+	assert_int_equal(srv_logs_open(f->dir, &l, &err), 0);
+	srv_log(l, SRV_LOG_REG, "MP_RegistrationManager", "two\nlines %d", 1);
+	srv_logs_close(l);
+	snprintf(path, sizeof(path), "%s/logs/MP_RegistrationManager.log", f->dir);
+	log = read_all(path);
+	assert_non_null(strstr(log, "] MP_RegistrationManager: two lines 1\n"));
+	assert_non_null(strstr(log, "[tid "));
+	nl = strchr(log, '\n');
+	assert_non_null(nl);
+	assert_int_equal(nl[1], '\0');
+	free(log);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_parse_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_register_and_gateway, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_line, setup, teardown),
+	};
+	int r;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return r;
+}
