@@ -11,15 +11,6 @@
 #include <openssl/crypto.h>
 #include "p11_int.h"
 
-static void
-p11_pin_trim(char *pin)
-{
-	size_t n = strlen(pin);
-
-	while (n > 0 && (pin[n - 1] == '\n' || pin[n - 1] == '\r'))
-		pin[--n] = '\0';
-}
-
 static int
 p11_pin_file(const char *path, char *pin, size_t pinsz, struct stk_error *err)
 {
@@ -73,6 +64,9 @@ p11_pin_prompt(const char *token_label, char *pin, size_t pinsz,
     struct stk_error *err)
 {
 	struct termios old, quiet;
+	size_t n = 0;
+	ssize_t got;
+	char c;
 	int echo_off = 0, r = STK_OK;
 
 	fprintf(stderr, "PIN for PKCS#11 token '%s': ", token_label);
@@ -82,16 +76,25 @@ p11_pin_prompt(const char *token_label, char *pin, size_t pinsz,
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
 	}
-	if (fgets(pin, (int)pinsz, stdin) == NULL)
-		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-		    "no PIN entered");
+	/* read(2), not stdio: a FILE buffer would keep a copy of the PIN
+	 * that nothing wipes. */
+	for (;;) {
+		got = read(STDIN_FILENO, &c, 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0 || c == '\n' || c == '\r')
+			break;
+		if (n + 1 < pinsz)
+			pin[n++] = c;
+	}
+	pin[n] = '\0';
+	c = 0;
 	if (echo_off)
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	fputc('\n', stderr);
-	if (r == STK_OK)
-		p11_pin_trim(pin);
-	else
-		OPENSSL_cleanse(pin, pinsz);
+	if (n == 0)
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "no PIN entered");
 	return r;
 }
 

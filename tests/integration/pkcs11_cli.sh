@@ -54,6 +54,17 @@ expect_exit 0 "token not locked after six wrong PINs: right PIN works" -- "$ST" 
 flags=$(pkcs11-tool --module "$SITETOKEN_PKCS11_MODULE" -L 2>/dev/null | sed -n '/token label *: cli/,/^Slot/p')
 if grep -qi "locked" <<<"$flags"; then bad "token reports a locked PIN: $flags"; else ok "token flags show no lock"; fi
 
+# No PIN in the environment: prompted for on a terminal (script(1) gives
+# the command a pty), not echoed; without a terminal, a clear refusal.
+pin=$(cat "$SITETOKEN_PKCS11_PIN_FILE")
+out=$( (sleep 0.5; printf '%s\n' "$pin") | env -u SITETOKEN_PKCS11_PIN_FILE \
+  timeout 20 script -qec "'$ST' --site '$S' bulk new" /dev/null 2>&1)
+expect_in "PIN for PKCS#11 token 'cli':" "$out" "PIN prompt on a terminal"
+expect_in "Token GUID:" "$out" "prompted PIN works"
+if grep -qF -- "$pin" <<<"$out"; then bad "prompted PIN echoed"; else ok "prompted PIN not echoed"; fi
+expect_exit 3 "no PIN and no terminal" -- env -u SITETOKEN_PKCS11_PIN_FILE "$ST" --site "$S" bulk new </dev/null
+expect_in "needs a user PIN" "$ERR" "no PIN: says how to give one"
+
 # PIN file with loose permissions: refused.
 cp "$SITETOKEN_PKCS11_PIN_FILE" "$T/loose.pin"; chmod 644 "$T/loose.pin"
 expect_exit 3 "PIN file readable by others refused" -- env SITETOKEN_PKCS11_PIN_FILE="$T/loose.pin" "$ST" --site "$S" bulk new
@@ -76,7 +87,6 @@ expect_in "pin-value is refused" "$ERR" "pin-value: clear message"
 
 # Missing object: the key was deleted from the token under the site.
 S="$T/site-p256"
-pin=$(cat "$SITETOKEN_PKCS11_PIN_FILE")
 # (pkcs11-tool only takes the PIN as an option; a throw-away test token)
 pkcs11-tool --module "$SITETOKEN_PKCS11_MODULE" --token-label cli --login --pin "$pin" \
   --delete-object --type privkey --label site-p256 >/dev/null 2>&1 || bad "delete key with pkcs11-tool"
