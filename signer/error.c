@@ -47,7 +47,7 @@ stk_error_clear(struct stk_error *err)
 	memset(err, 0, sizeof(*err));
 }
 
-static void
+static void __attribute__((format(printf, 5, 0)))
 err_vset(struct stk_error *err, int code, enum stk_layer layer,
     unsigned long native, const char *fmt, va_list ap)
 {

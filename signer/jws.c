@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/token.h"
+#include "jws_int.h"
 
 #define BULK_MAX_LIFETIME (10080 * 60)
 #define CLIENT_MAX_LIFETIME (90 * 86400)
@@ -683,5 +684,25 @@ out:
 	json_decref(h);
 	json_decref(p);
 	stk_claims_clear(&c);
+	return r;
+}
+
+int
+stk__jws_check_payload(const struct stk_verifier *v, const char *json,
+    size_t len, enum stk_token_type expect, int64_t now,
+    struct stk_claims *claims, struct stk_error *err)
+{
+	json_error_t jerr;
+	json_t *p;
+	int r;
+
+	memset(claims, 0, sizeof(*claims));
+	p = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (p == NULL || !json_is_object(p)) {
+		json_decref(p);
+		return REFUSE(STK_E_TOKEN_JSON, "payload is not a JSON object");
+	}
+	r = jws_check_claims(v, p, expect, now, claims, err);
+	json_decref(p);
 	return r;
 }
