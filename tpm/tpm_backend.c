@@ -805,6 +805,32 @@ tpm_template(enum stk_key_type type, int has_auth, TPM2B_PUBLIC *t)
 	}
 }
 
+/* Make a relative path absolute through its directory (which exists: it is
+ * the site directory); the file itself does not exist yet. */
+static int
+tpm_abs_path(char *path, size_t len, struct stk_error *err)
+{
+	char dir[PATH_MAX], real[PATH_MAX], *slash;
+	const char *base = path;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		base = path + (slash - dir) + 1;
+	} else
+		snprintf(dir, sizeof(dir), ".");
+	if (realpath(dir, real) == NULL)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot resolve directory %s: %s", dir, strerror(errno));
+	n = snprintf(dir, sizeof(dir), "%s/%s", real, base);
+	if (n < 0 || (size_t)n >= len)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "TPM key blob path too long");
+	snprintf(path, len, "%s", dir);
+	return STK_OK;
+}
+
 static int
 tpm_generate(const char *uri, enum stk_key_type type,
     const struct stk_key_opts *opts, struct stk_key **out, char **out_uri,
@@ -820,7 +846,7 @@ tpm_generate(const char *uri, enum stk_key_type type,
 	TPM2B_PUBLIC *pub = NULL;
 	TPM2B_PRIVATE *priv = NULL;
 	ESYS_TR srk = ESYS_TR_NONE;
-	char path[PATH_MAX], dir[PATH_MAX], *slash;
+	char path[PATH_MAX];
 	TSS2_RC rc;
 	int r, wrote = 0;
 
@@ -855,20 +881,8 @@ tpm_generate(const char *uri, enum stk_key_type type,
 		return r;
 	/* Store an absolute path: the CLI may have been given a relative site
 	 * directory, and the URI must still work from another cwd. */
-	if (path[0] != '/') {
-		snprintf(dir, sizeof(dir), "%s", path);
-		slash = strrchr(dir, '/');
-		if (slash != NULL)
-			*slash = '\0';
-		if (realpath(slash != NULL ? dir : ".", dir) != NULL) {
-			const char *base = strrchr(path, '/');
-			char abs[PATH_MAX];
-
-			if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", dir,
-			    base ? base + 1 : path) < sizeof(abs))
-				snprintf(path, sizeof(path), "%s", abs);
-		}
-	}
+	if (path[0] != '/' && (r = tpm_abs_path(path, sizeof(path), err)) != 0)
+		return r;
 	if (access(path, F_OK) == 0)
 		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "TPM key blob %s already exists; not overwriting it", path);
