@@ -297,6 +297,82 @@ p11_find_token(struct p11_key *k, struct stk_error *err)
 	return STK_OK;
 }
 
+/* ---- refused PINs ----
+ * A server retries what failed: every request would open the key again
+ * and present the same wrong PIN, and the token would count each one
+ * until it locks. So a PIN the token refused is remembered (as a salted
+ * SHA-256, per module and token serial, for this process only) and never
+ * presented to that token again; a different PIN is tried normally. */
+
+#define P11_REFUSED_MAX 8
+
+static struct {
+	char where[256];                        /* module + "\n" + serial */
+	unsigned char hash[32];
+} p11_refused[P11_REFUSED_MAX];
+static unsigned int p11_refused_next;
+static unsigned char p11_refused_salt[32];
+static int p11_refused_salted;
+static pthread_mutex_t p11_refused_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Caller holds p11_refused_lock. */
+static int
+p11_pin_hash(const struct p11_key *k, const char *pin, char *where,
+    size_t wlen, unsigned char hash[32])
+{
+	EVP_MD_CTX *md;
+	int ok;
+
+	if (!p11_refused_salted) {
+		if (RAND_bytes(p11_refused_salt, sizeof(p11_refused_salt)) != 1)
+			return -1;
+		p11_refused_salted = 1;
+	}
+	snprintf(where, wlen, "%s\n%s", k->module,
+	    k->slot->token->serialnr ? k->slot->token->serialnr : "");
+	if ((md = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(md, p11_refused_salt, sizeof(p11_refused_salt)) == 1 &&
+	    EVP_DigestUpdate(md, where, strlen(where) + 1) == 1 &&
+	    EVP_DigestUpdate(md, pin, strlen(pin)) == 1 &&
+	    EVP_DigestFinal_ex(md, hash, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+/* 1 if this PIN was refused by this token before. */
+static int
+p11_pin_was_refused(const struct p11_key *k, const char *pin)
+{
+	char where[256];
+	unsigned char hash[32];
+	unsigned int i;
+	int found = 0;
+
+	pthread_mutex_lock(&p11_refused_lock);
+	if (p11_pin_hash(k, pin, where, sizeof(where), hash) == 0)
+		for (i = 0; i < P11_REFUSED_MAX && !found; i++)
+			found = strcmp(p11_refused[i].where, where) == 0 &&
+			    CRYPTO_memcmp(p11_refused[i].hash, hash, 32) == 0;
+	pthread_mutex_unlock(&p11_refused_lock);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return found;
+}
+
+static void
+p11_pin_refused(const struct p11_key *k, const char *pin)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&p11_refused_lock);
+	i = p11_refused_next++ % P11_REFUSED_MAX;
+	if (p11_pin_hash(k, pin, p11_refused[i].where,
+	    sizeof(p11_refused[i].where), p11_refused[i].hash) != 0)
+		memset(&p11_refused[i], 0, sizeof(p11_refused[i]));
+	pthread_mutex_unlock(&p11_refused_lock);
+}
+
 /* One login attempt, never a retry: a wrong PIN repeated by a loop (or by
  * a server's workers) would exhaust the token's retry counter and lock
  * it. `pin` is fetched into the caller's buffer only if still empty. */
@@ -316,6 +392,11 @@ p11_login(struct p11_key *k, char *pin, size_t pinsz, struct stk_error *err)
 	if (pin[0] == '\0' &&
 	    (r = stk_p11_pin_get(k->uri.pin_source, t->label, pin, pinsz, err)) != 0)
 		return r;
+	if (p11_pin_was_refused(k, pin))
+		return p11_fail(err, STK_E_AUTH, CKR_PIN_INCORRECT, "wrong PIN for "
+		    "PKCS#11 token '%s': the token already refused this PIN, so "
+		    "it is not presented again (that could lock the token)",
+		    t->label);
 	if (PKCS11_login(k->slot, 0, pin) == 0)
 		return STK_OK;
 	rv = p11_queue_rv();
@@ -323,6 +404,7 @@ p11_login(struct p11_key *k, char *pin, size_t pinsz, struct stk_error *err)
 	case CKR_PIN_INCORRECT:
 	case CKR_PIN_INVALID:
 	case CKR_PIN_LEN_RANGE:
+		p11_pin_refused(k, pin);
 		return p11_fail(err, STK_E_AUTH, rv, "wrong PIN for PKCS#11 token "
 		    "'%s': login refused (tried once, not retried, so the token "
 		    "is not locked by this tool)", t->label);
