@@ -251,7 +251,8 @@ p11_token_matches(const struct stk_p11_uri *u, const PKCS11_TOKEN *t)
 	    (u->manufacturer == NULL ||
 	    (t->manufacturer && strcmp(u->manufacturer, t->manufacturer) == 0)) &&
 	    (u->model == NULL || (t->model && strcmp(u->model, t->model) == 0)) &&
-	    (u->serial == NULL || (t->serialnr && strcmp(u->serial, t->serialnr) == 0));
+	    (u->serial == NULL ||
+	    (t->serialnr && strcmp(u->serial, t->serialnr) == 0));
 }
 
 static int
@@ -444,7 +445,8 @@ p11_connect(struct p11_key *k, char *pin, size_t pinsz, struct stk_error *err)
 static int
 p11_key_matches(const struct stk_p11_uri *u, const PKCS11_KEY *pk)
 {
-	if (u->object != NULL && (pk->label == NULL || strcmp(u->object, pk->label) != 0))
+	if (u->object != NULL &&
+	    (pk->label == NULL || strcmp(u->object, pk->label) != 0))
 		return 0;
 	if (u->id != NULL && (pk->id_len != u->id_len ||
 	    memcmp(pk->id, u->id, u->id_len) != 0))
@@ -486,7 +488,8 @@ p11_find_key(struct p11_key *k, struct stk_error *err)
 	    (k->uri.object ? "" : "any object"));
 	if (PKCS11_enumerate_keys(k->slot->token, &keys, &n) != 0) {
 		rv = p11_queue_rv();
-		return p11_fail(err, STK_E_BACKEND, rv, "cannot list the keys of token '%s'", k->slot->token->label);
+		return p11_fail(err, STK_E_BACKEND, rv,
+		    "cannot list the keys of token '%s'", k->slot->token->label);
 	}
 	for (i = 0; i < n; i++) {
 		if (!keys[i].isPrivate || !p11_key_matches(&k->uri, &keys[i]))
