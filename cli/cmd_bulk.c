@@ -22,7 +22,7 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 
 	stk_error_clear(&err);
 	/* Check the value before touching the site: a bad value changes nothing. */
-	if (lifetime != NULL && (r = stk_bulk_parse_lifetime(lifetime, &minutes, &err)) != 0)
+	if (lifetime != NULL && stk_bulk_parse_lifetime(lifetime, &minutes, &err) != 0)
 		return cli_usage_error("%s", err.msg);
 	if ((r = cli_open_site(site_dir, &s)) != 0)
 		return r;
@@ -38,12 +38,16 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 		    "valid_from", from, "valid_to", to, "lifetime_minutes",
 		    (json_int_t)minutes, "token", token);
 		char *txt = json_dumps(o, JSON_INDENT(2));
-		printf("%s\n", txt);
-		if (txt != NULL) {
-			OPENSSL_cleanse(txt, strlen(txt));
-			free(txt);
-		}
 		json_decref(o);
+		if (txt == NULL) {
+			stk_token_free(token);
+			stk_site_close(s);
+			fprintf(stderr, "%s: out of memory\n", cli_prog);
+			return EXIT_BACKEND;
+		}
+		printf("%s\n", txt);
+		OPENSSL_cleanse(txt, strlen(txt));
+		free(txt);
 	} else {
 		printf("Bulk registration token created. The site tracks it by this GUID;\n"
 		    "the token itself is not stored anywhere: copy it now.\n\n"

@@ -44,7 +44,7 @@ site_init(int argc, char **argv)
 			if ((io.key_type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
 				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
 			break;
-		case OPT_KEYURI: io.key_uri = optarg; break;
+		case OPT_KEYURI: /* FALLTHROUGH: --pkcs11-uri is the PKCS#11 spelling */
 		case OPT_P11URI: io.key_uri = optarg; break;
 		case OPT_P11MOD: mod = optarg; break;
 		case OPT_TCTI: tcti = optarg; break;

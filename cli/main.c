@@ -1,5 +1,6 @@
 /* sitetoken — administrator CLI. Thin: parse, call the library, print. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include "cli.h"
@@ -109,6 +110,10 @@ main(int argc, char **argv)
 		return cli_usage_error("no command given");
 	argc -= i;
 	argv += i;
+	/* tpm2-tss prints its own WARNING/ERROR lines on every TPM error,
+	 * before our message says what happened; quiet unless asked. */
+	if (getenv("TSS2_LOG") == NULL)
+		setenv("TSS2_LOG", "all+none", 1);
 	cli_log_to_stderr(0);
 	if (strcmp(argv[0], "site") == 0)
 		return cmd_site(argc, argv);

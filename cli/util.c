@@ -134,7 +134,7 @@ cli_read_token(const char *arg, char **out, size_t *len)
 {
 	/* Read a little past the limit so an oversized token is reported as
 	 * such by the verifier rather than truncated here. */
-	size_t cap = STK_TOKEN_MAX * 4, n = 0;
+	size_t cap = (size_t)STK_TOKEN_MAX * 4, n = 0;
 	char *buf;
 
 	*out = NULL;

@@ -57,22 +57,21 @@ err_vset(struct stk_error *err, int code, enum stk_layer layer,
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 }
 
-int
-stk_error_set(struct stk_error *err, int code, enum stk_layer layer,
+void
+stk__error_set(struct stk_error *err, int code, enum stk_layer layer,
     unsigned long native, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (err == NULL)
-		return code;
+		return;
 	va_start(ap, fmt);
 	err_vset(err, code, layer, native, fmt, ap);
 	va_end(ap);
-	return code;
 }
 
-int
-stk_error_openssl(struct stk_error *err, int code, const char *fmt, ...)
+void
+stk__error_openssl(struct stk_error *err, int code, const char *fmt, ...)
 {
 	unsigned long e = ERR_peek_last_error();
 	char ebuf[128] = "";
@@ -83,12 +82,11 @@ stk_error_openssl(struct stk_error *err, int code, const char *fmt, ...)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	ERR_clear_error();
 	if (err == NULL)
-		return code;
+		return;
 	va_start(ap, fmt);
 	err_vset(err, code, STK_LAYER_OPENSSL, e, fmt, ap);
 	va_end(ap);
 	n = strlen(err->msg);
 	if (e != 0 && n + 3 < sizeof(err->msg))
 		snprintf(err->msg + n, sizeof(err->msg) - n, " (%s)", ebuf);
-	return code;
 }

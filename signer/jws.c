@@ -16,8 +16,8 @@
 #include "sitetoken/token.h"
 #include "jws_int.h"
 
-#define BULK_MAX_LIFETIME (10080 * 60)
-#define CLIENT_MAX_LIFETIME (90 * 86400)
+#define BULK_MAX_LIFETIME ((int64_t)10080 * 60)
+#define CLIENT_MAX_LIFETIME ((int64_t)90 * 86400)
 
 struct stk_signer {
 	struct stk_key *key;
@@ -164,7 +164,7 @@ jws_sign_parts(struct stk_key *key, const char *header_b64,
     const char *payload, char **out, struct stk_error *err)
 {
 	size_t hlen = strlen(header_b64), plen = strlen(payload);
-	size_t cap = hlen + 1 + (plen + 2) / 3 * 4 + 1 + (STK_SIG_MAX + 2) / 3 * 4 + 1;
+	size_t cap = hlen + 1 + (plen + 2) / 3 * 4 + 1 + (size_t)(STK_SIG_MAX + 2) / 3 * 4 + 1;
 	unsigned char sig[STK_SIG_MAX];
 	size_t siglen = sizeof(sig), n;
 	char *buf;
@@ -285,7 +285,7 @@ stk_issue_client(const struct stk_signer *s, const char *device_guid,
 	    "Type", "ClientAuthentication", "TenantId", s->tenant_up,
 	    "sub", sub, "jti", jti, "iss", iss, "aud", STK_AUDIENCE,
 	    "iat", (json_int_t)now, "nbf", (json_int_t)now,
-	    "exp", (json_int_t)(now + lifetime), "cnf", "x5t#S256", cnf_x5t_s256),
+	    "exp", (json_int_t)now + (json_int_t)lifetime, "cnf", "x5t#S256", cnf_x5t_s256),
 	    out, err);
 	if (r == 0 && out_jti != NULL)
 		memcpy(out_jti, jti, STK_GUID_LEN + 1);
@@ -594,7 +594,9 @@ jws_check_claims(const struct stk_verifier *v, json_t *p,
 		return r;
 	if (c->exp <= c->nbf)
 		return REFUSE(STK_E_TOKEN_CLAIMS, "exp is not after nbf");
-	memcpy(c->tenant, v->tenant, sizeof(c->tenant));
+	/* v is never NULL here; the analyzer infers it might be from the
+	 * `want != NULL` test in claim_str on v->tenant_up. */
+	memcpy(c->tenant, v->tenant, sizeof(c->tenant)); // NOLINT(clang-analyzer-core.NonNullParamChecker)
 
 	if (type == STK_TOKEN_BULK) {
 		if ((r = claim_str(p, "SCCMTokenCategory", "SCCMPreAuthToken",
@@ -613,7 +615,7 @@ jws_check_claims(const struct stk_verifier *v, json_t *p,
 			return r;
 		cnf = json_object_get(p, "cnf");
 		if (!json_is_object(cnf) ||
-		    (r = claim_str(cnf, "x5t#S256", NULL, 0, &cnf_s, err)) != 0 ||
+		    claim_str(cnf, "x5t#S256", NULL, 0, &cnf_s, err) != 0 ||
 		    strlen(cnf_s) != 43)
 			return REFUSE(STK_E_TOKEN_CLAIMS, "claim cnf must hold an "
 			    "x5t#S256 certificate thumbprint");

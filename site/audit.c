@@ -389,7 +389,15 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 			r = 1;
 			goto out;
 		}
-		if (seq > rep->records) {
+		if (seq < 1) {
+			rep->bad_seq = 1;
+			snprintf(rep->problem, sizeof(rep->problem),
+			    "a checkpoint names record %lld, which cannot exist",
+			    (long long)seq);
+			r = 1;
+			goto out;
+		}
+		if (seq > rep->records || w.hashes == NULL) {
 			rep->bad_seq = rep->records + 1;
 			snprintf(rep->problem, sizeof(rep->problem),
 			    "log truncated: a signed checkpoint covers record %lld but "
@@ -403,7 +411,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 			snprintf(rep->problem, sizeof(rep->problem),
 			    "records %lld..%lld were rewritten: the chain no longer "
 			    "matches the checkpoint signed at record %lld",
-			    (long long)(prev_cp + 1), (long long)seq, (long long)seq);
+			    (long long)prev_cp + 1, (long long)seq, (long long)seq);
 			r = 1;
 			goto out;
 		}

@@ -1183,7 +1183,7 @@ tpm_describe(struct stk_key *key, struct stk_key_info *info,
 
 		for (i = 0; i < 4; i++) {
 			unsigned char c = (unsigned char)(v >> (24 - 8 * i));
-			mfr[i] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
+			mfr[i] = (char)((c >= 0x20 && c < 0x7f) ? c : ' ');
 		}
 		mfr[4] = '\0';
 		stk_key_info_add(info, "tpm-manufacturer", "%s", mfr);

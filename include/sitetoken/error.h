@@ -63,15 +63,25 @@ struct stk_error {
 /* Static description of a code ("token expired"); never NULL. */
 const char *stk_strerror(int code);
 
-/* Record an error (printf-style). err may be NULL. Returns code so callers
- * can write `return stk_error_set(err, STK_E_IO, ...)`. */
-int stk_error_set(struct stk_error *err, int code, enum stk_layer layer,
+/* Record an error (printf-style). err may be NULL. Evaluates to code so
+ * callers can write `return stk_error_set(err, STK_E_IO, ...)`. A macro
+ * (GNU statement expression), so the returned code is visible at the call
+ * site: static analyzers do not follow variadic functions. */
+#define stk_error_set(err, code, ...) __extension__ ({ \
+	int stk__code = (code); \
+	stk__error_set((err), stk__code, __VA_ARGS__); \
+	stk__code; })
+void stk__error_set(struct stk_error *err, int code, enum stk_layer layer,
     unsigned long native, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
 /* As stk_error_set, appending the last OpenSSL error string and clearing
  * OpenSSL's error queue. */
-int stk_error_openssl(struct stk_error *err, int code, const char *fmt, ...)
+#define stk_error_openssl(err, code, ...) __extension__ ({ \
+	int stk__code = (code); \
+	stk__error_openssl((err), stk__code, __VA_ARGS__); \
+	stk__code; })
+void stk__error_openssl(struct stk_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 void stk_error_clear(struct stk_error *err);
