@@ -51,6 +51,11 @@ reset
 sqlite3 "$S/site.db" "UPDATE audit_checkpoints SET sig='AAAA' WHERE seq=(SELECT max(seq) FROM audit_checkpoints)"
 expect_exit 1 "forged checkpoint signature detected" -- "$ST" audit verify
 expect_in "not signed by the site key" "$ERR" "checkpoint signature reason"
+# A checkpoint row naming a record that cannot exist (was an out-of-bounds read).
+reset
+sqlite3 "$S/site.db" "INSERT INTO audit_checkpoints SELECT 0, head_hash, at, kid, sig FROM audit_checkpoints WHERE seq=1"
+expect_exit 1 "checkpoint at record 0 refused" -- "$ST" audit verify
+expect_in "cannot exist" "$ERR" "impossible checkpoint reason"
 # Records appended after the last checkpoint with a valid chain are accepted (chain-only).
 reset
 expect_exit 0 "appended records with a valid chain" -- "$ST" bulk new --lifetime 5
