@@ -373,6 +373,14 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		size_t siglen = 0;
 		int ok;
 
+		if (seq < 1) {
+			rep->bad_seq = 1;
+			snprintf(rep->problem, sizeof(rep->problem),
+			    "a checkpoint names record %lld, which cannot exist",
+			    (long long)seq);
+			r = 1;
+			goto out;
+		}
 		checkpoint_message(s->guid, seq, head ? head : "",
 		    sqlite3_column_int64(st, 2), msg, sizeof(msg));
 		ok = head != NULL && ckid != NULL && sigb != NULL &&
@@ -385,14 +393,6 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 			rep->bad_seq = seq;
 			snprintf(rep->problem, sizeof(rep->problem),
 			    "checkpoint at record %lld is not signed by the site key",
-			    (long long)seq);
-			r = 1;
-			goto out;
-		}
-		if (seq < 1) {
-			rep->bad_seq = 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "a checkpoint names record %lld, which cannot exist",
 			    (long long)seq);
 			r = 1;
 			goto out;
