@@ -12,18 +12,23 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include "server.h"
+#include "admin.h"
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
-    OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD };
+    OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
+    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE };
 
 static const char serve_usage[] =
 "usage: sitetoken serve [--site DIR] --tls-cert FILE --tls-key FILE\n"
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
-"         [--tcti CONF] [--pkcs11-module PATH]\n"
+"         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
 "  defaults: --mp 127.0.0.1:8080 --cmg 127.0.0.1:8443; port 0 picks a free\n"
-"  port (written to --ready-file as mp_port=N / cmg_port=N once listening)";
+"  port (written to --ready-file as mp_port=N / cmg_port=N once listening)\n"
+"  --admin: the admin console (HTTPS, same certificate; admin_port=N in the\n"
+"  ready file); loopback only unless --admin-remote. Its bearer secret is\n"
+"  <site>/admin.token (see `sitetoken admin token`)";
 
 /* Whole file as a NUL-terminated string (malloc'd). */
 static char *
@@ -79,6 +84,8 @@ cmd_serve(int argc, char **argv)
 		{ "ready-file", required_argument, NULL, OPT_READY },
 		{ "tcti", required_argument, NULL, OPT_TCTI },
 		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
+		{ "admin", required_argument, NULL, OPT_ADMIN },
+		{ "admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv_config cfg;
@@ -125,6 +132,8 @@ cmd_serve(int argc, char **argv)
 		case OPT_READY: readyf = optarg; break;
 		case OPT_TCTI: tcti = optarg; break;
 		case OPT_P11MOD: mod = optarg; break;
+		case OPT_ADMIN: cfg.admin_addr = optarg; break;
+		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
 		default: return cli_usage_error("%s", serve_usage);
 		}
 	}
@@ -171,9 +180,12 @@ cmd_serve(int argc, char **argv)
 	    "(/CCM_Proxy_MutualAuth/%s/)\n", cli_prog, stk_site_guid(site),
 	    cfg.mp_tls ? "https" : "http", srv_mp_port(srv), srv_cmg_port(srv),
 	    cfg.site_number ? cfg.site_number : SRV_SITE_NUMBER_DEFAULT);
+	if (cfg.admin_addr != NULL)
+		fprintf(stderr, "%s: admin console on https port %u (secret: `sitetoken "
+		    "admin token`)\n", cli_prog, srv_admin_port(srv));
 	if (readyf != NULL) {
-		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\n", srv_mp_port(srv),
-		    srv_cmg_port(srv));
+		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\nadmin_port=%u\n",
+		    srv_mp_port(srv), srv_cmg_port(srv), srv_admin_port(srv));
 		if (serve_write_file(readyf, buf) != 0)
 			fprintf(stderr, "%s: cannot write %s\n", cli_prog, readyf);
 	}
@@ -195,4 +207,59 @@ out:
 	}
 	free(ca_pem);
 	return rc;
+}
+
+/* sitetoken admin token [--rotate]: print the admin console's bearer
+ * secret, making it on first use. */
+int
+cmd_admin(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "rotate", no_argument, NULL, OPT_ROTATE },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char usage[] = "usage: admin token [--rotate]\n"
+	    "  prints the admin console's bearer secret (<site>/admin.token, 0600),\n"
+	    "  making it on first use; --rotate replaces it (the old one stops\n"
+	    "  working at once, even in a running server)";
+	struct stk_site *site = NULL;
+	struct stk_error err;
+	const char *dir = NULL;
+	char secret[ADM_SECRET_LEN + 1];
+	int c, r, rotate = 0, created = 0;
+
+	if (argc < 2 || strcmp(argv[1], "token") != 0)
+		return cli_usage_error("%s", usage);
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_ROTATE: rotate = 1; break;
+		default: return cli_usage_error("%s", usage);
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	/* Opening the site first checks that DIR is a site. */
+	if ((r = cli_open_site(dir, &site)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = srv_admin_secret(stk_site_dir(site), rotate, secret, &created, &err)) != 0 ||
+	    (created && (r = stk_audit_append(site, cli_actor(), "admin.secret",
+	    ADM_SECRET_FILE, "ok", rotate ? "rotated" : "created", &err)) != 0)) {
+		OPENSSL_cleanse(secret, sizeof(secret));
+		stk_site_close(site);
+		return cli_fail(&err, r);
+	}
+	if (created)
+		fprintf(stderr, "%s: admin secret %s in %s/%s\n", cli_prog,
+		    rotate ? "rotated" : "created", stk_site_dir(site), ADM_SECRET_FILE);
+	printf("%s\n", secret);
+	fflush(stdout);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	stk_site_close(site);
+	return 0;
 }

@@ -9,6 +9,7 @@
 int cmd_serve(int argc, char **argv);
 int cmd_settings(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_admin(int argc, char **argv); /* cli/cmd_serve.c */
 
 const char *cli_prog = "sitetoken";
 
@@ -49,7 +50,10 @@ static const char usage_text[] =
 "  serve --tls-cert FILE --tls-key FILE [--mp ADDR:PORT] [--mp-tls]\n"
 "        [--cmg ADDR:PORT] [--trusted-ca FILE] [--site-number N]\n"
 "        [--pid-file FILE] [--ready-file FILE]\n"
-"                                   run the MP and CMG until SIGTERM\n"
+"        [--admin ADDR:PORT]        run the MP and CMG until SIGTERM; --admin\n"
+"                                   adds the admin console (HTTPS, loopback)\n"
+"  admin token [--rotate]           print (make, or replace) the admin\n"
+"                                   console's bearer secret\n"
 "  settings set allow-cmg on|off [--device GUID]\n"
 "  settings set internal-registration on|off\n"
 "  settings show [--json]           client settings (site defaults)\n"
@@ -135,5 +139,7 @@ main(int argc, char **argv)
 		return cmd_settings(argc, argv);
 	if (strcmp(argv[0], "devices") == 0)
 		return cmd_devices(argc, argv);
+	if (strcmp(argv[0], "admin") == 0)
+		return cmd_admin(argc, argv);
 	return cli_usage_error("unknown command '%s'", argv[0]);
 }

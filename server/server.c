@@ -25,6 +25,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "server.h"
+#include "admin.h"
 
 #define SRV_API "/sitetoken/v1/"
 #define SRV_CMG_PREFIX "/CCM_Proxy_MutualAuth/"
@@ -44,6 +45,7 @@ struct srv {
 	pthread_mutex_t site_mu;   /* one site handle = one DB connection */
 	struct srv_logs *logs;
 	struct srv_listener mp, cmg;
+	struct srv_admin *admin;   /* admin console, or NULL */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -604,6 +606,10 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if ((r = srv_listen(s, &s->mp, cfg->mp_addr, threads, err)) != 0 ||
 	    (r = srv_listen(s, &s->cmg, cfg->cmg_addr, threads, err)) != 0)
 		goto fail;
+	if (cfg->admin_addr != NULL && (r = srv_admin_start(site, &s->site_mu, s->logs,
+	    cfg->admin_addr, cfg->admin_remote, s->cert_pem, s->key_pem, &s->admin,
+	    err)) != 0)
+		goto fail;
 	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
 	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
@@ -619,6 +625,7 @@ fail:
 
 unsigned int srv_mp_port(const struct srv *s) { return s->mp.port; }
 unsigned int srv_cmg_port(const struct srv *s) { return s->cmg.port; }
+unsigned int srv_admin_port(const struct srv *s) { return srv_admin_listener_port(s->admin); }
 
 void
 srv_stop(struct srv *s)
@@ -626,6 +633,7 @@ srv_stop(struct srv *s)
 	if (s == NULL)
 		return;
 	/* MHD_stop_daemon joins the pool threads after requests in flight. */
+	srv_admin_stop(s->admin);
 	if (s->mp.d != NULL)
 		MHD_stop_daemon(s->mp.d);
 	if (s->cmg.d != NULL)

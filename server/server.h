@@ -22,6 +22,9 @@ struct srv_config {
 	                               accepts as a registration credential; NULL */
 	const char *site_number;    /* CMG path segment after /CCM_Proxy_MutualAuth/ */
 	unsigned int threads;       /* thread pool size per listener */
+	const char *admin_addr;     /* admin console listener (HTTPS, bearer
+	                               secret; server/admin.h); NULL: off */
+	int admin_remote;           /* allow a non-loopback admin_addr */
 };
 
 struct srv;
@@ -34,6 +37,7 @@ int srv_start(struct stk_site *site, const struct srv_config *cfg,
 /* Bound ports (useful with port 0). */
 unsigned int srv_mp_port(const struct srv *s);
 unsigned int srv_cmg_port(const struct srv *s);
+unsigned int srv_admin_port(const struct srv *s); /* 0 when off */
 /* Stop accepting, finish requests in flight, close the logs; accepts NULL. */
 void srv_stop(struct srv *s);
 

@@ -595,3 +595,39 @@ out:
 	stk_issued_clear(out);
 	return r;
 }
+
+int
+stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
+    struct stk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	long total = 0, cnt;
+	const char *g;
+	size_t i;
+	int rc, r = STK_OK;
+
+	for (i = 0; i < n; i++)
+		rows[i].devices = 0;
+	/* One grouped pass (devices_bulk index), then map onto the rows. */
+	if (sqlite3_prepare_v2(s->db, "SELECT bulk_guid, count(*) FROM devices"
+	    " GROUP BY bulk_guid", -1, &st, NULL) != SQLITE_OK)
+		return site_db_error(s, err, "counting devices");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		g = (const char *)sqlite3_column_text(st, 0);
+		cnt = (long)sqlite3_column_int64(st, 1);
+		total += cnt;
+		if (g == NULL)
+			continue;
+		for (i = 0; i < n; i++)
+			if (strcmp(rows[i].type, "Site Signing") != 0 &&
+			    strcmp(rows[i].id, g) == 0)
+				rows[i].devices = cnt;
+	}
+	if (rc != SQLITE_DONE)
+		r = site_db_error(s, err, "counting devices");
+	sqlite3_finalize(st);
+	for (i = 0; r == STK_OK && i < n; i++)
+		if (strcmp(rows[i].type, "Site Signing") == 0)
+			rows[i].devices = total;
+	return r;
+}

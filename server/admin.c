@@ -1,0 +1,866 @@
+/* Admin console listener: the certificates view (site certificate and bulk
+ * registration tokens) as a page plus a JSON API, over HTTPS.
+ *
+ * Thin like the MP/CMG: every action calls the same site/ functions as the
+ * CLI (stk_certs_list, stk_bulk_parse_lifetime, stk_bulk_new,
+ * stk_bulk_set_blocked, stk_audit_foreach), with the admin identity as the
+ * audit actor. Only the page's own static files are served without the
+ * bearer secret: they are constant, embedded in the binary and carry no site
+ * data. Every other request without the right secret is 401 and an audit
+ * record. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include "sitetoken/device.h"
+#include "sitetoken/token.h"
+#include "admin.h"
+
+#define ADM_API "/api/v1/"
+#define ADM_BODY_MAX 4096
+#define ADM_AUDIT_MAX 500 /* records of one token returned, newest kept */
+
+/* default-src 'self' and nothing inline: the page is one HTML file, one
+ * stylesheet and one script, all from here. */
+#define ADM_CSP "default-src 'self'; script-src 'self'; style-src 'self'; " \
+	"img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; " \
+	"form-action 'self'; frame-ancestors 'none'"
+
+struct srv_admin {
+	struct stk_site *site;
+	pthread_mutex_t *site_mu;   /* shared with the MP and CMG */
+	struct srv_logs *logs;
+	struct MHD_Daemon *d;
+	unsigned int port;
+	char secret_path[PATH_MAX];
+};
+
+struct adm_req {
+	char *body;
+	size_t len;
+	int too_big;
+};
+
+/* ---- the secret file ---- */
+
+static int
+adm_secret_path(const char *site_dir, char *buf, size_t len, struct stk_error *err)
+{
+	int n = snprintf(buf, len, "%s/%s", site_dir, ADM_SECRET_FILE);
+
+	if (n < 0 || (size_t)n >= len)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "site directory path too long");
+	return STK_OK;
+}
+
+/* Read the secret: the file must be ours, regular and not readable by
+ * others (as the file key backend insists for site.key). */
+static int
+adm_secret_read(const char *path, char secret[ADM_SECRET_LEN + 1],
+    struct stk_error *err)
+{
+	char buf[128];
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	int fd, r = STK_OK;
+
+	memset(secret, 0, ADM_SECRET_LEN + 1);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return stk_error_set(err, errno == ENOENT ? STK_E_NOTFOUND : STK_E_IO,
+		    STK_LAYER_SYS, (unsigned long)errno, "cannot open %s: %s", path,
+		    strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "%s is not a regular file", path);
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
+		r = stk_error_set(err, STK_E_PERM, STK_LAYER_NONE, 0,
+		    "%s must be mode 0600 and owned by this user (chmod 600, or "
+		    "`sitetoken admin token --rotate`)", path);
+		goto out;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	len = n > 0 ? (size_t)n : 0;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	    buf[len - 1] == ' '))
+		len--;
+	if (len != ADM_SECRET_LEN) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "%s does not hold an admin secret (`sitetoken admin token --rotate`)",
+		    path);
+		goto out;
+	}
+	memcpy(secret, buf, ADM_SECRET_LEN);
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return r;
+}
+
+int
+srv_admin_secret(const char *site_dir, int rotate, char secret[ADM_SECRET_LEN + 1],
+    int *created, struct stk_error *err)
+{
+	unsigned char raw[ADM_SECRET_BYTES];
+	char path[PATH_MAX], tmp[PATH_MAX + 8], line[ADM_SECRET_LEN + 2];
+	int fd = -1, r;
+
+	*created = 0;
+	memset(secret, 0, ADM_SECRET_LEN + 1);
+	if ((r = adm_secret_path(site_dir, path, sizeof(path), err)) != 0)
+		return r;
+	if (!rotate) {
+		r = adm_secret_read(path, secret, err);
+		if (r != STK_E_NOTFOUND)
+			return r;
+		stk_error_clear(err);
+	}
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return stk_error_openssl(err, STK_E_CRYPTO, "no random bytes");
+	stk_b64url_encode_buf(raw, sizeof(raw), secret);
+	OPENSSL_cleanse(raw, sizeof(raw));
+	snprintf(line, sizeof(line), "%s\n", secret);
+	/* Written aside and renamed over: a reader sees the old or the new
+	 * secret, never half of one. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	unlink(tmp);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
+	    fsync(fd) != 0) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot write %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot write %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	OPENSSL_cleanse(line, sizeof(line));
+	*created = 1;
+	return STK_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	OPENSSL_cleanse(line, sizeof(line));
+	OPENSSL_cleanse(secret, ADM_SECRET_LEN + 1);
+	return r;
+}
+
+/* ---- responses ---- */
+
+static void
+adm_wipe_free(void *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+static void
+adm_headers(struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "Content-Security-Policy", ADM_CSP);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
+	MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+}
+
+static enum MHD_Result
+adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (txt == NULL)
+		return MHD_NO;
+	/* A new bulk token travels in one of these: wipe it when MHD is done. */
+	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
+	    adm_wipe_free);
+	if (resp == NULL) {
+		adm_wipe_free(txt);
+		return MHD_NO;
+	}
+	adm_headers(resp);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/json; charset=utf-8");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		    "Bearer realm=\"sitetoken-admin\"");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+adm_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
+    const char *msg)
+{
+	return adm_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
+	    "message", msg ? msg : ""));
+}
+
+static enum MHD_Result
+adm_reply_asset(struct MHD_Connection *c, const struct adm_asset *as)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(as->len, (void *)(uintptr_t)as->data,
+	    MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL)
+		return MHD_NO;
+	adm_headers(resp);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, as->type);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- helpers ---- */
+
+static void
+adm_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr_in *sin;
+
+	snprintf(buf, len, "?");
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
+		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
+	}
+}
+
+static void
+adm_time(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Check the bearer secret. On success actor gets the admin identity used in
+ * the audit log: "admin-console/<first 8 hex of the secret's SHA-256>@peer",
+ * so records say which secret (before or after a rotation) acted. */
+static int
+adm_authenticate(struct srv_admin *a, struct MHD_Connection *c, const char *peer,
+    char *actor, size_t alen, const char **why)
+{
+	unsigned char want[32], got[32];
+	char secret[ADM_SECRET_LEN + 1];
+	struct stk_error err;
+	const char *h;
+	size_t n;
+	int ok;
+
+	*why = NULL;
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+		*why = "no bearer secret";
+		return -1;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	/* Read per request: a rotation takes effect at once, without restart. */
+	stk_error_clear(&err);
+	if (adm_secret_read(a->secret_path, secret, &err) != 0) {
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Admin secret unavailable: %s",
+		    err.msg);
+		*why = "admin secret unavailable on the server";
+		return -1;
+	}
+	/* Compare digests: constant time and independent of the length sent. */
+	EVP_Digest(secret, ADM_SECRET_LEN, want, NULL, EVP_sha256(), NULL);
+	EVP_Digest(h, n, got, NULL, EVP_sha256(), NULL);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	ok = CRYPTO_memcmp(want, got, sizeof(want)) == 0;
+	if (!ok) {
+		*why = "wrong bearer secret";
+		return -1;
+	}
+	snprintf(actor, alen, "admin-console/%02x%02x%02x%02x@%s", want[0], want[1],
+	    want[2], want[3], peer);
+	return 0;
+}
+
+static enum MHD_Result
+adm_unauthorized(struct srv_admin *a, struct MHD_Connection *c, const char *method,
+    const char *url, const char *peer, const char *why)
+{
+	struct stk_error err;
+	char actor[64], subject[80];
+
+	snprintf(actor, sizeof(actor), "anonymous@%s", peer);
+	snprintf(subject, sizeof(subject), "%.8s %.70s", method, url);
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	if (stk_audit_append(a->site, actor, "admin.auth", subject, "refused", why,
+	    &err) != 0)
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot audit a refusal: %s",
+		    err.msg);
+	pthread_mutex_unlock(a->site_mu);
+	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Refused %s from %s: %s",
+	    subject, peer, why);
+	return adm_reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+	    "the admin bearer secret is required (sitetoken admin token)");
+}
+
+static unsigned int
+adm_status_of(int r)
+{
+	switch (r) {
+	case STK_E_ARG: return MHD_HTTP_BAD_REQUEST;
+	case STK_E_NOTFOUND: return MHD_HTTP_NOT_FOUND;
+	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static const char *
+adm_code_of(int r)
+{
+	switch (r) {
+	case STK_E_ARG: return "bad_request";
+	case STK_E_NOTFOUND: return "not_found";
+	default: return "internal_error";
+	}
+}
+
+/* ---- list ---- */
+
+enum adm_col { COL_TYPE = 0, COL_ID, COL_FROM, COL_TO, COL_STATUS, COL_DEVICES,
+    COL_CREATED, COL_COUNT };
+static const char *const adm_cols[COL_COUNT] = { "type", "id", "from", "to",
+    "status", "devices", "created" };
+
+struct adm_sort {
+	int col, desc;
+};
+
+#define ADM_CMP(a, b) (((a) > (b)) - ((a) < (b)))
+
+static int
+adm_row_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct stk_cert_row *x = a, *y = b;
+	const struct adm_sort *so = ctx;
+	int c = 0;
+
+	switch (so->col) {
+	case COL_TYPE: c = strcmp(x->type, y->type); break;
+	case COL_ID: c = strcasecmp(x->id, y->id); break;
+	case COL_FROM: c = ADM_CMP(x->valid_from, y->valid_from); break;
+	case COL_TO: c = ADM_CMP(x->valid_to, y->valid_to); break;
+	case COL_STATUS: c = strcmp(x->status, y->status); break;
+	case COL_DEVICES: c = ADM_CMP(x->devices, y->devices); break;
+	case COL_CREATED: c = ADM_CMP(x->created_at, y->created_at); break;
+	}
+	if (c == 0)
+		c = strcasecmp(x->id, y->id);
+	return so->desc ? -c : c;
+}
+
+/* Same names as `certs list --type`: site, bulk, or the full Type. */
+static int
+adm_type_filter(const char *want, const char **type)
+{
+	*type = NULL;
+	if (want == NULL || *want == '\0' || strcasecmp(want, "all") == 0)
+		return 0;
+	if (strcasecmp(want, "bulk") == 0 || strcmp(want, "Bulk Registration Token") == 0)
+		*type = "Bulk Registration Token";
+	else if (strcasecmp(want, "site") == 0 || strcmp(want, "Site Signing") == 0)
+		*type = "Site Signing";
+	else
+		return -1;
+	return 0;
+}
+
+static enum MHD_Result
+adm_certs(struct srv_admin *a, struct MHD_Connection *c)
+{
+	const char *tq = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "type");
+	const char *sq = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "sort");
+	const char *type;
+	struct stk_cert_row *rows = NULL;
+	struct stk_error err;
+	struct adm_sort so = { COL_TYPE, 0 };
+	int64_t now = stk_now();
+	size_t n = 0, i;
+	json_t *arr;
+	int r;
+
+	if (adm_type_filter(tq, &type) != 0)
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "type must be 'site' or 'bulk'");
+	if (sq != NULL && *sq != '\0') {
+		if (*sq == '-') {
+			so.desc = 1;
+			sq++;
+		}
+		for (so.col = 0; so.col < COL_COUNT; so.col++)
+			if (strcmp(sq, adm_cols[so.col]) == 0)
+				break;
+		if (so.col == COL_COUNT)
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "sort must be one of type, id, from, to, status, devices, "
+			    "created (prefix '-' for descending)");
+	}
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_certs_list(a->site, now, &rows, &n, &err);
+	if (r == 0)
+		r = stk_certs_count_devices(a->site, rows, n, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		free(rows);
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot list certificates: %s",
+		    err.msg);
+		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		    "cannot read the site; see the server logs");
+	}
+	qsort_r(rows, n, sizeof(*rows), adm_row_cmp, &so);
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		char from[32], to[32];
+
+		if (type != NULL && strcmp(rows[i].type, type) != 0)
+			continue;
+		adm_time(rows[i].valid_from, from, sizeof(from));
+		adm_time(rows[i].valid_to, to, sizeof(to));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
+		    " s:I, s:s, s:I}", "type", rows[i].type, "kind",
+		    strcmp(rows[i].type, "Site Signing") == 0 ? "site" : "bulk",
+		    "id", rows[i].id, "valid_from", from, "valid_to", to,
+		    "nbf", (json_int_t)rows[i].valid_from, "exp", (json_int_t)rows[i].valid_to,
+		    "created_at", (json_int_t)rows[i].created_at, "status", rows[i].status,
+		    "devices", (json_int_t)rows[i].devices));
+	}
+	free(rows);
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
+	    "server_time", (json_int_t)now));
+}
+
+/* ---- new bulk token ---- */
+
+static enum MHD_Result
+adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
+    const struct adm_req *rq, const char *actor)
+{
+	struct stk_bulk_record rec;
+	struct stk_error err;
+	json_error_t je;
+	json_t *o = NULL, *lt = NULL;
+	char *token = NULL, buf[64], from[32], to[32];
+	const char *life = NULL;
+	long minutes = STK_BULK_LIFETIME_DEFAULT;
+	enum MHD_Result ret;
+	int r;
+
+	stk_error_clear(&err);
+	if (rq->len > 0) {
+		o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
+		if (o == NULL || !json_is_object(o) ||
+		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o}", "lifetime_minutes", &lt) != 0) {
+			json_decref(o);
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "body must be {\"lifetime_minutes\": N} (strict JSON, no other members)");
+		}
+	}
+	/* The CLI's parser decides, so both front ends refuse the same values. */
+	if (lt != NULL) {
+		if (json_is_string(lt))
+			life = json_string_value(lt);
+		else if (json_is_integer(lt)) {
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(lt));
+			life = buf;
+		} else if (json_is_real(lt)) {
+			snprintf(buf, sizeof(buf), "%.17g", json_real_value(lt));
+			life = buf;
+		} else
+			life = "";
+		if ((r = stk_bulk_parse_lifetime(life, &minutes, &err)) != 0) {
+			json_decref(o);
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_lifetime", err.msg);
+		}
+	}
+	json_decref(o);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_bulk_new(a->site, minutes, actor, &token, &rec, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token not "
+		    "created for %s: %s", actor, err.msg);
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	}
+	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s "
+	    "created by %s, valid %ld minutes (exp=%lld)", rec.guid, actor, minutes,
+	    (long long)rec.exp);
+	adm_time(rec.nbf, from, sizeof(from));
+	adm_time(rec.exp, to, sizeof(to));
+	ret = adm_reply_json(c, MHD_HTTP_CREATED, json_pack("{s:s, s:I, s:I, s:s, s:s,"
+	    " s:I, s:s, s:s}", "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp",
+	    (json_int_t)rec.exp, "valid_from", from, "valid_to", to, "lifetime_minutes",
+	    (json_int_t)minutes, "created_by", rec.created_by, "token", token));
+	/* jansson copied the token: wipe ours now, the reply's when sent. */
+	stk_token_free(token);
+	return ret;
+}
+
+/* ---- block / unblock ---- */
+
+static enum MHD_Result
+adm_bulk_block(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
+    int block, const char *actor)
+{
+	struct stk_bulk_record rec;
+	struct stk_error err;
+	int r;
+
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_bulk_set_blocked(a->site, guid, block, actor, &err);
+	if (r == 0)
+		r = stk_bulk_get(a->site, guid, &rec, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0)
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s %s by %s",
+	    rec.guid, block ? "blocked" : "unblocked", actor);
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
+	    rec.guid, "status", rec.blocked ? "Blocked" : stk_now() >= rec.exp ?
+	    "Expired" : "Active", "blocked", rec.blocked));
+}
+
+/* ---- audit trail of one token ---- */
+
+struct adm_trail {
+	const char *guid;
+	json_t *arr;
+};
+
+static int
+adm_trail_cb(void *ctx, const struct stk_audit_record *rec)
+{
+	struct adm_trail *t = ctx;
+	char at[32];
+
+	/* Its own events name it as subject; registrations with it carry
+	 * "bulk=<guid>" in the detail. */
+	if (strcasecmp(rec->subject, t->guid) != 0 && strstr(rec->detail, t->guid) == NULL)
+		return 0;
+	adm_time(rec->at, at, sizeof(at));
+	json_array_append_new(t->arr, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}",
+	    "seq", (json_int_t)rec->seq, "at", (json_int_t)rec->at, "time", at,
+	    "actor", rec->actor, "event", rec->event, "subject", rec->subject,
+	    "outcome", rec->outcome, "detail", rec->detail));
+	if (json_array_size(t->arr) > ADM_AUDIT_MAX)
+		json_array_remove(t->arr, 0);
+	return 0;
+}
+
+static enum MHD_Result
+adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
+{
+	struct stk_bulk_record rec;
+	struct adm_trail t;
+	struct stk_error err;
+	int r;
+
+	stk_error_clear(&err);
+	t.arr = json_array();
+	pthread_mutex_lock(a->site_mu);
+	r = stk_bulk_get(a->site, guid, &rec, &err);
+	t.guid = rec.guid;
+	if (r == 0)
+		r = stk_audit_foreach(a->site, adm_trail_cb, &t, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		json_decref(t.arr);
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	}
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:o}", "guid", rec.guid,
+	    "records", t.arr));
+}
+
+/* ---- routing ---- */
+
+static enum MHD_Result
+adm_route(struct srv_admin *a, struct MHD_Connection *c, const char *url,
+    const char *method, const struct adm_req *rq)
+{
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int post = strcmp(method, "POST") == 0;
+	const char *why, *op;
+	char peer[64], actor[64], guid[STK_GUID_LEN + 1];
+	size_t i, n;
+
+	adm_peer_addr(c, peer, sizeof(peer));
+	/* The page itself: constant, no site data, so no secret needed. */
+	if (get)
+		for (i = 0; i < adm_asset_count; i++)
+			if (strcmp(url, adm_assets[i].path) == 0)
+				return adm_reply_asset(c, &adm_assets[i]);
+	if (adm_authenticate(a, c, peer, actor, sizeof(actor), &why) != 0)
+		return adm_unauthorized(a, c, method, url, peer, why);
+	if (rq->too_big)
+		return adm_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+		    "request body over 4 KiB");
+	if (strncmp(url, ADM_API, strlen(ADM_API)) != 0)
+		return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	op = url + strlen(ADM_API);
+	if (strcmp(op, "session") == 0) {
+		if (!get)
+			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use GET");
+		return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
+		    "actor", actor, "site", stk_site_guid(a->site), "lifetime_default",
+		    STK_BULK_LIFETIME_DEFAULT, "lifetime_max", STK_BULK_LIFETIME_MAX,
+		    "server_time", (json_int_t)stk_now()));
+	}
+	if (strcmp(op, "certs") == 0) {
+		if (!get)
+			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use GET");
+		return adm_certs(a, c);
+	}
+	if (strcmp(op, "bulk") == 0) {
+		if (!post)
+			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use POST");
+		return adm_bulk_new(a, c, rq, actor);
+	}
+	/* bulk/<guid>/block | unblock | audit */
+	if (strncmp(op, "bulk/", 5) == 0) {
+		op += 5;
+		n = strcspn(op, "/");
+		if (n != STK_GUID_LEN || op[n] != '/')
+			return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			    "expected bulk/<GUID>/block, unblock or audit");
+		memcpy(guid, op, n);
+		guid[n] = '\0';
+		op += n + 1;
+		if (!stk_guid_valid(guid))
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "not a GUID");
+		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0) {
+			if (!post)
+				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+				    "method_not_allowed", "use POST");
+			return adm_bulk_block(a, c, guid, op[0] == 'b', actor);
+		}
+		if (strcmp(op, "audit") == 0) {
+			if (!get)
+				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+				    "method_not_allowed", "use GET");
+			return adm_bulk_audit(a, c, guid);
+		}
+	}
+	return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+}
+
+static enum MHD_Result
+adm_handler(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct srv_admin *a = cls;
+	struct adm_req *rq = *con_cls;
+	char *nb;
+
+	(void)version;
+	if (rq == NULL) {
+		if ((rq = calloc(1, sizeof(*rq))) == NULL)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (!rq->too_big && rq->len + *upload_data_size <= ADM_BODY_MAX) {
+			if ((nb = realloc(rq->body, rq->len + *upload_data_size + 1)) == NULL)
+				return MHD_NO;
+			rq->body = nb;
+			memcpy(rq->body + rq->len, upload_data, *upload_data_size);
+			rq->len += *upload_data_size;
+			rq->body[rq->len] = '\0';
+		} else
+			rq->too_big = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return adm_route(a, c, url, method, rq);
+}
+
+static void
+adm_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct adm_req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq == NULL)
+		return;
+	if (rq->body != NULL) {
+		OPENSSL_cleanse(rq->body, rq->len);
+		free(rq->body);
+	}
+	free(rq);
+	*con_cls = NULL;
+}
+
+static void
+adm_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct srv_admin *a = cls;
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "listener: %s", msg);
+}
+
+static int
+adm_parse_addr(const char *spec, int remote, struct sockaddr_in *sin,
+    struct stk_error *err)
+{
+	char host[64];
+	const char *colon;
+	char *end;
+	long port;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (spec == NULL || (colon = strrchr(spec, ':')) == NULL ||
+	    (size_t)(colon - spec) >= sizeof(host))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "admin listen address '%s' is not ADDR:PORT", spec ? spec : "");
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "bad port in '%s'", spec);
+	if (strcmp(host, "localhost") == 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%s' is not an IPv4 address", host);
+	if (!remote && (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "the admin console listens on loopback only; '%s' needs "
+		    "--admin-remote", host);
+	sin->sin_port = htons((uint16_t)port);
+	return STK_OK;
+}
+
+int
+srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
+    struct srv_logs *logs, const char *addr, int remote, const char *cert_pem,
+    const char *key_pem, struct srv_admin **out, struct stk_error *err)
+{
+	struct srv_admin *a;
+	struct sockaddr_in sin;
+	const union MHD_DaemonInfo *di;
+	char secret[ADM_SECRET_LEN + 1];
+	int r, created = 0;
+
+	*out = NULL;
+	if ((r = adm_parse_addr(addr, remote, &sin, err)) != 0)
+		return r;
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	a->site = site;
+	a->site_mu = site_mu;
+	a->logs = logs;
+	if ((r = adm_secret_path(stk_site_dir(site), a->secret_path,
+	    sizeof(a->secret_path), err)) != 0)
+		goto fail;
+	/* A bad secret file is a start-up error, not a run of 401s. */
+	r = srv_admin_secret(stk_site_dir(site), 0, secret, &created, err);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (r != 0)
+		goto fail;
+	if (created) {
+		pthread_mutex_lock(site_mu);
+		r = stk_audit_append(site, "serve", "admin.secret", ADM_SECRET_FILE, "ok",
+		    "created for the admin console", err);
+		pthread_mutex_unlock(site_mu);
+		if (r != 0)
+			goto fail;
+	}
+	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+	    MHD_USE_TLS, 0, NULL, NULL, adm_handler, a,
+	    MHD_OPTION_EXTERNAL_LOGGER, adm_mhd_log, a,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
+	    MHD_OPTION_CONNECTION_LIMIT, 64u,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_NOTIFY_COMPLETED, adm_completed, NULL,
+	    MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
+	    MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+	    MHD_OPTION_END);
+	if (a->d == NULL) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot listen on %s (admin console): %s", addr,
+		    errno ? strerror(errno) : "TLS set-up failed");
+		goto fail;
+	}
+	di = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
+	a->port = di != NULL ? di->port : ntohs(sin.sin_port);
+	srv_log(logs, SRV_LOG_STS, "AdminConsole", "Admin console listening on https "
+	    "port %u (bearer secret in %s)", a->port, a->secret_path);
+	*out = a;
+	return STK_OK;
+fail:
+	srv_admin_stop(a);
+	return r;
+}
+
+unsigned int
+srv_admin_listener_port(const struct srv_admin *a)
+{
+	return a != NULL ? a->port : 0;
+}
+
+void
+srv_admin_stop(struct srv_admin *a)
+{
+	if (a == NULL)
+		return;
+	if (a->d != NULL)
+		MHD_stop_daemon(a->d);
+	free(a);
+}

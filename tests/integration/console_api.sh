@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Admin console API (sitetoken serve --admin): bearer secret, 401 + audit
+# record without it, security headers, the CLI's lifetime rules, list with
+# type filter and sort, new / block / unblock (a blocked token is refused by
+# the CMG), audit trail of one token, secret rotation, loopback only.
+TEST_NAME=console_api
+. "$(dirname "$0")/server_lib.sh"
+make_site
+start_server 0 --admin 127.0.0.1:0
+[ -n "${admin_port:-}" ] && [ "$admin_port" -gt 0 ] || fail "no admin_port in the ready file"
+ADMIN=https://127.0.0.1:$admin_port
+SECRET=$($STK admin token)
+[ "$(stat -c %a "$SITE/admin.token")" = 600 ] || fail "admin.token mode"
+[ ${#SECRET} = 43 ] || fail "secret length ${#SECRET}"
+
+# adm METHOD PATH [curl args] -> body, then the status on the last line.
+# The secret goes through a 0600 header file, never argv.
+adm() {
+	local method=$1 path=$2; shift 2
+	( umask 077; printf 'Authorization: Bearer %s' "$SECRET" > "$T/adm.hdr" )
+	curl -s --cacert "$T/tls.crt" -H @"$T/adm.hdr" -X "$method" -w '\n%{http_code}' \
+		"$@" "$ADMIN$path"
+}
+anon() { # anon METHOD PATH [curl args]: no credentials
+	local method=$1 path=$2; shift 2
+	curl -s --cacert "$T/tls.crt" -X "$method" -w '\n%{http_code}' "$@" "$ADMIN$path"
+}
+audit_count() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---- 401 and audit without the secret ----
+before=$(audit_count "event='admin.auth'")
+res=$(anon GET /api/v1/certs)
+[ "$(echo "$res" | http_status)" = 401 ] || fail "no secret: $res"
+echo "$res" | http_body | grep -q '"error":"unauthorized"' || fail "401 body"
+[ "$(audit_count "event='admin.auth' AND outcome='refused' AND actor='anonymous@127.0.0.1' AND subject='GET /api/v1/certs' AND detail='no bearer secret'")" = 1 ] \
+	|| fail "401 not audited"
+res=$(curl -s --cacert "$T/tls.crt" -H 'Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' \
+	-X POST -w '\n%{http_code}' "$ADMIN/api/v1/bulk/00000000-0000-4000-8000-000000000000/block")
+[ "$(echo "$res" | http_status)" = 401 ] || fail "wrong secret: $res"
+res=$(curl -s --cacert "$T/tls.crt" -u admin:"$SECRET" -w '\n%{http_code}' "$ADMIN/api/v1/certs")
+[ "$(echo "$res" | http_status)" = 401 ] || fail "basic auth must not count: $res"
+res=$(anon GET /nothing-here)
+[ "$(echo "$res" | http_status)" = 401 ] || fail "unknown path without secret: $res"
+res=$(anon POST /api/v1/bulk --data '{}')
+[ "$(echo "$res" | http_status)" = 401 ] || fail "new token without secret: $res"
+[ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "token made without secret"
+after=$(audit_count "event='admin.auth' AND outcome='refused'")
+[ "$after" = $((before + 5)) ] || fail "each 401 audited: $before -> $after"
+[ "$(audit_count "event='admin.auth' AND detail='wrong bearer secret'")" -ge 1 ] || fail "wrong secret audited"
+grep -q "AdminConsole: Refused GET /api/v1/certs from 127.0.0.1: no bearer secret" "$SITE/logs/CCM_STS.log" \
+	|| fail "refusal log line"
+ok "no or wrong secret (or Basic auth): 401 with WWW-Authenticate, one audit record and one log line each"
+
+# ---- headers ----
+hdrs=$(curl -s -D - -o "$T/index.html" --cacert "$T/tls.crt" "$ADMIN/")
+echo "$hdrs" | grep -qi "^content-type: text/html" || fail "index content type"
+for h in "content-security-policy: default-src 'self'; script-src 'self'; style-src 'self';" \
+	"frame-ancestors 'none'" "x-content-type-options: nosniff" "x-frame-options: deny" \
+	"referrer-policy: no-referrer" "cache-control: no-store"; do
+	echo "$hdrs" | grep -qiF "$h" || fail "index lacks header: $h"
+done
+if echo "$hdrs" | grep -qi "unsafe-inline\|set-cookie"; then fail "unsafe-inline or a cookie"; fi
+# No inline script or style in the page: scripts by src only, no style
+# attributes or elements, no on* handlers.
+if grep -Eq '<script>|<script [^>]*>[^<]|<style|style=|[[:space:]]on[a-z]+=' "$T/index.html"; then
+	fail "inline script or style in the page"
+fi
+grep -q '<script src="/console.js" defer></script>' "$T/index.html" || fail "page script"
+for p in /console.js /console.css /favicon.svg; do
+	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -w '%{http_code}' "$ADMIN$p")
+	echo "$h" | tail -n 1 | grep -q 200 || fail "$p not served"
+	echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "$p: no CSP"
+	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
+done
+curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/console.js" | grep -qi '^content-type: text/javascript' \
+	|| fail "console.js content type"
+for p in /api/v1/certs /api/v1/nothing; do
+	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN$p")
+	echo "$h" | grep -qi "content-security-policy: default-src 'self'.*frame-ancestors 'none'" || fail "$p: no CSP"
+	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
+	if echo "$h" | grep -qi set-cookie; then fail "$p sets a cookie"; fi
+done
+h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/api/v1/certs")
+echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "401: no CSP"
+echo "$h" | grep -qi 'www-authenticate: Bearer realm="sitetoken-admin"' || fail "401: no WWW-Authenticate"
+ok "CSP (default-src 'self', no inline, frame-ancestors 'none'), nosniff, DENY, no-store, no cookies; page without inline script/style"
+
+# ---- the session ----
+res=$(adm GET /api/v1/session)
+[ "$(echo "$res" | http_status)" = 200 ] || fail "session: $res"
+actor=$(echo "$res" | http_body | jq_py 'd["actor"]')
+[[ "$actor" =~ ^admin-console/[0-9a-f]{8}@127\.0\.0\.1$ ]] || fail "actor: $actor"
+[ "$(echo "$res" | http_body | jq_py 'd["site"]')" = "$($STK site show --json | json_get site)" ] || fail "session site"
+ok "session names the admin identity $actor"
+
+# ---- lifetime: the CLI's rules, nothing created on a refusal ----
+for v in '"0"' 0 -5 '"-5"' '"abc"' '"12x"' 10081 '"10081"' '""' 1.5 '"99999999999999999999"' 99999999999999999999 null true '[]'; do
+	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":$v}")
+	[ "$(echo "$res" | http_status)" = 400 ] || fail "lifetime $v accepted: $res"
+done
+[ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "a refused lifetime created a token"
+msg=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"10081"}' | http_body | json_get message)
+cli=$($STK bulk new --lifetime 10081 2>&1 || true)
+[ -n "$msg" ] && echo "$cli" | grep -qF "$msg" || fail "API and CLI messages differ: '$msg' vs '$cli'"
+res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"extra":1}')
+[ "$(echo "$res" | http_status)" = 400 ] || fail "unknown member: $res"
+res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"lifetime_minutes":61}')
+[ "$(echo "$res" | http_status)" = 400 ] || fail "duplicate member: $res"
+[ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "a refused body created a token"
+ok "lifetime 0, negative, not a number, over 10080, overflow, non-integer refused (400, CLI's message); strict JSON"
+
+# ---- new bulk token ----
+res=$(adm POST /api/v1/bulk --data '')
+[ "$(echo "$res" | http_status)" = 201 ] || fail "default lifetime: $res"
+[ "$(echo "$res" | http_body | jq_py 'd["exp"]-d["nbf"]')" = 259200 ] || fail "default lifetime not 4320 minutes"
+res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"120"}')
+[ "$(echo "$res" | http_status)" = 201 ] || fail "new: $res"
+echo "$res" | http_body > "$T/new.json"; chmod 600 "$T/new.json"
+G=$(json_get guid < "$T/new.json")
+( umask 077; json_get token < "$T/new.json" > "$T/bulk.tok" )
+rm -f "$T/new.json"
+[ "$(json_get lifetime_minutes < <(echo "$res" | http_body))" = 120 ] || fail "lifetime echo"
+$STK verify --type bulk - < "$T/bulk.tok" | grep -q "$G" || fail "token does not verify as a bulk token of this site"
+[ "$(sqlite3 "$SITE/site.db" "SELECT created_by FROM bulk_tokens WHERE guid='$G'")" = "$actor" ] || fail "created_by"
+[ "$(audit_count "event='bulk.new' AND subject='$G' AND actor='$actor'")" = 1 ] || fail "bulk.new audited as the admin"
+tok=$(cat "$T/bulk.tok")
+if grep -rqF "${tok##*.}" "$SITE"; then fail "bulk token stored by the site"; fi
+ok "new bulk token: 201, returned once, verifies, audited with the admin identity, not stored"
+
+# ---- list: type filter and sort ----
+res=$(adm GET '/api/v1/certs?type=bulk&sort=-to')
+[ "$(echo "$res" | http_status)" = 200 ] || fail "list: $res"
+echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | grep -qx 'bulk,bulk' || fail "type=bulk: $res"
+echo "$res" | http_body | jq_py 'd["rows"][1]["id"]' | grep -qx "$G" || fail "sort=-to puts the 120-minute token last: $res"
+res=$(adm GET '/api/v1/certs?type=site')
+echo "$res" | http_body | jq_py '[r["type"] for r in d["rows"]]' | grep -qx "\['Site Signing'\]" || fail "type=site: $res"
+res=$(adm GET '/api/v1/certs?sort=type')
+echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | grep -qx 'bulk,bulk,site' || fail "sort=type: $res"
+res=$(adm GET '/api/v1/certs?sort=-type')
+echo "$res" | http_body | jq_py 'd["rows"][0]["kind"]' | grep -qx site || fail "sort=-type: $res"
+for col in id from to status devices created; do
+	[ "$(adm GET "/api/v1/certs?sort=$col" | http_status)" = 200 ] || fail "sort=$col"
+done
+[ "$(adm GET '/api/v1/certs?sort=bogus' | http_status)" = 400 ] || fail "bad sort accepted"
+[ "$(adm GET '/api/v1/certs?type=user' | http_status)" = 400 ] || fail "bad type accepted"
+ok "list: type filter (site, bulk), sort by every column either way, bad values 400"
+
+# ---- block: the CMG refuses the token; unblock: accepted again ----
+res=$(adm POST "/api/v1/bulk/$G/block")
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "block: $res"
+rc=0; agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_blocked" "$T/err" || fail "blocked token not refused: $rc $(cat "$T/err")"
+res=$(adm POST "/api/v1/bulk/$G/unblock")
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Active"' || fail "unblock: $res"
+agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null || fail "unblocked token refused"
+res=$(adm GET '/api/v1/certs?type=bulk')
+echo "$res" | http_body | jq_py "[r['devices'] for r in d['rows'] if r['id']=='$G'][0]" | grep -qx 1 || fail "devices count: $res"
+echo "$res" | http_body | jq_py "[r['status'] for r in d['rows'] if r['id']=='$G'][0]" | grep -qx Active || fail "status"
+adm GET '/api/v1/certs?type=site' | http_body | jq_py 'd["rows"][0]["devices"]' | grep -qx 1 || fail "site cert devices"
+[ "$(adm POST "/api/v1/bulk/$G/unblock" | http_status)" = 200 ] || fail "repeat unblock"
+[ "$(audit_count "event='bulk.unblock' AND subject='$G' AND outcome='unchanged'")" = 1 ] || fail "repeat audited"
+ok "block (CMG registration refused 403 bulk_token_blocked), unblock (accepted), devices registered with it: 1"
+
+# ---- audit trail of the token ----
+res=$(adm GET "/api/v1/bulk/$G/audit")
+[ "$(echo "$res" | http_status)" = 200 ] || fail "audit: $res"
+ev=$(echo "$res" | http_body | jq_py '" ".join(r["event"]+":"+r["outcome"] for r in d["records"])')
+[ "$ev" = "bulk.new:ok bulk.block:ok device.register.cmg:refused bulk.unblock:ok device.register.cmg:ok bulk.unblock:unchanged" ] \
+	|| fail "audit trail: $ev"
+echo "$res" | http_body | jq_py 'd["records"][1]["actor"]' | grep -qx "$actor" || fail "block actor"
+ok "audit trail of one token: new, block, refused registration, unblock, registration, repeat"
+
+# ---- not found, bad GUID, wrong method ----
+[ "$(adm POST /api/v1/bulk/00000000-0000-4000-8000-000000000000/block | http_status)" = 404 ] || fail "unknown GUID"
+[ "$(adm GET /api/v1/bulk/00000000-0000-4000-8000-000000000000/audit | http_status)" = 404 ] || fail "unknown GUID audit"
+[ "$(adm POST /api/v1/bulk/zzzzzzzz-0000-4000-8000-000000000000/block | http_status)" = 400 ] || fail "bad GUID"
+[ "$(adm GET "/api/v1/bulk/$G/block" | http_status)" = 405 ] || fail "GET block"
+[ "$(adm POST /api/v1/certs | http_status)" = 405 ] || fail "POST certs"
+[ "$(adm GET /api/v1/bulk | http_status)" = 405 ] || fail "GET bulk"
+[ "$(adm GET /api/v1/nothing | http_status)" = 404 ] || fail "unknown path"
+head -c 6000 /dev/zero | tr '\0' ' ' > "$T/big"
+[ "$(adm POST /api/v1/bulk --data-binary @"$T/big" | http_status)" = 413 ] || fail "big body"
+ok "unknown GUID 404, bad GUID 400, wrong method 405, body over 4 KiB 413"
+
+# ---- rotation takes effect at once; a loose secret file is refused ----
+OLD=$SECRET
+SECRET=$($STK admin token --rotate 2>/dev/null)
+[ "$SECRET" != "$OLD" ] || fail "rotate kept the secret"
+[ "$(adm GET /api/v1/session | http_status)" = 200 ] || fail "new secret refused"
+NEW=$SECRET; SECRET=$OLD
+[ "$(adm GET /api/v1/session | http_status)" = 401 ] || fail "old secret still accepted"
+SECRET=$NEW
+[ "$(audit_count "event='admin.secret' AND detail='rotated'")" = 1 ] || fail "rotation audited"
+chmod 644 "$SITE/admin.token"
+[ "$(adm GET /api/v1/session | http_status)" = 401 ] || fail "secret readable by others still used"
+grep -q "AdminConsole: Admin secret unavailable: .*must be mode 0600" "$SITE/logs/CCM_STS.log" || fail "loose file log line"
+chmod 600 "$SITE/admin.token"
+[ "$(adm GET /api/v1/session | http_status)" = 200 ] || fail "secret after chmod 600"
+ok "admin token --rotate: old secret 401 at once, new accepted; a secret file readable by others is refused"
+
+stop_server
+
+# ---- loopback only unless --admin-remote ----
+rc=0; $STK serve --site "$SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --admin 0.0.0.0:0 \
+	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "loopback only" "$T/err" || fail "non-loopback admin address: $rc $(cat "$T/err")"
+ok "--admin on a non-loopback address refused without --admin-remote"
+
+assert_no_tokens_in_logs
+if grep -qF "$SECRET" "$SITE"/logs/*.log "$T/server.stderr"; then fail "admin secret in a log"; fi
+$STK audit verify >/dev/null || fail "audit verify"
+ok "no admin secret in any log; audit chain verifies"
