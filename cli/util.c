@@ -28,6 +28,11 @@ cli_fail(const struct stk_error *err, int rc)
 		fprintf(stderr, "%s: %s\n", cli_prog, err->msg);
 	else
 		fprintf(stderr, "%s: %s\n", cli_prog, stk_strerror(rc));
+	/* A token, object or handle the device does not have is a backend
+	 * failure (exit 3), not an unknown record the user asked about. */
+	if (rc == STK_E_NOTFOUND && err != NULL &&
+	    (err->layer == STK_LAYER_PKCS11 || err->layer == STK_LAYER_TSS2))
+		return EXIT_BACKEND;
 	return cli_exit_code(rc);
 }
 

@@ -75,7 +75,7 @@ expect_exit 3 "module that will not load" -- env SITETOKEN_PKCS11_MODULE=/nonexi
 expect_in "cannot load PKCS#11 module /nonexistent/libnone.so" "$ERR" "module: clear message"
 
 # Missing token.
-expect_exit 1 "missing token" -- "$ST" --site "$T/site-none" site init --backend pkcs11 \
+expect_exit 3 "missing token" -- "$ST" --site "$T/site-none" site init --backend pkcs11 \
   --pkcs11-uri "pkcs11:token=no-such-token;object=k"
 expect_in "no PKCS#11 token labelled 'no-such-token'" "$ERR" "missing token: clear message"
 [ -e "$T/site-none/site.db" ] && bad "missing token left a site behind" || ok "missing token: nothing created"
