@@ -65,39 +65,44 @@ stk_now(void)
 int
 site_db_error(struct stk_site *s, struct stk_error *err, const char *what)
 {
-	struct site_db *db = s->store;
+	int rc = sqlite3_extended_errcode(s->db);
 
-	return stk_error_set(err, STK_E_DB, db->vt->layer, db->vt->errcode(db),
-	    "%s: %s", what, db->vt->errmsg(db));
+	return stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
+	    "%s: %s", what, sqlite3_errmsg(s->db));
 }
 
 int
 site_exec(struct stk_site *s, const char *sql, struct stk_error *err)
 {
-	if (db_exec(s->store, sql) != 0)
-		return site_db_error(s, err, "database");
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
+		    "database: %s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return STK_E_DB;
+	}
 	return STK_OK;
 }
 
 int
 stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
 {
-	/* The write lock is taken now (BEGIN IMMEDIATE, an advisory lock on
-	 * PostgreSQL), so two writers queue instead of failing later or
-	 * forking the audit chain. */
-	if (s->store->vt->begin_write(s->store) != 0)
-		return site_db_error(s, err, "database");
-	s->in_tx = 1;
-	return STK_OK;
+	int r;
+
+	/* IMMEDIATE takes the write lock now, so two writers queue on the
+	 * busy timeout instead of failing with "database is locked" later. */
+	if ((r = site_exec(s, "BEGIN IMMEDIATE", err)) == 0)
+		s->in_tx = 1;
+	return r;
 }
 
 int
 stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 {
-	int r = STK_OK;
+	int r = site_exec(s, "COMMIT", err);
 
-	if (s->store->vt->commit(s->store) != 0)
-		r = site_db_error(s, err, "database");
 	if (r != 0)
 		stk_site_tx_rollback(s);
 	s->in_tx = 0;
@@ -111,156 +116,59 @@ void
 stk_site_tx_rollback(struct stk_site *s)
 {
 	if (s->in_tx)
-		s->store->vt->rollback(s->store);
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	s->in_tx = 0;
 	s->audit_dirty = 0;
 }
 
-/* Apply the migrations this store has not seen yet. Each runs under the
- * write lock and re-reads the version there, so two nodes opening a new
- * database at once migrate it once. */
 static int
-site_db_migrate(struct stk_site *s, struct stk_error *err)
+site_db_open(struct stk_site *s, int create, struct stk_error *err)
 {
-	struct site_db *db = s->store;
-	int version, r;
-	size_t n = sizeof(site_migrations) / sizeof(site_migrations[0]);
+	char path[PATH_MAX];
+	sqlite3_stmt *st = NULL;
+	int version, rc, r;
+	size_t i, n = sizeof(site_migrations) / sizeof(site_migrations[0]);
 
-	for (;;) {
+	snprintf(path, sizeof(path), "%s/site.db", s->dir);
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
+	if (rc != SQLITE_OK) {
+		r = stk_error_set(err, rc == SQLITE_CANTOPEN ? STK_E_NOTFOUND : STK_E_DB,
+		    STK_LAYER_SQLITE, (unsigned long)rc,
+		    "cannot open site database %s: %s", path,
+		    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		return r;
+	}
+	sqlite3_busy_timeout(s->db, 15000);
+	if ((r = site_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	    "PRAGMA foreign_keys=ON;", err)) != 0)
+		return r;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return site_db_error(s, err, "reading schema version");
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > (int)n)
+		return stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+		    "site database schema %d is newer than this program (%zu)",
+		    version, n);
+	for (i = (size_t)version; i < n; i++) {
+		char pragma[64];
+
 		if ((r = stk_site_tx_begin(s, err)) != 0)
 			return r;
-		if (db->vt->get_version(db, &version) != 0) {
-			r = site_db_error(s, err, "reading schema version");
-			goto fail;
-		}
-		if (version > (int)n) {
-			r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-			    "site database schema %d is newer than this program (%zu)",
-			    version, n);
-			goto fail;
-		}
-		if (version == (int)n) {
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%zu", i + 1);
+		if ((r = site_exec(s, site_migrations[i], err)) != 0 ||
+		    (r = site_exec(s, pragma, err)) != 0) {
 			stk_site_tx_rollback(s);
-			return STK_OK;
-		}
-		if ((r = site_exec(s, site_migrations[version], err)) != 0)
-			goto fail;
-		if (db->vt->set_version(db, version + 1) != 0) {
-			r = site_db_error(s, err, "writing schema version");
-			goto fail;
+			return r;
 		}
 		if ((r = stk_site_tx_commit(s, err)) != 0)
 			return r;
 	}
-fail:
-	stk_site_tx_rollback(s);
-	return r;
-}
-
-/* ---- site.conf: which store holds the site, and this node's name ----
- * key=value lines, mode 0600. Never a password (the store refuses one). */
-
-struct site_conf {
-	char *db, *schema, *node;
-};
-
-static void
-site_conf_clear(struct site_conf *c)
-{
-	free(c->db);
-	free(c->schema);
-	free(c->node);
-	memset(c, 0, sizeof(*c));
-}
-
-/* 0 and an empty conf when there is no site.conf (a plain SQLite site). */
-static int
-site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err)
-{
-	char path[PATH_MAX], line[2048];
-	FILE *f;
-	int r = STK_OK;
-
-	memset(c, 0, sizeof(*c));
-	snprintf(path, sizeof(path), "%s/site.conf", dir);
-	if ((f = fopen(path, "re")) == NULL)
-		return errno == ENOENT ? STK_OK : stk_error_set(err, STK_E_IO,
-		    STK_LAYER_SYS, (unsigned long)errno, "cannot read %s: %s", path,
-		    strerror(errno));
-	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char *v, **slot = NULL;
-
-		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] == '#' || line[0] == '\0')
-			continue;
-		if ((v = strchr(line, '=')) == NULL) {
-			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-			    "%s: bad line '%.40s'", path, line);
-			break;
-		}
-		*v++ = '\0';
-		if (strcmp(line, "db") == 0)
-			slot = &c->db;
-		else if (strcmp(line, "schema") == 0)
-			slot = &c->schema;
-		else if (strcmp(line, "node") == 0)
-			slot = &c->node;
-		else
-			continue; /* newer keys: ignored by this version */
-		free(*slot);
-		if ((*slot = strdup(v)) == NULL)
-			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	}
-	fclose(f);
-	if (r != 0)
-		site_conf_clear(c);
-	return r;
-}
-
-static int write_file_atomic(const char *dir, const char *name, const void *data,
-    size_t len, mode_t mode, struct stk_error *err);
-
-static int
-site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *err)
-{
-	char *text = NULL;
-	int r;
-
-	if (asprintf(&text, "# sitetoken site configuration. No secrets here: a\n"
-	    "# PostgreSQL password goes in a libpq service file or PGPASSFILE.\n"
-	    "%s%s%s%s%s%s%s%s%s", c->db ? "db=" : "", c->db ? c->db : "",
-	    c->db ? "\n" : "", c->schema ? "schema=" : "", c->schema ? c->schema : "",
-	    c->schema ? "\n" : "", c->node ? "node=" : "", c->node ? c->node : "",
-	    c->node ? "\n" : "") < 0)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	r = write_file_atomic(dir, "site.conf", text, strlen(text), 0600, err);
-	free(text);
-	return r;
-}
-
-/* Open the store named by the site's configuration (SQLite site.db in the
- * site directory when there is none). */
-static int
-site_db_open(struct stk_site *s, const struct site_conf *c, int create,
-    struct stk_error *err)
-{
-	const struct site_db_vtable *vt = site_db_find(c->db);
-	char path[PATH_MAX];
-	int r;
-
-	if (vt == NULL)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "site database '%.40s...' needs a store this build lacks "
-		    "(PostgreSQL)", c->db);
-	if (vt == &site_db_sqlite) {
-		snprintf(path, sizeof(path), "%s/site.db", s->dir);
-		r = vt->open(path, NULL, create, &s->store, err);
-	} else
-		r = vt->open(c->db, c->schema, create, &s->store, err);
-	if (r != 0)
-		return r;
-	s->db = site_db_sqlite_handle(s->store);
-	return site_db_migrate(s, err);
+	return STK_OK;
 }
 
 static int
@@ -287,9 +195,8 @@ stk_site_close(struct stk_site *s)
 	stk_verifier_free(s->verifier);
 	stk_signer_free(s->signer);
 	stk_key_close(s->key);
-	if (s->store != NULL)
-		s->store->vt->close(s->store);
-	free(s->node);
+	if (s->db != NULL)
+		sqlite3_close_v2(s->db);
 	pthread_mutex_destroy(&s->lock);
 	free(s->cert);
 	free(s->backend);
@@ -334,8 +241,7 @@ static void
 site_init_cleanup(const char *dir, int made_dir)
 {
 	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
-	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
-	    ".site.conf.tmp" };
+	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey" };
 	char path[PATH_MAX];
 	size_t i;
 
