@@ -58,6 +58,13 @@
     return iso.replace('T', ' ').replace('Z', ' UTC');
   }
 
+  // A table cell with the time to the minute; the full time as its title.
+  function whenCell(iso) {
+    const td = el('td', 'time', iso.slice(0, 16).replace('T', ' ') + ' UTC');
+    td.title = when(iso);
+    return td;
+  }
+
   function showError(id, msg) {
     const p = $(id);
     p.textContent = msg || '';
@@ -168,7 +175,7 @@
       });
       actions.append(b);
     }
-    tr.append(type, id, el('td', null, when(r.valid_from)), el('td', null, when(r.valid_to)),
+    tr.append(type, id, whenCell(r.valid_from), whenCell(r.valid_to),
       status, el('td', 'num', String(r.devices)), actions);
     tr.addEventListener('click', () => select(r));
     return tr;

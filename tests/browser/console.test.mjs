@@ -1,0 +1,204 @@
+// The admin console in headless Chromium (Debian chromium), driven by
+// playwright-core. Run by tests/integration/console_browser.sh, which starts
+// the server and passes: ADMIN_URL, SECRET_FILE, AGENT, CMG, TLS_CRT, T,
+// ARTIFACTS, CHROMIUM. Prints "ok - ..." per step; any failure throws.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+for (const k of ['ADMIN_URL', 'SECRET_FILE', 'AGENT', 'CMG', 'TLS_CRT', 'T', 'ARTIFACTS'])
+  assert.ok(env[k], `${k} not set`);
+const ok = (msg) => console.log(`ok - ${msg}`);
+const tokFile = path.join(env.T, 'browser-bulk.tok');
+
+// Register a new device through the CMG with the bulk token, as the agent
+// does on the internet (mutual TLS with its own certificate).
+function register(name) {
+  return spawnSync(env.AGENT, ['--state', path.join(env.T, name), '--ca', env.TLS_CRT,
+    '--clock-offset', '0', 'register', '--cmg', env.CMG, '--regtoken-file', tokFile],
+  { encoding: 'utf8', timeout: 60000 });
+}
+
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const problems = [];
+try {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true, // the test's self-signed server certificate
+    viewport: { width: 1280, height: 900 },
+    deviceScaleFactor: 1,
+  });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: env.ADMIN_URL });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  // A CSP violation or a script error shows up here.
+  // The refusals this test provokes (one wrong secret, four bad lifetimes)
+  // are logged by Chromium as failed loads: counted, not problems.
+  const refusals = [];
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (/Failed to load resource: .* status of 40[01] /.test(m.text())) refusals.push(m.text());
+    else problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // Chromium must not talk to anything but the console.
+  page.on('request', (r) => {
+    if (!r.url().startsWith(env.ADMIN_URL)) problems.push(`request outside the console: ${r.url()}`);
+  });
+
+  const rows = page.locator('#certs-body tr');
+  const row = (id) => page.locator(`#certs-body tr[data-id="${id}"]`);
+  const status = (id) => row(id).locator('td').nth(4);
+
+  // ---- sign in ----
+  const resp = await page.goto(env.ADMIN_URL + '/');
+  assert.equal(resp.status(), 200);
+  assert.match(resp.headers()['content-security-policy'], /default-src 'self'/);
+  await page.locator('#login').waitFor();
+  await page.fill('#secret', 'A'.repeat(43));
+  await page.click('#login-submit');
+  await page.locator('#login-error').filter({ hasText: 'not the admin secret' }).waitFor();
+  assert.ok(await page.locator('#console').isHidden());
+  ok('wrong secret: stays on the sign-in form with an error');
+  const secret = fs.readFileSync(env.SECRET_FILE, 'utf8').trim();
+  await page.fill('#secret', secret);
+  await page.click('#login-submit');
+  await page.locator('#console').waitFor();
+  await page.locator('#certs-body tr[data-kind="site"]').waitFor();
+  assert.equal(await page.inputValue('#secret'), '', 'the secret is cleared from the field');
+  const initial = await rows.count();
+  assert.equal(initial, 4, 'site certificate and three bulk tokens');
+  ok(`signed in with the admin secret; table shows ${initial} rows`);
+
+  // ---- new bulk token: the CLI's lifetime rules, then a good one ----
+  await page.click('#new-open');
+  for (const [v, msg] of [['0', 'at least 1 minute'], ['10081', 'over the maximum'],
+    ['abc', 'not a whole number'], ['-5', 'negative']]) {
+    await page.fill('#lifetime', v);
+    await page.click('#new-create');
+    await page.locator('#new-error').filter({ hasText: msg }).waitFor();
+  }
+  assert.equal(await rows.count(), initial, 'nothing created by a refused lifetime');
+  ok('lifetime 0, 10081, abc, -5 refused in the form with the CLI\'s messages');
+  await page.fill('#lifetime', '120');
+  await page.click('#new-create');
+  await page.locator('#new-result').waitFor();
+  const token = await page.inputValue('#new-token');
+  const guid = (await page.textContent('#new-guid')).trim();
+  assert.match(token, /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWS compact token');
+  assert.match(guid, /^[0-9a-f-]{36}$/);
+  assert.match(await page.textContent('#new-result .warn'), /not stored anywhere/);
+  assert.match(await page.textContent('#new-to'), /\(120 minutes\)/);
+  fs.writeFileSync(tokFile, token, { mode: 0o600 });
+  await row(guid).waitFor();
+  assert.equal((await status(guid).textContent()).trim(), 'Active');
+  assert.equal((await row(guid).locator('td').nth(5).textContent()).trim(), '0');
+  ok(`new bulk token ${guid} shown once with the not-stored warning; in the table as Active`);
+
+  await page.click('#copy');
+  await page.locator('#copied').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token);
+  ok('copy button puts the token on the clipboard');
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-new-token.png'), fullPage: true });
+  await page.click('#new-done');
+  assert.ok(await page.locator('#new-result').isHidden());
+  assert.equal(await page.inputValue('#new-token'), '');
+  ok('"Done" removes the token from the page');
+
+  // ---- filter by Type ----
+  await page.selectOption('#type-filter', 'site');
+  await page.waitForFunction(() => document.querySelectorAll('#certs-body tr').length === 1);
+  assert.equal(await page.locator('#certs-body tr[data-kind="site"]').count(), 1);
+  await page.selectOption('#type-filter', 'bulk');
+  await row(guid).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#certs-body tr').length === 4);
+  assert.equal(await page.locator('#certs-body tr[data-kind="site"]').count(), 0);
+  ok('filter by Type: Site Signing shows the site certificate only; Bulk Registration Token the four tokens');
+  await page.selectOption('#type-filter', '');
+  await page.waitForFunction(() => document.querySelectorAll('#certs-body tr').length === 5);
+
+  // ---- sort by a column, both ways ----
+  const colText = (i) => page.$$eval('#certs-body tr', (trs, i) =>
+    trs.map((tr) => tr.children[i].textContent), i);
+  await page.click('#certs th[data-col="to"] button');
+  await page.waitForSelector('#certs th[data-col="to"][aria-sort="ascending"]');
+  let to = await colText(3);
+  assert.deepEqual(to, [...to].sort(), 'valid to ascending');
+  await page.click('#certs th[data-col="to"] button');
+  await page.waitForSelector('#certs th[data-col="to"][aria-sort="descending"]');
+  to = await colText(3);
+  assert.deepEqual(to, [...to].sort().reverse(), 'valid to descending');
+  await page.click('#certs th[data-col="status"] button');
+  await page.waitForSelector('#certs th[data-col="status"][aria-sort="ascending"]');
+  const st = await colText(4);
+  assert.deepEqual(st, [...st].sort(), 'status ascending');
+  ok('sort by Valid to (both ways) and by Status');
+  await page.click('#certs th[data-col="from"] button');
+  await page.click('#certs th[data-col="from"] button');
+  await page.waitForSelector('#certs th[data-col="from"][aria-sort="descending"]');
+
+  // ---- block, with confirmation; the CMG then refuses the token ----
+  await row(guid).locator('button[data-action="block"]').click();
+  await page.locator('#confirm').waitFor();
+  assert.match(await page.textContent('#confirm-text'), new RegExp(guid));
+  await page.click('#confirm-cancel');
+  assert.equal((await status(guid).textContent()).trim(), 'Active');
+  ok('Block asks for confirmation; Cancel changes nothing');
+  await row(guid).locator('button[data-action="block"]').click();
+  await page.click('#confirm-ok');
+  await status(guid).filter({ hasText: 'Blocked' }).waitFor();
+  await page.locator('#audit-body td', { hasText: /^bulk\.block$/ }).waitFor();
+  let r = register('browser-dev1');
+  assert.equal(r.status, 1, `blocked token: agent exit ${r.status}: ${r.stderr}`);
+  assert.match(r.stderr, /HTTP 403 bulk_token_blocked/);
+  ok('blocked in the console: registration through the CMG refused (403 bulk_token_blocked)');
+  await page.click('#refresh');
+  await row(guid).click();
+  await page.locator('#audit-body tr', { hasText: 'device.register.cmg' })
+    .filter({ has: page.locator('span.badge.refused') }).waitFor();
+  ok('the refused registration appears in the token\'s audit trail');
+
+  // ---- unblock; the token works again ----
+  await row(guid).locator('button[data-action="unblock"]').click();
+  await page.click('#confirm-ok');
+  await status(guid).filter({ hasText: 'Active' }).waitFor();
+  r = register('browser-dev2');
+  assert.equal(r.status, 0, `unblocked token: agent exit ${r.status}: ${r.stderr}`);
+  await page.click('#refresh');
+  await row(guid).locator('td').nth(5).filter({ hasText: /^1$/ }).waitFor();
+  await row(guid).click();
+  await page.locator('#audit-body tr', { hasText: 'device.register.cmg' })
+    .filter({ has: page.locator('span.badge.ok') }).waitFor();
+  await page.locator('#audit-body td', { hasText: /^bulk\.unblock$/ }).waitFor();
+  ok('unblocked: registration accepted; devices registered with it: 1; audit trail updated');
+
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console.png'), fullPage: true });
+  ok(`screenshots in ${env.ARTIFACTS}`);
+
+  // ---- nothing kept by the browser ----
+  assert.equal(await page.evaluate(() => document.cookie), '');
+  assert.equal(await page.evaluate(() => localStorage.length + sessionStorage.length), 0);
+  assert.deepEqual(await context.cookies(), []);
+  await page.click('#signout');
+  await page.locator('#login').waitFor();
+  assert.ok(await page.locator('#console').isHidden());
+  await page.reload();
+  await page.locator('#login').waitFor();
+  assert.ok(await page.locator('#console').isHidden());
+  ok('no cookie or storage; sign out and reload both end at the sign-in form');
+
+  assert.deepEqual(problems, [], 'no script error, CSP violation or outside request');
+  assert.equal(refusals.length, 5, `expected refusals only: ${refusals.join('; ')}`);
+  ok('no script error, no CSP violation, no request outside the console');
+  fs.writeFileSync(path.join(env.T, 'browser-guid'), guid + '\n');
+} finally {
+  await browser.close();
+}
