@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run sitetoken-bench with everything it compares against: a throw-away
+# SoftHSM token, a swtpm on free loopback ports, and `sitetoken serve` with
+# a fresh site on loopback (CMG with mutual TLS). Every process started here
+# is stopped by its pid on exit; the work directory is removed.
+#   bench/run.sh BUILD_DIR [sitetoken-bench options...]   (e.g. --quick, --json)
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [bench options]" >&2; exit 2; }
+BUILD=$(cd "$1" && pwd); shift
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+STK=$BUILD/sitetoken
+BENCH=$BUILD/bench/sitetoken-bench
+T=$(mktemp -d "${TMPDIR:-/tmp}/stk-bench-run.XXXXXX")
+SERVER_PID=
+TPM_UP=
+
+cleanup() {
+	local rc=$?
+	if [ -n "$SERVER_PID" ]; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	[ -z "$TPM_UP" ] || bash "$SRC/swtpm-setup/swtpm-stop.sh" "$T/tpm" >/dev/null 2>&1 || true
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+
+eval "$(bash "$SRC/swtpm-setup/softhsm-token.sh" "$T/hsm" stk-bench)"
+eval "$(bash "$SRC/swtpm-setup/swtpm-start.sh" "$T/tpm")"
+TPM_UP=1
+
+# Site (file key: the gateway figure is about the HTTP/TLS path) + server.
+export SITETOKEN_SITE=$T/site
+"$STK" site init --site "$SITETOKEN_SITE" >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$T/tls.key" -out "$T/tls.crt" -days 30 -subj /CN=localhost \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
+chmod 600 "$T/tls.key"
+( umask 077; "$STK" bulk new --lifetime 60 --json >"$T/bulk.json" )
+python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' \
+	"$T/bulk.json" "$T/bulk.tok"
+rm -f "$T/bulk.json"
+# The server needs one descriptor per connection for the RSS figure.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+"$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
+	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/server.pid" \
+	--ready-file "$T/ready" 2>>"$T/server.stderr" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+	[ -s "$T/ready" ] && break
+	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
+	sleep 0.1
+done
+[ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$T/ready"
+
+"$BENCH" --tmp "$T" --cmg "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500" \
+	--ca "$T/tls.crt" --bulk-token-file "$T/bulk.tok" --server-pid "$SERVER_PID" "$@"
