@@ -311,7 +311,7 @@ adm_authenticate(struct srv_admin *a, struct MHD_Connection *c, const char *peer
 		*why = "wrong bearer secret";
 		return -1;
 	}
-	snprintf(actor, alen, "admin-console/%02x%02x%02x%02x@%s", want[0], want[1],
+	snprintf(actor, alen, "admin-console/%02x%02x%02x%02x@%.39s", want[0], want[1],
 	    want[2], want[3], peer);
 	return 0;
 }
@@ -323,7 +323,7 @@ adm_unauthorized(struct srv_admin *a, struct MHD_Connection *c, const char *meth
 	struct stk_error err;
 	char actor[64], subject[80];
 
-	snprintf(actor, sizeof(actor), "anonymous@%s", peer);
+	snprintf(actor, sizeof(actor), "anonymous@%.53s", peer);
 	snprintf(subject, sizeof(subject), "%.8s %.70s", method, url);
 	stk_error_clear(&err);
 	pthread_mutex_lock(a->site_mu);
