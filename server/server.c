@@ -465,7 +465,8 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void
+/* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */
+static void __attribute__((format(printf, 2, 0)))
 srv_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct srv *s = cls;
