@@ -62,6 +62,7 @@ try {
   assert.equal(resp.status(), 200);
   assert.match(resp.headers()['content-security-policy'], /default-src 'self'/);
   await page.locator('#login').waitFor();
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-login.png') });
   await page.fill('#secret', 'A'.repeat(43));
   await page.click('#login-submit');
   await page.locator('#login-error').filter({ hasText: 'not the admin secret' }).waitFor();
@@ -152,6 +153,8 @@ try {
   assert.equal((await status(guid).textContent()).trim(), 'Active');
   ok('Block asks for confirmation; Cancel changes nothing');
   await row(guid).locator('button[data-action="block"]').click();
+  await page.locator('#confirm').waitFor();
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-confirm.png') });
   await page.click('#confirm-ok');
   await status(guid).filter({ hasText: 'Blocked' }).waitFor();
   await page.locator('#audit-body td', { hasText: /^bulk\.block$/ }).waitFor();

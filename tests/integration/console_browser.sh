@@ -62,11 +62,11 @@ n() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
 [ "$(n "event='admin.auth' AND outcome='refused' AND detail='wrong bearer secret'")" = 1 ] || fail "wrong secret sign-in not audited"
 ok "audit: new, block, unblock by the admin identity; the refused registration; the wrong sign-in"
 
-for f in console.png console-new-token.png; do
+for f in console.png console-new-token.png console-login.png console-confirm.png; do
 	[ -s "$ARTIFACTS/$f" ] || fail "no screenshot $f"
 	head -c 8 "$ARTIFACTS/$f" | od -An -tx1 | grep -q '89 50 4e 47' || fail "$f is not a PNG"
 done
-ok "screenshots: $ARTIFACTS/console.png, console-new-token.png"
+ok "screenshots in $ARTIFACTS: console.png, console-new-token.png, console-login.png, console-confirm.png"
 
 assert_no_tokens_in_logs
 stop_server
