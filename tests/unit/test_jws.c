@@ -555,7 +555,7 @@ test_size_limit(void **state)
 {
 	struct fx *f = *state;
 	struct stk_error err;
-	char h[512], p[9000], extra[9000], *tok;
+	char h[512], p[20000], extra[9000], *tok;
 	size_t len, pad;
 
 	hdr(f, h, sizeof(h), NULL);
