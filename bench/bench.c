@@ -15,7 +15,7 @@
 
 struct bench_opts bench_opts = {
 	.rounds = 5,
-	.seconds = 0.25,
+	.seconds = 0.2,
 	.mem_ops = 1000000,
 	.gw_conns = 1000,
 	.gw_regs = 200,

@@ -33,6 +33,10 @@ struct vkey {
 	enum stk_key_type type;
 	char kid[44];
 	char x5t[44];                      /* empty when added as a bare key */
+	/* The header our signer writes for this key, as JSON and base64url
+	 * (NULL for a bare key: no x5t to write). */
+	char *hdr_json;
+	char *hdr_b64;
 };
 
 struct stk_verifier {
@@ -99,6 +103,22 @@ stk_claims_clear(struct stk_claims *c)
 /* ------------------------------------------------------------------ */
 /* Issuing                                                             */
 
+/* The one header a signer writes: the verifier rebuilds it to recognise
+ * its own tokens' headers byte for byte. */
+static char *
+jws_header_json(enum stk_key_type type, const char *x5t, const char *kid)
+{
+	json_t *h;
+	char *txt;
+
+	if ((h = json_pack("{s:s, s:s, s:s, s:s}", "typ", "JWT",
+	    "alg", stk_key_type_alg(type), "x5t", x5t, "kid", kid)) == NULL)
+		return NULL;
+	txt = json_dumps(h, JSON_COMPACT);
+	json_decref(h);
+	return txt;
+}
+
 int
 stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
     size_t cert_len, const char *site_guid, struct stk_signer **out,
@@ -106,7 +126,6 @@ stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
 {
 	struct stk_signer *s = NULL;
 	EVP_PKEY *pub = NULL;
-	json_t *h = NULL;
 	char *htxt = NULL;
 	int r;
 
@@ -127,9 +146,7 @@ stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
 		goto fail;
 	}
 	r = STK_E_NOMEM;
-	if ((h = json_pack("{s:s, s:s, s:s, s:s}", "typ", "JWT",
-	    "alg", stk_key_type_alg(key->type), "x5t", s->x5t, "kid", s->kid)) == NULL ||
-	    (htxt = json_dumps(h, JSON_COMPACT)) == NULL ||
+	if ((htxt = jws_header_json(key->type, s->x5t, s->kid)) == NULL ||
 	    stk_b64url_encode((const unsigned char *)htxt, strlen(htxt),
 	    &s->header_b64) != 0) {
 		stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
@@ -140,7 +157,6 @@ stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
 	r = STK_OK;
 fail:
 	free(htxt);
-	json_decref(h);
 	EVP_PKEY_free(pub);
 	stk_signer_free(s);
 	return r;
@@ -322,8 +338,11 @@ stk_verifier_free(struct stk_verifier *v)
 
 	if (v == NULL)
 		return;
-	for (i = 0; i < v->nkeys; i++)
+	for (i = 0; i < v->nkeys; i++) {
 		EVP_PKEY_free(v->keys[i].pkey);
+		free(v->keys[i].hdr_json);
+		free(v->keys[i].hdr_b64);
+	}
 	free(v);
 }
 
@@ -353,8 +372,19 @@ verifier_add(struct stk_verifier *v, EVP_PKEY *pkey, const char *x5t,
 		    "cannot compute kid");
 	if (x5t != NULL)
 		snprintf(k->x5t, sizeof(k->x5t), "%s", x5t);
-	if (EVP_PKEY_up_ref(pkey) != 1)
+	/* Best effort: without it, headers are only parsed in full. */
+	if (x5t != NULL && (k->hdr_json = jws_header_json(type, k->x5t,
+	    k->kid)) != NULL && stk_b64url_encode((unsigned char *)k->hdr_json,
+	    strlen(k->hdr_json), &k->hdr_b64) != 0) {
+		free(k->hdr_json);
+		k->hdr_json = NULL;
+	}
+	if (EVP_PKEY_up_ref(pkey) != 1) {
+		free(k->hdr_json);
+		free(k->hdr_b64);
+		memset(k, 0, sizeof(*k));
 		return stk_error_openssl(err, STK_E_CRYPTO, "EVP_PKEY_up_ref");
+	}
 	k->pkey = pkey;
 	k->type = type;
 	v->nkeys++;
@@ -444,6 +474,23 @@ verifier_pick(const struct stk_verifier *v, const char *kid, const char *x5t)
 		    strcmp(v->keys[i].x5t, x5t) == 0)
 			return &v->keys[i];
 	}
+	return NULL;
+}
+
+/* The key whose own header (as our signer writes it) the token carries
+ * byte for byte, or NULL. Such a header passes every header rule by
+ * construction, so it need not be decoded and parsed again. */
+static const struct vkey *
+verifier_known_header(const struct stk_verifier *v, const char *seg,
+    size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++)
+		if (v->keys[i].hdr_b64 != NULL &&
+		    strlen(v->keys[i].hdr_b64) == len &&
+		    memcmp(v->keys[i].hdr_b64, seg, len) == 0)
+			return &v->keys[i];
 	return NULL;
 }
 
@@ -659,13 +706,21 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 	if (d1 == token || d2 == d1 + 1)
 		return REFUSE(STK_E_TOKEN_FORMAT, "token has an empty segment");
 
-	if ((h = jws_json_segment(token, (size_t)(d1 - token), "header",
-	    &c.header_json, err, &r)) == NULL)
-		goto out;
-	/* Header rules first, so "alg":"none" with its empty signature is
-	 * refused for what it is. */
-	if ((r = jws_check_header(v, h, &key, err)) != 0)
-		goto out;
+	if ((key = verifier_known_header(v, token, (size_t)(d1 - token))) != NULL) {
+		if ((c.header_json = strdup(key->hdr_json)) == NULL) {
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+			    "out of memory");
+			goto out;
+		}
+	} else {
+		if ((h = jws_json_segment(token, (size_t)(d1 - token), "header",
+		    &c.header_json, err, &r)) == NULL)
+			goto out;
+		/* Header rules first, so "alg":"none" with its empty
+		 * signature is refused for what it is. */
+		if ((r = jws_check_header(v, h, &key, err)) != 0)
+			goto out;
+	}
 	if (d2 + 1 == token + len) {
 		r = REFUSE(STK_E_TOKEN_SIGNATURE, "token is unsigned (empty signature)");
 		goto out;
