@@ -80,8 +80,8 @@ read_bulk(const char *file, int from_stdin)
 	else if (from_stdin)
 		fp = stdin;
 	if (fp != NULL) {
-		if ((buf = malloc(STK_TOKEN_MAX * 2 + 1)) != NULL) {
-			n = fread(buf, 1, STK_TOKEN_MAX * 2, fp);
+		if ((buf = malloc((size_t)STK_TOKEN_MAX * 2 + 1)) != NULL) {
+			n = fread(buf, 1, (size_t)STK_TOKEN_MAX * 2, fp);
 			buf[n] = '\0';
 		}
 		if (fp != stdin)
@@ -383,7 +383,7 @@ main(int argc, char **argv)
 	argc -= i;
 	argv += i;
 	stk_error_clear(&err);
-	if ((r = agent_open(&a, state, &err)) != 0) {
+	if (agent_open(&a, state, &err) != 0) {
 		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
 		agent_close(&a);
 		return AGENT_EXIT_ERROR;
