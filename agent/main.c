@@ -348,7 +348,7 @@ main(int argc, char **argv)
 	struct stk_error err;
 	const char *state = getenv("SITETOKEN_AGENT_STATE"), *off = getenv("SITETOKEN_TIME_OFFSET");
 	char *end;
-	int i, r, rc;
+	int i, rc;
 
 	memset(&a, 0, sizeof(a));
 	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
