@@ -10,7 +10,7 @@
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_BACKEND, OPT_KEYTYPE, OPT_KEYURI, OPT_P11URI,
-    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT };
+    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT, OPT_DB, OPT_DBSCHEMA };
 
 static int
 site_init(int argc, char **argv)
@@ -24,6 +24,8 @@ site_init(int argc, char **argv)
 		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
 		{ "tcti", required_argument, NULL, OPT_TCTI },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "db", required_argument, NULL, OPT_DB },
+		{ "db-schema", required_argument, NULL, OPT_DBSCHEMA },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct stk_site_init_opts io;
@@ -49,6 +51,8 @@ site_init(int argc, char **argv)
 		case OPT_P11MOD: mod = optarg; break;
 		case OPT_TCTI: tcti = optarg; break;
 		case OPT_JSON: json = 1; break;
+		case OPT_DB: io.db = optarg; break;
+		case OPT_DBSCHEMA: io.db_schema = optarg; break;
 		default: return cli_usage_error("bad option for 'site init'");
 		}
 	}

@@ -23,6 +23,8 @@ static const char usage_text[] =
 "  site init [--backend file|pkcs11|tpm] [--key-type rsa2048|rsa3072|p256]\n"
 "            [--key-uri URI] [--pkcs11-uri URI] [--pkcs11-module PATH]\n"
 "            [--tcti CONF]          make the site key, certificate and database\n"
+"            [--db CONNINFO [--db-schema NAME]]  PostgreSQL instead of SQLite\n"
+"                                   (or $SITETOKEN_DB; no password in it)\n"
 "  site show [--json]               site GUID, backend, certificate\n"
 "  key show [--json]                backend, key type, x5t, kid, and the key's\n"
 "                                   protection attributes read from the device\n"

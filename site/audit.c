@@ -62,20 +62,20 @@ audit_hash(const struct stk_audit_record *r, char out[65])
 static int
 audit_head(struct stk_site *s, int64_t *seq, char hash[65], struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int rc;
 
 	*seq = 0;
 	memcpy(hash, audit_genesis, 65);
-	if (sqlite3_prepare_v2(s->db, "SELECT seq, hash FROM audit ORDER BY seq DESC"
-	    " LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT seq, hash FROM audit ORDER BY seq DESC"
+	    " LIMIT 1", &st) != 0)
 		return site_db_error(s, err, "reading the audit log");
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*seq = sqlite3_column_int64(st, 0);
-		snprintf(hash, 65, "%s", (const char *)sqlite3_column_text(st, 1));
+	if ((rc = db_step(st)) == SITE_DB_ROW) {
+		*seq = db_column_int64(st, 0);
+		snprintf(hash, 65, "%s", db_column_text(st, 1));
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	db_finalize(st);
+	if (rc != SITE_DB_ROW && rc != SITE_DB_DONE)
 		return site_db_error(s, err, "reading the audit log");
 	return STK_OK;
 }
@@ -83,13 +83,13 @@ audit_head(struct stk_site *s, int64_t *seq, char hash[65], struct stk_error *er
 static int64_t
 audit_last_checkpoint(struct stk_site *s)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int64_t seq = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM audit_checkpoints", -1,
-	    &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		seq = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	if (db_prepare(s->store, "SELECT max(seq) FROM audit_checkpoints", &st) == 0 &&
+	    db_step(st) == SITE_DB_ROW)
+		seq = db_column_int64(st, 0);
+	db_finalize(st);
 	return seq;
 }
 
@@ -99,7 +99,7 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     struct stk_error *err)
 {
 	struct stk_audit_record rec;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int own = !s->in_tx, r;
 
 	memset(&rec, 0, sizeof(rec));
@@ -115,32 +115,32 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	rec.seq++;
 	rec.at = stk_now();
 	audit_hash(&rec, rec.hash);
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO audit (seq, at, actor, event,"
+	if (db_prepare(s->store, "INSERT INTO audit (seq, at, actor, event,"
 	    " subject, outcome, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)",
-	    -1, &st, NULL) != SQLITE_OK) {
+	    &st) != 0) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
 	}
-	sqlite3_bind_int64(st, 1, rec.seq);
-	sqlite3_bind_int64(st, 2, rec.at);
-	sqlite3_bind_text(st, 3, rec.actor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, rec.event, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, rec.subject, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, rec.outcome, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, rec.detail, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, rec.prev_hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 9, rec.hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	db_bind_int64(st, 1, rec.seq);
+	db_bind_int64(st, 2, rec.at);
+	db_bind_text(st, 3, rec.actor);
+	db_bind_text(st, 4, rec.event);
+	db_bind_text(st, 5, rec.subject);
+	db_bind_text(st, 6, rec.outcome);
+	db_bind_text(st, 7, rec.detail);
+	db_bind_text(st, 8, rec.prev_hash);
+	db_bind_text(st, 9, rec.hash);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	s->audit_dirty = 1;
 	if (own)
 		return stk_site_tx_commit(s, err);
 	return STK_OK;
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	if (own)
 		stk_site_tx_rollback(s);
 	return r;
@@ -159,7 +159,7 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 {
 	struct stk_key *key;
 	const struct stk_signer *signer;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	unsigned char sig[STK_SIG_MAX];
 	char msg[256], hash[65], sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
 	size_t siglen = sizeof(sig);
@@ -182,24 +182,24 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	    &siglen, err)) != 0)
 		goto fail;
 	stk_b64url_encode_buf(sig, siglen, sigb64);
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO audit_checkpoints (seq, head_hash,"
-	    " at, kid, sig) VALUES (?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "INSERT INTO audit_checkpoints (seq, head_hash,"
+	    " at, kid, sig) VALUES (?,?,?,?,?)", &st) != 0) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
-	sqlite3_bind_int64(st, 1, seq);
-	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, at);
-	sqlite3_bind_text(st, 4, stk_signer_kid(signer), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, sigb64, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	db_bind_int64(st, 1, seq);
+	db_bind_text(st, 2, hash);
+	db_bind_int64(st, 3, at);
+	db_bind_text(st, 4, stk_signer_kid(signer));
+	db_bind_text(st, 5, sigb64);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return stk_site_tx_commit(s, err);
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 	return r;
 }
@@ -221,13 +221,13 @@ site_audit_after_commit(struct stk_site *s)
 }
 
 static void
-audit_row(sqlite3_stmt *st, struct stk_audit_record *r)
+audit_row(struct site_stmt *st, struct stk_audit_record *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->seq = sqlite3_column_int64(st, 0);
-	r->at = sqlite3_column_int64(st, 1);
+	r->seq = db_column_int64(st, 0);
+	r->at = db_column_int64(st, 1);
 #define COL(i, f) snprintf(r->f, sizeof(r->f), "%s", \
-	sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	db_column_text(st, i) ? db_column_text(st, i) : "")
 	COL(2, actor);
 	COL(3, event);
 	COL(4, subject);
@@ -243,20 +243,20 @@ stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
     struct stk_error *err)
 {
 	struct stk_audit_record rec;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int rc, r = STK_OK;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT seq, at, actor, event, subject, outcome,"
-	    " detail, prev_hash, hash FROM audit ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT seq, at, actor, event, subject, outcome,"
+	    " detail, prev_hash, hash FROM audit ORDER BY seq", &st) != 0)
 		return site_db_error(s, err, "reading the audit log");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		audit_row(st, &rec);
 		if ((r = cb(ctx, &rec)) != 0)
 			break;
 	}
-	if (r == 0 && rc != SQLITE_DONE)
+	if (r == 0 && rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading the audit log");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -335,7 +335,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
     struct stk_error *err)
 {
 	struct chain_walk w;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	EVP_PKEY *pub = NULL;
 	char kid[44], msg[256];
 	int64_t prev_cp = 0;
@@ -347,8 +347,8 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	w.expect = 1;
 	memcpy(w.prev, audit_genesis, 65);
 	/* One read transaction: a concurrent writer cannot make us see a torn chain. */
-	if ((r = site_exec(s, "BEGIN", err)) != 0)
-		return r;
+	if (s->store->vt->begin_read(s->store) != 0)
+		return site_db_error(s, err, "reading the audit log");
 	r = stk_audit_foreach(s, chain_step, &w, err);
 	if (r < 0)
 		goto out;
@@ -359,16 +359,16 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		    "cannot read the site public key");
 		goto out;
 	}
-	if (sqlite3_prepare_v2(s->db, "SELECT seq, head_hash, at, kid, sig FROM"
-	    " audit_checkpoints ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig FROM"
+	    " audit_checkpoints ORDER BY seq", &st) != 0) {
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t seq = sqlite3_column_int64(st, 0);
-		const char *head = (const char *)sqlite3_column_text(st, 1);
-		const char *ckid = (const char *)sqlite3_column_text(st, 3);
-		const char *sigb = (const char *)sqlite3_column_text(st, 4);
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		int64_t seq = db_column_int64(st, 0);
+		const char *head = db_column_text(st, 1);
+		const char *ckid = db_column_text(st, 3);
+		const char *sigb = db_column_text(st, 4);
 		unsigned char *sig = NULL;
 		size_t siglen = 0;
 		int ok;
@@ -382,7 +382,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 			goto out;
 		}
 		checkpoint_message(s->guid, seq, head ? head : "",
-		    sqlite3_column_int64(st, 2), msg, sizeof(msg));
+		    db_column_int64(st, 2), msg, sizeof(msg));
 		ok = head != NULL && ckid != NULL && sigb != NULL &&
 		    strcmp(ckid, kid) == 0 &&
 		    stk_b64url_decode(sigb, strlen(sigb), &sig, &siglen) == 0 &&
@@ -419,14 +419,14 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		rep->checkpoints++;
 		rep->last_checkpoint_seq = seq;
 	}
-	if (rc != SQLITE_DONE) {
+	if (rc != SITE_DB_DONE) {
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
 	}
 	r = 0;
 out:
-	sqlite3_finalize(st);
-	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	db_finalize(st);
+	s->store->vt->rollback(s->store); /* read-only: nothing to keep */
 	EVP_PKEY_free(pub);
 	free(w.hashes);
 	return r;

@@ -51,20 +51,20 @@ static int
 bulk_insert(struct stk_site *s, const struct stk_bulk_record *rec,
     struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int r = STK_OK;
 
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO bulk_tokens (guid, nbf, exp,"
-	    " created_at, created_by) VALUES (?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "INSERT INTO bulk_tokens (guid, nbf, exp,"
+	    " created_at, created_by) VALUES (?,?,?,?,?)", &st) != 0)
 		return site_db_error(s, err, "recording the bulk token");
-	sqlite3_bind_text(st, 1, rec->guid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, rec->nbf);
-	sqlite3_bind_int64(st, 3, rec->exp);
-	sqlite3_bind_int64(st, 4, rec->created_at);
-	sqlite3_bind_text(st, 5, rec->created_by, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	db_bind_text(st, 1, rec->guid);
+	db_bind_int64(st, 2, rec->nbf);
+	db_bind_int64(st, 3, rec->exp);
+	db_bind_int64(st, 4, rec->created_at);
+	db_bind_text(st, 5, rec->created_by);
+	if (db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "recording the bulk token");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -112,24 +112,24 @@ fail:
 }
 
 static void
-bulk_row(sqlite3_stmt *st, struct stk_bulk_record *rec)
+bulk_row(struct site_stmt *st, struct stk_bulk_record *rec)
 {
 	memset(rec, 0, sizeof(*rec));
-	snprintf(rec->guid, sizeof(rec->guid), "%s", (const char *)sqlite3_column_text(st, 0));
-	rec->nbf = sqlite3_column_int64(st, 1);
-	rec->exp = sqlite3_column_int64(st, 2);
-	rec->created_at = sqlite3_column_int64(st, 3);
+	snprintf(rec->guid, sizeof(rec->guid), "%s", db_column_text(st, 0));
+	rec->nbf = db_column_int64(st, 1);
+	rec->exp = db_column_int64(st, 2);
+	rec->created_at = db_column_int64(st, 3);
 	snprintf(rec->created_by, sizeof(rec->created_by), "%s",
-	    (const char *)sqlite3_column_text(st, 4));
-	rec->blocked = sqlite3_column_int(st, 5);
-	rec->blocked_at = sqlite3_column_int64(st, 6);
+	    db_column_text(st, 4));
+	rec->blocked = db_column_int(st, 5);
+	rec->blocked_at = db_column_int64(st, 6);
 }
 
 int
 stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
     struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	char g[STK_GUID_LEN + 1];
 	size_t i;
 	int rc, r;
@@ -140,19 +140,19 @@ stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
 		    "'%.40s' is not a GUID", guid ? guid : "");
 	for (i = 0; i <= STK_GUID_LEN; i++)
 		g[i] = (char)tolower((unsigned char)guid[i]);
-	if (sqlite3_prepare_v2(s->db, "SELECT guid, nbf, exp, created_at, created_by,"
-	    " blocked, blocked_at FROM bulk_tokens WHERE guid = ?", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
+	    " blocked, blocked_at FROM bulk_tokens WHERE guid = ?", &st) != 0)
 		return site_db_error(s, err, "reading bulk tokens");
-	sqlite3_bind_text(st, 1, g, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	db_bind_text(st, 1, g);
+	if ((rc = db_step(st)) == SITE_DB_ROW) {
 		bulk_row(st, rec);
 		r = STK_OK;
-	} else if (rc == SQLITE_DONE)
+	} else if (rc == SITE_DB_DONE)
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "no bulk registration token with GUID %s on this site", g);
 	else
 		r = site_db_error(s, err, "reading bulk tokens");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -161,7 +161,7 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
     const char *actor, struct stk_error *err)
 {
 	struct stk_bulk_record rec;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	const char *event = block ? "bulk.block" : "bulk.unblock";
 	int r;
 
@@ -176,22 +176,22 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
 			goto fail;
 		return stk_site_tx_commit(s, err);
 	}
-	if (sqlite3_prepare_v2(s->db, "UPDATE bulk_tokens SET blocked = ?, blocked_at = ?"
-	    " WHERE guid = ?", -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "UPDATE bulk_tokens SET blocked = ?, blocked_at = ?"
+	    " WHERE guid = ?", &st) != 0) {
 		r = site_db_error(s, err, "updating the bulk token");
 		goto fail;
 	}
-	sqlite3_bind_int(st, 1, block ? 1 : 0);
+	db_bind_int64(st, 1, block ? 1 : 0);
 	if (block)
-		sqlite3_bind_int64(st, 2, stk_now());
+		db_bind_int64(st, 2, stk_now());
 	else
-		sqlite3_bind_null(st, 2);
-	sqlite3_bind_text(st, 3, rec.guid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_bind_null(st, 2);
+	db_bind_text(st, 3, rec.guid);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the bulk token");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, event, rec.guid, "ok", "", err)) != 0)
 		goto fail;
@@ -201,7 +201,7 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
 	    block ? "blocked" : "unblocked");
 	return STK_OK;
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 	return r;
 }
@@ -252,7 +252,7 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 {
 	struct stk_cert_row *v = NULL, *row;
 	size_t cap = 16, cnt = 0;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	const unsigned char *p = s->cert;
 	unsigned char md[20];
 	X509 *x;
@@ -276,12 +276,12 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 	snprintf(row->status, sizeof(row->status), "%s",
 	    now >= row->valid_to ? "Expired" : "Active");
 
-	if (sqlite3_prepare_v2(s->db, "SELECT guid, nbf, exp, created_at, created_by,"
-	    " blocked, blocked_at FROM bulk_tokens", -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
+	    " blocked, blocked_at FROM bulk_tokens", &st) != 0) {
 		r = site_db_error(s, err, "reading bulk tokens");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		struct stk_bulk_record rec;
 
 		if (cnt == cap) {
@@ -305,10 +305,10 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 		snprintf(row->status, sizeof(row->status), "%s", rec.blocked ? "Blocked" :
 		    now >= rec.exp ? "Expired" : "Active");
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading bulk tokens");
 out:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	if (r != 0) {
 		free(v);
 		return r;

@@ -65,44 +65,39 @@ stk_now(void)
 int
 site_db_error(struct stk_site *s, struct stk_error *err, const char *what)
 {
-	int rc = sqlite3_extended_errcode(s->db);
+	struct site_db *db = s->store;
 
-	return stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
-	    "%s: %s", what, sqlite3_errmsg(s->db));
+	return stk_error_set(err, STK_E_DB, db->vt->layer, db->vt->errcode(db),
+	    "%s: %s", what, db->vt->errmsg(db));
 }
 
 int
 site_exec(struct stk_site *s, const char *sql, struct stk_error *err)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-
-	if (rc != SQLITE_OK) {
-		stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
-		    "database: %s", msg ? msg : sqlite3_errstr(rc));
-		sqlite3_free(msg);
-		return STK_E_DB;
-	}
+	if (db_exec(s->store, sql) != 0)
+		return site_db_error(s, err, "database");
 	return STK_OK;
 }
 
 int
 stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
 {
-	int r;
-
-	/* IMMEDIATE takes the write lock now, so two writers queue on the
-	 * busy timeout instead of failing with "database is locked" later. */
-	if ((r = site_exec(s, "BEGIN IMMEDIATE", err)) == 0)
-		s->in_tx = 1;
-	return r;
+	/* The write lock is taken now (BEGIN IMMEDIATE, an advisory lock on
+	 * PostgreSQL), so two writers queue instead of failing later or
+	 * forking the audit chain. */
+	if (s->store->vt->begin_write(s->store) != 0)
+		return site_db_error(s, err, "database");
+	s->in_tx = 1;
+	return STK_OK;
 }
 
 int
 stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 {
-	int r = site_exec(s, "COMMIT", err);
+	int r = STK_OK;
 
+	if (s->store->vt->commit(s->store) != 0)
+		r = site_db_error(s, err, "database");
 	if (r != 0)
 		stk_site_tx_rollback(s);
 	s->in_tx = 0;
@@ -116,59 +111,156 @@ void
 stk_site_tx_rollback(struct stk_site *s)
 {
 	if (s->in_tx)
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->store->vt->rollback(s->store);
 	s->in_tx = 0;
 	s->audit_dirty = 0;
 }
 
+/* Apply the migrations this store has not seen yet. Each runs under the
+ * write lock and re-reads the version there, so two nodes opening a new
+ * database at once migrate it once. */
 static int
-site_db_open(struct stk_site *s, int create, struct stk_error *err)
+site_db_migrate(struct stk_site *s, struct stk_error *err)
 {
-	char path[PATH_MAX];
-	sqlite3_stmt *st = NULL;
-	int version, rc, r;
-	size_t i, n = sizeof(site_migrations) / sizeof(site_migrations[0]);
+	struct site_db *db = s->store;
+	int version, r;
+	size_t n = sizeof(site_migrations) / sizeof(site_migrations[0]);
 
-	snprintf(path, sizeof(path), "%s/site.db", s->dir);
-	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
-	if (rc != SQLITE_OK) {
-		r = stk_error_set(err, rc == SQLITE_CANTOPEN ? STK_E_NOTFOUND : STK_E_DB,
-		    STK_LAYER_SQLITE, (unsigned long)rc,
-		    "cannot open site database %s: %s", path,
-		    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-		return r;
-	}
-	sqlite3_busy_timeout(s->db, 15000);
-	if ((r = site_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-	    "PRAGMA foreign_keys=ON;", err)) != 0)
-		return r;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return site_db_error(s, err, "reading schema version");
-	}
-	version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	if (version > (int)n)
-		return stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-		    "site database schema %d is newer than this program (%zu)",
-		    version, n);
-	for (i = (size_t)version; i < n; i++) {
-		char pragma[64];
-
+	for (;;) {
 		if ((r = stk_site_tx_begin(s, err)) != 0)
 			return r;
-		snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%zu", i + 1);
-		if ((r = site_exec(s, site_migrations[i], err)) != 0 ||
-		    (r = site_exec(s, pragma, err)) != 0) {
+		if (db->vt->get_version(db, &version) != 0) {
+			r = site_db_error(s, err, "reading schema version");
+			goto fail;
+		}
+		if (version > (int)n) {
+			r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+			    "site database schema %d is newer than this program (%zu)",
+			    version, n);
+			goto fail;
+		}
+		if (version == (int)n) {
 			stk_site_tx_rollback(s);
-			return r;
+			return STK_OK;
+		}
+		if ((r = site_exec(s, site_migrations[version], err)) != 0)
+			goto fail;
+		if (db->vt->set_version(db, version + 1) != 0) {
+			r = site_db_error(s, err, "writing schema version");
+			goto fail;
 		}
 		if ((r = stk_site_tx_commit(s, err)) != 0)
 			return r;
 	}
-	return STK_OK;
+fail:
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+/* ---- site.conf: which store holds the site, and this node's name ----
+ * key=value lines, mode 0600. Never a password (the store refuses one). */
+
+struct site_conf {
+	char *db, *schema, *node;
+};
+
+static void
+site_conf_clear(struct site_conf *c)
+{
+	free(c->db);
+	free(c->schema);
+	free(c->node);
+	memset(c, 0, sizeof(*c));
+}
+
+/* 0 and an empty conf when there is no site.conf (a plain SQLite site). */
+static int
+site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err)
+{
+	char path[PATH_MAX], line[2048];
+	FILE *f;
+	int r = STK_OK;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(path, sizeof(path), "%s/site.conf", dir);
+	if ((f = fopen(path, "re")) == NULL)
+		return errno == ENOENT ? STK_OK : stk_error_set(err, STK_E_IO,
+		    STK_LAYER_SYS, (unsigned long)errno, "cannot read %s: %s", path,
+		    strerror(errno));
+	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *v, **slot = NULL;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if ((v = strchr(line, '=')) == NULL) {
+			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "%s: bad line '%.40s'", path, line);
+			break;
+		}
+		*v++ = '\0';
+		if (strcmp(line, "db") == 0)
+			slot = &c->db;
+		else if (strcmp(line, "schema") == 0)
+			slot = &c->schema;
+		else if (strcmp(line, "node") == 0)
+			slot = &c->node;
+		else
+			continue; /* newer keys: ignored by this version */
+		free(*slot);
+		if ((*slot = strdup(v)) == NULL)
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	}
+	fclose(f);
+	if (r != 0)
+		site_conf_clear(c);
+	return r;
+}
+
+static int write_file_atomic(const char *dir, const char *name, const void *data,
+    size_t len, mode_t mode, struct stk_error *err);
+
+static int
+site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *err)
+{
+	char *text = NULL;
+	int r;
+
+	if (asprintf(&text, "# sitetoken site configuration. No secrets here: a\n"
+	    "# PostgreSQL password goes in a libpq service file or PGPASSFILE.\n"
+	    "%s%s%s%s%s%s%s%s%s", c->db ? "db=" : "", c->db ? c->db : "",
+	    c->db ? "\n" : "", c->schema ? "schema=" : "", c->schema ? c->schema : "",
+	    c->schema ? "\n" : "", c->node ? "node=" : "", c->node ? c->node : "",
+	    c->node ? "\n" : "") < 0)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	r = write_file_atomic(dir, "site.conf", text, strlen(text), 0600, err);
+	free(text);
+	return r;
+}
+
+/* Open the store named by the site's configuration (SQLite site.db in the
+ * site directory when there is none). */
+static int
+site_db_open(struct stk_site *s, const struct site_conf *c, int create,
+    struct stk_error *err)
+{
+	const struct site_db_vtable *vt = site_db_find(c->db);
+	char path[PATH_MAX];
+	int r;
+
+	if (vt == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "site database '%.40s...' needs a store this build lacks "
+		    "(PostgreSQL)", c->db);
+	if (vt == &site_db_sqlite) {
+		snprintf(path, sizeof(path), "%s/site.db", s->dir);
+		r = vt->open(path, NULL, create, &s->store, err);
+	} else
+		r = vt->open(c->db, c->schema, create, &s->store, err);
+	if (r != 0)
+		return r;
+	s->db = site_db_sqlite_handle(s->store);
+	return site_db_migrate(s, err);
 }
 
 static int
@@ -195,8 +287,9 @@ stk_site_close(struct stk_site *s)
 	stk_verifier_free(s->verifier);
 	stk_signer_free(s->signer);
 	stk_key_close(s->key);
-	if (s->db != NULL)
-		sqlite3_close_v2(s->db);
+	if (s->store != NULL)
+		s->store->vt->close(s->store);
+	free(s->node);
 	pthread_mutex_destroy(&s->lock);
 	free(s->cert);
 	free(s->backend);
@@ -241,7 +334,8 @@ static void
 site_init_cleanup(const char *dir, int made_dir)
 {
 	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
-	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey" };
+	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
+	    ".site.conf.tmp" };
 	char path[PATH_MAX];
 	size_t i;
 
@@ -255,6 +349,32 @@ site_init_cleanup(const char *dir, int made_dir)
 		rmdir(dir);
 }
 
+/* A site's schema name on a shared store: "site_" and the GUID's hex. */
+static void
+site_schema_name(const char *guid, char out[48])
+{
+	size_t o = 0;
+
+	o += (size_t)snprintf(out, 48, "site_");
+	for (; *guid && o < 47; guid++)
+		if (*guid != '-')
+			out[o++] = *guid;
+	out[o] = '\0';
+}
+
+static int
+site_exists(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/site.db", dir);
+	if (stat(path, &sb) == 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/site.conf", dir);
+	return stat(path, &sb) == 0;
+}
+
 int
 stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
     struct stk_site **out, struct stk_error *err)
@@ -262,19 +382,26 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	struct stk_site *s = NULL;
 	struct stk_key_opts ko;
 	struct stk_key *key = NULL;
-	char *uri = NULL, *pem = NULL, path[PATH_MAX], kid[44];
+	struct site_conf conf;
+	const struct site_db_vtable *vt;
+	char *uri = NULL, *pem = NULL, path[PATH_MAX], kid[44], schema[48];
 	EVP_PKEY *pub = NULL;
-	sqlite3_stmt *st = NULL;
-	struct stat sb;
+	struct site_stmt *st = NULL;
 	enum stk_key_type type = opts->key_type ? opts->key_type : STK_KEY_RSA2048;
-	int r, made_dir = 0;
+	int r, made_dir = 0, made_store = 0;
 	int64_t now = stk_now();
+	const char *dbconn = opts->db ? opts->db : getenv("SITETOKEN_DB");
 
 	*out = NULL;
-	snprintf(path, sizeof(path), "%s/site.db", dir);
-	if (stat(path, &sb) == 0)
+	memset(&conf, 0, sizeof(conf));
+	if (site_exists(dir))
 		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "a site already exists in %s", dir);
+	if ((vt = site_db_find(dbconn)) == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "site database: this build has no PostgreSQL store");
+	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(dbconn, err)) != 0)
+		return r;
 	if (mkdir(dir, 0700) == 0)
 		made_dir = 1;
 	else if (errno != EEXIST)
@@ -291,6 +418,19 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	if (stk_guid_new(s->guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
 		goto fail;
+	}
+	if (vt != &site_db_sqlite) {
+		const char *sch = opts->db_schema ? opts->db_schema :
+		    getenv("SITETOKEN_DB_SCHEMA");
+
+		if (sch == NULL || *sch == '\0') {
+			site_schema_name(s->guid, schema);
+			sch = schema;
+		}
+		if ((conf.db = strdup(dbconn)) == NULL || (conf.schema = strdup(sch)) == NULL) {
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+			goto fail;
+		}
 	}
 	stk_site_set_key_opts(s, &opts->key);
 	ko = s->kopts;
@@ -312,8 +452,13 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	}
 	if ((r = write_file_atomic(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0)
 		goto fail;
-	if ((r = site_db_open(s, 1, err)) != 0)
+	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
 		goto fail;
+	if ((r = site_db_open(s, &conf, 1, err)) != 0) {
+		made_store = s->store != NULL;
+		goto fail;
+	}
+	made_store = 1;
 	if ((s->backend = strdup(key->vt->name)) == NULL || (s->key_uri = strdup(uri)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 		goto fail;
@@ -321,24 +466,24 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	s->key_type = type;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto fail;
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO site (id, tenant, backend, key_uri,"
-	    " key_type, cert, kid, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)", -1,
-	    &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "INSERT INTO site (id, tenant, backend, key_uri,"
+	    " key_type, cert, kid, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+	    &st) != 0) {
 		r = site_db_error(s, err, "recording the site");
 		goto fail_tx;
 	}
-	sqlite3_bind_text(st, 1, s->guid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, s->backend, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, s->key_uri, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, stk_key_type_name(type), -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 5, s->cert, (int)s->cert_len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, kid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, now);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	db_bind_text(st, 1, s->guid);
+	db_bind_text(st, 2, s->backend);
+	db_bind_text(st, 3, s->key_uri);
+	db_bind_text(st, 4, stk_key_type_name(type));
+	db_bind_blob(st, 5, s->cert, s->cert_len);
+	db_bind_text(st, 6, kid);
+	db_bind_int64(st, 7, now);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the site");
 		goto fail_tx;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	st = NULL;
 	s->key = key;
 	key = NULL;
@@ -350,21 +495,25 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	/* The first checkpoint anchors the chain to the site key. */
 	if ((r = stk_audit_checkpoint(s, err)) != 0)
 		goto fail;
-	STK_LOG(STK_LOG_INFO, "site", "site %s initialised with %s key (%s)",
-	    s->guid, s->backend, stk_key_type_name(type));
+	STK_LOG(STK_LOG_INFO, "site", "site %s initialised with %s key (%s), %s store",
+	    s->guid, s->backend, stk_key_type_name(type), s->store->vt->name);
 	free(uri);
 	free(pem);
 	EVP_PKEY_free(pub);
+	site_conf_clear(&conf);
 	*out = s;
 	return STK_OK;
 fail_tx:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 fail:
+	if (made_store && s->store->vt->drop != NULL)
+		s->store->vt->drop(s->store);
 	stk_key_close(key);
 	free(uri);
 	free(pem);
 	EVP_PKEY_free(pub);
+	site_conf_clear(&conf);
 	stk_site_close(s);
 	site_init_cleanup(dir, made_dir);
 	return r;
@@ -374,49 +523,59 @@ int
 stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 {
 	struct stk_site *s = NULL;
-	sqlite3_stmt *st = NULL;
-	char path[PATH_MAX];
-	struct stat sb;
+	struct site_stmt *st = NULL;
+	struct site_conf conf;
 	const void *blob;
-	int r, n;
+	const char *t;
+	size_t n;
+	int r;
 
 	*out = NULL;
-	snprintf(path, sizeof(path), "%s/site.db", dir);
-	if (stat(path, &sb) != 0)
-		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_SYS, (unsigned long)errno,
+	memset(&conf, 0, sizeof(conf));
+	if (!site_exists(dir))
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_SYS, (unsigned long)ENOENT,
 		    "no site in %s (run 'sitetoken site init' first)", dir);
-	if ((r = site_alloc(dir, &s, err)) != 0)
+	if ((r = site_conf_read(dir, &conf, err)) != 0)
 		return r;
-	if ((r = site_db_open(s, 0, err)) != 0)
+	if ((r = site_alloc(dir, &s, err)) != 0)
 		goto fail;
-	if (sqlite3_prepare_v2(s->db, "SELECT tenant, backend, key_uri, key_type, cert"
-	    " FROM site WHERE id = 1", -1, &st, NULL) != SQLITE_OK) {
-		r = site_db_error(s, err, "reading the site");
-		goto fail;
-	}
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-		    "site database %s has no site record", path);
-		goto fail;
-	}
-	snprintf(s->guid, sizeof(s->guid), "%s", (const char *)sqlite3_column_text(st, 0));
-	s->backend = strdup((const char *)sqlite3_column_text(st, 1));
-	s->key_uri = strdup((const char *)sqlite3_column_text(st, 2));
-	s->key_type = stk_key_type_parse((const char *)sqlite3_column_text(st, 3));
-	blob = sqlite3_column_blob(st, 4);
-	n = sqlite3_column_bytes(st, 4);
-	if (s->backend == NULL || s->key_uri == NULL || n <= 0 ||
-	    (s->cert = malloc((size_t)n)) == NULL) {
+	if (conf.node != NULL && (s->node = strdup(conf.node)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 		goto fail;
 	}
-	memcpy(s->cert, blob, (size_t)n);
-	s->cert_len = (size_t)n;
-	sqlite3_finalize(st);
+	if ((r = site_db_open(s, &conf, 0, err)) != 0)
+		goto fail;
+	if (db_prepare(s->store, "SELECT tenant, backend, key_uri, key_type, cert"
+	    " FROM site WHERE id = 1", &st) != 0) {
+		r = site_db_error(s, err, "reading the site");
+		goto fail;
+	}
+	if ((r = db_step(st)) != SITE_DB_ROW) {
+		r = r == SITE_DB_DONE ? stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+		    "site database of %s has no site record", dir) :
+		    site_db_error(s, err, "reading the site");
+		goto fail;
+	}
+	t = db_column_text(st, 0);
+	snprintf(s->guid, sizeof(s->guid), "%s", t ? t : "");
+	s->backend = strdup((t = db_column_text(st, 1)) ? t : "");
+	s->key_uri = strdup((t = db_column_text(st, 2)) ? t : "");
+	s->key_type = stk_key_type_parse((t = db_column_text(st, 3)) ? t : "");
+	blob = db_column_blob(st, 4, &n);
+	if (s->backend == NULL || s->key_uri == NULL || n == 0 || blob == NULL ||
+	    (s->cert = malloc(n)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto fail;
+	}
+	memcpy(s->cert, blob, n);
+	s->cert_len = n;
+	db_finalize(st);
+	site_conf_clear(&conf);
 	*out = s;
 	return STK_OK;
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
+	site_conf_clear(&conf);
 	stk_site_close(s);
 	return r;
 }
@@ -514,5 +673,51 @@ stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
 	}
 	*out = s->verifier;
 	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+site_store_dump(struct stk_site *s, char **out, size_t *len, struct stk_error *err)
+{
+	static const char *const tables[] = { "site", "bulk_tokens", "audit",
+	    "audit_checkpoints", "devices", "settings" };
+	struct site_stmt *st = NULL;
+	char sql[64];
+	FILE *f;
+	size_t i;
+	int c, rc = SITE_DB_DONE, r = STK_OK;
+
+	*out = NULL;
+	*len = 0;
+	if ((f = open_memstream(out, len)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	for (i = 0; r == 0 && i < sizeof(tables) / sizeof(tables[0]); i++) {
+		snprintf(sql, sizeof(sql), "SELECT * FROM %s", tables[i]);
+		if (db_prepare(s->store, sql, &st) != 0) {
+			r = site_db_error(s, err, "dumping the store");
+			break;
+		}
+		while ((rc = db_step(st)) == SITE_DB_ROW)
+			for (c = 0; c < 16; c++) { /* past the last column: NULL */
+				size_t n;
+				const void *b;
+
+				if (db_column_is_null(st, c) ||
+				    (b = db_column_blob(st, c, &n)) == NULL)
+					continue;
+				fwrite(b, 1, n, f);
+				fputc('\n', f);
+			}
+		if (rc != SITE_DB_DONE)
+			r = site_db_error(s, err, "dumping the store");
+		db_finalize(st);
+		st = NULL;
+	}
+	fclose(f);
+	if (r != 0) {
+		free(*out);
+		*out = NULL;
+		*len = 0;
+	}
 	return r;
 }

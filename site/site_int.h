@@ -5,10 +5,14 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include "sitetoken/site.h"
+#include "db.h"
 
 struct stk_site {
 	char *dir;
-	sqlite3 *db;
+	struct site_db *store;       /* the site store (db.h) */
+	sqlite3 *db;                 /* raw handle for code not yet on the store
+	                              * interface; NULL on PostgreSQL */
+	char *node;                  /* this node's name (site.conf), or NULL */
 	char guid[STK_GUID_LEN + 1];
 	char *backend;
 	char *key_uri;
@@ -27,6 +31,12 @@ struct stk_site {
 };
 
 int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
+/* Every row of every site table as bytes, for tests that must prove what
+ * the store does not hold (*out malloc'd). */
+int site_store_dump(struct stk_site *s, char **out, size_t *len,
+    struct stk_error *err);
+/* The raw SQLite handle behind a SQLite store (NULL for other stores). */
+sqlite3 *site_db_sqlite_handle(struct site_db *db);
 /* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);

@@ -51,6 +51,7 @@ enum stk_layer {
 	STK_LAYER_TSS2,    /* native = TSS2_RC */
 	STK_LAYER_SQLITE,  /* native = sqlite result code */
 	STK_LAYER_TOKEN,   /* token validation */
+	STK_LAYER_PG,      /* native = 0 (SQLSTATE is in the message) */
 };
 
 struct stk_error {

@@ -4,6 +4,8 @@
  * Site directory layout:
  *   site.db    SQLite (WAL, synchronous=FULL): site record, bulk token
  *              records (never a token), audit chain and checkpoints
+ *   site.conf  instead of site.db when the site lives in PostgreSQL: the
+ *              connection string (no password), schema and node name
  *   site.crt   the site certificate (PEM), for verifiers
  *   site.key   the PEM key (file backend only, mode 0600)
  *   logs/      CCM_STS.log, MP_RegistrationManager.log, ClientAuth.log */
@@ -36,6 +38,13 @@ struct stk_site_init_opts {
 	enum stk_key_type key_type; /* default rsa2048 */
 	struct stk_key_opts key;    /* tcti, module path...; site_dir is set by init */
 	const char *actor;          /* who runs it, for the audit log */
+	/* Site store: NULL takes $SITETOKEN_DB, and without it SQLite (site.db
+	 * in the site directory). "postgresql://..." or a libpq "key=value"
+	 * string puts the site in PostgreSQL, in schema db_schema (NULL takes
+	 * $SITETOKEN_DB_SCHEMA, else "site_<GUID hex>"); it is kept in site.conf
+	 * and must not hold a password (libpq service file or PGPASSFILE). */
+	const char *db;
+	const char *db_schema;
 };
 
 /* Create the site directory (0700), key, certificate and database. Refuses

@@ -1,0 +1,282 @@
+/* SQLite store: the embedded default. One file (site.db) in the site
+ * directory, WAL, synchronous=FULL; BEGIN IMMEDIATE is the write lock. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include "db.h"
+
+struct sq_db {
+	const struct site_db_vtable *vt;
+	sqlite3 *h;
+	char msg[256];     /* last error when SQLite's own is not it */
+	int rc;
+};
+
+struct sq_stmt {
+	const struct site_db_vtable *vt;
+	struct sq_db *db;
+	sqlite3_stmt *st;
+};
+
+#define SQ(d) ((struct sq_db *)(d))
+#define SQS(s) ((struct sq_stmt *)(s))
+
+static int
+sq_fail(struct sq_db *d, int rc)
+{
+	d->rc = rc;
+	d->msg[0] = '\0';
+	return rc == SQLITE_OK ? SQLITE_ERROR : rc;
+}
+
+static int
+sq_open(const char *path, const char *schema, int create, struct site_db **out,
+    struct stk_error *err)
+{
+	struct sq_db *d;
+	char *msg = NULL;
+	int rc, r;
+
+	(void)schema;
+	*out = NULL;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	d->vt = &site_db_sqlite;
+	rc = sqlite3_open_v2(path, &d->h, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
+	if (rc != SQLITE_OK) {
+		r = stk_error_set(err, rc == SQLITE_CANTOPEN ? STK_E_NOTFOUND : STK_E_DB,
+		    STK_LAYER_SQLITE, (unsigned long)rc,
+		    "cannot open site database %s: %s", path,
+		    d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(d->h, 15000);
+	if ((rc = sqlite3_exec(d->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	    "PRAGMA foreign_keys=ON;", NULL, NULL, &msg)) != SQLITE_OK) {
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
+		    "database: %s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		goto fail;
+	}
+	*out = (struct site_db *)d;
+	return STK_OK;
+fail:
+	sqlite3_close_v2(d->h);
+	free(d);
+	return r;
+}
+
+static void
+sq_close(struct site_db *db)
+{
+	if (db == NULL)
+		return;
+	sqlite3_close_v2(SQ(db)->h);
+	free(db);
+}
+
+static int
+sq_exec(struct site_db *db, const char *sql)
+{
+	struct sq_db *d = SQ(db);
+	char *msg = NULL;
+	int rc = sqlite3_exec(d->h, sql, NULL, NULL, &msg);
+
+	if (rc == SQLITE_OK)
+		return 0;
+	sq_fail(d, rc);
+	/* sqlite3_exec's message is the precise one; keep it. */
+	if (msg != NULL)
+		strncpy(d->msg, msg, sizeof(d->msg) - 1);
+	sqlite3_free(msg);
+	return -1;
+}
+
+static int sq_begin_write(struct site_db *db) { return sq_exec(db, "BEGIN IMMEDIATE"); }
+static int sq_begin_read(struct site_db *db) { return sq_exec(db, "BEGIN"); }
+static int sq_commit(struct site_db *db) { return sq_exec(db, "COMMIT"); }
+static void sq_rollback(struct site_db *db)
+{
+	sqlite3_exec(SQ(db)->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+sq_get_version(struct site_db *db, int *version)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*version = 0;
+	if ((rc = sqlite3_prepare_v2(SQ(db)->h, "PRAGMA user_version", -1, &st,
+	    NULL)) != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		sq_fail(SQ(db), rc);
+		return -1;
+	}
+	*version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int
+sq_set_version(struct site_db *db, int version)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", version);
+	return sq_exec(db, sql);
+}
+
+static int
+sq_prepare(struct site_db *db, const char *sql, struct site_stmt **out)
+{
+	struct sq_stmt *s;
+	int rc;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		sq_fail(SQ(db), SQLITE_NOMEM);
+		return -1;
+	}
+	s->vt = &site_db_sqlite;
+	s->db = SQ(db);
+	if ((rc = sqlite3_prepare_v2(SQ(db)->h, sql, -1, &s->st, NULL)) != SQLITE_OK) {
+		sq_fail(SQ(db), rc);
+		free(s);
+		return -1;
+	}
+	*out = (struct site_stmt *)s;
+	return 0;
+}
+
+static int
+sq_bind_text(struct site_stmt *st, int i, const char *v)
+{
+	return sqlite3_bind_text(SQS(st)->st, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+}
+
+static int
+sq_bind_int64(struct site_stmt *st, int i, int64_t v)
+{
+	return sqlite3_bind_int64(SQS(st)->st, i, v) == SQLITE_OK ? 0 : -1;
+}
+
+static int
+sq_bind_blob(struct site_stmt *st, int i, const void *v, size_t n)
+{
+	return sqlite3_bind_blob64(SQS(st)->st, i, v, n, SQLITE_TRANSIENT) ==
+	    SQLITE_OK ? 0 : -1;
+}
+
+static int
+sq_bind_null(struct site_stmt *st, int i)
+{
+	return sqlite3_bind_null(SQS(st)->st, i) == SQLITE_OK ? 0 : -1;
+}
+
+static int
+sq_step(struct site_stmt *st)
+{
+	int rc = sqlite3_step(SQS(st)->st);
+
+	if (rc == SQLITE_ROW)
+		return SITE_DB_ROW;
+	if (rc == SQLITE_DONE)
+		return SITE_DB_DONE;
+	sq_fail(SQS(st)->db, rc);
+	return SITE_DB_ERROR;
+}
+
+static int
+sq_column_is_null(struct site_stmt *st, int i)
+{
+	return sqlite3_column_type(SQS(st)->st, i) == SQLITE_NULL;
+}
+
+static int64_t
+sq_column_int64(struct site_stmt *st, int i)
+{
+	return sqlite3_column_int64(SQS(st)->st, i);
+}
+
+static const char *
+sq_column_text(struct site_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(SQS(st)->st, i);
+}
+
+static const void *
+sq_column_blob(struct site_stmt *st, int i, size_t *n)
+{
+	const void *p = sqlite3_column_blob(SQS(st)->st, i);
+
+	*n = (size_t)sqlite3_column_bytes(SQS(st)->st, i);
+	return p;
+}
+
+static void
+sq_finalize(struct site_stmt *st)
+{
+	if (st == NULL)
+		return;
+	sqlite3_finalize(SQS(st)->st);
+	free(st);
+}
+
+static int64_t sq_changes(struct site_db *db) { return sqlite3_changes(SQ(db)->h); }
+
+static const char *
+sq_errmsg(struct site_db *db)
+{
+	struct sq_db *d = SQ(db);
+
+	if (d->msg[0] != '\0')
+		return d->msg;
+	/* sqlite3_errmsg describes the connection's last failure. */
+	return d->rc == SQLITE_NOMEM ? sqlite3_errstr(d->rc) : sqlite3_errmsg(d->h);
+}
+
+static unsigned long
+sq_errcode(struct site_db *db)
+{
+	int rc = sqlite3_extended_errcode(SQ(db)->h);
+
+	return (unsigned long)(rc != SQLITE_OK ? rc : SQ(db)->rc);
+}
+
+const struct site_db_vtable site_db_sqlite = {
+	.name = "sqlite",
+	.layer = STK_LAYER_SQLITE,
+	.open = sq_open,
+	.close = sq_close,
+	.exec = sq_exec,
+	.begin_write = sq_begin_write,
+	.begin_read = sq_begin_read,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.get_version = sq_get_version,
+	.set_version = sq_set_version,
+	.prepare = sq_prepare,
+	.bind_text = sq_bind_text,
+	.bind_int64 = sq_bind_int64,
+	.bind_blob = sq_bind_blob,
+	.bind_null = sq_bind_null,
+	.step = sq_step,
+	.column_is_null = sq_column_is_null,
+	.column_int64 = sq_column_int64,
+	.column_text = sq_column_text,
+	.column_blob = sq_column_blob,
+	.finalize = sq_finalize,
+	.changes = sq_changes,
+	.errmsg = sq_errmsg,
+	.errcode = sq_errcode,
+};
+
+sqlite3 *site_db_sqlite_handle(struct site_db *db);
+
+sqlite3 *
+site_db_sqlite_handle(struct site_db *db)
+{
+	return db != NULL && db->vt == &site_db_sqlite ? SQ(db)->h : NULL;
+}

@@ -1,0 +1,25 @@
+# The site store on PostgreSQL: a throw-away cluster (unix socket in the
+# build tree, no TCP) is started before and stopped after the tests labelled
+# "pg", which run the same site tests with SITETOKEN_DB pointing at it (each
+# site gets its own schema). Nothing skips: CI installs postgresql.
+if(STK_STORE_PG)
+  set(STK_PG_DIR ${CMAKE_CURRENT_BINARY_DIR}/tmp/pg)
+  set(STK_PG_DB "host=${STK_PG_DIR} port=5432 dbname=sitetoken user=postgres")
+  add_test(NAME pg_start COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_cluster.sh
+    start ${STK_PG_DIR})
+  add_test(NAME pg_stop COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_cluster.sh
+    stop ${STK_PG_DIR})
+  set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg LABELS pg)
+  set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
+  set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}")
+  foreach(t test_site)
+    add_test(NAME ${t}_pg COMMAND ${t})
+    set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
+      ENVIRONMENT "${STK_PG_ENV}")
+  endforeach()
+  foreach(t cli_roundtrip pg_store)
+    add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
+    set_tests_properties(${t}_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
+      ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
+  endforeach()
+endif()
