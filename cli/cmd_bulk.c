@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
+#include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
@@ -146,6 +147,7 @@ row_cmp(const void *a, const void *b)
 	case 3: c = (x->valid_to > y->valid_to) - (x->valid_to < y->valid_to); break;
 	case 4: c = strcmp(x->status, y->status); break;
 	case 5: c = (x->created_at > y->created_at) - (x->created_at < y->created_at); break;
+	case 6: c = (x->devices > y->devices) - (x->devices < y->devices); break;
 	}
 	if (c == 0)
 		c = strcasecmp(x->id, y->id);
@@ -174,7 +176,8 @@ cmd_certs(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
-	static const char *const cols[] = { "type", "id", "from", "to", "status", "created" };
+	static const char *const cols[] = { "type", "id", "from", "to", "status", "created",
+	    "devices" };
 	const char *dir = NULL, *type = NULL, *sort = NULL;
 	struct stk_site *s;
 	struct stk_cert_row *rows = NULL;
@@ -209,16 +212,19 @@ cmd_certs(int argc, char **argv)
 			sort_desc = 1;
 			sort++;
 		}
-		for (sort_col = 0; sort_col < 6; sort_col++)
+		for (sort_col = 0; sort_col < 7; sort_col++)
 			if (strcmp(sort, cols[sort_col]) == 0)
 				break;
-		if (sort_col == 6)
-			return cli_usage_error("--sort must be one of type, id, from, to, status, created");
+		if (sort_col == 7)
+			return cli_usage_error("--sort must be one of type, id, from, to, "
+			    "status, created, devices");
 	}
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
 	stk_error_clear(&err);
 	r = stk_certs_list(s, stk_now(), &rows, &n, &err);
+	if (r == 0 && (r = stk_certs_count_devices(s, rows, n, &err)) != 0)
+		free(rows);
 	stk_site_close(s);
 	if (r != 0)
 		return cli_fail(&err, r);
@@ -226,8 +232,8 @@ cmd_certs(int argc, char **argv)
 	if (json)
 		arr = json_array();
 	else
-		printf("%-24s %-40s %-20s %-20s %s\n", "Type", "GUID / Thumbprint",
-		    "Valid from", "Valid to", "Status");
+		printf("%-24s %-40s %-20s %-20s %-8s %s\n", "Type", "GUID / Thumbprint",
+		    "Valid from", "Valid to", "Status", "Devices");
 	for (i = 0; i < n; i++) {
 		char from[32], to[32];
 
@@ -236,13 +242,14 @@ cmd_certs(int argc, char **argv)
 		cli_time(rows[i].valid_from, from, sizeof(from));
 		cli_time(rows[i].valid_to, to, sizeof(to));
 		if (json)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}",
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}",
 			    "type", rows[i].type, "id", rows[i].id, "valid_from", from,
 			    "valid_to", to, "nbf", (json_int_t)rows[i].valid_from,
-			    "exp", (json_int_t)rows[i].valid_to, "status", rows[i].status));
+			    "exp", (json_int_t)rows[i].valid_to, "status", rows[i].status,
+			    "devices", (json_int_t)rows[i].devices));
 		else
-			printf("%-24s %-40s %-20s %-20s %s\n", rows[i].type, rows[i].id,
-			    from, to, rows[i].status);
+			printf("%-24s %-40s %-20s %-20s %-8s %ld\n", rows[i].type, rows[i].id,
+			    from, to, rows[i].status, rows[i].devices);
 	}
 	if (json) {
 		char *txt = json_dumps(arr, JSON_INDENT(2));

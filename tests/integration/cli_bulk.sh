@@ -79,6 +79,9 @@ expect_exit 0 "sort by valid-to descending" -- "$ST" certs list --type bulk --so
 expect_eq "$(json 'str([r["exp"] for r in d]==sorted([r["exp"] for r in d], reverse=True))' <<<"$OUT")" "True" "sorted by valid-to desc"
 expect_exit 0 "sort by status" -- "$ST" certs list --sort status --json
 expect_eq "$(json 'str([r["status"] for r in d]==sorted([r["status"] for r in d]))' <<<"$OUT")" "True" "sorted by status"
+expect_eq "$(json 'sorted(set(r["devices"] for r in d))' <<<"$OUT")" "[0]" "devices column (none registered yet)"
+expect_exit 0 "sort by devices" -- "$ST" certs list --sort -devices
+expect_in "Devices" "$OUT" "human output has a Devices column"
 expect_exit 2 "bad sort column" -- "$ST" certs list --sort colour
 expect_exit 2 "bad type filter" -- "$ST" certs list --type user
 expect_exit 0 "expired status with clock jump" -- env SITETOKEN_TIME_OFFSET=700000 "$ST" certs list --type bulk --json
