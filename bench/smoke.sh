@@ -21,6 +21,6 @@ for fig in "verify RS256 1t" "verify RS256 2t" "verify ES256 1t" "verify ES256 2
 done
 [ "$missing" = 0 ] || exit 1
 # The JSON form parses and holds the same number of figures.
-json=$(bash "$HERE/run.sh" "$BUILD" --quick --json --only tokens)
+json=$("$BUILD/bench/sitetoken-bench" --quick --json --only tokens)
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert len(d) == 10, d; print("json ok:", len(d), "figures")' "$json"
 echo "ok - every figure printed"
