@@ -38,6 +38,10 @@ int cmd_verify(int argc, char **argv);
 int cmd_bulk(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+/* cli/cmd_node.c: several nodes, key rotation */
+int cmd_node(int argc, char **argv);
+int cmd_key_rotate(int argc, char **argv);
+int cmd_key_list(int argc, char **argv);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
 int bulk_new_print(const char *site_dir, const char *lifetime, int json);

@@ -289,5 +289,9 @@ cmd_key(int argc, char **argv)
 		return key_show(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "export") == 0)
 		return key_export(argc - 1, argv + 1);
-	return cli_usage_error("usage: key show|export");
+	if (argc >= 2 && strcmp(argv[1], "rotate") == 0)
+		return cmd_key_rotate(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "list") == 0)
+		return cmd_key_list(argc - 1, argv + 1);
+	return cli_usage_error("usage: key show|export|rotate|list");
 }

@@ -29,6 +29,12 @@ static const char usage_text[] =
 "  key show [--json]                backend, key type, x5t, kid, and the key's\n"
 "                                   protection attributes read from the device\n"
 "  key export [--jwks] [--out FILE] public key as PEM (default) or JWKS\n"
+"  key rotate [--key-uri URI] [--key-type TYPE]  new key for this node; the\n"
+"                                   old one verifies until its tokens expire\n"
+"  key list [--json]                every site key: node, status, kid\n"
+"  node add --node NAME --db CONNINFO --db-schema NAME [--backend ...]\n"
+"                                   join a PostgreSQL site from another node\n"
+"                                   with this node's own key\n"
 "\n"
 "Tokens:\n"
 "  issue --type bulk [--lifetime MINUTES] [--json]\n"
@@ -125,6 +131,8 @@ main(int argc, char **argv)
 		return cmd_site(argc, argv);
 	if (strcmp(argv[0], "key") == 0)
 		return cmd_key(argc, argv);
+	if (strcmp(argv[0], "node") == 0)
+		return cmd_node(argc, argv);
 	if (strcmp(argv[0], "issue") == 0)
 		return cmd_issue(argc, argv);
 	if (strcmp(argv[0], "verify") == 0)

@@ -371,6 +371,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		const char *sigb = db_column_text(st, 4);
 		unsigned char *sig = NULL;
 		size_t siglen = 0;
+		EVP_PKEY *k = NULL;
 		int ok;
 
 		if (seq < 1) {
@@ -383,11 +384,16 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		}
 		checkpoint_message(s->guid, seq, head ? head : "",
 		    db_column_int64(st, 2), msg, sizeof(msg));
+		/* Signed by the site key or by any key a node ever registered
+		 * (retired keys too: their checkpoints stay history). */
+		if (ckid != NULL && strcmp(ckid, kid) != 0)
+			k = site_keys_pubkey(s, ckid);
 		ok = head != NULL && ckid != NULL && sigb != NULL &&
-		    strcmp(ckid, kid) == 0 &&
+		    (strcmp(ckid, kid) == 0 || k != NULL) &&
 		    stk_b64url_decode(sigb, strlen(sigb), &sig, &siglen) == 0 &&
-		    stk_sig_verify(pub, (const unsigned char *)msg, strlen(msg),
+		    stk_sig_verify(k ? k : pub, (const unsigned char *)msg, strlen(msg),
 		    sig, siglen) == 0;
+		EVP_PKEY_free(k);
 		free(sig);
 		if (!ok) {
 			rep->bad_seq = seq;

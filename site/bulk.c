@@ -210,14 +210,11 @@ int
 stk_bulk_check(struct stk_site *s, const char *token, size_t len, int64_t now,
     struct stk_claims *claims, struct stk_error *err)
 {
-	const struct stk_verifier *v;
 	struct stk_bulk_record rec;
 	int r;
 
 	memset(claims, 0, sizeof(*claims));
-	if ((r = stk_site_verifier(s, &v, err)) != 0)
-		return r;
-	if ((r = stk_verify(v, token, len, STK_TOKEN_BULK, now, claims, err)) != 0)
+	if ((r = stk_site_verify(s, token, len, STK_TOKEN_BULK, now, claims, err)) != 0)
 		return r;
 	if ((r = stk_bulk_get(s, claims->id, &rec, err)) != 0) {
 		if (r == STK_E_NOTFOUND)

@@ -44,6 +44,16 @@ static const char *const site_migrations[] = {
 	"  last_token_jti TEXT, last_issued_at INTEGER, token_exp INTEGER);"
 	"CREATE INDEX devices_bulk ON devices (bulk_guid);"
 	"CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+	/* 2 -> 3: one signing key per node, rotation (site/keys.c) */
+	"CREATE TABLE site_keys ("
+	"  kid TEXT PRIMARY KEY, node TEXT NOT NULL, backend TEXT NOT NULL,"
+	"  key_uri TEXT NOT NULL, key_type TEXT NOT NULL, cert BLOB NOT NULL,"
+	"  status TEXT NOT NULL CHECK (status IN ('active', 'retiring', 'retired')),"
+	"  created_at INTEGER NOT NULL, not_after INTEGER, retired_at INTEGER);"
+	"CREATE INDEX site_keys_node ON site_keys (node, status);"
+	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
+	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
+	"  'active', created_at FROM site;",
 };
 
 int64_t
@@ -217,9 +227,6 @@ site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err)
 	return r;
 }
 
-static int write_file_atomic(const char *dir, const char *name, const void *data,
-    size_t len, mode_t mode, struct stk_error *err);
-
 static int
 site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *err)
 {
@@ -233,7 +240,7 @@ site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *er
 	    c->schema ? "\n" : "", c->node ? "node=" : "", c->node ? c->node : "",
 	    c->node ? "\n" : "") < 0)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	r = write_file_atomic(dir, "site.conf", text, strlen(text), 0600, err);
+	r = site_write_file(dir, "site.conf", text, strlen(text), 0600, err);
 	free(text);
 	return r;
 }
@@ -287,6 +294,8 @@ stk_site_close(struct stk_site *s)
 	stk_verifier_free(s->verifier);
 	stk_signer_free(s->signer);
 	stk_key_close(s->key);
+	site_keys_free_parked(s);
+	free(s->keys_fp);
 	if (s->store != NULL)
 		s->store->vt->close(s->store);
 	free(s->node);
@@ -300,8 +309,8 @@ stk_site_close(struct stk_site *s)
 	free(s);
 }
 
-static int
-write_file_atomic(const char *dir, const char *name, const void *data,
+int
+site_write_file(const char *dir, const char *name, const void *data,
     size_t len, mode_t mode, struct stk_error *err)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -427,7 +436,8 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 			site_schema_name(s->guid, schema);
 			sch = schema;
 		}
-		if ((conf.db = strdup(dbconn)) == NULL || (conf.schema = strdup(sch)) == NULL) {
+		if ((conf.db = strdup(dbconn)) == NULL || (conf.schema = strdup(sch)) == NULL ||
+		    (conf.node = strdup(SITE_NODE_DEFAULT)) == NULL) {
 			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 			goto fail;
 		}
@@ -450,7 +460,7 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot encode certificate");
 		goto fail;
 	}
-	if ((r = write_file_atomic(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0)
+	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0)
 		goto fail;
 	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
 		goto fail;
@@ -485,6 +495,10 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	}
 	db_finalize(st);
 	st = NULL;
+	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, s->key_uri,
+	    type, s->cert, s->cert_len, now, err)) != 0)
+		goto fail_tx;
+	snprintf(s->kid, sizeof(s->kid), "%s", kid);
 	s->key = key;
 	key = NULL;
 	if ((r = stk_audit_append(s, opts->actor ? opts->actor : "admin",
@@ -570,6 +584,10 @@ stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 	memcpy(s->cert, blob, n);
 	s->cert_len = n;
 	db_finalize(st);
+	st = NULL;
+	/* A node signs with its own key, not the one site init made. */
+	if ((r = site_keys_open(s, err)) != 0)
+		goto fail;
 	site_conf_clear(&conf);
 	*out = s;
 	return STK_OK;
@@ -644,6 +662,9 @@ stk_site_signer(struct stk_site *s, const struct stk_signer **out,
 	int r;
 
 	*out = NULL;
+	/* Follow a rotation made by another process of this node. */
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
 	if ((r = stk_site_key(s, &key, err)) != 0)
 		return r;
 	pthread_mutex_lock(&s->lock);
@@ -658,22 +679,68 @@ int
 stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
     struct stk_error *err)
 {
-	struct stk_verifier *v = NULL;
-	int r = STK_OK;
+	int r;
 
 	*out = NULL;
+	/* Built from every active and retiring key in the store (keys.c). */
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
 	pthread_mutex_lock(&s->lock);
-	if (s->verifier == NULL) {
-		if ((r = stk_verifier_new(s->guid, &v, err)) == 0 &&
-		    (r = stk_verifier_add_cert(v, s->cert, s->cert_len, err)) == 0) {
-			s->verifier = v;
-			v = NULL;
-		}
-		stk_verifier_free(v);
-	}
 	*out = s->verifier;
 	pthread_mutex_unlock(&s->lock);
+	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+	    "site has no verification key");
+}
+
+int
+site_node_create(const char *dir, const char *db, const char *schema,
+    const char *node, struct stk_site **out, int *made_dir, struct stk_error *err)
+{
+	const struct site_db_vtable *vt = site_db_find(db);
+	struct site_conf conf;
+	char path[PATH_MAX];
+	int r;
+
+	*out = NULL;
+	*made_dir = 0;
+	if (db == NULL || vt == NULL || vt == &site_db_sqlite || schema == NULL ||
+	    *schema == '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "a node joins a site in a shared store: give the PostgreSQL "
+		    "connection string and the site's schema (see site.conf)");
+	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(db, err)) != 0)
+		return r;
+	if (site_exists(dir))
+		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+		    "a site already exists in %s", dir);
+	if (mkdir(dir, 0700) == 0)
+		*made_dir = 1;
+	else if (errno != EEXIST)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot create site directory %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot create %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	conf.db = (char *)db;
+	conf.schema = (char *)schema;
+	conf.node = (char *)node;
+	if ((r = site_conf_write(dir, &conf, err)) != 0 ||
+	    (r = stk_site_open(dir, out, err)) != 0)
+		goto fail;
+	return STK_OK;
+fail:
+	site_node_cleanup(dir, *made_dir);
+	*made_dir = 0;
 	return r;
+}
+
+void
+site_node_cleanup(const char *dir, int made_dir)
+{
+	site_init_cleanup(dir, made_dir);
 }
 
 int

@@ -3,6 +3,7 @@
 #define SITETOKEN_SITE_INT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <sqlite3.h>
 #include "sitetoken/site.h"
 #include "db.h"
@@ -28,7 +29,35 @@ struct stk_site {
 	struct stk_verifier *verifier;
 	int in_tx;
 	int audit_dirty;             /* records appended since the last commit */
+	/* site keys (keys.c) */
+	char kid[64];                /* this node's signing key, "" if unknown */
+	char *keys_fp;               /* the key set the verifier was built from */
+	int64_t keys_checked;        /* when the key set was last read */
+	int64_t keys_missed;         /* last refresh for an unknown kid */
+	int refreshing;
+	struct site_parked *parked;  /* replaced objects, freed at close */
 };
+
+#define SITE_NODE_DEFAULT "main"  /* the node that ran site init */
+
+/* site.c */
+int site_write_file(const char *dir, const char *name, const void *data,
+    size_t len, mode_t mode, struct stk_error *err);
+/* Join an existing site in the store: make dir, write site.conf, open. */
+int site_node_create(const char *dir, const char *db, const char *schema,
+    const char *node, struct stk_site **out, int *made_dir, struct stk_error *err);
+void site_node_cleanup(const char *dir, int made_dir);
+/* keys.c */
+int site_keys_insert(struct stk_site *s, const char *kid, const char *node,
+    const char *backend, const char *key_uri, enum stk_key_type type,
+    const unsigned char *cert, size_t cert_len, int64_t now,
+    struct stk_error *err);
+int site_keys_open(struct stk_site *s, struct stk_error *err);
+/* Re-read the key set when the cache is stale (or force): retire what is
+ * due, rebuild the verifier if the set changed, follow this node's key. */
+int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);
+EVP_PKEY *site_keys_pubkey(struct stk_site *s, const char *kid);
+void site_keys_free_parked(struct stk_site *s);
 
 int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
 /* Every row of every site table as bytes, for tests that must prove what

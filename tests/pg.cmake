@@ -17,7 +17,7 @@ if(STK_STORE_PG)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")
   endforeach()
-  foreach(t cli_roundtrip pg_store)
+  foreach(t cli_roundtrip pg_store node_keys)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")

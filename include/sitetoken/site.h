@@ -73,6 +73,56 @@ int stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err
 int stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
     struct stk_error *err);
 
+/* Verify a token with every active or retiring site key; a kid the cached
+ * key set does not know makes it re-read the store once (another node's
+ * new key). As stk_verify otherwise. */
+int stk_site_verify(struct stk_site *s, const char *token, size_t len,
+    enum stk_token_type expect, int64_t now, struct stk_claims *claims,
+    struct stk_error *err);
+
+/* ---- Several nodes, key rotation ----
+ * Each node signs with its own key (its own TPM, HSM or key file), listed in
+ * the store with its kid and certificate; every node verifies with every
+ * active or retiring key. */
+
+/* This node's name ("main" for the node that ran site init). */
+const char *stk_site_node(const struct stk_site *s);
+
+struct stk_site_node_opts {
+	const char *db;             /* the site's store (connection string) */
+	const char *db_schema;      /* its schema (see site.conf of a node) */
+	const char *node;           /* this node's name, unique in the site */
+	const char *backend;        /* key backend, as for site init */
+	const char *key_uri;
+	enum stk_key_type key_type;
+	struct stk_key_opts key;
+	const char *actor;
+};
+/* Join an existing site from another node: a new site directory (0700) with
+ * site.conf, this node's own key and certificate, registered in the store
+ * (audited as node.add). Refuses a node name in use. */
+int stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
+    struct stk_site **out, struct stk_error *err);
+
+/* Make a new key for this node (same backend; type STK_KEY_NONE keeps the
+ * type; key_uri NULL: a new key file for the file backend, required for
+ * the others) and sign with it from now on. The old key turns "retiring"
+ * and keeps verifying until every token it signed has expired (client
+ * token lifetime + leeway), then is retired. Both steps are audited. */
+int stk_site_key_rotate(struct stk_site *s, const char *key_uri,
+    enum stk_key_type type, const char *actor, char new_kid[64],
+    struct stk_error *err);
+
+struct stk_site_key_row {
+	char kid[64], node[64], backend[16], key_type[16];
+	char status[12];            /* active, retiring, retired */
+	int64_t created_at, not_after, retired_at; /* 0 when not set */
+	int mine;                   /* this node signs with it */
+};
+/* Every key the site ever had. *rows malloc'd (free()). */
+int stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
+    size_t *n, struct stk_error *err);
+
 /* ---- Bulk registration tokens ---- */
 
 struct stk_bulk_record {

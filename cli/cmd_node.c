@@ -1,0 +1,210 @@
+/* node add, key rotate, key list: several site nodes and key rotation. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_DB, OPT_DBSCHEMA, OPT_NODE, OPT_BACKEND, OPT_KEYTYPE,
+    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON };
+
+/* sitetoken node add --site DIR --db CONNINFO --db-schema NAME --node NAME
+ *     [--backend B] [--key-type T] [--key-uri URI] [--pkcs11-module P] [--tcti C] */
+static int
+node_add(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "db", required_argument, NULL, OPT_DB },
+		{ "db-schema", required_argument, NULL, OPT_DBSCHEMA },
+		{ "node", required_argument, NULL, OPT_NODE },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
+		{ "key-uri", required_argument, NULL, OPT_KEYURI },
+		{ "pkcs11-uri", required_argument, NULL, OPT_KEYURI },
+		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
+		{ "tcti", required_argument, NULL, OPT_TCTI },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site_node_opts no;
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *tcti = NULL, *mod = NULL;
+	int c, r, json = 0;
+
+	memset(&no, 0, sizeof(no));
+	no.backend = "file";
+	no.db = getenv("SITETOKEN_DB");
+	no.db_schema = getenv("SITETOKEN_DB_SCHEMA");
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_DB: no.db = optarg; break;
+		case OPT_DBSCHEMA: no.db_schema = optarg; break;
+		case OPT_NODE: no.node = optarg; break;
+		case OPT_BACKEND: no.backend = optarg; break;
+		case OPT_KEYTYPE:
+			if ((no.key_type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
+				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
+			break;
+		case OPT_KEYURI: no.key_uri = optarg; break;
+		case OPT_P11MOD: mod = optarg; break;
+		case OPT_TCTI: tcti = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'node add'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (no.node == NULL)
+		return cli_usage_error("node add needs --node NAME");
+	if (no.db == NULL || no.db_schema == NULL)
+		return cli_usage_error("node add needs --db CONNINFO and --db-schema NAME "
+		    "(the db= and schema= lines of another node's site.conf)");
+	if (stk_key_backend_find(no.backend) == NULL)
+		return cli_usage_error("backend '%s' is not available", no.backend);
+	if ((dir = cli_site_dir(dir)) == NULL)
+		return EXIT_USAGE;
+	cli_key_opts(&no.key, tcti, mod);
+	no.actor = cli_actor();
+	stk_error_clear(&err);
+	if ((r = stk_site_node_add(dir, &no, &s, &err)) != 0)
+		return cli_fail(&err, r);
+	if (json)
+		printf("{\"site\":\"%s\",\"node\":\"%s\",\"dir\":\"%s\",\"backend\":\"%s\"}\n",
+		    stk_site_guid(s), stk_site_node(s), dir, stk_site_backend(s));
+	else
+		printf("Node %s joined site %s in %s\nKey: %s %s (%s)\n",
+		    stk_site_node(s), stk_site_guid(s), dir, stk_site_backend(s),
+		    stk_key_type_name(stk_site_key_type(s)), stk_site_key_uri(s));
+	stk_site_close(s);
+	return 0;
+}
+
+int
+cmd_node(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "add") == 0)
+		return node_add(argc - 1, argv + 1);
+	return cli_usage_error("usage: node add");
+}
+
+/* sitetoken key rotate [--key-uri URI] [--key-type T] [--json] */
+int
+cmd_key_rotate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
+		{ "key-uri", required_argument, NULL, OPT_KEYURI },
+		{ "pkcs11-uri", required_argument, NULL, OPT_KEYURI },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	enum stk_key_type type = STK_KEY_NONE;
+	const char *dir = NULL, *uri = NULL;
+	char kid[64];
+	int c, r, json = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_KEYTYPE:
+			if ((type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
+				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
+			break;
+		case OPT_KEYURI: uri = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'key rotate'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = stk_site_key_rotate(s, uri, type, cli_actor(), kid, &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	if (json)
+		printf("{\"node\":\"%s\",\"kid\":\"%s\",\"key_uri\":\"%s\"}\n",
+		    stk_site_node(s), kid, stk_site_key_uri(s));
+	else
+		printf("Node %s now signs with key %s (%s)\nThe old key verifies "
+		    "until its last token has expired, then retires.\n",
+		    stk_site_node(s), kid, stk_site_key_uri(s));
+	stk_site_close(s);
+	return 0;
+}
+
+/* sitetoken key list [--json] */
+int
+cmd_key_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s = NULL;
+	struct stk_site_key_row *rows = NULL;
+	struct stk_error err;
+	const char *dir = NULL;
+	char t1[32], t2[32];
+	size_t n = 0, i;
+	int c, r, json = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'key list'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = stk_site_keys_list(s, &rows, &n, &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-44s %-10s %-8s %-8s %-20s %s\n", "Kid", "Node", "Backend",
+		    "Status", "Created", "Verifies until");
+	for (i = 0; i < n; i++) {
+		cli_time(rows[i].created_at, t1, sizeof(t1));
+		if (rows[i].not_after)
+			cli_time(rows[i].not_after, t2, sizeof(t2));
+		else
+			snprintf(t2, sizeof(t2), "%s", strcmp(rows[i].status, "retired") == 0 ?
+			    "-" : "(signing)");
+		if (json)
+			printf("%s{\"kid\":\"%s\",\"node\":\"%s\",\"backend\":\"%s\","
+			    "\"key_type\":\"%s\",\"status\":\"%s\",\"created_at\":%lld,"
+			    "\"not_after\":%lld,\"retired_at\":%lld,\"this_node\":%s}",
+			    i ? "," : "", rows[i].kid, rows[i].node, rows[i].backend,
+			    rows[i].key_type, rows[i].status, (long long)rows[i].created_at,
+			    (long long)rows[i].not_after, (long long)rows[i].retired_at,
+			    rows[i].mine ? "true" : "false");
+		else
+			printf("%-44s %-10s %-8s %-8s %-20s %s%s\n", rows[i].kid, rows[i].node,
+			    rows[i].backend, rows[i].status, t1, t2,
+			    rows[i].mine ? "  (this node)" : "");
+	}
+	if (json)
+		printf("]\n");
+	free(rows);
+	stk_site_close(s);
+	return 0;
+}

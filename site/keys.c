@@ -1,0 +1,670 @@
+/* Site keys: one signing key per node, each in that node's own TPM, HSM or
+ * key file, registered in the shared store (site_keys) with its kid and
+ * certificate. Every node verifies with every active or retiring key.
+ *
+ * The key set is cached: re-read when older than SITE_KEYS_TTL, and at once
+ * when a token names a key the cache does not know (rate-limited, so a flood
+ * of garbage tokens cannot turn into a flood of queries). A rotation leaves
+ * the old key "retiring" until every token it may have signed has expired;
+ * the first node that sees that moment passes retires it, in the audit log.
+ *
+ * Objects handed out (signer, verifier, certificate) stay valid until the
+ * site is closed: a refresh that replaces one parks the old one. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/x509.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/log.h"
+#include "site_int.h"
+
+#define SITE_KEYS_TTL 60          /* seconds a cached key set is trusted */
+#define SITE_KEYS_MISS_GAP 1      /* seconds between unknown-kid refreshes */
+#define SITE_CERT_DAYS (5 * 365)
+/* A retiring key verifies until the longest-lived token it could have signed
+ * has expired: client tokens (bulk tokens live at most 7 days), plus the
+ * verifiers' clock leeway and the time nodes may take to notice a rotation. */
+#define SITE_KEY_RETIRE_AFTER \
+	(STK_CLIENT_TOKEN_LIFETIME + STK_DEFAULT_LEEWAY + SITE_KEYS_TTL)
+
+struct site_parked {
+	struct site_parked *next;
+	struct stk_signer *signer;
+	struct stk_key *key;
+	struct stk_verifier *verifier;
+	unsigned char *cert;
+};
+
+static void
+park(struct stk_site *s, struct stk_signer *signer, struct stk_key *key,
+    struct stk_verifier *v, unsigned char *cert)
+{
+	struct site_parked *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		/* Leaking beats a use-after-free in a caller that holds it. */
+		STK_LOG(STK_LOG_WARN, "site", "out of memory parking an old key");
+		return;
+	}
+	p->signer = signer;
+	p->key = key;
+	p->verifier = v;
+	p->cert = cert;
+	p->next = s->parked;
+	s->parked = p;
+}
+
+void
+site_keys_free_parked(struct stk_site *s)
+{
+	struct site_parked *p, *n;
+
+	for (p = s->parked; p != NULL; p = n) {
+		n = p->next;
+		stk_verifier_free(p->verifier);
+		stk_signer_free(p->signer);
+		stk_key_close(p->key);
+		free(p->cert);
+		free(p);
+	}
+	s->parked = NULL;
+}
+
+const char *
+stk_site_node(const struct stk_site *s)
+{
+	return s->node ? s->node : SITE_NODE_DEFAULT;
+}
+
+int
+site_keys_insert(struct stk_site *s, const char *kid, const char *node,
+    const char *backend, const char *key_uri, enum stk_key_type type,
+    const unsigned char *cert, size_t cert_len, int64_t now,
+    struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int r = STK_OK;
+
+	if (db_prepare(s->store, "INSERT INTO site_keys (kid, node, backend, key_uri,"
+	    " key_type, cert, status, created_at) VALUES (?, ?, ?, ?, ?, ?,"
+	    " 'active', ?)", &st) != 0)
+		return site_db_error(s, err, "registering the key");
+	db_bind_text(st, 1, kid);
+	db_bind_text(st, 2, node);
+	db_bind_text(st, 3, backend);
+	db_bind_text(st, 4, key_uri);
+	db_bind_text(st, 5, stk_key_type_name(type));
+	db_bind_blob(st, 6, cert, cert_len);
+	db_bind_int64(st, 7, now);
+	if (db_step(st) != SITE_DB_DONE)
+		r = site_db_error(s, err, "registering the key");
+	db_finalize(st);
+	return r;
+}
+
+/* Load this node's active key (backend, URI, type, certificate, kid) into
+ * the site. A change of key parks the open key and signer. Call with
+ * s->lock held, or before the site is shared. */
+static int
+site_keys_load_mine(struct stk_site *s, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	const char *kid, *backend, *uri, *type;
+	const void *blob;
+	char *nb = NULL, *nu = NULL;
+	unsigned char *nc = NULL;
+	size_t n;
+	int rc, r = STK_OK;
+
+	if (db_prepare(s->store, "SELECT kid, backend, key_uri, key_type, cert FROM"
+	    " site_keys WHERE node = ? AND status = 'active' ORDER BY created_at DESC,"
+	    " kid LIMIT 1", &st) != 0)
+		return site_db_error(s, err, "reading the site keys");
+	db_bind_text(st, 1, stk_site_node(s));
+	if ((rc = db_step(st)) != SITE_DB_ROW) {
+		r = rc == SITE_DB_DONE ? STK_OK : site_db_error(s, err,
+		    "reading the site keys");
+		goto out; /* no key of its own: keeps the site record's */
+	}
+	kid = db_column_text(st, 0);
+	if (kid == NULL || strcmp(kid, s->kid) == 0)
+		goto out;
+	backend = db_column_text(st, 1);
+	uri = db_column_text(st, 2);
+	type = db_column_text(st, 3);
+	blob = db_column_blob(st, 4, &n);
+	if (backend == NULL || uri == NULL || type == NULL || blob == NULL || n == 0) {
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+		    "site key %s has an empty field", kid);
+		goto out;
+	}
+	if ((nb = strdup(backend)) == NULL || (nu = strdup(uri)) == NULL ||
+	    (nc = malloc(n)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	memcpy(nc, blob, n);
+	if (s->kid[0] != '\0')
+		STK_LOG(STK_LOG_INFO, "site", "node %s now signs with key %s (was %s)",
+		    stk_site_node(s), kid, s->kid);
+	park(s, s->signer, s->key, NULL, s->cert);
+	s->signer = NULL;
+	s->key = NULL;
+	free(s->backend);
+	free(s->key_uri);
+	s->backend = nb;
+	s->key_uri = nu;
+	s->cert = nc;
+	s->cert_len = n;
+	s->key_type = stk_key_type_parse(type);
+	snprintf(s->kid, sizeof(s->kid), "%s", kid);
+	nb = nu = NULL;
+	nc = NULL;
+out:
+	free(nb);
+	free(nu);
+	free(nc);
+	db_finalize(st);
+	return r;
+}
+
+/* Retire every retiring key whose last token has expired. In its own
+ * transaction (skipped inside a caller's: the next refresh does it). */
+static int
+site_keys_retire_due(struct stk_site *s, int64_t now, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	char (*kids)[64] = NULL;
+	size_t n = 0, cap = 0, i;
+	int r = STK_OK, rc;
+
+	if (s->in_tx)
+		return STK_OK;
+	/* A cheap read first: almost always nothing is due. */
+	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE status ="
+	    " 'retiring' AND not_after <= ?", &st) != 0)
+		return site_db_error(s, err, "reading the site keys");
+	db_bind_int64(st, 1, now);
+	rc = db_step(st);
+	n = rc == SITE_DB_ROW ? (size_t)db_column_int64(st, 0) : 0;
+	db_finalize(st);
+	st = NULL;
+	if (rc != SITE_DB_ROW)
+		return site_db_error(s, err, "reading the site keys");
+	if (n == 0)
+		return STK_OK;
+	n = 0;
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	/* Again under the write lock: another node may have done it. */
+	if (db_prepare(s->store, "SELECT kid FROM site_keys WHERE status = 'retiring'"
+	    " AND not_after <= ? ORDER BY kid", &st) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto fail;
+	}
+	db_bind_int64(st, 1, now);
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		if (n == cap) {
+			void *p = realloc(kids, (cap = cap ? cap * 2 : 4) * sizeof(*kids));
+			if (p == NULL) {
+				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+				    "out of memory");
+				goto fail;
+			}
+			kids = p;
+		}
+		snprintf(kids[n++], sizeof(kids[0]), "%s", db_column_text(st, 0) ?
+		    db_column_text(st, 0) : "");
+	}
+	if (rc != SITE_DB_DONE) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto fail;
+	}
+	db_finalize(st);
+	st = NULL;
+	for (i = 0; i < n; i++) {
+		if (db_prepare(s->store, "UPDATE site_keys SET status = 'retired',"
+		    " retired_at = ? WHERE kid = ?", &st) != 0) {
+			r = site_db_error(s, err, "retiring a site key");
+			goto fail;
+		}
+		db_bind_int64(st, 1, now);
+		db_bind_text(st, 2, kids[i]);
+		if (db_step(st) != SITE_DB_DONE) {
+			r = site_db_error(s, err, "retiring a site key");
+			goto fail;
+		}
+		db_finalize(st);
+		st = NULL;
+		if ((r = stk_audit_append(s, "site", "key.retire", kids[i], "ok",
+		    "every token it signed has expired", err)) != 0)
+			goto fail;
+	}
+	free(kids);
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		return r;
+	STK_LOG(STK_LOG_INFO, "site", "%zu site key(s) retired", n);
+	return STK_OK;
+fail:
+	free(kids);
+	db_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+/* Build a verifier over every active and retiring key, unless the set is
+ * the one the current verifier holds. */
+static int
+site_keys_load_verifier(struct stk_site *s, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	struct stk_verifier *v = NULL;
+	char *fp = NULL;
+	size_t fplen = 0;
+	FILE *f;
+	int rc, r = STK_OK, nkeys = 0;
+
+	if ((f = open_memstream(&fp, &fplen)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	if ((r = stk_verifier_new(s->guid, &v, err)) != 0) {
+		fclose(f);
+		free(fp);
+		return r;
+	}
+	if (db_prepare(s->store, "SELECT kid, cert FROM site_keys WHERE status IN"
+	    " ('active', 'retiring') ORDER BY kid", &st) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		size_t n;
+		const void *der = db_column_blob(st, 1, &n);
+		const char *kid = db_column_text(st, 0);
+
+		fprintf(f, "%s;", kid ? kid : "");
+		if (der == NULL || (r = stk_verifier_add_cert(v, der, n, err)) != 0) {
+			if (r == 0)
+				r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+				    "site key %s has no certificate", kid ? kid : "");
+			goto out;
+		}
+		nkeys++;
+	}
+	if (rc != SITE_DB_DONE) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	/* A store that predates site_keys cannot happen after the migration;
+	 * an empty table would mean no token verifies, so trust the site
+	 * certificate rather than nothing. */
+	if (nkeys == 0 && (r = stk_verifier_add_cert(v, s->cert, s->cert_len, err)) != 0)
+		goto out;
+	fclose(f);
+	f = NULL;
+	if (s->verifier != NULL && s->keys_fp != NULL && strcmp(s->keys_fp, fp) == 0)
+		goto out; /* unchanged */
+	pthread_mutex_lock(&s->lock);
+	park(s, NULL, NULL, s->verifier, NULL);
+	s->verifier = v;
+	v = NULL;
+	free(s->keys_fp);
+	s->keys_fp = fp;
+	fp = NULL;
+	pthread_mutex_unlock(&s->lock);
+out:
+	if (f != NULL)
+		fclose(f);
+	free(fp);
+	db_finalize(st);
+	stk_verifier_free(v);
+	return r;
+}
+
+int
+site_keys_refresh(struct stk_site *s, int force, struct stk_error *err)
+{
+	int64_t now = stk_now();
+	int r;
+
+	if (s->refreshing)
+		return STK_OK;
+	if (!force && s->verifier != NULL && now - s->keys_checked < SITE_KEYS_TTL &&
+	    now >= s->keys_checked)
+		return STK_OK;
+	s->refreshing = 1;
+	s->keys_checked = now;
+	if ((r = site_keys_retire_due(s, now, err)) == 0 &&
+	    (r = site_keys_load_verifier(s, err)) == 0) {
+		pthread_mutex_lock(&s->lock);
+		r = site_keys_load_mine(s, err);
+		pthread_mutex_unlock(&s->lock);
+	}
+	s->refreshing = 0;
+	if (r != 0)
+		s->keys_checked = 0;
+	return r;
+}
+
+int
+site_keys_open(struct stk_site *s, struct stk_error *err)
+{
+	return site_keys_load_mine(s, err);
+}
+
+int
+stk_site_verify(struct stk_site *s, const char *token, size_t len,
+    enum stk_token_type expect, int64_t now, struct stk_claims *claims,
+    struct stk_error *err)
+{
+	const struct stk_verifier *v;
+	int64_t t = stk_now();
+	int r;
+
+	if ((r = stk_site_verifier(s, &v, err)) != 0)
+		return r;
+	r = stk_verify(v, token, len, expect, now, claims, err);
+	/* A header refusal may be a key another node registered since the
+	 * cache was filled: look once more (rate-limited). */
+	if (r == STK_E_TOKEN_HEADER && t - s->keys_missed >= SITE_KEYS_MISS_GAP) {
+		s->keys_missed = t;
+		if (site_keys_refresh(s, 1, NULL) == 0 &&
+		    (r = stk_site_verifier(s, &v, err)) == 0) {
+			stk_claims_clear(claims);
+			r = stk_verify(v, token, len, expect, now, claims, err);
+		}
+	}
+	return r;
+}
+
+EVP_PKEY *
+site_keys_pubkey(struct stk_site *s, const char *kid)
+{
+	struct site_stmt *st = NULL;
+	EVP_PKEY *k = NULL;
+	const unsigned char *p;
+	size_t n;
+	X509 *x;
+
+	if (db_prepare(s->store, "SELECT cert FROM site_keys WHERE kid = ?", &st) != 0)
+		return NULL;
+	db_bind_text(st, 1, kid);
+	if (db_step(st) == SITE_DB_ROW && (p = db_column_blob(st, 0, &n)) != NULL &&
+	    (x = d2i_X509(NULL, &p, (long)n)) != NULL) {
+		if ((k = X509_get0_pubkey(x)) != NULL)
+			EVP_PKEY_up_ref(k);
+		X509_free(x);
+	}
+	db_finalize(st);
+	return k;
+}
+
+int
+stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
+    size_t *n, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	struct stk_site_key_row *v = NULL, *row;
+	size_t cap = 0, cnt = 0;
+	int rc, r = STK_OK;
+
+	*rows = NULL;
+	*n = 0;
+	if (db_prepare(s->store, "SELECT kid, node, backend, key_type, status,"
+	    " created_at, not_after, retired_at FROM site_keys ORDER BY created_at,"
+	    " kid", &st) != 0)
+		return site_db_error(s, err, "reading the site keys");
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		if (cnt == cap) {
+			void *p = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
+			if (p == NULL) {
+				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+				    "out of memory");
+				goto out;
+			}
+			v = p;
+		}
+		row = &v[cnt++];
+		memset(row, 0, sizeof(*row));
+#define COL(i, f) snprintf(row->f, sizeof(row->f), "%s", \
+	db_column_text(st, i) ? db_column_text(st, i) : "")
+		COL(0, kid);
+		COL(1, node);
+		COL(2, backend);
+		COL(3, key_type);
+		COL(4, status);
+#undef COL
+		row->created_at = db_column_int64(st, 5);
+		row->not_after = db_column_int64(st, 6);
+		row->retired_at = db_column_int64(st, 7);
+		row->mine = strcmp(row->kid, s->kid) == 0;
+	}
+	if (rc != SITE_DB_DONE)
+		r = site_db_error(s, err, "reading the site keys");
+out:
+	db_finalize(st);
+	if (r != 0) {
+		free(v);
+		return r;
+	}
+	*rows = v;
+	*n = cnt;
+	return STK_OK;
+}
+
+/* Make a key in this node's device and its certificate (signed by itself). */
+static int
+site_make_key(struct stk_site *s, const char *backend, const char *key_uri,
+    enum stk_key_type type, int64_t now, struct stk_key **key, char **uri,
+    unsigned char **cert, size_t *cert_len, char kid[44], struct stk_error *err)
+{
+	struct stk_key_opts ko = s->kopts;
+	EVP_PKEY *pub = NULL;
+	int r;
+
+	*key = NULL;
+	*uri = NULL;
+	*cert = NULL;
+	if ((r = stk_key_generate(backend, key_uri, type, &ko, key, uri, err)) != 0)
+		return r;
+	if ((r = stk_cert_make_site(*key, s->guid, now, SITE_CERT_DAYS, cert,
+	    cert_len, err)) != 0 || (r = stk_key_get_public(*key, &pub, err)) != 0)
+		goto fail;
+	if (stk_pkey_kid(pub, kid) != 0) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot compute kid");
+		goto fail;
+	}
+	EVP_PKEY_free(pub);
+	return STK_OK;
+fail:
+	EVP_PKEY_free(pub);
+	stk_key_close(*key);
+	*key = NULL;
+	free(*uri);
+	*uri = NULL;
+	free(*cert);
+	*cert = NULL;
+	return r;
+}
+
+static int
+site_write_cert_pem(struct stk_site *s, const unsigned char *der, size_t len,
+    struct stk_error *err)
+{
+	char *pem = NULL;
+	int r;
+
+	if (stk_cert_der_to_pem(der, len, &pem) != 0)
+		return stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "cannot encode certificate");
+	r = site_write_file(s->dir, "site.crt", pem, strlen(pem), 0644, err);
+	free(pem);
+	return r;
+}
+
+int
+stk_site_key_rotate(struct stk_site *s, const char *key_uri,
+    enum stk_key_type type, const char *actor, char new_kid[64],
+    struct stk_error *err)
+{
+	struct stk_key *key = NULL;
+	struct site_stmt *st = NULL;
+	unsigned char *cert = NULL;
+	size_t cert_len = 0;
+	char *uri = NULL, kid[44], path[PATH_MAX], detail[160], old_kid[64];
+	int64_t now = stk_now();
+	int r;
+
+	new_kid[0] = '\0';
+	if ((r = site_keys_refresh(s, 1, err)) != 0)
+		return r;
+	snprintf(old_kid, sizeof(old_kid), "%s", s->kid);
+	if (type == STK_KEY_NONE)
+		type = s->key_type;
+	if (key_uri == NULL && strcmp(s->backend, "file") == 0) {
+		/* A new file beside the old one: the old key keeps verifying. */
+		snprintf(path, sizeof(path), "file:%s/site-%lld.key", s->dir, (long long)now);
+		key_uri = path;
+	} else if (key_uri == NULL)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "key rotate on the %s backend needs --key-uri for the new key",
+		    s->backend);
+	if ((r = site_make_key(s, s->backend, key_uri, type, now, &key, &uri,
+	    &cert, &cert_len, kid, err)) != 0)
+		return r;
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto out;
+	if (db_prepare(s->store, "UPDATE site_keys SET status = 'retiring',"
+	    " not_after = ? WHERE node = ? AND status = 'active'", &st) != 0) {
+		r = site_db_error(s, err, "rotating the site key");
+		goto fail_tx;
+	}
+	db_bind_int64(st, 1, now + SITE_KEY_RETIRE_AFTER);
+	db_bind_text(st, 2, stk_site_node(s));
+	if (db_step(st) != SITE_DB_DONE) {
+		r = site_db_error(s, err, "rotating the site key");
+		goto fail_tx;
+	}
+	db_finalize(st);
+	st = NULL;
+	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, uri, type,
+	    cert, cert_len, now, err)) != 0)
+		goto fail_tx;
+	snprintf(detail, sizeof(detail), "node=%s old=%s retires after %lld",
+	    stk_site_node(s), old_kid, (long long)(now + SITE_KEY_RETIRE_AFTER));
+	if ((r = stk_audit_append(s, actor ? actor : "admin", "key.rotate", kid, "ok",
+	    detail, err)) != 0)
+		goto fail_tx;
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto fail_key;
+	stk_key_close(key);
+	key = NULL;
+	/* The new key signs from now on: here at once, on running processes
+	 * of this node within SITE_KEYS_TTL. */
+	if ((r = site_keys_refresh(s, 1, err)) != 0 ||
+	    (r = site_write_cert_pem(s, cert, cert_len, err)) != 0)
+		goto out;
+	snprintf(new_kid, 64, "%s", kid);
+	STK_LOG(STK_LOG_INFO, "site", "node %s rotated its key: %s -> %s",
+	    stk_site_node(s), old_kid, kid);
+	goto out;
+fail_tx:
+	db_finalize(st);
+	stk_site_tx_rollback(s);
+fail_key:
+	/* Only a key file can be removed here; a TPM blob or HSM object made
+	 * for nothing is reported so the operator can delete it. */
+	if (strncmp(uri, "file:", 5) == 0)
+		unlink(uri + 5);
+	else
+		STK_LOG(STK_LOG_WARN, "site", "rotation failed: key %s was made but "
+		    "not registered", uri);
+out:
+	stk_key_close(key);
+	free(uri);
+	free(cert);
+	return r;
+}
+
+int
+stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
+    struct stk_site **out, struct stk_error *err)
+{
+	struct stk_site *s = NULL;
+	struct stk_key *key = NULL;
+	struct site_stmt *st = NULL;
+	unsigned char *cert = NULL;
+	size_t cert_len = 0;
+	char *uri = NULL, kid[44];
+	enum stk_key_type type = o->key_type ? o->key_type : STK_KEY_RSA2048;
+	int64_t now = stk_now();
+	int r, made_dir = 0, rc;
+
+	*out = NULL;
+	if (o->node == NULL || *o->node == '\0' || strlen(o->node) > 63 ||
+	    o->node[strspn(o->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-")] != '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "a node needs a name of 1 to 63 letters, digits, '.', '_' or '-'");
+	if ((r = site_node_create(dir, o->db, o->db_schema, o->node, &s, &made_dir,
+	    err)) != 0)
+		return r;
+	stk_site_set_key_opts(s, &o->key);
+	/* Refuse a node name already in use before making a key. */
+	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE node = ?",
+	    &st) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto fail;
+	}
+	db_bind_text(st, 1, o->node);
+	rc = db_step(st);
+	if (rc != SITE_DB_ROW) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto fail;
+	}
+	if (db_column_int64(st, 0) > 0) {
+		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+		    "site %s already has a node named %s", s->guid, o->node);
+		goto fail;
+	}
+	db_finalize(st);
+	st = NULL;
+	if ((r = site_make_key(s, o->backend ? o->backend : "file", o->key_uri, type,
+	    now, &key, &uri, &cert, &cert_len, kid, err)) != 0)
+		goto fail;
+	if ((r = site_write_cert_pem(s, cert, cert_len, err)) != 0)
+		goto fail;
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto fail;
+	if ((r = site_keys_insert(s, kid, o->node, key->vt->name, uri, type, cert,
+	    cert_len, now, err)) != 0 ||
+	    (r = stk_audit_append(s, o->actor ? o->actor : "admin", "node.add", o->node,
+	    "ok", kid, err)) != 0) {
+		stk_site_tx_rollback(s);
+		goto fail;
+	}
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto fail;
+	stk_key_close(key);
+	key = NULL;
+	if ((r = site_keys_refresh(s, 1, err)) != 0)
+		goto fail;
+	STK_LOG(STK_LOG_INFO, "site", "node %s joined site %s with key %s",
+	    o->node, s->guid, kid);
+	free(uri);
+	free(cert);
+	*out = s;
+	return STK_OK;
+fail:
+	db_finalize(st);
+	stk_key_close(key);
+	free(uri);
+	free(cert);
+	stk_site_close(s);
+	site_node_cleanup(dir, made_dir);
+	return r;
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Several nodes on one PostgreSQL site, each with its own key; key rotation
+# and retirement; one audit chain written by both nodes at once.
+. "$(dirname "$0")/lib.sh"
+: "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
+A="$T/nodeA" B="$T/nodeB"
+unset SITETOKEN_SITE SITETOKEN_TIME_OFFSET
+kid_of() { python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
+sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
+bulk() { "$ST" bulk new --site "$1" --lifetime 60 --json | json 'd["token"]'; }
+
+expect_exit 0 "site init (node main)" -- "$ST" site init --site "$A" --key-type p256
+SCHEMA=$(sed -n 's/^schema=//p' "$A/site.conf")
+
+# Joining needs the shared store; a name in use or a password is refused.
+expect_exit 2 "node add without a database" -- env -u SITETOKEN_DB "$ST" node add --site "$T/x" --node b
+expect_exit 2 "node add with a password in the connection string" -- "$ST" node add \
+  --site "$T/x" --node b --db "postgresql://u:pw@localhost/x" --db-schema "$SCHEMA"
+expect_exit 2 "node add with a bad node name" -- "$ST" node add --site "$T/x" --node 'b"x' --db-schema "$SCHEMA"
+expect_exit 1 "node add with the name in use" -- "$ST" node add --site "$T/x" --node main --db-schema "$SCHEMA"
+[ ! -e "$T/x" ] && ok "refused joins leave nothing" || bad "refused join left $T/x"
+
+expect_exit 0 "node add B (its own key)" -- "$ST" node add --site "$B" --node nodeB \
+  --db-schema "$SCHEMA" --key-type p256 --json
+expect_eq "$(sed -n 's/^node=//p' "$B/site.conf")" "nodeB" "site.conf names the node"
+[ -f "$B/site.key" ] && ! cmp -s "$A/site.key" "$B/site.key" && ok "node B made a key of its own" || bad "node B key"
+expect_exit 0 "key list" -- "$ST" key list --site "$B" --json
+expect_eq "$(json '" ".join(sorted(k["node"]+":"+k["status"] for k in d))' <<<"$OUT")" "main:active nodeB:active" "one active key per node"
+kidA=$(json '[k["kid"] for k in d if k["node"]=="main"][0]' <<<"$OUT")
+kidB=$(json '[k["kid"] for k in d if k["node"]=="nodeB"][0]' <<<"$OUT")
+
+# Tokens carry the kid of the node that signed; every node verifies them.
+tA=$(bulk "$A"); tB=$(bulk "$B")
+expect_eq "$(kid_of "$tA") $(kid_of "$tB")" "$kidA $kidB" "each node signs with its own key (kid)"
+expect_exit 0 "node A verifies node B's token" -- "$ST" verify --site "$A" --type bulk "$tB"
+expect_exit 0 "node B verifies node A's token" -- "$ST" verify --site "$B" --type bulk "$tA"
+# Blocking on node A writes the one shared store.
+expect_exit 0 "block node B's token on node A" -- "$ST" bulk block --site "$A" "$(sq "SELECT guid FROM bulk_tokens ORDER BY created_at DESC, guid LIMIT 1")"
+expect_eq "$(sq "SELECT count(*) FROM bulk_tokens WHERE blocked=1")" "1" "blocked in the shared store"
+
+# Rotation on node A: the new key signs, the old one keeps verifying.
+expect_exit 0 "key rotate on node A" -- "$ST" key rotate --site "$A" --json
+kidA2=$(json 'd["kid"]' <<<"$OUT")
+[ "$kidA2" != "$kidA" ] && ok "a new kid" || bad "same kid after rotation"
+tA2=$(bulk "$A")
+expect_eq "$(kid_of "$tA2")" "$kidA2" "node A signs with the new key"
+expect_exit 0 "node B verifies the new key's token" -- "$ST" verify --site "$B" --type bulk "$tA2"
+expect_exit 0 "the old key's token still verifies" -- "$ST" verify --site "$B" --type bulk "$tA"
+expect_exit 0 "key list after rotation" -- "$ST" key list --site "$A" --json
+expect_eq "$(json '" ".join(k["node"]+":"+k["status"] for k in sorted(d,key=lambda k:(k["node"],k["status"])))' <<<"$OUT")" \
+  "main:active main:retiring nodeB:active" "old key retiring, new key active"
+na=$(json '[k["not_after"] for k in d if k["status"]=="retiring"][0]' <<<"$OUT")
+now=$(date +%s)
+[ $((na - now)) -ge $((90 * 86400)) ] && [ $((na - now)) -le $((90 * 86400 + 600)) ] \
+  && ok "the old key verifies for the client token lifetime (90 days) and no longer" || bad "not_after $na"
+expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.rotate' AND subject='$kidA2'")" "1" "rotation audited"
+
+# Day 91: every token the old key signed has expired; it is retired (audited).
+export SITETOKEN_TIME_OFFSET=$((91 * 86400))
+tA3=$(bulk "$A")
+expect_exit 0 "node B verifies at day 91" -- "$ST" verify --site "$B" --type bulk "$tA3"
+expect_eq "$(sq "SELECT status FROM site_keys WHERE kid='$kidA'")" "retired" "old key retired after its last token expired"
+expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.retire' AND subject='$kidA'")" "1" "retirement audited once"
+unset SITETOKEN_TIME_OFFSET
+
+# Two nodes appending at once: one chain, no fork, checkpoints signed by
+# three keys (old A, new A, B) all verify.
+before=$(sq "SELECT count(*) FROM audit")
+w() { for _ in $(seq 1 20); do "$ST" bulk new --site "$1" --lifetime 5 >/dev/null || echo fail; done; }
+w "$A" >"$T/wa" 2>&1 & pa=$!
+w "$B" >"$T/wb" 2>&1 & pb=$!
+wait $pa $pb
+[ ! -s "$T/wa" ] && [ ! -s "$T/wb" ] && ok "40 records from two nodes at once" || bad "writer failed: $(cat "$T/wa" "$T/wb")"
+"$ST" audit checkpoint --site "$B" >/dev/null
+expect_eq "$(sq "SELECT count(*) FROM audit")" "$((before + 40))" "every record appended"
+expect_eq "$(sq "SELECT count(DISTINCT prev_hash) = count(*) AND max(seq) = count(*) FROM audit")" "t" "no fork, no gap"
+expect_eq "$(sq "SELECT count(DISTINCT kid) FROM audit_checkpoints")" "3" "checkpoints signed by three keys"
+expect_exit 0 "audit verify on node A" -- "$ST" audit verify --site "$A"
+expect_exit 0 "audit verify on node B" -- "$ST" audit verify --site "$B"
+
+psql "$SITETOKEN_DB" -qc "SET client_min_messages TO warning; DROP SCHEMA $SCHEMA CASCADE" >/dev/null
+finish
