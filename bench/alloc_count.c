@@ -32,6 +32,7 @@ bench_alloc_get(uint64_t *calls, uint64_t *bytes, int64_t *live)
 	*live = atomic_load(&n_live);
 }
 
+#ifndef STK_BENCH_NO_ALLOC_HOOK
 static void
 count_in(void *p)
 {
@@ -91,3 +92,4 @@ free(void *p)
 	count_out(p);
 	__libc_free(p);
 }
+#endif /* STK_BENCH_NO_ALLOC_HOOK: sanitizers own malloc */

@@ -309,8 +309,12 @@ mem_figures(struct tok_ctx *t)
 	f.nrefs = 2;
 	f.refs[0] = (struct bench_ref){ "raw", raw_b, NULL };
 	f.refs[1] = (struct bench_ref){ "libjwt", jwt_b, NULL };
+#ifdef STK_BENCH_NO_ALLOC_HOOK
+	snprintf(f.note, sizeof(f.note), "allocation counting off (sanitizer build)");
+#else
 	snprintf(f.note, sizeof(f.note), "allocs/op %.1f (raw %.1f, libjwt %.1f)",
 	    ours_c, raw_c, jwt_c);
+#endif
 	bench_emit(&f);
 
 	/* Growth: live bytes (counting allocator) and glibc's in-use total
