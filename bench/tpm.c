@@ -267,10 +267,13 @@ bench_tpm(void)
 	f.value = v[0];
 	f.unit = "ops/s";
 	f.nrefs = 2;
-	f.refs[0] = (struct bench_ref){ "raw", v[1], "ratio" };
-	/* Same loop through a salted HMAC session, as the backend signs:
-	 * separates the session's cost inside the TPM from ours. */
-	f.refs[1] = (struct bench_ref){ "raw-hmac", v[2], "vs-hmac" };
+	/* The target is judged against the same Esys_Sign loop through a
+	 * salted HMAC session, as the backend must sign (parameter
+	 * encryption, issue 4): that separates our cost from the session's.
+	 * The password-session loop is printed for orientation. */
+	f.refs[0] = (struct bench_ref){ "raw-hmac", v[2], "ratio" };
+	f.refs[1] = (struct bench_ref){ "raw-password", v[1], "vs-password" };
+	f.target_ref = 0;
 	f.target = 0.9;
 	bench_emit(&f);
 	r = 0;

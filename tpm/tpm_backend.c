@@ -1019,14 +1019,11 @@ tpm_sign_once(struct tpm_key *tk, const TPM2B_DIGEST *d,
 {
 	TSS2_RC rc;
 
-	/* A key without an auth value signs under a password session: the
-	 * HMAC session would authorise nothing that anyone able to send TPM
-	 * commands could not do with the empty password, the digest is no
-	 * secret (the signature comes back in clear anyway), and on swtpm
-	 * the session doubles the cost of each TPM2_Sign (bench/: issue tpm). */
-	if (tk->auth.size == 0)
-		return Esys_Sign(tk->ectx, tk->handle, ESYS_TR_PASSWORD,
-		    ESYS_TR_NONE, ESYS_TR_NONE, d, scheme, check, s);
+	/* Always the salted HMAC session, also for a key without an auth
+	 * value: the digest travels encrypted and the command is bound to the
+	 * session. It doubles swtpm's cost per TPM2_Sign (tpm2-tss 3.2.1
+	 * re-fetches OpenSSL algorithms per crypto operation); bench/ compares
+	 * against a raw loop with the same session. */
 	/* The response's first parameter is not a TPM2B, so response
 	 * encryption must be off for Sign (else TPM_RC_ATTRIBUTES); the
 	 * digest going in stays encrypted. */
