@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,22 +35,26 @@ void
 agent_log(struct agent *a, enum agent_log_file which, const char *component,
     const char *fmt, ...)
 {
-	char path[PATH_MAX], ts[32];
+	char path[PATH_MAX], ts[32], msg[1024], *p;
 	time_t now = (time_t)agent_now(a);
 	struct tm tm;
 	va_list ap;
 	FILE *fp;
 
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* One event, one line: a server's refusal message or an install
+	 * property cannot forge log lines. */
+	for (p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
 	snprintf(path, sizeof(path), "%s/%s", a->dir, agent_log_names[which]);
 	if ((fp = fopen(path, "a")) == NULL)
 		return;
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(fp, "%s [pid %ld] %s: ", ts, (long)getpid(), component);
-	va_start(ap, fmt);
-	vfprintf(fp, fmt, ap);
-	va_end(ap);
-	fputc('\n', fp);
+	fprintf(fp, "%s [pid %ld] %s: %s\n", ts, (long)getpid(), component, msg);
 	fclose(fp);
 }
 
@@ -512,4 +517,106 @@ out:
 	agent_free_secret(tok);
 	agent_free_secret(resp);
 	return r;
+}
+
+/* A property value: non-empty, printable ASCII, no spaces (it is logged to
+ * ccmsetup.log and becomes a URL). */
+static int
+agent_install_value(const char *v)
+{
+	if (*v == '\0')
+		return 0;
+	for (; *v; v++)
+		if ((unsigned char)*v <= 0x20 || (unsigned char)*v >= 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+agent_install_parse(int argc, char **argv, struct agent_install *out,
+    struct stk_error *err)
+{
+	static const char *const keys[] = { "/mp:", "CCMHOSTNAME=", "SMSSiteCode=",
+	    "/regtoken:" };
+	const char **slot[3];
+	const char *v;
+	size_t k, klen;
+	int i, n, have_tok = 0;
+
+	memset(out, 0, sizeof(*out));
+	slot[0] = &out->mp;
+	slot[1] = &out->host;
+	slot[2] = &out->code;
+	for (i = 1; i < argc; i++) {
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			if (strncasecmp(argv[i], keys[k], strlen(keys[k])) == 0)
+				break;
+		if (k == sizeof(keys) / sizeof(keys[0])) {
+			agent_install_clear(out);
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "unknown install property '%.40s'", argv[i]);
+		}
+		klen = strlen(keys[k]);
+		v = argv[i] + klen;
+		if ((k < 3 && *slot[k] != NULL) || (k == 3 && have_tok)) {
+			agent_install_clear(out);
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "install property %.*s given twice", (int)klen - 1, keys[k]);
+		}
+		if (!agent_install_value(v)) {
+			if (k == 3)
+				OPENSSL_cleanse(argv[i] + klen, strlen(v));
+			agent_install_clear(out);
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "install property %.*s needs a value without spaces or control "
+			    "characters", (int)klen - 1, keys[k]);
+		}
+		if (k < 3) {
+			*slot[k] = v;
+			continue;
+		}
+		have_tok = 1;
+		if (strcmp(v, "-") == 0) {
+			out->bulk_stdin = 1;
+			continue;
+		}
+		out->bulk = strdup(v);
+		/* Do not leave it in our own argv (visible in /proc). */
+		OPENSSL_cleanse(argv[i] + klen, strlen(v));
+		if (out->bulk == NULL) {
+			agent_install_clear(out);
+			return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+			    "out of memory");
+		}
+	}
+	if (out->code != NULL && (strlen(out->code) != 3 || strspn(out->code,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != 3)) {
+		agent_install_clear(out);
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "SMSSiteCode must be three letters or digits");
+	}
+	if (out->mp == NULL && out->host == NULL) {
+		agent_install_clear(out);
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "install needs /mp:URL or CCMHOSTNAME=HOST/PATH");
+	}
+	n = out->mp != NULL ? snprintf(out->cmg, sizeof(out->cmg), "%s", out->mp) :
+	    snprintf(out->cmg, sizeof(out->cmg), "https://%s", out->host);
+	if (n < 0 || (size_t)n >= sizeof(out->cmg) ||
+	    strncasecmp(out->cmg, "https://", 8) != 0 || out->cmg[8] == '\0') {
+		agent_install_clear(out);
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "the cloud gateway URL must be https:// and under %zu characters",
+		    sizeof(out->cmg));
+	}
+	return STK_OK;
+}
+
+void
+agent_install_clear(struct agent_install *in)
+{
+	if (in == NULL)
+		return;
+	agent_free_secret(in->bulk);
+	memset(in, 0, sizeof(*in));
 }

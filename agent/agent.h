@@ -63,6 +63,24 @@ int agent_policy(struct agent *a, char **body, char **reason, struct stk_error *
 /* 1 when the token is at least renew_days old. */
 int agent_renew_due(const struct agent *a);
 
+/* Seed-style install properties (SPEC "Seed-style install syntax"):
+ * /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC /regtoken:TOKEN|-.
+ * Keys are case-insensitive; each at most once; values non-empty printable
+ * ASCII without spaces. The gateway URL (cmg) is /mp: when given, else
+ * https://CCMHOSTNAME; it must be https (the bulk token travels in it) and
+ * fit the state file. A /regtoken: value is copied to bulk (malloc'd) and
+ * wiped from argv; "-" sets bulk_stdin instead. 0, or STK_E_ARG with the
+ * reason in err. */
+struct agent_install {
+	const char *mp, *host, *code;  /* point into argv, or NULL */
+	char *bulk;                    /* wiped by agent_install_clear */
+	int bulk_stdin;
+	char cmg[512];
+};
+int agent_install_parse(int argc, char **argv, struct agent_install *out,
+    struct stk_error *err);
+void agent_install_clear(struct agent_install *in);
+
 /* http.c: one request. cert: present the device certificate. bearer: the
  * client token for the Authorization header (never logged). */
 int agent_http(struct agent *a, const char *method, const char *url,

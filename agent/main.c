@@ -114,55 +114,29 @@ static int
 cmd_install(struct agent *a, int argc, char **argv)
 {
 	struct stk_error err;
-	const char *mp = NULL, *host = NULL, *code = NULL;
-	char *bulk = NULL, *reason = NULL, cmg[600];
-	int i, r, rc;
+	struct agent_install in;
+	char *reason = NULL;
+	int r, rc;
 
 	stk_error_clear(&err);
-	for (i = 1; i < argc; i++) {
-		if (strncasecmp(argv[i], "/mp:", 4) == 0)
-			mp = argv[i] + 4;
-		else if (strncasecmp(argv[i], "CCMHOSTNAME=", 12) == 0)
-			host = argv[i] + 12;
-		else if (strncasecmp(argv[i], "SMSSiteCode=", 12) == 0)
-			code = argv[i] + 12;
-		else if (strncasecmp(argv[i], "/regtoken:", 10) == 0) {
-			free_secret(bulk);
-			bulk = strcmp(argv[i] + 10, "-") == 0 ? read_bulk("-", 1) :
-			    strdup(argv[i] + 10);
-			/* Do not leave it in our own argv (visible in /proc). */
-			OPENSSL_cleanse(argv[i] + 10, strlen(argv[i] + 10));
-		} else {
-			free_secret(bulk);
-			fprintf(stderr, "sitetoken-agent: unknown install property '%.40s'\n",
-			    argv[i]);
-			return AGENT_EXIT_USAGE;
-		}
-	}
-	if (bulk == NULL)
-		bulk = read_bulk(NULL, 0);
-	if (mp == NULL && host == NULL) {
-		free_secret(bulk);
-		return usage_error("install needs /mp:URL or CCMHOSTNAME=HOST/PATH");
-	}
-	if (mp != NULL)
-		snprintf(cmg, sizeof(cmg), "%s", mp);
-	else
-		snprintf(cmg, sizeof(cmg), "https://%s", host);
-	if (code != NULL) {
-		snprintf(a->st.site_code, sizeof(a->st.site_code), "%s", code);
-	}
+	if (agent_install_parse(argc, argv, &in, &err) != 0)
+		return usage_error(err.msg);
+	if (in.bulk == NULL)
+		in.bulk = read_bulk(in.bulk_stdin ? "-" : NULL, in.bulk_stdin);
+	if (in.code != NULL)
+		snprintf(a->st.site_code, sizeof(a->st.site_code), "%s", in.code);
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "ccmsetup started: /mp:%s CCMHOSTNAME=%s "
-	    "SMSSiteCode=%s /regtoken:%s", mp ? mp : "-", host ? host : "-",
-	    code ? code : "-", bulk ? "(hidden)" : "(none)");
-	if (bulk == NULL) {
+	    "SMSSiteCode=%s /regtoken:%s", in.mp ? in.mp : "-", in.host ? in.host : "-",
+	    in.code ? in.code : "-", in.bulk ? "(hidden)" : "(none)");
+	if (in.bulk == NULL) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "No bulk registration token: "
 		    "an internet install needs /regtoken");
+		agent_install_clear(&in);
 		return usage_error("internet install needs a bulk registration token "
 		    "(/regtoken:-, or SITETOKEN_REGTOKEN)");
 	}
-	r = agent_register(a, NULL, cmg, bulk, &reason, &err);
-	free_secret(bulk);
+	r = agent_register(a, NULL, in.cmg, in.bulk, &reason, &err);
+	agent_install_clear(&in);
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
 		rc = agent_fail(&err, r, reason);

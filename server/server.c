@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "server.h"
+#include "server_int.h"
 #include "admin.h"
 
 #define SRV_API "/sitetoken/v1/"
@@ -156,13 +158,9 @@ srv_peer_cert(struct MHD_Connection *c, gnutls_session_t *sess_out)
 	return n > 0 ? &certs[0] : NULL;
 }
 
-/* "Bearer <token>" from the Authorization header; NULL if absent. */
-static const char *
-srv_bearer(struct MHD_Connection *c)
+const char *
+srv_parse_bearer(const char *h)
 {
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_AUTHORIZATION);
-
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return NULL;
 	h += 7;
@@ -171,26 +169,67 @@ srv_bearer(struct MHD_Connection *c)
 	return *h ? h : NULL;
 }
 
+/* "Bearer <token>" from the Authorization header; NULL if absent. */
+static const char *
+srv_bearer(struct MHD_Connection *c)
+{
+	return srv_parse_bearer(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
 /* Strict JSON object of the body: duplicates refused, then json_unpack_ex
- * with JSON_STRICT in the caller refuses unknown members. */
-static json_t *
-srv_body_json(const struct srv_req *rq, char *why, size_t whylen)
+ * with JSON_STRICT refuses unknown members. */
+int
+srv_parse_register_body(const char *body, size_t len, struct srv_register_body *out,
+    char *why, size_t whylen)
 {
 	json_error_t je;
 	json_t *o;
+	const unsigned char *h;
 
-	if (rq->len == 0) {
+	memset(out, 0, sizeof(*out));
+	if (len == 0) {
 		snprintf(why, whylen, "empty body: a JSON object is required");
-		return NULL;
+		return -1;
 	}
-	o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
+	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (o == NULL || !json_is_object(o)) {
 		snprintf(why, whylen, "body is not a strict JSON object%s%s",
 		    o == NULL ? ": " : "", o == NULL ? je.text : "");
 		json_decref(o);
-		return NULL;
+		return -1;
 	}
-	return o;
+	out->o = o;
+	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s}", "certificate",
+	    &out->certificate, "bulk_token", &out->bulk_token, "hostname",
+	    &out->hostname) != 0) {
+		snprintf(why, whylen, "request JSON: %s", je.text);
+		srv_register_body_clear(out);
+		return -1;
+	}
+	/* The hostname only goes to the registration log: keep it one short,
+	 * printable field. */
+	for (h = (const unsigned char *)out->hostname; h != NULL && *h; h++)
+		if (*h < 0x20 || *h == 0x7f || h - (const unsigned char *)out->hostname >=
+		    SRV_HOSTNAME_MAX) {
+			snprintf(why, whylen, "'hostname' must be at most %d printable "
+			    "characters", SRV_HOSTNAME_MAX);
+			srv_register_body_clear(out);
+			return -1;
+		}
+	return 0;
+}
+
+void
+srv_register_body_clear(struct srv_register_body *b)
+{
+	if (b == NULL)
+		return;
+	/* The bulk token text lives in the JSON object: wipe it first. */
+	if (b->bulk_token != NULL)
+		OPENSSL_cleanse((char *)(uintptr_t)b->bulk_token, strlen(b->bulk_token));
+	json_decref(b->o);
+	memset(b, 0, sizeof(*b));
 }
 
 static json_t *
@@ -224,26 +263,22 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	const gnutls_datum_t *pc = NULL;
 	gnutls_session_t sess = NULL;
 	unsigned char *der = NULL;
-	const char *pem = NULL, *bulk = NULL, *host = NULL, *reason = NULL;
+	struct srv_register_body b;
+	const char *pem, *bulk, *host, *reason = NULL;
 	size_t derlen = 0;
 	char why[200];
 	unsigned int status;
-	json_error_t je;
-	json_t *o;
 	enum MHD_Result ret;
 	int r;
 
 	memset(&reg, 0, sizeof(reg));
 	memset(&is, 0, sizeof(is));
 	stk_error_clear(&err);
-	if ((o = srv_body_json(rq, why, sizeof(why))) == NULL)
+	if (srv_parse_register_body(rq->body, rq->len, &b, why, sizeof(why)) != 0)
 		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
-	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s}", "certificate", &pem,
-	    "bulk_token", &bulk, "hostname", &host) != 0) {
-		snprintf(why, sizeof(why), "request JSON: %s", je.text);
-		json_decref(o);
-		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
-	}
+	pem = b.certificate;
+	bulk = b.bulk_token;
+	host = b.hostname;
 	reg.via = ls->kind == SRV_CMG ? STK_VIA_CMG : STK_VIA_MP;
 	reg.peer = peer;
 	if (ls->tls)
@@ -256,7 +291,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		}
 	} else {
 		if (pem == NULL || stk_cert_pem_to_der(pem, strlen(pem), &der, &derlen) != 0) {
-			json_decref(o);
+			srv_register_body_clear(&b);
 			return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, STK_REASON_BAD_CERT,
 			    "'certificate' must hold the device certificate in PEM");
 		}
@@ -291,10 +326,10 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		srv_log_issued(s, &is, "registration", peer);
 		ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));
 		stk_issued_clear(&is);
-		json_decref(o); /* holds the bulk token text: after its last use */
+		srv_register_body_clear(&b); /* holds the bulk token text */
 		return ret;
 	}
-	json_decref(o);
+	srv_register_body_clear(&b);
 	status = srv_status_of(reason);
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused registration "
 	    "via %s from %s: %s (%s)", ls->kind == SRV_CMG ? "cmg" : "mp", peer,
@@ -527,8 +562,9 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, 512u,
-		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
+		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
+		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
 		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
 		    MHD_OPTION_END);
 	else if (ls->kind == SRV_CMG || s->ca_pem != NULL)
@@ -536,8 +572,9 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, 512u,
-		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
+		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
+		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
 		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
 		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
 		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
@@ -548,8 +585,9 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, 512u,
-		    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
+		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
+		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
 		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
 		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
 		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,

@@ -10,6 +10,12 @@
 
 #define SRV_BODY_MAX 16384            /* request bodies over this are refused (413) */
 #define SRV_THREADS_DEFAULT 4
+/* Per listener. One address cannot hold every slot (slowloris): the
+ * per-address limit is a fraction of the total, and a connection idle for
+ * SRV_CONN_TIMEOUT seconds is closed. */
+#define SRV_CONN_LIMIT 512u
+#define SRV_CONN_PER_IP 64u
+#define SRV_CONN_TIMEOUT 10u
 #define SRV_SITE_NUMBER_DEFAULT "72186325152220500"
 
 struct srv_config {

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Hostile input against the running server, one SPEC security rule at a time
+# (RFC 8725): each crafted token changes exactly one thing in a real token
+# and is re-signed with the site key (tests/integration/hostile_jws.py), so
+# only the rule under test can refuse it. Every refusal must carry its
+# documented reason code (docs/api.md "Errors"), leave devices and
+# bulk_tokens byte-for-byte unchanged, and be audited exactly as documented:
+# a refusal by the site policy (401/403) appends one "refused" record naming
+# the reason; a request refused before it reaches the site (400, 404, 405,
+# 413) appends none.
+TEST_NAME=hostile
+. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/hostile_lib.sh"
+set +e
+JWS="python3 $(dirname "$0")/hostile_jws.py"
+FAILS=0
+bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
+
+make_site
+start_server
+new_bulk "$T/bulk.tok" >/dev/null
+openssl genrsa -out "$T/foreign.key" 2048 2>/dev/null
+dev_identity x                      # the hostile registrant's certificate
+# A registered device with a client token, for the policy/renew matrix.
+agent A 0 install /mp:"$CMG" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >/dev/null ||
+	fail "device A install"
+cp "$T/A/client.token" "$T/client.tok"
+REG=$CMG/sitetoken/v1/register
+XCERT=(--cert "$T/x.crt" --key "$T/x.key")
+
+# refused WANT_STATUS WANT_ERROR AUDITED(0|1) WHAT -- post_json args...
+refused() {
+	local status=$1 error=$2 audited=$3 what=$4; shift 5
+	local s0 a0 got a1
+	s0=$(db_state); a0=$(audit_count)
+	got=$(post_json "$@")
+	a1=$(audit_count)
+	if [ "$got" != "$status $error" ]; then
+		bad "$what: want '$status $error', got '$got' $(head -c 200 "$T/resp")"; return
+	fi
+	[ "$(db_state)" = "$s0" ] || { bad "$what: devices/bulk_tokens changed"; return; }
+	if [ "$audited" = 1 ]; then
+		[ "$a1" = $((a0 + 1)) ] || { bad "$what: want one audit record, got $((a1 - a0))"; return; }
+		case "$(audit_last)" in
+		"refused "*" $error: "*) ;;
+		*) bad "$what: audit record '$(audit_last)'"; return ;;
+		esac
+	else
+		[ "$a1" = "$a0" ] || { bad "$what: $((a1 - a0)) audit records for a request the site never saw"; return; }
+	fi
+	ok "$what: $status $error ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["message"][:70])' "$T/resp"))"
+}
+
+bulk_body() { printf '{"bulk_token":"%s"}' "$(cat "$1")" > "$T/body"; }
+
+# --- bulk token rules, CMG register (mutual TLS with a fresh certificate) ---
+while read -r variant status error; do
+	$JWS "$variant" "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
+		{ bad "craft $variant"; continue; }
+	bulk_body "$T/h.tok"
+	refused "$status" "$error" 1 "bulk $variant" -- "$REG" "$T/body" "${XCERT[@]}"
+done <<'M'
+alg_none 401 token_invalid
+alg_hs256 401 token_invalid
+alg_es256 401 token_invalid
+crit 401 token_invalid
+jku 401 token_invalid
+x5u 401 token_invalid
+jwk 401 token_invalid
+iss 401 token_invalid
+iss_case 401 token_invalid
+aud 401 token_invalid
+type_client 401 wrong_token_type
+type_missing 401 token_invalid
+expired 401 token_expired
+not_yet 401 token_not_yet_valid
+oversized 401 token_invalid
+padding 401 token_invalid
+stray_bits 401 token_invalid
+dup_member 401 token_invalid
+dup_header 401 token_invalid
+float_exp 401 token_invalid
+string_exp 401 token_invalid
+truncated 401 token_invalid
+extra_segment 401 token_invalid
+foreign 401 token_invalid
+bad_sig 401 token_invalid
+M
+# A client token is never a bulk token.
+bulk_body "$T/client.tok"
+refused 401 wrong_token_type 1 "client token as bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+# Signed by the site but not on its record; on record but blocked.
+$JWS unknown_id "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_body "$T/h.tok"
+refused 401 bulk_token_unknown 1 "bulk token not on record" -- "$REG" "$T/body" "${XCERT[@]}"
+bguid=$(new_bulk "$T/blocked.tok")
+$STK bulk block "$bguid" >/dev/null || fail "bulk block"
+bulk_body "$T/blocked.tok"
+refused 403 bulk_token_blocked 1 "blocked bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+# The CMG without a TLS client certificate.
+bulk_body "$T/bulk.tok"
+refused 401 no_client_certificate 1 "register without client certificate" -- "$REG" "$T/body"
+printf '{}' > "$T/body"
+refused 401 no_token 1 "CMG register without bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+
+# --- client token rules: GET policy with device A's certificate ---
+POL=$CMG/sitetoken/v1/policy
+REN=$CMG/sitetoken/v1/renew
+ACERT=(--cert "$T/A/device.crt" --key "$T/A/device.key")
+while read -r variant status error; do
+	$JWS "$variant" "$T/client.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
+		{ bad "craft $variant"; continue; }
+	refused "$status" "$error" 1 "client $variant" -- "$POL" - "${ACERT[@]}" \
+		-H @"$(bearer_hdr "$T/h.tok")"
+done <<'M'
+alg_none 401 token_invalid
+alg_hs256 401 token_invalid
+crit 401 token_invalid
+jku 401 token_invalid
+jwk 401 token_invalid
+iss 401 token_invalid
+aud 401 token_invalid
+type_bulk 401 wrong_token_type
+expired 401 token_expired
+not_yet 401 token_not_yet_valid
+cnf 401 certificate_mismatch
+oversized 401 token_invalid
+padding 401 token_invalid
+stray_bits 401 token_invalid
+dup_member 401 token_invalid
+float_exp 401 token_invalid
+truncated 401 token_invalid
+extra_segment 401 token_invalid
+foreign 401 token_invalid
+M
+refused 401 wrong_token_type 1 "bulk token as client token" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/bulk.tok")"
+refused 401 wrong_token_type 1 "bulk token renewed" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/bulk.tok")"
+refused 401 no_token 1 "policy without bearer" -- "$POL" - "${ACERT[@]}"
+refused 401 no_client_certificate 1 "policy without client certificate" -- "$POL" - \
+	-H @"$(bearer_hdr "$T/client.tok")"
+refused 401 certificate_mismatch 1 "A's token over another certificate" -- "$POL" - \
+	"${XCERT[@]}" -H @"$(bearer_hdr "$T/client.tok")"
+refused 401 certificate_mismatch 1 "A's token renewed over another certificate" -- "$REN" - \
+	"${XCERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")"
+expect_ok() { # expect_ok WHAT -- post_json args: 200 and the token still works
+	local got; got=$(post_json "${@:3}")
+	[ "$got" = "200 -" ] && ok "$1: 200" || bad "$1: got '$got' $(head -c 200 "$T/resp")"
+}
+expect_ok "device A's own token still accepted after the matrix" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/client.tok")"
+
+# --- requests refused before the site sees them (no audit record) ---
+printf '{"bulk_token":"a","bulk_token":"b"}' > "$T/body"
+refused 400 bad_request 0 "duplicate body member" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '{"bulk_token":"a","admin":true}' > "$T/body"
+refused 400 bad_request 0 "unknown body member" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '["bulk_token"]' > "$T/body"
+refused 400 bad_request 0 "body not an object" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '{"bulk_token":"a"' > "$T/body"
+refused 400 bad_request 0 "truncated JSON body" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '{"bulk_token":7}' > "$T/body"
+refused 400 bad_request 0 "non-string member" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '{"bulk_token":"%s","hostname":"a\\nFAKE 2026-01-01 [tid 1] MP_RegistrationManager: forged"}' "$(cat "$T/bulk.tok")" > "$T/body"
+refused 400 bad_request 0 "control characters in hostname" -- "$REG" "$T/body" "${XCERT[@]}"
+python3 -c 'import sys; open(sys.argv[1],"w").write("{\"hostname\":\"%s\"}" % ("h" * 256))' "$T/body"
+refused 400 bad_request 0 "hostname over 255 characters" -- "$REG" "$T/body" "${XCERT[@]}"
+python3 -c 'import sys; open(sys.argv[1],"w").write("{\"bulk_token\":\"%s\"}" % ("A" * 17000))' "$T/body"
+refused 413 body_too_large 0 "body over 16 KiB" -- "$REG" "$T/body" "${XCERT[@]}"
+head -c 4000000 /dev/zero | tr '\0' 'A' > "$T/body"
+refused 413 body_too_large 0 "4 MB body" -- "$REG" "$T/body" "${XCERT[@]}"
+printf '{}' > "$T/body"
+refused 404 not_found 0 "other site number" -- "${REG/$SITE_NUMBER/1$SITE_NUMBER}" "$T/body" "${XCERT[@]}"
+refused 405 method_not_allowed 0 "PUT register" -- "$REG" "$T/body" "${XCERT[@]}" -X PUT
+
+# --- the HTTP MP's certificate member (checked by the server before the
+# site: not audited) ---
+printf '{"certificate":"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n"}' > "$T/body"
+refused 400 bad_certificate 0 "MP: certificate PEM unreadable" -- "$MP/sitetoken/v1/register" "$T/body"
+python3 -c 'import sys,base64; open(sys.argv[1],"w").write("{\"certificate\":\"-----BEGIN CERTIFICATE-----\\n%s\\n-----END CERTIFICATE-----\\n\"}" % base64.b64encode(b"\x30\x03\x02\x01\x01").decode())' "$T/body"
+refused 400 bad_certificate 0 "MP: certificate PEM not X.509" -- "$MP/sitetoken/v1/register" "$T/body"
+
+# --- replays of a registration ---
+Arow=$(sqlite3 "$SITE/site.db" "SELECT * FROM devices WHERE guid='$(json_get device_guid < "$T/A/state.json")'")
+# A's CMG registration body replayed from another TLS identity: a separate
+# device bound to the replayer's certificate, never device A.
+dev_identity y
+bulk_body "$T/bulk.tok"
+n0=$(count_devices)
+got=$(post_json "$REG" "$T/body" --cert "$T/y.crt" --key "$T/y.key")
+new=$(json_get device_guid < "$T/resp" 2>/dev/null)
+[ "$got" = "200 -" ] && [ "$new" != "$(json_get device_guid < "$T/A/state.json")" ] &&
+	[ "$(count_devices)" = $((n0 + 1)) ] && ok "replayed CMG registration from another certificate: a new device $new" ||
+	bad "replayed CMG registration: '$got' $new"
+[ "$(sqlite3 "$SITE/site.db" "SELECT * FROM devices WHERE guid='$(json_get device_guid < "$T/A/state.json")'")" = "$Arow" ] &&
+	ok "device A's row unchanged by the replay" || bad "device A's row changed by the replay"
+expect_ok "device A's token still accepted after the replay" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/client.tok")"
+
+# --- oversized headers ---
+python3 -c 'import sys; open(sys.argv[1],"w").write("X-Pad: " + "a" * 100000)' "$T/big.hdr"
+got=$(post_json "$CMG/sitetoken/v1/health" - "${XCERT[@]}" -H @"$T/big.hdr")
+case "$got" in 431\ *|413\ *|400\ *|"000 ?") ok "100 KB header refused: ${got% *}" ;; *) bad "100 KB header: '$got'" ;; esac
+got=$(post_json "$CMG/sitetoken/v1/policy" - "${ACERT[@]}" -H @"$(python3 -c 'import sys; open(sys.argv[1],"w").write("Authorization: Bearer " + "a." * 20000 + "b")' "$T/bb.hdr"; echo "$T/bb.hdr")")
+case "$got" in 431\ *|413\ *|400\ *|"401 token_invalid") ok "40 KB bearer refused: $got" ;; *) bad "40 KB bearer: '$got'" ;; esac
+got=$(post_json "$CMG/sitetoken/v1/health" - "${XCERT[@]}")
+[ "$got" = "200 -" ] && ok "server healthy after the header flood" || bad "health after header flood: $got"
+
+# --- the agent's seed-style install arguments (agent_install_parse) ---
+for args in "/mp:http://127.0.0.1:$mp_port SMSSiteCode=ABC" "/mp:$CMG SMSSiteCode=ABCD" \
+	"/mp:$CMG /mp:$CMG" "/mp:$CMG SMSSiteCode=A\$C" "CCMHOSTNAME=" "/mp:$CMG /regtoken:"; do
+	n0=$(count_devices)
+	# shellcheck disable=SC2086
+	$AGENT --state "$T/inst" --ca "$T/tls.crt" install $args < "$T/bulk.tok" > /dev/null 2> "$T/err"
+	rc=$?
+	[ "$rc" = 2 ] && [ "$(count_devices)" = "$n0" ] && ok "install $args: usage error ($(head -c 70 "$T/err"))" ||
+		bad "install $args: exit $rc"
+done
+printf '/mp:%s\nFORGED' "$CMG" > "$T/arg"
+$AGENT --state "$T/inst" install "$(cat "$T/arg")" > /dev/null 2>&1
+[ "$?" = 2 ] && ! grep -q '^FORGED' "$T/inst/ccmsetup.log" 2>/dev/null && ok "install URL with a newline refused" ||
+	bad "install URL with a newline"
+
+# --- controls: the crafting itself is sound (a re-signed unmodified token
+# is accepted), so every refusal above is the rule under test ---
+$JWS valid "$T/client.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"
+expect_ok "re-signed client token (control)" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/h.tok")"
+n0=$(count_devices)
+$JWS valid "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_body "$T/h.tok"
+expect_ok "re-signed bulk token registers (control)" -- "$REG" "$T/body" "${XCERT[@]}"
+[ "$(count_devices)" = $((n0 + 1)) ] && ok "control registration recorded" || bad "control device count"
+
+# The internal MP has no proof of possession (SPEC: internal network): a
+# replay of A's certificate there re-registers A. Recorded here so a change
+# is noticed, not asserted: the replayer's token is bound to A's certificate,
+# useless without A's key, but it supersedes A's token (issue 8). Last, as
+# it ends device A's session.
+python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/A/device.crt" > "$T/body"
+got=$(post_json "$MP/sitetoken/v1/register" "$T/body")
+echo "# MP replay of A's certificate: $got new_device=$(json_get new_device < "$T/resp" 2>/dev/null)"
+got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client.tok")")
+echo "# device A's token after the MP replay: $got"
+
+echo "# $FAILS failures"
+[ "$FAILS" = 0 ]
