@@ -70,14 +70,14 @@ grep -q '<script src="/console.js" defer></script>' "$T/index.html" || fail "pag
 for p in /console.js /console.css /favicon.svg; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -w '%{http_code}' "$ADMIN$p")
 	echo "$h" | tail -n 1 | grep -q 200 || fail "$p not served"
-	echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "$p: no CSP"
+	echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "$p: no CSP in: $h"
 	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
 done
 curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/console.js" | grep -qi '^content-type: text/javascript' \
 	|| fail "console.js content type"
 for p in /api/v1/certs /api/v1/nothing; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN$p")
-	echo "$h" | grep -qi "content-security-policy: default-src 'self'.*frame-ancestors 'none'" || fail "$p: no CSP"
+	echo "$h" | grep -qi "content-security-policy: default-src 'self'.*frame-ancestors 'none'" || fail "$p: no CSP in: $h"
 	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
 	if echo "$h" | grep -qi set-cookie; then fail "$p sets a cookie"; fi
 done
