@@ -23,6 +23,7 @@
 #include "db.h"
 
 #define PG_BYTEAOID 17
+#define PG_TEXTOID 25
 #define PG_MAXPARAM 32
 /* First half of the advisory lock key: "stk" site write lock. */
 #define PG_LOCK_CLASS 0x73746b
@@ -43,6 +44,8 @@ struct pg_stmt {
 	char *vals[PG_MAXPARAM];
 	int lens[PG_MAXPARAM];
 	int fmts[PG_MAXPARAM];
+	Oid types[PG_MAXPARAM];  /* 0: the server infers it */
+	unsigned char used[PG_MAXPARAM];
 	PGresult *res;
 	int row, nrows;
 	unsigned char **blobs;   /* unescaped BYTEA values of the current row */
@@ -65,16 +68,17 @@ pg_set_msg(struct pg_db *d, const char *what, const char *m)
 		d->msg[--n] = '\0';
 }
 
-/* Copy `sql`, rewriting placeholders and type names outside quotes.
- * Returns the number of placeholders in *nparams. */
+/* Copy `sql`, rewriting placeholders (`?` and SQLite's numbered `?NNN`)
+ * and type names outside quotes. *nparams: the highest parameter number;
+ * used[i] (when not NULL, PG_MAXPARAM entries): parameter i+1 appears. */
 static char *
-pg_rewrite(const char *sql, int *nparams)
+pg_rewrite(const char *sql, int *nparams, unsigned char *used)
 {
 	size_t len = strlen(sql), cap = len * 2 + 16, o = 0;
 	char *out = malloc(cap);
 	const char *p = sql;
 	char q = 0;
-	int n = 0;
+	int n = 0, seq = 0;
 
 	if (out == NULL)
 		return NULL;
@@ -99,8 +103,20 @@ pg_rewrite(const char *sql, int *nparams)
 			continue;
 		}
 		if (*p == '?') {
-			o += (size_t)snprintf(out + o, cap - o, "$%d", ++n);
+			int k;
+
 			p++;
+			if (isdigit((unsigned char)*p)) {
+				for (k = 0; isdigit((unsigned char)*p) && k <= PG_MAXPARAM; p++)
+					k = k * 10 + (*p - '0');
+			} else
+				k = seq + 1;
+			seq = k;
+			if (k > n)
+				n = k;
+			if (used != NULL && k >= 1 && k <= PG_MAXPARAM)
+				used[k - 1] = 1;
+			o += (size_t)snprintf(out + o, cap - o, "$%d", k);
 			continue;
 		}
 		if (isalpha((unsigned char)*p) && (p == sql ||
@@ -266,7 +282,7 @@ static int
 pg_exec(struct site_db *db, const char *sql)
 {
 	int n, r;
-	char *q = pg_rewrite(sql, &n);
+	char *q = pg_rewrite(sql, &n, NULL);
 
 	if (q == NULL) {
 		pg_set_msg(PGD(db), NULL, "out of memory");
@@ -367,9 +383,10 @@ static int
 pg_prepare(struct site_db *db, const char *sql, struct site_stmt **out)
 {
 	struct pg_stmt *s;
+	int i;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->sql = pg_rewrite(sql, &s->nparams)) == NULL) {
+	    (s->sql = pg_rewrite(sql, &s->nparams, s->used)) == NULL) {
 		free(s);
 		pg_set_msg(PGD(db), NULL, "out of memory");
 		return -1;
@@ -382,6 +399,11 @@ pg_prepare(struct site_db *db, const char *sql, struct site_stmt **out)
 	}
 	s->vt = &site_db_pg;
 	s->db = PGD(db);
+	/* A parameter the statement never names (SQLite allows binding it)
+	 * still needs a type here. */
+	for (i = 0; i < s->nparams; i++)
+		if (!s->used[i])
+			s->types[i] = PG_TEXTOID;
 	*out = (struct site_stmt *)s;
 	return 0;
 }
@@ -403,6 +425,10 @@ pg_bind(struct pg_stmt *s, int i, const void *v, size_t n, int binary)
 	s->vals[i - 1] = copy;
 	s->lens[i - 1] = (int)n;
 	s->fmts[i - 1] = binary;
+	/* Binary values are BYTEA: say so, or length(?) and friends are
+	 * ambiguous. */
+	if (binary)
+		s->types[i - 1] = PG_BYTEAOID;
 	return 0;
 }
 
@@ -441,7 +467,7 @@ pg_step(struct site_stmt *st)
 
 	pg_stmt_reset_row(s);
 	if (s->res == NULL) {
-		s->res = PQexecParams(s->db->c, s->sql, s->nparams, NULL,
+		s->res = PQexecParams(s->db->c, s->sql, s->nparams, s->types,
 		    (const char *const *)s->vals, s->lens, s->fmts, 0);
 		t = PQresultStatus(s->res);
 		if (t == PGRES_COMMAND_OK) {

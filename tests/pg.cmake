@@ -2,6 +2,9 @@
 # build tree, no TCP) is started before and stopped after the tests labelled
 # "pg", which run the same site tests with SITETOKEN_DB pointing at it (each
 # site gets its own schema). Nothing skips: CI installs postgresql.
+# test_store: the store interface itself, on SQLite here and on PostgreSQL
+# below.
+stk_unit_test(test_store)
 if(STK_STORE_PG)
   set(STK_PG_DIR ${CMAKE_CURRENT_BINARY_DIR}/tmp/pg)
   set(STK_PG_DB "host=${STK_PG_DIR} port=5432 dbname=sitetoken user=postgres")
@@ -12,7 +15,7 @@ if(STK_STORE_PG)
   set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg LABELS pg)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
   set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}")
-  foreach(t test_site)
+  foreach(t test_site test_store)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")
