@@ -423,6 +423,11 @@ agent_token(struct agent *a, struct stk_error *err)
 {
 	char path[PATH_MAX], *t;
 
+	/* The device key goes to the TLS stack for every use of the token:
+	 * refuse it loose here too, not only at registration. */
+	agent_path(a, "device.key", path, sizeof(path));
+	if (agent_check_mode(path, 077, 1, err) != 0)
+		return NULL;
 	agent_path(a, "client.token", path, sizeof(path));
 	if (agent_check_mode(path, 077, 1, err) != 0)
 		return NULL;

@@ -96,6 +96,7 @@ cmd_serve(int argc, char **argv)
 	const char *dir = NULL, *cert = NULL, *key = NULL, *ca = NULL;
 	const char *pidf = NULL, *readyf = NULL, *tcti = NULL, *mod = NULL;
 	char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, buf[128];
+	struct stat kst;
 	sigset_t set;
 	long threads;
 	int c, r, sig = 0, rc = EXIT_BACKEND;
@@ -141,6 +142,14 @@ cmd_serve(int argc, char **argv)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (cert == NULL || key == NULL)
 		return cli_usage_error("%s", serve_usage);
+	/* Like the file key backend: a TLS key others can read is refused. */
+	if (stat(key, &kst) == 0 && (kst.st_mode & 077) != 0) {
+		fprintf(stderr, "%s: %s has mode %04o: the TLS key must not be readable "
+		    "by group or others (chmod 600)\n", cli_prog, key,
+		    (unsigned int)(kst.st_mode & 07777));
+		rc = EXIT_BACKEND;
+		goto out;
+	}
 	if ((cert_pem = serve_read_file(cert, 65536)) == NULL ||
 	    (key_pem = serve_read_file(key, 65536)) == NULL ||
 	    (ca != NULL && (ca_pem = serve_read_file(ca, 262144)) == NULL)) {
