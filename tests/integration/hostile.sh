@@ -221,6 +221,31 @@ $AGENT --state "$T/inst" install "$(cat "$T/arg")" > /dev/null 2>&1
 [ "$?" = 2 ] && ! grep -q '^FORGED' "$T/inst/ccmsetup.log" 2>/dev/null && ok "install URL with a newline refused" ||
 	bad "install URL with a newline"
 
+# A hostile MP (plain HTTP) answering with a multi-line refusal message and
+# reason: the agent's logs keep one event per line.
+python3 - "$T/fake.port" > /dev/null 2>&1 <<'PY' &
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        b = json.dumps({"error": "x\nFORGED error", "message": "m\r\nFORGED 2026-01-01T00:00:00Z line"}).encode()
+        self.send_response(401); self.send_header("Content-Length", str(len(b))); self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.handle_request()
+PY
+fake=$!
+for _ in $(seq 50); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
+$AGENT --state "$T/fakedev" register --mp "http://127.0.0.1:$(cat "$T/fake.port")" > /dev/null 2>&1
+rc=$?
+wait "$fake"
+[ "$rc" = 1 ] && ! grep -q '^FORGED' "$T/fakedev/ClientIDManagerStartup.log" &&
+	grep -q 'FORGED 2026' "$T/fakedev/ClientIDManagerStartup.log" &&
+	ok "a server's multi-line refusal stays one agent log line" ||
+	bad "agent log with a hostile refusal (exit $rc): $(cat "$T/fakedev/ClientIDManagerStartup.log")"
+
 # --- controls: the crafting itself is sound (a re-signed unmodified token
 # is accepted), so every refusal above is the rule under test ---
 $JWS valid "$T/client.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"
