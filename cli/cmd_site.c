@@ -243,8 +243,6 @@ key_export(int argc, char **argv)
 	EVP_PKEY *pub;
 	FILE *fp = stdout;
 	char *jwk = NULL;
-	size_t clen;
-	const unsigned char *cert;
 
 	if ((r = parse_simple(argc, argv, &dir, &json, &jwks, &out)) != 0)
 		return r;
@@ -263,12 +261,13 @@ key_export(int argc, char **argv)
 	}
 	stk_error_clear(&err);
 	if (jwks || json) {
-		cert = stk_site_cert(s, &clen);
-		if ((r = stk_pkey_to_jwk(pub, cert, clen, &jwk, &err)) != 0) {
+		/* Every node's key (and a retiring one), so a gateway verifies
+		 * tokens from any node of the site. */
+		if ((r = stk_site_jwks(s, &jwk, &err)) != 0) {
 			rc = cli_fail(&err, r);
 			goto done;
 		}
-		fprintf(fp, "{\"keys\":[%s]}\n", jwk);
+		fprintf(fp, "%s\n", jwk);
 	} else if (PEM_write_PUBKEY(fp, pub) != 1) {
 		fprintf(stderr, "%s: cannot encode the public key\n", cli_prog);
 		rc = EXIT_BACKEND;

@@ -381,6 +381,61 @@ stk_site_verify(struct stk_site *s, const char *token, size_t len,
 	return r;
 }
 
+int
+stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	char *buf = NULL, *jwk = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc, r = STK_OK, nkeys = 0;
+
+	*out = NULL;
+	if ((f = open_memstream(&buf, &len)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	fputs("{\"keys\":[", f);
+	if (db_prepare(s->store, "SELECT cert FROM site_keys WHERE status IN"
+	    " ('active', 'retiring') ORDER BY created_at, kid", &st) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		const unsigned char *der, *p;
+		size_t n;
+		X509 *x;
+		EVP_PKEY *k;
+
+		if ((der = db_column_blob(st, 0, &n)) == NULL)
+			continue;
+		p = der;
+		if ((x = d2i_X509(NULL, &p, (long)n)) == NULL) {
+			r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+			    "a site key certificate is unreadable");
+			goto out;
+		}
+		k = X509_get0_pubkey(x);
+		r = k == NULL ? STK_E_CRYPTO : stk_pkey_to_jwk(k, der, n, &jwk, err);
+		X509_free(x);
+		if (r != 0)
+			goto out;
+		fprintf(f, "%s%s", nkeys++ ? "," : "", jwk);
+		free(jwk);
+		jwk = NULL;
+	}
+	if (rc != SITE_DB_DONE)
+		r = site_db_error(s, err, "reading the site keys");
+out:
+	db_finalize(st);
+	fputs("]}", f);
+	fclose(f);
+	if (r != 0) {
+		free(buf);
+		return r;
+	}
+	*out = buf;
+	return STK_OK;
+}
+
 EVP_PKEY *
 site_keys_pubkey(struct stk_site *s, const char *kid)
 {

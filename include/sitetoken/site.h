@@ -119,6 +119,9 @@ struct stk_site_key_row {
 	int64_t created_at, not_after, retired_at; /* 0 when not set */
 	int mine;                   /* this node signs with it */
 };
+/* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers
+ * outside the site. *out malloc'd (free()). */
+int stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err);
 /* Every key the site ever had. *rows malloc'd (free()). */
 int stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
     size_t *n, struct stk_error *err);
