@@ -255,6 +255,16 @@ $JWS valid "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_bo
 expect_ok "re-signed bulk token registers (control)" -- "$REG" "$T/body" "${XCERT[@]}"
 [ "$(count_devices)" = $((n0 + 1)) ] && ok "control registration recorded" || bad "control device count"
 
+# A renewal replayed: the first is answered, the replay of the same request
+# (same certificate, same old token) is refused and changes nothing.
+got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")")
+[ "$got" = "200 -" ] && ok "renewal: 200" || bad "renewal: $got"
+json_get client_token < "$T/resp" > "$T/client2.tok"
+refused 401 token_superseded 1 "replayed renewal" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/client.tok")"
+expect_ok "the renewed token works" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client2.tok")"
+cp "$T/client2.tok" "$T/client.tok"
+
 # The internal MP has no proof of possession (SPEC: internal network): a
 # replay of A's certificate there re-registers A. Recorded here so a change
 # is noticed, not asserted: the replayer's token is bound to A's certificate,
