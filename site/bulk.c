@@ -243,6 +243,45 @@ asn1_time_to_unix(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
+/* One "Site Signing" row for a site key certificate. */
+static void
+cert_row(struct stk_cert_row *row, const unsigned char *der, size_t len,
+    const char *state, int64_t now)
+{
+	const unsigned char *p = der;
+	unsigned char md[20];
+	X509 *x;
+
+	memset(row, 0, sizeof(*row));
+	snprintf(row->type, sizeof(row->type), "Site Signing");
+	EVP_Digest(der, len, md, NULL, EVP_sha1(), NULL);
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(row->id + 2 * i, 3, "%02X", md[i]);
+	if ((x = d2i_X509(NULL, &p, (long)len)) != NULL) {
+		row->valid_from = asn1_time_to_unix(X509_get0_notBefore(x));
+		row->valid_to = asn1_time_to_unix(X509_get0_notAfter(x));
+		X509_free(x);
+	}
+	row->created_at = row->valid_from;
+	snprintf(row->status, sizeof(row->status), "%s",
+	    now >= row->valid_to ? "Expired" : state);
+}
+
+static int
+cert_rows_grow(struct stk_cert_row **v, size_t *cap, size_t cnt,
+    struct stk_error *err)
+{
+	struct stk_cert_row *nv;
+
+	if (cnt < *cap)
+		return STK_OK;
+	if ((nv = realloc(*v, *cap * 2 * sizeof(**v))) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	*v = nv;
+	*cap *= 2;
+	return STK_OK;
+}
+
 int
 stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
     size_t *n, struct stk_error *err)
@@ -250,28 +289,38 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 	struct stk_cert_row *v = NULL, *row;
 	size_t cap = 16, cnt = 0;
 	struct site_stmt *st = NULL;
-	const unsigned char *p = s->cert;
-	unsigned char md[20];
-	X509 *x;
 	int rc, r = STK_OK;
 
 	*rows = NULL;
 	*n = 0;
 	if ((v = calloc(cap, sizeof(*v))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	row = &v[cnt++];
-	snprintf(row->type, sizeof(row->type), "Site Signing");
-	EVP_Digest(s->cert, s->cert_len, md, NULL, EVP_sha1(), NULL);
-	for (size_t i = 0; i < sizeof(md); i++)
-		snprintf(row->id + 2 * i, 3, "%02X", md[i]);
-	if ((x = d2i_X509(NULL, &p, (long)s->cert_len)) != NULL) {
-		row->valid_from = asn1_time_to_unix(X509_get0_notBefore(x));
-		row->valid_to = asn1_time_to_unix(X509_get0_notAfter(x));
-		X509_free(x);
+	/* Every node's key certificate in use (one row on a one-node site). */
+	if (db_prepare(s->store, "SELECT cert, status FROM site_keys WHERE status IN"
+	    " ('active', 'retiring') ORDER BY created_at, kid", &st) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
 	}
-	row->created_at = row->valid_from;
-	snprintf(row->status, sizeof(row->status), "%s",
-	    now >= row->valid_to ? "Expired" : "Active");
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		size_t len;
+		const void *der = db_column_blob(st, 0, &len);
+		const char *status = db_column_text(st, 1);
+
+		if (der == NULL)
+			continue;
+		if ((r = cert_rows_grow(&v, &cap, cnt, err)) != 0)
+			goto out;
+		cert_row(&v[cnt++], der, len, status && strcmp(status, "retiring") == 0 ?
+		    "Retiring" : "Active", now);
+	}
+	if (rc != SITE_DB_DONE) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	db_finalize(st);
+	st = NULL;
+	if (cnt == 0)
+		cert_row(&v[cnt++], s->cert, s->cert_len, "Active", now);
 
 	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
 	    " blocked, blocked_at FROM bulk_tokens", &st) != 0) {
@@ -281,16 +330,8 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		struct stk_bulk_record rec;
 
-		if (cnt == cap) {
-			struct stk_cert_row *nv = realloc(v, cap * 2 * sizeof(*v));
-			if (nv == NULL) {
-				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
-				    "out of memory");
-				goto out;
-			}
-			v = nv;
-			cap *= 2;
-		}
+		if ((r = cert_rows_grow(&v, &cap, cnt, err)) != 0)
+			goto out;
 		bulk_row(st, &rec);
 		row = &v[cnt++];
 		memset(row, 0, sizeof(*row));
