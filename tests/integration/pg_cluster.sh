@@ -30,7 +30,14 @@ start)
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	chmod 700 "$dir"
-	[ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
+	if [ "$(id -u)" -eq 0 ]; then
+		chown postgres: "$dir"
+		runuser -u postgres -- test -w "$dir" || {
+			echo "pg_cluster: the postgres user cannot reach $dir: make its parent" \
+				"directories searchable (chmod o+x) or run the tests as a non-root user" >&2
+			exit 1
+		}
+	fi
 	as_pg "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
 		--no-instructions >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
 	as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
