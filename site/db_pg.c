@@ -32,6 +32,8 @@ struct pg_db {
 	const struct site_db_vtable *vt;
 	PGconn *c;
 	char *schema;
+	char *setup;             /* SET search_path ..., run on every connect */
+	int in_tx;
 	char msg[256];
 	int64_t changes;
 };
@@ -152,11 +154,35 @@ pg_rewrite(const char *sql, int *nparams, unsigned char *used)
 	return out;
 }
 
+/* Run one statement (params < 0: PQexec, several statements allowed). A
+ * connection lost between transactions (server restart, failover, idle
+ * timeout) is made again once and the statement re-run; inside a
+ * transaction the statement fails and the caller rolls back. */
+static PGresult *
+pg_query(struct pg_db *d, const char *sql, int nparams, const Oid *types,
+    const char *const *vals, const int *lens, const int *fmts)
+{
+	PGresult *res;
+	int again;
+
+	for (again = 0;; again++) {
+		res = nparams < 0 ? PQexec(d->c, sql) : PQexecParams(d->c, sql,
+		    nparams, types, vals, lens, fmts, 0);
+		if (again || d->in_tx || PQstatus(d->c) != CONNECTION_BAD)
+			return res;
+		PQclear(res);
+		PQreset(d->c);
+		if (PQstatus(d->c) != CONNECTION_OK)
+			return NULL;
+		PQclear(PQexec(d->c, d->setup));
+	}
+}
+
 /* Run a command without parameters; 0 on success. */
 static int
 pg_run(struct pg_db *d, const char *sql)
 {
-	PGresult *res = PQexec(d->c, sql);
+	PGresult *res = pg_query(d, sql, -1, NULL, NULL, NULL, NULL);
 	ExecStatusType t = PQresultStatus(res);
 	int ok = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
 
@@ -219,7 +245,7 @@ pg_open(const char *conninfo, const char *schema, int create,
 		goto fail;
 	}
 	PQfreemem(id);
-	free(sql);
+	d->setup = sql;
 	*out = (struct site_db *)d;
 	return STK_OK;
 fail:
@@ -275,6 +301,7 @@ pg_close(struct site_db *db)
 		return;
 	PQfinish(PGD(db)->c);
 	free(PGD(db)->schema);
+	free(PGD(db)->setup);
 	free(db);
 }
 
@@ -304,6 +331,7 @@ pg_begin_write(struct site_db *db)
 
 	if (pg_run(d, "BEGIN") != 0)
 		return -1;
+	d->in_tx = 1;
 	snprintf(cls, sizeof(cls), "%d", PG_LOCK_CLASS);
 	v[0] = cls;
 	v[1] = d->schema;
@@ -314,6 +342,7 @@ pg_begin_write(struct site_db *db)
 		pg_set_msg(d, "taking the site write lock", PQresultErrorMessage(res));
 		PQclear(res);
 		PQclear(PQexec(d->c, "ROLLBACK"));
+		d->in_tx = 0;
 		return -1;
 	}
 	PQclear(res);
@@ -323,15 +352,26 @@ pg_begin_write(struct site_db *db)
 static int
 pg_begin_read(struct site_db *db)
 {
-	return pg_run(PGD(db), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	if (pg_run(PGD(db), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+		return -1;
+	PGD(db)->in_tx = 1;
+	return 0;
 }
 
-static int pg_commit(struct site_db *db) { return pg_run(PGD(db), "COMMIT"); }
+static int
+pg_commit(struct site_db *db)
+{
+	int r = pg_run(PGD(db), "COMMIT");
+
+	PGD(db)->in_tx = 0;
+	return r;
+}
 
 static void
 pg_rollback(struct site_db *db)
 {
 	PQclear(PQexec(PGD(db)->c, "ROLLBACK"));
+	PGD(db)->in_tx = 0;
 }
 
 static int
@@ -345,7 +385,8 @@ pg_get_version(struct site_db *db, int *version)
 	if (pg_run(d, "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER"
 	    " PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)") != 0)
 		return -1;
-	res = PQexec(d->c, "SELECT version FROM schema_version WHERE id = 1");
+	res = pg_query(d, "SELECT version FROM schema_version WHERE id = 1", -1,
+	    NULL, NULL, NULL, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		pg_set_msg(d, NULL, PQresultErrorMessage(res));
 	else {
@@ -467,8 +508,8 @@ pg_step(struct site_stmt *st)
 
 	pg_stmt_reset_row(s);
 	if (s->res == NULL) {
-		s->res = PQexecParams(s->db->c, s->sql, s->nparams, s->types,
-		    (const char *const *)s->vals, s->lens, s->fmts, 0);
+		s->res = pg_query(s->db, s->sql, s->nparams, s->types,
+		    (const char *const *)s->vals, s->lens, s->fmts);
 		t = PQresultStatus(s->res);
 		if (t == PGRES_COMMAND_OK) {
 			const char *n = PQcmdTuples(s->res);

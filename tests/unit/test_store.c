@@ -232,6 +232,63 @@ test_write_lock(void **state)
 	db_finalize(st);
 }
 
+static int64_t
+backend_pid(struct site_db *db)
+{
+	struct site_stmt *st;
+	int64_t pid = 0;
+
+	assert_int_equal(db_prepare(db, "SELECT pg_backend_pid()", &st), 0);
+	assert_int_equal(db_step(st), SITE_DB_ROW);
+	pid = db_column_int64(st, 0);
+	db_finalize(st);
+	return pid;
+}
+
+static void
+kill_backend(struct fx *f, int64_t pid)
+{
+	struct site_db *other = NULL;
+	char sql[96];
+
+	assert_int_equal(store_open(f, 0, &other), 0);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld)", (long long)pid);
+	assert_int_equal(db_exec(other, sql), 0);
+	f->vt->close(other);
+	usleep(200 * 1000);
+}
+
+/* PostgreSQL: a connection the server dropped between transactions (restart,
+ * failover) is made again for the next statement; inside a transaction the
+ * statement fails instead (no half transaction on a new connection). */
+static void
+test_reconnect(void **state)
+{
+	struct fx *f = *state;
+	struct site_stmt *st;
+
+	if (strcmp(f->vt->name, "postgresql") != 0) {
+		/* SQLite has no server connection to lose. */
+		assert_int_equal(db_exec(f->db, "SELECT 1"), 0);
+		return;
+	}
+	kill_backend(f, backend_pid(f->db));
+	assert_int_equal(db_prepare(f->db, "SELECT count(*) FROM t", &st), 0);
+	assert_int_equal(db_step(st), SITE_DB_ROW);
+	assert_int_equal(db_column_int64(st, 0), 0);
+	db_finalize(st);
+
+	assert_int_equal(f->vt->begin_write(f->db), 0);
+	kill_backend(f, backend_pid(f->db));
+	assert_int_not_equal(db_exec(f->db, "INSERT INTO t (id) VALUES (7)"), 0);
+	f->vt->rollback(f->db);
+	assert_int_equal(db_exec(f->db, "INSERT INTO t (id) VALUES (8)"), 0);
+	assert_int_equal(db_prepare(f->db, "SELECT count(*) FROM t", &st), 0);
+	assert_int_equal(db_step(st), SITE_DB_ROW);
+	assert_int_equal(db_column_int64(st, 0), 1);
+	db_finalize(st);
+}
+
 int
 main(void)
 {
@@ -240,6 +297,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	};
 
 	srand((unsigned)getpid());
