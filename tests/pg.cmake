@@ -5,6 +5,7 @@
 # test_store: the store interface itself, on SQLite here and on PostgreSQL
 # below.
 stk_unit_test(test_store)
+stk_script_test(node_rotate integration/node_rotate.sh)
 if(STK_STORE_PG)
   set(STK_PG_DIR ${CMAKE_CURRENT_BINARY_DIR}/tmp/pg)
   set(STK_PG_DB "host=${STK_PG_DIR} port=5432 dbname=sitetoken user=postgres")
