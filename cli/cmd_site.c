@@ -139,14 +139,18 @@ site_show(int argc, char **argv)
 	stk_cert_x5t(cert, clen, x5t);
 	if (json)
 		printf("{\"site\":\"%s\",\"tenant\":\"%s\",\"issuer\":\"" STK_ISSUER_PREFIX
-		    "%s\",\"backend\":\"%s\",\"key_type\":\"%s\",\"x5t\":\"%s\"}\n",
+		    "%s\",\"backend\":\"%s\",\"key_type\":\"%s\",\"x5t\":\"%s\","
+		    "\"store\":\"%s\",\"node\":\"%s\"}\n",
 		    stk_site_guid(s), stk_site_guid(s), stk_site_guid(s),
-		    stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)), x5t);
+		    stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)), x5t,
+		    stk_site_store(s), stk_site_node(s));
 	else
 		printf("Site GUID:  %s\nIssuer:     " STK_ISSUER_PREFIX "%s\n"
-		    "Backend:    %s\nKey type:   %s\nCert x5t:   %s\n",
+		    "Backend:    %s\nKey type:   %s\nCert x5t:   %s\n"
+		    "Store:      %s\nNode:       %s\n",
 		    stk_site_guid(s), stk_site_guid(s), stk_site_backend(s),
-		    stk_key_type_name(stk_site_key_type(s)), x5t);
+		    stk_key_type_name(stk_site_key_type(s)), x5t, stk_site_store(s),
+		    stk_site_node(s));
 	stk_site_close(s);
 	return 0;
 }

@@ -81,6 +81,12 @@ stk_site_node(const struct stk_site *s)
 	return s->node ? s->node : SITE_NODE_DEFAULT;
 }
 
+const char *
+stk_site_store(const struct stk_site *s)
+{
+	return s->store->vt->name;
+}
+
 int
 site_keys_insert(struct stk_site *s, const char *kid, const char *node,
     const char *backend, const char *key_uri, enum stk_key_type type,

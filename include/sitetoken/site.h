@@ -87,6 +87,8 @@ int stk_site_verify(struct stk_site *s, const char *token, size_t len,
 
 /* This node's name ("main" for the node that ran site init). */
 const char *stk_site_node(const struct stk_site *s);
+/* The store holding the site: "sqlite" or "postgresql". */
+const char *stk_site_store(const struct stk_site *s);
 
 struct stk_site_node_opts {
 	const char *db;             /* the site's store (connection string) */
