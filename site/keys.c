@@ -616,7 +616,7 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	    cert, cert_len, now, err)) != 0)
 		goto fail_tx;
 	snprintf(detail, sizeof(detail), "node=%s old=%s retires after %lld",
-	    stk_site_node(s), old_kid, (long long)(now + SITE_KEY_RETIRE_AFTER));
+	    stk_site_node(s), old_kid, (long long)now + SITE_KEY_RETIRE_AFTER);
 	if ((r = stk_audit_append(s, actor ? actor : "admin", "key.rotate", kid, "ok",
 	    detail, err)) != 0)
 		goto fail_tx;

@@ -428,7 +428,7 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
 		goto fail;
 	}
-	if (vt != &site_db_sqlite) {
+	if (vt != &site_db_sqlite && dbconn != NULL) {
 		const char *sch = opts->db_schema ? opts->db_schema :
 		    getenv("SITETOKEN_DB_SCHEMA");
 
