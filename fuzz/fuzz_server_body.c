@@ -54,7 +54,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
-	if (b.hostname != NULL && strlen(b.hostname) > SRV_HOSTNAME_MAX)
+	/* The hostname reaches the registration log: short and printable. */
+	if (b.hostname != NULL && (strlen(b.hostname) > SRV_HOSTNAME_MAX ||
+	    strpbrk(b.hostname, "\r\n\t\x1b\x7f") != NULL))
 		abort();
 	if (b.certificate != NULL &&
 	    stk_cert_pem_to_der(b.certificate, strlen(b.certificate), &der, &derlen) == 0) {
