@@ -97,7 +97,7 @@ while time.monotonic() < t_end:
             worst = max(worst, t)
     i += 1
     time.sleep(1)
-check(failed == 0 and worst < 2.0, f"{kind}: a legitimate client was served every time "
+check(failed == 0 and worst < 5.0, f"{kind}: a legitimate client was served every time "
       f"during the slow-client attack (worst {worst:.2f} s, {failed} failures)")
 # Silent connections are closed after the idle timeout.
 t0 = time.monotonic()
