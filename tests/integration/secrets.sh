@@ -48,13 +48,17 @@ cmp -s "$T/secret.client1" "$T/secret.client2" && fail "renewal did not change t
 agent mpdev 0 register --mp "$MP" > "$T/mpdev.out" 2>&1 || fail "MP register: $(cat "$T/mpdev.out")"
 cp "$T/mpdev/client.token" "$T/secret.client3"
 # The agent keeps running (renews when due) while we look at it.
-agent dev 0 run --interval 3600 > "$T/run.out" 2>&1 &
+# (Not through the agent() function: $! must be the agent itself, for
+# /proc and for stopping it.)
+$AGENT --state "$T/dev" --ca "$T/tls.crt" run --interval 3600 > "$T/run.out" 2>&1 &
 AGENT_PID=$!
 sleep 1
 kill -0 "$AGENT_PID" || fail "agent run exited: $(cat "$T/run.out")"
 ok "demo flow with the site key in SoftHSM: install, policy, renew, MP register, agent running"
 
 # Process dumps while both run.
+[ "$(readlink "/proc/$AGENT_PID/exe")" = "$(readlink -f "$AGENT")" ] || fail "agent pid is not the agent"
+[ "$(readlink "/proc/$SERVER_PID/exe")" = "$(readlink -f "$STK")" ] || fail "server pid is not the server"
 for p in server:"$SERVER_PID" agent:"$AGENT_PID"; do
 	tr '\0' '\n' < "/proc/${p#*:}/environ" > "$T/proc.${p%%:*}.environ"
 	tr '\0' ' ' < "/proc/${p#*:}/cmdline" > "$T/proc.${p%%:*}.cmdline"
