@@ -511,7 +511,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 			life = buf;
 		} else
 			life = "";
-		if ((r = stk_bulk_parse_lifetime(life, &minutes, &err)) != 0) {
+		if (stk_bulk_parse_lifetime(life, &minutes, &err) != 0) {
 			json_decref(o);
 			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_lifetime", err.msg);
 		}
