@@ -28,6 +28,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "admin.h"
+#include "http.h"
 
 #define ADM_API "/api/v1/"
 #define ADM_BODY_MAX 4096
@@ -46,13 +47,9 @@ struct srv_admin {
 	struct MHD_Daemon *d;
 	unsigned int port;
 	char secret_path[PATH_MAX];
+	struct srv_http http;       /* the MHD access handler's cls */
 };
 
-struct adm_req {
-	char *body;
-	size_t len;
-	int too_big;
-};
 
 /* ---- the secret file ---- */
 
@@ -169,15 +166,6 @@ fail:
 /* ---- responses ---- */
 
 static void
-adm_wipe_free(void *p)
-{
-	if (p != NULL) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
-static void
 adm_headers(struct MHD_Response *resp)
 {
 	MHD_add_response_header(resp, "Content-Security-Policy", ADM_CSP);
@@ -192,23 +180,14 @@ adm_headers(struct MHD_Response *resp)
 static enum MHD_Result
 adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 {
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-
-	json_decref(o);
-	if (txt == NULL)
-		return MHD_NO;
-	/* A new bulk token travels in one of these: wipe it when MHD is done. */
-	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
-	    adm_wipe_free);
-	if (resp == NULL) {
-		adm_wipe_free(txt);
-		return MHD_NO;
-	}
-	adm_headers(resp);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	/* A new bulk token travels in one of these: wiped when MHD is done. */
+	struct MHD_Response *resp = srv_json_response(o,
 	    "application/json; charset=utf-8");
+	enum MHD_Result ret;
+
+	if (resp == NULL)
+		return MHD_NO;
+	adm_headers(resp);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		    "Bearer realm=\"sitetoken-admin\"");
@@ -243,22 +222,6 @@ adm_reply_asset(struct MHD_Connection *c, const struct adm_asset *as)
 }
 
 /* ---- helpers ---- */
-
-static void
-adm_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
-{
-	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr_in *sin;
-
-	snprintf(buf, len, "?");
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return;
-	if (ci->client_addr->sa_family == AF_INET) {
-		sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
-		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
-	}
-}
 
 static void
 adm_time(int64_t t, char *buf, size_t len)
@@ -477,7 +440,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 
 static enum MHD_Result
 adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
-    const struct adm_req *rq, const char *actor)
+    const struct srv_req *rq, const char *actor)
 {
 	struct stk_bulk_record rec;
 	struct stk_error err;
@@ -618,16 +581,17 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 /* ---- routing ---- */
 
 static enum MHD_Result
-adm_route(struct srv_admin *a, struct MHD_Connection *c, const char *url,
-    const char *method, const struct adm_req *rq)
+adm_route(void *ctx, struct MHD_Connection *c, const char *url,
+    const char *method, const struct srv_req *rq)
 {
+	struct srv_admin *a = ctx;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 	const char *why, *op;
 	char peer[64], actor[64], guid[STK_GUID_LEN + 1];
 	size_t i, n;
 
-	adm_peer_addr(c, peer, sizeof(peer));
+	srv_peer_addr(c, peer, sizeof(peer));
 	/* The page itself: constant, no site data, so no secret needed. */
 	if (get)
 		for (i = 0; i < adm_asset_count; i++)
@@ -691,57 +655,6 @@ adm_route(struct srv_admin *a, struct MHD_Connection *c, const char *url,
 	return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
 }
 
-static enum MHD_Result
-adm_handler(void *cls, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
-{
-	struct srv_admin *a = cls;
-	struct adm_req *rq = *con_cls;
-	char *nb;
-
-	(void)version;
-	if (rq == NULL) {
-		if ((rq = calloc(1, sizeof(*rq))) == NULL)
-			return MHD_NO;
-		*con_cls = rq;
-		return MHD_YES;
-	}
-	if (*upload_data_size > 0) {
-		if (!rq->too_big && rq->len + *upload_data_size <= ADM_BODY_MAX) {
-			if ((nb = realloc(rq->body, rq->len + *upload_data_size + 1)) == NULL)
-				return MHD_NO;
-			rq->body = nb;
-			memcpy(rq->body + rq->len, upload_data, *upload_data_size);
-			rq->len += *upload_data_size;
-			rq->body[rq->len] = '\0';
-		} else
-			rq->too_big = 1;
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
-	return adm_route(a, c, url, method, rq);
-}
-
-static void
-adm_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
-{
-	struct adm_req *rq = *con_cls;
-
-	(void)cls;
-	(void)c;
-	(void)toe;
-	if (rq == NULL)
-		return;
-	if (rq->body != NULL) {
-		OPENSSL_cleanse(rq->body, rq->len);
-		free(rq->body);
-	}
-	free(rq);
-	*con_cls = NULL;
-}
-
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */
 static void __attribute__((format(printf, 2, 0)))
 adm_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -757,33 +670,14 @@ static int
 adm_parse_addr(const char *spec, int remote, struct sockaddr_in *sin,
     struct stk_error *err)
 {
-	char host[64];
-	const char *colon;
-	char *end;
-	long port;
+	int r;
 
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	if (spec == NULL || (colon = strrchr(spec, ':')) == NULL ||
-	    (size_t)(colon - spec) >= sizeof(host))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "admin listen address '%s' is not ADDR:PORT", spec ? spec : "");
-	memcpy(host, spec, (size_t)(colon - spec));
-	host[colon - spec] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "bad port in '%s'", spec);
-	if (strcmp(host, "localhost") == 0 || host[0] == '\0')
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%s' is not an IPv4 address", host);
+	if ((r = srv_parse_listen(spec, "admin", sin, err)) != 0)
+		return r;
 	if (!remote && (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "the admin console listens on loopback only; '%s' needs "
-		    "--admin-remote", host);
-	sin->sin_port = htons((uint16_t)port);
+		    "--admin-remote", spec);
 	return STK_OK;
 }
 
@@ -803,6 +697,7 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 		return r;
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	a->http = (struct srv_http){ adm_route, a, ADM_BODY_MAX };
 	a->site = site;
 	a->site_mu = site_mu;
 	a->logs = logs;
@@ -823,13 +718,13 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 			goto fail;
 	}
 	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-	    MHD_USE_TLS, 0, NULL, NULL, adm_handler, a,
+	    MHD_USE_TLS, 0, NULL, NULL, srv_http_handler, &a->http,
 	    MHD_OPTION_EXTERNAL_LOGGER, adm_mhd_log, a,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
 	    MHD_OPTION_CONNECTION_LIMIT, 64u,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	    MHD_OPTION_NOTIFY_COMPLETED, adm_completed, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
 	    MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
 	    MHD_OPTION_HTTPS_MEM_KEY, key_pem,
 	    MHD_OPTION_END);

@@ -25,6 +25,7 @@
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
+#include "http.h"
 #include "server.h"
 #include "server_int.h"
 #include "admin.h"
@@ -40,6 +41,7 @@ struct srv_listener {
 	int tls;
 	struct MHD_Daemon *d;
 	unsigned int port;
+	struct srv_http http;      /* the MHD access handler's cls */
 };
 
 struct srv {
@@ -54,40 +56,15 @@ struct srv {
 };
 
 /* Per-request state: the body being received. */
-struct srv_req {
-	char *body;
-	size_t len;
-	int too_big;
-};
-
-static void
-srv_wipe_free(void *p)
-{
-	if (p != NULL) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
 static enum MHD_Result
 srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 {
-	struct MHD_Response *resp;
+	/* The body may hold a client token: wiped when MHD is done. */
+	struct MHD_Response *resp = srv_json_response(o, "application/json");
 	enum MHD_Result ret;
-	char *txt = json_dumps(o, JSON_COMPACT);
 
-	json_decref(o);
-	if (txt == NULL)
+	if (resp == NULL)
 		return MHD_NO;
-	/* The body may hold a client token: wipe it when MHD is done. */
-	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
-	    srv_wipe_free);
-	if (resp == NULL) {
-		srv_wipe_free(txt);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -117,22 +94,6 @@ srv_status_of(const char *reason)
 		if (strcmp(reason, forbidden[i]) == 0)
 			return MHD_HTTP_FORBIDDEN;
 	return MHD_HTTP_UNAUTHORIZED;
-}
-
-static void
-srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
-{
-	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr_in *sin;
-
-	snprintf(buf, len, "?");
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return;
-	if (ci->client_addr->sa_family == AF_INET) {
-		sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
-		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
-	}
 }
 
 /* The TLS client certificate (leaf DER, pointing into the session), or NULL. */
@@ -399,9 +360,10 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 }
 
 static enum MHD_Result
-srv_route(struct srv_listener *ls, struct MHD_Connection *c, const char *url,
+srv_route(void *ctx, struct MHD_Connection *c, const char *url,
     const char *method, const struct srv_req *rq)
 {
+	struct srv_listener *ls = ctx;
 	struct srv *s = ls->srv;
 	const char *op = NULL;
 	char peer[64];
@@ -448,58 +410,6 @@ srv_route(struct srv_listener *ls, struct MHD_Connection *c, const char *url,
 	return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
 }
 
-static enum MHD_Result
-srv_handler(void *cls, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
-{
-	struct srv_listener *ls = cls;
-	struct srv_req *rq = *con_cls;
-	char *nb;
-
-	(void)version;
-	if (rq == NULL) {
-		if ((rq = calloc(1, sizeof(*rq))) == NULL)
-			return MHD_NO;
-		*con_cls = rq;
-		return MHD_YES;
-	}
-	if (*upload_data_size > 0) {
-		if (!rq->too_big && rq->len + *upload_data_size <= SRV_BODY_MAX) {
-			if ((nb = realloc(rq->body, rq->len + *upload_data_size + 1)) == NULL)
-				return MHD_NO;
-			rq->body = nb;
-			memcpy(rq->body + rq->len, upload_data, *upload_data_size);
-			rq->len += *upload_data_size;
-			rq->body[rq->len] = '\0';
-		} else
-			rq->too_big = 1;
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
-	return srv_route(ls, c, url, method, rq);
-}
-
-static void
-srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
-{
-	struct srv_req *rq = *con_cls;
-
-	(void)cls;
-	(void)c;
-	(void)toe;
-	if (rq == NULL)
-		return;
-	if (rq->body != NULL) {
-		/* May hold a bulk token. */
-		OPENSSL_cleanse(rq->body, rq->len);
-		free(rq->body);
-	}
-	free(rq);
-	*con_cls = NULL;
-}
-
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */
 static void __attribute__((format(printf, 2, 0)))
 srv_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -512,35 +422,6 @@ srv_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static int
-srv_parse_addr(const char *spec, struct sockaddr_in *sin, struct stk_error *err)
-{
-	char host[64];
-	const char *colon;
-	char *end;
-	long port;
-
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	if (spec == NULL || (colon = strrchr(spec, ':')) == NULL ||
-	    (size_t)(colon - spec) >= sizeof(host))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "listen address '%s' is not ADDR:PORT", spec ? spec : "");
-	memcpy(host, spec, (size_t)(colon - spec));
-	host[colon - spec] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "bad port in '%s'", spec);
-	if (strcmp(host, "localhost") == 0 || host[0] == '\0')
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%s' is not an IPv4 address", host);
-	sin->sin_port = htons((uint16_t)port);
-	return STK_OK;
-}
-
-static int
 srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
     unsigned int threads, struct stk_error *err)
 {
@@ -549,46 +430,48 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	int r;
 
-	if ((r = srv_parse_addr(addr, &sin, err)) != 0)
+	if ((r = srv_parse_listen(addr, ls->kind == SRV_MP ? "MP" : "CMG", &sin,
+	    err)) != 0)
 		return r;
 	ls->srv = s;
+	ls->http = (struct srv_http){ srv_route, ls, SRV_BODY_MAX };
 	if (ls->tls)
 		flags |= MHD_USE_TLS;
 	/* MHD takes a variable option list; TLS options only on TLS daemons.
 	 * The CMG always gets a trust list so GnuTLS requests a client
 	 * certificate; the MP gets one only when a trusted CA is configured. */
 	if (!ls->tls)
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
 		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
 		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
 		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
 		    MHD_OPTION_END);
 	else if (ls->kind == SRV_CMG || s->ca_pem != NULL)
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
 		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
 		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
 		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
 		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
 		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
 		    MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem ? s->ca_pem : s->cert_pem,
 		    MHD_OPTION_END);
 	else
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handler, ls,
+		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
 		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 		    MHD_OPTION_THREAD_POOL_SIZE, threads,
 		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
 		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
 		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
 		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
 		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
 		    MHD_OPTION_END);

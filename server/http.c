@@ -1,0 +1,134 @@
+/* Shared by the MP/CMG and admin listeners; see http.h. */
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include "http.h"
+
+enum MHD_Result
+srv_http_handler(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	const struct srv_http *h = cls;
+	struct srv_req *rq = *con_cls;
+	char *nb;
+
+	(void)version;
+	if (rq == NULL) {
+		if ((rq = calloc(1, sizeof(*rq))) == NULL)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (!rq->too_big && rq->len + *upload_data_size <= h->body_max) {
+			if ((nb = realloc(rq->body, rq->len + *upload_data_size + 1)) == NULL)
+				return MHD_NO;
+			rq->body = nb;
+			memcpy(rq->body + rq->len, upload_data, *upload_data_size);
+			rq->len += *upload_data_size;
+			rq->body[rq->len] = '\0';
+		} else
+			rq->too_big = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return h->route(h->ctx, c, url, method, rq);
+}
+
+void
+srv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct srv_req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq == NULL)
+		return;
+	if (rq->body != NULL) {
+		OPENSSL_cleanse(rq->body, rq->len);
+		free(rq->body);
+	}
+	free(rq);
+	*con_cls = NULL;
+}
+
+static void
+srv_wipe_free(void *p)
+{
+	if (p != NULL) {
+		OPENSSL_cleanse(p, strlen(p));
+		free(p);
+	}
+}
+
+struct MHD_Response *
+srv_json_response(json_t *o, const char *ctype)
+{
+	struct MHD_Response *resp;
+	char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (txt == NULL)
+		return NULL;
+	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
+	    srv_wipe_free);
+	if (resp == NULL) {
+		srv_wipe_free(txt);
+		return NULL;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return resp;
+}
+
+void
+srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr_in *sin;
+
+	snprintf(buf, len, "?");
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)ci->client_addr;
+		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
+	}
+}
+
+int
+srv_parse_listen(const char *spec, const char *what, struct sockaddr_in *sin,
+    struct stk_error *err)
+{
+	char host[64];
+	const char *colon;
+	char *end;
+	long port;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (spec == NULL || (colon = strrchr(spec, ':')) == NULL ||
+	    (size_t)(colon - spec) >= sizeof(host))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "%s listen address '%s' is not ADDR:PORT", what, spec ? spec : "");
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "bad port in '%s'", spec);
+	if (strcmp(host, "localhost") == 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%s' is not an IPv4 address", host);
+	sin->sin_port = htons((uint16_t)port);
+	return STK_OK;
+}

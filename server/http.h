@@ -1,0 +1,53 @@
+/* Pieces every listener shares (MP/CMG in server.c, admin console in
+ * admin.c): request bodies, JSON responses, peer address, listen address.
+ * Internal to server/. */
+#ifndef SITETOKEN_SERVER_HTTP_H
+#define SITETOKEN_SERVER_HTTP_H
+
+#include <stddef.h>
+#include <netinet/in.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include "sitetoken/error.h"
+
+/* A request body as received. too_big: it went over the listener's limit
+ * (the rest was dropped; the route answers 413). */
+struct srv_req {
+	char *body;
+	size_t len;
+	int too_big;
+};
+
+/* How a listener answers a complete request. */
+typedef enum MHD_Result (*srv_route_fn)(void *ctx, struct MHD_Connection *c,
+    const char *url, const char *method, const struct srv_req *rq);
+
+/* The MHD access handler's cls: one per listener. */
+struct srv_http {
+	srv_route_fn route;
+	void *ctx;
+	size_t body_max;
+};
+
+/* MHD access handler (cls: struct srv_http) and completion callback.
+ * Bodies are wiped when the request ends: they may hold a bulk token. */
+enum MHD_Result srv_http_handler(void *cls, struct MHD_Connection *c,
+    const char *url, const char *method, const char *version,
+    const char *upload_data, size_t *upload_data_size, void **con_cls);
+void srv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe);
+
+/* A response holding o as compact JSON (o is released), Content-Type
+ * ctype and Cache-Control: no-store; the text is wiped when MHD frees it
+ * (it may hold a token). NULL when out of memory. */
+struct MHD_Response *srv_json_response(json_t *o, const char *ctype);
+
+/* The client's IPv4 address, or "?". */
+void srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len);
+
+/* "ADDR:PORT": IPv4 address ("localhost" or empty: 127.0.0.1), port 0 to
+ * 65535 (0: any free port). what names the listener in messages. */
+int srv_parse_listen(const char *spec, const char *what,
+    struct sockaddr_in *sin, struct stk_error *err);
+
+#endif
