@@ -272,11 +272,3 @@ const struct site_db_vtable site_db_sqlite = {
 	.errmsg = sq_errmsg,
 	.errcode = sq_errcode,
 };
-
-sqlite3 *site_db_sqlite_handle(struct site_db *db);
-
-sqlite3 *
-site_db_sqlite_handle(struct site_db *db)
-{
-	return db != NULL && db->vt == &site_db_sqlite ? SQ(db)->h : NULL;
-}

@@ -61,25 +61,25 @@ dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
 }
 
 static void
-dev_row(sqlite3_stmt *st, struct stk_device *d)
+dev_row(struct site_stmt *st, struct stk_device *d)
 {
-	const unsigned char *t;
+	const char *t;
 
 	memset(d, 0, sizeof(*d));
-	snprintf(d->guid, sizeof(d->guid), "%s", (const char *)sqlite3_column_text(st, 0));
+	snprintf(d->guid, sizeof(d->guid), "%s", db_column_text(st, 0));
 	snprintf(d->thumbprint, sizeof(d->thumbprint), "%s",
-	    (const char *)sqlite3_column_text(st, 1));
-	d->registered_at = sqlite3_column_int64(st, 2);
-	snprintf(d->via, sizeof(d->via), "%s", (const char *)sqlite3_column_text(st, 3));
-	if ((t = sqlite3_column_text(st, 4)) != NULL)
-		snprintf(d->bulk_guid, sizeof(d->bulk_guid), "%s", (const char *)t);
-	d->blocked = sqlite3_column_int(st, 5);
-	d->allow_cmg = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 :
-	    sqlite3_column_int(st, 6);
-	if ((t = sqlite3_column_text(st, 7)) != NULL)
-		snprintf(d->last_jti, sizeof(d->last_jti), "%s", (const char *)t);
-	d->last_issued_at = sqlite3_column_int64(st, 8);
-	d->token_exp = sqlite3_column_int64(st, 9);
+	    db_column_text(st, 1));
+	d->registered_at = db_column_int64(st, 2);
+	snprintf(d->via, sizeof(d->via), "%s", db_column_text(st, 3));
+	if ((t = db_column_text(st, 4)) != NULL)
+		snprintf(d->bulk_guid, sizeof(d->bulk_guid), "%s", t);
+	d->blocked = db_column_int(st, 5);
+	d->allow_cmg = db_column_is_null(st, 6) ? -1 :
+	    db_column_int(st, 6);
+	if ((t = db_column_text(st, 7)) != NULL)
+		snprintf(d->last_jti, sizeof(d->last_jti), "%s", t);
+	d->last_issued_at = db_column_int64(st, 8);
+	d->token_exp = db_column_int64(st, 9);
 }
 
 #define DEV_COLUMNS "guid, cert_thumbprint, registered_at, via, bulk_guid," \
@@ -90,24 +90,24 @@ static int
 dev_lookup(struct stk_site *s, const char *by, const char *key,
     struct stk_device *d, struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	char sql[256];
 	int rc, r;
 
 	memset(d, 0, sizeof(*d));
 	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, sql, &st) != 0)
 		return site_db_error(s, err, "reading devices");
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	db_bind_text(st, 1, key);
+	if ((rc = db_step(st)) == SITE_DB_ROW) {
 		dev_row(st, d);
 		r = STK_OK;
-	} else if (rc == SQLITE_DONE)
+	} else if (rc == SITE_DB_DONE)
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "no device %s on this site", key);
 	else
 		r = site_db_error(s, err, "reading devices");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -131,21 +131,21 @@ int
 stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
     struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	struct stk_device d;
 	int rc, r = STK_OK;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT " DEV_COLUMNS " FROM devices"
-	    " ORDER BY registered_at, guid", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices"
+	    " ORDER BY registered_at, guid", &st) != 0)
 		return site_db_error(s, err, "reading devices");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		dev_row(st, &d);
 		if ((r = cb(ctx, &d)) != 0)
 			break;
 	}
-	if (r == 0 && rc != SQLITE_DONE)
+	if (r == 0 && rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading devices");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -153,19 +153,18 @@ int
 stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
     int *value, struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int rc, r = STK_OK;
 
 	*value = default_on;
-	if (sqlite3_prepare_v2(s->db, "SELECT value FROM settings WHERE name = ?", -1,
-	    &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
 		return site_db_error(s, err, "reading settings");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		*value = strcmp((const char *)sqlite3_column_text(st, 0), "on") == 0;
-	else if (rc != SQLITE_DONE)
+	db_bind_text(st, 1, name);
+	if ((rc = db_step(st)) == SITE_DB_ROW)
+		*value = strcmp(db_column_text(st, 0), "on") == 0;
+	else if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading settings");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -173,7 +172,7 @@ int
 stk_setting_set(struct stk_site *s, const char *name, const char *value,
     const char *actor, struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	int r;
 
 	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
@@ -186,25 +185,24 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 		    "setting %s takes 'on' or 'off'", name);
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		return r;
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO settings (name, value) VALUES (?, ?)"
-	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", -1, &st,
-	    NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES (?, ?)"
+	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st) != 0) {
 		r = site_db_error(s, err, "writing settings");
 		goto fail;
 	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, value);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing settings");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
 		goto fail;
 	return stk_site_tx_commit(s, err);
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 	return r;
 }
@@ -216,7 +214,7 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
     struct stk_error *err)
 {
 	struct stk_device d;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	char sql[128];
 	int r;
 
@@ -225,26 +223,26 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	if ((r = stk_device_get(s, guid, &d, err)) != 0)
 		goto fail;
 	snprintf(sql, sizeof(sql), "UPDATE devices SET %s = ? WHERE guid = ?", col);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}
 	if (value < 0)
-		sqlite3_bind_null(st, 1);
+		db_bind_null(st, 1);
 	else
-		sqlite3_bind_int(st, 1, value);
-	sqlite3_bind_text(st, 2, d.guid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_bind_int64(st, 1, value);
+	db_bind_text(st, 2, d.guid);
+	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
 		goto fail;
 	return stk_site_tx_commit(s, err);
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 	return r;
 }
@@ -299,7 +297,7 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
     struct stk_error *err)
 {
 	const struct stk_signer *signer;
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	const char *sql;
 	int r;
 
@@ -322,31 +320,31 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	else
 		sql = "UPDATE devices SET last_token_jti = ?7, last_issued_at = ?8,"
 		    " token_exp = ?9 WHERE guid = ?1 AND cert_thumbprint = ?2";
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "recording the device");
 		goto fail;
 	}
-	sqlite3_bind_text(st, 1, d->guid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, d->thumbprint, -1, SQLITE_STATIC);
+	db_bind_text(st, 1, d->guid);
+	db_bind_text(st, 2, d->thumbprint);
 	if (cert_der != NULL)
-		sqlite3_bind_blob(st, 3, cert_der, (int)cert_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, d->registered_at);
-	sqlite3_bind_text(st, 5, d->via, -1, SQLITE_STATIC);
+		db_bind_blob(st, 3, cert_der, cert_len);
+	db_bind_int64(st, 4, d->registered_at);
+	db_bind_text(st, 5, d->via);
 	if (d->bulk_guid[0])
-		sqlite3_bind_text(st, 6, d->bulk_guid, -1, SQLITE_STATIC);
+		db_bind_text(st, 6, d->bulk_guid);
 	else
-		sqlite3_bind_null(st, 6);
-	sqlite3_bind_text(st, 7, d->last_jti, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, d->last_issued_at);
-	sqlite3_bind_int64(st, 9, d->token_exp);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(s->db) != 1) {
+		db_bind_null(st, 6);
+	db_bind_text(st, 7, d->last_jti);
+	db_bind_int64(st, 8, d->last_issued_at);
+	db_bind_int64(st, 9, d->token_exp);
+	if (db_step(st) != SITE_DB_DONE || db_changes(s->store) != 1) {
 		r = site_db_error(s, err, "recording the device");
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return STK_OK;
 fail:
-	sqlite3_finalize(st);
+	db_finalize(st);
 	stk_token_free(*token);
 	*token = NULL;
 	return r;
@@ -468,7 +466,6 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
     struct stk_device *dev, const char **reason, struct stk_error *err)
 {
-	const struct stk_verifier *v;
 	struct stk_claims c;
 	char thumb[44] = "";
 	int r, on;
@@ -492,9 +489,11 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		*reason = STK_REASON_NO_TOKEN;
 		goto refuse;
 	}
-	if ((r = stk_site_verifier(s, &v, err)) != 0)
-		return r;
-	if ((r = stk_verify(v, token, len, STK_TOKEN_CLIENT, now, &c, err)) != 0) {
+	/* Through the site: a kid another node made since the key set was
+	 * cached is looked up once more. */
+	if ((r = stk_site_verify(s, token, len, STK_TOKEN_CLIENT, now, &c, err)) != 0) {
+		if (r == STK_E_DB) /* the key set could not be read */
+			goto out;
 		*reason = stk_device_reason_of(r);
 		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
 			snprintf(err->msg, sizeof(err->msg), "client token expired: "
@@ -600,7 +599,7 @@ int
 stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
     struct stk_error *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct site_stmt *st = NULL;
 	long total = 0, cnt;
 	const char *g;
 	size_t i;
@@ -609,12 +608,12 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 	for (i = 0; i < n; i++)
 		rows[i].devices = 0;
 	/* One grouped pass (devices_bulk index), then map onto the rows. */
-	if (sqlite3_prepare_v2(s->db, "SELECT bulk_guid, count(*) FROM devices"
-	    " GROUP BY bulk_guid", -1, &st, NULL) != SQLITE_OK)
+	if (db_prepare(s->store, "SELECT bulk_guid, count(*) FROM devices"
+	    " GROUP BY bulk_guid", &st) != 0)
 		return site_db_error(s, err, "counting devices");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		g = (const char *)sqlite3_column_text(st, 0);
-		cnt = (long)sqlite3_column_int64(st, 1);
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		g = db_column_text(st, 0);
+		cnt = (long)db_column_int64(st, 1);
 		total += cnt;
 		if (g == NULL)
 			continue;
@@ -623,9 +622,9 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 			    strcmp(rows[i].id, g) == 0)
 				rows[i].devices = cnt;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "counting devices");
-	sqlite3_finalize(st);
+	db_finalize(st);
 	for (i = 0; r == STK_OK && i < n; i++)
 		if (strcmp(rows[i].type, "Site Signing") == 0)
 			rows[i].devices = total;

@@ -266,7 +266,6 @@ site_db_open(struct stk_site *s, const struct site_conf *c, int create,
 		r = vt->open(c->db, c->schema, create, &s->store, err);
 	if (r != 0)
 		return r;
-	s->db = site_db_sqlite_handle(s->store);
 	return site_db_migrate(s, err);
 }
 

@@ -4,15 +4,12 @@
 
 #include <pthread.h>
 #include <sys/types.h>
-#include <sqlite3.h>
 #include "sitetoken/site.h"
 #include "db.h"
 
 struct stk_site {
 	char *dir;
 	struct site_db *store;       /* the site store (db.h) */
-	sqlite3 *db;                 /* raw handle for code not yet on the store
-	                              * interface; NULL on PostgreSQL */
 	char *node;                  /* this node's name (site.conf), or NULL */
 	char guid[STK_GUID_LEN + 1];
 	char *backend;
@@ -64,8 +61,6 @@ int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
  * the store does not hold (*out malloc'd). */
 int site_store_dump(struct stk_site *s, char **out, size_t *len,
     struct stk_error *err);
-/* The raw SQLite handle behind a SQLite store (NULL for other stores). */
-sqlite3 *site_db_sqlite_handle(struct site_db *db);
 /* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);
