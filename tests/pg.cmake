@@ -16,7 +16,7 @@ if(STK_STORE_PG)
   set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg LABELS pg)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
   set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}")
-  foreach(t test_site test_store)
+  foreach(t test_site test_store test_device)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")
@@ -25,5 +25,19 @@ if(STK_STORE_PG)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
+  endforeach()
+  # The server and two-node tests on a PostgreSQL site. Their checks read
+  # the site database with `sqlite3 DIR/site.db "SELECT ..."`: a stand-in
+  # first on PATH sends those queries to the site's schema (pg_sqlite3.sh).
+  set(STK_PG_BIN ${CMAKE_CURRENT_BINARY_DIR}/pgbin)
+  file(MAKE_DIRECTORY ${STK_PG_BIN})
+  file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_sqlite3.sh
+    ${STK_PG_BIN}/sqlite3 SYMBOLIC)
+  foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
+      server_renewal server_concurrent node_serve)
+    add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
+    set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
+      FIXTURES_REQUIRED pg TIMEOUT 300
+      ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   endforeach()
 endif()

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Two `sitetoken serve` processes (nodes A and B), each with its own key, on
+# one PostgreSQL site: a device registered on node A renews through node B;
+# a bulk token blocked on node A is refused on node B at once; node B learns
+# a key made after it started (unknown kid -> key set re-read); devices
+# registering on both nodes at once leave one intact audit chain.
+TEST_NAME=node_serve
+. "$(dirname "$0")/server_lib.sh"
+: "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
+SITEB=$T/siteB
+PIDB=
+stop_b() {
+	if [ -n "$PIDB" ]; then
+		kill -TERM "$PIDB" 2>/dev/null || true
+		local rc=0
+		wait "$PIDB" || rc=$?
+		PIDB=
+		[ "$rc" -eq 0 ] || fail "node B exited $rc after SIGTERM"
+	fi
+}
+cleanup_nodes() { local rc=$?; stop_b || true; stop_server || true; exit $rc; }
+trap cleanup_nodes EXIT
+sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
+kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
+start_b() {
+	rm -f "$T/readyB"
+	$STK serve --site "$SITEB" --mp 127.0.0.1:"${mpb_port:-0}" --cmg 127.0.0.1:"${cmgb_port:-0}" \
+		--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/serverB.pid" \
+		--ready-file "$T/readyB" 2>>"$T/serverB.stderr" &
+	PIDB=$!
+	local i
+	for i in $(seq 100); do
+		[ -s "$T/readyB" ] && break
+		kill -0 "$PIDB" 2>/dev/null || fail "node B did not start: $(cat "$T/serverB.stderr")"
+		sleep 0.1
+	done
+	[ -s "$T/readyB" ] || fail "node B not ready"
+	mpb_port=$(. "$T/readyB"; echo "$mp_port")
+	cmgb_port=$(. "$T/readyB"; echo "$cmg_port")
+	MPB=http://127.0.0.1:$mpb_port
+	CMGB=https://127.0.0.1:$cmgb_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+}
+
+make_site
+SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
+[ -n "$SCHEMA" ] || fail "site A is not on PostgreSQL"
+$STK node add --site "$SITEB" --node nodeB --db-schema "$SCHEMA" >/dev/null || fail "node add"
+kidA=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="main"][0])')
+kidB=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="nodeB"][0])')
+start_server 0
+MPA=$MP CMGA=$CMG
+start_b
+ok "two nodes serving one PostgreSQL site (A: $MPA, B: $MPB)"
+
+# Registered on node A (internal MP), renewed through node B's gateway.
+agent X 0 register --mp "$MPA" --cmg "$CMGB" >/dev/null || fail "register on node A"
+[ "$(kid_of "$T/X/client.token")" = "$kidA" ] || fail "token from node A not signed by A's key"
+gx=$(agent X 0 status --json | json_get device_guid)
+agent X 0 policy | grep -q "\"device_guid\":\"$gx\"" || fail "node B refused node A's token"
+ok "node B's gateway accepts a token node A issued"
+j0=$(agent X 0 status --json | json_get jti)
+agent X 0 renew --force >/dev/null || fail "renewal through node B"
+[ "$(agent X 0 status --json | json_get jti)" != "$j0" ] || fail "token not renewed"
+[ "$(kid_of "$T/X/client.token")" = "$kidB" ] || fail "renewed token not signed by node B's key"
+[ "$(sq "SELECT last_token_jti FROM devices WHERE guid='$gx'")" = "$(agent X 0 status --json | json_get jti)" ] || fail "renewal not in the shared store"
+grep -q "(renewal)" "$SITEB/logs/CCM_STS.log" || fail "node B's STS log"
+ok "a device registered on node A renews through node B (new token signed by B, recorded in the one store)"
+
+# A bulk token blocked on node A is refused on node B at once.
+bguid=$(new_bulk "$T/bulk.tok")
+agent Y 0 register --cmg "$CMGB" --regtoken-file "$T/bulk.tok" >/dev/null || fail "bulk registration on node B"
+$STK bulk block --site "$SITE" "$bguid" >/dev/null || fail "block on node A"
+rc=0; agent Z 0 register --cmg "$CMGB" --regtoken-file "$T/bulk.tok" 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_blocked" "$T/err" || fail "node B after the block: rc $rc $(cat "$T/err")"
+grep -q "Refused registration from 127.0.0.1: bulk_token_blocked" "$SITEB/logs/ClientAuth.log" || fail "node B ClientAuth.log"
+ok "a bulk token blocked on node A is refused on node B at once (403 bulk_token_blocked)"
+
+# Node A rotates its key while node B runs: B has never seen the new kid and
+# re-reads the key set when a token names it.
+$STK key rotate --site "$SITE" >/dev/null || fail "rotate on node A"
+stop_server; start_server 0
+agent W 0 register --mp "$MP" --cmg "$CMGB" >/dev/null || fail "register after rotation"
+kidA2=$(kid_of "$T/W/client.token")
+[ "$kidA2" != "$kidA" ] || fail "node A still signs with the old key"
+agent W 0 policy >/dev/null || fail "node B refused the new key: $(tail -3 "$SITEB/logs/ClientAuth.log")"
+agent X 0 policy >/dev/null || fail "node B token refused after rotation"
+ok "node B verifies node A's new key at once (unknown kid -> key set re-read)"
+
+# Registrations on both nodes at once: one chain, no fork.
+N=16
+pids=()
+for i in $(seq "$N"); do
+	if [ $((i % 2)) -eq 0 ]; then mp=$MPA; else mp=$MPB; fi
+	agent "c$i" 0 register --mp "$mp" >"$T/c$i.out" 2>&1 &
+	pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+[ "$failed" = 0 ] || fail "$failed concurrent registrations failed: $(cat "$T"/c*.out | head -5)"
+[ "$(sq "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok' AND subject IN (SELECT guid FROM devices)")" -ge "$((N + 3))" ] || fail "registrations audited"
+[ "$(sq "SELECT count(DISTINCT prev_hash) = count(*) AND max(seq) = count(*) FROM audit")" = t ] || fail "audit chain forked"
+stop_b; stop_server
+$STK audit verify --site "$SITE" >/dev/null || fail "audit verify on node A"
+$STK audit verify --site "$SITEB" >/dev/null || fail "audit verify on node B"
+ok "$N registrations on two nodes at once: one audit chain, verified from both nodes"
+assert_no_tokens_in_logs
+psql "$SITETOKEN_DB" -qc "SET client_min_messages TO warning; DROP SCHEMA $SCHEMA CASCADE" >/dev/null
