@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define STK_CLIENT_TOKEN_LIFETIME (90 * 86400) /* seconds: 90 days */
+#define STK_CLIENT_TOKEN_LIFETIME ((int64_t)90 * 86400) /* seconds: 90 days */
 #define STK_DEVICE_CERT_MAX 16384              /* bytes of DER we accept */
 
 /* Names of site settings (the settings table). Values are "on"/"off". */
