@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "sitetoken/token.h"
 #include "agent.h"
@@ -90,50 +91,14 @@ agent_check_mode(const char *path, mode_t forbidden, int must_exist,
 	return STK_OK;
 }
 
-static int
-agent_write_file(const char *path, const char *data, size_t len, mode_t mode,
-    struct stk_error *err)
-{
-	char tmp[PATH_MAX];
-	int fd;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	unlink(tmp);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot write %s: %s", tmp, strerror(errno));
-	if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
-		close(fd);
-		unlink(tmp);
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot write %s", tmp);
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		unlink(tmp);
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot rename %s", tmp);
-	}
-	return STK_OK;
-}
-
+/* A small state file without its trailing newline (malloc'd). */
 static char *
 agent_read_file(const char *path, size_t max)
 {
-	FILE *fp = fopen(path, "rb");
-	char *buf;
 	size_t n;
+	char *buf = stk_file_read(path, max, &n);
 
-	if (fp == NULL)
-		return NULL;
-	if ((buf = malloc(max + 1)) == NULL) {
-		fclose(fp);
-		return NULL;
-	}
-	n = fread(buf, 1, max, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+	while (buf != NULL && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	return buf;
 }
@@ -219,7 +184,7 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	if (txt == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	agent_path(a, "state.json", path, sizeof(path));
-	r = agent_write_file(path, txt, strlen(txt), 0600, err);
+	r = stk_file_write(path, txt, strlen(txt), 0600, err);
 	free(txt);
 	return r;
 }
@@ -264,7 +229,7 @@ agent_ensure_identity(struct agent *a, struct stk_error *err)
 		    "cannot encode the device certificate");
 		goto out;
 	}
-	if ((r = agent_write_file(cpath, pem, strlen(pem), 0644, err)) != 0)
+	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
 		goto out;
 	{
 		char x5t[44];
@@ -323,7 +288,7 @@ agent_store_issued(struct agent *a, const char *body, struct stk_error *err)
 		    "unexpected response from the server");
 	}
 	agent_path(a, "client.token", path, sizeof(path));
-	if ((r = agent_write_file(path, tok, strlen(tok), 0600, err)) != 0)
+	if ((r = stk_file_write(path, tok, strlen(tok), 0600, err)) != 0)
 		goto out;
 	copy_str(a->st.device_guid, sizeof(a->st.device_guid), o, "device_guid");
 	copy_str(a->st.jti, sizeof(a->st.jti), o, "jti");

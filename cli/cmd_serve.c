@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "server.h"
 #include "admin.h"
 #include "cli.h"
@@ -29,43 +30,6 @@ static const char serve_usage[] =
 "  --admin: the admin console (HTTPS, same certificate; admin_port=N in the\n"
 "  ready file); loopback only unless --admin-remote. Its bearer secret is\n"
 "  <site>/admin.token (see `sitetoken admin token`)";
-
-/* Whole file as a NUL-terminated string (malloc'd). */
-static char *
-serve_read_file(const char *path, size_t max)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	size_t n;
-
-	if (fp == NULL)
-		return NULL;
-	if ((buf = malloc(max + 1)) == NULL) {
-		fclose(fp);
-		return NULL;
-	}
-	n = fread(buf, 1, max, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	return buf;
-}
-
-static int
-serve_write_file(const char *path, const char *text)
-{
-	char tmp[PATH_MAX];
-	FILE *fp;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((fp = fopen(tmp, "w")) == NULL)
-		return -1;
-	fputs(text, fp);
-	if (fclose(fp) != 0 || rename(tmp, path) != 0) {
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
 
 int
 cmd_serve(int argc, char **argv)
@@ -150,9 +114,9 @@ cmd_serve(int argc, char **argv)
 		rc = EXIT_BACKEND;
 		goto out;
 	}
-	if ((cert_pem = serve_read_file(cert, 65536)) == NULL ||
-	    (key_pem = serve_read_file(key, 65536)) == NULL ||
-	    (ca != NULL && (ca_pem = serve_read_file(ca, 262144)) == NULL)) {
+	if ((cert_pem = stk_file_read(cert, 65536, NULL)) == NULL ||
+	    (key_pem = stk_file_read(key, 65536, NULL)) == NULL ||
+	    (ca != NULL && (ca_pem = stk_file_read(ca, 262144, NULL)) == NULL)) {
 		fprintf(stderr, "%s: cannot read %s: %s\n", cli_prog,
 		    cert_pem == NULL ? cert : key_pem == NULL ? key : ca, strerror(errno));
 		rc = EXIT_USAGE;
@@ -182,8 +146,8 @@ cmd_serve(int argc, char **argv)
 	}
 	if (pidf != NULL) {
 		snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-		if (serve_write_file(pidf, buf) != 0)
-			fprintf(stderr, "%s: cannot write %s\n", cli_prog, pidf);
+		if (stk_file_write(pidf, buf, strlen(buf), 0644, &err) != 0)
+			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 	}
 	fprintf(stderr, "%s: site %s: MP on %s port %u, CMG on https port %u "
 	    "(/CCM_Proxy_MutualAuth/%s/)\n", cli_prog, stk_site_guid(site),
@@ -195,8 +159,8 @@ cmd_serve(int argc, char **argv)
 	if (readyf != NULL) {
 		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\nadmin_port=%u\n",
 		    srv_mp_port(srv), srv_cmg_port(srv), srv_admin_port(srv));
-		if (serve_write_file(readyf, buf) != 0)
-			fprintf(stderr, "%s: cannot write %s\n", cli_prog, readyf);
+		if (stk_file_write(readyf, buf, strlen(buf), 0644, &err) != 0)
+			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 	}
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
 		; /* nothing to reload yet */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/file.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
@@ -45,20 +46,13 @@ cmd_issue(int argc, char **argv)
 static int
 load_cert_file(const char *path, unsigned char **der, size_t *len)
 {
-	FILE *fp = fopen(path, "rb");
 	char *buf;
 	size_t n;
 	int r;
 
 	*der = NULL;
-	if (fp == NULL)
+	if ((buf = stk_file_read(path, 65536, &n)) == NULL)
 		return STK_E_IO;
-	if ((buf = malloc(65536)) == NULL) {
-		fclose(fp);
-		return STK_E_NOMEM;
-	}
-	n = fread(buf, 1, 65536, fp);
-	fclose(fp);
 	if (stk_cert_pem_to_der(buf, n, der, len) == 0)
 		r = 0;
 	else if (n > 0 && (unsigned char)buf[0] == 0x30) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/file.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
 
@@ -312,29 +313,12 @@ int
 site_write_file(const char *dir, const char *name, const void *data,
     size_t len, mode_t mode, struct stk_error *err)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
-	int fd;
-	ssize_t w;
+	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot write %s: %s", tmp, strerror(errno));
-	w = write(fd, data, len);
-	if (w != (ssize_t)len || fsync(fd) != 0) {
-		close(fd);
-		unlink(tmp);
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot write %s", tmp);
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		unlink(tmp);
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot rename %s", tmp);
-	}
-	return STK_OK;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "site directory path too long");
+	return stk_file_write(path, data, len, mode, err);
 }
 
 /* Remove what a failed init created, leaving a pre-existing empty dir. */
