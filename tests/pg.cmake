@@ -8,14 +8,17 @@ stk_unit_test(test_store)
 stk_script_test(node_rotate integration/node_rotate.sh)
 if(STK_STORE_PG)
   set(STK_PG_DIR ${CMAKE_CURRENT_BINARY_DIR}/tmp/pg)
-  set(STK_PG_DB "host=${STK_PG_DIR} port=5432 dbname=sitetoken user=postgres")
+  # pg_cluster.sh writes the service file (socket and TCP, free port) and
+  # the password file when it starts the cluster.
+  set(STK_PG_DB "service=sitetoken")
   add_test(NAME pg_start COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_cluster.sh
     start ${STK_PG_DIR})
   add_test(NAME pg_stop COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_cluster.sh
     stop ${STK_PG_DIR})
   set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg LABELS pg)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
-  set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}")
+  set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}"
+    "PGSERVICEFILE=${STK_PG_DIR}/pg_service.conf;PGPASSFILE=${STK_PG_DIR}/pgpass")
   foreach(t test_site test_store test_device)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Two `sitetoken serve` processes (nodes A and B), each with its own key, on
-# one PostgreSQL site: a device registered on node A renews through node B;
+# one PostgreSQL site; node A reaches the database on its unix socket, node B
+# over TCP on 127.0.0.1 with a SCRAM password from PGPASSFILE, as a node on
+# another machine would. A device registered on node A renews through node B;
 # a bulk token blocked on node A is refused on node B at once; node B learns
 # a key made after it started (unknown kid -> key set re-read); devices
 # registering on both nodes at once leave one intact audit chain.
@@ -44,13 +46,20 @@ start_b() {
 make_site
 SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
 [ -n "$SCHEMA" ] || fail "site A is not on PostgreSQL"
-$STK node add --site "$SITEB" --node nodeB --db-schema "$SCHEMA" >/dev/null || fail "node add"
+$STK node add --site "$SITEB" --node nodeB --db service=sitetoken_tcp --db-schema "$SCHEMA" \
+	>/dev/null || fail "node add over TCP"
+grep -qx 'db=service=sitetoken_tcp' "$SITEB/site.conf" || fail "node B's site.conf: $(cat "$SITEB/site.conf")"
+! grep -v '^#' "$SITEB/site.conf" | grep -qi password || fail "a password in node B's site.conf"
+rc=0; env -u PGPASSFILE $STK site show --site "$SITEB" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 3 ] && grep -q "password" "$T/err" || fail "TCP without the password file: rc $rc $(cat "$T/err")"
 kidA=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="main"][0])')
 kidB=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="nodeB"][0])')
 start_server 0
 MPA=$MP CMGA=$CMG
 start_b
-ok "two nodes serving one PostgreSQL site (A: $MPA, B: $MPB)"
+tcp=$(psql "$SITETOKEN_DB" -qAtc "SELECT count(*) FROM pg_stat_activity WHERE datname = 'sitetoken' AND client_addr = '127.0.0.1'")
+[ "$tcp" -ge 1 ] || fail "node B has no TCP connection to the database"
+ok "two nodes serving one PostgreSQL site (A: $MPA on the socket, B: $MPB over TCP 127.0.0.1)"
 
 # Registered on node A (internal MP), renewed through node B's gateway.
 agent X 0 register --mp "$MPA" --cmg "$CMGB" >/dev/null || fail "register on node A"

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL cluster for the site store tests.
-#   pg_cluster.sh start DIR   initdb in DIR/data, listen on a unix socket in
-#                             DIR only (no TCP), make database "sitetoken"
+#   pg_cluster.sh start DIR   initdb in DIR/data; listen on a unix socket in
+#                             DIR and on 127.0.0.1 at a free port; make role
+#                             and database "sitetoken"
 #   pg_cluster.sh stop DIR    stop it by the postmaster's pid, remove DIR
-# Connection string for clients: "host=DIR port=5432 dbname=sitetoken
-# user=postgres". Trust authentication is safe here: the socket lives in a
-# 0700 directory of the user running the tests. As root, the server runs as
-# the "postgres" user (PostgreSQL refuses root) and DIR is handed to it.
+# Clients use the libpq service file DIR/pg_service.conf (PGSERVICEFILE):
+#   service=sitetoken      the unix socket; trust, safe here: the socket
+#                          lives in a 0700 directory of the test user
+#   service=sitetoken_tcp  TCP to 127.0.0.1 with a SCRAM password, which is
+#                          in DIR/pgpass (0600, PGPASSFILE), as a node on
+#                          another machine would connect
+# As root, the server runs as the "postgres" user (PostgreSQL refuses root)
+# and DIR is handed to it.
 set -euo pipefail
 cmd=${1:?start|stop} dir=${2:?DIR}
-PORT=5432
 
 pgbin() {
 	local d
@@ -38,13 +42,35 @@ start)
 			exit 1
 		}
 	fi
-	as_pg "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
-		--no-instructions >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	as_pg "$BIN/initdb" -D "$dir/data" -U postgres --auth-local=trust \
+		--auth-host=scram-sha-256 -E UTF8 --no-instructions >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; exit 1; }
 	as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-		-o "-k $dir -p $PORT -c listen_addresses='' -c fsync=off -c max_connections=200" \
+		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
 		start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
-	as_pg "$BIN/createdb" -h "$dir" -p $PORT -U postgres sitetoken
-	echo "pg_cluster: started pid $(head -n 1 "$dir/data/postmaster.pid") on $dir"
+	# The password goes to psql on stdin and to the 0600 pgpass file only.
+	pw=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+	as_pg "$BIN/psql" -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 \
+		-f - postgres >/dev/null <<-SQL
+		CREATE ROLE sitetoken LOGIN PASSWORD '$pw';
+		CREATE DATABASE sitetoken OWNER sitetoken;
+		SQL
+	( umask 077; printf '127.0.0.1:%s:sitetoken:sitetoken:%s\n' "$port" "$pw" > "$dir/pgpass" )
+	unset pw
+	cat > "$dir/pg_service.conf" <<-EOF
+		[sitetoken]
+		host=$dir
+		port=$port
+		dbname=sitetoken
+		user=sitetoken
+		[sitetoken_tcp]
+		host=127.0.0.1
+		port=$port
+		dbname=sitetoken
+		user=sitetoken
+		EOF
+	echo "pg_cluster: started pid $(head -n 1 "$dir/data/postmaster.pid") on $dir and 127.0.0.1:$port"
 	;;
 stop)
 	pidf=$dir/data/postmaster.pid
