@@ -688,6 +688,7 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 {
 	struct srv_admin *a;
 	struct sockaddr_in sin;
+	struct srv_daemon_opts opts;
 	const union MHD_DaemonInfo *di;
 	char secret[ADM_SECRET_LEN + 1];
 	int r, created = 0;
@@ -717,17 +718,9 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 		if (r != 0)
 			goto fail;
 	}
-	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-	    MHD_USE_TLS, 0, NULL, NULL, srv_http_handler, &a->http,
-	    MHD_OPTION_EXTERNAL_LOGGER, adm_mhd_log, a,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-	    MHD_OPTION_THREAD_POOL_SIZE, 2u,
-	    MHD_OPTION_CONNECTION_LIMIT, 64u,
-	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
-	    MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
-	    MHD_OPTION_HTTPS_MEM_KEY, key_pem,
-	    MHD_OPTION_END);
+	opts = (struct srv_daemon_opts){ adm_mhd_log, a, &sin, 2, 64, 0, 30,
+	    cert_pem, key_pem, NULL };
+	a->d = srv_http_start(&a->http, &opts);
 	if (a->d == NULL) {
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot listen on %s (admin console): %s", addr,

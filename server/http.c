@@ -132,3 +132,35 @@ srv_parse_listen(const char *spec, const char *what, struct sockaddr_in *sin,
 	sin->sin_port = htons((uint16_t)port);
 	return STK_OK;
 }
+
+struct MHD_Daemon *
+srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	struct MHD_OptionItem tls[4];
+	size_t n = 0;
+
+	/* TLS options only on TLS daemons (MHD refuses them otherwise). The
+	 * trust list is what makes GnuTLS request a client certificate. */
+	if (o->cert_pem != NULL) {
+		flags |= MHD_USE_TLS;
+		tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0,
+		    (void *)(uintptr_t)o->cert_pem };
+		tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0,
+		    (void *)(uintptr_t)o->key_pem };
+		if (o->trust_pem != NULL)
+			tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
+			    (void *)(uintptr_t)o->trust_pem };
+	}
+	tls[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	return MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, h,
+	    MHD_OPTION_EXTERNAL_LOGGER, o->log, o->log_cls,
+	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)o->sin,
+	    MHD_OPTION_THREAD_POOL_SIZE, o->threads,
+	    MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
+	    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
+	    MHD_OPTION_ARRAY, tls,
+	    MHD_OPTION_END);
+}

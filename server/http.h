@@ -45,6 +45,25 @@ struct MHD_Response *srv_json_response(json_t *o, const char *ctype);
 /* The client's IPv4 address, or "?". */
 void srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len);
 
+/* How to start a listener's daemon (srv_http_start). */
+struct srv_daemon_opts {
+	MHD_LogCallback log;          /* MHD's own messages, with log_cls */
+	void *log_cls;
+	const struct sockaddr_in *sin;
+	unsigned int threads;         /* thread pool size */
+	unsigned int conn_limit;      /* connections held at once */
+	unsigned int per_ip_limit;    /* per client address; 0: no limit */
+	unsigned int timeout;         /* idle seconds before a connection closes */
+	const char *cert_pem;         /* NULL: plain HTTP; else TLS with key_pem */
+	const char *key_pem;
+	const char *trust_pem;        /* non-NULL: ask for a client certificate */
+};
+
+/* An MHD daemon (internal polling thread, thread pool) for listener h:
+ * srv_http_handler with cls h, srv_http_completed. NULL on failure, with
+ * errno set when the system said why. */
+struct MHD_Daemon *srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o);
+
 /* "ADDR:PORT": IPv4 address ("localhost" or empty: 127.0.0.1), port 0 to
  * 65535 (0: any free port). what names the listener in messages. */
 int srv_parse_listen(const char *spec, const char *what,

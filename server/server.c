@@ -426,8 +426,8 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
     unsigned int threads, struct stk_error *err)
 {
 	struct sockaddr_in sin;
+	struct srv_daemon_opts opts;
 	const union MHD_DaemonInfo *di;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	int r;
 
 	if ((r = srv_parse_listen(addr, ls->kind == SRV_MP ? "MP" : "CMG", &sin,
@@ -435,46 +435,14 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		return r;
 	ls->srv = s;
 	ls->http = (struct srv_http){ srv_route, ls, SRV_BODY_MAX };
-	if (ls->tls)
-		flags |= MHD_USE_TLS;
-	/* MHD takes a variable option list; TLS options only on TLS daemons.
-	 * The CMG always gets a trust list so GnuTLS requests a client
+	/* The CMG always gets a trust list so GnuTLS requests a client
 	 * certificate; the MP gets one only when a trusted CA is configured. */
-	if (!ls->tls)
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
-		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
-		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
-		    MHD_OPTION_END);
-	else if (ls->kind == SRV_CMG || s->ca_pem != NULL)
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
-		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
-		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
-		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
-		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
-		    MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem ? s->ca_pem : s->cert_pem,
-		    MHD_OPTION_END);
-	else
-		ls->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_http_handler, &ls->http,
-		    MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-		    MHD_OPTION_THREAD_POOL_SIZE, threads,
-		    MHD_OPTION_CONNECTION_LIMIT, SRV_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT, SRV_CONN_PER_IP,
-		    MHD_OPTION_CONNECTION_TIMEOUT, SRV_CONN_TIMEOUT,
-		    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
-		    MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
-		    MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
-		    MHD_OPTION_END);
+	opts = (struct srv_daemon_opts){ srv_mhd_log, s, &sin, threads,
+	    SRV_CONN_LIMIT, SRV_CONN_PER_IP, SRV_CONN_TIMEOUT,
+	    ls->tls ? s->cert_pem : NULL, s->key_pem,
+	    ls->kind == SRV_CMG || s->ca_pem != NULL ?
+	    (s->ca_pem ? s->ca_pem : s->cert_pem) : NULL };
+	ls->d = srv_http_start(&ls->http, &opts);
 	if (ls->d == NULL)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot listen on %s (%s): %s", addr, ls->kind == SRV_CMG ? "CMG" : "MP",
