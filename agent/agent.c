@@ -32,13 +32,23 @@ agent_now(const struct agent *a)
 	return (int64_t)time(NULL) + a->clock_offset;
 }
 
+const char *
+agent_time(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)t);
+	return buf;
+}
+
 void
 agent_log(struct agent *a, enum agent_log_file which, const char *component,
     const char *fmt, ...)
 {
 	char path[PATH_MAX], ts[32], msg[1024], *p;
-	time_t now = (time_t)agent_now(a);
-	struct tm tm;
+	int64_t now = agent_now(a);
 	va_list ap;
 	FILE *fp;
 
@@ -53,9 +63,8 @@ agent_log(struct agent *a, enum agent_log_file which, const char *component,
 	snprintf(path, sizeof(path), "%s/%s", a->dir, agent_log_names[which]);
 	if ((fp = fopen(path, "a")) == NULL)
 		return;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(fp, "%s [pid %ld] %s: %s\n", ts, (long)getpid(), component, msg);
+	fprintf(fp, "%s [pid %ld] %s: %s\n", agent_time(now, ts, sizeof(ts)),
+	    (long)getpid(), component, msg);
 	fclose(fp);
 }
 
@@ -309,7 +318,7 @@ int
 agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
     const char *bulk, char **reason, struct stk_error *err)
 {
-	char url[1100], cpath[PATH_MAX], host[256], *pem = NULL, *body = NULL;
+	char url[1100], cpath[PATH_MAX], host[256], ts[32], *pem = NULL, *body = NULL;
 	char *resp = NULL;
 	int via_cmg = cmg_url != NULL && bulk != NULL, r;
 	long status = 0;
@@ -374,8 +383,8 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	if ((r = agent_store_issued(a, resp, err)) != 0)
 		goto out;
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Registered: device %s "
-	    "via %s, client token jti %s valid until %lld", a->st.device_guid, a->st.via,
-	    a->st.jti, (long long)a->st.expires_at);
+	    "via %s, client token jti %s valid until %s", a->st.device_guid, a->st.via,
+	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 out:
 	free(pem);
 	agent_free_secret(body);
@@ -420,7 +429,7 @@ agent_need_state(struct agent *a, struct stk_error *err)
 int
 agent_renew(struct agent *a, char **reason, struct stk_error *err)
 {
-	char url[1100], *tok = NULL, *resp = NULL, old[40];
+	char url[1100], ts[32], *tok = NULL, *resp = NULL, old[40];
 	long status = 0;
 	int r;
 
@@ -448,8 +457,8 @@ agent_renew(struct agent *a, char **reason, struct stk_error *err)
 	if ((r = agent_store_issued(a, resp, err)) != 0)
 		goto out;
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Renewed client token "
-	    "through %s: jti %s replaces %s, valid until %lld", a->st.cmg, a->st.jti, old,
-	    (long long)a->st.expires_at);
+	    "through %s: jti %s replaces %s, valid until %s", a->st.cmg, a->st.jti, old,
+	    agent_time(a->st.expires_at, ts, sizeof(ts)));
 out:
 	agent_free_secret(tok);
 	agent_free_secret(resp);

@@ -40,6 +40,8 @@ struct agent {
 };
 
 int64_t agent_now(const struct agent *a);
+/* t as "YYYY-MM-DDTHH:MM:SSZ" (UTC) in buf (at least 21 bytes); buf. */
+const char *agent_time(int64_t t, char *buf, size_t len);
 void agent_log(struct agent *a, enum agent_log_file which, const char *component,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

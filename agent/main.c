@@ -115,7 +115,7 @@ cmd_install(struct agent *a, int argc, char **argv)
 {
 	struct stk_error err;
 	struct agent_install in;
-	char *reason = NULL;
+	char *reason = NULL, ts[32];
 	int r, rc;
 
 	stk_error_clear(&err);
@@ -145,8 +145,8 @@ cmd_install(struct agent *a, int argc, char **argv)
 	}
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation succeeded: device %s "
 	    "registered through the cloud gateway", a->st.device_guid);
-	printf("installed: device %s registered through %s (token valid until %lld)\n",
-	    a->st.device_guid, a->st.cmg, (long long)a->st.expires_at);
+	printf("installed: device %s registered through %s (token valid until %s)\n",
+	    a->st.device_guid, a->st.cmg, agent_time(a->st.expires_at, ts, sizeof(ts)));
 	return 0;
 }
 
@@ -162,7 +162,7 @@ cmd_register(struct agent *a, int argc, char **argv)
 	};
 	struct stk_error err;
 	const char *mp = NULL, *cmg = NULL, *file = NULL;
-	char *bulk, *reason = NULL;
+	char *bulk, *reason = NULL, ts[32];
 	int c, r, rc, from_stdin = 0;
 
 	optind = 1;
@@ -193,8 +193,9 @@ cmd_register(struct agent *a, int argc, char **argv)
 		free(reason);
 		return rc;
 	}
-	printf("registered: device %s via %s (token jti %s valid until %lld)\n",
-	    a->st.device_guid, a->st.via, a->st.jti, (long long)a->st.expires_at);
+	printf("registered: device %s via %s (token jti %s valid until %s)\n",
+	    a->st.device_guid, a->st.via, a->st.jti,
+	    agent_time(a->st.expires_at, ts, sizeof(ts)));
 	return 0;
 }
 
@@ -202,7 +203,7 @@ static int
 do_renew(struct agent *a, int force)
 {
 	struct stk_error err;
-	char *reason = NULL;
+	char *reason = NULL, ts[32];
 	int r, rc;
 
 	if (!force && a->have_state && !agent_renew_due(a)) {
@@ -216,8 +217,8 @@ do_renew(struct agent *a, int force)
 		free(reason);
 		return rc;
 	}
-	printf("renewed: device %s, token jti %s valid until %lld\n", a->st.device_guid,
-	    a->st.jti, (long long)a->st.expires_at);
+	printf("renewed: device %s, token jti %s valid until %s\n", a->st.device_guid,
+	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 	return 0;
 }
 
