@@ -25,20 +25,8 @@ trap cleanup_nodes EXIT
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 start_b() {
-	rm -f "$T/readyB"
-	$STK serve --site "$SITEB" --mp 127.0.0.1:"${mpb_port:-0}" --cmg 127.0.0.1:"${cmgb_port:-0}" \
-		--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/serverB.pid" \
-		--ready-file "$T/readyB" 2>>"$T/serverB.stderr" &
-	PIDB=$!
-	local i
-	for i in $(seq 100); do
-		[ -s "$T/readyB" ] && break
-		kill -0 "$PIDB" 2>/dev/null || fail "node B did not start: $(cat "$T/serverB.stderr")"
-		sleep 0.1
-	done
-	[ -s "$T/readyB" ] || fail "node B not ready"
-	mpb_port=$(. "$T/readyB"; echo "$mp_port")
-	cmgb_port=$(. "$T/readyB"; echo "$cmg_port")
+	serve_node "$SITEB" B "${mpb_port:-0}" "${cmgb_port:-0}" 0
+	PIDB=$SERVED_PID mpb_port=$SERVED_MP_PORT cmgb_port=$SERVED_CMG_PORT
 	MPB=http://127.0.0.1:$mpb_port
 	CMGB=https://127.0.0.1:$cmgb_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 }

@@ -37,23 +37,35 @@ make_site() {
 	chmod 600 "$T/tls.key"
 }
 
+# serve_node DIR TAG MP_PORT CMG_PORT DAYS_OFFSET [extra serve args...]:
+# `sitetoken serve` for the site in DIR (files $T/server$TAG.pid,
+# $T/ready$TAG, $T/server$TAG.stderr), waiting until it listens; sets
+# SERVED_PID, SERVED_MP_PORT and SERVED_CMG_PORT.
+serve_node() {
+	local dir=$1 tag=$2 mp=$3 cmg=$4 days=$5; shift 5
+	local ready=$T/ready$tag i
+	rm -f "$ready"
+	SITETOKEN_TIME_OFFSET=$((days * 86400)) $STK serve --site "$dir" \
+		--mp 127.0.0.1:"$mp" --cmg 127.0.0.1:"$cmg" --tls-cert "$T/tls.crt" \
+		--tls-key "$T/tls.key" --pid-file "$T/server$tag.pid" --ready-file "$ready" \
+		"$@" 2>>"$T/server$tag.stderr" &
+	SERVED_PID=$!
+	for i in $(seq 100); do
+		[ -s "$ready" ] && break
+		kill -0 "$SERVED_PID" 2>/dev/null || fail "server$tag did not start: $(cat "$T/server$tag.stderr")"
+		sleep 0.1
+	done
+	[ -s "$ready" ] || fail "server$tag not ready"
+	SERVED_MP_PORT=$(. "$ready"; echo "$mp_port")
+	SERVED_CMG_PORT=$(. "$ready"; echo "$cmg_port")
+}
+
 # start_server [DAYS_OFFSET] [extra serve args...]
 start_server() {
 	local days=${1:-0}; shift || true
-	rm -f "$T/ready"
 	# A restart keeps the ports: agents remember their MP and CMG URLs.
-	SITETOKEN_TIME_OFFSET=$((days * 86400)) $STK serve --site "$SITE" \
-		--mp 127.0.0.1:"${mp_port:-0}" --cmg 127.0.0.1:"${cmg_port:-0}" --tls-cert "$T/tls.crt" \
-		--tls-key "$T/tls.key" --pid-file "$T/server.pid" --ready-file "$T/ready" \
-		"$@" 2>>"$T/server.stderr" &
-	SERVER_PID=$!
-	local i
-	for i in $(seq 100); do
-		[ -s "$T/ready" ] && break
-		kill -0 "$SERVER_PID" 2>/dev/null || fail "server did not start: $(cat "$T/server.stderr")"
-		sleep 0.1
-	done
-	[ -s "$T/ready" ] || fail "server not ready"
+	serve_node "$SITE" "" "${mp_port:-0}" "${cmg_port:-0}" "$days" "$@"
+	SERVER_PID=$SERVED_PID
 	# shellcheck disable=SC1091
 	. "$T/ready"
 	MP=http://127.0.0.1:$mp_port
