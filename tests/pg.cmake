@@ -29,7 +29,8 @@ if(STK_STORE_PG)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
   endforeach()
-  # The server and two-node tests on a PostgreSQL site. Their checks read
+  # The server, hardening, admin API and two-node tests on a PostgreSQL
+  # site. Their checks read
   # the site database with `sqlite3 DIR/site.db "SELECT ..."`: a stand-in
   # first on PATH sends those queries to the site's schema (pg_sqlite3.sh).
   set(STK_PG_BIN ${CMAKE_CURRENT_BINARY_DIR}/pgbin)
@@ -37,7 +38,7 @@ if(STK_STORE_PG)
   file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_sqlite3.sh
     ${STK_PG_BIN}/sqlite3 SYMBOLIC)
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
-      server_renewal server_concurrent node_serve)
+      server_renewal server_concurrent node_serve crash hostile secrets console_api)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
       FIXTURES_REQUIRED pg TIMEOUT 300

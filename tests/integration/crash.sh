@@ -58,14 +58,16 @@ acked=$(wc -l < "$T/ids/acked")
 [ "$acked" -ge 20 ] || fail "only $acked acknowledged registrations: the load did not run"
 grep -v '^refused 5' "$T/clients.err" | grep '^refused' && fail "a registration was refused (not a crash effect)"
 
-got=$(sqlite3 "$SITE/site.db" "PRAGMA integrity_check")
-[ "$got" = ok ] && ok "PRAGMA integrity_check: ok" || fail "integrity_check: $got"
+if [ -e "$SITE/site.db" ]; then
+	got=$(sqlite3 "$SITE/site.db" "PRAGMA integrity_check")
+	[ "$got" = ok ] && ok "PRAGMA integrity_check: ok" || fail "integrity_check: $got"
+fi # PostgreSQL keeps its own files consistent; the checks below are on the rows
 $STK audit verify > "$T/verify.out" 2>&1 && ok "audit verify: $(tail -1 "$T/verify.out")" ||
 	fail "audit verify: $(cat "$T/verify.out")"
 
 # Every acknowledged registration, exactly as acknowledged.
-sqlite3 -separator ' ' "$SITE/site.db" \
-	"SELECT guid, last_token_jti, cert_thumbprint, via FROM devices" | sort > "$T/devices"
+sqlite3 "$SITE/site.db" "SELECT guid || ' ' || last_token_jti || ' ' || cert_thumbprint ||
+	' ' || via FROM devices" | sort > "$T/devices"
 sort "$T/ids/acked" > "$T/acked.sorted"
 missing=$(comm -23 "$T/acked.sorted" "$T/devices" | wc -l)
 [ "$missing" = 0 ] && ok "all $acked acknowledged registrations present (guid, jti, certificate, via)" ||

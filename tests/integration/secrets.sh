@@ -3,7 +3,7 @@
 # made, device installed through the CMG (/regtoken:- from stdin), a second
 # device registered with the MP, an authenticated request, a renewal, and
 # `sitetoken-agent run` left running. Then every log, the site database
-# (and WAL), the agent state directories, the outputs, and /proc/<pid>/
+# (site.db and WAL, or the PostgreSQL schema and cluster files), the agent state directories, the outputs, and /proc/<pid>/
 # environ + cmdline of the running server and agent are searched for the HSM
 # PINs, the bulk token and its signature, the client tokens and their
 # signatures, and private key material (PEM "PRIVATE KEY", the device keys'
@@ -97,12 +97,23 @@ PY
 [ "$(wc -l < "$T/needles")" -ge 20 ] || fail "needles: $(cat "$T/needles")"
 
 # --- where to look: everything the flow wrote, except the expected secrets ---
+# The site database: site.db and its WAL, or on a PostgreSQL site a dump of
+# the site's schema and every file of the cluster (its tables and its WAL).
+if [ -e "$SITE/site.db" ]; then
+	DBFILES=("$SITE/site.db" "$SITE/site.db-wal")
+else
+	schema=$(sed -n 's/^schema=//p' "$SITE/site.conf")
+	pg_dump -d "$SITETOKEN_DB" -n "$schema" > "$T/site.pgdump" || fail "pg_dump of $schema"
+	grep -q "CREATE TABLE $schema.devices" "$T/site.pgdump" || fail "the dump holds no devices table"
+	DBFILES=("$T/site.pgdump")
+fi
 {
 	find "$SITE" "$T/dev" "$T/mpdev" -type f
-	ls "$T"/*.out "$T"/server.stderr "$T"/proc.*
+	ls "$T"/*.out "$T"/server.stderr "$T"/proc.* "${DBFILES[@]}"
+	[ -e "$SITE/site.db" ] || find "$(dirname "$PGSERVICEFILE")/data" -type f
 } | grep -v -e "^$T/dev/device.key$" -e "^$T/dev/client.token$" \
-	-e "^$T/mpdev/device.key$" -e "^$T/mpdev/client.token$" | sort > "$T/haystack"
-for f in "$SITE/site.db" "$SITE/site.db-wal" "$SITE/logs/CCM_STS.log" "$SITE/logs/MP_RegistrationManager.log" \
+	-e "^$T/mpdev/device.key$" -e "^$T/mpdev/client.token$" | sort -u > "$T/haystack"
+for f in "${DBFILES[@]}" "$SITE/logs/CCM_STS.log" "$SITE/logs/MP_RegistrationManager.log" \
 	"$SITE/logs/ClientAuth.log" "$T/dev/ccmsetup.log" "$T/dev/ClientIDManagerStartup.log" \
 	"$T/dev/state.json" "$T/proc.server.environ" "$T/proc.agent.cmdline"; do
 	grep -qxF "$f" "$T/haystack" || bad "expected to search $f (not written?)"
@@ -119,7 +130,7 @@ for f in files:
             print(f"FAIL - {name} found in {f}")
             found += 1
 if not found:
-    print(f"ok - none of {len(needles)} secrets in {len(files)} files (logs, site.db and WAL, "
+    print(f"ok - none of {len(needles)} secrets in {len(files)} files (logs, site database, "
           "agent state, outputs, /proc environ and cmdline of server and agent)")
 sys.exit(1 if found else 0)
 PY
