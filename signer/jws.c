@@ -30,6 +30,7 @@ struct stk_signer {
 
 struct vkey {
 	EVP_PKEY *pkey;
+	struct stk_sig_ctx *sig;           /* prepared verification (NULL: fresh) */
 	enum stk_key_type type;
 	char kid[44];
 	char x5t[44];                      /* empty when added as a bare key */
@@ -340,6 +341,7 @@ stk_verifier_free(struct stk_verifier *v)
 		return;
 	for (i = 0; i < v->nkeys; i++) {
 		EVP_PKEY_free(v->keys[i].pkey);
+		stk_sig_ctx_free(v->keys[i].sig);
 		free(v->keys[i].hdr_json);
 		free(v->keys[i].hdr_b64);
 	}
@@ -387,6 +389,7 @@ verifier_add(struct stk_verifier *v, EVP_PKEY *pkey, const char *x5t,
 	}
 	k->pkey = pkey;
 	k->type = type;
+	k->sig = stk_sig_ctx_new(pkey); /* best effort, like the header */
 	v->nkeys++;
 	return STK_OK;
 }
@@ -551,7 +554,9 @@ jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
 	if ((r = stk_b64url_decode(sig_b64, siglen_b64, &sig, &siglen)) != 0)
 		return r == STK_E_TOKEN_B64 ? REFUSE(r, "signature is not strict base64url")
 		    : stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-	r = stk_sig_verify(key->pkey, (const unsigned char *)input, inlen, sig, siglen);
+	r = key->sig != NULL ? stk_sig_verify_ctx(key->sig, (const unsigned char *)input,
+	    inlen, sig, siglen) : stk_sig_verify(key->pkey, (const unsigned char *)input,
+	    inlen, sig, siglen);
 	free(sig);
 	if (r == STK_E_TOKEN_SIGNATURE)
 		return REFUSE(r, "signature does not verify with the site key");

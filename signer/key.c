@@ -296,39 +296,113 @@ stk_ecdsa_der_to_raw(const unsigned char *der, size_t derlen,
 	return ret;
 }
 
+/* Exactly the signature our signers make: r||s for P-256 (DER to OpenSSL,
+ * *der malloc'd), the modulus size for RSA. */
+static int
+sig_form(enum stk_key_type type, EVP_PKEY *pub, const unsigned char *sig,
+    size_t siglen, unsigned char **der, size_t *derlen)
+{
+	*der = NULL;
+	*derlen = 0;
+	if (type == STK_KEY_P256)
+		return siglen == STK_P256_SIG_LEN &&
+		    stk_ecdsa_raw_to_der(sig, siglen, der, derlen) == 0 ?
+		    STK_OK : STK_E_TOKEN_SIGNATURE;
+	return siglen == (size_t)EVP_PKEY_get_size(pub) ? STK_OK : STK_E_TOKEN_SIGNATURE;
+}
+
+/* DigestVerifyInit for a site key: SHA-256, PKCS#1 v1.5 for RSA. */
+static int
+sig_init(EVP_MD_CTX *md, EVP_PKEY *pub, enum stk_key_type type)
+{
+	EVP_PKEY_CTX *pctx = NULL;
+
+	return EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pub) == 1 &&
+	    (type == STK_KEY_P256 ||
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1) ? 0 : -1;
+}
+
+struct stk_sig_ctx {
+	EVP_PKEY *pub;
+	enum stk_key_type type;
+	EVP_MD_CTX *tmpl;    /* initialised, never used directly: copied */
+};
+
+struct stk_sig_ctx *
+stk_sig_ctx_new(EVP_PKEY *pub)
+{
+	struct stk_sig_ctx *c;
+	enum stk_key_type type = stk_key_type_of_pkey(pub);
+
+	if (type == STK_KEY_NONE || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->type = type;
+	if ((c->tmpl = EVP_MD_CTX_new()) == NULL || sig_init(c->tmpl, pub, type) != 0 ||
+	    EVP_PKEY_up_ref(pub) != 1) {
+		ERR_clear_error();
+		EVP_MD_CTX_free(c->tmpl);
+		free(c);
+		return NULL;
+	}
+	c->pub = pub;
+	return c;
+}
+
+void
+stk_sig_ctx_free(struct stk_sig_ctx *c)
+{
+	if (c == NULL)
+		return;
+	EVP_MD_CTX_free(c->tmpl);
+	EVP_PKEY_free(c->pub);
+	free(c);
+}
+
+/* One verification with md initialised for the key. */
+static int
+sig_check(EVP_MD_CTX *md, enum stk_key_type type, EVP_PKEY *pub,
+    const unsigned char *data, size_t len, const unsigned char *sig, size_t siglen)
+{
+	unsigned char *der;
+	size_t derlen;
+	int r;
+
+	if ((r = sig_form(type, pub, sig, siglen, &der, &derlen)) != 0)
+		return r;
+	r = (der != NULL ? EVP_DigestVerify(md, der, derlen, data, len) :
+	    EVP_DigestVerify(md, sig, siglen, data, len)) == 1 ? STK_OK :
+	    STK_E_TOKEN_SIGNATURE;
+	OPENSSL_free(der);
+	return r;
+}
+
+int
+stk_sig_verify_ctx(const struct stk_sig_ctx *c, const unsigned char *data,
+    size_t len, const unsigned char *sig, size_t siglen)
+{
+	EVP_MD_CTX *md;
+	int r = STK_E_CRYPTO;
+
+	if ((md = EVP_MD_CTX_new()) != NULL && EVP_MD_CTX_copy_ex(md, c->tmpl) == 1)
+		r = sig_check(md, c->type, c->pub, data, len, sig, siglen);
+	ERR_clear_error();
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
 int
 stk_sig_verify(EVP_PKEY *pub, const unsigned char *data, size_t len,
     const unsigned char *sig, size_t siglen)
 {
 	enum stk_key_type type = stk_key_type_of_pkey(pub);
-	unsigned char *der = NULL;
-	size_t derlen = 0;
-	EVP_MD_CTX *md = NULL;
-	EVP_PKEY_CTX *pctx = NULL;
-	int r = STK_E_TOKEN_SIGNATURE;
+	EVP_MD_CTX *md;
+	int r = STK_E_CRYPTO;
 
 	if (type == STK_KEY_NONE)
 		return STK_E_UNSUPPORTED;
-	if (type == STK_KEY_P256) {
-		/* Exactly r||s: no DER, no other length is ever accepted. */
-		if (siglen != STK_P256_SIG_LEN ||
-		    stk_ecdsa_raw_to_der(sig, siglen, &der, &derlen) != 0)
-			return STK_E_TOKEN_SIGNATURE;
-	} else if (siglen != (size_t)EVP_PKEY_get_size(pub))
-		return STK_E_TOKEN_SIGNATURE;
-	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pub) != 1 ||
-	    (type != STK_KEY_P256 &&
-	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)) {
-		r = STK_E_CRYPTO;
-		goto out;
-	}
-	if ((der != NULL ? EVP_DigestVerify(md, der, derlen, data, len) :
-	    EVP_DigestVerify(md, sig, siglen, data, len)) == 1)
-		r = STK_OK;
-out:
+	if ((md = EVP_MD_CTX_new()) != NULL && sig_init(md, pub, type) == 0)
+		r = sig_check(md, type, pub, data, len, sig, siglen);
 	ERR_clear_error();
 	EVP_MD_CTX_free(md);
-	OPENSSL_free(der);
 	return r;
 }

@@ -145,6 +145,17 @@ void stk_key_info_add(struct stk_key_info *info, const char *name,
 int stk_sig_verify(EVP_PKEY *pub, const unsigned char *data, size_t len,
     const unsigned char *sig, size_t siglen);
 
+/* The same check through a context prepared once per public key (the
+ * digest and padding set up in advance, copied for each call): shareable
+ * between threads, and it spares OpenSSL's per-call algorithm look-ups.
+ * stk_sig_ctx_new returns NULL when out of memory or pub is not a site key
+ * type; stk_sig_ctx_free accepts NULL. */
+struct stk_sig_ctx;
+struct stk_sig_ctx *stk_sig_ctx_new(EVP_PKEY *pub);
+void stk_sig_ctx_free(struct stk_sig_ctx *c);
+int stk_sig_verify_ctx(const struct stk_sig_ctx *c, const unsigned char *data,
+    size_t len, const unsigned char *sig, size_t siglen);
+
 /* ES256: raw r||s <-> DER ECDSA-Sig-Value, for backends and certificates. */
 int stk_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
     unsigned char **der, size_t *derlen);

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,58 @@ test_flipped_byte_anywhere(void **state)
 			tok[i] ^= (char)(1u << bit);
 		}
 	}
+	stk_token_free(tok);
+}
+
+/* ---- one verifier shared by threads (as the gateway's pool uses it) ---- */
+
+struct vt_arg {
+	const struct fx *f;
+	const char *good, *bad;
+	int wrong;
+};
+
+static void *
+vt_run(void *p)
+{
+	struct vt_arg *a = p;
+	struct stk_error err;
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		if (verify(a->f, a->good, STK_TOKEN_BULK, NOW, &err) != 0)
+			a->wrong++;
+		if (verify(a->f, a->bad, STK_TOKEN_BULK, NOW, &err) != STK_E_TOKEN_SIGNATURE)
+			a->wrong++;
+	}
+	return NULL;
+}
+
+static void
+test_verifier_shared_by_threads(void **state)
+{
+	struct fx *f = *state;
+	struct stk_error err;
+	struct vt_arg a[2];
+	pthread_t t[2];
+	char *tok = NULL, *bad;
+	size_t len;
+	int i;
+
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	len = strlen(tok);
+	bad = strdup(tok);
+	/* a signature character in the middle: still strict base64url */
+	bad[len - 10] = bad[len - 10] == 'A' ? 'B' : 'A';
+	for (i = 0; i < 2; i++) {
+		a[i] = (struct vt_arg){ f, tok, bad, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, vt_run, &a[i]), 0);
+	}
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].wrong, 0);
+	}
+	free(bad);
 	stk_token_free(tok);
 }
 
@@ -681,6 +734,7 @@ main(void)
 		BOTH(test_client_roundtrip),
 		BOTH(test_bulk_not_accepted_as_client),
 		BOTH(test_flipped_byte_anywhere),
+		BOTH(test_verifier_shared_by_threads),
 		BOTH(test_alg_none),
 		BOTH(test_hs256_with_public_key),
 		BOTH(test_alg_not_matching_key),
