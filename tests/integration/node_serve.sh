@@ -13,11 +13,9 @@ SITEB=$T/siteB
 PIDB=
 stop_b() {
 	if [ -n "$PIDB" ]; then
-		kill -TERM "$PIDB" 2>/dev/null || true
-		local rc=0
-		wait "$PIDB" || rc=$?
+		local pid=$PIDB
 		PIDB=
-		[ "$rc" -eq 0 ] || fail "node B exited $rc after SIGTERM"
+		stop_node "$pid" B
 	fi
 }
 cleanup_nodes() { local rc=$?; stop_b || true; stop_server || true; exit $rc; }

@@ -16,14 +16,21 @@ unset SITETOKEN_TIME_OFFSET SITETOKEN_REGTOKEN SITETOKEN_AGENT_STATE
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
 
+# stop_node PID TAG: SIGTERM a server started by serve_node, wait for it,
+# and insist on a clean exit that removed its pid file.
+stop_node() {
+	local pid=$1 tag=$2 rc=0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ] || fail "server$tag exited $rc after SIGTERM"
+	[ ! -e "$T/server$tag.pid" ] || fail "server$tag left its pid file behind"
+}
+
 stop_server() {
 	if [ -n "$SERVER_PID" ]; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		local rc=0
-		wait "$SERVER_PID" || rc=$?
+		local pid=$SERVER_PID
 		SERVER_PID=
-		[ "$rc" -eq 0 ] || fail "server exited $rc after SIGTERM"
-		[ ! -e "$T/server.pid" ] || fail "pid file left behind"
+		stop_node "$pid" ""
 	fi
 }
 cleanup() { local rc=$?; stop_server || true; exit $rc; }
