@@ -435,13 +435,14 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		return r;
 	ls->srv = s;
 	ls->http = (struct srv_http){ srv_route, ls, SRV_BODY_MAX };
-	/* The CMG always gets a trust list so GnuTLS requests a client
-	 * certificate; the MP gets one only when a trusted CA is configured. */
+	/* The trusted CA, when configured, makes the TLS listeners ask for a
+	 * client certificate; without one the CMG still asks (trusting its own
+	 * certificate, so self-signed device certificates get through the
+	 * handshake) and the MP does not. */
 	opts = (struct srv_daemon_opts){ srv_mhd_log, s, &sin, threads,
 	    SRV_CONN_LIMIT, SRV_CONN_PER_IP, SRV_CONN_TIMEOUT,
 	    ls->tls ? s->cert_pem : NULL, s->key_pem,
-	    ls->kind == SRV_CMG || s->ca_pem != NULL ?
-	    (s->ca_pem ? s->ca_pem : s->cert_pem) : NULL };
+	    s->ca_pem ? s->ca_pem : ls->kind == SRV_CMG ? s->cert_pem : NULL };
 	ls->d = srv_http_start(&ls->http, &opts);
 	if (ls->d == NULL)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
