@@ -6,11 +6,23 @@
 #
 # Prints, for eval:
 #   export SITETOKEN_TCTI='swtpm:host=127.0.0.1,port=N'
+#   export SITETOKEN_EK_CA='STATE_DIR/ca/swtpm-localca-rootca-cert.pem'
 #   export SWTPM_PID=N
 # and writes STATE_DIR/swtpm.pid and STATE_DIR/tcti. Stop it with
 # swtpm-setup/swtpm-stop.sh STATE_DIR. Starting again with the same
 # STATE_DIR keeps the TPM's keys and seeds (only the volatile state is reset,
 # as on a reboot).
+#
+# A new STATE_DIR is first manufactured like a real TPM: swtpm_setup
+# --create-ek-cert makes the RSA-2048 and ECC EKs (persistent at 0x81010001
+# and 0x81010016) and their EK certificates in NV (0x01c00002, 0x01c00016),
+# issued by a local CA whose root plays the TPM manufacturer. The CA lives in
+# STATE_DIR/ca with its own swtpm-localca.conf (statedir, signingkey,
+# issuercert, certserial), so nothing is written to /etc, /var/lib or /tmp
+# (TMPDIR points into STATE_DIR while swtpm_setup runs). The CA's
+# intermediate (issuer) certificate is then stored in NV index 0x01c00100,
+# the first index the TCG EK profile reserves for the EK chain, so the
+# evidence of `sitetoken key attest` carries the whole chain to the root.
 #
 # Ports: we pick a random pair above the ephemeral-looking range and let
 # swtpm itself tell us whether it could bind them; on a collision (another
@@ -26,6 +38,58 @@ STATE=$1
 mkdir -p "$STATE"
 chmod 700 "$STATE"
 STATE=$(cd "$STATE" && pwd)
+
+# manufacture: first start of a new STATE_DIR only.
+manufacture() {
+  command -v swtpm_setup >/dev/null || die "swtpm_setup is not installed (apt-get install swtpm-tools)"
+  mkdir -p "$STATE/ca" "$STATE/tmp"
+  cat >"$STATE/ca/swtpm-localca.conf" <<CONF
+statedir = $STATE/ca
+signingkey = $STATE/ca/signkey.pem
+issuercert = $STATE/ca/issuercert.pem
+certserial = $STATE/ca/certserial
+CONF
+  cat >"$STATE/ca/swtpm-localca.options" <<CONF
+--platform-manufacturer sitetoken
+--platform-version 2.1
+--platform-model swtpm
+CONF
+  cat >"$STATE/swtpm_setup.conf" <<CONF
+create_certs_tool = $(command -v swtpm_localca || echo /usr/bin/swtpm_localca)
+create_certs_tool_config = $STATE/ca/swtpm-localca.conf
+create_certs_tool_options = $STATE/ca/swtpm-localca.options
+active_pcr_banks = sha256
+CONF
+  TMPDIR="$STATE/tmp" swtpm_setup --tpm2 --tpmstate "$STATE" --create-ek-cert \
+      --config "$STATE/swtpm_setup.conf" --logfile "$STATE/setup.log" >/dev/null 2>&1 ||
+    die "swtpm_setup --create-ek-cert failed: $(tail -5 "$STATE/setup.log" 2>/dev/null)"
+  rmdir "$STATE/tmp" 2>/dev/null || true
+  [ -s "$STATE/ca/swtpm-localca-rootca-cert.pem" ] || die "swtpm_localca made no root CA in $STATE/ca"
+  NEED_CHAIN=1
+}
+
+# store_chain TCTI: put the CA's intermediate certificate (DER) into NV
+# 0x01c00100, readable without a password (authread, empty auth), as TPM
+# makers do for the EK chain.
+store_chain() {
+  local der="$STATE/ca/issuercert.der" size
+  command -v tpm2_nvdefine >/dev/null || die "tpm2-tools is not installed (apt-get install tpm2-tools)"
+  openssl x509 -in "$STATE/ca/issuercert.pem" -outform DER -out "$der" ||
+    die "cannot convert $STATE/ca/issuercert.pem"
+  size=$(stat -c %s "$der")
+  TPM2TOOLS_TCTI="$1" tpm2_nvdefine 0x01c00100 -C o -s "$size" \
+      -a "ownerwrite|ownerread|authread|authwrite|no_da" >/dev/null 2>>"$STATE/setup.log" &&
+    TPM2TOOLS_TCTI="$1" tpm2_nvwrite 0x01c00100 -C o -i "$der" >/dev/null 2>>"$STATE/setup.log" ||
+    die "cannot store the EK chain in NV 0x01c00100 (see $STATE/setup.log)"
+  : >"$STATE/ca/chain-stored"
+}
+
+NEED_CHAIN=""
+if [ ! -e "$STATE/tpm2-00.permall" ]; then
+  manufacture
+elif [ -d "$STATE/ca" ] && [ ! -e "$STATE/ca/chain-stored" ]; then
+  NEED_CHAIN=1
+fi
 
 if [ -f "$STATE/swtpm.pid" ]; then
   old=$(cat "$STATE/swtpm.pid" 2>/dev/null || true)
@@ -100,5 +164,8 @@ done
 
 tcti="swtpm:host=127.0.0.1,port=$port"
 echo "$tcti" >"$STATE/tcti"
+[ -z "$NEED_CHAIN" ] || store_chain "$tcti"
 echo "export SITETOKEN_TCTI='$tcti'"
+[ ! -s "$STATE/ca/swtpm-localca-rootca-cert.pem" ] ||
+  echo "export SITETOKEN_EK_CA='$STATE/ca/swtpm-localca-rootca-cert.pem'"
 echo "export SWTPM_PID=$pid"
