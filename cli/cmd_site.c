@@ -8,6 +8,7 @@
 #include "sitetoken/cert.h"
 #include "sitetoken/log.h"
 #include "cli.h"
+#include "sitetoken/attest.h"
 
 enum { OPT_SITE = 256, OPT_BACKEND, OPT_KEYTYPE, OPT_KEYURI, OPT_P11URI,
     OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT, OPT_DB, OPT_DBSCHEMA };
@@ -199,6 +200,8 @@ key_show(int argc, char **argv)
 		json_object_set_new(j, "x5t", json_string(stk_signer_x5t(signer)));
 		json_object_set_new(j, "kid", json_string(stk_signer_kid(signer)));
 		json_object_set_new(j, "non_exportable", json_boolean(info.non_exportable));
+		json_object_set_new(j, "attestation", json_string(
+		    stk_key_attestation_available(key) ? "tpm" : "none"));
 		for (i = 0; i < info.nattrs; i++)
 			json_object_set_new(a, info.attrs[i].name, json_string(info.attrs[i].value));
 		json_object_set_new(j, "attributes", a);
@@ -213,6 +216,11 @@ key_show(int argc, char **argv)
 		    stk_key_type_name(info.type), stk_key_type_alg(info.type),
 		    info.location, stk_signer_x5t(signer), stk_signer_kid(signer),
 		    info.non_exportable ? "yes" : "no (development key)");
+		printf("Attestation:     %s\n", stk_key_attestation_available(key) ?
+		    "available (TPM): sitetoken key attest --nonce HEX" :
+		    strcmp(info.backend, "pkcs11") == 0 ? "none (PKCS#11 has no "
+		    "standard key attestation; the attributes below are the "
+		    "device's own report)" : "none (file key)");
 		for (i = 0; i < info.nattrs; i++)
 			printf("  %-24s %s\n", info.attrs[i].name, info.attrs[i].value);
 	}
@@ -296,5 +304,10 @@ cmd_key(int argc, char **argv)
 		return cmd_key_rotate(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "list") == 0)
 		return cmd_key_list(argc - 1, argv + 1);
-	return cli_usage_error("usage: key show|export|rotate|list");
+	if (argc >= 2 && strcmp(argv[1], "attest") == 0)
+		return cmd_key_attest(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "activate-credential") == 0)
+		return cmd_key_activate(argc - 1, argv + 1);
+	return cli_usage_error("usage: key show|export|rotate|list|attest|"
+	    "activate-credential");
 }

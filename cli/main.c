@@ -32,6 +32,12 @@ static const char usage_text[] =
 "  key rotate [--key-uri URI] [--key-type TYPE]  new key for this node; the\n"
 "                                   old one verifies until its tokens expire\n"
 "  key list [--json]                every site key: node, status, kid\n"
+"  key attest --nonce HEX [--out FILE] [--key-uri URI] [--tcti CONF]\n"
+"                                   TPM key attestation evidence (JSON): EK\n"
+"                                   certificate and chain, AK, TPM2_Certify of\n"
+"                                   the key over the auditor's nonce\n"
+"  key activate-credential [--in FILE]  TPM2_ActivateCredential of a\n"
+"                                   tpm2_makecredential file; prints the secret\n"
 "  node add --node NAME --db CONNINFO --db-schema NAME [--backend ...]\n"
 "                                   join a PostgreSQL site from another node\n"
 "                                   with this node's own key\n"
@@ -67,6 +73,14 @@ static const char usage_text[] =
 "  settings show [--json]           client settings (site defaults)\n"
 "  devices list [--json] | devices block GUID | devices unblock GUID\n"
 "\n"
+"Key attestation, the auditor's side (offline: no TPM, no site):\n"
+"  attest verify EVIDENCE --ek-ca ROOT.pem --nonce HEX [--cert site.crt]\n"
+"         [--secret HEX --challenge CRED] [--json]  check every point of the\n"
+"                                   evidence; exit 1 with the reason if one fails\n"
+"  attest challenge EVIDENCE --out CRED  credential for the evidence's AK,\n"
+"                                   to its EK (tpm2_makecredential format);\n"
+"                                   the expected secret goes to CRED.secret\n"
+"\n"
 "Audit log:\n"
 "  audit show [--json]              every record of the hash-chained log\n"
 "  audit verify [--json]            check the chain and signed checkpoints\n"
@@ -85,7 +99,8 @@ static const char usage_text[] =
 "\n"
 "Exit codes:\n"
 "  0  success (token valid)\n"
-"  1  token refused, unknown GUID, or audit log tampered (reason on stderr)\n"
+"  1  token refused, unknown GUID, audit log tampered, or attestation\n"
+"     evidence refused (reason on stderr)\n"
 "  2  usage error or bad value (nothing was changed)\n"
 "  3  key backend, database or I/O error\n";
 
@@ -148,6 +163,8 @@ main(int argc, char **argv)
 		return cmd_certs(argc, argv);
 	if (strcmp(argv[0], "audit") == 0)
 		return cmd_audit(argc, argv);
+	if (strcmp(argv[0], "attest") == 0)
+		return cmd_attest(argc, argv);
 	if (strcmp(argv[0], "serve") == 0)
 		return cmd_serve(argc, argv);
 	if (strcmp(argv[0], "settings") == 0)

@@ -39,6 +39,7 @@
 #include <tss2/tss2_tctildr.h>
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
+#include "tpm_int.h"
 
 extern const struct stk_key_backend stk_backend_tpm;
 
@@ -1199,6 +1200,36 @@ out:
 	Esys_Free(name);
 	Esys_Free(cap);
 	return r;
+}
+
+/* For tpm/tpm_attest.c: lend the open key's ESYS context, its handle and
+ * its salted session, with key->lock held until stk_tpm__return. */
+int
+stk_tpm__borrow(struct stk_key *key, struct stk_tpm_lend *l,
+    struct stk_error *err)
+{
+	struct tpm_key *tk = (struct tpm_key *)key;
+	int r = STK_OK;
+
+	memset(l, 0, sizeof(*l));
+	if (key == NULL || key->vt != &stk_backend_tpm)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "not a TPM key");
+	pthread_mutex_lock(&tk->lock);
+	if (tk->ectx == NULL && (r = tpm_reestablish(tk, err)) != 0) {
+		pthread_mutex_unlock(&tk->lock);
+		return r;
+	}
+	l->ectx = tk->ectx;
+	l->handle = tk->handle;
+	l->session = tk->session;
+	return STK_OK;
+}
+
+void
+stk_tpm__return(struct stk_key *key)
+{
+	pthread_mutex_unlock(&((struct tpm_key *)key)->lock);
 }
 
 const struct stk_key_backend stk_backend_tpm = {

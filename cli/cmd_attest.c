@@ -1,0 +1,517 @@
+/* key attest | key activate-credential (the site's side, needs its TPM);
+ * attest verify | attest challenge (the auditor's side, offline). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include "cli.h"
+#include "sitetoken/attest.h"
+#include "sitetoken/key.h"
+#include "sitetoken/site.h"
+
+enum { OPT_SITE = 256, OPT_NONCE, OPT_OUT, OPT_IN, OPT_KEY_URI, OPT_TCTI,
+	OPT_EK_CA, OPT_CERT, OPT_SECRET, OPT_CHALLENGE, OPT_JSON };
+
+#define CLI_FILE_MAX (1024 * 1024)
+
+static const char no_attest_msg[] =
+    "key attestation needs a TPM site key: the %s backend has no key "
+    "attestation (PKCS#11 defines no standard one; `key show` reports the "
+    "attributes the device reports about itself, which an auditor has to "
+    "take on trust)";
+
+/* Read a whole file (or stdin for NULL / "-"), at most CLI_FILE_MAX. */
+static int
+read_all(const char *path, unsigned char **out, size_t *len)
+{
+	FILE *fp = (path == NULL || strcmp(path, "-") == 0) ? stdin :
+	    fopen(path, "rb");
+	unsigned char *buf = NULL;
+	size_t n = 0, cap = 0, got;
+
+	*out = NULL;
+	*len = 0;
+	if (fp == NULL) {
+		fprintf(stderr, "%s: cannot read %s\n", cli_prog, path);
+		return EXIT_BACKEND;
+	}
+	for (;;) {
+		if (n == cap) {
+			unsigned char *nb;
+
+			if (cap >= CLI_FILE_MAX) {
+				fprintf(stderr, "%s: %s is larger than %d bytes\n",
+				    cli_prog, path ? path : "stdin", CLI_FILE_MAX);
+				free(buf);
+				if (fp != stdin)
+					fclose(fp);
+				return EXIT_USAGE;
+			}
+			cap = cap ? cap * 2 : 4096;
+			if ((nb = realloc(buf, cap + 1)) == NULL) {
+				free(buf);
+				if (fp != stdin)
+					fclose(fp);
+				return EXIT_BACKEND;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, fp);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (fp != stdin)
+		fclose(fp);
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int
+write_file(const char *path, const void *p, size_t len, mode_t mode)
+{
+	FILE *fp;
+	int ok;
+
+	if (path == NULL || strcmp(path, "-") == 0)
+		return fwrite(p, 1, len, stdout) == len ? 0 : EXIT_BACKEND;
+	umask(077 & ~mode);
+	if ((fp = fopen(path, "wb")) == NULL) {
+		fprintf(stderr, "%s: cannot write %s\n", cli_prog, path);
+		return EXIT_BACKEND;
+	}
+	ok = fwrite(p, 1, len, fp) == len;
+	if (fclose(fp) != 0 || !ok) {
+		fprintf(stderr, "%s: cannot write %s\n", cli_prog, path);
+		return EXIT_BACKEND;
+	}
+	return 0;
+}
+
+/* The key to attest: --key-uri (no site needed), else the site's key. */
+static int
+open_key(const char *dir, const char *key_uri, const char *tcti,
+    struct stk_site **site, struct stk_key **key, struct stk_key **owned)
+{
+	struct stk_key_opts o;
+	struct stk_error err;
+	int r;
+
+	*site = NULL;
+	*key = *owned = NULL;
+	stk_error_clear(&err);
+	if (key_uri != NULL) {
+		cli_key_opts(&o, tcti, NULL);
+		if ((r = stk_key_open(key_uri, &o, owned, &err)) != 0)
+			return cli_fail(&err, r);
+		*key = *owned;
+		return 0;
+	}
+	if ((r = cli_open_site(dir, site)) != 0)
+		return r;
+	if ((r = stk_site_key(*site, key, &err)) != 0) {
+		stk_site_close(*site);
+		*site = NULL;
+		return cli_fail(&err, r);
+	}
+	return 0;
+}
+
+static int
+key_attest(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "nonce", required_argument, NULL, OPT_NONCE },
+		{ "out", required_argument, NULL, OPT_OUT },
+		{ "key-uri", required_argument, NULL, OPT_KEY_URI },
+		{ "tcti", required_argument, NULL, OPT_TCTI },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL, *nonce_hex = NULL, *out = NULL, *key_uri = NULL;
+	const char *tcti = NULL;
+	unsigned char nonce[STK_ATTEST_NONCE_MAX];
+	size_t nlen = 0;
+	struct stk_attest_evidence *ev = NULL;
+	struct stk_site *s = NULL;
+	struct stk_key *key = NULL, *owned = NULL;
+	struct stk_error err;
+	char *json = NULL;
+	int c, r, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_NONCE: nonce_hex = optarg; break;
+		case OPT_OUT: out = optarg; break;
+		case OPT_KEY_URI: key_uri = optarg; break;
+		case OPT_TCTI: tcti = optarg; break;
+		default: return cli_usage_error("bad option for 'key attest'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (nonce_hex == NULL)
+		return cli_usage_error("key attest needs --nonce HEX (the "
+		    "auditor's fresh challenge)");
+	stk_error_clear(&err);
+	if ((r = stk_attest_nonce_parse(nonce_hex, nonce, &nlen, &err)) != 0)
+		return cli_fail(&err, r);
+	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
+		return rc;
+	if (!stk_key_attestation_available(key)) {
+		fprintf(stderr, "%s: ", cli_prog);
+		fprintf(stderr, no_attest_msg, key->vt->name);
+		fputc('\n', stderr);
+		rc = EXIT_USAGE;
+		goto done;
+	}
+	if ((r = stk_tpm_attest(key, nonce, nlen, &ev, &err)) != 0 ||
+	    (r = stk_attest_evidence_json(ev, &json, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	rc = write_file(out, json, strlen(json), 0644);
+done:
+	free(json);
+	stk_attest_evidence_free(ev);
+	stk_key_close(owned);
+	stk_site_close(s);
+	return rc;
+}
+
+static int
+key_activate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "in", required_argument, NULL, OPT_IN },
+		{ "key-uri", required_argument, NULL, OPT_KEY_URI },
+		{ "tcti", required_argument, NULL, OPT_TCTI },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL, *in = NULL, *key_uri = NULL, *tcti = NULL;
+	unsigned char secret[STK_ATTEST_SECRET_MAX], *cred = NULL;
+	size_t slen = 0, clen = 0, i;
+	struct stk_site *s = NULL;
+	struct stk_key *key = NULL, *owned = NULL;
+	struct stk_error err;
+	int c, r, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_IN: in = optarg; break;
+		case OPT_KEY_URI: key_uri = optarg; break;
+		case OPT_TCTI: tcti = optarg; break;
+		default: return cli_usage_error("bad option for 'key activate-credential'");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if ((rc = read_all(in, &cred, &clen)) != 0)
+		return rc;
+	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
+		goto done;
+	if (!stk_key_attestation_available(key)) {
+		fprintf(stderr, "%s: ", cli_prog);
+		fprintf(stderr, no_attest_msg, key->vt->name);
+		fputc('\n', stderr);
+		rc = EXIT_USAGE;
+		goto done;
+	}
+	stk_error_clear(&err);
+	if ((r = stk_tpm_activate_credential(key, cred, clen, secret, &slen,
+	    &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	for (i = 0; i < slen; i++)
+		printf("%02x", secret[i]);
+	printf("\n");
+	rc = 0;
+done:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	free(cred);
+	stk_key_close(owned);
+	stk_site_close(s);
+	return rc;
+}
+
+static int
+load_evidence(const char *path, struct stk_attest_evidence **ev)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	struct stk_error err;
+	int r, rc;
+
+	if ((rc = read_all(path, &buf, &len)) != 0)
+		return rc;
+	stk_error_clear(&err);
+	r = stk_attest_evidence_parse((const char *)buf, len, ev, &err);
+	free(buf);
+	return r != 0 ? cli_fail(&err, r) : 0;
+}
+
+static EVP_PKEY *
+cert_key(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	X509 *x = NULL;
+	EVP_PKEY *k = NULL;
+
+	if (fp == NULL)
+		return NULL;
+	x = PEM_read_X509(fp, NULL, NULL, NULL);
+	if (x == NULL) {
+		rewind(fp);
+		x = d2i_X509_fp(fp, NULL);
+	}
+	fclose(fp);
+	if (x != NULL && (k = X509_get0_pubkey(x)) != NULL)
+		EVP_PKEY_up_ref(k);
+	X509_free(x);
+	return k;
+}
+
+/* The expected secret and AK name a challenge left beside CRED. */
+static int
+read_challenge(const char *cred, char *secret, size_t slen, char *name,
+    size_t nlen)
+{
+	char path[4096], line[256];
+	FILE *fp;
+	int got = 0;
+
+	snprintf(path, sizeof(path), "%s.secret", cred);
+	if ((fp = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "%s: cannot read %s (written by `attest "
+		    "challenge`)\n", cli_prog, path);
+		return EXIT_BACKEND;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strncmp(line, "secret=", 7) == 0)
+			got |= snprintf(secret, slen, "%s", line + 7) > 0;
+		else if (strncmp(line, "ak-name=", 8) == 0)
+			got |= (snprintf(name, nlen, "%s", line + 8) > 0) << 1;
+	}
+	OPENSSL_cleanse(line, sizeof(line));
+	fclose(fp);
+	if (got != 3) {
+		fprintf(stderr, "%s: %s is not a challenge file\n", cli_prog, path);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int
+attest_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ek-ca", required_argument, NULL, OPT_EK_CA },
+		{ "nonce", required_argument, NULL, OPT_NONCE },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "secret", required_argument, NULL, OPT_SECRET },
+		{ "challenge", required_argument, NULL, OPT_CHALLENGE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *ca = NULL, *nonce_hex = NULL, *cert = NULL, *secret = NULL;
+	const char *chal = NULL, *evpath;
+	unsigned char nonce[STK_ATTEST_NONCE_MAX];
+	char want_secret[2 * STK_ATTEST_SECRET_MAX + 2], want_name[80];
+	struct stk_attest_evidence *ev = NULL;
+	struct stk_attest_expect exp;
+	struct stk_attest_result res;
+	struct stk_error err;
+	EVP_PKEY *key = NULL;
+	X509_STORE *roots = NULL;
+	size_t nlen = 0;
+	int c, r, rc, json = 0, bound = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_EK_CA: ca = optarg; break;
+		case OPT_NONCE: nonce_hex = optarg; break;
+		case OPT_CERT: cert = optarg; break;
+		case OPT_SECRET: secret = optarg; break;
+		case OPT_CHALLENGE: chal = optarg; break;
+		case OPT_JSON: json = 1; break;
+		default: return cli_usage_error("bad option for 'attest verify'");
+		}
+	}
+	if (optind + 1 != argc || ca == NULL || nonce_hex == NULL)
+		return cli_usage_error("usage: attest verify EVIDENCE --ek-ca "
+		    "ROOT.pem --nonce HEX [--cert site.crt] [--secret HEX "
+		    "--challenge CRED] [--json]");
+	if ((secret == NULL) != (chal == NULL))
+		return cli_usage_error("--secret and --challenge go together: "
+		    "the secret `key activate-credential` printed, and the "
+		    "credential file `attest challenge` wrote");
+	evpath = argv[optind];
+	stk_error_clear(&err);
+	if ((r = stk_attest_nonce_parse(nonce_hex, nonce, &nlen, &err)) != 0)
+		return cli_fail(&err, r);
+	if (cert != NULL && (key = cert_key(cert)) == NULL) {
+		fprintf(stderr, "%s: cannot read a certificate from %s\n",
+		    cli_prog, cert);
+		return EXIT_USAGE;
+	}
+	if ((r = stk_attest_roots_load(ca, &roots, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	if ((rc = load_evidence(evpath, &ev)) != 0)
+		goto done;
+	memset(&exp, 0, sizeof(exp));
+	exp.roots = roots;
+	exp.nonce = nonce;
+	exp.nonce_len = nlen;
+	exp.key = key;
+	if ((r = stk_attest_verify(ev, &exp, &res, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	if (chal != NULL) {
+		if ((rc = read_challenge(chal, want_secret, sizeof(want_secret),
+		    want_name, sizeof(want_name))) != 0)
+			goto done;
+		if (strcmp(want_name, res.ak_name) != 0) {
+			fprintf(stderr, "%s: the challenge %s was made for another "
+			    "AK (name %s), not this evidence's AK %s\n", cli_prog,
+			    chal, want_name, res.ak_name);
+			rc = EXIT_INVALID;
+			goto done;
+		}
+		if (strlen(secret) != strlen(want_secret) ||
+		    CRYPTO_memcmp(secret, want_secret, strlen(want_secret)) != 0) {
+			fprintf(stderr, "%s: the activated secret is not the "
+			    "challenge's: the AK does not live in the TPM of this "
+			    "EK\n", cli_prog);
+			rc = EXIT_INVALID;
+			goto done;
+		}
+		bound = 1;
+	}
+	if (json) {
+		printf("{\"result\":\"pass\",\"key_type\":\"%s\",\"key_name\":\"%s\","
+		    "\"ak_name\":\"%s\",\"ak_bound_to_ek\":%s,\"key_matches_cert\":%s}\n",
+		    res.key_type, res.key_name, res.ak_name, bound ? "true" : "false",
+		    key != NULL ? "true" : "false");
+	} else {
+		printf("EK certificate:   %s\n  issued by:      %s\n  chains to a "
+		    "root in %s: yes\n", res.ek_subject, res.ek_issuer, ca);
+		printf("AK:               restricted signing key, name %s\n"
+		    "  signature over certInfo: valid\n", res.ak_name);
+		printf("certInfo:         TPM_GENERATED certify of name %s over "
+		    "the nonce\n", res.key_name);
+		printf("Key:              %s, fixedTPM|fixedParent|"
+		    "sensitiveDataOrigin|sign\n", res.key_type);
+		printf("Key is %s: %s\n", cert ? cert : "the site certificate's",
+		    key != NULL ? "yes" : "not checked (no --cert)");
+		printf("AK in the EK's TPM: %s\n", bound ? "yes (credential "
+		    "activated)" : "not checked (run attest challenge, key "
+		    "activate-credential, then --secret/--challenge)");
+		printf("Result:           pass\n");
+	}
+	rc = 0;
+done:
+	OPENSSL_cleanse(want_secret, sizeof(want_secret));
+	stk_attest_evidence_free(ev);
+	X509_STORE_free(roots);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static int
+attest_challenge(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "out", required_argument, NULL, OPT_OUT },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *out = NULL;
+	struct stk_attest_evidence *ev = NULL;
+	struct stk_error err;
+	unsigned char secret[STK_ATTEST_SECRET_MAX], *cred = NULL;
+	char name[80], path[4096], body[256];
+	size_t clen = 0, i;
+	int c, r, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_OUT: out = optarg; break;
+		default: return cli_usage_error("bad option for 'attest challenge'");
+		}
+	}
+	if (optind + 1 != argc || out == NULL || strcmp(out, "-") == 0)
+		return cli_usage_error("usage: attest challenge EVIDENCE --out CRED");
+	if ((rc = load_evidence(argv[optind], &ev)) != 0)
+		return rc;
+	stk_error_clear(&err);
+	if (RAND_bytes(secret, sizeof(secret)) != 1) {
+		rc = EXIT_BACKEND;
+		goto done;
+	}
+	if ((r = stk_attest_name_hex(ev->ak_pub.p, ev->ak_pub.len, name,
+	    sizeof(name), &err)) != 0 ||
+	    (r = stk_attest_make_credential(ev, secret, sizeof(secret), &cred,
+	    &clen, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	if ((rc = write_file(out, cred, clen, 0644)) != 0)
+		goto done;
+	/* The expected answer stays with the auditor, beside the credential. */
+	snprintf(path, sizeof(path), "%s.secret", out);
+	i = (size_t)snprintf(body, sizeof(body), "ak-name=%s\nsecret=", name);
+	for (c = 0; c < (int)sizeof(secret); c++)
+		i += (size_t)snprintf(body + i, sizeof(body) - i, "%02x", secret[c]);
+	i += (size_t)snprintf(body + i, sizeof(body) - i, "\n");
+	if ((rc = write_file(path, body, i, 0600)) != 0)
+		goto done;
+	printf("Credential for AK %s written to %s (expected secret in %s).\n"
+	    "Have the site run: sitetoken key activate-credential --in %s\n",
+	    name, out, path, out);
+done:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(body, sizeof(body));
+	free(cred);
+	stk_attest_evidence_free(ev);
+	return rc;
+}
+
+int
+cmd_key_attest(int argc, char **argv)
+{
+	return key_attest(argc, argv);
+}
+
+int
+cmd_key_activate(int argc, char **argv)
+{
+	return key_activate(argc, argv);
+}
+
+int
+cmd_attest(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+		return attest_verify(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "challenge") == 0)
+		return attest_challenge(argc - 1, argv + 1);
+	return cli_usage_error("usage: attest verify|challenge");
+}
