@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Key attestation against real swtpms provisioned with EK certificates
+# (swtpm-setup/swtpm-start.sh: swtpm_setup --create-ek-cert, a local CA per
+# TPM). The site side (`key attest`, `key activate-credential`) runs on TPM A;
+# the auditor's side (`attest verify`, `attest challenge`) runs offline.
+#
+# Success: RS256 and ES256 site keys attest and verify; tpm2-tools'
+# `tpm2_makecredential -T none` and our own `attest challenge` both round-trip
+# through `key activate-credential`.
+#
+# Refusals: the attacker is a site operator or an intruder on the site host
+# (threat model 3/5: holds the site's files, wants an auditor to believe a
+# key is TPM-bound) or a network attacker (1) replaying or editing evidence
+# in transit. Each forged or stale piece of evidence must be refused with a
+# reason on stderr and exit 1; malformed input must not crash anything.
+set -euo pipefail
+: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
+ST="$STK_BIN/sitetoken"
+mkdir -p "$STK_TEST_TMP"
+W=$(mktemp -d "$STK_TEST_TMP/attest_tpm.XXXXXX")
+TPM_A="$W/tpm-a"
+TPM_B="$W/tpm-b"
+
+cleanup() {
+  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_A" || true
+  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_B" || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+unset SITETOKEN_TPM_KEY_AUTH SITETOKEN_TPM_KEY_AUTH_FILE SITETOKEN_SITE
+command -v tpm2_makecredential >/dev/null || fail "tpm2-tools is not installed (./run deps)"
+
+# A second TPM with its own manufacturer CA: the "other TPM".
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_B")"
+TCTI_B=$SITETOKEN_TCTI CA_B=$SITETOKEN_EK_CA
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_A")"
+TCTI_A=$SITETOKEN_TCTI CA_A=$SITETOKEN_EK_CA
+[ "$CA_A" = "$TPM_A/ca/swtpm-localca-rootca-cert.pem" ] || fail "SITETOKEN_EK_CA is not the CA under the state dir: $CA_A"
+openssl x509 -in "$CA_A" -noout -subject | grep -q swtpm-localca-rootca || fail "EK CA is not the local root"
+cmp -s "$CA_A" "$CA_B" && fail "two TPM state dirs share one CA"
+
+nonce() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# expect_refusal WHAT PATTERN CMD...: exit 1 with PATTERN on stderr.
+expect_refusal() {
+  local what=$1 pat=$2 rc=0
+  shift 2
+  "$@" >"$W/out" 2>"$W/err" || rc=$?
+  [ "$rc" = 1 ] || fail "$what: exit $rc, expected 1 (stderr: $(cat "$W/err"))"
+  grep -q -- "$pat" "$W/err" || fail "$what: reason '$pat' not in: $(cat "$W/err")"
+}
+
+# edit IN OUT PYTHON: rewrite evidence fields; d()/e() decode/encode base64url.
+edit() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import base64, json, sys
+src, dst, code = sys.argv[1:4]
+ev = json.load(open(src))
+def d(s): return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+def e(b): return base64.urlsafe_b64encode(b).decode().rstrip("=")
+exec(code)
+json.dump(ev, open(dst, "w"))
+EOF
+}
+
+# ---- success: RS256 and ES256 site keys ----------------------------------
+for type in rsa2048 p256; do
+  site="$W/site-$type"
+  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" site init --backend tpm --key-type "$type" >/dev/null
+  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key show >"$W/show"
+  grep -q "^Attestation: *available (TPM)" "$W/show" || fail "key show does not offer attestation: $(cat "$W/show")"
+  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key show --json | grep -q '"attestation": "tpm"' ||
+    fail "key show --json has no attestation member"
+  n=$(nonce)
+  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key attest --nonce "$n" --out "$W/ev-$type.json"
+  echo "$n" >"$W/nonce-$type"
+  python3 - "$W/ev-$type.json" "$n" <<'EOF' || fail "evidence JSON shape ($type)"
+import json, sys, re
+ev = json.load(open(sys.argv[1]))
+assert ev["fmt"] == "tpm" and ev["attStmt"]["ver"] == "2.0", ev
+assert ev["attStmt"]["alg"] == -257, ev["attStmt"]["alg"]  # RSA EK -> RSA AK
+for k in ("sig", "certInfo", "pubArea"):
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", ev["attStmt"][k]), k
+assert ev["nonce"] == sys.argv[2]
+assert len(ev["ekChain"]) == 1, "the intermediate from NV 0x01c00100"
+EOF
+  "$ST" attest verify "$W/ev-$type.json" --ek-ca "$CA_A" --nonce "$n" \
+      --cert "$site/site.crt" >"$W/verify" || fail "$type evidence does not verify: $(cat "$W/verify")"
+  grep -q "^Result: *pass" "$W/verify" || fail "verify output: $(cat "$W/verify")"
+  grep -q "^Key: *$type, fixedTPM" "$W/verify" || fail "verify names the key type: $(cat "$W/verify")"
+done
+# The auditor needs no TPM and no site: verify ran above without
+# SITETOKEN_TCTI or --site; make sure no TPM is reachable for it either.
+n=$(cat "$W/nonce-p256")
+SITETOKEN_TCTI=swtpm:host=127.0.0.1,port=1 "$ST" attest verify "$W/ev-p256.json" \
+    --ek-ca "$CA_A" --nonce "$n" --json | grep -q '"result":"pass"' || fail "verify needs a TPM"
+
+# ---- credential activation: stock tpm2-tools, then our own challenge ------
+EV="$W/ev-rsa2048.json" SITE="$W/site-rsa2048" N=$(cat "$W/nonce-rsa2048")
+python3 -c 'import base64,json,sys; s=json.load(open(sys.argv[1]))["ekCert"]; sys.stdout.buffer.write(base64.urlsafe_b64decode(s+"="*(-len(s)%4)))' \
+    "$EV" >"$W/ek.der"
+openssl x509 -inform DER -in "$W/ek.der" -pubkey -noout >"$W/ek.pem"
+akname=$("$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce "$N" --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["ak_name"])')
+[[ "$akname" =~ ^000b[0-9a-f]{64}$ ]] || fail "AK name: $akname"
+head -c 32 /dev/urandom >"$W/secret.bin"
+want=$(od -An -tx1 "$W/secret.bin" | tr -d ' \n')
+tpm2_makecredential -T none -u "$W/ek.pem" -G rsa -s "$W/secret.bin" -n "$akname" \
+    -o "$W/cred.tools" >/dev/null 2>&1 || fail "tpm2_makecredential"
+got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.tools")
+[ "$got" = "$want" ] || fail "activate-credential returned '$got', expected '$want'"
+# From stdin as well.
+got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential <"$W/cred.tools")
+[ "$got" = "$want" ] || fail "activate-credential from stdin"
+
+"$ST" attest challenge "$EV" --out "$W/cred" >/dev/null
+[ "$(stat -c %a "$W/cred.secret")" = 600 ] || fail "the expected secret file is not 0600"
+got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred")
+"$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce "$N" --secret "$got" --challenge "$W/cred" \
+    >"$W/verify" || fail "round trip: $(cat "$W/verify")"
+grep -q "AK in the EK's TPM: yes" "$W/verify" || fail "round trip not reported: $(cat "$W/verify")"
+# The credential's format is tpm2-tools': the same magic and layout.
+[ "$(head -c 8 "$W/cred" | od -An -tx1 | tr -d ' \n')" = "$(head -c 8 "$W/cred.tools" | od -An -tx1 | tr -d ' \n')" ] ||
+  fail "credential header differs from tpm2_makecredential's"
+
+# ---- refusals ---------------------------------------------------------------
+# Evidence from another TPM: TPM B's EK chains to B's manufacturer, not A's.
+siteb="$W/site-b"
+SITETOKEN_TCTI=$TCTI_B "$ST" --site "$siteb" site init --backend tpm --key-type p256 >/dev/null
+nb=$(nonce)
+SITETOKEN_TCTI=$TCTI_B "$ST" --site "$siteb" key attest --nonce "$nb" --out "$W/ev-b.json"
+"$ST" attest verify "$W/ev-b.json" --ek-ca "$CA_B" --nonce "$nb" >/dev/null || fail "TPM B evidence against B's root"
+expect_refusal "other TPM" "does not chain to a trusted EK root" \
+  "$ST" attest verify "$W/ev-b.json" --ek-ca "$CA_A" --nonce "$nb"
+# ... and with the EK certificate and chain swapped in from TPM A, the AK
+# is still TPM B's: activation through A's EK fails (credential for A's EK
+# and B's AK name is refused by TPM A).
+edit "$W/ev-b.json" "$W/ev-b-ekA.json" "
+a = json.load(open('$EV'))
+ev['ekCert'] = a['ekCert']; ev['ekChain'] = a['ekChain']"
+"$ST" attest verify "$W/ev-b-ekA.json" --ek-ca "$CA_A" --nonce "$nb" >/dev/null ||
+  fail "spliced evidence should pass the static checks (only activation binds AK to EK)"
+"$ST" attest challenge "$W/ev-b-ekA.json" --out "$W/cred-b" >/dev/null
+expect_refusal "credential for another AK name" "not made for this TPM's AK" \
+  env SITETOKEN_TCTI="$TCTI_A" "$ST" --site "$SITE" key activate-credential --in "$W/cred-b"
+# A credential for TPM B's EK is refused by TPM A too.
+"$ST" attest challenge "$W/ev-b.json" --out "$W/cred-bb" >/dev/null
+expect_refusal "credential for another EK" "refused by the TPM" \
+  env SITETOKEN_TCTI="$TCTI_A" "$ST" --site "$SITE" key activate-credential --in "$W/cred-bb"
+# The auditor's challenge for one AK does not vouch for another evidence's AK.
+expect_refusal "challenge of another AK" "made for another AK" \
+  "$ST" attest verify "$W/ev-b.json" --ek-ca "$CA_B" --nonce "$nb" --secret "$got" --challenge "$W/cred"
+# A wrong secret (the site did not activate) fails.
+expect_refusal "wrong secret" "activated secret is not the challenge's" \
+  "$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce "$N" --secret "00$got" --challenge "$W/cred"
+
+# Wrong or reused nonce: old evidence against a fresh challenge.
+expect_refusal "wrong nonce" "answers another nonce" \
+  "$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce "$(nonce)" --cert "$SITE/site.crt"
+# Reused: the JSON's nonce rewritten to the fresh one, certInfo still old.
+fresh=$(nonce)
+edit "$EV" "$W/ev-replay.json" "ev['nonce'] = '$fresh'"
+expect_refusal "reused nonce" "extraData is not the nonce" \
+  "$ST" attest verify "$W/ev-replay.json" --ek-ca "$CA_A" --nonce "$fresh"
+
+# certInfo of another key: the ES256 key's pubArea with the RS256 certify.
+edit "$EV" "$W/ev-otherkey.json" "
+ev['attStmt']['pubArea'] = json.load(open('$W/ev-p256.json'))['attStmt']['pubArea']"
+expect_refusal "certInfo of another key" "certifies another key" \
+  "$ST" attest verify "$W/ev-otherkey.json" --ek-ca "$CA_A" --nonce "$N"
+# Genuine evidence, but about a key that is not the site certificate's.
+expect_refusal "not the site's key" "not the expected key" \
+  "$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce "$N" --cert "$W/site-p256/site.crt"
+
+# AK not restricted: same key bits, restricted cleared (an unrestricted key
+# could sign any TPMS_ATTEST the attacker writes).
+edit "$EV" "$W/ev-unrestricted.json" "
+b = bytearray(d(ev['akPub'])); a = int.from_bytes(b[4:8], 'big') & ~0x10000
+b[4:8] = a.to_bytes(4, 'big'); ev['akPub'] = e(bytes(b))"
+expect_refusal "AK not restricted" "AK is not a restricted key" \
+  "$ST" attest verify "$W/ev-unrestricted.json" --ek-ca "$CA_A" --nonce "$N"
+
+# A key without fixedTPM (duplicable): made here with tpm2-tools, persisted,
+# and attested through --key-uri; the TPM certifies it honestly and the
+# verifier must refuse it.
+# No resource manager in front of swtpm: flush tpm2-tools' leftovers.
+export TPM2TOOLS_TCTI=$TCTI_A
+tpm2_flushcontext -t
+tpm2_createprimary -Q -C o -G ecc256 -c "$W/prim.ctx"
+tpm2_flushcontext -t
+tpm2_create -Q -C "$W/prim.ctx" -G ecc256:ecdsa-sha256 \
+    -a "sign|userwithauth|sensitivedataorigin|noda" -u "$W/dup.pub" -r "$W/dup.priv"
+tpm2_flushcontext -t
+tpm2_load -Q -C "$W/prim.ctx" -u "$W/dup.pub" -r "$W/dup.priv" -c "$W/dup.ctx"
+tpm2_evictcontrol -Q -C o -c "$W/dup.ctx" 0x81000123 >/dev/null
+tpm2_flushcontext -t
+unset TPM2TOOLS_TCTI
+nd=$(nonce)
+SITETOKEN_TCTI=$TCTI_A "$ST" key attest --key-uri tpm:handle=0x81000123 --nonce "$nd" --out "$W/ev-dup.json"
+expect_refusal "key without fixedTPM" "lacks fixedTPM fixedParent" \
+  "$ST" attest verify "$W/ev-dup.json" --ek-ca "$CA_A" --nonce "$nd"
+
+# Truncated and padded blobs.
+edit "$EV" "$W/ev-trunc.json" "ev['attStmt']['pubArea'] = e(d(ev['attStmt']['pubArea'])[:-1])"
+expect_refusal "truncated pubArea" "pubArea is not a TPMT_PUBLIC (truncated" \
+  "$ST" attest verify "$W/ev-trunc.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-pad.json" "ev['attStmt']['pubArea'] = e(d(ev['attStmt']['pubArea']) + b'\\0')"
+expect_refusal "padded pubArea" "after its TPMT_PUBLIC (padded)" \
+  "$ST" attest verify "$W/ev-pad.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-aktrunc.json" "ev['akPub'] = e(d(ev['akPub'])[:10])"
+expect_refusal "truncated akPub" "akPub is not a TPMT_PUBLIC" \
+  "$ST" attest verify "$W/ev-aktrunc.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-ekpad.json" "ev['ekCert'] = e(d(ev['ekCert']) + b'\\0\\0')"
+expect_refusal "padded ekCert" "ekCert is not one DER" \
+  "$ST" attest verify "$W/ev-ekpad.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-ciTrunc.json" "ev['attStmt']['certInfo'] = e(d(ev['attStmt']['certInfo'])[:-2])"
+expect_refusal "truncated certInfo" "signature over certInfo does not verify" \
+  "$ST" attest verify "$W/ev-ciTrunc.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-sig.json" "
+s = bytearray(d(ev['attStmt']['sig'])); s[10] ^= 1; ev['attStmt']['sig'] = e(bytes(s))"
+expect_refusal "edited signature" "signature over certInfo does not verify" \
+  "$ST" attest verify "$W/ev-sig.json" --ek-ca "$CA_A" --nonce "$N"
+edit "$EV" "$W/ev-b64.json" "ev['akPub'] = ev['akPub'] + '='"
+expect_refusal "padded base64url" "not strict base64url" \
+  "$ST" attest verify "$W/ev-b64.json" --ek-ca "$CA_A" --nonce "$N"
+printf '{"fmt":"tpm","fmt":"tpm"}' >"$W/ev-dup-member.json"
+expect_refusal "duplicate member" "not a JSON object" \
+  "$ST" attest verify "$W/ev-dup-member.json" --ek-ca "$CA_A" --nonce "$N"
+head -c 300 "$EV" >"$W/ev-cut.json"
+expect_refusal "cut JSON" "not a JSON object" \
+  "$ST" attest verify "$W/ev-cut.json" --ek-ca "$CA_A" --nonce "$N"
+
+# Credential files: truncated and padded ones are usage errors (exit 2),
+# refused before the TPM is asked.
+head -c 40 "$W/cred.tools" >"$W/cred.short"
+rc=0; SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.short" 2>"$W/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "truncated" "$W/err" || fail "truncated credential: exit $rc $(cat "$W/err")"
+{ cat "$W/cred.tools"; printf 'x'; } >"$W/cred.long"
+rc=0; SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.long" 2>"$W/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "padded" "$W/err" || fail "padded credential: exit $rc $(cat "$W/err")"
+
+# Bad nonces are usage errors.
+rc=0; SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key attest --nonce abc 2>"$W/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "nonce must be" "$W/err" || fail "odd nonce: exit $rc"
+rc=0; "$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce 0011 2>"$W/err" || rc=$?
+[ "$rc" = 2 ] || fail "short nonce: exit $rc"
+
+# ---- a file-backend site has no attestation ---------------------------------
+"$ST" --site "$W/site-file" site init --backend file >/dev/null
+"$ST" --site "$W/site-file" key show | grep -q "^Attestation: *none" || fail "file key show"
+rc=0; "$ST" --site "$W/site-file" key attest --nonce "$(nonce)" 2>"$W/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "file backend has no key attestation" "$W/err" ||
+  fail "file backend key attest: exit $rc $(cat "$W/err")"
+
+echo "attest_tpm: all checks passed"
