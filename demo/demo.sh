@@ -104,6 +104,26 @@ fi
 run "$STK" key show
 
 # ---------------------------------------------------------------------------
+if [ "$BACKEND" = tpm ] && [ -n "${SITETOKEN_EK_CA:-}" ]; then
+	step "An auditor checks that the site key lives in the TPM (key attestation)"
+	note "the auditor holds only the TPM maker's EK root ($SITETOKEN_EK_CA here,"
+	note "swtpm's local CA) and the site certificate; the nonce is theirs"
+	NONCE=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	run "$STK" key attest --nonce "$NONCE" --out "$W/evidence.json"
+	run "$STK" attest verify "$W/evidence.json" --ek-ca "$SITETOKEN_EK_CA" \
+		--nonce "$NONCE" --cert "$SITE/site.crt"
+	note "the auditor binds the AK to the EK: a credential only this TPM can open"
+	run "$STK" attest challenge "$W/evidence.json" --out "$W/cred.bin"
+	printf '$ %s\n' "$STK key activate-credential --in $W/cred.bin"
+	SECRET=$("$STK" key activate-credential --in "$W/cred.bin")
+	note "the site returns $SECRET"
+	run "$STK" attest verify "$W/evidence.json" --ek-ca "$SITETOKEN_EK_CA" \
+		--nonce "$NONCE" --cert "$SITE/site.crt" --secret "$SECRET" \
+		--challenge "$W/cred.bin"
+	note "procedure and what each check proves: docs/attestation.md"
+fi
+
+# ---------------------------------------------------------------------------
 step "Make the TLS certificate of the MP and CMG listeners"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout "$W/tls.key" -out "$W/tls.crt" -days 30 -subj /CN=localhost \

@@ -27,6 +27,10 @@ for kt in rsa2048 p256; do
   expect_eq "$(json 'd["attributes"]["CKA_ALWAYS_SENSITIVE"]' <<<"$OUT")" "true" "$kt: CKA_ALWAYS_SENSITIVE=true"
   expect_eq "$(json 'd["attributes"]["CKA_NEVER_EXTRACTABLE"]' <<<"$OUT")" "true" "$kt: CKA_NEVER_EXTRACTABLE=true"
   expect_eq "$(json 'd["attributes"]["CKA_TOKEN"]' <<<"$OUT")" "true" "$kt: CKA_TOKEN=true"
+  expect_eq "$(json 'd["attestation"]' <<<"$OUT")" "none" "$kt: key show: no attestation on PKCS#11"
+  # PKCS#11 has no standard key attestation: a plain explanation, exit 2.
+  expect_exit 2 "$kt: key attest refused on pkcs11" -- "$ST" --site "$S" key attest --nonce 00112233445566778899aabbccddeeff
+  expect_in "PKCS#11 defines no standard" "$ERR" "$kt: key attest says why"
 
   expect_exit 0 "$kt: bulk new signs in the token" -- "$ST" --site "$S" bulk new --json
   tok=$(json 'd["token"]' <<<"$OUT")
