@@ -822,10 +822,10 @@ stk_attest_make_credential(const struct stk_attest_evidence *ev,
 	att_be16(cv, secret_len);
 	memcpy(cv + 2, secret, secret_len);
 	memset(iv, 0, sizeof(iv));
-	if ((r = att_kdfa(seed, sizeof(seed), "STORAGE", name, NAME_LEN, 128,
-	    symkey)) != STK_OK ||
-	    (r = att_kdfa(seed, sizeof(seed), "INTEGRITY", NULL, 0, 256,
-	    hmackey)) != STK_OK) {
+	if (att_kdfa(seed, sizeof(seed), "STORAGE", name, NAME_LEN, 128,
+	    symkey) != STK_OK ||
+	    att_kdfa(seed, sizeof(seed), "INTEGRITY", NULL, 0, 256,
+	    hmackey) != STK_OK) {
 		r = stk_error_openssl(err, STK_E_CRYPTO, "KDFa");
 		goto out;
 	}

@@ -17,7 +17,7 @@
 enum { OPT_SITE = 256, OPT_NONCE, OPT_OUT, OPT_IN, OPT_KEY_URI, OPT_TCTI,
 	OPT_EK_CA, OPT_CERT, OPT_SECRET, OPT_CHALLENGE, OPT_JSON };
 
-#define CLI_FILE_MAX (1024 * 1024)
+#define CLI_FILE_MAX ((size_t)1 << 20)
 
 static const char no_attest_msg[] =
     "key attestation needs a TPM site key: the %s backend has no key "
@@ -45,8 +45,8 @@ read_all(const char *path, unsigned char **out, size_t *len)
 			unsigned char *nb;
 
 			if (cap >= CLI_FILE_MAX) {
-				fprintf(stderr, "%s: %s is larger than %d bytes\n",
-				    cli_prog, path ? path : "stdin", CLI_FILE_MAX);
+				fprintf(stderr, "%s: %s is larger than 1 MiB\n",
+				    cli_prog, path ? path : "stdin");
 				free(buf);
 				if (fp != stdin)
 					fclose(fp);
@@ -169,7 +169,7 @@ key_attest(int argc, char **argv)
 		return rc;
 	if (!stk_key_attestation_available(key)) {
 		fprintf(stderr, "%s: ", cli_prog);
-		fprintf(stderr, no_attest_msg, key->vt->name);
+		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
 		goto done;
@@ -224,7 +224,7 @@ key_activate(int argc, char **argv)
 		goto done;
 	if (!stk_key_attestation_available(key)) {
 		fprintf(stderr, "%s: ", cli_prog);
-		fprintf(stderr, no_attest_msg, key->vt->name);
+		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
 		goto done;
