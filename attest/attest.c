@@ -597,6 +597,11 @@ stk_attest_verify(const struct stk_attest_evidence *ev,
 
 	if (res != NULL)
 		memset(res, 0, sizeof(*res));
+	if (exp == NULL || exp->roots == NULL || exp->nonce == NULL) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "attestation check without trusted EK roots or nonce");
+		goto out;
+	}
 	if (exp->nonce_len != ev->nonce_len ||
 	    CRYPTO_memcmp(exp->nonce, ev->nonce, ev->nonce_len) != 0) {
 		r = stk_error_set(err, STK_E_ATTEST, STK_LAYER_NONE, 0,

@@ -66,8 +66,13 @@ att_nv_read(ESYS_CONTEXT *ectx, TPM2_HANDLE index, struct stk_blob *out,
 	    ESYS_TR_NONE, &nv);
 	if (rc != TSS2_RC_SUCCESS) {
 		nv = ESYS_TR_NONE;
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_TSS2, rc,
-		    "the TPM has no NV index 0x%08x", (unsigned)index);
+		/* Only the TPM saying "no such handle" means absent; a lost
+		 * connection must not read as "this TPM has no certificate". */
+		if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
+			r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_TSS2, rc,
+			    "the TPM has no NV index 0x%08x", (unsigned)index);
+		else
+			r = att_tpm_error(err, rc, "reading an NV index's public area");
 		goto out;
 	}
 	if ((rc = Esys_NV_ReadPublic(ectx, nv, ESYS_TR_NONE, ESYS_TR_NONE,
