@@ -20,11 +20,12 @@ command -v node >/dev/null || missing "node is not installed (apt-get install no
 command -v npm >/dev/null || missing "npm is not installed (apt-get install npm)"
 [ -x "$CHROMIUM" ] || missing "$CHROMIUM is not installed (apt-get install chromium)"
 # One install at a time (the plain and sanitizer builds share the folder).
-if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
+	[ ! -f "$BROWSER_DIR/node_modules/jose/package.json" ]; then
 	(
 		flock 9
 		cd "$BROWSER_DIR"
-		[ -f node_modules/playwright-core/package.json ] ||
+		[ -f node_modules/playwright-core/package.json ] && [ -f node_modules/jose/package.json ] ||
 			npm install --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1
 	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
 		cat "$T/npm.log" >&2
