@@ -226,9 +226,12 @@ met_label(char *out, size_t len, const char *in)
 {
 	size_t i;
 
-	for (i = 0; in[i] != '\0' && i + 1 < len; i++)
-		out[i] = (in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' && in[i] != '\\') ?
-		    in[i] : '_';
+	for (i = 0; in[i] != '\0' && i + 1 < len; i++) {
+		if (in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' && in[i] != '\\')
+			out[i] = in[i];
+		else
+			out[i] = '_';
+	}
 	out[i] = '\0';
 }
 
