@@ -92,4 +92,28 @@ DISCOVERY=$CMGROOT/.well-known/openid-configuration TOKENS=$T/tokens EXPECT_ISS=
 	DEVICE=$DEV NODE_EXTRA_CA_CERTS=$T/tls.crt node "$BROWSER_DIR/jwks.test.mjs" ||
 	fail "jose did not verify our tokens with the served JWKS"
 rm -f "$T/tokens"
+stop_server
+
+# The same with a P-256 site key (ES256: the JWK's crv/x/y members).
+SITE2=$T/site-p256
+$STK site init --site "$SITE2" --key-type p256 >/dev/null
+serve_node "$SITE2" 2 0 0 0
+SERVER_PID=$SERVED_PID
+MP2=http://127.0.0.1:$SERVED_MP_PORT
+CMG2=https://127.0.0.1:$SERVED_CMG_PORT/CCM_Proxy_MutualAuth/$SITE_NUMBER
+GUID2=$(sqlite3 "$SITE2/site.db" 'SELECT tenant FROM site' | tr 'A-Z' 'a-z')
+( umask 077; SITETOKEN_SITE=$SITE2 $STK bulk new --lifetime 60 --json > "$T/bulk2.json" )
+python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' "$T/bulk2.json" "$T/bulk2.tok"
+rm -f "$T/bulk2.json"
+agent E 0 register --mp "$MP2" --cmg "$CMG2" --regtoken-file "$T/bulk2.tok" >/dev/null
+DEV2=$(agent E 0 status --json | json_get device_guid)
+( umask 077; printf 'client %s\nbulk %s\n' "$(cat "$T/E/client.token")" "$(cat "$T/bulk2.tok")" > "$T/tokens" )
+DISCOVERY=https://127.0.0.1:$SERVED_CMG_PORT/.well-known/openid-configuration TOKENS=$T/tokens \
+	EXPECT_ISS=urn:sccm:oauth2:$GUID2 DEVICE=$DEV2 NODE_EXTRA_CA_CERTS=$T/tls.crt \
+	node "$BROWSER_DIR/jwks.test.mjs" > "$T/jose2.out" || fail "jose did not verify ES256 tokens: $(cat "$T/jose2.out")"
+grep -q "client token verified by jose with the served JWKS (alg ES256" "$T/jose2.out" || fail "not ES256: $(cat "$T/jose2.out")"
+cat "$T/jose2.out"
+rm -f "$T/tokens"
+pid=$SERVER_PID; SERVER_PID=
+stop_node "$pid" 2
 assert_no_tokens_in_logs
