@@ -293,7 +293,7 @@ try {
     [...document.querySelectorAll('#log-body tr')].every((tr) => tr.children[5].textContent === 'refused'));
   await page.selectOption('#log-outcome', '');
   await page.waitForFunction(() => [...document.querySelectorAll('#log-body tr')].some((tr) => tr.children[5].textContent === 'ok'));
-  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-audit.png'), fullPage: true });
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-audit.png') });
   ok('audit log: newest first, search and outcome filter; "Verify the chain" reports it intact');
 
   // ---- keys ----
