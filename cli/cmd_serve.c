@@ -18,18 +18,21 @@
 
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
     OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
-    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE };
+    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE };
 
 static const char serve_usage[] =
 "usage: sitetoken serve [--site DIR] --tls-cert FILE --tls-key FILE\n"
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
 "         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
+"         [--metrics ADDR:PORT [--metrics-remote]]\n"
 "  defaults: --mp 127.0.0.1:8080 --cmg 127.0.0.1:8443; port 0 picks a free\n"
 "  port (written to --ready-file as mp_port=N / cmg_port=N once listening)\n"
 "  --admin: the admin console (HTTPS, same certificate; admin_port=N in the\n"
 "  ready file); loopback only unless --admin-remote. Its bearer secret is\n"
-"  <site>/admin.token (see `sitetoken admin token`)";
+"  <site>/admin.token (see `sitetoken admin token`)\n"
+"  --metrics: Prometheus metrics over plain HTTP at /metrics (metrics_port=N\n"
+"  in the ready file); loopback only unless --metrics-remote";
 
 int
 cmd_serve(int argc, char **argv)
@@ -50,6 +53,8 @@ cmd_serve(int argc, char **argv)
 		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
 		{ "admin", required_argument, NULL, OPT_ADMIN },
 		{ "admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
+		{ "metrics-remote", no_argument, NULL, OPT_METRICS_REMOTE },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv_config cfg;
@@ -99,6 +104,8 @@ cmd_serve(int argc, char **argv)
 		case OPT_P11MOD: mod = optarg; break;
 		case OPT_ADMIN: cfg.admin_addr = optarg; break;
 		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
+		case OPT_METRICS: cfg.metrics_addr = optarg; break;
+		case OPT_METRICS_REMOTE: cfg.metrics_remote = 1; break;
 		default: return cli_usage_error("%s", serve_usage);
 		}
 	}
@@ -156,9 +163,13 @@ cmd_serve(int argc, char **argv)
 	if (cfg.admin_addr != NULL)
 		fprintf(stderr, "%s: admin console on https port %u (secret: `sitetoken "
 		    "admin token`)\n", cli_prog, srv_admin_port(srv));
+	if (cfg.metrics_addr != NULL)
+		fprintf(stderr, "%s: metrics on http port %u (/metrics)\n", cli_prog,
+		    srv_metrics_port(srv));
 	if (readyf != NULL) {
-		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\nadmin_port=%u\n",
-		    srv_mp_port(srv), srv_cmg_port(srv), srv_admin_port(srv));
+		snprintf(buf, sizeof(buf), "mp_port=%u\ncmg_port=%u\nadmin_port=%u\n"
+		    "metrics_port=%u\n", srv_mp_port(srv), srv_cmg_port(srv),
+		    srv_admin_port(srv), srv_metrics_port(srv));
 		if (stk_file_write(readyf, buf, strlen(buf), 0644, &err) != 0)
 			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 	}

@@ -578,6 +578,546 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 	    "records", t.arr));
 }
 
+/* ---- query helpers ---- */
+
+/* An optional whole-number query parameter in [min, max]; -1 when bad. */
+static int
+adm_qint(struct MHD_Connection *c, const char *name, long def, long min, long max,
+    long *out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	char *end;
+	long n;
+
+	*out = def;
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static const char *
+adm_qstr(struct MHD_Connection *c, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* A strict JSON object body with one string member `name`. */
+static int
+adm_body_str(const struct srv_req *rq, const char *name, char *out, size_t len)
+{
+	json_error_t je;
+	json_t *o;
+	const char *v = NULL;
+	int r = -1;
+
+	if (rq->len == 0)
+		return -1;
+	o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
+	if (o != NULL && json_is_object(o) &&
+	    json_unpack_ex(o, &je, JSON_STRICT, "{s:s}", name, &v) == 0 &&
+	    strlen(v) < len) {
+		snprintf(out, len, "%s", v);
+		r = 0;
+	}
+	json_decref(o);
+	return r;
+}
+
+/* ---- devices ---- */
+
+static const char *
+adm_dev_status(const struct stk_device *d, int64_t now)
+{
+	if (d->blocked)
+		return "Blocked";
+	return d->token_exp > 0 && d->token_exp <= now ? "Expired" : "Active";
+}
+
+static json_t *
+adm_dev_json(const struct stk_device *d, int site_allow, int64_t now)
+{
+	char reg[32], iss[32], exp[32];
+
+	adm_time(d->registered_at, reg, sizeof(reg));
+	adm_time(d->last_issued_at, iss, sizeof(iss));
+	adm_time(d->token_exp, exp, sizeof(exp));
+	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:s, s:s, s:b, s:s, s:I,"
+	    " s:s, s:I, s:s}", "guid", d->guid, "thumbprint", d->thumbprint,
+	    "registered_at", (json_int_t)d->registered_at, "registered", reg,
+	    "via", d->via, "bulk_guid", d->bulk_guid, "blocked", d->blocked,
+	    "status", adm_dev_status(d, now),
+	    "allow_cmg", d->allow_cmg < 0 ? "default" : d->allow_cmg ? "on" : "off",
+	    "allow_cmg_effective", d->allow_cmg < 0 ? site_allow : d->allow_cmg,
+	    "last_jti", d->last_jti, "token_issued_at", (json_int_t)d->last_issued_at,
+	    "token_issued", iss, "token_exp", (json_int_t)d->token_exp, "token_expires",
+	    exp);
+}
+
+struct adm_devq {
+	const char *q, *status, *via, *bulk;
+	long limit, offset, total;
+	int site_allow;
+	int64_t now;
+	json_t *arr;
+};
+
+static int
+adm_dev_cb(void *ctx, const struct stk_device *d)
+{
+	struct adm_devq *f = ctx;
+
+	if (f->status != NULL && strcasecmp(f->status, adm_dev_status(d, f->now)) != 0)
+		return 0;
+	if (f->via != NULL && strcasecmp(f->via, d->via) != 0)
+		return 0;
+	if (f->bulk != NULL && strcasecmp(f->bulk, d->bulk_guid) != 0)
+		return 0;
+	/* Search: a part of the GUID, thumbprint, bulk token GUID or jti. */
+	if (f->q != NULL && strcasestr(d->guid, f->q) == NULL &&
+	    strstr(d->thumbprint, f->q) == NULL && strcasestr(d->bulk_guid, f->q) == NULL &&
+	    strcasestr(d->last_jti, f->q) == NULL)
+		return 0;
+	if (f->total >= f->offset && f->total < f->offset + f->limit)
+		json_array_append_new(f->arr, adm_dev_json(d, f->site_allow, f->now));
+	f->total++;
+	return 0;
+}
+
+static enum MHD_Result
+adm_devices(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct adm_devq f;
+	struct stk_error err;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	f.q = adm_qstr(c, "q");
+	f.status = adm_qstr(c, "status");
+	f.via = adm_qstr(c, "via");
+	f.bulk = adm_qstr(c, "bulk");
+	f.now = stk_now();
+	if ((f.status != NULL && strcasecmp(f.status, "active") != 0 &&
+	    strcasecmp(f.status, "blocked") != 0 && strcasecmp(f.status, "expired") != 0) ||
+	    (f.via != NULL && strcasecmp(f.via, "mp") != 0 && strcasecmp(f.via, "cmg") != 0) ||
+	    adm_qint(c, "limit", 200, 1, ADM_AUDIT_MAX, &f.limit) != 0 ||
+	    adm_qint(c, "offset", 0, 0, LONG_MAX / 2, &f.offset) != 0)
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "status is active, blocked or expired; via is mp or cmg; limit 1 to "
+		    "500; offset from 0");
+	if (f.q != NULL && strlen(f.q) > 64)
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "search text over 64 characters");
+	f.arr = json_array();
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_setting_get_bool(a->site, STK_SETTING_ALLOW_CMG, 1, &f.site_allow, &err);
+	if (r == 0)
+		r = stk_device_foreach(a->site, adm_dev_cb, &f, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		json_decref(f.arr);
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot list devices: %s",
+		    err.msg);
+		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		    "cannot read the site; see the server logs");
+	}
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
+	    "rows", f.arr, "total", (json_int_t)f.total, "offset", (json_int_t)f.offset,
+	    "limit", (json_int_t)f.limit, "allow_cmg_default", f.site_allow,
+	    "server_time", (json_int_t)f.now));
+}
+
+/* POST devices/<guid>/block | unblock | allow-cmg */
+static enum MHD_Result
+adm_device_action(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
+    const char *op, const struct srv_req *rq, const char *actor)
+{
+	struct stk_device d;
+	struct stk_error err;
+	char value[16] = "";
+	int r, allow = -1, site_allow = 1;
+
+	stk_error_clear(&err);
+	if (strcmp(op, "allow-cmg") == 0) {
+		if (adm_body_str(rq, "value", value, sizeof(value)) != 0 ||
+		    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0 &&
+		    strcmp(value, "default") != 0))
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "body must be {\"value\": \"on\"|\"off\"|\"default\"}");
+		allow = strcmp(value, "on") == 0 ? 1 : strcmp(value, "off") == 0 ? 0 : -1;
+	}
+	pthread_mutex_lock(a->site_mu);
+	if (strcmp(op, "allow-cmg") == 0)
+		r = stk_device_set_allow_cmg(a->site, guid, allow, actor, &err);
+	else
+		r = stk_device_set_blocked(a->site, guid, op[0] == 'b', actor, &err);
+	if (r == 0)
+		r = stk_device_get(a->site, guid, &d, &err);
+	if (r == 0)
+		r = stk_setting_get_bool(a->site, STK_SETTING_ALLOW_CMG, 1, &site_allow, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0)
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	if (strcmp(op, "allow-cmg") == 0)
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Device %s: allow-cmg %s by %s",
+		    d.guid, value, actor);
+	else
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Device %s %sed by %s", d.guid,
+		    op, actor);
+	return adm_reply_json(c, MHD_HTTP_OK, adm_dev_json(&d, site_allow, stk_now()));
+}
+
+/* ---- site settings ---- */
+
+static const struct {
+	const char *name, *what;
+} adm_settings[] = {
+	{ STK_SETTING_ALLOW_CMG, "Devices may use the cloud gateway (site default; "
+	    "a device's own value wins)" },
+	{ STK_SETTING_INTERNAL_REG, "Devices may register directly with the "
+	    "management point on the internal network" },
+};
+#define ADM_NSETTINGS (sizeof(adm_settings) / sizeof(adm_settings[0]))
+
+static enum MHD_Result
+adm_settings_get(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct stk_error err;
+	json_t *arr = json_array();
+	size_t i;
+	int r = 0, on;
+
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	for (i = 0; i < ADM_NSETTINGS && r == 0; i++) {
+		r = stk_setting_get_bool(a->site, adm_settings[i].name, 1, &on, &err);
+		if (r == 0)
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "name",
+			    adm_settings[i].name, "value", on ? "on" : "off", "default", "on",
+			    "description", adm_settings[i].what));
+	}
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		json_decref(arr);
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	}
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
+}
+
+static enum MHD_Result
+adm_settings_set(struct srv_admin *a, struct MHD_Connection *c,
+    const struct srv_req *rq, const char *actor)
+{
+	struct stk_error err;
+	json_error_t je;
+	json_t *o = NULL;
+	const char *name = NULL, *value = NULL;
+	size_t i;
+	int r;
+
+	if (rq->len > 0)
+		o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL || !json_is_object(o) || json_unpack_ex(o, &je, JSON_STRICT,
+	    "{s:s, s:s}", "name", &name, "value", &value) != 0 ||
+	    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)) {
+		json_decref(o);
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "body must be {\"name\": SETTING, \"value\": \"on\"|\"off\"}");
+	}
+	for (i = 0; i < ADM_NSETTINGS; i++)
+		if (strcmp(name, adm_settings[i].name) == 0)
+			break;
+	if (i == ADM_NSETTINGS) {
+		json_decref(o);
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "unknown setting (allow-cmg, internal-registration)");
+	}
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_setting_set(a->site, adm_settings[i].name, value, actor, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r == 0)
+		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Setting %s set to %s by %s",
+		    adm_settings[i].name, value, actor);
+	json_decref(o);
+	if (r != 0)
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	return adm_settings_get(a, c);
+}
+
+/* ---- the audit log ---- */
+
+struct adm_auditq {
+	const char *q, *outcome;
+	long limit;
+	int64_t before, matched;
+	json_t *arr;
+};
+
+static json_t *
+adm_record_json(const struct stk_audit_record *rec)
+{
+	char at[32];
+
+	adm_time(rec->at, at, sizeof(at));
+	return json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+	    (json_int_t)rec->seq, "at", (json_int_t)rec->at, "time", at, "actor",
+	    rec->actor, "event", rec->event, "subject", rec->subject, "outcome",
+	    rec->outcome, "detail", rec->detail);
+}
+
+static int
+adm_audit_cb(void *ctx, const struct stk_audit_record *rec)
+{
+	struct adm_auditq *f = ctx;
+
+	if (f->before > 0 && rec->seq >= f->before)
+		return 0;
+	if (f->outcome != NULL && strcmp(f->outcome, rec->outcome) != 0)
+		return 0;
+	if (f->q != NULL && strcasestr(rec->event, f->q) == NULL &&
+	    strcasestr(rec->subject, f->q) == NULL && strcasestr(rec->actor, f->q) == NULL &&
+	    strcasestr(rec->detail, f->q) == NULL)
+		return 0;
+	f->matched++;
+	json_array_append_new(f->arr, adm_record_json(rec));
+	if ((long)json_array_size(f->arr) > f->limit)
+		json_array_remove(f->arr, 0);
+	return 0;
+}
+
+static enum MHD_Result
+adm_audit(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct adm_auditq f;
+	struct stk_error err;
+	json_t *rev;
+	long before;
+	size_t i, n;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	f.q = adm_qstr(c, "q");
+	f.outcome = adm_qstr(c, "outcome");
+	if (adm_qint(c, "limit", 100, 1, ADM_AUDIT_MAX, &f.limit) != 0 ||
+	    adm_qint(c, "before", 0, 0, LONG_MAX, &before) != 0 ||
+	    (f.q != NULL && strlen(f.q) > 64) ||
+	    (f.outcome != NULL && strlen(f.outcome) > 23))
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "limit 1 to 500, before a record number, q at most 64 characters");
+	f.before = before;
+	f.arr = json_array();
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_audit_foreach(a->site, adm_audit_cb, &f, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		json_decref(f.arr);
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	}
+	/* Newest first, as an administrator reads a log. */
+	rev = json_array();
+	n = json_array_size(f.arr);
+	for (i = n; i > 0; i--)
+		json_array_append(rev, json_array_get(f.arr, i - 1));
+	json_decref(f.arr);
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I}", "records", rev,
+	    "matched", (json_int_t)f.matched, "next_before", (json_int_t)(n > 0 &&
+	    f.matched > (int64_t)n ? json_integer_value(json_object_get(json_array_get(rev,
+	    n - 1), "seq")) : 0)));
+}
+
+static enum MHD_Result
+adm_audit_verify(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct stk_audit_report rep;
+	struct stk_error err;
+	int r;
+
+	memset(&rep, 0, sizeof(rep));
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_audit_verify(a->site, &rep, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r < 0)
+		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		    err.msg);
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
+	    " s:I}", "intact", r == 0, "records", (json_int_t)rep.records, "checkpoints",
+	    (json_int_t)rep.checkpoints, "last_checkpoint_seq",
+	    (json_int_t)rep.last_checkpoint_seq, "bad_seq", (json_int_t)rep.bad_seq,
+	    "problem", rep.problem, "verified_at", (json_int_t)stk_now()));
+}
+
+/* ---- site keys ---- */
+
+static enum MHD_Result
+adm_keys(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct stk_site_key_row *rows = NULL;
+	struct stk_key_info info;
+	struct stk_key *key = NULL;
+	struct stk_error err, kerr;
+	json_t *arr, *o, *attrs;
+	size_t n = 0, i, j;
+	int r, described = 0;
+
+	stk_error_clear(&err);
+	stk_error_clear(&kerr);
+	memset(&info, 0, sizeof(info));
+	pthread_mutex_lock(a->site_mu);
+	r = stk_site_keys_list(a->site, &rows, &n, &err);
+	/* This node's key, read back from its device (as `key show`). */
+	if (r == 0 && stk_site_key(a->site, &key, &kerr) == 0 &&
+	    stk_key_describe(key, &info, &kerr) == 0)
+		described = 1;
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0)
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:b}", "kid",
+		    rows[i].kid, "node", rows[i].node, "backend", rows[i].backend,
+		    "key_type", rows[i].key_type, "status", rows[i].status, "created_at",
+		    (json_int_t)rows[i].created_at, "not_after", (json_int_t)rows[i].not_after,
+		    "retired_at", (json_int_t)rows[i].retired_at, "mine", rows[i].mine);
+		if (o != NULL && rows[i].mine && described) {
+			attrs = json_array();
+			for (j = 0; j < info.nattrs; j++)
+				json_array_append_new(attrs, json_pack("{s:s, s:s}", "name",
+				    info.attrs[j].name, "value", info.attrs[j].value));
+			json_object_set_new(o, "attributes", attrs);
+			json_object_set_new(o, "non_exportable", json_boolean(info.non_exportable));
+			json_object_set_new(o, "location", json_string(info.location));
+		} else if (o != NULL && rows[i].mine)
+			json_object_set_new(o, "describe_error", json_string(kerr.msg));
+		json_array_append_new(arr, o);
+	}
+	free(rows);
+	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:s, s:s}", "keys", arr,
+	    "node", stk_site_node(a->site), "store", stk_site_store(a->site)));
+}
+
+/* ---- dashboard: registrations, renewals and refusals over time ---- */
+
+#define ADM_STATS_BUCKETS_MAX 400
+
+struct adm_stats {
+	int64_t start, step;
+	long nb;
+	json_int_t reg[ADM_STATS_BUCKETS_MAX], ren[ADM_STATS_BUCKETS_MAX];
+	json_t *refusals;   /* reason -> [counts per bucket] */
+	json_int_t total_reg, total_ren, total_ref;
+};
+
+static int
+adm_stats_cb(void *ctx, const struct stk_audit_record *rec)
+{
+	struct adm_stats *st = ctx;
+	char reason[48];
+	json_t *series;
+	long b;
+	size_t n;
+	int reg = strncmp(rec->event, "device.register", 15) == 0;
+	int ren = strcmp(rec->event, "device.renew") == 0;
+	int gw = strcmp(rec->event, "gateway.auth") == 0;
+
+	if ((!reg && !ren && !gw) || rec->at < st->start)
+		return 0;
+	b = (long)((rec->at - st->start) / st->step);
+	if (b >= st->nb)
+		return 0;
+	if (strcmp(rec->outcome, "ok") == 0) {
+		if (reg) {
+			st->reg[b]++;
+			st->total_reg++;
+		} else if (ren) {
+			st->ren[b]++;
+			st->total_ren++;
+		}
+		return 0;
+	}
+	if (strcmp(rec->outcome, "refused") != 0)
+		return 0;
+	/* A refusal's detail starts with its reason code ("reason: message"). */
+	n = strcspn(rec->detail, ": ");
+	snprintf(reason, sizeof(reason), "%.*s", (int)(n < sizeof(reason) ? n :
+	    sizeof(reason) - 1), rec->detail);
+	if (reason[0] == '\0')
+		snprintf(reason, sizeof(reason), "other");
+	if ((series = json_object_get(st->refusals, reason)) == NULL) {
+		long i;
+
+		series = json_array();
+		for (i = 0; i < st->nb; i++)
+			json_array_append_new(series, json_integer(0));
+		json_object_set_new(st->refusals, reason, series);
+	}
+	json_integer_set(json_array_get(series, (size_t)b),
+	    json_integer_value(json_array_get(series, (size_t)b)) + 1);
+	st->total_ref++;
+	return 0;
+}
+
+static enum MHD_Result
+adm_stats(struct srv_admin *a, struct MHD_Connection *c)
+{
+	struct adm_stats *st;
+	struct stk_error err;
+	const char *bq = adm_qstr(c, "bucket");
+	json_t *reg, *ren, *times;
+	int64_t now = stk_now();
+	long days, i;
+	enum MHD_Result ret;
+	int r;
+
+	if (adm_qint(c, "days", 14, 1, 90, &days) != 0 || (bq != NULL &&
+	    strcmp(bq, "hour") != 0 && strcmp(bq, "day") != 0) ||
+	    (bq != NULL && bq[0] == 'h' && days > 14))
+		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "days 1 to 90; bucket hour (up to 14 days) or day");
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		    "out of memory");
+	st->step = bq != NULL && bq[0] == 'h' ? 3600 : 86400;
+	st->nb = days * 86400 / st->step;
+	/* Whole buckets, the last one holding now. */
+	st->start = (now / st->step + 1) * st->step - st->nb * st->step;
+	st->refusals = json_object();
+	stk_error_clear(&err);
+	pthread_mutex_lock(a->site_mu);
+	r = stk_audit_foreach(a->site, adm_stats_cb, st, &err);
+	pthread_mutex_unlock(a->site_mu);
+	if (r != 0) {
+		json_decref(st->refusals);
+		free(st);
+		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+	}
+	reg = json_array();
+	ren = json_array();
+	times = json_array();
+	for (i = 0; i < st->nb; i++) {
+		json_array_append_new(times, json_integer(st->start + i * st->step));
+		json_array_append_new(reg, json_integer(st->reg[i]));
+		json_array_append_new(ren, json_integer(st->ren[i]));
+	}
+	ret = adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o,"
+	    " s:{s:I, s:I, s:I}, s:I}", "start", (json_int_t)st->start, "step",
+	    (json_int_t)st->step, "times", times, "registrations", reg, "renewals", ren,
+	    "refusals", st->refusals, "totals", "registrations", st->total_reg,
+	    "renewals", st->total_ren, "refusals", st->total_ref, "server_time",
+	    (json_int_t)now));
+	free(st);
+	return ret;
+}
+
 /* ---- routing ---- */
 
 static enum MHD_Result
@@ -651,6 +1191,53 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 				    "method_not_allowed", "use GET");
 			return adm_bulk_audit(a, c, guid);
 		}
+	}
+	op = url + strlen(ADM_API);
+	if (strcmp(op, "devices") == 0)
+		return get ? adm_devices(a, c) : adm_reply_error(c,
+		    MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
+	/* devices/<guid>/block | unblock | allow-cmg */
+	if (strncmp(op, "devices/", 8) == 0) {
+		op += 8;
+		n = strcspn(op, "/");
+		if (n != STK_GUID_LEN || op[n] != '/')
+			return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			    "expected devices/<GUID>/block, unblock or allow-cmg");
+		memcpy(guid, op, n);
+		guid[n] = '\0';
+		op += n + 1;
+		if (!stk_guid_valid(guid))
+			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "not a GUID");
+		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0 ||
+		    strcmp(op, "allow-cmg") == 0) {
+			if (!post)
+				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+				    "method_not_allowed", "use POST");
+			return adm_device_action(a, c, guid, op, rq, actor);
+		}
+		return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	}
+	if (strcmp(op, "settings") == 0) {
+		if (get)
+			return adm_settings_get(a, c);
+		if (post)
+			return adm_settings_set(a, c, rq, actor);
+		return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		    "method_not_allowed", "use GET or POST");
+	}
+	if (strcmp(op, "audit") == 0 || strcmp(op, "audit/verify") == 0 ||
+	    strcmp(op, "keys") == 0 || strcmp(op, "stats") == 0) {
+		if (!get)
+			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "method_not_allowed", "use GET");
+		if (strcmp(op, "audit") == 0)
+			return adm_audit(a, c);
+		if (strcmp(op, "audit/verify") == 0)
+			return adm_audit_verify(a, c);
+		if (strcmp(op, "keys") == 0)
+			return adm_keys(a, c);
+		return adm_stats(a, c);
 	}
 	return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
 }

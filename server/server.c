@@ -29,6 +29,8 @@
 #include "server.h"
 #include "server_int.h"
 #include "admin.h"
+#include "metrics.h"
+#include "wellknown.h"
 
 #define SRV_API "/sitetoken/v1/"
 #define SRV_CMG_PREFIX "/CCM_Proxy_MutualAuth/"
@@ -50,6 +52,8 @@ struct srv {
 	struct srv_logs *logs;
 	struct srv_listener mp, cmg;
 	struct srv_admin *admin;   /* admin console, or NULL */
+	struct srv_metrics *metrics; /* metrics listener, or NULL */
+	struct srv_wellknown wk;   /* keys for relying parties */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -275,6 +279,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	pthread_mutex_unlock(&s->site_mu);
 	free(der);
 	if (r == 0) {
+		srv_metrics_registered(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP);
 		srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "%s device %s "
 		    "registered via %s from %s (host %s) cert x5t#S256=%s%s%s",
 		    is.new_device ? "New" : "Known", is.dev.guid, is.dev.via, peer,
@@ -291,6 +296,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		return ret;
 	}
 	srv_register_body_clear(&b);
+	srv_metrics_refused(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP, reason);
 	status = srv_status_of(reason);
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused registration "
 	    "via %s from %s: %s (%s)", ls->kind == SRV_CMG ? "cmg" : "mp", peer,
@@ -332,6 +338,7 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	}
 	pthread_mutex_unlock(&s->site_mu);
 	if (r != 0) {
+		srv_metrics_refused(SRV_M_CMG, reason);
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused %s from %s: %s (%s)",
 		    op, peer, reason ? reason : "internal_error", err.msg);
 		if (reason == NULL)
@@ -340,6 +347,7 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 		return srv_reply_error(c, srv_status_of(reason), reason, err.msg);
 	}
 	if (renew) {
+		srv_metrics_renewed(SRV_M_CMG);
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted renew from %s: "
 		    "device %s, certificate bound", peer, is.dev.guid);
 		srv_log_issued(s, &is, "renewal", peer);
@@ -374,6 +382,8 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 	if (rq->too_big)
 		return srv_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
 		    "request body over 16 KiB");
+	if (strncmp(url, SRV_WELLKNOWN, strlen(SRV_WELLKNOWN)) == 0)
+		return srv_wellknown_route(&s->wk, c, url, method, ls->tls ? "https" : "http");
 	if (ls->kind == SRV_CMG) {
 		n = strlen(SRV_CMG_PREFIX);
 		if (strncmp(url, SRV_CMG_PREFIX, n) != 0 ||
@@ -410,6 +420,20 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 	return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
 }
 
+/* srv_route, timed for the metrics. */
+static enum MHD_Result
+srv_route_timed(void *ctx, struct MHD_Connection *c, const char *url,
+    const char *method, const struct srv_req *rq)
+{
+	const struct srv_listener *ls = ctx;
+	uint64_t t0 = srv_metrics_clock();
+	enum MHD_Result ret = srv_route(ctx, c, url, method, rq);
+
+	srv_metrics_request(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP,
+	    srv_metrics_clock() - t0);
+	return ret;
+}
+
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */
 static void __attribute__((format(printf, 2, 0)))
 srv_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -434,7 +458,7 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 	    err)) != 0)
 		return r;
 	ls->srv = s;
-	ls->http = (struct srv_http){ srv_route, ls, SRV_BODY_MAX };
+	ls->http = (struct srv_http){ srv_route_timed, ls, SRV_BODY_MAX };
 	/* The trusted CA, when configured, makes the TLS listeners ask for a
 	 * client certificate; without one the CMG still asks (trusting its own
 	 * certificate, so self-signed device certificates get through the
@@ -480,6 +504,7 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	s->have_trusted_ca = s->ca_pem != NULL;
 	if ((r = srv_logs_open(stk_site_dir(site), &s->logs, err)) != 0)
 		goto fail;
+	srv_wellknown_init(&s->wk, site, &s->site_mu, s->logs);
 	/* Open the key before the first request: a TPM or HSM problem shows at
 	 * start-up, not at the first registration. */
 	{
@@ -501,6 +526,9 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	    cfg->admin_addr, cfg->admin_remote, s->cert_pem, s->key_pem, &s->admin,
 	    err)) != 0)
 		goto fail;
+	if (cfg->metrics_addr != NULL && (r = srv_metrics_start(site, &s->site_mu,
+	    s->logs, cfg->metrics_addr, cfg->metrics_remote, &s->metrics, err)) != 0)
+		goto fail;
 	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
 	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
@@ -517,6 +545,7 @@ fail:
 unsigned int srv_mp_port(const struct srv *s) { return s->mp.port; }
 unsigned int srv_cmg_port(const struct srv *s) { return s->cmg.port; }
 unsigned int srv_admin_port(const struct srv *s) { return srv_admin_listener_port(s->admin); }
+unsigned int srv_metrics_port(const struct srv *s) { return srv_metrics_listener_port(s->metrics); }
 
 void
 srv_stop(struct srv *s)
@@ -525,12 +554,14 @@ srv_stop(struct srv *s)
 		return;
 	/* MHD_stop_daemon joins the pool threads after requests in flight. */
 	srv_admin_stop(s->admin);
+	srv_metrics_stop(s->metrics);
 	if (s->mp.d != NULL)
 		MHD_stop_daemon(s->mp.d);
 	if (s->cmg.d != NULL)
 		MHD_stop_daemon(s->cmg.d);
 	if (s->logs != NULL)
 		srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Token service stopped");
+	srv_wellknown_clear(&s->wk);
 	srv_logs_close(s->logs);
 	pthread_mutex_destroy(&s->site_mu);
 	free(s->cert_pem);

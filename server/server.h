@@ -31,6 +31,9 @@ struct srv_config {
 	const char *admin_addr;     /* admin console listener (HTTPS, bearer
 	                               secret; server/admin.h); NULL: off */
 	int admin_remote;           /* allow a non-loopback admin_addr */
+	const char *metrics_addr;   /* Prometheus metrics (plain HTTP; server/
+	                               metrics.h); NULL: off */
+	int metrics_remote;         /* allow a non-loopback metrics_addr */
 };
 
 struct srv;
@@ -44,6 +47,7 @@ int srv_start(struct stk_site *site, const struct srv_config *cfg,
 unsigned int srv_mp_port(const struct srv *s);
 unsigned int srv_cmg_port(const struct srv *s);
 unsigned int srv_admin_port(const struct srv *s); /* 0 when off */
+unsigned int srv_metrics_port(const struct srv *s); /* 0 when off */
 /* Stop accepting, finish requests in flight, close the logs; accepts NULL. */
 void srv_stop(struct srv *s);
 

@@ -13,3 +13,10 @@ endforeach()
 stk_script_test(server_demo ../demo/demo.sh)
 set_tests_properties(server_demo PROPERTIES LABELS "integration;server" TIMEOUT 300
   ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;STK_DEMO_REQUIRE_TPM=1")
+# Operations: Prometheus metrics (serve --metrics) and the relying parties'
+# JWKS / discovery document (checked by an independent JOSE library, npm
+# jose, from tests/browser).
+foreach(t server_metrics server_wellknown)
+  stk_script_test(${t} integration/${t}.sh)
+  set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
+endforeach()

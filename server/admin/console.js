@@ -90,7 +90,7 @@
       $('login').hidden = true;
       $('console').hidden = false;
       $('who').hidden = false;
-      await refresh();
+      await show(current);
     } catch (e) {
       secret = null;
       showError('login-error', e.status === 401
@@ -107,6 +107,10 @@
     forgetToken();
     $('certs-body').replaceChildren();
     $('audit-body').replaceChildren();
+    for (const id of ['devices-body', 'log-body', 'keys-body', 'key-attrs', 'settings-list',
+      'chart-activity', 'chart-refusals', 'legend-activity', 'legend-refusals'])
+      $(id).replaceChildren();
+    $('verify-result').hidden = true;
     $('console').hidden = true;
     $('who').hidden = true;
     $('login').hidden = false;
@@ -315,6 +319,354 @@
     $('new-result').hidden = true;
   }
 
+  // ---- views ----
+
+  const views = {
+    dashboard: ['Monitoring', 'Dashboard', () => loadStats()],
+    devices: ['Assets', 'Devices', () => loadDevices()],
+    certs: ['Security', 'Certificates', () => refresh()],
+    auditlog: ['Monitoring', 'Audit log', () => loadLog(false)],
+    keys: ['Security', 'Site keys', () => loadKeys()],
+    settings: ['Site', 'Settings', () => loadSettings()],
+  };
+  let current = 'certs';
+
+  function show(view) {
+    current = view;
+    for (const b of document.querySelectorAll('#tabs button')) {
+      if (b.dataset.view === view) b.setAttribute('aria-current', 'page');
+      else b.removeAttribute('aria-current');
+    }
+    for (const v of Object.keys(views)) $('view-' + v).hidden = v !== view;
+    $('crumb-area').textContent = views[view][0];
+    $('crumb').textContent = views[view][1];
+    return views[view][2]();
+  }
+
+  function badge(cls, text) {
+    return el('span', 'badge ' + cls, text);
+  }
+
+  function shortTime(iso) {
+    return iso.slice(0, 16).replace('T', ' ');
+  }
+
+  // ---- dashboard: SVG drawn here, nothing fetched from outside ----
+
+  const SVGNS = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // Stacked bars: series = [{name, values}], one colour class per series.
+  function drawChart(id, legendId, times, step, series) {
+    const W = 960, H = 220, L = 44, R = 12, T = 12, B = 28;
+    const box = $(id);
+    const n = times.length;
+    const totals = times.map((_, i) => series.reduce((s, x) => s + x.values[i], 0));
+    const max = Math.max(1, ...totals);
+    // A round scale: 1, 2, 5 x 10^k, four grid lines.
+    const pow = Math.pow(10, Math.floor(Math.log10(max / 4 || 1)));
+    // Counts are whole numbers: no grid step under 1.
+    const unit = Math.max(1, [1, 2, 5, 10].map((m) => m * pow).find((u) => u * 4 >= max) || max);
+    const top = unit * 4;
+    const y = (v) => H - B - (v / top) * (H - T - B);
+    const bw = (W - L - R) / n;
+    const parts = [];
+    for (let g = 0; g <= 4; g++) {
+      const gy = y(g * unit);
+      parts.push(svg('line', { x1: L, x2: W - R, y1: gy, y2: gy, class: g ? 'grid-line' : 'axis' }));
+      parts.push(svg('text', { x: L - 6, y: gy + 4, 'text-anchor': 'end' }, String(g * unit)));
+    }
+    const every = Math.ceil(n / 12);
+    for (let i = 0; i < n; i++) {
+      let base = 0;
+      series.forEach((s, k) => {
+        const v = s.values[i];
+        if (!v) return;
+        const r = svg('rect', { x: L + i * bw + bw * 0.15, width: Math.max(1, bw * 0.7),
+          y: y(base + v), height: y(base) - y(base + v), class: 'c' + (s.color ?? k) });
+        r.append(svg('title', {}, `${s.name}: ${v} (${new Date(times[i] * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC)`));
+        r.dataset.series = s.name;
+        parts.push(r);
+        base += v;
+      });
+      if (i % every === 0) {
+        const d = new Date(times[i] * 1000).toISOString();
+        parts.push(svg('text', { x: L + i * bw + bw / 2, y: H - 10, 'text-anchor': 'middle' },
+          step < 86400 ? d.slice(11, 16) : d.slice(5, 10)));
+      }
+    }
+    if (totals.every((t) => t === 0))
+      parts.push(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty-note' },
+        'Nothing in this period'));
+    box.replaceChildren(...parts);
+    $(legendId).replaceChildren(...series.map((s, k) => {
+      const li = el('li');
+      li.append(el('span', 'sw c' + (s.color ?? k)), el('span', null,
+        `${s.name} (${s.values.reduce((a, b) => a + b, 0)})`));
+      return li;
+    }));
+  }
+
+  async function loadStats() {
+    const [bucket, days] = $('dash-range').value.split(':');
+    try {
+      const d = await api('GET', `stats?bucket=${bucket}&days=${days}`);
+      $('tile-reg').textContent = String(d.totals.registrations);
+      $('tile-ren').textContent = String(d.totals.renewals);
+      $('tile-ref').textContent = String(d.totals.refusals);
+      drawChart('chart-activity', 'legend-activity', d.times, d.step, [
+        { name: 'Registrations', values: d.registrations, color: 0 },
+        { name: 'Renewals', values: d.renewals, color: 1 }]);
+      const reasons = Object.keys(d.refusals).sort();
+      drawChart('chart-refusals', 'legend-refusals', d.times, d.step,
+        reasons.map((r, k) => ({ name: r, values: d.refusals[r], color: 2 + (k % 6) })));
+      showError('dash-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('dash-error', 'Cannot load the figures: ' + e.message);
+    }
+  }
+
+  // ---- devices ----
+
+  let devTimer = null;
+  async function loadDevices() {
+    const q = new URLSearchParams();
+    const search = $('dev-search').value.trim();
+    if (search) q.set('q', search);
+    if ($('dev-status').value) q.set('status', $('dev-status').value);
+    if ($('dev-via').value) q.set('via', $('dev-via').value);
+    const bulk = $('dev-bulk').value.trim();
+    if (bulk) q.set('bulk', bulk);
+    try {
+      const d = await api('GET', 'devices?' + q.toString());
+      const rows = d.rows.map((r) => deviceRow(r, d.allow_cmg_default));
+      if (rows.length === 0) {
+        const tr = el('tr');
+        const td = el('td', 'empty', 'No device matches.');
+        td.colSpan = 8;
+        tr.append(td);
+        rows.push(tr);
+      }
+      $('devices-body').replaceChildren(...rows);
+      $('dev-count').textContent = d.total + (d.total === 1 ? ' device' : ' devices') +
+        (d.total > d.rows.length ? ` (first ${d.rows.length} shown)` : '');
+      $('dev-default').textContent = 'Site default for the cloud gateway: ' +
+        (d.allow_cmg_default ? 'on' : 'off') + ' (Settings).';
+      showError('dev-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('dev-error', 'Cannot load the devices: ' + e.message);
+    }
+  }
+
+  function deviceRow(r, siteDefault) {
+    const tr = el('tr');
+    tr.dataset.guid = r.guid;
+    tr.dataset.status = r.status;
+    const guid = el('td', 'guid');
+    const code = el('code', null, r.guid);
+    code.title = 'certificate x5t#S256 ' + r.thumbprint + '\nlast token jti ' + r.last_jti;
+    guid.append(code);
+    const via = el('td');
+    via.append(badge(r.via, r.via.toUpperCase()));
+    const bulk = el('td', 'guid');
+    if (r.bulk_guid) {
+      // The first group is enough to tell tokens apart; all of it on hover.
+      const c = el('code', null, r.bulk_guid.slice(0, 8) + '…');
+      c.title = r.bulk_guid;
+      bulk.append(c);
+    }
+    else bulk.append(el('span', 'muted', '—'));
+    const status = el('td');
+    status.append(badge(r.status.toLowerCase(), r.status));
+    const allow = el('td');
+    const sel = el('select');
+    sel.setAttribute('aria-label', 'Allow cloud gateway for ' + r.guid);
+    sel.dataset.role = 'allow-cmg';
+    for (const [v, label] of [['default', `Site default (${siteDefault ? 'on' : 'off'})`],
+      ['on', 'On'], ['off', 'Off']]) {
+      const o = el('option', null, label);
+      o.value = v;
+      sel.append(o);
+    }
+    sel.value = r.allow_cmg;
+    sel.addEventListener('change', () => setAllowCmg(r.guid, sel.value));
+    allow.append(sel);
+    const actions = el('td', 'actions');
+    const block = !r.blocked;
+    const b = el('button', 'btn small' + (block ? '' : ' primary'), block ? 'Block' : 'Unblock');
+    b.type = 'button';
+    b.dataset.action = block ? 'block' : 'unblock';
+    b.addEventListener('click', () => setDeviceBlocked(r.guid, block));
+    actions.append(b);
+    tr.append(guid, el('td', 'time', shortTime(r.registered)), via, bulk,
+      el('td', 'time', shortTime(r.token_expires)), status, allow, actions);
+    return tr;
+  }
+
+  async function setDeviceBlocked(guid, block) {
+    const ok = await confirmDialog(block ? 'Block this device?' : 'Unblock this device?',
+      block
+        ? 'Device ' + guid + ' will be refused by the cloud gateway (policy, renewal) and cannot register again until it is unblocked.'
+        : 'Device ' + guid + ' will be accepted again.',
+      block ? 'Block' : 'Unblock');
+    if (!ok) return;
+    try {
+      await api('POST', 'devices/' + guid + '/' + (block ? 'block' : 'unblock'));
+      await loadDevices();
+    } catch (e) {
+      if (e.status !== 401) showError('dev-error', (block ? 'Block' : 'Unblock') + ' failed: ' + e.message);
+    }
+  }
+
+  async function setAllowCmg(guid, value) {
+    try {
+      await api('POST', 'devices/' + guid + '/allow-cmg', { value });
+      await loadDevices();
+    } catch (e) {
+      if (e.status !== 401) showError('dev-error', 'Cannot change the setting: ' + e.message);
+    }
+  }
+
+  // ---- audit log ----
+
+  const log = { before: 0, rows: [] };
+  async function loadLog(more) {
+    const q = new URLSearchParams();
+    q.set('limit', '100');
+    const search = $('log-search').value.trim();
+    if (search) q.set('q', search);
+    if ($('log-outcome').value) q.set('outcome', $('log-outcome').value);
+    if (more && log.before) q.set('before', String(log.before));
+    try {
+      const d = await api('GET', 'audit?' + q.toString());
+      const rows = d.records.map((a) => {
+        const tr = el('tr');
+        tr.dataset.seq = String(a.seq);
+        const outcome = el('td');
+        outcome.append(badge(a.outcome, a.outcome));
+        tr.append(el('td', 'num', String(a.seq)), el('td', null, when(a.time)),
+          el('td', null, a.actor), el('td', null, a.event), el('td', 'detail', a.subject),
+          outcome, el('td', 'detail', a.detail));
+        return tr;
+      });
+      if (more) $('log-body').append(...rows);
+      else $('log-body').replaceChildren(...rows);
+      log.before = d.next_before;
+      $('log-more').hidden = !d.next_before;
+      $('log-count').textContent = d.matched + (d.matched === 1 ? ' record' : ' records');
+      showError('log-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('log-error', 'Cannot load the audit log: ' + e.message);
+    }
+  }
+
+  async function verifyLog() {
+    const box = $('verify-result');
+    $('log-verify').disabled = true;
+    box.hidden = false;
+    box.className = 'verify';
+    box.textContent = 'Verifying every record and checkpoint signature…';
+    try {
+      const v = await api('GET', 'audit/verify');
+      box.className = 'verify ' + (v.intact ? 'intact' : 'broken');
+      box.dataset.intact = String(v.intact);
+      box.textContent = v.intact
+        ? `Audit log intact: ${v.records} records, ${v.checkpoints} signed checkpoints (last at record ${v.last_checkpoint_seq}).`
+        : `Audit log TAMPERED at record ${v.bad_seq}: ${v.problem}`;
+    } catch (e) {
+      box.className = 'verify broken';
+      box.textContent = 'Cannot verify: ' + e.message;
+    } finally {
+      $('log-verify').disabled = false;
+    }
+  }
+
+  // ---- keys ----
+
+  async function loadKeys() {
+    try {
+      const d = await api('GET', 'keys');
+      $('keys-where').textContent = `node ${d.node}, ${d.store} store`;
+      $('keys-body').replaceChildren(...d.keys.map((k) => {
+        const tr = el('tr');
+        tr.dataset.kid = k.kid;
+        const kid = el('td', 'guid');
+        kid.append(el('code', null, k.kid));
+        if (k.mine) kid.append(el('span', 'muted', ' (this node)'));
+        const st = el('td');
+        st.append(badge(k.status === 'active' ? 'active' : k.status === 'retiring' ? 'unchanged' : 'expired', k.status));
+        const iso = (t) => (t ? new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ') : '—');
+        tr.append(kid, el('td', null, k.node), el('td', null, k.backend),
+          el('td', null, k.key_type), st, el('td', 'time', iso(k.created_at)),
+          el('td', 'time', iso(k.not_after)));
+        return tr;
+      }));
+      const mine = d.keys.find((k) => k.mine);
+      const dl = $('key-attrs');
+      const items = [];
+      const add = (name, value) => items.push(el('dt', null, name), el('dd', null, value));
+      if (mine && mine.attributes) {
+        add('kid', mine.kid);
+        add('location', mine.location);
+        add('non-exportable', mine.non_exportable ? 'yes (enforced by the device)' : 'no');
+        for (const a of mine.attributes) add(a.name, a.value);
+        if (mine.attestation !== undefined)
+          add('attestation', typeof mine.attestation === 'string' ? mine.attestation : JSON.stringify(mine.attestation));
+      } else
+        add('error', (mine && mine.describe_error) || 'this node has no active key');
+      dl.replaceChildren(...items);
+      showError('keys-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('keys-error', 'Cannot load the keys: ' + e.message);
+    }
+  }
+
+  // ---- settings ----
+
+  function renderSettings(list) {
+    $('settings-list').replaceChildren(...list.map((s) => {
+      const div = el('div', 'setting');
+      div.dataset.name = s.name;
+      const sel = el('select');
+      sel.setAttribute('aria-label', s.name);
+      for (const v of ['on', 'off']) {
+        const o = el('option', null, v === 'on' ? 'On' : 'Off');
+        o.value = v;
+        sel.append(o);
+      }
+      sel.value = s.value;
+      sel.addEventListener('change', () => saveSetting(s.name, sel.value));
+      div.append(el('span', 'name', s.name), el('span', 'what', s.description + ` (default ${s.default})`), sel);
+      return div;
+    }));
+  }
+
+  async function loadSettings() {
+    try {
+      renderSettings((await api('GET', 'settings')).settings);
+      showError('settings-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('settings-error', 'Cannot load the settings: ' + e.message);
+    }
+  }
+
+  async function saveSetting(name, value) {
+    $('settings-saved').hidden = true;
+    try {
+      renderSettings((await api('POST', 'settings', { name, value })).settings);
+      $('settings-saved').hidden = false;
+      showError('settings-error', '');
+    } catch (e) {
+      if (e.status !== 401) showError('settings-error', 'Cannot save: ' + e.message);
+      await loadSettings();
+    }
+  }
+
   document.addEventListener('DOMContentLoaded', () => {
     $('login-form').addEventListener('submit', signIn);
     $('signout').addEventListener('click', () => signOut(''));
@@ -330,6 +682,27 @@
     $('new-form').addEventListener('submit', createToken);
     $('copy').addEventListener('click', copyToken);
     $('new-done').addEventListener('click', forgetToken);
+    for (const b of document.querySelectorAll('#tabs button'))
+      b.addEventListener('click', () => show(b.dataset.view));
+    $('dash-range').addEventListener('change', loadStats);
+    $('dash-refresh').addEventListener('click', loadStats);
+    $('dev-refresh').addEventListener('click', loadDevices);
+    for (const id of ['dev-status', 'dev-via'])
+      $(id).addEventListener('change', loadDevices);
+    for (const id of ['dev-search', 'dev-bulk'])
+      $(id).addEventListener('input', () => {
+        clearTimeout(devTimer);
+        devTimer = setTimeout(loadDevices, 250);
+      });
+    $('log-refresh').addEventListener('click', () => loadLog(false));
+    $('log-more').addEventListener('click', () => loadLog(true));
+    $('log-verify').addEventListener('click', verifyLog);
+    $('log-outcome').addEventListener('change', () => loadLog(false));
+    $('log-search').addEventListener('input', () => {
+      clearTimeout(devTimer);
+      devTimer = setTimeout(() => loadLog(false), 250);
+    });
+    $('keys-refresh').addEventListener('click', loadKeys);
     $('secret').focus();
   });
 })();

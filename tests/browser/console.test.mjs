@@ -1,7 +1,8 @@
 // The admin console in headless Chromium (Debian chromium), driven by
 // playwright-core. Run by tests/integration/console_browser.sh, which starts
-// the server and passes: ADMIN_URL, SECRET_FILE, AGENT, CMG, TLS_CRT, T,
-// ARTIFACTS, CHROMIUM. Prints "ok - ..." per step; any failure throws.
+// the server and passes: ADMIN_URL, SECRET_FILE, AGENT, CMG, MP, TLS_CRT, T,
+// ARTIFACTS, CHROMIUM, and what it registered before: EXPECT_REGS devices,
+// EXPECT_MP of them through the MP. Prints "ok - ..." per step; any failure throws.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,7 +10,8 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 const env = process.env;
-for (const k of ['ADMIN_URL', 'SECRET_FILE', 'AGENT', 'CMG', 'TLS_CRT', 'T', 'ARTIFACTS'])
+for (const k of ['ADMIN_URL', 'SECRET_FILE', 'AGENT', 'CMG', 'MP', 'TLS_CRT', 'T', 'ARTIFACTS',
+  'EXPECT_REGS', 'EXPECT_MP'])
   assert.ok(env[k], `${k} not set`);
 const ok = (msg) => console.log(`ok - ${msg}`);
 const tokFile = path.join(env.T, 'browser-bulk.tok');
@@ -185,6 +187,127 @@ try {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(env.ARTIFACTS, 'console.png'), fullPage: true });
   ok(`screenshots in ${env.ARTIFACTS}`);
+
+  // ---- dashboard: registrations, renewals, refusals drawn as SVG here ----
+  await page.click('#tabs button[data-view="dashboard"]');
+  await page.locator('#chart-activity rect[data-series="Registrations"]').first().waitFor();
+  const regs = Number(await page.textContent('#tile-reg'));
+  assert.equal(regs, Number(env.EXPECT_REGS) + 1, 'registrations in 14 days: the script\'s and the browser test\'s');
+  assert.ok(Number(await page.textContent('#tile-ref')) >= 1);
+  await page.locator('#legend-refusals li', { hasText: 'bulk_token_blocked (1)' }).waitFor();
+  await page.locator('#legend-refusals li', { hasText: 'internal_registration_disabled (1)' }).waitFor();
+  assert.ok(await page.locator('#chart-refusals rect[data-series="bulk_token_blocked"]').count() === 1);
+  await page.selectOption('#dash-range', 'hour:1');
+  await page.waitForFunction(() => document.querySelectorAll('#chart-activity text').length > 12);
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-dashboard.png'), fullPage: true });
+  ok(`dashboard: ${regs} registrations, refusals by reason (bulk_token_blocked, internal_registration_disabled) as SVG bars`);
+
+  // ---- devices: search, filters, block/unblock, per-device allow-cmg ----
+  const policy = (name) => spawnSync(env.AGENT, ['--state', path.join(env.T, name), '--ca',
+    env.TLS_CRT, '--clock-offset', '0', 'policy'], { encoding: 'utf8', timeout: 60000 });
+  const dev = fs.readFileSync(path.join(env.T, 'browser-dev2', 'state.json'), 'utf8');
+  const devGuid = JSON.parse(dev).device_guid;
+  assert.match(devGuid, /^[0-9a-f-]{36}$/);
+  const devRows = page.locator('#devices-body tr[data-guid]');
+  const devRow = page.locator(`#devices-body tr[data-guid="${devGuid}"]`);
+  await page.click('#tabs button[data-view="devices"]');
+  await devRow.waitFor();
+  const allDevs = await devRows.count();
+  assert.equal(allDevs, Number(env.EXPECT_REGS) + 1);
+  await page.fill('#dev-search', devGuid.slice(0, 13));
+  await page.waitForFunction(() => document.querySelectorAll('#devices-body tr[data-guid]').length === 1);
+  await page.fill('#dev-search', '');
+  await page.selectOption('#dev-via', 'mp');
+  await page.waitForFunction((n) => document.querySelectorAll('#devices-body tr[data-guid]').length === n,
+    Number(env.EXPECT_MP));
+  assert.equal(await devRow.count(), 0, 'a CMG device is not in the MP filter');
+  await page.selectOption('#dev-via', 'cmg');
+  await devRow.waitFor();
+  await page.selectOption('#dev-via', '');
+  await page.fill('#dev-bulk', guid);
+  await page.waitForFunction(() => document.querySelectorAll('#devices-body tr[data-guid]').length === 1);
+  await devRow.waitFor();
+  ok(`devices: ${allDevs} listed; search by GUID part, filter by via (mp, cmg) and by bulk token`);
+
+  await devRow.locator('button[data-action="block"]').click();
+  await page.locator('#confirm').waitFor();
+  assert.match(await page.textContent('#confirm-text'), new RegExp(devGuid));
+  await page.click('#confirm-ok');
+  await devRow.locator('span.badge.blocked').waitFor();
+  r = policy('browser-dev2');
+  assert.equal(r.status, 1, `blocked device: ${r.stderr}`);
+  assert.match(r.stderr, /device_blocked/);
+  await page.fill('#dev-bulk', '');
+  await page.selectOption('#dev-status', 'blocked');
+  await page.waitForFunction(() => document.querySelectorAll('#devices-body tr[data-guid]').length === 1);
+  await page.selectOption('#dev-status', '');
+  await devRow.locator('button[data-action="unblock"]').click();
+  await page.click('#confirm-ok');
+  await devRow.locator('span.badge.active').waitFor();
+  r = policy('browser-dev2');
+  assert.equal(r.status, 0, `unblocked device: ${r.stderr}`);
+  ok('device blocked in the console: the gateway refuses it (device_blocked); unblocked: accepted; status filter');
+
+  await devRow.locator('select[data-role="allow-cmg"]').selectOption('off');
+  await page.waitForFunction((g) => document.querySelector(`#devices-body tr[data-guid="${g}"] select`).value === 'off', devGuid);
+  r = policy('browser-dev2');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cloud_gateway_disabled/);
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-devices.png'), fullPage: true });
+  await devRow.locator('select[data-role="allow-cmg"]').selectOption('default');
+  await page.waitForFunction((g) => document.querySelector(`#devices-body tr[data-guid="${g}"] select`).value === 'default', devGuid);
+  r = policy('browser-dev2');
+  assert.equal(r.status, 0, r.stderr);
+  ok('per-device allow-cmg off: the gateway refuses (cloud_gateway_disabled); back to the site default: accepted');
+
+  // ---- settings ----
+  await page.click('#tabs button[data-view="settings"]');
+  const internal = page.locator('#settings-list .setting[data-name="internal-registration"] select');
+  await internal.waitFor();
+  assert.equal(await internal.inputValue(), 'on');
+  await internal.selectOption('off');
+  await page.locator('#settings-saved').waitFor();
+  r = spawnSync(env.AGENT, ['--state', path.join(env.T, 'browser-dev3'), '--ca', env.TLS_CRT,
+    '--clock-offset', '0', 'register', '--mp', env.MP], { encoding: 'utf8', timeout: 60000 });
+  assert.equal(r.status, 1, `internal registration off: ${r.stderr}`);
+  assert.match(r.stderr, /internal_registration_disabled/);
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-settings.png'), fullPage: true });
+  await internal.selectOption('on');
+  await page.locator('#settings-saved').waitFor();
+  ok('site setting internal-registration off in the console: the MP refuses a registration; on again');
+
+  // ---- audit log and its verification ----
+  await page.click('#tabs button[data-view="auditlog"]');
+  await page.locator('#log-body tr').first().waitFor();
+  await page.click('#log-verify');
+  await page.locator('#verify-result.intact').waitFor();
+  assert.match(await page.textContent('#verify-result'), /intact: \d+ records, \d+ signed checkpoints/);
+  await page.fill('#log-search', 'setting.set');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log-body tr')].length === 4 &&
+    [...document.querySelectorAll('#log-body tr')].every((tr) => tr.children[3].textContent === 'setting.set'));
+  const first = await page.$$eval('#log-body tr', (trs) => trs.map((tr) => tr.children[6].textContent));
+  assert.deepEqual(first, ['on', 'off', 'on', 'off'], 'newest first (the console\'s, then the CLI\'s)');
+  await page.fill('#log-search', '');
+  await page.selectOption('#log-outcome', 'refused');
+  await page.waitForFunction(() => document.querySelectorAll('#log-body tr').length > 0 &&
+    [...document.querySelectorAll('#log-body tr')].every((tr) => tr.children[5].textContent === 'refused'));
+  await page.selectOption('#log-outcome', '');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log-body tr')].some((tr) => tr.children[5].textContent === 'ok'));
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-audit.png') });
+  ok('audit log: newest first, search and outcome filter; "Verify the chain" reports it intact');
+
+  // ---- keys ----
+  await page.click('#tabs button[data-view="keys"]');
+  await page.locator('#keys-body tr').first().waitFor();
+  const keyRow = await page.$$eval('#keys-body tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.equal(keyRow.length, 1);
+  assert.deepEqual(keyRow[0].slice(1, 5), ['main', 'file', 'rsa2048', 'active']);
+  await page.locator('#key-attrs dt', { hasText: 'file-mode' }).waitFor();
+  assert.match(await page.textContent('#key-attrs'), /0600/);
+  await page.screenshot({ path: path.join(env.ARTIFACTS, 'console-keys.png'), fullPage: true });
+  ok('keys: node main, file backend, rsa2048, active; attributes read back from the device (file-mode 0600)');
+  await page.click('#tabs button[data-view="certs"]');
+  await page.locator('#certs-body tr').first().waitFor();
 
   // ---- nothing kept by the browser ----
   assert.equal(await page.evaluate(() => document.cookie), '');

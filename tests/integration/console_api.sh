@@ -2,7 +2,9 @@
 # Admin console API (sitetoken serve --admin): bearer secret, 401 + audit
 # record without it, security headers, the CLI's lifetime rules, list with
 # type filter and sort, new / block / unblock (a blocked token is refused by
-# the CMG), audit trail of one token, secret rotation, loopback only.
+# the CMG), audit trail of one token, devices (filters, block, allow-cmg),
+# settings, the audit log and its verification, keys, stats, secret
+# rotation, loopback only.
 TEST_NAME=console_api
 . "$(dirname "$0")/server_lib.sh"
 make_site
@@ -182,6 +184,110 @@ ok "audit trail of one token: new, block, refused registration, unblock, registr
 head -c 6000 /dev/zero | tr '\0' ' ' > "$T/big"
 [ "$(adm POST /api/v1/bulk --data-binary @"$T/big" | http_status)" = 413 ] || fail "big body"
 ok "unknown GUID 404, bad GUID 400, wrong method 405, body over 4 KiB 413"
+
+# ---- devices: list, search, filters, block/unblock, per-device allow-cmg ----
+D=$(agent devA 0 status --json | json_get device_guid)
+agent devM 0 register --mp "$MP" >/dev/null
+DM=$(agent devM 0 status --json | json_get device_guid)
+devs() { adm GET "/api/v1/devices$1" | http_body | jq_py '" ".join(r["guid"] for r in d["rows"])'; }
+[ "$(devs '' | wc -w)" = 2 ] || fail "devices: $(devs '')"
+[ "$(devs '?via=cmg')" = "$D" ] || fail "via=cmg"
+[ "$(devs '?via=mp')" = "$DM" ] || fail "via=mp"
+[ "$(devs "?bulk=$G")" = "$D" ] || fail "bulk filter"
+[ "$(devs "?q=${D:9:9}")" = "$D" ] || fail "search by part of the GUID"
+thumb=$(adm GET "/api/v1/devices?q=${DM:0:8}" | http_body | jq_py 'd["rows"][0]["thumbprint"]')
+[ "$(devs "?q=${thumb:0:12}")" = "$DM" ] || fail "search by thumbprint"
+[ -z "$(devs '?q=no-such-device')" ] || fail "search matched nothing"
+[ -z "$(devs '?status=blocked')" ] || fail "no device is blocked yet"
+[ "$(adm GET '/api/v1/devices?limit=1' | http_body | jq_py 'len(d["rows"]), d["total"]')" = "1 2" ] || fail "limit"
+for q in '?status=gone' '?via=vpn' '?limit=0' '?limit=abc' '?limit=501' '?offset=-1' \
+	"?q=$(printf 'x%.0s' $(seq 65))"; do
+	[ "$(adm GET "/api/v1/devices$q" | http_status)" = 400 ] || fail "devices$q not 400"
+done
+ok "devices: list, via and bulk filters, search by GUID part and thumbprint, limit; bad values 400"
+
+# Attacker 1 (network) without the secret cannot block a device.
+[ "$(anon POST "/api/v1/devices/$D/block" | http_status)" = 401 ] || fail "block without secret"
+[ "$(anon POST "/api/v1/settings" --data '{"name":"allow-cmg","value":"off"}' | http_status)" = 401 ] || fail "settings without secret"
+[ "$(sqlite3 "$SITE/site.db" "SELECT blocked FROM devices WHERE guid='$D'")" = 0 ] || fail "blocked without secret"
+$STK settings show | grep -q "allow-cmg *on" || fail "setting changed without secret"
+res=$(adm POST "/api/v1/devices/$D/block")
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "device block: $res"
+[ "$(devs '?status=blocked')" = "$D" ] || fail "status=blocked"
+rc=0; agent devA 0 policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 1 ] && grep -q device_blocked "$T/err" || fail "blocked device accepted: $(cat "$T/err")"
+[ "$(audit_count "event='device.block' AND subject='$D' AND actor='$actor'")" = 1 ] || fail "device block audit"
+res=$(adm POST "/api/v1/devices/$D/unblock")
+echo "$res" | grep -q '"status":"Active"' || fail "device unblock: $res"
+agent devA 0 policy >/dev/null || fail "unblocked device refused"
+for body in '' '{"value":"maybe"}' '{"value":"on","x":1}' '{"value":true}' '[]'; do
+	[ "$(adm POST "/api/v1/devices/$D/allow-cmg" --data "$body" | http_status)" = 400 ] || fail "allow-cmg body '$body'"
+done
+res=$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"off"}')
+echo "$res" | http_body | jq_py 'd["allow_cmg"], d["allow_cmg_effective"]' | grep -qx "off False" || fail "allow-cmg off: $res"
+rc=0; agent devA 0 policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 1 ] && grep -q cloud_gateway_disabled "$T/err" || fail "allow-cmg off not applied"
+adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}' | grep -q '"allow_cmg":"default"' || fail "allow-cmg default"
+agent devA 0 policy >/dev/null || fail "allow-cmg default refused"
+[ "$(audit_count "event='setting.device' AND subject='$D' AND actor='$actor'")" = 2 ] || fail "allow-cmg audit"
+[ "$(adm POST /api/v1/devices/00000000-0000-4000-8000-000000000000/block | http_status)" = 404 ] || fail "unknown device"
+[ "$(adm POST /api/v1/devices/zzzzzzzz-0000-4000-8000-000000000000/block | http_status)" = 400 ] || fail "bad device GUID"
+[ "$(adm GET "/api/v1/devices/$D/block" | http_status)" = 405 ] || fail "GET device block"
+[ "$(adm POST "/api/v1/devices/$D/delete" | http_status)" = 404 ] || fail "unknown device action"
+ok "device block/unblock and allow-cmg (off, default) through the API: applied by the CMG at once, audited as the admin; none without the secret (attacker 1)"
+
+# ---- site settings ----
+for body in '{"name":"other","value":"on"}' '{"name":"allow-cmg","value":"maybe"}' \
+	'{"name":"allow-cmg"}' '{"name":"allow-cmg","value":"on","x":1}' 'nope'; do
+	[ "$(adm POST /api/v1/settings --data "$body" | http_status)" = 400 ] || fail "settings body '$body'"
+done
+res=$(adm POST /api/v1/settings --data '{"name":"internal-registration","value":"off"}')
+echo "$res" | http_body | jq_py '[s["value"] for s in d["settings"] if s["name"]=="internal-registration"][0]' | grep -qx off || fail "setting: $res"
+$STK settings show | grep -q "internal-registration *off" || fail "CLI does not see the setting"
+rc=0; agent devN 0 register --mp "$MP" 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 1 ] && grep -q internal_registration_disabled "$T/err" || fail "internal registration off not applied"
+adm POST /api/v1/settings --data '{"name":"internal-registration","value":"on"}' >/dev/null
+[ "$(audit_count "event='setting.set' AND subject='internal-registration' AND actor='$actor'")" = 2 ] || fail "settings audit"
+[ "$(adm DELETE /api/v1/settings | http_status)" = 405 ] || fail "DELETE settings"
+ok "settings: internal-registration off through the API refuses an MP registration; bad names and values 400"
+
+# ---- audit log, verify ----
+res=$(adm GET '/api/v1/audit?limit=2')
+seqs=$(echo "$res" | http_body | jq_py '" ".join(str(r["seq"]) for r in d["records"])')
+last=$(sqlite3 "$SITE/site.db" 'SELECT max(seq) FROM audit')
+[ "$seqs" = "$last $((last - 1))" ] || fail "newest first: $seqs (last $last)"
+nb=$(echo "$res" | http_body | jq_py 'd["next_before"]')
+[ "$(adm GET "/api/v1/audit?limit=2&before=$nb" | http_body | jq_py '" ".join(str(r["seq"]) for r in d["records"])')" = "$((last - 2)) $((last - 3))" ] || fail "paging"
+adm GET '/api/v1/audit?outcome=refused&limit=500' | http_body | jq_py 'all(r["outcome"]=="refused" for r in d["records"]) and len(d["records"])>0' | grep -qx True || fail "outcome filter"
+adm GET '/api/v1/audit?q=device.block' | http_body | jq_py '[r["event"] for r in d["records"]]' | grep -qx "\['device.block'\]" || fail "search"
+for q in '?limit=0' '?limit=501' '?before=x'; do
+	[ "$(adm GET "/api/v1/audit$q" | http_status)" = 400 ] || fail "audit$q"
+done
+adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"], d["records"] == '"$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM audit')" | grep -qx "True True" || fail "verify intact"
+# Attacker 3 (database writer) edits a record: the console's verify says so.
+orig=$(sqlite3 "$SITE/site.db" "SELECT detail FROM audit WHERE seq=2")
+sqlite3 "$SITE/site.db" "UPDATE audit SET detail='edited' WHERE seq=2"
+res=$(adm GET /api/v1/audit/verify)
+echo "$res" | http_body | jq_py 'd["intact"], d["bad_seq"]' | grep -qx "False 2" || fail "tampering not reported: $res"
+sqlite3 "$SITE/site.db" "UPDATE audit SET detail='$orig' WHERE seq=2"
+adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"]' | grep -qx True || fail "verify after restoring"
+ok "audit log newest first with paging, outcome filter and search; verify reports intact, and an edited record (attacker 3) as tampered at its number"
+
+# ---- keys, stats ----
+res=$(adm GET /api/v1/keys)
+echo "$res" | http_body | jq_py 'len(d["keys"]), d["keys"][0]["mine"], d["keys"][0]["backend"], d["keys"][0]["status"]' |
+	grep -qx "1 True file active" || fail "keys: $res"
+echo "$res" | http_body | jq_py '{a["name"]: a["value"] for a in d["keys"][0]["attributes"]}["file-mode"]' | grep -qx 0600 || fail "key attributes: $res"
+res=$(adm GET '/api/v1/stats?days=1')
+want=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok'")
+echo "$res" | http_body | jq_py 'd["totals"]["registrations"], sum(d["registrations"]), len(d["times"])' | grep -qx "$want $want 1" || fail "stats registrations ($want): $res"
+echo "$res" | http_body | jq_py 'sum(d["refusals"]["bulk_token_blocked"]), sum(d["refusals"]["device_blocked"]), sum(d["refusals"]["internal_registration_disabled"])' |
+	grep -qx "1 1 1" || fail "stats refusals: $res"
+[ "$(adm GET '/api/v1/stats?days=1&bucket=hour' | http_body | jq_py 'len(d["times"]), d["step"]')" = "24 3600" ] || fail "hourly"
+for q in '?days=0' '?days=91' '?bucket=week' '?bucket=hour&days=30'; do
+	[ "$(adm GET "/api/v1/stats$q" | http_status)" = 400 ] || fail "stats$q"
+done
+ok "keys with attributes read back; stats: registrations ($want) and refusals by reason as in the audit log, hourly buckets; bad values 400"
 
 # ---- rotation takes effect at once; a loose secret file is refused ----
 OLD=$SECRET

@@ -20,11 +20,12 @@ command -v node >/dev/null || missing "node is not installed (apt-get install no
 command -v npm >/dev/null || missing "npm is not installed (apt-get install npm)"
 [ -x "$CHROMIUM" ] || missing "$CHROMIUM is not installed (apt-get install chromium)"
 # One install at a time (the plain and sanitizer builds share the folder).
-if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
+	[ ! -f "$BROWSER_DIR/node_modules/jose/package.json" ]; then
 	(
 		flock 9
 		cd "$BROWSER_DIR"
-		[ -f node_modules/playwright-core/package.json ] ||
+		[ -f node_modules/playwright-core/package.json ] && [ -f node_modules/jose/package.json ] ||
 			npm install --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1
 	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
 		cat "$T/npm.log" >&2
@@ -42,10 +43,19 @@ $STK bulk block "$blocked" >/dev/null
 rm -f "$T/blocked.tok"
 start_server 0 --admin 127.0.0.1:0
 $STK admin token >/dev/null
+# Devices for the Devices view and the dashboard: two through the MP, and
+# one registration refused with internal registration off.
+agent M1 0 register --mp "$MP" >/dev/null
+agent M2 0 register --mp "$MP" >/dev/null
+$STK settings set internal-registration off >/dev/null
+rc=0; agent M3 0 register --mp "$MP" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "registration with internal registration off: rc $rc"
+$STK settings set internal-registration on >/dev/null
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/console*.png
 
-ADMIN_URL=https://127.0.0.1:$admin_port SECRET_FILE=$SITE/admin.token AGENT=$AGENT CMG=$CMG \
+ADMIN_URL=https://127.0.0.1:$admin_port SECRET_FILE=$SITE/admin.token AGENT=$AGENT CMG=$CMG MP=$MP \
+	EXPECT_REGS=2 EXPECT_MP=2 \
 	TLS_CRT=$T/tls.crt T=$T ARTIFACTS=$ARTIFACTS CHROMIUM=$CHROMIUM \
 	node "$BROWSER_DIR/console.test.mjs" || fail "browser test"
 
@@ -60,13 +70,21 @@ n() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE bulk_guid='$G'")" = 1 ] || fail "one device with the token"
 [ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 4 ] || fail "refused lifetimes created tokens"
 [ "$(n "event='admin.auth' AND outcome='refused' AND detail='wrong bearer secret'")" = 1 ] || fail "wrong secret sign-in not audited"
+D=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_guid"])' "$T/browser-dev2/state.json")
+[ "$(n "event='device.block' AND subject='$D' AND outcome='ok' AND actor LIKE '$actor_like'")" = 1 ] || fail "device block not audited as the admin"
+[ "$(n "event='device.unblock' AND subject='$D' AND outcome='ok' AND actor LIKE '$actor_like'")" = 1 ] || fail "device unblock not audited"
+[ "$(n "event='setting.set' AND subject='internal-registration' AND actor LIKE '$actor_like'")" = 2 ] || fail "settings not audited as the admin"
+[ "$(n "event='setting.device' AND subject='$D' AND actor LIKE '$actor_like'")" = 2 ] || fail "per-device allow-cmg not audited"
+[ "$(sqlite3 "$SITE/site.db" "SELECT blocked || '/' || ifnull(allow_cmg, 'default') FROM devices WHERE guid='$D'")" = 0/default ] || fail "device left changed"
 ok "audit: new, block, unblock by the admin identity; the refused registration; the wrong sign-in"
+ok "audit: device block/unblock, per-device allow-cmg and site settings by the admin identity"
 
-for f in console.png console-new-token.png console-login.png console-confirm.png; do
+for f in console.png console-new-token.png console-login.png console-confirm.png \
+	console-dashboard.png console-devices.png console-settings.png console-audit.png console-keys.png; do
 	[ -s "$ARTIFACTS/$f" ] || fail "no screenshot $f"
 	head -c 8 "$ARTIFACTS/$f" | od -An -tx1 | grep -q '89 50 4e 47' || fail "$f is not a PNG"
 done
-ok "screenshots in $ARTIFACTS: console.png, console-new-token.png, console-login.png, console-confirm.png"
+ok "screenshots in $ARTIFACTS: console.png, console-new-token.png, console-login.png, console-confirm.png, console-dashboard.png, console-devices.png, console-settings.png, console-audit.png, console-keys.png"
 
 assert_no_tokens_in_logs
 stop_server
