@@ -4,3 +4,9 @@ stk_script_test(cli_help integration/cli_help.sh)
 set_tests_properties(cli_help PROPERTIES LABELS "integration;ops" TIMEOUT 120)
 stk_script_test(dist_units integration/dist_units.sh)
 set_tests_properties(dist_units PROPERTIES LABELS "integration;ops" TIMEOUT 120)
+# The package is made from the release build only (the sanitizer build is
+# not what ships).
+if(NOT STK_SANITIZE)
+  stk_script_test(dist_package integration/dist_package.sh)
+  set_tests_properties(dist_package PROPERTIES LABELS "integration;ops" TIMEOUT 300)
+endif()
