@@ -34,6 +34,7 @@ main(int argc, char **argv)
 	int i, do_new = 0;
 
 	cli_log_to_stderr(0);
+	cli_progress_install();
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

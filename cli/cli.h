@@ -38,11 +38,12 @@ int cli_help_wanted(int argc, char **argv); /* -h or --help among argv[1..] */
 int cli_help_print(int argc, char **argv);  /* argv[0] = command */
 void cli_help_list(void);                   /* every command path, one a line */
 int cli_getopt(int argc, char **argv, const struct option *opts);
-/* Progress on stderr, only when stderr is a terminal (quiet in scripts).
+/* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
  * cli_progress(label, done, total) redraws one line; total 0 = unknown.
  * cli_progress_end() ends the line. */
 void cli_progress(const char *label, long long done, long long total);
 void cli_progress_end(void);
+void cli_progress_install(void); /* the library's stk_progress() -> here */
 
 int cmd_site(int argc, char **argv);
 int cmd_key(int argc, char **argv);

@@ -84,6 +84,7 @@ cmd_audit(int argc, char **argv)
 			printf("Audit checkpoint signed.\n");
 	} else {
 		r = stk_audit_verify(s, &rep, &err);
+		cli_progress_end();
 		if (r < 0)
 			rc = cli_fail(&err, r);
 		else if (json) {

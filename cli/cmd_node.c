@@ -70,7 +70,9 @@ node_add(int argc, char **argv)
 	cli_key_opts(&no.key, tcti, mod);
 	no.actor = cli_actor();
 	stk_error_clear(&err);
-	if ((r = stk_site_node_add(dir, &no, &s, &err)) != 0)
+	r = stk_site_node_add(dir, &no, &s, &err);
+	cli_progress_end();
+	if (r != 0)
 		return cli_fail(&err, r);
 	if (json)
 		printf("{\"site\":\"%s\",\"node\":\"%s\",\"dir\":\"%s\",\"backend\":\"%s\"}\n",

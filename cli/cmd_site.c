@@ -70,7 +70,9 @@ site_init(int argc, char **argv)
 	cli_key_opts(&io.key, tcti, mod);
 	io.actor = cli_actor();
 	stk_error_clear(&err);
-	if ((r = stk_site_init(dir, &io, &s, &err)) != 0)
+	r = stk_site_init(dir, &io, &s, &err);
+	cli_progress_end();
+	if (r != 0)
 		return cli_fail(&err, r);
 	if (json)
 		printf("{\"site\":\"%s\",\"backend\":\"%s\",\"key_type\":\"%s\","

@@ -140,6 +140,7 @@ main(int argc, char **argv)
 	if (getenv("TSS2_LOG") == NULL)
 		setenv("TSS2_LOG", "all+none", 1);
 	cli_log_to_stderr(0);
+	cli_progress_install();
 	if (strcmp(argv[0], "site") == 0)
 		return cmd_site(argc, argv);
 	if (strcmp(argv[0], "key") == 0)
