@@ -192,13 +192,13 @@ cmd_serve(int argc, char **argv)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.mp_addr = "127.0.0.1:8080";
 	cfg.cmg_addr = "127.0.0.1:8443";
-	/* First pass: only --config, whose lines go before the command line. */
-	optind = 1;
-	opterr = 0;
-	while ((c = cli_getopt(argc, argv, opts)) != -1)
-		if (c == OPT_CONFIG)
-			config = optarg;
-	opterr = 1;
+	/* First, only --config: its lines go before the command line's. */
+	for (i = 1; i < (size_t)argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < (size_t)argc)
+			config = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			config = argv[i] + 9;
+	}
 	if (config != NULL) {
 		if ((r = serve_config(config, opts, argc, argv, &argc, &cargv, &cargs)) != 0)
 			return r;
@@ -207,7 +207,12 @@ cmd_serve(int argc, char **argv)
 	optind = 1;
 	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
-		case OPT_CONFIG: break;
+		case OPT_CONFIG:
+			if (config == NULL) { /* an abbreviation the scan above missed */
+				rc = cli_usage_error("spell out --config FILE");
+				goto out;
+			}
+			break;
 		case OPT_SITE: dir = optarg; break;
 		case OPT_MP: cfg.mp_addr = optarg; break;
 		case OPT_MPTLS: cfg.mp_tls = 1; break;

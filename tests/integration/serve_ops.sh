@@ -88,4 +88,6 @@ bad nested "config = /etc/passwd" 600 "nested.conf:1: unknown option 'config'"
 bad writable "tls-cert = a" 620 "must not be writable by group or others"
 rc=0; "$STK" serve --config "$T/nonexistent.conf" 2>"$T/err" || rc=$?
 [ "$rc" -eq 2 ] && grep -q "cannot read config $T/nonexistent.conf" "$T/err" || fail "missing config: $rc"
+rc=0; "$STK" serve --conf "$T/unknown.conf" 2>"$T/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "spell out --config" "$T/err" || fail "abbreviated --config: $rc"
 ok "bad config files: unknown name, missing value, flag value, nesting, group-writable, missing file"
