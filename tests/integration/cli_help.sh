@@ -57,6 +57,17 @@ for cmd in "${cmds[@]}"; do
 	n=$((n + 1))
 done
 ok "sitetoken: $n commands answer -h/--help; each help names exactly its getopt table"
+# The manuals name every option too: serve's in sitetoken-serve(8), the
+# rest in sitetoken(1).
+for cmd in "${cmds[@]}"; do
+	man=$STK_SRC/docs/man/sitetoken.1.scd
+	[ "$cmd" = serve ] && man=$STK_SRC/docs/man/sitetoken-serve.8.scd
+	# shellcheck disable=SC2086
+	for o in $("$STK" $cmd --list-options); do
+		grep -qF -- "*$o*" "$man" || fail "$(basename "$man") lacks $o of '$cmd'"
+	done
+done
+ok "man pages name every option of every command"
 # The top-level commands answer too (list of their subcommands).
 for c in $(printf '%s\n' "${cmds[@]}" | awk '{print $1}' | sort -u); do
 	help_ok "sitetoken $c" "$STK" "$c"
@@ -122,7 +133,10 @@ if ! diff -u "$T/agent.parsed" "$T/agent.help" > "$T/diff"; then
 	cat "$T/diff" >&2
 	fail "sitetoken-agent: options parsed (-) and options in the helps (+) differ"
 fi
-ok "sitetoken-agent: every command answers --help; helps name exactly the parsed options"
+for o in $(cat "$T/agent.parsed"); do
+	grep -qF -- "*$o*" "$STK_SRC/docs/man/sitetoken-agent.8.scd" || fail "sitetoken-agent(8) lacks $o"
+done
+ok "sitetoken-agent: every command answers --help; helps and man page name exactly the parsed options"
 
 # --- BulkRegistrationTokenTool ---
 for flag in '/?' -h --help /help; do
