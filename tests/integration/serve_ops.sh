@@ -67,7 +67,24 @@ refuse
 [ ! -e "$T/elsewhere" ] || fail "reopen followed a symlink"
 [ "$(wc -l < "$LOG.2")" -gt "$before" ] || fail "line lost when the reopen was refused"
 ok "reopen does not follow a symlink (threat 5) and keeps logging to the old file"
-rm -f "$LOG"
+rm -f "$LOG" "$LOG.1" "$LOG.2"
+
+# The packaged logrotate file, pointed at this site and this server (the
+# signal goes to the pid instead of through systemctl): a forced rotation
+# moves the logs away and the server carries on in new files.
+kill -HUP "$SERVER_PID"; sleep 0.2; refuse
+[ -s "$LOG" ] || fail "log not back after SIGHUP"
+sed -e "s#/var/lib/sitetoken/logs#$SITE/logs#" -e 's#^\(\s*\)create .*#\1create 0640#' \
+	-e '/^\s*su /d' -e "s#systemctl kill .*#kill -HUP $SERVER_PID#" \
+	"$STK_SRC/dist/sitetoken.logrotate" > "$T/logrotate.conf"
+grep -q "kill -HUP $SERVER_PID" "$T/logrotate.conf" || fail "logrotate.conf rewrite"
+logrotate -f -s "$T/logrotate.state" "$T/logrotate.conf" 2>"$T/lr.err" || fail "logrotate: $(cat "$T/lr.err")"
+[ -s "$LOG.1" ] || fail "logrotate did not rotate ClientAuth.log"
+before=$(wc -l < "$LOG.1")
+sleep 0.2; refuse
+grep -q 'Refused policy' "$LOG" || fail "no line in the new log after logrotate"
+[ "$(wc -l < "$LOG.1")" -eq "$before" ] || fail "the server still writes to the rotated file"
+ok "the packaged logrotate file rotates the logs and the server follows"
 stop_server
 [ ! -e "$T/conf.pid" ] || fail "pid file from the config not removed"
 
