@@ -13,7 +13,9 @@
 #include "agent.h"
 
 static const char usage_text[] =
-"Usage: sitetoken-agent [--state DIR] [--ca FILE] [--clock-offset SECONDS] COMMAND\n"
+"Usage: sitetoken-agent [--state DIR] [--ca FILE] [--renew-days N]\n"
+"         [--clock-offset SECONDS] COMMAND [OPTIONS]\n"
+"       sitetoken-agent COMMAND --help\n"
 "\n"
 "  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/regtoken:TOKEN|-]\n"
 "                      seed-style install: register through the cloud gateway\n"
@@ -35,6 +37,67 @@ static const char usage_text[] =
 "\n"
 "Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage,\n"
 "3 network, TLS, I/O or state error.\n";
+
+/* Per-command help: one entry per command. Global options are in
+ * usage_text; tests/integration/cli_help.sh checks the two against the
+ * options this file parses. */
+static const struct {
+	const char *cmd, *text;
+} agent_helps[] = {
+	{ "install",
+"usage: sitetoken-agent [GLOBAL OPTIONS] install /mp:URL CCMHOSTNAME=HOST/PATH\n"
+"         SMSSiteCode=ABC [/regtoken:TOKEN|/regtoken:-]\n\n"
+"Seed-style install: register through the cloud gateway with a bulk\n"
+"registration token. /regtoken:- reads it from standard input; without\n"
+"/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n" },
+	{ "register",
+"usage: sitetoken-agent [GLOBAL OPTIONS] register --mp URL [--cmg URL]\n"
+"         [--regtoken-file FILE | --regtoken-stdin]\n\n"
+"Register with the management point on the internal network, or through\n"
+"the cloud gateway when --cmg and a bulk registration token are given.\n\n"
+"  --mp URL             the management point\n"
+"  --cmg URL            the cloud gateway\n"
+"  --regtoken-file FILE read the bulk token from FILE ('-': stdin)\n"
+"  --regtoken-stdin     read the bulk token from standard input\n" },
+	{ "renew",
+"usage: sitetoken-agent [GLOBAL OPTIONS] renew [--force]\n\n"
+"Renew the client token through the gateway when it is due.\n\n"
+"  --force              renew now, even if not due\n" },
+	{ "run",
+"usage: sitetoken-agent [GLOBAL OPTIONS] run [--once] [--interval SECONDS]\n\n"
+"Stay running and renew whenever the token is older than --renew-days.\n\n"
+"  --once               check once and exit (for a systemd timer)\n"
+"  --interval SECONDS   time between checks (default 3600)\n" },
+	{ "policy",
+"usage: sitetoken-agent [GLOBAL OPTIONS] policy\n\n"
+"Make an authenticated request through the gateway and print the reply.\n" },
+	{ "status",
+"usage: sitetoken-agent [GLOBAL OPTIONS] status [--json]\n\n"
+"Print the device GUID, the token's age and expiry (exit 1: not registered).\n\n"
+"  --json               print as JSON\n" },
+};
+
+static int
+agent_help(int argc, char **argv)
+{
+	size_t i;
+	int j;
+
+	for (j = 1; j < argc; j++)
+		if (strcmp(argv[j], "-h") == 0 || strcmp(argv[j], "--help") == 0)
+			break;
+	if (j == argc)
+		return -1;
+	for (i = 0; i < sizeof(agent_helps) / sizeof(agent_helps[0]); i++)
+		if (strcmp(agent_helps[i].cmd, argv[0]) == 0) {
+			printf("%s\nGlobal options: --state DIR, --ca FILE, --renew-days N,\n"
+			    "--clock-offset SECONDS (see 'sitetoken-agent --help').\n"
+			    "  -h, --help           this help\n", agent_helps[i].text);
+			return 0;
+		}
+	fputs(usage_text, stdout);
+	return 0;
+}
 
 static volatile sig_atomic_t agent_stop;
 
@@ -352,6 +415,9 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return AGENT_EXIT_USAGE;
 	}
+	/* `sitetoken-agent COMMAND --help`: before the state directory is needed. */
+	if ((rc = agent_help(argc - i, argv + i)) >= 0)
+		return rc;
 	if (state == NULL || *state == '\0')
 		return usage_error("no state directory: give --state DIR or set "
 		    "SITETOKEN_AGENT_STATE");

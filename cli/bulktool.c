@@ -16,7 +16,7 @@ usage(FILE *fp)
 	    "                validity period and the token (the token is not stored)\n"
 	    "  /lifetime N   validity in minutes: default 4320 (3 days), 1 to 10080\n"
 	    "  /site DIR     site directory (default: $SITETOKEN_SITE)\n"
-	    "  /?            this help\n\n"
+	    "  /?, -h, --help  this help\n\n"
 	    "Exit codes: 0 created, 2 usage error or bad lifetime (nothing created),\n"
 	    "3 key backend, database or I/O error.\n", fp);
 }
@@ -34,12 +34,14 @@ main(int argc, char **argv)
 	int i, do_new = 0;
 
 	cli_log_to_stderr(0);
+	cli_progress_install();
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
 	for (i = 1; i < argc; i++) {
-		if (is_opt(argv[i], "?") || is_opt(argv[i], "help") || strcmp(argv[i], "--help") == 0) {
+		if (is_opt(argv[i], "?") || is_opt(argv[i], "help") || is_opt(argv[i], "h") ||
+		    strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
 		} else if (is_opt(argv[i], "new")) {

@@ -31,6 +31,20 @@ int cli_read_token(const char *arg, char **out, size_t *len);
 /* Key options from --tcti / --pkcs11-module, falling back to env. */
 void cli_key_opts(struct stk_key_opts *o, const char *tcti, const char *module);
 
+/* cli/help.c: per-command help (one table) and the getopt wrapper every
+ * command uses, so `CMD SUB --list-options` prints its option table. */
+struct option;
+int cli_help_wanted(int argc, char **argv); /* -h or --help among argv[1..] */
+int cli_help_print(int argc, char **argv);  /* argv[0] = command */
+void cli_help_list(void);                   /* every command path, one a line */
+int cli_getopt(int argc, char **argv, const struct option *opts);
+/* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
+ * cli_progress(label, done, total) redraws one line; total 0 = unknown.
+ * cli_progress_end() ends the line. */
+void cli_progress(const char *label, long long done, long long total);
+void cli_progress_end(void);
+void cli_progress_install(void); /* the library's stk_progress() -> here */
+
 int cmd_site(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_issue(int argc, char **argv);

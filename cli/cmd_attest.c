@@ -147,7 +147,7 @@ key_attest(int argc, char **argv)
 	int c, r, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_NONCE: nonce_hex = optarg; break;
@@ -207,7 +207,7 @@ key_activate(int argc, char **argv)
 	int c, r, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_IN: in = optarg; break;
@@ -319,6 +319,8 @@ static int
 attest_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		/* Accepted like every command's, but no site is needed. */
+		{ "site", required_argument, NULL, OPT_SITE },
 		{ "ek-ca", required_argument, NULL, OPT_EK_CA },
 		{ "nonce", required_argument, NULL, OPT_NONCE },
 		{ "cert", required_argument, NULL, OPT_CERT },
@@ -341,8 +343,9 @@ attest_verify(int argc, char **argv)
 	int c, r, rc, json = 0, bound = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
+		case OPT_SITE: break;
 		case OPT_EK_CA: ca = optarg; break;
 		case OPT_NONCE: nonce_hex = optarg; break;
 		case OPT_CERT: cert = optarg; break;
@@ -439,6 +442,7 @@ static int
 attest_challenge(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE }, /* no site needed */
 		{ "out", required_argument, NULL, OPT_OUT },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -451,8 +455,9 @@ attest_challenge(int argc, char **argv)
 	int c, r, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
+		case OPT_SITE: break;
 		case OPT_OUT: out = optarg; break;
 		default: return cli_usage_error("bad option for 'attest challenge'");
 		}

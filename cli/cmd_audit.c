@@ -34,6 +34,10 @@ cmd_audit(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
+	static const struct option site_opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ NULL, 0, NULL, 0 }
+	};
 	const char *dir = NULL, *sub;
 	struct stk_site *s;
 	struct stk_error err;
@@ -46,7 +50,9 @@ cmd_audit(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	/* checkpoint prints nothing to format: it takes no --json. */
+	while ((c = cli_getopt(argc, argv, strcmp(sub, "checkpoint") == 0 ? site_opts :
+	    opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_JSON: json = 1; break;
@@ -78,6 +84,7 @@ cmd_audit(int argc, char **argv)
 			printf("Audit checkpoint signed.\n");
 	} else {
 		r = stk_audit_verify(s, &rep, &err);
+		cli_progress_end();
 		if (r < 0)
 			rc = cli_fail(&err, r);
 		else if (json) {

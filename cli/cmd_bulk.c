@@ -74,7 +74,7 @@ bulk_block(int argc, char **argv, int block)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
 		else
@@ -117,7 +117,7 @@ cmd_bulk(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_LIFETIME: lifetime = optarg; break;
@@ -191,7 +191,7 @@ cmd_certs(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_TYPE: type = optarg; break;

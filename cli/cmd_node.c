@@ -38,7 +38,7 @@ node_add(int argc, char **argv)
 	no.db = getenv("SITETOKEN_DB");
 	no.db_schema = getenv("SITETOKEN_DB_SCHEMA");
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_DB: no.db = optarg; break;
@@ -70,7 +70,9 @@ node_add(int argc, char **argv)
 	cli_key_opts(&no.key, tcti, mod);
 	no.actor = cli_actor();
 	stk_error_clear(&err);
-	if ((r = stk_site_node_add(dir, &no, &s, &err)) != 0)
+	r = stk_site_node_add(dir, &no, &s, &err);
+	cli_progress_end();
+	if (r != 0)
 		return cli_fail(&err, r);
 	if (json)
 		printf("{\"site\":\"%s\",\"node\":\"%s\",\"dir\":\"%s\",\"backend\":\"%s\"}\n",
@@ -111,7 +113,7 @@ cmd_key_rotate(int argc, char **argv)
 	int c, r, json = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_KEYTYPE:
@@ -161,7 +163,7 @@ cmd_key_list(int argc, char **argv)
 	int c, r, json = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_JSON: json = 1; break;

@@ -18,10 +18,11 @@
 
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
     OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
-    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE };
+    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE,
+    OPT_CONFIG };
 
 static const char serve_usage[] =
-"usage: sitetoken serve [--site DIR] --tls-cert FILE --tls-key FILE\n"
+"usage: sitetoken serve [--config FILE] [--site DIR] --tls-cert FILE --tls-key FILE\n"
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
 "         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
@@ -32,7 +33,127 @@ static const char serve_usage[] =
 "  ready file); loopback only unless --admin-remote. Its bearer secret is\n"
 "  <site>/admin.token (see `sitetoken admin token`)\n"
 "  --metrics: Prometheus metrics over plain HTTP at /metrics (metrics_port=N\n"
-"  in the ready file); loopback only unless --metrics-remote";
+"  in the ready file); loopback only unless --metrics-remote\n"
+"  --config FILE: 'name = value' lines, names as the long options\n"
+"  (sitetoken serve --help)";
+
+/* The config file: one option a line, "name = value" or a bare "name" for a
+ * flag ("name = yes|no" too), names as the long options, '#' comments. It
+ * becomes "--name value" arguments placed before the command line's, so the
+ * command line wins. Checked against the option table here, so a typo names
+ * the file and line instead of surfacing as an unknown option. On success
+ * *out_argv (free) points into *out_args (free) and argv. */
+static int
+serve_config(const char *file, const struct option *opts, int argc, char **argv,
+    int *out_argc, char ***out_argv, char **out_args)
+{
+	struct stat st;
+	const struct option *o;
+	char *buf = NULL, *args = NULL, *p, *line, *next, *name, *val, *eq, *end;
+	char **av = NULL;
+	int n = 1, lineno = 0, i, r = EXIT_USAGE;
+	size_t len;
+
+	*out_argv = NULL;
+	*out_args = NULL;
+	if (stat(file, &st) != 0 || (buf = stk_file_read(file, 65536, NULL)) == NULL) {
+		fprintf(stderr, "%s: cannot read config %s: %s\n", cli_prog, file,
+		    strerror(errno));
+		goto out;
+	}
+	/* Whoever can write the config can point the server at any key or
+	 * file: refuse one that group or others may write. */
+	if ((st.st_mode & 022) != 0) {
+		fprintf(stderr, "%s: %s has mode %04o: a config file must not be "
+		    "writable by group or others\n", cli_prog, file,
+		    (unsigned int)(st.st_mode & 07777));
+		goto out;
+	}
+	/* Each line of k bytes (newline included) yields at most k + 3 bytes
+	 * ("--", two NULs), and at most two arguments. */
+	len = strlen(buf);
+	if ((args = malloc(3 * len + 16)) == NULL ||
+	    (av = calloc((size_t)argc + len + 2, sizeof(*av))) == NULL) {
+		fprintf(stderr, "%s: out of memory\n", cli_prog);
+		r = EXIT_BACKEND;
+		goto out;
+	}
+	p = args;
+	av[0] = argv[0];
+	for (line = buf; line != NULL; line = next) {
+		lineno++;
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((eq = strchr(line, '#')) != NULL)
+			*eq = '\0';
+		while (*line == ' ' || *line == '\t')
+			line++;
+		end = line + strlen(line);
+		while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+			*--end = '\0';
+		if (*line == '\0')
+			continue;
+		name = line;
+		val = NULL;
+		if ((eq = strchr(line, '=')) != NULL) {
+			val = eq + 1;
+			while (*val == ' ' || *val == '\t')
+				val++;
+			for (end = eq; end > name && (end[-1] == ' ' || end[-1] == '\t'); end--)
+				;
+			*end = '\0';
+			if (strlen(val) >= 2 && val[0] == '"' && val[strlen(val) - 1] == '"') {
+				val[strlen(val) - 1] = '\0';
+				val++;
+			}
+		}
+		for (o = opts; o->name != NULL; o++)
+			if (strcmp(o->name, name) == 0)
+				break;
+		if (o->name == NULL || o->val == OPT_CONFIG) {
+			fprintf(stderr, "%s: %s:%d: unknown option '%s' (names are the long "
+			    "options of 'sitetoken serve --help', without --)\n", cli_prog,
+			    file, lineno, name);
+			goto out;
+		}
+		if (o->has_arg == required_argument && (val == NULL || *val == '\0')) {
+			fprintf(stderr, "%s: %s:%d: '%s' needs a value\n", cli_prog, file,
+			    lineno, name);
+			goto out;
+		}
+		if (o->has_arg == no_argument && val != NULL) {
+			if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
+			    strcmp(val, "off") == 0)
+				continue;
+			if (strcmp(val, "yes") != 0 && strcmp(val, "true") != 0 &&
+			    strcmp(val, "on") != 0) {
+				fprintf(stderr, "%s: %s:%d: '%s' is a flag: give no value, or "
+				    "yes or no\n", cli_prog, file, lineno, name);
+				goto out;
+			}
+		}
+		av[n++] = p;
+		p += sprintf(p, "--%s", name) + 1;
+		if (o->has_arg == required_argument) {
+			av[n++] = p;
+			p += sprintf(p, "%s", val) + 1;
+		}
+	}
+	for (i = 1; i < argc; i++)
+		av[n++] = argv[i];
+	av[n] = NULL;
+	*out_argc = n;
+	*out_argv = av;
+	*out_args = args;
+	av = NULL;
+	args = NULL;
+	r = 0;
+out:
+	free(av);
+	free(args);
+	free(buf);
+	return r;
+}
 
 int
 cmd_serve(int argc, char **argv)
@@ -55,6 +176,7 @@ cmd_serve(int argc, char **argv)
 		{ "admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE },
 		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "metrics-remote", no_argument, NULL, OPT_METRICS_REMOTE },
+		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv_config cfg;
@@ -65,6 +187,8 @@ cmd_serve(int argc, char **argv)
 	const char *dir = NULL, *cert = NULL, *key = NULL, *ca = NULL;
 	const char *pidf = NULL, *readyf = NULL, *tcti = NULL, *mod = NULL;
 	char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, buf[128];
+	char **cargv = NULL, *cargs = NULL;
+	const char *config = NULL;
 	struct stat kst;
 	sigset_t set;
 	long threads;
@@ -74,9 +198,27 @@ cmd_serve(int argc, char **argv)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.mp_addr = "127.0.0.1:8080";
 	cfg.cmg_addr = "127.0.0.1:8443";
+	/* First, only --config: its lines go before the command line's. */
+	for (i = 1; i < (size_t)argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < (size_t)argc)
+			config = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			config = argv[i] + 9;
+	}
+	if (config != NULL) {
+		if ((r = serve_config(config, opts, argc, argv, &argc, &cargv, &cargs)) != 0)
+			return r;
+		argv = cargv;
+	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
+		case OPT_CONFIG:
+			if (config == NULL) { /* an abbreviation the scan above missed */
+				rc = cli_usage_error("spell out --config FILE");
+				goto out;
+			}
+			break;
 		case OPT_SITE: dir = optarg; break;
 		case OPT_MP: cfg.mp_addr = optarg; break;
 		case OPT_MPTLS: cfg.mp_tls = 1; break;
@@ -87,15 +229,19 @@ cmd_serve(int argc, char **argv)
 		case OPT_NUMBER:
 			for (i = 0; optarg[i]; i++)
 				if (optarg[i] < '0' || optarg[i] > '9' || i > 30)
-					return cli_usage_error("--site-number takes digits");
-			if (i == 0)
-				return cli_usage_error("--site-number takes digits");
+					break;
+			if (i == 0 || optarg[i] != '\0') {
+				rc = cli_usage_error("--site-number takes digits");
+				goto out;
+			}
 			cfg.site_number = optarg;
 			break;
 		case OPT_THREADS:
 			threads = strtol(optarg, NULL, 10);
-			if (threads < 1 || threads > 64)
-				return cli_usage_error("--threads must be 1 to 64");
+			if (threads < 1 || threads > 64) {
+				rc = cli_usage_error("--threads must be 1 to 64");
+				goto out;
+			}
 			cfg.threads = (unsigned int)threads;
 			break;
 		case OPT_PID: pidf = optarg; break;
@@ -106,13 +252,17 @@ cmd_serve(int argc, char **argv)
 		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
 		case OPT_METRICS: cfg.metrics_addr = optarg; break;
 		case OPT_METRICS_REMOTE: cfg.metrics_remote = 1; break;
-		default: return cli_usage_error("%s", serve_usage);
+		default: rc = cli_usage_error("%s", serve_usage); goto out;
 		}
 	}
-	if (optind != argc)
-		return cli_usage_error("unexpected argument '%s'", argv[optind]);
-	if (cert == NULL || key == NULL)
-		return cli_usage_error("%s", serve_usage);
+	if (optind != argc) {
+		rc = cli_usage_error("unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if (cert == NULL || key == NULL) {
+		rc = cli_usage_error("%s", serve_usage);
+		goto out;
+	}
 	/* Like the file key backend: a TLS key others can read is refused. */
 	if (stat(key, &kst) == 0 && (kst.st_mode & 077) != 0) {
 		fprintf(stderr, "%s: %s has mode %04o: the TLS key must not be readable "
@@ -173,8 +323,9 @@ cmd_serve(int argc, char **argv)
 		if (stk_file_write(readyf, buf, strlen(buf), 0644, &err) != 0)
 			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 	}
+	/* SIGHUP: reopen the logs (logrotate's postrotate sends it). */
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-		; /* nothing to reload yet */
+		srv_logs_reopen();
 	fprintf(stderr, "%s: signal %d: stopping\n", cli_prog, sig);
 	srv_stop(srv);
 	if (pidf != NULL)
@@ -190,6 +341,8 @@ out:
 		free(key_pem);
 	}
 	free(ca_pem);
+	free(cargv);
+	free(cargs);
 	return rc;
 }
 
@@ -218,7 +371,7 @@ cmd_admin(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_ROTATE: rotate = 1; break;

@@ -23,7 +23,7 @@ settings_set(int argc, char **argv)
 	int c, r, allow;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
 		else if (c == OPT_DEVICE)
@@ -82,7 +82,7 @@ settings_show(int argc, char **argv)
 	int c, r, json = 0, cmg = 1, internal = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
 		else if (c == OPT_JSON)
@@ -156,6 +156,10 @@ cmd_devices(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
+	static const struct option site_opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ NULL, 0, NULL, 0 }
+	};
 	struct dev_list_ctx lc = { 0, NULL };
 	struct stk_site *s;
 	struct stk_error err;
@@ -168,7 +172,8 @@ cmd_devices(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	/* block and unblock print one line: they take no --json. */
+	while ((c = cli_getopt(argc, argv, strcmp(sub, "list") == 0 ? opts : site_opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
 		else if (c == OPT_JSON)

@@ -39,7 +39,7 @@ site_init(int argc, char **argv)
 	io.backend = "file";
 	io.key_type = STK_KEY_RSA2048;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_BACKEND: io.backend = optarg; break;
@@ -71,7 +71,9 @@ site_init(int argc, char **argv)
 	cli_key_opts(&io.key, tcti, mod);
 	io.actor = cli_actor();
 	stk_error_clear(&err);
-	if ((r = stk_site_init(dir, &io, &s, &err)) != 0)
+	r = stk_site_init(dir, &io, &s, &err);
+	cli_progress_end();
+	if (r != 0)
 		return cli_fail(&err, r);
 	if (json)
 		printf("{\"site\":\"%s\",\"backend\":\"%s\",\"key_type\":\"%s\","
@@ -90,17 +92,25 @@ static int
 parse_simple(int argc, char **argv, const char **dir, int *json, int *jwks,
     const char **out)
 {
-	static const struct option opts[] = {
+	static const struct option show_opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const struct option export_opts[] = {
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "jwks", no_argument, NULL, OPT_JWKS },
 		{ "out", required_argument, NULL, OPT_OUT },
 		{ NULL, 0, NULL, 0 }
 	};
+	/* Only key export takes --jwks and --out: a table each, so that
+	 * --list-options (and the help test) sees what each one accepts. */
+	const struct option *opts = jwks == NULL ? show_opts : export_opts;
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: *dir = optarg; break;
 		case OPT_JSON: *json = 1; break;

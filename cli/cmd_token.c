@@ -26,7 +26,7 @@ cmd_issue(int argc, char **argv)
 	int c, json = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_TYPE: type = optarg; break;
@@ -143,7 +143,7 @@ cmd_verify(int argc, char **argv)
 	int c, json = 0, r, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_TYPE:

@@ -15,6 +15,7 @@ const char *cli_prog = "sitetoken";
 
 static const char usage_text[] =
 "Usage: sitetoken [--site DIR] COMMAND [ARGS]\n"
+"       sitetoken COMMAND [SUBCOMMAND] --help   options of one command\n"
 "\n"
 "Hardware-backed signed tokens for device registration.\n"
 "The site directory comes from --site DIR or $SITETOKEN_SITE.\n"
@@ -61,7 +62,7 @@ static const char usage_text[] =
 "                                   '-' to sort descending)\n"
 "\n"
 "Registration service (MP + cloud gateway):\n"
-"  serve --tls-cert FILE --tls-key FILE [--mp ADDR:PORT] [--mp-tls]\n"
+"  serve [--config FILE] --tls-cert FILE --tls-key FILE [--mp ADDR:PORT] [--mp-tls]\n"
 "        [--cmg ADDR:PORT] [--trusted-ca FILE] [--site-number N]\n"
 "        [--pid-file FILE] [--ready-file FILE]\n"
 "        [--admin ADDR:PORT]        run the MP and CMG until SIGTERM; --admin\n"
@@ -110,6 +111,10 @@ main(int argc, char **argv)
 	int i;
 
 	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--list-commands") == 0) {
+			cli_help_list(); /* for the help test and bash completion */
+			return 0;
+		}
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(usage_text, stdout);
 			return 0;
@@ -142,11 +147,15 @@ main(int argc, char **argv)
 		return cli_usage_error("no command given");
 	argc -= i;
 	argv += i;
+	/* `sitetoken COMMAND [SUB] ... --help`: that command's help, on stdout. */
+	if (cli_help_wanted(argc, argv))
+		return cli_help_print(argc, argv);
 	/* tpm2-tss prints its own WARNING/ERROR lines on every TPM error,
 	 * before our message says what happened; quiet unless asked. */
 	if (getenv("TSS2_LOG") == NULL)
 		setenv("TSS2_LOG", "all+none", 1);
 	cli_log_to_stderr(0);
+	cli_progress_install();
 	if (strcmp(argv[0], "site") == 0)
 		return cmd_site(argc, argv);
 	if (strcmp(argv[0], "key") == 0)

@@ -73,7 +73,9 @@ cli_open_site(const char *opt_dir, struct stk_site **out)
 	if (dir == NULL)
 		return EXIT_USAGE;
 	stk_error_clear(&err);
-	if ((r = stk_site_open(dir, out, &err)) != 0) {
+	r = stk_site_open(dir, out, &err);
+	cli_progress_end(); /* schema migrations */
+	if (r != 0) {
 		fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 		return r == STK_E_NOTFOUND ? EXIT_USAGE : EXIT_BACKEND;
 	}

@@ -57,6 +57,9 @@ enum srv_log_file { SRV_LOG_STS = 0, SRV_LOG_REG, SRV_LOG_AUTH, SRV_LOG_COUNT };
 struct srv_logs;
 int srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err);
 void srv_logs_close(struct srv_logs *l);
+/* Ask every open log set to reopen its files (after logrotate moved them)
+ * before its next line. Async-signal-safe; any thread may call it. */
+void srv_logs_reopen(void);
 void srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

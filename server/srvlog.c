@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,53 @@ static const char *const srvlog_names[SRV_LOG_COUNT] = {
 struct srv_logs {
 	pthread_mutex_t mu;
 	int fd[SRV_LOG_COUNT];
+	char dir[PATH_MAX - 64]; /* <site>/logs, room left for a file name */
+	unsigned int reopened; /* srvlog_reopen_gen when last (re)opened */
 };
+
+/* Bumped by srv_logs_reopen() (from the SIGHUP waiter); every open log set
+ * compares it under its mutex before writing, so no file descriptor is
+ * touched from a signal context or while another thread writes. */
+static atomic_uint srvlog_reopen_gen;
+
+static int
+srvlog_open_one(const struct srv_logs *l, int i)
+{
+	char path[PATH_MAX];
+
+	int n = snprintf(path, sizeof(path), "%s/%s", l->dir, srvlog_names[i]);
+
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+}
+
+void
+srv_logs_reopen(void)
+{
+	atomic_fetch_add(&srvlog_reopen_gen, 1);
+}
+
+/* Called with l->mu held. A file that cannot be reopened keeps its old
+ * descriptor: logging to a renamed file beats losing the line. */
+static void
+srvlog_maybe_reopen(struct srv_logs *l)
+{
+	unsigned int g = atomic_load(&srvlog_reopen_gen);
+	int i, fd;
+
+	if (g == l->reopened)
+		return;
+	l->reopened = g;
+	for (i = 0; i < SRV_LOG_COUNT; i++) {
+		if ((fd = srvlog_open_one(l, i)) < 0)
+			continue;
+		close(l->fd[i]);
+		l->fd[i] = fd;
+	}
+}
 
 int
 srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err)
@@ -36,13 +83,18 @@ srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err
 	pthread_mutex_init(&l->mu, NULL);
 	for (i = 0; i < SRV_LOG_COUNT; i++)
 		l->fd[i] = -1;
+	l->reopened = atomic_load(&srvlog_reopen_gen);
 	snprintf(path, sizeof(path), "%s/logs", site_dir);
+	if (strlen(path) >= sizeof(l->dir)) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	memcpy(l->dir, path, strlen(path) + 1);
 	if (mkdir(path, 0700) != 0 && errno != EEXIST)
 		goto fail;
 	for (i = 0; i < SRV_LOG_COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/logs/%s", site_dir, srvlog_names[i]);
-		if ((l->fd[i] = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-		    0640)) < 0)
+		if ((l->fd[i] = srvlog_open_one(l, i)) < 0)
 			goto fail;
 	}
 	*out = l;
@@ -100,6 +152,7 @@ srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
 			line[m] = ' ';
 	line[n++] = '\n';
 	pthread_mutex_lock(&l->mu);
+	srvlog_maybe_reopen(l);
 	if (write(l->fd[which], line, (size_t)n) < 0) {
 		/* Nothing sensible to do: the server never prints. */
 	}

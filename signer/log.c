@@ -28,3 +28,20 @@ stk_log_emit(enum stk_log_level level, const char *component,
 	va_end(ap);
 	log_fn(log_ctx, level, component, func, line, msg);
 }
+
+static stk_progress_fn progress_fn;
+static void *progress_ctx;
+
+void
+stk_progress_set(stk_progress_fn fn, void *ctx)
+{
+	progress_fn = fn;
+	progress_ctx = ctx;
+}
+
+void
+stk_progress(const char *what, long long done, long long total)
+{
+	if (progress_fn != NULL)
+		progress_fn(progress_ctx, what, done, total);
+}

@@ -311,6 +311,7 @@ chain_step(void *ctx, const struct stk_audit_record *r)
 	memcpy(w->prev, h, 65);
 	w->expect++;
 	w->rep->records++;
+	stk_progress("audit verify: records checked", w->rep->records, 0);
 	return 0;
 }
 

@@ -694,9 +694,11 @@ stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 	}
 	db_finalize(st);
 	st = NULL;
+	stk_progress("node add: making the node's key in its device", 1, 3);
 	if ((r = site_make_key(s, o->backend ? o->backend : "file", o->key_uri, type,
 	    now, &key, &uri, &cert, &cert_len, kid, err)) != 0)
 		goto fail;
+	stk_progress("node add: registering the key in the site database", 2, 3);
 	if ((r = site_write_cert_pem(s, cert, cert_len, err)) != 0)
 		goto fail;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
@@ -714,6 +716,7 @@ stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 	key = NULL;
 	if ((r = site_keys_refresh(s, 1, err)) != 0)
 		goto fail;
+	stk_progress("node add: done", 3, 3);
 	STK_LOG(STK_LOG_INFO, "site", "node %s joined site %s with key %s",
 	    o->node, s->guid, kid);
 	free(uri);

@@ -154,6 +154,8 @@ site_db_migrate(struct stk_site *s, struct stk_error *err)
 			stk_site_tx_rollback(s);
 			return STK_OK;
 		}
+		stk_progress("migrating the site database: schema version", version + 1,
+		    (long long)n);
 		if ((r = site_exec(s, site_migrations[version], err)) != 0)
 			goto fail;
 		if (db->vt->set_version(db, version + 1) != 0) {

@@ -22,6 +22,16 @@ void stk_log_emit(enum stk_log_level level, const char *component,
 #define STK_LOG(level, component, ...) \
 	stk_log_emit((level), (component), __func__, __LINE__, __VA_ARGS__)
 
+/* Progress of long work (audit verify, schema migrations, node add), for an
+ * application that wants to show it: what is being done, how far (done of
+ * total; total 0 when unknown). Called often, from the working thread; the
+ * sink decides how often to draw. Not thread-safe to install: call at
+ * start-up (NULL to remove). */
+typedef void (*stk_progress_fn)(void *ctx, const char *what, long long done,
+    long long total);
+void stk_progress_set(stk_progress_fn fn, void *ctx);
+void stk_progress(const char *what, long long done, long long total);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `sitetoken serve --config FILE` with the packaged example config, the
+# command line overriding the file, bad config files refused with the file
+# and line, and SIGHUP reopening the logs the way logrotate needs.
+TEST_NAME=serve_ops
+# shellcheck source=tests/integration/server_lib.sh
+. "$STK_SRC/tests/integration/server_lib.sh"
+make_site
+
+# The example config (dist/serve.conf, installed in the package's examples)
+# with this test's paths and free loopback ports.
+CONF=$T/serve.conf
+sed -e "s#^site = .*#site = $SITE#" -e "s#^tls-cert = .*#tls-cert = $T/tls.crt#" \
+	-e "s#^tls-key = .*#tls-key = $T/tls.key#" -e 's#^mp = .*#mp = 127.0.0.1:0#' \
+	-e 's#^cmg = .*#cmg = 127.0.0.1:0#' -e 's#^admin = .*#admin = "127.0.0.1:0"#' \
+	"$STK_SRC/dist/serve.conf" > "$CONF"
+printf 'pid-file = %s\nready-file = %s   # trailing comment\nmp-tls = no\n' \
+	"$T/conf.pid" "$T/conf.ready" >> "$CONF"
+chmod 600 "$CONF"
+grep -q '^cmg = 127.0.0.1:0$' "$CONF" || fail "example config rewrite"
+
+# Only --config and --ready-file on the command line: the rest from the file;
+# the command line's --ready-file wins over the file's.
+env -u SITETOKEN_SITE "$STK" serve --config "$CONF" --ready-file "$T/ready" 2>"$T/server.stderr" &
+SERVER_PID=$!
+for _ in $(seq 100); do [ -s "$T/ready" ] && break; kill -0 "$SERVER_PID" || fail "server died: $(cat "$T/server.stderr")"; sleep 0.1; done
+[ -s "$T/ready" ] || fail "not ready"
+[ ! -e "$T/conf.ready" ] || fail "the config's ready-file was used over the command line's"
+[ "$(cat "$T/conf.pid")" = "$SERVER_PID" ] || fail "pid-file from the config not written"
+# shellcheck disable=SC1091
+. "$T/ready"
+[ "$admin_port" -gt 0 ] || fail "admin listener from the config (quoted value) not started"
+curl -sf "http://127.0.0.1:$mp_port/sitetoken/v1/health" | grep -q '"status": *"ok"' ||
+	fail "MP (plain HTTP: mp-tls = no) not serving"
+ok "serve --config: example config runs; command line overrides the file"
+
+# SIGHUP reopens the logs: logrotate renames the file, signals, and the
+# next line goes to a new file under the old name.
+CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+refuse() { curl -s -o /dev/null --cacert "$T/tls.crt" "$CMG/sitetoken/v1/policy" || true; }
+LOG=$SITE/logs/ClientAuth.log
+refuse
+grep -q 'Refused policy' "$LOG" || fail "no refusal in ClientAuth.log: $(cat "$LOG")"
+mv "$LOG" "$LOG.1"
+before=$(wc -l < "$LOG.1")
+refuse
+[ "$(wc -l < "$LOG.1")" -gt "$before" ] || fail "without SIGHUP the server should still write to the renamed file"
+[ ! -e "$LOG" ] || fail "log recreated without SIGHUP"
+before=$(wc -l < "$LOG.1")
+kill -HUP "$SERVER_PID"
+sleep 0.2
+refuse
+kill -0 "$SERVER_PID" || fail "SIGHUP stopped the server"
+[ -s "$LOG" ] || fail "SIGHUP: ClientAuth.log not reopened"
+grep -q 'Refused policy' "$LOG" || fail "the new log lacks the new line"
+[ "$(wc -l < "$LOG.1")" -eq "$before" ] || fail "a line after SIGHUP went to the renamed file"
+[ "$(stat -c %a "$LOG")" = 640 ] || fail "reopened log mode $(stat -c %a "$LOG")"
+ok "SIGHUP reopens the logs (rotated file untouched, new file 0640)"
+# A log path turned into a symlink (a local user redirecting the site's
+# writes, threat 5) is not followed on reopen: the old descriptor stays.
+mv "$LOG" "$LOG.2"
+ln -s "$T/elsewhere" "$LOG"
+before=$(wc -l < "$LOG.2")
+kill -HUP "$SERVER_PID"
+sleep 0.2
+refuse
+[ ! -e "$T/elsewhere" ] || fail "reopen followed a symlink"
+[ "$(wc -l < "$LOG.2")" -gt "$before" ] || fail "line lost when the reopen was refused"
+ok "reopen does not follow a symlink (threat 5) and keeps logging to the old file"
+rm -f "$LOG" "$LOG.1" "$LOG.2"
+
+# The packaged logrotate file, pointed at this site and this server (the
+# signal goes to the pid instead of through systemctl): a forced rotation
+# moves the logs away and the server carries on in new files.
+kill -HUP "$SERVER_PID"; sleep 0.2; refuse
+[ -s "$LOG" ] || fail "log not back after SIGHUP"
+sed -e "s#/var/lib/sitetoken/logs#$SITE/logs#" -e 's#^\(\s*\)create .*#\1create 0640#' \
+	-e '/^\s*su /d' -e "s#systemctl kill .*#kill -HUP $SERVER_PID#" \
+	"$STK_SRC/dist/sitetoken.logrotate" > "$T/logrotate.conf"
+grep -q "kill -HUP $SERVER_PID" "$T/logrotate.conf" || fail "logrotate.conf rewrite"
+logrotate -f -s "$T/logrotate.state" "$T/logrotate.conf" 2>"$T/lr.err" || fail "logrotate: $(cat "$T/lr.err")"
+[ -s "$LOG.1" ] || fail "logrotate did not rotate ClientAuth.log"
+before=$(wc -l < "$LOG.1")
+sleep 0.2; refuse
+grep -q 'Refused policy' "$LOG" || fail "no line in the new log after logrotate"
+[ "$(wc -l < "$LOG.1")" -eq "$before" ] || fail "the server still writes to the rotated file"
+ok "the packaged logrotate file rotates the logs and the server follows"
+stop_server
+[ ! -e "$T/conf.pid" ] || fail "pid file from the config not removed"
+
+# Bad config files: a clear message naming file and line, exit 2, no server.
+bad() { # bad NAME CONTENT MODE EXPECTED_MESSAGE
+	printf '%s\n' "$2" > "$T/$1.conf"
+	chmod "$3" "$T/$1.conf"
+	local rc=0
+	timeout 10 "$STK" serve --config "$T/$1.conf" --ready-file "$T/bad.ready" 2>"$T/err" || rc=$?
+	[ "$rc" -eq 2 ] || fail "$1: exit $rc ($(cat "$T/err"))"
+	grep -qF "$4" "$T/err" || fail "$1: message '$(cat "$T/err")' lacks '$4'"
+	[ ! -e "$T/bad.ready" ] || fail "$1: a server started"
+}
+bad unknown "$(printf 'tls-cert = a\nlisten = 1.2.3.4:1')" 600 "unknown.conf:2: unknown option 'listen'"
+bad novalue "tls-cert =" 600 "novalue.conf:1: 'tls-cert' needs a value"
+bad flagvalue "mp-tls = maybe" 600 "flagvalue.conf:1: 'mp-tls' is a flag"
+bad nested "config = /etc/passwd" 600 "nested.conf:1: unknown option 'config'"
+bad writable "tls-cert = a" 620 "must not be writable by group or others"
+rc=0; "$STK" serve --config "$T/nonexistent.conf" 2>"$T/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "cannot read config $T/nonexistent.conf" "$T/err" || fail "missing config: $rc"
+rc=0; "$STK" serve --conf "$T/unknown.conf" 2>"$T/err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "spell out --config" "$T/err" || fail "abbreviated --config: $rc"
+ok "bad config files: unknown name, missing value, flag value, nesting, group-writable, missing file"
