@@ -18,18 +18,21 @@
 
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
     OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
-    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE };
+    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_TLSPRIO };
 
 static const char serve_usage[] =
 "usage: sitetoken serve [--site DIR] --tls-cert FILE --tls-key FILE\n"
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
 "         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
+"         [--tls-priority STRING]\n"
 "  defaults: --mp 127.0.0.1:8080 --cmg 127.0.0.1:8443; port 0 picks a free\n"
 "  port (written to --ready-file as mp_port=N / cmg_port=N once listening)\n"
 "  --admin: the admin console (HTTPS, same certificate; admin_port=N in the\n"
 "  ready file); loopback only unless --admin-remote. Its bearer secret is\n"
-"  <site>/admin.token (see `sitetoken admin token`)";
+"  <site>/admin.token (see `sitetoken admin token`)\n"
+"  --tls-priority: GnuTLS priority string for every TLS listener; the default\n"
+"  takes TLS 1.2 and 1.3 only, ECDHE key exchange and AEAD suites only";
 
 int
 cmd_serve(int argc, char **argv)
@@ -50,6 +53,7 @@ cmd_serve(int argc, char **argv)
 		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
 		{ "admin", required_argument, NULL, OPT_ADMIN },
 		{ "admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE },
+		{ "tls-priority", required_argument, NULL, OPT_TLSPRIO },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv_config cfg;
@@ -99,6 +103,7 @@ cmd_serve(int argc, char **argv)
 		case OPT_P11MOD: mod = optarg; break;
 		case OPT_ADMIN: cfg.admin_addr = optarg; break;
 		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
+		case OPT_TLSPRIO: cfg.tls_priority = optarg; break;
 		default: return cli_usage_error("%s", serve_usage);
 		}
 	}
@@ -119,7 +124,8 @@ cmd_serve(int argc, char **argv)
 	    (ca != NULL && (ca_pem = stk_file_read(ca, 262144, NULL)) == NULL)) {
 		fprintf(stderr, "%s: cannot read %s: %s\n", cli_prog,
 		    cert_pem == NULL ? cert : key_pem == NULL ? key : ca, strerror(errno));
-		rc = EXIT_USAGE;
+		/* A file that cannot be read is an I/O failure (README: exit 3). */
+		rc = EXIT_BACKEND;
 		goto out;
 	}
 	cfg.tls_cert_pem = cert_pem;

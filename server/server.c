@@ -465,6 +465,21 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if (cfg->tls_cert_pem == NULL || cfg->tls_key_pem == NULL)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "the CMG needs a TLS certificate and key (--tls-cert, --tls-key)");
+	{
+		/* A typo in --tls-priority is a start-up error that names the
+		 * option, not a listener that fails with "TLS set-up failed". */
+		gnutls_priority_t prio;
+		const char *epos = NULL;
+		const char *ps = cfg->tls_priority ? cfg->tls_priority :
+		    SRV_TLS_PRIORITY_DEFAULT;
+
+		if (gnutls_priority_init(&prio, ps, &epos) != GNUTLS_E_SUCCESS)
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "--tls-priority: GnuTLS does not understand '%.60s'",
+			    epos != NULL ? epos : ps);
+		gnutls_priority_deinit(prio);
+		srv_http_set_tls_priority(ps);
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	pthread_mutex_init(&s->site_mu, NULL);

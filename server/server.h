@@ -31,6 +31,9 @@ struct srv_config {
 	const char *admin_addr;     /* admin console listener (HTTPS, bearer
 	                               secret; server/admin.h); NULL: off */
 	int admin_remote;           /* allow a non-loopback admin_addr */
+	const char *tls_priority;   /* GnuTLS priority string of every TLS
+	                               listener; NULL: TLS 1.2/1.3, ECDHE, AEAD
+	                               (SRV_TLS_PRIORITY_DEFAULT in http.h) */
 };
 
 struct srv;
