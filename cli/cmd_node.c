@@ -208,3 +208,69 @@ cmd_key_list(int argc, char **argv)
 	stk_site_close(s);
 	return 0;
 }
+
+/* sitetoken key retire [KID] [--json] | key restore KID: retirement by hand.
+ * Without KID, retire what the store says is due (the server's housekeeping
+ * does the same on its own). */
+int
+cmd_key_retire(int argc, char **argv, int restore)
+{
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *kid = NULL;
+	char t[32];
+	int64_t until = 0;
+	size_t n = 0;
+	int c, r, json = 0;
+
+	/* By hand, not getopt: a kid is base64url and may start with '-'. */
+	for (c = 1; c < argc; c++) {
+		if (strcmp(argv[c], "--site") == 0 && c + 1 < argc)
+			dir = argv[++c];
+		else if (strncmp(argv[c], "--site=", 7) == 0)
+			dir = argv[c] + 7;
+		else if (strcmp(argv[c], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[c], "--") != 0 && kid == NULL &&
+		    (argv[c][0] != '-' || argv[c][1] != '-'))
+			kid = argv[c];
+		else if (strcmp(argv[c], "--") != 0)
+			return cli_usage_error("usage: key retire [KID] [--json] | key "
+			    "restore KID ('%s'?)", argv[c]);
+	}
+	if (restore && kid == NULL)
+		return cli_usage_error("usage: key restore KID (see `sitetoken key list`)");
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if (restore)
+		r = stk_site_key_restore(s, kid, cli_actor(), &err);
+	else if (kid != NULL)
+		r = stk_site_key_retire(s, kid, cli_actor(), &until, &err);
+	else
+		r = stk_site_keys_retire_due(s, cli_actor(), &n, &err);
+	if (r != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	if (json && kid != NULL)
+		printf("{\"kid\":\"%s\",\"status\":\"%s\",\"tokens_valid_until\":%lld}\n",
+		    kid, restore ? "retiring" : "retired", (long long)until);
+	else if (json)
+		printf("{\"retired\":%zu}\n", n);
+	else if (restore)
+		printf("Key %s restored: it verifies again until its tokens expire\n", kid);
+	else if (kid != NULL) {
+		printf("Key %s retired\n", kid);
+		if (until != 0) {
+			cli_time(until, t, sizeof(t));
+			fprintf(stderr, "%s: warning: tokens it signed were valid until %s "
+			    "and no longer verify (undo: sitetoken key restore %s)\n",
+			    cli_prog, t, kid);
+		}
+	} else
+		printf("%zu key(s) retired (the store says every token they signed "
+		    "has expired)\n", n);
+	stk_site_close(s);
+	return 0;
+}

@@ -26,6 +26,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "http.h"
+#include "housekeeping.h"
 #include "server.h"
 #include "server_int.h"
 #include "admin.h"
@@ -50,6 +51,7 @@ struct srv {
 	struct srv_logs *logs;
 	struct srv_listener mp, cmg;
 	struct srv_admin *admin;   /* admin console, or NULL */
+	struct srv_hk *hk;         /* key retirement (housekeeping.c) */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -516,6 +518,8 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	    cfg->admin_addr, cfg->admin_remote, s->cert_pem, s->key_pem, &s->admin,
 	    err)) != 0)
 		goto fail;
+	if ((r = srv_housekeeping_start(site, &s->site_mu, s->logs, 0, &s->hk, err)) != 0)
+		goto fail;
 	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
 	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
@@ -538,6 +542,7 @@ srv_stop(struct srv *s)
 {
 	if (s == NULL)
 		return;
+	srv_housekeeping_stop(s->hk);
 	/* MHD_stop_daemon joins the pool threads after requests in flight. */
 	srv_admin_stop(s->admin);
 	if (s->mp.d != NULL)

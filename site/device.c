@@ -309,6 +309,9 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
+	/* The key retires only after this token expires (site/keys.c). */
+	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
+		goto fail;
 	if (is_new)
 		sql = "INSERT INTO devices (guid, cert_thumbprint, cert, registered_at,"
 		    " via, bulk_guid, blocked, allow_cmg, last_token_jti, last_issued_at,"

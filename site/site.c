@@ -55,6 +55,13 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
+	/* key retirement by the store's record, not a clock (site/keys.c):
+	 * max_exp, the latest expiry of tokens each key signed (0: none yet;
+	 * NULL: a key from before this record, not_after covers it);
+	 * retiring_at, when it stopped signing, by the store's clock. */
+	"ALTER TABLE site_keys ADD COLUMN max_exp INTEGER DEFAULT 0;"
+	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
+	"UPDATE site_keys SET max_exp = NULL;",
 };
 
 int64_t
