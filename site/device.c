@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
@@ -376,7 +377,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = STK_REASON_NO_CLIENT_CERT;
 		goto refuse;
 	}
-	if ((r = dev_cert_thumbprint(req->cert_der, req->cert_len, thumb, err)) != 0) {
+	if ((r = stk_device_cert_check(req->cert_der, req->cert_len, now, thumb, err)) != 0) {
 		*reason = STK_REASON_BAD_CERT;
 		goto refuse;
 	}
