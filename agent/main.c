@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "sitetoken/token.h"
 #include "agent.h"
 
@@ -326,6 +327,9 @@ main(int argc, char **argv)
 	int i, rc;
 
 	memset(&a, 0, sizeof(a));
+	/* The device key and the client token live here: no core dump, not
+	 * dumpable (attacker 5). */
+	stk_process_harden();
 	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
 	if (off != NULL && *off != '\0')
 		a.clock_offset = strtoll(off, NULL, 10);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include "sitetoken/file.h"
 #include "cli.h"
 
 const char *cli_prog = "BulkRegistrationTokenTool";
@@ -33,6 +34,8 @@ main(int argc, char **argv)
 	const char *lifetime = NULL, *dir = NULL;
 	int i, do_new = 0;
 
+	/* It opens the site key: no core dump, not dumpable (attacker 5). */
+	stk_process_harden();
 	cli_log_to_stderr(0);
 	if (argc < 2) {
 		usage(stderr);

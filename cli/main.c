@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "cli.h"
 
 /* Registration service commands (cli/cmd_serve.c, cli/cmd_settings.c). */
@@ -97,6 +98,9 @@ main(int argc, char **argv)
 {
 	int i;
 
+	/* Commands open the site key, PIN files, the TLS key: no core dump
+	 * and no ptrace by other processes of this user (attacker 5). */
+	stk_process_harden();
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(usage_text, stdout);
