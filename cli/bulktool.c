@@ -16,15 +16,18 @@ usage(FILE *fp)
 	    "  /new          create a bulk registration token; prints its GUID, its\n"
 	    "                validity period and the token (the token is not stored)\n"
 	    "  /lifetime N   validity in minutes: default 4320 (3 days), 1 to 10080\n"
-	    "  /site DIR     site directory (default: $SITETOKEN_SITE)\n"
+	    "  /site DIR     site directory (default: $SITETOKEN_SITE); also --site DIR\n"
 	    "  /?            this help\n\n"
 	    "Exit codes: 0 created, 2 usage error or bad lifetime (nothing created),\n"
 	    "3 key backend, database or I/O error.\n", fp);
 }
 
+/* /name, -name or --name: the messages shared with sitetoken say "--site". */
 static int
 is_opt(const char *a, const char *name)
 {
+	if (a[0] == '-' && a[1] == '-')
+		a++;
 	return (a[0] == '/' || a[0] == '-') && strcasecmp(a + 1, name) == 0;
 }
 
@@ -56,6 +59,8 @@ main(int argc, char **argv)
 				return cli_usage_error("/lifetime needs a number of minutes");
 		} else if (is_opt(argv[i], "site") && i + 1 < argc) {
 			dir = argv[++i];
+		} else if (strncmp(argv[i], "--site=", 7) == 0) {
+			dir = argv[i] + 7;
 		} else
 			return cli_usage_error("unknown argument '%s'", argv[i]);
 	}

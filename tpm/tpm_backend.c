@@ -720,6 +720,20 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 	if ((r = tpm_key_new(opts, &tk, err)) != 0)
 		return r;
 	snprintf(tk->uri, sizeof(tk->uri), "%s", uri);
+	/* sitetoken makes a key with an auth value without noDA, and one
+	 * without an auth value with noDA (tpm_template). Trying a key of the
+	 * first kind with an empty value is a wrong guess: it counts against
+	 * the TPM's dictionary-attack lockout. Ask for the value instead. */
+	if (blob != NULL && tk->auth.size == 0 &&
+	    !(pub.publicArea.objectAttributes & TPMA_OBJECT_NODA)) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "TPM key %s: auth value required (the key was made with one): set "
+		    "SITETOKEN_TPM_KEY_AUTH or SITETOKEN_TPM_KEY_AUTH_FILE; not tried "
+		    "with an empty value, which would count against the TPM's "
+		    "dictionary-attack lockout", uri);
+		tpm_close(&tk->base);
+		return r;
+	}
 	if (blob != NULL)
 		r = tpm_load_blob(tk, path, &pub, &priv, err);
 	else

@@ -94,6 +94,17 @@ set -e
 [ $rc -eq 3 ] || fail "wrong key auth: exit $rc, want 3"
 grep -q "wrong auth value" "$W/err" || fail "wrong key auth: message: $(cat "$W/err")"
 grep -q "Wr0ngValue" "$W/err" && fail "an auth value appears in the error output"
+# No auth value given for a key made with one: "auth value required", and
+# no wrong guess reaches the TPM (its lockout counter does not move).
+lockout() { TPM2TOOLS_TCTI="$SITETOKEN_TCTI" tpm2_getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ {print $2}'; }
+l0=$(lockout)
+set +e
+"$ST" --site "$W/site-auth" bulk new >/dev/null 2>"$W/err"
+rc=$?
+set -e
+[ $rc -eq 3 ] || fail "no key auth: exit $rc, want 3"
+grep -q "auth value required" "$W/err" || fail "no key auth: message: $(cat "$W/err")"
+[ -n "$l0" ] && [ "$(lockout)" = "$l0" ] || fail "no key auth: lockout counter moved ($l0 -> $(lockout))"
 printf 's3cret pass\n' >"$W/auth"
 chmod 600 "$W/auth"
 SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth" check_site "$W/site-auth" ES256
