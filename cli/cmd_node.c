@@ -156,8 +156,8 @@ cmd_key_list(int argc, char **argv)
 	struct stk_site_key_row *rows = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
-	char t1[32], t2[32];
-	size_t n = 0, i;
+	char t1[32], t2[32], t3[32];
+	size_t n = 0, i, wnode = 4, wkid = 3;
 	int c, r, json = 0;
 
 	optind = 1;
@@ -177,30 +177,44 @@ cmd_key_list(int argc, char **argv)
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
+	/* Column widths from the longest value, so long node names align. */
+	for (i = 0; i < n; i++) {
+		if (strlen(rows[i].node) > wnode)
+			wnode = strlen(rows[i].node);
+		if (strlen(rows[i].kid) > wkid)
+			wkid = strlen(rows[i].kid);
+	}
 	if (json)
 		printf("[");
 	else
-		printf("%-44s %-10s %-8s %-8s %-20s %s\n", "Kid", "Node", "Backend",
-		    "Status", "Created", "Verifies until");
+		printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s\n", (int)wkid, "Kid",
+		    (int)wnode, "Node", "Backend", "Status", "Created",
+		    "Last token expires", "Verifies until at least");
 	for (i = 0; i < n; i++) {
 		cli_time(rows[i].created_at, t1, sizeof(t1));
-		if (rows[i].not_after)
-			cli_time(rows[i].not_after, t2, sizeof(t2));
+		if (rows[i].retire_after)
+			cli_time(rows[i].retire_after, t2, sizeof(t2));
 		else
 			snprintf(t2, sizeof(t2), "%s", strcmp(rows[i].status, "retired") == 0 ?
 			    "-" : "(signing)");
+		if (rows[i].max_exp > 0)
+			cli_time(rows[i].max_exp, t3, sizeof(t3));
+		else
+			snprintf(t3, sizeof(t3), "%s", rows[i].max_exp == 0 ? "-" : "unknown");
 		if (json)
 			printf("%s{\"kid\":\"%s\",\"node\":\"%s\",\"backend\":\"%s\","
 			    "\"key_type\":\"%s\",\"status\":\"%s\",\"created_at\":%lld,"
-			    "\"not_after\":%lld,\"retired_at\":%lld,\"this_node\":%s}",
+			    "\"not_after\":%lld,\"retired_at\":%lld,\"max_exp\":%lld,"
+			    "\"retire_after\":%lld,\"this_node\":%s}",
 			    i ? "," : "", rows[i].kid, rows[i].node, rows[i].backend,
 			    rows[i].key_type, rows[i].status, (long long)rows[i].created_at,
 			    (long long)rows[i].not_after, (long long)rows[i].retired_at,
+			    (long long)rows[i].max_exp, (long long)rows[i].retire_after,
 			    rows[i].mine ? "true" : "false");
 		else
-			printf("%-44s %-10s %-8s %-8s %-20s %s%s\n", rows[i].kid, rows[i].node,
-			    rows[i].backend, rows[i].status, t1, t2,
-			    rows[i].mine ? "  (this node)" : "");
+			printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s%s\n", (int)wkid,
+			    rows[i].kid, (int)wnode, rows[i].node, rows[i].backend,
+			    rows[i].status, t1, t3, t2, rows[i].mine ? "  (this node)" : "");
 	}
 	if (json)
 		printf("]\n");

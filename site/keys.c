@@ -647,8 +647,9 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 	*rows = NULL;
 	*n = 0;
 	if (db_prepare(s->store, "SELECT kid, node, backend, key_type, status,"
-	    " created_at, not_after, retired_at FROM site_keys ORDER BY created_at,"
-	    " kid", &st) != 0)
+	    " created_at, not_after, retired_at, coalesce(max_exp, -1),"
+	    " coalesce(retiring_at, 0) FROM site_keys"
+	    " ORDER BY created_at, kid", &st) != 0)
 		return site_db_error(s, err, "reading the site keys");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		if (cnt == cap) {
@@ -673,6 +674,14 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 		row->created_at = db_column_int64(st, 5);
 		row->not_after = db_column_int64(st, 6);
 		row->retired_at = db_column_int64(st, 7);
+		row->max_exp = db_column_int64(st, 8);
+		/* The rule of stk_site_keys_retire_due. */
+		if (strcmp(row->status, "retiring") == 0) {
+			int64_t last = row->max_exp >= 0 ? row->max_exp : row->not_after;
+			int64_t since = db_column_int64(st, 9);
+
+			row->retire_after = (last > since ? last : since) + SITE_KEY_GRACE;
+		}
 		row->mine = strcmp(row->kid, s->kid) == 0;
 	}
 	if (rc != SITE_DB_DONE)
@@ -761,10 +770,15 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 		/* A new file beside the old one: the old key keeps verifying. */
 		snprintf(path, sizeof(path), "file:%s/site-%lld.key", s->dir, (long long)now);
 		key_uri = path;
+	} else if (key_uri == NULL && strcmp(s->backend, "tpm") == 0) {
+		/* Likewise a new key blob in the site directory (same TPM). */
+		snprintf(path, sizeof(path), "tpm:blob=%s/site-%lld.tpmkey", s->dir,
+		    (long long)now);
+		key_uri = path;
 	} else if (key_uri == NULL)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "key rotate on the %s backend needs --key-uri for the new key",
-		    s->backend);
+		    "key rotate on the %s backend needs --key-uri for the new key "
+		    "(e.g. --key-uri 'pkcs11:token=...;object=site-key-2')", s->backend);
 	if ((r = site_make_key(s, s->backend, key_uri, type, now, &key, &uri,
 	    &cert, &cert_len, kid, err)) != 0)
 		return r;

@@ -137,6 +137,11 @@ struct stk_site_key_row {
 	char kid[64], node[64], backend[16], key_type[16];
 	char status[12];            /* active, retiring, retired */
 	int64_t created_at, not_after, retired_at; /* 0 when not set */
+	int64_t max_exp;            /* latest expiry of a token it signed, by
+	                               the store's record; 0 none; -1 unknown
+	                               (a key from before the record) */
+	int64_t retire_after;       /* retiring: when housekeeping may retire it
+	                               (by the store's clock); else 0 */
 	int mine;                   /* this node signs with it */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers

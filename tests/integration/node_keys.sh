@@ -102,5 +102,19 @@ expect_eq "$(sq "SELECT count(DISTINCT kid) FROM audit_checkpoints WHERE kid IN 
 expect_exit 0 "audit verify on node A" -- "$ST" audit verify --site "$A"
 expect_exit 0 "audit verify on node B" -- "$ST" audit verify --site "$B"
 
+# New user: a schema that does not exist is named as such (was a raw
+# "no schema has been selected to create in"); nothing is left behind.
+expect_exit 2 "node add with a schema that does not exist" -- "$ST" node add --site "$T/y" \
+  --node c --db-schema site_nosuchschema
+expect_in "no schema 'site_nosuchschema'" "$ERR" "says which schema is missing"
+[ ! -e "$T/y" ] && ok "the refused join left nothing" || bad "left $T/y"
+# key list with a node name longer than the old fixed column: aligned.
+expect_exit 0 "node add with a long name" -- "$ST" node add --site "$T/long" \
+  --node a-rather-long-node-name --db-schema "$SCHEMA" --key-type p256
+"$ST" key list --site "$A" >"$T/kl"
+col=$(head -1 "$T/kl" | awk '{print index($0, "Status")}')
+expect_eq "$(tail -n +2 "$T/kl" | awk -v c="$col" 'substr($0, c, 6) !~ /^(active|retiri|retire)/' | wc -l)" "0" \
+  "key list: the Status column aligns with a long node name"
+
 psql "$SITETOKEN_DB" -qc "SET client_min_messages TO warning; DROP SCHEMA $SCHEMA CASCADE" >/dev/null
 finish

@@ -109,6 +109,14 @@ printf 's3cret pass\n' >"$W/auth"
 chmod 600 "$W/auth"
 SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth" check_site "$W/site-auth" ES256
 
+# key rotate on tpm without --key-uri (as --help shows it optional): a new
+# key blob in the site directory; the new key signs, the old one verifies.
+old_tok=$("$ST" --site "$W/site-p256" bulk new --json | token_of)
+"$ST" --site "$W/site-p256" key rotate --json >"$W/rot" 2>"$W/err" || fail "tpm key rotate without --key-uri: $(cat "$W/err")"
+grep -q '"key_uri":"tpm:blob=.*site-[0-9]*.tpmkey"' "$W/rot" || fail "rotated key URI: $(cat "$W/rot")"
+check_site "$W/site-p256" ES256
+printf '%s' "$old_tok" | "$ST" --site "$W/site-p256" verify --type bulk >/dev/null || fail "the old TPM key's token no longer verifies"
+
 # A key blob is bound to the TPM that made it.
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_B")"
 set +e
