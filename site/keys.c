@@ -350,7 +350,7 @@ stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
 	struct site_stmt *st = NULL;
 	char status[16] = "", detail[128];
 	int64_t now, until = 0;
-	int r, changed;
+	int r, rc, changed;
 
 	*valid_until = 0;
 	if ((r = site_store_now(s, &now, err)) != 0)
@@ -362,19 +362,17 @@ stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
 		r = site_db_error(s, err, "reading the site keys");
 		goto out;
 	}
-	if ((r = db_step(st)) == SITE_DB_ROW) {
-		snprintf(status, sizeof(status), "%s", db_column_text(st, 0) ?
-		    db_column_text(st, 0) : "");
-		until = db_column_int64(st, 1);
-		r = STK_OK;
-	} else if (r == SITE_DB_DONE) {
+	if ((rc = db_step(st)) == SITE_DB_DONE) {
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "no site key %s (see `sitetoken key list`)", kid);
 		goto out;
-	} else {
+	} else if (rc != SITE_DB_ROW) {
 		r = site_db_error(s, err, "reading the site keys");
 		goto out;
 	}
+	snprintf(status, sizeof(status), "%s", db_column_text(st, 0) ?
+	    db_column_text(st, 0) : "");
+	until = db_column_int64(st, 1);
 	db_finalize(st);
 	st = NULL;
 	if (strcmp(status, "active") == 0) {

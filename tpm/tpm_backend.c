@@ -169,13 +169,20 @@ tpm_read_auth(TPM2B_AUTH *out, struct stk_error *err)
 	}
 	if (path == NULL || *path == '\0')
 		return STK_OK;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot open TPM key auth file %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
 		r = stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
 		    "TPM key auth file %s must not be accessible by group or "
 		    "others (chmod 600)", path);
+		goto out;
+	}
+	/* Like PIN files: another user's file could be swapped under us. */
+	if (st.st_uid != geteuid()) {
+		r = stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
+		    "TPM key auth file %s belongs to uid %lu, not to this user: "
+		    "refused (chown it)", path, (unsigned long)st.st_uid);
 		goto out;
 	}
 	if ((n = read(fd, buf, sizeof(buf))) < 0) {

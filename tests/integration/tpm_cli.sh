@@ -108,6 +108,14 @@ grep -q "auth value required" "$W/err" || fail "no key auth: message: $(cat "$W/
 printf 's3cret pass\n' >"$W/auth"
 chmod 600 "$W/auth"
 SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth" check_site "$W/site-auth" ES256
+if [ "$(id -u)" = 0 ]; then # attacker 5: an auth file another user owns
+  cp "$W/auth" "$W/auth-other"; chmod 600 "$W/auth-other"; chown 65534 "$W/auth-other"
+  set +e
+  SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth-other" "$ST" --site "$W/site-auth" bulk new >/dev/null 2>"$W/err"
+  rc=$?
+  set -e
+  [ $rc -eq 3 ] && grep -q "belongs to uid 65534" "$W/err" || fail "foreign auth file: exit $rc $(cat "$W/err")"
+fi
 
 # key rotate on tpm without --key-uri (as --help shows it optional): a new
 # key blob in the site directory; the new key signs, the old one verifies.
