@@ -90,8 +90,13 @@ agent_http(struct agent *a, const char *method, const char *url,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	if ((cc = curl_easy_perform(c)) != CURLE_OK) {
+		/* Without --ca only the system CAs are trusted: a site's own
+		 * server certificate fails here, and the user needs to know why. */
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, (unsigned long)cc,
-		    "%s %s: %s", method, url, curl_easy_strerror(cc));
+		    "%s %s: %s%s", method, url, curl_easy_strerror(cc),
+		    cc == CURLE_PEER_FAILED_VERIFICATION && a->ca_file == NULL ?
+		    " (the server's certificate is not trusted by the system CAs: give "
+		    "--ca FILE with the site's CA or server certificate)" : "");
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "sitetoken/token.h"
 #include "agent.h"
 
@@ -108,11 +109,16 @@ on_signal(int sig)
 	agent_stop = 1;
 }
 
+/* with_bulk: the refused request carried a bulk registration token (a
+ * registration), so an expired token is that one, not the client token. */
 static int
-agent_fail(const struct stk_error *err, int r, const char *reason)
+agent_fail(const struct stk_error *err, int r, const char *reason, int with_bulk)
 {
 	fprintf(stderr, "sitetoken-agent: %s\n", err->msg[0] ? err->msg : "failed");
-	if (reason != NULL && strcmp(reason, "token_expired") == 0)
+	if (with_bulk && reason != NULL && strcmp(reason, "token_expired") == 0)
+		fprintf(stderr, "sitetoken-agent: the bulk registration token expired: ask "
+		    "the site administrator for a new one (sitetoken bulk new)\n");
+	else if (reason != NULL && strcmp(reason, "token_expired") == 0)
 		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
 		    "with the management point on the internal network "
 		    "(sitetoken-agent register --mp URL)\n");
@@ -202,7 +208,7 @@ cmd_install(struct agent *a, int argc, char **argv)
 	agent_install_clear(&in);
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
-		rc = agent_fail(&err, r, reason);
+		rc = agent_fail(&err, r, reason, 1);
 		free(reason);
 		return rc;
 	}
@@ -250,12 +256,13 @@ cmd_register(struct agent *a, int argc, char **argv)
 		return usage_error("registration through the CMG needs a bulk token");
 	stk_error_clear(&err);
 	r = agent_register(a, mp, cmg, bulk, &reason, &err);
-	free_secret(bulk);
 	if (r != 0) {
-		rc = agent_fail(&err, r, reason);
+		rc = agent_fail(&err, r, reason, bulk != NULL);
+		free_secret(bulk);
 		free(reason);
 		return rc;
 	}
+	free_secret(bulk);
 	printf("registered: device %s via %s (token jti %s valid until %s)\n",
 	    a->st.device_guid, a->st.via, a->st.jti,
 	    agent_time(a->st.expires_at, ts, sizeof(ts)));
@@ -276,7 +283,7 @@ do_renew(struct agent *a, int force)
 	}
 	stk_error_clear(&err);
 	if ((r = agent_renew(a, &reason, &err)) != 0) {
-		rc = agent_fail(&err, r, reason);
+		rc = agent_fail(&err, r, reason, 0);
 		free(reason);
 		return rc;
 	}
@@ -338,7 +345,7 @@ cmd_policy(struct agent *a)
 
 	stk_error_clear(&err);
 	if ((r = agent_policy(a, &body, &reason, &err)) != 0) {
-		rc = agent_fail(&err, r, reason);
+		rc = agent_fail(&err, r, reason, 0);
 		free(reason);
 		return rc;
 	}
@@ -352,6 +359,7 @@ cmd_status(struct agent *a, int argc, char **argv)
 {
 	int json = argc > 1 && strcmp(argv[1], "--json") == 0;
 	int64_t now = agent_now(a);
+	int64_t age = a->have_state && now > a->st.issued_at ? now - a->st.issued_at : 0;
 
 	if (!a->have_state) {
 		printf(json ? "{\"registered\": false}\n" : "not registered\n");
@@ -363,17 +371,23 @@ cmd_status(struct agent *a, int argc, char **argv)
 		    "\"age_days\": %lld, \"renew_due\": %s, \"expired\": %s, "
 		    "\"cmg\": \"%s\", \"mp\": \"%s\"}\n", a->st.device_guid, a->st.via,
 		    a->st.jti, (long long)a->st.issued_at, (long long)a->st.expires_at,
-		    (long long)((now - a->st.issued_at) / 86400),
+		    (long long)(age / 86400),
 		    agent_renew_due(a) ? "true" : "false",
 		    now >= a->st.expires_at ? "true" : "false", a->st.cmg, a->st.mp);
 		return 0;
 	}
 	printf("device:        %s (registered via %s)\n", a->st.device_guid, a->st.via);
-	printf("client token:  jti %s, %lld days old, expires in %lld days%s\n", a->st.jti,
-	    (long long)((now - a->st.issued_at) / 86400),
-	    (long long)((a->st.expires_at - now) / 86400),
-	    now >= a->st.expires_at ? " (EXPIRED: register on the internal network)" :
-	    agent_renew_due(a) ? " (renewal due)" : "");
+	/* A clock behind the issue time (or a token past its expiry) must not
+	 * read as "-3 days old" or "expires in -2 days". */
+	if (now >= a->st.expires_at)
+		printf("client token:  jti %s, %lld days old, expired %lld days ago "
+		    "(EXPIRED: register on the internal network)\n", a->st.jti,
+		    (long long)(age / 86400), (long long)((now - a->st.expires_at) / 86400));
+	else
+		printf("client token:  jti %s, %lld days old, expires in %lld days%s\n",
+		    a->st.jti, (long long)(age / 86400),
+		    (long long)((a->st.expires_at - now) / 86400),
+		    agent_renew_due(a) ? " (renewal due)" : "");
 	printf("gateway:       %s\nmanagement pt: %s\n", a->st.cmg[0] ? a->st.cmg : "-",
 	    a->st.mp[0] ? a->st.mp : "-");
 	return 0;
@@ -389,6 +403,9 @@ main(int argc, char **argv)
 	int i, rc;
 
 	memset(&a, 0, sizeof(a));
+	/* The device key and the client token live here: no core dump, not
+	 * dumpable (attacker 5). */
+	stk_process_harden();
 	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
 	if (off != NULL && *off != '\0')
 		a.clock_offset = strtoll(off, NULL, 10);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include "sitetoken/file.h"
 #include "cli.h"
 
 const char *cli_prog = "BulkRegistrationTokenTool";
@@ -15,15 +16,18 @@ usage(FILE *fp)
 	    "  /new          create a bulk registration token; prints its GUID, its\n"
 	    "                validity period and the token (the token is not stored)\n"
 	    "  /lifetime N   validity in minutes: default 4320 (3 days), 1 to 10080\n"
-	    "  /site DIR     site directory (default: $SITETOKEN_SITE)\n"
+	    "  /site DIR     site directory (default: $SITETOKEN_SITE); also --site DIR\n"
 	    "  /?, -h, --help  this help\n\n"
 	    "Exit codes: 0 created, 2 usage error or bad lifetime (nothing created),\n"
 	    "3 key backend, database or I/O error.\n", fp);
 }
 
+/* /name, -name or --name: the messages shared with sitetoken say "--site". */
 static int
 is_opt(const char *a, const char *name)
 {
+	if (a[0] == '-' && a[1] == '-')
+		a++;
 	return (a[0] == '/' || a[0] == '-') && strcasecmp(a + 1, name) == 0;
 }
 
@@ -33,6 +37,8 @@ main(int argc, char **argv)
 	const char *lifetime = NULL, *dir = NULL;
 	int i, do_new = 0;
 
+	/* It opens the site key: no core dump, not dumpable (attacker 5). */
+	stk_process_harden();
 	cli_log_to_stderr(0);
 	cli_progress_install();
 	if (argc < 2) {
@@ -55,6 +61,8 @@ main(int argc, char **argv)
 				return cli_usage_error("/lifetime needs a number of minutes");
 		} else if (is_opt(argv[i], "site") && i + 1 < argc) {
 			dir = argv[++i];
+		} else if (strncmp(argv[i], "--site=", 7) == 0) {
+			dir = argv[i] + 7;
 		} else
 			return cli_usage_error("unknown argument '%s'", argv[i]);
 	}

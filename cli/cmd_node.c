@@ -158,8 +158,8 @@ cmd_key_list(int argc, char **argv)
 	struct stk_site_key_row *rows = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
-	char t1[32], t2[32];
-	size_t n = 0, i;
+	char t1[32], t2[32], t3[32];
+	size_t n = 0, i, wnode = 4, wkid = 3;
 	int c, r, json = 0;
 
 	optind = 1;
@@ -179,34 +179,118 @@ cmd_key_list(int argc, char **argv)
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
+	/* Column widths from the longest value, so long node names align. */
+	for (i = 0; i < n; i++) {
+		if (strlen(rows[i].node) > wnode)
+			wnode = strlen(rows[i].node);
+		if (strlen(rows[i].kid) > wkid)
+			wkid = strlen(rows[i].kid);
+	}
 	if (json)
 		printf("[");
 	else
-		printf("%-44s %-10s %-8s %-8s %-20s %s\n", "Kid", "Node", "Backend",
-		    "Status", "Created", "Verifies until");
+		printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s\n", (int)wkid, "Kid",
+		    (int)wnode, "Node", "Backend", "Status", "Created",
+		    "Last token expires", "Verifies until at least");
 	for (i = 0; i < n; i++) {
 		cli_time(rows[i].created_at, t1, sizeof(t1));
-		if (rows[i].not_after)
-			cli_time(rows[i].not_after, t2, sizeof(t2));
+		if (rows[i].retire_after)
+			cli_time(rows[i].retire_after, t2, sizeof(t2));
 		else
 			snprintf(t2, sizeof(t2), "%s", strcmp(rows[i].status, "retired") == 0 ?
 			    "-" : "(signing)");
+		if (rows[i].max_exp > 0)
+			cli_time(rows[i].max_exp, t3, sizeof(t3));
+		else
+			snprintf(t3, sizeof(t3), "%s", rows[i].max_exp == 0 ? "-" : "unknown");
 		if (json)
 			printf("%s{\"kid\":\"%s\",\"node\":\"%s\",\"backend\":\"%s\","
 			    "\"key_type\":\"%s\",\"status\":\"%s\",\"created_at\":%lld,"
-			    "\"not_after\":%lld,\"retired_at\":%lld,\"this_node\":%s}",
+			    "\"not_after\":%lld,\"retired_at\":%lld,\"max_exp\":%lld,"
+			    "\"retire_after\":%lld,\"this_node\":%s}",
 			    i ? "," : "", rows[i].kid, rows[i].node, rows[i].backend,
 			    rows[i].key_type, rows[i].status, (long long)rows[i].created_at,
 			    (long long)rows[i].not_after, (long long)rows[i].retired_at,
+			    (long long)rows[i].max_exp, (long long)rows[i].retire_after,
 			    rows[i].mine ? "true" : "false");
 		else
-			printf("%-44s %-10s %-8s %-8s %-20s %s%s\n", rows[i].kid, rows[i].node,
-			    rows[i].backend, rows[i].status, t1, t2,
-			    rows[i].mine ? "  (this node)" : "");
+			printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s%s\n", (int)wkid,
+			    rows[i].kid, (int)wnode, rows[i].node, rows[i].backend,
+			    rows[i].status, t1, t3, t2, rows[i].mine ? "  (this node)" : "");
 	}
 	if (json)
 		printf("]\n");
 	free(rows);
+	stk_site_close(s);
+	return 0;
+}
+
+/* sitetoken key retire [KID] [--json] | key restore KID: retirement by hand.
+ * Without KID, retire what the store says is due (the server's housekeeping
+ * does the same on its own). */
+int
+cmd_key_retire(int argc, char **argv, int restore)
+{
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *kid = NULL;
+	char t[32];
+	int64_t until = 0;
+	size_t n = 0;
+	int c, r, json = 0;
+
+	/* By hand, not getopt: a kid is base64url and may start with '-'. */
+	for (c = 1; c < argc; c++) {
+		if (strcmp(argv[c], "--list-options") == 0) { /* as cli_getopt */
+			printf("--site\n--json\n");
+			return 0;
+		}
+		if (strcmp(argv[c], "--site") == 0 && c + 1 < argc)
+			dir = argv[++c];
+		else if (strncmp(argv[c], "--site=", 7) == 0)
+			dir = argv[c] + 7;
+		else if (strcmp(argv[c], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[c], "--") != 0 && kid == NULL &&
+		    (argv[c][0] != '-' || argv[c][1] != '-'))
+			kid = argv[c];
+		else if (strcmp(argv[c], "--") != 0)
+			return cli_usage_error("usage: key retire [KID] [--json] | key "
+			    "restore KID ('%s'?)", argv[c]);
+	}
+	if (restore && kid == NULL)
+		return cli_usage_error("usage: key restore KID (see `sitetoken key list`)");
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if (restore)
+		r = stk_site_key_restore(s, kid, cli_actor(), &err);
+	else if (kid != NULL)
+		r = stk_site_key_retire(s, kid, cli_actor(), &until, &err);
+	else
+		r = stk_site_keys_retire_due(s, cli_actor(), &n, &err);
+	if (r != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	if (json && kid != NULL)
+		printf("{\"kid\":\"%s\",\"status\":\"%s\",\"tokens_valid_until\":%lld}\n",
+		    kid, restore ? "retiring" : "retired", (long long)until);
+	else if (json)
+		printf("{\"retired\":%zu}\n", n);
+	else if (restore)
+		printf("Key %s restored: it verifies again until its tokens expire\n", kid);
+	else if (kid != NULL) {
+		printf("Key %s retired\n", kid);
+		if (until != 0) {
+			cli_time(until, t, sizeof(t));
+			fprintf(stderr, "%s: warning: tokens it signed were valid until %s "
+			    "and no longer verify (undo: sitetoken key restore %s)\n",
+			    cli_prog, t, kid);
+		}
+	} else
+		printf("%zu key(s) retired (the store says every token they signed "
+		    "has expired)\n", n);
 	stk_site_close(s);
 	return 0;
 }

@@ -19,7 +19,7 @@
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
     OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
     OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE,
-    OPT_CONFIG };
+    OPT_CONFIG, OPT_TLSPRIO };
 
 static const char serve_usage[] =
 "usage: sitetoken serve [--config FILE] [--site DIR] --tls-cert FILE --tls-key FILE\n"
@@ -27,6 +27,7 @@ static const char serve_usage[] =
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
 "         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
 "         [--metrics ADDR:PORT [--metrics-remote]]\n"
+"         [--tls-priority STRING]\n"
 "  defaults: --mp 127.0.0.1:8080 --cmg 127.0.0.1:8443; port 0 picks a free\n"
 "  port (written to --ready-file as mp_port=N / cmg_port=N once listening)\n"
 "  --admin: the admin console (HTTPS, same certificate; admin_port=N in the\n"
@@ -35,7 +36,9 @@ static const char serve_usage[] =
 "  --metrics: Prometheus metrics over plain HTTP at /metrics (metrics_port=N\n"
 "  in the ready file); loopback only unless --metrics-remote\n"
 "  --config FILE: 'name = value' lines, names as the long options\n"
-"  (sitetoken serve --help)";
+"  (sitetoken serve --help)\n"
+"  --tls-priority: GnuTLS priority string for every TLS listener; the default\n"
+"  takes TLS 1.2 and 1.3 only, ECDHE key exchange and AEAD suites only";
 
 /* The config file: one option a line, "name = value" or a bare "name" for a
  * flag ("name = yes|no" too), names as the long options, '#' comments. It
@@ -177,6 +180,7 @@ cmd_serve(int argc, char **argv)
 		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "metrics-remote", no_argument, NULL, OPT_METRICS_REMOTE },
 		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "tls-priority", required_argument, NULL, OPT_TLSPRIO },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct srv_config cfg;
@@ -252,6 +256,7 @@ cmd_serve(int argc, char **argv)
 		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
 		case OPT_METRICS: cfg.metrics_addr = optarg; break;
 		case OPT_METRICS_REMOTE: cfg.metrics_remote = 1; break;
+		case OPT_TLSPRIO: cfg.tls_priority = optarg; break;
 		default: rc = cli_usage_error("%s", serve_usage); goto out;
 		}
 	}
@@ -276,7 +281,8 @@ cmd_serve(int argc, char **argv)
 	    (ca != NULL && (ca_pem = stk_file_read(ca, 262144, NULL)) == NULL)) {
 		fprintf(stderr, "%s: cannot read %s: %s\n", cli_prog,
 		    cert_pem == NULL ? cert : key_pem == NULL ? key : ca, strerror(errno));
-		rc = EXIT_USAGE;
+		/* A file that cannot be read is an I/O failure (README: exit 3). */
+		rc = EXIT_BACKEND;
 		goto out;
 	}
 	cfg.tls_cert_pem = cert_pem;

@@ -318,6 +318,10 @@ cmd_key(int argc, char **argv)
 		return cmd_key_attest(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "activate-credential") == 0)
 		return cmd_key_activate(argc - 1, argv + 1);
-	return cli_usage_error("usage: key show|export|rotate|list|attest|"
-	    "activate-credential");
+	if (argc >= 2 && strcmp(argv[1], "retire") == 0)
+		return cmd_key_retire(argc - 1, argv + 1, 0);
+	if (argc >= 2 && strcmp(argv[1], "restore") == 0)
+		return cmd_key_retire(argc - 1, argv + 1, 1);
+	return cli_usage_error("usage: key show|export|rotate|list|retire|restore|"
+	    "attest|activate-credential");
 }

@@ -60,6 +60,17 @@ KEY_OPTS
 "  --key-uri URI        use an existing key\n"
 "  --pkcs11-uri URI     PKCS#11 key by RFC 7512 URI\n"
 "  --json               print the result as JSON\n" },
+	{ "key retire",
+"usage: sitetoken key retire [KID] [--json]\n\n"
+"Without KID: retire the retiring keys whose tokens the store says have all\n"
+"expired (by the store's clock; the server's housekeeping does the same).\n"
+"With KID: retire that retiring key now (warns if its tokens were still\n"
+"valid). The active key is refused. Audited.\n\n"
+"  --json               print the result as JSON\n" },
+	{ "key restore",
+"usage: sitetoken key restore KID [--json]\n\n"
+"Undo a retirement: the key verifies again until its tokens expire. Audited.\n\n"
+"  --json               print the result as JSON\n" },
 	{ "key list",
 "usage: sitetoken key list [--json]\n\n"
 "List every site key: kid, node, status (active, retiring, retired).\n\n"
@@ -136,7 +147,7 @@ KEY_OPTS
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
 "         [--site-number N] [--threads N] [--pid-file FILE] [--ready-file FILE]\n"
 "         [--tcti CONF] [--pkcs11-module PATH] [--admin ADDR:PORT [--admin-remote]]\n"
-"         [--metrics ADDR:PORT [--metrics-remote]]\n\n"
+"         [--metrics ADDR:PORT [--metrics-remote]] [--tls-priority STRING]\n\n"
 "Run the management point (MP) and the cloud gateway (CMG) until SIGTERM or\n"
 "SIGINT. SIGHUP reopens the log files (after logrotate moved them).\n\n"
 "  --config FILE        read options from FILE: one 'name = value' (or 'name')\n"
@@ -161,7 +172,9 @@ KEY_OPTS
 "  --admin-remote       let the console listen on a non-loopback address\n"
 "  --metrics ADDR:PORT  Prometheus metrics over plain HTTP at /metrics\n"
 "                       (metrics_port=N in the ready file)\n"
-"  --metrics-remote     let metrics listen on a non-loopback address\n" },
+"  --metrics-remote     let metrics listen on a non-loopback address\n"
+"  --tls-priority STRING  GnuTLS priority string of every TLS listener\n"
+"                       (default: TLS 1.2 and 1.3, ECDHE, AEAD suites only)\n" },
 	{ "admin token",
 "usage: sitetoken admin token [--rotate]\n\n"
 "Print the admin console's bearer secret (<site>/admin.token, 0600), making\n"

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "cli.h"
 
 /* Registration service commands (cli/cmd_serve.c, cli/cmd_settings.c). */
@@ -31,7 +32,9 @@ static const char usage_text[] =
 "                                   protection attributes read from the device\n"
 "  key export [--jwks] [--out FILE] public key as PEM (default) or JWKS\n"
 "  key rotate [--key-uri URI] [--key-type TYPE]  new key for this node; the\n"
-"                                   old one verifies until its tokens expire\n"
+"                                   old one verifies until its tokens expire;\n"
+"                                   --key-uri is required on pkcs11 (file and\n"
+"                                   tpm: a new file in the site directory)\n"
 "  key list [--json]                every site key: node, status, kid\n"
 "  key attest --nonce HEX [--out FILE] [--key-uri URI] [--tcti CONF]\n"
 "                                   TPM key attestation evidence (JSON): EK\n"
@@ -39,6 +42,9 @@ static const char usage_text[] =
 "                                   the key over the auditor's nonce\n"
 "  key activate-credential [--in FILE]  TPM2_ActivateCredential of a\n"
 "                                   tpm2_makecredential file; prints the secret\n"
+"  key retire [KID] [--json]        retire the retiring keys whose tokens the\n"
+"                                   store says have all expired (or KID now)\n"
+"  key restore KID                  undo a retirement (audited)\n"
 "  node add --node NAME --db CONNINFO --db-schema NAME [--backend ...]\n"
 "                                   join a PostgreSQL site from another node\n"
 "                                   with this node's own key\n"
@@ -64,7 +70,7 @@ static const char usage_text[] =
 "Registration service (MP + cloud gateway):\n"
 "  serve [--config FILE] --tls-cert FILE --tls-key FILE [--mp ADDR:PORT] [--mp-tls]\n"
 "        [--cmg ADDR:PORT] [--trusted-ca FILE] [--site-number N]\n"
-"        [--pid-file FILE] [--ready-file FILE]\n"
+"        [--pid-file FILE] [--ready-file FILE] [--tls-priority STRING]\n"
 "        [--admin ADDR:PORT]        run the MP and CMG until SIGTERM; --admin\n"
 "                                   adds the admin console (HTTPS, loopback)\n"
 "  admin token [--rotate]           print (make, or replace) the admin\n"
@@ -110,6 +116,9 @@ main(int argc, char **argv)
 {
 	int i;
 
+	/* Commands open the site key, PIN files, the TLS key: no core dump
+	 * and no ptrace by other processes of this user (attacker 5). */
+	stk_process_harden();
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--list-commands") == 0) {
 			cli_help_list(); /* for the help test and bash completion */

@@ -9,12 +9,12 @@
 #include <termios.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/file.h"
 #include "p11_int.h"
 
 static int
 p11_pin_file(const char *path, char *pin, size_t pinsz, struct stk_error *err)
 {
-	struct stat st;
 	ssize_t n;
 	size_t got = 0;
 	int fd, r = STK_OK;
@@ -23,18 +23,9 @@ p11_pin_file(const char *path, char *pin, size_t pinsz, struct stk_error *err)
 		return stk_error_set(err, errno == ENOENT ? STK_E_NOTFOUND : STK_E_IO,
 		    STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot open PIN file %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "PIN file %s is not a regular file", path);
+	/* Regular, 0600 or stricter, and owned by this user. */
+	if ((r = stk_file_check_secret(fd, path, "PIN file", 077, err)) != 0)
 		goto out;
-	}
-	if ((st.st_mode & 077) != 0) {
-		r = stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
-		    "PIN file %s has mode %04o: it must not be accessible by "
-		    "group or others (chmod 600)", path,
-		    (unsigned)(st.st_mode & 07777));
-		goto out;
-	}
 	while (got < pinsz - 1 &&
 	    (n = read(fd, pin + got, pinsz - 1 - got)) != 0) {
 		if (n < 0) {

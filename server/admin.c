@@ -470,7 +470,11 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(lt));
 			life = buf;
 		} else if (json_is_real(lt)) {
+			/* 60.0 or 1e3 is a JSON real: keep it one (the CLI refuses
+			 * "60.0" and "1e3"), never the integer it happens to equal. */
 			snprintf(buf, sizeof(buf), "%.17g", json_real_value(lt));
+			if (strpbrk(buf, ".eEn") == NULL)
+				snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".0");
 			life = buf;
 		} else
 			life = "";

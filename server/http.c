@@ -133,11 +133,25 @@ srv_parse_listen(const char *spec, const char *what, struct sockaddr_in *sin,
 	return STK_OK;
 }
 
+static const char *srv_tls_priority = SRV_TLS_PRIORITY_DEFAULT;
+
+void
+srv_http_set_tls_priority(const char *priority)
+{
+	srv_tls_priority = priority != NULL ? priority : SRV_TLS_PRIORITY_DEFAULT;
+}
+
+const char *
+srv_http_tls_priority(void)
+{
+	return srv_tls_priority;
+}
+
 struct MHD_Daemon *
 srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o)
 {
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-	struct MHD_OptionItem tls[4];
+	struct MHD_OptionItem tls[5];
 	size_t n = 0;
 
 	/* TLS options only on TLS daemons (MHD refuses them otherwise). The
@@ -148,6 +162,10 @@ srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o)
 		    (void *)(uintptr_t)o->cert_pem };
 		tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0,
 		    (void *)(uintptr_t)o->key_pem };
+		/* Without a priority string GnuTLS would also take TLS 1.0/1.1,
+		 * CBC and static-RSA suites (threat model, attacker 1). */
+		tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
+		    (void *)(uintptr_t)srv_tls_priority };
 		if (o->trust_pem != NULL)
 			tls[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
 			    (void *)(uintptr_t)o->trust_pem };

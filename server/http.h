@@ -59,6 +59,22 @@ struct srv_daemon_opts {
 	const char *trust_pem;        /* non-NULL: ask for a client certificate */
 };
 
+/* The TLS policy of every listener (MP over HTTPS, CMG, admin console), as
+ * a GnuTLS priority string: TLS 1.2 and 1.3 only; in TLS 1.2 ECDHE key
+ * exchange only (forward secrecy, no static RSA) with AEAD suites only (no
+ * CBC, no RC4, no SHA-1 MAC). TLS 1.3 suites are all ECDHE/DHE + AEAD.
+ * `serve --tls-priority` replaces it (docs/api.md). */
+#define SRV_TLS_PRIORITY_DEFAULT \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:" \
+	"+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:" \
+	"-MAC-ALL:+AEAD:%SERVER_PRECEDENCE"
+
+/* Set the priority string the TLS listeners started after this call use
+ * (NULL: SRV_TLS_PRIORITY_DEFAULT). Call before starting any listener; the
+ * string must outlive them. */
+void srv_http_set_tls_priority(const char *priority);
+const char *srv_http_tls_priority(void);
+
 /* An MHD daemon (internal polling thread, thread pool) for listener h:
  * srv_http_handler with cls h, srv_http_completed. NULL on failure, with
  * errno set when the system said why. */

@@ -26,6 +26,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "http.h"
+#include "housekeeping.h"
 #include "server.h"
 #include "server_int.h"
 #include "admin.h"
@@ -54,6 +55,7 @@ struct srv {
 	struct srv_admin *admin;   /* admin console, or NULL */
 	struct srv_metrics *metrics; /* metrics listener, or NULL */
 	struct srv_wellknown wk;   /* keys for relying parties */
+	struct srv_hk *hk;         /* key retirement (housekeeping.c) */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -489,6 +491,21 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if (cfg->tls_cert_pem == NULL || cfg->tls_key_pem == NULL)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "the CMG needs a TLS certificate and key (--tls-cert, --tls-key)");
+	{
+		/* A typo in --tls-priority is a start-up error that names the
+		 * option, not a listener that fails with "TLS set-up failed". */
+		gnutls_priority_t prio;
+		const char *epos = NULL;
+		const char *ps = cfg->tls_priority ? cfg->tls_priority :
+		    SRV_TLS_PRIORITY_DEFAULT;
+
+		if (gnutls_priority_init(&prio, ps, &epos) != GNUTLS_E_SUCCESS)
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "--tls-priority: GnuTLS does not understand '%.60s'",
+			    epos != NULL ? epos : ps);
+		gnutls_priority_deinit(prio);
+		srv_http_set_tls_priority(ps);
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	pthread_mutex_init(&s->site_mu, NULL);
@@ -529,6 +546,8 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if (cfg->metrics_addr != NULL && (r = srv_metrics_start(site, &s->site_mu,
 	    s->logs, cfg->metrics_addr, cfg->metrics_remote, &s->metrics, err)) != 0)
 		goto fail;
+	if ((r = srv_housekeeping_start(site, &s->site_mu, s->logs, 0, &s->hk, err)) != 0)
+		goto fail;
 	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
 	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
@@ -552,6 +571,7 @@ srv_stop(struct srv *s)
 {
 	if (s == NULL)
 		return;
+	srv_housekeeping_stop(s->hk);
 	/* MHD_stop_daemon joins the pool threads after requests in flight. */
 	srv_admin_stop(s->admin);
 	srv_metrics_stop(s->metrics);

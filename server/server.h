@@ -34,6 +34,9 @@ struct srv_config {
 	const char *metrics_addr;   /* Prometheus metrics (plain HTTP; server/
 	                               metrics.h); NULL: off */
 	int metrics_remote;         /* allow a non-loopback metrics_addr */
+	const char *tls_priority;   /* GnuTLS priority string of every TLS
+	                               listener; NULL: TLS 1.2/1.3, ECDHE, AEAD
+	                               (SRV_TLS_PRIORITY_DEFAULT in http.h) */
 };
 
 struct srv;

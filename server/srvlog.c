@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include "sitetoken/file.h"
 #include "server.h"
 
 static const char *const srvlog_names[SRV_LOG_COUNT] = {
@@ -42,7 +43,8 @@ srvlog_open_one(const struct srv_logs *l, int i)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW |
+	    O_NOCTTY, 0640);
 }
 
 void
@@ -75,7 +77,7 @@ srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err
 {
 	struct srv_logs *l;
 	char path[PATH_MAX];
-	int i;
+	int i, r = STK_OK;
 
 	*out = NULL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
@@ -86,24 +88,37 @@ srv_logs_open(const char *site_dir, struct srv_logs **out, struct stk_error *err
 	l->reopened = atomic_load(&srvlog_reopen_gen);
 	snprintf(path, sizeof(path), "%s/logs", site_dir);
 	if (strlen(path) >= sizeof(l->dir)) {
-		errno = ENAMETOOLONG;
-		goto fail;
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, ENAMETOOLONG,
+		    "log directory %s: name too long", path);
+		goto out;
 	}
 	memcpy(l->dir, path, strlen(path) + 1);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		goto fail;
+	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot make %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if ((r = stk_dir_check_private(path, "log directory", err)) != 0)
+		goto out;
 	for (i = 0; i < SRV_LOG_COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/logs/%s", site_dir, srvlog_names[i]);
-		if ((l->fd[i] = srvlog_open_one(l, i)) < 0)
-			goto fail;
+		/* O_NOFOLLOW: a symlink planted in logs/ must not make the server
+		 * append to a file of the attacker's choosing (attacker 5). */
+		if ((l->fd[i] = srvlog_open_one(l, i)) < 0) {
+			r = errno == ELOOP ? stk_error_set(err, STK_E_PERM, STK_LAYER_SYS,
+			    ELOOP, "log %s is a symbolic link: refused (remove it)", path) :
+			    stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+			    "cannot open log %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if ((r = stk_file_check_secret(l->fd[i], path, "log", 022, err)) != 0)
+			goto out;
 	}
 	*out = l;
-	return STK_OK;
-fail:
-	stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-	    "cannot open log %s: %s", path, strerror(errno));
+	l = NULL;
+out:
 	srv_logs_close(l);
-	return STK_E_IO;
+	return r;
 }
 
 void

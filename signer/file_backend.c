@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 
@@ -49,20 +50,8 @@ file_close(struct stk_key *key)
 static int
 file_check_mode(int fd, const char *path, struct stk_error *err)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) != 0)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot stat key file %s: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, 0,
-		    "key file %s is not a regular file", path);
-	if ((st.st_mode & 077) != 0)
-		return stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
-		    "key file %s has mode %04o: it must not be accessible by "
-		    "group or others (chmod 600)", path,
-		    (unsigned)(st.st_mode & 07777));
-	return STK_OK;
+	/* Owner too: a key file another user owns could be swapped by them. */
+	return stk_file_check_secret(fd, path, "key file", 077, err);
 }
 
 static int

@@ -95,6 +95,7 @@ stk_bulk_new(struct stk_site *s, long minutes, const char *actor,
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto fail;
 	if ((r = bulk_insert(s, rec, err)) != 0 ||
+	    (r = site_keys_issued(s, stk_signer_kid(signer), rec->exp, err)) != 0 ||
 	    (r = stk_audit_append(s, rec->created_by, "bulk.new", rec->guid, "ok",
 	    detail, err)) != 0) {
 		stk_site_tx_rollback(s);

@@ -240,6 +240,27 @@ pg_open(const char *conninfo, const char *schema, int create,
 			goto fail;
 		}
 	}
+	if (!create) {
+		/* search_path takes a schema that does not exist; the first
+		 * statement would then fail with "no schema has been selected to
+		 * create in". Say which schema is missing instead. */
+		const char *v[1] = { schema };
+		PGresult *res = pg_query(d, "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+		    1, NULL, v, NULL, NULL);
+		int found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			pg_set_msg(d, NULL, PQresultErrorMessage(res));
+		PQclear(res);
+		if (!found) {
+			r = d->msg[0] != '\0' ? stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0,
+			    "database: %s", d->msg) : stk_error_set(err, STK_E_ARG,
+			    STK_LAYER_NONE, 0, "the site database has no schema '%.63s': "
+			    "check --db-schema (it is the schema= line of the first node's "
+			    "site.conf, site_<GUID hex>)", schema);
+			goto fail;
+		}
+	}
 	if (pg_run(d, sql) != 0) {
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0, "database: %s", d->msg);
 		goto fail;

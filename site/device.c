@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
@@ -309,6 +310,9 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
+	/* The key retires only after this token expires (site/keys.c). */
+	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
+		goto fail;
 	if (is_new)
 		sql = "INSERT INTO devices (guid, cert_thumbprint, cert, registered_at,"
 		    " via, bulk_guid, blocked, allow_cmg, last_token_jti, last_issued_at,"
@@ -373,7 +377,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = STK_REASON_NO_CLIENT_CERT;
 		goto refuse;
 	}
-	if ((r = dev_cert_thumbprint(req->cert_der, req->cert_len, thumb, err)) != 0) {
+	if ((r = stk_device_cert_check(req->cert_der, req->cert_len, now, thumb, err)) != 0) {
 		*reason = STK_REASON_BAD_CERT;
 		goto refuse;
 	}

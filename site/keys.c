@@ -4,9 +4,19 @@
  *
  * The key set is cached: re-read when older than SITE_KEYS_TTL, and at once
  * when a token names a key the cache does not know (rate-limited, so a flood
- * of garbage tokens cannot turn into a flood of queries). A rotation leaves
- * the old key "retiring" until every token it may have signed has expired;
- * the first node that sees that moment passes retires it, in the audit log.
+ * of garbage tokens cannot turn into a flood of queries). Reading the key
+ * set never writes: verifying changes nothing in the site.
+ *
+ * Retirement (threat model, attacker 4: a wrong clock on one node or one
+ * CLI run must not make a site-wide change). Every issue records in the
+ * store the latest expiry of the tokens each key signed (site_keys.max_exp,
+ * site_keys_issued). A rotation leaves the old key "retiring" (retiring_at,
+ * by the store's clock). A retiring key is retired only when the store's
+ * clock (PostgreSQL now(); on SQLite the serving node's) is past both
+ * max_exp and retiring_at by SITE_KEY_GRACE, and only by
+ * stk_site_keys_retire_due (the server's housekeeping, `sitetoken key
+ * retire`) or an explicit stk_site_key_retire; both audited, and
+ * stk_site_key_restore undoes a mistake.
  *
  * Objects handed out (signer, verifier, certificate) stay valid until the
  * site is closed: a refresh that replaces one parks the old one. */
@@ -31,6 +41,12 @@
  * verifiers' clock leeway and the time nodes may take to notice a rotation. */
 #define SITE_KEY_RETIRE_AFTER \
 	(STK_CLIENT_TOKEN_LIFETIME + STK_DEFAULT_LEEWAY + SITE_KEYS_TTL)
+/* After its last token expired (max_exp) and after it stopped signing
+ * (retiring_at), a key still verifies for the verifiers' clock leeway and
+ * the time processes of its node take to notice the rotation. Keys from
+ * before max_exp was recorded (NULL) fall back on not_after, which already
+ * holds the whole client token lifetime. */
+#define SITE_KEY_GRACE (STK_DEFAULT_LEEWAY + SITE_KEYS_TTL)
 
 struct site_parked {
 	struct site_parked *next;
@@ -179,48 +195,123 @@ out:
 	return r;
 }
 
-/* Retire every retiring key whose last token has expired. In its own
- * transaction (skipped inside a caller's: the next refresh does it). */
-static int
-site_keys_retire_due(struct stk_site *s, int64_t now, struct stk_error *err)
+int
+site_store_now(struct stk_site *s, int64_t *now, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	char (*kids)[64] = NULL;
-	size_t n = 0, cap = 0, i;
-	int r = STK_OK, rc;
+	int r = STK_OK;
 
-	if (s->in_tx)
+	*now = 0;
+	/* On SQLite the store is on this host: its clock is the serving node's. */
+	if (s->store->vt == &site_db_sqlite) {
+		*now = stk_now();
 		return STK_OK;
-	/* A cheap read first: almost always nothing is due. */
-	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE status ="
-	    " 'retiring' AND not_after <= ?", &st) != 0)
-		return site_db_error(s, err, "reading the site keys");
-	db_bind_int64(st, 1, now);
-	rc = db_step(st);
-	n = rc == SITE_DB_ROW ? (size_t)db_column_int64(st, 0) : 0;
+	}
+	if (db_prepare(s->store, "SELECT CAST(extract(epoch FROM now()) AS BIGINT)",
+	    &st) != 0)
+		return site_db_error(s, err, "reading the store's clock");
+	if (db_step(st) == SITE_DB_ROW)
+		*now = db_column_int64(st, 0);
+	else
+		r = site_db_error(s, err, "reading the store's clock");
 	db_finalize(st);
-	st = NULL;
-	if (rc != SITE_DB_ROW)
-		return site_db_error(s, err, "reading the site keys");
-	if (n == 0)
-		return STK_OK;
-	n = 0;
+	return r;
+}
+
+int
+site_keys_issued(struct stk_site *s, const char *kid, int64_t exp,
+    struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int r = STK_OK;
+
+	/* NULL max_exp: a key from before the record; not_after covers it. */
+	if (db_prepare(s->store, "UPDATE site_keys SET max_exp = ? WHERE kid = ?"
+	    " AND max_exp IS NOT NULL AND max_exp < ?", &st) != 0)
+		return site_db_error(s, err, "recording the token's key");
+	if (db_bind_int64(st, 1, exp) != 0 || db_bind_text(st, 2, kid) != 0 ||
+	    db_bind_int64(st, 3, exp) != 0 || db_step(st) != SITE_DB_DONE)
+		r = site_db_error(s, err, "recording the token's key");
+	db_finalize(st);
+	return r;
+}
+
+/* Set key kid's status (from one of the statuses in `from`, a SQL list)
+ * and audit it as event, in its own transaction. *changed: 0 when the key
+ * was not in such a status. */
+static int
+site_keys_set_status(struct stk_site *s, const char *kid, const char *from,
+    const char *to, int64_t now, const char *actor, const char *event,
+    const char *detail, int *changed, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	char sql[256];
+	int r;
+
+	*changed = 0;
+	if (strcmp(to, "retired") == 0)
+		snprintf(sql, sizeof(sql), "UPDATE site_keys SET status = 'retired',"
+		    " retired_at = ?1 WHERE kid = ?2 AND status IN (%s)", from);
+	else
+		snprintf(sql, sizeof(sql), "UPDATE site_keys SET status = 'retiring',"
+		    " retired_at = NULL, retiring_at = ?1 WHERE kid = ?2 AND status"
+		    " IN (%s)", from);
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		return r;
-	/* Again under the write lock: another node may have done it. */
-	if (db_prepare(s->store, "SELECT kid FROM site_keys WHERE status = 'retiring'"
-	    " AND not_after <= ? ORDER BY kid", &st) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+	if (db_prepare(s->store, sql, &st) != 0) {
+		r = site_db_error(s, err, "changing a site key's status");
+		goto out;
 	}
-	db_bind_int64(st, 1, now);
+	if (db_bind_int64(st, 1, now) != 0 || db_bind_text(st, 2, kid) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
+		r = site_db_error(s, err, "changing a site key's status");
+		goto out;
+	}
+	*changed = db_changes(s->store) == 1;
+	if (*changed && (r = stk_audit_append(s, actor ? actor : "admin", event, kid,
+	    "ok", detail, err)) != 0)
+		goto out;
+	db_finalize(st);
+	st = NULL;
+	r = stk_site_tx_commit(s, err);
+out:
+	db_finalize(st);
+	if (r != 0) {
+		stk_site_tx_rollback(s);
+		*changed = 0;
+	}
+	return r;
+}
+
+int
+stk_site_keys_retire_due(struct stk_site *s, const char *actor, size_t *retired,
+    struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	char (*kids)[64] = NULL, detail[96];
+	size_t n = 0, cap = 0, i;
+	int64_t now;
+	int r, rc, changed;
+
+	*retired = 0;
+	if ((r = site_store_now(s, &now, err)) != 0)
+		return r;
+	if (db_prepare(s->store, "SELECT kid FROM site_keys WHERE status = 'retiring'"
+	    " AND coalesce(max_exp, not_after) IS NOT NULL"
+	    " AND coalesce(max_exp, not_after) + ?1 <= ?2"
+	    " AND coalesce(retiring_at, 0) + ?1 <= ?2 ORDER BY kid", &st) != 0)
+		return site_db_error(s, err, "reading the site keys");
+	if (db_bind_int64(st, 1, SITE_KEY_GRACE) != 0 || db_bind_int64(st, 2, now) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		if (n == cap) {
 			void *p = realloc(kids, (cap = cap ? cap * 2 : 4) * sizeof(*kids));
 			if (p == NULL) {
 				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
 				    "out of memory");
-				goto fail;
+				goto out;
 			}
 			kids = p;
 		}
@@ -229,38 +320,116 @@ site_keys_retire_due(struct stk_site *s, int64_t now, struct stk_error *err)
 	}
 	if (rc != SITE_DB_DONE) {
 		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
+	snprintf(detail, sizeof(detail), "every token it signed has expired (store "
+	    "clock %lld)", (long long)now);
+	/* Each under the write lock, conditional on still being retiring:
+	 * another node's housekeeping may have done it meanwhile. */
 	for (i = 0; i < n; i++) {
-		if (db_prepare(s->store, "UPDATE site_keys SET status = 'retired',"
-		    " retired_at = ? WHERE kid = ?", &st) != 0) {
-			r = site_db_error(s, err, "retiring a site key");
-			goto fail;
-		}
-		db_bind_int64(st, 1, now);
-		db_bind_text(st, 2, kids[i]);
-		if (db_step(st) != SITE_DB_DONE) {
-			r = site_db_error(s, err, "retiring a site key");
-			goto fail;
-		}
-		db_finalize(st);
-		st = NULL;
-		if ((r = stk_audit_append(s, "site", "key.retire", kids[i], "ok",
-		    "every token it signed has expired", err)) != 0)
-			goto fail;
+		if ((r = site_keys_set_status(s, kids[i], "'retiring'", "retired", now,
+		    actor, "key.retire", detail, &changed, err)) != 0)
+			goto out;
+		if (changed)
+			(*retired)++;
 	}
-	free(kids);
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		return r;
-	STK_LOG(STK_LOG_INFO, "site", "%zu site key(s) retired", n);
-	return STK_OK;
-fail:
+	if (*retired > 0)
+		STK_LOG(STK_LOG_INFO, "site", "%zu site key(s) retired", *retired);
+out:
 	free(kids);
 	db_finalize(st);
-	stk_site_tx_rollback(s);
 	return r;
+}
+
+int
+stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
+    int64_t *valid_until, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	char status[16] = "", detail[128];
+	int64_t now, until = 0;
+	int r, rc, changed;
+
+	*valid_until = 0;
+	if ((r = site_store_now(s, &now, err)) != 0)
+		return r;
+	if (db_prepare(s->store, "SELECT status, coalesce(max_exp, not_after, 0)"
+	    " FROM site_keys WHERE kid = ?", &st) != 0)
+		return site_db_error(s, err, "reading the site keys");
+	if (db_bind_text(st, 1, kid) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	if ((rc = db_step(st)) == SITE_DB_DONE) {
+		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "no site key %s (see `sitetoken key list`)", kid);
+		goto out;
+	} else if (rc != SITE_DB_ROW) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	snprintf(status, sizeof(status), "%s", db_column_text(st, 0) ?
+	    db_column_text(st, 0) : "");
+	until = db_column_int64(st, 1);
+	db_finalize(st);
+	st = NULL;
+	if (strcmp(status, "active") == 0) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "key %s is a node's active signing key: rotate that node's key "
+		    "first (`sitetoken key rotate`)", kid);
+		goto out;
+	}
+	if (strcmp(status, "retired") == 0) {
+		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+		    "key %s is already retired", kid);
+		goto out;
+	}
+	/* The operator's decision (a compromised key, say): tokens it signed
+	 * that have not expired stop verifying; say so in the record. */
+	if (until + SITE_KEY_GRACE > now)
+		snprintf(detail, sizeof(detail), "by hand; tokens it signed were valid "
+		    "until %lld", (long long)until);
+	else
+		snprintf(detail, sizeof(detail), "by hand; every token it signed has "
+		    "expired");
+	if ((r = site_keys_set_status(s, kid, "'retiring'", "retired", now, actor,
+	    "key.retire", detail, &changed, err)) != 0)
+		goto out;
+	if (!changed) {
+		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+		    "key %s changed status meanwhile", kid);
+		goto out;
+	}
+	if (until + SITE_KEY_GRACE > now)
+		*valid_until = until;
+	s->keys_checked = 0; /* the next use re-reads the key set */
+out:
+	db_finalize(st);
+	return r;
+}
+
+int
+stk_site_key_restore(struct stk_site *s, const char *kid, const char *actor,
+    struct stk_error *err)
+{
+	int64_t now;
+	int r, changed;
+
+	if ((r = site_store_now(s, &now, err)) != 0)
+		return r;
+	/* Back to retiring: it verifies again, and housekeeping retires it
+	 * only when the store says its tokens have expired. */
+	if ((r = site_keys_set_status(s, kid, "'retired'", "retiring", now, actor,
+	    "key.restore", "verifies again until its tokens expire", &changed,
+	    err)) != 0)
+		return r;
+	if (!changed)
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "no retired site key %s (see `sitetoken key list`)", kid);
+	s->keys_checked = 0;
+	return STK_OK;
 }
 
 /* Build a verifier over every active and retiring key, unless the set is
@@ -344,8 +513,8 @@ site_keys_refresh(struct stk_site *s, int force, struct stk_error *err)
 		return STK_OK;
 	s->refreshing = 1;
 	s->keys_checked = now;
-	if ((r = site_keys_retire_due(s, now, err)) == 0 &&
-	    (r = site_keys_load_verifier(s, err)) == 0) {
+	/* A read only: retirement is stk_site_keys_retire_due's alone. */
+	if ((r = site_keys_load_verifier(s, err)) == 0) {
 		pthread_mutex_lock(&s->lock);
 		r = site_keys_load_mine(s, err);
 		pthread_mutex_unlock(&s->lock);
@@ -476,8 +645,9 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 	*rows = NULL;
 	*n = 0;
 	if (db_prepare(s->store, "SELECT kid, node, backend, key_type, status,"
-	    " created_at, not_after, retired_at FROM site_keys ORDER BY created_at,"
-	    " kid", &st) != 0)
+	    " created_at, not_after, retired_at, coalesce(max_exp, -1),"
+	    " coalesce(retiring_at, 0) FROM site_keys"
+	    " ORDER BY created_at, kid", &st) != 0)
 		return site_db_error(s, err, "reading the site keys");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		if (cnt == cap) {
@@ -502,6 +672,14 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 		row->created_at = db_column_int64(st, 5);
 		row->not_after = db_column_int64(st, 6);
 		row->retired_at = db_column_int64(st, 7);
+		row->max_exp = db_column_int64(st, 8);
+		/* The rule of stk_site_keys_retire_due. */
+		if (strcmp(row->status, "retiring") == 0) {
+			int64_t last = row->max_exp >= 0 ? row->max_exp : row->not_after;
+			int64_t since = db_column_int64(st, 9);
+
+			row->retire_after = (last > since ? last : since) + SITE_KEY_GRACE;
+		}
 		row->mine = strcmp(row->kid, s->kid) == 0;
 	}
 	if (rc != SITE_DB_DONE)
@@ -577,7 +755,7 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	unsigned char *cert = NULL;
 	size_t cert_len = 0;
 	char *uri = NULL, kid[44], path[PATH_MAX], detail[160], old_kid[64];
-	int64_t now = stk_now();
+	int64_t now = stk_now(), store_now;
 	int r;
 
 	new_kid[0] = '\0';
@@ -590,23 +768,31 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 		/* A new file beside the old one: the old key keeps verifying. */
 		snprintf(path, sizeof(path), "file:%s/site-%lld.key", s->dir, (long long)now);
 		key_uri = path;
+	} else if (key_uri == NULL && strcmp(s->backend, "tpm") == 0) {
+		/* Likewise a new key blob in the site directory (same TPM). */
+		snprintf(path, sizeof(path), "tpm:blob=%s/site-%lld.tpmkey", s->dir,
+		    (long long)now);
+		key_uri = path;
 	} else if (key_uri == NULL)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "key rotate on the %s backend needs --key-uri for the new key",
-		    s->backend);
+		    "key rotate on the %s backend needs --key-uri for the new key "
+		    "(e.g. --key-uri 'pkcs11:token=...;object=site-key-2')", s->backend);
 	if ((r = site_make_key(s, s->backend, key_uri, type, now, &key, &uri,
 	    &cert, &cert_len, kid, err)) != 0)
 		return r;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
+	if ((r = site_store_now(s, &store_now, err)) != 0)
+		goto fail_tx;
 	if (db_prepare(s->store, "UPDATE site_keys SET status = 'retiring',"
-	    " not_after = ? WHERE node = ? AND status = 'active'", &st) != 0) {
+	    " not_after = ?, retiring_at = ? WHERE node = ? AND status = 'active'",
+	    &st) != 0) {
 		r = site_db_error(s, err, "rotating the site key");
 		goto fail_tx;
 	}
-	db_bind_int64(st, 1, now + SITE_KEY_RETIRE_AFTER);
-	db_bind_text(st, 2, stk_site_node(s));
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_int64(st, 1, now + SITE_KEY_RETIRE_AFTER) != 0 ||
+	    db_bind_int64(st, 2, store_now) != 0 ||
+	    db_bind_text(st, 3, stk_site_node(s)) != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "rotating the site key");
 		goto fail_tx;
 	}

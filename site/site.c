@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/x509.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/file.h"
 #include "sitetoken/log.h"
@@ -55,6 +56,13 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
+	/* key retirement by the store's record, not a clock (site/keys.c):
+	 * max_exp, the latest expiry of tokens each key signed (0: none yet;
+	 * NULL: a key from before this record, not_after covers it);
+	 * retiring_at, when it stopped signing, by the store's clock. */
+	"ALTER TABLE site_keys ADD COLUMN max_exp INTEGER DEFAULT 0;"
+	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
+	"UPDATE site_keys SET max_exp = NULL;",
 };
 
 int64_t
@@ -518,6 +526,23 @@ fail:
 	return r;
 }
 
+/* The site directory and its logs/ (when there is one yet): owned by this
+ * user, not writable by group or others. */
+static int
+site_check_dirs(const char *dir, struct stk_error *err)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int r;
+
+	if ((r = stk_dir_check_private(dir, "site directory", err)) != 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	if (lstat(path, &sb) != 0 && errno == ENOENT)
+		return STK_OK;
+	return stk_dir_check_private(path, "log directory", err);
+}
+
 int
 stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 {
@@ -534,6 +559,10 @@ stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 	if (!site_exists(dir))
 		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_SYS, (unsigned long)ENOENT,
 		    "no site in %s (run 'sitetoken site init' first)", dir);
+	/* Another local user must not be able to swap the site's files
+	 * (threat model, attacker 5). */
+	if ((r = site_check_dirs(dir, err)) != 0)
+		return r;
 	if ((r = site_conf_read(dir, &conf, err)) != 0)
 		return r;
 	if ((r = site_alloc(dir, &s, err)) != 0)
@@ -639,6 +668,36 @@ stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err)
 	return r;
 }
 
+/* The key about to sign must be the one the site's certificate (this
+ * node's row in site_keys) names: else every token would fail to verify
+ * and every checkpoint would later read as tampering. */
+static int
+site_key_matches_cert(struct stk_site *s, struct stk_key *key,
+    struct stk_error *err)
+{
+	const unsigned char *p = s->cert;
+	EVP_PKEY *pub = NULL;
+	X509 *x = NULL;
+	int r;
+
+	if ((r = stk_key_get_public(key, &pub, err)) != 0)
+		goto out;
+	if (p == NULL || (x = d2i_X509(NULL, &p, (long)s->cert_len)) == NULL) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "the site certificate of key %s is unreadable", s->kid);
+		goto out;
+	}
+	if (EVP_PKEY_eq(pub, X509_get0_pubkey(x)) != 1)
+		r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+		    "the site key %s does not match the site certificate (key %s): "
+		    "refusing to sign (was the key file replaced? restore it, or "
+		    "rotate the key)", s->key_uri, s->kid[0] ? s->kid : "?");
+out:
+	X509_free(x);
+	EVP_PKEY_free(pub);
+	return r;
+}
+
 int
 stk_site_signer(struct stk_site *s, const struct stk_signer **out,
     struct stk_error *err)
@@ -653,7 +712,7 @@ stk_site_signer(struct stk_site *s, const struct stk_signer **out,
 	if ((r = stk_site_key(s, &key, err)) != 0)
 		return r;
 	pthread_mutex_lock(&s->lock);
-	if (s->signer == NULL)
+	if (s->signer == NULL && (r = site_key_matches_cert(s, key, err)) == 0)
 		r = stk_signer_new(key, s->cert, s->cert_len, s->guid, &s->signer, err);
 	*out = s->signer;
 	pthread_mutex_unlock(&s->lock);

@@ -50,6 +50,14 @@ int site_keys_insert(struct stk_site *s, const char *kid, const char *node,
     const unsigned char *cert, size_t cert_len, int64_t now,
     struct stk_error *err);
 int site_keys_open(struct stk_site *s, struct stk_error *err);
+/* The store's clock: PostgreSQL now(), shared by every node; on SQLite,
+ * this (the serving) node's stk_now(). */
+int site_store_now(struct stk_site *s, int64_t *now, struct stk_error *err);
+/* Record that key kid signed a token expiring at exp (site_keys.max_exp,
+ * what retirement waits for). Call inside the transaction that records the
+ * token. */
+int site_keys_issued(struct stk_site *s, const char *kid, int64_t exp,
+    struct stk_error *err);
 /* Re-read the key set when the cache is stale (or force): retire what is
  * due, rebuild the verifier if the set changed, follow this node's key. */
 int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);

@@ -170,13 +170,20 @@ tpm_read_auth(TPM2B_AUTH *out, struct stk_error *err)
 	}
 	if (path == NULL || *path == '\0')
 		return STK_OK;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot open TPM key auth file %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
 		r = stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
 		    "TPM key auth file %s must not be accessible by group or "
 		    "others (chmod 600)", path);
+		goto out;
+	}
+	/* Like PIN files: another user's file could be swapped under us. */
+	if (st.st_uid != geteuid()) {
+		r = stk_error_set(err, STK_E_PERM, STK_LAYER_SYS, 0,
+		    "TPM key auth file %s belongs to uid %lu, not to this user: "
+		    "refused (chown it)", path, (unsigned long)st.st_uid);
 		goto out;
 	}
 	if ((n = read(fd, buf, sizeof(buf))) < 0) {
@@ -721,6 +728,20 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 	if ((r = tpm_key_new(opts, &tk, err)) != 0)
 		return r;
 	snprintf(tk->uri, sizeof(tk->uri), "%s", uri);
+	/* sitetoken makes a key with an auth value without noDA, and one
+	 * without an auth value with noDA (tpm_template). Trying a key of the
+	 * first kind with an empty value is a wrong guess: it counts against
+	 * the TPM's dictionary-attack lockout. Ask for the value instead. */
+	if (blob != NULL && tk->auth.size == 0 &&
+	    !(pub.publicArea.objectAttributes & TPMA_OBJECT_NODA)) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "TPM key %s: auth value required (the key was made with one): set "
+		    "SITETOKEN_TPM_KEY_AUTH or SITETOKEN_TPM_KEY_AUTH_FILE; not tried "
+		    "with an empty value, which would count against the TPM's "
+		    "dictionary-attack lockout", uri);
+		tpm_close(&tk->base);
+		return r;
+	}
 	if (blob != NULL)
 		r = tpm_load_blob(tk, path, &pub, &priv, err);
 	else

@@ -109,16 +109,39 @@ int stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 /* Make a new key for this node (same backend; type STK_KEY_NONE keeps the
  * type; key_uri NULL: a new key file for the file backend, required for
  * the others) and sign with it from now on. The old key turns "retiring"
- * and keeps verifying until every token it signed has expired (client
- * token lifetime + leeway), then is retired. Both steps are audited. */
+ * and keeps verifying until every token it signed has expired; then
+ * stk_site_keys_retire_due retires it. Both steps are audited. */
 int stk_site_key_rotate(struct stk_site *s, const char *key_uri,
     enum stk_key_type type, const char *actor, char new_kid[64],
+    struct stk_error *err);
+
+/* Retire every retiring key whose tokens have all expired by the store's
+ * own record (the latest expiry of tokens each key signed) and the store's
+ * clock (PostgreSQL now(); SQLite: this node's clock), each audited as
+ * key.retire. The one place retirement happens on its own: the server's
+ * housekeeping and `sitetoken key retire` call it; reading, verifying and
+ * signing never retire. *retired: how many. */
+int stk_site_keys_retire_due(struct stk_site *s, const char *actor,
+    size_t *retired, struct stk_error *err);
+/* Retire one retiring key now, by hand (audited). An active key is refused
+ * (rotate first). *valid_until: 0, or the expiry of the last token it
+ * signed when some had not expired yet (they stop verifying). */
+int stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
+    int64_t *valid_until, struct stk_error *err);
+/* Undo a retirement: the key turns retiring again (verifies; housekeeping
+ * retires it once the store says its tokens have expired). Audited. */
+int stk_site_key_restore(struct stk_site *s, const char *kid, const char *actor,
     struct stk_error *err);
 
 struct stk_site_key_row {
 	char kid[64], node[64], backend[16], key_type[16];
 	char status[12];            /* active, retiring, retired */
 	int64_t created_at, not_after, retired_at; /* 0 when not set */
+	int64_t max_exp;            /* latest expiry of a token it signed, by
+	                               the store's record; 0 none; -1 unknown
+	                               (a key from before the record) */
+	int64_t retire_after;       /* retiring: when housekeeping may retire it
+	                               (by the store's clock); else 0 */
 	int mine;                   /* this node signs with it */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers

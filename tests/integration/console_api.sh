@@ -97,7 +97,10 @@ actor=$(echo "$res" | http_body | jq_py 'd["actor"]')
 ok "session names the admin identity $actor"
 
 # ---- lifetime: the CLI's rules, nothing created on a refusal ----
-for v in '"0"' 0 -5 '"-5"' '"abc"' '"12x"' 10081 '"10081"' '""' 1.5 '"99999999999999999999"' 99999999999999999999 null true '[]'; do
+# 60.0, 1e3, 6e1: JSON reals equal to whole numbers, refused like the CLI's
+# "--lifetime 60.0" (one parser: stk_bulk_parse_lifetime).
+for v in '"0"' 0 -5 '"-5"' '"abc"' '"12x"' 10081 '"10081"' '""' 1.5 '"99999999999999999999"' 99999999999999999999 null true '[]' \
+	60.0 1e3 6e1 1E3 '"1e3"' '"60.0"'; do
 	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":$v}")
 	[ "$(echo "$res" | http_status)" = 400 ] || fail "lifetime $v accepted: $res"
 done

@@ -60,11 +60,11 @@ python3 -c 'import sys; d=bytearray(open(sys.argv[1],"rb").read()); d[-3]^=0xff;
 pem_of < "$T/c1.der" > "$T/c1bad.crt"
 register_with "certificate with a corrupt self-signature" "$T/c1bad.crt" "$T/c1.key" "200 -"
 t1=$(python3 -c 'import json; print(json.load(open("'"$T/resp"'"))["client_token"])' 2>/dev/null)
-# Expired certificate (validity in the past): likewise only bound, not trusted.
+# Expired certificate (validity in the past): refused (site/devcert.c).
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/c2.key" \
 	-out "$T/c2.csr" -subj /CN=c2 2>/dev/null
 openssl x509 -req -in "$T/c2.csr" -signkey "$T/c2.key" -days -1 -out "$T/c2.crt" 2>/dev/null
-register_with "expired certificate" "$T/c2.crt" "$T/c2.key" "200 -"
+register_with "expired certificate" "$T/c2.crt" "$T/c2.key" "400 bad_certificate"
 # Over the 16 KiB DER the site accepts (a 20 KB subjectAltName): refused
 # as a bad certificate, or by the TLS stack.
 python3 -c 'import sys; print("subjectAltName=" + ",".join("DNS:h%05d.example" % i for i in range(1400)))' > "$T/san.ext"
@@ -78,10 +78,10 @@ cat "$T/c4.crt" "$T/extra.pem" > "$T/c4chain.crt"
 register_with "leaf plus 30 unrelated certificates" "$T/c4chain.crt" "$T/c4.key" "200 -"
 got=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE cert = X'$(cert_der "$T/c4.crt" | od -An -tx1 -v | tr -d ' \n')'")
 [ "$got" = 1 ] && ok "the leaf certificate is the one recorded" || bad "leaf not recorded ($got)"
-# RSA 1024: the TLS stacks decide (curl's OpenSSL refuses to send a key that
-# weak at its default security level); never a crash.
+# RSA 1024: refused, by curl's OpenSSL (it will not send a key that weak)
+# or by the site (device_cert_policy.sh); never a crash.
 openssl req -x509 -newkey rsa:1024 -nodes -keyout "$T/c5.key" -out "$T/c5.crt" -subj /CN=c5 -days 30 2>/dev/null
-register_with "RSA-1024 certificate" "$T/c5.crt" "$T/c5.key" "200 -" "000 ?"
+register_with "RSA-1024 certificate" "$T/c5.crt" "$T/c5.key" "400 bad_certificate" "000 ?"
 openssl req -x509 -newkey rsa:4096 -nodes -keyout "$T/c6.key" -out "$T/c6.crt" -subj /CN=c6 -days 30 2>/dev/null
 register_with "RSA-4096 certificate" "$T/c6.crt" "$T/c6.key" "200 -"
 # A token bound to the corrupt-signature certificate is useless with another one.

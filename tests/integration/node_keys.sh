@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Several nodes on one PostgreSQL site, each with its own key; key rotation
-# and retirement; one audit chain written by both nodes at once.
+# and retirement by the store's record and clock; one audit chain written by both nodes at once.
 . "$(dirname "$0")/lib.sh"
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 A="$T/nodeA" B="$T/nodeB"
@@ -60,15 +60,28 @@ expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.rotate' AND subject
 expect_exit 0 "key export --jwks" -- "$ST" key export --site "$B" --jwks
 expect_eq "$(json '" ".join(sorted(k["kid"] for k in d["keys"]))' <<<"$OUT")" "$(printf '%s\n' "$kidA" "$kidA2" "$kidB" | sort | tr '\n' ' ' | sed 's/ $//')" "JWKS holds every node's key and the retiring one"
 
-# Day 91: every token the old key signed has expired; it is retired (audited).
+# Day 91 on node B's clock (attacker 4: one node's clock runs ahead):
+# verifying retires nothing; housekeeping there asks the store's clock
+# (now()), which says node A's old key still has valid tokens.
 export SITETOKEN_TIME_OFFSET=$((91 * 86400))
 tA3=$(bulk "$A")
 expect_exit 0 "node B verifies at day 91" -- "$ST" verify --site "$B" --type bulk "$tA3"
+expect_exit 0 "key retire on node B at day 91" -- "$ST" key retire --site "$B" --json
+expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "a fast clock on node B retires nothing"
+unset SITETOKEN_TIME_OFFSET
+expect_eq "$(sq "SELECT status FROM site_keys WHERE kid='$kidA'")" "retiring" "old key still retiring after a fast-clock run"
+expect_exit 0 "node A's old token still verifies" -- "$ST" verify --site "$B" --type bulk "$tA"
+# The store's record says every token the old key signed has expired (its
+# clock moved on): node B retires it, audited once; node A sees it gone.
+sq "UPDATE site_keys SET max_exp = max_exp - 86400, retiring_at = retiring_at - 86400 WHERE kid='$kidA'"
+expect_exit 0 "key retire on node B" -- "$ST" key retire --site "$B" --json
+expect_eq "$(json 'd["retired"]' <<<"$OUT")" "1" "one key retired"
+expect_exit 0 "key retire again: nothing more" -- "$ST" key retire --site "$A" --json
+expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "another node finds nothing due"
 expect_eq "$(sq "SELECT status FROM site_keys WHERE kid='$kidA'")" "retired" "old key retired after its last token expired"
 expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.retire' AND subject='$kidA'")" "1" "retirement audited once"
 expect_exit 0 "key export --jwks after retirement" -- "$ST" key export --site "$A" --jwks
 expect_eq "$(json 'str(len(d["keys"]))+" "+str("'"$kidA"'" in [k["kid"] for k in d["keys"]])' <<<"$OUT")" "2 False" "the retired key left the JWKS"
-unset SITETOKEN_TIME_OFFSET
 
 # Two nodes appending at once: one chain, no fork, checkpoints signed by
 # three keys (old A, new A, B) all verify.
@@ -88,6 +101,20 @@ expect_eq "$(sq "SELECT count(DISTINCT prev_hash) = count(*) AND max(seq) = coun
 expect_eq "$(sq "SELECT count(DISTINCT kid) FROM audit_checkpoints WHERE kid IN ('$kidA', '$kidA2', '$kidB')")" "3" "checkpoints signed by three keys (old A, new A, B)"
 expect_exit 0 "audit verify on node A" -- "$ST" audit verify --site "$A"
 expect_exit 0 "audit verify on node B" -- "$ST" audit verify --site "$B"
+
+# New user: a schema that does not exist is named as such (was a raw
+# "no schema has been selected to create in"); nothing is left behind.
+expect_exit 2 "node add with a schema that does not exist" -- "$ST" node add --site "$T/y" \
+  --node c --db-schema site_nosuchschema
+expect_in "no schema 'site_nosuchschema'" "$ERR" "says which schema is missing"
+[ ! -e "$T/y" ] && ok "the refused join left nothing" || bad "left $T/y"
+# key list with a node name longer than the old fixed column: aligned.
+expect_exit 0 "node add with a long name" -- "$ST" node add --site "$T/long" \
+  --node a-rather-long-node-name --db-schema "$SCHEMA" --key-type p256
+"$ST" key list --site "$A" >"$T/kl"
+col=$(head -1 "$T/kl" | awk '{print index($0, "Status")}')
+expect_eq "$(tail -n +2 "$T/kl" | awk -v c="$col" 'substr($0, c, 6) !~ /^(active|retiri|retire)/' | wc -l)" "0" \
+  "key list: the Status column aligns with a long node name"
 
 psql "$SITETOKEN_DB" -qc "SET client_min_messages TO warning; DROP SCHEMA $SCHEMA CASCADE" >/dev/null
 finish

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Key rotation on a one-node site, on whichever store SITETOKEN_DB names
 # (SQLite when unset): the new key signs, the old one verifies until every
-# token it signed has expired, then is retired; all of it audited. On
+# token it signed has expired (by the store's record and clock), then
+# `key retire` retires it; restore undoes it; all of it audited. On
 # SQLite also: a site made before site_keys existed gets its key registered.
 . "$(dirname "$0")/lib.sh"
 S="$T/site"
@@ -17,7 +18,7 @@ if [ -z "${SITETOKEN_DB:-}" ]; then
   expect_exit 0 "key list after the upgrade" -- "$ST" key list --json
   expect_eq "$(json 'str(len(d))+" "+d[0]["node"]+" "+d[0]["status"]+" "+str(d[0]["this_node"])' <<<"$OUT")" \
     "1 main active True" "the existing site key registered by the migration"
-  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "3" "schema version 3"
+  [ "$(sqlite3 "$S/site.db" "PRAGMA user_version")" -ge 3 ] && ok "migrated past schema version 3" || bad "schema version"
 fi
 k0=$("$ST" key show --json | json 'd["kid"]')
 t0=$(bulk)
@@ -38,14 +39,52 @@ expect_eq "$(grep -c "Site Signing" <<<"$OUT")" "2" "both key certificates liste
 expect_in "Retiring" "$OUT" "the old one as Retiring"
 openssl x509 -in "$S/site.crt" -noout 2>/dev/null && ok "site.crt is the new certificate" || bad "site.crt"
 
-# Day 89: still verifying; day 91: retired, audited once.
-SITETOKEN_TIME_OFFSET=$((89 * 86400)) "$ST" key list --json >"$T/k89"
-expect_eq "$(json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]' <"$T/k89")" "retiring" "day 89: the old key still verifies"
+# A clock 91 days ahead (attacker 4: a wrong clock on one CLI run): reading
+# and verifying retire nothing; the old key keeps verifying.
 SITETOKEN_TIME_OFFSET=$((91 * 86400)) "$ST" verify --type bulk "$(SITETOKEN_TIME_OFFSET=$((91 * 86400)) bulk)" >/dev/null || bad "day 91 verify"
-expect_exit 0 "key list at day 91" -- "$ST" key list --json
-expect_eq "$(json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]' <<<"$OUT")" "retired" "day 91: the old key is retired"
+SITETOKEN_TIME_OFFSET=$((91 * 86400)) "$ST" key list --json >"$T/k91"
+expect_eq "$(json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]' <"$T/k91")" "retiring" "day 91: verify and key list retired nothing"
+expect_exit 0 "the old key's token still verifies" -- "$ST" verify --type bulk "$t0"
+# Retirement is housekeeping's (or `key retire`'s) alone, decided by the
+# store's record of the latest token expiry per key and the store's clock:
+# today the token t0 has not expired, so nothing is due.
+expect_exit 0 "key retire (nothing due)" -- "$ST" key retire --json
+expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "key retire: nothing due while the old key's token is valid"
+if [ -z "${SITETOKEN_DB:-}" ]; then
+  # On SQLite the store's clock is the serving node's: at day 91 it says
+  # every token the old key signed has expired.
+  expect_exit 0 "key retire at day 91 (SQLite: this node's clock)" -- env SITETOKEN_TIME_OFFSET=$((91 * 86400)) "$ST" key retire --json
+  expect_eq "$(json 'd["retired"]' <<<"$OUT")" "1" "day 91: the old key is due and retired"
+else
+  # On PostgreSQL the store's clock is now(): a node 91 days ahead cannot
+  # retire it; the store's record moved past the expiry can.
+  expect_exit 0 "key retire with a clock 91 days ahead" -- env SITETOKEN_TIME_OFFSET=$((91 * 86400)) "$ST" key retire --json
+  expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "PostgreSQL: a fast clock retires nothing"
+  sqlite3 "$S/site.db" "UPDATE site_keys SET max_exp = max_exp - 86400, retiring_at = retiring_at - 86400 WHERE kid = '$k0'" >/dev/null
+  expect_exit 0 "key retire once the store says every token expired" -- "$ST" key retire --json
+  expect_eq "$(json 'd["retired"]' <<<"$OUT")" "1" "the old key is retired"
+fi
+expect_exit 0 "key list after retirement" -- "$ST" key list --json
+expect_eq "$(json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]' <<<"$OUT")" "retired" "the old key is retired"
+expect_exit 1 "the old key's token no longer verifies" -- "$ST" verify --type bulk "$t0"
 expect_exit 0 "audit show" -- "$ST" audit show --json
 expect_eq "$(json '" ".join(r["event"] for r in d if r["event"].startswith("key."))' <<<"$OUT")" "key.rotate key.retire" "rotation and retirement audited"
+# Undo: restored, it verifies again (audited); housekeeping would retire it
+# again only once the store says its tokens expired.
+expect_exit 1 "key restore of a key that is not retired" -- "$ST" key restore "$k1"
+expect_exit 0 "key restore" -- "$ST" key restore "$k0"
+expect_eq "$("$ST" key list --json | json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]')" "retiring" "restored: retiring again"
+expect_exit 0 "the restored key's token verifies again" -- "$ST" verify --type bulk "$t0"
+expect_exit 2 "key retire refuses the active key" -- "$ST" key retire "$k1"
+expect_in "rotate" "$ERR" "and says to rotate first"
+expect_exit 0 "key retire KID by hand" -- "$ST" key retire "$k0"
+if [ -z "${SITETOKEN_DB:-}" ]; then # (on PostgreSQL the record was moved past t0's expiry)
+  expect_in "no longer verify" "$ERR" "retiring by hand warns that valid tokens stop verifying"
+fi
+expect_exit 0 "key restore again" -- "$ST" key restore "$k0"
+expect_exit 0 "audit show" -- "$ST" audit show --json
+expect_eq "$(json '" ".join(r["event"] for r in d if r["event"].startswith("key."))' <<<"$OUT")" \
+  "key.rotate key.retire key.restore key.retire key.restore" "retire and restore audited"
 "$ST" audit checkpoint >/dev/null
 expect_exit 0 "audit verify (checkpoints by both keys)" -- "$ST" audit verify
 finish

@@ -73,6 +73,12 @@ expect_in "needs a user PIN" "$ERR" "no PIN: says how to give one"
 cp "$SITETOKEN_PKCS11_PIN_FILE" "$T/loose.pin"; chmod 644 "$T/loose.pin"
 expect_exit 3 "PIN file readable by others refused" -- env SITETOKEN_PKCS11_PIN_FILE="$T/loose.pin" "$ST" --site "$S" bulk new
 expect_in "chmod 600" "$ERR" "loose PIN file: says chmod 600"
+# PIN file owned by another user (attacker 5 could replace it): refused.
+if [ "$(id -u)" = 0 ]; then
+  cp "$SITETOKEN_PKCS11_PIN_FILE" "$T/other.pin"; chmod 600 "$T/other.pin"; chown 65534 "$T/other.pin"
+  expect_exit 3 "PIN file owned by another user refused" -- env SITETOKEN_PKCS11_PIN_FILE="$T/other.pin" "$ST" --site "$S" bulk new
+  expect_in "belongs to uid 65534" "$ERR" "foreign PIN file: says whose it is"
+fi
 
 # Module that will not load.
 expect_exit 3 "module that will not load" -- env SITETOKEN_PKCS11_MODULE=/nonexistent/libnone.so "$ST" --site "$S" bulk new

@@ -94,9 +94,36 @@ set -e
 [ $rc -eq 3 ] || fail "wrong key auth: exit $rc, want 3"
 grep -q "wrong auth value" "$W/err" || fail "wrong key auth: message: $(cat "$W/err")"
 grep -q "Wr0ngValue" "$W/err" && fail "an auth value appears in the error output"
+# No auth value given for a key made with one: "auth value required", and
+# no wrong guess reaches the TPM (its lockout counter does not move).
+lockout() { TPM2TOOLS_TCTI="$SITETOKEN_TCTI" tpm2_getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ {print $2}'; }
+l0=$(lockout)
+set +e
+"$ST" --site "$W/site-auth" bulk new >/dev/null 2>"$W/err"
+rc=$?
+set -e
+[ $rc -eq 3 ] || fail "no key auth: exit $rc, want 3"
+grep -q "auth value required" "$W/err" || fail "no key auth: message: $(cat "$W/err")"
+[ -n "$l0" ] && [ "$(lockout)" = "$l0" ] || fail "no key auth: lockout counter moved ($l0 -> $(lockout))"
 printf 's3cret pass\n' >"$W/auth"
 chmod 600 "$W/auth"
 SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth" check_site "$W/site-auth" ES256
+if [ "$(id -u)" = 0 ]; then # attacker 5: an auth file another user owns
+  cp "$W/auth" "$W/auth-other"; chmod 600 "$W/auth-other"; chown 65534 "$W/auth-other"
+  set +e
+  SITETOKEN_TPM_KEY_AUTH_FILE="$W/auth-other" "$ST" --site "$W/site-auth" bulk new >/dev/null 2>"$W/err"
+  rc=$?
+  set -e
+  [ $rc -eq 3 ] && grep -q "belongs to uid 65534" "$W/err" || fail "foreign auth file: exit $rc $(cat "$W/err")"
+fi
+
+# key rotate on tpm without --key-uri (as --help shows it optional): a new
+# key blob in the site directory; the new key signs, the old one verifies.
+old_tok=$("$ST" --site "$W/site-p256" bulk new --json | token_of)
+"$ST" --site "$W/site-p256" key rotate --json >"$W/rot" 2>"$W/err" || fail "tpm key rotate without --key-uri: $(cat "$W/err")"
+grep -q '"key_uri":"tpm:blob=.*site-[0-9]*.tpmkey"' "$W/rot" || fail "rotated key URI: $(cat "$W/rot")"
+check_site "$W/site-p256" ES256
+printf '%s' "$old_tok" | "$ST" --site "$W/site-p256" verify --type bulk >/dev/null || fail "the old TPM key's token no longer verifies"
 
 # A key blob is bound to the TPM that made it.
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_B")"

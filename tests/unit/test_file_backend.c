@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <openssl/evp.h>
+#include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "testutil.h"
 
@@ -142,6 +145,43 @@ test_describe_reports_exportable(void **state)
 	free(dir);
 }
 
+/* Attacker 5 (local user): a process holding a secret leaves no core dump
+ * and cannot be read by another process of the same user. Runs last: it
+ * changes this process for good. */
+static void
+test_process_harden(void **state)
+{
+	struct rlimit rl;
+
+	(void)state;
+	assert_int_equal(stk_process_harden(), 0);
+	assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
+	assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
+	assert_true(rl.rlim_cur == 0 && rl.rlim_max == 0);
+}
+
+/* A directory the site writes into: ours and not group/other-writable. */
+static void
+test_dir_check_private(void **state)
+{
+	char *dir = tu_tmpdir("dircheck");
+	struct stk_error err;
+
+	(void)state;
+	assert_int_equal(chmod(dir, 0700), 0);
+	assert_int_equal(stk_dir_check_private(dir, "site directory", &err), 0);
+	assert_int_equal(chmod(dir, 0750), 0);
+	assert_int_equal(stk_dir_check_private(dir, "site directory", &err), 0);
+	assert_int_equal(chmod(dir, 0770), 0);
+	assert_int_equal(stk_dir_check_private(dir, "site directory", &err), STK_E_PERM);
+	assert_non_null(strstr(err.msg, "chmod 700"));
+	assert_int_equal(chmod(dir, 0702), 0);
+	assert_int_equal(stk_dir_check_private(dir, "site directory", &err), STK_E_PERM);
+	assert_int_equal(chmod(dir, 0700), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -152,6 +192,8 @@ main(void)
 		cmocka_unit_test(test_loose_permissions_refused),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_describe_reports_exportable),
+		cmocka_unit_test(test_dir_check_private),
+		cmocka_unit_test(test_process_harden),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
