@@ -4,5 +4,5 @@
 # (fuzz/CMakeLists.txt). Each script stops what it starts, by pid.
 foreach(t hostile hostile_conn crash secrets)
   stk_script_test(${t} integration/${t}.sh)
-  set_tests_properties(${t} PROPERTIES LABELS "integration;server;hardening" TIMEOUT 180)
+  set_tests_properties(${t} PROPERTIES LABELS "integration;server;hardening" TIMEOUT 400)
 endforeach()

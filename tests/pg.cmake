@@ -42,7 +42,7 @@ if(STK_STORE_PG)
       server_metrics node_rotate key_clock device_cert_policy)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
-      FIXTURES_REQUIRED pg TIMEOUT 300
+      FIXTURES_REQUIRED pg TIMEOUT 500
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   endforeach()
 endif()
