@@ -479,10 +479,16 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		*reason = STK_REASON_NO_CLIENT_CERT;
 		goto refuse;
 	}
-	if ((r = dev_cert_thumbprint(peer_der, peer_len, thumb, err)) != 0) {
+	/* Hash only: the TLS library parsed this certificate in the handshake
+	 * and it matched the registered thumbprint (a parsed certificate)
+	 * or it does not bind. No X.509 parse per request. */
+	if (peer_len > STK_DEVICE_CERT_MAX) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "device certificate too large");
 		*reason = STK_REASON_BAD_CERT;
 		goto refuse;
 	}
+	stk_cert_x5t_s256(peer_der, peer_len, thumb);
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
