@@ -415,6 +415,23 @@ stk_verifier_set_leeway(struct stk_verifier *v, int64_t seconds)
 	v->leeway = seconds < 0 ? 0 : seconds;
 }
 
+int64_t
+stk_verifier_leeway(const struct stk_verifier *v)
+{
+	return v->leeway;
+}
+
+int
+stk_verifier_has_kid(const struct stk_verifier *v, const char *kid)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++)
+		if (strcmp(v->keys[i].kid, kid) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 verifier_add(struct stk_verifier *v, EVP_PKEY *pkey, const char *x5t,
     struct stk_error *err)

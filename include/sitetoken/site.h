@@ -67,6 +67,14 @@ void stk_site_close(struct stk_site *s);
  * what signs (registration, renewal), serialised by its owner. */
 void stk_site_forbid_signing(struct stk_site *s);
 
+/* The gateway's verified-token cache (process-wide, bounded, sharded; see
+ * site/tokcache.c and README "Performance"). It holds verified client
+ * token claims only, never device state, which is read on every request.
+ * Counters since start; clear empties it. Both thread-safe. Set
+ * SITETOKEN_TOKEN_CACHE=0 before the first request to turn it off. */
+void stk_token_cache_stats(uint64_t *hits, uint64_t *misses);
+void stk_token_cache_clear(void);
+
 const char *stk_site_dir(const struct stk_site *s);
 const char *stk_site_guid(const struct stk_site *s);       /* lower case */
 const char *stk_site_backend(const struct stk_site *s);
