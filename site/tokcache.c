@@ -69,14 +69,28 @@ tc_init(void)
 	tc_on = 1;
 }
 
+static EVP_MD *tc_sha256;
+static pthread_once_t tc_md_once = PTHREAD_ONCE_INIT;
+
+static void
+tc_md_fetch(void)
+{
+	tc_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 site_tokcache_key(const char *site_guid, const char *token, size_t len,
     const char *thumb, unsigned char key[32])
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_MD_CTX *md;
 	unsigned int n = 32;
 
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	/* Fetched once: EVP_sha256() looks it up in the provider store (a
+	 * read lock) on every call. */
+	pthread_once(&tc_md_once, tc_md_fetch);
+	md = EVP_MD_CTX_new();
+	if (md == NULL || EVP_DigestInit_ex(md, tc_sha256 != NULL ? tc_sha256 :
+	    EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, site_guid, strlen(site_guid) + 1) != 1 ||
 	    EVP_DigestUpdate(md, thumb, strlen(thumb) + 1) != 1 ||
 	    EVP_DigestUpdate(md, token, len) != 1 ||
