@@ -4,6 +4,7 @@
  * JSON, integer times, 8 KiB limit. Checks run in an order that never
  * reveals claim contents of a token whose signature has not verified. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,22 +282,39 @@ stk_jws_sign_raw(struct stk_key *key, const char *header_json,
 	return r;
 }
 
+/* Sign a payload text the caller built (malloc'd; freed here). */
 static int
-signer_issue(const struct stk_signer *s, json_t *claims, char **out,
+signer_issue(const struct stk_signer *s, char *payload, char **out,
     struct stk_error *err)
 {
-	char *payload;
 	int r;
 
-	if (claims == NULL ||
-	    (payload = json_dumps(claims, JSON_COMPACT)) == NULL) {
-		json_decref(claims);
+	if (payload == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	}
-	json_decref(claims);
 	r = jws_sign_parts(s->key, s->header_b64, payload, out, err);
 	free(payload);
 	return r;
+}
+
+/* The claim sets are written directly in the canonical layout (the bytes
+ * json_dumps(JSON_COMPACT) made of the former json_pack, members in that
+ * order), which is also the layout the verifier reads without jansson.
+ * Every value is a GUID, a fixed string, an integer or a base64url
+ * thumbprint: nothing needs escaping (checked by the callers). */
+static char *
+payload_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+payload_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *txt = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&txt, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : txt;
 }
 
 static int
@@ -328,12 +346,11 @@ stk_issue_bulk(const struct stk_signer *s, const char *unique_id,
 	if ((r = id_or_new(unique_id, id, err)) != 0)
 		return r;
 	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
-	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}",
-	    "SCCMTokenCategory", "SCCMPreAuthToken", "Authority", "SCCM",
-	    "License", "SCCM", "Type", "BulkRegistration",
-	    "TenantId", s->tenant_up, "UniqueId", id, "iss", iss,
-	    "aud", STK_AUDIENCE, "nbf", (json_int_t)nbf, "exp", (json_int_t)exp),
-	    out, err);
+	r = signer_issue(s, payload_printf("{\"SCCMTokenCategory\":\"SCCMPreAuthToken\","
+	    "\"Authority\":\"SCCM\",\"License\":\"SCCM\",\"Type\":\"BulkRegistration\","
+	    "\"TenantId\":\"%s\",\"UniqueId\":\"%s\",\"iss\":\"%s\",\"aud\":\""
+	    STK_AUDIENCE "\",\"nbf\":%lld,\"exp\":%lld}", s->tenant_up, id, iss,
+	    (long long)nbf, (long long)exp), out, err);
 	if (r == 0 && out_guid != NULL)
 		memcpy(out_guid, id, STK_GUID_LEN + 1);
 	return r;
@@ -352,19 +369,21 @@ stk_issue_client(const struct stk_signer *s, const char *device_guid,
 	if (lifetime <= 0 || lifetime > CLIENT_MAX_LIFETIME)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "client token lifetime must be 1 s to 90 days");
-	if (cnf_x5t_s256 == NULL || strlen(cnf_x5t_s256) != 43)
+	if (cnf_x5t_s256 == NULL || strlen(cnf_x5t_s256) != 43 ||
+	    strspn(cnf_x5t_s256, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_") != 43)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "certificate thumbprint must be a base64url SHA-256");
 	if ((r = id_or_new(device_guid, sub, err)) != 0 ||
 	    (r = id_or_new(NULL, jti, err)) != 0)
 		return r;
 	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
-	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:s}}",
-	    "Type", "ClientAuthentication", "TenantId", s->tenant_up,
-	    "sub", sub, "jti", jti, "iss", iss, "aud", STK_AUDIENCE,
-	    "iat", (json_int_t)now, "nbf", (json_int_t)now,
-	    "exp", (json_int_t)now + (json_int_t)lifetime, "cnf", "x5t#S256", cnf_x5t_s256),
-	    out, err);
+	r = signer_issue(s, payload_printf("{\"Type\":\"ClientAuthentication\","
+	    "\"TenantId\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\",\"iss\":\"%s\","
+	    "\"aud\":\"" STK_AUDIENCE "\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,"
+	    "\"cnf\":{\"x5t#S256\":\"%s\"}}", s->tenant_up, sub, jti, iss,
+	    (long long)now, (long long)now, (long long)now + (long long)lifetime,
+	    cnf_x5t_s256), out, err);
 	if (r == 0 && out_jti != NULL)
 		memcpy(out_jti, jti, STK_GUID_LEN + 1);
 	return r;

@@ -878,6 +878,25 @@ test_huge_times_no_overflow(void **state)
 	stk_claims_clear(&c);
 }
 
+static void
+test_issue_refuses_non_base64url_thumbprint(void **state)
+{
+	/* The issuer writes the claim set without a JSON encoder: a
+	 * thumbprint that is not base64url (a quote here would end the string
+	 * and add a member) is refused, never written. */
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL, cnf[44];
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	cnf[10] = '"';
+	assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, NOW, 86400, &tok, NULL,
+	    &err), STK_E_ARG);
+	assert_null(tok);
+	assert_non_null(strstr(err.msg, "base64url"));
+}
+
 /* (r, n - s) from (r, s): the other ECDSA encoding of one signature. */
 static char *
 flip_s(const char *tok)
@@ -966,6 +985,7 @@ main(void)
 		BOTH(test_layout_reader_agrees_with_jansson),
 		BOTH(test_x5t_must_match_kid),
 		BOTH(test_huge_times_no_overflow),
+		BOTH(test_issue_refuses_non_base64url_thumbprint),
 		cmocka_unit_test_setup_teardown(test_es256_low_s_only, setup_ec, teardown),
 	};
 	return cmocka_run_group_tests(tests, keys_make, keys_remove);
