@@ -144,24 +144,22 @@ test_statement_reuse(void **state)
 	assert_int_equal(db_exec(f->db, "INSERT INTO t (id, name) VALUES (1, 'one'),"
 	    " (2, 'two')"), 0);
 	for (i = 0; i < 3; i++) {
-		assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id = ?"
-		    " OR ? IS NULL ORDER BY id", &a), 0);
+		assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id >="
+		    " coalesce(?, 0) ORDER BY id", &a), 0);
 		if (i == 0) {
 			db_bind_int64(a, 1, 2);
-			db_bind_int64(a, 2, 0);
 			assert_int_equal(db_step(a), SITE_DB_ROW);
 			assert_string_equal(db_column_text(a, 0), "two");
 			/* nested: same text while a is in use */
-			assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id = ?"
-			    " OR ? IS NULL ORDER BY id", &b), 0);
+			assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id >="
+			    " coalesce(?, 0) ORDER BY id", &b), 0);
 			db_bind_int64(b, 1, 1);
-			db_bind_int64(b, 2, 0);
 			assert_int_equal(db_step(b), SITE_DB_ROW);
 			assert_string_equal(db_column_text(b, 0), "one");
 			db_finalize(b);
 			assert_int_equal(db_step(a), SITE_DB_DONE);
 		} else {
-			/* unbound parameters are NULL again: every row, from the first */
+			/* the unbound parameter is NULL again: every row */
 			assert_int_equal(db_step(a), SITE_DB_ROW);
 			assert_string_equal(db_column_text(a, 0), i == 1 ? "one" : "uno");
 			if (i == 1) {
