@@ -1076,6 +1076,7 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 	json_t *h = NULL;
 	const struct vkey *key = NULL;
 	struct stk_claims c;
+	char *ptext = NULL;
 	size_t plen = 0;
 	int r;
 
@@ -1115,17 +1116,19 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 	if ((r = jws_check_sig(key, token, (size_t)(d2 - token), d2 + 1,
 	    len - (size_t)(d2 + 1 - token), err)) != 0)
 		goto out;
-	if ((r = jws_payload_text(d1 + 1, (size_t)(d2 - d1 - 1), &c.payload_json,
-	    &plen, err)) != 0 ||
-	    (r = payload_check(v, c.payload_json, plen, 1, expect, now, &c, NULL,
-	    err)) != 0)
+	if ((r = jws_payload_text(d1 + 1, (size_t)(d2 - d1 - 1), &ptext, &plen,
+	    err)) != 0 ||
+	    (r = payload_check(v, ptext, plen, 1, expect, now, &c, NULL, err)) != 0)
 		goto out;
 	memcpy(c.kid, key->kid, sizeof(key->kid));
+	c.payload_json = ptext;
+	ptext = NULL;
 	*claims = c;
 	memset(&c, 0, sizeof(c));
 	r = STK_OK;
 out:
 	json_decref(h);
+	free(ptext);
 	stk_claims_clear(&c);
 	return r;
 }

@@ -173,7 +173,7 @@ sq_prepare(struct site_db *db, const char *sql, struct site_stmt **out)
 		c = &d->cache[d->ncache];
 		memset(c, 0, sizeof(*c));
 		if ((c->sql = strdup(sql)) != NULL &&
-		    (rc = sqlite3_prepare_v2(d->h, sql, -1, &c->st, NULL)) == SQLITE_OK) {
+		    sqlite3_prepare_v2(d->h, sql, -1, &c->st, NULL) == SQLITE_OK) {
 			c->vt = &site_db_sqlite;
 			c->db = d;
 			c->cached = 1;
