@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include "db.h"
 
@@ -43,6 +44,21 @@ sq_fail(struct sq_db *d, int rc)
 	return rc == SQLITE_OK ? SQLITE_ERROR : rc;
 }
 
+/* Waiting for another connection's write lock (up to about 15 s, as
+ * sqlite3_busy_timeout(15000) did): short sleeps first, since the gateway's
+ * worker connections (one per thread) and the signing connection hold it
+ * for a transaction of a few hundred microseconds; SQLite's own timeout
+ * sleeps 1, 2, 5, 10... ms from the first retry. */
+static int
+sq_busy(void *arg, int count)
+{
+	(void)arg;
+	if (count >= 20 + 90 + 1490)
+		return 0;  /* give up: SQLITE_BUSY */
+	usleep(count < 20 ? 100 : count < 110 ? 1000 : 10000);
+	return 1;
+}
+
 static int
 sq_open(const char *path, const char *schema, int create, struct site_db **out,
     struct stk_error *err)
@@ -66,7 +82,7 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 		    d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(d->h, 15000);
+	sqlite3_busy_handler(d->h, sq_busy, NULL);
 	if ((rc = sqlite3_exec(d->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 	    "PRAGMA foreign_keys=ON;", NULL, NULL, &msg)) != SQLITE_OK) {
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
