@@ -17,7 +17,7 @@ struct bench_opts bench_opts = {
 	.rounds = 5,
 	.seconds = 0.2,
 	.mem_ops = 1000000,
-	.gw_conns = 1000,
+	.gw_conns = 500,     /* under the server's total limit (SRV_CONN_LIMIT 512) */
 	.gw_regs = 200,
 };
 
@@ -237,7 +237,8 @@ static const char usage[] =
 "usage: sitetoken-bench [--quick] [--json] [--rounds N] [--seconds S]\n"
 "         [--only tokens,pkcs11,tpm,gateway] [--mem-ops N] [--tmp DIR]\n"
 "         [--cmg URL --ca FILE --bulk-token-file FILE --server-pid PID\n"
-"          [--conns N] [--registrations N]]\n"
+"          [--conns N] [--registrations N] [--cmg-cold URL --cold-pid PID]\n"
+"          [--site-db FILE]]\n"
 "pkcs11 runs when SOFTHSM2_CONF / SITETOKEN_PKCS11_MODULE / PIN file are set,\n"
 "tpm when SITETOKEN_TCTI is set, gateway when --cmg is given (bench/run.sh\n"
 "sets all of them up). A requested group that cannot run is an error.\n";
@@ -246,7 +247,7 @@ int
 main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_JSON, O_ROUNDS, O_SECONDS, O_ONLY, O_MEM, O_TMP,
-	    O_CMG, O_CA, O_BULK, O_PID, O_CONNS, O_REGS };
+	    O_CMG, O_CA, O_BULK, O_PID, O_CONNS, O_REGS, O_COLD, O_COLDPID, O_SITEDB };
 	static const struct option lo[] = {
 		{ "quick", no_argument, NULL, O_QUICK },
 		{ "json", no_argument, NULL, O_JSON },
@@ -261,6 +262,9 @@ main(int argc, char **argv)
 		{ "server-pid", required_argument, NULL, O_PID },
 		{ "conns", required_argument, NULL, O_CONNS },
 		{ "registrations", required_argument, NULL, O_REGS },
+		{ "cmg-cold", required_argument, NULL, O_COLD },
+		{ "cold-pid", required_argument, NULL, O_COLDPID },
+		{ "site-db", required_argument, NULL, O_SITEDB },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -281,6 +285,9 @@ main(int argc, char **argv)
 		case O_PID: bench_opts.server_pid = atol(optarg); break;
 		case O_CONNS: bench_opts.gw_conns = atoi(optarg); quick_gw = 1; break;
 		case O_REGS: bench_opts.gw_regs = atoi(optarg); quick_gw = 1; break;
+		case O_COLD: bench_opts.cmg_cold_url = optarg; break;
+		case O_COLDPID: bench_opts.cold_pid = atol(optarg); break;
+		case O_SITEDB: bench_opts.site_db = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}

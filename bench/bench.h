@@ -58,6 +58,9 @@ struct bench_opts {
 	long server_pid;
 	int gw_conns;            /* concurrent connections for the RSS figure */
 	int gw_regs;             /* registrations to time */
+	const char *cmg_cold_url; /* a second server with the token cache off */
+	long cold_pid;
+	const char *site_db;     /* the site's SQLite file (device-count figure) */
 };
 
 extern struct bench_opts bench_opts;

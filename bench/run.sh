@@ -12,14 +12,15 @@ STK=$BUILD/sitetoken
 BENCH=$BUILD/bench/sitetoken-bench
 T=$(mktemp -d "${TMPDIR:-/tmp}/stk-bench-run.XXXXXX")
 SERVER_PID=
+COLD_PID=
 TPM_UP=
 
 cleanup() {
 	local rc=$?
-	if [ -n "$SERVER_PID" ]; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
+	for p in $SERVER_PID $COLD_PID; do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	[ -z "$TPM_UP" ] || bash "$SRC/swtpm-setup/swtpm-stop.sh" "$T/tpm" >/dev/null 2>&1 || true
 	rm -rf "$T"
 	exit $rc
@@ -55,6 +56,25 @@ done
 [ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
 # shellcheck disable=SC1091
 . "$T/ready"
+main_cmg=$cmg_port
+# A second server on the same site with the verified-token cache off: the
+# "cache cold" reference.
+SITETOKEN_TOKEN_CACHE=0 "$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 \
+	--cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
+	--pid-file "$T/cold.pid" --ready-file "$T/ready-cold" 2>>"$T/server.stderr" &
+COLD_PID=$!
+for _ in $(seq 100); do
+	[ -s "$T/ready-cold" ] && break
+	kill -0 "$COLD_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
+	sleep 0.1
+done
+[ -s "$T/ready-cold" ] || { echo "cold server not ready" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$T/ready-cold"
+cold_cmg=$cmg_port
+cmg_port=$main_cmg
 
 "$BENCH" --tmp "$T" --cmg "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500" \
-	--ca "$T/tls.crt" --bulk-token-file "$T/bulk.tok" --server-pid "$SERVER_PID" "$@"
+	--ca "$T/tls.crt" --bulk-token-file "$T/bulk.tok" --server-pid "$SERVER_PID" \
+	--cmg-cold "https://127.0.0.1:$cold_cmg/CCM_Proxy_MutualAuth/72186325152220500" \
+	--cold-pid "$COLD_PID" --site-db "$SITETOKEN_SITE/site.db" "$@"

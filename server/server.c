@@ -47,9 +47,24 @@ struct srv_listener {
 	struct srv_http http;      /* the MHD access handler's cls */
 };
 
+/* Thread contract: `site` is the signing handle; everything that signs or
+ * writes through it (registration, renewal, the admin console) holds
+ * site_mu. Gateway authentication (GET policy) takes no server lock: each
+ * worker thread opens its own verify-only handle (own store connection,
+ * own verifier) on first use; they are listed in `workers` and closed by
+ * srv_stop after the listeners' threads are joined. */
+struct srv_worker {
+	struct stk_site *site;
+	struct srv_worker *next;
+};
+
 struct srv {
 	struct stk_site *site;
 	pthread_mutex_t site_mu;   /* one site handle = one DB connection */
+	pthread_key_t worker_key;  /* this thread's struct srv_worker */
+	int have_worker_key;
+	pthread_mutex_t workers_mu; /* guards the list only, never a request */
+	struct srv_worker *workers;
 	struct srv_logs *logs;
 	struct srv_listener mp, cmg;
 	struct srv_admin *admin;   /* admin console, or NULL */
@@ -312,6 +327,36 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	return srv_reply_error(c, status, reason, err.msg);
 }
 
+/* This worker thread's verify-only site handle, opened on first use; NULL
+ * when it cannot be opened (the caller falls back to the shared handle). */
+static struct stk_site *
+srv_worker_site(struct srv *s)
+{
+	struct srv_worker *w;
+	struct stk_error err;
+
+	if (!s->have_worker_key)
+		return NULL;
+	if ((w = pthread_getspecific(s->worker_key)) != NULL)
+		return w->site;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	stk_error_clear(&err);
+	if (stk_site_open(stk_site_dir(s->site), &w->site, &err) != 0) {
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "worker site handle: %s "
+		    "(this thread uses the shared handle)", err.msg);
+		free(w);
+		return NULL;
+	}
+	stk_site_forbid_signing(w->site);
+	pthread_mutex_lock(&s->workers_mu);
+	w->next = s->workers;
+	s->workers = w;
+	pthread_mutex_unlock(&s->workers_mu);
+	pthread_setspecific(s->worker_key, w);
+	return w->site;
+}
+
 /* Gateway requests that need the client token: renew and policy. */
 static enum MHD_Result
 srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
@@ -326,19 +371,24 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	int renew = strcmp(op, "renew") == 0, on = 1, r;
 	enum MHD_Result ret;
 
+	struct stk_site *ws = renew ? NULL : srv_worker_site(s);
+
 	stk_error_clear(&err);
 	memset(&is, 0, sizeof(is));
-	pthread_mutex_lock(&s->site_mu);
+	if (ws == NULL)
+		pthread_mutex_lock(&s->site_mu);
 	if (renew)
 		r = stk_device_renew(s->site, tok, tok ? strlen(tok) : 0,
 		    pc ? pc->data : NULL, pc ? pc->size : 0, stk_now(), &is, &reason, &err);
 	else {
-		r = stk_device_authenticate(s->site, tok, tok ? strlen(tok) : 0,
+		r = stk_device_authenticate(ws ? ws : s->site, tok, tok ? strlen(tok) : 0,
 		    pc ? pc->data : NULL, pc ? pc->size : 0, stk_now(), &dev, &reason, &err);
 		if (r == 0 && dev.allow_cmg < 0)
-			stk_setting_get_bool(s->site, STK_SETTING_ALLOW_CMG, 1, &on, NULL);
+			stk_setting_get_bool(ws ? ws : s->site, STK_SETTING_ALLOW_CMG, 1,
+			    &on, NULL);
 	}
-	pthread_mutex_unlock(&s->site_mu);
+	if (ws == NULL)
+		pthread_mutex_unlock(&s->site_mu);
 	if (r != 0) {
 		srv_metrics_refused(SRV_M_CMG, reason);
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused %s from %s: %s (%s)",
@@ -509,6 +559,8 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	pthread_mutex_init(&s->site_mu, NULL);
+	pthread_mutex_init(&s->workers_mu, NULL);
+	s->have_worker_key = pthread_key_create(&s->worker_key, NULL) == 0;
 	s->site = site;
 	snprintf(s->site_number, sizeof(s->site_number), "%s",
 	    cfg->site_number ? cfg->site_number : SRV_SITE_NUMBER_DEFAULT);
@@ -582,6 +634,17 @@ srv_stop(struct srv *s)
 	if (s->logs != NULL)
 		srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Token service stopped");
 	srv_wellknown_clear(&s->wk);
+	/* The pool threads are joined: no worker handle is in use. */
+	while (s->workers != NULL) {
+		struct srv_worker *w = s->workers;
+
+		s->workers = w->next;
+		stk_site_close(w->site);
+		free(w);
+	}
+	if (s->have_worker_key)
+		pthread_key_delete(s->worker_key);
+	pthread_mutex_destroy(&s->workers_mu);
 	srv_logs_close(s->logs);
 	pthread_mutex_destroy(&s->site_mu);
 	free(s->cert_pem);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -20,6 +21,11 @@ extern const struct stk_key_backend stk_backend_file;
 struct file_key {
 	struct stk_key base; /* must be first */
 	EVP_PKEY *pkey;
+	/* Signing context prepared once (sign_init, SHA-256, padding): each
+	 * signature works on a copy, so threads never share one and no call
+	 * looks the algorithm up in the provider store again. NULL: prepare
+	 * per call (a provider that cannot duplicate contexts). */
+	EVP_PKEY_CTX *tmpl;
 	char *path;
 };
 
@@ -42,6 +48,7 @@ file_close(struct stk_key *key)
 
 	if (fk == NULL)
 		return;
+	EVP_PKEY_CTX_free(fk->tmpl);
 	EVP_PKEY_free(fk->pkey);
 	free(fk->path);
 	free(fk);
@@ -52,6 +59,23 @@ file_check_mode(int fd, const char *path, struct stk_error *err)
 {
 	/* Owner too: a key file another user owns could be swapped by them. */
 	return stk_file_check_secret(fd, path, "key file", 077, err);
+}
+
+/* A context ready to sign a SHA-256 digest with pkey, or NULL. */
+static EVP_PKEY_CTX *
+file_sign_ctx(EVP_PKEY *pkey, enum stk_key_type type)
+{
+	EVP_PKEY_CTX *ctx;
+
+	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL ||
+	    EVP_PKEY_sign_init(ctx) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1 ||
+	    (type != STK_KEY_P256 &&
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
 }
 
 static int
@@ -73,6 +97,8 @@ file_wrap(EVP_PKEY *pkey, const char *path, struct stk_key **out,
 	fk->base.vt = &stk_backend_file;
 	fk->base.type = type;
 	fk->pkey = pkey;
+	fk->tmpl = file_sign_ctx(pkey, type);   /* best effort */
+	ERR_clear_error();
 	*out = &fk->base;
 	return STK_OK;
 }
@@ -214,9 +240,8 @@ file_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 	size_t derlen = sizeof(der);
 	int r = STK_E_CRYPTO;
 
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, fk->pkey, NULL)) == NULL ||
-	    EVP_PKEY_sign_init(ctx) != 1 ||
-	    EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1)
+	if ((ctx = fk->tmpl != NULL ? EVP_PKEY_CTX_dup(fk->tmpl) :
+	    file_sign_ctx(fk->pkey, key->type)) == NULL)
 		goto fail;
 	if (key->type == STK_KEY_P256) {
 		if (EVP_PKEY_sign(ctx, der, &derlen, digest, dlen) != 1)
@@ -226,8 +251,7 @@ file_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 			goto fail;
 		*siglen = STK_P256_SIG_LEN;
 	} else {
-		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
-		    EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) != 1)
+		if (EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) != 1)
 			goto fail;
 	}
 	EVP_PKEY_CTX_free(ctx);

@@ -4,6 +4,8 @@
  * JSON, integer times, 8 KiB limit. Checks run in an order that never
  * reveals claim contents of a token whose signature has not verified. */
 #include <ctype.h>
+#include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,61 @@ stk_signer_free(struct stk_signer *s)
 const char *stk_signer_kid(const struct stk_signer *s) { return s->kid; }
 const char *stk_signer_x5t(const struct stk_signer *s) { return s->x5t; }
 
+/* P-256 group order n and floor(n / 2), big-endian. */
+static const unsigned char p256_n[32] = {
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+	0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+};
+static const unsigned char p256_half_n[32] = {
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+	0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
+
+/* 1 when the s half of a raw r||s P-256 signature is over n/2. */
+static int
+ecdsa_high_s(const unsigned char *sig)
+{
+	return memcmp(sig + 32, p256_half_n, 32) > 0;
+}
+
+/* s := n - s, so that (r, s) becomes the low-s twin of the same
+ * signature (both verify; we issue only the low one, as Bitcoin's BIP 62
+ * and libsecp256k1 do, and verify only the low one). */
+static void
+ecdsa_normalize_s(unsigned char *sig)
+{
+	int i, borrow = 0, d;
+
+	if (!ecdsa_high_s(sig))
+		return;
+	for (i = 31; i >= 0; i--) {
+		d = (int)p256_n[i] - (int)sig[32 + i] - borrow;
+		borrow = d < 0;
+		sig[32 + i] = (unsigned char)(d + (borrow ? 256 : 0));
+	}
+}
+
+static EVP_MD *jws_sha256;
+static pthread_once_t jws_sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+jws_sha256_fetch(void)
+{
+	jws_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 with the digest fetched once per process, not looked up in the
+ * provider store on every token (EVP_sha256() does that implicitly). */
+static int
+jws_digest(const unsigned char *data, size_t len, unsigned char *md)
+{
+	pthread_once(&jws_sha256_once, jws_sha256_fetch);
+	return EVP_Digest(data, len, md, NULL, jws_sha256 != NULL ? jws_sha256 :
+	    EVP_sha256(), NULL) == 1 ? STK_OK : STK_E_CRYPTO;
+}
+
 /* header_b64 "." b64(payload) "." b64(sig) */
 static int
 jws_sign_parts(struct stk_key *key, const char *header_b64,
@@ -182,7 +239,7 @@ jws_sign_parts(struct stk_key *key, const char *header_b64,
 {
 	size_t hlen = strlen(header_b64), plen = strlen(payload);
 	size_t cap = hlen + 1 + (plen + 2) / 3 * 4 + 1 + (size_t)(STK_SIG_MAX + 2) / 3 * 4 + 1;
-	unsigned char sig[STK_SIG_MAX];
+	unsigned char sig[STK_SIG_MAX], md[STK_SHA256_LEN];
 	size_t siglen = sizeof(sig), n;
 	char *buf;
 	int r;
@@ -194,10 +251,15 @@ jws_sign_parts(struct stk_key *key, const char *header_b64,
 	buf[hlen] = '.';
 	n = hlen + 1;
 	n += stk_b64url_encode_buf((const unsigned char *)payload, plen, buf + n);
-	if ((r = stk_key_sign(key, (unsigned char *)buf, n, sig, &siglen, err)) != 0) {
+	if ((r = jws_digest((unsigned char *)buf, n, md)) != 0 ||
+	    (r = stk_key_sign_digest(key, md, sizeof(md), sig, &siglen, err)) != 0) {
+		if (r == STK_E_CRYPTO)
+			stk_error_openssl(err, r, "SHA-256 failed");
 		free(buf);
 		return r;
 	}
+	if (key->type == STK_KEY_P256)
+		ecdsa_normalize_s(sig);
 	buf[n++] = '.';
 	stk_b64url_encode_buf(sig, siglen, buf + n);
 	*out = buf;
@@ -220,22 +282,39 @@ stk_jws_sign_raw(struct stk_key *key, const char *header_json,
 	return r;
 }
 
+/* Sign a payload text the caller built (malloc'd; freed here). */
 static int
-signer_issue(const struct stk_signer *s, json_t *claims, char **out,
+signer_issue(const struct stk_signer *s, char *payload, char **out,
     struct stk_error *err)
 {
-	char *payload;
 	int r;
 
-	if (claims == NULL ||
-	    (payload = json_dumps(claims, JSON_COMPACT)) == NULL) {
-		json_decref(claims);
+	if (payload == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	}
-	json_decref(claims);
 	r = jws_sign_parts(s->key, s->header_b64, payload, out, err);
 	free(payload);
 	return r;
+}
+
+/* The claim sets are written directly in the canonical layout (the bytes
+ * json_dumps(JSON_COMPACT) made of the former json_pack, members in that
+ * order), which is also the layout the verifier reads without jansson.
+ * Every value is a GUID, a fixed string, an integer or a base64url
+ * thumbprint: nothing needs escaping (checked by the callers). */
+static char *
+payload_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+payload_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *txt = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&txt, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : txt;
 }
 
 static int
@@ -267,12 +346,11 @@ stk_issue_bulk(const struct stk_signer *s, const char *unique_id,
 	if ((r = id_or_new(unique_id, id, err)) != 0)
 		return r;
 	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
-	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}",
-	    "SCCMTokenCategory", "SCCMPreAuthToken", "Authority", "SCCM",
-	    "License", "SCCM", "Type", "BulkRegistration",
-	    "TenantId", s->tenant_up, "UniqueId", id, "iss", iss,
-	    "aud", STK_AUDIENCE, "nbf", (json_int_t)nbf, "exp", (json_int_t)exp),
-	    out, err);
+	r = signer_issue(s, payload_printf("{\"SCCMTokenCategory\":\"SCCMPreAuthToken\","
+	    "\"Authority\":\"SCCM\",\"License\":\"SCCM\",\"Type\":\"BulkRegistration\","
+	    "\"TenantId\":\"%s\",\"UniqueId\":\"%s\",\"iss\":\"%s\",\"aud\":\""
+	    STK_AUDIENCE "\",\"nbf\":%lld,\"exp\":%lld}", s->tenant_up, id, iss,
+	    (long long)nbf, (long long)exp), out, err);
 	if (r == 0 && out_guid != NULL)
 		memcpy(out_guid, id, STK_GUID_LEN + 1);
 	return r;
@@ -291,19 +369,21 @@ stk_issue_client(const struct stk_signer *s, const char *device_guid,
 	if (lifetime <= 0 || lifetime > CLIENT_MAX_LIFETIME)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "client token lifetime must be 1 s to 90 days");
-	if (cnf_x5t_s256 == NULL || strlen(cnf_x5t_s256) != 43)
+	if (cnf_x5t_s256 == NULL || strlen(cnf_x5t_s256) != 43 ||
+	    strspn(cnf_x5t_s256, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_") != 43)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "certificate thumbprint must be a base64url SHA-256");
 	if ((r = id_or_new(device_guid, sub, err)) != 0 ||
 	    (r = id_or_new(NULL, jti, err)) != 0)
 		return r;
 	snprintf(iss, sizeof(iss), STK_ISSUER_PREFIX "%s", s->tenant);
-	r = signer_issue(s, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:s}}",
-	    "Type", "ClientAuthentication", "TenantId", s->tenant_up,
-	    "sub", sub, "jti", jti, "iss", iss, "aud", STK_AUDIENCE,
-	    "iat", (json_int_t)now, "nbf", (json_int_t)now,
-	    "exp", (json_int_t)now + (json_int_t)lifetime, "cnf", "x5t#S256", cnf_x5t_s256),
-	    out, err);
+	r = signer_issue(s, payload_printf("{\"Type\":\"ClientAuthentication\","
+	    "\"TenantId\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\",\"iss\":\"%s\","
+	    "\"aud\":\"" STK_AUDIENCE "\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,"
+	    "\"cnf\":{\"x5t#S256\":\"%s\"}}", s->tenant_up, sub, jti, iss,
+	    (long long)now, (long long)now, (long long)now + (long long)lifetime,
+	    cnf_x5t_s256), out, err);
 	if (r == 0 && out_jti != NULL)
 		memcpy(out_jti, jti, STK_GUID_LEN + 1);
 	return r;
@@ -352,6 +432,23 @@ void
 stk_verifier_set_leeway(struct stk_verifier *v, int64_t seconds)
 {
 	v->leeway = seconds < 0 ? 0 : seconds;
+}
+
+int64_t
+stk_verifier_leeway(const struct stk_verifier *v)
+{
+	return v->leeway;
+}
+
+int
+stk_verifier_has_kid(const struct stk_verifier *v, const char *kid)
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++)
+		if (strcmp(v->keys[i].kid, kid) == 0)
+			return 1;
+	return 0;
 }
 
 static int
@@ -536,6 +633,13 @@ jws_check_header(const struct stk_verifier *v, json_t *h,
 	if (*key == NULL)
 		return REFUSE(STK_E_TOKEN_HEADER, "token was signed by a key this site "
 		    "does not trust (unknown %s)", kid ? "kid" : "x5t");
+	/* Both named: they must name the same key, or a token could claim
+	 * one certificate while being checked against another's key. A key
+	 * added without its certificate has no x5t to compare. */
+	if (kid != NULL && x5t != NULL && (*key)->x5t[0] != '\0' &&
+	    strcmp((*key)->x5t, json_string_value(x5t)) != 0)
+		return REFUSE(STK_E_TOKEN_HEADER, "header x5t is not the certificate "
+		    "of the key named by kid");
 	/* The key fixes the algorithm; the token does not choose it. */
 	if (strcmp(a, stk_key_type_alg((*key)->type)) != 0)
 		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' does not match the site key "
@@ -554,6 +658,15 @@ jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
 	if ((r = stk_b64url_decode(sig_b64, siglen_b64, &sig, &siglen)) != 0)
 		return r == STK_E_TOKEN_B64 ? REFUSE(r, "signature is not strict base64url")
 		    : stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+	/* ECDSA signatures are malleable: (r, n - s) verifies as well as
+	 * (r, s). We issue low-s only and accept low-s only, so one token has
+	 * one encoding (docs/api.md, "ES256 signatures"). */
+	if (key->type == STK_KEY_P256 && siglen == STK_P256_SIG_LEN &&
+	    ecdsa_high_s(sig)) {
+		free(sig);
+		return REFUSE(STK_E_TOKEN_SIGNATURE, "ES256 signature is not in "
+		    "low-s form (s > n/2)");
+	}
 	r = key->sig != NULL ? stk_sig_verify_ctx(key->sig, (const unsigned char *)input,
 	    inlen, sig, siglen) : stk_sig_verify(key->pkey, (const unsigned char *)input,
 	    inlen, sig, siglen);
@@ -565,72 +678,279 @@ jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
 	return STK_OK;
 }
 
-static int
-claim_str(json_t *p, const char *name, const char *want, int code,
-    const char **val, struct stk_error *err)
-{
-	json_t *j = json_object_get(p, name);
+/* ---- Claim sources ----
+ * The claim rules below read claims through one accessor, from either the
+ * strict jansson tree or, on the hot path, the canonical layout our own
+ * issuer writes (json_dumps JSON_COMPACT of the json_pack in stk_issue_*:
+ * members in that order, no white space). The layout reader accepts only a
+ * strict subset of JSON on which jansson's reading is known: member names
+ * fixed and distinct, strings of printable ASCII without '"' or '\\',
+ * integers 0 or [1-9][0-9]{0,17}. Anything else falls back to jansson, so
+ * both sources give one verdict; fuzz/fuzz_claims_diff.c and test_jws check
+ * that they do. */
 
-	if (val != NULL)
-		*val = NULL;
-	if (!json_is_string(j))
+enum cl_kind { CL_MISSING = 0, CL_STRING, CL_INT, CL_OBJECT, CL_OTHER };
+
+struct cl_val {
+	const char *s;   /* CL_STRING: not NUL-terminated */
+	size_t len;
+	int64_t i;       /* CL_INT */
+};
+
+#define LAYOUT_MAX 10
+
+struct layout_field {
+	const char *name;
+	enum cl_kind kind;   /* CL_OBJECT: the one-member cnf object */
+};
+
+struct layout {
+	const struct layout_field *f;
+	size_t n;
+};
+
+static const struct layout_field bulk_fields[] = {
+	{ "SCCMTokenCategory", CL_STRING }, { "Authority", CL_STRING },
+	{ "License", CL_STRING }, { "Type", CL_STRING }, { "TenantId", CL_STRING },
+	{ "UniqueId", CL_STRING }, { "iss", CL_STRING }, { "aud", CL_STRING },
+	{ "nbf", CL_INT }, { "exp", CL_INT },
+};
+static const struct layout_field client_fields[] = {
+	{ "Type", CL_STRING }, { "TenantId", CL_STRING }, { "sub", CL_STRING },
+	{ "jti", CL_STRING }, { "iss", CL_STRING }, { "aud", CL_STRING },
+	{ "iat", CL_INT }, { "nbf", CL_INT }, { "exp", CL_INT },
+	{ "cnf", CL_OBJECT },
+};
+static const struct layout_field cnf_fields[] = { { "x5t#S256", CL_STRING } };
+static const struct layout layouts[] = {
+	{ bulk_fields, sizeof(bulk_fields) / sizeof(bulk_fields[0]) },
+	{ client_fields, sizeof(client_fields) / sizeof(client_fields[0]) },
+};
+static const struct layout cnf_layout = { cnf_fields, 1 };
+
+struct fastp {
+	const struct layout *lay;
+	struct cl_val val[LAYOUT_MAX];
+	struct fastp *cnf;   /* client layout: the cnf member */
+};
+
+struct cl_src {
+	json_t *j;                 /* jansson object, or */
+	const struct fastp *f;     /* a recognised layout */
+};
+
+static enum cl_kind
+cl_get(const struct cl_src *src, const char *name, struct cl_val *val,
+    struct cl_src *sub)
+{
+	json_t *m;
+	size_t i;
+
+	memset(val, 0, sizeof(*val));
+	if (src->f != NULL) {
+		for (i = 0; i < src->f->lay->n; i++) {
+			if (strcmp(src->f->lay->f[i].name, name) != 0)
+				continue;
+			*val = src->f->val[i];
+			if (src->f->lay->f[i].kind == CL_OBJECT && sub != NULL) {
+				sub->j = NULL;
+				sub->f = src->f->cnf;
+			}
+			return src->f->lay->f[i].kind;
+		}
+		return CL_MISSING;
+	}
+	if ((m = json_object_get(src->j, name)) == NULL)
+		return CL_MISSING;
+	if (json_is_string(m)) {
+		val->s = json_string_value(m);
+		val->len = json_string_length(m);
+		return CL_STRING;
+	}
+	if (json_is_integer(m)) {
+		val->i = (int64_t)json_integer_value(m);
+		return CL_INT;
+	}
+	if (json_is_object(m)) {
+		if (sub != NULL) {
+			sub->j = m;
+			sub->f = NULL;
+		}
+		return CL_OBJECT;
+	}
+	return CL_OTHER;
+}
+
+/* One member: "name":value. Returns the position after it, or NULL. */
+static const char *
+layout_member(const char *p, const char *end, const struct layout_field *fd,
+    struct cl_val *val, struct fastp *cnf)
+{
+	size_t nlen = strlen(fd->name), nd;
+	const char *q;
+	int64_t i;
+
+	if ((size_t)(end - p) < nlen + 3 || p[0] != '"' ||
+	    memcmp(p + 1, fd->name, nlen) != 0 || p[nlen + 1] != '"' ||
+	    p[nlen + 2] != ':')
+		return NULL;
+	p += nlen + 3;
+	switch (fd->kind) {
+	case CL_STRING:
+		if (p == end || *p++ != '"')
+			return NULL;
+		for (q = p; q < end && *q != '"'; q++)
+			if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e ||
+			    *q == '\\')
+				return NULL;
+		if (q == end)
+			return NULL;
+		val->s = p;
+		val->len = (size_t)(q - p);
+		return q + 1;
+	case CL_INT:
+		for (q = p, i = 0; q < end && *q >= '0' && *q <= '9'; q++)
+			if (q - p < 18)
+				i = i * 10 + (*q - '0');
+		nd = (size_t)(q - p);
+		/* Canonical and far from int64's limit; else jansson decides. */
+		if (nd == 0 || nd > 18 || (nd > 1 && *p == '0'))
+			return NULL;
+		val->i = i;
+		return q;
+	case CL_OBJECT:
+		if (p == end || *p++ != '{' || cnf == NULL ||
+		    (p = layout_member(p, end, &cnf_fields[0], &cnf->val[0],
+		    NULL)) == NULL || p == end || *p != '}')
+			return NULL;
+		cnf->lay = &cnf_layout;
+		return p + 1;
+	default:
+		return NULL;
+	}
+}
+
+/* 1 when json[0..len) is exactly one of the canonical layouts. */
+static int
+layout_read(const char *json, size_t len, struct fastp *fp, struct fastp *cnf)
+{
+	const char *p, *end = json + len;
+	size_t l, i;
+
+	memset(fp, 0, sizeof(*fp));
+	for (l = 0; l < sizeof(layouts) / sizeof(layouts[0]); l++) {
+		p = json;
+		if (len < 2 || *p++ != '{')
+			return 0;
+		for (i = 0; i < layouts[l].n && p != NULL; i++) {
+			if (i > 0 && (p == end || *p++ != ','))
+				p = NULL;
+			if (p != NULL)
+				p = layout_member(p, end, &layouts[l].f[i],
+				    &fp->val[i], cnf);
+		}
+		if (p != NULL && p + 1 == end && *p == '}') {
+			fp->lay = &layouts[l];
+			fp->cnf = layouts[l].f == client_fields ? cnf : NULL;
+			return 1;
+		}
+		memset(fp, 0, sizeof(*fp));
+	}
+	return 0;
+}
+
+static int
+str_is(const struct cl_val *val, const char *want)
+{
+	size_t n = strlen(want);
+
+	return val->len == n && memcmp(val->s, want, n) == 0;
+}
+
+static int
+claim_str(const struct cl_src *p, const char *name, const char *want, int code,
+    struct cl_val *out, struct stk_error *err)
+{
+	struct cl_val val;
+
+	if (cl_get(p, name, &val, NULL) != CL_STRING)
 		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s missing or not a string", name);
-	if (want != NULL && strcmp(json_string_value(j), want) != 0)
+	if (want != NULL && !str_is(&val, want))
 		return REFUSE(code, "claim %s is not \"%s\"", name, want);
-	if (val != NULL)
-		*val = json_string_value(j);
+	if (out != NULL)
+		*out = val;
 	return STK_OK;
 }
 
 static int
-claim_time(json_t *p, const char *name, int64_t *val, struct stk_error *err)
+claim_time(const struct cl_src *p, const char *name, int64_t *out,
+    struct stk_error *err)
 {
-	json_t *j = json_object_get(p, name);
+	struct cl_val val;
 
-	if (j == NULL)
+	switch (cl_get(p, name, &val, NULL)) {
+	case CL_MISSING:
 		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s missing", name);
-	if (!json_is_integer(j))
+	case CL_INT:
+		break;
+	default:
 		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s must be an integer "
 		    "(seconds)", name);
-	*val = (int64_t)json_integer_value(j);
-	if (*val < 0)
+	}
+	*out = val.i;
+	if (*out < 0)
 		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s is negative", name);
 	return STK_OK;
 }
 
 static int
-claim_guid(json_t *p, const char *name, char *out, struct stk_error *err)
+claim_guid(const struct cl_src *p, const char *name, char *out,
+    struct stk_error *err)
 {
-	const char *s;
+	struct cl_val val;
 	size_t i;
 	int r;
 
-	if ((r = claim_str(p, name, NULL, 0, &s, err)) != 0)
+	if ((r = claim_str(p, name, NULL, 0, &val, err)) != 0)
 		return r;
-	if (!stk_guid_valid(s))
+	if (val.len != STK_GUID_LEN)
 		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s is not a GUID", name);
+	memcpy(out, val.s, STK_GUID_LEN);
+	out[STK_GUID_LEN] = '\0';
+	if (!stk_guid_valid(out)) {
+		out[0] = '\0';
+		return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s is not a GUID", name);
+	}
 	for (i = 0; i < STK_GUID_LEN; i++)
-		if (isupper((unsigned char)s[i]))
+		if (isupper((unsigned char)out[i])) {
+			out[0] = '\0';
 			return REFUSE(STK_E_TOKEN_CLAIMS, "claim %s must be lower case", name);
-	memcpy(out, s, STK_GUID_LEN + 1);
+		}
 	return STK_OK;
 }
 
+/* now is past exp + leeway, without overflow for any exp. */
 static int
-jws_check_claims(const struct stk_verifier *v, json_t *p,
+time_expired(int64_t now, int64_t exp, int64_t leeway)
+{
+	return exp <= INT64_MAX - leeway && now >= exp + leeway;
+}
+
+static int
+jws_check_claims(const struct stk_verifier *v, const struct cl_src *p,
     enum stk_token_type expect, int64_t now, struct stk_claims *c,
     struct stk_error *err)
 {
-	const char *type_s, *cnf_s;
+	struct cl_val type_s, cnf_s;
 	enum stk_token_type type;
-	json_t *cnf;
+	struct cl_src cnf;
 	int r;
 
 	if ((r = claim_str(p, "Type", NULL, 0, &type_s, err)) != 0)
 		return r;
-	if (strcmp(type_s, "BulkRegistration") == 0)
+	if (str_is(&type_s, "BulkRegistration"))
 		type = STK_TOKEN_BULK;
-	else if (strcmp(type_s, "ClientAuthentication") == 0)
+	else if (str_is(&type_s, "ClientAuthentication"))
 		type = STK_TOKEN_CLIENT;
 	else
 		return REFUSE(STK_E_TOKEN_TYPE, "unknown token Type");
@@ -665,24 +985,85 @@ jws_check_claims(const struct stk_verifier *v, json_t *p,
 		    (r = claim_guid(p, "jti", c->id, err)) != 0 ||
 		    (r = claim_time(p, "iat", &c->iat, err)) != 0)
 			return r;
-		cnf = json_object_get(p, "cnf");
-		if (!json_is_object(cnf) ||
-		    claim_str(cnf, "x5t#S256", NULL, 0, &cnf_s, err) != 0 ||
-		    strlen(cnf_s) != 43)
+		if (cl_get(p, "cnf", &cnf_s, &cnf) != CL_OBJECT ||
+		    claim_str(&cnf, "x5t#S256", NULL, 0, &cnf_s, err) != 0 ||
+		    cnf_s.len != 43 || memchr(cnf_s.s, '\0', 43) != NULL)
 			return REFUSE(STK_E_TOKEN_CLAIMS, "claim cnf must hold an "
 			    "x5t#S256 certificate thumbprint");
-		memcpy(c->cnf_x5t_s256, cnf_s, 44);
+		memcpy(c->cnf_x5t_s256, cnf_s.s, 43);
+		c->cnf_x5t_s256[43] = '\0';
 		if (c->exp - c->nbf > CLIENT_MAX_LIFETIME)
 			return REFUSE(STK_E_TOKEN_CLAIMS, "client token lifetime is "
 			    "over 90 days");
 	}
 	/* Leeway edges: valid for now in [nbf - leeway, exp + leeway). */
-	if (now >= c->exp + v->leeway)
+	if (time_expired(now, c->exp, v->leeway))
 		return REFUSE(STK_E_TOKEN_EXPIRED, "token expired %lld s ago",
 		    (long long)(now - c->exp));
 	if (now < c->nbf - v->leeway)
 		return REFUSE(STK_E_TOKEN_NOTYET, "token is not valid for another %lld s",
 		    (long long)(c->nbf - now));
+	return STK_OK;
+}
+
+/* The claim rules on `len` bytes of payload JSON: from the canonical layout
+ * when it is one (and `fast` allows), else from strict jansson. */
+static int
+payload_check(const struct stk_verifier *v, const char *json, size_t len,
+    int fast, enum stk_token_type expect, int64_t now, struct stk_claims *c,
+    int *used_fast, struct stk_error *err)
+{
+	struct fastp fp, cnf;
+	struct cl_src src = { NULL, NULL };
+	json_error_t jerr;
+	int r;
+
+	if (used_fast != NULL)
+		*used_fast = 0;
+	if (fast && layout_read(json, len, &fp, &cnf)) {
+		if (used_fast != NULL)
+			*used_fast = 1;
+		src.f = &fp;
+		return jws_check_claims(v, &src, expect, now, c, err);
+	}
+	/* Strict: duplicate members refused, NUL in strings refused. */
+	src.j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (src.j == NULL || !json_is_object(src.j)) {
+		r = REFUSE(STK_E_TOKEN_JSON, "payload is not a JSON object: %s",
+		    src.j == NULL ? jerr.text : "not an object");
+		json_decref(src.j);
+		return r;
+	}
+	r = jws_check_claims(v, &src, expect, now, c, err);
+	json_decref(src.j);
+	return r;
+}
+
+/* The payload segment decoded into a NUL-terminated malloc'd text. */
+static int
+jws_payload_text(const char *seg, size_t len, char **text, size_t *tlen,
+    struct stk_error *err)
+{
+	unsigned char *raw = NULL;
+	size_t rawlen;
+	int r;
+
+	*text = NULL;
+	*tlen = 0;
+	if ((r = stk_b64url_decode(seg, len, &raw, &rawlen)) != 0) {
+		if (r == STK_E_TOKEN_B64)
+			return REFUSE(r, "payload is not strict base64url (no "
+			    "padding, URL-safe alphabet, no stray bits)");
+		return stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+	}
+	if ((*text = malloc(rawlen + 1)) == NULL) {
+		free(raw);
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	}
+	memcpy(*text, raw, rawlen);
+	(*text)[rawlen] = '\0';
+	*tlen = rawlen;
+	free(raw);
 	return STK_OK;
 }
 
@@ -692,9 +1073,11 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
     struct stk_error *err)
 {
 	const char *d1, *d2;
-	json_t *h = NULL, *p = NULL;
+	json_t *h = NULL;
 	const struct vkey *key = NULL;
 	struct stk_claims c;
+	char *ptext = NULL;
+	size_t plen = 0;
 	int r;
 
 	memset(&c, 0, sizeof(c));
@@ -733,18 +1116,19 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 	if ((r = jws_check_sig(key, token, (size_t)(d2 - token), d2 + 1,
 	    len - (size_t)(d2 + 1 - token), err)) != 0)
 		goto out;
-	if ((p = jws_json_segment(d1 + 1, (size_t)(d2 - d1 - 1), "payload",
-	    &c.payload_json, err, &r)) == NULL)
-		goto out;
-	if ((r = jws_check_claims(v, p, expect, now, &c, err)) != 0)
+	if ((r = jws_payload_text(d1 + 1, (size_t)(d2 - d1 - 1), &ptext, &plen,
+	    err)) != 0 ||
+	    (r = payload_check(v, ptext, plen, 1, expect, now, &c, NULL, err)) != 0)
 		goto out;
 	memcpy(c.kid, key->kid, sizeof(key->kid));
+	c.payload_json = ptext;
+	ptext = NULL;
 	*claims = c;
 	memset(&c, 0, sizeof(c));
 	r = STK_OK;
 out:
 	json_decref(h);
-	json_decref(p);
+	free(ptext);
 	stk_claims_clear(&c);
 	return r;
 }
@@ -754,17 +1138,15 @@ stk__jws_check_payload(const struct stk_verifier *v, const char *json,
     size_t len, enum stk_token_type expect, int64_t now,
     struct stk_claims *claims, struct stk_error *err)
 {
-	json_error_t jerr;
-	json_t *p;
-	int r;
-
 	memset(claims, 0, sizeof(*claims));
-	p = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (p == NULL || !json_is_object(p)) {
-		json_decref(p);
-		return REFUSE(STK_E_TOKEN_JSON, "payload is not a JSON object");
-	}
-	r = jws_check_claims(v, p, expect, now, claims, err);
-	json_decref(p);
-	return r;
+	return payload_check(v, json, len, 0, expect, now, claims, NULL, err);
+}
+
+int
+stk__jws_check_payload_fast(const struct stk_verifier *v, const char *json,
+    size_t len, enum stk_token_type expect, int64_t now,
+    struct stk_claims *claims, int *used_fast, struct stk_error *err)
+{
+	memset(claims, 0, sizeof(*claims));
+	return payload_check(v, json, len, 1, expect, now, claims, used_fast, err);
 }

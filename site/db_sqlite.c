@@ -3,20 +3,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include "db.h"
+
+struct sq_stmt {
+	const struct site_db_vtable *vt;
+	struct sq_db *db;
+	sqlite3_stmt *st;
+	int cached;        /* lives in db->cache: finalize resets it */
+	int busy;          /* cached: handed out, not yet finalized */
+	char *sql;         /* cached: the text it was prepared from */
+};
+
+/* Prepared statements are kept per connection (the first SQ_CACHE distinct
+ * texts): db_prepare of a text seen before hands back the same statement,
+ * reset, instead of compiling it again; db_finalize resets and keeps it.
+ * A text already handed out (a nested use) gets a fresh statement. */
+#define SQ_CACHE 48
 
 struct sq_db {
 	const struct site_db_vtable *vt;
 	sqlite3 *h;
 	char msg[256];     /* last error when SQLite's own is not it */
 	int rc;
-};
-
-struct sq_stmt {
-	const struct site_db_vtable *vt;
-	struct sq_db *db;
-	sqlite3_stmt *st;
+	pthread_mutex_t cache_mu;  /* the connection is FULLMUTEX: so is this */
+	struct sq_stmt cache[SQ_CACHE];
+	size_t ncache;
 };
 
 #define SQ(d) ((struct sq_db *)(d))
@@ -28,6 +42,21 @@ sq_fail(struct sq_db *d, int rc)
 	d->rc = rc;
 	d->msg[0] = '\0';
 	return rc == SQLITE_OK ? SQLITE_ERROR : rc;
+}
+
+/* Waiting for another connection's write lock (up to about 15 s, as
+ * sqlite3_busy_timeout(15000) did): short sleeps first, since the gateway's
+ * worker connections (one per thread) and the signing connection hold it
+ * for a transaction of a few hundred microseconds; SQLite's own timeout
+ * sleeps 1, 2, 5, 10... ms from the first retry. */
+static int
+sq_busy(void *arg, int count)
+{
+	(void)arg;
+	if (count >= 20 + 90 + 1490)
+		return 0;  /* give up: SQLITE_BUSY */
+	usleep(count < 20 ? 100 : count < 110 ? 1000 : 10000);
+	return 1;
 }
 
 static int
@@ -43,6 +72,7 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	d->vt = &site_db_sqlite;
+	pthread_mutex_init(&d->cache_mu, NULL);
 	rc = sqlite3_open_v2(path, &d->h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
 	if (rc != SQLITE_OK) {
@@ -52,7 +82,7 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 		    d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(d->h, 15000);
+	sqlite3_busy_handler(d->h, sq_busy, NULL);
 	if ((rc = sqlite3_exec(d->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 	    "PRAGMA foreign_keys=ON;", NULL, NULL, &msg)) != SQLITE_OK) {
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
@@ -64,6 +94,7 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 	return STK_OK;
 fail:
 	sqlite3_close_v2(d->h);
+	pthread_mutex_destroy(&d->cache_mu);
 	free(d);
 	return r;
 }
@@ -71,9 +102,16 @@ fail:
 static void
 sq_close(struct site_db *db)
 {
+	size_t i;
+
 	if (db == NULL)
 		return;
+	for (i = 0; i < SQ(db)->ncache; i++) {
+		sqlite3_finalize(SQ(db)->cache[i].st);
+		free(SQ(db)->cache[i].sql);
+	}
 	sqlite3_close_v2(SQ(db)->h);
+	pthread_mutex_destroy(&SQ(db)->cache_mu);
 	free(db);
 }
 
@@ -132,9 +170,40 @@ sq_set_version(struct site_db *db, int version)
 static int
 sq_prepare(struct site_db *db, const char *sql, struct site_stmt **out)
 {
-	struct sq_stmt *s;
+	struct sq_db *d = SQ(db);
+	struct sq_stmt *s, *c;
+	size_t i;
 	int rc;
 
+	pthread_mutex_lock(&d->cache_mu);
+	for (i = 0; i < d->ncache; i++) {
+		c = &d->cache[i];
+		if (!c->busy && strcmp(c->sql, sql) == 0) {
+			c->busy = 1;
+			pthread_mutex_unlock(&d->cache_mu);
+			*out = (struct site_stmt *)c;
+			return 0;
+		}
+	}
+	if (d->ncache < SQ_CACHE) {
+		c = &d->cache[d->ncache];
+		memset(c, 0, sizeof(*c));
+		if ((c->sql = strdup(sql)) != NULL &&
+		    sqlite3_prepare_v2(d->h, sql, -1, &c->st, NULL) == SQLITE_OK) {
+			c->vt = &site_db_sqlite;
+			c->db = d;
+			c->cached = 1;
+			c->busy = 1;
+			d->ncache++;
+			pthread_mutex_unlock(&d->cache_mu);
+			*out = (struct site_stmt *)c;
+			return 0;
+		}
+		free(c->sql);
+		sqlite3_finalize(c->st);
+		memset(c, 0, sizeof(*c));
+	}
+	pthread_mutex_unlock(&d->cache_mu);
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		sq_fail(SQ(db), SQLITE_NOMEM);
 		return -1;
@@ -218,9 +287,19 @@ sq_column_blob(struct site_stmt *st, int i, size_t *n)
 static void
 sq_finalize(struct site_stmt *st)
 {
+	struct sq_stmt *s = SQS(st);
+
 	if (st == NULL)
 		return;
-	sqlite3_finalize(SQS(st)->st);
+	if (s->cached) {
+		sqlite3_reset(s->st);
+		sqlite3_clear_bindings(s->st);
+		pthread_mutex_lock(&s->db->cache_mu);
+		s->busy = 0;
+		pthread_mutex_unlock(&s->db->cache_mu);
+		return;
+	}
+	sqlite3_finalize(s->st);
 	free(st);
 }
 

@@ -268,28 +268,6 @@ stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
 	    actor, "setting.device", detail, err);
 }
 
-/* Thumbprint of a certificate that parses as X.509 (the gateway saw it in
- * the handshake; the MP receives it in the request body). */
-static int
-dev_cert_thumbprint(const unsigned char *der, size_t len, char out[44],
-    struct stk_error *err)
-{
-	const unsigned char *p = der;
-	X509 *x;
-
-	out[0] = '\0';
-	if (der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "no device certificate or certificate too large");
-	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len) {
-		X509_free(x);
-		return stk_error_openssl(err, STK_E_ARG, "device certificate is not DER X.509");
-	}
-	X509_free(x);
-	stk_cert_x5t_s256(der, len, out);
-	return STK_OK;
-}
-
 /* Issue a token for device d (guid, thumbprint set) and write the row:
  * insert when is_new, else update. Caller holds the transaction. */
 static int
@@ -483,10 +461,16 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		*reason = STK_REASON_NO_CLIENT_CERT;
 		goto refuse;
 	}
-	if ((r = dev_cert_thumbprint(peer_der, peer_len, thumb, err)) != 0) {
+	/* Hash only: the TLS library parsed this certificate in the handshake
+	 * and it matched the registered thumbprint (a parsed certificate)
+	 * or it does not bind. No X.509 parse per request. */
+	if (peer_len > STK_DEVICE_CERT_MAX) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "device certificate too large");
 		*reason = STK_REASON_BAD_CERT;
 		goto refuse;
 	}
+	stk_cert_x5t_s256(peer_der, peer_len, thumb);
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
@@ -494,8 +478,10 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		goto refuse;
 	}
 	/* Through the site: a kid another node made since the key set was
-	 * cached is looked up once more. */
-	if ((r = stk_site_verify(s, token, len, STK_TOKEN_CLIENT, now, &c, err)) != 0) {
+	 * cached is looked up once more. A token verified before with this
+	 * certificate comes from the cache (tokcache.c); the device checks
+	 * below always read the store. */
+	if ((r = site_verify_client_cached(s, token, len, thumb, now, &c, err)) != 0) {
 		if (r == STK_E_DB) /* the key set could not be read */
 			goto out;
 		*reason = stk_device_reason_of(r);

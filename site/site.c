@@ -638,6 +638,17 @@ stk_site_set_key_opts(struct stk_site *s, const struct stk_key_opts *o)
 	s->kopts.site_dir = s->dir;
 }
 
+void
+stk_site_forbid_signing(struct stk_site *s)
+{
+	pthread_mutex_lock(&s->lock);
+	/* Reuses the "never present again" latch of a refused PIN. */
+	stk_error_set(&s->key_auth_err, STK_E_AUTH, STK_LAYER_NONE, 0,
+	    "this site handle verifies only (a gateway worker's handle): it "
+	    "does not open the site key");
+	pthread_mutex_unlock(&s->lock);
+}
+
 int
 stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err)
 {

@@ -64,6 +64,19 @@ int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);
 EVP_PKEY *site_keys_pubkey(struct stk_site *s, const char *kid);
 void site_keys_free_parked(struct stk_site *s);
 
+/* tokcache.c: the gateway's verified-token cache (see there for what it
+ * holds and how it goes stale). site_verify_client_cached: stk_site_verify
+ * of a client token presented with the certificate whose thumbprint is
+ * `thumb`, answered from the cache when that pair was verified before. */
+int site_verify_client_cached(struct stk_site *s, const char *token,
+    size_t len, const char *thumb, int64_t now, struct stk_claims *c,
+    struct stk_error *err);
+void site_tokcache_key(const char *site_guid, const char *token, size_t len,
+    const char *thumb, unsigned char key[32]);
+int site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,
+    const struct stk_verifier *v, struct stk_claims *c);
+void site_tokcache_put(const unsigned char key[32], const struct stk_claims *c);
+
 int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
 /* Every row of every site table as bytes, for tests that must prove what
  * the store does not hold (*out malloc'd). */

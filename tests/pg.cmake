@@ -5,6 +5,8 @@
 # test_store: the store interface itself, on SQLite here and on PostgreSQL
 # below.
 stk_unit_test(test_store)
+# test_tokcache: the gateway cache across two nodes (SQLite: two handles).
+stk_unit_test(test_tokcache)
 stk_script_test(node_rotate integration/node_rotate.sh)
 if(STK_STORE_PG)
   set(STK_PG_DIR ${CMAKE_CURRENT_BINARY_DIR}/tmp/pg)
@@ -19,7 +21,7 @@ if(STK_STORE_PG)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
   set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}"
     "PGSERVICEFILE=${STK_PG_DIR}/pg_service.conf;PGPASSFILE=${STK_PG_DIR}/pgpass")
-  foreach(t test_site test_store test_device)
+  foreach(t test_site test_store test_device test_tokcache)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")

@@ -55,6 +55,25 @@ int stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
  * when signing needs it (stk_site_signer). */
 int stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err);
 void stk_site_close(struct stk_site *s);
+/* Make `s` a verify-only handle: it never opens the site key (a TPM or HSM
+ * serves one handle; a second open could wait on it), so anything that
+ * would sign through it fails with STK_E_AUTH, and an audit checkpoint due
+ * on it is left to the next commit of a signing handle.
+ *
+ * Thread contract: a site handle is used by one thread at a time (its
+ * store connection is not shared). Threads that run concurrently open one
+ * handle each — the server gives every worker thread its own verify-only
+ * handle for gateway authentication — and keep one signing handle for
+ * what signs (registration, renewal), serialised by its owner. */
+void stk_site_forbid_signing(struct stk_site *s);
+
+/* The gateway's verified-token cache (process-wide, bounded, sharded; see
+ * site/tokcache.c and README "Performance"). It holds verified client
+ * token claims only, never device state, which is read on every request.
+ * Counters since start; clear empties it. Both thread-safe. Set
+ * SITETOKEN_TOKEN_CACHE=0 before the first request to turn it off. */
+void stk_token_cache_stats(uint64_t *hits, uint64_t *misses);
+void stk_token_cache_clear(void);
 
 const char *stk_site_dir(const struct stk_site *s);
 const char *stk_site_guid(const struct stk_site *s);       /* lower case */

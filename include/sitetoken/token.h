@@ -96,6 +96,9 @@ int stk_verifier_add_cert(struct stk_verifier *v, const unsigned char *der,
 int stk_verifier_add_pubkey(struct stk_verifier *v, EVP_PKEY *pkey,
     struct stk_error *err);
 void stk_verifier_set_leeway(struct stk_verifier *v, int64_t seconds);
+int64_t stk_verifier_leeway(const struct stk_verifier *v);
+/* 1 when a key with this kid is one of v's keys. */
+int stk_verifier_has_kid(const struct stk_verifier *v, const char *kid);
 
 /* Verify `token` (len bytes, need not be NUL-terminated) at time `now`.
  * expect: the Type required (STK_TOKEN_ANY only for decoding tools).

@@ -4,7 +4,8 @@
 # over TCP on 127.0.0.1 with a SCRAM password from PGPASSFILE, as a node on
 # another machine would. A device registered on node A renews through node B;
 # a bulk token blocked on node A is refused on node B at once; node B learns
-# a key made after it started (unknown kid -> key set re-read); devices
+# a key made after it started (unknown kid -> key set re-read); a device
+# blocked on node A is refused by node B's token cache at once; devices
 # registering on both nodes at once leave one intact audit chain.
 TEST_NAME=node_serve
 . "$(dirname "$0")/server_lib.sh"
@@ -80,6 +81,17 @@ kidA2=$(kid_of "$T/W/client.token")
 agent W 0 policy >/dev/null || fail "node B refused the new key: $(tail -3 "$SITEB/logs/ClientAuth.log")"
 agent X 0 policy >/dev/null || fail "node B token refused after rotation"
 ok "node B verifies node A's new key at once (unknown kid -> key set re-read)"
+
+# Node B has verified device X's token before (its gateway caches verified
+# tokens, site/tokcache.c): a block on node A is still refused on node B's
+# next request, and the unblock accepted at once (device state is never cached).
+agent X 0 policy >/dev/null || fail "node B policy (warm)"
+$STK devices block --site "$SITE" "$gx" >/dev/null || fail "device block on node A"
+rc=0; agent X 0 policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" != 0 ] && grep -q "device_blocked" "$T/err" || fail "node B after the device block: rc $rc $(cat "$T/err")"
+$STK devices unblock --site "$SITE" "$gx" >/dev/null || fail "device unblock on node A"
+agent X 0 policy >/dev/null || fail "node B after the unblock: $(tail -2 "$SITEB/logs/ClientAuth.log")"
+ok "a device blocked on node A is refused on node B's next request though B has its token cached (403 device_blocked), and accepted again after the unblock"
 
 # Registrations on both nodes at once: one chain, no fork.
 N=16

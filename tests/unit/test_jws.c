@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/token.h"
+#include "jws_int.h"
 #include "testutil.h"
 
 #define SITE "5b2f4a1e-8c3d-4e6f-9a0b-1c2d3e4f5a6b"
@@ -723,6 +724,237 @@ test_rotation_two_keys(void **state)
 	free(cert2);
 }
 
+/* ---- the canonical-layout claim reader against strict jansson ---- */
+
+/* The payload JSON of a compact token (malloc'd, NUL-terminated). */
+static char *
+payload_of(const char *tok, size_t *len)
+{
+	const char *d1 = strchr(tok, '.'), *d2 = strchr(d1 + 1, '.');
+	unsigned char *raw;
+	char *txt;
+
+	assert_int_equal(stk_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &raw, len), 0);
+	txt = malloc(*len + 1);
+	memcpy(txt, raw, *len);
+	txt[*len] = '\0';
+	free(raw);
+	return txt;
+}
+
+/* Both readers on one input: same verdict, same reason, same claims. */
+static void
+diff_one(const struct stk_verifier *v, const char *json, size_t len,
+    enum stk_token_type t, int64_t now, int *fast_seen, int *ok_seen)
+{
+	struct stk_claims a, b;
+	struct stk_error ea, eb;
+	int ra, rb, used = 0;
+
+	stk_error_clear(&ea);
+	stk_error_clear(&eb);
+	ra = stk__jws_check_payload(v, json, len, t, now, &a, &ea);
+	rb = stk__jws_check_payload_fast(v, json, len, t, now, &b, &used, &eb);
+	if (ra != rb || ea.code != eb.code || strcmp(ea.msg, eb.msg) != 0 ||
+	    a.type != b.type || strcmp(a.tenant, b.tenant) != 0 ||
+	    strcmp(a.id, b.id) != 0 || strcmp(a.subject, b.subject) != 0 ||
+	    strcmp(a.cnf_x5t_s256, b.cnf_x5t_s256) != 0 || a.iat != b.iat ||
+	    a.nbf != b.nbf || a.exp != b.exp)
+		fail_msg("readers disagree on %.*s: jansson %d (%s), layout %d (%s)",
+		    (int)len, json, ra, ea.msg, rb, eb.msg);
+	*fast_seen += used;
+	*ok_seen += ra == 0;
+	stk_claims_clear(&a);
+	stk_claims_clear(&b);
+}
+
+static void
+test_layout_reader_agrees_with_jansson(void **state)
+{
+	/* The hot path reads our own payload layout without jansson. Every
+	 * single-byte change, deletion and insertion of both issued layouts
+	 * (and odd numbers) must get the jansson path's exact verdict,
+	 * reason and claims; the canonical payloads must take the fast path. */
+	static const char subst[] = "\"\\0 9-Aa},:{x\x01\x7f\xc3";
+	static const char *const nums[] = { "0", "00", "01", "-1", "-0", "1.0",
+	    "1e3", "999999999999999999", "1000000000000000000",
+	    "9223372036854775807", "9223372036854775808", "18446744073709551616" };
+	static const enum stk_token_type types[] = { STK_TOKEN_ANY, STK_TOKEN_BULK,
+	    STK_TOKEN_CLIENT };
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok[2] = { NULL, NULL }, *base, *m, cnf[44];
+	size_t blen, i, k, t, j;
+	int fast = 0, ok = 0, before;
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok[0],
+	    NULL, &err), 0);
+	assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, NOW, 86400, &tok[1],
+	    NULL, &err), 0);
+	for (k = 0; k < 2; k++) {
+		base = payload_of(tok[k], &blen);
+		before = fast;
+		for (t = 0; t < 3; t++)
+			diff_one(f->v, base, blen, types[t], NOW + 5, &fast, &ok);
+		assert_int_equal(fast - before, 3); /* canonical: fast path */
+		m = malloc(blen + 2);
+		for (i = 0; i < blen; i++) {
+			for (j = 0; j < sizeof(subst) - 1; j++) {
+				memcpy(m, base, blen);
+				m[i] = subst[j];
+				diff_one(f->v, m, blen, types[(i + j) % 3], NOW + 5,
+				    &fast, &ok);
+			}
+			memcpy(m, base, i);                  /* deletion */
+			memcpy(m + i, base + i + 1, blen - i - 1);
+			diff_one(f->v, m, blen - 1, types[i % 3], NOW + 5, &fast, &ok);
+			memcpy(m, base, i);                  /* insertion */
+			m[i] = base[i];
+			memcpy(m + i + 1, base + i, blen - i);
+			diff_one(f->v, m, blen + 1, types[i % 3], NOW + 5, &fast, &ok);
+		}
+		free(m);
+		/* Every number form in place of exp, past and future. */
+		for (j = 0; j < sizeof(nums) / sizeof(nums[0]); j++) {
+			char *e = strstr(base, "\"exp\":"), buf[1024];
+			size_t pre = (size_t)(e - base) + 6, dig = strspn(base + pre, "0123456789");
+			int n = snprintf(buf, sizeof(buf), "%.*s%s%s", (int)pre, base,
+			    nums[j], base + pre + dig);
+
+			diff_one(f->v, buf, (size_t)n, STK_TOKEN_ANY, NOW + 5, &fast, &ok);
+			diff_one(f->v, buf, (size_t)n, STK_TOKEN_ANY, INT64_MAX, &fast, &ok);
+		}
+		free(base);
+	}
+	/* The comparison saw both paths and both verdicts. */
+	assert_true(fast > 100);
+	assert_true(ok > 10);
+	stk_token_free(tok[0]);
+	stk_token_free(tok[1]);
+}
+
+/* ---- JWS details (issue 15, item 9) ---- */
+
+static void
+test_x5t_must_match_kid(void **state)
+{
+	/* Attacker 1 (network) edits a header so that kid names the site key
+	 * and x5t another certificate; both must name the same key. */
+	struct fx *f = *state;
+	char h[512], p[1024];
+
+	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"kid\":\"%s\","
+	    "\"x5t\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAA\"}", f->alg, f->kid);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "x5t is not the certificate");
+}
+
+static void
+test_huge_times_no_overflow(void **state)
+{
+	/* nbf/exp near INT64_MAX: exp + leeway must not wrap round to a past
+	 * time and call a token from the far future "expired"; it is "not
+	 * yet valid". And an unbounded leeway must not wrap either. */
+	struct fx *f = *state;
+	struct stk_claims c;
+	struct stk_error err;
+	char p[1024];
+
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL,
+	    "\"nbf\":9223372036854775000,\"exp\":9223372036854775800", NULL);
+	assert_int_equal(stk__jws_check_payload(f->v, p, strlen(p), STK_TOKEN_BULK,
+	    NOW, &c, &err), STK_E_TOKEN_NOTYET);
+	stk_claims_clear(&c);
+	assert_int_equal(stk__jws_check_payload_fast(f->v, p, strlen(p),
+	    STK_TOKEN_BULK, NOW, &c, NULL, &err), STK_E_TOKEN_NOTYET);
+	stk_claims_clear(&c);
+	stk_verifier_set_leeway(f->v, INT64_MAX);
+	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	assert_int_equal(stk__jws_check_payload(f->v, p, strlen(p), STK_TOKEN_BULK,
+	    NOW + 86400, &c, &err), 0);
+	stk_claims_clear(&c);
+}
+
+static void
+test_issue_refuses_non_base64url_thumbprint(void **state)
+{
+	/* The issuer writes the claim set without a JSON encoder: a
+	 * thumbprint that is not base64url (a quote here would end the string
+	 * and add a member) is refused, never written. */
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok = NULL, cnf[44];
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	cnf[10] = '"';
+	assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, NOW, 86400, &tok, NULL,
+	    &err), STK_E_ARG);
+	assert_null(tok);
+	assert_non_null(strstr(err.msg, "base64url"));
+}
+
+/* (r, n - s) from (r, s): the other ECDSA encoding of one signature. */
+static char *
+flip_s(const char *tok)
+{
+	static const unsigned char n[32] = {
+		0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+		0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51 };
+	const char *d2 = strrchr(tok, '.');
+	unsigned char *sig;
+	size_t siglen, pre = (size_t)(d2 + 1 - tok);
+	char *out, *enc;
+	int i, d, borrow = 0;
+
+	assert_int_equal(stk_b64url_decode(d2 + 1, strlen(d2 + 1), &sig, &siglen), 0);
+	assert_int_equal(siglen, 64);
+	for (i = 31; i >= 0; i--) {
+		d = (int)n[i] - (int)sig[32 + i] - borrow;
+		borrow = d < 0;
+		sig[32 + i] = (unsigned char)(d + (borrow ? 256 : 0));
+	}
+	assert_int_equal(stk_b64url_encode(sig, siglen, &enc), 0);
+	out = malloc(pre + strlen(enc) + 1);
+	memcpy(out, tok, pre);
+	strcpy(out + pre, enc);
+	free(enc);
+	free(sig);
+	return out;
+}
+
+static void
+test_es256_low_s_only(void **state)
+{
+	/* Attacker 1 re-encodes a captured ES256 token as (r, n - s): a
+	 * second valid-looking token for one signature. Issue writes low-s
+	 * only (about half of all raw ECDSA signatures are high-s, so 64
+	 * tokens all low would not happen by chance), and verify refuses the
+	 * high-s twin of each. */
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok, *twin, cnf[44];
+	int i;
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	for (i = 0; i < 64; i++) {
+		assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, NOW, 86400,
+		    &tok, NULL, &err), 0);
+		assert_int_equal(verify(f, tok, STK_TOKEN_CLIENT, NOW + 1, &err), 0);
+		twin = flip_s(tok);
+		assert_int_equal(verify(f, twin, STK_TOKEN_CLIENT, NOW + 1, &err),
+		    STK_E_TOKEN_SIGNATURE);
+		assert_non_null(strstr(err.msg, "low-s"));
+		free(twin);
+		stk_token_free(tok);
+	}
+}
+
 #define BOTH(fn) cmocka_unit_test_setup_teardown(fn, setup_rsa, teardown), \
 	cmocka_unit_test_setup_teardown(fn, setup_ec, teardown)
 
@@ -750,6 +982,11 @@ main(void)
 		BOTH(test_size_limit),
 		BOTH(test_signature_by_another_key),
 		BOTH(test_rotation_two_keys),
+		BOTH(test_layout_reader_agrees_with_jansson),
+		BOTH(test_x5t_must_match_kid),
+		BOTH(test_huge_times_no_overflow),
+		BOTH(test_issue_refuses_non_base64url_thumbprint),
+		cmocka_unit_test_setup_teardown(test_es256_low_s_only, setup_ec, teardown),
 	};
 	return cmocka_run_group_tests(tests, keys_make, keys_remove);
 }

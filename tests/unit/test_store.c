@@ -128,6 +128,60 @@ test_roundtrip(void **state)
 }
 
 static void
+test_statement_reuse(void **state)
+{
+	/* The same SQL text prepared again (the SQLite store keeps prepared
+	 * statements per connection) behaves as a fresh statement: no
+	 * binding or row position carries over, a nested use of a text still
+	 * in use gets its own statement, a statement left mid-rows does not
+	 * hold the next use, and more distinct texts than any cache holds
+	 * still work. */
+	struct fx *f = *state;
+	struct site_stmt *a, *b;
+	char sql[64];
+	int i;
+
+	assert_int_equal(db_exec(f->db, "INSERT INTO t (id, name) VALUES (1, 'one'),"
+	    " (2, 'two')"), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id >="
+		    " coalesce(?, 0) ORDER BY id", &a), 0);
+		if (i == 0) {
+			db_bind_int64(a, 1, 2);
+			assert_int_equal(db_step(a), SITE_DB_ROW);
+			assert_string_equal(db_column_text(a, 0), "two");
+			/* nested: same text while a is in use */
+			assert_int_equal(db_prepare(f->db, "SELECT name FROM t WHERE id >="
+			    " coalesce(?, 0) ORDER BY id", &b), 0);
+			db_bind_int64(b, 1, 1);
+			assert_int_equal(db_step(b), SITE_DB_ROW);
+			assert_string_equal(db_column_text(b, 0), "one");
+			db_finalize(b);
+			assert_int_equal(db_step(a), SITE_DB_DONE);
+		} else {
+			/* the unbound parameter is NULL again: every row */
+			assert_int_equal(db_step(a), SITE_DB_ROW);
+			assert_string_equal(db_column_text(a, 0), i == 1 ? "one" : "uno");
+			if (i == 1) {
+				db_finalize(a); /* left mid-rows */
+				assert_int_equal(db_exec(f->db, "UPDATE t SET name = 'uno'"
+				    " WHERE id = 1"), 0);
+				continue;
+			}
+		}
+		db_finalize(a);
+	}
+	for (i = 0; i < 200; i++) {
+		snprintf(sql, sizeof(sql), "SELECT %d + ?", i);
+		assert_int_equal(db_prepare(f->db, sql, &a), 0);
+		db_bind_int64(a, 1, 1);
+		assert_int_equal(db_step(a), SITE_DB_ROW);
+		assert_int_equal(db_column_int64(a, 0), i + 1);
+		db_finalize(a);
+	}
+}
+
+static void
 test_errors(void **state)
 {
 	struct fx *f = *state;
@@ -294,6 +348,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statement_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_lock, setup, teardown),
