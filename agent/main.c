@@ -13,7 +13,8 @@
 #include "agent.h"
 
 static const char usage_text[] =
-"Usage: sitetoken-agent [--state DIR] [--ca FILE] [--clock-offset SECONDS] COMMAND\n"
+"Usage: sitetoken-agent [--state DIR] [--ca FILE] [--key file|tpm|pkcs11:URI]\n"
+"                       [--tcti CONF] [--clock-offset SECONDS] COMMAND\n"
 "\n"
 "  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/regtoken:TOKEN|-]\n"
 "                      seed-style install: register through the cloud gateway\n"
@@ -27,6 +28,16 @@ static const char usage_text[] =
 "                      renew whenever the token is older than --renew-days\n"
 "  policy              authenticated request through the CMG (prints the reply)\n"
 "  status [--json]     device GUID, token age and expiry\n"
+"\n"
+"Device key (chosen when it is first made, then kept): --key file (default:\n"
+"device.key, 0600), --key tpm (made inside the device's TPM, fixedTPM and\n"
+"fixedParent; the state keeps only its loadable blob device.tpmkey; TPM from\n"
+"--tcti CONF or $SITETOKEN_TCTI, e.g. swtpm:host=127.0.0.1,port=2321 or\n"
+"device:/dev/tpmrm0), --key pkcs11:URI (generated non-extractable in the\n"
+"token; module from module-path= or $SITETOKEN_PKCS11_MODULE; the PIN from\n"
+"$SITETOKEN_PKCS11_PIN, $SITETOKEN_PKCS11_PIN_FILE or pin-source=file:PATH,\n"
+"never argv). A held key's URI is kept in device.keyref; TLS client\n"
+"authentication and the self-signed certificate are signed inside the device.\n"
 "\n"
 "Options: --renew-days N (default 30). State: --state DIR or\n"
 "$SITETOKEN_AGENT_STATE (0700; device.key 0600, device.crt, client.token 0600,\n"
@@ -322,6 +333,7 @@ main(int argc, char **argv)
 	struct agent a;
 	struct stk_error err;
 	const char *state = getenv("SITETOKEN_AGENT_STATE"), *off = getenv("SITETOKEN_TIME_OFFSET");
+	const char *key_spec = NULL, *tcti = NULL;
 	char *end;
 	int i, rc;
 
@@ -337,6 +349,10 @@ main(int argc, char **argv)
 			state = argv[++i];
 		else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc)
 			a.ca_file = argv[++i];
+		else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+			key_spec = argv[++i];
+		else if (strcmp(argv[i], "--tcti") == 0 && i + 1 < argc)
+			tcti = argv[++i];
 		else if (strcmp(argv[i], "--clock-offset") == 0 && i + 1 < argc) {
 			a.clock_offset = strtoll(argv[++i], &end, 10);
 			if (*end != '\0')
@@ -358,6 +374,8 @@ main(int argc, char **argv)
 	argc -= i;
 	argv += i;
 	stk_error_clear(&err);
+	if (agent_devkey_configure(&a, key_spec, tcti, &err) != 0)
+		return usage_error(err.msg);
 	if (agent_open(&a, state, &err) != 0) {
 		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
 		agent_close(&a);

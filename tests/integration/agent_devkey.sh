@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The device key in hardware (issue 18): `sitetoken-agent --key tpm` on a
+# second swtpm (the device's TPM, distinct from none the site uses) and
+# `--key pkcs11:URI` on SoftHSM. Each device installs through the CMG with a
+# bulk token (TLS client authentication signed inside the TPM / token),
+# renews, and reads its policy; the state directory never holds a private
+# key. Refusals: --key contradicting the state, a PIN in argv, an
+# unreachable TPM, a certificate that is not the held key's.
+TEST_NAME=agent_devkey
+. "$(dirname "$0")/server_lib.sh"
+DEV_TPM=$T/dev-tpm
+unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
+cleanup_devkey() {
+	local rc=$?
+	stop_server || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
+	exit $rc
+}
+trap cleanup_devkey EXIT
+
+# No private key anywhere in a state directory (PEM or DER PKCS#8/SEC1).
+assert_no_private_key() {
+	local d=$1 f
+	[ ! -e "$d/device.key" ] || fail "$d/device.key exists"
+	for f in "$d"/*; do
+		if grep -qa "PRIVATE KEY" "$f"; then fail "private key in $f"; fi
+		if openssl pkey -inform DER -in "$f" -noout 2>/dev/null; then fail "DER private key in $f"; fi
+	done
+}
+
+make_site
+start_server
+bguid=$(new_bulk "$T/bulk.tok")
+HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+
+# ---- TPM ----------------------------------------------------------------
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
+DEV_TCTI=$SITETOKEN_TCTI
+unset SITETOKEN_TCTI SITETOKEN_EK_CA
+out=$(agent devT 0 --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
+	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "tpm install: $out"
+echo "$out" | grep -q "installed: device" || fail "tpm install: $out"
+guid=$(agent devT 0 status --json | json_get device_guid)
+row=$(sqlite3 "$SITE/site.db" "SELECT via, bulk_guid FROM devices WHERE guid='$guid'")
+[ "$row" = "cmg|$bguid" ] || fail "tpm device row: $row"
+grep -q "^tpm:blob=$T/devT/device.tpmkey$" "$T/devT/device.keyref" || fail "keyref: $(cat "$T/devT/device.keyref")"
+[ "$(stat -c %a "$T/devT/device.keyref")" = 600 ] || fail "keyref mode"
+grep -q "Created the device key (P-256) inside the TPM, non-exportable" "$T/devT/ccmsetup.log" || fail "ccmsetup.log key line"
+grep -q "signed by the tpm-held device key" "$T/devT/ccmsetup.log" || fail "ccmsetup.log cert line"
+assert_no_private_key "$T/devT"
+ok "--key tpm: key made in the device TPM, installed through the CMG (TLS client auth signed in the TPM), no private key in the state"
+
+# The certificate is signed by the TPM key, and the TPM object is fixed to it.
+openssl x509 -in "$T/devT/device.crt" -noout -pubkey > "$T/devT.pub"
+openssl verify -CAfile "$T/devT/device.crt" "$T/devT/device.crt" >/dev/null 2>&1 || fail "self-signature"
+# The blob: magic, version, algorithm (10 bytes), then TPM2B_PUBLIC.
+python3 -c '
+import sys,struct
+b=open(sys.argv[1],"rb").read()[10:]
+n=struct.unpack(">H",b[:2])[0]; open(sys.argv[2],"wb").write(b[:2+n])' "$T/devT/device.tpmkey" "$T/devT.tpmpub"
+tpm2_print -t TPM2B_PUBLIC "$T/devT.tpmpub" > "$T/tpmpub.txt" || fail "tpm2_print of the blob's public area"
+for attr in fixedtpm fixedparent sensitivedataorigin sign; do
+	grep -qi "$attr" "$T/tpmpub.txt" || fail "TPM key lacks $attr: $(cat "$T/tpmpub.txt")"
+done
+grep -qi "userwithauth\|adminwithpolicy" "$T/tpmpub.txt" >/dev/null || true
+ok "TPM key attributes: fixedTPM|fixedParent|sensitiveDataOrigin|sign"
+
+# Authenticated requests and renewal keep using the TPM key (SITETOKEN_TCTI this time).
+SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "tpm policy"
+old=$(agent devT 0 status --json | json_get jti)
+SITETOKEN_TCTI=$DEV_TCTI agent devT 31 renew >/dev/null || fail "tpm renew"
+new=$(agent devT 31 status --json | json_get jti)
+[ "$old" != "$new" ] || fail "renewal kept jti $old"
+assert_no_private_key "$T/devT"
+ok "policy and renewal through the CMG with the TPM-held key (SITETOKEN_TCTI)"
+
+# A TPM reset (swtpm restart: volatile state gone) is recovered from the blob.
+bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
+DEV_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+agent devT 31 --tcti "$DEV_TCTI" policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy after TPM restart"
+ok "the TPM key blob loads again after a TPM restart"
+
+# Unreachable TPM: a clear error, exit 3, nothing lost.
+rc=0; agent devT 31 --tcti "swtpm:host=127.0.0.1,port=1" policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 3 ] || fail "unreachable TPM: exit $rc"
+grep -q "TPM unreachable" "$T/err" || fail "unreachable TPM message: $(cat "$T/err")"
+[ -s "$T/devT/device.keyref" ] && [ -s "$T/devT/device.tpmkey" ] || fail "state lost"
+ok "unreachable TPM: exit 3 'TPM unreachable', state kept"
+
+# --key contradicting the state directory.
+rc=0; agent devT 31 --key file policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 2 ] && grep -q "not --key file" "$T/err" || fail "--key file on a TPM state: $rc $(cat "$T/err")"
+agent devF 0 register --mp "$MP" >/dev/null || fail "file device"
+rc=0; agent devF 0 --key tpm --tcti "$DEV_TCTI" register --mp "$MP" 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "--key tpm on a file state: exit $rc"
+grep -q "already holds a file key" "$T/err" || fail "--key tpm on a file state: $(cat "$T/err")"
+ok "--key that contradicts the state directory is refused with the reason"
+
+# A certificate that is not the held key's is refused before any TLS.
+cp "$T/devT/device.crt" "$T/devT.crt.bak"
+cp "$T/devF/device.crt" "$T/devT/device.crt"
+rc=0; agent devT 31 --tcti "$DEV_TCTI" policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" = 3 ] && grep -q "is not the certificate of the device key" "$T/err" || fail "swapped cert: $rc $(cat "$T/err")"
+cp "$T/devT.crt.bak" "$T/devT/device.crt"
+ok "a device.crt that is not the held key's certificate is refused"
+
+rc=0; agent devX 0 --key bogus status 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "file, tpm or pkcs11:URI" "$T/err" || fail "--key bogus: $rc"
+rc=0; agent devX 0 --key "pkcs11:token=x;pin-value=1234" status 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "never goes in argv" "$T/err" || fail "pin-value: $rc $(cat "$T/err")"
+ok "bad --key values: exit 2 (a PIN in argv refused)"
+
+# ---- PKCS#11 (SoftHSM) ----------------------------------------------------
+eval "$(bash "$STK_SRC/swtpm-setup/softhsm-token.sh" "$T/hsm" devtok)"
+out=$(agent devP 0 --key "pkcs11:token=devtok" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
+	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "pkcs11 install: $out"
+pguid=$(agent devP 0 status --json | json_get device_guid)
+[ -n "$pguid" ] && [ "$pguid" != "$guid" ] || fail "pkcs11 guid"
+grep -q "^pkcs11:.*object=sitetoken-device" "$T/devP/device.keyref" || fail "pkcs11 keyref: $(cat "$T/devP/device.keyref")"
+if grep -qi "pin" "$T/devP/device.keyref"; then fail "PIN reference in keyref"; fi
+grep -q "inside the PKCS#11 token, non-exportable" "$T/devP/ccmsetup.log" || fail "pkcs11 ccmsetup line"
+assert_no_private_key "$T/devP"
+# The token says so too: sensitive, never extractable.
+attrs=$(pkcs11-tool --module "$SITETOKEN_PKCS11_MODULE" --token-label devtok --login \
+	--pin "$(cat "$SITETOKEN_PKCS11_PIN_FILE")" --list-objects --type privkey 2>/dev/null || true)
+if [ -n "$attrs" ]; then
+	echo "$attrs" | grep -q "sitetoken-device" || fail "no device key in the token: $attrs"
+	echo "$attrs" | grep -qi "never extractable" || echo "$attrs" | grep -qi "sensitive" || fail "token key attributes: $attrs"
+fi
+agent devP 0 policy | grep -q "\"device_guid\":\"$pguid\"" || fail "pkcs11 policy"
+agent devP 31 renew >/dev/null || fail "pkcs11 renew"
+ok "--key pkcs11: key generated non-extractable in SoftHSM, CMG install, policy and renewal"
+
+# Without a PIN source the token cannot be used: clear message, nothing lost.
+rc=0; env -u SITETOKEN_PKCS11_PIN_FILE "$AGENT" --state "$T/devP" --ca "$T/tls.crt" policy 2>"$T/err" >/dev/null || rc=$?
+[ "$rc" != 0 ] && grep -q "needs a user PIN" "$T/err" || fail "no PIN: $rc $(cat "$T/err")"
+ok "pkcs11 without a PIN source: refused with the PIN rules in the message"
+
+assert_no_tokens_in_logs
+stop_server
