@@ -108,6 +108,15 @@ int agent_devkey_ensure_identity(struct agent *a, struct stk_error *err);
 int agent_devkey_load(struct agent *a, struct evp_pkey_st **pkey,
     struct x509_st **cert, struct stk_error *err);
 void agent_devkey_close(struct agent *a);
+/* The held key itself (owned by a). */
+int agent_devkey_key(struct agent *a, struct stk_key **key, struct stk_error *err);
+/* attest_dev.c: evidence for the TPM-held device key over nonce_hex (to
+ * out, or stdout for NULL/"-"), and credential activation (secret in hex
+ * on stdout). A file or PKCS#11 key is refused with STK_E_UNSUPPORTED. */
+int agent_attest(struct agent *a, const char *nonce_hex, const char *out,
+    struct stk_error *err);
+int agent_activate_credential(struct agent *a, const char *in,
+    struct stk_error *err);
 /* tls_key.c: an EVP_PKEY whose ECDSA signatures come from key (P-256), and
  * the libcurl hook that presents it with device.crt. */
 int agent_tls_pkey(struct stk_key *key, struct evp_pkey_st **out,

@@ -238,6 +238,20 @@ agent_devkey_close(struct agent *a)
 }
 
 int
+agent_devkey_key(struct agent *a, struct stk_key **key, struct stk_error *err)
+{
+	EVP_PKEY *pkey;
+	X509 *cert;
+	int r;
+
+	*key = NULL;
+	if ((r = agent_devkey_load(a, &pkey, &cert, err)) != 0)
+		return r;
+	*key = a->devkey->key;
+	return STK_OK;
+}
+
+int
 agent_devkey_load(struct agent *a, EVP_PKEY **pkey, X509 **cert,
     struct stk_error *err)
 {

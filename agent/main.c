@@ -28,6 +28,14 @@ static const char usage_text[] =
 "                      renew whenever the token is older than --renew-days\n"
 "  policy              authenticated request through the CMG (prints the reply)\n"
 "  status [--json]     device GUID, token age and expiry\n"
+"  attest --nonce HEX [--out FILE]\n"
+"                      key attestation evidence (SPEC.md) that the device key\n"
+"                      is in this device's TPM (--key tpm only), over the\n"
+"                      verifier's nonce; check with `sitetoken attest verify\n"
+"                      EVIDENCE --ek-ca ROOT --nonce HEX --cert device.crt`\n"
+"  activate-credential --in CRED\n"
+"                      TPM2_ActivateCredential of the verifier's challenge\n"
+"                      (`sitetoken attest challenge`); prints the secret\n"
 "\n"
 "Device key (chosen when it is first made, then kept): --key file (default:\n"
 "device.key, 0600), --key tpm (made inside the device's TPM, fixedTPM and\n"
@@ -327,6 +335,45 @@ cmd_status(struct agent *a, int argc, char **argv)
 	return 0;
 }
 
+static int
+cmd_attest(struct agent *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "nonce", required_argument, NULL, 'n' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "in", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_error err;
+	const char *nonce = NULL, *out = NULL, *in = NULL;
+	int c, r, activate = strcmp(argv[0], "activate-credential") == 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': nonce = optarg; break;
+		case 'o': out = optarg; break;
+		case 'i': in = optarg; break;
+		default: return usage_error("bad option for 'attest'");
+		}
+	}
+	if (optind != argc)
+		return usage_error("unexpected argument");
+	if (activate ? in == NULL || nonce != NULL || out != NULL :
+	    nonce == NULL || in != NULL)
+		return usage_error(activate ? "usage: activate-credential --in CRED" :
+		    "usage: attest --nonce HEX [--out FILE]");
+	stk_error_clear(&err);
+	r = activate ? agent_activate_credential(a, in, &err) :
+	    agent_attest(a, nonce, out, &err);
+	if (r != 0) {
+		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
+		return r == STK_E_ARG || r == STK_E_UNSUPPORTED ? AGENT_EXIT_USAGE :
+		    AGENT_EXIT_ERROR;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -394,6 +441,9 @@ main(int argc, char **argv)
 		rc = cmd_policy(&a);
 	else if (strcmp(argv[0], "status") == 0)
 		rc = cmd_status(&a, argc, argv);
+	else if (strcmp(argv[0], "attest") == 0 ||
+	    strcmp(argv[0], "activate-credential") == 0)
+		rc = cmd_attest(&a, argc, argv);
 	else
 		rc = usage_error("unknown command");
 	agent_http_global(0);

@@ -14,6 +14,7 @@ cleanup_devkey() {
 	local rc=$?
 	stop_server || true
 	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$T/other-tpm" >/dev/null 2>&1 || true
 	exit $rc
 }
 trap cleanup_devkey EXIT
@@ -74,6 +75,60 @@ new=$(agent devT 31 status --json | json_get jti)
 assert_no_private_key "$T/devT"
 ok "policy and renewal through the CMG with the TPM-held key (SITETOKEN_TCTI)"
 
+agent devF 0 register --mp "$MP" >/dev/null || fail "file device"
+
+# ---- the device half of attested registration ----------------------------
+# Evidence that the device key is in this device's TPM, checked offline by
+# `sitetoken attest verify` against the TPM maker's root, the verifier's
+# nonce and the device (TLS client) certificate, then the credential
+# activation round trip.
+nonce() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+EK_CA=$DEV_TPM/ca/swtpm-localca-rootca-cert.pem
+n=$(nonce)
+agent devT 31 --tcti "$DEV_TCTI" attest --nonce "$n" --out "$T/ev.json" || fail "agent attest"
+"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --cert "$T/devT/device.crt" >"$T/verify" ||
+	fail "device evidence does not verify: $(cat "$T/verify")"
+grep -q "^Result: *pass" "$T/verify" && grep -q "^Key: *p256, fixedTPM" "$T/verify" || fail "verify: $(cat "$T/verify")"
+"$STK" attest challenge "$T/ev.json" --out "$T/cred" >/dev/null || fail "attest challenge"
+secret=$(agent devT 31 --tcti "$DEV_TCTI" activate-credential --in "$T/cred") || fail "activate-credential"
+"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --cert "$T/devT/device.crt" \
+	--secret "$secret" --challenge "$T/cred" >/dev/null || fail "verify with the activated secret"
+grep -q "Attested the TPM-held device key over nonce $n" "$T/devT/ccmsetup.log" || fail "attest not logged"
+ok "device TPM evidence verifies against the maker's root, nonce and device.crt; credential activated by the device TPM"
+
+# expect_refusal WHAT PATTERN EXPECTED_EXIT CMD...
+expect_refusal() {
+	local what=$1 pat=$2 want=$3 rc=0
+	shift 3
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" = "$want" ] || fail "$what: exit $rc, expected $want (stderr: $(cat "$T/err"))"
+	grep -q -- "$pat" "$T/err" || fail "$what: reason '$pat' not in: $(cat "$T/err")"
+}
+# Threat model 1 (network attacker) / 4 (a stolen device identity): each
+# piece of evidence below must be refused with its reason.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
+	-out "$T/other-ca.pem" -days 10 -subj /CN=not-the-maker 2>/dev/null
+expect_refusal "EK not chaining to a trusted root" "EK certificate" 1 \
+	"$STK" attest verify "$T/ev.json" --ek-ca "$T/other-ca.pem" --nonce "$n"
+expect_refusal "replayed nonce" "nonce" 1 \
+	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$(nonce)"
+expect_refusal "attested key is not the TLS certificate's key" "pubArea is not the expected key" 1 \
+	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --cert "$T/devF/device.crt"
+expect_refusal "a file key presented as a TPM key" "cannot be presented as a TPM key" 2 \
+	agent devF 0 attest --nonce "$n"
+# Evidence from another TPM: a second device TPM cannot answer this
+# device's challenge (the credential is bound to this TPM's EK and AK).
+OTHER_TPM=$T/other-tpm
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
+OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+agent devO 0 --key tpm --tcti "$OTHER_TCTI" register --mp "$MP" >/dev/null || fail "second TPM device"
+rc=0; agent devO 0 --tcti "$OTHER_TCTI" activate-credential --in "$T/cred" >"$T/out" 2>"$T/err" || rc=$?
+bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
+[ "$rc" = 3 ] && [ ! -s "$T/out" ] && grep -q ActivateCredential "$T/err" || fail "another TPM answered the challenge: exit $rc, $(cat "$T/out") $(cat "$T/err")"
+expect_refusal "another TPM's secret" "secret" 1 \
+	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --secret "$(nonce)$(nonce)" --challenge "$T/cred"
+ok "refused: EK of an untrusted maker, replayed nonce, key not the TLS certificate's, file key as TPM key, another TPM answering the challenge"
+
 # A TPM reset (swtpm restart: volatile state gone) is recovered from the blob.
 bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
@@ -91,7 +146,6 @@ ok "unreachable TPM: exit 3 'TPM unreachable', state kept"
 # --key contradicting the state directory.
 rc=0; agent devT 31 --key file policy 2>"$T/err" >/dev/null || rc=$?
 [ "$rc" = 2 ] && grep -q "not --key file" "$T/err" || fail "--key file on a TPM state: $rc $(cat "$T/err")"
-agent devF 0 register --mp "$MP" >/dev/null || fail "file device"
 rc=0; agent devF 0 --key tpm --tcti "$DEV_TCTI" register --mp "$MP" 2>"$T/err" >/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "--key tpm on a file state: exit $rc"
 grep -q "already holds a file key" "$T/err" || fail "--key tpm on a file state: $(cat "$T/err")"
@@ -131,6 +185,10 @@ fi
 agent devP 0 policy | grep -q "\"device_guid\":\"$pguid\"" || fail "pkcs11 policy"
 agent devP 31 renew >/dev/null || fail "pkcs11 renew"
 ok "--key pkcs11: key generated non-extractable in SoftHSM, CMG install, policy and renewal"
+
+expect_refusal "a PKCS#11 key presented as a TPM key" "in a PKCS#11 token" 2 \
+	agent devP 0 attest --nonce "$(nonce)"
+ok "a PKCS#11 device key has no TPM attestation: refused, exit 2"
 
 # Without a PIN source the token cannot be used: clear message, nothing lost.
 rc=0; env -u SITETOKEN_PKCS11_PIN_FILE "$AGENT" --state "$T/devP" --ca "$T/tls.crt" policy 2>"$T/err" >/dev/null || rc=$?
