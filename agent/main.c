@@ -52,8 +52,9 @@ static const char usage_text[] =
 "state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
 "never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
 "\n"
-"Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage,\n"
-"3 network, TLS, I/O or state error.\n";
+"Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage (also\n"
+"--key contradicting the state directory, attest without a TPM key), 3 network,\n"
+"TLS, I/O, state, TPM or token error.\n";
 
 static volatile sig_atomic_t agent_stop;
 

@@ -104,8 +104,9 @@ expect_refusal() {
 	[ "$rc" = "$want" ] || fail "$what: exit $rc, expected $want (stderr: $(cat "$T/err"))"
 	grep -q -- "$pat" "$T/err" || fail "$what: reason '$pat' not in: $(cat "$T/err")"
 }
-# Threat model 1 (network attacker) / 4 (a stolen device identity): each
-# piece of evidence below must be refused with its reason.
+# Threat model 1 (network attacker sending forged or replayed evidence) and
+# 2 (a thief who copied the device's files): each piece of evidence below
+# must be refused with its reason.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
 	-out "$T/other-ca.pem" -days 10 -subj /CN=not-the-maker 2>/dev/null
 expect_refusal "EK not chaining to a trusted root" "EK certificate" 1 \
@@ -123,7 +124,15 @@ eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
 OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
 agent devO 0 --key tpm --tcti "$OTHER_TCTI" register --mp "$MP" >/dev/null || fail "second TPM device"
 rc=0; agent devO 0 --tcti "$OTHER_TCTI" activate-credential --in "$T/cred" >"$T/out" 2>"$T/err" || rc=$?
+# Threat model 2: the whole state directory copied to another machine
+# (another TPM) is no device identity there: the blob loads only under the
+# TPM that made it, so no TLS handshake and no token use happen.
+cp -a "$T/devT" "$T/devStolen"
+rc2=0; agent devStolen 31 --tcti "$OTHER_TCTI" policy >"$T/out2" 2>"$T/err2" || rc2=$?
 bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
+[ "$rc2" = 3 ] && [ ! -s "$T/out2" ] || fail "copied state used the key on another TPM: exit $rc2 $(cat "$T/out2")"
+grep -qi "TPM" "$T/err2" || fail "copied state: no TPM reason: $(cat "$T/err2")"
+ok "a copied state directory cannot use the device key with another TPM ($(head -c 120 "$T/err2"))"
 [ "$rc" = 3 ] && [ ! -s "$T/out" ] && grep -q ActivateCredential "$T/err" || fail "another TPM answered the challenge: exit $rc, $(cat "$T/out") $(cat "$T/err")"
 expect_refusal "another TPM's secret" "secret" 1 \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --secret "$(nonce)$(nonce)" --challenge "$T/cred"
