@@ -172,6 +172,7 @@ agent_close(struct agent *a)
 {
 	if (a == NULL)
 		return;
+	agent_devkey_close(a);
 	free(a->dir);
 	a->dir = NULL;
 }
@@ -208,6 +209,8 @@ agent_ensure_identity(struct agent *a, struct stk_error *err)
 	size_t derlen = 0;
 	int r, rk, rc;
 
+	if ((r = agent_devkey_mode(a, err)) != 0)
+		return r < 0 ? r : agent_devkey_ensure_identity(a, err);
 	agent_path(a, "device.key", kpath, sizeof(kpath));
 	agent_path(a, "device.crt", cpath, sizeof(cpath));
 	rk = agent_check_mode(kpath, 077, 0, err);
@@ -396,11 +399,13 @@ static char *
 agent_token(struct agent *a, struct stk_error *err)
 {
 	char path[PATH_MAX], *t;
+	int held;
 
 	/* The device key goes to the TLS stack for every use of the token:
 	 * refuse it loose here too, not only at registration. */
 	agent_path(a, "device.key", path, sizeof(path));
-	if (agent_check_mode(path, 077, 1, err) != 0)
+	if ((held = agent_devkey_mode(a, err)) < 0 ||
+	    (held == 0 && agent_check_mode(path, 077, 1, err) != 0))
 		return NULL;
 	agent_path(a, "client.token", path, sizeof(path));
 	if (agent_check_mode(path, 077, 1, err) != 0)

@@ -37,6 +37,9 @@ struct agent {
 	int renew_days;
 	struct agent_state st;
 	int have_state;
+	const char *key_spec;  /* --key: NULL/"file", "tpm" or "pkcs11:URI" */
+	const char *tcti;      /* --tcti (else SITETOKEN_TCTI) */
+	struct agent_devkey *devkey; /* the held key, opened on first TLS use */
 };
 
 int64_t agent_now(const struct agent *a);
@@ -89,5 +92,35 @@ int agent_http(struct agent *a, const char *method, const char *url,
     const char *json_body, const char *bearer, int cert, long *status,
     char **resp, struct stk_error *err);
 void agent_http_global(int init);
+
+/* devkey.c: the device key in a TPM or PKCS#11 token (device.keyref holds
+ * its URI; no private key in the state directory). configure checks --key.
+ * mode: 1 when the device key is (to be) held in hardware, 0 for the file
+ * key, <0 when --key contradicts the state directory. */
+struct evp_pkey_st;
+struct x509_st;
+struct stk_key;
+int agent_devkey_configure(struct agent *a, const char *spec, const char *tcti,
+    struct stk_error *err);
+int agent_devkey_mode(struct agent *a, struct stk_error *err);
+int agent_devkey_ensure_identity(struct agent *a, struct stk_error *err);
+/* The held key as an EVP_PKEY for TLS and its certificate (owned by a). */
+int agent_devkey_load(struct agent *a, struct evp_pkey_st **pkey,
+    struct x509_st **cert, struct stk_error *err);
+void agent_devkey_close(struct agent *a);
+/* The held key itself (owned by a). */
+int agent_devkey_key(struct agent *a, struct stk_key **key, struct stk_error *err);
+/* attest_dev.c: evidence for the TPM-held device key over nonce_hex (to
+ * out, or stdout for NULL/"-"), and credential activation (secret in hex
+ * on stdout). A file or PKCS#11 key is refused with STK_E_UNSUPPORTED. */
+int agent_attest(struct agent *a, const char *nonce_hex, const char *out,
+    struct stk_error *err);
+int agent_activate_credential(struct agent *a, const char *in,
+    struct stk_error *err);
+/* tls_key.c: an EVP_PKEY whose ECDSA signatures come from key (P-256), and
+ * the libcurl hook that presents it with device.crt. */
+int agent_tls_pkey(struct stk_key *key, struct evp_pkey_st **out,
+    struct stk_error *err);
+int agent_tls_use_devkey(struct agent *a, void *curl, struct stk_error *err);
 
 #endif

@@ -68,7 +68,10 @@ agent_http(struct agent *a, const char *method, const char *url,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (a->ca_file != NULL)
 		curl_easy_setopt(c, CURLOPT_CAINFO, a->ca_file);
-	if (cert) {
+	if (cert && agent_devkey_mode(a, NULL) == 1) {
+		if ((r = agent_tls_use_devkey(a, c, err)) != 0)
+			goto out;
+	} else if (cert) {
 		snprintf(path, sizeof(path), "%s/device.crt", a->dir);
 		curl_easy_setopt(c, CURLOPT_SSLCERT, path);
 		snprintf(path, sizeof(path), "%s/device.key", a->dir);

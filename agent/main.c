@@ -15,7 +15,8 @@
 
 static const char usage_text[] =
 "Usage: sitetoken-agent [--state DIR] [--ca FILE] [--renew-days N]\n"
-"         [--clock-offset SECONDS] COMMAND [OPTIONS]\n"
+"         [--key file|tpm|pkcs11:URI] [--tcti CONF] [--clock-offset SECONDS]\n"
+"         COMMAND [OPTIONS]\n"
 "       sitetoken-agent COMMAND --help\n"
 "\n"
 "  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/regtoken:TOKEN|-]\n"
@@ -30,14 +31,33 @@ static const char usage_text[] =
 "                      renew whenever the token is older than --renew-days\n"
 "  policy              authenticated request through the CMG (prints the reply)\n"
 "  status [--json]     device GUID, token age and expiry\n"
+"  attest --nonce HEX [--out FILE]\n"
+"                      key attestation evidence (SPEC.md) that the device key\n"
+"                      is in this device's TPM (--key tpm only), over the\n"
+"                      verifier's nonce; checked with `sitetoken attest verify`\n"
+"                      against device.crt (docs/attestation.md)\n"
+"  activate-credential --in CRED\n"
+"                      TPM2_ActivateCredential of the verifier's challenge\n"
+"                      (`sitetoken attest challenge`); prints the secret\n"
+"\n"
+"Device key (chosen when it is first made, then kept): --key file (default:\n"
+"device.key, 0600), --key tpm (made inside the device's TPM, fixedTPM and\n"
+"fixedParent; the state keeps only its loadable blob device.tpmkey; TPM from\n"
+"--tcti CONF or $SITETOKEN_TCTI, e.g. swtpm:host=127.0.0.1,port=2321 or\n"
+"device:/dev/tpmrm0), --key pkcs11:URI (generated non-extractable in the\n"
+"token; module from module-path= or $SITETOKEN_PKCS11_MODULE; the PIN from\n"
+"$SITETOKEN_PKCS11_PIN, $SITETOKEN_PKCS11_PIN_FILE or pin-source=file:PATH,\n"
+"never argv). A held key's URI is kept in device.keyref; TLS client\n"
+"authentication and the self-signed certificate are signed inside the device.\n"
 "\n"
 "Options: --renew-days N (default 30). State: --state DIR or\n"
 "$SITETOKEN_AGENT_STATE (0700; device.key 0600, device.crt, client.token 0600,\n"
 "state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
 "never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
 "\n"
-"Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage,\n"
-"3 network, TLS, I/O or state error.\n";
+"Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage (also\n"
+"--key contradicting the state directory, attest without a TPM key), 3 network,\n"
+"TLS, I/O, state, TPM or token error.\n";
 
 /* Per-command help: one entry per command. Global options are in
  * usage_text; tests/integration/cli_help.sh checks the two against the
@@ -76,6 +96,17 @@ static const struct {
 "usage: sitetoken-agent [GLOBAL OPTIONS] status [--json]\n\n"
 "Print the device GUID, the token's age and expiry (exit 1: not registered).\n\n"
 "  --json               print as JSON\n" },
+	{ "attest",
+"usage: sitetoken-agent [GLOBAL OPTIONS] attest --nonce HEX [--out FILE]\n\n"
+"Key attestation evidence (SPEC.md) that the device key is in this device's\n"
+"TPM (--key tpm only), over the verifier's nonce.\n\n"
+"  --nonce HEX          the verifier's nonce\n"
+"  --out FILE           write the evidence to FILE (else standard output)\n" },
+	{ "activate-credential",
+"usage: sitetoken-agent [GLOBAL OPTIONS] activate-credential --in CRED\n\n"
+"TPM2_ActivateCredential of the verifier's challenge (sitetoken attest\n"
+"challenge); prints the secret as lower-case hex.\n\n"
+"  --in CRED            the credential file\n" },
 };
 
 static int
@@ -92,7 +123,8 @@ agent_help(int argc, char **argv)
 	for (i = 0; i < sizeof(agent_helps) / sizeof(agent_helps[0]); i++)
 		if (strcmp(agent_helps[i].cmd, argv[0]) == 0) {
 			printf("%s\nGlobal options: --state DIR, --ca FILE, --renew-days N,\n"
-			    "--clock-offset SECONDS (see 'sitetoken-agent --help').\n"
+			    "--key file|tpm|pkcs11:URI, --tcti CONF, --clock-offset SECONDS\n"
+			    "(see 'sitetoken-agent --help').\n"
 			    "  -h, --help           this help\n", agent_helps[i].text);
 			return 0;
 		}
@@ -393,12 +425,52 @@ cmd_status(struct agent *a, int argc, char **argv)
 	return 0;
 }
 
+static int
+cmd_attest(struct agent *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "nonce", required_argument, NULL, 'n' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "in", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_error err;
+	const char *nonce = NULL, *out = NULL, *in = NULL;
+	int c, r, activate = strcmp(argv[0], "activate-credential") == 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': nonce = optarg; break;
+		case 'o': out = optarg; break;
+		case 'i': in = optarg; break;
+		default: return usage_error("bad option for 'attest'");
+		}
+	}
+	if (optind != argc)
+		return usage_error("unexpected argument");
+	if (activate ? in == NULL || nonce != NULL || out != NULL :
+	    nonce == NULL || in != NULL)
+		return usage_error(activate ? "usage: activate-credential --in CRED" :
+		    "usage: attest --nonce HEX [--out FILE]");
+	stk_error_clear(&err);
+	r = activate ? agent_activate_credential(a, in, &err) :
+	    agent_attest(a, nonce, out, &err);
+	if (r != 0) {
+		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
+		return r == STK_E_ARG || r == STK_E_UNSUPPORTED ? AGENT_EXIT_USAGE :
+		    AGENT_EXIT_ERROR;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct agent a;
 	struct stk_error err;
 	const char *state = getenv("SITETOKEN_AGENT_STATE"), *off = getenv("SITETOKEN_TIME_OFFSET");
+	const char *key_spec = NULL, *tcti = NULL;
 	char *end;
 	int i, rc;
 
@@ -417,6 +489,10 @@ main(int argc, char **argv)
 			state = argv[++i];
 		else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc)
 			a.ca_file = argv[++i];
+		else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+			key_spec = argv[++i];
+		else if (strcmp(argv[i], "--tcti") == 0 && i + 1 < argc)
+			tcti = argv[++i];
 		else if (strcmp(argv[i], "--clock-offset") == 0 && i + 1 < argc) {
 			a.clock_offset = strtoll(argv[++i], &end, 10);
 			if (*end != '\0')
@@ -441,6 +517,8 @@ main(int argc, char **argv)
 	argc -= i;
 	argv += i;
 	stk_error_clear(&err);
+	if (agent_devkey_configure(&a, key_spec, tcti, &err) != 0)
+		return usage_error(err.msg);
 	if (agent_open(&a, state, &err) != 0) {
 		fprintf(stderr, "sitetoken-agent: %s\n", err.msg);
 		agent_close(&a);
@@ -459,6 +537,9 @@ main(int argc, char **argv)
 		rc = cmd_policy(&a);
 	else if (strcmp(argv[0], "status") == 0)
 		rc = cmd_status(&a, argc, argv);
+	else if (strcmp(argv[0], "attest") == 0 ||
+	    strcmp(argv[0], "activate-credential") == 0)
+		rc = cmd_attest(&a, argc, argv);
 	else
 		rc = usage_error("unknown command");
 	agent_http_global(0);

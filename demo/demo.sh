@@ -2,7 +2,9 @@
 # sitetoken end-to-end demo (./run demo): a site whose key lives in a
 # software TPM, the registration service (MP + cloud gateway over mutual
 # TLS), and a device agent that installs with a bulk registration token,
-# makes an authenticated request and renews its token a month later.
+# makes an authenticated request and renews its token a month later. With
+# swtpm, the device has its own (second) swtpm and its key is made inside it
+# (sitetoken-agent --key tpm), then attested to the TPM maker's root.
 #
 #   demo/demo.sh BUILD_DIR
 #
@@ -48,6 +50,9 @@ cleanup() {
 	if [ "$TPM_STARTED" = 1 ]; then
 		bash "$SRC/swtpm-setup/swtpm-stop.sh" "$W/tpm" >/dev/null 2>&1 || true
 	fi
+	if [ "$DEV_TPM_STARTED" = 1 ]; then
+		bash "$SRC/swtpm-setup/swtpm-stop.sh" "$W/dev-tpm" >/dev/null 2>&1 || true
+	fi
 	if [ $rc -eq 0 ]; then
 		printf '\n%sDemo complete.%s Everything it started is stopped. Files: %s\n' "$bold" "$norm" "$W"
 	else
@@ -74,7 +79,9 @@ start_server() { # start_server DAYS_OFFSET
 	. "$W/ready"
 }
 
-agent() { "$AGENT" --state "$W/device" --ca "$W/tls.crt" "$@"; }
+DEV_TPM_STARTED=0
+DEVKEY=()  # the device key's backend: --key tpm on the device's own swtpm when there is one
+agent() { "$AGENT" --state "$W/device" --ca "$W/tls.crt" "${DEVKEY[@]}" "$@"; }
 
 # ---------------------------------------------------------------------------
 step "Start a software TPM 2.0 (swtpm) and make the site key inside it"
@@ -126,6 +133,23 @@ if [ "$BACKEND" = tpm ] && [ -n "${SITETOKEN_EK_CA:-}" ]; then
 fi
 
 # ---------------------------------------------------------------------------
+if [ "$BACKEND" = tpm ]; then
+	step "Start a second swtpm: the device's own TPM, which will hold the device key"
+	SITE_TCTI=$SITETOKEN_TCTI SITE_EK_CA=${SITETOKEN_EK_CA:-}
+	if eval "$(bash "$SRC/swtpm-setup/swtpm-start.sh" "$W/dev-tpm")"; then
+		DEV_TPM_STARTED=1
+		DEV_TCTI=$SITETOKEN_TCTI DEV_EK_CA=${SITETOKEN_EK_CA:-}
+		export SITETOKEN_TCTI=$SITE_TCTI SITETOKEN_EK_CA=$SITE_EK_CA
+		DEVKEY=(--key tpm --tcti "$DEV_TCTI")
+		note "device TPM: swtpm pid $SWTPM_PID, TCTI $DEV_TCTI (the site's stays $SITE_TCTI)"
+		note "the agent runs with --key tpm --tcti $DEV_TCTI: its key is made inside this TPM"
+	elif [ -n "${STK_DEMO_REQUIRE_TPM:-}" ]; then
+		echo "demo: the device TPM could not start" >&2
+		exit 3
+	fi
+fi
+
+# ---------------------------------------------------------------------------
 step "Make the TLS certificate of the MP and CMG listeners"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout "$W/tls.key" -out "$W/tls.crt" -days 30 -subj /CN=localhost \
@@ -166,21 +190,35 @@ agent install /mp:"$CMG" CCMHOSTNAME="127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/7
 	SMSSiteCode=ABC /regtoken:- < "$W/bulk.tok"
 rm -f "$W/bulk.tok"
 note "device state: $(ls "$W/device" | tr '\n' ' ')"
+if [ "$DEV_TPM_STARTED" = 1 ]; then
+	note "no device.key: device.keyref names the TPM blob $(cat "$W/device/device.keyref")"
+	note "the TLS client handshake with the CMG was signed inside the device TPM"
+fi
 note "the bulk token is not on the device and not on the site: only its GUID is recorded"
 grep -h "Rotating internet management point" "$W/device/ClientIDManagerStartup.log" | sed 's/^/   /'
 
 # ---------------------------------------------------------------------------
 step "Authenticated request through the CMG (TLS client certificate + bound token)"
-run "$AGENT" --state "$W/device" --ca "$W/tls.crt" policy
+run "$AGENT" --state "$W/device" --ca "$W/tls.crt" "${DEVKEY[@]}" policy
+
+# ---------------------------------------------------------------------------
+if [ "$DEV_TPM_STARTED" = 1 ] && [ -n "$DEV_EK_CA" ]; then
+	step "The device proves its key is in its TPM (key attestation of the device key)"
+	NONCE=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	run "$AGENT" --state "$W/device" "${DEVKEY[@]}" attest --nonce "$NONCE" --out "$W/dev-evidence.json"
+	note "checked against the device TPM maker's root and the device (TLS client) certificate"
+	run "$STK" attest verify "$W/dev-evidence.json" --ek-ca "$DEV_EK_CA" --nonce "$NONCE" \
+		--cert "$W/device/device.crt"
+fi
 
 # ---------------------------------------------------------------------------
 step "A month later: the agent renews its token (clock jumped 31 days)"
 stop_server
 start_server 31
 note "server restarted with SITETOKEN_TIME_OFFSET=31 days (same ports)"
-run "$AGENT" --state "$W/device" --ca "$W/tls.crt" --clock-offset $((31 * 86400)) run --once
+run "$AGENT" --state "$W/device" --ca "$W/tls.crt" "${DEVKEY[@]}" --clock-offset $((31 * 86400)) run --once
 run "$AGENT" --state "$W/device" --clock-offset $((31 * 86400)) status
-run "$AGENT" --state "$W/device" --ca "$W/tls.crt" --clock-offset $((31 * 86400)) policy
+run "$AGENT" --state "$W/device" --ca "$W/tls.crt" "${DEVKEY[@]}" --clock-offset $((31 * 86400)) policy
 
 # ---------------------------------------------------------------------------
 step "The same device with the gateway turned off, then on again"
