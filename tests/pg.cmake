@@ -45,3 +45,11 @@ if(STK_STORE_PG)
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   endforeach()
 endif()
+# Database failover: its own primary and synchronous standby (not the pg
+# fixture's cluster), two nodes on a multi-host connection string, the
+# primary killed -9 under load and the standby promoted. Part of the default
+# run (about a minute).
+if(STK_STORE_PG)
+  stk_script_test(pg_failover integration/pg_failover.sh)
+  set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180)
+endif()
