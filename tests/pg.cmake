@@ -50,6 +50,15 @@ endif()
 # primary killed -9 under load and the standby promoted. Part of the default
 # run (about a minute).
 if(STK_STORE_PG)
+  # libpq's PQexec wrapped: the connection dies around a registration's
+  # COMMIT or between requests (fault injection only; the server is real).
+  add_executable(test_pg_faults unit/test_pg_faults.c)
+  target_include_directories(test_pg_faults PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  target_link_libraries(test_pg_faults PRIVATE sitetoken PkgConfig::CMOCKA PkgConfig::PQ)
+  target_link_options(test_pg_faults PRIVATE -Wl,--wrap=PQexec)
+  add_test(NAME test_pg_faults_pg COMMAND test_pg_faults)
+  set_tests_properties(test_pg_faults_pg PROPERTIES LABELS "unit;pg;failover"
+    FIXTURES_REQUIRED pg ENVIRONMENT "${STK_PG_ENV}")
   stk_script_test(pg_failover integration/pg_failover.sh)
   set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180)
 endif()
