@@ -6,3 +6,6 @@ if(TARGET sitetoken AND STK_BACKEND_TPM AND EXISTS ${CMAKE_SOURCE_DIR}/tpm/CMake
   stk_script_test(fault_swtpm integration/fault_swtpm.sh)
   set_tests_properties(fault_swtpm PROPERTIES LABELS "integration;server;faults" TIMEOUT 180)
 endif()
+# A tmpfs mounted by the test (root) or in a user+mount namespace.
+stk_script_test(fault_diskfull integration/fault_diskfull.sh)
+set_tests_properties(fault_diskfull PROPERTIES LABELS "integration;server;faults" TIMEOUT 180)
