@@ -14,29 +14,16 @@
 # (Bulk tokens with a use limit, --max-uses, are not in this build yet.)
 TEST_NAME=pg_failover
 . "$(dirname "$0")/server_lib.sh"
-command -v python3 >/dev/null || fail "python3 missing"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-[ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ] || fail "PostgreSQL server not installed (postgresql)"
-PGD=$T/pg
+. "$(dirname "$0")/pg_own_lib.sh"
 PIDB= CLIENTS= GEN=
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
-pg_stop() { # pg_stop DATA_DIR: fast shutdown by the postmaster's pid
-	local pidf=$1/postmaster.pid pid
-	[ -f "$pidf" ] || return 0
-	pid=$(head -n 1 "$pidf")
-	kill -INT "$pid" 2>/dev/null || return 0
-	for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-}
 cleanup_failover() {
 	local rc=$?
 	[ -z "$CLIENTS" ] || kill "$CLIENTS" 2>/dev/null || true
 	[ -z "$GEN" ] || kill "$GEN" 2>/dev/null || true
 	if [ -n "$PIDB" ]; then kill -TERM "$PIDB" 2>/dev/null; wait "$PIDB" 2>/dev/null; fi
 	stop_server || true
-	pg_stop "$PGD/primary" || true
-	pg_stop "$PGD/standby" || true
+	pgo_stop_all
 	[ "$rc" -ne 0 ] || rm -rf "$T"
 	exit $rc
 }
@@ -54,35 +41,16 @@ mkdir -p "$T/ids"
 GEN=$!
 
 # ---- primary and synchronous standby ----
-mkdir -p "$PGD"
-chmod 700 "$PGD"
-# As root the clusters run as "postgres", which must reach PGD (searchable
-# $T, nothing listable; every file in it is 0600 or public).
-[ "$(id -u)" -ne 0 ] || { chmod 711 "$T"; chown postgres: "$PGD"; }
 P1=$(free_port) P2=$(free_port)
-as_pg "$PGBIN/initdb" -D "$PGD/primary" -U postgres --auth-local=trust \
-	--auth-host=scram-sha-256 -E UTF8 --no-instructions >"$PGD/initdb.log" 2>&1 ||
-	fail "initdb: $(cat "$PGD/initdb.log")"
+pgo_initdb primary
 # Settings on the command line, not in the data directory, so the standby's
 # copy does not inherit the primary's synchronous_standby_names.
-PGOPTS="-c listen_addresses=127.0.0.1 -c max_connections=60 -c wal_level=replica -c max_wal_senders=4"
-as_pg "$PGBIN/pg_ctl" -D "$PGD/primary" -l "$PGD/primary.log" -w -t 60 \
-	-o "-k $PGD -p $P1 $PGOPTS" start >/dev/null || fail "primary: $(cat "$PGD/primary.log")"
-pw=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
-as_pg "$PGBIN/psql" -h "$PGD" -p "$P1" -U postgres -X -q -v ON_ERROR_STOP=1 -f - postgres >/dev/null <<-SQL
-	CREATE ROLE sitetoken LOGIN PASSWORD '$pw';
-	CREATE DATABASE sitetoken OWNER sitetoken;
-	SQL
-( umask 077; printf '127.0.0.1:%s:sitetoken:sitetoken:%s\n127.0.0.1:%s:sitetoken:sitetoken:%s\n' \
-	"$P1" "$pw" "$P2" "$pw" > "$T/pgpass" )
-unset pw
-export PGPASSFILE=$T/pgpass
+PGOPTS="-c max_connections=60 -c wal_level=replica -c max_wal_senders=4"
+pgo_start primary "$P1" "$PGOPTS"
+pgo_make_db "$P1" "$P2"
 as_pg "$PGBIN/pg_basebackup" -h "$PGD" -p "$P1" -U postgres -D "$PGD/standby" -R -X stream -c fast \
 	>"$PGD/basebackup.log" 2>&1 || fail "pg_basebackup: $(cat "$PGD/basebackup.log")"
-as_pg "$PGBIN/pg_ctl" -D "$PGD/standby" -l "$PGD/standby.log" -w -t 60 \
-	-o "-k $PGD -p $P2 $PGOPTS -c cluster_name=stk_standby -c hot_standby=on" start >/dev/null ||
-	fail "standby: $(cat "$PGD/standby.log")"
-psu() { as_pg "$PGBIN/psql" -h "$PGD" -p "$1" -U postgres -X -qAt -v ON_ERROR_STOP=1 -c "$2" sitetoken; }
+pgo_start standby "$P2" "$PGOPTS -c cluster_name=stk_standby -c hot_standby=on"
 psu "$P1" "ALTER SYSTEM SET synchronous_standby_names = 'stk_standby'" >/dev/null
 psu "$P1" "ALTER SYSTEM SET synchronous_commit = 'on'" >/dev/null
 psu "$P1" "SELECT pg_reload_conf()" >/dev/null
