@@ -59,6 +59,15 @@ if(STK_STORE_PG)
   add_test(NAME test_pg_faults_pg COMMAND test_pg_faults)
   set_tests_properties(test_pg_faults_pg PROPERTIES LABELS "unit;pg;failover"
     FIXTURES_REQUIRED pg ENVIRONMENT "${STK_PG_ENV}")
+  # Twelve nodes, each rotating its key, verify each other's tokens.
+  # DISABLED until the verifier's 8-key cap is removed (another branch of
+  # this round): with the cap, `node add` of the 9th node fails with "too
+  # many site keys". The integrator enables it once that branch is merged.
+  # (STK_NODES=4, 8 keys, passes here.)
+  add_test(NAME node_many_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/node_many.sh)
+  set_tests_properties(node_many_pg PROPERTIES LABELS "integration;server;pg"
+    FIXTURES_REQUIRED pg TIMEOUT 300 DISABLED TRUE
+    ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
   stk_script_test(pg_failover integration/pg_failover.sh)
   set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180)
 endif()
