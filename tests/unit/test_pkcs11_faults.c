@@ -46,12 +46,13 @@ static int logins;
 static int sign_calls;
 static int probe_overlap;         /* hold each call until a second arrives */
 static int in_flight, max_in_flight;
-/* Sessions are closed only between two calls into the token: SoftHSM 2.6
- * frees a session's objects under a C_Sign running on it in another thread
- * (a crash inside the module); the PKCS#11 application owns that race, and
- * an HSM restart seen from here fails the next call instead. */
-static int close_guard;
-static pthread_rwlock_t sign_rw = PTHREAD_RWLOCK_INITIALIZER;
+/* Sessions are closed only between two signatures (each signature, with
+ * its reopening, holds this for reading): SoftHSM 2.6 frees a session's
+ * objects under a C_Sign (or a key search) running on it in another thread
+ * of the same process, a crash inside the module; that race belongs to the
+ * application, and an HSM restart seen from here fails the next call. */
+static pthread_rwlock_t sign_rw =
+    PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP; /* the closer is not starved */
 
 int
 __wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
@@ -80,14 +81,6 @@ __wrap_EVP_PKEY_sign(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
 			nanosleep(&ts, NULL);
 		r = __real_EVP_PKEY_sign(ctx, sig, siglen, tbs, tbslen);
 		__atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
-		return r;
-	}
-	if (!fail && __atomic_load_n(&close_guard, __ATOMIC_SEQ_CST)) {
-		int r;
-
-		pthread_rwlock_rdlock(&sign_rw);
-		r = __real_EVP_PKEY_sign(ctx, sig, siglen, tbs, tbslen);
-		pthread_rwlock_unlock(&sign_rw);
 		return r;
 	}
 	if (!fail)
@@ -393,11 +386,9 @@ test_wrong_pin_one_attempt(void **state)
 
 /* Real faults, no injection: every session of the token is closed
  * (C_CloseAllSessions: what an HSM restart looks like to us) ten times while
- * two threads sign as fast as they can (between two calls into the token,
- * see close_guard). No signature is ever wrong; a
- * signature that loses its session twice in a row may fail, with a message
- * that says the session was lost; and as soon as the closing stops both
- * threads sign again. */
+ * two threads sign as fast as they can (between two signatures, see
+ * sign_rw). Every signature succeeds and verifies: the first one after each
+ * close reopens the session (and logs in) by itself. */
 struct load {
 	struct stk_key *k;
 	EVP_PKEY *pub;
@@ -416,8 +407,13 @@ load_run(void *arg)
 	size_t siglen;
 
 	while (!__atomic_load_n(l->stop, __ATOMIC_SEQ_CST)) {
+		int r;
+
 		siglen = sizeof(sig);
-		if (stk_key_sign(l->k, m, sizeof(m), sig, &siglen, &err) != 0) {
+		pthread_rwlock_rdlock(&sign_rw);
+		r = stk_key_sign(l->k, m, sizeof(m), sig, &siglen, &err);
+		pthread_rwlock_unlock(&sign_rw);
+		if (r != 0) {
 			if (l->failed++ == 0)
 				snprintf(l->msg, sizeof(l->msg), "%s", err.msg);
 		} else if (stk_sig_verify(l->pub, m, sizeof(m), sig, siglen) != 0)
@@ -453,7 +449,6 @@ test_sessions_closed_under_load(void **state)
 		l[i].stop = &stop;
 		assert_int_equal(pthread_create(&th[i], NULL, load_run, &l[i]), 0);
 	}
-	__atomic_store_n(&close_guard, 1, __ATOMIC_SEQ_CST);
 	for (i = 0; i < 10; i++) {
 		nanosleep(&ts, NULL);
 		pthread_rwlock_wrlock(&sign_rw);
@@ -464,7 +459,6 @@ test_sessions_closed_under_load(void **state)
 	__atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
 	for (i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
-	__atomic_store_n(&close_guard, 0, __ATOMIC_SEQ_CST);
 	p11t_fl_release();
 	for (i = 0; i < 2; i++) {
 		printf("# thread %d: %d signatures, %d failed%s%s\n", i, l[i].ok,
@@ -472,10 +466,10 @@ test_sessions_closed_under_load(void **state)
 		assert_int_equal(l[i].wrong, 0);
 		assert_true(l[i].ok > 0);
 		assert_int_equal(l[i].after, 1);
-		if (l[i].failed)
-			assert_non_null(strstr(l[i].msg, "session"));
+		assert_int_equal(l[i].failed, 0);
 	}
-	assert_true(__atomic_load_n(&reopened, __ATOMIC_SEQ_CST) >= 1);
+	/* Each close that landed between two signatures cost one reopening. */
+	assert_true(__atomic_load_n(&reopened, __ATOMIC_SEQ_CST) >= 5);
 }
 
 int
