@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Store fault: the file system of a SQLite site fills up while the server
 # registers devices. The site directory lives on a small tmpfs mounted by
-# the test (as root; otherwise inside a user+mount namespace); a filler file
+# the test in its own mount namespace (and user namespace when not root); a filler file
 # takes the last byte. What users see: registrations refused with 500 (the
 # server stays up), `bulk new` exits 3 saying the disk is full and prints no
 # token; nothing is half-written (integrity_check, every device row has its
 # audit record, audit verify); and once space returns the same server
 # registers again and `bulk new` works.
-if [ "$(id -u)" -ne 0 ] && [ -z "${STK_IN_USERNS:-}" ]; then
-	# Not root: a private mount namespace where we may mount a tmpfs.
-	STK_IN_USERNS=1 exec unshare -rm bash "$0" "$@"
+if [ -z "${STK_IN_MNTNS:-}" ]; then
+	# A private mount namespace: the tmpfs is gone with the test, even if it
+	# is killed. Not root: a user namespace too, where we may mount it.
+	if [ "$(id -u)" -eq 0 ]; then
+		STK_IN_MNTNS=1 exec unshare -m --propagation private bash "$0" "$@"
+	else
+		STK_IN_MNTNS=1 exec unshare -rm bash "$0" "$@"
+	fi
 fi
 TEST_NAME=fault_diskfull
 . "$(dirname "$0")/server_lib.sh"
