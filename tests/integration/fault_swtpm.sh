@@ -75,14 +75,14 @@ echo "# registrations: $before before the kill, $during refused while the TPM wa
 [ "$during" -ge 1 ] || fail "no refusal while the TPM was down: $(head -3 "$T/codes")"
 [ "$after" -ge 3 ] || fail "only $after registrations after the TPM came back: $(tail -3 "$T/codes")"
 [ "$other" = 0 ] || fail "unexpected answers: $(awk '$2 != 200 && $2 != 500' "$T/codes" | head -3)"
-msg=$(awk '$2 == 500' "$T/codes" | head -1 | cut -d' ' -f3-)
-echo "$msg" | grep -q "see the server logs" || fail "the refusal: $msg"
+msg=$(awk '$2 == 500 { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$T/codes")
+[[ "$msg" == *"see the server logs"* ]] || fail "the refusal: $msg"
 grep -q "Refused registration via mp from 127.0.0.1: internal_error (TPM unreachable: " \
 	"$SITE/logs/MP_RegistrationManager.log" || fail "MP_RegistrationManager.log does not name the TPM"
 grep -q "TPM connection lost or TPM reset; reloaded key" "$T/server.stderr" || fail "no key reload logged"
 ok "swtpm killed -9 under load: clients get 500 ($msg), MP_RegistrationManager.log says 'TPM unreachable', and the same server signs again after the TPM restarts (key reloaded)"
-awk -v k="$t_kill" -v b="$t_back" '$1 > b + 1 && $2 != 200' "$T/codes" | grep -q . &&
-	fail "refusals after the TPM was back: $(awk -v b="$t_back" '$1 > b + 1 && $2 != 200' "$T/codes" | head -2)"
+late=$(awk -v b="$t_back" '$1 > b + 1 && $2 != 200' "$T/codes")
+[ -z "$late" ] || fail "refusals after the TPM was back: ${late:0:300}"
 stop_server
 # Nothing half-done: devices and accepted registration records match.
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices")" = 2 ] || fail "device rows"
