@@ -69,5 +69,8 @@ if(STK_STORE_PG)
     FIXTURES_REQUIRED pg TIMEOUT 300 DISABLED TRUE
     ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
   stk_script_test(pg_failover integration/pg_failover.sh)
-  set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180)
+  # RUN_SERIAL: two clusters and a busy load; alone, it neither slows the
+  # other server tests into their timeouts nor is slowed by them.
+  set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180
+    RUN_SERIAL TRUE)
 endif()
