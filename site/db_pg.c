@@ -13,7 +13,14 @@
  * back as text and BYTEA columns are unescaped on demand.
  *
  * Passwords never live in the site configuration: use a libpq service file,
- * PGPASSFILE or peer/cert authentication. */
+ * PGPASSFILE or peer/cert authentication.
+ *
+ * Failover: with a multi-host string (host=a,b port=p,q
+ * target_session_attrs=read-write) libpq connects to whichever server is the
+ * primary. A connection found dead between transactions is made again (the
+ * next primary) and the statement re-run once; a transaction that loses its
+ * connection fails, and the request is refused (the client retries). A
+ * standby is refused at open (pg_check_primary). */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,6 +41,7 @@ struct pg_db {
 	char *schema;
 	char *setup;             /* SET search_path ..., run on every connect */
 	int in_tx;
+	int standby;             /* the last reconnect reached a standby */
 	char msg[256];
 	int64_t changes;
 };
@@ -63,8 +71,9 @@ pg_set_msg(struct pg_db *d, const char *what, const char *m)
 {
 	size_t n;
 
-	snprintf(d->msg, sizeof(d->msg), "%s%s%s", what ? what : "",
-	    what ? ": " : "", m ? m : "unknown error");
+	if (m != d->msg) /* already there (pg_fail_msg) */
+		snprintf(d->msg, sizeof(d->msg), "%s%s%s", what ? what : "",
+		    what ? ": " : "", m ? m : "unknown error");
 	n = strlen(d->msg);
 	while (n > 0 && (d->msg[n - 1] == '\n' || d->msg[n - 1] == ' '))
 		d->msg[--n] = '\0';
@@ -154,10 +163,47 @@ pg_rewrite(const char *sql, int *nparams, unsigned char *used)
 	return out;
 }
 
+static int pg_check_primary(struct pg_db *d, struct stk_error *err);
+
+/* Connect again (with a multi-host string: to whichever server is the
+ * primary now). A server that turned out to be a standby is not used: the
+ * connection is marked and made again before the next statement. */
+static int
+pg_reconnect(struct pg_db *d)
+{
+	struct stk_error e;
+
+	PQreset(d->c);
+	if (PQstatus(d->c) != CONNECTION_OK) {
+		pg_set_msg(d, "reconnecting to the site database", PQerrorMessage(d->c));
+		return -1;
+	}
+	memset(&e, 0, sizeof(e));
+	if (pg_check_primary(d, &e) != 0) {
+		d->standby = 1;
+		pg_set_msg(d, NULL, e.msg);
+		return -1;
+	}
+	d->standby = 0;
+	PQclear(PQexec(d->c, d->setup));
+	return 0;
+}
+
+/* The message for a failed call: the result's, else the connection's. */
+static const char *
+pg_fail_msg(struct pg_db *d, const PGresult *res)
+{
+	if (res != NULL)
+		return PQresultErrorMessage(res);
+	return d->standby || PQstatus(d->c) == CONNECTION_BAD ? d->msg :
+	    PQerrorMessage(d->c);
+}
+
 /* Run one statement (params < 0: PQexec, several statements allowed). A
  * connection lost between transactions (server restart, failover, idle
  * timeout) is made again once and the statement re-run; inside a
- * transaction the statement fails and the caller rolls back. */
+ * transaction the statement fails and the caller rolls back. NULL: no
+ * connection (d->msg says why). */
 static PGresult *
 pg_query(struct pg_db *d, const char *sql, int nparams, const Oid *types,
     const char *const *vals, const int *lens, const int *fmts)
@@ -165,16 +211,16 @@ pg_query(struct pg_db *d, const char *sql, int nparams, const Oid *types,
 	PGresult *res;
 	int again;
 
+	if (d->standby && !d->in_tx && pg_reconnect(d) != 0)
+		return NULL;
 	for (again = 0;; again++) {
 		res = nparams < 0 ? PQexec(d->c, sql) : PQexecParams(d->c, sql,
 		    nparams, types, vals, lens, fmts, 0);
 		if (again || d->in_tx || PQstatus(d->c) != CONNECTION_BAD)
 			return res;
 		PQclear(res);
-		PQreset(d->c);
-		if (PQstatus(d->c) != CONNECTION_OK)
+		if (pg_reconnect(d) != 0)
 			return NULL;
-		PQclear(PQexec(d->c, d->setup));
 	}
 }
 
@@ -187,9 +233,34 @@ pg_run(struct pg_db *d, const char *sql)
 	int ok = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
 
 	if (!ok)
-		pg_set_msg(d, NULL, res ? PQresultErrorMessage(res) : PQerrorMessage(d->c));
+		pg_set_msg(d, NULL, pg_fail_msg(d, res));
 	PQclear(res);
 	return ok ? 0 : -1;
+}
+
+/* A hot standby accepts the connection and the reads, then fails the first
+ * write (the migration check creates schema_version) with a message that
+ * does not say why. Refuse it here, naming the server: a node serving from a
+ * standby would also see a block list that lags the primary's. */
+static int
+pg_check_primary(struct pg_db *d, struct stk_error *err)
+{
+	PGresult *res = PQexec(d->c, "SELECT pg_is_in_recovery()");
+	int r = STK_OK;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0,
+		    "cannot ask the site database whether it is a standby: %s",
+		    PQresultErrorMessage(res));
+	else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0,
+		    "the site database server %s port %s is a read-only standby "
+		    "(pg_is_in_recovery() is true): sitetoken does not migrate, write or "
+		    "serve through a standby; connect to the primary, or list every "
+		    "server with target_session_attrs=read-write",
+		    PQhost(d->c), PQport(d->c));
+	PQclear(res);
+	return r;
 }
 
 static int
@@ -217,6 +288,8 @@ pg_open(const char *conninfo, const char *schema, int create,
 		    d->c ? PQerrorMessage(d->c) : "out of memory");
 		goto fail;
 	}
+	if ((r = pg_check_primary(d, err)) != 0)
+		goto fail;
 	if ((id = PQescapeIdentifier(d->c, schema, strlen(schema))) == NULL ||
 	    asprintf(&sql, "SET search_path TO %s; SET client_min_messages TO warning",
 	    id) < 0) {
@@ -382,9 +455,21 @@ pg_begin_read(struct site_db *db)
 static int
 pg_commit(struct site_db *db)
 {
-	int r = pg_run(PGD(db), "COMMIT");
+	struct pg_db *d = PGD(db);
+	int r = pg_run(d, "COMMIT");
 
-	PGD(db)->in_tx = 0;
+	/* The connection died while COMMIT was on its way: the server (or,
+	 * with synchronous replication, the standby that takes over) may have
+	 * the transaction or not. Say so; the site's writes are safe to retry
+	 * (a registration is keyed by the certificate, a renewal supersedes). */
+	if (r != 0 && PQstatus(d->c) == CONNECTION_BAD) {
+		char m[sizeof(d->msg)];
+
+		snprintf(m, sizeof(m), "%s", d->msg);
+		pg_set_msg(d, "connection lost during COMMIT, outcome unknown "
+		    "(a retry is safe)", m);
+	}
+	d->in_tx = 0;
 	return r;
 }
 
@@ -539,8 +624,7 @@ pg_step(struct site_stmt *st)
 		} else if (t == PGRES_TUPLES_OK) {
 			s->nrows = PQntuples(s->res);
 		} else {
-			pg_set_msg(s->db, NULL, s->res ? PQresultErrorMessage(s->res) :
-			    PQerrorMessage(s->db->c));
+			pg_set_msg(s->db, NULL, pg_fail_msg(s->db, s->res));
 			return SITE_DB_ERROR;
 		}
 		s->row = -1;

@@ -6,3 +6,12 @@ if(STK_BENCH)
   set_tests_properties(bench_smoke PROPERTIES LABELS bench TIMEOUT 120
     ENVIRONMENT "TMPDIR=${CMAKE_CURRENT_BINARY_DIR}/tmp")
 endif()
+# Soak smoke: bench/soak.sh for 12 s (registrations, renewals, policy, bulk
+# blocks, key rotations) must finish with nothing refused and the audit
+# chain intact; the figures are printed, not asserted.
+if(STK_BENCH)
+  add_test(NAME bench_soak_smoke COMMAND bash ${CMAKE_SOURCE_DIR}/bench/soak.sh
+    ${CMAKE_BINARY_DIR} --seconds 12)
+  set_tests_properties(bench_soak_smoke PROPERTIES LABELS bench TIMEOUT 120
+    ENVIRONMENT "TMPDIR=${CMAKE_CURRENT_BINARY_DIR}/tmp")
+endif()

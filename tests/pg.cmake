@@ -48,3 +48,32 @@ if(STK_STORE_PG)
       ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   endforeach()
 endif()
+# Database failover: its own primary and synchronous standby (not the pg
+# fixture's cluster), two nodes on a multi-host connection string, the
+# primary killed -9 under load and the standby promoted. Part of the default
+# run (about a minute).
+if(STK_STORE_PG)
+  # libpq's PQexec wrapped: the connection dies around a registration's
+  # COMMIT or between requests (fault injection only; the server is real).
+  add_executable(test_pg_faults unit/test_pg_faults.c)
+  target_include_directories(test_pg_faults PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  target_link_libraries(test_pg_faults PRIVATE sitetoken PkgConfig::CMOCKA PkgConfig::PQ)
+  target_link_options(test_pg_faults PRIVATE -Wl,--wrap=PQexec)
+  add_test(NAME test_pg_faults_pg COMMAND test_pg_faults)
+  set_tests_properties(test_pg_faults_pg PROPERTIES LABELS "unit;pg;failover"
+    FIXTURES_REQUIRED pg ENVIRONMENT "${STK_PG_ENV}")
+  # Twelve nodes, each rotating its key, verify each other's tokens.
+  # DISABLED until the verifier's 8-key cap is removed (another branch of
+  # this round): with the cap, `node add` of the 9th node fails with "too
+  # many site keys". The integrator enables it once that branch is merged.
+  # (STK_NODES=4, 8 keys, passes here.)
+  add_test(NAME node_many_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/node_many.sh)
+  set_tests_properties(node_many_pg PROPERTIES LABELS "integration;server;pg"
+    FIXTURES_REQUIRED pg TIMEOUT 300 DISABLED TRUE
+    ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV}")
+  stk_script_test(pg_failover integration/pg_failover.sh)
+  # RUN_SERIAL: two clusters and a busy load; alone, it neither slows the
+  # other server tests into their timeouts nor is slowed by them.
+  set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180
+    RUN_SERIAL TRUE)
+endif()

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Client load for tests/integration/pg_failover.sh, while the PostgreSQL
+primary under two sitetoken nodes is killed -9 and its standby promoted.
+
+    failover_clients.py DIR MP_PORTS CMG_PORTS CMG_PATH CAFILE SITES STK STOP_FILE
+
+DIR holds device identities d<N>.crt/.key (made beforehand) and bulk.guids
+(bulk tokens to block, one GUID a line). MP_PORTS, CMG_PORTS, SITES: the two
+nodes' ports and site directories, comma separated. Requests alternate
+between the nodes.
+
+Threads:
+  reg   (2): register the next identity with the MP; a failed attempt
+        (connection error or 5xx) is retried with the SAME certificate until
+        a 200, as an agent does, so a retry after an unknown outcome must
+        find the device the first attempt may have committed.
+  renew (2): own 4 devices each (registered first) and renew them in turn
+        through the CMG, retrying a failed attempt with the token held. A
+        renewal committed whose answer was lost leaves the device holding a
+        superseded token (401 token_superseded): it registers again with
+        the MP (same certificate, same device GUID), the documented recovery.
+  block (1): `sitetoken bulk block GUID` for each GUID of bulk.guids,
+        retried until it exits 0.
+
+Every acknowledged operation goes to DIR/acked ("reg GUID JTI THUMB",
+"renew GUID JTI", "rereg GUID JTI", "block GUID"), flushed before the
+next request. Every attempt goes to DIR/attempts ("T0 T1 ok|fail KIND").
+After STOP_FILE appears each thread finishes the operation in hand (with
+retries, at most 60 s) and stops. Prints a JSON summary."""
+import base64, hashlib, http.client, json, os, ssl, subprocess, sys, threading, time
+
+d, mp_ports, cmg_ports, cmg_path, cafile, sites, stk, stopf = sys.argv[1:9]
+mp_ports = [int(p) for p in mp_ports.split(",")]
+cmg_ports = [int(p) for p in cmg_ports.split(",")]
+sites = sites.split(",")
+idents = sorted((int(f[1:-4]) for f in os.listdir(d) if f.startswith("d") and f.endswith(".crt")),
+                reverse=True)
+bulk_guids = [l.strip() for l in open(os.path.join(d, "bulk.guids")) if l.strip()]
+lock = threading.Lock()
+acked = open(os.path.join(d, "acked"), "a")
+attempts = open(os.path.join(d, "attempts"), "a")
+stats = {"reg": 0, "renew": 0, "rereg": 0, "block": 0, "fail": 0}
+hard = []  # unexpected answers: the test fails on any
+
+
+def thumb(pem):
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def record(line):
+    with lock:
+        acked.write(line + "\n")
+        acked.flush()
+        os.fsync(acked.fileno())
+
+
+def attempt(t0, ok, kind):
+    with lock:
+        attempts.write(f"{t0:.3f} {time.time():.3f} {'ok' if ok else 'fail'} {kind}\n")
+        attempts.flush()
+        if not ok:
+            stats["fail"] += 1
+
+
+def post(node, mtls, path, body, crt=None, key=None, token=None):
+    """(status, parsed body) or (None, None) on a connection error."""
+    if mtls:
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.load_cert_chain(crt, key)
+        c = http.client.HTTPSConnection("127.0.0.1", cmg_ports[node], timeout=15, context=ctx)
+        path = cmg_path + path
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", mp_ports[node], timeout=15)
+    hdr = {"Content-Type": "application/json"}
+    if token:
+        hdr["Authorization"] = "Bearer " + token
+    try:
+        c.request("POST", path, json.dumps(body), hdr)
+        r = c.getresponse()
+        data = r.read()
+    except (OSError, http.client.HTTPException):
+        return None, None
+    finally:
+        c.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, {}
+
+
+def deadline_passed(t_stop):
+    return t_stop is not None and time.time() > t_stop + 60
+
+
+class Dev:
+    def __init__(self, n):
+        self.crt, self.key = os.path.join(d, f"d{n}.crt"), os.path.join(d, f"d{n}.key")
+        self.pem = open(self.crt).read()
+        self.thumb = thumb(self.pem)
+        self.guid = self.token = None
+
+
+def register(dev, node, kind):
+    """One attempt; True on 200 (recorded)."""
+    t0 = time.time()
+    st, o = post(node, False, "/sitetoken/v1/register", {"certificate": dev.pem})
+    ok = st == 200
+    attempt(t0, ok, kind)
+    if ok:
+        if dev.guid is not None and o["device_guid"] != dev.guid:
+            hard.append(f"{dev.thumb}: registered again as {o['device_guid']}, was {dev.guid}")
+        dev.guid, dev.token = o["device_guid"], o["client_token"]
+        record(f"{kind} {dev.guid} {o['jti']}" + (f" {dev.thumb}" if kind == "reg" else ""))
+    elif st is not None and st < 500:
+        hard.append(f"register: HTTP {st} {o}")
+    return ok
+
+
+def reg_worker(w):
+    i = 0
+    t_stop = None
+    while True:
+        if os.path.exists(stopf):
+            return
+        with lock:
+            n = idents.pop() if idents else None
+        if n is None:
+            return
+        dev = Dev(n)
+        while not register(dev, (i + w) % 2, "reg"):
+            i += 1
+            if t_stop is None and os.path.exists(stopf):
+                t_stop = time.time()
+            if deadline_passed(t_stop):
+                hard.append(f"registration of {dev.thumb} never acknowledged")
+                return
+            time.sleep(0.1)
+        with lock:
+            stats["reg"] += 1
+        i += 1
+        time.sleep(0.06)
+
+
+def renew_worker(devs):
+    i = 0
+    t_stop = None
+    while not os.path.exists(stopf):
+        for dev in devs:
+            while True:
+                i += 1
+                t0 = time.time()
+                st, o = post(i % 2, True, "/sitetoken/v1/renew", {}, dev.crt, dev.key, dev.token)
+                attempt(t0, st == 200, "renew")
+                if st == 200:
+                    dev.token = o["client_token"]
+                    record(f"renew {dev.guid} {o['jti']}")
+                    with lock:
+                        stats["renew"] += 1
+                    break
+                if st == 401 and o.get("error") == "token_superseded":
+                    while not register(dev, i % 2, "rereg"):
+                        time.sleep(0.1)
+                    with lock:
+                        stats["rereg"] += 1
+                    break
+                if st is not None and st < 500:
+                    hard.append(f"renew: HTTP {st} {o}")
+                    return
+                if t_stop is None and os.path.exists(stopf):
+                    t_stop = time.time()
+                if deadline_passed(t_stop):
+                    hard.append(f"renewal of {dev.guid} never acknowledged")
+                    return
+                time.sleep(0.1)
+            time.sleep(0.03)
+
+
+def block_worker():
+    i = 0
+    t_stop = None
+    for g in bulk_guids:
+        if os.path.exists(stopf):
+            return
+        while True:
+            i += 1
+            t0 = time.time()
+            p = subprocess.run([stk, "bulk", "block", "--site", sites[i % 2], g],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            attempt(t0, p.returncode == 0, "block")
+            if p.returncode == 0:
+                record(f"block {g}")
+                with lock:
+                    stats["block"] += 1
+                break
+            if p.returncode != 3:
+                hard.append(f"bulk block {g}: exit {p.returncode} {p.stderr[:200]!r}")
+                return
+            if t_stop is None and os.path.exists(stopf):
+                t_stop = time.time()
+            if deadline_passed(t_stop):
+                hard.append(f"block of {g} never acknowledged")
+                return
+            time.sleep(0.1)
+        time.sleep(0.2)
+
+
+# The renewal devices are registered before the load starts.
+renew_devs = []
+for k in range(8):
+    with lock:
+        dev = Dev(idents.pop())
+    if not register(dev, k % 2, "reg"):
+        sys.exit("setup registration failed")
+    renew_devs.append(dev)
+open(os.path.join(d, "ready"), "w").close()
+
+ts = [threading.Thread(target=reg_worker, args=(w,)) for w in range(2)]
+ts += [threading.Thread(target=renew_worker, args=(renew_devs[k::2],)) for k in range(2)]
+ts.append(threading.Thread(target=block_worker))
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+stats["unexpected"] = hard
+print(json.dumps(stats))
+sys.exit(1 if hard else 0)

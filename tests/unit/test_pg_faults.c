@@ -1,0 +1,222 @@
+/* PostgreSQL connection faults under the site (site/db_pg.c), injected by
+ * wrapping libpq's PQexec (-Wl,--wrap): the connection dies around a
+ * registration's COMMIT, or between requests. Runs against the pg fixture's
+ * cluster (SITETOKEN_DB). What a device sees: the request fails with a
+ * clear "outcome unknown" error, and its retry with the same certificate
+ * gets one device (the same GUID when the first attempt did commit), never
+ * a second one. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sys/socket.h>
+#include <libpq-fe.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/site.h"
+#include "testutil.h"
+
+/* ---- the fault: what happens to the next COMMIT ---- */
+enum { FAULT_NONE, FAULT_ANSWER_LOST, FAULT_NEVER_SENT };
+static int fault;
+static PGconn *site_conn; /* the site's connection, seen through PQexec */
+
+PGresult *__real_PQexec(PGconn *c, const char *q);
+PGresult *__wrap_PQexec(PGconn *c, const char *q);
+
+PGresult *
+__wrap_PQexec(PGconn *c, const char *q)
+{
+	site_conn = c;
+	if (fault != FAULT_NONE && strcmp(q, "COMMIT") == 0) {
+		int mode = fault;
+
+		fault = FAULT_NONE;
+		if (mode == FAULT_ANSWER_LOST) /* the server commits... */
+			PQclear(__real_PQexec(c, q));
+		/* ...and the connection dies before (or instead of) the answer. */
+		shutdown(PQsocket(c), SHUT_RDWR);
+	}
+	return __real_PQexec(c, q);
+}
+
+struct fx {
+	char *dir;
+	struct stk_site *s;
+	unsigned char *cert;
+	size_t len;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct stk_site_init_opts io;
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char path[PATH_MAX], *uri = NULL;
+
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	io.key_type = STK_KEY_P256;
+	io.actor = "tester";
+	f->dir = tu_tmpdir("pgfaults");
+	snprintf(path, sizeof(path), "%s/site", f->dir);
+	if (stk_site_init(path, &io, &f->s, &err) != 0)
+		fail_msg("site init: %s", err.msg);
+	memset(&ko, 0, sizeof(ko));
+	snprintf(path, sizeof(path), "%s/dev.key", f->dir);
+	if (stk_key_generate("file", path, STK_KEY_P256, &ko, &k, &uri, &err) != 0 ||
+	    stk_cert_make_self_signed(k, "dev", "test device", stk_now(), 30, &f->cert,
+	    &f->len, &err) != 0)
+		fail_msg("device identity: %s", err.msg);
+	stk_key_close(k);
+	free(uri);
+	fault = FAULT_NONE;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	stk_site_close(f->s);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f->cert);
+	free(f);
+	return 0;
+}
+
+static int
+count_cb(void *ctx, const struct stk_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int
+devices(struct fx *f)
+{
+	struct stk_error err;
+	int n = 0;
+
+	assert_int_equal(stk_device_foreach(f->s, count_cb, &n, &err), 0);
+	return n;
+}
+
+static int
+reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
+{
+	struct stk_reg_request rq;
+	const char *reason;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.via = STK_VIA_MP;
+	rq.cert_der = f->cert;
+	rq.cert_len = f->len;
+	rq.peer = "127.0.0.1";
+	return stk_device_register(f->s, &rq, stk_now(), out, &reason, err);
+}
+
+static void
+assert_audit_intact(struct fx *f)
+{
+	struct stk_audit_report rep;
+	struct stk_error err;
+
+	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
+}
+
+/* The server committed the registration but the answer was lost: the
+ * device sees an error that says the outcome is unknown; its retry (same
+ * certificate) reconnects and finds the device the first attempt made. */
+static void
+test_commit_answer_lost(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued out;
+	struct stk_error err;
+
+	memset(&err, 0, sizeof(err));
+	fault = FAULT_ANSWER_LOST;
+	assert_int_equal(reg(f, &out, &err), STK_E_DB);
+	assert_non_null(strstr(err.msg, "outcome unknown"));
+	assert_int_equal(reg(f, &out, &err), 0);
+	assert_int_equal(out.new_device, 0);
+	assert_int_equal(devices(f), 1);
+	stk_issued_clear(&out);
+	assert_audit_intact(f);
+}
+
+/* The connection died before COMMIT reached the server: nothing was
+ * committed, and the retry registers the device once. */
+static void
+test_commit_never_sent(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued out;
+	struct stk_error err;
+
+	memset(&err, 0, sizeof(err));
+	fault = FAULT_NEVER_SENT;
+	assert_int_equal(reg(f, &out, &err), STK_E_DB);
+	assert_non_null(strstr(err.msg, "outcome unknown"));
+	assert_int_equal(devices(f), 0);
+	assert_int_equal(reg(f, &out, &err), 0);
+	assert_int_equal(out.new_device, 1);
+	assert_int_equal(devices(f), 1);
+	stk_issued_clear(&out);
+	assert_audit_intact(f);
+}
+
+/* The server ends the site's connection between requests (restart, idle
+ * timeout, failover): the next request reconnects by itself. */
+static void
+test_reconnect_between_requests(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued out;
+	struct stk_error err;
+	PGconn *other;
+	PGresult *res;
+	char pid[16], q[80];
+
+	assert_int_equal(reg(f, &out, &err), 0);
+	stk_issued_clear(&out);
+	assert_non_null(site_conn);
+	snprintf(pid, sizeof(pid), "%d", PQbackendPID(site_conn));
+	other = PQconnectdb(getenv("SITETOKEN_DB"));
+	assert_int_equal(PQstatus(other), CONNECTION_OK);
+	snprintf(q, sizeof(q), "SELECT pg_terminate_backend(%s)", pid);
+	res = PQexec(other, q);
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	PQfinish(other);
+	assert_int_equal(reg(f, &out, &err), 0);
+	assert_int_equal(out.new_device, 0);
+	stk_issued_clear(&out);
+	assert_int_equal(devices(f), 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commit_answer_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_never_sent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect_between_requests, setup, teardown),
+	};
+
+	if (getenv("SITETOKEN_DB") == NULL) {
+		fprintf(stderr, "test_pg_faults needs SITETOKEN_DB (the pg fixture)\n");
+		return 1;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
