@@ -266,13 +266,13 @@ agent_trim_url(char *url)
 
 /* Parse a refusal body {"error":..., "message":...}. */
 static void
-agent_refusal(const char *body, long status, char **reason, struct stk_error *err)
+agent_refusal(const char *body, long status, enum stk_refusal *reason, struct stk_error *err)
 {
 	json_t *o = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, NULL);
 	const char *code = json_string_value(json_object_get(o, "error"));
 	const char *msg = json_string_value(json_object_get(o, "message"));
 
-	*reason = strdup(code ? code : "http_error");
+	*reason = stk_refusal_parse(code);
 	stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, (unsigned long)status,
 	    "refused (HTTP %ld %s): %s", status, code ? code : "?", msg ? msg : "");
 	json_decref(o);
@@ -316,7 +316,7 @@ out:
 
 int
 agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
-    const char *bulk, char **reason, struct stk_error *err)
+    const char *bulk, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], cpath[PATH_MAX], host[256], ts[32], *pem = NULL, *body = NULL;
 	char *resp = NULL;
@@ -324,7 +324,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	long status = 0;
 	json_t *o;
 
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_ensure_identity(a, err)) != 0)
 		return r;
 	if (mp_url != NULL) {
@@ -427,13 +427,13 @@ agent_need_state(struct agent *a, struct stk_error *err)
 }
 
 int
-agent_renew(struct agent *a, char **reason, struct stk_error *err)
+agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], ts[32], *tok = NULL, *resp = NULL, old[40];
 	long status = 0;
 	int r;
 
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_need_state(a, err)) != 0)
 		return r;
 	if ((tok = agent_token(a, err)) == NULL)
@@ -449,7 +449,7 @@ agent_renew(struct agent *a, char **reason, struct stk_error *err)
 		agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Renewal of token jti %s refused: %s%s", old, err ? err->msg : "",
-		    *reason && strcmp(*reason, "token_expired") == 0 ? " -- register again "
+		    *reason == STK_REFUSAL_TOKEN_EXPIRED ? " -- register again "
 		    "with the management point on the internal network" : "");
 		r = STK_E_AUTH;
 		goto out;
@@ -466,14 +466,14 @@ out:
 }
 
 int
-agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err)
+agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], *tok = NULL, *resp = NULL;
 	long status = 0;
 	int r;
 
 	*body = NULL;
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_need_state(a, err)) != 0)
 		return r;
 	if ((tok = agent_token(a, err)) == NULL)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 
 #define AGENT_RENEW_DAYS_DEFAULT 30
 #define AGENT_RESP_MAX 65536
@@ -56,12 +57,13 @@ int agent_ensure_identity(struct agent *a, struct stk_error *err);
 
 /* Register: through the CMG when cmg_url and a bulk token are given, else
  * with the MP (bulk token optional there). The bulk token is only sent,
- * never written. On refusal *reason is the server's reason code (malloc'd). */
+ * never written. On refusal *reason is the server's reason (its wire code read
+ * through the refusal table; INTERNAL for an unknown code). */
 int agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
-    const char *bulk, char **reason, struct stk_error *err);
-int agent_renew(struct agent *a, char **reason, struct stk_error *err);
+    const char *bulk, enum stk_refusal *reason, struct stk_error *err);
+int agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err);
 /* Authenticated GET of the CMG policy endpoint; *body malloc'd. */
-int agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err);
+int agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_error *err);
 /* 1 when the token is at least renew_days old. */
 int agent_renew_due(const struct agent *a);
 

@@ -46,15 +46,15 @@ on_signal(int sig)
 }
 
 static int
-agent_fail(const struct stk_error *err, int r, const char *reason)
+agent_fail(const struct stk_error *err, int r, enum stk_refusal reason)
 {
 	fprintf(stderr, "sitetoken-agent: %s\n", err->msg[0] ? err->msg : "failed");
-	if (reason != NULL && strcmp(reason, "token_expired") == 0)
+	if (reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
 		    "with the management point on the internal network "
 		    "(sitetoken-agent register --mp URL)\n");
-	if (r == STK_E_AUTH && reason != NULL)
-		return AGENT_EXIT_REFUSED;
+	if (r == STK_E_AUTH && reason != STK_REFUSAL_NONE)
+		return stk_refusal_exit(reason);
 	if (r == STK_E_ARG)
 		return AGENT_EXIT_USAGE;
 	return AGENT_EXIT_ERROR;
@@ -115,7 +115,8 @@ cmd_install(struct agent *a, int argc, char **argv)
 {
 	struct stk_error err;
 	struct agent_install in;
-	char *reason = NULL, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
 	int r, rc;
 
 	stk_error_clear(&err);
@@ -140,7 +141,6 @@ cmd_install(struct agent *a, int argc, char **argv)
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
 		rc = agent_fail(&err, r, reason);
-		free(reason);
 		return rc;
 	}
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation succeeded: device %s "
@@ -162,7 +162,8 @@ cmd_register(struct agent *a, int argc, char **argv)
 	};
 	struct stk_error err;
 	const char *mp = NULL, *cmg = NULL, *file = NULL;
-	char *bulk, *reason = NULL, ts[32];
+	char *bulk, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int c, r, rc, from_stdin = 0;
 
 	optind = 1;
@@ -190,7 +191,6 @@ cmd_register(struct agent *a, int argc, char **argv)
 	free_secret(bulk);
 	if (r != 0) {
 		rc = agent_fail(&err, r, reason);
-		free(reason);
 		return rc;
 	}
 	printf("registered: device %s via %s (token jti %s valid until %s)\n",
@@ -203,7 +203,8 @@ static int
 do_renew(struct agent *a, int force)
 {
 	struct stk_error err;
-	char *reason = NULL, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
 	int r, rc;
 
 	if (!force && a->have_state && !agent_renew_due(a)) {
@@ -214,7 +215,6 @@ do_renew(struct agent *a, int force)
 	stk_error_clear(&err);
 	if ((r = agent_renew(a, &reason, &err)) != 0) {
 		rc = agent_fail(&err, r, reason);
-		free(reason);
 		return rc;
 	}
 	printf("renewed: device %s, token jti %s valid until %s\n", a->st.device_guid,
@@ -270,13 +270,13 @@ static int
 cmd_policy(struct agent *a)
 {
 	struct stk_error err;
-	char *body = NULL, *reason = NULL;
+	char *body = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int r, rc;
 
 	stk_error_clear(&err);
 	if ((r = agent_policy(a, &body, &reason, &err)) != 0) {
 		rc = agent_fail(&err, r, reason);
-		free(reason);
 		return rc;
 	}
 	printf("%s\n", body);

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/file.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
@@ -94,28 +95,6 @@ print_claims(const struct stk_claims *c, int json)
 	}
 	json_decref(h);
 	json_decref(p);
-}
-
-static const char *
-refusal_code(int rc)
-{
-	switch (rc) {
-	case STK_E_TOKEN_SIZE: return "too_large";
-	case STK_E_TOKEN_FORMAT: return "malformed";
-	case STK_E_TOKEN_B64: return "bad_base64url";
-	case STK_E_TOKEN_JSON: return "bad_json";
-	case STK_E_TOKEN_ALG: return "bad_alg";
-	case STK_E_TOKEN_HEADER: return "bad_header";
-	case STK_E_TOKEN_SIGNATURE: return "bad_signature";
-	case STK_E_TOKEN_CLAIMS: return "bad_claims";
-	case STK_E_TOKEN_ISSUER: return "wrong_issuer";
-	case STK_E_TOKEN_AUDIENCE: return "wrong_audience";
-	case STK_E_TOKEN_TYPE: return "wrong_type";
-	case STK_E_TOKEN_EXPIRED: return "expired";
-	case STK_E_TOKEN_NOTYET: return "not_yet_valid";
-	case STK_E_TOKEN_BLOCKED: return "blocked";
-	default: return "error";
-	}
 }
 
 int
@@ -209,14 +188,15 @@ cmd_verify(int argc, char **argv)
 	} else {
 		if (json) {
 			json_t *o = json_pack("{s:b, s:s, s:s}", "valid", 0,
-			    "code", refusal_code(r), "reason", err.msg);
+			    "code", stk_refusal_code(stk_refusal_of_rc(r)), "reason", err.msg);
 			char *txt = json_dumps(o, JSON_COMPACT);
 			printf("%s\n", txt ? txt : "{\"valid\":false}");
 			free(txt);
 			json_decref(o);
 		}
 		fprintf(stderr, "%s: token refused: %s\n", cli_prog, err.msg);
-		rc = cli_exit_code(r);
+		rc = stk_refusal_of_rc(r) != STK_REFUSAL_INTERNAL ?
+		    stk_refusal_exit(stk_refusal_of_rc(r)) : cli_exit_code(r);
 	}
 out:
 	stk_claims_clear(&claims);

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include "sitetoken/device.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
 #include "admin.h"
 #include "http.h"
@@ -196,12 +197,14 @@ adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	return ret;
 }
 
+/* A refusal: code and status from the one table (sitetoken/refusal.h). */
 static enum MHD_Result
-adm_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
-    const char *msg)
+adm_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
-	return adm_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
-	    "message", msg ? msg : ""));
+	const struct stk_refusal_row *row = stk_refusal(why);
+
+	return adm_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
 static enum MHD_Result
@@ -297,27 +300,18 @@ adm_unauthorized(struct srv_admin *a, struct MHD_Connection *c, const char *meth
 	pthread_mutex_unlock(a->site_mu);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Refused %s from %s: %s",
 	    subject, peer, why);
-	return adm_reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+	return adm_refuse(c, STK_REFUSAL_UNAUTHORIZED,
 	    "the admin bearer secret is required (sitetoken admin token)");
 }
 
-static unsigned int
-adm_status_of(int r)
+/* The refusal for a site call's result. */
+static enum stk_refusal
+adm_refusal_of(int r)
 {
 	switch (r) {
-	case STK_E_ARG: return MHD_HTTP_BAD_REQUEST;
-	case STK_E_NOTFOUND: return MHD_HTTP_NOT_FOUND;
-	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	}
-}
-
-static const char *
-adm_code_of(int r)
-{
-	switch (r) {
-	case STK_E_ARG: return "bad_request";
-	case STK_E_NOTFOUND: return "not_found";
-	default: return "internal_error";
+	case STK_E_ARG: return STK_REFUSAL_BAD_REQUEST;
+	case STK_E_NOTFOUND: return STK_REFUSAL_NOT_FOUND;
+	default: return STK_REFUSAL_INTERNAL;
 	}
 }
 
@@ -386,7 +380,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 	int r;
 
 	if (adm_type_filter(tq, &type) != 0)
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "type must be 'site' or 'bulk'");
 	if (sq != NULL && *sq != '\0') {
 		if (*sq == '-') {
@@ -397,7 +391,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 			if (strcmp(sq, adm_cols[so.col]) == 0)
 				break;
 		if (so.col == COL_COUNT)
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "sort must be one of type, id, from, to, status, devices, "
 			    "created (prefix '-' for descending)");
 	}
@@ -411,7 +405,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		free(rows);
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot list certificates: %s",
 		    err.msg);
-		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "cannot read the site; see the server logs");
 	}
 	qsort_r(rows, n, sizeof(*rows), adm_row_cmp, &so);
@@ -458,7 +452,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 		if (o == NULL || !json_is_object(o) ||
 		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o}", "lifetime_minutes", &lt) != 0) {
 			json_decref(o);
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "body must be {\"lifetime_minutes\": N} (strict JSON, no other members)");
 		}
 	}
@@ -476,7 +470,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 			life = "";
 		if (stk_bulk_parse_lifetime(life, &minutes, &err) != 0) {
 			json_decref(o);
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_lifetime", err.msg);
+			return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
 		}
 	}
 	json_decref(o);
@@ -486,7 +480,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 	if (r != 0) {
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token not "
 		    "created for %s: %s", actor, err.msg);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s "
 	    "created by %s, valid %ld minutes (exp=%lld)", rec.guid, actor, minutes,
@@ -519,7 +513,7 @@ adm_bulk_block(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
 		r = stk_bulk_get(a->site, guid, &rec, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0)
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s %s by %s",
 	    rec.guid, block ? "blocked" : "unblocked", actor);
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
@@ -572,7 +566,7 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		json_decref(t.arr);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:o}", "guid", rec.guid,
 	    "records", t.arr));
@@ -600,15 +594,14 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	if (adm_authenticate(a, c, peer, actor, sizeof(actor), &why) != 0)
 		return adm_unauthorized(a, c, method, url, peer, why);
 	if (rq->too_big)
-		return adm_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+		return adm_refuse(c, STK_REFUSAL_BODY_TOO_LARGE,
 		    "request body over 4 KiB");
 	if (strncmp(url, ADM_API, strlen(ADM_API)) != 0)
-		return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+		return adm_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	op = url + strlen(ADM_API);
 	if (strcmp(op, "session") == 0) {
 		if (!get)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
 		    "actor", actor, "site", stk_site_guid(a->site), "lifetime_default",
 		    STK_BULK_LIFETIME_DEFAULT, "lifetime_max", STK_BULK_LIFETIME_MAX,
@@ -616,14 +609,12 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	}
 	if (strcmp(op, "certs") == 0) {
 		if (!get)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return adm_certs(a, c);
 	}
 	if (strcmp(op, "bulk") == 0) {
 		if (!post)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return adm_bulk_new(a, c, rq, actor);
 	}
 	/* bulk/<guid>/block | unblock | audit */
@@ -631,28 +622,26 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 		op += 5;
 		n = strcspn(op, "/");
 		if (n != STK_GUID_LEN || op[n] != '/')
-			return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			return adm_refuse(c, STK_REFUSAL_NOT_FOUND,
 			    "expected bulk/<GUID>/block, unblock or audit");
 		memcpy(guid, op, n);
 		guid[n] = '\0';
 		op += n + 1;
 		if (!stk_guid_valid(guid))
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "not a GUID");
 		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0) {
 			if (!post)
-				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method_not_allowed", "use POST");
+				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 			return adm_bulk_block(a, c, guid, op[0] == 'b', actor);
 		}
 		if (strcmp(op, "audit") == 0) {
 			if (!get)
-				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method_not_allowed", "use GET");
+				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 			return adm_bulk_audit(a, c, guid);
 		}
 	}
-	return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	return adm_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 }
 
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */

@@ -70,30 +70,15 @@ srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	return ret;
 }
 
+/* A refusal: code and status from the one table (sitetoken/refusal.h); msg
+ * NULL takes the table's message. */
 static enum MHD_Result
-srv_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
-    const char *msg)
+srv_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
-	return srv_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
-	    "message", msg ? msg : ""));
-}
+	const struct stk_refusal_row *row = stk_refusal(why);
 
-static unsigned int
-srv_status_of(const char *reason)
-{
-	static const char *const forbidden[] = { STK_REASON_BULK_BLOCKED,
-	    STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
-	    STK_REASON_INTERNAL_DISABLED };
-	size_t i;
-
-	if (reason == NULL)
-		return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	if (strcmp(reason, STK_REASON_BAD_CERT) == 0)
-		return MHD_HTTP_BAD_REQUEST;
-	for (i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
-		if (strcmp(reason, forbidden[i]) == 0)
-			return MHD_HTTP_FORBIDDEN;
-	return MHD_HTTP_UNAUTHORIZED;
+	return srv_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
 /* The TLS client certificate (leaf DER, pointing into the session), or NULL. */
@@ -225,10 +210,10 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	gnutls_session_t sess = NULL;
 	unsigned char *der = NULL;
 	struct srv_register_body b;
-	const char *pem, *bulk, *host, *reason = NULL;
+	const char *pem, *bulk, *host;
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	size_t derlen = 0;
 	char why[200];
-	unsigned int status;
 	enum MHD_Result ret;
 	int r;
 
@@ -236,7 +221,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	memset(&is, 0, sizeof(is));
 	stk_error_clear(&err);
 	if (srv_parse_register_body(rq->body, rq->len, &b, why, sizeof(why)) != 0)
-		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST, why);
 	pem = b.certificate;
 	bulk = b.bulk_token;
 	host = b.hostname;
@@ -253,7 +238,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	} else {
 		if (pem == NULL || stk_cert_pem_to_der(pem, strlen(pem), &der, &derlen) != 0) {
 			srv_register_body_clear(&b);
-			return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, STK_REASON_BAD_CERT,
+			return srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
 			    "'certificate' must hold the device certificate in PEM");
 		}
 		reg.cert_der = der;
@@ -291,17 +276,14 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		return ret;
 	}
 	srv_register_body_clear(&b);
-	status = srv_status_of(reason);
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused registration "
 	    "via %s from %s: %s (%s)", ls->kind == SRV_CMG ? "cmg" : "mp", peer,
-	    reason ? reason : "internal_error", err.msg);
+	    stk_refusal_code(reason), err.msg);
 	if (ls->kind == SRV_CMG)
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused registration from "
-		    "%s: %s (%s)", peer, reason ? reason : "internal_error", err.msg);
-	if (reason == NULL)
-		return srv_reply_error(c, status, "internal_error", "the site could not "
-		    "complete the registration; see the server logs");
-	return srv_reply_error(c, status, reason, err.msg);
+		    "%s: %s (%s)", peer, stk_refusal_code(reason), err.msg);
+	/* An internal failure's detail stays in the server log. */
+	return srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
 }
 
 /* Gateway requests that need the client token: renew and policy. */
@@ -314,7 +296,8 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	struct stk_issued is;
 	struct stk_device dev;
 	const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
-	const char *tok = srv_bearer(c), *reason = NULL;
+	const char *tok = srv_bearer(c);
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	int renew = strcmp(op, "renew") == 0, on = 1, r;
 	enum MHD_Result ret;
 
@@ -333,11 +316,8 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	pthread_mutex_unlock(&s->site_mu);
 	if (r != 0) {
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused %s from %s: %s (%s)",
-		    op, peer, reason ? reason : "internal_error", err.msg);
-		if (reason == NULL)
-			return srv_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-			    "internal_error", "see the server logs");
-		return srv_reply_error(c, srv_status_of(reason), reason, err.msg);
+		    op, peer, stk_refusal_code(reason), err.msg);
+		return srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
 	}
 	if (renew) {
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted renew from %s: "
@@ -372,42 +352,38 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 
 	srv_peer_addr(c, peer, sizeof(peer));
 	if (rq->too_big)
-		return srv_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-		    "request body over 16 KiB");
+		return srv_refuse(c, STK_REFUSAL_BODY_TOO_LARGE, "request body over 16 KiB");
 	if (ls->kind == SRV_CMG) {
 		n = strlen(SRV_CMG_PREFIX);
 		if (strncmp(url, SRV_CMG_PREFIX, n) != 0 ||
 		    strncmp(url + n, s->site_number, strlen(s->site_number)) != 0)
-			return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			return srv_refuse(c, STK_REFUSAL_NOT_FOUND,
 			    "unknown path (expected /CCM_Proxy_MutualAuth/<site number>/...)");
 		url += n + strlen(s->site_number);
 	}
 	if (strncmp(url, SRV_API, strlen(SRV_API)) == 0)
 		op = url + strlen(SRV_API);
 	if (op == NULL)
-		return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+		return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	if (strcmp(op, "register") == 0) {
 		if (!post)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return srv_register(ls, c, rq, peer);
 	}
 	if (ls->kind == SRV_CMG && strcmp(op, "renew") == 0) {
 		if (!post)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return srv_cmg_authed(ls, c, "renew", peer);
 	}
 	if (ls->kind == SRV_CMG && strcmp(op, "policy") == 0) {
 		if (!get)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return srv_cmg_authed(ls, c, "policy", peer);
 	}
 	if (strcmp(op, "health") == 0 && get)
 		return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s}", "status",
 		    "ok", "site", stk_site_guid(s->site)));
-	return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 }
 
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */

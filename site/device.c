@@ -24,36 +24,17 @@ stk_issued_clear(struct stk_issued *r)
 	memset(r, 0, sizeof(*r));
 }
 
-const char *
-stk_device_reason_of(int code)
-{
-	switch (code) {
-	case STK_E_TOKEN_EXPIRED:
-		return STK_REASON_TOKEN_EXPIRED;
-	case STK_E_TOKEN_NOTYET:
-		return STK_REASON_TOKEN_NOTYET;
-	case STK_E_TOKEN_TYPE:
-		return STK_REASON_TOKEN_TYPE;
-	case STK_E_TOKEN_BLOCKED:
-		return STK_REASON_BULK_BLOCKED;
-	case STK_E_TOKEN_BINDING:
-		return STK_REASON_BINDING;
-	default:
-		return STK_REASON_TOKEN_INVALID;
-	}
-}
-
 /* Record a refusal in its own transaction. Best effort: a refusal is
  * returned to the caller even when the audit write fails (logged). */
 static void
 dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
-    const char *subject, const char *reason, const struct stk_error *why)
+    const char *subject, enum stk_refusal reason, const struct stk_error *why)
 {
 	struct stk_error e;
 	char detail[160];
 
 	stk_error_clear(&e);
-	snprintf(detail, sizeof(detail), "%.40s: %.110s", reason ? reason : "error",
+	snprintf(detail, sizeof(detail), "%.40s: %.110s", stk_refusal_code(reason),
 	    why != NULL && why->msg[0] ? why->msg : "");
 	if (stk_audit_append(s, actor ? actor : "device", event, subject ? subject : "",
 	    "refused", detail, &e) != 0)
@@ -352,7 +333,7 @@ fail:
 
 int
 stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
-    int64_t now, struct stk_issued *out, const char **reason,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err)
 {
 	struct stk_claims bulk;
@@ -365,16 +346,16 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 
 	memset(out, 0, sizeof(*out));
 	memset(&bulk, 0, sizeof(bulk));
-	*reason = NULL;
+	*reason = STK_REFUSAL_INTERNAL;
 	thumb[0] = '\0';
 	if (req->via == STK_VIA_CMG && (req->cert_der == NULL || req->cert_len == 0)) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "the cloud gateway requires a TLS client certificate");
-		*reason = STK_REASON_NO_CLIENT_CERT;
+		*reason = STK_REFUSAL_NO_CLIENT_CERT;
 		goto refuse;
 	}
 	if ((r = dev_cert_thumbprint(req->cert_der, req->cert_len, thumb, err)) != 0) {
-		*reason = STK_REASON_BAD_CERT;
+		*reason = STK_REFUSAL_BAD_CERTIFICATE;
 		goto refuse;
 	}
 	if (req->via == STK_VIA_MP) {
@@ -383,16 +364,15 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		if (!on) {
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "internal registration is turned off on this site");
-			*reason = STK_REASON_INTERNAL_DISABLED;
+			*reason = STK_REFUSAL_INTERNAL_DISABLED;
 			goto refuse;
 		}
 	}
 	if (req->bulk_token != NULL) {
 		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &bulk,
 		    err)) != 0) {
-			*reason = r == STK_E_TOKEN_ISSUER &&
-			    strstr(err ? err->msg : "", "record") != NULL ?
-			    STK_REASON_BULK_UNKNOWN : stk_device_reason_of(r);
+			if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
+				goto out;
 			goto refuse;
 		}
 	} else if (req->via == STK_VIA_CMG ||
@@ -402,7 +382,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		    "registration through the cloud gateway needs a bulk registration token" :
 		    "registration over HTTPS needs a trusted client certificate or a bulk "
 		    "registration token");
-		*reason = req->via == STK_VIA_CMG ? STK_REASON_NO_TOKEN : STK_REASON_CREDENTIAL;
+		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		goto refuse;
 	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
@@ -416,7 +396,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		stk_site_tx_rollback(s);
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
-		*reason = STK_REASON_DEVICE_BLOCKED;
+		*reason = STK_REFUSAL_DEVICE_BLOCKED;
 		goto refuse;
 	}
 	if (exists)
@@ -455,8 +435,6 @@ refuse:
 out:
 	stk_claims_clear(&bulk);
 	stk_issued_clear(out);
-	if (*reason == NULL && r != 0)
-		*reason = NULL;
 	return r;
 }
 
@@ -464,7 +442,7 @@ out:
 static int
 dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err)
+    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
 {
 	struct stk_claims c;
 	char thumb[44] = "";
@@ -472,21 +450,21 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 
 	memset(dev, 0, sizeof(*dev));
 	memset(&c, 0, sizeof(c));
-	*reason = NULL;
+	*reason = STK_REFUSAL_INTERNAL;
 	if (peer_der == NULL || peer_len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "no TLS client certificate was presented");
-		*reason = STK_REASON_NO_CLIENT_CERT;
+		*reason = STK_REFUSAL_NO_CLIENT_CERT;
 		goto refuse;
 	}
 	if ((r = dev_cert_thumbprint(peer_der, peer_len, thumb, err)) != 0) {
-		*reason = STK_REASON_BAD_CERT;
+		*reason = STK_REFUSAL_BAD_CERTIFICATE;
 		goto refuse;
 	}
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
-		*reason = STK_REASON_NO_TOKEN;
+		*reason = STK_REFUSAL_NO_TOKEN;
 		goto refuse;
 	}
 	/* Through the site: a kid another node made since the key set was
@@ -494,7 +472,7 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 	if ((r = stk_site_verify(s, token, len, STK_TOKEN_CLIENT, now, &c, err)) != 0) {
 		if (r == STK_E_DB) /* the key set could not be read */
 			goto out;
-		*reason = stk_device_reason_of(r);
+		*reason = stk_refusal_of_rc(r);
 		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
 			snprintf(err->msg, sizeof(err->msg), "client token expired: "
 			    "register again directly with the management point on the "
@@ -509,31 +487,31 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "token %s is bound to another certificate than the TLS client "
 		    "certificate", c.id);
-		*reason = STK_REASON_BINDING;
+		*reason = STK_REFUSAL_BINDING;
 		goto refuse;
 	}
 	if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
 		if (r != STK_E_NOTFOUND)
 			goto out;
-		*reason = STK_REASON_UNKNOWN_DEVICE;
+		*reason = STK_REFUSAL_UNKNOWN_DEVICE;
 		goto refuse;
 	}
 	if (strcmp(dev->thumbprint, thumb) != 0) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "device %s is registered with another certificate", dev->guid);
-		*reason = STK_REASON_BINDING;
+		*reason = STK_REFUSAL_BINDING;
 		goto refuse;
 	}
 	if (strcmp(dev->last_jti, c.id) != 0) {
 		r = stk_error_set(err, STK_E_TOKEN_CLAIMS, STK_LAYER_TOKEN, 0,
 		    "token %s was replaced by a newer token for device %s", c.id, dev->guid);
-		*reason = STK_REASON_SUPERSEDED;
+		*reason = STK_REFUSAL_SUPERSEDED;
 		goto refuse;
 	}
 	if (dev->blocked) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", dev->guid);
-		*reason = STK_REASON_DEVICE_BLOCKED;
+		*reason = STK_REFUSAL_DEVICE_BLOCKED;
 		goto refuse;
 	}
 	on = dev->allow_cmg;
@@ -542,7 +520,7 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 	if (!on) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
-		*reason = STK_REASON_CMG_DISABLED;
+		*reason = STK_REFUSAL_CMG_DISABLED;
 		goto refuse;
 	}
 	stk_claims_clear(&c);
@@ -558,7 +536,7 @@ out:
 int
 stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err)
+    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
 {
 	return dev_auth(s, "gateway.auth", token, len, peer_der, peer_len, now, dev,
 	    reason, err);
@@ -567,7 +545,7 @@ stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
 int
 stk_device_renew(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_issued *out, const char **reason, struct stk_error *err)
+    struct stk_issued *out, enum stk_refusal *reason, struct stk_error *err)
 {
 	char detail[160], old_jti[STK_GUID_LEN + 1];
 	int r;

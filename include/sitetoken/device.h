@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/site.h"
 #include "sitetoken/token.h"
 
@@ -28,24 +29,6 @@ extern "C" {
 /* Names of site settings (the settings table). Values are "on"/"off". */
 #define STK_SETTING_ALLOW_CMG "allow-cmg"           /* default on */
 #define STK_SETTING_INTERNAL_REG "internal-registration" /* default on */
-
-/* Refusal reason codes: stable strings for HTTP bodies, logs and audit. */
-#define STK_REASON_NO_CLIENT_CERT "no_client_certificate"
-#define STK_REASON_NO_TOKEN "no_token"
-#define STK_REASON_TOKEN_INVALID "token_invalid"
-#define STK_REASON_TOKEN_EXPIRED "token_expired"
-#define STK_REASON_TOKEN_NOTYET "token_not_yet_valid"
-#define STK_REASON_TOKEN_TYPE "wrong_token_type"
-#define STK_REASON_BULK_BLOCKED "bulk_token_blocked"
-#define STK_REASON_BULK_UNKNOWN "bulk_token_unknown"
-#define STK_REASON_BINDING "certificate_mismatch"
-#define STK_REASON_UNKNOWN_DEVICE "unknown_device"
-#define STK_REASON_DEVICE_BLOCKED "device_blocked"
-#define STK_REASON_CMG_DISABLED "cloud_gateway_disabled"
-#define STK_REASON_INTERNAL_DISABLED "internal_registration_disabled"
-#define STK_REASON_CREDENTIAL "credential_required"
-#define STK_REASON_BAD_CERT "bad_certificate"
-#define STK_REASON_SUPERSEDED "token_superseded"
 
 enum stk_via { STK_VIA_MP = 0, STK_VIA_CMG };
 
@@ -85,10 +68,11 @@ struct stk_reg_request {
 
 /* Register a device and issue its client token (90 days, bound to the
  * certificate). The same certificate registering again keeps its device
- * GUID. On refusal returns a negative code and sets *reason to an
- * STK_REASON_* string (static); the refusal is audited. */
+ * GUID. On refusal returns a negative code and sets *reason (refusal.h;
+ * STK_REFUSAL_INTERNAL for a store or backend failure); a policy refusal is
+ * audited. */
 int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
-    int64_t now, struct stk_issued *out, const char **reason,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
@@ -96,17 +80,14 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
  * On success fills *dev. Refusals audited, *reason set. */
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err);
+    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err);
 
 /* Renewal through the gateway: authenticate as above, then issue a new
  * 90-day token for the same certificate. An expired token is refused with
- * STK_REASON_TOKEN_EXPIRED (register again on the internal network). */
+ * STK_REFUSAL_TOKEN_EXPIRED (register again on the internal network). */
 int stk_device_renew(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_issued *out, const char **reason, struct stk_error *err);
-
-/* Map a token refusal code to its STK_REASON_* string. */
-const char *stk_device_reason_of(int code);
+    struct stk_issued *out, enum stk_refusal *reason, struct stk_error *err);
 
 int stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
     struct stk_error *err);

@@ -127,7 +127,7 @@ reg_mp(struct fx *f, const unsigned char *der, size_t len, int64_t now,
 {
 	struct stk_reg_request rq;
 	struct stk_error err;
-	const char *reason;
+	enum stk_refusal reason;
 
 	memset(&rq, 0, sizeof(rq));
 	rq.via = STK_VIA_MP;
@@ -174,7 +174,7 @@ test_register_refusals(void **state)
 	struct stk_reg_request rq;
 	struct stk_issued out;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	unsigned char junk[8] = { 0x30, 0x03, 1, 2, 3, 4, 5, 6 };
 
 	memset(&rq, 0, sizeof(rq));
@@ -182,25 +182,25 @@ test_register_refusals(void **state)
 	rq.cert_der = junk;
 	rq.cert_len = sizeof(junk);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BAD_CERT);
+	assert_int_equal(reason, STK_REFUSAL_BAD_CERTIFICATE);
 	/* CMG: certificate but no bulk token. */
 	rq.via = STK_VIA_CMG;
 	rq.cert_der = f->certA;
 	rq.cert_len = f->lenA;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_NO_TOKEN);
+	assert_int_equal(reason, STK_REFUSAL_NO_TOKEN);
 	/* CMG: no certificate at all. */
 	rq.cert_der = NULL;
 	rq.cert_len = 0;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_NO_CLIENT_CERT);
+	assert_int_equal(reason, STK_REFUSAL_NO_CLIENT_CERT);
 	/* HTTPS MP needs a credential. */
 	rq.via = STK_VIA_MP;
 	rq.cert_der = f->certA;
 	rq.cert_len = f->lenA;
 	rq.require_credential = 1;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_CREDENTIAL);
+	assert_int_equal(reason, STK_REFUSAL_CREDENTIAL);
 	rq.trusted_credential = 1;
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	stk_issued_clear(&out);
@@ -208,7 +208,7 @@ test_register_refusals(void **state)
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_INTERNAL_REG, "off", "t", &err), 0);
 	rq.require_credential = 0;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_INTERNAL_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_INTERNAL_DISABLED);
 	assert_int_equal(device_count(f), 1);
 	assert_int_equal(audit_count(f, NULL, "refused"), 5);
 }
@@ -222,7 +222,7 @@ test_cmg_bulk_and_auth(void **state)
 	struct stk_issued a;
 	struct stk_device d;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
@@ -240,16 +240,16 @@ test_cmg_bulk_and_auth(void **state)
 	    f->lenA, f->t0, &d, &reason, &err), 0);
 	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certB,
 	    f->lenB, f->t0, &d, &reason, &err), STK_E_TOKEN_BINDING);
-	assert_string_equal(reason, STK_REASON_BINDING);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	/* The bulk token is not a client token. */
 	assert_int_not_equal(stk_device_authenticate(f->s, bulk, strlen(bulk), f->certA,
 	    f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_TOKEN_TYPE);
+	assert_int_equal(reason, STK_REFUSAL_TOKEN_TYPE);
 	/* allow-cmg: site off, device override on, back to default. */
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_CMG_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_device_set_allow_cmg(f->s, a.dev.guid, 1, "t", &err), 0);
 	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certA,
 	    f->lenA, f->t0, &d, &reason, &err), 0);
@@ -261,14 +261,14 @@ test_cmg_bulk_and_auth(void **state)
 	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 1, "t", &err), 0);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_DEVICE_BLOCKED);
+	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
 	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 0, "t", &err), 0);
 	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "t", &err), 0);
 	rq.cert_der = f->certB;
 	rq.cert_len = f->lenB;
 	stk_issued_clear(&a);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BULK_BLOCKED);
+	assert_int_equal(reason, STK_REFUSAL_BULK_BLOCKED);
 	/* Unknown settings are refused. */
 	assert_int_equal(stk_setting_set(f->s, "nope", "on", "t", &err), STK_E_ARG);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "maybe", "t", &err),
@@ -283,7 +283,7 @@ test_renewal_window(void **state)
 	struct stk_issued a, r1, r2;
 	struct stk_device d;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 
 	reg_mp(f, f->certA, f->lenA, f->t0, &a);
 	/* Day 31: renewed, valid 90 days from renewal; the old token is replaced. */
@@ -293,15 +293,15 @@ test_renewal_window(void **state)
 	assert_string_equal(r1.dev.guid, a.dev.guid);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0 + 31 * DAY, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_SUPERSEDED);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
 	/* Renewal with another certificate: refused. */
 	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certB,
 	    f->lenB, f->t0 + 32 * DAY, &r2, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BINDING);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	/* 91 days after the renewal: expired, renewal refused with the hint. */
 	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certA,
 	    f->lenA, f->t0 + 122 * DAY, &r2, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_TOKEN_EXPIRED);
+	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
 	assert_non_null(strstr(err.msg, "internal network"));
 	assert_null(r2.token);
 	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);

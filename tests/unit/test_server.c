@@ -240,16 +240,16 @@ test_register_and_gateway(void **state)
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 200);
 	free(out);
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 0, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_NO_CLIENT_CERT));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_CLIENT_CERT)));
 	free(out);
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, NULL, 1, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_NO_TOKEN));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_TOKEN)));
 	free(out);
 	assert_int_equal(req(f, "POST", url(f, 1, "renew"), "{}", 2, tok, 1, &out), 200);
 	free(out);
 	/* The old token is now superseded. */
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_SUPERSEDED));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_SUPERSEDED)));
 	free(out);
 	/* Logs: the lines are there and the token is not. */
 	snprintf(path, sizeof(path), "%s/logs/ClientAuth.log", stk_site_dir(f->s));
