@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "sitetoken/token.h"
@@ -278,6 +279,109 @@ agent_refusal(const char *body, long status, enum stk_refusal *reason, struct st
 	json_decref(o);
 }
 
+/* Sign msg with the key in the state directory (name: device.key, or the
+ * re-key's device.new.key); *proof: base64url (malloc'd). */
+static int
+agent_sign(struct agent *a, const char *keyname, const char *msg, char **proof,
+    struct stk_error *err)
+{
+	struct stk_key_opts ko;
+	struct stk_key *key = NULL;
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig);
+	char kpath[PATH_MAX];
+	int r;
+
+	*proof = NULL;
+	memset(&ko, 0, sizeof(ko));
+	ko.site_dir = a->dir;
+	agent_path(a, keyname, kpath, sizeof(kpath));
+	if ((r = stk_key_open(kpath, &ko, &key, err)) != 0)
+		goto out;
+	if ((r = stk_key_sign(key, (const unsigned char *)msg, strlen(msg), sig, &siglen,
+	    err)) != 0)
+		goto out;
+	if (stk_b64url_encode(sig, siglen, proof) != 0)
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+out:
+	stk_key_close(key);
+	return r;
+}
+
+/* x5t#S256 of a PEM certificate file in the state directory. */
+static int
+agent_cert_thumb(struct agent *a, const char *name, char x5t[44], unsigned char **der_out,
+    size_t *len_out, struct stk_error *err)
+{
+	char path[PATH_MAX], *pem;
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	agent_path(a, name, path, sizeof(path));
+	if ((pem = agent_read_file(path, 65536)) == NULL)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", path);
+	if (stk_cert_pem_to_der(pem, strlen(pem), &der, &len) != 0) {
+		free(pem);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "%s is not a PEM certificate", path);
+	}
+	free(pem);
+	stk_cert_x5t_s256(der, len, x5t);
+	if (der_out != NULL) {
+		*der_out = der;
+		*len_out = len;
+	} else
+		free(der);
+	return STK_OK;
+}
+
+/* Proof of possession for the plain-HTTP MP: fetch a challenge and sign it
+ * with the device key (docs/api.md). */
+static int
+agent_mp_proof(struct agent *a, char **nonce, char **proof, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	char url[1100], x5t[44], *resp = NULL, *msg = NULL;
+	const char *n;
+	long status = 0;
+	json_t *o = NULL;
+	int r;
+
+	*nonce = *proof = NULL;
+	snprintf(url, sizeof(url), "%s%schallenge", a->st.mp, AGENT_API);
+	if ((r = agent_http(a, "POST", url, "{}", NULL, 0, &status, &resp, err)) != 0)
+		goto out;
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		r = STK_E_AUTH;
+		goto out;
+	}
+	o = json_loads(resp, JSON_REJECT_DUPLICATES, NULL);
+	if ((n = json_string_value(json_object_get(o, "nonce"))) == NULL ||
+	    (*nonce = strdup(n)) == NULL) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "unexpected challenge response from the management point");
+		goto out;
+	}
+	if ((r = agent_cert_thumb(a, "device.crt", x5t, NULL, NULL, err)) != 0)
+		goto out;
+	if ((msg = stk_pop_message(STK_POP_REGISTER, *nonce, x5t)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	r = agent_sign(a, "device.key", msg, proof, err);
+out:
+	if (r != 0) {
+		free(*nonce);
+		*nonce = NULL;
+	}
+	free(msg);
+	json_decref(o);
+	free(resp);
+	return r;
+}
+
 /* Store a token response; the token goes to client.token (0600). */
 static int
 agent_store_issued(struct agent *a, const char *body, struct stk_error *err)
@@ -319,7 +423,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
     const char *bulk, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], cpath[PATH_MAX], host[256], ts[32], *pem = NULL, *body = NULL;
-	char *resp = NULL;
+	char *resp = NULL, *nonce = NULL, *proof = NULL;
 	int via_cmg = cmg_url != NULL && bulk != NULL, r;
 	long status = 0;
 	json_t *o;
@@ -353,9 +457,21 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		    "<Capabilities SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" />"
 		    "</Capabilities>", a->st.cmg);
 	} else {
-		o = bulk != NULL ? json_pack("{s:s, s:s, s:s}", "certificate", pem,
-		    "bulk_token", bulk, "hostname", host) :
-		    json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
+		/* On https the TLS client certificate proves the key; on plain
+		 * http the device signs the MP's challenge. */
+		if (strncmp(a->st.mp, "https", 5) != 0 &&
+		    (r = agent_mp_proof(a, &nonce, &proof, reason, err)) != 0) {
+			agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+			    "Registration challenge failed: %s", err ? err->msg : "");
+			goto out;
+		}
+		o = json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
+		if (o != NULL && bulk != NULL)
+			json_object_set_new(o, "bulk_token", json_string(bulk));
+		if (o != NULL && nonce != NULL) {
+			json_object_set_new(o, "nonce", json_string(nonce));
+			json_object_set_new(o, "proof", json_string(proof));
+		}
 		snprintf(url, sizeof(url), "%s%sregister", a->st.mp, AGENT_API);
 	}
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -387,6 +503,8 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 out:
 	free(pem);
+	free(nonce);
+	free(proof);
 	agent_free_secret(body);
 	agent_free_secret(resp);
 	return r;

@@ -55,6 +55,17 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
+	/* 3 -> 4: enrollment history (append-only) and idempotent renewal
+	 * (site/device.c) */
+	"CREATE TABLE registrations ("
+	"  device_guid TEXT NOT NULL, cert_thumbprint TEXT NOT NULL,"
+	"  via TEXT NOT NULL, bulk_guid TEXT, peer TEXT NOT NULL, at INTEGER NOT NULL);"
+	"CREATE INDEX registrations_bulk ON registrations (bulk_guid);"
+	"CREATE INDEX registrations_device ON registrations (device_guid);"
+	"INSERT INTO registrations (device_guid, cert_thumbprint, via, bulk_guid, peer, at)"
+	"  SELECT guid, cert_thumbprint, via, bulk_guid, '', registered_at FROM devices;"
+	"ALTER TABLE devices ADD COLUMN prev_token_jti TEXT;"
+	"ALTER TABLE devices ADD COLUMN token_used INTEGER NOT NULL DEFAULT 1;",
 };
 
 int64_t
@@ -730,7 +741,7 @@ int
 site_store_dump(struct stk_site *s, char **out, size_t *len, struct stk_error *err)
 {
 	static const char *const tables[] = { "site", "bulk_tokens", "audit",
-	    "audit_checkpoints", "devices", "settings" };
+	    "audit_checkpoints", "devices", "settings", "registrations" };
 	struct site_stmt *st = NULL;
 	char sql[64];
 	FILE *f;

@@ -19,7 +19,7 @@ if(STK_STORE_PG)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
   set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}"
     "PGSERVICEFILE=${STK_PG_DIR}/pg_service.conf;PGPASSFILE=${STK_PG_DIR}/pgpass")
-  foreach(t test_site test_store test_device)
+  foreach(t test_site test_store test_device test_device_race)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")
