@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include <openssl/asn1.h>
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/file.h"
@@ -199,33 +201,24 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	return r;
 }
 
-int
-agent_ensure_identity(struct agent *a, struct stk_error *err)
+/* A new P-256 key (0600) and self-signed certificate at the given names. */
+static int
+agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
+    struct stk_error *err)
 {
 	struct stk_key_opts ko;
 	struct stk_key *key = NULL;
-	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], *uri = NULL, *pem = NULL;
+	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL, *pem = NULL;
 	unsigned char *der = NULL;
 	size_t derlen = 0;
-	int r, rk, rc;
+	int r;
 
-	agent_path(a, "device.key", kpath, sizeof(kpath));
-	agent_path(a, "device.crt", cpath, sizeof(cpath));
-	rk = agent_check_mode(kpath, 077, 0, err);
-	if (rk != 0 && rk != STK_E_NOTFOUND)
-		return rk;
-	rc = agent_check_mode(cpath, 022, 0, err);
-	if (rc != 0 && rc != STK_E_NOTFOUND)
-		return rc;
-	if (rk == 0 && rc == 0)
-		return STK_OK;
-	if (rk == 0 && rc == STK_E_NOTFOUND)
-		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
-		    "%s exists without its certificate %s: remove the state directory "
-		    "to start over", kpath, cpath);
+	agent_path(a, keyname, kpath, sizeof(kpath));
+	agent_path(a, crtname, cpath, sizeof(cpath));
 	memset(&ko, 0, sizeof(ko));
 	ko.site_dir = a->dir;
 	unlink(cpath);
+	unlink(kpath);
 	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0)
 		goto out;
 	if (gethostname(host, sizeof(host)) != 0)
@@ -241,19 +234,38 @@ agent_ensure_identity(struct agent *a, struct stk_error *err)
 	}
 	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
 		goto out;
-	{
-		char x5t[44];
-
-		stk_cert_x5t_s256(der, derlen, x5t);
-		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
-		    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
-	}
+	stk_cert_x5t_s256(der, derlen, x5t);
+	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
+	    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
 out:
 	stk_key_close(key);
 	free(uri);
 	free(der);
 	free(pem);
 	return r;
+}
+
+int
+agent_ensure_identity(struct agent *a, struct stk_error *err)
+{
+	char kpath[PATH_MAX], cpath[PATH_MAX];
+	int rk, rc;
+
+	agent_path(a, "device.key", kpath, sizeof(kpath));
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	rk = agent_check_mode(kpath, 077, 0, err);
+	if (rk != 0 && rk != STK_E_NOTFOUND)
+		return rk;
+	rc = agent_check_mode(cpath, 022, 0, err);
+	if (rc != 0 && rc != STK_E_NOTFOUND)
+		return rc;
+	if (rk == 0 && rc == 0)
+		return STK_OK;
+	if (rk == 0 && rc == STK_E_NOTFOUND)
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "%s exists without its certificate %s: remove the state directory "
+		    "to start over", kpath, cpath);
+	return agent_make_identity(a, "device.key", "device.crt", err);
 }
 
 static void
@@ -613,6 +625,118 @@ agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_
 out:
 	agent_free_secret(tok);
 	agent_free_secret(resp);
+	return r;
+}
+
+int
+agent_cert_expiry(struct agent *a, int64_t *not_after, struct stk_error *err)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	char x5t[44];
+	size_t len = 0;
+	struct tm tm;
+	X509 *x;
+	int r;
+
+	*not_after = 0;
+	if ((r = agent_cert_thumb(a, "device.crt", x5t, &der, &len, err)) != 0)
+		return r;
+	p = der;
+	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL ||
+	    ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "the device certificate's validity is unreadable");
+	else
+		*not_after = (int64_t)timegm(&tm);
+	X509_free(x);
+	free(der);
+	return r;
+}
+
+int
+agent_rekey_due(struct agent *a)
+{
+	int64_t na;
+
+	return agent_cert_expiry(a, &na, NULL) == 0 &&
+	    na - agent_now(a) <= (int64_t)a->rekey_days * 86400;
+}
+
+int
+agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
+{
+	char url[1100], x5t[44], old[40], ts[32], kpath[PATH_MAX], cpath[PATH_MAX];
+	char nk[PATH_MAX], nc[PATH_MAX], *tok = NULL, *resp = NULL, *msg = NULL;
+	char *proof = NULL, *pem = NULL, *body = NULL;
+	long status = 0;
+	json_t *o;
+	int r;
+
+	*reason = STK_REFUSAL_NONE;
+	if ((r = agent_need_state(a, err)) != 0)
+		return r;
+	if ((tok = agent_token(a, err)) == NULL)
+		return err ? err->code : STK_E_IO;
+	snprintf(old, sizeof(old), "%s", a->st.jti);
+	/* The new identity beside the old one until the site has moved the
+	 * token; the TLS handshake below still uses the old one. */
+	if ((r = agent_make_identity(a, "device.new.key", "device.new.crt", err)) != 0 ||
+	    (r = agent_cert_thumb(a, "device.new.crt", x5t, NULL, NULL, err)) != 0)
+		goto out;
+	if ((msg = stk_pop_message(STK_POP_REKEY, a->st.jti, x5t)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	if ((r = agent_sign(a, "device.new.key", msg, &proof, err)) != 0)
+		goto out;
+	agent_path(a, "device.new.crt", nc, sizeof(nc));
+	if ((pem = agent_read_file(nc, 65536)) == NULL) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", nc);
+		goto out;
+	}
+	o = json_pack("{s:s, s:s}", "certificate", pem, "proof", proof);
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	snprintf(url, sizeof(url), "%s%srekey", a->st.cmg, AGENT_API);
+	if ((r = agent_http(a, "POST", url, body, tok, 1, &status, &resp, err)) != 0) {
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Re-key failed: %s", err ? err->msg : "");
+		goto out;
+	}
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Re-key of token jti %s refused: %s", old, err ? err->msg : "");
+		r = STK_E_AUTH;
+		goto out;
+	}
+	/* The site moved the token: the new key and certificate take over. */
+	agent_path(a, "device.key", kpath, sizeof(kpath));
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	agent_path(a, "device.new.key", nk, sizeof(nk));
+	if (rename(nk, kpath) != 0 || rename(nc, cpath) != 0) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot move the new identity into place: %s", strerror(errno));
+		goto out;
+	}
+	if ((r = agent_store_issued(a, resp, err)) != 0)
+		goto out;
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Re-keyed through %s: "
+	    "certificate x5t#S256=%s, jti %s replaces %s, valid until %s", a->st.cmg, x5t,
+	    a->st.jti, old, agent_time(a->st.expires_at, ts, sizeof(ts)));
+out:
+	agent_free_secret(tok);
+	agent_free_secret(resp);
+	free(msg);
+	free(proof);
+	free(pem);
+	free(body);
 	return r;
 }
 

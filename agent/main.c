@@ -22,13 +22,18 @@ static const char usage_text[] =
 "  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin]\n"
 "                      register with the MP (internal network), or through the\n"
 "                      CMG when --cmg and a bulk token are given\n"
-"  renew [--force]     renew the client token through the CMG when due\n"
+"  renew [--force]     renew the client token through the CMG when due (or\n"
+"                      re-key instead when the certificate is due)\n"
+"  rekey [--force]     new device key and certificate, the token moved to them\n"
+"                      through the CMG (proof with the old and the new key),\n"
+"                      when the certificate expires within --rekey-days\n"
 "  run [--once] [--interval SECONDS]\n"
-"                      renew whenever the token is older than --renew-days\n"
+"                      renew whenever the token is older than --renew-days,\n"
+"                      re-key whenever the certificate is due\n"
 "  policy              authenticated request through the CMG (prints the reply)\n"
 "  status [--json]     device GUID, token age and expiry\n"
 "\n"
-"Options: --renew-days N (default 30). State: --state DIR or\n"
+"Options: --renew-days N (default 30), --rekey-days N (default 60). State: --state DIR or\n"
 "$SITETOKEN_AGENT_STATE (0700; device.key 0600, device.crt, client.token 0600,\n"
 "state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
 "never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
@@ -199,6 +204,8 @@ cmd_register(struct agent *a, int argc, char **argv)
 	return 0;
 }
 
+static int do_rekey(struct agent *a, int force);
+
 static int
 do_renew(struct agent *a, int force)
 {
@@ -207,6 +214,9 @@ do_renew(struct agent *a, int force)
 	char ts[32];
 	int r, rc;
 
+	/* A certificate about to expire: re-key, which also renews. */
+	if (a->have_state && a->st.cmg[0] && agent_rekey_due(a))
+		return do_rekey(a, 1);
 	if (!force && a->have_state && !agent_renew_due(a)) {
 		printf("renewal not due: token is %lld days old (renews at %d days)\n",
 		    (long long)((agent_now(a) - a->st.issued_at) / 86400), a->renew_days);
@@ -220,6 +230,41 @@ do_renew(struct agent *a, int force)
 	printf("renewed: device %s, token jti %s valid until %s\n", a->st.device_guid,
 	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 	return 0;
+}
+
+static int
+do_rekey(struct agent *a, int force)
+{
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
+	int r;
+
+	if (!force && !agent_rekey_due(a)) {
+		printf("re-key not due: the certificate expires in more than %d days\n",
+		    a->rekey_days);
+		return 0;
+	}
+	stk_error_clear(&err);
+	if ((r = agent_rekey(a, &reason, &err)) != 0)
+		return agent_fail(&err, r, reason);
+	printf("re-keyed: device %s, new certificate, token jti %s valid until %s\n",
+	    a->st.device_guid, a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
+	return 0;
+}
+
+static int
+cmd_rekey(struct agent *a, int argc, char **argv)
+{
+	int force = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = 1;
+		else
+			return usage_error("usage: rekey [--force]");
+	}
+	return do_rekey(a, force);
 }
 
 static int
@@ -327,6 +372,7 @@ main(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
+	a.rekey_days = AGENT_REKEY_DAYS_DEFAULT;
 	if (off != NULL && *off != '\0')
 		a.clock_offset = strtoll(off, NULL, 10);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -345,6 +391,10 @@ main(int argc, char **argv)
 			a.renew_days = (int)strtol(argv[++i], &end, 10);
 			if (*end != '\0' || a.renew_days < 1 || a.renew_days > 89)
 				return usage_error("--renew-days takes 1 to 89");
+		} else if (strcmp(argv[i], "--rekey-days") == 0 && i + 1 < argc) {
+			a.rekey_days = (int)strtol(argv[++i], &end, 10);
+			if (*end != '\0' || a.rekey_days < 1 || a.rekey_days > 3000)
+				return usage_error("--rekey-days takes 1 to 3000");
 		} else
 			return usage_error("unknown option");
 	}
@@ -370,6 +420,8 @@ main(int argc, char **argv)
 		rc = cmd_register(&a, argc, argv);
 	else if (strcmp(argv[0], "renew") == 0)
 		rc = cmd_renew(&a, argc, argv);
+	else if (strcmp(argv[0], "rekey") == 0)
+		rc = cmd_rekey(&a, argc, argv);
 	else if (strcmp(argv[0], "run") == 0)
 		rc = cmd_run(&a, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)
