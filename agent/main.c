@@ -393,8 +393,8 @@ main(int argc, char **argv)
 				return usage_error("--renew-days takes 1 to 89");
 		} else if (strcmp(argv[i], "--rekey-days") == 0 && i + 1 < argc) {
 			a.rekey_days = (int)strtol(argv[++i], &end, 10);
-			if (*end != '\0' || a.rekey_days < 1 || a.rekey_days > 3000)
-				return usage_error("--rekey-days takes 1 to 3000");
+			if (*end != '\0' || a.rekey_days < 1 || a.rekey_days > 3650)
+				return usage_error("--rekey-days takes 1 to 3650");
 		} else
 			return usage_error("unknown option");
 	}

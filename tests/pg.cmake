@@ -38,7 +38,8 @@ if(STK_STORE_PG)
   file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_sqlite3.sh
     ${STK_PG_BIN}/sqlite3 SYMBOLIC)
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
-      server_renewal server_concurrent node_serve crash hostile secrets console_api)
+      server_renewal server_concurrent node_serve crash hostile secrets console_api
+      hostile_register)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
       FIXTURES_REQUIRED pg TIMEOUT 300
