@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include <openssl/asn1.h>
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "sitetoken/token.h"
@@ -199,35 +202,24 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	return r;
 }
 
-int
-agent_ensure_identity(struct agent *a, struct stk_error *err)
+/* A new P-256 key (0600) and self-signed certificate at the given names. */
+static int
+agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
+    struct stk_error *err)
 {
 	struct stk_key_opts ko;
 	struct stk_key *key = NULL;
-	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], *uri = NULL, *pem = NULL;
+	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL, *pem = NULL;
 	unsigned char *der = NULL;
 	size_t derlen = 0;
-	int r, rk, rc;
+	int r;
 
-	if ((r = agent_devkey_mode(a, err)) != 0)
-		return r < 0 ? r : agent_devkey_ensure_identity(a, err);
-	agent_path(a, "device.key", kpath, sizeof(kpath));
-	agent_path(a, "device.crt", cpath, sizeof(cpath));
-	rk = agent_check_mode(kpath, 077, 0, err);
-	if (rk != 0 && rk != STK_E_NOTFOUND)
-		return rk;
-	rc = agent_check_mode(cpath, 022, 0, err);
-	if (rc != 0 && rc != STK_E_NOTFOUND)
-		return rc;
-	if (rk == 0 && rc == 0)
-		return STK_OK;
-	if (rk == 0 && rc == STK_E_NOTFOUND)
-		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
-		    "%s exists without its certificate %s: remove the state directory "
-		    "to start over", kpath, cpath);
+	agent_path(a, keyname, kpath, sizeof(kpath));
+	agent_path(a, crtname, cpath, sizeof(cpath));
 	memset(&ko, 0, sizeof(ko));
 	ko.site_dir = a->dir;
 	unlink(cpath);
+	unlink(kpath);
 	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0)
 		goto out;
 	if (gethostname(host, sizeof(host)) != 0)
@@ -243,19 +235,40 @@ agent_ensure_identity(struct agent *a, struct stk_error *err)
 	}
 	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
 		goto out;
-	{
-		char x5t[44];
-
-		stk_cert_x5t_s256(der, derlen, x5t);
-		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
-		    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
-	}
+	stk_cert_x5t_s256(der, derlen, x5t);
+	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
+	    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
 out:
 	stk_key_close(key);
 	free(uri);
 	free(der);
 	free(pem);
 	return r;
+}
+
+int
+agent_ensure_identity(struct agent *a, struct stk_error *err)
+{
+	char kpath[PATH_MAX], cpath[PATH_MAX];
+	int rk, rc;
+
+	if ((rk = agent_devkey_mode(a, err)) != 0)
+		return rk < 0 ? rk : agent_devkey_ensure_identity(a, err);
+	agent_path(a, "device.key", kpath, sizeof(kpath));
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	rk = agent_check_mode(kpath, 077, 0, err);
+	if (rk != 0 && rk != STK_E_NOTFOUND)
+		return rk;
+	rc = agent_check_mode(cpath, 022, 0, err);
+	if (rc != 0 && rc != STK_E_NOTFOUND)
+		return rc;
+	if (rk == 0 && rc == 0)
+		return STK_OK;
+	if (rk == 0 && rc == STK_E_NOTFOUND)
+		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "%s exists without its certificate %s: remove the state directory "
+		    "to start over", kpath, cpath);
+	return agent_make_identity(a, "device.key", "device.crt", err);
 }
 
 static void
@@ -269,16 +282,126 @@ agent_trim_url(char *url)
 
 /* Parse a refusal body {"error":..., "message":...}. */
 static void
-agent_refusal(const char *body, long status, char **reason, struct stk_error *err)
+agent_refusal(const char *body, long status, enum stk_refusal *reason, struct stk_error *err)
 {
 	json_t *o = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, NULL);
 	const char *code = json_string_value(json_object_get(o, "error"));
 	const char *msg = json_string_value(json_object_get(o, "message"));
 
-	*reason = strdup(code ? code : "http_error");
+	*reason = stk_refusal_parse(code);
 	stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, (unsigned long)status,
 	    "refused (HTTP %ld %s): %s", status, code ? code : "?", msg ? msg : "");
 	json_decref(o);
+}
+
+/* Sign msg with the key in the state directory (name: device.key, or the
+ * re-key's device.new.key); *proof: base64url (malloc'd). */
+static int
+agent_sign(struct agent *a, const char *keyname, const char *msg, char **proof,
+    struct stk_error *err)
+{
+	struct stk_key_opts ko;
+	struct stk_key *key = NULL, *held = NULL;
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig);
+	char kpath[PATH_MAX];
+	int r;
+
+	*proof = NULL;
+	memset(&ko, 0, sizeof(ko));
+	ko.site_dir = a->dir;
+	/* The device key held in a TPM or PKCS#11 token signs there. */
+	if (strcmp(keyname, "device.key") == 0 &&
+	    (r = agent_devkey_mode(a, err)) != 0) {
+		if (r < 0 || (r = agent_devkey_key(a, &held, err)) != 0)
+			goto out;
+	} else {
+		agent_path(a, keyname, kpath, sizeof(kpath));
+		if ((r = stk_key_open(kpath, &ko, &key, err)) != 0)
+			goto out;
+	}
+	if ((r = stk_key_sign(held != NULL ? held : key, (const unsigned char *)msg, strlen(msg), sig, &siglen,
+	    err)) != 0)
+		goto out;
+	if (stk_b64url_encode(sig, siglen, proof) != 0)
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+out:
+	stk_key_close(key);
+	return r;
+}
+
+/* x5t#S256 of a PEM certificate file in the state directory. */
+static int
+agent_cert_thumb(struct agent *a, const char *name, char x5t[44], unsigned char **der_out,
+    size_t *len_out, struct stk_error *err)
+{
+	char path[PATH_MAX], *pem;
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	agent_path(a, name, path, sizeof(path));
+	if ((pem = agent_read_file(path, 65536)) == NULL)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", path);
+	if (stk_cert_pem_to_der(pem, strlen(pem), &der, &len) != 0) {
+		free(pem);
+		return stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "%s is not a PEM certificate", path);
+	}
+	free(pem);
+	stk_cert_x5t_s256(der, len, x5t);
+	if (der_out != NULL) {
+		*der_out = der;
+		*len_out = len;
+	} else
+		free(der);
+	return STK_OK;
+}
+
+/* Proof of possession for the plain-HTTP MP: fetch a challenge and sign it
+ * with the device key (docs/api.md). */
+static int
+agent_mp_proof(struct agent *a, char **nonce, char **proof, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	char url[1100], x5t[44], *resp = NULL, *msg = NULL;
+	const char *n;
+	long status = 0;
+	json_t *o = NULL;
+	int r;
+
+	*nonce = *proof = NULL;
+	snprintf(url, sizeof(url), "%s%schallenge", a->st.mp, AGENT_API);
+	if ((r = agent_http(a, "POST", url, "{}", NULL, 0, &status, &resp, err)) != 0)
+		goto out;
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		r = STK_E_AUTH;
+		goto out;
+	}
+	o = json_loads(resp, JSON_REJECT_DUPLICATES, NULL);
+	if ((n = json_string_value(json_object_get(o, "nonce"))) == NULL ||
+	    (*nonce = strdup(n)) == NULL) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "unexpected challenge response from the management point");
+		goto out;
+	}
+	if ((r = agent_cert_thumb(a, "device.crt", x5t, NULL, NULL, err)) != 0)
+		goto out;
+	if ((msg = stk_pop_message(STK_POP_REGISTER, *nonce, x5t)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	r = agent_sign(a, "device.key", msg, proof, err);
+out:
+	if (r != 0) {
+		free(*nonce);
+		*nonce = NULL;
+	}
+	free(msg);
+	json_decref(o);
+	free(resp);
+	return r;
 }
 
 /* Store a token response; the token goes to client.token (0600). */
@@ -319,15 +442,15 @@ out:
 
 int
 agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
-    const char *bulk, char **reason, struct stk_error *err)
+    const char *bulk, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], cpath[PATH_MAX], host[256], ts[32], *pem = NULL, *body = NULL;
-	char *resp = NULL;
+	char *resp = NULL, *nonce = NULL, *proof = NULL;
 	int via_cmg = cmg_url != NULL && bulk != NULL, r;
 	long status = 0;
 	json_t *o;
 
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_ensure_identity(a, err)) != 0)
 		return r;
 	if (mp_url != NULL) {
@@ -356,9 +479,21 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		    "<Capabilities SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" />"
 		    "</Capabilities>", a->st.cmg);
 	} else {
-		o = bulk != NULL ? json_pack("{s:s, s:s, s:s}", "certificate", pem,
-		    "bulk_token", bulk, "hostname", host) :
-		    json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
+		/* On https the TLS client certificate proves the key; on plain
+		 * http the device signs the MP's challenge. */
+		if (strncmp(a->st.mp, "https", 5) != 0 &&
+		    (r = agent_mp_proof(a, &nonce, &proof, reason, err)) != 0) {
+			agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+			    "Registration challenge failed: %s", err ? err->msg : "");
+			goto out;
+		}
+		o = json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
+		if (o != NULL && bulk != NULL)
+			json_object_set_new(o, "bulk_token", json_string(bulk));
+		if (o != NULL && nonce != NULL) {
+			json_object_set_new(o, "nonce", json_string(nonce));
+			json_object_set_new(o, "proof", json_string(proof));
+		}
 		snprintf(url, sizeof(url), "%s%sregister", a->st.mp, AGENT_API);
 	}
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -390,6 +525,8 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 out:
 	free(pem);
+	free(nonce);
+	free(proof);
 	agent_free_secret(body);
 	agent_free_secret(resp);
 	return r;
@@ -432,13 +569,13 @@ agent_need_state(struct agent *a, struct stk_error *err)
 }
 
 int
-agent_renew(struct agent *a, char **reason, struct stk_error *err)
+agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], ts[32], *tok = NULL, *resp = NULL, old[40];
 	long status = 0;
 	int r;
 
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_need_state(a, err)) != 0)
 		return r;
 	if ((tok = agent_token(a, err)) == NULL)
@@ -454,7 +591,7 @@ agent_renew(struct agent *a, char **reason, struct stk_error *err)
 		agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Renewal of token jti %s refused: %s%s", old, err ? err->msg : "",
-		    *reason && strcmp(*reason, "token_expired") == 0 ? " -- register again "
+		    *reason == STK_REFUSAL_TOKEN_EXPIRED ? " -- register again "
 		    "with the management point on the internal network" : "");
 		r = STK_E_AUTH;
 		goto out;
@@ -471,14 +608,14 @@ out:
 }
 
 int
-agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err)
+agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_error *err)
 {
 	char url[1100], *tok = NULL, *resp = NULL;
 	long status = 0;
 	int r;
 
 	*body = NULL;
-	*reason = NULL;
+	*reason = STK_REFUSAL_NONE;
 	if ((r = agent_need_state(a, err)) != 0)
 		return r;
 	if ((tok = agent_token(a, err)) == NULL)
@@ -500,6 +637,129 @@ agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err)
 out:
 	agent_free_secret(tok);
 	agent_free_secret(resp);
+	return r;
+}
+
+int
+agent_cert_expiry(struct agent *a, int64_t *not_after, struct stk_error *err)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	char x5t[44];
+	size_t len = 0;
+	struct tm tm;
+	X509 *x;
+	int r;
+
+	*not_after = 0;
+	if ((r = agent_cert_thumb(a, "device.crt", x5t, &der, &len, err)) != 0)
+		return r;
+	p = der;
+	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL ||
+	    ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		    "the device certificate's validity is unreadable");
+	else
+		*not_after = (int64_t)timegm(&tm);
+	X509_free(x);
+	free(der);
+	return r;
+}
+
+int
+agent_rekey_due(struct agent *a)
+{
+	struct stk_error e;
+	int64_t na;
+
+	/* A hardware-held key is not re-keyed (yet): see agent_rekey. */
+	if (agent_devkey_mode(a, &e) != 0)
+		return 0;
+	return agent_cert_expiry(a, &na, NULL) == 0 &&
+	    na - agent_now(a) <= (int64_t)a->rekey_days * 86400;
+}
+
+int
+agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
+{
+	char url[1100], x5t[44], old[40], ts[32], kpath[PATH_MAX], cpath[PATH_MAX];
+	char nk[PATH_MAX], nc[PATH_MAX], *tok = NULL, *resp = NULL, *msg = NULL;
+	char *proof = NULL, *pem = NULL, *body = NULL;
+	long status = 0;
+	json_t *o;
+	int r;
+
+	*reason = STK_REFUSAL_NONE;
+	if ((r = agent_need_state(a, err)) != 0)
+		return r;
+	/* The re-key makes a new file key beside the old one; a key held in a
+	 * TPM or PKCS#11 token is not re-keyed yet (its certificate is renewed
+	 * by registering again with the same held key). */
+	if ((r = agent_devkey_mode(a, err)) != 0)
+		return r < 0 ? r : stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE,
+		    0, "re-key of a device key held in a TPM or PKCS#11 token is not "
+		    "supported yet");
+	if ((tok = agent_token(a, err)) == NULL)
+		return err ? err->code : STK_E_IO;
+	snprintf(old, sizeof(old), "%s", a->st.jti);
+	/* The new identity beside the old one until the site has moved the
+	 * token; the TLS handshake below still uses the old one. */
+	if ((r = agent_make_identity(a, "device.new.key", "device.new.crt", err)) != 0 ||
+	    (r = agent_cert_thumb(a, "device.new.crt", x5t, NULL, NULL, err)) != 0)
+		goto out;
+	if ((msg = stk_pop_message(STK_POP_REKEY, a->st.jti, x5t)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	if ((r = agent_sign(a, "device.new.key", msg, &proof, err)) != 0)
+		goto out;
+	agent_path(a, "device.new.crt", nc, sizeof(nc));
+	if ((pem = agent_read_file(nc, 65536)) == NULL) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot read %s", nc);
+		goto out;
+	}
+	o = json_pack("{s:s, s:s}", "certificate", pem, "proof", proof);
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	snprintf(url, sizeof(url), "%s%srekey", a->st.cmg, AGENT_API);
+	if ((r = agent_http(a, "POST", url, body, tok, 1, &status, &resp, err)) != 0) {
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Re-key failed: %s", err ? err->msg : "");
+		goto out;
+	}
+	if (status != 200) {
+		agent_refusal(resp, status, reason, err);
+		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+		    "Re-key of token jti %s refused: %s", old, err ? err->msg : "");
+		r = STK_E_AUTH;
+		goto out;
+	}
+	/* The site moved the token: the new key and certificate take over. */
+	agent_path(a, "device.key", kpath, sizeof(kpath));
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	agent_path(a, "device.new.key", nk, sizeof(nk));
+	if (rename(nk, kpath) != 0 || rename(nc, cpath) != 0) {
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot move the new identity into place: %s", strerror(errno));
+		goto out;
+	}
+	if ((r = agent_store_issued(a, resp, err)) != 0)
+		goto out;
+	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Re-keyed through %s: "
+	    "certificate x5t#S256=%s, jti %s replaces %s, valid until %s", a->st.cmg, x5t,
+	    a->st.jti, old, agent_time(a->st.expires_at, ts, sizeof(ts)));
+out:
+	agent_free_secret(tok);
+	agent_free_secret(resp);
+	free(msg);
+	free(proof);
+	free(pem);
+	free(body);
 	return r;
 }
 

@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 
 #define AGENT_RENEW_DAYS_DEFAULT 30
+#define AGENT_REKEY_DAYS_DEFAULT 60 /* re-key this long before the certificate expires */
 #define AGENT_RESP_MAX 65536
 
 /* Exit codes, as the admin CLI. */
@@ -35,6 +37,7 @@ struct agent {
 	const char *ca_file;  /* trust for the server TLS certificate */
 	int64_t clock_offset; /* tests only: SITETOKEN_TIME_OFFSET / --clock-offset */
 	int renew_days;
+	int rekey_days;
 	struct agent_state st;
 	int have_state;
 	const char *key_spec;  /* --key: NULL/"file", "tpm" or "pkcs11:URI" */
@@ -59,14 +62,23 @@ int agent_ensure_identity(struct agent *a, struct stk_error *err);
 
 /* Register: through the CMG when cmg_url and a bulk token are given, else
  * with the MP (bulk token optional there). The bulk token is only sent,
- * never written. On refusal *reason is the server's reason code (malloc'd). */
+ * never written. On refusal *reason is the server's reason (its wire code read
+ * through the refusal table; INTERNAL for an unknown code). */
 int agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
-    const char *bulk, char **reason, struct stk_error *err);
-int agent_renew(struct agent *a, char **reason, struct stk_error *err);
+    const char *bulk, enum stk_refusal *reason, struct stk_error *err);
+int agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err);
 /* Authenticated GET of the CMG policy endpoint; *body malloc'd. */
-int agent_policy(struct agent *a, char **body, char **reason, struct stk_error *err);
+int agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_error *err);
 /* 1 when the token is at least renew_days old. */
 int agent_renew_due(const struct agent *a);
+/* Re-key through the CMG (docs/api.md): a new key and certificate
+ * (device.new.*), the old key in the TLS handshake, the new key's signature
+ * over the token's jti and the new certificate; on success they replace
+ * device.key/device.crt and the new token is stored. */
+int agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err);
+/* The device certificate's notAfter; 1 when it is within rekey_days. */
+int agent_cert_expiry(struct agent *a, int64_t *not_after, struct stk_error *err);
+int agent_rekey_due(struct agent *a);
 
 /* Seed-style install properties (SPEC "Seed-style install syntax"):
  * /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC /regtoken:TOKEN|-.

@@ -26,9 +26,14 @@ static const char usage_text[] =
 "  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin]\n"
 "                      register with the MP (internal network), or through the\n"
 "                      CMG when --cmg and a bulk token are given\n"
-"  renew [--force]     renew the client token through the CMG when due\n"
+"  renew [--force]     renew the client token through the CMG when due (or\n"
+"                      re-key instead when the certificate is due)\n"
+"  rekey [--force]     new device key and certificate, the token moved to them\n"
+"                      through the CMG (proof with the old and the new key),\n"
+"                      when the certificate expires within --rekey-days\n"
 "  run [--once] [--interval SECONDS]\n"
-"                      renew whenever the token is older than --renew-days\n"
+"                      renew whenever the token is older than --renew-days,\n"
+"                      re-key whenever the certificate is due\n"
 "  policy              authenticated request through the CMG (prints the reply)\n"
 "  status [--json]     device GUID, token age and expiry\n"
 "  attest --nonce HEX [--out FILE]\n"
@@ -50,7 +55,7 @@ static const char usage_text[] =
 "never argv). A held key's URI is kept in device.keyref; TLS client\n"
 "authentication and the self-signed certificate are signed inside the device.\n"
 "\n"
-"Options: --renew-days N (default 30). State: --state DIR or\n"
+"Options: --renew-days N (default 30), --rekey-days N (default 60). State: --state DIR or\n"
 "$SITETOKEN_AGENT_STATE (0700; device.key 0600, device.crt, client.token 0600,\n"
 "state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
 "never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
@@ -96,6 +101,13 @@ static const struct {
 "usage: sitetoken-agent [GLOBAL OPTIONS] status [--json]\n\n"
 "Print the device GUID, the token's age and expiry (exit 1: not registered).\n\n"
 "  --json               print as JSON\n" },
+	{ "rekey",
+"usage: sitetoken-agent [GLOBAL OPTIONS] rekey [--force]\n\n"
+"Make a new device key and certificate and move the client token to them\n"
+"through the gateway (proof of possession of the old and the new key), when\n"
+"the certificate expires within --rekey-days (run and renew do it too).\n"
+"A key held in a TPM or PKCS#11 token is not re-keyed yet.\n\n"
+"  --force              re-key now, even if not due\n" },
 	{ "attest",
 "usage: sitetoken-agent [GLOBAL OPTIONS] attest --nonce HEX [--out FILE]\n\n"
 "Key attestation evidence (SPEC.md) that the device key is in this device's\n"
@@ -123,7 +135,8 @@ agent_help(int argc, char **argv)
 	for (i = 0; i < sizeof(agent_helps) / sizeof(agent_helps[0]); i++)
 		if (strcmp(agent_helps[i].cmd, argv[0]) == 0) {
 			printf("%s\nGlobal options: --state DIR, --ca FILE, --renew-days N,\n"
-			    "--key file|tpm|pkcs11:URI, --tcti CONF, --clock-offset SECONDS\n"
+			    "--rekey-days N, --key file|tpm|pkcs11:URI, --tcti CONF,\n"
+			    "--clock-offset SECONDS\n"
 			    "(see 'sitetoken-agent --help').\n"
 			    "  -h, --help           this help\n", agent_helps[i].text);
 			return 0;
@@ -144,18 +157,18 @@ on_signal(int sig)
 /* with_bulk: the refused request carried a bulk registration token (a
  * registration), so an expired token is that one, not the client token. */
 static int
-agent_fail(const struct stk_error *err, int r, const char *reason, int with_bulk)
+agent_fail(const struct stk_error *err, int r, enum stk_refusal reason, int with_bulk)
 {
 	fprintf(stderr, "sitetoken-agent: %s\n", err->msg[0] ? err->msg : "failed");
-	if (with_bulk && reason != NULL && strcmp(reason, "token_expired") == 0)
+	if (with_bulk && reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the bulk registration token expired: ask "
 		    "the site administrator for a new one (sitetoken bulk new)\n");
-	else if (reason != NULL && strcmp(reason, "token_expired") == 0)
+	else if (reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
 		    "with the management point on the internal network "
 		    "(sitetoken-agent register --mp URL)\n");
-	if (r == STK_E_AUTH && reason != NULL)
-		return AGENT_EXIT_REFUSED;
+	if (r == STK_E_AUTH && reason != STK_REFUSAL_NONE)
+		return stk_refusal_exit(reason);
 	if (r == STK_E_ARG)
 		return AGENT_EXIT_USAGE;
 	return AGENT_EXIT_ERROR;
@@ -216,7 +229,8 @@ cmd_install(struct agent *a, int argc, char **argv)
 {
 	struct stk_error err;
 	struct agent_install in;
-	char *reason = NULL, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
 	int r, rc;
 
 	stk_error_clear(&err);
@@ -241,7 +255,6 @@ cmd_install(struct agent *a, int argc, char **argv)
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
 		rc = agent_fail(&err, r, reason, 1);
-		free(reason);
 		return rc;
 	}
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation succeeded: device %s "
@@ -263,7 +276,8 @@ cmd_register(struct agent *a, int argc, char **argv)
 	};
 	struct stk_error err;
 	const char *mp = NULL, *cmg = NULL, *file = NULL;
-	char *bulk, *reason = NULL, ts[32];
+	char *bulk, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int c, r, rc, from_stdin = 0;
 
 	optind = 1;
@@ -291,7 +305,6 @@ cmd_register(struct agent *a, int argc, char **argv)
 	if (r != 0) {
 		rc = agent_fail(&err, r, reason, bulk != NULL);
 		free_secret(bulk);
-		free(reason);
 		return rc;
 	}
 	free_secret(bulk);
@@ -301,13 +314,19 @@ cmd_register(struct agent *a, int argc, char **argv)
 	return 0;
 }
 
+static int do_rekey(struct agent *a, int force);
+
 static int
 do_renew(struct agent *a, int force)
 {
 	struct stk_error err;
-	char *reason = NULL, ts[32];
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
 	int r, rc;
 
+	/* A certificate about to expire: re-key, which also renews. */
+	if (a->have_state && a->st.cmg[0] && agent_rekey_due(a))
+		return do_rekey(a, 1);
 	if (!force && a->have_state && !agent_renew_due(a)) {
 		printf("renewal not due: token is %lld days old (renews at %d days)\n",
 		    (long long)((agent_now(a) - a->st.issued_at) / 86400), a->renew_days);
@@ -316,12 +335,46 @@ do_renew(struct agent *a, int force)
 	stk_error_clear(&err);
 	if ((r = agent_renew(a, &reason, &err)) != 0) {
 		rc = agent_fail(&err, r, reason, 0);
-		free(reason);
 		return rc;
 	}
 	printf("renewed: device %s, token jti %s valid until %s\n", a->st.device_guid,
 	    a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
 	return 0;
+}
+
+static int
+do_rekey(struct agent *a, int force)
+{
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char ts[32];
+	int r;
+
+	if (!force && !agent_rekey_due(a)) {
+		printf("re-key not due: the certificate expires in more than %d days\n",
+		    a->rekey_days);
+		return 0;
+	}
+	stk_error_clear(&err);
+	if ((r = agent_rekey(a, &reason, &err)) != 0)
+		return agent_fail(&err, r, reason, 0);
+	printf("re-keyed: device %s, new certificate, token jti %s valid until %s\n",
+	    a->st.device_guid, a->st.jti, agent_time(a->st.expires_at, ts, sizeof(ts)));
+	return 0;
+}
+
+static int
+cmd_rekey(struct agent *a, int argc, char **argv)
+{
+	int force = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = 1;
+		else
+			return usage_error("usage: rekey [--force]");
+	}
+	return do_rekey(a, force);
 }
 
 static int
@@ -372,13 +425,13 @@ static int
 cmd_policy(struct agent *a)
 {
 	struct stk_error err;
-	char *body = NULL, *reason = NULL;
+	char *body = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int r, rc;
 
 	stk_error_clear(&err);
 	if ((r = agent_policy(a, &body, &reason, &err)) != 0) {
 		rc = agent_fail(&err, r, reason, 0);
-		free(reason);
 		return rc;
 	}
 	printf("%s\n", body);
@@ -479,6 +532,7 @@ main(int argc, char **argv)
 	 * dumpable (attacker 5). */
 	stk_process_harden();
 	a.renew_days = AGENT_RENEW_DAYS_DEFAULT;
+	a.rekey_days = AGENT_REKEY_DAYS_DEFAULT;
 	if (off != NULL && *off != '\0')
 		a.clock_offset = strtoll(off, NULL, 10);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -501,6 +555,10 @@ main(int argc, char **argv)
 			a.renew_days = (int)strtol(argv[++i], &end, 10);
 			if (*end != '\0' || a.renew_days < 1 || a.renew_days > 89)
 				return usage_error("--renew-days takes 1 to 89");
+		} else if (strcmp(argv[i], "--rekey-days") == 0 && i + 1 < argc) {
+			a.rekey_days = (int)strtol(argv[++i], &end, 10);
+			if (*end != '\0' || a.rekey_days < 1 || a.rekey_days > 3650)
+				return usage_error("--rekey-days takes 1 to 3650");
 		} else
 			return usage_error("unknown option");
 	}
@@ -531,6 +589,8 @@ main(int argc, char **argv)
 		rc = cmd_register(&a, argc, argv);
 	else if (strcmp(argv[0], "renew") == 0)
 		rc = cmd_renew(&a, argc, argv);
+	else if (strcmp(argv[0], "rekey") == 0)
+		rc = cmd_rekey(&a, argc, argv);
 	else if (strcmp(argv[0], "run") == 0)
 		rc = cmd_run(&a, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)

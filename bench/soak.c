@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "sitetoken/key.h"
 #include "sitetoken/site.h"
 
@@ -45,6 +46,7 @@ struct window {
 
 struct dev {
 	char crt[PATH_MAX], key[PATH_MAX];
+	char x5t[44];    /* x5t#S256 of the certificate, for the MP's proof */
 	char *pem;
 	char *token;
 };
@@ -174,6 +176,7 @@ dev_make(struct dev *d, const char *name)
 	}
 	if ((f = fopen(d->crt, "we")) == NULL || fputs(d->pem, f) < 0 || fclose(f) != 0)
 		goto out;
+	stk_cert_x5t_s256(der, len, d->x5t);
 	r = 0;
 out:
 	stk_key_close(k);
@@ -227,22 +230,68 @@ check(long status, const char *what, const char *body)
 	return -1;
 }
 
+/* The HTTP MP's proof of possession (docs/api.md): its challenge signed
+ * with the device key. *proof and *nonce malloc'd. The challenge round trip
+ * is part of the registration's time. */
+static int
+pop(CURL *e, struct dev *d, char **nonce, char **proof, double *secs)
+{
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	unsigned char sig[256];
+	size_t siglen = sizeof(sig);
+	char url[512], *out = NULL, *msg = NULL;
+	json_t *j = NULL;
+	long st;
+	int r = -1;
+
+	*nonce = *proof = NULL;
+	memset(&ko, 0, sizeof(ko));
+	snprintf(url, sizeof(url), "%s/sitetoken/v1/challenge", o.mp);
+	st = request(e, url, NULL, "{}", &out, secs);
+	if (check(st, "challenge", out) != 0 ||
+	    (j = json_loads(out, 0, NULL)) == NULL ||
+	    json_string_value(json_object_get(j, "nonce")) == NULL ||
+	    (*nonce = strdup(json_string_value(json_object_get(j, "nonce")))) == NULL ||
+	    (msg = stk_pop_message(STK_POP_REGISTER, *nonce, d->x5t)) == NULL ||
+	    stk_key_open(d->key, &ko, &k, &err) != 0 ||
+	    stk_key_sign(k, (const unsigned char *)msg, strlen(msg), sig, &siglen, &err) != 0 ||
+	    stk_b64url_encode(sig, siglen, proof) != 0)
+		goto out;
+	r = 0;
+out:
+	stk_key_close(k);
+	json_decref(j);
+	free(msg);
+	free(out);
+	return r;
+}
+
 static int
 reg(CURL *e, struct dev *d, struct window *w)
 {
-	char url[512], *body = NULL, *out = NULL;
-	json_t *j = json_pack("{s:s}", "certificate", d->pem);
-	double secs;
+	char url[512], *body = NULL, *out = NULL, *nonce = NULL, *proof = NULL;
+	json_t *j = NULL;
+	double secs = 0, csecs = 0;
 	long st;
-	int r;
+	int r = -1;
 
+	if (pop(e, d, &nonce, &proof, &csecs) != 0)
+		goto out;
+	j = json_pack("{s:s, s:s, s:s}", "certificate", d->pem, "nonce", nonce,
+	    "proof", proof);
 	snprintf(url, sizeof(url), "%s/sitetoken/v1/register", o.mp);
-	body = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
+	if (j == NULL || (body = json_dumps(j, JSON_COMPACT)) == NULL)
+		goto out;
 	st = request(e, url, NULL, body, &out, &secs);
-	note(w, OP_REG, secs);
+	note(w, OP_REG, csecs + secs);
 	if ((r = check(st, "register", out)) == 0)
 		r = take_token(d, out);
+out:
+	json_decref(j);
+	free(nonce);
+	free(proof);
 	free(body);
 	free(out);
 	return r;

@@ -1,4 +1,4 @@
-/* settings set|show, devices list|block|unblock */
+/* settings set|show, devices list|block|unblock (one, or by bulk token) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include "sitetoken/device.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON };
+enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON, OPT_BULK };
 
 static int
 settings_set(int argc, char **argv)
@@ -154,6 +154,12 @@ cmd_devices(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "bulk", required_argument, NULL, OPT_BULK },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const struct option block_opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "bulk", required_argument, NULL, OPT_BULK },
 		{ NULL, 0, NULL, 0 }
 	};
 	static const struct option site_opts[] = {
@@ -163,25 +169,35 @@ cmd_devices(int argc, char **argv)
 	struct dev_list_ctx lc = { 0, NULL };
 	struct stk_site *s;
 	struct stk_error err;
-	const char *dir = NULL, *sub = argc >= 2 ? argv[1] : "";
+	const char *dir = NULL, *bulk = NULL, *sub = argc >= 2 ? argv[1] : "";
+	long n = 0;
 	int c, r;
 
 	if (strcmp(sub, "list") != 0 && strcmp(sub, "block") != 0 &&
 	    strcmp(sub, "unblock") != 0)
-		return cli_usage_error("usage: devices list [--json] | devices block|unblock GUID");
+		return cli_usage_error("usage: devices list [--json] [--bulk GUID] | devices "
+		    "block|unblock GUID | devices block --bulk GUID");
 	argc--;
 	argv++;
 	optind = 1;
 	/* block and unblock print one line: they take no --json. */
-	while ((c = cli_getopt(argc, argv, strcmp(sub, "list") == 0 ? opts : site_opts)) != -1) {
+	while ((c = cli_getopt(argc, argv, strcmp(sub, "list") == 0 ? opts :
+	    strcmp(sub, "block") == 0 ? block_opts : site_opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
 		else if (c == OPT_JSON)
 			lc.json = 1;
+		else if (c == OPT_BULK)
+			bulk = optarg;
 		else
 			return cli_usage_error("bad option for 'devices %s'", sub);
 	}
-	if (strcmp(sub, "list") != 0 && (argc - optind != 1 || !stk_guid_valid(argv[optind])))
+	if (bulk != NULL && (!stk_guid_valid(bulk) || strcmp(sub, "unblock") == 0 ||
+	    argc - optind != 0))
+		return cli_usage_error("usage: devices list --bulk GUID | devices block --bulk "
+		    "GUID (GUID of a bulk registration token)");
+	if (strcmp(sub, "list") != 0 && bulk == NULL &&
+	    (argc - optind != 1 || !stk_guid_valid(argv[optind])))
 		return cli_usage_error("usage: devices %s GUID", sub);
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
@@ -192,7 +208,8 @@ cmd_devices(int argc, char **argv)
 		else
 			printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s\n", "Device GUID", "Via",
 			    "Registered", "Token expires", "Status", "CMG");
-		r = stk_device_foreach(s, dev_list_row, &lc, &err);
+		r = bulk != NULL ? stk_device_foreach_bulk(s, bulk, dev_list_row, &lc, &err) :
+		    stk_device_foreach(s, dev_list_row, &lc, &err);
 		if (r == 0 && lc.json) {
 			char *txt = json_dumps(lc.arr, JSON_INDENT(2));
 
@@ -200,6 +217,11 @@ cmd_devices(int argc, char **argv)
 			free(txt);
 		}
 		json_decref(lc.arr);
+	} else if (bulk != NULL) {
+		/* Every device a leaked bulk token ever enrolled (audited). */
+		r = stk_device_block_bulk(s, bulk, cli_actor(), &n, &err);
+		if (r == 0)
+			printf("%ld device(s) enrolled with bulk token %s blocked\n", n, bulk);
 	} else {
 		r = stk_device_set_blocked(s, argv[optind], strcmp(sub, "block") == 0,
 		    cli_actor(), &err);

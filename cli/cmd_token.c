@@ -5,12 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "sitetoken/file.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_TYPE, OPT_LIFETIME, OPT_JSON, OPT_CERT, OPT_LEEWAY };
+enum { OPT_SITE = 256, OPT_TYPE, OPT_LIFETIME, OPT_JSON, OPT_CERT, OPT_LEEWAY, OPT_JWKS };
 
 int
 cmd_issue(int argc, char **argv)
@@ -96,26 +99,66 @@ print_claims(const struct stk_claims *c, int json)
 	json_decref(p);
 }
 
-static const char *
-refusal_code(int rc)
+/* A verifier from a JWKS file (`key export --jwks`): every key that
+ * carries its site certificate (x5c), all of one site. Offline: no site. */
+static int
+verifier_from_jwks(const char *path, struct stk_verifier **out, struct stk_error *err)
 {
-	switch (rc) {
-	case STK_E_TOKEN_SIZE: return "too_large";
-	case STK_E_TOKEN_FORMAT: return "malformed";
-	case STK_E_TOKEN_B64: return "bad_base64url";
-	case STK_E_TOKEN_JSON: return "bad_json";
-	case STK_E_TOKEN_ALG: return "bad_alg";
-	case STK_E_TOKEN_HEADER: return "bad_header";
-	case STK_E_TOKEN_SIGNATURE: return "bad_signature";
-	case STK_E_TOKEN_CLAIMS: return "bad_claims";
-	case STK_E_TOKEN_ISSUER: return "wrong_issuer";
-	case STK_E_TOKEN_AUDIENCE: return "wrong_audience";
-	case STK_E_TOKEN_TYPE: return "wrong_type";
-	case STK_E_TOKEN_EXPIRED: return "expired";
-	case STK_E_TOKEN_NOTYET: return "not_yet_valid";
-	case STK_E_TOKEN_BLOCKED: return "blocked";
-	default: return "error";
+	struct stk_verifier *v = NULL;
+	unsigned char *der = NULL;
+	char guid[37], first[37] = "";
+	const char *b64;
+	json_error_t je;
+	json_t *o, *keys, *k;
+	size_t i, n = 0;
+	int r = STK_OK, len;
+
+	*out = NULL;
+	if ((o = json_load_file(path, JSON_REJECT_DUPLICATES, &je)) == NULL)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "%s is not a JWKS: %s", path, je.text);
+	keys = json_object_get(o, "keys");
+	json_array_foreach(keys, i, k) {
+		b64 = json_string_value(json_array_get(json_object_get(k, "x5c"), 0));
+		if (b64 == NULL || (der = malloc(strlen(b64))) == NULL ||
+		    (len = EVP_DecodeBlock(der, (const unsigned char *)b64,
+		    (int)strlen(b64))) <= 0) {
+			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "%s: key %zu has no site certificate (x5c)", path, i);
+			goto out;
+		}
+		/* EVP_DecodeBlock counts the padding as zero bytes. */
+		len -= (int)(strlen(b64) > 1 && b64[strlen(b64) - 1] == '=') +
+		    (int)(strlen(b64) > 2 && b64[strlen(b64) - 2] == '=');
+		if (stk_cert_site_guid(der, (size_t)len, guid) != 0 ||
+		    (first[0] && strcmp(first, guid) != 0)) {
+			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "%s: key %zu is not a certificate of %s", path, i,
+			    first[0] ? first : "a site");
+			goto out;
+		}
+		if (!first[0]) {
+			snprintf(first, sizeof(first), "%s", guid);
+			if ((r = stk_verifier_new(guid, &v, err)) != 0)
+				goto out;
+		}
+		if ((r = stk_verifier_add_cert(v, der, (size_t)len, err)) != 0)
+			goto out;
+		free(der);
+		der = NULL;
+		n++;
 	}
+	if (n == 0)
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "%s holds no keys", path);
+out:
+	free(der);
+	json_decref(o);
+	if (r != 0)
+		stk_verifier_free(v);
+	else
+		*out = v;
+	return r;
 }
 
 int
@@ -126,10 +169,12 @@ cmd_verify(int argc, char **argv)
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "jwks", required_argument, NULL, OPT_JWKS },
 		{ "leeway", required_argument, NULL, OPT_LEEWAY },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *dir = NULL, *certfile = NULL;
+	const char *dir = NULL, *certfile = NULL, *jwksfile = NULL;
+	enum stk_refusal verdict = STK_REFUSAL_NONE;
 	enum stk_token_type type = STK_TOKEN_ANY;
 	struct stk_site *s = NULL;
 	struct stk_verifier *own = NULL;
@@ -152,6 +197,7 @@ cmd_verify(int argc, char **argv)
 			break;
 		case OPT_JSON: json = 1; break;
 		case OPT_CERT: certfile = optarg; break;
+		case OPT_JWKS: jwksfile = optarg; break;
 		case OPT_LEEWAY:
 			errno = 0;
 			leeway = strtol(optarg, &end, 10);
@@ -163,9 +209,15 @@ cmd_verify(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return cli_usage_error("verify takes one token");
+	if (certfile != NULL && jwksfile != NULL)
+		return cli_usage_error("give --cert or --jwks, not both");
 	stk_error_clear(&err);
 	memset(&claims, 0, sizeof(claims));
-	if (certfile != NULL) {
+	if (jwksfile != NULL) {
+		if ((r = verifier_from_jwks(jwksfile, &own, &err)) != 0)
+			return cli_fail(&err, r);
+		v = own;
+	} else if (certfile != NULL) {
 		/* Verifier from the certificate alone: no site, no key. */
 		if (load_cert_file(certfile, &der, &derlen) != 0)
 			return cli_usage_error("cannot read certificate %s", certfile);
@@ -202,6 +254,9 @@ cmd_verify(int argc, char **argv)
 		/* The block list lives in the site database. */
 		stk_claims_clear(&claims);
 		r = stk_bulk_check(s, token, len, stk_now(), &claims, &err);
+	} else if (r == 0 && claims.type == STK_TOKEN_CLIENT && s != NULL) {
+		/* On a site: the gateway's verdict (superseded, blocked, ...). */
+		r = stk_device_token_verdict(s, &claims, &verdict, &err);
 	}
 	if (r == 0) {
 		print_claims(&claims, json);
@@ -209,14 +264,18 @@ cmd_verify(int argc, char **argv)
 	} else {
 		if (json) {
 			json_t *o = json_pack("{s:b, s:s, s:s}", "valid", 0,
-			    "code", refusal_code(r), "reason", err.msg);
+			    "code", stk_refusal_code(verdict != STK_REFUSAL_NONE ? verdict :
+			    stk_refusal_of_rc(r)), "reason", err.msg);
 			char *txt = json_dumps(o, JSON_COMPACT);
 			printf("%s\n", txt ? txt : "{\"valid\":false}");
 			free(txt);
 			json_decref(o);
 		}
 		fprintf(stderr, "%s: token refused: %s\n", cli_prog, err.msg);
-		rc = cli_exit_code(r);
+		if (verdict == STK_REFUSAL_NONE)
+			verdict = stk_refusal_of_rc(r);
+		rc = verdict != STK_REFUSAL_INTERNAL ? stk_refusal_exit(verdict) :
+		    cli_exit_code(r);
 	}
 out:
 	stk_claims_clear(&claims);

@@ -114,13 +114,17 @@ KEY_OPTS
 "  --lifetime MINUTES   validity: default 4320 (3 days), 1 to 10080 (7 days)\n"
 "  --json               print as JSON\n" },
 	{ "verify",
-"usage: sitetoken verify [--type bulk|client] [--cert FILE] [--leeway SECONDS]\n"
-"         [--json] [TOKEN|-]\n\n"
+"usage: sitetoken verify [--type bulk|client] [--cert FILE|--jwks FILE]\n"
+"         [--leeway SECONDS] [--json] [TOKEN|-]\n\n"
 "Verify a token against the site's public keys and print its claims; the\n"
-"reason on refusal (exit 1). Reads the token from standard input unless\n"
-"TOKEN is given (preferred: argv is visible to other users).\n\n"
+"reason on refusal (exit 1). On a site, the gateway's verdict too (a\n"
+"superseded token, a blocked device or bulk token is refused). Reads the\n"
+"token from standard input unless TOKEN is given (preferred: argv is\n"
+"visible to other users).\n\n"
 "  --type bulk|client   the type the token must have\n"
 "  --cert FILE          verify with this site certificate only (no site needed)\n"
+"  --jwks FILE          verify offline with any key of this JWKS (keys with x5c,\n"
+"                       as `sitetoken key export --jwks` writes; no site needed)\n"
 "  --leeway SECONDS     clock leeway, 0 to 3600 (default 60)\n"
 "  --json               print the claims, or the refusal, as JSON\n" },
 	{ "bulk new",
@@ -191,13 +195,16 @@ KEY_OPTS
 "Print the client settings (site defaults).\n\n"
 "  --json               print as JSON\n" },
 	{ "devices list",
-"usage: sitetoken devices list [--json]\n\n"
+"usage: sitetoken devices list [--json] [--bulk GUID]\n\n"
 "List the registered devices: GUID, via, registration time, token expiry,\n"
 "status and allow-cmg override.\n\n"
-"  --json               print as JSON\n" },
+"  --json               print as JSON\n"
+"  --bulk GUID          only the devices ever enrolled with this bulk token\n" },
 	{ "devices block",
-"usage: sitetoken devices block GUID\n\n"
-"Block a device: the gateway refuses it and its renewals.\n" },
+"usage: sitetoken devices block GUID | devices block --bulk GUID\n\n"
+"Block a device: the gateway refuses it and its renewals. With --bulk, block\n"
+"every device a (leaked) bulk registration token ever enrolled (audited).\n\n"
+"  --bulk GUID          the bulk registration token\n" },
 	{ "devices unblock",
 "usage: sitetoken devices unblock GUID\n\n"
 "Unblock a device.\n" },

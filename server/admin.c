@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include "sitetoken/device.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
 #include "admin.h"
 #include "http.h"
@@ -196,12 +197,14 @@ adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	return ret;
 }
 
+/* A refusal: code and status from the one table (sitetoken/refusal.h). */
 static enum MHD_Result
-adm_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
-    const char *msg)
+adm_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
-	return adm_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
-	    "message", msg ? msg : ""));
+	const struct stk_refusal_row *row = stk_refusal(why);
+
+	return adm_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
 static enum MHD_Result
@@ -297,27 +300,18 @@ adm_unauthorized(struct srv_admin *a, struct MHD_Connection *c, const char *meth
 	pthread_mutex_unlock(a->site_mu);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Refused %s from %s: %s",
 	    subject, peer, why);
-	return adm_reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+	return adm_refuse(c, STK_REFUSAL_UNAUTHORIZED,
 	    "the admin bearer secret is required (sitetoken admin token)");
 }
 
-static unsigned int
-adm_status_of(int r)
+/* The refusal for a site call's result. */
+static enum stk_refusal
+adm_refusal_of(int r)
 {
 	switch (r) {
-	case STK_E_ARG: return MHD_HTTP_BAD_REQUEST;
-	case STK_E_NOTFOUND: return MHD_HTTP_NOT_FOUND;
-	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	}
-}
-
-static const char *
-adm_code_of(int r)
-{
-	switch (r) {
-	case STK_E_ARG: return "bad_request";
-	case STK_E_NOTFOUND: return "not_found";
-	default: return "internal_error";
+	case STK_E_ARG: return STK_REFUSAL_BAD_REQUEST;
+	case STK_E_NOTFOUND: return STK_REFUSAL_NOT_FOUND;
+	default: return STK_REFUSAL_INTERNAL;
 	}
 }
 
@@ -386,7 +380,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 	int r;
 
 	if (adm_type_filter(tq, &type) != 0)
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "type must be 'site' or 'bulk'");
 	if (sq != NULL && *sq != '\0') {
 		if (*sq == '-') {
@@ -397,7 +391,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 			if (strcmp(sq, adm_cols[so.col]) == 0)
 				break;
 		if (so.col == COL_COUNT)
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "sort must be one of type, id, from, to, status, devices, "
 			    "created (prefix '-' for descending)");
 	}
@@ -411,7 +405,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		free(rows);
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot list certificates: %s",
 		    err.msg);
-		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "cannot read the site; see the server logs");
 	}
 	qsort_r(rows, n, sizeof(*rows), adm_row_cmp, &so);
@@ -458,7 +452,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 		if (o == NULL || !json_is_object(o) ||
 		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o}", "lifetime_minutes", &lt) != 0) {
 			json_decref(o);
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "body must be {\"lifetime_minutes\": N} (strict JSON, no other members)");
 		}
 	}
@@ -480,7 +474,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 			life = "";
 		if (stk_bulk_parse_lifetime(life, &minutes, &err) != 0) {
 			json_decref(o);
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_lifetime", err.msg);
+			return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
 		}
 	}
 	json_decref(o);
@@ -490,7 +484,7 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 	if (r != 0) {
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token not "
 		    "created for %s: %s", actor, err.msg);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s "
 	    "created by %s, valid %ld minutes (exp=%lld)", rec.guid, actor, minutes,
@@ -523,7 +517,7 @@ adm_bulk_block(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
 		r = stk_bulk_get(a->site, guid, &rec, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0)
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s %s by %s",
 	    rec.guid, block ? "blocked" : "unblocked", actor);
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
@@ -576,7 +570,7 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		json_decref(t.arr);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:o}", "guid", rec.guid,
 	    "records", t.arr));
@@ -712,11 +706,11 @@ adm_devices(struct srv_admin *a, struct MHD_Connection *c)
 	    (f.via != NULL && strcasecmp(f.via, "mp") != 0 && strcasecmp(f.via, "cmg") != 0) ||
 	    adm_qint(c, "limit", 200, 1, ADM_AUDIT_MAX, &f.limit) != 0 ||
 	    adm_qint(c, "offset", 0, 0, LONG_MAX / 2, &f.offset) != 0)
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "status is active, blocked or expired; via is mp or cmg; limit 1 to "
 		    "500; offset from 0");
 	if (f.q != NULL && strlen(f.q) > 64)
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "search text over 64 characters");
 	f.arr = json_array();
 	stk_error_clear(&err);
@@ -729,7 +723,7 @@ adm_devices(struct srv_admin *a, struct MHD_Connection *c)
 		json_decref(f.arr);
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Cannot list devices: %s",
 		    err.msg);
-		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "cannot read the site; see the server logs");
 	}
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
@@ -753,7 +747,7 @@ adm_device_action(struct srv_admin *a, struct MHD_Connection *c, const char *gui
 		if (adm_body_str(rq, "value", value, sizeof(value)) != 0 ||
 		    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0 &&
 		    strcmp(value, "default") != 0))
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "body must be {\"value\": \"on\"|\"off\"|\"default\"}");
 		allow = strcmp(value, "on") == 0 ? 1 : strcmp(value, "off") == 0 ? 0 : -1;
 	}
@@ -768,7 +762,7 @@ adm_device_action(struct srv_admin *a, struct MHD_Connection *c, const char *gui
 		r = stk_setting_get_bool(a->site, STK_SETTING_ALLOW_CMG, 1, &site_allow, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0)
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	if (strcmp(op, "allow-cmg") == 0)
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Device %s: allow-cmg %s by %s",
 		    d.guid, value, actor);
@@ -810,7 +804,7 @@ adm_settings_get(struct srv_admin *a, struct MHD_Connection *c)
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		json_decref(arr);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
 }
@@ -832,7 +826,7 @@ adm_settings_set(struct srv_admin *a, struct MHD_Connection *c,
 	    "{s:s, s:s}", "name", &name, "value", &value) != 0 ||
 	    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)) {
 		json_decref(o);
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "body must be {\"name\": SETTING, \"value\": \"on\"|\"off\"}");
 	}
 	for (i = 0; i < ADM_NSETTINGS; i++)
@@ -840,7 +834,7 @@ adm_settings_set(struct srv_admin *a, struct MHD_Connection *c,
 			break;
 	if (i == ADM_NSETTINGS) {
 		json_decref(o);
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "unknown setting (allow-cmg, internal-registration)");
 	}
 	stk_error_clear(&err);
@@ -852,7 +846,7 @@ adm_settings_set(struct srv_admin *a, struct MHD_Connection *c,
 		    adm_settings[i].name, value, actor);
 	json_decref(o);
 	if (r != 0)
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	return adm_settings_get(a, c);
 }
 
@@ -914,7 +908,7 @@ adm_audit(struct srv_admin *a, struct MHD_Connection *c)
 	    adm_qint(c, "before", 0, 0, LONG_MAX, &before) != 0 ||
 	    (f.q != NULL && strlen(f.q) > 64) ||
 	    (f.outcome != NULL && strlen(f.outcome) > 23))
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "limit 1 to 500, before a record number, q at most 64 characters");
 	f.before = before;
 	f.arr = json_array();
@@ -924,7 +918,7 @@ adm_audit(struct srv_admin *a, struct MHD_Connection *c)
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		json_decref(f.arr);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	/* Newest first, as an administrator reads a log. */
 	rev = json_array();
@@ -951,7 +945,7 @@ adm_audit_verify(struct srv_admin *a, struct MHD_Connection *c)
 	r = stk_audit_verify(a->site, &rep, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r < 0)
-		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    err.msg);
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
 	    " s:I}", "intact", r == 0, "records", (json_int_t)rep.records, "checkpoints",
@@ -984,7 +978,7 @@ adm_keys(struct srv_admin *a, struct MHD_Connection *c)
 		described = 1;
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0)
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	arr = json_array();
 	for (i = 0; i < n; i++) {
 		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:b}", "kid",
@@ -1085,10 +1079,10 @@ adm_stats(struct srv_admin *a, struct MHD_Connection *c)
 	if (adm_qint(c, "days", 14, 1, 90, &days) != 0 || (bq != NULL &&
 	    strcmp(bq, "hour") != 0 && strcmp(bq, "day") != 0) ||
 	    (bq != NULL && bq[0] == 'h' && days > 14))
-		return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "days 1 to 90; bucket hour (up to 14 days) or day");
 	if ((st = calloc(1, sizeof(*st))) == NULL)
-		return adm_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "out of memory");
 	st->step = bq != NULL && bq[0] == 'h' ? 3600 : 86400;
 	st->nb = days * 86400 / st->step;
@@ -1102,7 +1096,7 @@ adm_stats(struct srv_admin *a, struct MHD_Connection *c)
 	if (r != 0) {
 		json_decref(st->refusals);
 		free(st);
-		return adm_reply_error(c, adm_status_of(r), adm_code_of(r), err.msg);
+		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
 	reg = json_array();
 	ren = json_array();
@@ -1144,15 +1138,14 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	if (adm_authenticate(a, c, peer, actor, sizeof(actor), &why) != 0)
 		return adm_unauthorized(a, c, method, url, peer, why);
 	if (rq->too_big)
-		return adm_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+		return adm_refuse(c, STK_REFUSAL_BODY_TOO_LARGE,
 		    "request body over 4 KiB");
 	if (strncmp(url, ADM_API, strlen(ADM_API)) != 0)
-		return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+		return adm_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	op = url + strlen(ADM_API);
 	if (strcmp(op, "session") == 0) {
 		if (!get)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
 		    "actor", actor, "site", stk_site_guid(a->site), "lifetime_default",
 		    STK_BULK_LIFETIME_DEFAULT, "lifetime_max", STK_BULK_LIFETIME_MAX,
@@ -1160,14 +1153,12 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	}
 	if (strcmp(op, "certs") == 0) {
 		if (!get)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return adm_certs(a, c);
 	}
 	if (strcmp(op, "bulk") == 0) {
 		if (!post)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return adm_bulk_new(a, c, rq, actor);
 	}
 	/* bulk/<guid>/block | unblock | audit */
@@ -1175,66 +1166,60 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 		op += 5;
 		n = strcspn(op, "/");
 		if (n != STK_GUID_LEN || op[n] != '/')
-			return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			return adm_refuse(c, STK_REFUSAL_NOT_FOUND,
 			    "expected bulk/<GUID>/block, unblock or audit");
 		memcpy(guid, op, n);
 		guid[n] = '\0';
 		op += n + 1;
 		if (!stk_guid_valid(guid))
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "not a GUID");
 		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0) {
 			if (!post)
-				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method_not_allowed", "use POST");
+				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 			return adm_bulk_block(a, c, guid, op[0] == 'b', actor);
 		}
 		if (strcmp(op, "audit") == 0) {
 			if (!get)
-				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method_not_allowed", "use GET");
+				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 			return adm_bulk_audit(a, c, guid);
 		}
 	}
 	op = url + strlen(ADM_API);
 	if (strcmp(op, "devices") == 0)
-		return get ? adm_devices(a, c) : adm_reply_error(c,
-		    MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
+		return get ? adm_devices(a, c) : adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 	/* devices/<guid>/block | unblock | allow-cmg */
 	if (strncmp(op, "devices/", 8) == 0) {
 		op += 8;
 		n = strcspn(op, "/");
 		if (n != STK_GUID_LEN || op[n] != '/')
-			return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			return adm_refuse(c, STK_REFUSAL_NOT_FOUND,
 			    "expected devices/<GUID>/block, unblock or allow-cmg");
 		memcpy(guid, op, n);
 		guid[n] = '\0';
 		op += n + 1;
 		if (!stk_guid_valid(guid))
-			return adm_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
 			    "not a GUID");
 		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0 ||
 		    strcmp(op, "allow-cmg") == 0) {
 			if (!post)
-				return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method_not_allowed", "use POST");
+				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 			return adm_device_action(a, c, guid, op, rq, actor);
 		}
-		return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+		return adm_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	}
 	if (strcmp(op, "settings") == 0) {
 		if (get)
 			return adm_settings_get(a, c);
 		if (post)
 			return adm_settings_set(a, c, rq, actor);
-		return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    "method_not_allowed", "use GET or POST");
+		return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET or POST");
 	}
 	if (strcmp(op, "audit") == 0 || strcmp(op, "audit/verify") == 0 ||
 	    strcmp(op, "keys") == 0 || strcmp(op, "stats") == 0) {
 		if (!get)
-			return adm_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		if (strcmp(op, "audit") == 0)
 			return adm_audit(a, c);
 		if (strcmp(op, "audit/verify") == 0)
@@ -1243,7 +1228,7 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 			return adm_keys(a, c);
 		return adm_stats(a, c);
 	}
-	return adm_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	return adm_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 }
 
 /* MHD's format strings: checked as printf formats (clang -Wformat-nonliteral). */

@@ -40,17 +40,8 @@ struct met_hist {
 	atomic_ullong count;
 };
 
-/* Every refusal code of the site (docs/api.md "Errors"); a code not listed
- * is counted as "other". */
-static const char *const met_reasons[] = {
-	STK_REASON_NO_CLIENT_CERT, STK_REASON_NO_TOKEN, STK_REASON_TOKEN_INVALID,
-	STK_REASON_TOKEN_EXPIRED, STK_REASON_TOKEN_NOTYET, STK_REASON_TOKEN_TYPE,
-	STK_REASON_BULK_BLOCKED, STK_REASON_BULK_UNKNOWN, STK_REASON_BINDING,
-	STK_REASON_UNKNOWN_DEVICE, STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
-	STK_REASON_INTERNAL_DISABLED, STK_REASON_CREDENTIAL, STK_REASON_BAD_CERT,
-	STK_REASON_SUPERSEDED, "internal_error", "other",
-};
-#define MET_NREASONS (sizeof(met_reasons) / sizeof(met_reasons[0]))
+/* Every refusal of the one table (sitetoken/refusal.h), by its wire code. */
+#define MET_NREASONS ((size_t)STK_REFUSAL_COUNT)
 
 static const char *const met_listeners[SRV_M_LISTENERS] = { "mp", "cmg" };
 static const char *const met_backends[] = { "file", "pkcs11", "tpm", "other" };
@@ -107,15 +98,12 @@ srv_metrics_renewed(enum srv_metric_listener l)
 }
 
 void
-srv_metrics_refused(enum srv_metric_listener l, const char *reason)
+srv_metrics_refused(enum srv_metric_listener l, enum stk_refusal reason)
 {
-	size_t i;
+	size_t i = (size_t)reason;
 
-	if (reason == NULL)
-		reason = "internal_error";
-	for (i = 0; i < MET_NREASONS - 1; i++)
-		if (strcmp(reason, met_reasons[i]) == 0)
-			break;
+	if (i == 0 || i >= MET_NREASONS) /* NONE is not a refusal */
+		i = STK_REFUSAL_INTERNAL;
 	atomic_fetch_add_explicit(&met.refusals[l][i], 1, memory_order_relaxed);
 }
 
@@ -274,9 +262,9 @@ met_render(struct srv_metrics *m, size_t *len)
 	met_head(f, "sitetoken_refusals_total", "counter",
 	    "Registrations and gateway requests refused by the site, by listener and reason.");
 	for (i = 0; i < SRV_M_LISTENERS; i++)
-		for (j = 0; j < MET_NREASONS; j++)
+		for (j = 1; j < MET_NREASONS; j++) /* 0 is NONE */
 			fprintf(f, "sitetoken_refusals_total{listener=\"%s\",reason=\"%s\"} "
-			    "%llu\n", met_listeners[i], met_reasons[j],
+			    "%llu\n", met_listeners[i], stk_refusal_code((enum stk_refusal)j),
 			    atomic_load(&met.refusals[i][j]));
 	met_head(f, "sitetoken_request_duration_seconds", "histogram",
 	    "Time to answer a request on the MP or the gateway (CMG).");

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/site.h"
 #include "server.h"
 
@@ -26,7 +27,7 @@ void srv_metrics_registered(enum srv_metric_listener l);
 void srv_metrics_renewed(enum srv_metric_listener l);
 /* A request the site refused: reason is an STK_REASON_* code, NULL for an
  * internal error. */
-void srv_metrics_refused(enum srv_metric_listener l, const char *reason);
+void srv_metrics_refused(enum srv_metric_listener l, enum stk_refusal reason);
 /* A request answered by a listener after usec microseconds. */
 void srv_metrics_request(enum srv_metric_listener l, uint64_t usec);
 

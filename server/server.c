@@ -74,6 +74,7 @@ struct srv {
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
+	struct stk_challenges *challenges; /* HTTP MP proof of possession */
 };
 
 /* Per-request state: the body being received. */
@@ -91,30 +92,15 @@ srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	return ret;
 }
 
+/* A refusal: code and status from the one table (sitetoken/refusal.h); msg
+ * NULL takes the table's message. */
 static enum MHD_Result
-srv_reply_error(struct MHD_Connection *c, unsigned int status, const char *code,
-    const char *msg)
+srv_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
-	return srv_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
-	    "message", msg ? msg : ""));
-}
+	const struct stk_refusal_row *row = stk_refusal(why);
 
-static unsigned int
-srv_status_of(const char *reason)
-{
-	static const char *const forbidden[] = { STK_REASON_BULK_BLOCKED,
-	    STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
-	    STK_REASON_INTERNAL_DISABLED };
-	size_t i;
-
-	if (reason == NULL)
-		return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	if (strcmp(reason, STK_REASON_BAD_CERT) == 0)
-		return MHD_HTTP_BAD_REQUEST;
-	for (i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
-		if (strcmp(reason, forbidden[i]) == 0)
-			return MHD_HTTP_FORBIDDEN;
-	return MHD_HTTP_UNAUTHORIZED;
+	return srv_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
 /* The TLS client certificate (leaf DER, pointing into the session), or NULL. */
@@ -182,9 +168,9 @@ srv_parse_register_body(const char *body, size_t len, struct srv_register_body *
 		return -1;
 	}
 	out->o = o;
-	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s}", "certificate",
+	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s, s?s, s?s}", "certificate",
 	    &out->certificate, "bulk_token", &out->bulk_token, "hostname",
-	    &out->hostname) != 0) {
+	    &out->hostname, "nonce", &out->nonce, "proof", &out->proof) != 0) {
 		snprintf(why, whylen, "request JSON: %s", je.text);
 		srv_register_body_clear(out);
 		return -1;
@@ -246,10 +232,10 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	gnutls_session_t sess = NULL;
 	unsigned char *der = NULL;
 	struct srv_register_body b;
-	const char *pem, *bulk, *host, *reason = NULL;
+	const char *pem, *bulk, *host;
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	size_t derlen = 0;
 	char why[200];
-	unsigned int status;
 	enum MHD_Result ret;
 	int r;
 
@@ -257,28 +243,35 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	memset(&is, 0, sizeof(is));
 	stk_error_clear(&err);
 	if (srv_parse_register_body(rq->body, rq->len, &b, why, sizeof(why)) != 0)
-		return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", why);
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST, why);
 	pem = b.certificate;
 	bulk = b.bulk_token;
 	host = b.hostname;
 	reg.via = ls->kind == SRV_CMG ? STK_VIA_CMG : STK_VIA_MP;
+	reg.tls = ls->tls;
 	reg.peer = peer;
-	if (ls->tls)
-		pc = srv_peer_cert(c, &sess);
-	if (ls->kind == SRV_CMG) {
+	if (ls->tls && (pc = srv_peer_cert(c, &sess)) != NULL) {
 		/* The certificate is the one the handshake proved. */
-		if (pc != NULL) {
-			reg.cert_der = pc->data;
-			reg.cert_len = pc->size;
-		}
-	} else {
-		if (pem == NULL || stk_cert_pem_to_der(pem, strlen(pem), &der, &derlen) != 0) {
+		reg.tls_cert_der = pc->data;
+		reg.tls_cert_len = pc->size;
+	}
+	if (pem != NULL) {
+		if (stk_cert_pem_to_der(pem, strlen(pem), &der, &derlen) != 0) {
 			srv_register_body_clear(&b);
-			return srv_reply_error(c, MHD_HTTP_BAD_REQUEST, STK_REASON_BAD_CERT,
+			return srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
 			    "'certificate' must hold the device certificate in PEM");
 		}
 		reg.cert_der = der;
 		reg.cert_len = derlen;
+	} else if (!ls->tls) {
+		srv_register_body_clear(&b);
+		return srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
+		    "'certificate' must hold the device certificate in PEM");
+	}
+	reg.challenges = s->challenges;
+	reg.nonce = b.nonce;
+	reg.proof = b.proof;
+	if (ls->kind == SRV_MP) {
 		reg.require_credential = ls->tls;
 		if (ls->tls && pc != NULL && s->have_trusted_ca && sess != NULL) {
 			unsigned int vs = 1;
@@ -314,17 +307,102 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 	}
 	srv_register_body_clear(&b);
 	srv_metrics_refused(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP, reason);
-	status = srv_status_of(reason);
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused registration "
 	    "via %s from %s: %s (%s)", ls->kind == SRV_CMG ? "cmg" : "mp", peer,
-	    reason ? reason : "internal_error", err.msg);
+	    stk_refusal_code(reason), err.msg);
 	if (ls->kind == SRV_CMG)
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused registration from "
-		    "%s: %s (%s)", peer, reason ? reason : "internal_error", err.msg);
-	if (reason == NULL)
-		return srv_reply_error(c, status, "internal_error", "the site could not "
-		    "complete the registration; see the server logs");
-	return srv_reply_error(c, status, reason, err.msg);
+		    "%s: %s (%s)", peer, stk_refusal_code(reason), err.msg);
+	/* An internal failure's detail stays in the server log. */
+	return srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
+}
+
+/* POST challenge (HTTP MP): a nonce for the proof of possession. Costs no
+ * store access (site/challenge.c). */
+static enum MHD_Result
+srv_challenge(struct srv *s, struct MHD_Connection *c)
+{
+	char nonce[STK_CHALLENGE_LEN + 1];
+	struct stk_error err;
+	int64_t exp;
+
+	stk_error_clear(&err);
+	if (stk_challenge_issue(s->challenges, stk_now(), nonce, &exp, &err) != 0) {
+		srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Cannot issue a "
+		    "challenge: %s", err.msg);
+		return srv_refuse(c, STK_REFUSAL_INTERNAL, NULL);
+	}
+	return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:I, s:s}", "nonce", nonce,
+	    "expires_at", (json_int_t)exp, "sign", STK_POP_REGISTER "\n<nonce>\n"
+	    "<x5t#S256 of the certificate>"));
+}
+
+/* POST rekey (CMG): move the token to a new certificate. */
+static enum MHD_Result
+srv_rekey(struct srv_listener *ls, struct MHD_Connection *c,
+    const struct srv_req *rq, const char *peer)
+{
+	struct srv *s = ls->srv;
+	struct srv_register_body b;
+	struct stk_error err;
+	struct stk_issued is;
+	const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
+	const char *tok = srv_bearer(c);
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	char why[200];
+	enum MHD_Result ret;
+	int r;
+
+	stk_error_clear(&err);
+	memset(&is, 0, sizeof(is));
+	if (srv_parse_register_body(rq->body, rq->len, &b, why, sizeof(why)) != 0)
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST, why);
+	if (b.certificate == NULL || stk_cert_pem_to_der(b.certificate,
+	    strlen(b.certificate), &der, &derlen) != 0) {
+		srv_register_body_clear(&b);
+		return srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
+		    "'certificate' must hold the new device certificate in PEM");
+	}
+	pthread_mutex_lock(&s->site_mu);
+	r = stk_device_rekey(s->site, tok, tok ? strlen(tok) : 0, pc ? pc->data : NULL,
+	    pc ? pc->size : 0, der, derlen, b.proof, stk_now(), &is, &reason, &err);
+	pthread_mutex_unlock(&s->site_mu);
+	free(der);
+	srv_register_body_clear(&b);
+	if (r != 0) {
+		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused rekey from %s: %s (%s)",
+		    peer, stk_refusal_code(reason), err.msg);
+		return srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
+	}
+	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted rekey from %s: device %s "
+	    "moves to certificate x5t#S256=%s", peer, is.dev.guid, is.dev.thumbprint);
+	srv_log_issued(s, &is, "re-key", peer);
+	ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));
+	stk_issued_clear(&is);
+	return ret;
+}
+
+/* A browser can be made to POST to the MP by any page it opens (CSRF):
+ * such a request carries Origin, and a form cannot send application/json
+ * without a CORS preflight that we never answer. Devices send neither. */
+static enum stk_refusal
+srv_post_checks(struct MHD_Connection *c, size_t body_len)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = strlen("application/json");
+
+	if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin") != NULL ||
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site") != NULL)
+		return STK_REFUSAL_CROSS_ORIGIN;
+	if (ct == NULL && body_len == 0) /* renew's empty body */
+		return STK_REFUSAL_NONE;
+	if (ct == NULL || strncasecmp(ct, "application/json", n) != 0 ||
+	    (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' '))
+		return STK_REFUSAL_UNSUPPORTED_MEDIA;
+	return STK_REFUSAL_NONE;
 }
 
 /* This worker thread's verify-only site handle, opened on first use; NULL
@@ -367,7 +445,8 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	struct stk_issued is;
 	struct stk_device dev;
 	const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
-	const char *tok = srv_bearer(c), *reason = NULL;
+	const char *tok = srv_bearer(c);
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	int renew = strcmp(op, "renew") == 0, on = 1, r;
 	enum MHD_Result ret;
 
@@ -392,11 +471,8 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	if (r != 0) {
 		srv_metrics_refused(SRV_M_CMG, reason);
 		srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Refused %s from %s: %s (%s)",
-		    op, peer, reason ? reason : "internal_error", err.msg);
-		if (reason == NULL)
-			return srv_reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-			    "internal_error", "see the server logs");
-		return srv_reply_error(c, srv_status_of(reason), reason, err.msg);
+		    op, peer, stk_refusal_code(reason), err.msg);
+		return srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
 	}
 	if (renew) {
 		srv_metrics_renewed(SRV_M_CMG);
@@ -426,50 +502,59 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 	struct srv_listener *ls = ctx;
 	struct srv *s = ls->srv;
 	const char *op = NULL;
+	enum stk_refusal why;
 	char peer[64];
 	size_t n;
 	int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
 
 	srv_peer_addr(c, peer, sizeof(peer));
 	if (rq->too_big)
-		return srv_reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-		    "request body over 16 KiB");
+		return srv_refuse(c, STK_REFUSAL_BODY_TOO_LARGE, "request body over 16 KiB");
 	if (strncmp(url, SRV_WELLKNOWN, strlen(SRV_WELLKNOWN)) == 0)
 		return srv_wellknown_route(&s->wk, c, url, method, ls->tls ? "https" : "http");
 	if (ls->kind == SRV_CMG) {
 		n = strlen(SRV_CMG_PREFIX);
 		if (strncmp(url, SRV_CMG_PREFIX, n) != 0 ||
 		    strncmp(url + n, s->site_number, strlen(s->site_number)) != 0)
-			return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found",
+			return srv_refuse(c, STK_REFUSAL_NOT_FOUND,
 			    "unknown path (expected /CCM_Proxy_MutualAuth/<site number>/...)");
 		url += n + strlen(s->site_number);
 	}
 	if (strncmp(url, SRV_API, strlen(SRV_API)) == 0)
 		op = url + strlen(SRV_API);
 	if (op == NULL)
-		return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+		return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
+	if (post && (why = srv_post_checks(c, rq->len)) != STK_REFUSAL_NONE)
+		return srv_refuse(c, why, NULL);
 	if (strcmp(op, "register") == 0) {
 		if (!post)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return srv_register(ls, c, rq, peer);
+	}
+	if (ls->kind == SRV_MP && !ls->tls && strcmp(op, "challenge") == 0) {
+		if (!post)
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
+		return srv_challenge(s, c);
+	}
+	if (ls->kind == SRV_CMG && strcmp(op, "rekey") == 0) {
+		if (!post)
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
+		return srv_rekey(ls, c, rq, peer);
 	}
 	if (ls->kind == SRV_CMG && strcmp(op, "renew") == 0) {
 		if (!post)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use POST");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return srv_cmg_authed(ls, c, "renew", peer);
 	}
 	if (ls->kind == SRV_CMG && strcmp(op, "policy") == 0) {
 		if (!get)
-			return srv_reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "method_not_allowed", "use GET");
+			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
 		return srv_cmg_authed(ls, c, "policy", peer);
 	}
 	if (strcmp(op, "health") == 0 && get)
 		return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s}", "status",
 		    "ok", "site", stk_site_guid(s->site)));
-	return srv_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown path");
+	return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 }
 
 /* srv_route, timed for the metrics. */
@@ -511,14 +596,16 @@ srv_listen(struct srv *s, struct srv_listener *ls, const char *addr,
 		return r;
 	ls->srv = s;
 	ls->http = (struct srv_http){ srv_route_timed, ls, SRV_BODY_MAX };
-	/* The trusted CA, when configured, makes the TLS listeners ask for a
-	 * client certificate; without one the CMG still asks (trusting its own
-	 * certificate, so self-signed device certificates get through the
-	 * handshake) and the MP does not. */
+	/* A trust list makes GnuTLS ask for a client certificate: every TLS
+	 * listener asks, because on TLS the registered certificate is the TLS
+	 * client certificate (proof of possession). The configured CA when
+	 * there is one, else the server's own certificate (self-signed device
+	 * certificates still get through the handshake: the token binding or
+	 * the registration authenticates them, not the trust list). */
 	opts = (struct srv_daemon_opts){ srv_mhd_log, s, &sin, threads,
 	    SRV_CONN_LIMIT, SRV_CONN_PER_IP, SRV_CONN_TIMEOUT,
 	    ls->tls ? s->cert_pem : NULL, s->key_pem,
-	    s->ca_pem ? s->ca_pem : ls->kind == SRV_CMG ? s->cert_pem : NULL };
+	    s->ca_pem ? s->ca_pem : ls->tls ? s->cert_pem : NULL };
 	ls->d = srv_http_start(&ls->http, &opts);
 	if (ls->d == NULL)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
@@ -571,6 +658,8 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 		goto fail;
 	}
 	s->have_trusted_ca = s->ca_pem != NULL;
+	if ((r = stk_challenges_new(&s->challenges, err)) != 0)
+		goto fail;
 	if ((r = srv_logs_open(stk_site_dir(site), &s->logs, err)) != 0)
 		goto fail;
 	srv_wellknown_init(&s->wk, site, &s->site_mu, s->logs);
@@ -653,5 +742,6 @@ srv_stop(struct srv *s)
 		free(s->key_pem);
 	}
 	free(s->ca_pem);
+	stk_challenges_free(s->challenges);
 	free(s);
 }

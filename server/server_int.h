@@ -12,12 +12,13 @@
  * srv_register_body_clear (which wipes the bulk token text). */
 struct srv_register_body {
 	json_t *o;
-	const char *certificate, *bulk_token, *hostname;
+	const char *certificate, *bulk_token, *hostname, *nonce, *proof;
 };
 
-/* Parse a register body: a strict JSON object (duplicates and unknown
- * members refused) with optional string members certificate, bulk_token
- * and hostname (printable, at most SRV_HOSTNAME_MAX bytes). 0, or -1 with a
+/* Parse a register (or re-key) body: a strict JSON object (duplicates and
+ * unknown members refused) with optional string members certificate,
+ * bulk_token, hostname (printable, at most SRV_HOSTNAME_MAX bytes), nonce
+ * and proof (the HTTP MP's proof of possession, docs/api.md). 0, or -1 with a
  * reason for the client in why. */
 int srv_parse_register_body(const char *body, size_t len,
     struct srv_register_body *out, char *why, size_t whylen);

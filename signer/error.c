@@ -35,6 +35,7 @@ stk_strerror(int code)
 	case STK_E_TOKEN_NOTYET: return "token not yet valid";
 	case STK_E_TOKEN_BLOCKED: return "token blocked";
 	case STK_E_TOKEN_BINDING: return "token not bound to this certificate";
+	case STK_E_TOKEN_UNKNOWN: return "token not on the site's record";
 	case STK_E_ATTEST: return "key attestation evidence refused";
 	default: return "unknown error";
 	}

@@ -219,7 +219,7 @@ stk_bulk_check(struct stk_site *s, const char *token, size_t len, int64_t now,
 		return r;
 	if ((r = stk_bulk_get(s, claims->id, &rec, err)) != 0) {
 		if (r == STK_E_NOTFOUND)
-			r = stk_error_set(err, STK_E_TOKEN_ISSUER, STK_LAYER_TOKEN, 0,
+			r = stk_error_set(err, STK_E_TOKEN_UNKNOWN, STK_LAYER_TOKEN, 0,
 			    "bulk token %s is not on this site's record", claims->id);
 		goto fail;
 	}

@@ -25,36 +25,17 @@ stk_issued_clear(struct stk_issued *r)
 	memset(r, 0, sizeof(*r));
 }
 
-const char *
-stk_device_reason_of(int code)
-{
-	switch (code) {
-	case STK_E_TOKEN_EXPIRED:
-		return STK_REASON_TOKEN_EXPIRED;
-	case STK_E_TOKEN_NOTYET:
-		return STK_REASON_TOKEN_NOTYET;
-	case STK_E_TOKEN_TYPE:
-		return STK_REASON_TOKEN_TYPE;
-	case STK_E_TOKEN_BLOCKED:
-		return STK_REASON_BULK_BLOCKED;
-	case STK_E_TOKEN_BINDING:
-		return STK_REASON_BINDING;
-	default:
-		return STK_REASON_TOKEN_INVALID;
-	}
-}
-
 /* Record a refusal in its own transaction. Best effort: a refusal is
  * returned to the caller even when the audit write fails (logged). */
 static void
 dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
-    const char *subject, const char *reason, const struct stk_error *why)
+    const char *subject, enum stk_refusal reason, const struct stk_error *why)
 {
 	struct stk_error e;
 	char detail[160];
 
 	stk_error_clear(&e);
-	snprintf(detail, sizeof(detail), "%.40s: %.110s", reason ? reason : "error",
+	snprintf(detail, sizeof(detail), "%.40s: %.110s", stk_refusal_code(reason),
 	    why != NULL && why->msg[0] ? why->msg : "");
 	if (stk_audit_append(s, actor ? actor : "device", event, subject ? subject : "",
 	    "refused", detail, &e) != 0)
@@ -81,10 +62,14 @@ dev_row(struct site_stmt *st, struct stk_device *d)
 		snprintf(d->last_jti, sizeof(d->last_jti), "%s", t);
 	d->last_issued_at = db_column_int64(st, 8);
 	d->token_exp = db_column_int64(st, 9);
+	if ((t = db_column_text(st, 10)) != NULL)
+		snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", t);
+	d->token_used = db_column_int(st, 11);
 }
 
 #define DEV_COLUMNS "guid, cert_thumbprint, registered_at, via, bulk_guid," \
-	" blocked, allow_cmg, last_token_jti, last_issued_at, token_exp"
+	" blocked, allow_cmg, last_token_jti, last_issued_at, token_exp," \
+	" prev_token_jti, token_used"
 
 /* by: "guid" or "cert_thumbprint". */
 static int
@@ -268,12 +253,16 @@ stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
 	    actor, "setting.device", detail, err);
 }
 
-/* Issue a token for device d (guid, thumbprint set) and write the row:
- * insert when is_new, else update. Caller holds the transaction. */
+/* Issue a token for device d and write the row. Registration (cert_der
+ * set): insert when is_new, else point the row at this certificate. Renewal
+ * and re-key: only when the device's latest jti is still expect_jti (read
+ * before the write lock: a renewal another node committed since makes this
+ * one lose); prev_jti is the token presented. Caller holds the transaction.
+ * STK_E_EXISTS when the conditional update found a newer token. */
 static int
 dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
-    const unsigned char *cert_der, size_t cert_len, int64_t now, char **token,
-    struct stk_error *err)
+    const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
+    const char *prev_jti, int64_t now, char **token, struct stk_error *err)
 {
 	const struct stk_signer *signer;
 	struct site_stmt *st = NULL;
@@ -291,36 +280,54 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	/* The key retires only after this token expires (site/keys.c). */
 	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
 		goto fail;
+	d->token_used = 0;
+	snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", cert_der == NULL && prev_jti ?
+	    prev_jti : "");
 	if (is_new)
 		sql = "INSERT INTO devices (guid, cert_thumbprint, cert, registered_at,"
 		    " via, bulk_guid, blocked, allow_cmg, last_token_jti, last_issued_at,"
-		    " token_exp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7, ?8, ?9)";
+		    " token_exp, prev_token_jti, token_used) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+		    " 0, NULL, ?7, ?8, ?9, NULL, 0)";
+	else if (cert_der != NULL && expect_jti == NULL)
+		sql = "UPDATE devices SET cert_thumbprint = ?2, cert = ?3, registered_at = ?4,"
+		    " via = ?5, bulk_guid = ?6, last_token_jti = ?7, last_issued_at = ?8,"
+		    " token_exp = ?9, prev_token_jti = NULL, token_used = 0 WHERE guid = ?1";
 	else if (cert_der != NULL)
-		sql = "UPDATE devices SET registered_at = ?4, via = ?5, bulk_guid = ?6,"
-		    " last_token_jti = ?7, last_issued_at = ?8, token_exp = ?9"
-		    " WHERE guid = ?1 AND cert_thumbprint = ?2 AND length(?3) > 0";
+		sql = "UPDATE devices SET cert_thumbprint = ?2, cert = ?3,"
+		    " last_token_jti = ?7, last_issued_at = ?8, token_exp = ?9,"
+		    " prev_token_jti = NULL, token_used = 0 WHERE guid = ?1"
+		    " AND last_token_jti = ?10";
 	else
 		sql = "UPDATE devices SET last_token_jti = ?7, last_issued_at = ?8,"
-		    " token_exp = ?9 WHERE guid = ?1 AND cert_thumbprint = ?2";
+		    " token_exp = ?9, prev_token_jti = ?11, token_used = 0"
+		    " WHERE guid = ?1 AND cert_thumbprint = ?2 AND last_token_jti = ?10";
 	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "recording the device");
 		goto fail;
 	}
-	db_bind_text(st, 1, d->guid);
-	db_bind_text(st, 2, d->thumbprint);
+	r = db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->thumbprint);
 	if (cert_der != NULL)
-		db_bind_blob(st, 3, cert_der, cert_len);
-	db_bind_int64(st, 4, d->registered_at);
-	db_bind_text(st, 5, d->via);
-	if (d->bulk_guid[0])
-		db_bind_text(st, 6, d->bulk_guid);
-	else
-		db_bind_null(st, 6);
-	db_bind_text(st, 7, d->last_jti);
-	db_bind_int64(st, 8, d->last_issued_at);
-	db_bind_int64(st, 9, d->token_exp);
-	if (db_step(st) != SITE_DB_DONE || db_changes(s->store) != 1) {
+		r |= db_bind_blob(st, 3, cert_der, cert_len);
+	if (is_new || (cert_der != NULL && expect_jti == NULL)) {
+		r |= db_bind_int64(st, 4, d->registered_at) | db_bind_text(st, 5, d->via);
+		r |= d->bulk_guid[0] ? db_bind_text(st, 6, d->bulk_guid) : db_bind_null(st, 6);
+	}
+	r |= db_bind_text(st, 7, d->last_jti) | db_bind_int64(st, 8, d->last_issued_at) |
+	    db_bind_int64(st, 9, d->token_exp);
+	if (!is_new && expect_jti != NULL) {
+		r |= db_bind_text(st, 10, expect_jti);
+		if (cert_der == NULL)
+			r |= db_bind_text(st, 11, prev_jti ? prev_jti : "");
+	}
+	if (r != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the device");
+		goto fail;
+	}
+	if (db_changes(s->store) != 1) {
+		r = is_new || expect_jti == NULL ? site_db_error(s, err,
+		    "recording the device") : stk_error_set(err, STK_E_EXISTS,
+		    STK_LAYER_NONE, 0, "device %s got a newer token meanwhile (another "
+		    "renewal won)", d->guid);
 		goto fail;
 	}
 	db_finalize(st);
@@ -332,13 +339,120 @@ fail:
 	return r;
 }
 
+/* Append to the enrollment history (never updated, never deleted). */
+static int
+dev_history_append(struct stk_site *s, const struct stk_device *d, const char *peer,
+    int64_t now, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int r;
+
+	if (db_prepare(s->store, "INSERT INTO registrations (device_guid, cert_thumbprint,"
+	    " via, bulk_guid, peer, at) VALUES (?, ?, ?, ?, ?, ?)", &st) != 0)
+		return site_db_error(s, err, "recording the registration");
+	r = db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->thumbprint) |
+	    db_bind_text(st, 3, d->via) | (d->bulk_guid[0] ?
+	    db_bind_text(st, 4, d->bulk_guid) : db_bind_null(st, 4)) |
+	    db_bind_text(st, 5, peer ? peer : "") | db_bind_int64(st, 6, now);
+	if (r != 0 || db_step(st) != SITE_DB_DONE)
+		r = site_db_error(s, err, "recording the registration");
+	db_finalize(st);
+	return r;
+}
+
+/* allow-cmg for a certificate about to register through the CMG: the known
+ * device's own value, else the site default. */
+static int
+dev_cmg_allowed(struct stk_site *s, const char *thumb, int *on, struct stk_error *err)
+{
+	struct stk_device d;
+	int r;
+
+	*on = 1;
+	r = dev_lookup(s, "cert_thumbprint", thumb, &d, err);
+	if (r == 0 && d.allow_cmg >= 0) {
+		*on = d.allow_cmg;
+		return STK_OK;
+	}
+	if (r != 0 && r != STK_E_NOTFOUND)
+		return r;
+	return stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, on, err);
+}
+
+/* Proof of possession for a registration: which certificate is registered
+ * and how its key was proved. */
+static int
+dev_reg_proof(const struct stk_reg_request *req, int64_t now,
+    const unsigned char **der, size_t *len, char thumb[44],
+    enum stk_refusal *reason, struct stk_error *err)
+{
+	char *msg = NULL;
+	int r;
+
+	*der = NULL;
+	*len = 0;
+	if (req->tls || req->via == STK_VIA_CMG) {
+		/* The handshake proved the key of the TLS client certificate. */
+		if (req->tls_cert_der == NULL || req->tls_cert_len == 0) {
+			*reason = STK_REFUSAL_NO_CLIENT_CERT;
+			return stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+			    "registration over TLS needs the device certificate as the TLS "
+			    "client certificate");
+		}
+		if (req->cert_der != NULL && (req->cert_len != req->tls_cert_len ||
+		    memcmp(req->cert_der, req->tls_cert_der, req->cert_len) != 0)) {
+			*reason = STK_REFUSAL_BINDING;
+			return stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+			    "the certificate in the body is not the TLS client certificate");
+		}
+		*der = req->tls_cert_der;
+		*len = req->tls_cert_len;
+		if ((r = stk_device_cert_check(*der, *len, now, thumb, err)) != 0)
+			*reason = STK_REFUSAL_BAD_CERTIFICATE;
+		return r;
+	}
+	if ((r = stk_device_cert_check(req->cert_der, req->cert_len, now, thumb,
+	    err)) != 0) {
+		*reason = STK_REFUSAL_BAD_CERTIFICATE;
+		return r;
+	}
+	if (req->nonce == NULL || req->proof == NULL || req->challenges == NULL) {
+		*reason = STK_REFUSAL_PROOF_REQUIRED;
+		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "registration needs a proof of possession: sign a challenge "
+		    "(POST .../challenge) with the device key");
+	}
+	if ((r = stk_challenge_check(req->challenges, req->nonce, now, err)) != 0) {
+		*reason = STK_REFUSAL_CHALLENGE_INVALID;
+		return r;
+	}
+	if ((msg = stk_pop_message(STK_POP_REGISTER, req->nonce, thumb)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	r = stk_pop_verify(req->cert_der, req->cert_len, msg, req->proof, err);
+	free(msg);
+	if (r != 0) {
+		*reason = r == STK_E_NOMEM ? STK_REFUSAL_INTERNAL : STK_REFUSAL_PROOF_INVALID;
+		return r;
+	}
+	/* Single use, marked only once the signature verified. */
+	if ((r = stk_challenge_consume(req->challenges, req->nonce, now, err)) != 0) {
+		*reason = STK_REFUSAL_CHALLENGE_INVALID;
+		return r;
+	}
+	*der = req->cert_der;
+	*len = req->cert_len;
+	return STK_OK;
+}
+
 int
 stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
-    int64_t now, struct stk_issued *out, const char **reason,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err)
 {
 	struct stk_claims bulk;
 	struct stk_device old;
+	const unsigned char *der = NULL;
+	size_t derlen = 0;
 	char thumb[44], detail[160];
 	const char *actor = req->peer ? req->peer : "device";
 	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
@@ -347,34 +461,39 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 
 	memset(out, 0, sizeof(*out));
 	memset(&bulk, 0, sizeof(bulk));
-	*reason = NULL;
+	*reason = STK_REFUSAL_INTERNAL;
 	thumb[0] = '\0';
-	if (req->via == STK_VIA_CMG && (req->cert_der == NULL || req->cert_len == 0)) {
-		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
-		    "the cloud gateway requires a TLS client certificate");
-		*reason = STK_REASON_NO_CLIENT_CERT;
-		goto refuse;
-	}
-	if ((r = stk_device_cert_check(req->cert_der, req->cert_len, now, thumb, err)) != 0) {
-		*reason = STK_REASON_BAD_CERT;
+	if ((r = dev_reg_proof(req, now, &der, &derlen, thumb, reason, err)) != 0) {
+		if (*reason == STK_REFUSAL_INTERNAL)
+			goto out;
 		goto refuse;
 	}
 	if (req->via == STK_VIA_MP) {
 		if ((r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &on, err)) != 0)
-			return r;
+			goto out;
 		if (!on) {
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "internal registration is turned off on this site");
-			*reason = STK_REASON_INTERNAL_DISABLED;
+			*reason = STK_REFUSAL_INTERNAL_DISABLED;
+			goto refuse;
+		}
+	} else {
+		/* Before the bulk token is looked at (or counted as used). */
+		if ((r = dev_cmg_allowed(s, thumb, &on, err)) != 0)
+			goto out;
+		if (!on) {
+			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+			    "client setting 'allow cloud gateway' is off: register with "
+			    "the management point on the internal network");
+			*reason = STK_REFUSAL_CMG_DISABLED;
 			goto refuse;
 		}
 	}
 	if (req->bulk_token != NULL) {
 		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &bulk,
 		    err)) != 0) {
-			*reason = r == STK_E_TOKEN_ISSUER &&
-			    strstr(err ? err->msg : "", "record") != NULL ?
-			    STK_REASON_BULK_UNKNOWN : stk_device_reason_of(r);
+			if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
+				goto out;
 			goto refuse;
 		}
 	} else if (req->via == STK_VIA_CMG ||
@@ -384,7 +503,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		    "registration through the cloud gateway needs a bulk registration token" :
 		    "registration over HTTPS needs a trusted client certificate or a bulk "
 		    "registration token");
-		*reason = req->via == STK_VIA_CMG ? STK_REASON_NO_TOKEN : STK_REASON_CREDENTIAL;
+		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		goto refuse;
 	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
@@ -398,7 +517,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		stk_site_tx_rollback(s);
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
-		*reason = STK_REASON_DEVICE_BLOCKED;
+		*reason = STK_REFUSAL_DEVICE_BLOCKED;
 		goto refuse;
 	}
 	if (exists)
@@ -415,8 +534,10 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	    req->bulk_token != NULL ? bulk.id : "");
 	if (!exists)
 		out->dev.allow_cmg = -1;
-	if ((r = dev_issue_store(s, &out->dev, !exists, req->cert_der, req->cert_len,
-	    now, &out->token, err)) != 0)
+	if ((r = dev_issue_store(s, &out->dev, !exists, der, derlen, NULL, NULL, now,
+	    &out->token, err)) != 0)
+		goto fail_tx;
+	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
 		goto fail_tx;
 	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
 	    "re-registered" : "new", out->dev.last_jti, thumb,
@@ -426,6 +547,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	out->new_device = !exists;
+	*reason = STK_REFUSAL_NONE;
 	stk_claims_clear(&bulk);
 	return STK_OK;
 fail_tx:
@@ -437,16 +559,92 @@ refuse:
 out:
 	stk_claims_clear(&bulk);
 	stk_issued_clear(out);
-	if (*reason == NULL && r != 0)
-		*reason = NULL;
 	return r;
 }
 
-/* Gateway checks shared by authenticate and renew. */
+/* The first use of a renewed token closes the window in which the token it
+ * replaced could still renew. */
 static int
-dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
-    const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err)
+dev_mark_used(struct stk_site *s, const struct stk_device *d, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int r;
+
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	if (db_prepare(s->store, "UPDATE devices SET token_used = 1 WHERE guid = ?"
+	    " AND last_token_jti = ?", &st) != 0) {
+		r = site_db_error(s, err, "updating the device");
+		goto fail;
+	}
+	if ((db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->last_jti)) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
+		r = site_db_error(s, err, "updating the device");
+		goto fail;
+	}
+	db_finalize(st);
+	return stk_site_tx_commit(s, err);
+fail:
+	db_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
+
+/* Device-side checks of a client token whose signature and claims verified:
+ * known, bound to the device's certificate (thumb, when given), the latest
+ * token (or, for a renewal, the one the unused latest replaced), not
+ * blocked. Reads only. */
+static int
+dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thumb,
+    int renewal, struct stk_device *dev, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	int r;
+
+	if ((r = dev_lookup(s, "guid", c->subject, dev, err)) != 0) {
+		if (r == STK_E_NOTFOUND)
+			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
+		return r;
+	}
+	if (strcmp(dev->thumbprint, thumb ? thumb : c->cnf_x5t_s256) != 0) {
+		*reason = STK_REFUSAL_BINDING;
+		return stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
+		    "device %s is registered with another certificate", dev->guid);
+	}
+	if (strcmp(dev->last_jti, c->id) != 0 && !(renewal && !dev->token_used &&
+	    dev->prev_jti[0] && strcmp(dev->prev_jti, c->id) == 0)) {
+		*reason = STK_REFUSAL_SUPERSEDED;
+		return stk_error_set(err, STK_E_TOKEN_CLAIMS, STK_LAYER_TOKEN, 0,
+		    "token %s was replaced by a newer token for device %s", c->id, dev->guid);
+	}
+	if (dev->blocked) {
+		*reason = STK_REFUSAL_DEVICE_BLOCKED;
+		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "device %s is blocked", dev->guid);
+	}
+	return STK_OK;
+}
+
+int
+stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
+    enum stk_refusal *reason, struct stk_error *err)
+{
+	struct stk_device d;
+	int r;
+
+	*reason = STK_REFUSAL_INTERNAL;
+	if ((r = dev_token_checks(s, c, NULL, 0, &d, reason, err)) == 0)
+		*reason = STK_REFUSAL_NONE;
+	return r;
+}
+
+/* Gateway checks shared by authenticate, renew and re-key. renewal: the
+ * token the unused latest one replaced is accepted (lost response). */
+static int
+dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
+    size_t len, const unsigned char *peer_der, size_t peer_len, int64_t now,
+    struct stk_device *dev, char jti[STK_GUID_LEN + 1], enum stk_refusal *reason,
+    struct stk_error *err)
 {
 	struct stk_claims c;
 	char thumb[44] = "";
@@ -454,11 +652,13 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 
 	memset(dev, 0, sizeof(*dev));
 	memset(&c, 0, sizeof(c));
-	*reason = NULL;
+	*reason = STK_REFUSAL_INTERNAL;
+	if (jti != NULL)
+		jti[0] = '\0';
 	if (peer_der == NULL || peer_len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "no TLS client certificate was presented");
-		*reason = STK_REASON_NO_CLIENT_CERT;
+		*reason = STK_REFUSAL_NO_CLIENT_CERT;
 		goto refuse;
 	}
 	/* Hash only: the TLS library parsed this certificate in the handshake
@@ -467,14 +667,14 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 	if (peer_len > STK_DEVICE_CERT_MAX) {
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "device certificate too large");
-		*reason = STK_REASON_BAD_CERT;
+		*reason = STK_REFUSAL_BAD_CERTIFICATE;
 		goto refuse;
 	}
 	stk_cert_x5t_s256(peer_der, peer_len, thumb);
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
-		*reason = STK_REASON_NO_TOKEN;
+		*reason = STK_REFUSAL_NO_TOKEN;
 		goto refuse;
 	}
 	/* Through the site: a kid another node made since the key set was
@@ -482,9 +682,8 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 	 * certificate comes from the cache (tokcache.c); the device checks
 	 * below always read the store. */
 	if ((r = site_verify_client_cached(s, token, len, thumb, now, &c, err)) != 0) {
-		if (r == STK_E_DB) /* the key set could not be read */
+		if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
 			goto out;
-		*reason = stk_device_reason_of(r);
 		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
 			snprintf(err->msg, sizeof(err->msg), "client token expired: "
 			    "register again directly with the management point on the "
@@ -499,31 +698,12 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "token %s is bound to another certificate than the TLS client "
 		    "certificate", c.id);
-		*reason = STK_REASON_BINDING;
+		*reason = STK_REFUSAL_BINDING;
 		goto refuse;
 	}
-	if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
-		if (r != STK_E_NOTFOUND)
+	if ((r = dev_token_checks(s, &c, thumb, renewal, dev, reason, err)) != 0) {
+		if (*reason == STK_REFUSAL_INTERNAL)
 			goto out;
-		*reason = STK_REASON_UNKNOWN_DEVICE;
-		goto refuse;
-	}
-	if (strcmp(dev->thumbprint, thumb) != 0) {
-		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
-		    "device %s is registered with another certificate", dev->guid);
-		*reason = STK_REASON_BINDING;
-		goto refuse;
-	}
-	if (strcmp(dev->last_jti, c.id) != 0) {
-		r = stk_error_set(err, STK_E_TOKEN_CLAIMS, STK_LAYER_TOKEN, 0,
-		    "token %s was replaced by a newer token for device %s", c.id, dev->guid);
-		*reason = STK_REASON_SUPERSEDED;
-		goto refuse;
-	}
-	if (dev->blocked) {
-		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-		    "device %s is blocked", dev->guid);
-		*reason = STK_REASON_DEVICE_BLOCKED;
 		goto refuse;
 	}
 	on = dev->allow_cmg;
@@ -532,9 +712,15 @@ dev_auth(struct stk_site *s, const char *event, const char *token, size_t len,
 	if (!on) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
-		*reason = STK_REASON_CMG_DISABLED;
+		*reason = STK_REFUSAL_CMG_DISABLED;
 		goto refuse;
 	}
+	if (!dev->token_used && strcmp(dev->last_jti, c.id) == 0 &&
+	    (r = dev_mark_used(s, dev, err)) != 0)
+		goto out;
+	if (jti != NULL)
+		snprintf(jti, STK_GUID_LEN + 1, "%s", c.id);
+	*reason = STK_REFUSAL_NONE;
 	stk_claims_clear(&c);
 	return STK_OK;
 refuse:
@@ -548,40 +734,227 @@ out:
 int
 stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err)
+    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
 {
-	return dev_auth(s, "gateway.auth", token, len, peer_der, peer_len, now, dev,
-	    reason, err);
+	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, now, dev,
+	    NULL, reason, err);
+}
+
+/* Renewal (new_cert NULL) or re-key: the token moves on, the update
+ * conditional on the latest jti read by dev_auth. */
+static int
+dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len, const unsigned char *new_cert,
+    size_t new_len, const char *proof, int64_t now, struct stk_issued *out,
+    enum stk_refusal *reason, struct stk_error *err)
+{
+	char detail[160], old_jti[STK_GUID_LEN + 1], used[STK_GUID_LEN + 1];
+	char new_thumb[44] = "", *msg = NULL;
+	struct stk_device other;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = dev_auth(s, event, 1, token, len, peer_der, peer_len, now,
+	    &out->dev, used, reason, err)) != 0)
+		return r;
+	*reason = STK_REFUSAL_INTERNAL;
+	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
+	if (new_cert != NULL) {
+		if ((r = stk_device_cert_check(new_cert, new_len, now, new_thumb,
+		    err)) != 0) {
+			*reason = STK_REFUSAL_BAD_CERTIFICATE;
+			goto refuse;
+		}
+		if ((msg = stk_pop_message(STK_POP_REKEY, used, new_thumb)) == NULL) {
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+			goto out;
+		}
+		if ((r = stk_pop_verify(new_cert, new_len, msg, proof, err)) != 0) {
+			*reason = proof == NULL ? STK_REFUSAL_PROOF_REQUIRED :
+			    STK_REFUSAL_PROOF_INVALID;
+			goto refuse;
+		}
+		r = dev_lookup(s, "cert_thumbprint", new_thumb, &other, err);
+		if (r == 0) {
+			r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+			    "the new certificate is already registered (device %s)", other.guid);
+			*reason = STK_REFUSAL_BAD_CERTIFICATE;
+			goto refuse;
+		}
+		if (r != STK_E_NOTFOUND)
+			goto out;
+		snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", new_thumb);
+	}
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		goto out;
+	r = dev_issue_store(s, &out->dev, 0, new_cert, new_len, old_jti, used, now,
+	    &out->token, err);
+	if (r == STK_E_EXISTS) {
+		stk_site_tx_rollback(s);
+		*reason = STK_REFUSAL_SUPERSEDED;
+		goto refuse;
+	}
+	if (r != 0)
+		goto fail_tx;
+	if (new_cert != NULL)
+		snprintf(detail, sizeof(detail), "jti=%s replaces %s x5t#S256=%s",
+		    out->dev.last_jti, used, new_thumb);
+	else
+		snprintf(detail, sizeof(detail), "jti=%s replaces %s%s", out->dev.last_jti,
+		    used, strcmp(used, old_jti) != 0 ? " (retry: the previous renewal's "
+		    "token was never used)" : "");
+	if ((r = stk_audit_append(s, "gateway", event, out->dev.guid, "ok", detail,
+	    err)) != 0)
+		goto fail_tx;
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto out;
+	*reason = STK_REFUSAL_NONE;
+	free(msg);
+	return STK_OK;
+fail_tx:
+	stk_site_tx_rollback(s);
+	goto out;
+refuse:
+	dev_audit_refusal(s, "gateway", event, out->dev.guid, *reason, err);
+out:
+	free(msg);
+	stk_issued_clear(out);
+	return r;
 }
 
 int
 stk_device_renew(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_issued *out, const char **reason, struct stk_error *err)
+    struct stk_issued *out, enum stk_refusal *reason, struct stk_error *err)
 {
-	char detail[160], old_jti[STK_GUID_LEN + 1];
+	return dev_renew(s, "device.renew", token, len, peer_der, peer_len, NULL, 0,
+	    NULL, now, out, reason, err);
+}
+
+int
+stk_device_rekey(struct stk_site *s, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len,
+    const unsigned char *new_cert, size_t new_len, const char *proof,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	if (new_cert == NULL || new_len == 0) {
+		memset(out, 0, sizeof(*out));
+		*reason = STK_REFUSAL_BAD_CERTIFICATE;
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "re-key needs the new certificate");
+	}
+	return dev_renew(s, "device.rekey", token, len, peer_der, peer_len, new_cert,
+	    new_len, proof, now, out, reason, err);
+}
+
+int
+stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
+    stk_device_cb cb, void *ctx, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	struct stk_device d;
+	char g[STK_GUID_LEN + 1];
+	size_t i;
+	int rc, r = STK_OK;
+
+	if (bulk_guid == NULL || !stk_guid_valid(bulk_guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%.40s' is not a GUID", bulk_guid ? bulk_guid : "");
+	for (i = 0; i <= STK_GUID_LEN; i++)
+		g[i] = (char)tolower((unsigned char)bulk_guid[i]);
+	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
+	    " (SELECT device_guid FROM registrations WHERE bulk_guid = ?)"
+	    " ORDER BY registered_at, guid", &st) != 0)
+		return site_db_error(s, err, "reading devices");
+	if (db_bind_text(st, 1, g) != 0) {
+		r = site_db_error(s, err, "reading devices");
+		goto out;
+	}
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		dev_row(st, &d);
+		if ((r = cb(ctx, &d)) != 0)
+			break;
+	}
+	if (r == 0 && rc != SITE_DB_DONE)
+		r = site_db_error(s, err, "reading devices");
+out:
+	db_finalize(st);
+	return r;
+}
+
+struct dev_guids {
+	char (*g)[STK_GUID_LEN + 1];
+	size_t n, cap;
+};
+
+static int
+dev_collect(void *ctx, const struct stk_device *d)
+{
+	struct dev_guids *l = ctx;
+	void *p;
+
+	if (d->blocked)
+		return 0;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		if ((p = realloc(l->g, l->cap * sizeof(*l->g))) == NULL)
+			return STK_E_NOMEM;
+		l->g = p;
+	}
+	snprintf(l->g[l->n++], STK_GUID_LEN + 1, "%s", d->guid);
+	return 0;
+}
+
+int
+stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
+    const char *actor, long *count, struct stk_error *err)
+{
+	struct dev_guids l = { NULL, 0, 0 };
+	struct stk_bulk_record rec;
+	struct site_stmt *st = NULL;
+	char detail[80];
+	size_t i;
 	int r;
 
-	memset(out, 0, sizeof(*out));
-	if ((r = dev_auth(s, "device.renew", token, len, peer_der, peer_len, now,
-	    &out->dev, reason, err)) != 0)
-		return r;
-	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
+	*count = 0;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto out;
-	if ((r = dev_issue_store(s, &out->dev, 0, NULL, 0, now, &out->token, err)) != 0)
-		goto fail_tx;
-	snprintf(detail, sizeof(detail), "jti=%s replaces %s", out->dev.last_jti, old_jti);
-	if ((r = stk_audit_append(s, "gateway", "device.renew", out->dev.guid, "ok",
-	    detail, err)) != 0)
-		goto fail_tx;
+		return r;
+	/* Only a token this site issued (unknown GUID: 1, nothing changes). */
+	if ((r = stk_bulk_get(s, bulk_guid, &rec, err)) != 0)
+		goto fail;
+	if ((r = stk_device_foreach_bulk(s, rec.guid, dev_collect, &l, err)) != 0) {
+		if (r == STK_E_NOMEM)
+			stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+		goto fail;
+	}
+	snprintf(detail, sizeof(detail), "enrolled with bulk=%s", rec.guid);
+	for (i = 0; i < l.n; i++) {
+		if (db_prepare(s->store, "UPDATE devices SET blocked = 1 WHERE guid = ?",
+		    &st) != 0 || db_bind_text(st, 1, l.g[i]) != 0 ||
+		    db_step(st) != SITE_DB_DONE) {
+			r = site_db_error(s, err, "blocking devices");
+			goto fail;
+		}
+		db_finalize(st);
+		st = NULL;
+		if ((r = stk_audit_append(s, actor, "device.block", l.g[i], "ok", detail,
+		    err)) != 0)
+			goto fail;
+	}
+	snprintf(detail, sizeof(detail), "%zu device(s) blocked", l.n);
+	if ((r = stk_audit_append(s, actor, "bulk.block_devices", rec.guid, "ok", detail,
+	    err)) != 0)
+		goto fail;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
-	return STK_OK;
-fail_tx:
+	*count = (long)l.n;
+	goto out;
+fail:
+	db_finalize(st);
 	stk_site_tx_rollback(s);
 out:
-	stk_issued_clear(out);
+	free(l.g);
 	return r;
 }
 
@@ -597,14 +970,14 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 
 	for (i = 0; i < n; i++)
 		rows[i].devices = 0;
-	/* One grouped pass (devices_bulk index), then map onto the rows. */
-	if (db_prepare(s->store, "SELECT bulk_guid, count(*) FROM devices"
-	    " GROUP BY bulk_guid", &st) != 0)
+	/* One grouped pass over the enrollment history (registrations_bulk
+	 * index), then map onto the rows. */
+	if (db_prepare(s->store, "SELECT bulk_guid, count(DISTINCT device_guid)"
+	    " FROM registrations WHERE bulk_guid IS NOT NULL GROUP BY bulk_guid", &st) != 0)
 		return site_db_error(s, err, "counting devices");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		g = db_column_text(st, 0);
 		cnt = (long)db_column_int64(st, 1);
-		total += cnt;
 		if (g == NULL)
 			continue;
 		for (i = 0; i < n; i++)
@@ -613,6 +986,14 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 				rows[i].devices = cnt;
 	}
 	if (rc != SITE_DB_DONE)
+		r = site_db_error(s, err, "counting devices");
+	db_finalize(st);
+	st = NULL;
+	if (r == STK_OK && db_prepare(s->store, "SELECT count(*) FROM devices", &st) != 0)
+		r = site_db_error(s, err, "counting devices");
+	if (r == STK_OK && db_step(st) == SITE_DB_ROW)
+		total = (long)db_column_int64(st, 0);
+	else if (r == STK_OK)
 		r = site_db_error(s, err, "counting devices");
 	db_finalize(st);
 	for (i = 0; r == STK_OK && i < n; i++)

@@ -63,6 +63,17 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE site_keys ADD COLUMN max_exp INTEGER DEFAULT 0;"
 	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
 	"UPDATE site_keys SET max_exp = NULL;",
+	/* 4 -> 5: enrollment history (append-only) and idempotent renewal
+	 * (site/device.c) */
+	"CREATE TABLE registrations ("
+	"  device_guid TEXT NOT NULL, cert_thumbprint TEXT NOT NULL,"
+	"  via TEXT NOT NULL, bulk_guid TEXT, peer TEXT NOT NULL, at INTEGER NOT NULL);"
+	"CREATE INDEX registrations_bulk ON registrations (bulk_guid);"
+	"CREATE INDEX registrations_device ON registrations (device_guid);"
+	"INSERT INTO registrations (device_guid, cert_thumbprint, via, bulk_guid, peer, at)"
+	"  SELECT guid, cert_thumbprint, via, bulk_guid, '', registered_at FROM devices;"
+	"ALTER TABLE devices ADD COLUMN prev_token_jti TEXT;"
+	"ALTER TABLE devices ADD COLUMN token_used INTEGER NOT NULL DEFAULT 1;",
 };
 
 int64_t
@@ -802,7 +813,7 @@ int
 site_store_dump(struct stk_site *s, char **out, size_t *len, struct stk_error *err)
 {
 	static const char *const tables[] = { "site", "bulk_tokens", "audit",
-	    "audit_checkpoints", "devices", "settings" };
+	    "audit_checkpoints", "devices", "settings", "registrations" };
 	struct site_stmt *st = NULL;
 	char sql[64];
 	FILE *f;

@@ -1,6 +1,7 @@
 # Signing core, file backend, site database, bulk tokens, audit, CLI.
 stk_unit_test(test_b64url)
 stk_unit_test(test_jws)
+stk_unit_test(test_refusal)
 stk_unit_test(test_file_backend)
 stk_unit_test(test_cert)
 stk_unit_test(test_site)

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 #include "sitetoken/site.h"
 #include "sitetoken/token.h"
 
@@ -29,24 +30,6 @@ extern "C" {
 #define STK_SETTING_ALLOW_CMG "allow-cmg"           /* default on */
 #define STK_SETTING_INTERNAL_REG "internal-registration" /* default on */
 
-/* Refusal reason codes: stable strings for HTTP bodies, logs and audit. */
-#define STK_REASON_NO_CLIENT_CERT "no_client_certificate"
-#define STK_REASON_NO_TOKEN "no_token"
-#define STK_REASON_TOKEN_INVALID "token_invalid"
-#define STK_REASON_TOKEN_EXPIRED "token_expired"
-#define STK_REASON_TOKEN_NOTYET "token_not_yet_valid"
-#define STK_REASON_TOKEN_TYPE "wrong_token_type"
-#define STK_REASON_BULK_BLOCKED "bulk_token_blocked"
-#define STK_REASON_BULK_UNKNOWN "bulk_token_unknown"
-#define STK_REASON_BINDING "certificate_mismatch"
-#define STK_REASON_UNKNOWN_DEVICE "unknown_device"
-#define STK_REASON_DEVICE_BLOCKED "device_blocked"
-#define STK_REASON_CMG_DISABLED "cloud_gateway_disabled"
-#define STK_REASON_INTERNAL_DISABLED "internal_registration_disabled"
-#define STK_REASON_CREDENTIAL "credential_required"
-#define STK_REASON_BAD_CERT "bad_certificate"
-#define STK_REASON_SUPERSEDED "token_superseded"
-
 enum stk_via { STK_VIA_MP = 0, STK_VIA_CMG };
 
 struct stk_device {
@@ -59,6 +42,11 @@ struct stk_device {
 	int allow_cmg;                    /* -1: site default, 0 off, 1 on */
 	char last_jti[STK_GUID_LEN + 1];
 	int64_t last_issued_at, token_exp;
+	/* Idempotent renewal: the token last_jti replaced stays good for one
+	 * more renewal until last_jti is first used (a device that lost the
+	 * renewal response retries with the token it still holds). */
+	char prev_jti[STK_GUID_LEN + 1];  /* "" if none */
+	int token_used;                   /* last_jti seen at the gateway */
 };
 
 /* Result of a registration or renewal. token: the client token (malloc'd;
@@ -70,11 +58,49 @@ struct stk_issued {
 };
 void stk_issued_clear(struct stk_issued *r); /* wipes/frees the token */
 
+/* ---- Proof of possession on the HTTP MP (docs/api.md) ----
+ * The MP hands out a challenge (nonce); the device signs
+ *   "sitetoken-register-v1\n" <nonce> "\n" <x5t#S256 of its certificate>
+ * with its key (SHA-256; RSA PKCS#1 v1.5, or ECDSA as raw r||s or DER) and
+ * sends nonce and signature (base64url) with the certificate. A nonce is
+ * good for STK_CHALLENGE_TTL seconds, once, on the MP process that made it.
+ * struct stk_challenges is thread-safe. */
+#define STK_CHALLENGE_TTL 120
+#define STK_CHALLENGE_LEN 54      /* base64url of 40 bytes */
+#define STK_POP_REGISTER "sitetoken-register-v1"
+#define STK_POP_REKEY "sitetoken-rekey-v1"
+struct stk_challenges;
+int stk_challenges_new(struct stk_challenges **out, struct stk_error *err);
+void stk_challenges_free(struct stk_challenges *c);
+int stk_challenge_issue(struct stk_challenges *c, int64_t now,
+    char nonce[STK_CHALLENGE_LEN + 1], int64_t *expires_at, struct stk_error *err);
+/* Issued here, not expired, not used: 0, else STK_E_AUTH. */
+int stk_challenge_check(struct stk_challenges *c, const char *nonce, int64_t now,
+    struct stk_error *err);
+/* As check, and marks it used. */
+int stk_challenge_consume(struct stk_challenges *c, const char *nonce, int64_t now,
+    struct stk_error *err);
+/* The message a proof signs: context "\n" a "\n" b, in out (malloc'd). */
+char *stk_pop_message(const char *context, const char *a, const char *b);
+/* Verify a proof signature (base64url) over msg with the certificate's key. */
+int stk_pop_verify(const unsigned char *cert_der, size_t cert_len, const char *msg,
+    const char *sig_b64url, struct stk_error *err);
+
 /* Request facts for a registration. */
 struct stk_reg_request {
 	enum stk_via via;
-	const unsigned char *cert_der;    /* the device's self-signed certificate */
+	int tls;                          /* the listener is TLS (the CMG always) */
+	/* TLS listeners: the client certificate of the handshake (which proved
+	 * the key): that is the certificate registered. */
+	const unsigned char *tls_cert_der;
+	size_t tls_cert_len;
+	/* The certificate in the body: on the HTTP MP the one registered (with
+	 * the challenge proof below); on TLS, if given, it must equal the TLS
+	 * client certificate. */
+	const unsigned char *cert_der;
 	size_t cert_len;
+	struct stk_challenges *challenges; /* HTTP MP */
+	const char *nonce, *proof;        /* HTTP MP: challenge and signature */
 	const char *bulk_token;           /* NULL when none */
 	size_t bulk_len;
 	int trusted_credential;           /* MP over HTTPS: caller verified a client
@@ -84,11 +110,16 @@ struct stk_reg_request {
 };
 
 /* Register a device and issue its client token (90 days, bound to the
- * certificate). The same certificate registering again keeps its device
- * GUID. On refusal returns a negative code and sets *reason to an
- * STK_REASON_* string (static); the refusal is audited. */
+ * certificate), once it proved possession of the certificate's key (TLS
+ * client certificate, or the challenge signature on the HTTP MP). The same
+ * certificate registering again keeps its device GUID and gets a new token
+ * (a registration retried after a lost response); every registration is
+ * appended to the enrollment history. allow-cmg off refuses a CMG
+ * registration before the bulk token is looked at. On refusal returns a negative code and sets *reason (refusal.h;
+ * STK_REFUSAL_INTERNAL for a store or backend failure); a policy refusal is
+ * audited. */
 int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
-    int64_t now, struct stk_issued *out, const char **reason,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
@@ -96,17 +127,18 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
  * On success fills *dev. Refusals audited, *reason set. */
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, const char **reason, struct stk_error *err);
+    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err);
 
 /* Renewal through the gateway: authenticate as above, then issue a new
- * 90-day token for the same certificate. An expired token is refused with
- * STK_REASON_TOKEN_EXPIRED (register again on the internal network). */
+ * 90-day token for the same certificate. Idempotent: the token the last
+ * renewal replaced renews again while the new one has not been used (its
+ * response was lost); the update re-checks the device's latest jti, so of
+ * renewals racing on several nodes one wins and the others are refused
+ * STK_REFUSAL_SUPERSEDED. An expired token is refused with
+ * STK_REFUSAL_TOKEN_EXPIRED (register again on the internal network). */
 int stk_device_renew(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_issued *out, const char **reason, struct stk_error *err);
-
-/* Map a token refusal code to its STK_REASON_* string. */
-const char *stk_device_reason_of(int code);
+    struct stk_issued *out, enum stk_refusal *reason, struct stk_error *err);
 
 int stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
     struct stk_error *err);
@@ -115,13 +147,39 @@ int stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
     struct stk_error *err);
 int stk_device_set_blocked(struct stk_site *s, const char *guid, int block,
     const char *actor, struct stk_error *err);
+/* Devices ever enrolled with bulk token bulk_guid (enrollment history). */
+int stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
+    stk_device_cb cb, void *ctx, struct stk_error *err);
+/* Block every device ever enrolled with bulk token bulk_guid (a leaked
+ * token), each audited, in one transaction; *count: devices newly blocked. */
+int stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
+    const char *actor, long *count, struct stk_error *err);
+
+/* Move a device's token to a new certificate (re-key before the old one
+ * expires), through the CMG: the request authenticates as a renewal with the
+ * old certificate (TLS) and token; `proof` is the new key's signature over
+ * stk_pop_message(STK_POP_REKEY, <token jti>, <x5t#S256 of new_cert>). The
+ * device's certificate becomes new_cert and a token bound to it is issued;
+ * the old token is superseded. Audited (device.rekey). */
+int stk_device_rekey(struct stk_site *s, const char *token, size_t len,
+    const unsigned char *peer_der, size_t peer_len,
+    const unsigned char *new_cert, size_t new_len, const char *proof,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
+    struct stk_error *err);
+
+/* The gateway's verdict on a client token whose signature and claims
+ * already verified (`sitetoken verify` on a site): device known, the token
+ * is its latest, not blocked, not bound to another certificate. Reads only. */
+int stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
+    enum stk_refusal *reason, struct stk_error *err);
 /* allow: -1 back to the site default, 0 off, 1 on. */
 int stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
     const char *actor, struct stk_error *err);
 
 /* Fill rows[i].devices of a certificates view (stk_certs_list): for a bulk
- * token, the devices that registered with it; for the site certificate,
- * every registered device (their client tokens are signed by its key). */
+ * token, the devices ever enrolled with it (enrollment history, so a
+ * re-registration does not take a device off its count); for the site
+ * certificate, every registered device. */
 int stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows,
     size_t n, struct stk_error *err);
 

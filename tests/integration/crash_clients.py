@@ -6,13 +6,13 @@ killed -9 and restarted under it.
 
 DIR holds device identities d<N>.crt/.key (made beforehand). Each thread
 takes the next unused identity and registers it once, alternately with the
-MP (HTTP, certificate in the body) and through the CMG (mutual TLS, bulk
+MP (HTTP, certificate in the body with its challenge signed) and through the CMG (mutual TLS, bulk
 token); a connection error abandons the identity (it may or may not have
 been committed: both are fine). Every 200 is appended to DIR/acked as
 "guid jti thumbprint-of-cert via" and flushed before the next request.
 Each thread pauses PAUSE seconds between registrations, so the identities
 last across all the kills. Stops when STOP_FILE exists or identities run out."""
-import base64, hashlib, http.client, json, os, ssl, sys, threading, time
+import base64, hashlib, http.client, json, os, ssl, subprocess, sys, threading, time
 
 d, mp_port, cmg_port, cmg_path, cafile, bulkf, nthr, stopf, pause = sys.argv[1:10]
 pause = float(pause)
@@ -34,12 +34,38 @@ def thumb(pem):
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mp_proof(pem, key):
+    """The HTTP MP's proof of possession (docs/api.md): its challenge signed
+    with the device key (openssl writes ECDSA as DER, which the MP takes)."""
+    c = http.client.HTTPConnection("127.0.0.1", mp_port, timeout=10)
+    try:
+        c.request("POST", "/sitetoken/v1/challenge", "{}", {"Content-Type": "application/json"})
+        nonce = json.loads(c.getresponse().read())["nonce"]
+    finally:
+        c.close()
+    msg = f"sitetoken-register-v1\n{nonce}\n{thumb(pem)}".encode()
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg,
+                         capture_output=True, check=True).stdout
+    return nonce, b64u(sig)
+
+
 def one(n):
     crt, key = os.path.join(d, f"d{n}.crt"), os.path.join(d, f"d{n}.key")
     pem = open(crt).read()
     if n % 2:
+        try:
+            nonce, proof = mp_proof(pem, key)
+        except (OSError, http.client.HTTPException, ValueError, KeyError):
+            with lock:
+                stats["err"] += 1
+            return
         c = http.client.HTTPConnection("127.0.0.1", mp_port, timeout=10)
-        body, path, via = json.dumps({"certificate": pem}), "/sitetoken/v1/register", "mp"
+        body = json.dumps({"certificate": pem, "nonce": nonce, "proof": proof})
+        path, via = "/sitetoken/v1/register", "mp"
     else:
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.load_cert_chain(crt, key)
@@ -62,6 +88,10 @@ def one(n):
             acked.flush()
             os.fsync(acked.fileno())
             stats["ok"] += 1
+        elif r.status == 401 and b"challenge_invalid" in data:
+            # The server was killed between the challenge and the
+            # registration: a challenge is good on the process that made it.
+            stats["err"] += 1
         else:
             stats["refused"] += 1
             print(f"refused {r.status} {data[:200]!r}", file=sys.stderr)

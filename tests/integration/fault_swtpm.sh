@@ -32,20 +32,29 @@ start_server 0 --threads 4
 for c in 1 2; do
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/d$c.key" \
 		-out "$T/d$c.crt" -days 30 -subj "/CN=d$c" 2>/dev/null
-	python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' \
-		"$T/d$c.crt" > "$T/body$c"
+	openssl x509 -in "$T/d$c.crt" -outform DER | openssl dgst -sha256 -binary |
+		basenc --base64url | tr -d '=\n' > "$T/x5t$c"
 done
-# Each loop re-registers its device (same certificate: a new token each time).
+# Each loop re-registers its device (same certificate: a new token each time)
+# with its proof of possession: the MP's challenge signed by the device key
+# (docs/api.md).
 load() {
-	local c=$1
+	local c=$1 nonce
 	while [ ! -e "$T/stop" ]; do
+		nonce=$(curl -s --max-time 20 -H 'Content-Type: application/json' -d '{}' \
+			"$MP/sitetoken/v1/challenge" | json_get nonce 2>/dev/null || true)
+		printf 'sitetoken-register-v1\n%s\n%s' "$nonce" "$(cat "$T/x5t$c")" |
+			openssl dgst -sha256 -sign "$T/d$c.key" | basenc --base64url | tr -d '=\n' > "$T/proof$c"
+		python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(),
+		    "nonce": sys.argv[2], "proof": open(sys.argv[3]).read()}))' \
+			"$T/d$c.crt" "$nonce" "$T/proof$c" > "$T/body$c"
 		code=$(curl -s -o "$T/resp$c" -w '%{http_code}' --max-time 20 -X POST \
 			-H 'Content-Type: application/json' --data @"$T/body$c" "$MP/sitetoken/v1/register")
 		echo "$(date +%s.%N) $code $(head -c 300 "$T/resp$c" | tr -d '\n' | grep -o '"message": *"[^"]*"' || true)" >> "$T/codes$c"
 	done
 }
 for c in 1 2; do load "$c" & LOOPS+=($!); done
-sleep 1.5
+sleep 3
 t_kill=$(date +%s.%N)
 kill -9 "$SWTPM_PID"
 sleep 2
@@ -58,7 +67,7 @@ swtpm socket --tpm2 --tpmstate dir="$TPM",mode=0600 \
 	--log file="$TPM/swtpm.log",level=1 --daemon || fail "swtpm restart on port $port"
 for _ in $(seq 50); do [ -s "$TPM/swtpm.pid" ] && break; sleep 0.1; done
 SWTPM2=$(cat "$TPM/swtpm.pid")
-sleep 2.5
+sleep 4
 touch "$T/stop"
 for p in "${LOOPS[@]}"; do wait "$p"; done
 LOOPS=()

@@ -173,8 +173,8 @@ printf '{}' > "$T/body"
 refused 404 not_found 0 "other site number" -- "${REG/$SITE_NUMBER/1$SITE_NUMBER}" "$T/body" "${XCERT[@]}"
 refused 405 method_not_allowed 0 "PUT register" -- "$REG" "$T/body" "${XCERT[@]}" -X PUT
 
-# --- the HTTP MP's certificate member (checked by the server before the
-# site: not audited) ---
+# --- the HTTP MP's certificate member and media type (checked by the
+# server before the site: not audited) ---
 printf '{"certificate":"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n"}' > "$T/body"
 refused 400 bad_certificate 0 "MP: certificate PEM unreadable" -- "$MP/sitetoken/v1/register" "$T/body"
 python3 -c 'import sys,base64; open(sys.argv[1],"w").write("{\"certificate\":\"-----BEGIN CERTIFICATE-----\\n%s\\n-----END CERTIFICATE-----\\n\"}" % base64.b64encode(b"\x30\x03\x02\x01\x01").decode())' "$T/body"
@@ -255,26 +255,33 @@ $JWS valid "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_bo
 expect_ok "re-signed bulk token registers (control)" -- "$REG" "$T/body" "${XCERT[@]}"
 [ "$(count_devices)" = $((n0 + 1)) ] && ok "control registration recorded" || bad "control device count"
 
-# A renewal replayed: the first is answered, the replay of the same request
-# (same certificate, same old token) is refused and changes nothing.
+# Attacker 6 (lost message): a renewal whose response is lost is retried
+# with the token the device still holds and succeeds; the lost token is dead
+# and the retried one is the device's one valid token. Once that one has
+# been used, the old token renews no more.
 got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")")
-[ "$got" = "200 -" ] && ok "renewal: 200" || bad "renewal: $got"
+[ "$got" = "200 -" ] && ok "renewal: 200 (response dropped)" || bad "renewal: $got"
+json_get client_token < "$T/resp" > "$T/lost.tok"
+got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")")
+[ "$got" = "200 -" ] && ok "lost renewal retried with the previous token: 200" || bad "lost renewal retry: $got"
 json_get client_token < "$T/resp" > "$T/client2.tok"
-refused 401 token_superseded 1 "replayed renewal" -- "$REN" - "${ACERT[@]}" -X POST \
-	-H @"$(bearer_hdr "$T/client.tok")"
-expect_ok "the renewed token works" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client2.tok")"
+expect_ok "the retried renewal's token works" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client2.tok")"
+refused 401 token_superseded 1 "the lost renewal's token" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/lost.tok")"
+refused 401 token_superseded 1 "renewal replayed after the new token was used" -- "$REN" - \
+	"${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")"
 cp "$T/client2.tok" "$T/client.tok"
 
-# The internal MP has no proof of possession (SPEC: internal network): a
-# replay of A's certificate there re-registers A. Recorded here so a change
-# is noticed, not asserted: the replayer's token is bound to A's certificate,
-# useless without A's key, but it supersedes A's token (issue 8). Last, as
-# it ends device A's session.
+# Attacker 1: A's certificate is public. Posted to the HTTP MP without a
+# proof of possession, or with a proof made by another key, it registers
+# nothing and A's token stays valid (before: it re-registered A and
+# superseded A's token).
 python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/A/device.crt" > "$T/body"
-got=$(post_json "$MP/sitetoken/v1/register" "$T/body")
-echo "# MP replay of A's certificate: $got new_device=$(json_get new_device < "$T/resp" 2>/dev/null)"
-got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client.tok")")
-echo "# device A's token after the MP replay: $got"
+refused 401 proof_required 1 "MP replay of A's certificate without proof" -- "$MP/sitetoken/v1/register" "$T/body"
+mp_pop_body "$T/A/device.crt" "$T/x.key"
+refused 401 proof_invalid 1 "MP: A's certificate with a proof by another key" -- "$MP/sitetoken/v1/register" "$T/body"
+expect_ok "device A's token still accepted after the MP replays" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/client.tok")"
 
 echo "# $FAILS failures"
 [ "$FAILS" = 0 ]

@@ -35,3 +35,24 @@ bearer_hdr() {
 	( umask 077; printf 'Authorization: Bearer %s' "$(cat "$1")" > "$T/bearer.hdr" )
 	echo "$T/bearer.hdr"
 }
+
+# x5t#S256 of a PEM certificate file.
+cert_x5t() {
+	openssl x509 -in "$1" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=\n'
+}
+
+# mp_pop_body CERT SIGNING_KEY [NONCE] -> $T/body: an HTTP MP register body
+# with CERT and its proof of possession (docs/api.md): the MP's challenge
+# (or NONCE) signed by SIGNING_KEY, as any third-party agent can do it with
+# openssl. The nonce used is left in $T/nonce.
+mp_pop_body() {
+	local crt=$1 key=$2 nonce=${3:-}
+	[ -n "$nonce" ] || nonce=$(curl -s -H 'Content-Type: application/json' -d '{}' \
+		"$MP/sitetoken/v1/challenge" | json_get nonce)
+	printf '%s' "$nonce" > "$T/nonce"
+	printf 'sitetoken-register-v1\n%s\n%s' "$nonce" "$(cert_x5t "$crt")" |
+		openssl dgst -sha256 -sign "$key" | basenc --base64url | tr -d '=\n' > "$T/proof"
+	python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(),
+	    "nonce": open(sys.argv[2]).read(), "proof": open(sys.argv[3]).read()}))' \
+		"$crt" "$T/nonce" "$T/proof" > "$T/body"
+}

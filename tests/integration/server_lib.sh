@@ -108,7 +108,7 @@ cmg_call() { # cmg_call METHOD PATH STATE_NAME TOKEN_FILE [curl args]
 	fi
 	local cert=()
 	[ -n "$st" ] && cert=(--cert "$T/$st/device.crt" --key "$T/$st/device.key")
-	curl -s --cacert "$T/tls.crt" "${cert[@]}" -H @"$hdr" -X "$method" \
+	curl -s --cacert "$T/tls.crt" "${cert[@]}" -H @"$hdr" -H 'Content-Type: application/json' -X "$method" \
 		-w '\n%{http_code}' "$@" "$CMG/sitetoken/v1/$path"
 	rm -f "$hdr"
 }

@@ -25,23 +25,29 @@ new_bulk "$T/bulk.tok" >/dev/null
 agent P 0 register --mp "$MPS" --regtoken-file "$T/bulk.tok" | grep -q "via mp" || fail "bulk credential"
 ok "HTTPS MP with a bulk registration token accepted"
 
-# TLS client certificate from the trusted CA, registering a self-signed device cert.
+# TLS client certificate from the trusted CA: the registered certificate is
+# the TLS client certificate (the handshake proved its key).
 agent Q 0 status >/dev/null 2>&1 || true
 agent Q 0 register --mp "$MPS" 2>/dev/null || true   # makes Q's identity (refused)
 python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/Q/device.crt" > "$T/body"
+# Attacker 1 with a trusted-CA certificate: a body naming another device's
+# (public) certificate is refused; before, that certificate was registered.
 st=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/pki.crt" --key "$T/pki.key" \
-	--data-binary @"$T/body" "$MPS/sitetoken/v1/register")
+	-H 'Content-Type: application/json' --data-binary @"$T/body" "$MPS/sitetoken/v1/register")
+[ "$st" = 401 ] && grep -q certificate_mismatch "$T/resp" || fail "foreign body certificate over TLS: $st $(cat "$T/resp")"
+ok "HTTPS MP: a body certificate other than the TLS client certificate refused (401 certificate_mismatch)"
+st=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/pki.crt" --key "$T/pki.key" \
+	-H 'Content-Type: application/json' --data-binary '{}' "$MPS/sitetoken/v1/register")
 [ "$st" = 200 ] || fail "trusted CA credential: $st $(cat "$T/resp")"
-# The token is bound to the device certificate from the body, not the PKI one.
-want=$(openssl x509 -in "$T/Q/device.crt" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
+want=$(openssl x509 -in "$T/pki.crt" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
 guid=$(json_get device_guid < "$T/resp")
 [ "$(sqlite3 "$SITE/site.db" "SELECT cert_thumbprint FROM devices WHERE guid='$guid'")" = "$want" ] || fail "bound to the wrong certificate"
 rm -f "$T/resp"
-ok "HTTPS MP with a client certificate from the trusted CA accepted"
+ok "HTTPS MP with a client certificate from the trusted CA accepted, bound to that certificate"
 
 # A self-signed TLS client certificate is not a credential on the MP.
 st=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/Q/device.crt" --key "$T/Q/device.key" \
-	--data-binary @"$T/body" "$MPS/sitetoken/v1/register")
+	-H 'Content-Type: application/json' --data-binary @"$T/body" "$MPS/sitetoken/v1/register")
 [ "$st" = 401 ] || fail "self-signed TLS cert accepted as credential: $st"
 ok "self-signed TLS client certificate is not a credential (401)"
 assert_no_tokens_in_logs

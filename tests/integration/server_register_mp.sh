@@ -49,12 +49,12 @@ grep -Eq '^[0-9-]{10}T[0-9:]{8}Z \[tid [0-9]+\] CCM_STS: Issued client authentic
 assert_no_tokens_in_logs
 
 # Strict request parsing.
-st=$(curl -s -o /dev/null -w '%{http_code}' -d '{"certificate":"a","certificate":"b"}' "$MP/sitetoken/v1/register")
+st=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d '{"certificate":"a","certificate":"b"}' "$MP/sitetoken/v1/register")
 [ "$st" = 400 ] || fail "duplicate JSON members: $st"
-st=$(curl -s -o /dev/null -w '%{http_code}' -d '{"certificate":"x","extra":1}' "$MP/sitetoken/v1/register")
+st=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d '{"certificate":"x","extra":1}' "$MP/sitetoken/v1/register")
 [ "$st" = 400 ] || fail "unknown member: $st"
 head -c 20000 /dev/zero | tr '\0' a > "$T/big"
-st=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T/big" "$MP/sitetoken/v1/register")
+st=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$T/big" "$MP/sitetoken/v1/register")
 [ "$st" = 413 ] || fail "oversized body: $st"
 st=$(curl -s -o /dev/null -w '%{http_code}' "$MP/sitetoken/v1/register")
 [ "$st" = 405 ] || fail "GET register: $st"

@@ -18,6 +18,7 @@ struct fx {
 	unsigned char *certA, *certB;
 	size_t lenA, lenB;
 	int64_t t0;
+	struct stk_challenges *ch;
 };
 
 static void
@@ -57,6 +58,8 @@ setup(void **state)
 		fail_msg("site init: %s", err.msg);
 	make_cert(f, "a", &f->certA, &f->lenA);
 	make_cert(f, "b", &f->certB, &f->lenB);
+	if (stk_challenges_new(&f->ch, &err) != 0)
+		fail_msg("challenges: %s", err.msg);
 	*state = f;
 	return 0;
 }
@@ -67,6 +70,7 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	stk_site_close(f->s);
+	stk_challenges_free(f->ch);
 	tu_rmrf(f->dir);
 	free(f->dir);
 	free(f->certA);
@@ -121,21 +125,62 @@ device_count(struct fx *f)
 	return n;
 }
 
+/* What a device does on the HTTP MP: a challenge, signed with the key
+ * `keyname` over the certificate der. *proof malloc'd. */
+static void
+prove(struct fx *f, const char *keyname, const unsigned char *der, size_t len,
+    int64_t now, char nonce[STK_CHALLENGE_LEN + 1], char **proof)
+{
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	unsigned char sig[512];
+	size_t siglen = sizeof(sig);
+	char path[PATH_MAX], x5t[44], *msg;
+	int64_t exp;
+
+	memset(&ko, 0, sizeof(ko));
+	assert_int_equal(stk_challenge_issue(f->ch, now, nonce, &exp, &err), 0);
+	stk_cert_x5t_s256(der, len, x5t);
+	msg = stk_pop_message(STK_POP_REGISTER, nonce, x5t);
+	snprintf(path, sizeof(path), "%s/%s.key", f->dir, keyname);
+	if (stk_key_open(path, &ko, &k, &err) != 0)
+		fail_msg("open %s: %s", path, err.msg);
+	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
+	    &err), 0);
+	assert_int_equal(stk_b64url_encode(sig, siglen, proof), 0);
+	stk_key_close(k);
+	free(msg);
+}
+
+static void
+mp_request(struct fx *f, struct stk_reg_request *rq, const unsigned char *der,
+    size_t len)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->via = STK_VIA_MP;
+	rq->cert_der = der;
+	rq->cert_len = len;
+	rq->challenges = f->ch;
+	rq->peer = "test";
+}
+
 static void
 reg_mp(struct fx *f, const unsigned char *der, size_t len, int64_t now,
     struct stk_issued *out)
 {
 	struct stk_reg_request rq;
 	struct stk_error err;
-	const char *reason;
+	enum stk_refusal reason;
+	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.cert_der = der;
-	rq.cert_len = len;
-	rq.peer = "test";
+	prove(f, der == f->certA ? "a" : "b", der, len, now, nonce, &proof);
+	mp_request(f, &rq, der, len);
+	rq.nonce = nonce;
+	rq.proof = proof;
 	if (stk_device_register(f->s, &rq, now, out, &reason, &err) != 0)
 		fail_msg("register: %s", err.msg);
+	free(proof);
 }
 
 static void
@@ -174,33 +219,32 @@ test_register_refusals(void **state)
 	struct stk_reg_request rq;
 	struct stk_issued out;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	unsigned char junk[8] = { 0x30, 0x03, 1, 2, 3, 4, 5, 6 };
 
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.cert_der = junk;
-	rq.cert_len = sizeof(junk);
+	mp_request(f, &rq, junk, sizeof(junk));
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BAD_CERT);
+	assert_int_equal(reason, STK_REFUSAL_BAD_CERTIFICATE);
 	/* CMG: certificate but no bulk token. */
+	memset(&rq, 0, sizeof(rq));
 	rq.via = STK_VIA_CMG;
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_NO_TOKEN);
+	assert_int_equal(reason, STK_REFUSAL_NO_TOKEN);
 	/* CMG: no certificate at all. */
-	rq.cert_der = NULL;
-	rq.cert_len = 0;
+	rq.tls_cert_der = NULL;
+	rq.tls_cert_len = 0;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_NO_CLIENT_CERT);
+	assert_int_equal(reason, STK_REFUSAL_NO_CLIENT_CERT);
 	/* HTTPS MP needs a credential. */
 	rq.via = STK_VIA_MP;
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
 	rq.require_credential = 1;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_CREDENTIAL);
+	assert_int_equal(reason, STK_REFUSAL_CREDENTIAL);
 	rq.trusted_credential = 1;
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	stk_issued_clear(&out);
@@ -208,7 +252,7 @@ test_register_refusals(void **state)
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_INTERNAL_REG, "off", "t", &err), 0);
 	rq.require_credential = 0;
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_INTERNAL_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_INTERNAL_DISABLED);
 	assert_int_equal(device_count(f), 1);
 	assert_int_equal(audit_count(f, NULL, "refused"), 5);
 }
@@ -222,14 +266,15 @@ test_cmg_bulk_and_auth(void **state)
 	struct stk_issued a;
 	struct stk_device d;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
 	memset(&rq, 0, sizeof(rq));
 	rq.via = STK_VIA_CMG;
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
 	rq.bulk_token = bulk;
 	rq.bulk_len = strlen(bulk);
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
@@ -240,16 +285,16 @@ test_cmg_bulk_and_auth(void **state)
 	    f->lenA, f->t0, &d, &reason, &err), 0);
 	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certB,
 	    f->lenB, f->t0, &d, &reason, &err), STK_E_TOKEN_BINDING);
-	assert_string_equal(reason, STK_REASON_BINDING);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	/* The bulk token is not a client token. */
 	assert_int_not_equal(stk_device_authenticate(f->s, bulk, strlen(bulk), f->certA,
 	    f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_TOKEN_TYPE);
+	assert_int_equal(reason, STK_REFUSAL_TOKEN_TYPE);
 	/* allow-cmg: site off, device override on, back to default. */
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_CMG_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_device_set_allow_cmg(f->s, a.dev.guid, 1, "t", &err), 0);
 	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certA,
 	    f->lenA, f->t0, &d, &reason, &err), 0);
@@ -261,14 +306,14 @@ test_cmg_bulk_and_auth(void **state)
 	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 1, "t", &err), 0);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_DEVICE_BLOCKED);
+	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
 	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 0, "t", &err), 0);
 	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "t", &err), 0);
-	rq.cert_der = f->certB;
-	rq.cert_len = f->lenB;
+	rq.tls_cert_der = f->certB;
+	rq.tls_cert_len = f->lenB;
 	stk_issued_clear(&a);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BULK_BLOCKED);
+	assert_int_equal(reason, STK_REFUSAL_BULK_BLOCKED);
 	/* Unknown settings are refused. */
 	assert_int_equal(stk_setting_set(f->s, "nope", "on", "t", &err), STK_E_ARG);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "maybe", "t", &err),
@@ -283,7 +328,7 @@ test_renewal_window(void **state)
 	struct stk_issued a, r1, r2;
 	struct stk_device d;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 
 	reg_mp(f, f->certA, f->lenA, f->t0, &a);
 	/* Day 31: renewed, valid 90 days from renewal; the old token is replaced. */
@@ -293,21 +338,287 @@ test_renewal_window(void **state)
 	assert_string_equal(r1.dev.guid, a.dev.guid);
 	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
 	    f->certA, f->lenA, f->t0 + 31 * DAY, &d, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_SUPERSEDED);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
 	/* Renewal with another certificate: refused. */
 	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certB,
 	    f->lenB, f->t0 + 32 * DAY, &r2, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_BINDING);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	/* 91 days after the renewal: expired, renewal refused with the hint. */
 	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certA,
 	    f->lenA, f->t0 + 122 * DAY, &r2, &reason, &err), 0);
-	assert_string_equal(reason, STK_REASON_TOKEN_EXPIRED);
+	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
 	assert_non_null(strstr(err.msg, "internal network"));
 	assert_null(r2.token);
 	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 2);
 	stk_issued_clear(&a);
 	stk_issued_clear(&r1);
+}
+
+/* Attacker 1 (network): A's certificate is public. Posting it to the HTTP
+ * MP without a proof, with a proof by another key, or with a challenge that
+ * was forged, expired or already used registers nothing and leaves A's token
+ * the latest. Before: any post of the certificate re-registered A. */
+static void
+test_pop_refusals(void **state)
+{
+	struct fx *f = *state;
+	struct stk_reg_request rq;
+	struct stk_issued a, out;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char nonce[STK_CHALLENGE_LEN + 1], forged[STK_CHALLENGE_LEN + 1], *proof = NULL;
+
+	reg_mp(f, f->certA, f->lenA, f->t0, &a);
+	mp_request(f, &rq, f->certA, f->lenA);
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_PROOF_REQUIRED);
+	/* B's key signs a challenge for A's certificate. */
+	prove(f, "b", f->certA, f->lenA, f->t0, nonce, &proof);
+	rq.nonce = nonce;
+	rq.proof = proof;
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_PROOF_INVALID);
+	free(proof);
+	/* A nonce with one character changed fails the MAC. */
+	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
+	memcpy(forged, nonce, sizeof(forged));
+	forged[3] = forged[3] == 'A' ? 'B' : 'A';
+	rq.nonce = forged;
+	rq.proof = proof;
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
+	/* The genuine proof, too late. */
+	rq.nonce = nonce;
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0 + STK_CHALLENGE_TTL, &out,
+	    &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
+	/* In time it registers; replayed, it does not. */
+	assert_int_equal(stk_device_register(f->s, &rq, f->t0 + 1, &out, &reason, &err), 0);
+	stk_issued_clear(&out);
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0 + 2, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
+	free(proof);
+	assert_int_equal(device_count(f), 1);
+	assert_int_equal(audit_count(f, "device.register.mp", "refused"), 5);
+	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 2);
+	stk_issued_clear(&a);
+}
+
+/* Attacker 1 with a bulk token and any TLS certificate: the registered
+ * certificate is the TLS client certificate; a body naming another one (a
+ * victim's public certificate) is refused. */
+static void
+test_tls_body_cert_must_match(void **state)
+{
+	struct fx *f = *state;
+	struct stk_reg_request rq;
+	struct stk_bulk_record rec;
+	struct stk_issued out;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char *bulk = NULL;
+
+	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
+	memset(&rq, 0, sizeof(rq));
+	rq.via = STK_VIA_CMG;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certB;
+	rq.tls_cert_len = f->lenB;
+	rq.cert_der = f->certA;
+	rq.cert_len = f->lenA;
+	rq.bulk_token = bulk;
+	rq.bulk_len = strlen(bulk);
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
+	assert_int_equal(device_count(f), 0);
+	/* The same certificate in body and TLS is fine. */
+	rq.cert_der = f->certB;
+	rq.cert_len = f->lenB;
+	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	stk_issued_clear(&out);
+	stk_token_free(bulk);
+}
+
+/* Attacker 6 (lost message): the renewal response is lost; the device
+ * retries with the token it still holds and gets a token that works; the
+ * lost one is dead. Once the new token has been used, the old one no longer
+ * renews. Before: the retry was refused token_superseded (locked out). */
+static void
+test_lost_renewal_retry(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued a, lost, r2, r3;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	int64_t t = f->t0 + 31 * DAY;
+
+	reg_mp(f, f->certA, f->lenA, f->t0, &a);
+	assert_int_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA, f->lenA,
+	    t, &lost, &reason, &err), 0);
+	assert_int_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA, f->lenA,
+	    t + 5, &r2, &reason, &err), 0);
+	assert_int_equal(stk_device_authenticate(f->s, r2.token, strlen(r2.token), f->certA,
+	    f->lenA, t + 6, &d, &reason, &err), 0);
+	assert_int_not_equal(stk_device_authenticate(f->s, lost.token, strlen(lost.token),
+	    f->certA, f->lenA, t + 6, &d, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
+	/* r2 was used: a.token is finished, for renewal too. */
+	assert_int_not_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA,
+	    f->lenA, t + 7, &r3, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
+	/* The previous token never works at the gateway for anything else. */
+	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
+	    f->certA, f->lenA, t + 7, &d, &reason, &err), 0);
+	stk_issued_clear(&a);
+	stk_issued_clear(&lost);
+	stk_issued_clear(&r2);
+}
+
+/* Attacker 6 for registration: the response is lost; the device registers
+ * again (fresh proof) and ends with one device and one valid token. */
+static void
+test_lost_registration_retry(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued lost, again;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+
+	reg_mp(f, f->certA, f->lenA, f->t0, &lost);
+	reg_mp(f, f->certA, f->lenA, f->t0 + 3, &again);
+	assert_string_equal(again.dev.guid, lost.dev.guid);
+	assert_int_equal(device_count(f), 1);
+	assert_int_equal(stk_device_authenticate(f->s, again.token, strlen(again.token),
+	    f->certA, f->lenA, f->t0 + 4, &d, &reason, &err), 0);
+	assert_int_not_equal(stk_device_authenticate(f->s, lost.token, strlen(lost.token),
+	    f->certA, f->lenA, f->t0 + 4, &d, &reason, &err), 0);
+	stk_issued_clear(&lost);
+	stk_issued_clear(&again);
+}
+
+/* Item 5: with allow-cmg off, a CMG registration is refused 403
+ * cloud_gateway_disabled before the bulk token is checked: no device, no
+ * enrollment counted for the token. Before: it registered, then every
+ * request was refused. */
+static void
+test_cmg_registration_allow_cmg_off(void **state)
+{
+	struct fx *f = *state;
+	struct stk_reg_request rq;
+	struct stk_bulk_record rec;
+	struct stk_cert_row row;
+	struct stk_issued out;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char *bulk = NULL;
+
+	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
+	memset(&rq, 0, sizeof(rq));
+	rq.via = STK_VIA_CMG;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
+	rq.bulk_token = bulk;
+	rq.bulk_len = strlen(bulk);
+	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(stk_refusal_http(reason), 403);
+	assert_int_equal(device_count(f), 0);
+	memset(&row, 0, sizeof(row));
+	snprintf(row.type, sizeof(row.type), "Bulk Registration Token");
+	snprintf(row.id, sizeof(row.id), "%s", rec.guid);
+	assert_int_equal(stk_certs_count_devices(f->s, &row, 1, &err), 0);
+	assert_int_equal(row.devices, 0);
+	stk_token_free(bulk);
+}
+
+static int
+dev_guid_cb(void *ctx, const struct stk_device *d)
+{
+	snprintf(ctx, STK_GUID_LEN + 1, "%s", d->guid);
+	return 0;
+}
+
+/* Item 6: the enrollment history survives re-registration: a device
+ * enrolled with bulk token 1 that re-registers over the MP still counts for
+ * token 1 and is listed by it; `block --bulk` blocks it (audited). Before:
+ * the count fell to 0 and nothing tied the device to the token. */
+static void
+test_enrollment_history_and_block_bulk(void **state)
+{
+	struct fx *f = *state;
+	struct stk_reg_request rq;
+	struct stk_bulk_record rec;
+	struct stk_cert_row row;
+	struct stk_issued a, again;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	char *bulk = NULL, listed[STK_GUID_LEN + 1] = "";
+	long n = -1;
+
+	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
+	memset(&rq, 0, sizeof(rq));
+	rq.via = STK_VIA_CMG;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
+	rq.bulk_token = bulk;
+	rq.bulk_len = strlen(bulk);
+	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
+	reg_mp(f, f->certA, f->lenA, f->t0 + 5, &again);
+	assert_string_equal(again.dev.via, "mp");
+	memset(&row, 0, sizeof(row));
+	snprintf(row.type, sizeof(row.type), "Bulk Registration Token");
+	snprintf(row.id, sizeof(row.id), "%s", rec.guid);
+	assert_int_equal(stk_certs_count_devices(f->s, &row, 1, &err), 0);
+	assert_int_equal(row.devices, 1);
+	assert_int_equal(stk_device_foreach_bulk(f->s, rec.guid, dev_guid_cb, listed, &err), 0);
+	assert_string_equal(listed, a.dev.guid);
+	assert_int_equal(stk_device_block_bulk(f->s, rec.guid, "admin", &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(stk_device_get(f->s, a.dev.guid, &d, &err), 0);
+	assert_true(d.blocked);
+	assert_int_equal(audit_count(f, "bulk.block_devices", "ok"), 1);
+	assert_int_equal(audit_count(f, "device.block", "ok"), 1);
+	/* Again: nothing left to block. */
+	assert_int_equal(stk_device_block_bulk(f->s, rec.guid, "admin", &n, &err), 0);
+	assert_int_equal(n, 0);
+	stk_issued_clear(&a);
+	stk_issued_clear(&again);
+	stk_token_free(bulk);
+}
+
+/* Item 7: the gateway's verdict for `verify` on a site. */
+static void
+test_token_verdict(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued a, b;
+	struct stk_claims c;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+
+	reg_mp(f, f->certA, f->lenA, f->t0, &a);
+	reg_mp(f, f->certA, f->lenA, f->t0 + 1, &b);
+	assert_int_equal(stk_site_verify(f->s, a.token, strlen(a.token), STK_TOKEN_CLIENT,
+	    f->t0 + 2, &c, &err), 0);
+	assert_int_not_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
+	stk_claims_clear(&c);
+	assert_int_equal(stk_site_verify(f->s, b.token, strlen(b.token), STK_TOKEN_CLIENT,
+	    f->t0 + 2, &c, &err), 0);
+	assert_int_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
+	assert_int_equal(stk_device_set_blocked(f->s, b.dev.guid, 1, "t", &err), 0);
+	assert_int_not_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
+	stk_claims_clear(&c);
+	stk_issued_clear(&a);
+	stk_issued_clear(&b);
 }
 
 int
@@ -318,6 +629,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_register_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cmg_bulk_and_auth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_renewal_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pop_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_body_cert_must_match, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_renewal_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_registration_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cmg_registration_allow_cmg_off, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_enrollment_history_and_block_bulk, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_token_verdict, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,12 +114,14 @@ static int
 reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
 {
 	struct stk_reg_request rq;
-	const char *reason;
+	enum stk_refusal reason;
 
+	/* The MP over TLS: the handshake proved the key (proof of possession). */
 	memset(&rq, 0, sizeof(rq));
 	rq.via = STK_VIA_MP;
-	rq.cert_der = f->cert;
-	rq.cert_len = f->len;
+	rq.tls = 1;
+	rq.tls_cert_der = f->cert;
+	rq.tls_cert_len = f->len;
 	rq.peer = "127.0.0.1";
 	return stk_device_register(f->s, &rq, stk_now(), out, &reason, err);
 }

@@ -43,7 +43,11 @@ collect(char *d, size_t sz, size_t nm, void *u)
 	return sz * nm;
 }
 
-/* One request; returns the status, *body malloc'd. */
+/* Extra request header for the next requests (CSRF tests), or NULL. */
+static const char *req_header;
+
+/* One request; returns the status, *body malloc'd. A body is sent as
+ * application/json unless req_header names another Content-Type. */
 static long
 req(struct fx *f, const char *method, const char *url, const char *body,
     size_t bodylen, const char *bearer, int cert, char **out)
@@ -65,12 +69,16 @@ req(struct fx *f, const char *method, const char *url, const char *body,
 	if (body != NULL) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)bodylen);
+		if (req_header == NULL || strncmp(req_header, "Content-Type:", 13) != 0)
+			h = curl_slist_append(h, "Content-Type: application/json");
 	}
+	if (req_header != NULL)
+		h = curl_slist_append(h, req_header);
 	if (bearer != NULL) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
 		h = curl_slist_append(h, auth);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	if (cert) {
 		curl_easy_setopt(c, CURLOPT_SSLCERT, f->crt);
 		curl_easy_setopt(c, CURLOPT_SSLKEY, f->key);
@@ -218,6 +226,70 @@ test_parse_limits(void **state)
 	free(out);
 }
 
+/* The register body a device sends to the HTTP MP: certificate, and the
+ * MP's challenge signed with the device key. malloc'd. */
+static char *
+mp_register_body(struct fx *f)
+{
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	unsigned char *der = NULL, sig[256];
+	size_t len = 0, siglen = sizeof(sig);
+	char *out, *msg, *proof = NULL, *body, x5t[44];
+	json_t *o;
+
+	assert_int_equal(req(f, "POST", url(f, 0, "challenge"), "{}", 2, NULL, 0, &out), 200);
+	o = json_loads(out, 0, NULL);
+	free(out);
+	assert_int_equal(stk_cert_pem_to_der(f->dev_pem, strlen(f->dev_pem), &der, &len), 0);
+	stk_cert_x5t_s256(der, len, x5t);
+	free(der);
+	msg = stk_pop_message(STK_POP_REGISTER, json_string_value(json_object_get(o,
+	    "nonce")), x5t);
+	memset(&ko, 0, sizeof(ko));
+	assert_int_equal(stk_key_open(f->key, &ko, &k, &err), 0);
+	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
+	    &err), 0);
+	stk_key_close(k);
+	assert_int_equal(stk_b64url_encode(sig, siglen, &proof), 0);
+	json_object_set_new(o, "certificate", json_string(f->dev_pem));
+	json_object_set_new(o, "proof", json_string(proof));
+	json_object_del(o, "expires_at");
+	json_object_del(o, "sign");
+	body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	free(msg);
+	free(proof);
+	return body;
+}
+
+/* Attacker 1 (a web page a LAN browser opens): a form post (text/plain) or
+ * any request carrying Origin is refused before the site sees it. */
+static void
+test_mp_refuses_browser_posts(void **state)
+{
+	struct fx *f = *state;
+	char *out, *body = mp_register_body(f);
+
+	req_header = "Content-Type: text/plain";
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
+	    &out), 415);
+	assert_non_null(strstr(out, "unsupported_media_type"));
+	free(out);
+	req_header = "Origin: http://evil.example";
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
+	    &out), 403);
+	assert_non_null(strstr(out, "cross_origin_refused"));
+	free(out);
+	req_header = NULL;
+	/* The same body as a device sends it registers. */
+	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
+	    &out), 200);
+	free(out);
+	free(body);
+}
+
 static void
 test_register_and_gateway(void **state)
 {
@@ -225,9 +297,7 @@ test_register_and_gateway(void **state)
 	char *body, *out, *tok, path[PATH_MAX], *log;
 	json_t *o;
 
-	o = json_pack("{s:s}", "certificate", f->dev_pem);
-	body = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
+	body = mp_register_body(f);
 	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
 	    &out), 200);
 	free(body);
@@ -240,16 +310,16 @@ test_register_and_gateway(void **state)
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 200);
 	free(out);
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 0, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_NO_CLIENT_CERT));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_CLIENT_CERT)));
 	free(out);
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, NULL, 1, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_NO_TOKEN));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_TOKEN)));
 	free(out);
 	assert_int_equal(req(f, "POST", url(f, 1, "renew"), "{}", 2, tok, 1, &out), 200);
 	free(out);
 	/* The old token is now superseded. */
 	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 401);
-	assert_non_null(strstr(out, STK_REASON_SUPERSEDED));
+	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_SUPERSEDED)));
 	free(out);
 	/* Logs: the lines are there and the token is not. */
 	snprintf(path, sizeof(path), "%s/logs/ClientAuth.log", stk_site_dir(f->s));
@@ -293,6 +363,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_parse_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_and_gateway, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mp_refuses_browser_posts, setup, teardown),
 	};
 	int r;
 

@@ -128,12 +128,14 @@ reg(struct fx *f, struct stk_issued *out)
 {
 	struct stk_reg_request rq;
 	struct stk_error err;
-	const char *reason;
+	enum stk_refusal reason;
 
+	/* The MP over TLS: the handshake proved the key (proof of possession). */
 	memset(&rq, 0, sizeof(rq));
 	rq.via = STK_VIA_MP;
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
+	rq.tls = 1;
+	rq.tls_cert_der = f->certA;
+	rq.tls_cert_len = f->lenA;
 	rq.peer = "test";
 	if (stk_device_register(f->a, &rq, f->t0, out, &reason, &err) != 0)
 		fail_msg("register: %s", err.msg);
@@ -142,7 +144,7 @@ reg(struct fx *f, struct stk_issued *out)
 /* Authenticate on node B; *hit: whether the token check was a cache hit. */
 static int
 auth_b(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
-    int64_t now, const char **reason, int *hit)
+    int64_t now, enum stk_refusal *reason, int *hit)
 {
 	uint64_t h0, m0, h1, m1;
 	struct stk_device d;
@@ -167,7 +169,7 @@ test_state_changes_on_a_refused_on_b_from_cache(void **state)
 	struct fx *f = *state;
 	struct stk_issued a, r1;
 	struct stk_error err;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int hit;
 
 	reg(f, &a);
@@ -179,7 +181,7 @@ test_state_changes_on_a_refused_on_b_from_cache(void **state)
 	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 1, "t", &err), 0);
 	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
 	assert_true(hit);
-	assert_string_equal(reason, STK_REASON_DEVICE_BLOCKED);
+	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
 	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 0, "t", &err), 0);
 	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
 	assert_true(hit);
@@ -187,12 +189,12 @@ test_state_changes_on_a_refused_on_b_from_cache(void **state)
 	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
 	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
 	assert_true(hit);
-	assert_string_equal(reason, STK_REASON_CMG_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 1, "t", &err), 0);
 	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 0, "t", &err), 0);
 	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_string_equal(reason, STK_REASON_CMG_DISABLED);
+	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, -1, "t", &err), 0);
 	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &err), 0);
 
@@ -202,7 +204,7 @@ test_state_changes_on_a_refused_on_b_from_cache(void **state)
 	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 31 * DAY,
 	    &reason, &hit), 0);
 	assert_true(hit);
-	assert_string_equal(reason, STK_REASON_SUPERSEDED);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
 	assert_int_equal(auth_b(f, r1.token, f->certA, f->lenA, f->t0 + 31 * DAY,
 	    &reason, &hit), 0);
 	stk_issued_clear(&a);
@@ -216,7 +218,7 @@ test_hit_applies_time_rules(void **state)
 	 * expired (the full check runs again), never served from the cache. */
 	struct fx *f = *state;
 	struct stk_issued a;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int hit;
 
 	reg(f, &a);
@@ -224,7 +226,7 @@ test_hit_applies_time_rules(void **state)
 	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 91 * DAY,
 	    &reason, &hit), STK_E_TOKEN_EXPIRED);
 	assert_false(hit);
-	assert_string_equal(reason, STK_REASON_TOKEN_EXPIRED);
+	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
 	stk_issued_clear(&a);
 }
 
@@ -236,7 +238,7 @@ test_other_certificate_never_hits(void **state)
 	 * the certificate, so it is a miss and the binding refuses it. */
 	struct fx *f = *state;
 	struct stk_issued a;
-	const char *reason = NULL;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int hit, i;
 
 	reg(f, &a);
@@ -245,7 +247,7 @@ test_other_certificate_never_hits(void **state)
 		assert_int_equal(auth_b(f, a.token, f->certB, f->lenB, f->t0, &reason,
 		    &hit), STK_E_TOKEN_BINDING);
 		assert_false(hit);
-		assert_string_equal(reason, STK_REASON_BINDING);
+		assert_int_equal(reason, STK_REFUSAL_BINDING);
 	}
 	stk_issued_clear(&a);
 }

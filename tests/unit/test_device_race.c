@@ -1,0 +1,140 @@
+/* Two renewals of the same token racing on two site handles (two nodes, or
+ * two store connections): fault injection with --wrap=stk_site_tx_begin
+ * runs the other node's whole renewal between this node's read of the
+ * device and its write. The write re-checks the device's latest jti, so one
+ * renewal wins and the other is refused token_superseded. Before, both were
+ * issued and the first node's device held a dead token (issue 15, item 2). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/site.h"
+#include "testutil.h"
+
+int __real_stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
+
+static struct {
+	struct stk_site *victim, *other;   /* race when victim takes the lock */
+	const char *token;
+	const unsigned char *cert;
+	size_t len;
+	int64_t now;
+	int armed, other_rc;
+	struct stk_issued other_out;
+} race;
+
+/* The other node's renewal commits just before this one takes the write
+ * lock for its own write. */
+int
+__wrap_stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
+{
+	enum stk_refusal why;
+	struct stk_error e;
+
+	if (race.armed && s == race.victim) {
+		race.armed = 0;
+		race.other_rc = stk_device_renew(race.other, race.token, strlen(race.token),
+		    race.cert, race.len, race.now, &race.other_out, &why, &e);
+	}
+	return __real_stk_site_tx_begin(s, err);
+}
+
+static void
+test_concurrent_renewal_one_winner(void **state)
+{
+	struct stk_site_init_opts io;
+	struct stk_site *s1 = NULL, *s2 = NULL;
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_challenges *ch = NULL;
+	struct stk_reg_request rq;
+	struct stk_issued a, mine;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	unsigned char *der = NULL, sig[256];
+	size_t len = 0, siglen = sizeof(sig);
+	char *dir = tu_tmpdir("race"), sub[PATH_MAX], kpath[PATH_MAX], *uri = NULL;
+	char nonce[STK_CHALLENGE_LEN + 1], x5t[44], *msg, *proof = NULL;
+	int64_t t0 = stk_now(), exp;
+
+	(void)state;
+	memset(&io, 0, sizeof(io));
+	memset(&ko, 0, sizeof(ko));
+	io.backend = "file";
+	io.key_type = STK_KEY_P256;
+	io.actor = "tester";
+	snprintf(sub, sizeof(sub), "%s/site", dir);
+	if (stk_site_init(sub, &io, &s1, &err) != 0)
+		fail_msg("site init: %s", err.msg);
+	assert_int_equal(stk_site_open(sub, &s2, &err), 0);
+	snprintf(kpath, sizeof(kpath), "%s/dev.key", dir);
+	assert_int_equal(stk_key_generate("file", kpath, STK_KEY_P256, &ko, &k, &uri, &err), 0);
+	assert_int_equal(stk_cert_make_self_signed(k, "dev", "race", t0, 365, &der, &len,
+	    &err), 0);
+	/* Register over the HTTP MP with its proof. */
+	assert_int_equal(stk_challenges_new(&ch, &err), 0);
+	assert_int_equal(stk_challenge_issue(ch, t0, nonce, &exp, &err), 0);
+	stk_cert_x5t_s256(der, len, x5t);
+	msg = stk_pop_message(STK_POP_REGISTER, nonce, x5t);
+	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
+	    &err), 0);
+	assert_int_equal(stk_b64url_encode(sig, siglen, &proof), 0);
+	memset(&rq, 0, sizeof(rq));
+	rq.via = STK_VIA_MP;
+	rq.cert_der = der;
+	rq.cert_len = len;
+	rq.challenges = ch;
+	rq.nonce = nonce;
+	rq.proof = proof;
+	assert_int_equal(stk_device_register(s1, &rq, t0, &a, &reason, &err), 0);
+	/* Used once at the gateway, as a device does before renewing. */
+	assert_int_equal(stk_device_authenticate(s1, a.token, strlen(a.token), der, len,
+	    t0 + 1, &d, &reason, &err), 0);
+
+	memset(&race, 0, sizeof(race));
+	race.victim = s1;
+	race.other = s2;
+	race.token = a.token;
+	race.cert = der;
+	race.len = len;
+	race.now = t0 + 31 * 86400;
+	race.other_rc = -1;
+	race.armed = 1;
+	assert_int_not_equal(stk_device_renew(s1, a.token, strlen(a.token), der, len,
+	    t0 + 31 * 86400, &mine, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
+	assert_null(mine.token);
+	assert_int_equal(race.other_rc, 0);
+	/* The winner's token is the device's one valid token. */
+	assert_int_equal(stk_device_get(s1, a.dev.guid, &d, &err), 0);
+	assert_string_equal(d.last_jti, race.other_out.dev.last_jti);
+	assert_int_equal(stk_device_authenticate(s1, race.other_out.token,
+	    strlen(race.other_out.token), der, len, t0 + 31 * 86400 + 1, &d, &reason, &err), 0);
+
+	stk_issued_clear(&race.other_out);
+	stk_issued_clear(&a);
+	stk_challenges_free(ch);
+	free(msg);
+	free(proof);
+	free(der);
+	free(uri);
+	stk_key_close(k);
+	stk_site_close(s2);
+	stk_site_close(s1);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_concurrent_renewal_one_winner),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
