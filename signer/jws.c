@@ -649,7 +649,7 @@ jws_check_header(const struct stk_verifier *v, json_t *h,
 
 static int
 jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
-    const char *sig_b64, size_t siglen_b64, struct stk_error *err)
+    const char *sig_b64, size_t siglen_b64, int *high_s, struct stk_error *err)
 {
 	unsigned char *sig = NULL;
 	size_t siglen;
@@ -660,13 +660,11 @@ jws_check_sig(const struct vkey *key, const char *input, size_t inlen,
 		    : stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
 	/* ECDSA signatures are malleable: (r, n - s) verifies as well as
 	 * (r, s). We issue low-s only and accept low-s only, so one token has
-	 * one encoding (docs/api.md, "ES256 signatures"). */
-	if (key->type == STK_KEY_P256 && siglen == STK_P256_SIG_LEN &&
-	    ecdsa_high_s(sig)) {
-		free(sig);
-		return REFUSE(STK_E_TOKEN_SIGNATURE, "ES256 signature is not in "
-		    "low-s form (s > n/2)");
-	}
+	 * one encoding (docs/api.md, "ES256 signatures") -- once the claims
+	 * show the token was made after the rule (stk_verify), so that tokens
+	 * issued before the upgrade keep working until they expire. */
+	*high_s = key->type == STK_KEY_P256 && siglen == STK_P256_SIG_LEN &&
+	    ecdsa_high_s(sig);
 	r = key->sig != NULL ? stk_sig_verify_ctx(key->sig, (const unsigned char *)input,
 	    inlen, sig, siglen) : stk_sig_verify(key->pkey, (const unsigned char *)input,
 	    inlen, sig, siglen);
@@ -1078,7 +1076,7 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 	struct stk_claims c;
 	char *ptext = NULL;
 	size_t plen = 0;
-	int r;
+	int r, high_s = 0;
 
 	memset(&c, 0, sizeof(c));
 	memset(claims, 0, sizeof(*claims));
@@ -1114,12 +1112,17 @@ stk_verify(const struct stk_verifier *v, const char *token, size_t len,
 		goto out;
 	}
 	if ((r = jws_check_sig(key, token, (size_t)(d2 - token), d2 + 1,
-	    len - (size_t)(d2 + 1 - token), err)) != 0)
+	    len - (size_t)(d2 + 1 - token), &high_s, err)) != 0)
 		goto out;
 	if ((r = jws_payload_text(d1 + 1, (size_t)(d2 - d1 - 1), &ptext, &plen,
 	    err)) != 0 ||
 	    (r = payload_check(v, ptext, plen, 1, expect, now, &c, NULL, err)) != 0)
 		goto out;
+	if (high_s && c.nbf >= STK_ES256_LOW_S_SINCE) {
+		r = REFUSE(STK_E_TOKEN_SIGNATURE, "ES256 signature is not in low-s "
+		    "form (s > n/2)");
+		goto out;
+	}
 	memcpy(c.kid, key->kid, sizeof(key->kid));
 	c.payload_json = ptext;
 	ptext = NULL;

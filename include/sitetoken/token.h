@@ -17,6 +17,10 @@ extern "C" {
 
 #define STK_TOKEN_MAX 8192          /* tokens over 8 KiB are refused */
 #define STK_DEFAULT_LEEWAY 60       /* seconds */
+/* ES256 tokens whose nbf is at or after this time (2026-12-02T00:00:00Z,
+ * when sitetoken started issuing low-s signatures only) must be low-s; a
+ * high-s signature on an older token is still accepted until it expires. */
+#define STK_ES256_LOW_S_SINCE 1796169600LL
 #define STK_GUID_LEN 36
 #define STK_AUDIENCE "urn:sccm:service"
 #define STK_ISSUER_PREFIX "urn:sccm:oauth2:"

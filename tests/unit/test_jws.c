@@ -955,6 +955,29 @@ test_es256_low_s_only(void **state)
 	}
 }
 
+static void
+test_es256_high_s_before_the_rule(void **state)
+{
+	/* A device whose ES256 client token was issued before low-s only
+	 * (nbf before STK_ES256_LOW_S_SINCE) must not be locked out by the
+	 * upgrade (attacker 6's outcome without an attacker): its high-s twin
+	 * still verifies, while the same twin of a token made after the rule
+	 * is refused (test above). */
+	struct fx *f = *state;
+	struct stk_error err;
+	char *tok, *twin, cnf[44];
+	int64_t old = STK_ES256_LOW_S_SINCE - 86400;
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, old, 90 * 86400,
+	    &tok, NULL, &err), 0);
+	twin = flip_s(tok);
+	assert_int_equal(verify(f, twin, STK_TOKEN_CLIENT, old + 1, &err), 0);
+	free(twin);
+	stk_token_free(tok);
+}
+
 #define BOTH(fn) cmocka_unit_test_setup_teardown(fn, setup_rsa, teardown), \
 	cmocka_unit_test_setup_teardown(fn, setup_ec, teardown)
 
@@ -987,6 +1010,8 @@ main(void)
 		BOTH(test_huge_times_no_overflow),
 		BOTH(test_issue_refuses_non_base64url_thumbprint),
 		cmocka_unit_test_setup_teardown(test_es256_low_s_only, setup_ec, teardown),
+		cmocka_unit_test_setup_teardown(test_es256_high_s_before_the_rule, setup_ec,
+		    teardown),
 	};
 	return cmocka_run_group_tests(tests, keys_make, keys_remove);
 }
