@@ -42,6 +42,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_key_rotate(int argc, char **argv);
 int cmd_key_list(int argc, char **argv);
+int cmd_key_endorse(int argc, char **argv);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
 int bulk_new_print(const char *site_dir, const char *lifetime, int json);

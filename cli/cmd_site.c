@@ -296,5 +296,7 @@ cmd_key(int argc, char **argv)
 		return cmd_key_rotate(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "list") == 0)
 		return cmd_key_list(argc - 1, argv + 1);
-	return cli_usage_error("usage: key show|export|rotate|list");
+	if (argc >= 2 && strcmp(argv[1], "endorse") == 0)
+		return cmd_key_endorse(argc - 1, argv + 1);
+	return cli_usage_error("usage: key show|export|rotate|list|endorse");
 }

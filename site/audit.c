@@ -4,12 +4,16 @@
  * record's hash, so no field can bleed into another. A checkpoint signs
  * (site, seq, head hash, time) with the site key through the backend, so a
  * rewrite of the whole chain is caught without trusting the database. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/file.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
 
@@ -80,17 +84,34 @@ audit_head(struct stk_site *s, int64_t *seq, char hash[65], struct stk_error *er
 	return STK_OK;
 }
 
+/* The newest checkpoint's record and time (0, 0 when none); -1 when the
+ * store cannot be read. */
+static int64_t
+audit_last_checkpoint_at(struct stk_site *s, int64_t *at)
+{
+	struct site_stmt *st = NULL;
+	int64_t seq = -1;
+	int rc;
+
+	if (at != NULL)
+		*at = 0;
+	if (db_prepare(s->store, "SELECT seq, at FROM audit_checkpoints ORDER BY seq"
+	    " DESC LIMIT 1", &st) == 0) {
+		if ((rc = db_step(st)) == SITE_DB_ROW) {
+			seq = db_column_int64(st, 0);
+			if (at != NULL)
+				*at = db_column_int64(st, 1);
+		} else if (rc == SITE_DB_DONE)
+			seq = 0;
+	}
+	db_finalize(st);
+	return seq;
+}
+
 static int64_t
 audit_last_checkpoint(struct stk_site *s)
 {
-	struct site_stmt *st = NULL;
-	int64_t seq = 0;
-
-	if (db_prepare(s->store, "SELECT max(seq) FROM audit_checkpoints", &st) == 0 &&
-	    db_step(st) == SITE_DB_ROW)
-		seq = db_column_int64(st, 0);
-	db_finalize(st);
-	return seq;
+	return audit_last_checkpoint_at(s, NULL);
 }
 
 int
@@ -102,17 +123,36 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	struct site_stmt *st = NULL;
 	int own = !s->in_tx, r;
 
+	int64_t last;
+
+	/* Fields may carry request content: stored (and hashed) with control
+	 * bytes escaped, so no record can hold a forged line or a terminal
+	 * escape. */
 	memset(&rec, 0, sizeof(rec));
-	snprintf(rec.actor, sizeof(rec.actor), "%s", actor ? actor : "");
-	snprintf(rec.event, sizeof(rec.event), "%s", event ? event : "");
-	snprintf(rec.subject, sizeof(rec.subject), "%s", subject ? subject : "");
-	snprintf(rec.outcome, sizeof(rec.outcome), "%s", outcome ? outcome : "");
-	snprintf(rec.detail, sizeof(rec.detail), "%s", detail ? detail : "");
+	stk_escape(rec.actor, sizeof(rec.actor), actor, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.event, sizeof(rec.event), event, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.subject, sizeof(rec.subject), subject, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.outcome, sizeof(rec.outcome), outcome, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.detail, sizeof(rec.detail), detail, STK_ESCAPE_BACKSLASH);
 	if (own && (r = stk_site_tx_begin(s, err)) != 0)
 		return r;
 	if ((r = audit_head(s, &rec.seq, rec.prev_hash, err)) != 0)
 		goto fail;
 	rec.seq++;
+	/* Fail closed: past the longest gap `audit verify` accepts, nothing
+	 * more is recorded (so nothing more is done) until a checkpoint is
+	 * signed. */
+	if ((last = audit_last_checkpoint(s)) < 0) {
+		r = site_db_error(s, err, "reading audit checkpoints");
+		goto fail;
+	}
+	if (rec.seq - last > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+		    "the audit log has %lld records without a signed checkpoint: "
+		    "refusing to record more until the site key signs one "
+		    "('audit checkpoint')", (long long)(rec.seq - 1 - last));
+		goto fail;
+	}
 	rec.at = stk_now();
 	audit_hash(&rec, rec.hash);
 	if (db_prepare(s->store, "INSERT INTO audit (seq, at, actor, event,"
@@ -152,6 +192,62 @@ checkpoint_message(const char *site, int64_t seq, const char *hash, int64_t at,
 {
 	snprintf(buf, len, "sitetoken audit checkpoint v1\n%s\n%lld\n%s\n%lld\n",
 	    site, (long long)seq, hash, (long long)at);
+}
+
+/* ---- The anchor: audit.anchor in the site directory (0600, fsync'd) ----
+ * The newest checkpoint this node signed: "seq=N" and "hash=H" lines. A
+ * database writer cannot change it, so a log cut below it is found. */
+#define AUDIT_ANCHOR "audit.anchor"
+
+struct audit_anchor {
+	int64_t seq;
+	char hash[65], kid[64], site[STK_GUID_LEN + 1];
+};
+
+/* 0 and anchor->seq = 0 when there is none; 1 when it is unreadable. */
+static int
+audit_anchor_read(struct stk_site *s, struct audit_anchor *a)
+{
+	char path[PATH_MAX], *text, *line, *save = NULL;
+	int bad = 0;
+
+	memset(a, 0, sizeof(*a));
+	snprintf(path, sizeof(path), "%s/%s", s->dir, AUDIT_ANCHOR);
+	if ((text = stk_file_read(path, 4096, NULL)) == NULL)
+		return errno == ENOENT ? 0 : 1;
+	if (strncmp(text, "sitetoken audit anchor v1\n", 26) != 0)
+		bad = 1;
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "seq=", 4) == 0)
+			a->seq = strtoll(line + 4, NULL, 10);
+		else if (strncmp(line, "hash=", 5) == 0)
+			snprintf(a->hash, sizeof(a->hash), "%s", line + 5);
+		else if (strncmp(line, "kid=", 4) == 0)
+			snprintf(a->kid, sizeof(a->kid), "%s", line + 4);
+		else if (strncmp(line, "site=", 5) == 0)
+			snprintf(a->site, sizeof(a->site), "%s", line + 5);
+	}
+	free(text);
+	if (a->seq <= 0 || strlen(a->hash) != 64)
+		bad = 1;
+	return bad;
+}
+
+static int
+audit_anchor_write(struct stk_site *s, int64_t seq, const char *hash,
+    const char *kid, struct stk_error *err)
+{
+	struct audit_anchor a;
+	char text[512];
+
+	/* Never move it back: another process of this node may have signed a
+	 * later checkpoint already. */
+	if (audit_anchor_read(s, &a) == 0 && a.seq >= seq)
+		return STK_OK;
+	snprintf(text, sizeof(text), "sitetoken audit anchor v1\nsite=%s\nseq=%lld\n"
+	    "hash=%s\nkid=%s\n", s->guid, (long long)seq, hash, kid);
+	return site_write_file(s->dir, AUDIT_ANCHOR, text, strlen(text), 0600, err);
 }
 
 int
@@ -197,7 +293,11 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 		goto fail;
 	}
 	db_finalize(st);
-	return stk_site_tx_commit(s, err);
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		return r;
+	/* Outside the store: the head this node signed, so a log cut below it
+	 * is detected by `audit verify`. */
+	return audit_anchor_write(s, seq, hash, stk_signer_kid(signer), err);
 fail:
 	db_finalize(st);
 	stk_site_tx_rollback(s);
@@ -208,11 +308,15 @@ void
 site_audit_after_commit(struct stk_site *s)
 {
 	struct stk_error e;
-	int64_t seq;
+	int64_t seq, last, last_at;
 	char hash[65];
 
 	if (audit_head(s, &seq, hash, NULL) != 0 ||
-	    seq - audit_last_checkpoint(s) < STK_AUDIT_CHECKPOINT_EVERY)
+	    (last = audit_last_checkpoint_at(s, &last_at)) < 0 || seq == last)
+		return;
+	/* Every STK_AUDIT_CHECKPOINT_EVERY records, and by time. */
+	if (seq - last < STK_AUDIT_CHECKPOINT_EVERY &&
+	    stk_now() - last_at < STK_AUDIT_CHECKPOINT_SECONDS)
 		return;
 	s->audit_dirty = 0;
 	stk_error_clear(&e);
@@ -314,20 +418,30 @@ chain_step(void *ctx, const struct stk_audit_record *r)
 	return 0;
 }
 
-static EVP_PKEY *
-site_cert_pubkey(struct stk_site *s)
-{
-	const unsigned char *p = s->cert;
-	X509 *x = d2i_X509(NULL, &p, (long)s->cert_len);
-	EVP_PKEY *k = NULL;
+static int
+audit_bad(struct stk_audit_report *rep, int64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-	if (x != NULL) {
-		k = X509_get0_pubkey(x);
-		if (k != NULL)
-			EVP_PKEY_up_ref(k);
-		X509_free(x);
-	}
-	return k;
+static int
+audit_bad(struct stk_audit_report *rep, int64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	rep->bad_seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(rep->problem, sizeof(rep->problem), fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* A key this node signs or signed with (its checkpoints update its anchor). */
+static int
+audit_kid_is_mine(struct stk_site *s, const struct site_trust *t, const char *kid)
+{
+	const struct site_trust_key *k = site_trust_find(t, kid);
+
+	return k != NULL && (strcmp(kid, s->kid) == 0 ||
+	    (k->in_table && strcmp(k->node, stk_site_node(s)) == 0));
 }
 
 int
@@ -336,29 +450,31 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 {
 	struct chain_walk w;
 	struct site_stmt *st = NULL;
-	EVP_PKEY *pub = NULL;
-	char kid[44], msg[256];
-	int64_t prev_cp = 0;
-	int r, rc;
+	struct site_trust *t = NULL;
+	struct audit_anchor anc;
+	char msg[256];
+	int64_t prev_cp = 0, mine_after = 0;
+	int r, rc, anchor_bad, anchor_seen = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	memset(&w, 0, sizeof(w));
 	w.rep = rep;
 	w.expect = 1;
 	memcpy(w.prev, audit_genesis, 65);
+	/* Keys are trusted from the site directory's roots, never because the
+	 * store lists them (keytrust.c). */
+	if ((r = site_trust_load(s, &t, err)) != 0)
+		return r;
+	rep->untrusted_keys = (int64_t)t->untrusted;
+	anchor_bad = audit_anchor_read(s, &anc);
 	/* One read transaction: a concurrent writer cannot make us see a torn chain. */
-	if (s->store->vt->begin_read(s->store) != 0)
+	if (s->store->vt->begin_read(s->store) != 0) {
+		site_trust_free(t);
 		return site_db_error(s, err, "reading the audit log");
-	r = stk_audit_foreach(s, chain_step, &w, err);
-	if (r < 0)
-		goto out;
-	if (r == 1)
-		goto out;
-	if ((pub = site_cert_pubkey(s)) == NULL || stk_pkey_kid(pub, kid) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
-		    "cannot read the site public key");
-		goto out;
 	}
+	r = stk_audit_foreach(s, chain_step, &w, err);
+	if (r != 0)
+		goto out;
 	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig FROM"
 	    " audit_checkpoints ORDER BY seq", &st) != 0) {
 		r = site_db_error(s, err, "reading audit checkpoints");
@@ -369,58 +485,62 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		const char *head = db_column_text(st, 1);
 		const char *ckid = db_column_text(st, 3);
 		const char *sigb = db_column_text(st, 4);
+		const struct site_trust_key *k = site_trust_find(t, ckid);
 		unsigned char *sig = NULL;
 		size_t siglen = 0;
-		EVP_PKEY *k = NULL;
 		int ok;
 
 		if (seq < 1) {
-			rep->bad_seq = 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "a checkpoint names record %lld, which cannot exist",
-			    (long long)seq);
-			r = 1;
+			r = audit_bad(rep, 1, "a checkpoint names record %lld, which "
+			    "cannot exist", (long long)seq);
 			goto out;
 		}
 		checkpoint_message(s->guid, seq, head ? head : "",
 		    db_column_int64(st, 2), msg, sizeof(msg));
-		/* Signed by the site key or by any key a node ever registered
-		 * (retired keys too: their checkpoints stay history). */
-		if (ckid != NULL && strcmp(ckid, kid) != 0)
-			k = site_keys_pubkey(s, ckid);
-		ok = head != NULL && ckid != NULL && sigb != NULL &&
-		    (strcmp(ckid, kid) == 0 || k != NULL) &&
+		/* Signed by a trusted key: a root in the site directory or a key
+		 * endorsed from one (retired keys too: their checkpoints stay
+		 * history). A key row a database writer inserted is not one. */
+		ok = head != NULL && sigb != NULL && k != NULL &&
 		    stk_b64url_decode(sigb, strlen(sigb), &sig, &siglen) == 0 &&
-		    stk_sig_verify(k ? k : pub, (const unsigned char *)msg, strlen(msg),
+		    stk_sig_verify(k->pk, (const unsigned char *)msg, strlen(msg),
 		    sig, siglen) == 0;
-		EVP_PKEY_free(k);
 		free(sig);
 		if (!ok) {
-			rep->bad_seq = seq;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "checkpoint at record %lld is not signed by the site key",
-			    (long long)seq);
-			r = 1;
+			r = audit_bad(rep, seq, "checkpoint at record %lld is not signed "
+			    "by the site key (nor by a key endorsed from it)", (long long)seq);
 			goto out;
 		}
 		if (seq > rep->records || w.hashes == NULL) {
-			rep->bad_seq = rep->records + 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "log truncated: a signed checkpoint covers record %lld but "
-			    "the log ends at record %lld", (long long)seq,
-			    (long long)rep->records);
-			r = 1;
+			r = audit_bad(rep, rep->records + 1, "log truncated: a signed "
+			    "checkpoint covers record %lld but the log ends at record %lld",
+			    (long long)seq, (long long)rep->records);
 			goto out;
 		}
 		if (strcmp(w.hashes[seq], head) != 0) {
-			rep->bad_seq = prev_cp + 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "records %lld..%lld were rewritten: the chain no longer "
-			    "matches the checkpoint signed at record %lld",
+			r = audit_bad(rep, prev_cp + 1, "records %lld..%lld were rewritten: "
+			    "the chain no longer matches the checkpoint signed at record %lld",
 			    (long long)prev_cp + 1, (long long)seq, (long long)seq);
-			r = 1;
 			goto out;
 		}
+		/* Checkpoints cannot be dropped: one at record 1, then at most
+		 * STK_AUDIT_CHECKPOINT_MAX_GAP records apart. */
+		if (prev_cp == 0 && seq != 1) {
+			r = audit_bad(rep, 1, "no signed checkpoint at record 1 (the first "
+			    "is at record %lld): checkpoints were deleted", (long long)seq);
+			goto out;
+		}
+		if (seq - prev_cp > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+			r = audit_bad(rep, prev_cp + 1, "records %lld..%lld have no signed "
+			    "checkpoint (at most %d records apart): checkpoints were deleted",
+			    (long long)prev_cp + 1, (long long)seq - 1,
+			    STK_AUDIT_CHECKPOINT_MAX_GAP);
+			goto out;
+		}
+		if (anc.seq > 0 && seq == anc.seq && strcmp(head, anc.hash) == 0)
+			anchor_seen = 1;
+		if (anc.seq > 0 && seq > anc.seq && audit_kid_is_mine(s, t, ckid) &&
+		    mine_after == 0)
+			mine_after = seq;
 		prev_cp = seq;
 		rep->checkpoints++;
 		rep->last_checkpoint_seq = seq;
@@ -429,11 +549,56 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
 	}
+	if (rep->records > 0 && prev_cp == 0) {
+		r = audit_bad(rep, 1, "records 1..%lld have no signed checkpoint (none "
+		    "at record 1): checkpoints were deleted", (long long)rep->records);
+		goto out;
+	}
+	if (rep->records - prev_cp > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+		r = audit_bad(rep, prev_cp + 1, "records %lld..%lld have no signed "
+		    "checkpoint (at most %d records after the last): checkpoints were "
+		    "deleted", (long long)prev_cp + 1, (long long)rep->records,
+		    STK_AUDIT_CHECKPOINT_MAX_GAP);
+		goto out;
+	}
+	/* The anchor outside the store: the log must still hold the checkpoint
+	 * it names, and no later checkpoint of this node may exist beyond it. */
+	if (anchor_bad) {
+		r = audit_bad(rep, rep->records + 1, "the anchor file %s/" AUDIT_ANCHOR
+		    " is unreadable", s->dir);
+		goto out;
+	}
+	rep->anchor_seq = anc.seq;
+	if (anc.seq == 0)
+		snprintf(rep->anchor_note, sizeof(rep->anchor_note), "no anchor in the "
+		    "site directory (this node signed no checkpoint yet): a log cut "
+		    "after record %lld would not be detected here",
+		    (long long)rep->last_checkpoint_seq);
+	else if (strcmp(anc.site, s->guid) != 0) {
+		r = audit_bad(rep, 1, "the anchor file belongs to another site (%.36s)",
+		    anc.site);
+		goto out;
+	} else if (anc.seq > rep->records) {
+		r = audit_bad(rep, rep->records + 1, "log truncated: the anchor names a "
+		    "checkpoint at record %lld but the log ends at record %lld: records "
+		    "%lld..%lld are missing", (long long)anc.seq, (long long)rep->records,
+		    (long long)rep->records + 1, (long long)anc.seq);
+		goto out;
+	} else if (!anchor_seen) {
+		r = audit_bad(rep, anc.seq, "the checkpoint at record %lld named by the "
+		    "anchor is missing or was rewritten", (long long)anc.seq);
+		goto out;
+	} else if (mine_after > 0) {
+		r = audit_bad(rep, anc.seq + 1, "anchor rolled back: it names record "
+		    "%lld but this node signed a checkpoint at record %lld", (long long)anc.seq,
+		    (long long)mine_after);
+		goto out;
+	}
 	r = 0;
 out:
 	db_finalize(st);
 	s->store->vt->rollback(s->store); /* read-only: nothing to keep */
-	EVP_PKEY_free(pub);
+	site_trust_free(t);
 	free(w.hashes);
 	return r;
 }

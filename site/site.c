@@ -55,6 +55,10 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
+	/* 3 -> 4: a key row is trusted only through an endorsement by an
+	 * already trusted key (site/keytrust.c); nothing is endorsed here */
+	"ALTER TABLE site_keys ADD COLUMN endorsed_by TEXT;"
+	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;",
 };
 
 int64_t
@@ -327,7 +331,8 @@ site_init_cleanup(const char *dir, int made_dir)
 {
 	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
 	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
-	    ".site.conf.tmp" };
+	    ".site.conf.tmp", "trust.pem", "trust.pem.tmp", "audit.anchor",
+	    "audit.anchor.tmp" };
 	char path[PATH_MAX];
 	size_t i;
 
@@ -443,7 +448,8 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot encode certificate");
 		goto fail;
 	}
-	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0)
+	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0 ||
+	    (r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
 		goto fail;
 	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
 		goto fail;

@@ -53,8 +53,39 @@ int site_keys_open(struct stk_site *s, struct stk_error *err);
 /* Re-read the key set when the cache is stale (or force): retire what is
  * due, rebuild the verifier if the set changed, follow this node's key. */
 int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);
-EVP_PKEY *site_keys_pubkey(struct stk_site *s, const char *kid);
 void site_keys_free_parked(struct stk_site *s);
+
+/* keytrust.c: the trusted key set, computed from the site directory's roots
+ * (site.crt, trust.pem) along endorsements; never from the store alone. */
+struct site_trust_key {
+	char kid[44], node[64], status[12], endorsed_by[64];
+	EVP_PKEY *pk;
+	unsigned char *der;          /* certificate (the row's when in the table) */
+	size_t der_len;
+	char *endorsement;           /* base64url signature, NULL if none */
+	int64_t created_at;
+	int in_table, root, trusted;
+};
+struct site_trust {
+	struct site_trust_key *k;
+	size_t n, cap;
+	size_t untrusted;            /* rows ignored: no valid endorsement */
+	char first_untrusted[44];
+};
+int site_trust_load(struct stk_site *s, struct site_trust **out,
+    struct stk_error *err);
+/* The trusted key with this kid, or NULL. */
+const struct site_trust_key *site_trust_find(const struct site_trust *t,
+    const char *kid);
+void site_trust_free(struct site_trust *t);
+void site_trust_message(const char *guid, const char *kid, const char *node,
+    const unsigned char *der, size_t len, char *buf, size_t buflen);
+/* Endorse a row with this node's key (inside the caller's transaction). */
+int site_trust_endorse(struct stk_site *s, const char *kid, const char *node,
+    const unsigned char *der, size_t len, struct stk_error *err);
+/* Add a certificate to trust.pem in the site directory (if not there). */
+int site_trust_add_root(struct stk_site *s, const unsigned char *der, size_t len,
+    struct stk_error *err);
 
 int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
 /* Every row of every site table as bytes, for tests that must prove what

@@ -25,6 +25,13 @@ extern "C" {
 #define STK_BULK_LIFETIME_DEFAULT 4320 /* minutes: three days */
 #define STK_BULK_LIFETIME_MAX 10080    /* minutes: seven days */
 #define STK_AUDIT_CHECKPOINT_EVERY 16  /* records between signed checkpoints */
+/* A checkpoint is also signed when the last one is this old (seconds). */
+#define STK_AUDIT_CHECKPOINT_SECONDS 300
+/* `audit verify` requires a checkpoint at record 1 and at most this many
+ * records between two checkpoints and after the last one: a longer gap
+ * means checkpoints were deleted. An append that would pass it is refused
+ * (the action it records does not happen) until a checkpoint is signed. */
+#define STK_AUDIT_CHECKPOINT_MAX_GAP (2 * STK_AUDIT_CHECKPOINT_EVERY)
 
 /* Current time in seconds. Tests may shift it with SITETOKEN_TIME_OFFSET
  * (seconds, may be negative); nothing else should. */
@@ -120,10 +127,18 @@ struct stk_site_key_row {
 	char status[12];            /* active, retiring, retired */
 	int64_t created_at, not_after, retired_at; /* 0 when not set */
 	int mine;                   /* this node signs with it */
+	int trusted;                /* a root here, or endorsed from one */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers
  * outside the site. *out malloc'd (free()). */
 int stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err);
+/* Endorse another node's key (by kid) with this node's key, so that every
+ * node trusting this one trusts it: a key row is trusted only when it is a
+ * root in the site directory (site.crt, trust.pem) or endorsed by a trusted
+ * key. Compare the kid with `key list` on the node that owns the key first:
+ * an endorsement vouches for whatever row the store holds under that kid. */
+int stk_site_key_endorse(struct stk_site *s, const char *kid, const char *actor,
+    struct stk_error *err);
 /* Every key the site ever had. *rows malloc'd (free()). */
 int stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
     size_t *n, struct stk_error *err);
@@ -189,6 +204,9 @@ struct stk_audit_report {
 	int64_t records, checkpoints, last_checkpoint_seq;
 	int64_t bad_seq;       /* first bad record (0 if none) */
 	char problem[200];     /* what is wrong, empty when intact */
+	int64_t anchor_seq;    /* checkpoint the site directory's anchor names (0: none) */
+	char anchor_note[200]; /* what the anchor could not check, empty if all */
+	int64_t untrusted_keys; /* key rows ignored: no valid endorsement */
 };
 /* Check the whole chain and every checkpoint signature. Returns 0 when
  * intact, 1 when tampering was found (rep says which record and what),
