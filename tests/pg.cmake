@@ -37,6 +37,10 @@ if(STK_STORE_PG)
   file(MAKE_DIRECTORY ${STK_PG_BIN})
   file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_sqlite3.sh
     ${STK_PG_BIN}/sqlite3 SYMBOLIC)
+  # The database writer's forgeries (attacker 3), on the PostgreSQL store.
+  add_test(NAME audit_forge_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/audit_forge.sh)
+  set_tests_properties(audit_forge_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
+    ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
       server_renewal server_concurrent node_serve crash hostile secrets console_api)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
