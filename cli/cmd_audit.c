@@ -20,9 +20,10 @@ show_row(void *ctx, const struct stk_audit_record *r)
 	cli_time(r->at, at, sizeof(at));
 	if (arr != NULL)
 		json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s,"
-		    " s:s, s:s}", "seq", (json_int_t)r->seq, "time", at, "actor", r->actor,
-		    "event", r->event, "subject", r->subject, "outcome", r->outcome,
-		    "detail", r->detail, "prev_hash", r->prev_hash, "hash", r->hash));
+		    " s:s, s:s, s:s}", "seq", (json_int_t)r->seq, "time", at, "actor",
+		    r->actor, "event", r->event, "subject", r->subject, "outcome",
+		    r->outcome, "detail", r->detail, "prev_hash", r->prev_hash, "hash",
+		    r->hash, "ref", r->ref));
 	else
 		/* Records are stored escaped; a row written into the store by
 		 * other means is escaped here, so no control byte reaches the

@@ -39,7 +39,8 @@ audit_hash(const struct stk_audit_record *r, char out[65])
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned char d[32];
 	char num[64];
-	const char *fields[8];
+	const char *fields[9];
+	size_t nfields = 8;
 	size_t i;
 
 	snprintf(num, sizeof(num), "%lld:%lld", (long long)r->seq, (long long)r->at);
@@ -51,8 +52,12 @@ audit_hash(const struct stk_audit_record *r, char out[65])
 	fields[5] = r->detail;
 	fields[6] = r->prev_hash;
 	fields[7] = "sitetoken-audit-v1";
+	/* A ref is hashed after the tag, only when set: records without one
+	 * (every record before the column existed) hash as they always did. */
+	if (r->ref[0] != '\0')
+		fields[nfields++] = r->ref;
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < nfields; i++) {
 		char len[24];
 		int n = snprintf(len, sizeof(len), "%zu:", strlen(fields[i]));
 		EVP_DigestUpdate(md, len, (size_t)n);
@@ -119,6 +124,15 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *outcome, const char *detail,
     struct stk_error *err)
 {
+	return stk_audit_append_ref(s, actor, event, subject, NULL, outcome, detail,
+	    err);
+}
+
+int
+stk_audit_append_ref(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err)
+{
 	struct stk_audit_record rec;
 	struct site_stmt *st = NULL;
 	int own = !s->in_tx, r;
@@ -134,6 +148,7 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	stk_escape(rec.subject, sizeof(rec.subject), subject, STK_ESCAPE_BACKSLASH);
 	stk_escape(rec.outcome, sizeof(rec.outcome), outcome, STK_ESCAPE_BACKSLASH);
 	stk_escape(rec.detail, sizeof(rec.detail), detail, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.ref, sizeof(rec.ref), ref, STK_ESCAPE_BACKSLASH);
 	if (own && (r = stk_site_tx_begin(s, err)) != 0)
 		return r;
 	if ((r = audit_head(s, &rec.seq, rec.prev_hash, err)) != 0)
@@ -156,7 +171,8 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	rec.at = stk_now();
 	audit_hash(&rec, rec.hash);
 	if (db_prepare(s->store, "INSERT INTO audit (seq, at, actor, event,"
-	    " subject, outcome, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+	    " subject, outcome, detail, prev_hash, hash, ref) VALUES"
+	    " (?,?,?,?,?,?,?,?,?,?)",
 	    &st) != 0) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
@@ -170,6 +186,7 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	db_bind_text(st, 7, rec.detail);
 	db_bind_text(st, 8, rec.prev_hash);
 	db_bind_text(st, 9, rec.hash);
+	db_bind_text(st, 10, rec.ref);
 	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
@@ -339,6 +356,7 @@ audit_row(struct site_stmt *st, struct stk_audit_record *r)
 	COL(6, detail);
 	COL(7, prev_hash);
 	COL(8, hash);
+	COL(9, ref);
 #undef COL
 }
 
@@ -351,7 +369,7 @@ stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
 	int rc, r = STK_OK;
 
 	if (db_prepare(s->store, "SELECT seq, at, actor, event, subject, outcome,"
-	    " detail, prev_hash, hash FROM audit ORDER BY seq", &st) != 0)
+	    " detail, prev_hash, hash, ref FROM audit ORDER BY seq", &st) != 0)
 		return site_db_error(s, err, "reading the audit log");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		audit_row(st, &rec);

@@ -58,7 +58,10 @@ static const char *const site_migrations[] = {
 	/* 3 -> 4: a key row is trusted only through an endorsement by an
 	 * already trusted key (site/keytrust.c); nothing is endorsed here */
 	"ALTER TABLE site_keys ADD COLUMN endorsed_by TEXT;"
-	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;",
+	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;"
+	/* and a structured second subject for audit records (the bulk token
+	 * a registration used), hashed when set */
+	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';",
 };
 
 int64_t

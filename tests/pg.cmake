@@ -42,7 +42,7 @@ if(STK_STORE_PG)
   set_tests_properties(audit_forge_pg PROPERTIES LABELS "integration;pg" FIXTURES_REQUIRED pg
     ENVIRONMENT "STK_BIN=${CMAKE_BINARY_DIR};STK_SRC=${CMAKE_SOURCE_DIR};${STK_PG_ENV};PATH=${STK_PG_BIN}:$ENV{PATH}")
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
-      server_renewal server_concurrent node_serve crash hostile secrets console_api)
+      server_renewal server_concurrent node_serve crash hostile secrets console_api audit_clean)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
       FIXTURES_REQUIRED pg TIMEOUT 300

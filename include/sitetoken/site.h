@@ -190,6 +190,10 @@ struct stk_audit_record {
 	int64_t seq, at;
 	char actor[64], event[48], subject[80], outcome[24], detail[160];
 	char prev_hash[65], hash[65];
+	/* What else the record is about, as a GUID (the bulk token a device
+	 * registered with), "" if nothing: the console's per-token trail
+	 * matches subject and ref, never the detail text. */
+	char ref[80];
 };
 
 /* Append a record in its own transaction (use inside stk_site_tx_* for a
@@ -197,6 +201,10 @@ struct stk_audit_record {
 int stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *outcome, const char *detail,
     struct stk_error *err);
+/* The same with a second subject (ref, may be NULL). */
+int stk_audit_append_ref(struct stk_site *s, const char *actor,
+    const char *event, const char *subject, const char *ref,
+    const char *outcome, const char *detail, struct stk_error *err);
 /* Sign a checkpoint over the chain head with the site key. */
 int stk_audit_checkpoint(struct stk_site *s, struct stk_error *err);
 

@@ -28,7 +28,7 @@ reset() {
   cp "$T/anchor.good" "$S/audit.anchor"
 }
 rehash() { # edit record $1, recompute every hash of the chain
-  db "$($FORGE rehash "$1" <<<"$(db "SELECT seq, at, actor, event, subject, outcome, detail FROM audit ORDER BY seq")")"
+  db "$($FORGE rehash "$1" <<<"$(db "SELECT seq, at, actor, event, subject, outcome, ref, detail FROM audit ORDER BY seq")")"
 }
 resign() { # re-sign every remaining checkpoint with the forger's key
   db "$($FORGE resign "$T" "$GUID" <<<"$(db "SELECT c.seq, a.hash, c.at FROM audit_checkpoints c JOIN audit a ON a.seq = c.seq ORDER BY c.seq")")"

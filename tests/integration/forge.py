@@ -6,7 +6,8 @@ stand-in, pg_sqlite3.sh).
 
   forge.py keygen DIR GUID          own P-256 key + certificate; prints kid
   forge.py keyrow DIR NODE STATUS STORE   SQL inserting that key as a site key
-  forge.py rehash SEQ               stdin: audit rows; SQL: edit SEQ, re-chain
+  forge.py rehash SEQ               stdin: seq|at|actor|event|subject|outcome|ref|detail
+                                    SQL: edit SEQ, re-chain
   forge.py resign DIR GUID          stdin: seq|hash|at; SQL: re-sign checkpoints
   forge.py token DIR GUID           a bulk token signed by the forger's key
 """
@@ -44,8 +45,10 @@ def q(s):
     return "'" + s.replace("'", "''") + "'"
 
 
-def audit_hash(seq, at, actor, event, subject, outcome, detail, prev):
+def audit_hash(seq, at, actor, event, subject, outcome, detail, prev, ref):
     fields = [f"{seq}:{at}", actor, event, subject, outcome, detail, prev, "sitetoken-audit-v1"]
+    if ref:
+        fields.append(ref)
     return hashlib.sha256("".join(f"{len(x.encode())}:{x}" for x in fields).encode()).hexdigest()
 
 
@@ -79,11 +82,11 @@ elif cmd == "rehash":
     prev = "0" * 64
     out = []
     for line in sys.stdin.read().splitlines():
-        seq, at, actor, event, subject, outcome, detail = line.split("|", 6)
+        seq, at, actor, event, subject, outcome, ref, detail = line.split("|", 7)
         seq = int(seq)
         if seq == edit:
             actor = "mallory"
-        h = audit_hash(seq, at, actor, event, subject, outcome, detail, prev)
+        h = audit_hash(seq, at, actor, event, subject, outcome, detail, prev, ref)
         out.append("UPDATE audit SET actor=%s, prev_hash=%s, hash=%s WHERE seq=%d;"
                    % (q(actor), q(prev), q(h), seq))
         prev = h
