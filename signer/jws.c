@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
@@ -45,6 +46,7 @@ struct stk_verifier {
 	char tenant_up[STK_GUID_LEN + 1];
 	char issuer[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
 	int64_t leeway;
+	atomic_int refs;                   /* stk_verifier_ref / _free */
 	size_t nkeys;
 	size_t cap;
 	struct vkey *keys;                 /* grows: a site has any number of keys */
@@ -329,8 +331,17 @@ stk_verifier_new(const char *site_guid, struct stk_verifier **out,
 	case_copy(v->tenant_up, site_guid, 1);
 	snprintf(v->issuer, sizeof(v->issuer), STK_ISSUER_PREFIX "%s", v->tenant);
 	v->leeway = STK_DEFAULT_LEEWAY;
+	atomic_init(&v->refs, 1);
 	*out = v;
 	return STK_OK;
+}
+
+struct stk_verifier *
+stk_verifier_ref(struct stk_verifier *v)
+{
+	if (v != NULL)
+		atomic_fetch_add(&v->refs, 1);
+	return v;
 }
 
 void
@@ -338,7 +349,7 @@ stk_verifier_free(struct stk_verifier *v)
 {
 	size_t i;
 
-	if (v == NULL)
+	if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
 		return;
 	for (i = 0; i < v->nkeys; i++) {
 		EVP_PKEY_free(v->keys[i].pkey);

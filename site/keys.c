@@ -8,8 +8,12 @@
  * the old key "retiring" until every token it may have signed has expired;
  * the first node that sees that moment passes retires it, in the audit log.
  *
- * Objects handed out (signer, verifier, certificate) stay valid until the
- * site is closed: a refresh that replaces one parks the old one. */
+ * The verifier is a reference-counted snapshot (stk_site_verifier_get):
+ * a refresh swaps in a new one and holders keep theirs. The signer, key and
+ * certificate handed out stay valid until the site is closed: a rotation
+ * of this node's key parks the old ones (one set per rotation), and so
+ * does a key-set change for a verifier lent without a reference. Which
+ * keys are trusted at all is decided in keytrust.c. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -331,7 +335,13 @@ site_keys_load_verifier(struct stk_site *s, const struct site_trust *t,
 		    "endorsement ignored (first: %s); tokens they signed are refused",
 		    t->untrusted, t->first_untrusted);
 	pthread_mutex_lock(&s->lock);
-	park(s, NULL, NULL, s->verifier, NULL);
+	/* Snapshot holders keep their reference; only a verifier lent
+	 * without one (stk_site_verifier) must stay until close. */
+	if (s->verifier_lent)
+		park(s, NULL, NULL, s->verifier, NULL);
+	else
+		stk_verifier_free(s->verifier);
+	s->verifier_lent = 0;
 	s->verifier = v;
 	v = NULL;
 	free(s->keys_fp);
@@ -391,23 +401,26 @@ stk_site_verify(struct stk_site *s, const char *token, size_t len,
     enum stk_token_type expect, int64_t now, struct stk_claims *claims,
     struct stk_error *err)
 {
-	const struct stk_verifier *v;
+	struct stk_verifier *v = NULL;
 	int64_t t = stk_now();
 	int r;
 
-	if ((r = stk_site_verifier(s, &v, err)) != 0)
+	if ((r = stk_site_verifier_get(s, &v, err)) != 0)
 		return r;
 	r = stk_verify(v, token, len, expect, now, claims, err);
 	/* A header refusal may be a key another node registered since the
 	 * cache was filled: look once more (rate-limited). */
 	if (r == STK_E_TOKEN_HEADER && t - s->keys_missed >= SITE_KEYS_MISS_GAP) {
 		s->keys_missed = t;
+		stk_verifier_free(v);
+		v = NULL;
 		if (site_keys_refresh(s, 1, NULL) == 0 &&
-		    (r = stk_site_verifier(s, &v, err)) == 0) {
+		    (r = stk_site_verifier_get(s, &v, err)) == 0) {
 			stk_claims_clear(claims);
 			r = stk_verify(v, token, len, expect, now, claims, err);
 		}
 	}
+	stk_verifier_free(v);
 	return r;
 }
 

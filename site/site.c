@@ -679,6 +679,23 @@ stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
 		return r;
 	pthread_mutex_lock(&s->lock);
 	*out = s->verifier;
+	s->verifier_lent = 1;
+	pthread_mutex_unlock(&s->lock);
+	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+	    "site has no verification key");
+}
+
+int
+stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
+    struct stk_error *err)
+{
+	int r;
+
+	*out = NULL;
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	*out = stk_verifier_ref(s->verifier);
 	pthread_mutex_unlock(&s->lock);
 	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
 	    "site has no verification key");

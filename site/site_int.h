@@ -23,7 +23,8 @@ struct stk_site {
 	struct stk_key *key;
 	struct stk_error key_auth_err; /* a refused PIN/auth: never presented again */
 	struct stk_signer *signer;
-	struct stk_verifier *verifier;
+	struct stk_verifier *verifier; /* current snapshot (the site's reference) */
+	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
 	int audit_dirty;             /* records appended since the last commit */
 	/* site keys (keys.c) */

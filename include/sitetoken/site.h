@@ -54,6 +54,11 @@ struct stk_site_init_opts {
 	const char *db_schema;
 };
 
+/* Threads: a site handle is used by one thread at a time (the server
+ * serialises its calls behind one mutex). What it hands out may outlive
+ * that: a verifier snapshot (stk_site_verifier_get) is immutable and may
+ * be used from any thread until released. */
+
 /* Create the site directory (0700), key, certificate and database. Refuses
  * an existing site. On failure nothing is left behind. */
 int stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
@@ -76,8 +81,17 @@ void stk_site_set_key_opts(struct stk_site *s, const struct stk_key_opts *o);
 int stk_site_signer(struct stk_site *s, const struct stk_signer **out,
     struct stk_error *err);
 int stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err);
-/* A verifier over every site key (no private key needed). Owned by the site. */
+/* A verifier over every trusted site key (no private key needed). Owned by
+ * the site and valid until it is closed (a verifier lent this way is kept
+ * when the key set changes: prefer stk_site_verifier_get). */
 int stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
+    struct stk_error *err);
+/* The current key-set snapshot: an immutable verifier with one reference
+ * for the caller (release with stk_verifier_free). A key-set change swaps
+ * in a new snapshot; holders keep theirs until they release it, so nothing
+ * is parked for the life of the site. The snapshot may be used from any
+ * thread (token.h). */
+int stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
     struct stk_error *err);
 
 /* Verify a token with every active or retiring site key; a kid the cached
