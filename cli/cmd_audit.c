@@ -93,14 +93,15 @@ cmd_audit(int argc, char **argv)
 		if (r < 0)
 			rc = cli_fail(&err, r);
 		else if (json) {
-			json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:s, s:I, s:s, s:I}",
+			json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:s, s:I, s:s, s:I, s:I}",
 			    "intact", r == 0,
 			    "records", (json_int_t)rep.records, "checkpoints",
 			    (json_int_t)rep.checkpoints, "last_checkpoint",
 			    (json_int_t)rep.last_checkpoint_seq, "first_bad_record",
 			    (json_int_t)rep.bad_seq, "problem", rep.problem,
 			    "anchor", (json_int_t)rep.anchor_seq, "anchor_note",
-			    rep.anchor_note, "untrusted_keys", (json_int_t)rep.untrusted_keys);
+			    rep.anchor_note, "untrusted_keys", (json_int_t)rep.untrusted_keys,
+			    "tpm_counter", (json_int_t)rep.tpm_counter);
 			char *txt = json_dumps(o, JSON_INDENT(2));
 			printf("%s\n", txt);
 			free(txt);
@@ -116,6 +117,9 @@ cmd_audit(int argc, char **argv)
 				    "checkpoint at record %lld.\n", (long long)rep.anchor_seq);
 			else
 				printf("Note: %s.\n", rep.anchor_note);
+			if (rep.tpm_counter > 0)
+				printf("TPM counter %lld: matches this node's newest checkpoint.\n",
+				    (long long)rep.tpm_counter);
 		}
 		if (r >= 0 && rep.untrusted_keys > 0)
 			fprintf(stderr, "%s: %lld site key row(s) have no valid endorsement "

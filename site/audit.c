@@ -203,12 +203,25 @@ fail:
 	return r;
 }
 
+/* counter: the signing node's TPM NV counter after advancing it, 0 when
+ * its key has none (then the message is the v1 message of old). */
 static void
 checkpoint_message(const char *site, int64_t seq, const char *hash, int64_t at,
-    char *buf, size_t len)
+    uint64_t counter, char *buf, size_t len)
 {
-	snprintf(buf, len, "sitetoken audit checkpoint v1\n%s\n%lld\n%s\n%lld\n",
+	int n = snprintf(buf, len, "sitetoken audit checkpoint v1\n%s\n%lld\n%s\n%lld\n",
 	    site, (long long)seq, hash, (long long)at);
+
+	if (counter > 0 && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "counter=%llu\n",
+		    (unsigned long long)counter);
+}
+
+/* The name of this node's counter in its key's device. */
+static void
+audit_counter_name(struct stk_site *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "sitetoken audit %s/%s", s->guid, stk_site_node(s));
 }
 
 /* ---- The anchor: audit.anchor in the site directory (0600, fsync'd) ----
@@ -274,10 +287,11 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	const struct stk_signer *signer;
 	struct site_stmt *st = NULL;
 	unsigned char sig[STK_SIG_MAX];
-	char msg[256], hash[65], sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
+	char msg[320], hash[65], sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1], cname[128];
 	size_t siglen = sizeof(sig);
 	int64_t seq, at = stk_now();
-	int r;
+	uint64_t counter = 0, now_ctr = 0;
+	int r, has_counter = 1, advanced = 0;
 
 	if ((r = stk_site_signer(s, &signer, err)) != 0 ||
 	    (r = stk_site_key(s, &key, err)) != 0)
@@ -290,13 +304,31 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 		stk_site_tx_rollback(s);
 		return STK_OK; /* nothing new to sign */
 	}
-	checkpoint_message(s->guid, seq, hash, at, msg, sizeof(msg));
+	/* A key with a monotonic counter (TPM NV): sign the value it will
+	 * have, and advance it last, just before the commit: a log restored to
+	 * an older state then shows a smaller value, or a gap in the node's
+	 * run of values. Its first advance sets it to the TPM's highest
+	 * counter value, so that one is made first. */
+	audit_counter_name(s, cname, sizeof(cname));
+	if ((r = stk_key_counter(key, cname, 0, &counter, err)) == STK_E_UNSUPPORTED) {
+		stk_error_clear(err);
+		counter = 0;
+		has_counter = 0;
+	} else if (r != 0)
+		goto fail;
+	else if (counter == 0) {
+		if ((r = stk_key_counter(key, cname, 1, &counter, err)) != 0)
+			goto fail;
+		advanced = 1;
+	} else
+		counter++;
+	checkpoint_message(s->guid, seq, hash, at, counter, msg, sizeof(msg));
 	if ((r = stk_key_sign(key, (const unsigned char *)msg, strlen(msg), sig,
 	    &siglen, err)) != 0)
 		goto fail;
 	stk_b64url_encode_buf(sig, siglen, sigb64);
 	if (db_prepare(s->store, "INSERT INTO audit_checkpoints (seq, head_hash,"
-	    " at, kid, sig) VALUES (?,?,?,?,?)", &st) != 0) {
+	    " at, kid, sig, counter) VALUES (?,?,?,?,?,?)", &st) != 0) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
@@ -305,11 +337,27 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	db_bind_int64(st, 3, at);
 	db_bind_text(st, 4, stk_signer_kid(signer));
 	db_bind_text(st, 5, sigb64);
+	if (counter > 0)
+		db_bind_int64(st, 6, (int64_t)counter);
+	else
+		db_bind_null(st, 6);
 	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
 	db_finalize(st);
+	st = NULL;
+	if (has_counter && !advanced) {
+		if ((r = stk_key_counter(key, cname, 1, &now_ctr, err)) != 0)
+			goto fail;
+		if (now_ctr != counter) {
+			r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+			    "TPM counter moved to %llu, expected %llu: checkpoint not "
+			    "written", (unsigned long long)now_ctr,
+			    (unsigned long long)counter);
+			goto fail;
+		}
+	}
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		return r;
 	/* Outside the store: the head this node signed, so a log cut below it
@@ -470,8 +518,11 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	struct site_stmt *st = NULL;
 	struct site_trust *t = NULL;
 	struct audit_anchor anc;
-	char msg[256];
-	int64_t prev_cp = 0, mine_after = 0;
+	struct stk_key *key = NULL;
+	const struct stk_key_backend *kb;
+	char msg[320], cname[128];
+	int64_t prev_cp = 0, mine_after = 0, mine_ctr_seq = 0;
+	uint64_t mine_ctr = 0, tpm_ctr = 0;
 	int r, rc, anchor_bad, anchor_seen = 0;
 
 	memset(rep, 0, sizeof(*rep));
@@ -493,7 +544,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	r = stk_audit_foreach(s, chain_step, &w, err);
 	if (r != 0)
 		goto out;
-	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig FROM"
+	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig, counter FROM"
 	    " audit_checkpoints ORDER BY seq", &st) != 0) {
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
@@ -504,6 +555,8 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		const char *ckid = db_column_text(st, 3);
 		const char *sigb = db_column_text(st, 4);
 		const struct site_trust_key *k = site_trust_find(t, ckid);
+		uint64_t ctr = db_column_is_null(st, 5) ? 0 :
+		    (uint64_t)db_column_int64(st, 5);
 		unsigned char *sig = NULL;
 		size_t siglen = 0;
 		int ok;
@@ -514,7 +567,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 			goto out;
 		}
 		checkpoint_message(s->guid, seq, head ? head : "",
-		    db_column_int64(st, 2), msg, sizeof(msg));
+		    db_column_int64(st, 2), ctr, msg, sizeof(msg));
 		/* Signed by a trusted key: a root in the site directory or a key
 		 * endorsed from one (retired keys too: their checkpoints stay
 		 * history). A key row a database writer inserted is not one. */
@@ -559,6 +612,19 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		if (anc.seq > 0 && seq > anc.seq && audit_kid_is_mine(s, t, ckid) &&
 		    mine_after == 0)
 			mine_after = seq;
+		if (ctr > 0 && audit_kid_is_mine(s, t, ckid)) {
+			/* The node's TPM counter goes up by one per checkpoint. */
+			if (mine_ctr > 0 && ctr != mine_ctr + 1) {
+				r = audit_bad(rep, mine_ctr_seq + 1, "this node's checkpoints "
+				    "with TPM counter %llu..%llu are missing (between records "
+				    "%lld and %lld): the log was cut or restored",
+				    (unsigned long long)mine_ctr + 1, (unsigned long long)ctr - 1,
+				    (long long)mine_ctr_seq, (long long)seq);
+				goto out;
+			}
+			mine_ctr = ctr;
+			mine_ctr_seq = seq;
+		}
 		prev_cp = seq;
 		rep->checkpoints++;
 		rep->last_checkpoint_seq = seq;
@@ -579,6 +645,32 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		    STK_AUDIT_CHECKPOINT_MAX_GAP);
 		goto out;
 	}
+	/* The TPM counter: it went up with every checkpoint this node signed,
+	 * and no restore of the disk takes it back. */
+	/* Only a backend with a counter is opened (no PIN asked for nothing);
+	 * one that cannot be read is an error, not a pass. */
+	if ((kb = stk_key_backend_find(s->backend)) != NULL && kb->counter != NULL) {
+		audit_counter_name(s, cname, sizeof(cname));
+		if ((r = stk_site_key(s, &key, err)) != 0 ||
+		    (r = stk_key_counter(key, cname, 0, &tpm_ctr, err)) != 0)
+			goto out;
+	}
+	if (tpm_ctr > 0 && mine_ctr < tpm_ctr) {
+		r = audit_bad(rep, mine_ctr_seq + 1, "log truncated or restored: the TPM "
+		    "counter is at %llu but this node's newest checkpoint in the log "
+		    "carries %llu (record %lld): its later checkpoints and records are "
+		    "missing", (unsigned long long)tpm_ctr, (unsigned long long)mine_ctr,
+		    (long long)mine_ctr_seq);
+		goto out;
+	}
+	if (tpm_ctr > 0 && mine_ctr > tpm_ctr) {
+		r = audit_bad(rep, mine_ctr_seq, "the checkpoint at record %lld carries TPM "
+		    "counter %llu, beyond the TPM's %llu: not this node's TPM, or it was "
+		    "cleared", (long long)mine_ctr_seq, (unsigned long long)mine_ctr,
+		    (unsigned long long)tpm_ctr);
+		goto out;
+	}
+	rep->tpm_counter = (int64_t)tpm_ctr;
 	/* The anchor outside the store: the log must still hold the checkpoint
 	 * it names, and no later checkpoint of this node may exist beyond it. */
 	if (anchor_bad) {

@@ -61,7 +61,9 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;"
 	/* and a structured second subject for audit records (the bulk token
 	 * a registration used), hashed when set */
-	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';",
+	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';"
+	/* and the TPM NV counter value a checkpoint was signed with */
+	"ALTER TABLE audit_checkpoints ADD COLUMN counter INTEGER;",
 };
 
 int64_t

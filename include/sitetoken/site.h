@@ -229,6 +229,7 @@ struct stk_audit_report {
 	int64_t anchor_seq;    /* checkpoint the site directory's anchor names (0: none) */
 	char anchor_note[200]; /* what the anchor could not check, empty if all */
 	int64_t untrusted_keys; /* key rows ignored: no valid endorsement */
+	int64_t tpm_counter;   /* this node's TPM NV counter checked (0: none) */
 };
 /* Check the whole chain and every checkpoint signature. Returns 0 when
  * intact, 1 when tampering was found (rep says which record and what),
