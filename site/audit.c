@@ -119,6 +119,115 @@ audit_last_checkpoint(struct stk_site *s)
 	return audit_last_checkpoint_at(s, NULL);
 }
 
+/* ---- Refusal aggregation (STK_AUDIT_REFUSAL_*) ----
+ * A flood of refusals from one source costs a counter increment, not a
+ * database write and a share of a site-key signature. The counts are kept
+ * per site handle; nothing is dropped: each interval's surplus becomes one
+ * record with its count. */
+#define SITE_REFUSALS_MAX 256
+
+struct site_refusal {
+	char actor[64], event[48], reason[48];
+	int64_t start, last;
+	long written, pending;
+};
+
+static int audit_append(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err);
+
+static int
+refusal_flush_one(struct stk_site *s, struct site_refusal *f)
+{
+	char detail[160];
+	struct stk_error e;
+	int r;
+
+	if (f->pending == 0)
+		return STK_OK;
+	snprintf(detail, sizeof(detail), "%.40s: %ld more refusals from this source "
+	    "between %lld and %lld (aggregated)", f->reason, f->pending,
+	    (long long)f->start, (long long)f->last);
+	stk_error_clear(&e);
+	if ((r = audit_append(s, f->actor, f->event, "", NULL, "refused", detail,
+	    &e)) != 0) {
+		STK_LOG(STK_LOG_ERROR, "audit", "cannot record %ld aggregated refusals: %s",
+		    f->pending, e.msg);
+		return r;
+	}
+	f->pending = 0;
+	return STK_OK;
+}
+
+void
+site_audit_flush(struct stk_site *s, int all)
+{
+	int64_t now = stk_now();
+	size_t i, o = 0;
+
+	if (s->flushing || s->in_tx || s->nrefusals == 0)
+		return;
+	s->flushing = 1;
+	for (i = 0; i < s->nrefusals; i++) {
+		struct site_refusal *f = &s->refusals[i];
+		int over = all || now - f->start >= STK_AUDIT_REFUSAL_INTERVAL ||
+		    now < f->start;
+
+		if (over && refusal_flush_one(s, f) == 0)
+			continue; /* interval done: the entry goes */
+		s->refusals[o++] = *f;
+	}
+	s->nrefusals = o;
+	s->flushing = 0;
+}
+
+/* 1: counted (no record now); 0: write the record. */
+static int
+refusal_count(struct stk_site *s, const char *actor, const char *event,
+    const char *detail)
+{
+	char reason[48];
+	struct site_refusal *f = NULL;
+	int64_t now = stk_now();
+	size_t i;
+
+	snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(detail ? detail : "",
+	    ":"), detail ? detail : "");
+	for (i = 0; i < s->nrefusals; i++)
+		if (strcmp(s->refusals[i].actor, actor) == 0 &&
+		    strcmp(s->refusals[i].event, event) == 0 &&
+		    strcmp(s->refusals[i].reason, reason) == 0) {
+			f = &s->refusals[i];
+			break;
+		}
+	if (f != NULL && (now - f->start >= STK_AUDIT_REFUSAL_INTERVAL || now < f->start)) {
+		if (refusal_flush_one(s, f) != 0)
+			return 0;
+		f->start = now;
+		f->written = 0;
+	}
+	if (f == NULL) {
+		if (s->nrefusals == SITE_REFUSALS_MAX)
+			return 0; /* table full (many sources): record one by one */
+		if (s->refusals == NULL && (s->refusals = calloc(SITE_REFUSALS_MAX,
+		    sizeof(*s->refusals))) == NULL)
+			return 0;
+		f = &s->refusals[s->nrefusals++];
+		memset(f, 0, sizeof(*f));
+		snprintf(f->actor, sizeof(f->actor), "%s", actor);
+		snprintf(f->event, sizeof(f->event), "%s", event);
+		snprintf(f->reason, sizeof(f->reason), "%s", reason);
+		f->start = now;
+	}
+	f->last = now;
+	if (f->written < STK_AUDIT_REFUSAL_BURST) {
+		f->written++;
+		return 0;
+	}
+	f->pending++;
+	return 1;
+}
+
 int
 stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *outcome, const char *detail,
@@ -130,6 +239,22 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 
 int
 stk_audit_append_ref(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err)
+{
+	int refusal = outcome != NULL && strcmp(outcome, "refused") == 0;
+
+	/* Counts of finished intervals first, so records stay in time order;
+	 * never inside a caller's transaction (a rollback would lose them). */
+	site_audit_flush(s, 0);
+	if (refusal && !s->in_tx && refusal_count(s, actor ? actor : "",
+	    event ? event : "", detail))
+		return STK_OK;
+	return audit_append(s, actor, event, subject, ref, outcome, detail, err);
+}
+
+static int
+audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *ref, const char *outcome, const char *detail,
     struct stk_error *err)
 {
@@ -193,6 +318,8 @@ stk_audit_append_ref(struct stk_site *s, const char *actor, const char *event,
 	}
 	db_finalize(st);
 	s->audit_dirty = 1;
+	if (strcmp(rec.outcome, "refused") != 0)
+		s->nonrefusal_since_cp = 1;
 	if (own)
 		return stk_site_tx_commit(s, err);
 	return STK_OK;
@@ -383,6 +510,15 @@ site_audit_after_commit(struct stk_site *s)
 	if (seq - last < STK_AUDIT_CHECKPOINT_EVERY &&
 	    stk_now() - last_at < STK_AUDIT_CHECKPOINT_SECONDS)
 		return;
+	/* Refusals alone: one site-key signature per interval at most, while
+	 * the unsigned tail stays well below the limit. */
+	if (!s->nonrefusal_since_cp && stk_now() - s->refusal_cp_at <
+	    STK_AUDIT_REFUSAL_INTERVAL && stk_now() >= s->refusal_cp_at &&
+	    seq - last < STK_AUDIT_CHECKPOINT_MAX_GAP - STK_AUDIT_CHECKPOINT_EVERY / 2)
+		return;
+	if (!s->nonrefusal_since_cp)
+		s->refusal_cp_at = stk_now();
+	s->nonrefusal_since_cp = 0;
 	s->audit_dirty = 0;
 	stk_error_clear(&e);
 	if (stk_audit_checkpoint(s, &e) != 0)

@@ -300,6 +300,9 @@ stk_site_close(struct stk_site *s)
 {
 	if (s == NULL)
 		return;
+	if (s->store != NULL)
+		site_audit_flush(s, 1);
+	free(s->refusals);
 	stk_verifier_free(s->verifier);
 	stk_signer_free(s->signer);
 	stk_key_close(s->key);

@@ -34,6 +34,12 @@ struct stk_site {
 	int64_t keys_missed;         /* last refresh for an unknown kid */
 	int refreshing;
 	struct site_parked *parked;  /* replaced objects, freed at close */
+	/* refusal aggregation (audit.c) */
+	struct site_refusal *refusals;
+	size_t nrefusals;
+	int flushing;
+	int nonrefusal_since_cp;     /* a record other than a refusal unsigned */
+	int64_t refusal_cp_at;       /* last checkpoint refusals alone caused */
 };
 
 #define SITE_NODE_DEFAULT "main"  /* the node that ran site init */
@@ -96,6 +102,8 @@ int site_store_dump(struct stk_site *s, char **out, size_t *len,
 /* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);
+/* Record every refusal count still held (at close). */
+void site_audit_flush(struct stk_site *s, int all);
 int site_exec(struct stk_site *s, const char *sql, struct stk_error *err);
 
 #endif

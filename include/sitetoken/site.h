@@ -32,6 +32,15 @@ extern "C" {
  * means checkpoints were deleted. An append that would pass it is refused
  * (the action it records does not happen) until a checkpoint is signed. */
 #define STK_AUDIT_CHECKPOINT_MAX_GAP (2 * STK_AUDIT_CHECKPOINT_EVERY)
+/* Refusals (outcome "refused") from one source (actor) for one event and
+ * reason: the first STK_AUDIT_REFUSAL_BURST in an interval of
+ * STK_AUDIT_REFUSAL_INTERVAL seconds are recorded one by one, the rest are
+ * counted and recorded as one "N more" record when the interval ends (at
+ * the next record after it, or when the site is closed). Refusals alone
+ * trigger at most one checkpoint per interval while the unsigned tail is
+ * below STK_AUDIT_CHECKPOINT_MAX_GAP - STK_AUDIT_CHECKPOINT_EVERY / 2. */
+#define STK_AUDIT_REFUSAL_INTERVAL 10
+#define STK_AUDIT_REFUSAL_BURST 24
 
 /* Current time in seconds. Tests may shift it with SITETOKEN_TIME_OFFSET
  * (seconds, may be negative); nothing else should. */
