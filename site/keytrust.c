@@ -25,7 +25,7 @@
 #include "site_int.h"
 
 #define TRUST_FILE "trust.pem"
-#define TRUST_FILE_MAX (256 * 1024)
+#define TRUST_FILE_MAX ((size_t)256 * 1024)
 
 static void
 trust_key_clear(struct site_trust_key *k)

@@ -31,7 +31,7 @@ extern "C" {
  * records between two checkpoints and after the last one: a longer gap
  * means checkpoints were deleted. An append that would pass it is refused
  * (the action it records does not happen) until a checkpoint is signed. */
-#define STK_AUDIT_CHECKPOINT_MAX_GAP (2 * STK_AUDIT_CHECKPOINT_EVERY)
+#define STK_AUDIT_CHECKPOINT_MAX_GAP 32  /* 2 * STK_AUDIT_CHECKPOINT_EVERY */
 /* Refusals (outcome "refused") from one source (actor) for one event and
  * reason: the first STK_AUDIT_REFUSAL_BURST in an interval of
  * STK_AUDIT_REFUSAL_INTERVAL seconds are recorded one by one, the rest are
