@@ -79,7 +79,9 @@ agent() { "$AGENT" --state "$W/device" --ca "$W/tls.crt" "$@"; }
 # ---------------------------------------------------------------------------
 step "Start a software TPM 2.0 (swtpm) and make the site key inside it"
 BACKEND=file
-if "$STK" --help | grep -q "tpm" && command -v swtpm >/dev/null &&
+# grep reads all of --help (-q would stop early, and the help is over one
+# pipe write: SIGPIPE under pipefail).
+if "$STK" --help | grep "tpm" >/dev/null && command -v swtpm >/dev/null &&
     [ -x "$SRC/swtpm-setup/swtpm-start.sh" -o -f "$SRC/swtpm-setup/swtpm-start.sh" ]; then
 	if eval "$(bash "$SRC/swtpm-setup/swtpm-start.sh" "$W/tpm")"; then
 		TPM_STARTED=1
