@@ -6,7 +6,7 @@
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_DB, OPT_DBSCHEMA, OPT_NODE, OPT_BACKEND, OPT_KEYTYPE,
-    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON };
+    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_KID };
 
 /* sitetoken node add --site DIR --db CONNINFO --db-schema NAME --node NAME
  *     [--backend B] [--key-type T] [--key-uri URI] [--pkcs11-module P] [--tcti C] */
@@ -88,7 +88,7 @@ node_add(int argc, char **argv)
 	else
 		printf("Node %s joined site %s in %s\nKey: %s %s (%s)\nKid: %s\n"
 		    "Other nodes trust this key once one of them runs\n"
-		    "  sitetoken key endorse %s\n", stk_site_node(s), stk_site_guid(s),
+		    "  sitetoken key endorse --kid %s\n", stk_site_node(s), stk_site_guid(s),
 		    dir, stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)),
 		    stk_site_key_uri(s), kid, kid);
 	stk_site_close(s);
@@ -155,38 +155,43 @@ cmd_key_rotate(int argc, char **argv)
 	return 0;
 }
 
-/* sitetoken key endorse KID: this node's key vouches for another node's key
- * (compare KID with `key list` on the node that owns it first). */
+/* sitetoken key endorse --kid KID (or KID after "--": a kid may begin with
+ * '-'): this node's key vouches for another node's key (compare KID with
+ * `key list` on the node that owns it first). */
 int
 cmd_key_endorse(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "site", required_argument, NULL, OPT_SITE },
+		{ "kid", required_argument, NULL, OPT_KID },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
-	const char *dir = NULL;
+	const char *dir = NULL, *kid = NULL;
 	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
+		case OPT_KID: kid = optarg; break;
 		default: return cli_usage_error("bad option for 'key endorse'");
 		}
 	}
-	if (optind != argc - 1)
-		return cli_usage_error("usage: key endorse KID");
+	if (kid == NULL && optind == argc - 1)
+		kid = argv[optind++];
+	if (kid == NULL || optind != argc)
+		return cli_usage_error("usage: key endorse --kid KID");
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
 	stk_error_clear(&err);
-	if ((r = stk_site_key_endorse(s, argv[optind], cli_actor(), &err)) != 0) {
+	if ((r = stk_site_key_endorse(s, kid, cli_actor(), &err)) != 0) {
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
 	printf("Key %s endorsed by this node's key: every node that trusts this one "
-	    "now trusts it.\n", argv[optind]);
+	    "now trusts it.\n", kid);
 	stk_site_close(s);
 	return 0;
 }

@@ -32,7 +32,7 @@ static const char usage_text[] =
 "  key rotate [--key-uri URI] [--key-type TYPE]  new key for this node; the\n"
 "                                   old one verifies until its tokens expire\n"
 "  key list [--json]                every site key: node, status, kid\n"
-"  key endorse KID                  this node's key vouches for another\n"
+"  key endorse --kid KID            this node's key vouches for another\n"
 "                                   node's key (after node add); a key row\n"
 "                                   nobody trusted endorsed is ignored\n"
 "  node add --node NAME --db CONNINFO --db-schema NAME [--backend ...]\n"

@@ -40,7 +40,8 @@ expect_exit 0 "key list on node A before endorsing" -- "$ST" key list --site "$A
 expect_eq "$(json '[k["trusted"] for k in d if k["node"]=="nodeB"][0]' <<<"$OUT")" "False" "node B's key listed as untrusted"
 expect_exit 2 "key endorse without a kid" -- "$ST" key endorse --site "$A"
 expect_exit 1 "key endorse of an unknown kid" -- "$ST" key endorse --site "$A" nosuchkid
-expect_exit 0 "node A endorses node B's key" -- "$ST" key endorse --site "$A" "$kidB"
+# --kid: a kid may begin with '-' (base64url)
+expect_exit 0 "node A endorses node B's key" -- "$ST" key endorse --site "$A" --kid "$kidB"
 expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.endorse' AND subject='$kidB'")" "1" "endorsement audited"
 expect_exit 0 "node A verifies node B's token" -- "$ST" verify --site "$A" --type bulk "$tB"
 expect_exit 0 "node B verifies node A's token" -- "$ST" verify --site "$B" --type bulk "$tA"
