@@ -235,7 +235,7 @@ bench_group_on(const char *group)
 
 static const char usage[] =
 "usage: sitetoken-bench [--quick] [--json] [--rounds N] [--seconds S]\n"
-"         [--only tokens,pkcs11,tpm,gateway] [--mem-ops N] [--tmp DIR]\n"
+"         [--only tokens,pkcs11,tpm,refusals,gateway] [--mem-ops N] [--tmp DIR]\n"
 "         [--cmg URL --ca FILE --bulk-token-file FILE --server-pid PID\n"
 "          [--conns N] [--registrations N] [--cmg-cold URL --cold-pid PID]\n"
 "          [--site-db FILE]]\n"
@@ -317,6 +317,8 @@ main(int argc, char **argv)
 	if (bench_group_on("tpm") && (bench_opts.only != NULL ||
 	    getenv("SITETOKEN_TCTI") != NULL) && bench_tpm() != 0)
 		bench_fail("tpm", "group failed");
+	if (bench_group_on("refusals") && bench_refusals() != 0)
+		bench_fail("refusals", "group failed");
 	if (bench_group_on("gateway") && (bench_opts.only != NULL ||
 	    bench_opts.cmg_url != NULL) && bench_gateway() != 0)
 		bench_fail("gateway", "group failed");

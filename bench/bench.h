@@ -81,6 +81,7 @@ int bench_tokens(void);      /* verify + issue (file backend) + memory */
 int bench_pkcs11(void);
 int bench_tpm(void);
 int bench_gateway(void);
+int bench_refusals(void);    /* junk-refusal flood vs registrations */
 
 /* Counting allocator (bench/alloc_count.c). */
 void bench_alloc_enable(int on);

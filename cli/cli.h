@@ -61,6 +61,7 @@ int cmd_key_attest(int argc, char **argv);
 int cmd_key_activate(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_key_retire(int argc, char **argv, int restore);
+int cmd_key_endorse(int argc, char **argv);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
 int bulk_new_print(const char *site_dir, const char *lifetime, int json);

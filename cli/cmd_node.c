@@ -6,7 +6,7 @@
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_DB, OPT_DBSCHEMA, OPT_NODE, OPT_BACKEND, OPT_KEYTYPE,
-    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON };
+    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_KID };
 
 /* sitetoken node add --site DIR --db CONNINFO --db-schema NAME --node NAME
  *     [--backend B] [--key-type T] [--key-uri URI] [--pkcs11-module P] [--tcti C] */
@@ -31,6 +31,9 @@ node_add(int argc, char **argv)
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	const char *dir = NULL, *tcti = NULL, *mod = NULL;
+	struct stk_site_key_row *rows = NULL;
+	char kid[64];
+	size_t n = 0, i;
 	int c, r, json = 0;
 
 	memset(&no, 0, sizeof(no));
@@ -74,13 +77,22 @@ node_add(int argc, char **argv)
 	cli_progress_end();
 	if (r != 0)
 		return cli_fail(&err, r);
+	kid[0] = '\0';
+	if (stk_site_keys_list(s, &rows, &n, &err) == 0)
+		for (i = 0; i < n; i++)
+			if (rows[i].mine)
+				snprintf(kid, sizeof(kid), "%s", rows[i].kid);
+	free(rows);
 	if (json)
-		printf("{\"site\":\"%s\",\"node\":\"%s\",\"dir\":\"%s\",\"backend\":\"%s\"}\n",
-		    stk_site_guid(s), stk_site_node(s), dir, stk_site_backend(s));
+		printf("{\"site\":\"%s\",\"node\":\"%s\",\"dir\":\"%s\",\"backend\":\"%s\","
+		    "\"kid\":\"%s\"}\n", stk_site_guid(s), stk_site_node(s), dir,
+		    stk_site_backend(s), kid);
 	else
-		printf("Node %s joined site %s in %s\nKey: %s %s (%s)\n",
-		    stk_site_node(s), stk_site_guid(s), dir, stk_site_backend(s),
-		    stk_key_type_name(stk_site_key_type(s)), stk_site_key_uri(s));
+		printf("Node %s joined site %s in %s\nKey: %s %s (%s)\nKid: %s\n"
+		    "Other nodes trust this key once one of them runs\n"
+		    "  sitetoken key endorse --kid %s\n", stk_site_node(s), stk_site_guid(s),
+		    dir, stk_site_backend(s), stk_key_type_name(stk_site_key_type(s)),
+		    stk_site_key_uri(s), kid, kid);
 	stk_site_close(s);
 	return 0;
 }
@@ -141,6 +153,47 @@ cmd_key_rotate(int argc, char **argv)
 		printf("Node %s now signs with key %s (%s)\nThe old key verifies "
 		    "until its last token has expired, then retires.\n",
 		    stk_site_node(s), kid, stk_site_key_uri(s));
+	stk_site_close(s);
+	return 0;
+}
+
+/* sitetoken key endorse --kid KID (or KID after "--": a kid may begin with
+ * '-'): this node's key vouches for another node's key (compare KID with
+ * `key list` on the node that owns it first). */
+int
+cmd_key_endorse(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "kid", required_argument, NULL, OPT_KID },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *kid = NULL;
+	int c, r;
+
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_KID: kid = optarg; break;
+		default: return cli_usage_error("bad option for 'key endorse'");
+		}
+	}
+	if (kid == NULL && optind == argc - 1)
+		kid = argv[optind++];
+	if (kid == NULL || optind != argc)
+		return cli_usage_error("usage: key endorse --kid KID");
+	if ((r = cli_open_site(dir, &s)) != 0)
+		return r;
+	stk_error_clear(&err);
+	if ((r = stk_site_key_endorse(s, kid, cli_actor(), &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	printf("Key %s endorsed by this node's key: every node that trusts this one "
+	    "now trusts it.\n", kid);
 	stk_site_close(s);
 	return 0;
 }
@@ -207,16 +260,17 @@ cmd_key_list(int argc, char **argv)
 			printf("%s{\"kid\":\"%s\",\"node\":\"%s\",\"backend\":\"%s\","
 			    "\"key_type\":\"%s\",\"status\":\"%s\",\"created_at\":%lld,"
 			    "\"not_after\":%lld,\"retired_at\":%lld,\"max_exp\":%lld,"
-			    "\"retire_after\":%lld,\"this_node\":%s}",
+			    "\"retire_after\":%lld,\"this_node\":%s,\"trusted\":%s}",
 			    i ? "," : "", rows[i].kid, rows[i].node, rows[i].backend,
 			    rows[i].key_type, rows[i].status, (long long)rows[i].created_at,
 			    (long long)rows[i].not_after, (long long)rows[i].retired_at,
 			    (long long)rows[i].max_exp, (long long)rows[i].retire_after,
-			    rows[i].mine ? "true" : "false");
+			    rows[i].mine ? "true" : "false", rows[i].trusted ? "true" : "false");
 		else
-			printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s%s\n", (int)wkid,
+			printf("%-*s  %-*s  %-8s  %-8s  %-20s  %-20s  %s%s%s\n", (int)wkid,
 			    rows[i].kid, (int)wnode, rows[i].node, rows[i].backend,
-			    rows[i].status, t1, t3, t2, rows[i].mine ? "  (this node)" : "");
+			    rows[i].status, t1, t3, t2, rows[i].mine ? "  (this node)" : "",
+			    rows[i].trusted ? "" : "  UNTRUSTED (no valid endorsement)");
 	}
 	if (json)
 		printf("]\n");

@@ -322,6 +322,9 @@ cmd_key(int argc, char **argv)
 		return cmd_key_retire(argc - 1, argv + 1, 0);
 	if (argc >= 2 && strcmp(argv[1], "restore") == 0)
 		return cmd_key_retire(argc - 1, argv + 1, 1);
+	if (argc >= 2 && strcmp(argv[1], "endorse") == 0)
+		return cmd_key_endorse(argc - 1, argv + 1);
 	return cli_usage_error("usage: key show|export|rotate|list|retire|restore|"
+	    "endorse|"
 	    "attest|activate-credential");
 }

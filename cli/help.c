@@ -71,6 +71,13 @@ KEY_OPTS
 "usage: sitetoken key restore KID [--json]\n\n"
 "Undo a retirement: the key verifies again until its tokens expire. Audited.\n\n"
 "  --json               print the result as JSON\n" },
+	{ "key endorse",
+"usage: sitetoken key endorse --kid KID\n\n"
+"This node's key vouches for another node's key (after `node add`): the\n"
+"endorsement is a signature by an already trusted key, checked on every\n"
+"load. A key row nobody trusted endorsed is ignored (and tokens it signed\n"
+"refused). Only endorse a kid you recognise (see `sitetoken key list`).\n\n"
+"  --kid KID            the key to endorse\n" },
 	{ "key list",
 "usage: sitetoken key list [--json]\n\n"
 "List every site key: kid, node, status (active, retiring, retired).\n\n"

@@ -538,9 +538,9 @@ adm_trail_cb(void *ctx, const struct stk_audit_record *rec)
 	struct adm_trail *t = ctx;
 	char at[32];
 
-	/* Its own events name it as subject; registrations with it carry
-	 * "bulk=<guid>" in the detail. */
-	if (strcasecmp(rec->subject, t->guid) != 0 && strstr(rec->detail, t->guid) == NULL)
+	/* Its own events name it as subject, registrations with it as ref:
+	 * structured columns, never the detail text (request content). */
+	if (strcasecmp(rec->subject, t->guid) != 0 && strcasecmp(rec->ref, t->guid) != 0)
 		return 0;
 	adm_time(rec->at, at, sizeof(at));
 	json_array_append_new(t->arr, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}",

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "sitetoken/file.h"
+#include "sitetoken/log.h"
 #include "server.h"
 
 static const char *const srvlog_names[SRV_LOG_COUNT] = {
@@ -139,7 +140,7 @@ void
 srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
     const char *fmt, ...)
 {
-	char line[1024], ts[32];
+	char line[1024], raw[1024], ts[32];
 	struct tm tm;
 	time_t now = (time_t)stk_now();
 	va_list ap;
@@ -154,17 +155,14 @@ srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	va_start(ap, fmt);
-	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	m = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (m < 0)
 		return;
-	n += m;
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	/* One event, one line: fold any newline a message might carry. */
-	for (m = 0; m < n; m++)
-		if (line[m] == '\n' || line[m] == '\r')
-			line[m] = ' ';
+	/* One event, one line: CR, LF, ESC and every other control byte a
+	 * message might carry from a request are written as \xHH. */
+	stk_escape(line + n, sizeof(line) - (size_t)n - 1, raw, 0);
+	n += (int)strlen(line + n);
 	line[n++] = '\n';
 	pthread_mutex_lock(&l->mu);
 	srvlog_maybe_reopen(l);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
@@ -47,8 +48,10 @@ struct stk_verifier {
 	char tenant_up[STK_GUID_LEN + 1];
 	char issuer[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
 	int64_t leeway;
+	atomic_int refs;                   /* stk_verifier_ref / _free */
 	size_t nkeys;
-	struct vkey keys[8];
+	size_t cap;
+	struct vkey *keys;                 /* grows: a site has any number of keys */
 };
 
 const char *
@@ -408,8 +411,17 @@ stk_verifier_new(const char *site_guid, struct stk_verifier **out,
 	case_copy(v->tenant_up, site_guid, 1);
 	snprintf(v->issuer, sizeof(v->issuer), STK_ISSUER_PREFIX "%s", v->tenant);
 	v->leeway = STK_DEFAULT_LEEWAY;
+	atomic_init(&v->refs, 1);
 	*out = v;
 	return STK_OK;
+}
+
+struct stk_verifier *
+stk_verifier_ref(struct stk_verifier *v)
+{
+	if (v != NULL)
+		atomic_fetch_add(&v->refs, 1);
+	return v;
 }
 
 void
@@ -417,7 +429,7 @@ stk_verifier_free(struct stk_verifier *v)
 {
 	size_t i;
 
-	if (v == NULL)
+	if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
 		return;
 	for (i = 0; i < v->nkeys; i++) {
 		EVP_PKEY_free(v->keys[i].pkey);
@@ -425,6 +437,7 @@ stk_verifier_free(struct stk_verifier *v)
 		free(v->keys[i].hdr_json);
 		free(v->keys[i].hdr_b64);
 	}
+	free(v->keys);
 	free(v);
 }
 
@@ -461,9 +474,16 @@ verifier_add(struct stk_verifier *v, EVP_PKEY *pkey, const char *x5t,
 	if (type == STK_KEY_NONE)
 		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
 		    "site key is not RSA 2048/3072 or EC P-256");
-	if (v->nkeys == sizeof(v->keys) / sizeof(v->keys[0]))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "too many site keys");
+	if (v->nkeys == v->cap) {
+		size_t ncap = v->cap ? v->cap * 2 : 4;
+		void *p = realloc(v->keys, ncap * sizeof(*v->keys));
+
+		if (p == NULL)
+			return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+			    "out of memory");
+		v->keys = p;
+		v->cap = ncap;
+	}
 	k = &v->keys[v->nkeys];
 	memset(k, 0, sizeof(*k));
 	if (stk_pkey_kid(pkey, k->kid) != 0)
@@ -543,8 +563,11 @@ jws_json_segment(const char *seg, size_t len, const char *what,
 	/* Strict: duplicate members refused, NUL in strings refused. */
 	j = json_loadb((const char *)raw, rawlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL || !json_is_object(j)) {
-		*r = REFUSE(STK_E_TOKEN_JSON, "%s is not a JSON object: %s", what,
-		    j == NULL ? jerr.text : "not an object");
+		/* jansson's text quotes the input: token content stays out
+		 * of messages (they reach logs and the audit log). */
+		*r = REFUSE(STK_E_TOKEN_JSON, "%s is not a JSON object (%s)", what,
+		    j != NULL ? "not an object" : json_error_code(&jerr) ==
+		    json_error_duplicate_key ? "duplicate member" : "malformed JSON");
 		json_decref(j);
 		free(raw);
 		return NULL;
@@ -612,10 +635,10 @@ jws_check_header(const struct stk_verifier *v, json_t *h,
 	if (strcasecmp(a, "none") == 0)
 		return REFUSE(STK_E_TOKEN_ALG, "alg 'none' is refused: tokens must be signed");
 	if (strncasecmp(a, "HS", 2) == 0)
-		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' refused: HMAC is never accepted "
-		    "for a site key", a);
+		return REFUSE(STK_E_TOKEN_ALG, "alg HS* refused: HMAC is never accepted "
+		    "for a site key");
 	if (strcmp(a, "RS256") != 0 && strcmp(a, "ES256") != 0)
-		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' is not RS256 or ES256", a);
+		return REFUSE(STK_E_TOKEN_ALG, "alg is not RS256 or ES256");
 	if (json_object_get(h, "crit") != NULL)
 		return REFUSE(STK_E_TOKEN_HEADER, "header 'crit' is refused");
 	for (i = 0; i < sizeof(never_followed) / sizeof(never_followed[0]); i++)
@@ -642,8 +665,8 @@ jws_check_header(const struct stk_verifier *v, json_t *h,
 		    "of the key named by kid");
 	/* The key fixes the algorithm; the token does not choose it. */
 	if (strcmp(a, stk_key_type_alg((*key)->type)) != 0)
-		return REFUSE(STK_E_TOKEN_ALG, "alg '%s' does not match the site key "
-		    "(%s)", a, stk_key_type_alg((*key)->type));
+		return REFUSE(STK_E_TOKEN_ALG, "alg does not match the site key (%s)",
+		    stk_key_type_alg((*key)->type));
 	return STK_OK;
 }
 

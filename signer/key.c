@@ -228,6 +228,18 @@ stk_key_close(struct stk_key *key)
 		key->vt->close(key);
 }
 
+int
+stk_key_counter(struct stk_key *key, const char *name, int advance,
+    uint64_t *value, struct stk_error *err)
+{
+	*value = 0;
+	if (key == NULL || key->vt == NULL || key->vt->counter == NULL)
+		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+		    "the %s backend has no monotonic counter",
+		    key && key->vt ? key->vt->name : "key");
+	return key->vt->counter(key, name, advance, value, err);
+}
+
 void
 stk_key_info_add(struct stk_key_info *info, const char *name,
     const char *fmt, ...)

@@ -4,12 +4,16 @@
  * record's hash, so no field can bleed into another. A checkpoint signs
  * (site, seq, head hash, time) with the site key through the backend, so a
  * rewrite of the whole chain is caught without trusting the database. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/file.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
 
@@ -35,7 +39,8 @@ audit_hash(const struct stk_audit_record *r, char out[65])
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned char d[32];
 	char num[64];
-	const char *fields[8];
+	const char *fields[9];
+	size_t nfields = 8;
 	size_t i;
 
 	snprintf(num, sizeof(num), "%lld:%lld", (long long)r->seq, (long long)r->at);
@@ -47,8 +52,12 @@ audit_hash(const struct stk_audit_record *r, char out[65])
 	fields[5] = r->detail;
 	fields[6] = r->prev_hash;
 	fields[7] = "sitetoken-audit-v1";
+	/* A ref is hashed after the tag, only when set: records without one
+	 * (every record before the column existed) hash as they always did. */
+	if (r->ref[0] != '\0')
+		fields[nfields++] = r->ref;
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < nfields; i++) {
 		char len[24];
 		int n = snprintf(len, sizeof(len), "%zu:", strlen(fields[i]));
 		EVP_DigestUpdate(md, len, (size_t)n);
@@ -80,17 +89,143 @@ audit_head(struct stk_site *s, int64_t *seq, char hash[65], struct stk_error *er
 	return STK_OK;
 }
 
+/* The newest checkpoint's record and time (0, 0 when none); -1 when the
+ * store cannot be read. */
+static int64_t
+audit_last_checkpoint_at(struct stk_site *s, int64_t *at)
+{
+	struct site_stmt *st = NULL;
+	int64_t seq = -1;
+	int rc;
+
+	if (at != NULL)
+		*at = 0;
+	if (db_prepare(s->store, "SELECT seq, at FROM audit_checkpoints ORDER BY seq"
+	    " DESC LIMIT 1", &st) == 0) {
+		if ((rc = db_step(st)) == SITE_DB_ROW) {
+			seq = db_column_int64(st, 0);
+			if (at != NULL)
+				*at = db_column_int64(st, 1);
+		} else if (rc == SITE_DB_DONE)
+			seq = 0;
+	}
+	db_finalize(st);
+	return seq;
+}
+
 static int64_t
 audit_last_checkpoint(struct stk_site *s)
 {
-	struct site_stmt *st = NULL;
-	int64_t seq = 0;
+	return audit_last_checkpoint_at(s, NULL);
+}
 
-	if (db_prepare(s->store, "SELECT max(seq) FROM audit_checkpoints", &st) == 0 &&
-	    db_step(st) == SITE_DB_ROW)
-		seq = db_column_int64(st, 0);
-	db_finalize(st);
-	return seq;
+/* ---- Refusal aggregation (STK_AUDIT_REFUSAL_*) ----
+ * A flood of refusals from one source costs a counter increment, not a
+ * database write and a share of a site-key signature. The counts are kept
+ * per site handle; nothing is dropped: each interval's surplus becomes one
+ * record with its count. */
+#define SITE_REFUSALS_MAX 256
+
+struct site_refusal {
+	char actor[64], event[48], reason[48];
+	int64_t start, last;
+	long written, pending;
+};
+
+static int audit_append(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err);
+
+static int
+refusal_flush_one(struct stk_site *s, struct site_refusal *f)
+{
+	char detail[160];
+	struct stk_error e;
+	int r;
+
+	if (f->pending == 0)
+		return STK_OK;
+	snprintf(detail, sizeof(detail), "%.40s: %ld more refusals from this source "
+	    "between %lld and %lld (aggregated)", f->reason, f->pending,
+	    (long long)f->start, (long long)f->last);
+	stk_error_clear(&e);
+	if ((r = audit_append(s, f->actor, f->event, "", NULL, "refused", detail,
+	    &e)) != 0) {
+		STK_LOG(STK_LOG_ERROR, "audit", "cannot record %ld aggregated refusals: %s",
+		    f->pending, e.msg);
+		return r;
+	}
+	f->pending = 0;
+	return STK_OK;
+}
+
+void
+site_audit_flush(struct stk_site *s, int all)
+{
+	int64_t now = stk_now();
+	size_t i, o = 0;
+
+	if (s->flushing || s->in_tx || s->nrefusals == 0)
+		return;
+	s->flushing = 1;
+	for (i = 0; i < s->nrefusals; i++) {
+		struct site_refusal *f = &s->refusals[i];
+		int over = all || now - f->start >= STK_AUDIT_REFUSAL_INTERVAL ||
+		    now < f->start;
+
+		if (over && refusal_flush_one(s, f) == 0)
+			continue; /* interval done: the entry goes */
+		s->refusals[o++] = *f;
+	}
+	s->nrefusals = o;
+	s->flushing = 0;
+}
+
+/* 1: counted (no record now); 0: write the record. */
+static int
+refusal_count(struct stk_site *s, const char *actor, const char *event,
+    const char *detail)
+{
+	char reason[48];
+	struct site_refusal *f = NULL;
+	int64_t now = stk_now();
+	size_t i;
+
+	snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(detail ? detail : "",
+	    ":"), detail ? detail : "");
+	for (i = 0; i < s->nrefusals; i++)
+		if (strcmp(s->refusals[i].actor, actor) == 0 &&
+		    strcmp(s->refusals[i].event, event) == 0 &&
+		    strcmp(s->refusals[i].reason, reason) == 0) {
+			f = &s->refusals[i];
+			break;
+		}
+	if (f != NULL && (now - f->start >= STK_AUDIT_REFUSAL_INTERVAL || now < f->start)) {
+		if (refusal_flush_one(s, f) != 0)
+			return 0;
+		f->start = now;
+		f->written = 0;
+	}
+	if (f == NULL) {
+		if (s->nrefusals == SITE_REFUSALS_MAX)
+			return 0; /* table full (many sources): record one by one */
+		if (s->refusals == NULL && (s->refusals = calloc(SITE_REFUSALS_MAX,
+		    sizeof(*s->refusals))) == NULL)
+			return 0;
+		f = &s->refusals[s->nrefusals++];
+		memset(f, 0, sizeof(*f));
+		snprintf(f->actor, sizeof(f->actor), "%s", actor);
+		snprintf(f->event, sizeof(f->event), "%s", event);
+		snprintf(f->reason, sizeof(f->reason), "%s", reason);
+		f->start = now;
+	}
+	f->last = now;
+	if (f->written < STK_AUDIT_REFUSAL_BURST) {
+		f->written++;
+		return 0;
+	}
+	f->pending++;
+	return 1;
 }
 
 int
@@ -98,25 +233,71 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *outcome, const char *detail,
     struct stk_error *err)
 {
+	return stk_audit_append_ref(s, actor, event, subject, NULL, outcome, detail,
+	    err);
+}
+
+int
+stk_audit_append_ref(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err)
+{
+	int refusal = outcome != NULL && strcmp(outcome, "refused") == 0;
+
+	/* Counts of finished intervals first, so records stay in time order;
+	 * never inside a caller's transaction (a rollback would lose them). */
+	site_audit_flush(s, 0);
+	if (refusal && !s->in_tx && refusal_count(s, actor ? actor : "",
+	    event ? event : "", detail))
+		return STK_OK;
+	return audit_append(s, actor, event, subject, ref, outcome, detail, err);
+}
+
+static int
+audit_append(struct stk_site *s, const char *actor, const char *event,
+    const char *subject, const char *ref, const char *outcome, const char *detail,
+    struct stk_error *err)
+{
 	struct stk_audit_record rec;
 	struct site_stmt *st = NULL;
 	int own = !s->in_tx, r;
 
+	int64_t last;
+
+	/* Fields may carry request content: stored (and hashed) with control
+	 * bytes escaped, so no record can hold a forged line or a terminal
+	 * escape. */
 	memset(&rec, 0, sizeof(rec));
-	snprintf(rec.actor, sizeof(rec.actor), "%s", actor ? actor : "");
-	snprintf(rec.event, sizeof(rec.event), "%s", event ? event : "");
-	snprintf(rec.subject, sizeof(rec.subject), "%s", subject ? subject : "");
-	snprintf(rec.outcome, sizeof(rec.outcome), "%s", outcome ? outcome : "");
-	snprintf(rec.detail, sizeof(rec.detail), "%s", detail ? detail : "");
+	stk_escape(rec.actor, sizeof(rec.actor), actor, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.event, sizeof(rec.event), event, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.subject, sizeof(rec.subject), subject, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.outcome, sizeof(rec.outcome), outcome, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.detail, sizeof(rec.detail), detail, STK_ESCAPE_BACKSLASH);
+	stk_escape(rec.ref, sizeof(rec.ref), ref, STK_ESCAPE_BACKSLASH);
 	if (own && (r = stk_site_tx_begin(s, err)) != 0)
 		return r;
 	if ((r = audit_head(s, &rec.seq, rec.prev_hash, err)) != 0)
 		goto fail;
 	rec.seq++;
+	/* Fail closed: past the longest gap `audit verify` accepts, nothing
+	 * more is recorded (so nothing more is done) until a checkpoint is
+	 * signed. */
+	if ((last = audit_last_checkpoint(s)) < 0) {
+		r = site_db_error(s, err, "reading audit checkpoints");
+		goto fail;
+	}
+	if (rec.seq - last > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+		r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+		    "the audit log has %lld records without a signed checkpoint: "
+		    "refusing to record more until the site key signs one "
+		    "('audit checkpoint')", (long long)(rec.seq - 1 - last));
+		goto fail;
+	}
 	rec.at = stk_now();
 	audit_hash(&rec, rec.hash);
 	if (db_prepare(s->store, "INSERT INTO audit (seq, at, actor, event,"
-	    " subject, outcome, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+	    " subject, outcome, detail, prev_hash, hash, ref) VALUES"
+	    " (?,?,?,?,?,?,?,?,?,?)",
 	    &st) != 0) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
@@ -130,12 +311,15 @@ stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 	db_bind_text(st, 7, rec.detail);
 	db_bind_text(st, 8, rec.prev_hash);
 	db_bind_text(st, 9, rec.hash);
+	db_bind_text(st, 10, rec.ref);
 	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
 	}
 	db_finalize(st);
 	s->audit_dirty = 1;
+	if (strcmp(rec.outcome, "refused") != 0)
+		s->nonrefusal_since_cp = 1;
 	if (own)
 		return stk_site_tx_commit(s, err);
 	return STK_OK;
@@ -146,12 +330,81 @@ fail:
 	return r;
 }
 
+/* counter: the signing node's TPM NV counter after advancing it, 0 when
+ * its key has none (then the message is the v1 message of old). */
 static void
 checkpoint_message(const char *site, int64_t seq, const char *hash, int64_t at,
-    char *buf, size_t len)
+    uint64_t counter, char *buf, size_t len)
 {
-	snprintf(buf, len, "sitetoken audit checkpoint v1\n%s\n%lld\n%s\n%lld\n",
+	int n = snprintf(buf, len, "sitetoken audit checkpoint v1\n%s\n%lld\n%s\n%lld\n",
 	    site, (long long)seq, hash, (long long)at);
+
+	if (counter > 0 && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "counter=%llu\n",
+		    (unsigned long long)counter);
+}
+
+/* The name of this node's counter in its key's device. */
+static void
+audit_counter_name(struct stk_site *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "sitetoken audit %s/%s", s->guid, stk_site_node(s));
+}
+
+/* ---- The anchor: audit.anchor in the site directory (0600, fsync'd) ----
+ * The newest checkpoint this node signed: "seq=N" and "hash=H" lines. A
+ * database writer cannot change it, so a log cut below it is found. */
+#define AUDIT_ANCHOR "audit.anchor"
+
+struct audit_anchor {
+	int64_t seq;
+	char hash[65], kid[64], site[STK_GUID_LEN + 1];
+};
+
+/* 0 and anchor->seq = 0 when there is none; 1 when it is unreadable. */
+static int
+audit_anchor_read(struct stk_site *s, struct audit_anchor *a)
+{
+	char path[PATH_MAX], *text, *line, *save = NULL;
+	int bad = 0;
+
+	memset(a, 0, sizeof(*a));
+	snprintf(path, sizeof(path), "%s/%s", s->dir, AUDIT_ANCHOR);
+	if ((text = stk_file_read(path, 4096, NULL)) == NULL)
+		return errno == ENOENT ? 0 : 1;
+	if (strncmp(text, "sitetoken audit anchor v1\n", 26) != 0)
+		bad = 1;
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "seq=", 4) == 0)
+			a->seq = strtoll(line + 4, NULL, 10);
+		else if (strncmp(line, "hash=", 5) == 0)
+			snprintf(a->hash, sizeof(a->hash), "%s", line + 5);
+		else if (strncmp(line, "kid=", 4) == 0)
+			snprintf(a->kid, sizeof(a->kid), "%s", line + 4);
+		else if (strncmp(line, "site=", 5) == 0)
+			snprintf(a->site, sizeof(a->site), "%s", line + 5);
+	}
+	free(text);
+	if (a->seq <= 0 || strlen(a->hash) != 64)
+		bad = 1;
+	return bad;
+}
+
+static int
+audit_anchor_write(struct stk_site *s, int64_t seq, const char *hash,
+    const char *kid, struct stk_error *err)
+{
+	struct audit_anchor a;
+	char text[512];
+
+	/* Never move it back: another process of this node may have signed a
+	 * later checkpoint already. */
+	if (audit_anchor_read(s, &a) == 0 && a.seq >= seq)
+		return STK_OK;
+	snprintf(text, sizeof(text), "sitetoken audit anchor v1\nsite=%s\nseq=%lld\n"
+	    "hash=%s\nkid=%s\n", s->guid, (long long)seq, hash, kid);
+	return site_write_file(s->dir, AUDIT_ANCHOR, text, strlen(text), 0600, err);
 }
 
 int
@@ -161,10 +414,11 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	const struct stk_signer *signer;
 	struct site_stmt *st = NULL;
 	unsigned char sig[STK_SIG_MAX];
-	char msg[256], hash[65], sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
+	char msg[320], hash[65], sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1], cname[128];
 	size_t siglen = sizeof(sig);
 	int64_t seq, at = stk_now();
-	int r;
+	uint64_t counter = 0, now_ctr = 0;
+	int r, has_counter = 1, advanced = 0;
 
 	if ((r = stk_site_signer(s, &signer, err)) != 0 ||
 	    (r = stk_site_key(s, &key, err)) != 0)
@@ -177,13 +431,31 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 		stk_site_tx_rollback(s);
 		return STK_OK; /* nothing new to sign */
 	}
-	checkpoint_message(s->guid, seq, hash, at, msg, sizeof(msg));
+	/* A key with a monotonic counter (TPM NV): sign the value it will
+	 * have, and advance it last, just before the commit: a log restored to
+	 * an older state then shows a smaller value, or a gap in the node's
+	 * run of values. Its first advance sets it to the TPM's highest
+	 * counter value, so that one is made first. */
+	audit_counter_name(s, cname, sizeof(cname));
+	if ((r = stk_key_counter(key, cname, 0, &counter, err)) == STK_E_UNSUPPORTED) {
+		stk_error_clear(err);
+		counter = 0;
+		has_counter = 0;
+	} else if (r != 0)
+		goto fail;
+	else if (counter == 0) {
+		if ((r = stk_key_counter(key, cname, 1, &counter, err)) != 0)
+			goto fail;
+		advanced = 1;
+	} else
+		counter++;
+	checkpoint_message(s->guid, seq, hash, at, counter, msg, sizeof(msg));
 	if ((r = stk_key_sign(key, (const unsigned char *)msg, strlen(msg), sig,
 	    &siglen, err)) != 0)
 		goto fail;
 	stk_b64url_encode_buf(sig, siglen, sigb64);
 	if (db_prepare(s->store, "INSERT INTO audit_checkpoints (seq, head_hash,"
-	    " at, kid, sig) VALUES (?,?,?,?,?)", &st) != 0) {
+	    " at, kid, sig, counter) VALUES (?,?,?,?,?,?)", &st) != 0) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
@@ -192,12 +464,32 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	db_bind_int64(st, 3, at);
 	db_bind_text(st, 4, stk_signer_kid(signer));
 	db_bind_text(st, 5, sigb64);
+	if (counter > 0)
+		db_bind_int64(st, 6, (int64_t)counter);
+	else
+		db_bind_null(st, 6);
 	if (db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
 	db_finalize(st);
-	return stk_site_tx_commit(s, err);
+	st = NULL;
+	if (has_counter && !advanced) {
+		if ((r = stk_key_counter(key, cname, 1, &now_ctr, err)) != 0)
+			goto fail;
+		if (now_ctr != counter) {
+			r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+			    "TPM counter moved to %llu, expected %llu: checkpoint not "
+			    "written", (unsigned long long)now_ctr,
+			    (unsigned long long)counter);
+			goto fail;
+		}
+	}
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		return r;
+	/* Outside the store: the head this node signed, so a log cut below it
+	 * is detected by `audit verify`. */
+	return audit_anchor_write(s, seq, hash, stk_signer_kid(signer), err);
 fail:
 	db_finalize(st);
 	stk_site_tx_rollback(s);
@@ -208,12 +500,25 @@ void
 site_audit_after_commit(struct stk_site *s)
 {
 	struct stk_error e;
-	int64_t seq;
+	int64_t seq, last, last_at;
 	char hash[65];
 
 	if (audit_head(s, &seq, hash, NULL) != 0 ||
-	    seq - audit_last_checkpoint(s) < STK_AUDIT_CHECKPOINT_EVERY)
+	    (last = audit_last_checkpoint_at(s, &last_at)) < 0 || seq == last)
 		return;
+	/* Every STK_AUDIT_CHECKPOINT_EVERY records, and by time. */
+	if (seq - last < STK_AUDIT_CHECKPOINT_EVERY &&
+	    stk_now() - last_at < STK_AUDIT_CHECKPOINT_SECONDS)
+		return;
+	/* Refusals alone: one site-key signature per interval at most, while
+	 * the unsigned tail stays well below the limit. */
+	if (!s->nonrefusal_since_cp && stk_now() - s->refusal_cp_at <
+	    STK_AUDIT_REFUSAL_INTERVAL && stk_now() >= s->refusal_cp_at &&
+	    seq - last < STK_AUDIT_CHECKPOINT_MAX_GAP - STK_AUDIT_CHECKPOINT_EVERY / 2)
+		return;
+	if (!s->nonrefusal_since_cp)
+		s->refusal_cp_at = stk_now();
+	s->nonrefusal_since_cp = 0;
 	s->audit_dirty = 0;
 	stk_error_clear(&e);
 	if (stk_audit_checkpoint(s, &e) != 0)
@@ -235,6 +540,7 @@ audit_row(struct site_stmt *st, struct stk_audit_record *r)
 	COL(6, detail);
 	COL(7, prev_hash);
 	COL(8, hash);
+	COL(9, ref);
 #undef COL
 }
 
@@ -247,7 +553,7 @@ stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
 	int rc, r = STK_OK;
 
 	if (db_prepare(s->store, "SELECT seq, at, actor, event, subject, outcome,"
-	    " detail, prev_hash, hash FROM audit ORDER BY seq", &st) != 0)
+	    " detail, prev_hash, hash, ref FROM audit ORDER BY seq", &st) != 0)
 		return site_db_error(s, err, "reading the audit log");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		audit_row(st, &rec);
@@ -315,20 +621,30 @@ chain_step(void *ctx, const struct stk_audit_record *r)
 	return 0;
 }
 
-static EVP_PKEY *
-site_cert_pubkey(struct stk_site *s)
-{
-	const unsigned char *p = s->cert;
-	X509 *x = d2i_X509(NULL, &p, (long)s->cert_len);
-	EVP_PKEY *k = NULL;
+static int
+audit_bad(struct stk_audit_report *rep, int64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-	if (x != NULL) {
-		k = X509_get0_pubkey(x);
-		if (k != NULL)
-			EVP_PKEY_up_ref(k);
-		X509_free(x);
-	}
-	return k;
+static int
+audit_bad(struct stk_audit_report *rep, int64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	rep->bad_seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(rep->problem, sizeof(rep->problem), fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* A key this node signs or signed with (its checkpoints update its anchor). */
+static int
+audit_kid_is_mine(struct stk_site *s, const struct site_trust *t, const char *kid)
+{
+	const struct site_trust_key *k = site_trust_find(t, kid);
+
+	return k != NULL && (strcmp(kid, s->kid) == 0 ||
+	    (k->in_table && strcmp(k->node, stk_site_node(s)) == 0));
 }
 
 int
@@ -337,30 +653,35 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 {
 	struct chain_walk w;
 	struct site_stmt *st = NULL;
-	EVP_PKEY *pub = NULL;
-	char kid[44], msg[256];
-	int64_t prev_cp = 0;
-	int r, rc;
+	struct site_trust *t = NULL;
+	struct audit_anchor anc;
+	struct stk_key *key = NULL;
+	const struct stk_key_backend *kb;
+	char msg[320], cname[128];
+	int64_t prev_cp = 0, mine_after = 0, mine_ctr_seq = 0;
+	uint64_t mine_ctr = 0, tpm_ctr = 0;
+	int r, rc, anchor_bad, anchor_seen = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	memset(&w, 0, sizeof(w));
 	w.rep = rep;
 	w.expect = 1;
 	memcpy(w.prev, audit_genesis, 65);
+	/* Keys are trusted from the site directory's roots, never because the
+	 * store lists them (keytrust.c). */
+	if ((r = site_trust_load(s, &t, err)) != 0)
+		return r;
+	rep->untrusted_keys = (int64_t)t->untrusted;
+	anchor_bad = audit_anchor_read(s, &anc);
 	/* One read transaction: a concurrent writer cannot make us see a torn chain. */
-	if (s->store->vt->begin_read(s->store) != 0)
+	if (s->store->vt->begin_read(s->store) != 0) {
+		site_trust_free(t);
 		return site_db_error(s, err, "reading the audit log");
-	r = stk_audit_foreach(s, chain_step, &w, err);
-	if (r < 0)
-		goto out;
-	if (r == 1)
-		goto out;
-	if ((pub = site_cert_pubkey(s)) == NULL || stk_pkey_kid(pub, kid) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
-		    "cannot read the site public key");
-		goto out;
 	}
-	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig FROM"
+	r = stk_audit_foreach(s, chain_step, &w, err);
+	if (r != 0)
+		goto out;
+	if (db_prepare(s->store, "SELECT seq, head_hash, at, kid, sig, counter FROM"
 	    " audit_checkpoints ORDER BY seq", &st) != 0) {
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
@@ -370,57 +691,76 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		const char *head = db_column_text(st, 1);
 		const char *ckid = db_column_text(st, 3);
 		const char *sigb = db_column_text(st, 4);
+		const struct site_trust_key *k = site_trust_find(t, ckid);
+		uint64_t ctr = db_column_is_null(st, 5) ? 0 :
+		    (uint64_t)db_column_int64(st, 5);
 		unsigned char *sig = NULL;
 		size_t siglen = 0;
-		EVP_PKEY *k = NULL;
 		int ok;
 
 		if (seq < 1) {
-			rep->bad_seq = 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "a checkpoint names record %lld, which cannot exist",
-			    (long long)seq);
-			r = 1;
+			r = audit_bad(rep, 1, "a checkpoint names record %lld, which "
+			    "cannot exist", (long long)seq);
 			goto out;
 		}
 		checkpoint_message(s->guid, seq, head ? head : "",
-		    db_column_int64(st, 2), msg, sizeof(msg));
-		/* Signed by the site key or by any key a node ever registered
-		 * (retired keys too: their checkpoints stay history). */
-		if (ckid != NULL && strcmp(ckid, kid) != 0)
-			k = site_keys_pubkey(s, ckid);
-		ok = head != NULL && ckid != NULL && sigb != NULL &&
-		    (strcmp(ckid, kid) == 0 || k != NULL) &&
+		    db_column_int64(st, 2), ctr, msg, sizeof(msg));
+		/* Signed by a trusted key: a root in the site directory or a key
+		 * endorsed from one (retired keys too: their checkpoints stay
+		 * history). A key row a database writer inserted is not one. */
+		ok = head != NULL && sigb != NULL && k != NULL &&
 		    stk_b64url_decode(sigb, strlen(sigb), &sig, &siglen) == 0 &&
-		    stk_sig_verify(k ? k : pub, (const unsigned char *)msg, strlen(msg),
+		    stk_sig_verify(k->pk, (const unsigned char *)msg, strlen(msg),
 		    sig, siglen) == 0;
-		EVP_PKEY_free(k);
 		free(sig);
 		if (!ok) {
-			rep->bad_seq = seq;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "checkpoint at record %lld is not signed by the site key",
-			    (long long)seq);
-			r = 1;
+			r = audit_bad(rep, seq, "checkpoint at record %lld is not signed "
+			    "by the site key (nor by a key endorsed from it)", (long long)seq);
 			goto out;
 		}
 		if (seq > rep->records || w.hashes == NULL) {
-			rep->bad_seq = rep->records + 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "log truncated: a signed checkpoint covers record %lld but "
-			    "the log ends at record %lld", (long long)seq,
-			    (long long)rep->records);
-			r = 1;
+			r = audit_bad(rep, rep->records + 1, "log truncated: a signed "
+			    "checkpoint covers record %lld but the log ends at record %lld",
+			    (long long)seq, (long long)rep->records);
 			goto out;
 		}
 		if (strcmp(w.hashes[seq], head) != 0) {
-			rep->bad_seq = prev_cp + 1;
-			snprintf(rep->problem, sizeof(rep->problem),
-			    "records %lld..%lld were rewritten: the chain no longer "
-			    "matches the checkpoint signed at record %lld",
+			r = audit_bad(rep, prev_cp + 1, "records %lld..%lld were rewritten: "
+			    "the chain no longer matches the checkpoint signed at record %lld",
 			    (long long)prev_cp + 1, (long long)seq, (long long)seq);
-			r = 1;
 			goto out;
+		}
+		/* Checkpoints cannot be dropped: one at record 1, then at most
+		 * STK_AUDIT_CHECKPOINT_MAX_GAP records apart. */
+		if (prev_cp == 0 && seq != 1) {
+			r = audit_bad(rep, 1, "no signed checkpoint at record 1 (the first "
+			    "is at record %lld): checkpoints were deleted", (long long)seq);
+			goto out;
+		}
+		if (seq - prev_cp > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+			r = audit_bad(rep, prev_cp + 1, "records %lld..%lld have no signed "
+			    "checkpoint (at most %d records apart): checkpoints were deleted",
+			    (long long)prev_cp + 1, (long long)seq - 1,
+			    STK_AUDIT_CHECKPOINT_MAX_GAP);
+			goto out;
+		}
+		if (anc.seq > 0 && seq == anc.seq && strcmp(head, anc.hash) == 0)
+			anchor_seen = 1;
+		if (anc.seq > 0 && seq > anc.seq && audit_kid_is_mine(s, t, ckid) &&
+		    mine_after == 0)
+			mine_after = seq;
+		if (ctr > 0 && audit_kid_is_mine(s, t, ckid)) {
+			/* The node's TPM counter goes up by one per checkpoint. */
+			if (mine_ctr > 0 && ctr != mine_ctr + 1) {
+				r = audit_bad(rep, mine_ctr_seq + 1, "this node's checkpoints "
+				    "with TPM counter %llu..%llu are missing (between records "
+				    "%lld and %lld): the log was cut or restored",
+				    (unsigned long long)mine_ctr + 1, (unsigned long long)ctr - 1,
+				    (long long)mine_ctr_seq, (long long)seq);
+				goto out;
+			}
+			mine_ctr = ctr;
+			mine_ctr_seq = seq;
 		}
 		prev_cp = seq;
 		rep->checkpoints++;
@@ -430,11 +770,82 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 		r = site_db_error(s, err, "reading audit checkpoints");
 		goto out;
 	}
+	if (rep->records > 0 && prev_cp == 0) {
+		r = audit_bad(rep, 1, "records 1..%lld have no signed checkpoint (none "
+		    "at record 1): checkpoints were deleted", (long long)rep->records);
+		goto out;
+	}
+	if (rep->records - prev_cp > STK_AUDIT_CHECKPOINT_MAX_GAP) {
+		r = audit_bad(rep, prev_cp + 1, "records %lld..%lld have no signed "
+		    "checkpoint (at most %d records after the last): checkpoints were "
+		    "deleted", (long long)prev_cp + 1, (long long)rep->records,
+		    STK_AUDIT_CHECKPOINT_MAX_GAP);
+		goto out;
+	}
+	/* The TPM counter: it went up with every checkpoint this node signed,
+	 * and no restore of the disk takes it back. */
+	/* Only a backend with a counter is opened (no PIN asked for nothing);
+	 * one that cannot be read is an error, not a pass. */
+	if ((kb = stk_key_backend_find(s->backend)) != NULL && kb->counter != NULL) {
+		audit_counter_name(s, cname, sizeof(cname));
+		if ((r = stk_site_key(s, &key, err)) != 0 ||
+		    (r = stk_key_counter(key, cname, 0, &tpm_ctr, err)) != 0)
+			goto out;
+	}
+	if (tpm_ctr > 0 && mine_ctr < tpm_ctr) {
+		r = audit_bad(rep, mine_ctr_seq + 1, "log truncated or restored: the TPM "
+		    "counter is at %llu but this node's newest checkpoint in the log "
+		    "carries %llu (record %lld): its later checkpoints and records are "
+		    "missing", (unsigned long long)tpm_ctr, (unsigned long long)mine_ctr,
+		    (long long)mine_ctr_seq);
+		goto out;
+	}
+	if (tpm_ctr > 0 && mine_ctr > tpm_ctr) {
+		r = audit_bad(rep, mine_ctr_seq, "the checkpoint at record %lld carries TPM "
+		    "counter %llu, beyond the TPM's %llu: not this node's TPM, or it was "
+		    "cleared", (long long)mine_ctr_seq, (unsigned long long)mine_ctr,
+		    (unsigned long long)tpm_ctr);
+		goto out;
+	}
+	rep->tpm_counter = (int64_t)tpm_ctr;
+	/* The anchor outside the store: the log must still hold the checkpoint
+	 * it names, and no later checkpoint of this node may exist beyond it. */
+	if (anchor_bad) {
+		r = audit_bad(rep, rep->records + 1, "the anchor file %s/" AUDIT_ANCHOR
+		    " is unreadable", s->dir);
+		goto out;
+	}
+	rep->anchor_seq = anc.seq;
+	if (anc.seq == 0)
+		snprintf(rep->anchor_note, sizeof(rep->anchor_note), "no anchor in the "
+		    "site directory (this node signed no checkpoint yet): a log cut "
+		    "after record %lld would not be detected here",
+		    (long long)rep->last_checkpoint_seq);
+	else if (strcmp(anc.site, s->guid) != 0) {
+		r = audit_bad(rep, 1, "the anchor file belongs to another site (%.36s)",
+		    anc.site);
+		goto out;
+	} else if (anc.seq > rep->records) {
+		r = audit_bad(rep, rep->records + 1, "log truncated: the anchor names a "
+		    "checkpoint at record %lld but the log ends at record %lld: records "
+		    "%lld..%lld are missing", (long long)anc.seq, (long long)rep->records,
+		    (long long)rep->records + 1, (long long)anc.seq);
+		goto out;
+	} else if (!anchor_seen) {
+		r = audit_bad(rep, anc.seq, "the checkpoint at record %lld named by the "
+		    "anchor is missing or was rewritten", (long long)anc.seq);
+		goto out;
+	} else if (mine_after > 0) {
+		r = audit_bad(rep, anc.seq + 1, "anchor rolled back: it names record "
+		    "%lld but this node signed a checkpoint at record %lld", (long long)anc.seq,
+		    (long long)mine_after);
+		goto out;
+	}
 	r = 0;
 out:
 	db_finalize(st);
 	s->store->vt->rollback(s->store); /* read-only: nothing to keep */
-	EVP_PKEY_free(pub);
+	site_trust_free(t);
 	free(w.hashes);
 	return r;
 }

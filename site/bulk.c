@@ -230,7 +230,12 @@ stk_bulk_check(struct stk_site *s, const char *token, size_t len, int64_t now,
 	}
 	return STK_OK;
 fail:
+	/* A token the site signed but refuses (blocked, not on record) keeps
+	 * its GUID in claims->id: the refusal's audit subject, so it joins
+	 * that token's trail. Nothing allocated is kept. */
+	memcpy(rec.guid, claims->id, sizeof(rec.guid));
 	stk_claims_clear(claims);
+	memcpy(claims->id, rec.guid, sizeof(claims->id));
 	return r;
 }
 

@@ -542,7 +542,8 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
 	    "re-registered" : "new", out->dev.last_jti, thumb,
 	    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
-	if ((r = stk_audit_append(s, actor, event, out->dev.guid, "ok", detail, err)) != 0)
+	if ((r = stk_audit_append_ref(s, actor, event, out->dev.guid,
+	    out->dev.bulk_guid, "ok", detail, err)) != 0)
 		goto fail_tx;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;

@@ -18,8 +18,12 @@
  * retire`) or an explicit stk_site_key_retire; both audited, and
  * stk_site_key_restore undoes a mistake.
  *
- * Objects handed out (signer, verifier, certificate) stay valid until the
- * site is closed: a refresh that replaces one parks the old one. */
+ * The verifier is a reference-counted snapshot (stk_site_verifier_get):
+ * a refresh swaps in a new one and holders keep theirs. The signer, key and
+ * certificate handed out stay valid until the site is closed: a rotation
+ * of this node's key parks the old ones (one set per rotation), and so
+ * does a key-set change for a verifier lent without a reference. Which
+ * keys are trusted at all is decided in keytrust.c. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
@@ -129,33 +134,45 @@ site_keys_insert(struct stk_site *s, const char *kid, const char *node,
 	return r;
 }
 
-/* Load this node's active key (backend, URI, type, certificate, kid) into
- * the site. A change of key parks the open key and signer. Call with
- * s->lock held, or before the site is shared. */
+/* Load this node's newest active key that is trusted (keytrust.c) into the
+ * site: a row a database writer inserted for this node is passed over. A
+ * change of key parks the open key and signer. Call with s->lock held, or
+ * before the site is shared. */
 static int
-site_keys_load_mine(struct stk_site *s, struct stk_error *err)
+site_keys_load_mine(struct stk_site *s, const struct site_trust *t,
+    struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	const char *kid, *backend, *uri, *type;
-	const void *blob;
+	const char *kid = NULL, *backend = NULL, *uri = NULL, *type = NULL;
+	const void *blob = NULL;
 	char *nb = NULL, *nu = NULL;
 	unsigned char *nc = NULL;
-	size_t n;
+	size_t n = 0;
 	int rc, r = STK_OK;
 
 	if (db_prepare(s->store, "SELECT kid, backend, key_uri, key_type, cert FROM"
 	    " site_keys WHERE node = ? AND status = 'active' ORDER BY created_at DESC,"
-	    " kid LIMIT 1", &st) != 0)
+	    " kid", &st) != 0)
 		return site_db_error(s, err, "reading the site keys");
-	db_bind_text(st, 1, stk_site_node(s));
-	if ((rc = db_step(st)) != SITE_DB_ROW) {
-		r = rc == SITE_DB_DONE ? STK_OK : site_db_error(s, err,
-		    "reading the site keys");
-		goto out; /* no key of its own: keeps the site record's */
-	}
-	kid = db_column_text(st, 0);
-	if (kid == NULL || strcmp(kid, s->kid) == 0)
+	if (db_bind_text(st, 1, stk_site_node(s)) != 0) {
+		r = site_db_error(s, err, "reading the site keys");
 		goto out;
+	}
+	while ((rc = db_step(st)) == SITE_DB_ROW) {
+		kid = db_column_text(st, 0);
+		if (kid != NULL && site_trust_find(t, kid) != NULL)
+			break;
+		if (kid != NULL)
+			STK_LOG(STK_LOG_WARN, "site", "node %s: key %.43s has no valid "
+			    "endorsement: not used", stk_site_node(s), kid);
+		kid = NULL;
+	}
+	if (rc != SITE_DB_ROW && rc != SITE_DB_DONE) {
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
+	}
+	if (kid == NULL || strcmp(kid, s->kid) == 0)
+		goto out; /* no trusted key of its own: keeps the site record's */
 	backend = db_column_text(st, 1);
 	uri = db_column_text(st, 2);
 	type = db_column_text(st, 3);
@@ -432,17 +449,25 @@ stk_site_key_restore(struct stk_site *s, const char *kid, const char *actor,
 	return STK_OK;
 }
 
-/* Build a verifier over every active and retiring key, unless the set is
- * the one the current verifier holds. */
 static int
-site_keys_load_verifier(struct stk_site *s, struct stk_error *err)
+trust_verifies(const struct site_trust_key *k)
 {
-	struct site_stmt *st = NULL;
+	return k->trusted && k->in_table && (strcmp(k->status, "active") == 0 ||
+	    strcmp(k->status, "retiring") == 0);
+}
+
+/* Build a verifier over every trusted active and retiring key, unless the
+ * set is the one the current verifier holds. Rows without a valid
+ * endorsement are left out and reported when the set changes. */
+static int
+site_keys_load_verifier(struct stk_site *s, const struct site_trust *t,
+    struct stk_error *err)
+{
 	struct stk_verifier *v = NULL;
 	char *fp = NULL;
-	size_t fplen = 0;
+	size_t fplen = 0, i;
 	FILE *f;
-	int rc, r = STK_OK, nkeys = 0;
+	int r = STK_OK, nkeys = 0;
 
 	if ((f = open_memstream(&fp, &fplen)) == NULL)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
@@ -451,40 +476,41 @@ site_keys_load_verifier(struct stk_site *s, struct stk_error *err)
 		free(fp);
 		return r;
 	}
-	if (db_prepare(s->store, "SELECT kid, cert FROM site_keys WHERE status IN"
-	    " ('active', 'retiring') ORDER BY kid", &st) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		size_t n;
-		const void *der = db_column_blob(st, 1, &n);
-		const char *kid = db_column_text(st, 0);
+	for (i = 0; i < t->n; i++) {
+		const struct site_trust_key *k = &t->k[i];
 
-		fprintf(f, "%s;", kid ? kid : "");
-		if (der == NULL || (r = stk_verifier_add_cert(v, der, n, err)) != 0) {
-			if (r == 0)
-				r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-				    "site key %s has no certificate", kid ? kid : "");
-			goto out;
+		if (!trust_verifies(k)) {
+			if (k->in_table && !k->trusted)
+				fprintf(f, "!%s;", k->kid);
+			continue;
 		}
+		fprintf(f, "%s;", k->kid);
+		if ((r = stk_verifier_add_cert(v, k->der, k->der_len, err)) != 0)
+			goto out;
 		nkeys++;
 	}
-	if (rc != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	/* A store that predates site_keys cannot happen after the migration;
-	 * an empty table would mean no token verifies, so trust the site
-	 * certificate rather than nothing. */
-	if (nkeys == 0 && (r = stk_verifier_add_cert(v, s->cert, s->cert_len, err)) != 0)
-		goto out;
+	/* No trusted row (a store from before site_keys cannot happen after
+	 * the migration): the roots in the site directory, never nothing. */
+	for (i = 0; nkeys == 0 && i < t->n; i++)
+		if (t->k[i].root && (r = stk_verifier_add_cert(v, t->k[i].der,
+		    t->k[i].der_len, err)) != 0)
+			goto out;
 	fclose(f);
 	f = NULL;
 	if (s->verifier != NULL && s->keys_fp != NULL && strcmp(s->keys_fp, fp) == 0)
 		goto out; /* unchanged */
+	if (t->untrusted > 0)
+		STK_LOG(STK_LOG_WARN, "site", "%zu site key row(s) without a valid "
+		    "endorsement ignored (first: %s); tokens they signed are refused",
+		    t->untrusted, t->first_untrusted);
 	pthread_mutex_lock(&s->lock);
-	park(s, NULL, NULL, s->verifier, NULL);
+	/* Snapshot holders keep their reference; only a verifier lent
+	 * without one (stk_site_verifier) must stay until close. */
+	if (s->verifier_lent)
+		park(s, NULL, NULL, s->verifier, NULL);
+	else
+		stk_verifier_free(s->verifier);
+	s->verifier_lent = 0;
 	s->verifier = v;
 	v = NULL;
 	free(s->keys_fp);
@@ -495,7 +521,6 @@ out:
 	if (f != NULL)
 		fclose(f);
 	free(fp);
-	db_finalize(st);
 	stk_verifier_free(v);
 	return r;
 }
@@ -503,6 +528,7 @@ out:
 int
 site_keys_refresh(struct stk_site *s, int force, struct stk_error *err)
 {
+	struct site_trust *t = NULL;
 	int64_t now = stk_now();
 	int r;
 
@@ -514,11 +540,13 @@ site_keys_refresh(struct stk_site *s, int force, struct stk_error *err)
 	s->refreshing = 1;
 	s->keys_checked = now;
 	/* A read only: retirement is stk_site_keys_retire_due's alone. */
-	if ((r = site_keys_load_verifier(s, err)) == 0) {
+	if ((r = site_trust_load(s, &t, err)) == 0 &&
+	    (r = site_keys_load_verifier(s, t, err)) == 0) {
 		pthread_mutex_lock(&s->lock);
-		r = site_keys_load_mine(s, err);
+		r = site_keys_load_mine(s, t, err);
 		pthread_mutex_unlock(&s->lock);
 	}
+	site_trust_free(t);
 	s->refreshing = 0;
 	if (r != 0)
 		s->keys_checked = 0;
@@ -528,7 +556,13 @@ site_keys_refresh(struct stk_site *s, int force, struct stk_error *err)
 int
 site_keys_open(struct stk_site *s, struct stk_error *err)
 {
-	return site_keys_load_mine(s, err);
+	struct site_trust *t = NULL;
+	int r;
+
+	if ((r = site_trust_load(s, &t, err)) == 0)
+		r = site_keys_load_mine(s, t, err);
+	site_trust_free(t);
+	return r;
 }
 
 int
@@ -536,73 +570,62 @@ stk_site_verify(struct stk_site *s, const char *token, size_t len,
     enum stk_token_type expect, int64_t now, struct stk_claims *claims,
     struct stk_error *err)
 {
-	const struct stk_verifier *v;
+	struct stk_verifier *v = NULL;
 	int64_t t = stk_now();
 	int r;
 
-	if ((r = stk_site_verifier(s, &v, err)) != 0)
+	if ((r = stk_site_verifier_get(s, &v, err)) != 0)
 		return r;
 	r = stk_verify(v, token, len, expect, now, claims, err);
 	/* A header refusal may be a key another node registered since the
 	 * cache was filled: look once more (rate-limited). */
 	if (r == STK_E_TOKEN_HEADER && t - s->keys_missed >= SITE_KEYS_MISS_GAP) {
 		s->keys_missed = t;
+		stk_verifier_free(v);
+		v = NULL;
 		if (site_keys_refresh(s, 1, NULL) == 0 &&
-		    (r = stk_site_verifier(s, &v, err)) == 0) {
+		    (r = stk_site_verifier_get(s, &v, err)) == 0) {
 			stk_claims_clear(claims);
 			r = stk_verify(v, token, len, expect, now, claims, err);
 		}
 	}
+	stk_verifier_free(v);
 	return r;
 }
 
 int
 stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
+	struct site_trust *t = NULL;
 	char *buf = NULL, *jwk = NULL;
-	size_t len = 0;
+	size_t len = 0, i;
 	FILE *f;
-	int rc, r = STK_OK, nkeys = 0;
+	int r, nkeys = 0;
 
 	*out = NULL;
-	if ((f = open_memstream(&buf, &len)) == NULL)
+	if ((r = site_trust_load(s, &t, err)) != 0)
+		return r;
+	if ((f = open_memstream(&buf, &len)) == NULL) {
+		site_trust_free(t);
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	fputs("{\"keys\":[", f);
-	if (db_prepare(s->store, "SELECT cert FROM site_keys WHERE status IN"
-	    " ('active', 'retiring') ORDER BY created_at, kid", &st) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
 	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		const unsigned char *der, *p;
-		size_t n;
-		X509 *x;
-		EVP_PKEY *k;
+	fputs("{\"keys\":[", f);
+	/* Trusted keys only, oldest first (the order rows were made). */
+	for (i = 0; i < t->n; i++) {
+		const struct site_trust_key *k = &t->k[i];
 
-		if ((der = db_column_blob(st, 0, &n)) == NULL)
+		if (!trust_verifies(k))
 			continue;
-		p = der;
-		if ((x = d2i_X509(NULL, &p, (long)n)) == NULL) {
-			r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
-			    "a site key certificate is unreadable");
-			goto out;
-		}
-		k = X509_get0_pubkey(x);
-		r = k == NULL ? STK_E_CRYPTO : stk_pkey_to_jwk(k, der, n, &jwk, err);
-		X509_free(x);
-		if (r != 0)
+		if ((r = stk_pkey_to_jwk(k->pk, k->der, k->der_len, &jwk, err)) != 0)
 			goto out;
 		fprintf(f, "%s%s", nkeys++ ? "," : "", jwk);
 		free(jwk);
 		jwk = NULL;
 	}
-	if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading the site keys");
 out:
-	db_finalize(st);
 	fputs("]}", f);
 	fclose(f);
+	site_trust_free(t);
 	if (r != 0) {
 		free(buf);
 		return r;
@@ -611,44 +634,27 @@ out:
 	return STK_OK;
 }
 
-EVP_PKEY *
-site_keys_pubkey(struct stk_site *s, const char *kid)
-{
-	struct site_stmt *st = NULL;
-	EVP_PKEY *k = NULL;
-	const unsigned char *p;
-	size_t n;
-	X509 *x;
-
-	if (db_prepare(s->store, "SELECT cert FROM site_keys WHERE kid = ?", &st) != 0)
-		return NULL;
-	db_bind_text(st, 1, kid);
-	if (db_step(st) == SITE_DB_ROW && (p = db_column_blob(st, 0, &n)) != NULL &&
-	    (x = d2i_X509(NULL, &p, (long)n)) != NULL) {
-		if ((k = X509_get0_pubkey(x)) != NULL)
-			EVP_PKEY_up_ref(k);
-		X509_free(x);
-	}
-	db_finalize(st);
-	return k;
-}
-
 int
 stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
     size_t *n, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
+	struct site_trust *t = NULL;
 	struct stk_site_key_row *v = NULL, *row;
 	size_t cap = 0, cnt = 0;
 	int rc, r = STK_OK;
 
 	*rows = NULL;
 	*n = 0;
+	if ((r = site_trust_load(s, &t, err)) != 0)
+		return r;
 	if (db_prepare(s->store, "SELECT kid, node, backend, key_type, status,"
 	    " created_at, not_after, retired_at, coalesce(max_exp, -1),"
 	    " coalesce(retiring_at, 0) FROM site_keys"
-	    " ORDER BY created_at, kid", &st) != 0)
+	    " ORDER BY created_at, kid", &st) != 0) {
+		site_trust_free(t);
 		return site_db_error(s, err, "reading the site keys");
+	}
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		if (cnt == cap) {
 			void *p = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
@@ -681,10 +687,12 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 			row->retire_after = (last > since ? last : since) + SITE_KEY_GRACE;
 		}
 		row->mine = strcmp(row->kid, s->kid) == 0;
+		row->trusted = site_trust_find(t, row->kid) != NULL;
 	}
 	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading the site keys");
 out:
+	site_trust_free(t);
 	db_finalize(st);
 	if (r != 0) {
 		free(v);
@@ -765,8 +773,16 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	if (type == STK_KEY_NONE)
 		type = s->key_type;
 	if (key_uri == NULL && strcmp(s->backend, "file") == 0) {
-		/* A new file beside the old one: the old key keeps verifying. */
-		snprintf(path, sizeof(path), "file:%s/site-%lld.key", s->dir, (long long)now);
+		unsigned char rnd[6];
+
+		/* A new file beside the old one: the old key keeps verifying.
+		 * Random bytes in the name: two rotations in one second (two
+		 * processes, or two nodes sharing a directory) never collide. */
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			return stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+			    "no random bytes");
+		snprintf(path, sizeof(path), "file:%s/site-%lld-%02x%02x%02x%02x%02x%02x.key",
+		    s->dir, (long long)now, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 		key_uri = path;
 	} else if (key_uri == NULL && strcmp(s->backend, "tpm") == 0) {
 		/* Likewise a new key blob in the site directory (same TPM). */
@@ -798,8 +814,11 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	}
 	db_finalize(st);
 	st = NULL;
+	/* The old key (trusted: it is this node's site.crt) endorses the new
+	 * one, so every node that trusts the old key trusts the new. */
 	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, uri, type,
-	    cert, cert_len, now, err)) != 0)
+	    cert, cert_len, now, err)) != 0 ||
+	    (r = site_trust_endorse(s, kid, stk_site_node(s), cert, cert_len, err)) != 0)
 		goto fail_tx;
 	snprintf(detail, sizeof(detail), "node=%s old=%s retires after %lld",
 	    stk_site_node(s), old_kid, (long long)now + SITE_KEY_RETIRE_AFTER);
@@ -810,6 +829,10 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 		goto fail_key;
 	stk_key_close(key);
 	key = NULL;
+	/* The certificate site.crt held stays a root (trust.pem): the old
+	 * key's checkpoints and endorsements keep verifying here. */
+	if ((r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
+		goto out;
 	/* The new key signs from now on: here at once, on running processes
 	 * of this node within SITE_KEYS_TTL. */
 	if ((r = site_keys_refresh(s, 1, err)) != 0 ||
@@ -861,6 +884,12 @@ stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 	    err)) != 0)
 		return r;
 	stk_site_set_key_opts(s, &o->key);
+	/* The site's first certificate, as the store holds it now, becomes this
+	 * node's root (trust on first use, printed by `node add` so it can be
+	 * compared with `site show` on the first node). This node's own key is
+	 * trusted by the others once one of them runs `key endorse`. */
+	if ((r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
+		goto fail;
 	/* Refuse a node name already in use before making a key. */
 	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE node = ?",
 	    &st) != 0) {

@@ -74,6 +74,15 @@ static const char *const site_migrations[] = {
 	"  SELECT guid, cert_thumbprint, via, bulk_guid, '', registered_at FROM devices;"
 	"ALTER TABLE devices ADD COLUMN prev_token_jti TEXT;"
 	"ALTER TABLE devices ADD COLUMN token_used INTEGER NOT NULL DEFAULT 1;",
+	/* 5 -> 6: a key row is trusted only through an endorsement by an
+	 * already trusted key (site/keytrust.c); nothing is endorsed here */
+	"ALTER TABLE site_keys ADD COLUMN endorsed_by TEXT;"
+	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;"
+	/* and a structured second subject for audit records (the bulk token
+	 * a registration used), hashed when set */
+	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';"
+	/* and the TPM NV counter value a checkpoint was signed with */
+	"ALTER TABLE audit_checkpoints ADD COLUMN counter INTEGER;",
 };
 
 int64_t
@@ -312,6 +321,9 @@ stk_site_close(struct stk_site *s)
 {
 	if (s == NULL)
 		return;
+	if (s->store != NULL)
+		site_audit_flush(s, 1);
+	free(s->refusals);
 	stk_verifier_free(s->verifier);
 	stk_signer_free(s->signer);
 	stk_key_close(s->key);
@@ -348,7 +360,8 @@ site_init_cleanup(const char *dir, int made_dir)
 {
 	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
 	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
-	    ".site.conf.tmp" };
+	    ".site.conf.tmp", "trust.pem", "trust.pem.tmp", "audit.anchor",
+	    "audit.anchor.tmp" };
 	char path[PATH_MAX];
 	size_t i;
 
@@ -464,7 +477,8 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot encode certificate");
 		goto fail;
 	}
-	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0)
+	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0 ||
+	    (r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
 		goto fail;
 	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
 		goto fail;
@@ -753,6 +767,23 @@ stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
 		return r;
 	pthread_mutex_lock(&s->lock);
 	*out = s->verifier;
+	s->verifier_lent = 1;
+	pthread_mutex_unlock(&s->lock);
+	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+	    "site has no verification key");
+}
+
+int
+stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
+    struct stk_error *err)
+{
+	int r;
+
+	*out = NULL;
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	*out = stk_verifier_ref(s->verifier);
 	pthread_mutex_unlock(&s->lock);
 	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
 	    "site has no verification key");

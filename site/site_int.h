@@ -23,7 +23,8 @@ struct stk_site {
 	struct stk_key *key;
 	struct stk_error key_auth_err; /* a refused PIN/auth: never presented again */
 	struct stk_signer *signer;
-	struct stk_verifier *verifier;
+	struct stk_verifier *verifier; /* current snapshot (the site's reference) */
+	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
 	int audit_dirty;             /* records appended since the last commit */
 	/* site keys (keys.c) */
@@ -33,6 +34,12 @@ struct stk_site {
 	int64_t keys_missed;         /* last refresh for an unknown kid */
 	int refreshing;
 	struct site_parked *parked;  /* replaced objects, freed at close */
+	/* refusal aggregation (audit.c) */
+	struct site_refusal *refusals;
+	size_t nrefusals;
+	int flushing;
+	int nonrefusal_since_cp;     /* a record other than a refusal unsigned */
+	int64_t refusal_cp_at;       /* last checkpoint refusals alone caused */
 };
 
 #define SITE_NODE_DEFAULT "main"  /* the node that ran site init */
@@ -61,7 +68,6 @@ int site_keys_issued(struct stk_site *s, const char *kid, int64_t exp,
 /* Re-read the key set when the cache is stale (or force): retire what is
  * due, rebuild the verifier if the set changed, follow this node's key. */
 int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);
-EVP_PKEY *site_keys_pubkey(struct stk_site *s, const char *kid);
 void site_keys_free_parked(struct stk_site *s);
 
 /* tokcache.c: the gateway's verified-token cache (see there for what it
@@ -76,6 +82,37 @@ void site_tokcache_key(const char *site_guid, const char *token, size_t len,
 int site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,
     const struct stk_verifier *v, struct stk_claims *c);
 void site_tokcache_put(const unsigned char key[32], const struct stk_claims *c);
+/* keytrust.c: the trusted key set, computed from the site directory's roots
+ * (site.crt, trust.pem) along endorsements; never from the store alone. */
+struct site_trust_key {
+	char kid[44], node[64], status[12], endorsed_by[64];
+	EVP_PKEY *pk;
+	unsigned char *der;          /* certificate (the row's when in the table) */
+	size_t der_len;
+	char *endorsement;           /* base64url signature, NULL if none */
+	int64_t created_at;
+	int in_table, root, trusted;
+};
+struct site_trust {
+	struct site_trust_key *k;
+	size_t n, cap;
+	size_t untrusted;            /* rows ignored: no valid endorsement */
+	char first_untrusted[44];
+};
+int site_trust_load(struct stk_site *s, struct site_trust **out,
+    struct stk_error *err);
+/* The trusted key with this kid, or NULL. */
+const struct site_trust_key *site_trust_find(const struct site_trust *t,
+    const char *kid);
+void site_trust_free(struct site_trust *t);
+void site_trust_message(const char *guid, const char *kid, const char *node,
+    const unsigned char *der, size_t len, char *buf, size_t buflen);
+/* Endorse a row with this node's key (inside the caller's transaction). */
+int site_trust_endorse(struct stk_site *s, const char *kid, const char *node,
+    const unsigned char *der, size_t len, struct stk_error *err);
+/* Add a certificate to trust.pem in the site directory (if not there). */
+int site_trust_add_root(struct stk_site *s, const unsigned char *der, size_t len,
+    struct stk_error *err);
 
 int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
 /* Every row of every site table as bytes, for tests that must prove what
@@ -85,6 +122,8 @@ int site_store_dump(struct stk_site *s, char **out, size_t *len,
 /* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);
+/* Record every refusal count still held (at close). */
+void site_audit_flush(struct stk_site *s, int all);
 int site_exec(struct stk_site *s, const char *sql, struct stk_error *err);
 
 #endif

@@ -10,4 +10,5 @@ if(TARGET sitetoken AND STK_BACKEND_TPM AND EXISTS ${CMAKE_SOURCE_DIR}/tpm/CMake
   stk_script_test(tpm_cli integration/tpm_cli.sh TIMEOUT 300)
   # Key attestation: two swtpms with EK certificates from distinct local CAs.
   stk_script_test(attest_tpm integration/attest_tpm.sh TIMEOUT 300)
+  stk_script_test(tpm_audit integration/tpm_audit.sh TIMEOUT 300)
 endif()

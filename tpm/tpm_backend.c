@@ -37,6 +37,7 @@
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
+#include "tpm_nv.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "tpm_int.h"
@@ -1253,6 +1254,27 @@ stk_tpm__return(struct stk_key *key)
 	pthread_mutex_unlock(&((struct tpm_key *)key)->lock);
 }
 
+/* ---- Hooks for tpm_nv.c ------------------------------------------------ */
+
+ESYS_CONTEXT *
+tpm_key_lock_esys(struct stk_key *key, struct stk_error *err)
+{
+	struct tpm_key *tk = (struct tpm_key *)key;
+
+	pthread_mutex_lock(&tk->lock);
+	if (tk->ectx == NULL && tpm_reestablish(tk, err) != 0) {
+		pthread_mutex_unlock(&tk->lock);
+		return NULL;
+	}
+	return tk->ectx;
+}
+
+void
+tpm_key_unlock(struct stk_key *key)
+{
+	pthread_mutex_unlock(&((struct tpm_key *)key)->lock);
+}
+
 const struct stk_key_backend stk_backend_tpm = {
 	.name = "tpm",
 	.scheme = "tpm",
@@ -1263,4 +1285,5 @@ const struct stk_key_backend stk_backend_tpm = {
 	.sign = tpm_sign,
 	.describe = tpm_describe,
 	.close = tpm_close,
+	.counter = tpm_nv_counter,
 };

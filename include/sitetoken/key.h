@@ -10,6 +10,7 @@
 #define SITETOKEN_KEY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/evp.h>
 #include "sitetoken/error.h"
 
@@ -101,6 +102,14 @@ struct stk_key_backend {
 
 	/* Release everything; accepts NULL. */
 	void (*close)(struct stk_key *key);
+
+	/* A monotonic counter inside the device, one per `name`: its value,
+	 * advanced by one first when `advance` (the device may start it at
+	 * any value; it never goes down, not even when the disk is restored).
+	 * 0 when it was never advanced. NULL: the device has none (file,
+	 * pkcs11). The audit log anchors its head to it (site/audit.c). */
+	int (*counter)(struct stk_key *key, const char *name, int advance,
+	    uint64_t *value, struct stk_error *err);
 };
 
 struct stk_key {
@@ -131,6 +140,10 @@ int stk_key_sign(struct stk_key *key, const unsigned char *data, size_t len,
 int stk_key_describe(struct stk_key *key, struct stk_key_info *info,
     struct stk_error *err);
 void stk_key_close(struct stk_key *key);
+/* The backend's monotonic counter (see stk_key_backend.counter);
+ * STK_E_UNSUPPORTED when it has none. */
+int stk_key_counter(struct stk_key *key, const char *name, int advance,
+    uint64_t *value, struct stk_error *err);
 
 /* Key type of a public key, STK_KEY_NONE if not one we sign with. */
 enum stk_key_type stk_key_type_of_pkey(const EVP_PKEY *pkey);

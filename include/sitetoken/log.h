@@ -3,6 +3,8 @@
 #ifndef SITETOKEN_LOG_H
 #define SITETOKEN_LOG_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -18,6 +20,15 @@ void stk_log_set(stk_log_fn fn, void *ctx, enum stk_log_level max_level);
 void stk_log_emit(enum stk_log_level level, const char *component,
     const char *func, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Copy `in` into `out` (outlen > 0; always terminated, cut at a whole
+ * escape) with every byte below 0x20, 0x7f and every byte from 0x80 up
+ * (C1 controls, and any non-ASCII byte: records stay plain ASCII) written
+ * as \xHH; with STK_ESCAPE_BACKSLASH also '\' as "\\", so an escaped
+ * string is unambiguous. Request content goes through this before it
+ * reaches a log line, an audit record or a terminal. Returns out. */
+#define STK_ESCAPE_BACKSLASH 1
+char *stk_escape(char *out, size_t outlen, const char *in, int flags);
 
 #define STK_LOG(level, component, ...) \
 	stk_log_emit((level), (component), __func__, __LINE__, __VA_ARGS__)

@@ -25,6 +25,22 @@ extern "C" {
 #define STK_BULK_LIFETIME_DEFAULT 4320 /* minutes: three days */
 #define STK_BULK_LIFETIME_MAX 10080    /* minutes: seven days */
 #define STK_AUDIT_CHECKPOINT_EVERY 16  /* records between signed checkpoints */
+/* A checkpoint is also signed when the last one is this old (seconds). */
+#define STK_AUDIT_CHECKPOINT_SECONDS 300
+/* `audit verify` requires a checkpoint at record 1 and at most this many
+ * records between two checkpoints and after the last one: a longer gap
+ * means checkpoints were deleted. An append that would pass it is refused
+ * (the action it records does not happen) until a checkpoint is signed. */
+#define STK_AUDIT_CHECKPOINT_MAX_GAP 32  /* 2 * STK_AUDIT_CHECKPOINT_EVERY */
+/* Refusals (outcome "refused") from one source (actor) for one event and
+ * reason: the first STK_AUDIT_REFUSAL_BURST in an interval of
+ * STK_AUDIT_REFUSAL_INTERVAL seconds are recorded one by one, the rest are
+ * counted and recorded as one "N more" record when the interval ends (at
+ * the next record after it, or when the site is closed). Refusals alone
+ * trigger at most one checkpoint per interval while the unsigned tail is
+ * below STK_AUDIT_CHECKPOINT_MAX_GAP - STK_AUDIT_CHECKPOINT_EVERY / 2. */
+#define STK_AUDIT_REFUSAL_INTERVAL 10
+#define STK_AUDIT_REFUSAL_BURST 24
 
 /* Current time in seconds. Tests may shift it with SITETOKEN_TIME_OFFSET
  * (seconds, may be negative); nothing else should. */
@@ -46,6 +62,11 @@ struct stk_site_init_opts {
 	const char *db;
 	const char *db_schema;
 };
+
+/* Threads: a site handle is used by one thread at a time (the server
+ * serialises its calls behind one mutex). What it hands out may outlive
+ * that: a verifier snapshot (stk_site_verifier_get) is immutable and may
+ * be used from any thread until released. */
 
 /* Create the site directory (0700), key, certificate and database. Refuses
  * an existing site. On failure nothing is left behind. */
@@ -88,8 +109,17 @@ void stk_site_set_key_opts(struct stk_site *s, const struct stk_key_opts *o);
 int stk_site_signer(struct stk_site *s, const struct stk_signer **out,
     struct stk_error *err);
 int stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err);
-/* A verifier over every site key (no private key needed). Owned by the site. */
+/* A verifier over every trusted site key (no private key needed). Owned by
+ * the site and valid until it is closed (a verifier lent this way is kept
+ * when the key set changes: prefer stk_site_verifier_get). */
 int stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
+    struct stk_error *err);
+/* The current key-set snapshot: an immutable verifier with one reference
+ * for the caller (release with stk_verifier_free). A key-set change swaps
+ * in a new snapshot; holders keep theirs until they release it, so nothing
+ * is parked for the life of the site. The snapshot may be used from any
+ * thread (token.h). */
+int stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
     struct stk_error *err);
 
 /* Verify a token with every active or retiring site key; a kid the cached
@@ -162,10 +192,18 @@ struct stk_site_key_row {
 	int64_t retire_after;       /* retiring: when housekeeping may retire it
 	                               (by the store's clock); else 0 */
 	int mine;                   /* this node signs with it */
+	int trusted;                /* a root here, or endorsed from one */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers
  * outside the site. *out malloc'd (free()). */
 int stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err);
+/* Endorse another node's key (by kid) with this node's key, so that every
+ * node trusting this one trusts it: a key row is trusted only when it is a
+ * root in the site directory (site.crt, trust.pem) or endorsed by a trusted
+ * key. Compare the kid with `key list` on the node that owns the key first:
+ * an endorsement vouches for whatever row the store holds under that kid. */
+int stk_site_key_endorse(struct stk_site *s, const char *kid, const char *actor,
+    struct stk_error *err);
 /* Every key the site ever had. *rows malloc'd (free()). */
 int stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
     size_t *n, struct stk_error *err);
@@ -217,6 +255,10 @@ struct stk_audit_record {
 	int64_t seq, at;
 	char actor[64], event[48], subject[80], outcome[24], detail[160];
 	char prev_hash[65], hash[65];
+	/* What else the record is about, as a GUID (the bulk token a device
+	 * registered with), "" if nothing: the console's per-token trail
+	 * matches subject and ref, never the detail text. */
+	char ref[80];
 };
 
 /* Append a record in its own transaction (use inside stk_site_tx_* for a
@@ -224,6 +266,10 @@ struct stk_audit_record {
 int stk_audit_append(struct stk_site *s, const char *actor, const char *event,
     const char *subject, const char *outcome, const char *detail,
     struct stk_error *err);
+/* The same with a second subject (ref, may be NULL). */
+int stk_audit_append_ref(struct stk_site *s, const char *actor,
+    const char *event, const char *subject, const char *ref,
+    const char *outcome, const char *detail, struct stk_error *err);
 /* Sign a checkpoint over the chain head with the site key. */
 int stk_audit_checkpoint(struct stk_site *s, struct stk_error *err);
 
@@ -231,6 +277,10 @@ struct stk_audit_report {
 	int64_t records, checkpoints, last_checkpoint_seq;
 	int64_t bad_seq;       /* first bad record (0 if none) */
 	char problem[200];     /* what is wrong, empty when intact */
+	int64_t anchor_seq;    /* checkpoint the site directory's anchor names (0: none) */
+	char anchor_note[200]; /* what the anchor could not check, empty if all */
+	int64_t untrusted_keys; /* key rows ignored: no valid endorsement */
+	int64_t tpm_counter;   /* this node's TPM NV counter checked (0: none) */
 };
 /* Check the whole chain and every checkpoint signature. Returns 0 when
  * intact, 1 when tampering was found (rep says which record and what),

@@ -90,8 +90,14 @@ void stk_token_free(char *token); /* wipes and frees; accepts NULL */
 struct stk_verifier;
 
 /* site_guid: the site this verifier accepts tokens of (any case). */
+/* Threads: a verifier is built (add_*, set_leeway) by one thread; once
+ * built it is immutable and stk_verify may run on it from any number of
+ * threads at once. It is reference-counted: stk_verifier_ref takes one more
+ * reference (any thread), stk_verifier_free drops one (any thread; the last
+ * frees it). */
 int stk_verifier_new(const char *site_guid, struct stk_verifier **out,
     struct stk_error *err);
+struct stk_verifier *stk_verifier_ref(struct stk_verifier *v);
 void stk_verifier_free(struct stk_verifier *v);
 /* Add a trusted site key: from a site certificate (DER) or a public key.
  * Several keys may be added (rotation); tokens pick one with kid/x5t. */

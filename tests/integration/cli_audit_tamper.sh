@@ -53,7 +53,7 @@ expect_exit 1 "forged checkpoint signature detected" -- "$ST" audit verify
 expect_in "not signed by the site key" "$ERR" "checkpoint signature reason"
 # A checkpoint row naming a record that cannot exist (was an out-of-bounds read).
 reset
-sqlite3 "$S/site.db" "INSERT INTO audit_checkpoints SELECT 0, head_hash, at, kid, sig FROM audit_checkpoints WHERE seq=1"
+sqlite3 "$S/site.db" "INSERT INTO audit_checkpoints SELECT 0, head_hash, at, kid, sig, counter FROM audit_checkpoints WHERE seq=1"
 expect_exit 1 "checkpoint at record 0 refused" -- "$ST" audit verify
 expect_in "cannot exist" "$ERR" "impossible checkpoint reason"
 # Records appended after the last checkpoint with a valid chain are accepted (chain-only).

@@ -74,7 +74,7 @@ for c in $(printf '%s\n' "${cmds[@]}" | awk '{print $1}' | sort -u); do
 done
 ok "sitetoken: every command (without subcommand) answers --help"
 # The case from the issue: was a usage error.
-"$STK" bulk new --help | grep -q -- '--lifetime MINUTES' || fail "bulk new --help"
+grep -q -- '--lifetime MINUTES' <<<"$("$STK" bulk new --help)" || fail "bulk new --help"
 # --help wins over any other argument, and nothing ran: no site was made.
 "$STK" site init --backend nonsense --help >/dev/null || fail "site init --help with a bad value"
 [ ! -e "$T/nosite" ] || fail "a --help run created the site directory"
@@ -126,7 +126,8 @@ src=$STK_SRC/agent/main.c
 for c in install register renew run policy status; do
 	help_ok "sitetoken-agent $c" "$AGENT" "$c"
 	"$AGENT" "$c" --help | opts_in >> "$T/agent.help"
-	"$AGENT" "$c" --help | head -1 | grep -q " $c" || fail "agent $c --help is not about $c"
+	h=$("$AGENT" "$c" --help)
+	grep -q " $c" <<<"${h%%$'\n'*}" || fail "agent $c --help is not about $c"
 done
 sort -u -o "$T/agent.help" "$T/agent.help"
 if ! diff -u "$T/agent.parsed" "$T/agent.help" > "$T/diff"; then

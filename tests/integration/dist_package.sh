@@ -55,9 +55,11 @@ dpkg-deb -x "$deb" "$T/root"
 R=$T/root
 for p in sitetoken sitetoken-agent BulkRegistrationTokenTool; do
 	readelf -S "$R/usr/bin/$p" | grep -q '\.debug_info' && fail "$p is not stripped"
-	"$R/usr/bin/$p" --help | grep -qi usage || fail "packaged $p --help"
+	# The help text whole first: `| grep -q` stops reading early, and a help
+	# longer than one pipe write then dies of SIGPIPE under pipefail.
+	grep -qi usage <<<"$("$R/usr/bin/$p" --help)" || fail "packaged $p --help"
 done
-"$R/usr/bin/sitetoken" bulk new --help | grep -q -- --lifetime || fail "packaged bulk new --help"
+grep -q -- --lifetime <<<"$("$R/usr/bin/sitetoken" bulk new --help)" || fail "packaged bulk new --help"
 for m in "$R"/usr/share/man/man*/*.gz; do
 	MANWIDTH=80 man --warnings -l "$m" > "$T/man.txt" 2> "$T/man.err" || fail "man $m"
 	[ ! -s "$T/man.err" ] || { cat "$T/man.err" >&2; fail "man warnings in $m"; }

@@ -101,10 +101,27 @@ class Dev:
         self.guid = self.token = None
 
 
+def proof(dev, node):
+    """The HTTP MP's proof of possession (docs/api.md): a challenge of that
+    node signed with the device key; (None, None) when the MP did not answer."""
+    st, o = post(node, False, "/sitetoken/v1/challenge", {})
+    if st != 200 or "nonce" not in o:
+        return None, None
+    msg = f"sitetoken-register-v1\n{o['nonce']}\n{dev.thumb}".encode()
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", dev.key], input=msg,
+                         capture_output=True, check=True).stdout
+    return o["nonce"], base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
 def register(dev, node, kind):
     """One attempt; True on 200 (recorded)."""
     t0 = time.time()
-    st, o = post(node, False, "/sitetoken/v1/register", {"certificate": dev.pem})
+    nonce, sig = proof(dev, node)
+    if nonce is None:
+        attempt(t0, False, kind)
+        return False
+    st, o = post(node, False, "/sitetoken/v1/register",
+                 {"certificate": dev.pem, "nonce": nonce, "proof": sig})
     ok = st == 200
     attempt(t0, ok, kind)
     if ok:

@@ -54,7 +54,10 @@ load() {
 	done
 }
 for c in 1 2; do load "$c" & LOOPS+=($!); done
-sleep 3
+# ok200 SINCE: registrations answered 200 after time SINCE (both clients).
+ok200() { cat "$T"/codes[12] 2>/dev/null | awk -v t="$1" '$1 > t && $2 == 200' | wc -l; }
+# Under load first (at least 3 registrations, whatever the machine's speed).
+for _ in $(seq 300); do [ "$(ok200 0)" -ge 3 ] && break; sleep 0.1; done
 t_kill=$(date +%s.%N)
 kill -9 "$SWTPM_PID"
 sleep 2
@@ -67,7 +70,11 @@ swtpm socket --tpm2 --tpmstate dir="$TPM",mode=0600 \
 	--log file="$TPM/swtpm.log",level=1 --daemon || fail "swtpm restart on port $port"
 for _ in $(seq 50); do [ -s "$TPM/swtpm.pid" ] && break; sleep 0.1; done
 SWTPM2=$(cat "$TPM/swtpm.pid")
-sleep 4
+# Then at least 3 registrations more than a second after the restart.
+for _ in $(seq 300); do
+	[ "$(ok200 "$(awk -v b="$t_back" 'BEGIN { printf "%.3f", b + 1 }')")" -ge 3 ] && break
+	sleep 0.1
+done
 touch "$T/stop"
 for p in "${LOOPS[@]}"; do wait "$p"; done
 LOOPS=()

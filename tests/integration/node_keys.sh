@@ -29,11 +29,20 @@ expect_eq "$(json '" ".join(sorted(k["node"]+":"+k["status"] for k in d))' <<<"$
 kidA=$(json '[k["kid"] for k in d if k["node"]=="main"][0]' <<<"$OUT")
 kidB=$(json '[k["kid"] for k in d if k["node"]=="nodeB"][0]' <<<"$OUT")
 
-# Tokens carry the kid of the node that signed; every node verifies them.
+# Tokens carry the kid of the node that signed; every node verifies them
+# once node B's key is endorsed by a key node A trusts.
 tA=$(bulk "$A")
 jB=$("$ST" bulk new --site "$B" --lifetime 60 --json)
 tB=$(json 'd["token"]' <<<"$jB"); gB=$(json 'd["guid"]' <<<"$jB")
 expect_eq "$(kid_of "$tA") $(kid_of "$tB")" "$kidA $kidB" "each node signs with its own key (kid)"
+expect_exit 1 "node A refuses node B's token before endorsing its key" -- "$ST" verify --site "$A" --type bulk "$tB"
+expect_exit 0 "key list on node A before endorsing" -- "$ST" key list --site "$A" --json
+expect_eq "$(json '[k["trusted"] for k in d if k["node"]=="nodeB"][0]' <<<"$OUT")" "False" "node B's key listed as untrusted"
+expect_exit 2 "key endorse without a kid" -- "$ST" key endorse --site "$A"
+expect_exit 1 "key endorse of an unknown kid" -- "$ST" key endorse --site "$A" nosuchkid
+# --kid: a kid may begin with '-' (base64url)
+expect_exit 0 "node A endorses node B's key" -- "$ST" key endorse --site "$A" --kid "$kidB"
+expect_eq "$(sq "SELECT count(*) FROM audit WHERE event='key.endorse' AND subject='$kidB'")" "1" "endorsement audited"
 expect_exit 0 "node A verifies node B's token" -- "$ST" verify --site "$A" --type bulk "$tB"
 expect_exit 0 "node B verifies node A's token" -- "$ST" verify --site "$B" --type bulk "$tA"
 # Blocking on node A writes the one shared store.

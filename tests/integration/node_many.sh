@@ -28,6 +28,10 @@ SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
 for i in $(seq 2 "$N"); do
 	$STK node add --site "$(sitedir "$i")" --node "node$i" --db "$SITETOKEN_DB" \
 		--db-schema "$SCHEMA" --key-type p256 >/dev/null || fail "node add node$i"
+	# The site's first node vouches for the new node's key (a key row
+	# nobody trusted endorsed is ignored by every verifier).
+	kid=$($STK key show --site "$(sitedir "$i")" --json | json_get kid)
+	$STK key endorse --site "$SITE" --kid "$kid" >/dev/null || fail "key endorse node$i"
 done
 MPP=() CMGP=()
 start_all() {
@@ -43,8 +47,16 @@ register() {
 	local tag=$1 i=$2
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$tag.key" \
 		-out "$T/$tag.crt" -days 30 -subj "/CN=$tag" 2>/dev/null
-	python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' \
-		"$T/$tag.crt" > "$T/$tag.body"
+	# The MP's proof of possession: its challenge signed by the device key.
+	nonce=$(curl -s -H 'Content-Type: application/json' -d '{}' \
+		"http://127.0.0.1:${MPP[$i]}/sitetoken/v1/challenge" | json_get nonce)
+	x5t=$(openssl x509 -in "$T/$tag.crt" -outform DER | openssl dgst -sha256 -binary |
+		basenc --base64url | tr -d '=\n')
+	printf 'sitetoken-register-v1\n%s\n%s' "$nonce" "$x5t" |
+		openssl dgst -sha256 -sign "$T/$tag.key" | basenc --base64url | tr -d '=\n' > "$T/$tag.proof"
+	python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(),
+	    "nonce": sys.argv[2], "proof": open(sys.argv[3]).read()}))' \
+		"$T/$tag.crt" "$nonce" "$T/$tag.proof" > "$T/$tag.body"
 	code=$(curl -s -o "$T/$tag.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
 		--data @"$T/$tag.body" "http://127.0.0.1:${MPP[$i]}/sitetoken/v1/register")
 	[ "$code" = 200 ] || fail "registration $tag on node $i: $code $(cat "$T/$tag.json")"

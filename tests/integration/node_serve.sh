@@ -41,6 +41,8 @@ rc=0; env -u PGPASSFILE $STK site show --site "$SITEB" >/dev/null 2>"$T/err" || 
 [ "$rc" = 3 ] && grep -q "password" "$T/err" || fail "TCP without the password file: rc $rc $(cat "$T/err")"
 kidA=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="main"][0])')
 kidB=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="nodeB"][0])')
+# Node A vouches for node B's key (a key row alone is not trusted).
+$STK key endorse --site "$SITE" --kid "$kidB" >/dev/null || fail "node A endorses node B's key"
 start_server 0
 MPA=$MP CMGA=$CMG
 start_b

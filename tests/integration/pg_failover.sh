@@ -82,6 +82,9 @@ SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
 SITEB=$T/siteB
 $STK node add --site "$SITEB" --node nodeB --db "$MULTI" --db-schema "$SCHEMA" >/dev/null ||
 	fail "node add"
+# The first node vouches for each new node's key (key endorse).
+endorse() { $STK key endorse --site "$SITE" --kid "$($STK key show --site "$1" --json | json_get kid)" >/dev/null; }
+endorse "$SITEB" || fail "key endorse nodeB"
 # A node of this site pointed at the standby alone is refused as well: no
 # migration check, no serving from a copy whose block list may lag.
 cp -a "$SITEB" "$T/siteS"
@@ -97,6 +100,7 @@ ok "serve against the standby: exit 3 (read-only standby named)"
 SITEC=$T/siteC
 $STK node add --site "$SITEC" --node nodeC --db "host=127.0.0.1,127.0.0.1 port=$P1,$P2 dbname=sitetoken user=sitetoken" \
 	--db-schema "$SCHEMA" >/dev/null || fail "node add C"
+endorse "$SITEC" || fail "key endorse nodeC"
 
 start_server 0 --threads 4
 serve_node "$SITEB" B 0 0 0 --threads 4

@@ -344,11 +344,12 @@ test_log_line(void **state)
 	char path[PATH_MAX], *log, *nl;
 
 	assert_int_equal(srv_logs_open(f->dir, &l, &err), 0);
-	srv_log(l, SRV_LOG_REG, "MP_RegistrationManager", "two\nlines %d", 1);
+	/* Request content with CR, LF and ESC stays on one line, escaped. */
+	srv_log(l, SRV_LOG_REG, "MP_RegistrationManager", "two\r\nlines\x1b[2J %d", 1);
 	srv_logs_close(l);
 	snprintf(path, sizeof(path), "%s/logs/MP_RegistrationManager.log", f->dir);
 	log = read_all(path);
-	assert_non_null(strstr(log, "] MP_RegistrationManager: two lines 1\n"));
+	assert_non_null(strstr(log, "] MP_RegistrationManager: two\\x0d\\x0alines\\x1b[2J 1\n"));
 	assert_non_null(strstr(log, "[tid "));
 	nl = strchr(log, '\n');
 	assert_non_null(nl);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "sitetoken/site.h"
 #include "site_int.h"
@@ -199,6 +200,92 @@ test_database_never_holds_token(void **state)
 	stk_token_free(tok);
 }
 
+/* Issue 13: the verifier held at most 8 keys, and two rotations in one
+ * second collided on the key file name. 11 rotations (two with the same
+ * clock second, pinned through SITETOKEN_TIME_OFFSET) leave 12 keys, all
+ * verifying: a bulk token of each verifies. */
+static void
+test_twelve_keys(void **state)
+{
+	struct fx *f = *state;
+	struct stk_bulk_record rec;
+	struct stk_site_key_row *rows = NULL;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok[24], kid[64];
+	size_t n = 0, i, same = 0;
+	int64_t pinned = 0;
+	int k, ntok = 0;
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok[ntok++], &rec, &err), 0);
+	for (k = 0; k < 11 || same == 0; k++) {
+		char off[32];
+
+		assert_true(k < 20);
+		/* Rotations 5 and 6 (and later ones, until two really shared a
+		 * second) run with stk_now() pinned to one second. */
+		if (k >= 5) {
+			if (pinned == 0)
+				pinned = stk_now();
+			snprintf(off, sizeof(off), "%lld", (long long)(pinned - time(NULL)));
+			setenv("SITETOKEN_TIME_OFFSET", off, 1);
+		}
+		if (stk_site_key_rotate(f->s, NULL, STK_KEY_NONE, "tester", kid, &err) != 0)
+			fail_msg("rotation %d: %s", k + 1, err.msg);
+		unsetenv("SITETOKEN_TIME_OFFSET");
+		assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok[ntok++], &rec, &err), 0);
+		assert_int_equal(stk_site_keys_list(f->s, &rows, &n, &err), 0);
+		for (i = 1; i < n; i++)
+			if (rows[i].created_at == pinned && rows[i - 1].created_at == pinned)
+				same = 1;
+		free(rows);
+		rows = NULL;
+	}
+	assert_int_equal(stk_site_keys_list(f->s, &rows, &n, &err), 0);
+	assert_true(n >= 12);
+	for (i = 0; i < n; i++)
+		assert_true(rows[i].trusted);
+	free(rows);
+	for (k = 0; k < ntok; k++) {
+		if (stk_site_verify(f->s, tok[k], strlen(tok[k]), STK_TOKEN_BULK, stk_now(),
+		    &c, &err) != 0)
+			fail_msg("token %d of %d: %s", k + 1, ntok, err.msg);
+		stk_claims_clear(&c);
+		stk_token_free(tok[k]);
+	}
+}
+
+/* A verifier snapshot stays usable after the key set changed under it
+ * (no parking needed: it holds its own reference). */
+static void
+test_snapshot_outlives_rotation(void **state)
+{
+	struct fx *f = *state;
+	struct stk_verifier *v1 = NULL, *v2 = NULL;
+	struct stk_bulk_record rec;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok = NULL, kid[64];
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &rec, &err), 0);
+	assert_int_equal(stk_site_verifier_get(f->s, &v1, &err), 0);
+	assert_int_equal(stk_site_key_rotate(f->s, NULL, STK_KEY_NONE, "tester", kid,
+	    &err), 0);
+	assert_int_equal(stk_site_verifier_get(f->s, &v2, &err), 0);
+	assert_ptr_not_equal(v1, v2);
+	assert_int_equal(stk_verify(v1, tok, strlen(tok), STK_TOKEN_BULK, stk_now(), &c,
+	    &err), 0);
+	stk_claims_clear(&c);
+	stk_verifier_free(v1);
+	assert_int_equal(stk_verify(v2, tok, strlen(tok), STK_TOKEN_BULK, stk_now(), &c,
+	    &err), 0);
+	stk_claims_clear(&c);
+	stk_verifier_free(v2);
+	stk_token_free(tok);
+}
+
 static void
 test_audit_chain_and_checkpoints(void **state)
 {
@@ -272,6 +359,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_database_never_holds_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_chain_and_checkpoints, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_certs_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_twelve_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_outlives_rotation, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
