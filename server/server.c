@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
@@ -104,7 +105,7 @@ srv_status_of(const char *reason)
 {
 	static const char *const forbidden[] = { STK_REASON_BULK_BLOCKED,
 	    STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
-	    STK_REASON_INTERNAL_DISABLED };
+	    STK_REASON_INTERNAL_DISABLED, STK_REASON_ATTESTATION_REQUIRED };
 	size_t i;
 
 	if (reason == NULL)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
@@ -177,10 +178,12 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 	int r;
 
 	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
-	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0))
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
+	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0))
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "unknown setting '%.40s' (known: %s, %s)", name ? name : "",
-		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG);
+		    "unknown setting '%.40s' (known: %s, %s, %s)", name ? name : "",
+		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG,
+		    STK_SETTING_REQUIRE_ATTESTATION);
 	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "setting %s takes 'on' or 'off'", name);
@@ -387,6 +390,16 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = req->via == STK_VIA_CMG ? STK_REASON_NO_TOKEN : STK_REASON_CREDENTIAL;
 		goto refuse;
 	}
+	/* Attestation policy (site/attest_policy.c). */
+	if ((r = stk_attest_required(s, req->bulk_token ? bulk.id : NULL, &on, err)) != 0)
+		goto out;
+	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site requires "
+		    "a TPM-attested device key: register with attestation evidence "
+		    "(docs/api.md, attested registration)");
+		*reason = STK_REASON_ATTESTATION_REQUIRED;
+		goto refuse;
+	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	r = dev_lookup(s, "cert_thumbprint", thumb, &old, err);
@@ -416,7 +429,8 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	if (!exists)
 		out->dev.allow_cmg = -1;
 	if ((r = dev_issue_store(s, &out->dev, !exists, req->cert_der, req->cert_len,
-	    now, &out->token, err)) != 0)
+	    now, &out->token, err)) != 0 || (r = stk_attest_record_device(s,
+	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
 		goto fail_tx;
 	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
 	    "re-registered" : "new", out->dev.last_jti, thumb,

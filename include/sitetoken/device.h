@@ -81,6 +81,10 @@ struct stk_reg_request {
 	                                     certificate chaining to a trusted CA */
 	int require_credential;           /* HTTPS MP: a credential is required */
 	const char *peer;                 /* for the audit actor ("127.0.0.1") */
+	const char *attestation;          /* "tpm" when the caller verified TPM key
+	                                     attestation of the certificate's key
+	                                     (attest_policy.h), NULL: none */
+	const char *ek_sha256;            /* hex SHA-256 of the EK certificate */
 };
 
 /* Register a device and issue its client token (90 days, bound to the
