@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include "sitetoken/attest_policy.h"
 #include "sitetoken/device.h"
+#include "sitetoken/log.h"
 #include "site_int.h"
 
 /* Every CERTIFICATE of a PEM buffer: at least one, at most
@@ -350,4 +351,19 @@ stk_attest_device_get(struct stk_site *s, const char *guid, char *att,
 		r = site_db_error(s, err, "reading the device attestation");
 	db_finalize(st);
 	return r;
+}
+
+void
+stk_attest_audit_refusal(struct stk_site *s, const char *actor,
+    const char *subject, const char *reason, const char *msg)
+{
+	struct stk_error e;
+	char detail[160];
+
+	stk_error_clear(&e);
+	snprintf(detail, sizeof(detail), "%.40s: %.110s", reason ? reason : "error",
+	    msg ? msg : "");
+	if (stk_audit_append(s, actor ? actor : "device", "device.register.attest",
+	    subject ? subject : "", "refused", detail, &e) != 0)
+		STK_LOG(STK_LOG_ERROR, "attest", "cannot audit a refusal: %s", e.msg);
 }

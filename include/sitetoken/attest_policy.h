@@ -25,6 +25,16 @@ extern "C" {
  * carried none (403). */
 #define STK_REASON_ATTESTATION_REQUIRED "attestation_required"
 
+/* Refusals of attested registration (server/attest_reg.c), all 403. */
+#define STK_REASON_ATTEST_INVALID "attestation_invalid"       /* EK chain, AK
+	signature, certify, key attributes: the evidence does not hold */
+#define STK_REASON_ATTEST_NONCE "attestation_nonce"           /* unknown,
+	expired or replayed nonce or pending registration */
+#define STK_REASON_ATTEST_KEY "attestation_key_mismatch"      /* the attested
+	key is not the TLS client certificate's key */
+#define STK_REASON_ATTEST_ACTIVATION "attestation_activation_failed" /* the
+	secret is not the one made for this EK/AK: another TPM answered */
+
 #define STK_ATTEST_ROOTS_MAX 64          /* certificates per roots file */
 
 struct stk_attest_root {
@@ -65,6 +75,11 @@ int stk_bulk_set_require_attestation(struct stk_site *s, const char *guid,
  * SHA-256 (hex), or "none". Caller holds the registration transaction. */
 int stk_attest_record_device(struct stk_site *s, const char *guid,
     const char *attestation, const char *ek_sha256, struct stk_error *err);
+/* Audit a refused attested registration (event device.register.attest,
+ * subject: the TLS certificate thumbprint). Best effort, like every
+ * refusal: a failed audit write is logged, the refusal still returned. */
+void stk_attest_audit_refusal(struct stk_site *s, const char *actor,
+    const char *subject, const char *reason, const char *msg);
 /* Read it back: att[8] ("tpm", "none"), ek[65] ("" when none). */
 int stk_attest_device_get(struct stk_site *s, const char *guid, char *att,
     size_t attlen, char *ek, size_t eklen, struct stk_error *err);
