@@ -23,15 +23,16 @@ cleanup_attreg() {
 }
 trap cleanup_attreg EXIT
 
-# audited REASON: the audit log holds a refused device.register* record with it.
+# audited REASON: the latest refused device.register* record of the audit
+# log is this refusal.
 audited() {
 	"$STK" audit show --json > "$T/audit.json"
 	python3 - "$1" "$T/audit.json" <<'PY' || fail "refusal '$1' not audited"
 import json, sys
 recs = json.load(open(sys.argv[2]))
 recs = recs["records"] if isinstance(recs, dict) else recs
-assert any(r["event"].startswith("device.register") and r["outcome"] == "refused"
-           and r["detail"].startswith(sys.argv[1] + ":") for r in recs), sys.argv[1]
+ref = [r for r in recs if r["event"].startswith("device.register") and r["outcome"] == "refused"]
+assert ref and ref[-1]["detail"].startswith(sys.argv[1] + ":"), (sys.argv[1], ref[-1:])
 PY
 }
 # raw CMG POST with a file-key device's certificate: prints body, then status.
@@ -159,6 +160,30 @@ printf '{"pending_id":"%s","secret":"%s","bulk_token":"%s"}' "001122334455667788
 	"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$(cat "$T/bulk.tok")" > "$T/act.json"
 cmg_post devF attest/activate "$T/act.json" | expect_refused "unknown pending registration" 403 attestation_nonce
 ok "refused and audited: software key with TPM evidence (attestation_key_mismatch), replayed and unknown nonces, EK of an untrusted root (attestation_invalid), unknown pending registration"
+
+# Evidence from another TPM than the one answering the activation. The
+# attacker (agent_attest_evil: the real agent, fault injection) has its key
+# and AK in a second TPM whose maker the site does not trust, and presents
+# the trusted device TPM's EK certificate (public). The evidence verifies,
+# but the credential is sealed to that EK: the attacker's TPM cannot open it.
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
+OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+EVIL=$STK_BIN/agent_attest_evil
+n_before=$(count_devices)
+# Its own EK first: not chaining to a trusted root.
+rc=0; $EVIL --state "$T/devO" --ca "$T/tls.crt" --key tpm --tcti "$OTHER_TCTI" install /mp:"$CMG" \
+	CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" != 0 ] && grep -q "attestation_invalid" "$T/err" || fail "untrusted TPM: exit $rc $(cat "$T/err")"
+audited attestation_invalid
+# Then the trusted TPM's EK certificate.
+rc=0; STK_EVIL_EK_FROM=$T/ev0.json $EVIL --state "$T/devO" --ca "$T/tls.crt" --tcti "$OTHER_TCTI" \
+	install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
+grep -q "evil: presenting another TPM's EK certificate" "$T/err" || fail "evil agent did not swap the EK: $(cat "$T/err")"
+grep -q "evil: this TPM cannot activate the credential" "$T/err" || fail "the other TPM opened the credential: $(cat "$T/err")"
+[ "$rc" != 0 ] && grep -q "attestation_activation_failed" "$T/err" || fail "another TPM answering: exit $rc $(cat "$T/err")"
+audited attestation_activation_failed
+[ "$(count_devices)" = "$n_before" ] || fail "the attacker was registered"
+ok "refused and audited: a TPM of an untrusted maker (attestation_invalid), and evidence naming another TPM's EK that this TPM cannot activate (attestation_activation_failed)"
 
 # Junk is refused as bad input, nothing registered.
 echo '{"bulk_token":"x","evidence":{"fmt":"none"}}' > "$T/junk.json"
