@@ -286,8 +286,8 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
 		return r;
-	if ((r = stk_issue_client(signer, d->guid, d->thumbprint, now,
-	    STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
+	if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint, d->attestation,
+	    now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
@@ -428,6 +428,8 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	    req->bulk_token != NULL ? bulk.id : "");
 	if (!exists)
 		out->dev.allow_cmg = -1;
+	snprintf(out->dev.attestation, sizeof(out->dev.attestation), "%s",
+	    req->attestation ? req->attestation : "none");
 	if ((r = dev_issue_store(s, &out->dev, !exists, req->cert_der, req->cert_len,
 	    now, &out->token, err)) != 0 || (r = stk_attest_record_device(s,
 	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
@@ -573,7 +575,7 @@ stk_device_renew(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
     struct stk_issued *out, const char **reason, struct stk_error *err)
 {
-	char detail[160], old_jti[STK_GUID_LEN + 1];
+	char detail[160], old_jti[STK_GUID_LEN + 1], ek[65];
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -581,6 +583,9 @@ stk_device_renew(struct stk_site *s, const char *token, size_t len,
 	    &out->dev, reason, err)) != 0)
 		return r;
 	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
+	if ((r = stk_attest_device_get(s, out->dev.guid, out->dev.attestation,
+	    sizeof(out->dev.attestation), ek, sizeof(ek), err)) != 0)
+		goto out;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	if ((r = dev_issue_store(s, &out->dev, 0, NULL, 0, now, &out->token, err)) != 0)

@@ -59,6 +59,10 @@ struct stk_device {
 	int allow_cmg;                    /* -1: site default, 0 off, 1 on */
 	char last_jti[STK_GUID_LEN + 1];
 	int64_t last_issued_at, token_exp;
+	char attestation[8];              /* "tpm" when the key was attested at
+	                                     registration; "" or "none" otherwise
+	                                     (set for issuing; attest_policy.h
+	                                     reads the record) */
 };
 
 /* Result of a registration or renewal. token: the client token (malloc'd;

@@ -113,9 +113,16 @@ assert len(d) == 1 and d[0]["attestation"] == "tpm" and d[0]["ek_sha256"] == sys
 	fail "devices list --json: $("$STK" devices list --json)"
 "$STK" devices list | grep -q "^$guid .* tpm *$" || fail "devices list: $("$STK" devices list)"
 grep -q "TPM-attested EK sha256=$ek_sha" "$SITE/logs/MP_RegistrationManager.log" || fail "registration log"
-# The token works at the gateway with the TPM-held key.
+# The token works at the gateway with the TPM-held key and says "att":"tpm";
+# renewal keeps the claim.
+claim_att() { # claim_att STATE -> the att claim of its client token ("-" when absent)
+	python3 -c 'import json,sys,base64; p=open(sys.argv[1]).read().split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))).get("att","-"))' "$T/$1/client.token"
+}
 SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy"
-ok "a TPM-key device installs through the CMG while the site requires attestation; devices list shows tpm and its EK hash"
+[ "$(claim_att devT)" = tpm ] || fail "client token att: $(claim_att devT)"
+SITETOKEN_TCTI=$DEV_TCTI agent devT 31 renew >/dev/null || fail "renew"
+[ "$(claim_att devT)" = tpm ] || fail "renewed token att: $(claim_att devT)"
+ok "a TPM-key device installs through the CMG while the site requires attestation; devices list shows tpm and its EK hash; its token (and the renewed one) carries att=tpm"
 
 # Per bulk token: with the site default off, a token made with
 # --require-attestation still refuses the file-key device; a plain one lets it in.
@@ -133,6 +140,7 @@ import json, sys
 d = [x for x in json.load(sys.stdin) if x["guid"] == sys.argv[1]]
 assert len(d) == 1 and d[0]["attestation"] == "none" and d[0].get("ek_sha256") is None, d' "$fguid" ||
 	fail "file device attestation: $("$STK" devices list --json)"
+[ "$(claim_att devF)" = - ] || fail "file device token has att: $(claim_att devF)"
 "$STK" audit show | grep -q "bulk.policy .*require-attestation=on" || fail "bulk policy not audited"
 ok "bulk new --require-attestation refuses an unattested device whatever the site default; others are recorded attestation none"
 "$STK" settings set require-attestation on >/dev/null
