@@ -47,6 +47,32 @@ ar_post(struct agent *a, const char *op, json_t *o, long *status, char **resp,
 	return r;
 }
 
+/* A refusal of the attested exchange that a plain registration may still
+ * get past (the site decides with its policy: attestation_required when it
+ * insists): the gateway has no attested registration (404), or refused the
+ * evidence, nonce or activation (403 attestation_*, audited there). */
+static int
+ar_fallback(struct agent *a, long status, const char *resp)
+{
+	json_t *o;
+	const char *code;
+	int fb = 0;
+
+	if (status == 404)
+		fb = 1;
+	else if (status == 403) {
+		o = json_loads(resp ? resp : "", JSON_REJECT_DUPLICATES, NULL);
+		code = json_string_value(json_object_get(o, "error"));
+		fb = code != NULL && strncmp(code, "attestation_", 12) == 0;
+		if (fb)
+			agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
+			    "Attested registration refused (%s): registering without "
+			    "attestation", code);
+		json_decref(o);
+	}
+	return fb;
+}
+
 int
 agent_attest_register(struct agent *a, const char *bulk, const char *host,
     long *status, char **resp, struct stk_error *err)
@@ -74,8 +100,10 @@ agent_attest_register(struct agent *a, const char *bulk, const char *host,
 	    "registration: asking %s for a nonce", a->st.cmg);
 	if ((r = ar_post(a, "nonce", json_object(), status, resp, err)) != 0)
 		return r;
-	if (*status != 200)
-		return 0; /* the caller reports the refusal */
+	if (*status != 200) {
+		r = ar_fallback(a, *status, *resp) ? 1 : 0; /* else the caller reports it */
+		goto out;
+	}
 	o = json_loads(*resp, JSON_REJECT_DUPLICATES, NULL);
 	if (stk_attest_nonce_parse(json_string_value(json_object_get(o, "nonce")),
 	    nonce, &nlen, err) != 0) {
@@ -104,8 +132,12 @@ agent_attest_register(struct agent *a, const char *bulk, const char *host,
 		goto out;
 	}
 	if ((r = ar_post(a, "register", json_pack("{s:s, s:o, s:s}", "bulk_token", bulk,
-	    "evidence", evj, "hostname", host), status, resp, err)) != 0 || *status != 200)
+	    "evidence", evj, "hostname", host), status, resp, err)) != 0)
 		goto out;
+	if (*status != 200) {
+		r = ar_fallback(a, *status, *resp) ? 1 : 0;
+		goto out;
+	}
 	o = json_loads(*resp, JSON_REJECT_DUPLICATES, NULL);
 	{
 		const char *id = json_string_value(json_object_get(o, "pending_id"));
@@ -130,6 +162,8 @@ agent_attest_register(struct agent *a, const char *bulk, const char *host,
 	    "answering pending registration %s", pid);
 	r = ar_post(a, "activate", json_pack("{s:s, s:s, s:s, s:s}", "pending_id", pid,
 	    "secret", sechex, "bulk_token", bulk, "hostname", host), status, resp, err);
+	if (r == 0 && *status != 200 && ar_fallback(a, *status, *resp))
+		r = 1;
 out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(sechex, sizeof(sechex));

@@ -528,27 +528,30 @@ attest_roots(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *dir = NULL, *sub = argc >= 2 ? argv[1] : "";
+	const char *dir = NULL, *sub;
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	unsigned char *pem = NULL;
 	size_t len = 0, n = 0;
 	json_t *arr = NULL;
-	int c, r, rc, json = 0, list = strcmp(sub, "list") == 0;
+	int c, r, rc, json = 0, list;
 
-	if (!list && strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
-		return cli_usage_error("usage: attest roots add|remove FILE | attest roots list");
-	argc--;
-	argv++;
+	/* Options first (getopt moves ADD|LIST|REMOVE and FILE behind them). */
 	optind = 1;
 	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		if (c == OPT_SITE)
 			dir = optarg;
-		else if (c == OPT_JSON && list)
+		else if (c == OPT_JSON)
 			json = 1;
 		else
-			return cli_usage_error("bad option for 'attest roots %s'", sub);
+			return cli_usage_error("bad option for 'attest roots'");
 	}
+	sub = optind < argc ? argv[optind++] : "";
+	list = strcmp(sub, "list") == 0;
+	if (!list && strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
+		return cli_usage_error("usage: attest roots add|remove FILE | attest roots list");
+	if (json && !list)
+		return cli_usage_error("--json is for 'attest roots list'");
 	if (argc - optind != (list ? 0 : 1))
 		return cli_usage_error(list ? "usage: attest roots list [--json]" :
 		    "usage: attest roots %s FILE", sub);

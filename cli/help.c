@@ -190,8 +190,8 @@ KEY_OPTS
 "       sitetoken settings set require-attestation on|off\n\n"
 "Change a client setting: the site default, or one device's override.\n"
 "require-attestation on refuses registrations without TPM key attestation\n"
-"(403 attestation_required; bulk tokens made with --require-attestation\n"
-"require it whatever this says). Default off.\n\n"
+"(403 attestation_required; a bulk token created to require it does so\n"
+"whatever this says, see 'bulk new'). Default off.\n\n"
 "  --device GUID        per-device value of allow-cmg\n" },
 	{ "settings show",
 "usage: sitetoken settings show [--json]\n\n"

@@ -189,12 +189,35 @@ ar_unhex(const char *hex, unsigned char *out, size_t want)
 	return 0;
 }
 
+static int
+ar_count_root(void *ctx, const struct stk_attest_root *rt)
+{
+	(void)rt;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
 static enum MHD_Result
 ar_nonce(struct srv_attreg *ar, struct MHD_Connection *c, const char *thumb)
 {
 	struct ar_slot sl;
+	struct stk_error err;
 	char hex[2 * AR_NONCE_LEN + 1];
+	size_t nroots = 0;
+	int r;
 
+	/* A site that trusts no maker cannot attest anyone: say so before the
+	 * device does any TPM work (it then registers without attestation). */
+	stk_error_clear(&err);
+	pthread_mutex_lock(ar->site_mu);
+	r = stk_attest_roots_foreach(ar->site, ar_count_root, &nroots, &err);
+	pthread_mutex_unlock(ar->site_mu);
+	if (r != 0)
+		return ar_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+		    "see the server logs");
+	if (nroots == 0)
+		return ar_error(c, MHD_HTTP_NOT_FOUND, "attestation_unavailable",
+		    "this site trusts no TPM manufacturer root (sitetoken attest roots add)");
 	memset(&sl, 0, sizeof(sl));
 	sl.kind = AR_NONCE;
 	sl.expires = stk_now() + SRV_ATTREG_TTL;

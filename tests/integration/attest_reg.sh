@@ -23,16 +23,24 @@ cleanup_attreg() {
 }
 trap cleanup_attreg EXIT
 
-# audited REASON: the latest refused device.register* record of the audit
-# log is this refusal.
-audited() {
+# mark: remember the audit log's length; audited REASON: a refused
+# device.register* record with this reason was appended since the mark.
+AUDIT_MARK=0
+audit_json() {
 	"$STK" audit show --json > "$T/audit.json"
-	python3 - "$1" "$T/audit.json" <<'PY' || fail "refusal '$1' not audited"
+}
+mark() {
+	audit_json
+	AUDIT_MARK=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r=r["records"] if isinstance(r,dict) else r; print(len(r))' "$T/audit.json")
+}
+audited() {
+	audit_json
+	python3 - "$1" "$T/audit.json" "$AUDIT_MARK" <<'PY' || fail "refusal '$1' not audited"
 import json, sys
 recs = json.load(open(sys.argv[2]))
-recs = recs["records"] if isinstance(recs, dict) else recs
-ref = [r for r in recs if r["event"].startswith("device.register") and r["outcome"] == "refused"]
-assert ref and ref[-1]["detail"].startswith(sys.argv[1] + ":"), (sys.argv[1], ref[-1:])
+recs = (recs["records"] if isinstance(recs, dict) else recs)[int(sys.argv[3]):]
+assert any(r["event"].startswith("device.register") and r["outcome"] == "refused"
+           and r["detail"].startswith(sys.argv[1] + ":") for r in recs), (sys.argv[1], recs)
 PY
 }
 # raw CMG POST with a file-key device's certificate: prints body, then status.
@@ -43,7 +51,8 @@ cmg_post() { # cmg_post STATE PATH JSON_FILE
 }
 nonce_for() { # nonce_for STATE -> hex nonce issued to that certificate
 	echo '{}' > "$T/empty.json"
-	cmg_post "$1" attest/nonce "$T/empty.json" | http_body | json_get nonce
+	cmg_post "$1" attest/nonce "$T/empty.json" > "$T/nonce.out"
+	http_body < "$T/nonce.out" | json_get nonce || fail "attest/nonce: $(cat "$T/nonce.out")"
 }
 # evidence_body NONCE OUT: the TPM device's evidence over NONCE, wrapped in
 # an attest/register body with the bulk token.
@@ -52,7 +61,7 @@ evidence_body() {
 	python3 -c 'import json,sys; print(json.dumps({"bulk_token": open(sys.argv[1]).read().strip(), "evidence": json.load(open(sys.argv[2]))}))' \
 		"$T/bulk.tok" "$T/ev.json" > "$2"
 }
-expect_refused() { # expect_refused WHAT STATUS REASON < cmg_post output
+expect_refused() { # expect_refused WHAT STATUS REASON < cmg_post output (mark first)
 	local out st
 	out=$(cat); st=$(echo "$out" | http_status)
 	[ "$st" = "$2" ] || fail "$1: HTTP $st, expected $2: $out"
@@ -66,6 +75,14 @@ HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
 DEV_TCTI=$SITETOKEN_TCTI; EK_CA=$SITETOKEN_EK_CA
 unset SITETOKEN_TCTI SITETOKEN_EK_CA
+
+# A site that trusts no maker has no attested registration.
+agent devF 0 register --mp "$MP" >/dev/null || fail "file device key"
+echo '{}' > "$T/empty.json"
+out=$(cmg_post devF attest/nonce "$T/empty.json")
+[ "$(echo "$out" | http_status)" = 404 ] && echo "$out" | grep -q attestation_unavailable || fail "nonce without roots: $out"
+sqlite3 "$SITE/site.db" "DELETE FROM devices"
+ok "no trusted root: attest/nonce is 404 attestation_unavailable"
 
 # ---- roots: add, list, remove, audited; bad files change nothing ----------
 "$STK" attest roots add "$EK_CA" | grep -q "^1 attestation root(s) added" || fail "roots add"
@@ -89,6 +106,7 @@ ok "attest roots add|list|remove: CA certificates only, idempotent add, audited"
 bguid=$(new_bulk "$T/bulk.tok")
 
 # A file-key device is refused: 403 attestation_required, audited, no device.
+mark
 rc=0; agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- \
 	< "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
 [ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" "$T/out" || fail "file-key device under require-attestation: exit $rc $(cat "$T/err")"
@@ -151,22 +169,25 @@ ok "bulk new --require-attestation refuses an unattested device whatever the sit
 n=$(nonce_for devF)
 [ ${#n} = 64 ] || fail "nonce: '$n'"
 evidence_body "$n" "$T/body1.json"
-cmg_post devF attest/register "$T/body1.json" | expect_refused "file key with TPM evidence" 403 attestation_key_mismatch
+mark; cmg_post devF attest/register "$T/body1.json" | expect_refused "file key with TPM evidence" 403 attestation_key_mismatch
 # The same evidence again: its nonce was used once.
-cmg_post devF attest/register "$T/body1.json" | expect_refused "replayed nonce" 403 attestation_nonce
+mark; cmg_post devF attest/register "$T/body1.json" | expect_refused "replayed nonce" 403 attestation_nonce
 # A nonce this gateway never issued.
 evidence_body "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$T/body2.json"
-cmg_post devF attest/register "$T/body2.json" | expect_refused "unknown nonce" 403 attestation_nonce
+mark; cmg_post devF attest/register "$T/body2.json" | expect_refused "unknown nonce" 403 attestation_nonce
 # A nonce issued to another certificate (devT's nonce used by devF) is
 # covered by the binding; here: EK not chaining to a trusted root.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
+	-out "$T/other-ca.pem" -days 10 -subj /CN=another-maker -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+"$STK" attest roots add "$T/other-ca.pem" >/dev/null
 "$STK" attest roots remove "$EK_CA" >/dev/null
 n=$(nonce_for devF); evidence_body "$n" "$T/body3.json"
-cmg_post devF attest/register "$T/body3.json" | expect_refused "untrusted EK" 403 attestation_invalid
+mark; cmg_post devF attest/register "$T/body3.json" | expect_refused "untrusted EK" 403 attestation_invalid
 "$STK" attest roots add "$EK_CA" >/dev/null
 # A pending registration that does not exist / a wrong secret for it.
 printf '{"pending_id":"%s","secret":"%s","bulk_token":"%s"}' "00112233445566778899aabbccddeeff" \
 	"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$(cat "$T/bulk.tok")" > "$T/act.json"
-cmg_post devF attest/activate "$T/act.json" | expect_refused "unknown pending registration" 403 attestation_nonce
+mark; cmg_post devF attest/activate "$T/act.json" | expect_refused "unknown pending registration" 403 attestation_nonce
 ok "refused and audited: software key with TPM evidence (attestation_key_mismatch), replayed and unknown nonces, EK of an untrusted root (attestation_invalid), unknown pending registration"
 
 # Evidence from another TPM than the one answering the activation. The
@@ -178,17 +199,23 @@ eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
 OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
 EVIL=$STK_BIN/agent_attest_evil
 n_before=$(count_devices)
-# Its own EK first: not chaining to a trusted root.
+# Its own EK first: not chaining to a trusted root. The attested exchange is
+# refused; the agent then tries a plain registration, refused by the policy.
+mark
 rc=0; $EVIL --state "$T/devO" --ca "$T/tls.crt" --key tpm --tcti "$OTHER_TCTI" install /mp:"$CMG" \
 	CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
-[ "$rc" != 0 ] && grep -q "attestation_invalid" "$T/err" || fail "untrusted TPM: exit $rc $(cat "$T/err")"
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" || fail "untrusted TPM: exit $rc $(cat "$T/err")"
+grep -q "Attested registration refused (attestation_invalid)" "$T/devO/ClientIDManagerStartup.log" || fail "devO log"
 audited attestation_invalid
+audited attestation_required
 # Then the trusted TPM's EK certificate.
+mark
 rc=0; STK_EVIL_EK_FROM=$T/ev0.json $EVIL --state "$T/devO" --ca "$T/tls.crt" --tcti "$OTHER_TCTI" \
 	install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
 grep -q "evil: presenting another TPM's EK certificate" "$T/err" || fail "evil agent did not swap the EK: $(cat "$T/err")"
 grep -q "evil: this TPM cannot activate the credential" "$T/err" || fail "the other TPM opened the credential: $(cat "$T/err")"
-[ "$rc" != 0 ] && grep -q "attestation_activation_failed" "$T/err" || fail "another TPM answering: exit $rc $(cat "$T/err")"
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" || fail "another TPM answering: exit $rc $(cat "$T/err")"
+grep -q "Attested registration refused (attestation_activation_failed)" "$T/devO/ClientIDManagerStartup.log" || fail "devO log: activation"
 audited attestation_activation_failed
 [ "$(count_devices)" = "$n_before" ] || fail "the attacker was registered"
 ok "refused and audited: a TPM of an untrusted maker (attestation_invalid), and evidence naming another TPM's EK that this TPM cannot activate (attestation_activation_failed)"

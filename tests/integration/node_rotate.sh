@@ -14,7 +14,9 @@ bulk() { "$ST" bulk new --lifetime 60 --json | json 'd["token"]'; }
 expect_exit 0 "site init" -- "$ST" site init --key-type p256
 if [ -z "${SITETOKEN_DB:-}" ]; then
   # Upgrade: the schema as it was before site_keys (version 2).
-  sqlite3 "$S/site.db" "DROP TABLE site_keys; PRAGMA user_version=2"
+  sqlite3 "$S/site.db" "DROP TABLE site_keys; DROP TABLE attest_roots;
+    ALTER TABLE devices DROP COLUMN attestation; ALTER TABLE devices DROP COLUMN ek_sha256;
+    ALTER TABLE bulk_tokens DROP COLUMN require_attestation; PRAGMA user_version=2"
   expect_exit 0 "key list after the upgrade" -- "$ST" key list --json
   expect_eq "$(json 'str(len(d))+" "+d[0]["node"]+" "+d[0]["status"]+" "+str(d[0]["this_node"])' <<<"$OUT")" \
     "1 main active True" "the existing site key registered by the migration"
