@@ -32,6 +32,7 @@
 #include "sitetoken/token.h"
 #include "attest_reg.h"
 #include "http.h"
+#include "metrics.h"
 
 #define AR_NONCE_LEN 32
 #define AR_ID_LEN 16
@@ -155,6 +156,7 @@ ar_refuse(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	pthread_mutex_lock(ar->site_mu);
 	stk_attest_audit_refusal(ar->site, peer, thumb, reason, msg);
 	pthread_mutex_unlock(ar->site_mu);
+	srv_metrics_refused(SRV_M_CMG, reason);
 	srv_log(ar->logs, SRV_LOG_AUTH, "ClientAuth", "Refused attested registration "
 	    "from %s: %s (%s)", peer, reason, msg);
 	srv_log(ar->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused attested "
@@ -435,6 +437,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	pthread_mutex_unlock(ar->site_mu);
 	if (r != 0) {
 		/* Refused and audited by site/device.c. */
+		srv_metrics_refused(SRV_M_CMG, reason);
 		srv_log(ar->logs, SRV_LOG_AUTH, "ClientAuth", "Refused attested "
 		    "registration from %s: %s (%s)", peer, reason ? reason : "internal_error",
 		    err.msg);
@@ -447,6 +450,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 		    reason ? err.msg : "see the server logs");
 		goto out;
 	}
+	srv_metrics_registered(SRV_M_CMG);
 	srv_log(ar->logs, SRV_LOG_REG, "MP_RegistrationManager", "%s device %s "
 	    "registered via cmg from %s (host %s) cert x5t#S256=%s bulk token %s, "
 	    "TPM-attested EK sha256=%s", is.new_device ? "New" : "Known", is.dev.guid,

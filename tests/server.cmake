@@ -2,6 +2,8 @@
 # without HTTP. Integration: the real server and the real agent over
 # loopback (free ports), stopped by pid. Nothing skips.
 stk_unit_test(test_device)
+# Attested registration policy (site/attest_policy.c).
+stk_unit_test(test_attest_policy)
 stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
