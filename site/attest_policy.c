@@ -78,7 +78,7 @@ ap_der(X509 *x, unsigned char **der, int *len, char hex[65], char *subject,
 		    ERR_get_error(), "cannot encode a root certificate");
 	}
 	for (i = 0; i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
 	X509_NAME_oneline(X509_get_subject_name(x), subject, (int)sublen);
 	return STK_OK;
 }
