@@ -505,8 +505,12 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Registering with %s "
 	    "(%s%s)", via_cmg ? a->st.cmg : a->st.mp, via_cmg ? "cloud gateway" :
 	    "management point", bulk ? ", bulk registration token" : "");
-	if ((r = agent_http(a, "POST", url, body, NULL, via_cmg || strncmp(url, "https", 5) == 0,
-	    &status, &resp, err)) != 0) {
+	/* A TPM-held key with an EK certificate registers attested (attest_reg.c). */
+	r = via_cmg ? agent_attest_register(a, bulk, host, &status, &resp, err) : 1;
+	if (r == 1)
+		r = agent_http(a, "POST", url, body, NULL, via_cmg ||
+		    strncmp(url, "https", 5) == 0, &status, &resp, err);
+	if (r != 0) {
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Registration failed: %s", err ? err->msg : "");
 		goto out;

@@ -129,6 +129,15 @@ int agent_attest(struct agent *a, const char *nonce_hex, const char *out,
     struct stk_error *err);
 int agent_activate_credential(struct agent *a, const char *in,
     struct stk_error *err);
+/* attest_reg.c: attested registration through the CMG (a->st.cmg): nonce,
+ * evidence, credential activation. 1 when this device cannot attest (file
+ * or PKCS#11 key, or a TPM without an EK certificate) or the gateway refused
+ * the attested exchange (404, 403 attestation_*): register as before, and
+ * the site's policy decides.
+ * 0 with the last response in *status / *resp (malloc'd, may hold the
+ * client token), or a negative code. */
+int agent_attest_register(struct agent *a, const char *bulk, const char *host,
+    long *status, char **resp, struct stk_error *err);
 /* tls_key.c: an EVP_PKEY whose ECDSA signatures come from key (P-256), and
  * the libcurl hook that presents it with device.crt. */
 int agent_tls_pkey(struct stk_key *key, struct evp_pkey_st **out,

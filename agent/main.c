@@ -75,12 +75,17 @@ static const struct {
 "         SMSSiteCode=ABC [/regtoken:TOKEN|/regtoken:-]\n\n"
 "Seed-style install: register through the cloud gateway with a bulk\n"
 "registration token. /regtoken:- reads it from standard input; without\n"
-"/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n" },
+"/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n"
+"A device key in a TPM with an EK certificate registers attested (evidence\n"
+"over the gateway's nonce, credential activation; docs/api.md); if the\n"
+"gateway refuses that, the plain registration follows and the site's\n"
+"require-attestation policy decides.\n" },
 	{ "register",
 "usage: sitetoken-agent [GLOBAL OPTIONS] register --mp URL [--cmg URL]\n"
 "         [--regtoken-file FILE | --regtoken-stdin]\n\n"
 "Register with the management point on the internal network, or through\n"
-"the cloud gateway when --cmg and a bulk registration token are given.\n\n"
+"the cloud gateway when --cmg and a bulk registration token are given\n"
+"(attested, as for install, when the key is in a TPM with an EK certificate).\n\n"
 "  --mp URL             the management point\n"
 "  --cmg URL            the cloud gateway\n"
 "  --regtoken-file FILE read the bulk token from FILE ('-': stdin)\n"

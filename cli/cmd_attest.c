@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include "cli.h"
 #include "sitetoken/attest.h"
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/key.h"
 #include "sitetoken/site.h"
 
@@ -499,6 +501,97 @@ done:
 	return rc;
 }
 
+static int
+roots_row(void *ctx, const struct stk_attest_root *rt)
+{
+	json_t *arr = ctx;
+	char when[32];
+
+	if (arr != NULL) {
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "sha256",
+		    rt->sha256, "subject", rt->subject, "added_at",
+		    (json_int_t)rt->added_at));
+		return 0;
+	}
+	cli_time(rt->added_at, when, sizeof(when));
+	printf("%-64s  %-20s  %s\n", rt->sha256, when, rt->subject);
+	return 0;
+}
+
+/* attest roots add|list|remove: the manufacturer roots the site trusts for
+ * device EKs (attested registration). */
+static int
+attest_roots(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL, *sub;
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	unsigned char *pem = NULL;
+	size_t len = 0, n = 0;
+	json_t *arr = NULL;
+	int c, r, rc, json = 0, list;
+
+	/* Options first (getopt moves ADD|LIST|REMOVE and FILE behind them). */
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_JSON)
+			json = 1;
+		else
+			return cli_usage_error("bad option for 'attest roots'");
+	}
+	sub = optind < argc ? argv[optind++] : "";
+	list = strcmp(sub, "list") == 0;
+	if (!list && strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
+		return cli_usage_error("usage: attest roots add|remove FILE | attest roots list");
+	if (json && !list)
+		return cli_usage_error("--json is for 'attest roots list'");
+	if (argc - optind != (list ? 0 : 1))
+		return cli_usage_error(list ? "usage: attest roots list [--json]" :
+		    "usage: attest roots %s FILE", sub);
+	/* Read the file before touching the site: a bad file changes nothing. */
+	if (!list && (rc = read_all(argv[optind], &pem, &len)) != 0)
+		return rc;
+	if ((rc = cli_open_site(dir, &s)) != 0)
+		goto done;
+	stk_error_clear(&err);
+	if (list) {
+		if (json)
+			arr = json_array();
+		else
+			printf("%-64s  %-20s  %s\n", "SHA-256", "Added", "Subject");
+		r = stk_attest_roots_foreach(s, roots_row, arr, &err);
+		if (r == 0 && json) {
+			char *txt = json_dumps(arr, JSON_INDENT(2));
+
+			printf("%s\n", txt ? txt : "[]");
+			free(txt);
+		}
+	} else if (strcmp(sub, "add") == 0)
+		r = stk_attest_roots_add(s, (const char *)pem, len, cli_actor(), &n, &err);
+	else
+		r = stk_attest_roots_remove(s, (const char *)pem, len, cli_actor(), &n, &err);
+	if (r != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	if (!list)
+		printf("%zu attestation root(s) %s.\n", n, strcmp(sub, "add") == 0 ?
+		    "added" : "removed");
+	rc = 0;
+done:
+	json_decref(arr);
+	free(pem);
+	stk_site_close(s);
+	return rc;
+}
+
 int
 cmd_key_attest(int argc, char **argv)
 {
@@ -518,5 +611,7 @@ cmd_attest(int argc, char **argv)
 		return attest_verify(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "challenge") == 0)
 		return attest_challenge(argc - 1, argv + 1);
-	return cli_usage_error("usage: attest verify|challenge");
+	if (argc >= 2 && strcmp(argv[1], "roots") == 0)
+		return attest_roots(argc - 1, argv + 1);
+	return cli_usage_error("usage: attest verify|challenge|roots");
 }

@@ -8,8 +8,12 @@
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
+#include "sitetoken/attest_policy.h"
 
-enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT };
+enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_REQ_ATT };
+
+/* bulk new --require-attestation (site/attest_policy.c) */
+static int bulk_require_att;
 
 int
 bulk_new_print(const char *site_dir, const char *lifetime, int json)
@@ -28,6 +32,14 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 	if ((r = cli_open_site(site_dir, &s)) != 0)
 		return r;
 	if ((r = stk_bulk_new(s, minutes, cli_actor(), &token, &rec, &err)) != 0) {
+		stk_site_close(s);
+		return cli_fail(&err, r);
+	}
+	/* The token is printed only once its policy is recorded: a token never
+	 * shown cannot be used. */
+	if (bulk_require_att && (r = stk_bulk_set_require_attestation(s, rec.guid, 1,
+	    cli_actor(), &err)) != 0) {
+		stk_token_free(token);
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
@@ -103,6 +115,7 @@ cmd_bulk(int argc, char **argv)
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "require-attestation", no_argument, NULL, OPT_REQ_ATT },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *dir = NULL, *lifetime = NULL;
@@ -122,6 +135,7 @@ cmd_bulk(int argc, char **argv)
 		case OPT_SITE: dir = optarg; break;
 		case OPT_LIFETIME: lifetime = optarg; break;
 		case OPT_JSON: json = 1; break;
+		case OPT_REQ_ATT: bulk_require_att = 1; break;
 		default: return cli_usage_error("bad option for 'bulk new'");
 		}
 	}

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/device.h"
 #include "cli.h"
 
@@ -50,10 +51,11 @@ settings_set(int argc, char **argv)
 		if (!stk_guid_valid(dev))
 			return cli_usage_error("'%s' is not a device GUID", dev);
 	} else if ((strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
-	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0) ||
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
+	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0) ||
 	    (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
 		return cli_usage_error("usage: settings set allow-cmg|internal-registration"
-		    " on|off");
+		    "|require-attestation on|off");
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
 	stk_error_clear(&err);
@@ -79,7 +81,7 @@ settings_show(int argc, char **argv)
 	struct stk_site *s;
 	struct stk_error err;
 	const char *dir = NULL;
-	int c, r, json = 0, cmg = 1, internal = 1;
+	int c, r, json = 0, cmg = 1, internal = 1, att = 0;
 
 	optind = 1;
 	while ((c = cli_getopt(argc, argv, opts)) != -1) {
@@ -94,17 +96,21 @@ settings_show(int argc, char **argv)
 		return r;
 	stk_error_clear(&err);
 	if ((r = stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, &cmg, &err)) != 0 ||
-	    (r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &internal, &err)) != 0) {
+	    (r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &internal, &err)) != 0 ||
+	    (r = stk_setting_get_bool(s, STK_SETTING_REQUIRE_ATTESTATION, 0, &att,
+	    &err)) != 0) {
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
 	stk_site_close(s);
 	if (json)
-		printf("{\"%s\": \"%s\", \"%s\": \"%s\"}\n", STK_SETTING_ALLOW_CMG,
-		    cmg ? "on" : "off", STK_SETTING_INTERNAL_REG, internal ? "on" : "off");
+		printf("{\"%s\": \"%s\", \"%s\": \"%s\", \"%s\": \"%s\"}\n",
+		    STK_SETTING_ALLOW_CMG, cmg ? "on" : "off", STK_SETTING_INTERNAL_REG,
+		    internal ? "on" : "off", STK_SETTING_REQUIRE_ATTESTATION, att ? "on" : "off");
 	else
-		printf("%-24s %s\n%-24s %s\n", STK_SETTING_ALLOW_CMG, cmg ? "on" : "off",
-		    STK_SETTING_INTERNAL_REG, internal ? "on" : "off");
+		printf("%-24s %s\n%-24s %s\n%-24s %s\n", STK_SETTING_ALLOW_CMG,
+		    cmg ? "on" : "off", STK_SETTING_INTERNAL_REG, internal ? "on" : "off",
+		    STK_SETTING_REQUIRE_ATTESTATION, att ? "on" : "off");
 	return 0;
 }
 
@@ -121,30 +127,38 @@ cmd_settings(int argc, char **argv)
 struct dev_list_ctx {
 	int json;
 	json_t *arr;
+	struct stk_site *s;
 };
 
 static int
 dev_list_row(void *ctx, const struct stk_device *d)
 {
 	struct dev_list_ctx *lc = ctx;
-	char reg[32], exp[32];
+	char reg[32], exp[32], att[8], ek[65];
+	struct stk_error err;
 
+	stk_error_clear(&err);
+	if (stk_attest_device_get(lc->s, d->guid, att, sizeof(att), ek, sizeof(ek),
+	    &err) != 0)
+		return cli_fail(&err, STK_E_DB);
 	if (lc->json) {
 		json_array_append_new(lc->arr, json_pack("{s:s, s:s, s:I, s:s, s:s?, s:b,"
-		    " s:s, s:s, s:I, s:I}", "guid", d->guid, "cert_thumbprint", d->thumbprint,
+		    " s:s, s:s, s:I, s:I, s:s, s:s?}", "guid", d->guid,
+		    "cert_thumbprint", d->thumbprint,
 		    "registered_at", (json_int_t)d->registered_at, "via", d->via,
 		    "bulk_guid", d->bulk_guid[0] ? d->bulk_guid : NULL,
 		    "blocked", d->blocked, "allow_cmg", d->allow_cmg < 0 ? "default" :
 		    d->allow_cmg ? "on" : "off", "last_token_jti", d->last_jti,
 		    "last_issued_at", (json_int_t)d->last_issued_at,
-		    "token_exp", (json_int_t)d->token_exp));
+		    "token_exp", (json_int_t)d->token_exp, "attestation", att,
+		    "ek_sha256", ek[0] ? ek : NULL));
 		return 0;
 	}
 	cli_time(d->registered_at, reg, sizeof(reg));
 	cli_time(d->token_exp, exp, sizeof(exp));
-	printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s\n", d->guid, d->via, reg, exp,
-	    d->blocked ? "Blocked" : "Active", d->allow_cmg < 0 ? "default" :
-	    d->allow_cmg ? "on" : "off");
+	printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s  %-4s\n", d->guid, d->via, reg,
+	    exp, d->blocked ? "Blocked" : "Active", d->allow_cmg < 0 ? "default" :
+	    d->allow_cmg ? "on" : "off", att);
 	return 0;
 }
 
@@ -166,7 +180,7 @@ cmd_devices(int argc, char **argv)
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct dev_list_ctx lc = { 0, NULL };
+	struct dev_list_ctx lc = { 0, NULL, NULL };
 	struct stk_site *s;
 	struct stk_error err;
 	const char *dir = NULL, *bulk = NULL, *sub = argc >= 2 ? argv[1] : "";
@@ -202,12 +216,13 @@ cmd_devices(int argc, char **argv)
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
 	stk_error_clear(&err);
+	lc.s = s;
 	if (strcmp(sub, "list") == 0) {
 		if (lc.json)
 			lc.arr = json_array();
 		else
-			printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s\n", "Device GUID", "Via",
-			    "Registered", "Token expires", "Status", "CMG");
+			printf("%-36s  %-3s  %-20s  %-20s  %-7s  %-7s  %-4s\n", "Device GUID",
+			    "Via", "Registered", "Token expires", "Status", "CMG", "Att");
 		r = bulk != NULL ? stk_device_foreach_bulk(s, bulk, dev_list_row, &lc, &err) :
 		    stk_device_foreach(s, dev_list_row, &lc, &err);
 		if (r == 0 && lc.json) {

@@ -135,10 +135,13 @@ KEY_OPTS
 "  --leeway SECONDS     clock leeway, 0 to 3600 (default 60)\n"
 "  --json               print the claims, or the refusal, as JSON\n" },
 	{ "bulk new",
-"usage: sitetoken bulk new [--lifetime MINUTES] [--json]\n\n"
+"usage: sitetoken bulk new [--lifetime MINUTES] [--require-attestation] [--json]\n\n"
 "Create a bulk registration token. Prints the GUID the site tracks it by,\n"
 "its validity and the token itself, which is stored nowhere: copy it now.\n\n"
 "  --lifetime MINUTES   validity: default 4320 (3 days), 1 to 10080 (7 days)\n"
+"  --require-attestation  devices registering with this token must prove a\n"
+"                       TPM-held key (else 403 attestation_required), whatever\n"
+"                       the site's require-attestation setting\n"
 "  --json               print as JSON\n" },
 	{ "bulk block",
 "usage: sitetoken bulk block GUID\n\n"
@@ -194,8 +197,12 @@ KEY_OPTS
 	{ "settings set",
 "usage: sitetoken settings set allow-cmg on|off\n"
 "       sitetoken settings set allow-cmg on|off|default --device GUID\n"
-"       sitetoken settings set internal-registration on|off\n\n"
-"Change a client setting: the site default, or one device's override.\n\n"
+"       sitetoken settings set internal-registration on|off\n"
+"       sitetoken settings set require-attestation on|off\n\n"
+"Change a client setting: the site default, or one device's override.\n"
+"require-attestation on refuses registrations without TPM key attestation\n"
+"(403 attestation_required; a bulk token created to require it does so\n"
+"whatever this says, see 'bulk new'). Default off.\n\n"
 "  --device GUID        per-device value of allow-cmg\n" },
 	{ "settings show",
 "usage: sitetoken settings show [--json]\n\n"
@@ -204,7 +211,8 @@ KEY_OPTS
 	{ "devices list",
 "usage: sitetoken devices list [--json] [--bulk GUID]\n\n"
 "List the registered devices: GUID, via, registration time, token expiry,\n"
-"status and allow-cmg override.\n\n"
+"status, allow-cmg override and attestation (tpm or none; --json also gives\n"
+"ek_sha256, the SHA-256 of an attested device's EK certificate).\n\n"
 "  --json               print as JSON\n"
 "  --bulk GUID          only the devices ever enrolled with this bulk token\n" },
 	{ "devices block",
@@ -232,6 +240,15 @@ KEY_OPTS
 "MakeCredential in software for the evidence's AK and EK (tpm2-tools file\n"
 "format); the expected secret goes to CRED.secret (mode 0600).\n\n"
 "  --out CRED           where to write the credential\n" },
+	{ "attest roots",
+"usage: sitetoken attest roots add FILE\n"
+"       sitetoken attest roots remove FILE\n"
+"       sitetoken attest roots list [--json]\n\n"
+"The TPM manufacturer roots the site trusts for device EK certificates in\n"
+"attested registration. FILE holds one or more PEM CA certificates; add\n"
+"keeps those already trusted, remove exits 1 when none of them is trusted.\n"
+"Each change is audited (attest.root.add, attest.root.remove).\n\n"
+"  --json               list as JSON (sha256, subject, added_at)\n" },
 	{ "audit show",
 "usage: sitetoken audit show [--json]\n\n"
 "Print every record of the hash-chained audit log.\n\n"

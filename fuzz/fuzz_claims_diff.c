@@ -29,7 +29,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ra != rb || ea.code != eb.code || strcmp(ea.msg, eb.msg) != 0 ||
 	    a.type != b.type || strcmp(a.tenant, b.tenant) != 0 ||
 	    strcmp(a.id, b.id) != 0 || strcmp(a.subject, b.subject) != 0 ||
-	    strcmp(a.cnf_x5t_s256, b.cnf_x5t_s256) != 0 || a.iat != b.iat ||
+	    strcmp(a.cnf_x5t_s256, b.cnf_x5t_s256) != 0 || strcmp(a.att, b.att) != 0 ||
+	    a.iat != b.iat ||
 	    a.nbf != b.nbf || a.exp != b.exp) {
 		fprintf(stderr, "readers disagree: jansson %d (%s), layout %d%s (%s)\n",
 		    ra, ea.msg, rb, used ? " [layout]" : "", eb.msg);

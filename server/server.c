@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
@@ -30,6 +31,7 @@
 #include "server.h"
 #include "server_int.h"
 #include "admin.h"
+#include "attest_reg.h"
 #include "metrics.h"
 #include "wellknown.h"
 
@@ -71,6 +73,7 @@ struct srv {
 	struct srv_metrics *metrics; /* metrics listener, or NULL */
 	struct srv_wellknown wk;   /* keys for relying parties */
 	struct srv_hk *hk;         /* key retirement (housekeeping.c) */
+	struct srv_attreg *attreg; /* attested registration (attest_reg.c) */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -541,6 +544,12 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
 		return srv_rekey(ls, c, rq, peer);
 	}
+	if (ls->kind == SRV_CMG && strncmp(op, "attest/", 7) == 0) {
+		const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
+
+		return srv_attreg_route(s->attreg, c, op + 7, method, rq->body, rq->len,
+		    pc ? pc->data : NULL, pc ? pc->size : 0, peer);
+	}
 	if (ls->kind == SRV_CMG && strcmp(op, "renew") == 0) {
 		if (!post)
 			return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
@@ -663,6 +672,10 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	if ((r = srv_logs_open(stk_site_dir(site), &s->logs, err)) != 0)
 		goto fail;
 	srv_wellknown_init(&s->wk, site, &s->site_mu, s->logs);
+	if ((s->attreg = srv_attreg_new(site, &s->site_mu, s->logs)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto fail;
+	}
 	/* Open the key before the first request: a TPM or HSM problem shows at
 	 * start-up, not at the first registration. */
 	{
@@ -723,6 +736,7 @@ srv_stop(struct srv *s)
 	if (s->logs != NULL)
 		srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Token service stopped");
 	srv_wellknown_clear(&s->wk);
+	srv_attreg_free(s->attreg);
 	/* The pool threads are joined: no worker handle is in use. */
 	while (s->workers != NULL) {
 		struct srv_worker *w = s->workers;

@@ -364,11 +364,23 @@ stk_issue_client(const struct stk_signer *s, const char *device_guid,
     const char *cnf_x5t_s256, int64_t now, int64_t lifetime, char **out,
     char *out_jti, struct stk_error *err)
 {
+	return stk_issue_client_att(s, device_guid, cnf_x5t_s256, NULL, now,
+	    lifetime, out, out_jti, err);
+}
+
+int
+stk_issue_client_att(const struct stk_signer *s, const char *device_guid,
+    const char *cnf_x5t_s256, const char *att, int64_t now, int64_t lifetime,
+    char **out, char *out_jti, struct stk_error *err)
+{
 	char jti[STK_GUID_LEN + 1], sub[STK_GUID_LEN + 1];
 	char iss[sizeof(STK_ISSUER_PREFIX) + STK_GUID_LEN];
-	int r;
+	int r, tpm = att != NULL && strcmp(att, "tpm") == 0;
 
 	*out = NULL;
+	if (att != NULL && !tpm && att[0] != '\0' && strcmp(att, "none") != 0)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "attestation level must be tpm or none");
 	if (lifetime <= 0 || lifetime > CLIENT_MAX_LIFETIME)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "client token lifetime must be 1 s to 90 days");
@@ -384,9 +396,9 @@ stk_issue_client(const struct stk_signer *s, const char *device_guid,
 	r = signer_issue(s, payload_printf("{\"Type\":\"ClientAuthentication\","
 	    "\"TenantId\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\",\"iss\":\"%s\","
 	    "\"aud\":\"" STK_AUDIENCE "\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,"
-	    "\"cnf\":{\"x5t#S256\":\"%s\"}}", s->tenant_up, sub, jti, iss,
+	    "\"cnf\":{\"x5t#S256\":\"%s\"}%s}", s->tenant_up, sub, jti, iss,
 	    (long long)now, (long long)now, (long long)now + (long long)lifetime,
-	    cnf_x5t_s256), out, err);
+	    cnf_x5t_s256, tpm ? ",\"att\":\"tpm\"" : ""), out, err);
 	if (r == 0 && out_jti != NULL)
 		memcpy(out_jti, jti, STK_GUID_LEN + 1);
 	return r;
@@ -718,7 +730,7 @@ struct cl_val {
 	int64_t i;       /* CL_INT */
 };
 
-#define LAYOUT_MAX 10
+#define LAYOUT_MAX 11
 
 struct layout_field {
 	const char *name;
@@ -742,10 +754,18 @@ static const struct layout_field client_fields[] = {
 	{ "iat", CL_INT }, { "nbf", CL_INT }, { "exp", CL_INT },
 	{ "cnf", CL_OBJECT },
 };
+/* A client token of a TPM-attested device: the same, then "att". */
+static const struct layout_field client_att_fields[] = {
+	{ "Type", CL_STRING }, { "TenantId", CL_STRING }, { "sub", CL_STRING },
+	{ "jti", CL_STRING }, { "iss", CL_STRING }, { "aud", CL_STRING },
+	{ "iat", CL_INT }, { "nbf", CL_INT }, { "exp", CL_INT },
+	{ "cnf", CL_OBJECT }, { "att", CL_STRING },
+};
 static const struct layout_field cnf_fields[] = { { "x5t#S256", CL_STRING } };
 static const struct layout layouts[] = {
 	{ bulk_fields, sizeof(bulk_fields) / sizeof(bulk_fields[0]) },
 	{ client_fields, sizeof(client_fields) / sizeof(client_fields[0]) },
+	{ client_att_fields, sizeof(client_att_fields) / sizeof(client_att_fields[0]) },
 };
 static const struct layout cnf_layout = { cnf_fields, 1 };
 
@@ -872,7 +892,7 @@ layout_read(const char *json, size_t len, struct fastp *fp, struct fastp *cnf)
 		}
 		if (p != NULL && p + 1 == end && *p == '}') {
 			fp->lay = &layouts[l];
-			fp->cnf = layouts[l].f == client_fields ? cnf : NULL;
+			fp->cnf = layouts[l].f != bulk_fields ? cnf : NULL;
 			return 1;
 		}
 		memset(fp, 0, sizeof(*fp));
@@ -962,8 +982,9 @@ jws_check_claims(const struct stk_verifier *v, const struct cl_src *p,
     enum stk_token_type expect, int64_t now, struct stk_claims *c,
     struct stk_error *err)
 {
-	struct cl_val type_s, cnf_s;
+	struct cl_val type_s, cnf_s, att_s;
 	enum stk_token_type type;
+	enum cl_kind ak;
 	struct cl_src cnf;
 	int r;
 
@@ -1013,6 +1034,13 @@ jws_check_claims(const struct stk_verifier *v, const struct cl_src *p,
 			    "x5t#S256 certificate thumbprint");
 		memcpy(c->cnf_x5t_s256, cnf_s.s, 43);
 		c->cnf_x5t_s256[43] = '\0';
+		/* Optional attestation level: "tpm" is the only one written. */
+		if ((ak = cl_get(p, "att", &att_s, NULL)) != CL_MISSING) {
+			if (ak != CL_STRING || !str_is(&att_s, "tpm"))
+				return REFUSE(STK_E_TOKEN_CLAIMS, "claim att must be "
+				    "\"tpm\" when present");
+			memcpy(c->att, "tpm", 4);
+		}
 		if (c->exp - c->nbf > CLIENT_MAX_LIFETIME)
 			return REFUSE(STK_E_TOKEN_CLAIMS, "client token lifetime is "
 			    "over 90 days");

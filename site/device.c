@@ -10,6 +10,7 @@
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
@@ -162,10 +163,12 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 	int r;
 
 	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
-	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0))
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
+	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0))
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "unknown setting '%.40s' (known: %s, %s)", name ? name : "",
-		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG);
+		    "unknown setting '%.40s' (known: %s, %s, %s)", name ? name : "",
+		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG,
+		    STK_SETTING_REQUIRE_ATTESTATION);
 	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "setting %s takes 'on' or 'off'", name);
@@ -272,8 +275,8 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
 		return r;
-	if ((r = stk_issue_client(signer, d->guid, d->thumbprint, now,
-	    STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
+	if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint, d->attestation,
+	    now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
@@ -506,6 +509,16 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		goto refuse;
 	}
+	/* Attestation policy (site/attest_policy.c). */
+	if ((r = stk_attest_required(s, req->bulk_token ? bulk.id : NULL, &on, err)) != 0)
+		goto out;
+	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site requires "
+		    "a TPM-attested device key: register with attestation evidence "
+		    "(docs/api.md, attested registration)");
+		*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
+		goto refuse;
+	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	r = dev_lookup(s, "cert_thumbprint", thumb, &old, err);
@@ -534,8 +547,11 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	    req->bulk_token != NULL ? bulk.id : "");
 	if (!exists)
 		out->dev.allow_cmg = -1;
+	snprintf(out->dev.attestation, sizeof(out->dev.attestation), "%s",
+	    req->attestation ? req->attestation : "none");
 	if ((r = dev_issue_store(s, &out->dev, !exists, der, derlen, NULL, NULL, now,
-	    &out->token, err)) != 0)
+	    &out->token, err)) != 0 || (r = stk_attest_record_device(s,
+	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
 		goto fail_tx;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
 		goto fail_tx;
@@ -750,7 +766,7 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
     enum stk_refusal *reason, struct stk_error *err)
 {
 	char detail[160], old_jti[STK_GUID_LEN + 1], used[STK_GUID_LEN + 1];
-	char new_thumb[44] = "", *msg = NULL;
+	char new_thumb[44] = "", *msg = NULL, ek[65];
 	struct stk_device other;
 	int r;
 
@@ -760,6 +776,13 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 		return r;
 	*reason = STK_REFUSAL_INTERNAL;
 	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
+	/* The renewed token carries the attestation the device proved at
+	 * registration (a re-key with a new file key proves none). */
+	if (new_cert != NULL)
+		snprintf(out->dev.attestation, sizeof(out->dev.attestation), "none");
+	else if ((r = stk_attest_device_get(s, out->dev.guid, out->dev.attestation,
+	    sizeof(out->dev.attestation), ek, sizeof(ek), err)) != 0)
+		goto out;
 	if (new_cert != NULL) {
 		if ((r = stk_device_cert_check(new_cert, new_len, now, new_thumb,
 		    err)) != 0) {

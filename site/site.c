@@ -83,6 +83,15 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';"
 	/* and the TPM NV counter value a checkpoint was signed with */
 	"ALTER TABLE audit_checkpoints ADD COLUMN counter INTEGER;",
+	/* 6 -> 7: attested registration (site/attest_policy.c): manufacturer roots
+	 * trusted for device EKs; what each device proved; the per bulk token
+	 * policy (NULL: the site default) */
+	"CREATE TABLE attest_roots ("
+	"  sha256 TEXT PRIMARY KEY, subject TEXT NOT NULL, cert BLOB NOT NULL,"
+	"  added_at INTEGER NOT NULL);"
+	"ALTER TABLE devices ADD COLUMN attestation TEXT;"
+	"ALTER TABLE devices ADD COLUMN ek_sha256 TEXT;"
+	"ALTER TABLE bulk_tokens ADD COLUMN require_attestation INTEGER;",
 };
 
 int64_t

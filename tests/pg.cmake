@@ -21,7 +21,8 @@ if(STK_STORE_PG)
   set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS pg)
   set(STK_PG_ENV "STK_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;SITETOKEN_DB=${STK_PG_DB}"
     "PGSERVICEFILE=${STK_PG_DIR}/pg_service.conf;PGPASSFILE=${STK_PG_DIR}/pgpass")
-  foreach(t test_site test_store test_device test_tokcache test_device_race)
+  foreach(t test_site test_store test_device test_tokcache test_device_race
+      test_attest_policy)
     add_test(NAME ${t}_pg COMMAND ${t})
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" FIXTURES_REQUIRED pg
       ENVIRONMENT "${STK_PG_ENV}")
@@ -46,7 +47,7 @@ if(STK_STORE_PG)
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
       server_renewal server_concurrent node_serve crash hostile secrets console_api
       server_metrics node_rotate key_clock device_cert_policy hostile_register
-      audit_clean)
+      audit_clean attest_reg)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
       FIXTURES_REQUIRED pg TIMEOUT 500

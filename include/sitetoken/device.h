@@ -47,6 +47,10 @@ struct stk_device {
 	 * renewal response retries with the token it still holds). */
 	char prev_jti[STK_GUID_LEN + 1];  /* "" if none */
 	int token_used;                   /* last_jti seen at the gateway */
+	char attestation[8];              /* "tpm" when the key was attested at
+	                                     registration; "" or "none" otherwise
+	                                     (set for issuing; attest_policy.h
+	                                     reads the record) */
 };
 
 /* Result of a registration or renewal. token: the client token (malloc'd;
@@ -107,6 +111,10 @@ struct stk_reg_request {
 	                                     certificate chaining to a trusted CA */
 	int require_credential;           /* HTTPS MP: a credential is required */
 	const char *peer;                 /* for the audit actor ("127.0.0.1") */
+	const char *attestation;          /* "tpm" when the caller verified TPM key
+	                                     attestation of the certificate's key
+	                                     (attest_policy.h), NULL: none */
+	const char *ek_sha256;            /* hex SHA-256 of the EK certificate */
 };
 
 /* Register a device and issue its client token (90 days, bound to the

@@ -47,7 +47,14 @@ extern "C" {
 	X(BAD_CERTIFICATE, "bad_certificate", 400, 1, "the device certificate is not acceptable") \
 	X(PROOF_REQUIRED, "proof_required", 401, 1, "registration must prove possession of the device key") \
 	X(PROOF_INVALID, "proof_invalid", 401, 1, "the proof of possession (challenge signature) does not verify") \
-	X(CHALLENGE_INVALID, "challenge_invalid", 401, 1, "the challenge is unknown, expired or already used")
+	X(CHALLENGE_INVALID, "challenge_invalid", 401, 1, "the challenge is unknown, expired or already used") \
+	X(ATTESTATION_REQUIRED, "attestation_required", 403, 1, "this site requires a TPM-attested device key") \
+	X(ATTEST_INVALID, "attestation_invalid", 403, 1, "the key attestation evidence does not hold (EK chain, AK signature, certify, key attributes)") \
+	X(ATTEST_NONCE, "attestation_nonce", 403, 1, "unknown, expired or replayed attestation nonce or pending registration") \
+	X(ATTEST_KEY, "attestation_key_mismatch", 403, 1, "the attested key is not the TLS client certificate's key") \
+	X(ATTEST_ACTIVATION, "attestation_activation_failed", 403, 1, "the credential was not activated by the TPM of the evidence") \
+	X(ATTEST_UNAVAILABLE, "attestation_unavailable", 404, 1, "this site trusts no TPM manufacturer roots (sitetoken attest roots add)") \
+	X(BUSY, "busy", 503, 3, "too many requests in progress; retry later")
 
 enum stk_refusal {
 #define STK_REFUSAL_ENUM_(id, code, http, exit_code, msg) STK_REFUSAL_##id,

@@ -41,6 +41,8 @@ struct stk_claims {
 	char id[STK_GUID_LEN + 1];        /* bulk: UniqueId; client: jti */
 	char subject[STK_GUID_LEN + 1];   /* client: sub (device GUID) */
 	char cnf_x5t_s256[64];            /* client: certificate binding */
+	char att[8];                      /* client: attestation level of the
+	                                     device key ("tpm"), "" when none */
 	char kid[64];                     /* kid of the key that signed */
 	int64_t iat, nbf, exp;            /* iat 0 for bulk tokens */
 	char *payload_json;               /* payload as received (malloc'd) */
@@ -77,6 +79,13 @@ int stk_issue_bulk(const struct stk_signer *s, const char *unique_id,
 int stk_issue_client(const struct stk_signer *s, const char *device_guid,
     const char *cnf_x5t_s256, int64_t now, int64_t lifetime, char **out,
     char *out_jti, struct stk_error *err);
+/* The same, with the claim "att":"tpm" (after cnf) when att is "tpm": the
+ * device key was TPM-attested at registration, so a gateway can require it
+ * without a lookup. att NULL, "" or "none": no claim (as stk_issue_client);
+ * anything else is refused with STK_E_ARG. */
+int stk_issue_client_att(const struct stk_signer *s, const char *device_guid,
+    const char *cnf_x5t_s256, const char *att, int64_t now, int64_t lifetime,
+    char **out, char *out_jti, struct stk_error *err);
 
 /* Sign arbitrary header and payload JSON texts (used by tests and tools;
  * applies no policy). */

@@ -15,14 +15,15 @@ expect_exit 0 "site init" -- "$ST" site init --key-type p256
 if [ -z "${SITETOKEN_DB:-}" ]; then
   # Upgrade: the schema as it was before site_keys (version 2), without the
   # later migrations' tables and columns either.
-  sqlite3 "$S/site.db" "DROP TABLE site_keys; DROP TABLE registrations;
+  sqlite3 "$S/site.db" "DROP TABLE site_keys; DROP TABLE registrations; DROP TABLE attest_roots;
     ALTER TABLE devices DROP COLUMN prev_token_jti; ALTER TABLE devices DROP COLUMN token_used;
     ALTER TABLE audit DROP COLUMN ref; ALTER TABLE audit_checkpoints DROP COLUMN counter;
-    PRAGMA user_version=2"
+    ALTER TABLE devices DROP COLUMN attestation; ALTER TABLE devices DROP COLUMN ek_sha256;
+    ALTER TABLE bulk_tokens DROP COLUMN require_attestation; PRAGMA user_version=2"
   expect_exit 0 "key list after the upgrade" -- "$ST" key list --json
   expect_eq "$(json 'str(len(d))+" "+d[0]["node"]+" "+d[0]["status"]+" "+str(d[0]["this_node"])' <<<"$OUT")" \
     "1 main active True" "the existing site key registered by the migration"
-  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "6" "schema version 6 (site_keys, then the later migrations)"
+  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "7" "schema version 7 (site_keys, then the later migrations)"
 fi
 k0=$("$ST" key show --json | json 'd["kid"]')
 t0=$(bulk)

@@ -758,7 +758,8 @@ diff_one(const struct stk_verifier *v, const char *json, size_t len,
 	if (ra != rb || ea.code != eb.code || strcmp(ea.msg, eb.msg) != 0 ||
 	    a.type != b.type || strcmp(a.tenant, b.tenant) != 0 ||
 	    strcmp(a.id, b.id) != 0 || strcmp(a.subject, b.subject) != 0 ||
-	    strcmp(a.cnf_x5t_s256, b.cnf_x5t_s256) != 0 || a.iat != b.iat ||
+	    strcmp(a.cnf_x5t_s256, b.cnf_x5t_s256) != 0 || strcmp(a.att, b.att) != 0 ||
+	    a.iat != b.iat ||
 	    a.nbf != b.nbf || a.exp != b.exp)
 		fail_msg("readers disagree on %.*s: jansson %d (%s), layout %d (%s)",
 		    (int)len, json, ra, ea.msg, rb, eb.msg);
@@ -783,7 +784,7 @@ test_layout_reader_agrees_with_jansson(void **state)
 	    STK_TOKEN_CLIENT };
 	struct fx *f = *state;
 	struct stk_error err;
-	char *tok[2] = { NULL, NULL }, *base, *m, cnf[44];
+	char *tok[3] = { NULL, NULL, NULL }, *base, *m, cnf[44];
 	size_t blen, i, k, t, j;
 	int fast = 0, ok = 0, before;
 
@@ -793,7 +794,10 @@ test_layout_reader_agrees_with_jansson(void **state)
 	    NULL, &err), 0);
 	assert_int_equal(stk_issue_client(f->signer, TOKID, cnf, NOW, 86400, &tok[1],
 	    NULL, &err), 0);
-	for (k = 0; k < 2; k++) {
+	/* A TPM-attested device's token carries "att":"tpm" (issue 18). */
+	assert_int_equal(stk_issue_client_att(f->signer, TOKID, cnf, "tpm", NOW, 86400,
+	    &tok[2], NULL, &err), 0);
+	for (k = 0; k < 3; k++) {
 		base = payload_of(tok[k], &blen);
 		before = fast;
 		for (t = 0; t < 3; t++)
@@ -833,6 +837,7 @@ test_layout_reader_agrees_with_jansson(void **state)
 	assert_true(ok > 10);
 	stk_token_free(tok[0]);
 	stk_token_free(tok[1]);
+	stk_token_free(tok[2]);
 }
 
 /* ---- JWS details (issue 15, item 9) ---- */
@@ -895,6 +900,48 @@ test_issue_refuses_non_base64url_thumbprint(void **state)
 	    &err), STK_E_ARG);
 	assert_null(tok);
 	assert_non_null(strstr(err.msg, "base64url"));
+}
+
+static void
+test_client_att_claim(void **state)
+{
+	/* A TPM-attested device's token says so ("att":"tpm", issue 18), so a
+	 * gateway can require attestation without a lookup; a plain token has
+	 * no claim; an unknown level is neither written nor accepted (a forged
+	 * "att" would need the site key anyway, but a reader must not take
+	 * "sw" for "tpm"). */
+	struct fx *f = *state;
+	struct stk_claims c;
+	struct stk_error err;
+	char *tok = NULL, cnf[44], h[512], p[1024];
+
+	memset(cnf, 'Q', 43);
+	cnf[43] = '\0';
+	assert_int_equal(stk_issue_client_att(f->signer, TOKID, cnf, "tpm", NOW, 86400,
+	    &tok, NULL, &err), 0);
+	assert_int_equal(stk_verify(f->v, tok, strlen(tok), STK_TOKEN_CLIENT, NOW + 1,
+	    &c, &err), 0);
+	assert_string_equal(c.att, "tpm");
+	stk_claims_clear(&c);
+	stk_token_free(tok);
+	assert_int_equal(stk_issue_client_att(f->signer, TOKID, cnf, "none", NOW, 86400,
+	    &tok, NULL, &err), 0);
+	assert_int_equal(stk_verify(f->v, tok, strlen(tok), STK_TOKEN_CLIENT, NOW + 1,
+	    &c, &err), 0);
+	assert_string_equal(c.att, "");
+	stk_claims_clear(&c);
+	stk_token_free(tok);
+	tok = NULL;
+	assert_int_equal(stk_issue_client_att(f->signer, TOKID, cnf, "sw", NOW, 86400,
+	    &tok, NULL, &err), STK_E_ARG);
+	assert_null(tok);
+	hdr(f, h, sizeof(h), NULL);
+	snprintf(p, sizeof(p), "{\"Type\":\"ClientAuthentication\",\"TenantId\":\""
+	    SITE_UP "\",\"sub\":\"" TOKID "\",\"jti\":\"" TOKID "\",\"iss\":"
+	    "\"urn:sccm:oauth2:" SITE "\",\"aud\":\"urn:sccm:service\",\"iat\":%lld,"
+	    "\"nbf\":%lld,\"exp\":%lld,\"cnf\":{\"x5t#S256\":\"%s\"},\"att\":\"sw\"}",
+	    (long long)NOW, (long long)NOW, (long long)NOW + 86400, cnf);
+	expect_refusal(f, h, p, STK_TOKEN_CLIENT, STK_E_TOKEN_CLAIMS, "claim att");
 }
 
 /* (r, n - s) from (r, s): the other ECDSA encoding of one signature. */
@@ -1009,6 +1056,7 @@ main(void)
 		BOTH(test_x5t_must_match_kid),
 		BOTH(test_huge_times_no_overflow),
 		BOTH(test_issue_refuses_non_base64url_thumbprint),
+		BOTH(test_client_att_claim),
 		cmocka_unit_test_setup_teardown(test_es256_low_s_only, setup_ec, teardown),
 		cmocka_unit_test_setup_teardown(test_es256_high_s_before_the_rule, setup_ec,
 		    teardown),

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Attested registration through the CMG (issue 18, server half), with the
+# real server, the real agent and two swtpms (the device's TPM and a second
+# device TPM). The site trusts the device TPM maker's root
+# (`attest roots add`) and requires attestation: a TPM-key device installs
+# with a bulk token and is recorded as TPM-attested with its EK hash; a
+# file-key device is refused 403 attestation_required. Bad input, each
+# refused with its reason and audited: an EK not chaining to a trusted root,
+# a replayed nonce, a software (file) key presented with TPM evidence, a TLS
+# certificate whose key is not the attested key, evidence whose EK is not the
+# TPM that answers the activation.
+TEST_NAME=attest_reg
+. "$(dirname "$0")/server_lib.sh"
+DEV_TPM=$T/dev-tpm
+OTHER_TPM=$T/other-tpm
+unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
+cleanup_attreg() {
+	local rc=$?
+	stop_server || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
+	exit $rc
+}
+trap cleanup_attreg EXIT
+
+# mark: remember the audit log's length; audited REASON: a refused
+# device.register* record with this reason was appended since the mark.
+AUDIT_MARK=0
+audit_json() {
+	"$STK" audit show --json > "$T/audit.json"
+}
+mark() {
+	audit_json
+	AUDIT_MARK=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r=r["records"] if isinstance(r,dict) else r; print(len(r))' "$T/audit.json")
+}
+audited() {
+	audit_json
+	python3 - "$1" "$T/audit.json" "$AUDIT_MARK" <<'PY' || fail "refusal '$1' not audited"
+import json, sys
+recs = json.load(open(sys.argv[2]))
+recs = (recs["records"] if isinstance(recs, dict) else recs)[int(sys.argv[3]):]
+assert any(r["event"].startswith("device.register") and r["outcome"] == "refused"
+           and r["detail"].startswith(sys.argv[1] + ":") for r in recs), (sys.argv[1], recs)
+PY
+}
+# raw CMG POST with a file-key device's certificate: prints body, then status.
+cmg_post() { # cmg_post STATE PATH JSON_FILE
+	curl -s --cacert "$T/tls.crt" --cert "$T/$1/device.crt" --key "$T/$1/device.key" \
+		-H 'Content-Type: application/json' -X POST --data-binary @"$3" \
+		-w '\n%{http_code}' "$CMG/sitetoken/v1/$2"
+}
+nonce_for() { # nonce_for STATE -> hex nonce issued to that certificate
+	echo '{}' > "$T/empty.json"
+	cmg_post "$1" attest/nonce "$T/empty.json" > "$T/nonce.out"
+	http_body < "$T/nonce.out" | json_get nonce || fail "attest/nonce: $(cat "$T/nonce.out")"
+}
+# evidence_body NONCE OUT: the TPM device's evidence over NONCE, wrapped in
+# an attest/register body with the bulk token.
+evidence_body() {
+	agent devT 0 --tcti "$DEV_TCTI" attest --nonce "$1" --out "$T/ev.json" >/dev/null || fail "agent attest"
+	python3 -c 'import json,sys; print(json.dumps({"bulk_token": open(sys.argv[1]).read().strip(), "evidence": json.load(open(sys.argv[2]))}))' \
+		"$T/bulk.tok" "$T/ev.json" > "$2"
+}
+expect_refused() { # expect_refused WHAT STATUS REASON < cmg_post output (mark first)
+	local out st
+	out=$(cat); st=$(echo "$out" | http_status)
+	[ "$st" = "$2" ] || fail "$1: HTTP $st, expected $2: $out"
+	echo "$out" | http_body | grep -q "\"error\": *\"$3\"" || fail "$1: reason not $3: $out"
+	audited "$3"
+}
+
+make_site
+start_server
+HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
+DEV_TCTI=$SITETOKEN_TCTI; EK_CA=$SITETOKEN_EK_CA
+unset SITETOKEN_TCTI SITETOKEN_EK_CA
+
+# A site that trusts no maker has no attested registration.
+agent devF 0 register --mp "$MP" >/dev/null || fail "file device key"
+echo '{}' > "$T/empty.json"
+out=$(cmg_post devF attest/nonce "$T/empty.json")
+[ "$(echo "$out" | http_status)" = 404 ] && echo "$out" | grep -q attestation_unavailable || fail "nonce without roots: $out"
+sqlite3 "$SITE/site.db" "DELETE FROM devices"
+ok "no trusted root: attest/nonce is 404 attestation_unavailable"
+
+# ---- roots: add, list, remove, audited; bad files change nothing ----------
+"$STK" attest roots add "$EK_CA" | grep -q "^1 attestation root(s) added" || fail "roots add"
+"$STK" attest roots add "$EK_CA" | grep -q "^0 attestation root(s) added" || fail "roots add twice"
+ca_sha=$(openssl x509 -in "$EK_CA" -outform DER | sha256sum | cut -d' ' -f1)
+"$STK" attest roots list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); assert [r["sha256"] for r in l]==[sys.argv[1]], l' "$ca_sha" ||
+	fail "roots list: $("$STK" attest roots list)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/leaf.key" \
+	-out "$T/leaf.pem" -days 10 -subj /CN=not-a-ca -addext basicConstraints=critical,CA:FALSE 2>/dev/null
+rc=0; "$STK" attest roots add "$T/leaf.pem" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "not a CA certificate" "$T/err" || fail "leaf as root: $rc $(cat "$T/err")"
+rc=0; "$STK" attest roots remove "$T/leaf.pem" 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] || fail "remove of a leaf: exit $rc"
+[ "$("$STK" attest roots list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] || fail "a bad file changed the roots"
+"$STK" audit show | grep -q "attest.root.add .*$ca_sha" || fail "roots add not audited"
+ok "attest roots add|list|remove: CA certificates only, idempotent add, audited"
+
+# ---- policy: the site requires attestation ---------------------------------
+"$STK" settings set require-attestation on >/dev/null
+"$STK" settings show --json | grep -q '"require-attestation": "on"' || fail "settings show"
+bguid=$(new_bulk "$T/bulk.tok")
+
+# A file-key device is refused: 403 attestation_required, audited, no device.
+mark
+rc=0; agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- \
+	< "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" "$T/out" || fail "file-key device under require-attestation: exit $rc $(cat "$T/err")"
+[ "$(count_devices)" = 0 ] || fail "file-key device was registered"
+audited attestation_required
+grep -q "attestation_required" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log lacks the refusal"
+ok "require-attestation on: a file-key device is refused 403 attestation_required (audited)"
+
+# A TPM-key device installs through the CMG with the bulk token.
+out=$(agent devT 0 --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
+	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "tpm install: $out"
+echo "$out" | grep -q "installed: device" || fail "tpm install: $out"
+guid=$(agent devT 0 status --json | json_get device_guid)
+grep -q "credential activated by the TPM" "$T/devT/ClientIDManagerStartup.log" || fail "agent did not run the attested registration"
+# The EK certificate's hash, from the device's own evidence.
+agent devT 0 --tcti "$DEV_TCTI" attest --nonce 00112233445566778899aabbccddeeff --out "$T/ev0.json" >/dev/null
+ek_sha=$(python3 -c 'import json,sys,base64,hashlib; e=json.load(open(sys.argv[1]))["ekCert"]; print(hashlib.sha256(base64.urlsafe_b64decode(e+"="*(-len(e)%4))).hexdigest())' "$T/ev0.json")
+"$STK" devices list --json | python3 -c '
+import json, sys
+d = [x for x in json.load(sys.stdin) if x["guid"] == sys.argv[1]]
+assert len(d) == 1 and d[0]["attestation"] == "tpm" and d[0]["ek_sha256"] == sys.argv[2], d' "$guid" "$ek_sha" ||
+	fail "devices list --json: $("$STK" devices list --json)"
+"$STK" devices list | grep -q "^$guid .* tpm *$" || fail "devices list: $("$STK" devices list)"
+grep -q "TPM-attested EK sha256=$ek_sha" "$SITE/logs/MP_RegistrationManager.log" || fail "registration log"
+# The token works at the gateway with the TPM-held key and says "att":"tpm";
+# renewal keeps the claim.
+claim_att() { # claim_att STATE -> the att claim of its client token ("-" when absent)
+	python3 -c 'import json,sys,base64; p=open(sys.argv[1]).read().split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))).get("att","-"))' "$T/$1/client.token"
+}
+SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy"
+[ "$(claim_att devT)" = tpm ] || fail "client token att: $(claim_att devT)"
+SITETOKEN_TCTI=$DEV_TCTI agent devT 31 renew >/dev/null || fail "renew"
+[ "$(claim_att devT)" = tpm ] || fail "renewed token att: $(claim_att devT)"
+ok "a TPM-key device installs through the CMG while the site requires attestation; devices list shows tpm and its EK hash; its token (and the renewed one) carries att=tpm"
+
+# Per bulk token: with the site default off, a token made with
+# --require-attestation still refuses the file-key device; a plain one lets it in.
+"$STK" settings set require-attestation off >/dev/null
+( umask 077; "$STK" bulk new --lifetime 60 --require-attestation --json > "$T/b2.json" )
+python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' "$T/b2.json" "$T/bulk2.tok"
+rc=0; agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- \
+	< "$T/bulk2.tok" >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" "$T/out" || fail "per-token policy: $rc $(cat "$T/err")"
+agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- \
+	< "$T/bulk.tok" >/dev/null 2>"$T/err" || fail "file device with the site default off: $(cat "$T/err")"
+fguid=$(agent devF 0 status --json | json_get device_guid)
+"$STK" devices list --json | python3 -c '
+import json, sys
+d = [x for x in json.load(sys.stdin) if x["guid"] == sys.argv[1]]
+assert len(d) == 1 and d[0]["attestation"] == "none" and d[0].get("ek_sha256") is None, d' "$fguid" ||
+	fail "file device attestation: $("$STK" devices list --json)"
+[ "$(claim_att devF)" = - ] || fail "file device token has att: $(claim_att devF)"
+"$STK" audit show | grep -q "bulk.policy .*require-attestation=on" || fail "bulk policy not audited"
+ok "bulk new --require-attestation refuses an unattested device whatever the site default; others are recorded attestation none"
+"$STK" settings set require-attestation on >/dev/null
+
+# ---- bad input (threat model 1: a network attacker with a software key) ----
+# A software (file) key presented with a TPM's evidence: the attested key is
+# not the key of the TLS client certificate.
+n=$(nonce_for devF)
+[ ${#n} = 64 ] || fail "nonce: '$n'"
+evidence_body "$n" "$T/body1.json"
+mark; cmg_post devF attest/register "$T/body1.json" | expect_refused "file key with TPM evidence" 403 attestation_key_mismatch
+# The same evidence again: its nonce was used once.
+mark; cmg_post devF attest/register "$T/body1.json" | expect_refused "replayed nonce" 403 attestation_nonce
+# A nonce this gateway never issued.
+evidence_body "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$T/body2.json"
+mark; cmg_post devF attest/register "$T/body2.json" | expect_refused "unknown nonce" 403 attestation_nonce
+# A nonce issued to another certificate (devT's nonce used by devF) is
+# covered by the binding; here: EK not chaining to a trusted root.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
+	-out "$T/other-ca.pem" -days 10 -subj /CN=another-maker -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+"$STK" attest roots add "$T/other-ca.pem" >/dev/null
+"$STK" attest roots remove "$EK_CA" >/dev/null
+n=$(nonce_for devF); evidence_body "$n" "$T/body3.json"
+mark; cmg_post devF attest/register "$T/body3.json" | expect_refused "untrusted EK" 403 attestation_invalid
+"$STK" attest roots add "$EK_CA" >/dev/null
+# A pending registration that does not exist / a wrong secret for it.
+printf '{"pending_id":"%s","secret":"%s","bulk_token":"%s"}' "00112233445566778899aabbccddeeff" \
+	"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$(cat "$T/bulk.tok")" > "$T/act.json"
+mark; cmg_post devF attest/activate "$T/act.json" | expect_refused "unknown pending registration" 403 attestation_nonce
+ok "refused and audited: software key with TPM evidence (attestation_key_mismatch), replayed and unknown nonces, EK of an untrusted root (attestation_invalid), unknown pending registration"
+
+# Evidence from another TPM than the one answering the activation. The
+# attacker (agent_attest_evil: the real agent, fault injection) has its key
+# and AK in a second TPM whose maker the site does not trust, and presents
+# the trusted device TPM's EK certificate (public). The evidence verifies,
+# but the credential is sealed to that EK: the attacker's TPM cannot open it.
+eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
+OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+EVIL=$STK_BIN/agent_attest_evil
+n_before=$(count_devices)
+# Its own EK first: not chaining to a trusted root. The attested exchange is
+# refused; the agent then tries a plain registration, refused by the policy.
+mark
+rc=0; $EVIL --state "$T/devO" --ca "$T/tls.crt" --key tpm --tcti "$OTHER_TCTI" install /mp:"$CMG" \
+	CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" || fail "untrusted TPM: exit $rc $(cat "$T/err")"
+grep -q "Attested registration refused (attestation_invalid)" "$T/devO/ClientIDManagerStartup.log" || fail "devO log"
+audited attestation_invalid
+audited attestation_required
+# Then the trusted TPM's EK certificate.
+mark
+rc=0; STK_EVIL_EK_FROM=$T/ev0.json $EVIL --state "$T/devO" --ca "$T/tls.crt" --tcti "$OTHER_TCTI" \
+	install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok" >"$T/out" 2>"$T/err" || rc=$?
+grep -q "evil: presenting another TPM's EK certificate" "$T/err" || fail "evil agent did not swap the EK: $(cat "$T/err")"
+grep -q "evil: this TPM cannot activate the credential" "$T/err" || fail "the other TPM opened the credential: $(cat "$T/err")"
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" || fail "another TPM answering: exit $rc $(cat "$T/err")"
+grep -q "Attested registration refused (attestation_activation_failed)" "$T/devO/ClientIDManagerStartup.log" || fail "devO log: activation"
+audited attestation_activation_failed
+[ "$(count_devices)" = "$n_before" ] || fail "the attacker was registered"
+ok "refused and audited: a TPM of an untrusted maker (attestation_invalid), and evidence naming another TPM's EK that this TPM cannot activate (attestation_activation_failed)"
+
+# Junk is refused as bad input, nothing registered.
+echo '{"bulk_token":"x","evidence":{"fmt":"none"}}' > "$T/junk.json"
+n_before=$(count_devices)
+out=$(cmg_post devF attest/register "$T/junk.json"); st=$(echo "$out" | http_status)
+[ "$st" = 401 ] || fail "junk with a bad bulk token: $out"
+echo '{"nope":1}' > "$T/junk2.json"
+[ "$(cmg_post devF attest/register "$T/junk2.json" | http_status)" = 400 ] || fail "unknown members"
+[ "$(count_devices)" = "$n_before" ] || fail "junk registered something"
+ok "malformed attested-registration bodies: 400/401, nothing registered"
+
+assert_no_tokens_in_logs
+stop_server
