@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include "sitetoken/attest.h"
 #include "sitetoken/device.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
@@ -947,11 +948,16 @@ adm_audit_verify(struct srv_admin *a, struct MHD_Connection *c)
 	if (r < 0)
 		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    err.msg);
+	/* The anchor state: what the site directory (and on a TPM node the
+	 * TPM's NV counter) says about the head, beside the chain's result. */
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
-	    " s:I}", "intact", r == 0, "records", (json_int_t)rep.records, "checkpoints",
-	    (json_int_t)rep.checkpoints, "last_checkpoint_seq",
-	    (json_int_t)rep.last_checkpoint_seq, "bad_seq", (json_int_t)rep.bad_seq,
-	    "problem", rep.problem, "verified_at", (json_int_t)stk_now()));
+	    " s:I, s:{s:I, s:s, s:I}, s:I}", "intact", r == 0, "records",
+	    (json_int_t)rep.records, "checkpoints", (json_int_t)rep.checkpoints,
+	    "last_checkpoint_seq", (json_int_t)rep.last_checkpoint_seq, "bad_seq",
+	    (json_int_t)rep.bad_seq, "problem", rep.problem, "verified_at",
+	    (json_int_t)stk_now(), "anchor", "seq", (json_int_t)rep.anchor_seq, "note",
+	    rep.anchor_note, "tpm_counter", (json_int_t)rep.tpm_counter,
+	    "untrusted_keys", (json_int_t)rep.untrusted_keys));
 }
 
 /* ---- site keys ---- */
@@ -981,11 +987,17 @@ adm_keys(struct srv_admin *a, struct MHD_Connection *c)
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	arr = json_array();
 	for (i = 0; i < n; i++) {
-		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:b}", "kid",
+		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:b, s:b}", "kid",
 		    rows[i].kid, "node", rows[i].node, "backend", rows[i].backend,
 		    "key_type", rows[i].key_type, "status", rows[i].status, "created_at",
 		    (json_int_t)rows[i].created_at, "not_after", (json_int_t)rows[i].not_after,
-		    "retired_at", (json_int_t)rows[i].retired_at, "mine", rows[i].mine);
+		    "retired_at", (json_int_t)rows[i].retired_at, "mine", rows[i].mine,
+		    "trusted", rows[i].trusted);
+		/* Whether an auditor can get TPM attestation evidence for this
+		 * node's key (`sitetoken key attest`); none for PKCS#11 and file. */
+		if (o != NULL && rows[i].mine && key != NULL)
+			json_object_set_new(o, "attestation", json_string(
+			    stk_key_attestation_available(key) ? "tpm" : "none"));
 		if (o != NULL && rows[i].mine && described) {
 			attrs = json_array();
 			for (j = 0; j < info.nattrs; j++)

@@ -259,6 +259,18 @@ met_render(struct srv_metrics *m, size_t *len)
 	for (i = 0; i < SRV_M_LISTENERS; i++)
 		fprintf(f, "sitetoken_renewals_total{listener=\"%s\"} %llu\n",
 		    met_listeners[i], atomic_load(&met.renewals[i]));
+	{
+		uint64_t hits, misses;
+
+		stk_token_cache_stats(&hits, &misses);
+		met_head(f, "sitetoken_token_cache_hits_total", "counter",
+		    "Gateway client-token checks answered by the verified-token cache.");
+		fprintf(f, "sitetoken_token_cache_hits_total %llu\n", (unsigned long long)hits);
+		met_head(f, "sitetoken_token_cache_misses_total", "counter",
+		    "Gateway client-token checks that verified the signature.");
+		fprintf(f, "sitetoken_token_cache_misses_total %llu\n",
+		    (unsigned long long)misses);
+	}
 	met_head(f, "sitetoken_refusals_total", "counter",
 	    "Registrations and gateway requests refused by the site, by listener and reason.");
 	for (i = 0; i < SRV_M_LISTENERS; i++)
