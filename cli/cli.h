@@ -63,6 +63,8 @@ int cmd_attest(int argc, char **argv);
 int cmd_key_retire(int argc, char **argv, int restore);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
-int bulk_new_print(const char *site_dir, const char *lifetime, int json);
+/* max_uses, source: NULL for none (bulk new --max-uses, --source). */
+int bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
+    const char *source, int json);
 
 #endif

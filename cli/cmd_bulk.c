@@ -5,39 +5,52 @@
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT };
+enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_MAX_USES,
+	OPT_SOURCE };
 
 int
-bulk_new_print(const char *site_dir, const char *lifetime, int json)
+bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
+    const char *source, int json)
 {
 	struct stk_site *s;
 	struct stk_bulk_record rec;
+	struct stk_bulk_limits lim;
 	struct stk_error err;
 	char *token = NULL, from[32], to[32];
 	long minutes = STK_BULK_LIFETIME_DEFAULT;
 	int r;
 
 	stk_error_clear(&err);
-	/* Check the value before touching the site: a bad value changes nothing. */
+	memset(&lim, 0, sizeof(lim));
+	/* Check the values before touching the site: a bad value changes nothing. */
 	if (lifetime != NULL && stk_bulk_parse_lifetime(lifetime, &minutes, &err) != 0)
+		return cli_usage_error("%s", err.msg);
+	if (max_uses != NULL && stk_bulk_parse_max_uses(max_uses, &lim.max_uses, &err) != 0)
+		return cli_usage_error("%s", err.msg);
+	if (source != NULL && stk_bulk_parse_sources(source, lim.sources,
+	    sizeof(lim.sources), &err) != 0)
 		return cli_usage_error("%s", err.msg);
 	if ((r = cli_open_site(site_dir, &s)) != 0)
 		return r;
-	if ((r = stk_bulk_new(s, minutes, cli_actor(), &token, &rec, &err)) != 0) {
+	if ((r = stk_bulk_new_limited(s, minutes, &lim, cli_actor(), &token, &rec,
+	    &err)) != 0) {
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
 	cli_time(rec.nbf, from, sizeof(from));
 	cli_time(rec.exp, to, sizeof(to));
 	if (json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:s}",
+		json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:o, s:s}",
 		    "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp", (json_int_t)rec.exp,
 		    "valid_from", from, "valid_to", to, "lifetime_minutes",
-		    (json_int_t)minutes, "token", token);
+		    (json_int_t)minutes, "max_uses", lim.max_uses ?
+		    json_integer(lim.max_uses) : json_null(), "sources", lim.sources[0] ?
+		    json_string(lim.sources) : json_null(), "token", token);
 		char *txt = json_dumps(o, JSON_INDENT(2));
 		json_decref(o);
 		if (txt == NULL) {
@@ -52,8 +65,13 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 	} else {
 		printf("Bulk registration token created. The site tracks it by this GUID;\n"
 		    "the token itself is not stored anywhere: copy it now.\n\n"
-		    "Token GUID:  %s\nValid from:  %s\nValid to:    %s (%ld minutes)\n\n"
-		    "Token:\n%s\n", rec.guid, from, to, minutes, token);
+		    "Token GUID:  %s\nValid from:  %s\nValid to:    %s (%ld minutes)\n",
+		    rec.guid, from, to, minutes);
+		if (lim.max_uses)
+			printf("Max uses:    %ld registrations\n", lim.max_uses);
+		if (lim.sources[0])
+			printf("Sources:     %s\n", lim.sources);
+		printf("\nToken:\n%s\n", token);
 	}
 	fflush(stdout);
 	stk_token_free(token);
@@ -102,10 +120,12 @@ cmd_bulk(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
+		{ "max-uses", required_argument, NULL, OPT_MAX_USES },
+		{ "source", required_argument, NULL, OPT_SOURCE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *dir = NULL, *lifetime = NULL;
+	const char *dir = NULL, *lifetime = NULL, *max_uses = NULL, *source = NULL;
 	int c, json = 0;
 
 	if (argc >= 2 && strcmp(argv[1], "block") == 0)
@@ -121,13 +141,15 @@ cmd_bulk(int argc, char **argv)
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
 		case OPT_LIFETIME: lifetime = optarg; break;
+		case OPT_MAX_USES: max_uses = optarg; break;
+		case OPT_SOURCE: source = optarg; break;
 		case OPT_JSON: json = 1; break;
 		default: return cli_usage_error("bad option for 'bulk new'");
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
-	return bulk_new_print(dir, lifetime, json);
+	return bulk_new_print(dir, lifetime, max_uses, source, json);
 }
 
 /* ---- certs list ---- */
@@ -148,6 +170,7 @@ row_cmp(const void *a, const void *b)
 	case 4: c = strcmp(x->status, y->status); break;
 	case 5: c = (x->created_at > y->created_at) - (x->created_at < y->created_at); break;
 	case 6: c = (x->devices > y->devices) - (x->devices < y->devices); break;
+	case 7: c = (x->uses > y->uses) - (x->uses < y->uses); break;
 	}
 	if (c == 0)
 		c = strcasecmp(x->id, y->id);
@@ -177,7 +200,7 @@ cmd_certs(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	static const char *const cols[] = { "type", "id", "from", "to", "status", "created",
-	    "devices" };
+	    "devices", "uses" };
 	const char *dir = NULL, *type = NULL, *sort = NULL;
 	struct stk_site *s;
 	struct stk_cert_row *rows = NULL;
@@ -212,12 +235,12 @@ cmd_certs(int argc, char **argv)
 			sort_desc = 1;
 			sort++;
 		}
-		for (sort_col = 0; sort_col < 7; sort_col++)
+		for (sort_col = 0; sort_col < 8; sort_col++)
 			if (strcmp(sort, cols[sort_col]) == 0)
 				break;
-		if (sort_col == 7)
+		if (sort_col == 8)
 			return cli_usage_error("--sort must be one of type, id, from, to, "
-			    "status, created, devices");
+			    "status, created, devices, uses");
 	}
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
@@ -232,24 +255,31 @@ cmd_certs(int argc, char **argv)
 	if (json)
 		arr = json_array();
 	else
-		printf("%-24s %-40s %-20s %-20s %-8s %s\n", "Type", "GUID / Thumbprint",
-		    "Valid from", "Valid to", "Status", "Devices");
+		printf("%-24s %-40s %-20s %-20s %-8s %-7s %s\n", "Type", "GUID / Thumbprint",
+		    "Valid from", "Valid to", "Status", "Devices", "Uses");
 	for (i = 0; i < n; i++) {
-		char from[32], to[32];
+		char from[32], to[32], uses[48];
 
 		if (!type_matches(type, rows[i].type))
 			continue;
 		cli_time(rows[i].valid_from, from, sizeof(from));
 		cli_time(rows[i].valid_to, to, sizeof(to));
+		/* Uses: "used/limit" for a limited token, "-" for none. */
+		if (rows[i].max_uses > 0)
+			snprintf(uses, sizeof(uses), "%ld/%ld", rows[i].uses, rows[i].max_uses);
+		else
+			snprintf(uses, sizeof(uses), "-");
 		if (json)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}",
-			    "type", rows[i].type, "id", rows[i].id, "valid_from", from,
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I,"
+			    " s:I, s:o}", "type", rows[i].type, "id", rows[i].id, "valid_from", from,
 			    "valid_to", to, "nbf", (json_int_t)rows[i].valid_from,
 			    "exp", (json_int_t)rows[i].valid_to, "status", rows[i].status,
-			    "devices", (json_int_t)rows[i].devices));
+			    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
+			    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
+			    json_null()));
 		else
-			printf("%-24s %-40s %-20s %-20s %-8s %ld\n", rows[i].type, rows[i].id,
-			    from, to, rows[i].status, rows[i].devices);
+			printf("%-24s %-40s %-20s %-20s %-8s %-7ld %s\n", rows[i].type, rows[i].id,
+			    from, to, rows[i].status, rows[i].devices, uses);
 	}
 	if (json) {
 		char *txt = json_dumps(arr, JSON_INDENT(2));

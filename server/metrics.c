@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <microhttpd.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/key.h"
 #include "sitetoken/stats.h"
@@ -48,7 +49,8 @@ static const char *const met_reasons[] = {
 	STK_REASON_BULK_BLOCKED, STK_REASON_BULK_UNKNOWN, STK_REASON_BINDING,
 	STK_REASON_UNKNOWN_DEVICE, STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
 	STK_REASON_INTERNAL_DISABLED, STK_REASON_CREDENTIAL, STK_REASON_BAD_CERT,
-	STK_REASON_SUPERSEDED, "internal_error", "other",
+	STK_REASON_SUPERSEDED, STK_REASON_BULK_EXHAUSTED, STK_REASON_BULK_SOURCE,
+	"internal_error", "other",
 };
 #define MET_NREASONS (sizeof(met_reasons) / sizeof(met_reasons[0]))
 

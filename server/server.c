@@ -23,6 +23,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "http.h"
@@ -104,7 +105,8 @@ srv_status_of(const char *reason)
 {
 	static const char *const forbidden[] = { STK_REASON_BULK_BLOCKED,
 	    STK_REASON_DEVICE_BLOCKED, STK_REASON_CMG_DISABLED,
-	    STK_REASON_INTERNAL_DISABLED };
+	    STK_REASON_INTERNAL_DISABLED, STK_REASON_BULK_EXHAUSTED,
+	    STK_REASON_BULK_SOURCE };
 	size_t i;
 
 	if (reason == NULL)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
@@ -39,6 +40,10 @@ stk_device_reason_of(int code)
 		return STK_REASON_BULK_BLOCKED;
 	case STK_E_TOKEN_BINDING:
 		return STK_REASON_BINDING;
+	case STK_E_TOKEN_EXHAUSTED:
+		return STK_REASON_BULK_EXHAUSTED;
+	case STK_E_TOKEN_SOURCE:
+		return STK_REASON_BULK_SOURCE;
 	default:
 		return STK_REASON_TOKEN_INVALID;
 	}
@@ -377,6 +382,10 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 			    STK_REASON_BULK_UNKNOWN : stk_device_reason_of(r);
 			goto refuse;
 		}
+		if ((r = stk_bulk_limits_source_check(s, bulk.id, req->peer, err)) != 0) {
+			*reason = r == STK_E_TOKEN_SOURCE ? stk_device_reason_of(r) : NULL;
+			goto refuse;
+		}
 	} else if (req->via == STK_VIA_CMG ||
 	    (req->require_credential && !req->trusted_credential)) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
@@ -399,6 +408,16 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
 		*reason = STK_REASON_DEVICE_BLOCKED;
+		goto refuse;
+	}
+	/* One use per device: the same device retrying with the same token
+	 * (a lost response, threat model 6) does not use it again. */
+	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, bulk.id) == 0) &&
+	    (r = stk_bulk_limits_use(s, bulk.id, err)) != 0) {
+		stk_site_tx_rollback(s);
+		if (r != STK_E_TOKEN_EXHAUSTED)
+			goto out;
+		*reason = stk_device_reason_of(r);
 		goto refuse;
 	}
 	if (exists)

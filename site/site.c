@@ -63,6 +63,13 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE site_keys ADD COLUMN max_exp INTEGER DEFAULT 0;"
 	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
 	"UPDATE site_keys SET max_exp = NULL;",
+	/* bulk token limits (site/bulk_limits.c): a row per limited token;
+	 * max_uses NULL: no use limit; sources '': any network. */
+	"CREATE TABLE IF NOT EXISTS bulk_limits ("
+	"  guid TEXT PRIMARY KEY, max_uses INTEGER CHECK (max_uses > 0),"
+	"  uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),"
+	"  sources TEXT NOT NULL DEFAULT '',"
+	"  CHECK (max_uses IS NULL OR uses <= max_uses));",
 };
 
 int64_t

@@ -2,10 +2,11 @@
 # without HTTP. Integration: the real server and the real agent over
 # loopback (free ports), stopped by pid. Nothing skips.
 stk_unit_test(test_device)
+stk_unit_test(test_bulk_limits)
 stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
-    server_renewal server_concurrent agent_state agent_devkey)
+    server_renewal server_concurrent agent_state agent_devkey bulk_limits)
   stk_script_test(${t} integration/${t}.sh)
   set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
 endforeach()
