@@ -89,5 +89,9 @@ main(int argc, char **argv)
 	}
 	if (!do_new)
 		return cli_usage_error("/lifetime, /maxuses, /source and /json are used with /new");
-	return bulk_new_print(dir, lifetime, max_uses, source, json);
+	{
+		struct bulk_new_opts o = { lifetime, max_uses, source, NULL, NULL, json };
+
+		return bulk_new_print(dir, &o);
+	}
 }

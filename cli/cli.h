@@ -63,8 +63,13 @@ int cmd_attest(int argc, char **argv);
 int cmd_key_retire(int argc, char **argv, int restore);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
-/* max_uses, source: NULL for none (bulk new --max-uses, --source). */
-int bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
-    const char *source, int json);
+/* bulk new's options as given (NULL: not given). tls_cert: the gateway's
+ * TLS certificate (chain) file, for the install line's /cahash: pin;
+ * cmg: the gateway URL for that line. */
+struct bulk_new_opts {
+	const char *lifetime, *max_uses, *source, *tls_cert, *cmg;
+	int json;
+};
+int bulk_new_print(const char *site_dir, const struct bulk_new_opts *o);
 
 #endif

@@ -5,18 +5,66 @@
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_MAX_USES,
-	OPT_SOURCE };
+	OPT_SOURCE, OPT_TLS_CERT, OPT_CMG };
+
+/* The agent's gateway pin for a TLS certificate file: "sha256:" and the hex
+ * SHA-256 of the SubjectPublicKeyInfo of the file's last certificate (the
+ * CA end of a chain; the certificate itself when it is self-signed).
+ * 0, or -1 with a message in why. */
+static int
+bulk_pin_of(const char *file, char pin[72], char *why, size_t whylen)
+{
+	FILE *fp;
+	X509 *x = NULL, *last = NULL;
+	unsigned char *der = NULL, md[32];
+	unsigned int mdlen = 0;
+	int n, r = -1;
+	size_t i;
+
+	if ((fp = fopen(file, "r")) == NULL) {
+		snprintf(why, whylen, "--tls-cert %s: cannot read it", file);
+		return -1;
+	}
+	while ((x = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL) {
+		X509_free(last);
+		last = x;
+	}
+	fclose(fp);
+	if (last == NULL) {
+		snprintf(why, whylen, "--tls-cert %s holds no PEM certificate", file);
+		goto out;
+	}
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(last), &der)) <= 0 ||
+	    EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		snprintf(why, whylen, "--tls-cert %s: cannot hash its public key", file);
+		goto out;
+	}
+	memcpy(pin, "sha256:", 7);
+	for (i = 0; i < 32; i++)
+		snprintf(pin + 7 + 2 * i, 3, "%02x", md[i]);
+	r = 0;
+out:
+	OPENSSL_free(der);
+	X509_free(last);
+	return r;
+}
 
 int
-bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
-    const char *source, int json)
+bulk_new_print(const char *site_dir, const struct bulk_new_opts *o)
 {
+	const char *lifetime = o->lifetime, *max_uses = o->max_uses, *source = o->source;
+	char pin[72] = "", install[1024] = "", why[300];
+	int json = o->json;
 	struct stk_site *s;
 	struct stk_bulk_record rec;
 	struct stk_bulk_limits lim;
@@ -35,6 +83,19 @@ bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
 	if (source != NULL && stk_bulk_parse_sources(source, lim.sources,
 	    sizeof(lim.sources), &err) != 0)
 		return cli_usage_error("%s", err.msg);
+	if (o->cmg != NULL && (strncmp(o->cmg, "https://", 8) != 0 || o->cmg[8] == '\0' ||
+	    strlen(o->cmg) > 500 || strpbrk(o->cmg, " \t\r\n\"'") != NULL))
+		return cli_usage_error("--cmg must be the gateway's https:// URL "
+		    "(https://HOST:PORT/CCM_Proxy_MutualAuth/SITE-NUMBER)");
+	if (o->cmg != NULL && o->tls_cert == NULL)
+		return cli_usage_error("--cmg is used with --tls-cert (the install line's pin)");
+	if (o->tls_cert != NULL) {
+		if (bulk_pin_of(o->tls_cert, pin, why, sizeof(why)) != 0)
+			return cli_usage_error("%s", why);
+		snprintf(install, sizeof(install), "sitetoken-agent install /mp:%s "
+		    "/cahash:%s /regtoken:-", o->cmg ? o->cmg :
+		    "https://GATEWAY/CCM_Proxy_MutualAuth/SITE-NUMBER", pin);
+	}
 	if ((r = cli_open_site(site_dir, &s)) != 0)
 		return r;
 	if ((r = stk_bulk_new_limited(s, minutes, &lim, cli_actor(), &token, &rec,
@@ -45,14 +106,20 @@ bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
 	cli_time(rec.nbf, from, sizeof(from));
 	cli_time(rec.exp, to, sizeof(to));
 	if (json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:o, s:s}",
+		json_t *jo = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:o, s:s}",
 		    "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp", (json_int_t)rec.exp,
 		    "valid_from", from, "valid_to", to, "lifetime_minutes",
 		    (json_int_t)minutes, "max_uses", lim.max_uses ?
 		    json_integer(lim.max_uses) : json_null(), "sources", lim.sources[0] ?
 		    json_string(lim.sources) : json_null(), "token", token);
-		char *txt = json_dumps(o, JSON_INDENT(2));
-		json_decref(o);
+		char *txt;
+
+		if (jo != NULL && pin[0]) {
+			json_object_set_new(jo, "ca_hash", json_string(pin));
+			json_object_set_new(jo, "install", json_string(install));
+		}
+		txt = json_dumps(jo, JSON_INDENT(2));
+		json_decref(jo);
 		if (txt == NULL) {
 			stk_token_free(token);
 			stk_site_close(s);
@@ -72,6 +139,10 @@ bulk_new_print(const char *site_dir, const char *lifetime, const char *max_uses,
 		if (lim.sources[0])
 			printf("Sources:     %s\n", lim.sources);
 		printf("\nToken:\n%s\n", token);
+		if (pin[0])
+			printf("\nInstall on the device (the token on its standard input;\n"
+			    "the gateway is trusted by its pinned key, no CA file needed):\n"
+			    "%s\n", install);
 	}
 	fflush(stdout);
 	stk_token_free(token);
@@ -122,11 +193,14 @@ cmd_bulk(int argc, char **argv)
 		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
 		{ "max-uses", required_argument, NULL, OPT_MAX_USES },
 		{ "source", required_argument, NULL, OPT_SOURCE },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "cmg", required_argument, NULL, OPT_CMG },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *dir = NULL, *lifetime = NULL, *max_uses = NULL, *source = NULL;
-	int c, json = 0;
+	struct bulk_new_opts o = { NULL, NULL, NULL, NULL, NULL, 0 };
+	const char *dir = NULL;
+	int c;
 
 	if (argc >= 2 && strcmp(argv[1], "block") == 0)
 		return bulk_block(argc - 1, argv + 1, 1);
@@ -140,16 +214,18 @@ cmd_bulk(int argc, char **argv)
 	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
-		case OPT_LIFETIME: lifetime = optarg; break;
-		case OPT_MAX_USES: max_uses = optarg; break;
-		case OPT_SOURCE: source = optarg; break;
-		case OPT_JSON: json = 1; break;
+		case OPT_LIFETIME: o.lifetime = optarg; break;
+		case OPT_MAX_USES: o.max_uses = optarg; break;
+		case OPT_SOURCE: o.source = optarg; break;
+		case OPT_TLS_CERT: o.tls_cert = optarg; break;
+		case OPT_CMG: o.cmg = optarg; break;
+		case OPT_JSON: o.json = 1; break;
 		default: return cli_usage_error("bad option for 'bulk new'");
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
-	return bulk_new_print(dir, lifetime, max_uses, source, json);
+	return bulk_new_print(dir, &o);
 }
 
 /* ---- certs list ---- */

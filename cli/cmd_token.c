@@ -40,7 +40,11 @@ cmd_issue(int argc, char **argv)
 	if (type == NULL || stk_token_type_parse(type) != STK_TOKEN_BULK)
 		return cli_usage_error("issue needs --type bulk (client tokens are "
 		    "issued to devices by the management point)");
-	return bulk_new_print(dir, lifetime, NULL, NULL, json);
+	{
+		struct bulk_new_opts o = { lifetime, NULL, NULL, NULL, NULL, json };
+
+		return bulk_new_print(dir, &o);
+	}
 }
 
 static int

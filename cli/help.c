@@ -125,7 +125,7 @@ KEY_OPTS
 "  --json               print the claims, or the refusal, as JSON\n" },
 	{ "bulk new",
 "usage: sitetoken bulk new [--lifetime MINUTES] [--max-uses N]\n"
-"         [--source CIDR[,CIDR]] [--json]\n\n"
+"         [--source CIDR[,CIDR]] [--tls-cert FILE [--cmg URL]] [--json]\n\n"
 "Create a bulk registration token. Prints the GUID the site tracks it by,\n"
 "its validity and the token itself, which is stored nowhere: copy it now.\n\n"
 "  --lifetime MINUTES   validity: default 4320 (3 days), 1 to 10080 (7 days)\n"
@@ -133,6 +133,11 @@ KEY_OPTS
 "                       default: no limit); then 403 bulk_token_exhausted\n"
 "  --source CIDR[,CIDR] only registrations from these IPv4/IPv6 networks (up\n"
 "                       to 8); others get 403 bulk_token_source\n"
+"  --tls-cert FILE      the gateway's TLS certificate (chain, PEM; as serve\n"
+"                       --tls-cert): also print the device's install line\n"
+"                       with /cahash:sha256:HEX, the SHA-256 of the\n"
+"                       SubjectPublicKeyInfo of the file's last certificate\n"
+"  --cmg URL            the gateway URL for that line\n"
 "  --json               print as JSON\n" },
 	{ "bulk block",
 "usage: sitetoken bulk block GUID\n\n"
