@@ -53,7 +53,8 @@ rc=0; $STK_BIN/BulkRegistrationTokenTool /new /maxuses 0 >/dev/null 2>"$T/err" |
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit")" = "$audit0" ] || fail "a refused value was audited"
 ok "--max-uses 0/negative/huge/not a number and malformed CIDRs refused (exit 2), nothing recorded"
 
-start_server 0
+start_server 0 --admin 127.0.0.1:0
+ADMIN=https://127.0.0.1:$admin_port
 if [ -n "${SITETOKEN_DB:-}" ]; then
 	SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
 	$STK node add --site "$SITEB" --node nodeB --db service=sitetoken_tcp --db-schema "$SCHEMA" \
@@ -135,5 +136,18 @@ agent s3 0 register --mp "$MP" --regtoken-file "$T/lo.tok" >/dev/null || fail "-
 ok "--source: registrations from outside the networks refused (403 bulk_token_source), from inside accepted"
 
 
+# The admin API's certificates view shows uses and the limit too.
+SECRET=$($STK admin token)
+( umask 077; printf 'Authorization: Bearer %s' "$SECRET" > "$T/adm.hdr" )
+curl -sf --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN/api/v1/certs?type=bulk" > "$T/certs.json" ||
+	fail "admin certs"
+python3 - "$T/certs.json" "$g1" "$g3" "$gl" "$gs" <<'PY' || fail "admin API uses/max_uses"
+import json, sys
+rows = {r["id"]: r for r in json.load(open(sys.argv[1]))["rows"]}
+want = {sys.argv[2]: (1, 1), sys.argv[3]: (3, 3), sys.argv[4]: (2, 5), sys.argv[5]: (0, None)}
+for g, (u, m) in want.items():
+    assert (rows[g]["uses"], rows[g]["max_uses"]) == (u, m), (g, rows[g])
+PY
+ok "admin API GET certs: uses and max_uses per bulk token"
 assert_no_tokens_in_logs
 
