@@ -383,7 +383,9 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 			goto refuse;
 		}
 		if ((r = stk_bulk_limits_source_check(s, bulk.id, req->peer, err)) != 0) {
-			*reason = r == STK_E_TOKEN_SOURCE ? stk_device_reason_of(r) : NULL;
+			if (r != STK_E_TOKEN_SOURCE)
+				goto out;
+			*reason = stk_device_reason_of(r);
 			goto refuse;
 		}
 	} else if (req->via == STK_VIA_CMG ||
