@@ -49,7 +49,7 @@ bulk_pin_of(const char *file, char pin[72], char *why, size_t whylen)
 		snprintf(why, whylen, "--tls-cert %s: cannot hash its public key", file);
 		goto out;
 	}
-	memcpy(pin, "sha256:", 7);
+	snprintf(pin, 72, "sha256:");
 	for (i = 0; i < 32; i++)
 		snprintf(pin + 7 + 2 * i, 3, "%02x", md[i]);
 	r = 0;
