@@ -163,6 +163,7 @@ agent_open(struct agent *a, const char *dir, struct stk_error *err)
 	copy_str(a->st.site_code, sizeof(a->st.site_code), o, "site_code");
 	copy_str(a->st.via, sizeof(a->st.via), o, "via");
 	copy_str(a->st.jti, sizeof(a->st.jti), o, "jti");
+	copy_str(a->st.ca_hash, sizeof(a->st.ca_hash), o, "ca_hash");
 	a->st.issued_at = json_integer_value(json_object_get(o, "issued_at"));
 	a->st.expires_at = json_integer_value(json_object_get(o, "expires_at"));
 	json_decref(o);
@@ -192,6 +193,9 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	    "site_code", a->st.site_code, "via", a->st.via, "jti", a->st.jti,
 	    "issued_at", (json_int_t)a->st.issued_at,
 	    "expires_at", (json_int_t)a->st.expires_at);
+	/* The gateway pin stays with the device for renewals (pin.c). */
+	if (o != NULL && a->st.ca_hash[0])
+		json_object_set_new(o, "ca_hash", json_string(a->st.ca_hash));
 	txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 	json_decref(o);
 	if (txt == NULL)
@@ -460,6 +464,13 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	if (cmg_url != NULL) {
 		snprintf(a->st.cmg, sizeof(a->st.cmg), "%s", cmg_url);
 		agent_trim_url(a->st.cmg);
+	}
+	if (a->ca_hash != NULL) {
+		unsigned char pin[32];
+
+		if ((r = agent_pin_parse(a->ca_hash, pin, err)) != 0)
+			return r;
+		snprintf(a->st.ca_hash, sizeof(a->st.ca_hash), "%s", a->ca_hash);
 	}
 	if (!via_cmg && a->st.mp[0] == '\0')
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
@@ -785,8 +796,8 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
     struct stk_error *err)
 {
 	static const char *const keys[] = { "/mp:", "CCMHOSTNAME=", "SMSSiteCode=",
-	    "/regtoken:" };
-	const char **slot[3];
+	    "/cahash:", "/regtoken:" };
+	const char **slot[4];
 	const char *v;
 	size_t k, klen;
 	int i, n, have_tok = 0;
@@ -795,6 +806,7 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
 	slot[0] = &out->mp;
 	slot[1] = &out->host;
 	slot[2] = &out->code;
+	slot[3] = &out->cahash;
 	for (i = 1; i < argc; i++) {
 		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 			if (strncasecmp(argv[i], keys[k], strlen(keys[k])) == 0)
@@ -806,20 +818,20 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
 		}
 		klen = strlen(keys[k]);
 		v = argv[i] + klen;
-		if ((k < 3 && *slot[k] != NULL) || (k == 3 && have_tok)) {
+		if ((k < 4 && *slot[k] != NULL) || (k == 4 && have_tok)) {
 			agent_install_clear(out);
 			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 			    "install property %.*s given twice", (int)klen - 1, keys[k]);
 		}
 		if (!agent_install_value(v)) {
-			if (k == 3)
+			if (k == 4)
 				OPENSSL_cleanse(argv[i] + klen, strlen(v));
 			agent_install_clear(out);
 			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 			    "install property %.*s needs a value without spaces or control "
 			    "characters", (int)klen - 1, keys[k]);
 		}
-		if (k < 3) {
+		if (k < 4) {
 			*slot[k] = v;
 			continue;
 		}
@@ -842,6 +854,14 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
 		agent_install_clear(out);
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "SMSSiteCode must be three letters or digits");
+	}
+	if (out->cahash != NULL) {
+		unsigned char pin[32];
+
+		if (agent_pin_parse(out->cahash, pin, err) != 0) {
+			agent_install_clear(out);
+			return STK_E_ARG;
+		}
 	}
 	if (out->mp == NULL && out->host == NULL) {
 		agent_install_clear(out);

@@ -30,6 +30,7 @@ struct agent_state {
 	char via[4];
 	char jti[40];
 	int64_t issued_at, expires_at;
+	char ca_hash[80];     /* "sha256:HEX" gateway pin (pin.c), "" for none */
 };
 
 struct agent {
@@ -43,6 +44,9 @@ struct agent {
 	const char *key_spec;  /* --key: NULL/"file", "tpm" or "pkcs11:URI" */
 	const char *tcti;      /* --tcti (else SITETOKEN_TCTI) */
 	struct agent_devkey *devkey; /* the held key, opened on first TLS use */
+	const char *ca_hash;   /* --ca-hash / /cahash: for this registration */
+	unsigned char pin[32]; /* pin.c: the parsed st.ca_hash during a request */
+	int pin_devkey;        /* pin.c: the request presents the held device key */
 };
 
 int64_t agent_now(const struct agent *a);
@@ -90,6 +94,7 @@ int agent_rekey_due(struct agent *a);
  * reason in err. */
 struct agent_install {
 	const char *mp, *host, *code;  /* point into argv, or NULL */
+	const char *cahash;            /* /cahash:sha256:HEX (checked), or NULL */
 	char *bulk;                    /* wiped by agent_install_clear */
 	int bulk_stdin;
 	char cmg[512];
@@ -143,5 +148,13 @@ int agent_attest_register(struct agent *a, const char *bulk, const char *host,
 int agent_tls_pkey(struct stk_key *key, struct evp_pkey_st **out,
     struct stk_error *err);
 int agent_tls_use_devkey(struct agent *a, void *curl, struct stk_error *err);
+/* What agent_tls_use_devkey's libcurl hook does to the SSL_CTX: 0 or -1. */
+int agent_tls_ctx_devkey(struct agent *a, void *sslctx);
+/* pin.c: "sha256:HEX" -> 32 bytes (STK_E_ARG with the reason); and the
+ * libcurl hook that trusts only a chain holding the pinned public key
+ * (a->st.ca_hash; nothing when empty). devkey: the request presents the
+ * held device key (the hook then does agent_tls_use_devkey's work too). */
+int agent_pin_parse(const char *s, unsigned char pin[32], struct stk_error *err);
+int agent_pin_use(struct agent *a, void *curl, int devkey, struct stk_error *err);
 
 #endif

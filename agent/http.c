@@ -77,6 +77,8 @@ agent_http(struct agent *a, const char *method, const char *url,
 		snprintf(path, sizeof(path), "%s/device.key", a->dir);
 		curl_easy_setopt(c, CURLOPT_SSLKEY, path);
 	}
+	if ((r = agent_pin_use(a, c, cert && agent_devkey_mode(a, NULL) == 1, err)) != 0)
+		goto out;
 	hdr = curl_slist_append(hdr, "Accept: application/json");
 	if (json_body != NULL) {
 		hdr = curl_slist_append(hdr, "Content-Type: application/json");
@@ -97,6 +99,9 @@ agent_http(struct agent *a, const char *method, const char *url,
 		 * server certificate fails here, and the user needs to know why. */
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, (unsigned long)cc,
 		    "%s %s: %s%s", method, url, curl_easy_strerror(cc),
+		    cc == CURLE_PEER_FAILED_VERIFICATION && a->st.ca_hash[0] ?
+		    " (no certificate in the server's chain has the pinned public key "
+		    "hash: nothing was sent)" :
 		    cc == CURLE_PEER_FAILED_VERIFICATION && a->ca_file == NULL ?
 		    " (the server's certificate is not trusted by the system CAs: give "
 		    "--ca FILE with the site's CA or server certificate)" : "");

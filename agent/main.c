@@ -19,11 +19,13 @@ static const char usage_text[] =
 "         COMMAND [OPTIONS]\n"
 "       sitetoken-agent COMMAND --help\n"
 "\n"
-"  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/regtoken:TOKEN|-]\n"
+"  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/cahash:sha256:HEX]\n"
+"          [/regtoken:TOKEN|-]\n"
 "                      seed-style install: register through the cloud gateway\n"
 "                      with a bulk registration token. Prefer /regtoken:- (stdin)\n"
 "                      or SITETOKEN_REGTOKEN: argv is visible to other users.\n"
 "  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin]\n"
+"          [--ca-hash sha256:HEX]\n"
 "                      register with the MP (internal network), or through the\n"
 "                      CMG when --cmg and a bulk token are given\n"
 "  renew [--force]     renew the client token through the CMG when due (or\n"
@@ -60,6 +62,12 @@ static const char usage_text[] =
 "state.json, ccmsetup.log, ClientIDManagerStartup.log). The bulk token is\n"
 "never written to disk. --clock-offset / $SITETOKEN_TIME_OFFSET: tests only.\n"
 "\n"
+"Gateway pin: /cahash:sha256:HEX or --ca-hash sha256:HEX (in the install\n"
+"line `sitetoken bulk new` prints): the server is trusted when its chain\n"
+"holds a certificate whose SubjectPublicKeyInfo has that SHA-256; no --ca is\n"
+"needed, and nothing is sent to a server that fails it. The pin is kept in\n"
+"state.json and replaces --ca for later renewals.\n"
+"\n"
 "Exit codes: 0 done, 1 refused by the server (reason on stderr), 2 usage (also\n"
 "--key contradicting the state directory, attest without a TPM key), 3 network,\n"
 "TLS, I/O, state, TPM or token error.\n";
@@ -72,24 +80,29 @@ static const struct {
 } agent_helps[] = {
 	{ "install",
 "usage: sitetoken-agent [GLOBAL OPTIONS] install /mp:URL CCMHOSTNAME=HOST/PATH\n"
-"         SMSSiteCode=ABC [/regtoken:TOKEN|/regtoken:-]\n\n"
+"         SMSSiteCode=ABC [/cahash:sha256:HEX] [/regtoken:TOKEN|/regtoken:-]\n\n"
 "Seed-style install: register through the cloud gateway with a bulk\n"
 "registration token. /regtoken:- reads it from standard input; without\n"
 "/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n"
 "A device key in a TPM with an EK certificate registers attested (evidence\n"
 "over the gateway's nonce, credential activation; docs/api.md); if the\n"
 "gateway refuses that, the plain registration follows and the site's\n"
-"require-attestation policy decides.\n" },
+"require-attestation policy decides.\n"
+
+"/cahash:sha256:HEX trusts the gateway whose certificate chain holds a\n"
+"certificate with that SHA-256 of its SubjectPublicKeyInfo (no --ca needed).\n" },
 	{ "register",
 "usage: sitetoken-agent [GLOBAL OPTIONS] register --mp URL [--cmg URL]\n"
-"         [--regtoken-file FILE | --regtoken-stdin]\n\n"
+"         [--regtoken-file FILE | --regtoken-stdin] [--ca-hash sha256:HEX]\n\n"
 "Register with the management point on the internal network, or through\n"
 "the cloud gateway when --cmg and a bulk registration token are given\n"
 "(attested, as for install, when the key is in a TPM with an EK certificate).\n\n"
 "  --mp URL             the management point\n"
 "  --cmg URL            the cloud gateway\n"
 "  --regtoken-file FILE read the bulk token from FILE ('-': stdin)\n"
-"  --regtoken-stdin     read the bulk token from standard input\n" },
+"  --regtoken-stdin     read the bulk token from standard input\n"
+"  --ca-hash sha256:HEX trust the server whose chain holds a certificate with\n"
+"                       this SHA-256 of its SubjectPublicKeyInfo (kept for renewals)\n" },
 	{ "renew",
 "usage: sitetoken-agent [GLOBAL OPTIONS] renew [--force]\n\n"
 "Renew the client token through the gateway when it is due.\n\n"
@@ -245,6 +258,8 @@ cmd_install(struct agent *a, int argc, char **argv)
 		in.bulk = read_bulk(in.bulk_stdin ? "-" : NULL, in.bulk_stdin);
 	if (in.code != NULL)
 		snprintf(a->st.site_code, sizeof(a->st.site_code), "%s", in.code);
+	if (in.cahash != NULL)
+		a->ca_hash = in.cahash;
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "ccmsetup started: /mp:%s CCMHOSTNAME=%s "
 	    "SMSSiteCode=%s /regtoken:%s", in.mp ? in.mp : "-", in.host ? in.host : "-",
 	    in.code ? in.code : "-", in.bulk ? "(hidden)" : "(none)");
@@ -277,6 +292,7 @@ cmd_register(struct agent *a, int argc, char **argv)
 		{ "cmg", required_argument, NULL, 'c' },
 		{ "regtoken-file", required_argument, NULL, 'f' },
 		{ "regtoken-stdin", no_argument, NULL, 's' },
+		{ "ca-hash", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct stk_error err;
@@ -292,6 +308,7 @@ cmd_register(struct agent *a, int argc, char **argv)
 		case 'c': cmg = optarg; break;
 		case 'f': file = optarg; break;
 		case 's': from_stdin = 1; break;
+		case 'p': a->ca_hash = optarg; break;
 		default: return usage_error("bad option for 'register'");
 		}
 	}
@@ -300,6 +317,13 @@ cmd_register(struct agent *a, int argc, char **argv)
 		    "--regtoken-file, --regtoken-stdin or SITETOKEN_REGTOKEN)");
 	if (mp == NULL && cmg == NULL)
 		return usage_error("register needs --mp URL (and --cmg URL for the gateway)");
+	stk_error_clear(&err);
+	if (a->ca_hash != NULL) {
+		unsigned char pin[32];
+
+		if (agent_pin_parse(a->ca_hash, pin, &err) != 0)
+			return usage_error(err.msg);
+	}
 	bulk = read_bulk(file, from_stdin);
 	if ((file != NULL || from_stdin) && bulk == NULL)
 		return usage_error("no bulk registration token in the given file or stdin");

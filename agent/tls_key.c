@@ -134,21 +134,26 @@ out:
 }
 
 
-static CURLcode
-tls_ctx_cb(CURL *curl, void *sslctx, void *parm)
+int
+agent_tls_ctx_devkey(struct agent *a, void *sslctx)
 {
-	struct agent *a = parm;
 	SSL_CTX *ctx = sslctx;
 	EVP_PKEY *pkey;
 	X509 *cert;
 
-	(void)curl;
 	if (agent_devkey_load(a, &pkey, &cert, NULL) != 0 ||
 	    SSL_CTX_use_certificate(ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
 	    SSL_CTX_set1_client_sigalgs_list(ctx, "ECDSA+SHA256") != 1)
-		return CURLE_SSL_CERTPROBLEM;
-	return CURLE_OK;
+		return -1;
+	return 0;
+}
+
+static CURLcode
+tls_ctx_cb(CURL *curl, void *sslctx, void *parm)
+{
+	(void)curl;
+	return agent_tls_ctx_devkey(parm, sslctx) != 0 ? CURLE_SSL_CERTPROBLEM : CURLE_OK;
 }
 
 int

@@ -1,4 +1,5 @@
-/* BulkRegistrationTokenTool — the original syntax: /? /new /lifetime N.
+/* BulkRegistrationTokenTool — the original syntax: /? /new /lifetime N,
+ * and sitetoken's additions /maxuses N, /source CIDR[,CIDR], /json.
  * The site directory comes from $SITETOKEN_SITE (or /site DIR). */
 #include <stdio.h>
 #include <string.h>
@@ -11,14 +12,18 @@ const char *cli_prog = "BulkRegistrationTokenTool";
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: BulkRegistrationTokenTool.exe /new [/lifetime N]\n"
+	fputs("Usage: BulkRegistrationTokenTool.exe /new [/lifetime N] [/maxuses N]\n"
+	    "           [/source CIDR[,CIDR]] [/json]\n"
 	    "       BulkRegistrationTokenTool.exe /?\n\n"
 	    "  /new          create a bulk registration token; prints its GUID, its\n"
 	    "                validity period and the token (the token is not stored)\n"
 	    "  /lifetime N   validity in minutes: default 4320 (3 days), 1 to 10080\n"
+	    "  /maxuses N    at most N devices register with it (1 to 1000000)\n"
+	    "  /source CIDR[,CIDR]  only registrations from these networks\n"
+	    "  /json         print the GUID, validity, limits and token as JSON\n"
 	    "  /site DIR     site directory (default: $SITETOKEN_SITE); also --site DIR\n"
 	    "  /?, -h, --help  this help\n\n"
-	    "Exit codes: 0 created, 2 usage error or bad lifetime (nothing created),\n"
+	    "Exit codes: 0 created, 2 usage error or a bad value (nothing created),\n"
 	    "3 key backend, database or I/O error.\n", fp);
 }
 
@@ -34,8 +39,8 @@ is_opt(const char *a, const char *name)
 int
 main(int argc, char **argv)
 {
-	const char *lifetime = NULL, *dir = NULL;
-	int i, do_new = 0;
+	const char *lifetime = NULL, *dir = NULL, *max_uses = NULL, *source = NULL;
+	int i, do_new = 0, json = 0;
 
 	/* It opens the site key: no core dump, not dumpable (attacker 5). */
 	stk_process_harden();
@@ -59,6 +64,22 @@ main(int argc, char **argv)
 				lifetime = argv[++i];
 			else
 				return cli_usage_error("/lifetime needs a number of minutes");
+		} else if (is_opt(argv[i], "maxuses") || strncasecmp(argv[i], "/maxuses:", 9) == 0) {
+			if (argv[i][8] == ':')
+				max_uses = argv[i] + 9;
+			else if (i + 1 < argc)
+				max_uses = argv[++i];
+			else
+				return cli_usage_error("/maxuses needs a number of registrations");
+		} else if (is_opt(argv[i], "source") || strncasecmp(argv[i], "/source:", 8) == 0) {
+			if (argv[i][7] == ':')
+				source = argv[i] + 8;
+			else if (i + 1 < argc)
+				source = argv[++i];
+			else
+				return cli_usage_error("/source needs CIDR[,CIDR]");
+		} else if (is_opt(argv[i], "json")) {
+			json = 1;
 		} else if (is_opt(argv[i], "site") && i + 1 < argc) {
 			dir = argv[++i];
 		} else if (strncmp(argv[i], "--site=", 7) == 0) {
@@ -67,6 +88,10 @@ main(int argc, char **argv)
 			return cli_usage_error("unknown argument '%s'", argv[i]);
 	}
 	if (!do_new)
-		return cli_usage_error("/lifetime is used with /new");
-	return bulk_new_print(dir, lifetime, 0);
+		return cli_usage_error("/lifetime, /maxuses, /source and /json are used with /new");
+	{
+		struct bulk_new_opts o = { lifetime, max_uses, source, NULL, NULL, json, 0 };
+
+		return bulk_new_print(dir, &o);
+	}
 }

@@ -64,6 +64,14 @@ int cmd_key_retire(int argc, char **argv, int restore);
 int cmd_key_endorse(int argc, char **argv);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
-int bulk_new_print(const char *site_dir, const char *lifetime, int json);
+/* bulk new's options as given (NULL: not given). tls_cert: the gateway's
+ * TLS certificate (chain) file, for the install line's /cahash: pin;
+ * cmg: the gateway URL for that line. */
+struct bulk_new_opts {
+	const char *lifetime, *max_uses, *source, *tls_cert, *cmg;
+	int json;
+	int require_att;    /* --require-attestation (site/attest_policy.c) */
+};
+int bulk_new_print(const char *site_dir, const struct bulk_new_opts *o);
 
 #endif

@@ -5,39 +5,108 @@
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
 #include "sitetoken/attest_policy.h"
 
-enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_REQ_ATT };
+enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_MAX_USES,
+	OPT_SOURCE, OPT_TLS_CERT, OPT_CMG, OPT_REQ_ATT };
 
-/* bulk new --require-attestation (site/attest_policy.c) */
-static int bulk_require_att;
+/* The agent's gateway pin for a TLS certificate file: "sha256:" and the hex
+ * SHA-256 of the SubjectPublicKeyInfo of the file's last certificate (the
+ * CA end of a chain; the certificate itself when it is self-signed).
+ * 0, or -1 with a message in why. */
+static int
+bulk_pin_of(const char *file, char pin[72], char *why, size_t whylen)
+{
+	FILE *fp;
+	X509 *x = NULL, *last = NULL;
+	unsigned char *der = NULL, md[32];
+	unsigned int mdlen = 0;
+	int n, r = -1;
+	size_t i;
+
+	if ((fp = fopen(file, "r")) == NULL) {
+		snprintf(why, whylen, "--tls-cert %s: cannot read it", file);
+		return -1;
+	}
+	while ((x = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL) {
+		X509_free(last);
+		last = x;
+	}
+	fclose(fp);
+	if (last == NULL) {
+		snprintf(why, whylen, "--tls-cert %s holds no PEM certificate", file);
+		goto out;
+	}
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(last), &der)) <= 0 ||
+	    EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		snprintf(why, whylen, "--tls-cert %s: cannot hash its public key", file);
+		goto out;
+	}
+	snprintf(pin, 72, "sha256:");
+	for (i = 0; i < 32; i++)
+		snprintf(pin + 7 + 2 * i, 3, "%02x", md[i]);
+	r = 0;
+out:
+	OPENSSL_free(der);
+	X509_free(last);
+	return r;
+}
 
 int
-bulk_new_print(const char *site_dir, const char *lifetime, int json)
+bulk_new_print(const char *site_dir, const struct bulk_new_opts *o)
 {
+	const char *lifetime = o->lifetime, *max_uses = o->max_uses, *source = o->source;
+	char pin[72] = "", install[1024] = "", why[300];
+	int json = o->json;
 	struct stk_site *s;
 	struct stk_bulk_record rec;
+	struct stk_bulk_limits lim;
 	struct stk_error err;
 	char *token = NULL, from[32], to[32];
 	long minutes = STK_BULK_LIFETIME_DEFAULT;
 	int r;
 
 	stk_error_clear(&err);
-	/* Check the value before touching the site: a bad value changes nothing. */
+	memset(&lim, 0, sizeof(lim));
+	/* Check the values before touching the site: a bad value changes nothing. */
 	if (lifetime != NULL && stk_bulk_parse_lifetime(lifetime, &minutes, &err) != 0)
 		return cli_usage_error("%s", err.msg);
+	if (max_uses != NULL && stk_bulk_parse_max_uses(max_uses, &lim.max_uses, &err) != 0)
+		return cli_usage_error("%s", err.msg);
+	if (source != NULL && stk_bulk_parse_sources(source, lim.sources,
+	    sizeof(lim.sources), &err) != 0)
+		return cli_usage_error("%s", err.msg);
+	if (o->cmg != NULL && (strncmp(o->cmg, "https://", 8) != 0 || o->cmg[8] == '\0' ||
+	    strlen(o->cmg) > 500 || strpbrk(o->cmg, " \t\r\n\"'") != NULL))
+		return cli_usage_error("--cmg must be the gateway's https:// URL "
+		    "(https://HOST:PORT/CCM_Proxy_MutualAuth/SITE-NUMBER)");
+	if (o->cmg != NULL && o->tls_cert == NULL)
+		return cli_usage_error("--cmg is used with --tls-cert (the install line's pin)");
+	if (o->tls_cert != NULL) {
+		if (bulk_pin_of(o->tls_cert, pin, why, sizeof(why)) != 0)
+			return cli_usage_error("%s", why);
+		snprintf(install, sizeof(install), "sitetoken-agent install /mp:%s "
+		    "/cahash:%s /regtoken:-", o->cmg ? o->cmg :
+		    "https://GATEWAY/CCM_Proxy_MutualAuth/SITE-NUMBER", pin);
+	}
 	if ((r = cli_open_site(site_dir, &s)) != 0)
 		return r;
-	if ((r = stk_bulk_new(s, minutes, cli_actor(), &token, &rec, &err)) != 0) {
+	if ((r = stk_bulk_new_limited(s, minutes, &lim, cli_actor(), &token, &rec,
+	    &err)) != 0) {
 		stk_site_close(s);
 		return cli_fail(&err, r);
 	}
 	/* The token is printed only once its policy is recorded: a token never
 	 * shown cannot be used. */
-	if (bulk_require_att && (r = stk_bulk_set_require_attestation(s, rec.guid, 1,
+	if (o->require_att && (r = stk_bulk_set_require_attestation(s, rec.guid, 1,
 	    cli_actor(), &err)) != 0) {
 		stk_token_free(token);
 		stk_site_close(s);
@@ -46,12 +115,20 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 	cli_time(rec.nbf, from, sizeof(from));
 	cli_time(rec.exp, to, sizeof(to));
 	if (json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:s}",
+		json_t *jo = json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:o, s:s}",
 		    "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp", (json_int_t)rec.exp,
 		    "valid_from", from, "valid_to", to, "lifetime_minutes",
-		    (json_int_t)minutes, "token", token);
-		char *txt = json_dumps(o, JSON_INDENT(2));
-		json_decref(o);
+		    (json_int_t)minutes, "max_uses", lim.max_uses ?
+		    json_integer(lim.max_uses) : json_null(), "sources", lim.sources[0] ?
+		    json_string(lim.sources) : json_null(), "token", token);
+		char *txt;
+
+		if (jo != NULL && pin[0]) {
+			json_object_set_new(jo, "ca_hash", json_string(pin));
+			json_object_set_new(jo, "install", json_string(install));
+		}
+		txt = json_dumps(jo, JSON_INDENT(2));
+		json_decref(jo);
 		if (txt == NULL) {
 			stk_token_free(token);
 			stk_site_close(s);
@@ -64,8 +141,17 @@ bulk_new_print(const char *site_dir, const char *lifetime, int json)
 	} else {
 		printf("Bulk registration token created. The site tracks it by this GUID;\n"
 		    "the token itself is not stored anywhere: copy it now.\n\n"
-		    "Token GUID:  %s\nValid from:  %s\nValid to:    %s (%ld minutes)\n\n"
-		    "Token:\n%s\n", rec.guid, from, to, minutes, token);
+		    "Token GUID:  %s\nValid from:  %s\nValid to:    %s (%ld minutes)\n",
+		    rec.guid, from, to, minutes);
+		if (lim.max_uses)
+			printf("Max uses:    %ld registrations\n", lim.max_uses);
+		if (lim.sources[0])
+			printf("Sources:     %s\n", lim.sources);
+		printf("\nToken:\n%s\n", token);
+		if (pin[0])
+			printf("\nInstall on the device (the token on its standard input;\n"
+			    "the gateway is trusted by its pinned key, no CA file needed):\n"
+			    "%s\n", install);
 	}
 	fflush(stdout);
 	stk_token_free(token);
@@ -114,12 +200,17 @@ cmd_bulk(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "site", required_argument, NULL, OPT_SITE },
 		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
+		{ "max-uses", required_argument, NULL, OPT_MAX_USES },
+		{ "source", required_argument, NULL, OPT_SOURCE },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "cmg", required_argument, NULL, OPT_CMG },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "require-attestation", no_argument, NULL, OPT_REQ_ATT },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *dir = NULL, *lifetime = NULL;
-	int c, json = 0;
+	struct bulk_new_opts o = { NULL, NULL, NULL, NULL, NULL, 0, 0 };
+	const char *dir = NULL;
+	int c;
 
 	if (argc >= 2 && strcmp(argv[1], "block") == 0)
 		return bulk_block(argc - 1, argv + 1, 1);
@@ -133,15 +224,19 @@ cmd_bulk(int argc, char **argv)
 	while ((c = cli_getopt(argc, argv, opts)) != -1) {
 		switch (c) {
 		case OPT_SITE: dir = optarg; break;
-		case OPT_LIFETIME: lifetime = optarg; break;
-		case OPT_JSON: json = 1; break;
-		case OPT_REQ_ATT: bulk_require_att = 1; break;
+		case OPT_LIFETIME: o.lifetime = optarg; break;
+		case OPT_MAX_USES: o.max_uses = optarg; break;
+		case OPT_SOURCE: o.source = optarg; break;
+		case OPT_TLS_CERT: o.tls_cert = optarg; break;
+		case OPT_CMG: o.cmg = optarg; break;
+		case OPT_JSON: o.json = 1; break;
+		case OPT_REQ_ATT: o.require_att = 1; break;
 		default: return cli_usage_error("bad option for 'bulk new'");
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
-	return bulk_new_print(dir, lifetime, json);
+	return bulk_new_print(dir, &o);
 }
 
 /* ---- certs list ---- */
@@ -162,6 +257,7 @@ row_cmp(const void *a, const void *b)
 	case 4: c = strcmp(x->status, y->status); break;
 	case 5: c = (x->created_at > y->created_at) - (x->created_at < y->created_at); break;
 	case 6: c = (x->devices > y->devices) - (x->devices < y->devices); break;
+	case 7: c = (x->uses > y->uses) - (x->uses < y->uses); break;
 	}
 	if (c == 0)
 		c = strcasecmp(x->id, y->id);
@@ -191,7 +287,7 @@ cmd_certs(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	static const char *const cols[] = { "type", "id", "from", "to", "status", "created",
-	    "devices" };
+	    "devices", "uses" };
 	const char *dir = NULL, *type = NULL, *sort = NULL;
 	struct stk_site *s;
 	struct stk_cert_row *rows = NULL;
@@ -226,12 +322,12 @@ cmd_certs(int argc, char **argv)
 			sort_desc = 1;
 			sort++;
 		}
-		for (sort_col = 0; sort_col < 7; sort_col++)
+		for (sort_col = 0; sort_col < 8; sort_col++)
 			if (strcmp(sort, cols[sort_col]) == 0)
 				break;
-		if (sort_col == 7)
+		if (sort_col == 8)
 			return cli_usage_error("--sort must be one of type, id, from, to, "
-			    "status, created, devices");
+			    "status, created, devices, uses");
 	}
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
@@ -246,24 +342,31 @@ cmd_certs(int argc, char **argv)
 	if (json)
 		arr = json_array();
 	else
-		printf("%-24s %-40s %-20s %-20s %-8s %s\n", "Type", "GUID / Thumbprint",
-		    "Valid from", "Valid to", "Status", "Devices");
+		printf("%-24s %-40s %-20s %-20s %-8s %-7s %s\n", "Type", "GUID / Thumbprint",
+		    "Valid from", "Valid to", "Status", "Devices", "Uses");
 	for (i = 0; i < n; i++) {
-		char from[32], to[32];
+		char from[32], to[32], uses[48];
 
 		if (!type_matches(type, rows[i].type))
 			continue;
 		cli_time(rows[i].valid_from, from, sizeof(from));
 		cli_time(rows[i].valid_to, to, sizeof(to));
+		/* Uses: "used/limit" for a limited token, "-" for none. */
+		if (rows[i].max_uses > 0)
+			snprintf(uses, sizeof(uses), "%ld/%ld", rows[i].uses, rows[i].max_uses);
+		else
+			snprintf(uses, sizeof(uses), "-");
 		if (json)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}",
-			    "type", rows[i].type, "id", rows[i].id, "valid_from", from,
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I,"
+			    " s:I, s:o}", "type", rows[i].type, "id", rows[i].id, "valid_from", from,
 			    "valid_to", to, "nbf", (json_int_t)rows[i].valid_from,
 			    "exp", (json_int_t)rows[i].valid_to, "status", rows[i].status,
-			    "devices", (json_int_t)rows[i].devices));
+			    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
+			    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
+			    json_null()));
 		else
-			printf("%-24s %-40s %-20s %-20s %-8s %ld\n", rows[i].type, rows[i].id,
-			    from, to, rows[i].status, rows[i].devices);
+			printf("%-24s %-40s %-20s %-20s %-8s %-7ld %s\n", rows[i].type, rows[i].id,
+			    from, to, rows[i].status, rows[i].devices, uses);
 	}
 	if (json) {
 		char *txt = json_dumps(arr, JSON_INDENT(2));

@@ -43,7 +43,11 @@ cmd_issue(int argc, char **argv)
 	if (type == NULL || stk_token_type_parse(type) != STK_TOKEN_BULK)
 		return cli_usage_error("issue needs --type bulk (client tokens are "
 		    "issued to devices by the management point)");
-	return bulk_new_print(dir, lifetime, json);
+	{
+		struct bulk_new_opts o = { lifetime, NULL, NULL, NULL, NULL, json, 0 };
+
+		return bulk_new_print(dir, &o);
+	}
 }
 
 static int

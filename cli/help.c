@@ -135,13 +135,24 @@ KEY_OPTS
 "  --leeway SECONDS     clock leeway, 0 to 3600 (default 60)\n"
 "  --json               print the claims, or the refusal, as JSON\n" },
 	{ "bulk new",
-"usage: sitetoken bulk new [--lifetime MINUTES] [--require-attestation] [--json]\n\n"
+"usage: sitetoken bulk new [--lifetime MINUTES] [--max-uses N]\n"
+"         [--source CIDR[,CIDR]] [--require-attestation]\n"
+"         [--tls-cert FILE [--cmg URL]] [--json]\n\n"
 "Create a bulk registration token. Prints the GUID the site tracks it by,\n"
 "its validity and the token itself, which is stored nowhere: copy it now.\n\n"
 "  --lifetime MINUTES   validity: default 4320 (3 days), 1 to 10080 (7 days)\n"
+"  --max-uses N         at most N devices register with it (1 to 1000000;\n"
+"                       default: no limit); then 403 bulk_token_exhausted\n"
+"  --source CIDR[,CIDR] only registrations from these IPv4/IPv6 networks (up\n"
+"                       to 8); others get 403 bulk_token_source\n"
 "  --require-attestation  devices registering with this token must prove a\n"
 "                       TPM-held key (else 403 attestation_required), whatever\n"
 "                       the site's require-attestation setting\n"
+"  --tls-cert FILE      the gateway's TLS certificate (chain, PEM; as serve\n"
+"                       --tls-cert): also print the device's install line\n"
+"                       with /cahash:sha256:HEX, the SHA-256 of the\n"
+"                       SubjectPublicKeyInfo of the file's last certificate\n"
+"  --cmg URL            the gateway URL for that line\n"
 "  --json               print as JSON\n" },
 	{ "bulk block",
 "usage: sitetoken bulk block GUID\n\n"
@@ -153,7 +164,7 @@ KEY_OPTS
 "usage: sitetoken certs list [--type site|bulk] [--sort COLUMN] [--json]\n\n"
 "List the site certificates and bulk registration tokens.\n\n"
 "  --type site|bulk     only this type\n"
-"  --sort COLUMN        type, id, from, to, status, created or devices;\n"
+"  --sort COLUMN        type, id, from, to, status, created, devices or uses;\n"
 "                       prefix '-' to sort descending\n"
 "  --json               print as JSON\n" },
 	{ "serve",

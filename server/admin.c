@@ -419,12 +419,14 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		adm_time(rows[i].valid_from, from, sizeof(from));
 		adm_time(rows[i].valid_to, to, sizeof(to));
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-		    " s:I, s:s, s:I}", "type", rows[i].type, "kind",
+		    " s:I, s:s, s:I, s:I, s:o}", "type", rows[i].type, "kind",
 		    strcmp(rows[i].type, "Site Signing") == 0 ? "site" : "bulk",
 		    "id", rows[i].id, "valid_from", from, "valid_to", to,
 		    "nbf", (json_int_t)rows[i].valid_from, "exp", (json_int_t)rows[i].valid_to,
 		    "created_at", (json_int_t)rows[i].created_at, "status", rows[i].status,
-		    "devices", (json_int_t)rows[i].devices));
+		    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
+		    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
+		    json_null()));
 	}
 	free(rows);
 	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <microhttpd.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/key.h"
 #include "sitetoken/stats.h"

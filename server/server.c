@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "http.h"

@@ -36,6 +36,8 @@ stk_strerror(int code)
 	case STK_E_TOKEN_BLOCKED: return "token blocked";
 	case STK_E_TOKEN_BINDING: return "token not bound to this certificate";
 	case STK_E_TOKEN_UNKNOWN: return "token not on the site's record";
+	case STK_E_TOKEN_EXHAUSTED: return "bulk token used up";
+	case STK_E_TOKEN_SOURCE: return "bulk token presented from outside its networks";
 	case STK_E_ATTEST: return "key attestation evidence refused";
 	default: return "unknown error";
 	}

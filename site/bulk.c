@@ -9,6 +9,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
 
@@ -72,8 +73,16 @@ int
 stk_bulk_new(struct stk_site *s, long minutes, const char *actor,
     char **token, struct stk_bulk_record *rec, struct stk_error *err)
 {
+	return stk_bulk_new_limited(s, minutes, NULL, actor, token, rec, err);
+}
+
+int
+stk_bulk_new_limited(struct stk_site *s, long minutes,
+    const struct stk_bulk_limits *lim, const char *actor, char **token,
+    struct stk_bulk_record *rec, struct stk_error *err)
+{
 	const struct stk_signer *signer;
-	char detail[64];
+	char detail[160];
 	int r;
 
 	*token = NULL;
@@ -91,10 +100,13 @@ stk_bulk_new(struct stk_site *s, long minutes, const char *actor,
 	if ((r = stk_issue_bulk(signer, NULL, rec->nbf, rec->exp, token, rec->guid,
 	    err)) != 0)
 		return r;
-	snprintf(detail, sizeof(detail), "lifetime=%ld min", minutes);
+	snprintf(detail, sizeof(detail), "lifetime=%ld min%s%.0ld%s%.120s", minutes,
+	    lim && lim->max_uses ? " max_uses=" : "", lim ? lim->max_uses : 0,
+	    lim && lim->sources[0] ? " source=" : "", lim ? lim->sources : "");
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto fail;
 	if ((r = bulk_insert(s, rec, err)) != 0 ||
+	    (r = site_bulk_limits_insert(s, rec->guid, lim, err)) != 0 ||
 	    (r = site_keys_issued(s, stk_signer_kid(signer), rec->exp, err)) != 0 ||
 	    (r = stk_audit_append(s, rec->created_by, "bulk.new", rec->guid, "ok",
 	    detail, err)) != 0) {
@@ -351,6 +363,8 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 	}
 	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading bulk tokens");
+	else
+		r = stk_certs_fill_uses(s, v, cnt, err);
 out:
 	db_finalize(st);
 	if (r != 0) {

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include "sitetoken/attest_policy.h"
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
@@ -499,6 +500,12 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 				goto out;
 			goto refuse;
 		}
+		if ((r = stk_bulk_limits_source_check(s, bulk.id, req->peer, err)) != 0) {
+			if (r != STK_E_TOKEN_SOURCE)
+				goto out;
+			*reason = STK_REFUSAL_BULK_SOURCE;
+			goto refuse;
+		}
 	} else if (req->via == STK_VIA_CMG ||
 	    (req->require_credential && !req->trusted_credential)) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
@@ -531,6 +538,16 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
 		*reason = STK_REFUSAL_DEVICE_BLOCKED;
+		goto refuse;
+	}
+	/* One use per device: the same device retrying with the same token
+	 * (a lost response, threat model 6) does not use it again. */
+	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, bulk.id) == 0) &&
+	    (r = stk_bulk_limits_use(s, bulk.id, err)) != 0) {
+		stk_site_tx_rollback(s);
+		if (r != STK_E_TOKEN_EXHAUSTED)
+			goto out;
+		*reason = STK_REFUSAL_BULK_EXHAUSTED;
 		goto refuse;
 	}
 	if (exists)

@@ -92,6 +92,13 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE devices ADD COLUMN attestation TEXT;"
 	"ALTER TABLE devices ADD COLUMN ek_sha256 TEXT;"
 	"ALTER TABLE bulk_tokens ADD COLUMN require_attestation INTEGER;",
+	/* 7 -> 8: bulk token limits (site/bulk_limits.c): a row per limited token;
+	 * max_uses NULL: no use limit; sources '': any network. */
+	"CREATE TABLE IF NOT EXISTS bulk_limits ("
+	"  guid TEXT PRIMARY KEY, max_uses INTEGER CHECK (max_uses > 0),"
+	"  uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),"
+	"  sources TEXT NOT NULL DEFAULT '',"
+	"  CHECK (max_uses IS NULL OR uses <= max_uses));",
 };
 
 int64_t

@@ -57,6 +57,10 @@ int site_keys_insert(struct stk_site *s, const char *kid, const char *node,
     const unsigned char *cert, size_t cert_len, int64_t now,
     struct stk_error *err);
 int site_keys_open(struct stk_site *s, struct stk_error *err);
+/* site/bulk_limits.c: record a new token's limits (caller's transaction). */
+struct stk_bulk_limits;
+int site_bulk_limits_insert(struct stk_site *s, const char *guid,
+    const struct stk_bulk_limits *lim, struct stk_error *err);
 /* The store's clock: PostgreSQL now(), shared by every node; on SQLite,
  * this (the serving) node's stk_now(). */
 int site_store_now(struct stk_site *s, int64_t *now, struct stk_error *err);

@@ -7,11 +7,12 @@ stk_unit_test(test_device_race)
 target_link_options(test_device_race PRIVATE -Wl,--wrap=stk_site_tx_begin)
 # Attested registration policy (site/attest_policy.c).
 stk_unit_test(test_attest_policy)
+stk_unit_test(test_bulk_limits)
 stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
     server_renewal server_concurrent agent_state agent_devkey hostile_register
-    attest_reg)
+    attest_reg bulk_limits agent_pin)
   stk_script_test(${t} integration/${t}.sh)
   set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
 endforeach()
@@ -30,10 +31,7 @@ endforeach()
 # presenting another TPM's EK certificate (integration/agent_attest_evil.c).
 if(STK_BACKEND_TPM AND EXISTS ${CMAKE_SOURCE_DIR}/tpm/CMakeLists.txt)
   add_executable(agent_attest_evil integration/agent_attest_evil.c
-    ${CMAKE_SOURCE_DIR}/agent/main.c ${CMAKE_SOURCE_DIR}/agent/agent.c
-    ${CMAKE_SOURCE_DIR}/agent/http.c ${CMAKE_SOURCE_DIR}/agent/devkey.c
-    ${CMAKE_SOURCE_DIR}/agent/tls_key.c ${CMAKE_SOURCE_DIR}/agent/attest_dev.c
-    ${CMAKE_SOURCE_DIR}/agent/attest_reg.c)
+    ${CMAKE_SOURCE_DIR}/agent/main.c ${STK_AGENT_SOURCES})
   target_link_libraries(agent_attest_evil PRIVATE sitetoken PkgConfig::CURL OpenSSL::SSL)
   target_link_options(agent_attest_evil PRIVATE -Wl,--wrap=stk_tpm_attest
     -Wl,--wrap=stk_tpm_activate_credential)

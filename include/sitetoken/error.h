@@ -41,6 +41,8 @@ enum stk_rc {
 	STK_E_TOKEN_BLOCKED = -33,   /* bulk token on the block list */
 	STK_E_TOKEN_BINDING = -34,   /* cnf thumbprint is not the presented certificate */
 	STK_E_TOKEN_UNKNOWN = -38,   /* signed by the site, but not on its record */
+	STK_E_TOKEN_EXHAUSTED = -35, /* bulk token used up (--max-uses) */
+	STK_E_TOKEN_SOURCE = -36,    /* bulk token presented from outside its --source networks */
 	STK_E_ATTEST = -40,          /* key attestation evidence refused (reason in the message) */
 };
 

@@ -37,6 +37,8 @@ extern "C" {
 	X(TOKEN_TYPE, "wrong_token_type", 401, 1, "a token of another Type") \
 	X(BULK_UNKNOWN, "bulk_token_unknown", 401, 1, "the site has no record of this bulk token") \
 	X(BULK_BLOCKED, "bulk_token_blocked", 403, 1, "the bulk token is blocked") \
+	X(BULK_EXHAUSTED, "bulk_token_exhausted", 403, 1, "the bulk token has been used as many times as it allows (--max-uses)") \
+	X(BULK_SOURCE, "bulk_token_source", 403, 1, "the bulk token may not be used from this network (--source)") \
 	X(BINDING, "certificate_mismatch", 401, 1, "the certificate is not the one the token or the TLS session is bound to") \
 	X(UNKNOWN_DEVICE, "unknown_device", 401, 1, "the token's device is not registered") \
 	X(SUPERSEDED, "token_superseded", 401, 1, "a newer token was issued to the device") \

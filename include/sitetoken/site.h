@@ -243,6 +243,7 @@ struct stk_cert_row {
 	int64_t valid_from, valid_to, created_at;
 	char status[16];    /* Active, Blocked, Expired */
 	long devices;       /* devices registered with it */
+	long uses, max_uses; /* bulk tokens: registrations counted; limit (0: none) */
 };
 
 /* All rows, unsorted. *rows malloc'd (free()). */

@@ -75,6 +75,14 @@ new=$(agent devT 31 status --json | json_get jti)
 assert_no_private_key "$T/devT"
 ok "policy and renewal through the CMG with the TPM-held key (SITETOKEN_TCTI)"
 
+# A pinned gateway with the TPM-held key: the pin check and the held key's
+# TLS client authentication share libcurl's SSL_CTX hook (agent/pin.c).
+pin=sha256:$(openssl x509 -in "$T/tls.crt" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+out=$($AGENT --state "$T/devTP" --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" /cahash:"$pin" \
+	/regtoken:- < "$T/bulk.tok") || fail "tpm install with /cahash: $out"
+SITETOKEN_TCTI=$DEV_TCTI $AGENT --state "$T/devTP" policy >/dev/null || fail "tpm policy with the kept pin"
+ok "a TPM-held device key with a pinned gateway (no --ca): install and policy"
+
 agent devF 0 register --mp "$MP" >/dev/null || fail "file device"
 
 # ---- the device half of attested registration ----------------------------
