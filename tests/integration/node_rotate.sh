@@ -23,7 +23,7 @@ if [ -z "${SITETOKEN_DB:-}" ]; then
   expect_exit 0 "key list after the upgrade" -- "$ST" key list --json
   expect_eq "$(json 'str(len(d))+" "+d[0]["node"]+" "+d[0]["status"]+" "+str(d[0]["this_node"])' <<<"$OUT")" \
     "1 main active True" "the existing site key registered by the migration"
-  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "7" "schema version 7 (site_keys, then the later migrations)"
+  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "8" "schema version 8 (site_keys, then the later migrations)"
 fi
 k0=$("$ST" key show --json | json 'd["kid"]')
 t0=$(bulk)
