@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "sitetoken/key.h"
 #include "sitetoken/site.h"
 
@@ -28,6 +29,15 @@ sf_site_init(const char *dir)
 	return s;
 }
 
+/* Closes the site and removes (and frees) its scratch directory dir. */
+static inline void
+sf_site_done(struct stk_site *s, char *dir)
+{
+	stk_site_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 /* A device certificate: a fresh P-256 file key "<dir>/<name>.key" and a
  * self-signed certificate for it, CN name, valid from t0 for days days. */
 static inline void
@@ -48,6 +58,24 @@ sf_device_cert(const char *dir, const char *name, int64_t t0, int days,
 		fail_msg("device cert: %s", err.msg);
 	stk_key_close(k);
 	free(uri);
+}
+
+/* A registration request over a TLS listener (the CMG, or the MP over
+ * HTTPS): the handshake's client certificate cert (which proved the key),
+ * and the bulk token bulk unless NULL. */
+static inline void
+sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
+    const unsigned char *cert, size_t len, const char *bulk)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->via = via;
+	rq->tls = 1;
+	rq->tls_cert_der = cert;
+	rq->tls_cert_len = len;
+	if (bulk != NULL) {
+		rq->bulk_token = bulk;
+		rq->bulk_len = strlen(bulk);
+	}
 }
 
 #endif

@@ -43,9 +43,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->cert);
 	free(f);
 	return 0;
@@ -140,13 +138,8 @@ test_required_refuses_unattested_and_records_attested(void **state)
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
 	    "t", &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1; /* the CMG: the TLS handshake proved the key */
-	rq.tls_cert_der = f->cert;
-	rq.tls_cert_len = f->len;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	/* The CMG: the TLS handshake proved the key. */
+	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, bulk);
 	rq.peer = "test";
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &is, &reason, &err), STK_E_AUTH);
 	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);

@@ -44,10 +44,8 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
 	stk_challenges_free(f->ch);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->certA);
 	free(f->certB);
 	free(f);
@@ -201,11 +199,7 @@ test_register_refusals(void **state)
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_BAD_CERTIFICATE);
 	/* CMG: certificate but no bulk token. */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_NO_TOKEN);
 	/* CMG: no certificate at all. */
@@ -245,13 +239,7 @@ test_cmg_bulk_and_auth(void **state)
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
 	assert_string_equal(a.dev.via, "cmg");
 	assert_string_equal(a.dev.bulk_guid, rec.guid);
@@ -395,15 +383,9 @@ test_tls_body_cert_must_match(void **state)
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certB;
-	rq.tls_cert_len = f->lenB;
+	sf_tls_request(&rq, STK_VIA_CMG, f->certB, f->lenB, bulk);
 	rq.cert_der = f->certA;
 	rq.cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	assert_int_equal(device_count(f), 0);
@@ -492,13 +474,7 @@ test_cmg_registration_allow_cmg_off(void **state)
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_refusal_http(reason), 403);
@@ -537,13 +513,7 @@ test_enrollment_history_and_block_bulk(void **state)
 	long n = -1;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 5, &again);
 	assert_string_equal(again.dev.via, "mp");

@@ -67,9 +67,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->cert);
 	free(f);
 	return 0;
@@ -100,11 +98,7 @@ reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
 	enum stk_refusal reason;
 
 	/* The MP over TLS: the handshake proved the key (proof of possession). */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.tls = 1;
-	rq.tls_cert_der = f->cert;
-	rq.tls_cert_len = f->len;
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
 	rq.peer = "127.0.0.1";
 	return stk_device_register(f->s, &rq, stk_now(), out, &reason, err);
 }

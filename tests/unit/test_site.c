@@ -33,9 +33,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f);
 	return 0;
 }

@@ -90,9 +90,7 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	stk_site_close(f->b);
-	stk_site_close(f->a);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->a, f->dir);
 	free(f->certA);
 	free(f->certB);
 	free(f);
@@ -107,11 +105,7 @@ reg(struct fx *f, struct stk_issued *out)
 	enum stk_refusal reason;
 
 	/* The MP over TLS: the handshake proved the key (proof of possession). */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
+	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
 	rq.peer = "test";
 	if (stk_device_register(f->a, &rq, f->t0, out, &reason, &err) != 0)
 		fail_msg("register: %s", err.msg);
