@@ -1132,6 +1132,24 @@ adm_stats(struct srv_admin *a, struct MHD_Connection *c)
 
 /* ---- routing ---- */
 
+/* The "<GUID>/" segment at the start of *op: the GUID into guid and *op
+ * moved past the slash. STK_REFUSAL_NOT_FOUND when the path has no such
+ * segment, STK_REFUSAL_BAD_REQUEST when it is not a GUID. */
+static enum stk_refusal
+adm_guid_segment(const char **op, char guid[STK_GUID_LEN + 1])
+{
+	size_t n = strcspn(*op, "/");
+
+	if (n != STK_GUID_LEN || (*op)[n] != '/')
+		return STK_REFUSAL_NOT_FOUND;
+	memcpy(guid, *op, n);
+	guid[n] = '\0';
+	*op += n + 1;
+	if (!stk_guid_valid(guid))
+		return STK_REFUSAL_BAD_REQUEST;
+	return STK_REFUSAL_NONE;
+}
+
 static enum MHD_Result
 adm_route(void *ctx, struct MHD_Connection *c, const char *url,
     const char *method, const struct srv_req *rq)
@@ -1141,7 +1159,8 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	int post = strcmp(method, "POST") == 0;
 	const char *why, *op;
 	char peer[64], actor[64], guid[STK_GUID_LEN + 1];
-	size_t i, n;
+	enum stk_refusal bad;
+	size_t i;
 
 	srv_peer_addr(c, peer, sizeof(peer));
 	/* The page itself: constant, no site data, so no secret needed. */
@@ -1178,16 +1197,9 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	/* bulk/<guid>/block | unblock | audit */
 	if (strncmp(op, "bulk/", 5) == 0) {
 		op += 5;
-		n = strcspn(op, "/");
-		if (n != STK_GUID_LEN || op[n] != '/')
-			return adm_refuse(c, STK_REFUSAL_NOT_FOUND,
-			    "expected bulk/<GUID>/block, unblock or audit");
-		memcpy(guid, op, n);
-		guid[n] = '\0';
-		op += n + 1;
-		if (!stk_guid_valid(guid))
-			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
-			    "not a GUID");
+		if ((bad = adm_guid_segment(&op, guid)) != STK_REFUSAL_NONE)
+			return adm_refuse(c, bad, bad == STK_REFUSAL_NOT_FOUND ?
+			    "expected bulk/<GUID>/block, unblock or audit" : "not a GUID");
 		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0) {
 			if (!post)
 				return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use POST");
@@ -1205,16 +1217,9 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	/* devices/<guid>/block | unblock | allow-cmg */
 	if (strncmp(op, "devices/", 8) == 0) {
 		op += 8;
-		n = strcspn(op, "/");
-		if (n != STK_GUID_LEN || op[n] != '/')
-			return adm_refuse(c, STK_REFUSAL_NOT_FOUND,
-			    "expected devices/<GUID>/block, unblock or allow-cmg");
-		memcpy(guid, op, n);
-		guid[n] = '\0';
-		op += n + 1;
-		if (!stk_guid_valid(guid))
-			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
-			    "not a GUID");
+		if ((bad = adm_guid_segment(&op, guid)) != STK_REFUSAL_NONE)
+			return adm_refuse(c, bad, bad == STK_REFUSAL_NOT_FOUND ?
+			    "expected devices/<GUID>/block, unblock or allow-cmg" : "not a GUID");
 		if (strcmp(op, "block") == 0 || strcmp(op, "unblock") == 0 ||
 		    strcmp(op, "allow-cmg") == 0) {
 			if (!post)

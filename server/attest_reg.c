@@ -127,29 +127,6 @@ ar_take(struct srv_attreg *ar, enum ar_kind kind, const unsigned char *id,
 	return r;
 }
 
-static enum MHD_Result
-ar_reply(struct MHD_Connection *c, unsigned int status, json_t *o)
-{
-	struct MHD_Response *resp = srv_json_response(o, "application/json");
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-/* A refusal: code and status from the one table (sitetoken/refusal.h). */
-static enum MHD_Result
-ar_error(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
-{
-	const struct stk_refusal_row *row = stk_refusal(why);
-
-	return ar_reply(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
-	    "message", msg != NULL && msg[0] ? msg : row->message));
-}
-
 /* A refusal: logged (ClientAuth, MP_RegistrationManager), audited, 403. */
 static enum MHD_Result
 ar_refuse(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
@@ -165,7 +142,7 @@ ar_refuse(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	    "from %s: %s (%s)", peer, code, msg);
 	srv_log(ar->logs, SRV_LOG_REG, "MP_RegistrationManager", "Refused attested "
 	    "registration via cmg from %s: %s (%s)", peer, code, msg);
-	return ar_error(c, why, msg);
+	return srv_refuse(c, why, msg);
 }
 
 static void
@@ -219,23 +196,23 @@ ar_nonce(struct srv_attreg *ar, struct MHD_Connection *c, const char *thumb)
 	r = stk_attest_roots_foreach(ar->site, ar_count_root, &nroots, &err);
 	pthread_mutex_unlock(ar->site_mu);
 	if (r != 0)
-		return ar_error(c, STK_REFUSAL_INTERNAL,
+		return srv_refuse(c, STK_REFUSAL_INTERNAL,
 		    "see the server logs");
 	if (nroots == 0)
-		return ar_error(c, STK_REFUSAL_ATTEST_UNAVAILABLE,
+		return srv_refuse(c, STK_REFUSAL_ATTEST_UNAVAILABLE,
 		    "this site trusts no TPM manufacturer root (sitetoken attest roots add)");
 	memset(&sl, 0, sizeof(sl));
 	sl.kind = AR_NONCE;
 	sl.expires = stk_now() + SRV_ATTREG_TTL;
 	snprintf(sl.thumb, sizeof(sl.thumb), "%s", thumb);
 	if (RAND_bytes(sl.id, AR_NONCE_LEN) != 1)
-		return ar_error(c, STK_REFUSAL_INTERNAL,
+		return srv_refuse(c, STK_REFUSAL_INTERNAL,
 		    "no random bytes");
 	if (ar_put(ar, &sl) != 0)
-		return ar_error(c, STK_REFUSAL_BUSY,
+		return srv_refuse(c, STK_REFUSAL_BUSY,
 		    "too many attested registrations in progress; retry later");
 	ar_hex(sl.id, AR_NONCE_LEN, hex);
-	return ar_reply(c, MHD_HTTP_OK, json_pack("{s:s, s:i}", "nonce", hex,
+	return srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:i}", "nonce", hex,
 	    "expires_in", SRV_ATTREG_TTL));
 }
 
@@ -291,7 +268,7 @@ ar_register(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	memset(&pend, 0, sizeof(pend));
 	if (json_unpack_ex(o, &je, JSON_STRICT, "{s:s, s:o, s?s}", "bulk_token",
 	    &bulk, "evidence", &evj, "hostname", &host) != 0 || !json_is_object(evj))
-		return ar_error(c, STK_REFUSAL_BAD_REQUEST,
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "attest/register takes {\"bulk_token\", \"evidence\": {...}, \"hostname\"}");
 	if (ar_bulk_ok(ar, bulk, &reason, &err) != 0)
 		return ar_refuse(ar, c, peer, thumb, reason, err.msg);
@@ -316,7 +293,7 @@ ar_register(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	r = stk_attest_roots_store(ar->site, &roots, &err);
 	pthread_mutex_unlock(ar->site_mu);
 	if (r != 0) {
-		ret = ar_error(c, STK_REFUSAL_INTERNAL,
+		ret = srv_refuse(c, STK_REFUSAL_INTERNAL,
 		    "see the server logs");
 		srv_log(ar->logs, SRV_LOG_AUTH, "ClientAuth", "attestation roots: %s", err.msg);
 		goto out;
@@ -333,7 +310,7 @@ ar_register(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	 * certificate (the handshake proved the client holds that key). */
 	if (cert_len > STK_DEVICE_CERT_MAX || (x = d2i_X509(NULL, &p, (long)cert_len)) == NULL ||
 	    (tlskey = X509_get_pubkey(x)) == NULL) {
-		ret = ar_error(c, STK_REFUSAL_BAD_CERTIFICATE,
+		ret = srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
 		    "the TLS client certificate cannot be read");
 		goto out;
 	}
@@ -358,7 +335,7 @@ ar_register(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	}
 	ar_hex(md, mdlen, pend.ek_sha256);
 	if (ar_put(ar, &pend) != 0) {
-		ret = ar_error(c, STK_REFUSAL_BUSY,
+		ret = srv_refuse(c, STK_REFUSAL_BUSY,
 		    "too many attested registrations in progress; retry later");
 		goto out;
 	}
@@ -367,7 +344,7 @@ ar_register(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	    "evidence from %s (host %s) verified: EK sha256=%s, key of certificate "
 	    "x5t#S256=%s; credential sent, pending %s", peer, host ? host : "-",
 	    pend.ek_sha256, thumb, idhex);
-	ret = ar_reply(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i}", "pending_id", idhex,
+	ret = srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i}", "pending_id", idhex,
 	    "credential", credb64, "expires_in", SRV_ATTREG_TTL));
 out:
 	OPENSSL_cleanse(&pend, sizeof(pend));
@@ -402,7 +379,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	if (json_unpack_ex(o, &je, JSON_STRICT, "{s:s, s:s, s:s, s?s}", "pending_id",
 	    &id, "secret", &sec, "bulk_token", &bulk, "hostname", &host) != 0 ||
 	    ar_unhex(id, idb, sizeof(idb)) != 0 || ar_unhex(sec, secret, sizeof(secret)) != 0)
-		return ar_error(c, STK_REFUSAL_BAD_REQUEST, "attest/activate "
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST, "attest/activate "
 		    "takes {\"pending_id\": hex, \"secret\": 64 hex digits, \"bulk_token\", "
 		    "\"hostname\"}");
 	if (ar_take(ar, AR_PENDING, idb, sizeof(idb), &pend) != 0) {
@@ -440,7 +417,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 		    "registration from %s: %s (%s)", peer, stk_refusal_code(reason),
 		    err.msg);
 		/* An internal failure's detail stays in the server log. */
-		ret = ar_error(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
+		ret = srv_refuse(c, reason, reason == STK_REFUSAL_INTERNAL ? NULL : err.msg);
 		goto out;
 	}
 	srv_metrics_registered(SRV_M_CMG);
@@ -452,7 +429,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	    "jti=%s sub=%s cnf.x5t#S256=%s exp=%lld (attested registration) for %s",
 	    is.dev.last_jti, is.dev.guid, is.dev.thumbprint, (long long)is.dev.token_exp,
 	    peer);
-	ret = ar_reply(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:b,"
+	ret = srv_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:b,"
 	    " s:s}", "device_guid", is.dev.guid, "client_token", is.token, "jti",
 	    is.dev.last_jti, "issued_at", (json_int_t)is.dev.last_issued_at,
 	    "expires_at", (json_int_t)is.dev.token_exp, "via", is.dev.via,
@@ -476,15 +453,15 @@ srv_attreg_route(struct srv_attreg *ar, struct MHD_Connection *c, const char *op
 
 	if (strcmp(op, "nonce") != 0 && strcmp(op, "register") != 0 &&
 	    strcmp(op, "activate") != 0)
-		return ar_error(c, STK_REFUSAL_NOT_FOUND, "unknown path");
+		return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	if (strcmp(method, "POST") != 0)
-		return ar_error(c, STK_REFUSAL_METHOD_NOT_ALLOWED,
+		return srv_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED,
 		    "use POST");
 	if (cert_der == NULL || cert_len == 0)
-		return ar_error(c, STK_REFUSAL_NO_CLIENT_CERT,
+		return srv_refuse(c, STK_REFUSAL_NO_CLIENT_CERT,
 		    "attested registration needs the device's TLS client certificate");
 	if (cert_len > STK_DEVICE_CERT_MAX)
-		return ar_error(c, STK_REFUSAL_BAD_CERTIFICATE,
+		return srv_refuse(c, STK_REFUSAL_BAD_CERTIFICATE,
 		    "device certificate too large");
 	stk_cert_x5t_s256(cert_der, cert_len, thumb);
 	if (strcmp(op, "nonce") == 0)
@@ -492,7 +469,7 @@ srv_attreg_route(struct srv_attreg *ar, struct MHD_Connection *c, const char *op
 	o = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : NULL;
 	if (o == NULL || !json_is_object(o)) {
 		json_decref(o);
-		return ar_error(c, STK_REFUSAL_BAD_REQUEST,
+		return srv_refuse(c, STK_REFUSAL_BAD_REQUEST,
 		    "body is not a strict JSON object");
 	}
 	if (strcmp(op, "register") == 0)

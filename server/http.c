@@ -87,6 +87,29 @@ srv_json_response(json_t *o, const char *ctype)
 	return resp;
 }
 
+enum MHD_Result
+srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
+{
+	/* The body may hold a client token: wiped when MHD is done. */
+	struct MHD_Response *resp = srv_json_response(o, "application/json");
+	enum MHD_Result ret;
+
+	if (resp == NULL)
+		return MHD_NO;
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+enum MHD_Result
+srv_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
+{
+	const struct stk_refusal_row *row = stk_refusal(why);
+
+	return srv_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	    "message", msg != NULL && msg[0] ? msg : row->message));
+}
+
 void
 srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len)
 {

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include "sitetoken/error.h"
+#include "sitetoken/refusal.h"
 
 /* A request body as received. too_big: it went over the listener's limit
  * (the rest was dropped; the route answers 413). */
@@ -41,6 +42,16 @@ void srv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
  * ctype and Cache-Control: no-store; the text is wiped when MHD frees it
  * (it may hold a token). NULL when out of memory. */
 struct MHD_Response *srv_json_response(json_t *o, const char *ctype);
+
+/* Queues srv_json_response(o, "application/json") with status (o is
+ * released); MHD_NO when out of memory. */
+enum MHD_Result srv_reply_json(struct MHD_Connection *c, unsigned int status,
+    json_t *o);
+
+/* A refusal: code and status from the one table (sitetoken/refusal.h); msg
+ * NULL or empty takes the table's message. */
+enum MHD_Result srv_refuse(struct MHD_Connection *c, enum stk_refusal why,
+    const char *msg);
 
 /* The client's IPv4 address, or "?". */
 void srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len);

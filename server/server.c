@@ -81,32 +81,6 @@ struct srv {
 	struct stk_challenges *challenges; /* HTTP MP proof of possession */
 };
 
-/* Per-request state: the body being received. */
-static enum MHD_Result
-srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
-{
-	/* The body may hold a client token: wiped when MHD is done. */
-	struct MHD_Response *resp = srv_json_response(o, "application/json");
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-/* A refusal: code and status from the one table (sitetoken/refusal.h); msg
- * NULL takes the table's message. */
-static enum MHD_Result
-srv_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
-{
-	const struct stk_refusal_row *row = stk_refusal(why);
-
-	return srv_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
-	    "message", msg != NULL && msg[0] ? msg : row->message));
-}
-
 /* The TLS client certificate (leaf DER, pointing into the session), or NULL. */
 static const gnutls_datum_t *
 srv_peer_cert(struct MHD_Connection *c, gnutls_session_t *sess_out)

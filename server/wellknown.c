@@ -139,15 +139,8 @@ static enum MHD_Result
 wk_error(struct MHD_Connection *c, unsigned int status, const char *code,
     const char *msg)
 {
-	struct MHD_Response *resp = srv_json_response(json_pack("{s:s, s:s}", "error",
-	    code, "message", msg), "application/json");
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return srv_reply_json(c, status, json_pack("{s:s, s:s}", "error", code,
+	    "message", msg));
 }
 
 /* The Host header names where the client reached us; only a plain

@@ -223,22 +223,7 @@ att_ak_template(TPM2_ALG_ID alg, TPM2B_PUBLIC *t)
 	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
 	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
 	    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-	if (alg == TPM2_ALG_ECC) {
-		t->publicArea.type = TPM2_ALG_ECC;
-		t->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-		t->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
-		t->publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg =
-		    TPM2_ALG_SHA256;
-		t->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-		t->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-	} else {
-		t->publicArea.type = TPM2_ALG_RSA;
-		t->publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
-		t->publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_RSASSA;
-		t->publicArea.parameters.rsaDetail.scheme.details.rsassa.hashAlg =
-		    TPM2_ALG_SHA256;
-		t->publicArea.parameters.rsaDetail.keyBits = 2048;
-	}
+	stk_tpm__sign_params(&t->publicArea, alg == TPM2_ALG_ECC);
 }
 
 static int

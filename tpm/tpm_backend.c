@@ -793,6 +793,26 @@ tpm_reestablish(struct tpm_key *tk, struct stk_error *err)
 	return STK_OK;
 }
 
+void
+stk_tpm__sign_params(TPMT_PUBLIC *p, int ecc)
+{
+	if (ecc) {
+		p->type = TPM2_ALG_ECC;
+		p->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+		p->parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+		p->parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+		p->parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+		p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	} else {
+		p->type = TPM2_ALG_RSA;
+		p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+		p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_RSASSA;
+		p->parameters.rsaDetail.scheme.details.rsassa.hashAlg = TPM2_ALG_SHA256;
+		p->parameters.rsaDetail.keyBits = 2048;
+		p->parameters.rsaDetail.exponent = 0;
+	}
+}
+
 static void
 tpm_template(enum stk_key_type type, int has_auth, TPM2B_PUBLIC *t)
 {
@@ -809,23 +829,7 @@ tpm_template(enum stk_key_type type, int has_auth, TPM2B_PUBLIC *t)
 	 * do — so a signing service would stop for no gain. */
 	if (!has_auth)
 		t->publicArea.objectAttributes |= TPMA_OBJECT_NODA;
-	if (type == STK_KEY_P256) {
-		t->publicArea.type = TPM2_ALG_ECC;
-		t->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-		t->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
-		t->publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg =
-		    TPM2_ALG_SHA256;
-		t->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-		t->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-	} else {
-		t->publicArea.type = TPM2_ALG_RSA;
-		t->publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
-		t->publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_RSASSA;
-		t->publicArea.parameters.rsaDetail.scheme.details.rsassa.hashAlg =
-		    TPM2_ALG_SHA256;
-		t->publicArea.parameters.rsaDetail.keyBits = 2048;
-		t->publicArea.parameters.rsaDetail.exponent = 0;
-	}
+	stk_tpm__sign_params(&t->publicArea, type == STK_KEY_P256);
 }
 
 /* Make a relative path absolute through its directory (which exists: it is

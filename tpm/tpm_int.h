@@ -22,4 +22,9 @@ int stk_tpm__borrow(struct stk_key *key, struct stk_tpm_lend *l,
     struct stk_error *err);
 void stk_tpm__return(struct stk_key *key);
 
+/* The signing scheme of the keys the backend makes and of the AK: type and
+ * parameters of p for ECDSA on P-256 (ecc) or RSASSA-2048, both SHA-256,
+ * no symmetric part. The caller sets nameAlg and objectAttributes. */
+void stk_tpm__sign_params(TPMT_PUBLIC *p, int ecc);
+
 #endif

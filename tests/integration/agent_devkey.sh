@@ -8,16 +8,7 @@
 # unreachable TPM, a certificate that is not the held key's.
 TEST_NAME=agent_devkey
 . "$(dirname "$0")/server_lib.sh"
-DEV_TPM=$T/dev-tpm
-unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
-cleanup_devkey() {
-	local rc=$?
-	stop_server || true
-	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
-	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$T/other-tpm" >/dev/null 2>&1 || true
-	exit $rc
-}
-trap cleanup_devkey EXIT
+device_tpms
 
 # No private key anywhere in a state directory (PEM or DER PKCS#8/SEC1).
 assert_no_private_key() {
@@ -127,7 +118,6 @@ expect_refusal "a file key presented as a TPM key" "cannot be presented as a TPM
 	agent devF 0 attest --nonce "$n"
 # Evidence from another TPM: a second device TPM cannot answer this
 # device's challenge (the credential is bound to this TPM's EK and AK).
-OTHER_TPM=$T/other-tpm
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
 OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
 agent devO 0 --key tpm --tcti "$OTHER_TCTI" register --mp "$MP" >/dev/null || fail "second TPM device"

@@ -11,17 +11,7 @@
 # TPM that answers the activation.
 TEST_NAME=attest_reg
 . "$(dirname "$0")/server_lib.sh"
-DEV_TPM=$T/dev-tpm
-OTHER_TPM=$T/other-tpm
-unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
-cleanup_attreg() {
-	local rc=$?
-	stop_server || true
-	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
-	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
-	exit $rc
-}
-trap cleanup_attreg EXIT
+device_tpms
 
 # mark: remember the audit log's length; audited REASON: a refused
 # device.register* record with this reason was appended since the mark.

@@ -13,23 +13,8 @@
 # key is TPM-bound) or a network attacker (1) replaying or editing evidence
 # in transit. Each forged or stale piece of evidence must be refused with a
 # reason on stderr and exit 1; malformed input must not crash anything.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-ST="$STK_BIN/sitetoken"
-mkdir -p "$STK_TEST_TMP"
-W=$(mktemp -d "$STK_TEST_TMP/attest_tpm.XXXXXX")
-TPM_A="$W/tpm-a"
-TPM_B="$W/tpm-b"
-
-cleanup() {
-  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_A" || true
-  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_B" || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset SITETOKEN_TPM_KEY_AUTH SITETOKEN_TPM_KEY_AUTH_FILE SITETOKEN_SITE
+TEST_NAME=attest_tpm
+. "$(dirname "$0")/tpm_lib.sh"
 command -v tpm2_makecredential >/dev/null || fail "tpm2-tools is not installed (./run deps)"
 
 # A second TPM with its own manufacturer CA: the "other TPM".

@@ -130,3 +130,20 @@ assert_no_tokens_in_logs() {
 	done
 	ok "no token in any log"
 }
+
+# device_tpms: the state directories of the device's swtpm ($DEV_TPM) and of
+# a second device TPM ($OTHER_TPM) under $T, both stopped with the server on
+# exit; no TPM or PKCS#11 settings come from the caller's environment.
+device_tpms() {
+	DEV_TPM=$T/dev-tpm
+	OTHER_TPM=$T/other-tpm
+	unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
+	trap cleanup_device_tpms EXIT
+}
+cleanup_device_tpms() {
+	local rc=$?
+	stop_server || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null 2>&1 || true
+	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
+	exit $rc
+}

@@ -4,23 +4,8 @@
 # restart of swtpm keeps the key, and the errors an operator meets (TPM
 # unreachable, wrong key auth, key blob from another TPM) are clear and
 # exit 3.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-ST="$STK_BIN/sitetoken"
-mkdir -p "$STK_TEST_TMP"
-W=$(mktemp -d "$STK_TEST_TMP/tpm_cli.XXXXXX")
-TPM_A="$W/tpm-a"
-TPM_B="$W/tpm-b"
-
-cleanup() {
-  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_A" || true
-  bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM_B" || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset SITETOKEN_TPM_KEY_AUTH SITETOKEN_TPM_KEY_AUTH_FILE SITETOKEN_SITE
+TEST_NAME=tpm_cli
+. "$(dirname "$0")/tpm_lib.sh"
 
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_A")"
 [ -n "${SITETOKEN_TCTI:-}" ] && [ -n "${SWTPM_PID:-}" ] || fail "swtpm-start printed no exports"

@@ -13,6 +13,7 @@
 #include "sitetoken/site.h"
 #include "sitetoken/token.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 #define EK_HASH "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -28,29 +29,11 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_site_init_opts io;
-	struct stk_key_opts ko;
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	char sub[PATH_MAX], *uri = NULL;
 
-	memset(&io, 0, sizeof(io));
-	memset(&ko, 0, sizeof(ko));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
 	f->dir = tu_tmpdir("attpol");
 	f->t0 = stk_now();
-	snprintf(sub, sizeof(sub), "%s/site", f->dir);
-	if (stk_site_init(sub, &io, &f->s, &err) != 0)
-		fail_msg("site init: %s", err.msg);
-	snprintf(sub, sizeof(sub), "%s/dev.key", f->dir);
-	if (stk_key_generate("file", sub, STK_KEY_P256, &ko, &k, &uri, &err) != 0 ||
-	    stk_cert_make_self_signed(k, "dev", "test device", f->t0, 365, &f->cert,
-	    &f->len, &err) != 0)
-		fail_msg("device: %s", err.msg);
-	stk_key_close(k);
-	free(uri);
+	f->s = sf_site_init(f->dir);
+	sf_device_cert(f->dir, "dev", f->t0, 365, &f->cert, &f->len);
 	*state = f;
 	return 0;
 }
@@ -60,9 +43,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->cert);
 	free(f);
 	return 0;
@@ -157,13 +138,8 @@ test_required_refuses_unattested_and_records_attested(void **state)
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
 	    "t", &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1; /* the CMG: the TLS handshake proved the key */
-	rq.tls_cert_der = f->cert;
-	rq.tls_cert_len = f->len;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	/* The CMG: the TLS handshake proved the key. */
+	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, bulk);
 	rq.peer = "test";
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &is, &reason, &err), STK_E_AUTH);
 	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);

@@ -9,6 +9,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/site.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 #define DAY 86400
 
@@ -21,43 +22,17 @@ struct fx {
 	struct stk_challenges *ch;
 };
 
-static void
-make_cert(struct fx *f, const char *name, unsigned char **der, size_t *len)
-{
-	struct stk_key_opts ko;
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	char path[PATH_MAX], *uri = NULL;
-
-	memset(&ko, 0, sizeof(ko));
-	snprintf(path, sizeof(path), "%s/%s.key", f->dir, name);
-	if (stk_key_generate("file", path, STK_KEY_P256, &ko, &k, &uri, &err) != 0)
-		fail_msg("device key: %s", err.msg);
-	if (stk_cert_make_self_signed(k, name, "test device", f->t0, 365, der, len, &err) != 0)
-		fail_msg("device cert: %s", err.msg);
-	stk_key_close(k);
-	free(uri);
-}
-
 static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_site_init_opts io;
 	struct stk_error err;
-	char sub[PATH_MAX];
 
-	memset(&io, 0, sizeof(io));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
 	f->dir = tu_tmpdir("device");
 	f->t0 = stk_now();
-	snprintf(sub, sizeof(sub), "%s/site", f->dir);
-	if (stk_site_init(sub, &io, &f->s, &err) != 0)
-		fail_msg("site init: %s", err.msg);
-	make_cert(f, "a", &f->certA, &f->lenA);
-	make_cert(f, "b", &f->certB, &f->lenB);
+	f->s = sf_site_init(f->dir);
+	sf_device_cert(f->dir, "a", f->t0, 365, &f->certA, &f->lenA);
+	sf_device_cert(f->dir, "b", f->t0, 365, &f->certB, &f->lenB);
 	if (stk_challenges_new(&f->ch, &err) != 0)
 		fail_msg("challenges: %s", err.msg);
 	*state = f;
@@ -69,10 +44,8 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
 	stk_challenges_free(f->ch);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->certA);
 	free(f->certB);
 	free(f);
@@ -226,11 +199,7 @@ test_register_refusals(void **state)
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_BAD_CERTIFICATE);
 	/* CMG: certificate but no bulk token. */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_NO_TOKEN);
 	/* CMG: no certificate at all. */
@@ -270,13 +239,7 @@ test_cmg_bulk_and_auth(void **state)
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
 	assert_string_equal(a.dev.via, "cmg");
 	assert_string_equal(a.dev.bulk_guid, rec.guid);
@@ -420,15 +383,9 @@ test_tls_body_cert_must_match(void **state)
 	char *bulk = NULL;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certB;
-	rq.tls_cert_len = f->lenB;
+	sf_tls_request(&rq, STK_VIA_CMG, f->certB, f->lenB, bulk);
 	rq.cert_der = f->certA;
 	rq.cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_BINDING);
 	assert_int_equal(device_count(f), 0);
@@ -517,13 +474,7 @@ test_cmg_registration_allow_cmg_off(void **state)
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
 	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_refusal_http(reason), 403);
@@ -562,13 +513,7 @@ test_enrollment_history_and_block_bulk(void **state)
 	long n = -1;
 
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_CMG;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.bulk_token = bulk;
-	rq.bulk_len = strlen(bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 5, &again);
 	assert_string_equal(again.dev.via, "mp");

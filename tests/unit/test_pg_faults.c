@@ -16,6 +16,7 @@
 #include "sitetoken/device.h"
 #include "sitetoken/site.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 /* ---- the fault: what happens to the next COMMIT ---- */
 enum { FAULT_NONE, FAULT_ANSWER_LOST, FAULT_NEVER_SENT };
@@ -52,28 +53,10 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_site_init_opts io;
-	struct stk_key_opts ko;
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	char path[PATH_MAX], *uri = NULL;
 
-	memset(&io, 0, sizeof(io));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
 	f->dir = tu_tmpdir("pgfaults");
-	snprintf(path, sizeof(path), "%s/site", f->dir);
-	if (stk_site_init(path, &io, &f->s, &err) != 0)
-		fail_msg("site init: %s", err.msg);
-	memset(&ko, 0, sizeof(ko));
-	snprintf(path, sizeof(path), "%s/dev.key", f->dir);
-	if (stk_key_generate("file", path, STK_KEY_P256, &ko, &k, &uri, &err) != 0 ||
-	    stk_cert_make_self_signed(k, "dev", "test device", stk_now(), 30, &f->cert,
-	    &f->len, &err) != 0)
-		fail_msg("device identity: %s", err.msg);
-	stk_key_close(k);
-	free(uri);
+	f->s = sf_site_init(f->dir);
+	sf_device_cert(f->dir, "dev", stk_now(), 30, &f->cert, &f->len);
 	fault = FAULT_NONE;
 	*state = f;
 	return 0;
@@ -84,9 +67,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f->cert);
 	free(f);
 	return 0;
@@ -117,11 +98,7 @@ reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
 	enum stk_refusal reason;
 
 	/* The MP over TLS: the handshake proved the key (proof of possession). */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.tls = 1;
-	rq.tls_cert_der = f->cert;
-	rq.tls_cert_len = f->len;
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
 	rq.peer = "127.0.0.1";
 	return stk_device_register(f->s, &rq, stk_now(), out, &reason, err);
 }

@@ -10,6 +10,7 @@
 #include "sitetoken/site.h"
 #include "site_int.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 struct fx {
 	char *dir;
@@ -20,18 +21,9 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_site_init_opts io;
-	struct stk_error err;
-	char sub[PATH_MAX];
 
-	memset(&io, 0, sizeof(io));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
 	f->dir = tu_tmpdir("site");
-	snprintf(sub, sizeof(sub), "%s/site", f->dir);
-	if (stk_site_init(sub, &io, &f->s, &err) != 0)
-		fail_msg("site init: %s", err.msg);
+	f->s = sf_site_init(f->dir);
 	*state = f;
 	return 0;
 }
@@ -41,9 +33,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	stk_site_close(f->s);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->s, f->dir);
 	free(f);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "sitetoken/token.h"
 #include "site_int.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 #define DAY 86400
 
@@ -30,24 +31,6 @@ struct fx {
 	size_t lenA, lenB;
 	int64_t t0;
 };
-
-static void
-make_cert(struct fx *f, const char *name, unsigned char **der, size_t *len)
-{
-	struct stk_key_opts ko;
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	char path[PATH_MAX], *uri = NULL;
-
-	memset(&ko, 0, sizeof(ko));
-	snprintf(path, sizeof(path), "%s/%s.key", f->dir, name);
-	if (stk_key_generate("file", path, STK_KEY_P256, &ko, &k, &uri, &err) != 0)
-		fail_msg("device key: %s", err.msg);
-	if (stk_cert_make_self_signed(k, name, "test device", f->t0, 365, der, len, &err) != 0)
-		fail_msg("device cert: %s", err.msg);
-	stk_key_close(k);
-	free(uri);
-}
 
 /* Node B: a second node of A's site on PostgreSQL, else a second handle. */
 static void
@@ -87,22 +70,15 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_site_init_opts io;
-	struct stk_error err;
 	char sub[PATH_MAX];
 
-	memset(&io, 0, sizeof(io));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
 	f->dir = tu_tmpdir("tokcache");
 	f->t0 = stk_now();
+	f->a = sf_site_init(f->dir);
 	snprintf(sub, sizeof(sub), "%s/site", f->dir);
-	if (stk_site_init(sub, &io, &f->a, &err) != 0)
-		fail_msg("site init: %s", err.msg);
 	open_node_b(f, sub);
-	make_cert(f, "a", &f->certA, &f->lenA);
-	make_cert(f, "b", &f->certB, &f->lenB);
+	sf_device_cert(f->dir, "a", f->t0, 365, &f->certA, &f->lenA);
+	sf_device_cert(f->dir, "b", f->t0, 365, &f->certB, &f->lenB);
 	stk_token_cache_clear();
 	*state = f;
 	return 0;
@@ -114,9 +90,7 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	stk_site_close(f->b);
-	stk_site_close(f->a);
-	tu_rmrf(f->dir);
-	free(f->dir);
+	sf_site_done(f->a, f->dir);
 	free(f->certA);
 	free(f->certB);
 	free(f);
@@ -131,11 +105,7 @@ reg(struct fx *f, struct stk_issued *out)
 	enum stk_refusal reason;
 
 	/* The MP over TLS: the handshake proved the key (proof of possession). */
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.tls = 1;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
+	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
 	rq.peer = "test";
 	if (stk_device_register(f->a, &rq, f->t0, out, &reason, &err) != 0)
 		fail_msg("register: %s", err.msg);

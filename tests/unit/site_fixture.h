@@ -1,0 +1,81 @@
+/* Fixtures shared by the unit tests that need a site and device
+ * certificates. Include after <cmocka.h> and "testutil.h": a failure
+ * fails the calling test. */
+#ifndef STK_SITE_FIXTURE_H
+#define STK_SITE_FIXTURE_H
+
+#include <stdint.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
+#include "sitetoken/key.h"
+#include "sitetoken/site.h"
+
+/* A site in "<dir>/site": file backend, P-256 site key, actor "tester". */
+static inline struct stk_site *
+sf_site_init(const char *dir)
+{
+	struct stk_site_init_opts io;
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	char sub[PATH_MAX];
+
+	memset(&io, 0, sizeof(io));
+	io.backend = "file";
+	io.key_type = STK_KEY_P256;
+	io.actor = "tester";
+	snprintf(sub, sizeof(sub), "%s/site", dir);
+	if (stk_site_init(sub, &io, &s, &err) != 0)
+		fail_msg("site init: %s", err.msg);
+	return s;
+}
+
+/* Closes the site and removes (and frees) its scratch directory dir. */
+static inline void
+sf_site_done(struct stk_site *s, char *dir)
+{
+	stk_site_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* A device certificate: a fresh P-256 file key "<dir>/<name>.key" and a
+ * self-signed certificate for it, CN name, valid from t0 for days days. */
+static inline void
+sf_device_cert(const char *dir, const char *name, int64_t t0, int days,
+    unsigned char **der, size_t *len)
+{
+	struct stk_key_opts ko;
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char path[PATH_MAX], *uri = NULL;
+
+	memset(&ko, 0, sizeof(ko));
+	snprintf(path, sizeof(path), "%s/%s.key", dir, name);
+	if (stk_key_generate("file", path, STK_KEY_P256, &ko, &k, &uri, &err) != 0)
+		fail_msg("device key: %s", err.msg);
+	if (stk_cert_make_self_signed(k, name, "test device", t0, days, der, len,
+	    &err) != 0)
+		fail_msg("device cert: %s", err.msg);
+	stk_key_close(k);
+	free(uri);
+}
+
+/* A registration request over a TLS listener (the CMG, or the MP over
+ * HTTPS): the handshake's client certificate cert (which proved the key),
+ * and the bulk token bulk unless NULL. */
+static inline void
+sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
+    const unsigned char *cert, size_t len, const char *bulk)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->via = via;
+	rq->tls = 1;
+	rq->tls_cert_der = cert;
+	rq->tls_cert_len = len;
+	if (bulk != NULL) {
+		rq->bulk_token = bulk;
+		rq->bulk_len = strlen(bulk);
+	}
+}
+
+#endif
