@@ -72,20 +72,20 @@ grep -q '<script src="/console.js" defer></script>' "$T/index.html" || fail "pag
 for p in /console.js /console.css /favicon.svg; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -w '%{http_code}' "$ADMIN$p")
 	echo "$h" | tail -n 1 | grep -q 200 || fail "$p not served"
-	echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "$p: no CSP in: $h"
-	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
+	grep -qi "content-security-policy: default-src 'self'" <<<"$h" || fail "$p: no CSP in: $h"
+	grep -qi "x-content-type-options: nosniff" <<<"$h" || fail "$p: no nosniff"
 done
 curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/console.js" | grep -qi '^content-type: text/javascript' \
 	|| fail "console.js content type"
 for p in /api/v1/certs /api/v1/nothing; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN$p")
-	echo "$h" | grep -qi "content-security-policy: default-src 'self'.*frame-ancestors 'none'" || fail "$p: no CSP in: $h"
-	echo "$h" | grep -qi "x-content-type-options: nosniff" || fail "$p: no nosniff"
-	if echo "$h" | grep -qi set-cookie; then fail "$p sets a cookie"; fi
+	grep -qi "content-security-policy: default-src 'self'.*frame-ancestors 'none'" <<<"$h" || fail "$p: no CSP in: $h"
+	grep -qi "x-content-type-options: nosniff" <<<"$h" || fail "$p: no nosniff"
+	if grep -qi set-cookie <<<"$h"; then fail "$p sets a cookie"; fi
 done
 h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/api/v1/certs")
-echo "$h" | grep -qi "content-security-policy: default-src 'self'" || fail "401: no CSP"
-echo "$h" | grep -qi 'www-authenticate: Bearer realm="sitetoken-admin"' || fail "401: no WWW-Authenticate"
+grep -qi "content-security-policy: default-src 'self'" <<<"$h" || fail "401: no CSP"
+grep -qi 'www-authenticate: Bearer realm="sitetoken-admin"' <<<"$h" || fail "401: no WWW-Authenticate"
 ok "CSP (default-src 'self', no inline, frame-ancestors 'none'), nosniff, DENY, no-store, no cookies; page without inline script/style"
 
 # ---- the session ----
