@@ -45,8 +45,7 @@ start_all() {
 # key and token in $T/TAG.{crt,key,tok}.
 register() {
 	local tag=$1 i=$2
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$tag.key" \
-		-out "$T/$tag.crt" -days 30 -subj "/CN=$tag" 2>/dev/null
+	dev_cert "$tag"
 	# The MP's proof of possession: its challenge signed by the device key.
 	nonce=$(curl -s -H 'Content-Type: application/json' -d '{}' \
 		"http://127.0.0.1:${MPP[$i]}/sitetoken/v1/challenge" | json_get nonce)

@@ -36,9 +36,7 @@ trap cleanup_failover EXIT
 mkdir -p "$T/ids"
 (
 	for i in $(seq 400); do
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ids/d$i.key" \
-			-out "$T/ids/d$i.crt" -days 30 -subj "/CN=d$i" 2>/dev/null || exit 1
-		chmod 600 "$T/ids/d$i.key"
+		dev_cert "$T/ids/d$i" || exit 1
 	done
 ) &
 GEN=$!
