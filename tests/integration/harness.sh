@@ -127,14 +127,15 @@ json_get() { JSON_KEY=$1 json 'd[os.environ["JSON_KEY"]]' 1; } # json_get KEY < 
 
 # ---- HTTP ----
 # http METHOD URL [curl args...]: one request (the test's TLS certificate
-# trusted, 20 s limit); prints the body, then the status on a last line
-# (000: no answer); the body also in $T/resp.
+# trusted, 20 s limit; METHOD '' leaves it to curl); prints the body, then
+# the status on a last line (000: no answer); the body also in $T/resp.
 http() {
-	local method=$1 url=$2 code
+	local url=$2 code m=()
+	[ -z "$1" ] || m=(-X "$1")
 	shift 2
 	: >"$T/resp"
 	code=$(curl -s --max-time 20 --cacert "$T/tls.crt" -o "$T/resp" -w '%{http_code}' \
-		-X "$method" "$@" "$url") || code=${code:-000}
+		"${m[@]}" "$@" "$url") || code=${code:-000}
 	cat "$T/resp"
 	printf '\n%s\n' "$code"
 }
@@ -161,11 +162,8 @@ cmg_call() {
 post_json() {
 	local url=$1 body=$2 code err
 	shift 2
-	if [ "$body" = - ]; then
-		code=$(http GET "$url" "$@" | http_status)
-	else
-		code=$(http POST "$url" -H 'Content-Type: application/json' --data-binary @"$body" "$@" | http_status)
-	fi
+	[ "$body" = - ] || set -- -H 'Content-Type: application/json' --data-binary @"$body" "$@"
+	code=$(http "" "$url" "$@" | http_status)
 	err=$(json 'd.get("error", "-")' <"$T/resp" 2>/dev/null) || err='?'
 	echo "$code $err"
 }
