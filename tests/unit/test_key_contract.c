@@ -37,14 +37,12 @@ struct backend {
 	const char *attrs[8][2];       /* attributes describe must read back */
 	const char *reconnect_log;     /* the log line of a recovered session */
 	const char *no_session_why;    /* NULL: there is a session to lose */
-	int (*setup)(void);
+	int (*setup)(void);               /* NULL: nothing to start */
 	void (*teardown)(void);
-	/* the generate arguments for a key named `label` */
-	void (*gen_args)(const char *label, char *uri, size_t len,
-	    struct stk_key_opts *o);
-	void (*check_stored)(const char *uri, const struct stk_key_opts *o);
+	void (*gen_args)(const char *label); /* cur.gen_uri, cur.opts for label */
+	void (*check_stored)(void);       /* what generate left behind */
 	int (*lose_session)(void);
-	int (*check_clean)(void);
+	int (*check_clean)(void);         /* NULL: nothing to check */
 };
 
 static const struct backend *be;
@@ -65,33 +63,28 @@ static const unsigned char msg[] = "header.payload";
 
 /* ---- file ---- */
 
-static int file_setup(void) { return 0; }
-static void file_teardown(void) {}
-
 static void
-file_gen_args(const char *label, char *uri, size_t len, struct stk_key_opts *o)
+file_gen_args(const char *label)
 {
-	(void)o;
-	snprintf(uri, len, "%s/%s.pem", scratch, label);
+	snprintf(cur.gen_uri, sizeof(cur.gen_uri), "%s/%s.pem", scratch, label);
 }
 
+/* The PEM file is the key: readable by its owner only. */
 static void
-file_check_stored(const char *uri, const struct stk_key_opts *o)
+file_check_stored(void)
 {
 	struct stat st;
 
-	(void)o;
-	/* The PEM file is the key: readable by its owner only. */
 	assert_int_equal(stat(cur.gen_uri, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_non_null(strstr(uri, cur.gen_uri));
+	assert_non_null(strstr(cur.uri, cur.gen_uri));
 }
 
 static const struct backend file_backend = {
 	"file", { STK_KEY_RSA2048, STK_KEY_RSA3072, STK_KEY_P256 }, 0,
 	{ { "exportable", "true" } }, NULL,
 	"a PEM file has no session: every signature uses the key in memory",
-	file_setup, file_teardown, file_gen_args, file_check_stored, NULL, NULL,
+	NULL, NULL, file_gen_args, file_check_stored, NULL, NULL,
 };
 
 /* ---- pkcs11 (SoftHSM) ---- */
@@ -113,21 +106,19 @@ p11_teardown(void)
 }
 
 static void
-p11_gen_args(const char *label, char *uri, size_t len, struct stk_key_opts *o)
+p11_gen_args(const char *label)
 {
-	(void)o;
-	snprintf(uri, len, "pkcs11:token=" P11_LABEL ";object=%s", label);
+	snprintf(cur.gen_uri, sizeof(cur.gen_uri), "pkcs11:token=" P11_LABEL ";object=%s", label);
 }
 
+/* The stored URI pins the private key by id and names no secret. */
 static void
-p11_check_stored(const char *uri, const struct stk_key_opts *o)
+p11_check_stored(void)
 {
-	(void)o;
-	/* The stored URI pins the private key by id and names no secret. */
-	assert_non_null(strstr(uri, "object="));
-	assert_non_null(strstr(uri, ";id=%"));
-	assert_non_null(strstr(uri, "type=private"));
-	assert_null(strstr(uri, "pin"));
+	assert_non_null(strstr(cur.uri, "object="));
+	assert_non_null(strstr(cur.uri, ";id=%"));
+	assert_non_null(strstr(cur.uri, "type=private"));
+	assert_null(strstr(cur.uri, "pin"));
 }
 
 /* Another application closes every session of the token (a token removal
@@ -173,26 +164,26 @@ tpm_setup(void)
 
 static void tpm_teardown(void) { swtpm_stop(tpm_state); }
 
+/* No URI: the blob goes to the site directory. */
 static void
-tpm_gen_args(const char *label, char *uri, size_t len, struct stk_key_opts *o)
+tpm_gen_args(const char *label)
 {
-	(void)len;
-	uri[0] = '\0';
+	cur.gen_uri[0] = '\0';
 	snprintf(cur.dir, sizeof(cur.dir), "%s/%s", scratch, label);
 	mkdir(cur.dir, 0700);
-	o->site_dir = cur.dir;
-	o->tcti = tpm_tcti;
+	cur.opts.site_dir = cur.dir;
+	cur.opts.tcti = tpm_tcti;
 }
 
+/* The wrapped blob lives in the site directory, owner-only. */
 static void
-tpm_check_stored(const char *uri, const struct stk_key_opts *o)
+tpm_check_stored(void)
 {
 	char path[PATH_MAX + 16];
 	struct stat st;
 
-	/* The wrapped blob lives in the site directory, owner-only. */
-	assert_true(strncmp(uri, "tpm:blob=/", 10) == 0);
-	snprintf(path, sizeof(path), "%s/site.tpmkey", o->site_dir);
+	assert_true(strncmp(cur.uri, "tpm:blob=/", 10) == 0);
+	snprintf(path, sizeof(path), "%s/site.tpmkey", cur.dir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 }
@@ -297,7 +288,7 @@ group_setup(void **state)
 	(void)state;
 	snprintf(label, sizeof(label), "c-%s", stk_key_type_name(cur.type));
 	memset(&cur.opts, 0, sizeof(cur.opts));
-	be->gen_args(label, cur.gen_uri, sizeof(cur.gen_uri), &cur.opts);
+	be->gen_args(label);
 	stk_error_clear(&err);
 	if (stk_key_generate(be->name, cur.gen_uri[0] ? cur.gen_uri : NULL,
 	    cur.type, &cur.opts, &cur.key, &cur.uri, &err) != 0 ||
@@ -328,7 +319,7 @@ test_generate(void **state)
 {
 	(void)state;
 	assert_int_equal(cur.key->type, cur.type);
-	be->check_stored(cur.uri, &cur.opts);
+	be->check_stored();
 }
 
 /* What the key signs, OpenSSL verifies with the public key alone. */
@@ -460,7 +451,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	scratch = tu_tmpdir(be->name);
-	if (be->setup() != 0) {
+	if (be->setup != NULL && be->setup() != 0) {
 		fprintf(stderr, "cannot set up the %s backend\n", be->name);
 		failed = 1;
 		goto out;
@@ -470,7 +461,8 @@ main(int argc, char **argv)
 		failed += _cmocka_run_group_tests(stk_key_type_name(cur.type), tests,
 		    sizeof(tests) / sizeof(tests[0]), group_setup, group_teardown);
 	}
-	be->teardown();
+	if (be->teardown != NULL)
+		be->teardown();
 out:
 	tu_rmrf(scratch);
 	free(scratch);
