@@ -124,6 +124,15 @@ v = eval(sys.argv[1])
 print(str(v).lower() if sys.argv[2] == "1" and isinstance(v, bool) else v)' "$1" "${2:-0}"
 }
 json_get() { JSON_KEY=$1 json 'd[os.environ["JSON_KEY"]]' 1; } # json_get KEY < json
+# jws_header TOKEN|FILE: the token's decoded header (JSON); kid_of: its kid.
+jws_header() {
+	local t=$1
+	[ -f "$t" ] && t=$(cat "$t")
+	python3 -c 'import base64, sys; h = sys.argv[1].split(".")[0]
+print(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)).decode())' "$t"
+}
+kid_of() { jws_header "$1" | json 'd["kid"]'; }
+nonce() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; } # 16 random bytes, hex
 
 # ---- HTTP ----
 # http METHOD URL [curl args...]: one request (the test's TLS certificate

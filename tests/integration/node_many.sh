@@ -18,7 +18,6 @@ stop_all() {
 }
 cleanup_many() { local rc=$?; stop_all || true; exit $rc; }
 trap cleanup_many EXIT
-kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 sitedir() { if [ "$1" = 1 ]; then echo "$SITE"; else echo "$T/site$1"; fi; }
 
