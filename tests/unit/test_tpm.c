@@ -1,11 +1,10 @@
 /* tpm backend against a real swtpm (started and stopped by the same
  * swtpm-setup scripts the demo and CI use), what only this backend has:
  * no transient object left after many signatures or opens, threads sharing
- * a key, the blob surviving a restart of the swtpm process, clear errors
- * for an unreachable TPM, a wrong auth value, a blob from another TPM and a
- * DA lockout, persistent handles. The backend contract (generate, sign,
+ * a key, clear errors for an unreachable TPM, a wrong auth value, a blob
+ * from another TPM and a DA lockout, persistent handles. The backend contract (generate, sign,
  * describe, re-open, duplicate, TPM reset under an open key) is
- * test_key_contract_tpm. */
+ * test_key_contract_tpm; a restart of the swtpm process, backend_cli_tpm. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -255,28 +254,6 @@ test_threads_share_one_key(void **state)
 	assert_tpm_clean();
 }
 
-/* Stop swtpm, start it again on the same state: the blob still loads. */
-static void
-test_restart_keeps_key(void **state)
-{
-	struct stk_key_opts o;
-	struct stk_key *key = NULL;
-	struct stk_error err;
-
-	(void)state;
-	swtpm_stop(env.state);
-	assert_int_equal(swtpm_start(env.state, env.tcti, sizeof(env.tcti)), 0);
-	o = opts_for("rsa");
-	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
-	assert_signs(key);
-	stk_key_close(key);
-	o = opts_for("p256");
-	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
-	assert_signs(key);
-	stk_key_close(key);
-	assert_tpm_clean();
-}
-
 static void
 test_unreachable(void **state)
 {
@@ -494,7 +471,6 @@ main(void)
 		cmocka_unit_test(test_blob_from_another_tpm),
 		cmocka_unit_test(test_persistent_handle),
 		cmocka_unit_test(test_unreachable),
-		cmocka_unit_test(test_restart_keeps_key),
 		cmocka_unit_test(test_lockout_is_explained),
 	};
 
