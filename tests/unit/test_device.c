@@ -25,6 +25,7 @@ struct fx {
 	char *bulk;                /* a bulk token (new_bulk) */
 	struct stk_bulk_record rec;
 	struct stk_error err;      /* of the last call */
+	struct stk_reg_request rq; /* the test's request */
 };
 
 static int
@@ -247,8 +248,7 @@ bulk_devices(struct fx *f)
 
 /* ---- registration over the MP ---- */
 
-/* A first MP registration makes a device with a 90-day token bound to the
- * certificate's thumbprint, CMG use left to the site setting. */
+/* A first MP registration: a new device, 90-day token bound to the cert, CMG per site. */
 static void
 test_mp_register_new_device(void **state)
 {
@@ -267,8 +267,7 @@ test_mp_register_new_device(void **state)
 	assert_int_equal(d.allow_cmg, -1);
 }
 
-/* The same certificate again is the same device with a new token: one
- * row, both registrations audited. */
+/* The same certificate again: same device (one row), new token, both audited. */
 static void
 test_mp_register_again_same_device(void **state)
 {
@@ -290,26 +289,23 @@ static void
 test_refuse_bad_certificate(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	unsigned char junk[8] = { 0x30, 0x03, 1, 2, 3, 4, 5, 6 };
 
-	mp_request(f, &rq, junk, sizeof(junk));
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_BAD_CERTIFICATE);
+	mp_request(f, &f->rq, junk, sizeof(junk));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BAD_CERTIFICATE);
 }
 
-/* The HTTPS MP configured to need a credential refuses a device without a
- * trusted one and registers it with one. */
+/* An HTTPS MP that needs a credential refuses without one and registers with one. */
 static void
 test_https_mp_requires_credential(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
-	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
-	rq.require_credential = 1;
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_CREDENTIAL);
-	rq.trusted_credential = 1;
-	reg_ok(f, &rq, f->t0, NULL);
+	sf_tls_request(&f->rq, STK_VIA_MP, f->certA, f->lenA, NULL);
+	f->rq.require_credential = 1;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CREDENTIAL);
+	f->rq.trusted_credential = 1;
+	reg_ok(f, &f->rq, f->t0, NULL);
 }
 
 /* With internal registration off the MP registers nobody. */
@@ -317,11 +313,10 @@ static void
 test_refuse_internal_registration_off(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_INTERNAL_REG, "off", "t", &f->err), 0);
-	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_INTERNAL_DISABLED);
+	sf_tls_request(&f->rq, STK_VIA_MP, f->certA, f->lenA, NULL);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_INTERNAL_DISABLED);
 }
 
 /* ---- proof of possession (attacker 1, network: A's certificate is
@@ -332,11 +327,10 @@ static void
 test_pop_required(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
 	reg_a(f);
-	mp_request(f, &rq, f->certA, f->lenA);
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_PROOF_REQUIRED);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_PROOF_REQUIRED);
 }
 
 /* B's key signing a challenge for A's certificate is refused. */
@@ -344,15 +338,14 @@ static void
 test_pop_by_other_key_refused(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	reg_a(f);
 	prove(f, "b", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &rq, f->certA, f->lenA);
-	rq.nonce = nonce;
-	rq.proof = proof;
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_PROOF_INVALID);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_PROOF_INVALID);
 	free(proof);
 }
 
@@ -361,15 +354,14 @@ static void
 test_pop_forged_nonce_refused(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
 	nonce[3] = nonce[3] == 'A' ? 'B' : 'A';
-	mp_request(f, &rq, f->certA, f->lenA);
-	rq.nonce = nonce;
-	rq.proof = proof;
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_CHALLENGE_INVALID);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CHALLENGE_INVALID);
 	free(proof);
 }
 
@@ -378,14 +370,13 @@ static void
 test_pop_expired_challenge_refused(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &rq, f->certA, f->lenA);
-	rq.nonce = nonce;
-	rq.proof = proof;
-	assert_refused(f, &rq, f->t0 + STK_CHALLENGE_TTL, STK_REFUSAL_CHALLENGE_INVALID);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0 + STK_CHALLENGE_TTL, STK_REFUSAL_CHALLENGE_INVALID);
 	free(proof);
 }
 
@@ -394,15 +385,14 @@ static void
 test_pop_replayed_challenge_refused(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &rq, f->certA, f->lenA);
-	rq.nonce = nonce;
-	rq.proof = proof;
-	reg_ok(f, &rq, f->t0 + 1, NULL);
-	assert_refused(f, &rq, f->t0 + 2, STK_REFUSAL_CHALLENGE_INVALID);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	reg_ok(f, &f->rq, f->t0 + 1, NULL);
+	assert_refused(f, &f->rq, f->t0 + 2, STK_REFUSAL_CHALLENGE_INVALID);
 	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 1);
 	free(proof);
 }
@@ -414,11 +404,10 @@ static void
 test_cmg_register_with_bulk(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 	struct stk_issued a;
 
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
-	reg_ok(f, &rq, f->t0, &a);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	reg_ok(f, &f->rq, f->t0, &a);
 	assert_string_equal(a.dev.via, "cmg");
 	assert_string_equal(a.dev.bulk_guid, f->rec.guid);
 	stk_issued_clear(&a);
@@ -429,10 +418,9 @@ static void
 test_refuse_cmg_without_bulk_token(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_NO_TOKEN);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_NO_TOKEN);
 }
 
 /* The CMG refuses a request without a client certificate. */
@@ -440,10 +428,9 @@ static void
 test_refuse_cmg_without_client_cert(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
-	sf_tls_request(&rq, STK_VIA_CMG, NULL, 0, new_bulk(f));
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_NO_CLIENT_CERT);
+	sf_tls_request(&f->rq, STK_VIA_CMG, NULL, 0, new_bulk(f));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_NO_CLIENT_CERT);
 }
 
 /* Attacker 1 with a bulk token and any TLS certificate: a body naming
@@ -453,15 +440,14 @@ static void
 test_tls_body_cert_must_match(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
-	sf_tls_request(&rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_BINDING);
-	rq.cert_der = f->certB;
-	rq.cert_len = f->lenB;
-	reg_ok(f, &rq, f->t0, NULL);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
+	f->rq.cert_der = f->certA;
+	f->rq.cert_len = f->lenA;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BINDING);
+	f->rq.cert_der = f->certB;
+	f->rq.cert_len = f->lenB;
+	reg_ok(f, &f->rq, f->t0, NULL);
 }
 
 /* A blocked bulk token registers no more devices. */
@@ -469,11 +455,10 @@ static void
 test_blocked_bulk_refuses_registration(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
-	sf_tls_request(&rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
 	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "t", &f->err), 0);
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_BULK_BLOCKED);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BULK_BLOCKED);
 }
 
 /* Item 5: with allow-cmg off a CMG registration is refused 403
@@ -484,11 +469,10 @@ static void
 test_cmg_registration_allow_cmg_off(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
 
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
-	assert_refused(f, &rq, f->t0, STK_REFUSAL_CMG_DISABLED);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_refusal_http(STK_REFUSAL_CMG_DISABLED), 403);
 	assert_int_equal(bulk_devices(f), 0);
 }
@@ -520,8 +504,7 @@ test_bulk_token_not_client_token(void **state)
 	    STK_REFUSAL_TOKEN_TYPE);
 }
 
-/* allow-cmg off at the site refuses the gateway; a device override on lets
- * that device in; back to the default (-1) it is refused again. */
+/* allow-cmg off refuses the gateway; a device override lets it in; default refuses. */
 static void
 test_allow_cmg_site_and_device_override(void **state)
 {
@@ -603,8 +586,7 @@ test_renewal_with_other_cert_refused(void **state)
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
 }
 
-/* An expired token does not renew; the message says to come back on the
- * internal network; no token is returned. */
+/* An expired token does not renew (no token); the message says: internal network. */
 static void
 test_renewal_after_expiry_refused(void **state)
 {
@@ -636,8 +618,7 @@ test_lost_renewal_retry(void **state)
 	stk_issued_clear(&r2);
 }
 
-/* Once the retried token has been used, the first token renews no more
- * and never works at the gateway. */
+/* Once the new token is used, the first one neither renews nor passes the gateway. */
 static void
 test_used_renewal_finishes_old_token(void **state)
 {
@@ -653,8 +634,7 @@ test_used_renewal_finishes_old_token(void **state)
 	stk_issued_clear(&r2);
 }
 
-/* Attacker 6 for registration: the response is lost; the device registers
- * again (fresh proof) and ends with one device and one valid token. */
+/* Attacker 6: a lost registration response; the retry leaves one device, one valid token. */
 static void
 test_lost_registration_retry(void **state)
 {
@@ -682,11 +662,10 @@ dev_guid_cb(void *ctx, const struct stk_device *d)
 static void
 enrol_then_mp(struct fx *f, struct stk_issued *a)
 {
-	struct stk_reg_request rq;
 	struct stk_issued again;
 
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
-	reg_ok(f, &rq, f->t0, a);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	reg_ok(f, &f->rq, f->t0, a);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 5, &again);
 	assert_string_equal(again.dev.via, "mp");
 	stk_issued_clear(&again);
@@ -709,8 +688,7 @@ test_enrollment_history_survives(void **state)
 	stk_issued_clear(&a);
 }
 
-/* `devices block --bulk` blocks the token's devices, audited; a second run
- * finds nothing left to block. */
+/* `devices block --bulk` blocks the token's devices (audited); a second run blocks none. */
 static void
 test_block_bulk_blocks_its_devices(void **state)
 {
