@@ -30,7 +30,8 @@ AGENT=$STK_BIN/sitetoken-agent
 BRT=$STK_BIN/BulkRegistrationTokenTool
 mkdir -p "${STK_TEST_TMP:-/tmp}"
 T=$(mktemp -d "${STK_TEST_TMP:-/tmp}/${TEST_NAME:-$(basename "$0" .sh)}.XXXXXX")
-_FAILS=$T/.failures
+# Failed checks, one a line: outside $T, which a hook may remove.
+_FAILS=$(mktemp "${STK_TEST_TMP:-/tmp}/.${TEST_NAME:-$(basename "$0" .sh)}.failures.XXXXXX")
 PASSED=0
 FAILED=0
 SERVER_PID=
@@ -103,6 +104,7 @@ _harness_exit() {
 	stop_server || true
 	unset -f exit
 	n=$(_failures)
+	rm -f "$_FAILS"
 	if [ "$n" -gt 0 ]; then
 		echo "$n check(s) failed; scratch kept in $T" >&2
 		rc=$((n < 77 ? n : 76))

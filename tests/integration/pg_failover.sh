@@ -27,7 +27,6 @@ cleanup_failover() {
 	if [ -n "$PIDC" ]; then kill -TERM "$PIDC" 2>/dev/null; wait "$PIDC" 2>/dev/null; fi
 	stop_server || true
 	pgo_stop_all
-	[ "$rc" -ne 0 ] || rm -rf "$T"
 	exit $rc
 }
 trap cleanup_failover EXIT
