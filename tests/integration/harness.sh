@@ -54,7 +54,8 @@ bad() {
 	local w
 	w=$(_where)
 	FAILED=$((FAILED + 1))
-	echo "$w: $*" >>"$_FAILS"
+	local m="$w: $*"
+	echo "${m//$'\n'/ | }" >>"$_FAILS"
 	echo "FAIL - $w: $*" >&2
 	return 0
 }
