@@ -137,66 +137,6 @@ stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
 	return r;
 }
 
-int
-stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
-    int *value, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
-
-	*value = default_on;
-	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
-		return site_db_error(s, err, "reading settings");
-	db_bind_text(st, 1, name);
-	if ((rc = db_step(st)) == SITE_DB_ROW)
-		*value = strcmp(db_column_text(st, 0), "on") == 0;
-	else if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading settings");
-	db_finalize(st);
-	return r;
-}
-
-int
-stk_setting_set(struct stk_site *s, const char *name, const char *value,
-    const char *actor, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int r;
-
-	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
-	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
-	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "unknown setting '%.40s' (known: %s, %s, %s)", name ? name : "",
-		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG,
-		    STK_SETTING_REQUIRE_ATTESTATION);
-	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "setting %s takes 'on' or 'off'", name);
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
-	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES (?, ?)"
-	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st) != 0) {
-		r = site_db_error(s, err, "writing settings");
-		goto fail;
-	}
-	db_bind_text(st, 1, name);
-	db_bind_text(st, 2, value);
-	if (db_step(st) != SITE_DB_DONE) {
-		r = site_db_error(s, err, "writing settings");
-		goto fail;
-	}
-	db_finalize(st);
-	st = NULL;
-	if ((r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-	return r;
-}
-
 /* UPDATE devices SET <col> = value (NULL when value < 0) WHERE guid. */
 static int
 dev_update_flag(struct stk_site *s, const char *guid, const char *col,
