@@ -131,6 +131,9 @@ int site_trust_load(struct stk_site *s, struct site_trust **out,
 /* The trusted key with this kid, or NULL. */
 const struct site_trust_key *site_trust_find(const struct site_trust *t,
     const char *kid);
+/* The key with this kid, trusted or not, or NULL. */
+struct site_trust_key *site_trust_lookup(const struct site_trust *t,
+    const char *kid);
 void site_trust_free(struct site_trust *t);
 void site_trust_message(const char *guid, const char *kid, const char *node,
     const unsigned char *der, size_t len, char *buf, size_t buflen);
