@@ -107,7 +107,7 @@ struct stk_key_backend {
 	 * advanced by one first when `advance` (the device may start it at
 	 * any value; it never goes down, not even when the disk is restored).
 	 * 0 when it was never advanced. NULL: the device has none (file,
-	 * pkcs11). The audit log anchors its head to it (site/audit.c). */
+	 * pkcs11). The audit log anchors its head to it (site/audit/audit.c). */
 	int (*counter)(struct stk_key *key, const char *name, int advance,
 	    uint64_t *value, struct stk_error *err);
 };

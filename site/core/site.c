@@ -44,7 +44,7 @@ static const char *const site_migrations[] = {
 	"  last_token_jti TEXT, last_issued_at INTEGER, token_exp INTEGER);"
 	"CREATE INDEX devices_bulk ON devices (bulk_guid);"
 	"CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-	/* 2 -> 3: one signing key per node, rotation (site/keys.c) */
+	/* 2 -> 3: one signing key per node, rotation (site/keys/keys.c) */
 	"CREATE TABLE site_keys ("
 	"  kid TEXT PRIMARY KEY, node TEXT NOT NULL, backend TEXT NOT NULL,"
 	"  key_uri TEXT NOT NULL, key_type TEXT NOT NULL, cert BLOB NOT NULL,"
@@ -54,7 +54,7 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
-	/* key retirement by the store's record, not a clock (site/keys.c):
+	/* key retirement by the store's record, not a clock (site/keys/keys.c):
 	 * max_exp, the latest expiry of tokens each key signed (0: none yet;
 	 * NULL: a key from before this record, not_after covers it);
 	 * retiring_at, when it stopped signing, by the store's clock. */
@@ -62,7 +62,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
 	"UPDATE site_keys SET max_exp = NULL;",
 	/* 4 -> 5: enrollment history (append-only) and idempotent renewal
-	 * (site/device.c) */
+	 * (site/registration/registration.c) */
 	"CREATE TABLE registrations ("
 	"  device_guid TEXT NOT NULL, cert_thumbprint TEXT NOT NULL,"
 	"  via TEXT NOT NULL, bulk_guid TEXT, peer TEXT NOT NULL, at INTEGER NOT NULL);"
@@ -73,7 +73,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE devices ADD COLUMN prev_token_jti TEXT;"
 	"ALTER TABLE devices ADD COLUMN token_used INTEGER NOT NULL DEFAULT 1;",
 	/* 5 -> 6: a key row is trusted only through an endorsement by an
-	 * already trusted key (site/keytrust.c); nothing is endorsed here */
+	 * already trusted key (site/keys/keytrust.c); nothing is endorsed here */
 	"ALTER TABLE site_keys ADD COLUMN endorsed_by TEXT;"
 	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;"
 	/* and a structured second subject for audit records (the bulk token
@@ -81,7 +81,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';"
 	/* and the TPM NV counter value a checkpoint was signed with */
 	"ALTER TABLE audit_checkpoints ADD COLUMN counter INTEGER;",
-	/* 6 -> 7: attested registration (site/attest_policy.c): manufacturer roots
+	/* 6 -> 7: attested registration (site/registration/attest_policy.c): manufacturer roots
 	 * trusted for device EKs; what each device proved; the per bulk token
 	 * policy (NULL: the site default) */
 	"CREATE TABLE attest_roots ("
@@ -90,7 +90,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE devices ADD COLUMN attestation TEXT;"
 	"ALTER TABLE devices ADD COLUMN ek_sha256 TEXT;"
 	"ALTER TABLE bulk_tokens ADD COLUMN require_attestation INTEGER;",
-	/* 7 -> 8: bulk token limits (site/bulk_limits.c): a row per limited token;
+	/* 7 -> 8: bulk token limits (site/bulk/bulk_limits.c): a row per limited token;
 	 * max_uses NULL: no use limit; sources '': any network. */
 	"CREATE TABLE IF NOT EXISTS bulk_limits ("
 	"  guid TEXT PRIMARY KEY, max_uses INTEGER CHECK (max_uses > 0),"

@@ -80,7 +80,7 @@ int site_make_key(struct stk_site *s, const char *backend, const char *key_uri,
 /* Write a key's certificate as site.crt in the site directory. */
 int site_write_cert_pem(struct stk_site *s, const unsigned char *der, size_t len,
     struct stk_error *err);
-/* site/bulk_limits.c: record a new token's limits (caller's transaction). */
+/* site/bulk/bulk_limits.c: record a new token's limits (caller's transaction). */
 struct stk_bulk_limits;
 int site_bulk_limits_insert(struct stk_site *s, const char *guid,
     const struct stk_bulk_limits *lim, struct stk_error *err);

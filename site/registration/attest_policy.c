@@ -1,6 +1,6 @@
 /* Attested registration, the site's side of the policy: trusted EK roots,
  * require-attestation (site default, per bulk token), what each device
- * proved. Kept apart from site/device.c, which calls in at two points
+ * proved. Kept apart from site/registration/registration.c, which calls in at two points
  * (the policy check and the record of the device). */
 #include <stdio.h>
 #include <stdlib.h>

@@ -221,7 +221,7 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
-	/* The key retires only after this token expires (site/keys.c). */
+	/* The key retires only after this token expires (site/keys/keys.c). */
 	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
 		goto fail;
 	d->token_used = 0;
@@ -456,7 +456,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		goto refuse;
 	}
-	/* Attestation policy (site/attest_policy.c). */
+	/* Attestation policy (site/registration/attest_policy.c). */
 	if ((r = stk_attest_required(s, req->bulk_token ? bulk.id : NULL, &on, err)) != 0)
 		goto out;
 	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
