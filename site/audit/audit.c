@@ -146,16 +146,15 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}
-	db_bind_int64(st, 1, seq);
-	db_bind_text(st, 2, hash);
-	db_bind_int64(st, 3, at);
-	db_bind_text(st, 4, stk_signer_kid(signer));
-	db_bind_text(st, 5, sigb64);
-	if (counter > 0)
-		db_bind_int64(st, 6, (int64_t)counter);
-	else
-		db_bind_null(st, 6);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_int64(st, 1, seq) != 0 ||
+	    db_bind_text(st, 2, hash) != 0 ||
+	    db_bind_int64(st, 3, at) != 0 ||
+	    db_bind_text(st, 4, stk_signer_kid(signer)) != 0 ||
+	    db_bind_text(st, 5, sigb64) != 0 ||
+	    (counter > 0 ?
+	    db_bind_int64(st, 6, (int64_t)counter) :
+	    db_bind_null(st, 6)) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
 		goto fail;
 	}

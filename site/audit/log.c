@@ -294,17 +294,17 @@ audit_append(struct stk_site *s, const char *actor, const char *event,
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
 	}
-	db_bind_int64(st, 1, rec.seq);
-	db_bind_int64(st, 2, rec.at);
-	db_bind_text(st, 3, rec.actor);
-	db_bind_text(st, 4, rec.event);
-	db_bind_text(st, 5, rec.subject);
-	db_bind_text(st, 6, rec.outcome);
-	db_bind_text(st, 7, rec.detail);
-	db_bind_text(st, 8, rec.prev_hash);
-	db_bind_text(st, 9, rec.hash);
-	db_bind_text(st, 10, rec.ref);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_int64(st, 1, rec.seq) != 0 ||
+	    db_bind_int64(st, 2, rec.at) != 0 ||
+	    db_bind_text(st, 3, rec.actor) != 0 ||
+	    db_bind_text(st, 4, rec.event) != 0 ||
+	    db_bind_text(st, 5, rec.subject) != 0 ||
+	    db_bind_text(st, 6, rec.outcome) != 0 ||
+	    db_bind_text(st, 7, rec.detail) != 0 ||
+	    db_bind_text(st, 8, rec.prev_hash) != 0 ||
+	    db_bind_text(st, 9, rec.hash) != 0 ||
+	    db_bind_text(st, 10, rec.ref) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "appending to the audit log");
 		goto fail;
 	}

@@ -162,14 +162,14 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		r = site_db_error(s, err, "recording the site");
 		goto fail_tx;
 	}
-	db_bind_text(st, 1, s->guid);
-	db_bind_text(st, 2, s->backend);
-	db_bind_text(st, 3, s->key_uri);
-	db_bind_text(st, 4, stk_key_type_name(type));
-	db_bind_blob(st, 5, s->cert, s->cert_len);
-	db_bind_text(st, 6, kid);
-	db_bind_int64(st, 7, now);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_text(st, 1, s->guid) != 0 ||
+	    db_bind_text(st, 2, s->backend) != 0 ||
+	    db_bind_text(st, 3, s->key_uri) != 0 ||
+	    db_bind_text(st, 4, stk_key_type_name(type)) != 0 ||
+	    db_bind_blob(st, 5, s->cert, s->cert_len) != 0 ||
+	    db_bind_text(st, 6, kid) != 0 ||
+	    db_bind_int64(st, 7, now) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the site");
 		goto fail_tx;
 	}
@@ -413,8 +413,8 @@ stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 		r = site_db_error(s, err, "reading the site keys");
 		goto fail;
 	}
-	db_bind_text(st, 1, o->node);
-	rc = db_step(st);
+	rc = db_bind_text(st, 1, o->node) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
 	if (rc != SITE_DB_ROW) {
 		r = site_db_error(s, err, "reading the site keys");
 		goto fail;

@@ -108,14 +108,14 @@ site_keys_insert(struct stk_site *s, const char *kid, const char *node,
 	    " key_type, cert, status, created_at) VALUES (?, ?, ?, ?, ?, ?,"
 	    " 'active', ?)", &st) != 0)
 		return site_db_error(s, err, "registering the key");
-	db_bind_text(st, 1, kid);
-	db_bind_text(st, 2, node);
-	db_bind_text(st, 3, backend);
-	db_bind_text(st, 4, key_uri);
-	db_bind_text(st, 5, stk_key_type_name(type));
-	db_bind_blob(st, 6, cert, cert_len);
-	db_bind_int64(st, 7, now);
-	if (db_step(st) != SITE_DB_DONE)
+	if (db_bind_text(st, 1, kid) != 0 ||
+	    db_bind_text(st, 2, node) != 0 ||
+	    db_bind_text(st, 3, backend) != 0 ||
+	    db_bind_text(st, 4, key_uri) != 0 ||
+	    db_bind_text(st, 5, stk_key_type_name(type)) != 0 ||
+	    db_bind_blob(st, 6, cert, cert_len) != 0 ||
+	    db_bind_int64(st, 7, now) != 0 ||
+	    db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "registering the key");
 	db_finalize(st);
 	return r;

@@ -86,8 +86,9 @@ dev_lookup(struct stk_site *s, const char *by, const char *key,
 	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
 	if (db_prepare(s->store, sql, &st) != 0)
 		return site_db_error(s, err, "reading devices");
-	db_bind_text(st, 1, key);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, key) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		dev_row(st, d);
 		r = STK_OK;
 	} else if (rc == SITE_DB_DONE)
@@ -157,12 +158,11 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}
-	if (value < 0)
-		db_bind_null(st, 1);
-	else
-		db_bind_int64(st, 1, value);
-	db_bind_text(st, 2, d.guid);
-	if (db_step(st) != SITE_DB_DONE) {
+	if ((value < 0 ?
+	    db_bind_null(st, 1) :
+	    db_bind_int64(st, 1, value)) != 0 ||
+	    db_bind_text(st, 2, d.guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}

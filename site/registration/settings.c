@@ -16,8 +16,9 @@ stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
 	*value = default_on;
 	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
 		return site_db_error(s, err, "reading settings");
-	db_bind_text(st, 1, name);
-	if ((rc = db_step(st)) == SITE_DB_ROW)
+	rc = db_bind_text(st, 1, name) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW)
 		*value = strcmp(db_column_text(st, 0), "on") == 0;
 	else if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading settings");
@@ -49,9 +50,9 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 		r = site_db_error(s, err, "writing settings");
 		goto fail;
 	}
-	db_bind_text(st, 1, name);
-	db_bind_text(st, 2, value);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_text(st, 1, name) != 0 ||
+	    db_bind_text(st, 2, value) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing settings");
 		goto fail;
 	}
