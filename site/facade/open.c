@@ -160,7 +160,7 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	    " key_type, cert, kid, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
 	    &st) != 0) {
 		r = site_db_error(s, err, "recording the site");
-		goto fail_tx;
+		goto fail;
 	}
 	if (db_bind_text(st, 1, s->guid) != 0 ||
 	    db_bind_text(st, 2, s->backend) != 0 ||
@@ -171,19 +171,19 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	    db_bind_int64(st, 7, now) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the site");
-		goto fail_tx;
+		goto fail;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, s->key_uri,
 	    type, s->cert, s->cert_len, now, err)) != 0)
-		goto fail_tx;
+		goto fail;
 	snprintf(s->kid, sizeof(s->kid), "%s", kid);
 	s->key = key;
 	key = NULL;
 	if ((r = stk_audit_append(s, opts->actor ? opts->actor : "admin",
 	    "site.init", s->guid, "ok", stk_key_type_name(type), err)) != 0)
-		goto fail_tx;
+		goto fail;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto fail;
 	/* The first checkpoint anchors the chain to the site key. */
@@ -197,10 +197,10 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	site_conf_clear(&conf);
 	*out = s;
 	return STK_OK;
-fail_tx:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
 fail:
+	db_finalize(st);
+	if (s != NULL)
+		stk_site_tx_rollback(s);
 	if (made_store && s->store->vt->drop != NULL)
 		s->store->vt->drop(s->store);
 	stk_key_close(key);

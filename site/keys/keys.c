@@ -751,7 +751,7 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	size_t cert_len = 0;
 	char *uri = NULL, kid[44], path[PATH_MAX], detail[160], old_kid[64];
 	int64_t now = stk_now(), store_now;
-	int r;
+	int r, committed = 0;
 
 	new_kid[0] = '\0';
 	if ((r = site_keys_refresh(s, 1, err)) != 0)
@@ -786,18 +786,18 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	if ((r = site_store_now(s, &store_now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (db_prepare(s->store, "UPDATE site_keys SET status = 'retiring',"
 	    " not_after = ?, retiring_at = ? WHERE node = ? AND status = 'active'",
 	    &st) != 0) {
 		r = site_db_error(s, err, "rotating the site key");
-		goto fail_tx;
+		goto out;
 	}
 	if (db_bind_int64(st, 1, now + SITE_KEY_RETIRE_AFTER) != 0 ||
 	    db_bind_int64(st, 2, store_now) != 0 ||
 	    db_bind_text(st, 3, stk_site_node(s)) != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "rotating the site key");
-		goto fail_tx;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
@@ -806,14 +806,15 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, uri, type,
 	    cert, cert_len, now, err)) != 0 ||
 	    (r = site_trust_endorse(s, kid, stk_site_node(s), cert, cert_len, err)) != 0)
-		goto fail_tx;
+		goto out;
 	snprintf(detail, sizeof(detail), "node=%s old=%s retires after %lld",
 	    stk_site_node(s), old_kid, (long long)now + SITE_KEY_RETIRE_AFTER);
 	if ((r = stk_audit_append(s, actor ? actor : "admin", "key.rotate", kid, "ok",
 	    detail, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail_key;
+		goto out;
+	committed = 1;
 	stk_key_close(key);
 	key = NULL;
 	/* The certificate site.crt held stays a root (trust.pem): the old
@@ -828,19 +829,18 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	snprintf(new_kid, 64, "%s", kid);
 	STK_LOG(STK_LOG_INFO, "site", "node %s rotated its key: %s -> %s",
 	    stk_site_node(s), old_kid, kid);
-	goto out;
-fail_tx:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-fail_key:
-	/* Only a key file can be removed here; a TPM blob or HSM object made
-	 * for nothing is reported so the operator can delete it. */
-	if (strncmp(uri, "file:", 5) == 0)
-		unlink(uri + 5);
-	else
-		STK_LOG(STK_LOG_WARN, "site", "rotation failed: key %s was made but "
-		    "not registered", uri);
 out:
+	db_finalize(st);
+	if (r != 0 && !committed) {
+		stk_site_tx_rollback(s);
+		/* Only a key file can be removed here; a TPM blob or HSM object
+		 * made for nothing is reported so the operator can delete it. */
+		if (strncmp(uri, "file:", 5) == 0)
+			unlink(uri + 5);
+		else
+			STK_LOG(STK_LOG_WARN, "site", "rotation failed: key %s was made "
+			    "but not registered", uri);
+	}
 	stk_key_close(key);
 	free(uri);
 	free(cert);

@@ -104,12 +104,12 @@ ap_roots_change(struct stk_site *s, const char *pem, size_t len, int add,
 	for (i = 0; i < n; i++) {
 		if ((r = ap_der(certs[i], &der, &derlen, hex, subject, sizeof(subject),
 		    err)) != 0)
-			goto fail;
+			goto out;
 		if (db_prepare(s->store, add ? "INSERT INTO attest_roots (sha256, subject,"
 		    " cert, added_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING" :
 		    "DELETE FROM attest_roots WHERE sha256 = ?", &st) != 0) {
 			r = site_db_error(s, err, "writing the attestation roots");
-			goto fail;
+			goto out;
 		}
 		if (db_bind_text(st, 1, hex) != 0 ||
 		    (add && (db_bind_text(st, 2, subject) != 0 ||
@@ -117,13 +117,13 @@ ap_roots_change(struct stk_site *s, const char *pem, size_t len, int add,
 		    db_bind_int64(st, 4, now) != 0)) ||
 		    db_step(st) != SITE_DB_DONE) {
 			r = site_db_error(s, err, "writing the attestation roots");
-			goto fail;
+			goto out;
 		}
 		if (db_changes(s->store) == 1) {
 			(*changed)++;
 			if ((r = stk_audit_append(s, actor, add ? "attest.root.add" :
 			    "attest.root.remove", hex, "ok", subject, err)) != 0)
-				goto fail;
+				goto out;
 		}
 		db_finalize(st);
 		st = NULL;
@@ -133,15 +133,15 @@ ap_roots_change(struct stk_site *s, const char *pem, size_t len, int add,
 	if (!add && *changed == 0) {
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "none of the %zu certificate(s) is a trusted attestation root", n);
-		goto fail;
+		goto out;
 	}
 	r = stk_site_tx_commit(s, err);
-	goto out;
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-	*changed = 0;
 out:
+	db_finalize(st);
+	if (r != 0) {
+		stk_site_tx_rollback(s);
+		*changed = 0;
+	}
 	OPENSSL_free(der);
 	for (i = 0; i < n; i++)
 		X509_free(certs[i]);

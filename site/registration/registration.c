@@ -610,11 +610,11 @@ stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
 		return r;
 	/* Only a token this site issued (unknown GUID: 1, nothing changes). */
 	if ((r = stk_bulk_get(s, bulk_guid, &rec, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_device_foreach_bulk(s, rec.guid, dev_collect, &l, err)) != 0) {
 		if (r == STK_E_NOMEM)
 			stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	snprintf(detail, sizeof(detail), "enrolled with bulk=%s", rec.guid);
 	for (i = 0; i < l.n; i++) {
@@ -622,26 +622,25 @@ stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
 		    &st) != 0 || db_bind_text(st, 1, l.g[i]) != 0 ||
 		    db_step(st) != SITE_DB_DONE) {
 			r = site_db_error(s, err, "blocking devices");
-			goto fail;
+			goto out;
 		}
 		db_finalize(st);
 		st = NULL;
 		if ((r = stk_audit_append(s, actor, "device.block", l.g[i], "ok", detail,
 		    err)) != 0)
-			goto fail;
+			goto out;
 	}
 	snprintf(detail, sizeof(detail), "%zu device(s) blocked", l.n);
 	if ((r = stk_audit_append(s, actor, "bulk.block_devices", rec.guid, "ok", detail,
 	    err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	*count = (long)l.n;
-	goto out;
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
 out:
+	db_finalize(st);
+	if (r != 0)
+		stk_site_tx_rollback(s);
 	free(l.g);
 	return r;
 }
