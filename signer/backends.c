@@ -92,9 +92,10 @@ stk_key_generate(const char *backend, const char *uri, enum stk_key_type type,
 	if (be == NULL)
 		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
 		    "key backend '%s' is not compiled in", backend ? backend : "");
-	if (be->generate == NULL)
+	if (!(be->caps & STK_CAP_GENERATE) || be->generate == NULL)
 		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "key backend '%s' cannot generate keys", be->name);
+		    "key backend '%s' cannot generate keys (it does not declare "
+		    "STK_CAP_GENERATE): choose a backend that can (--backend)", be->name);
 	if (stk_key_type_alg(type) == NULL)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "unknown key type");

@@ -1,4 +1,5 @@
 /* Keys: the calls every backend answers, key types, signature forms. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,10 @@ stk_key_get_public(struct stk_key *key, EVP_PKEY **out, struct stk_error *err)
 	return key->vt->get_public(key, out, err);
 }
 
+/* One lock for every key of a backend without STK_CAP_THREADSAFE: such a
+ * backend may share one session or context between its keys. */
+static pthread_mutex_t key_sign_serial = PTHREAD_MUTEX_INITIALIZER;
+
 int
 stk_key_sign_digest(struct stk_key *key, const unsigned char *digest,
     size_t dlen, unsigned char *sig, size_t *siglen, struct stk_error *err)
@@ -89,7 +94,14 @@ stk_key_sign_digest(struct stk_key *key, const unsigned char *digest,
 	if (dlen != STK_SHA256_LEN)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "digest must be SHA-256");
-	if ((r = key->vt->sign(key, digest, dlen, sig, siglen, err)) != 0)
+	/* A backend that does not declare STK_CAP_THREADSAFE signs one call
+	 * at a time, whichever thread (a server worker) asks. */
+	if (!(key->vt->caps & STK_CAP_THREADSAFE))
+		pthread_mutex_lock(&key_sign_serial);
+	r = key->vt->sign(key, digest, dlen, sig, siglen, err);
+	if (!(key->vt->caps & STK_CAP_THREADSAFE))
+		pthread_mutex_unlock(&key_sign_serial);
+	if (r != 0)
 		return r;
 	/* Never let a backend hand the core a signature of the wrong shape. */
 	if (*siglen > cap ||
@@ -117,12 +129,17 @@ int
 stk_key_describe(struct stk_key *key, struct stk_key_info *info,
     struct stk_error *err)
 {
+	int r = STK_OK;
+
 	memset(info, 0, sizeof(*info));
 	info->backend = key->vt->name;
 	info->type = key->type;
-	if (key->vt->describe == NULL)
-		return STK_OK;
-	return key->vt->describe(key, info, err);
+	if (key->vt->describe != NULL)
+		r = key->vt->describe(key, info, err);
+	/* Only a backend that can make a key non-exportable may say a key is. */
+	if (!(key->vt->caps & STK_CAP_NONEXPORTABLE))
+		info->non_exportable = 0;
+	return r;
 }
 
 void
