@@ -462,3 +462,67 @@ stk_site_store(const struct stk_site *s)
 {
 	return s->store->vt->name;
 }
+
+/* Remove what a failed init created, leaving a pre-existing empty dir. */
+void
+site_init_cleanup(const char *dir, int made_dir)
+{
+	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
+	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
+	    ".site.conf.tmp", "trust.pem", "trust.pem.tmp", "audit.anchor",
+	    "audit.anchor.tmp" };
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	rmdir(path);
+	if (made_dir)
+		rmdir(dir);
+}
+
+/* A site's schema name on a shared store: "site_" and the GUID's hex. */
+void
+site_schema_name(const char *guid, char out[48])
+{
+	size_t o = 0;
+
+	o += (size_t)snprintf(out, 48, "site_");
+	for (; *guid && o < 47; guid++)
+		if (*guid != '-')
+			out[o++] = *guid;
+	out[o] = '\0';
+}
+
+int
+site_exists(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/site.db", dir);
+	if (stat(path, &sb) == 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/site.conf", dir);
+	return stat(path, &sb) == 0;
+}
+
+/* The site directory and its logs/ (when there is one yet): owned by this
+ * user, not writable by group or others. */
+int
+site_check_dirs(const char *dir, struct stk_error *err)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int r;
+
+	if ((r = stk_dir_check_private(dir, "site directory", err)) != 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	if (lstat(path, &sb) != 0 && errno == ENOENT)
+		return STK_OK;
+	return stk_dir_check_private(path, "log directory", err);
+}

@@ -64,6 +64,15 @@ int site_conf_write(const char *dir, const struct site_conf *c,
 int site_db_open(struct stk_site *s, const struct site_conf *c, int create,
     struct stk_error *err);
 int site_alloc(const char *dir, struct stk_site **out, struct stk_error *err);
+/* The site directory: 1 when dir holds a site (site.db or site.conf). */
+int site_exists(const char *dir);
+/* Remove what a failed init created, leaving a pre-existing empty dir. */
+void site_init_cleanup(const char *dir, int made_dir);
+/* A site's schema name on a shared store: "site_" and the GUID's hex. */
+void site_schema_name(const char *guid, char out[48]);
+/* The site directory and its logs/: owned by this user, not writable by
+ * group or others. */
+int site_check_dirs(const char *dir, struct stk_error *err);
 
 int site_write_file(const char *dir, const char *name, const void *data,
     size_t len, mode_t mode, struct stk_error *err);
