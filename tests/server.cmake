@@ -5,7 +5,7 @@ stk_unit_test(test_device STORES "sqlite;pg")
 # Renewals racing on two site handles (fault injection between read and write).
 stk_unit_test(test_device_race STORES "sqlite;pg")
 target_link_options(test_device_race PRIVATE -Wl,--wrap=stk_site_tx_begin)
-# Attested registration policy (site/attest_policy.c).
+# Attested registration policy (site/registration/attest_policy.c).
 stk_unit_test(test_attest_policy STORES "sqlite;pg")
 stk_unit_test(test_bulk_limits)
 stk_unit_test(test_server)
