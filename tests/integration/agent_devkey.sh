@@ -94,26 +94,18 @@ secret=$(agent devT 31 --tcti "$DEV_TCTI" activate-credential --in "$T/cred") ||
 grep -q "Attested the TPM-held device key over nonce $n" "$T/devT/ccmsetup.log" || fail "attest not logged"
 ok "device TPM evidence verifies against the maker's root, nonce and device.crt; credential activated by the device TPM"
 
-# expect_refusal WHAT PATTERN EXPECTED_EXIT CMD...
-expect_refusal() {
-	local what=$1 pat=$2 want=$3 rc=0
-	shift 3
-	"$@" >"$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" = "$want" ] || fail "$what: exit $rc, expected $want (stderr: $(cat "$T/err"))"
-	grep -q -- "$pat" "$T/err" || fail "$what: reason '$pat' not in: $(cat "$T/err")"
-}
 # Threat model 1 (network attacker sending forged or replayed evidence) and
 # 2 (a thief who copied the device's files): each piece of evidence below
 # must be refused with its reason.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
 	-out "$T/other-ca.pem" -days 10 -subj /CN=not-the-maker 2>/dev/null
-expect_refusal "EK not chaining to a trusted root" "EK certificate" 1 \
+expect_refusal 1 "EK certificate" "EK not chaining to a trusted root" -- \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$T/other-ca.pem" --nonce "$n"
-expect_refusal "replayed nonce" "nonce" 1 \
+expect_refusal 1 "nonce" "replayed nonce" -- \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$(nonce)"
-expect_refusal "attested key is not the TLS certificate's key" "pubArea is not the expected key" 1 \
+expect_refusal 1 "pubArea is not the expected key" "attested key is not the TLS certificate's key" -- \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --cert "$T/devF/device.crt"
-expect_refusal "a file key presented as a TPM key" "cannot be presented as a TPM key" 2 \
+expect_refusal 2 "cannot be presented as a TPM key" "a file key presented as a TPM key" -- \
 	agent devF 0 attest --nonce "$n"
 # Evidence from another TPM: a second device TPM cannot answer this
 # device's challenge (the credential is bound to this TPM's EK and AK).
@@ -131,7 +123,7 @@ bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$OTHER_TPM" >/dev/null 2>&1 || true
 grep -qi "TPM" "$T/err2" || fail "copied state: no TPM reason: $(cat "$T/err2")"
 ok "a copied state directory cannot use the device key with another TPM ($(head -c 120 "$T/err2"))"
 [ "$rc" = 3 ] && [ ! -s "$T/out" ] && grep -q ActivateCredential "$T/err" || fail "another TPM answered the challenge: exit $rc, $(cat "$T/out") $(cat "$T/err")"
-expect_refusal "another TPM's secret" "secret" 1 \
+expect_refusal 1 "secret" "another TPM's secret" -- \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$n" --secret "$(nonce)$(nonce)" --challenge "$T/cred"
 ok "refused: EK of an untrusted maker, replayed nonce, key not the TLS certificate's, file key as TPM key, another TPM answering the challenge"
 
@@ -150,26 +142,19 @@ grep -q "TPM unreachable" "$T/err" || fail "unreachable TPM message: $(cat "$T/e
 ok "unreachable TPM: exit 3 'TPM unreachable', state kept"
 
 # --key contradicting the state directory.
-rc=0; agent devT 31 --key file policy 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 2 ] && grep -q "not --key file" "$T/err" || fail "--key file on a TPM state: $rc $(cat "$T/err")"
-rc=0; agent devF 0 --key tpm --tcti "$DEV_TCTI" register --mp "$MP" 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 2 ] || fail "--key tpm on a file state: exit $rc"
-grep -q "already holds a file key" "$T/err" || fail "--key tpm on a file state: $(cat "$T/err")"
-ok "--key that contradicts the state directory is refused with the reason"
+expect_refusal 2 "not --key file" "--key file on a TPM state" -- agent devT 31 --key file policy
+expect_refusal 2 "already holds a file key" "--key tpm on a file state" -- \
+	agent devF 0 --key tpm --tcti "$DEV_TCTI" register --mp "$MP"
 
 # A certificate that is not the held key's is refused before any TLS.
 cp "$T/devT/device.crt" "$T/devT.crt.bak"
 cp "$T/devF/device.crt" "$T/devT/device.crt"
-rc=0; agent devT 31 --tcti "$DEV_TCTI" policy 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 3 ] && grep -q "is not the certificate of the device key" "$T/err" || fail "swapped cert: $rc $(cat "$T/err")"
+expect_refusal 3 "is not the certificate of the device key" "a device.crt that is not the held key's certificate" -- \
+	agent devT 31 --tcti "$DEV_TCTI" policy
 cp "$T/devT.crt.bak" "$T/devT/device.crt"
-ok "a device.crt that is not the held key's certificate is refused"
 
-rc=0; agent devX 0 --key bogus status 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] && grep -q "file, tpm or pkcs11:URI" "$T/err" || fail "--key bogus: $rc"
-rc=0; agent devX 0 --key "pkcs11:token=x;pin-value=1234" status 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] && grep -q "never goes in argv" "$T/err" || fail "pin-value: $rc $(cat "$T/err")"
-ok "bad --key values: exit 2 (a PIN in argv refused)"
+expect_refusal 2 "file, tpm or pkcs11:URI" "--key bogus" -- agent devX 0 --key bogus status
+expect_refusal 2 "never goes in argv" "a PIN in --key" -- agent devX 0 --key "pkcs11:token=x;pin-value=1234" status
 
 # ---- PKCS#11 (SoftHSM) ----------------------------------------------------
 eval "$(bash "$STK_SRC/swtpm-setup/softhsm-token.sh" "$T/hsm" devtok)"
@@ -192,9 +177,8 @@ agent devP 0 policy | grep -q "\"device_guid\":\"$pguid\"" || fail "pkcs11 polic
 agent devP 31 renew >/dev/null || fail "pkcs11 renew"
 ok "--key pkcs11: key generated non-extractable in SoftHSM, CMG install, policy and renewal"
 
-expect_refusal "a PKCS#11 key presented as a TPM key" "in a PKCS#11 token" 2 \
+expect_refusal 2 "in a PKCS#11 token" "a PKCS#11 key presented as a TPM key" -- \
 	agent devP 0 attest --nonce "$(nonce)"
-ok "a PKCS#11 device key has no TPM attestation: refused, exit 2"
 
 # Without a PIN source the token cannot be used: clear message, nothing lost.
 rc=0; env -u SITETOKEN_PKCS11_PIN_FILE "$AGENT" --state "$T/devP" --ca "$T/tls.crt" policy 2>"$T/err" >/dev/null || rc=$?

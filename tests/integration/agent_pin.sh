@@ -44,10 +44,8 @@ ok "bulk new --tls-cert prints the install line with the pin (SHA-256 of the SPK
 # Malformed pins: usage errors, nothing reaches the server.
 a0=$(audit_n); l0=$(wc -l < "$SITE/logs/MP_RegistrationManager.log" 2>/dev/null || echo 0)
 for p in "sha256:" "sha256:${pin#sha256:}0" "sha256:${pin:7:63}" "md5:${pin#sha256:}" "${pin#sha256:}" "sha256:$(printf 'zz%.0s' $(seq 32))"; do
-	rc=0; nagent m1 install /mp:"$CMG" /cahash:"$p" /regtoken:- < "$T/bulk.tok" >/dev/null 2>"$T/err" || rc=$?
-	[ "$rc" = 2 ] && grep -q "pin" "$T/err" || fail "/cahash:$p: rc $rc $(cat "$T/err")"
-	rc=0; nagent m2 register --cmg "$CMG" --ca-hash "$p" --regtoken-file "$T/bulk.tok" >/dev/null 2>"$T/err" || rc=$?
-	[ "$rc" = 2 ] && grep -q "pin" "$T/err" || fail "--ca-hash $p: rc $rc $(cat "$T/err")"
+	expect_refusal 2 pin "/cahash:$p" -- nagent m1 install /mp:"$CMG" /cahash:"$p" /regtoken:- < "$T/bulk.tok"
+	expect_refusal 2 pin "--ca-hash $p" -- nagent m2 register --cmg "$CMG" --ca-hash "$p" --regtoken-file "$T/bulk.tok"
 done
 [ "$(audit_n)" = "$a0" ] || fail "a malformed pin reached the server"
 ok "malformed /cahash: and --ca-hash values refused (exit 2), nothing sent"
@@ -58,8 +56,8 @@ echo "$out" | grep -q "installed: device" || fail "install: $out"
 grep -q "\"ca_hash\": \"$pin\"" "$T/d1/state.json" || fail "pin not kept in state.json"
 nagent d1 renew --force >/dev/null || fail "renewal with the kept pin"
 nagent d1 policy >/dev/null || fail "policy with the kept pin"
-rc=0; nagent d0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null 2>&1 || rc=$?
-[ "$rc" = 3 ] || fail "without pin nor --ca the site's own certificate must not be trusted: rc $rc"
+expect_exit 3 "without pin nor --ca the site's own certificate is not trusted" -- \
+	nagent d0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok"
 ok "/cahash: install with no --ca registers; the pin is kept and renewal/policy use it"
 
 # A wrong pin (another key's) against the real server: TLS fails, the server
@@ -67,8 +65,8 @@ ok "/cahash: install with no --ca registers; the pin is kept and renewal/policy 
 dev_cert imp -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 wrong=sha256:$(spki "$T/imp.crt")
 a0=$(audit_n); r0=$(grep -c . "$SITE/logs/MP_RegistrationManager.log"); c0=$(grep -c "registration" "$SITE/logs/ClientAuth.log")
-rc=0; nagent w1 install /mp:"$CMG" /cahash:"$wrong" /regtoken:- < "$T/bulk.tok" >/dev/null 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] && grep -q "pinned public key hash: nothing was sent" "$T/err" || fail "wrong pin: rc $rc $(cat "$T/err")"
+expect_refusal 3 "pinned public key hash: nothing was sent" "wrong pin" -- \
+	nagent w1 install /mp:"$CMG" /cahash:"$wrong" /regtoken:- < "$T/bulk.tok"
 [ "$(audit_n)" = "$a0" ] || fail "a wrong pin reached the site's audit"
 [ "$(grep -c . "$SITE/logs/MP_RegistrationManager.log")" = "$r0" ] || fail "MP_RegistrationManager.log saw the wrong-pin attempt"
 # (ClientAuth.log records the aborted handshake itself, but no registration.)
@@ -115,8 +113,7 @@ PY
 IMP_PID=$!
 for _ in $(seq 50); do [ -s "$T/imp.port" ] && break; sleep 0.1; done
 IMP=https://127.0.0.1:$(cat "$T/imp.port")/CCM_Proxy_MutualAuth/$SITE_NUMBER
-rc=0; nagent i1 install /mp:"$IMP" /cahash:"$pin" /regtoken:- < "$T/bulk.tok" >/dev/null 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] || fail "impostor accepted: rc $rc $(cat "$T/err")"
+expect_exit 3 "impostor with the site's pin refused" -- nagent i1 install /mp:"$IMP" /cahash:"$pin" /regtoken:- < "$T/bulk.tok"
 # Control: with a CA file that trusts it, the same impostor does receive the
 # request, so the check above is not vacuous.
 rc=0; $AGENT --state "$T/i2" --ca "$T/imp.crt" install /mp:"$IMP" /regtoken:- < "$T/bulk.tok" >/dev/null 2>&1 || rc=$?

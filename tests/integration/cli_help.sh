@@ -74,11 +74,8 @@ grep -q -- '--lifetime MINUTES' <<<"$("$STK" bulk new --help)" || fail "bulk new
 [ ! -e "$T/nosite" ] || fail "a --help run created the site directory"
 ok "sitetoken bulk new --help; --help runs nothing"
 # An unknown option is still a usage error (2) with a message on stderr.
-rc=0; "$STK" bulk new --no-such-option >/dev/null 2>"$T/err" || rc=$?
-[ "$rc" -eq 2 ] || fail "unknown option exited $rc"
-rc=0; "$STK" nosuchcommand --help >/dev/null 2>&1 || rc=$?
-[ "$rc" -eq 2 ] || fail "unknown command --help exited $rc"
-ok "unknown options and commands stay usage errors (2)"
+expect_exit 2 "unknown option: usage error" -- "$STK" bulk new --no-such-option
+expect_exit 2 "unknown command --help: usage error" -- "$STK" nosuchcommand --help
 
 # README: each `sitetoken CMD [SUB] ... --opt` names an option CMD accepts.
 checked=0

@@ -45,7 +45,7 @@ ok "server unit hardening, agent service and timer as documented"
 # The agent's command line in the unit is accepted by the agent itself:
 # `run --once` with no state directory is a usage error naming the state
 # (not an unknown option), and the server's is `serve --config FILE`.
-rc=0; env -u SITETOKEN_AGENT_STATE "$STK_BIN/sitetoken-agent" run --once 2>"$T/err" || rc=$?
-[ "$rc" -eq 2 ] && grep -q "state directory" "$T/err" || fail "agent run --once: rc $rc $(cat "$T/err")"
+expect_refusal 2 "state directory" "agent run --once without a state directory" -- \
+	env -u SITETOKEN_AGENT_STATE "$STK_BIN/sitetoken-agent" run --once
 "$STK_BIN/sitetoken" serve --list-options | grep -qx -- --config || fail "serve has no --config"
 ok "the units' command lines are ones the programs accept"

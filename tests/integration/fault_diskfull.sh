@@ -59,9 +59,7 @@ ok "disk full: $refused registrations refused with HTTP 500 after $acked acknowl
 grep -q "disk is full" "$T/server.stderr" "$SITE"/logs/*.log 2>/dev/null ||
 	echo "# note: no log could say so (the logs are on the full disk too): $(tail -2 "$T/server.stderr")"
 
-rc=0; $STK bulk new --lifetime 60 >"$T/out" 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] || fail "bulk new on a full disk: exit $rc $(cat "$T/err")"
-grep -qi "disk is full" "$T/err" || fail "bulk new does not say the disk is full: $(cat "$T/err")"
+expect_refusal 3 "disk is full" "bulk new on a full disk" -- $STK bulk new --lifetime 60
 ! grep -q "eyJ" "$T/out" || fail "bulk new printed a token it could not record"
 [ "$(bulk_count)" = "$nbulk" ] || fail "a bulk token row was written"
 ok "bulk new on a full disk: exit 3, '$(head -c 120 "$T/err")', no token printed, nothing recorded"

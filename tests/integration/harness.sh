@@ -2,7 +2,8 @@
 # STK_TEST_TMP from ctest). One place for
 #   assertions  ok, bad, fail (count and continue: a failed check prints
 #               FAIL - file:line and the script goes on), die (set-up that
-#               cannot go on), expect_exit, expect_in, expect_eq, finish;
+#               cannot go on), expect_exit, expect_refusal, expect_in,
+#               expect_eq, finish;
 #               the script's exit status is the number of failed checks
 #               (capped at 76; 77 is ctest's skip code), or its own
 #               non-zero status if it stopped without a failed check;
@@ -70,6 +71,12 @@ expect_exit() {
 	ERR=$(cat "$T/err")
 	if [ "$got" -eq "$want" ]; then ok "$what (exit $got)"; else
 		bad "$what: want exit $want, got $got"; sed 's/^/    | /' "$T/err" | head -5; fi
+}
+# expect_refusal CODE TEXT DESCRIPTION -- command...: exit CODE, TEXT on stderr.
+expect_refusal() {
+	local text=$2
+	expect_exit "$1" "$3" "${@:4}"
+	expect_in "$text" "$ERR" "$3: stderr names the reason"
 }
 expect_in() { # expect_in TEXT HAYSTACK DESCRIPTION
 	if grep -qF -- "$1" <<<"$2"; then ok "$3"; else bad "$3: '$1' not in: $(head -c 300 <<<"$2")"; fi

@@ -141,10 +141,8 @@ check "audit chain intact after the race" [ $? = 0 ]
 # --- allow-cmg applies to CMG registration (before the bulk token counts).
 bguid=$(new_bulk "$T/bulk2.tok")
 $STK settings set allow-cmg off > /dev/null
-rc=0; agent C 0 install /mp:"$CMG" SMSSiteCode=ABC /regtoken:- < "$T/bulk2.tok" > /dev/null 2> "$T/err" || rc=$?
-check "CMG registration with allow-cmg off: exit 1, 403 cloud_gateway_disabled" \
-	grep -q "HTTP 403 cloud_gateway_disabled" "$T/err"
-[ "$rc" = 1 ] || bad "exit $rc"
+expect_refusal 1 "HTTP 403 cloud_gateway_disabled" "CMG registration with allow-cmg off" -- \
+	agent C 0 install /mp:"$CMG" SMSSiteCode=ABC /regtoken:- < "$T/bulk2.tok"
 n=$($STK certs list --type bulk --json | python3 -c 'import json,sys; print([r["devices"] for r in json.load(sys.stdin) if r["id"]==sys.argv[1]][0])' "$bguid")
 check "the bulk token enrolled nobody ($n devices)" [ "$n" = 0 ]
 $STK settings set allow-cmg on > /dev/null
@@ -165,11 +163,9 @@ grep -q "$gC" "$T/list" && ! grep -q "$gA" "$T/list"
 check "devices list --bulk names C only" [ $? = 0 ]
 $STK devices block --bulk "$bguid" > "$T/out"
 check "devices block --bulk: $(cat "$T/out")" grep -q "^1 device" "$T/out"
-rc=0; agent C 0 policy > /dev/null 2> "$T/err" || rc=$?
-check "C is blocked at the gateway" grep -q device_blocked "$T/err"
+expect_refusal 1 device_blocked "C is blocked at the gateway" -- agent C 0 policy
 check "block by bulk token audited" [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event = 'bulk.block_devices' AND subject = '$bguid'")" = 1 ]
-rc=0; $STK devices block --bulk 00000000-0000-4000-8000-000000000000 > /dev/null 2>&1 || rc=$?
-check "devices block --bulk of an unknown token: exit 1" [ "$rc" = 1 ]
+expect_exit 1 "devices block --bulk of an unknown token" -- $STK devices block --bulk 00000000-0000-4000-8000-000000000000
 
 # --- verify gives the gateway's verdict on a site; --jwks offline.
 rc=0; $STK verify --type client --json < "$T/lost.tok" > "$T/v.json" 2>/dev/null || rc=$?
@@ -182,8 +178,7 @@ check "verify: the device's latest token valid" $STK verify --type client < "$T/
 $STK key export --jwks --out "$T/site.jwks" > /dev/null
 check "verify --jwks offline: valid signature and claims" $STK verify --jwks "$T/site.jwks" --type client < "$T/a.tok" > /dev/null
 printf '{"keys":[]}' > "$T/empty.jwks"
-rc=0; $STK verify --jwks "$T/empty.jwks" < "$T/a.tok" > /dev/null 2>&1 || rc=$?
-check "verify --jwks with no keys: usage error (exit $rc)" [ "$rc" = 2 ]
+expect_exit 2 "verify --jwks with no keys: usage error" -- $STK verify --jwks "$T/empty.jwks" < "$T/a.tok"
 
 # --- Re-key (item 3): the agent moves its token to a new key and
 # certificate through the CMG, proving the old key (TLS) and the new one.

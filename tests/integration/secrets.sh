@@ -168,35 +168,30 @@ kill "$AGENT_PID"; wait "$AGENT_PID"; AGENT_PID=
 # --- loose key files refused ---
 # Agent: group-readable device key (0640; 0644 is in server_register_mp.sh).
 chmod 640 "$T/dev/device.key"
-agent dev 0 renew --force > /dev/null 2> "$T/err"; rc=$?
-[ "$rc" = 3 ] && grep -q "mode 0640" "$T/err" && ok "agent refuses a group-readable device key" ||
-	bad "agent with a 0640 key: exit $rc $(cat "$T/err")"
+expect_refusal 3 "mode 0640" "agent refuses a group-readable device key" -- agent dev 0 renew --force
 chmod 600 "$T/dev/device.key"
 chmod 604 "$T/dev/client.token"
-agent dev 0 policy > /dev/null 2> "$T/err"; rc=$?
-[ "$rc" = 3 ] && grep -q "mode 0604" "$T/err" && ok "agent refuses an other-readable client token" ||
-	bad "agent with a 0604 token: exit $rc $(cat "$T/err")"
+expect_refusal 3 "mode 0604" "agent refuses an other-readable client token" -- agent dev 0 policy
 chmod 600 "$T/dev/client.token"
 # File backend: group-readable site key refused by the CLI and by serve.
 F=$T/fsite
 $STK site init --site "$F" --backend file > /dev/null || fail "file site init"
 chmod 640 "$F/site.key"
-$STK --site "$F" bulk new > /dev/null 2> "$T/err"; rc=$?
-[ "$rc" = 3 ] && ok "file backend refuses a 0640 site key (bulk new)" || bad "0640 site key: exit $rc"
-$STK serve --site "$F" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" \
-	--tls-key "$T/tls.key" > /dev/null 2> "$T/err" & sp=$!
-for _ in $(seq 50); do kill -0 "$sp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$sp" 2>/dev/null; then kill "$sp"; wait "$sp"; bad "serve started with a 0640 site key"; else
-	wait "$sp"; rc=$?; [ "$rc" = 3 ] && ok "serve refuses a 0640 site key (exit 3)" || bad "serve with 0640 site key: exit $rc"; fi
+expect_exit 3 "file backend refuses a 0640 site key (bulk new)" -- $STK --site "$F" bulk new
+# serve_refused TLSKEY TEXT WHAT: serve exits 3 at start-up, TEXT on stderr.
+serve_refused() {
+	$STK serve --site "$F" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" \
+		--tls-key "$1" > /dev/null 2> "$T/err" & sp=$!
+	for _ in $(seq 50); do kill -0 "$sp" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$sp" 2>/dev/null; then kill "$sp"; wait "$sp"; bad "serve started with $3"; return; fi
+	rc=0; wait "$sp" || rc=$?
+	[ "$rc" = 3 ] && grep -q -- "$2" "$T/err" && ok "serve refuses $3 (exit 3)" || bad "serve with $3: exit $rc $(cat "$T/err")"
+}
+serve_refused "$T/tls.key" "mode 0640" "a 0640 site key"
 chmod 600 "$F/site.key"
 # The server's TLS key.
 cp "$T/tls.key" "$T/loose.key"; chmod 644 "$T/loose.key"
-$STK serve --site "$F" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" \
-	--tls-key "$T/loose.key" > /dev/null 2> "$T/err" & sp=$!
-for _ in $(seq 50); do kill -0 "$sp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$sp" 2>/dev/null; then kill "$sp"; wait "$sp"; bad "serve started with a 0644 TLS key"; else
-	wait "$sp"; rc=$?; [ "$rc" = 3 ] && grep -q "mode 0644" "$T/err" && ok "serve refuses a 0644 TLS key (exit 3)" ||
-	bad "serve with a 0644 TLS key: exit $rc $(cat "$T/err")"; fi
+serve_refused "$T/loose.key" "mode 0644" "a 0644 TLS key"
 
 stop_server
 finish

@@ -103,8 +103,6 @@ bad novalue "tls-cert =" 600 "novalue.conf:1: 'tls-cert' needs a value"
 bad flagvalue "mp-tls = maybe" 600 "flagvalue.conf:1: 'mp-tls' is a flag"
 bad nested "config = /etc/passwd" 600 "nested.conf:1: unknown option 'config'"
 bad writable "tls-cert = a" 620 "must not be writable by group or others"
-rc=0; "$STK" serve --config "$T/nonexistent.conf" 2>"$T/err" || rc=$?
-[ "$rc" -eq 2 ] && grep -q "cannot read config $T/nonexistent.conf" "$T/err" || fail "missing config: $rc"
-rc=0; "$STK" serve --conf "$T/unknown.conf" 2>"$T/err" || rc=$?
-[ "$rc" -eq 2 ] && grep -q "spell out --config" "$T/err" || fail "abbreviated --config: $rc"
+expect_refusal 2 "cannot read config $T/nonexistent.conf" "missing config" -- "$STK" serve --config "$T/nonexistent.conf"
+expect_refusal 2 "spell out --config" "abbreviated --config" -- "$STK" serve --conf "$T/unknown.conf"
 ok "bad config files: unknown name, missing value, flag value, nesting, group-writable, missing file"

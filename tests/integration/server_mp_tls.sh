@@ -15,9 +15,7 @@ start_server 0 --mp-tls --trusted-ca "$T/ca.crt"
 MPS=https://127.0.0.1:$mp_port
 
 # No credential: refused.
-rc=0; agent P 0 register --mp "$MPS" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 401 credential_required" "$T/err" || fail "no credential: $(cat "$T/err")"
-ok "HTTPS MP without a credential refused (401 credential_required)"
+expect_refusal 1 "HTTP 401 credential_required" "HTTPS MP without a credential" -- agent P 0 register --mp "$MPS"
 
 # Bulk token as the credential.
 new_bulk "$T/bulk.tok" >/dev/null

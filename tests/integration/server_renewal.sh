@@ -42,11 +42,8 @@ ok "day 89: an unrenewed token is still accepted"
 
 # Day 91: Y's token expired: gateway and renewal refused, with the reason.
 stop_server; start_server 91
-rc=0; agent Y 91 policy 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] && grep -q "token_expired" "$T/err" || fail "day 91 policy: $(cat "$T/err")"
-rc=0; agent Y 91 renew 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] || fail "day 91 renewal exit $rc"
-grep -q "HTTP 401 token_expired" "$T/err" || fail "day 91 reason: $(cat "$T/err")"
+expect_refusal 1 "token_expired" "day 91 policy" -- agent Y 91 policy
+expect_refusal 1 "HTTP 401 token_expired" "day 91 renewal" -- agent Y 91 renew
 grep -q "register again directly with the management point on the internal network" "$T/err" || fail "day 91 hint: $(cat "$T/err")"
 grep -q "register again with the management point on the internal network" "$T/Y/ClientIDManagerStartup.log" || fail "agent log hint"
 grep -q "Refused renew from 127.0.0.1: token_expired" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log"
