@@ -26,6 +26,7 @@ struct fx {
 	struct stk_bulk_record rec;
 	struct stk_error err;      /* of the last call */
 	struct stk_reg_request rq; /* the test's request */
+	char nonce[STK_CHALLENGE_LEN + 1], *proof; /* of pop_request */
 };
 
 static int
@@ -52,6 +53,7 @@ teardown(void **state)
 	stk_challenges_free(f->ch);
 	stk_issued_clear(&f->a);
 	stk_token_free(f->bulk);
+	free(f->proof);
 	sf_site_done(f->s, f->dir);
 	free(f->certA);
 	free(f->certB);
@@ -140,6 +142,17 @@ mp_request(struct fx *f, struct stk_reg_request *rq, const unsigned char *der,
 	rq->cert_len = len;
 	rq->challenges = f->ch;
 	rq->peer = "test";
+}
+
+/* f->rq: A's certificate on the MP with a proof by key `keyname` over a
+ * challenge issued at now (f->nonce, f->proof). */
+static void
+pop_request(struct fx *f, const char *keyname, int64_t now)
+{
+	prove(f, keyname, f->certA, f->lenA, now, f->nonce, &f->proof);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = f->nonce;
+	f->rq.proof = f->proof;
 }
 
 /* The request registers (into *out, or cleared when out is NULL). */
@@ -338,15 +351,10 @@ static void
 test_pop_by_other_key_refused(void **state)
 {
 	struct fx *f = *state;
-	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	reg_a(f);
-	prove(f, "b", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &f->rq, f->certA, f->lenA);
-	f->rq.nonce = nonce;
-	f->rq.proof = proof;
+	pop_request(f, "b", f->t0);
 	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_PROOF_INVALID);
-	free(proof);
 }
 
 /* A nonce with one character changed fails the challenge MAC. */
@@ -354,15 +362,10 @@ static void
 test_pop_forged_nonce_refused(void **state)
 {
 	struct fx *f = *state;
-	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
-	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	nonce[3] = nonce[3] == 'A' ? 'B' : 'A';
-	mp_request(f, &f->rq, f->certA, f->lenA);
-	f->rq.nonce = nonce;
-	f->rq.proof = proof;
+	pop_request(f, "a", f->t0);
+	f->nonce[3] = f->nonce[3] == 'A' ? 'B' : 'A';
 	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CHALLENGE_INVALID);
-	free(proof);
 }
 
 /* The genuine proof after the challenge's lifetime is refused. */
@@ -370,14 +373,9 @@ static void
 test_pop_expired_challenge_refused(void **state)
 {
 	struct fx *f = *state;
-	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
-	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &f->rq, f->certA, f->lenA);
-	f->rq.nonce = nonce;
-	f->rq.proof = proof;
+	pop_request(f, "a", f->t0);
 	assert_refused(f, &f->rq, f->t0 + STK_CHALLENGE_TTL, STK_REFUSAL_CHALLENGE_INVALID);
-	free(proof);
 }
 
 /* A proof registers once; the same challenge replayed does not. */
@@ -385,16 +383,11 @@ static void
 test_pop_replayed_challenge_refused(void **state)
 {
 	struct fx *f = *state;
-	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
-	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	mp_request(f, &f->rq, f->certA, f->lenA);
-	f->rq.nonce = nonce;
-	f->rq.proof = proof;
+	pop_request(f, "a", f->t0);
 	reg_ok(f, &f->rq, f->t0 + 1, NULL);
 	assert_refused(f, &f->rq, f->t0 + 2, STK_REFUSAL_CHALLENGE_INVALID);
 	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 1);
-	free(proof);
 }
 
 /* ---- registration through the CMG (TLS client certificate + bulk token) ---- */
