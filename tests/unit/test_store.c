@@ -67,6 +67,20 @@ teardown(void **state)
 	return 0;
 }
 
+/* The one integer a query returns. */
+static int64_t
+query_int(struct site_db *db, const char *sql)
+{
+	struct site_stmt *st;
+	int64_t v;
+
+	assert_int_equal(db_prepare(db, sql, &st), 0);
+	assert_int_equal(db_step(st), SITE_DB_ROW);
+	v = db_column_int64(st, 0);
+	db_finalize(st);
+	return v;
+}
+
 static void
 test_roundtrip(void **state)
 {
@@ -203,10 +217,7 @@ test_errors(void **state)
 	assert_int_equal(f->vt->begin_write(f->db), 0);
 	assert_int_equal(db_exec(f->db, "INSERT INTO t (id) VALUES (6)"), 0);
 	f->vt->rollback(f->db);
-	assert_int_equal(db_prepare(f->db, "SELECT count(*) FROM t WHERE id = 6", &st), 0);
-	assert_int_equal(db_step(st), SITE_DB_ROW);
-	assert_int_equal(db_column_int64(st, 0), 0);
-	db_finalize(st);
+	assert_int_equal(query_int(f->db, "SELECT count(*) FROM t WHERE id = 6"), 0);
 }
 
 static void
@@ -280,23 +291,7 @@ test_write_lock(void **state)
 		assert_int_equal(WEXITSTATUS(status), 0);
 	}
 	assert_int_equal(store_open(f, 0, &f->db), 0);
-	assert_int_equal(db_prepare(f->db, "SELECT n FROM t WHERE id = 100", &st), 0);
-	assert_int_equal(db_step(st), SITE_DB_ROW);
-	assert_int_equal(db_column_int64(st, 0), 100);
-	db_finalize(st);
-}
-
-static int64_t
-backend_pid(struct site_db *db)
-{
-	struct site_stmt *st;
-	int64_t pid = 0;
-
-	assert_int_equal(db_prepare(db, "SELECT pg_backend_pid()", &st), 0);
-	assert_int_equal(db_step(st), SITE_DB_ROW);
-	pid = db_column_int64(st, 0);
-	db_finalize(st);
-	return pid;
+	assert_int_equal(query_int(f->db, "SELECT n FROM t WHERE id = 100"), 100);
 }
 
 static void
@@ -319,28 +314,21 @@ static void
 test_reconnect(void **state)
 {
 	struct fx *f = *state;
-	struct site_stmt *st;
 
 	if (strcmp(f->vt->name, "postgresql") != 0) {
 		/* SQLite has no server connection to lose. */
 		assert_int_equal(db_exec(f->db, "SELECT 1"), 0);
 		return;
 	}
-	kill_backend(f, backend_pid(f->db));
-	assert_int_equal(db_prepare(f->db, "SELECT count(*) FROM t", &st), 0);
-	assert_int_equal(db_step(st), SITE_DB_ROW);
-	assert_int_equal(db_column_int64(st, 0), 0);
-	db_finalize(st);
+	kill_backend(f, query_int(f->db, "SELECT pg_backend_pid()"));
+	assert_int_equal(query_int(f->db, "SELECT count(*) FROM t"), 0);
 
 	assert_int_equal(f->vt->begin_write(f->db), 0);
-	kill_backend(f, backend_pid(f->db));
+	kill_backend(f, query_int(f->db, "SELECT pg_backend_pid()"));
 	assert_int_not_equal(db_exec(f->db, "INSERT INTO t (id) VALUES (7)"), 0);
 	f->vt->rollback(f->db);
 	assert_int_equal(db_exec(f->db, "INSERT INTO t (id) VALUES (8)"), 0);
-	assert_int_equal(db_prepare(f->db, "SELECT count(*) FROM t", &st), 0);
-	assert_int_equal(db_step(st), SITE_DB_ROW);
-	assert_int_equal(db_column_int64(st, 0), 1);
-	db_finalize(st);
+	assert_int_equal(query_int(f->db, "SELECT count(*) FROM t"), 1);
 }
 
 int
