@@ -60,6 +60,26 @@ sf_device_cert(const char *dir, const char *name, int64_t t0, int days,
 	free(uri);
 }
 
+static inline int
+sf_count_cb(void *ctx, const struct stk_device *d)
+{
+	(void)d;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* How many devices the site has (through the public API only). */
+static inline int
+sf_device_count(struct stk_site *s)
+{
+	struct stk_error err;
+	int n = 0;
+
+	if (stk_device_foreach(s, sf_count_cb, &n, &err) != 0)
+		fail_msg("device list: %s", err.msg);
+	return n;
+}
+
 /* A registration request over a TLS listener (the CMG, or the MP over
  * HTTPS): the handshake's client certificate cert (which proved the key),
  * and the bulk token bulk unless NULL. */

@@ -88,23 +88,6 @@ audit_count(struct fx *f, const char *event, const char *outcome)
 	return m.n;
 }
 
-static int
-dev_count_cb(void *ctx, const struct stk_device *d)
-{
-	(void)d;
-	(*(int *)ctx)++;
-	return 0;
-}
-
-static int
-device_count(struct fx *f)
-{
-	int n = 0;
-
-	assert_int_equal(stk_device_foreach(f->s, dev_count_cb, &n, &f->err), 0);
-	return n;
-}
-
 /* What a device does on the HTTP MP: a challenge, signed with the key
  * `keyname` over the certificate der. *proof malloc'd. */
 static void
@@ -208,11 +191,11 @@ assert_refused(struct fx *f, struct stk_reg_request *rq, int64_t now,
 {
 	struct stk_issued out;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int devices = device_count(f), refused = audit_count(f, NULL, "refused");
+	int devices = sf_device_count(f->s), refused = audit_count(f, NULL, "refused");
 
 	assert_int_not_equal(stk_device_register(f->s, rq, now, &out, &reason, &f->err), 0);
 	assert_int_equal(reason, want);
-	assert_int_equal(device_count(f), devices);
+	assert_int_equal(sf_device_count(f->s), devices);
 	assert_int_equal(audit_count(f, NULL, "refused"), refused + 1);
 }
 
@@ -292,7 +275,7 @@ test_mp_register_again_same_device(void **state)
 	assert_false(again.new_device);
 	assert_string_equal(again.dev.guid, f->a.dev.guid);
 	assert_string_not_equal(again.dev.last_jti, f->a.dev.last_jti);
-	assert_int_equal(device_count(f), 1);
+	assert_int_equal(sf_device_count(f->s), 1);
 	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 2);
 	stk_issued_clear(&again);
 }
@@ -636,7 +619,7 @@ test_lost_registration_retry(void **state)
 
 	reg_mp(f, f->certA, f->lenA, f->t0 + 3, &again);
 	assert_string_equal(again.dev.guid, lost->dev.guid);
-	assert_int_equal(device_count(f), 1);
+	assert_int_equal(sf_device_count(f->s), 1);
 	assert_int_equal(gateway(f, again.token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
 	assert_int_not_equal(gateway(f, lost->token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
 	stk_issued_clear(&again);

@@ -74,24 +74,6 @@ teardown(void **state)
 }
 
 static int
-count_cb(void *ctx, const struct stk_device *d)
-{
-	(void)d;
-	(*(int *)ctx)++;
-	return 0;
-}
-
-static int
-devices(struct fx *f)
-{
-	struct stk_error err;
-	int n = 0;
-
-	assert_int_equal(stk_device_foreach(f->s, count_cb, &n, &err), 0);
-	return n;
-}
-
-static int
 reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
 {
 	struct stk_reg_request rq;
@@ -128,7 +110,7 @@ test_commit_answer_lost(void **state)
 	assert_non_null(strstr(err.msg, "outcome unknown"));
 	assert_int_equal(reg(f, &out, &err), 0);
 	assert_int_equal(out.new_device, 0);
-	assert_int_equal(devices(f), 1);
+	assert_int_equal(sf_device_count(f->s), 1);
 	stk_issued_clear(&out);
 	assert_audit_intact(f);
 }
@@ -146,10 +128,10 @@ test_commit_never_sent(void **state)
 	fault = FAULT_NEVER_SENT;
 	assert_int_equal(reg(f, &out, &err), STK_E_DB);
 	assert_non_null(strstr(err.msg, "outcome unknown"));
-	assert_int_equal(devices(f), 0);
+	assert_int_equal(sf_device_count(f->s), 0);
 	assert_int_equal(reg(f, &out, &err), 0);
 	assert_int_equal(out.new_device, 1);
-	assert_int_equal(devices(f), 1);
+	assert_int_equal(sf_device_count(f->s), 1);
 	stk_issued_clear(&out);
 	assert_audit_intact(f);
 }
@@ -181,7 +163,7 @@ test_reconnect_between_requests(void **state)
 	assert_int_equal(reg(f, &out, &err), 0);
 	assert_int_equal(out.new_device, 0);
 	stk_issued_clear(&out);
-	assert_int_equal(devices(f), 1);
+	assert_int_equal(sf_device_count(f->s), 1);
 }
 
 int
