@@ -91,6 +91,19 @@ req(struct fx *f, const char *method, const char *url, const char *body,
 	return st;
 }
 
+/* The request gets `status`, with `text` in the body unless NULL. */
+static void
+expect_status(struct fx *f, const char *method, const char *u, const char *body,
+    size_t bodylen, const char *bearer, int cert, long status, const char *text)
+{
+	char *out;
+
+	assert_int_equal(req(f, method, u, body, bodylen, bearer, cert, &out), status);
+	if (text != NULL && strstr(out, text) == NULL)
+		fail_msg("%s %s: '%s' not in: %s", method, u, text, out);
+	free(out);
+}
+
 static char *
 read_all(const char *path)
 {
@@ -200,30 +213,22 @@ static void
 test_parse_limits(void **state)
 {
 	struct fx *f = *state;
-	char *out, *big;
+	char *big;
 
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), "{\"certificate\":\"a\","
-	    "\"certificate\":\"b\"}", 36, NULL, 0, &out), 400);
-	assert_non_null(strstr(out, "bad_request"));
-	free(out);
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), "[1]", 3, NULL, 0, &out), 400);
-	free(out);
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), "{\"certificate\":1}", 17,
-	    NULL, 0, &out), 400);
-	free(out);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    "{\"certificate\":\"a\",\"certificate\":\"b\"}", 36, NULL, 0, 400, "bad_request");
+	expect_status(f, "POST", url(f, 0, "register"), "[1]", 3, NULL, 0, 400, NULL);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    "{\"certificate\":1}", 17, NULL, 0, 400, NULL);
 	big = malloc(SRV_BODY_MAX + 2);
 	memset(big, ' ', SRV_BODY_MAX + 1);
 	big[SRV_BODY_MAX + 1] = '\0';
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), big, SRV_BODY_MAX + 1, NULL,
-	    0, &out), 413);
-	free(out);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    big, SRV_BODY_MAX + 1, NULL, 0, 413, NULL);
 	free(big);
-	assert_int_equal(req(f, "GET", url(f, 0, "register"), NULL, 0, NULL, 0, &out), 405);
-	free(out);
-	assert_int_equal(req(f, "GET", url(f, 0, "nope"), NULL, 0, NULL, 0, &out), 404);
-	free(out);
-	assert_int_equal(req(f, "GET", url(f, 0, "health"), NULL, 0, NULL, 0, &out), 200);
-	free(out);
+	expect_status(f, "GET", url(f, 0, "register"), NULL, 0, NULL, 0, 405, NULL);
+	expect_status(f, "GET", url(f, 0, "nope"), NULL, 0, NULL, 0, 404, NULL);
+	expect_status(f, "GET", url(f, 0, "health"), NULL, 0, NULL, 0, 200, NULL);
 }
 
 /* The register body a device sends to the HTTP MP: certificate, and the
@@ -270,23 +275,18 @@ static void
 test_mp_refuses_browser_posts(void **state)
 {
 	struct fx *f = *state;
-	char *out, *body = mp_register_body(f);
+	char *body = mp_register_body(f);
 
 	req_header = "Content-Type: text/plain";
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
-	    &out), 415);
-	assert_non_null(strstr(out, "unsupported_media_type"));
-	free(out);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    body, strlen(body), NULL, 0, 415, "unsupported_media_type");
 	req_header = "Origin: http://evil.example";
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
-	    &out), 403);
-	assert_non_null(strstr(out, "cross_origin_refused"));
-	free(out);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    body, strlen(body), NULL, 0, 403, "cross_origin_refused");
 	req_header = NULL;
 	/* The same body as a device sends it registers. */
-	assert_int_equal(req(f, "POST", url(f, 0, "register"), body, strlen(body), NULL, 0,
-	    &out), 200);
-	free(out);
+	expect_status(f, "POST", url(f, 0, "register"),
+	    body, strlen(body), NULL, 0, 200, NULL);
 	free(body);
 }
 
@@ -307,20 +307,15 @@ test_register_and_gateway(void **state)
 	tok = strdup(json_string_value(json_object_get(o, "client_token")));
 	json_decref(o);
 	/* Gateway: with the bound certificate accepted, without refused. */
-	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 200);
-	free(out);
-	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 0, &out), 401);
-	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_CLIENT_CERT)));
-	free(out);
-	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, NULL, 1, &out), 401);
-	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_NO_TOKEN)));
-	free(out);
-	assert_int_equal(req(f, "POST", url(f, 1, "renew"), "{}", 2, tok, 1, &out), 200);
-	free(out);
+	expect_status(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, 200, NULL);
+	expect_status(f, "GET", url(f, 1, "policy"),
+	    NULL, 0, tok, 0, 401, stk_refusal_code(STK_REFUSAL_NO_CLIENT_CERT));
+	expect_status(f, "GET", url(f, 1, "policy"),
+	    NULL, 0, NULL, 1, 401, stk_refusal_code(STK_REFUSAL_NO_TOKEN));
+	expect_status(f, "POST", url(f, 1, "renew"), "{}", 2, tok, 1, 200, NULL);
 	/* The old token is now superseded. */
-	assert_int_equal(req(f, "GET", url(f, 1, "policy"), NULL, 0, tok, 1, &out), 401);
-	assert_non_null(strstr(out, stk_refusal_code(STK_REFUSAL_SUPERSEDED)));
-	free(out);
+	expect_status(f, "GET", url(f, 1, "policy"),
+	    NULL, 0, tok, 1, 401, stk_refusal_code(STK_REFUSAL_SUPERSEDED));
 	/* Logs: the lines are there and the token is not. */
 	snprintf(path, sizeof(path), "%s/logs/ClientAuth.log", stk_site_dir(f->s));
 	log = read_all(path);
