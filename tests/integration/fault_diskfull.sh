@@ -34,7 +34,6 @@ unset SITETOKEN_DB
 make_site
 start_server 0
 agent first 0 register --mp "$MP" >/dev/null || fail "registration before the disk fills"
-count_devices() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices"; }
 bulk_count() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM bulk_tokens"; }
 nbulk=$(bulk_count)
 
