@@ -14,7 +14,7 @@
 #   HTTP        http, cmg_call, post_json, bearer_hdr, http_status, http_body;
 #   certificates dev_cert, dev_identity, cert_x5t, mp_pop_body;
 #   server      server_env, make_site, serve_node, start_server, stop_node,
-#               stop_server, agent, new_bulk, count_devices, db_state,
+#               stop_server, agent, new_bulk, refused, count_devices, db_state,
 #               audit_count, audit_last, assert_no_tokens_in_logs, device_tpms;
 #   TPM pair    tpm_pair ($TPM_A, $TPM_B, stopped at exit);
 #   PostgreSQL  pgo_init, pgo_initdb, pgo_start, pgo_stop, pgo_stop_all, psu,
@@ -320,6 +320,28 @@ db_state() {
 }
 audit_count() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit"; }
 audit_last() { sqlite3 "$SITE/site.db" "SELECT outcome || ' ' || event || ' ' || detail FROM audit ORDER BY seq DESC LIMIT 1"; }
+
+# refused "STATUS CODE" AUDITED WHAT -- post_json args...: that answer, no
+# change to devices or bulk tokens, and one audit record "refused ... CODE:"
+# (AUDITED=1, a site refusal) or none (0, refused before the site).
+refused() {
+	local want=$1 audited=$2 what=$3 s0 a0 got a1
+	shift 4
+	s0=$(db_state); a0=$(audit_count)
+	got=$(post_json "$@")
+	a1=$(audit_count)
+	if [ "$got" != "$want" ]; then
+		bad "$what: want '$want', got '$got' $(head -c 200 "$T/resp")"
+	elif [ "$(db_state)" != "$s0" ]; then
+		bad "$what: devices or bulk tokens changed"
+	elif [ "$a1" != $((a0 + audited)) ]; then
+		bad "$what: $((a1 - a0)) audit records, want $audited"
+	elif [ "$audited" = 1 ] && [[ "$(audit_last)" != "refused "*" ${want#* }: "* ]]; then
+		bad "$what: audit record '$(audit_last)'"
+	else
+		ok "$what: $want"
+	fi
+}
 
 # No log may ever contain a full token (three base64url segments).
 assert_no_tokens_in_logs() {

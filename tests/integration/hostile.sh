@@ -26,29 +26,6 @@ cp "$T/A/client.token" "$T/client.tok"
 REG=$CMG/sitetoken/v1/register
 XCERT=(--cert "$T/x.crt" --key "$T/x.key")
 
-# refused WANT_STATUS WANT_ERROR AUDITED(0|1) WHAT -- post_json args...
-refused() {
-	local status=$1 error=$2 audited=$3 what=$4; shift 5
-	local s0 a0 got a1
-	s0=$(db_state); a0=$(audit_count)
-	got=$(post_json "$@")
-	a1=$(audit_count)
-	if [ "$got" != "$status $error" ]; then
-		bad "$what: want '$status $error', got '$got' $(head -c 200 "$T/resp")"; return
-	fi
-	[ "$(db_state)" = "$s0" ] || { bad "$what: devices/bulk_tokens changed"; return; }
-	if [ "$audited" = 1 ]; then
-		[ "$a1" = $((a0 + 1)) ] || { bad "$what: want one audit record, got $((a1 - a0))"; return; }
-		case "$(audit_last)" in
-		"refused "*" $error: "*) ;;
-		*) bad "$what: audit record '$(audit_last)'"; return ;;
-		esac
-	else
-		[ "$a1" = "$a0" ] || { bad "$what: $((a1 - a0)) audit records for a request the site never saw"; return; }
-	fi
-	ok "$what: $status $error ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["message"][:70])' "$T/resp"))"
-}
-
 bulk_body() { printf '{"bulk_token":"%s"}' "$(cat "$1")" > "$T/body"; }
 
 # --- bulk token rules, CMG register (mutual TLS with a fresh certificate) ---
@@ -56,7 +33,7 @@ while read -r variant status error; do
 	$JWS "$variant" "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
 		{ bad "craft $variant"; continue; }
 	bulk_body "$T/h.tok"
-	refused "$status" "$error" 1 "bulk $variant" -- "$REG" "$T/body" "${XCERT[@]}"
+	refused "$status $error" 1 "bulk $variant" -- "$REG" "$T/body" "${XCERT[@]}"
 done <<'M'
 alg_none 401 token_invalid
 alg_hs256 401 token_invalid
@@ -86,19 +63,19 @@ bad_sig 401 token_invalid
 M
 # A client token is never a bulk token.
 bulk_body "$T/client.tok"
-refused 401 wrong_token_type 1 "client token as bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "401 wrong_token_type" 1 "client token as bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
 # Signed by the site but not on its record; on record but blocked.
 $JWS unknown_id "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_body "$T/h.tok"
-refused 401 bulk_token_unknown 1 "bulk token not on record" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "401 bulk_token_unknown" 1 "bulk token not on record" -- "$REG" "$T/body" "${XCERT[@]}"
 bguid=$(new_bulk "$T/blocked.tok")
 $STK bulk block "$bguid" >/dev/null || fail "bulk block"
 bulk_body "$T/blocked.tok"
-refused 403 bulk_token_blocked 1 "blocked bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "403 bulk_token_blocked" 1 "blocked bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
 # The CMG without a TLS client certificate.
 bulk_body "$T/bulk.tok"
-refused 401 no_client_certificate 1 "register without client certificate" -- "$REG" "$T/body"
+refused "401 no_client_certificate" 1 "register without client certificate" -- "$REG" "$T/body"
 printf '{}' > "$T/body"
-refused 401 no_token 1 "CMG register without bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "401 no_token" 1 "CMG register without bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
 
 # --- client token rules: GET policy with device A's certificate ---
 POL=$CMG/sitetoken/v1/policy
@@ -107,7 +84,7 @@ ACERT=(--cert "$T/A/device.crt" --key "$T/A/device.key")
 while read -r variant status error; do
 	$JWS "$variant" "$T/client.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
 		{ bad "craft $variant"; continue; }
-	refused "$status" "$error" 1 "client $variant" -- "$POL" - "${ACERT[@]}" \
+	refused "$status $error" 1 "client $variant" -- "$POL" - "${ACERT[@]}" \
 		-H @"$(bearer_hdr "$T/h.tok")"
 done <<'M'
 alg_none 401 token_invalid
@@ -130,16 +107,16 @@ truncated 401 token_invalid
 extra_segment 401 token_invalid
 foreign 401 token_invalid
 M
-refused 401 wrong_token_type 1 "bulk token as client token" -- "$POL" - "${ACERT[@]}" \
+refused "401 wrong_token_type" 1 "bulk token as client token" -- "$POL" - "${ACERT[@]}" \
 	-H @"$(bearer_hdr "$T/bulk.tok")"
-refused 401 wrong_token_type 1 "bulk token renewed" -- "$REN" - "${ACERT[@]}" -X POST \
+refused "401 wrong_token_type" 1 "bulk token renewed" -- "$REN" - "${ACERT[@]}" -X POST \
 	-H @"$(bearer_hdr "$T/bulk.tok")"
-refused 401 no_token 1 "policy without bearer" -- "$POL" - "${ACERT[@]}"
-refused 401 no_client_certificate 1 "policy without client certificate" -- "$POL" - \
+refused "401 no_token" 1 "policy without bearer" -- "$POL" - "${ACERT[@]}"
+refused "401 no_client_certificate" 1 "policy without client certificate" -- "$POL" - \
 	-H @"$(bearer_hdr "$T/client.tok")"
-refused 401 certificate_mismatch 1 "A's token over another certificate" -- "$POL" - \
+refused "401 certificate_mismatch" 1 "A's token over another certificate" -- "$POL" - \
 	"${XCERT[@]}" -H @"$(bearer_hdr "$T/client.tok")"
-refused 401 certificate_mismatch 1 "A's token renewed over another certificate" -- "$REN" - \
+refused "401 certificate_mismatch" 1 "A's token renewed over another certificate" -- "$REN" - \
 	"${XCERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")"
 expect_ok() { # expect_ok WHAT -- post_json args: 200 and the token still works
 	local got; got=$(post_json "${@:3}")
@@ -150,33 +127,33 @@ expect_ok "device A's own token still accepted after the matrix" -- "$POL" - "${
 
 # --- requests refused before the site sees them (no audit record) ---
 printf '{"bulk_token":"a","bulk_token":"b"}' > "$T/body"
-refused 400 bad_request 0 "duplicate body member" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "duplicate body member" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '{"bulk_token":"a","admin":true}' > "$T/body"
-refused 400 bad_request 0 "unknown body member" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "unknown body member" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '["bulk_token"]' > "$T/body"
-refused 400 bad_request 0 "body not an object" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "body not an object" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '{"bulk_token":"a"' > "$T/body"
-refused 400 bad_request 0 "truncated JSON body" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "truncated JSON body" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '{"bulk_token":7}' > "$T/body"
-refused 400 bad_request 0 "non-string member" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "non-string member" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '{"bulk_token":"%s","hostname":"a\\nFAKE 2026-01-01 [tid 1] MP_RegistrationManager: forged"}' "$(cat "$T/bulk.tok")" > "$T/body"
-refused 400 bad_request 0 "control characters in hostname" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "control characters in hostname" -- "$REG" "$T/body" "${XCERT[@]}"
 python3 -c 'import sys; open(sys.argv[1],"w").write("{\"hostname\":\"%s\"}" % ("h" * 256))' "$T/body"
-refused 400 bad_request 0 "hostname over 255 characters" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "400 bad_request" 0 "hostname over 255 characters" -- "$REG" "$T/body" "${XCERT[@]}"
 python3 -c 'import sys; open(sys.argv[1],"w").write("{\"bulk_token\":\"%s\"}" % ("A" * 17000))' "$T/body"
-refused 413 body_too_large 0 "body over 16 KiB" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "413 body_too_large" 0 "body over 16 KiB" -- "$REG" "$T/body" "${XCERT[@]}"
 head -c 4000000 /dev/zero | tr '\0' 'A' > "$T/body"
-refused 413 body_too_large 0 "4 MB body" -- "$REG" "$T/body" "${XCERT[@]}"
+refused "413 body_too_large" 0 "4 MB body" -- "$REG" "$T/body" "${XCERT[@]}"
 printf '{}' > "$T/body"
-refused 404 not_found 0 "other site number" -- "${REG/$SITE_NUMBER/1$SITE_NUMBER}" "$T/body" "${XCERT[@]}"
-refused 405 method_not_allowed 0 "PUT register" -- "$REG" "$T/body" "${XCERT[@]}" -X PUT
+refused "404 not_found" 0 "other site number" -- "${REG/$SITE_NUMBER/1$SITE_NUMBER}" "$T/body" "${XCERT[@]}"
+refused "405 method_not_allowed" 0 "PUT register" -- "$REG" "$T/body" "${XCERT[@]}" -X PUT
 
 # --- the HTTP MP's certificate member and media type (checked by the
 # server before the site: not audited) ---
 printf '{"certificate":"-----BEGIN CERTIFICATE-----\\nnot base64\\n-----END CERTIFICATE-----\\n"}' > "$T/body"
-refused 400 bad_certificate 0 "MP: certificate PEM unreadable" -- "$MP/sitetoken/v1/register" "$T/body"
+refused "400 bad_certificate" 0 "MP: certificate PEM unreadable" -- "$MP/sitetoken/v1/register" "$T/body"
 python3 -c 'import sys,base64; open(sys.argv[1],"w").write("{\"certificate\":\"-----BEGIN CERTIFICATE-----\\n%s\\n-----END CERTIFICATE-----\\n\"}" % base64.b64encode(b"\x30\x03\x02\x01\x01").decode())' "$T/body"
-refused 400 bad_certificate 0 "MP: certificate PEM not X.509" -- "$MP/sitetoken/v1/register" "$T/body"
+refused "400 bad_certificate" 0 "MP: certificate PEM not X.509" -- "$MP/sitetoken/v1/register" "$T/body"
 
 # --- replays of a registration ---
 Arow=$(sqlite3 "$SITE/site.db" "SELECT * FROM devices WHERE guid='$(json_get device_guid < "$T/A/state.json")'")
@@ -264,9 +241,9 @@ got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok"
 [ "$got" = "200 -" ] && ok "lost renewal retried with the previous token: 200" || bad "lost renewal retry: $got"
 json_get client_token < "$T/resp" > "$T/client2.tok"
 expect_ok "the retried renewal's token works" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client2.tok")"
-refused 401 token_superseded 1 "the lost renewal's token" -- "$POL" - "${ACERT[@]}" \
+refused "401 token_superseded" 1 "the lost renewal's token" -- "$POL" - "${ACERT[@]}" \
 	-H @"$(bearer_hdr "$T/lost.tok")"
-refused 401 token_superseded 1 "renewal replayed after the new token was used" -- "$REN" - \
+refused "401 token_superseded" 1 "renewal replayed after the new token was used" -- "$REN" - \
 	"${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")"
 cp "$T/client2.tok" "$T/client.tok"
 
@@ -275,9 +252,9 @@ cp "$T/client2.tok" "$T/client.tok"
 # nothing and A's token stays valid (before: it re-registered A and
 # superseded A's token).
 python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/A/device.crt" > "$T/body"
-refused 401 proof_required 1 "MP replay of A's certificate without proof" -- "$MP/sitetoken/v1/register" "$T/body"
+refused "401 proof_required" 1 "MP replay of A's certificate without proof" -- "$MP/sitetoken/v1/register" "$T/body"
 mp_pop_body "$T/A/device.crt" "$T/x.key"
-refused 401 proof_invalid 1 "MP: A's certificate with a proof by another key" -- "$MP/sitetoken/v1/register" "$T/body"
+refused "401 proof_invalid" 1 "MP: A's certificate with a proof by another key" -- "$MP/sitetoken/v1/register" "$T/body"
 expect_ok "device A's token still accepted after the MP replays" -- "$POL" - "${ACERT[@]}" \
 	-H @"$(bearer_hdr "$T/client.tok")"
 

@@ -33,18 +33,6 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["cmg"]=sys.argv[2
 got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/a.tok")")
 check "agent registered over HTTP with the signed challenge; its token works ($got)" [ "$got" = "200 -" ]
 
-# refused WANT AUDITED WHAT -- post_json args: the refusal, no change to
-# devices/bulk tokens, one audit record (site refusals) or none.
-refused() {
-	local want=$1 audited=$2 what=$3; shift 4
-	local s0 a0 got
-	s0=$(db_state); a0=$(audit_count)
-	got=$(post_json "$@")
-	[ "$got" = "$want" ] || { bad "$what: want '$want', got '$got' $(head -c 160 "$T/resp")"; return; }
-	[ "$(db_state)" = "$s0" ] || { bad "$what: devices or bulk tokens changed"; return; }
-	[ "$(audit_count)" = $((a0 + audited)) ] || { bad "$what: $(($(audit_count) - a0)) audit records, want $audited"; return; }
-	ok "$what: $want"
-}
 
 # --- Attacker 1 (network attacker), proof of possession on the HTTP MP:
 # A's certificate is public; without A's key nothing registers and A's
