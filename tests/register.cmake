@@ -1,0 +1,3 @@
+# Registration path (issue 16): the device-certificate cache against the
+# uncached check.
+stk_unit_test(test_devcert)
