@@ -130,6 +130,39 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
     int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err);
 
+/* stk_device_register in two halves, for a server that keeps the checks out
+ * of its registration lock (server/server.c):
+ *  - stk_device_register_check only reads (proof of possession, certificate
+ *    rules, site switches, the bulk token's signature, record, block and
+ *    source, attestation policy): call it with any handle of the site, no
+ *    lock (e.g. a worker thread's own). On refusal it returns a negative
+ *    code with *reason set and records nothing: pass the refusal to
+ *    stk_device_register_refused (audited, aggregated per source on that
+ *    handle: STK_AUDIT_REFUSAL_*), unless *reason is STK_REFUSAL_INTERNAL.
+ *  - stk_device_register_commit does the rest in one transaction on a
+ *    signing handle: device blocked?, the bulk token's use limit (exactly
+ *    once, conditional update), the token, history and audit; it audits
+ *    its own refusals. req must be the request the check saw.
+ * c borrows from req (the certificate); clear it with
+ * stk_reg_checked_clear after the commit. */
+struct stk_reg_checked {
+	const unsigned char *der;      /* the certificate registered */
+	size_t derlen;
+	char thumb[44];                /* its x5t#S256 */
+	struct stk_claims bulk;        /* the bulk token's claims, if any */
+};
+
+int stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
+    int64_t now, struct stk_reg_checked *c, enum stk_refusal *reason,
+    struct stk_error *err);
+void stk_device_register_refused(struct stk_site *s, const struct stk_reg_request *req,
+    const struct stk_reg_checked *c, enum stk_refusal reason,
+    const struct stk_error *why);
+int stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req,
+    const struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
+    enum stk_refusal *reason, struct stk_error *err);
+void stk_reg_checked_clear(struct stk_reg_checked *c);
+
 /* Gateway authentication: client token valid at `now`, bound to the TLS
  * client certificate `peer_der`, device known and not blocked, allow-cmg on.
  * On success fills *dev. Refusals audited, *reason set. */
