@@ -197,6 +197,45 @@ srv_log_issued(struct srv *s, const struct stk_issued *is, const char *what,
 	    is->dev.guid, is->dev.thumbprint, (long long)is->dev.token_exp, what, peer);
 }
 
+static struct stk_site *srv_worker_site(struct srv *s);
+
+/* The registration through the site: the checks (certificate, bulk token
+ * signature and record, settings) on this worker thread's own handle
+ * without site_mu; a refusal of those is counted for the audit log without
+ * the lock too (site/audit.c aggregates per source), only the first ones
+ * of an interval are written under it. site_mu covers the transaction on
+ * the signing handle (use limits, token, history, audit). */
+static int
+srv_register_site(struct srv *s, const struct stk_reg_request *reg,
+    struct stk_issued *is, enum stk_refusal *reason, struct stk_error *err)
+{
+	struct stk_site *ws = srv_worker_site(s);
+	struct stk_reg_checked chk;
+	int64_t now = stk_now();
+	int r;
+
+	if (ws == NULL) { /* no handle of its own: all of it under the lock */
+		pthread_mutex_lock(&s->site_mu);
+		r = stk_device_register(s->site, reg, now, is, reason, err);
+		pthread_mutex_unlock(&s->site_mu);
+		return r;
+	}
+	memset(is, 0, sizeof(*is));
+	if ((r = stk_device_register_check(ws, reg, now, &chk, reason, err)) != 0) {
+		if (!stk_device_register_refusal_counted(s->site, reg, *reason)) {
+			pthread_mutex_lock(&s->site_mu);
+			stk_device_register_refused(s->site, reg, &chk, *reason, err);
+			pthread_mutex_unlock(&s->site_mu);
+		}
+	} else {
+		pthread_mutex_lock(&s->site_mu);
+		r = stk_device_register_commit(s->site, reg, &chk, now, is, reason, err);
+		pthread_mutex_unlock(&s->site_mu);
+	}
+	stk_reg_checked_clear(&chk);
+	return r;
+}
+
 /* POST register, on either listener. */
 static enum MHD_Result
 srv_register(struct srv_listener *ls, struct MHD_Connection *c,
@@ -262,9 +301,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		reg.bulk_token = bulk;
 		reg.bulk_len = strlen(bulk);
 	}
-	pthread_mutex_lock(&s->site_mu);
-	r = stk_device_register(s->site, &reg, stk_now(), &is, &reason, &err);
-	pthread_mutex_unlock(&s->site_mu);
+	r = srv_register_site(s, &reg, &is, &reason, &err);
 	free(der);
 	if (r == 0) {
 		srv_metrics_registered(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP);

@@ -538,6 +538,21 @@ stk_device_register_refused(struct stk_site *s, const struct stk_reg_request *re
 	    c->bulk.id[0] ? c->bulk.id : c->thumb, reason, why);
 }
 
+int
+stk_device_register_refusal_counted(struct stk_site *s,
+    const struct stk_reg_request *req, enum stk_refusal reason)
+{
+	char detail[48];
+
+	if (reason == STK_REFUSAL_INTERNAL || reason == STK_REFUSAL_NONE)
+		return 1; /* nothing to audit */
+	/* The key dev_audit_refusal's detail aggregates on. */
+	snprintf(detail, sizeof(detail), "%.40s:", stk_refusal_code(reason));
+	return stk_audit_refusal_counted(s, req->peer ? req->peer : "device",
+	    req->via == STK_VIA_CMG ? "device.register.cmg" : "device.register.mp",
+	    detail);
+}
+
 /* The write half: under the store's write lock (a transaction), the
  * device's state, the bulk token's use limit (a conditional update: exactly
  * once across threads and nodes), the token, the history, the audit. */

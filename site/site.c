@@ -327,6 +327,7 @@ site_alloc(const char *dir, struct stk_site **out, struct stk_error *err)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->refusal_mu, NULL);
 	s->kopts.site_dir = s->dir;
 	*out = s;
 	return STK_OK;

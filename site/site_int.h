@@ -35,6 +35,8 @@ struct stk_site {
 	int refreshing;
 	struct site_parked *parked;  /* replaced objects, freed at close */
 	/* refusal aggregation (audit.c) */
+	pthread_mutex_t refusal_mu;  /* the table: stk_audit_refusal_counted runs
+	                                without the store */
 	struct site_refusal *refusals;
 	size_t nrefusals;
 	int flushing;

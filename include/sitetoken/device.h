@@ -162,6 +162,12 @@ int stk_device_register_commit(struct stk_site *s, const struct stk_reg_request 
     const struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
     enum stk_refusal *reason, struct stk_error *err);
 void stk_reg_checked_clear(struct stk_reg_checked *c);
+/* A refusal of stk_device_register_check counted on handle s without its
+ * store (stk_audit_refusal_counted): 1 when nothing more is to be done (or
+ * nothing to audit), 0 when the caller must still call
+ * stk_device_register_refused with s (under its lock). */
+int stk_device_register_refusal_counted(struct stk_site *s,
+    const struct stk_reg_request *req, enum stk_refusal reason);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
  * client certificate `peer_der`, device known and not blocked, allow-cmg on.
