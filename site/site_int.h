@@ -26,6 +26,7 @@ struct stk_site {
 	struct stk_verifier *verifier; /* current snapshot (the site's reference) */
 	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
+	int batch;                   /* stk_site_batch_begin: tx = savepoint */
 	int audit_dirty;             /* records appended since the last commit */
 	/* site keys (keys.c) */
 	char kid[64];                /* this node's signing key, "" if unknown */

@@ -303,6 +303,15 @@ int stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
     struct stk_error *err);
 
 /* ---- Transactions (BEGIN IMMEDIATE ... COMMIT/ROLLBACK) ---- */
+/* Group commit: between stk_site_batch_begin and stk_site_batch_end the
+ * transactions of this handle (stk_site_tx_*, and so every change and its
+ * audit record) are savepoints of one store transaction, committed with
+ * one flush to disk by stk_site_batch_end. Each stays all or nothing; none
+ * is durable before stk_site_batch_end returns 0, so no caller may answer
+ * for one before; when it fails, none of the batch happened. The audit
+ * checkpoint, if due, is signed after that commit. */
+int stk_site_batch_begin(struct stk_site *s, struct stk_error *err);
+int stk_site_batch_end(struct stk_site *s, struct stk_error *err);
 int stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
 int stk_site_tx_commit(struct stk_site *s, struct stk_error *err);
 void stk_site_tx_rollback(struct stk_site *s);
