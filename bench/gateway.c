@@ -795,19 +795,34 @@ out:
  * each round; medians are printed. */
 enum { REG_FILE, REG_HS, REG_H1, REG_H2, REG_H8, REG_CSIGN, REG_NPHASES };
 
+/* CPU seconds of the file-key server and of this client spent in the
+ * REG_FILE and REG_HS phases, over all rounds (with --server-pid): what a
+ * registration costs against a handshake whatever else loads the machine. */
+static double reg_cpu_srv[2], reg_cpu_cli[2];
+
 static int
 reg_phase(int ph, struct device *dev, int regs, int from, int to,
     char *fbulk, char *hbulk, double *v)
 {
 	static const int conc[REG_NPHASES] = { 8, 8, 1, 2, 8, 0 };
+	double s0, c0;
+	int r;
 
 	if (ph == REG_CSIGN)
 		return bench_hsm_csign_rate(2, v);
 	snprintf(base, sizeof(base), "%s", ph >= REG_H1 ? bench_opts.cmg_hsm_url :
 	    bench_opts.cmg_url);
 	bulk = ph >= REG_H1 ? hbulk : fbulk;
-	return register_batch(dev, ph * regs + from, ph * regs + to, ph == REG_HS,
+	s0 = bench_opts.server_pid > 0 ? proc_cpu_s(bench_opts.server_pid) : 0;
+	c0 = self_cpu_s();
+	r = register_batch(dev, ph * regs + from, ph * regs + to, ph == REG_HS,
 	    conc[ph], v);
+	if (ph <= REG_HS) {
+		reg_cpu_cli[ph] += self_cpu_s() - c0;
+		if (bench_opts.server_pid > 0)
+			reg_cpu_srv[ph] += proc_cpu_s(bench_opts.server_pid) - s0;
+	}
+	return r;
 }
 
 int
@@ -862,8 +877,14 @@ bench_register(void)
 	f.nrefs = 1;
 	f.refs[0] = (struct bench_ref){ "handshake", v[REG_HS][0], "ratio" };
 	f.target = 0.8;
-	snprintf(f.note, sizeof(f.note), "(%d registrations, new devices; reference: "
-	    "fresh mutual-TLS GET health)", per * rounds);
+	/* CPU per operation, server and client (ms): the ratio the machine
+	 * allows once nothing but CPU limits. */
+	snprintf(f.note, sizeof(f.note), "(%d new devices; reference: fresh mutual-TLS "
+	    "GET health)  cpu ms/op server %.2f client %.2f (handshake %.2f/%.2f)",
+	    per * rounds, reg_cpu_srv[REG_FILE] * 1e3 / (per * rounds),
+	    reg_cpu_cli[REG_FILE] * 1e3 / (per * rounds),
+	    reg_cpu_srv[REG_HS] * 1e3 / (per * rounds),
+	    reg_cpu_cli[REG_HS] * 1e3 / (per * rounds));
 	bench_emit(&f);
 	for (ph = REG_H1; hsm && ph <= REG_H8; ph++) {
 		lo = v[REG_HS][0] < v[REG_CSIGN][0] ? v[REG_HS][0] : v[REG_CSIGN][0];
