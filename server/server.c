@@ -81,6 +81,8 @@ struct srv {
 	pthread_cond_t reg_cv;
 	struct srv_regjob *reg_head;
 	int reg_leader;
+	const struct stk_signer *reg_signer; /* the site's signer after the last
+	                                        commit (reg_mu): signing ahead */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -210,7 +212,7 @@ static struct stk_site *srv_worker_site(struct srv *s);
 /* A checked registration waiting for its transaction. */
 struct srv_regjob {
 	const struct stk_reg_request *reg;
-	const struct stk_reg_checked *chk;
+	struct stk_reg_checked *chk;
 	int64_t now;
 	struct stk_issued *is;
 	enum stk_refusal *reason;
@@ -225,6 +227,7 @@ struct srv_regjob {
 static void
 srv_regjobs_commit(struct srv *s, struct srv_regjob *j)
 {
+	const struct stk_signer *sg;
 	struct srv_regjob *x;
 	struct stk_error e;
 	int batch;
@@ -244,7 +247,14 @@ srv_regjobs_commit(struct srv *s, struct srv_regjob *j)
 			*x->reason = STK_REFUSAL_INTERNAL;
 			x->r = e.code != 0 ? e.code : STK_E_DB;
 		}
+	/* The signer the next registrations sign with ahead, outside the lock
+	 * (a replaced one stays valid until the handle closes: parked). */
+	if (stk_site_signer(s->site, &sg, &e) != 0)
+		sg = NULL;
 	pthread_mutex_unlock(&s->site_mu);
+	pthread_mutex_lock(&s->reg_mu);
+	s->reg_signer = sg;
+	pthread_mutex_unlock(&s->reg_mu);
 }
 
 /* Queue job and wait until a leader (this thread, if none is at work)
@@ -287,7 +297,8 @@ srv_regjob_run(struct srv *s, struct srv_regjob *job)
  * the lock too (site/audit.c aggregates per source), only the first ones
  * of an interval are written under it. site_mu covers the transaction on
  * the signing handle (use limits, token, history, audit), shared by the
- * registrations that queued meanwhile (group commit, srv_regjob_run). */
+ * registrations that queued meanwhile (group commit, srv_regjob_run); the
+ * client token is signed before it, outside the lock. */
 static int
 srv_register_site(struct srv *s, const struct stk_reg_request *reg,
     struct stk_issued *is, enum stk_refusal *reason, struct stk_error *err)
@@ -312,7 +323,18 @@ srv_register_site(struct srv *s, const struct stk_reg_request *reg,
 		}
 	} else {
 		struct srv_regjob job = { reg, &chk, now, is, reason, err, 0, 0, NULL };
+		const struct stk_signer *sg;
+		struct stk_error e;
 
+		/* Sign ahead without the lock; the commit signs again if the
+		 * device's GUID or the site's key changed meanwhile. */
+		pthread_mutex_lock(&s->reg_mu);
+		sg = s->reg_signer;
+		pthread_mutex_unlock(&s->reg_mu);
+		stk_error_clear(&e);
+		if (sg != NULL && stk_device_register_presign(ws, sg, reg, now, &chk, &e) != 0)
+			srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "signing ahead "
+			    "failed (the commit signs): %s", e.msg);
 		srv_regjob_run(s, &job);
 		r = job.r;
 	}

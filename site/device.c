@@ -264,9 +264,10 @@ stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
  * one lose); prev_jti is the token presented. Caller holds the transaction.
  * STK_E_EXISTS when the conditional update found a newer token. */
 static int
-dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
+dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
     const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
-    const char *prev_jti, int64_t now, char **token, struct stk_error *err)
+    const char *prev_jti, int64_t now, struct stk_reg_checked *pre, char **token,
+    struct stk_error *err)
 {
 	const struct stk_signer *signer;
 	struct site_stmt *st = NULL;
@@ -276,8 +277,15 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
 		return r;
-	if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint, d->attestation,
-	    now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
+	if (pre != NULL && pre->token != NULL && pre->signer == signer &&
+	    pre->signed_at == now && strcmp(pre->guid, d->guid) == 0) {
+		/* Signed ahead, outside the lock, for this device by this key. */
+		*token = pre->token;
+		pre->token = NULL;
+		snprintf(d->last_jti, sizeof(d->last_jti), "%s", pre->jti);
+	} else if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint,
+	    d->attestation, now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti,
+	    err)) != 0)
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
@@ -341,6 +349,15 @@ fail:
 	stk_token_free(*token);
 	*token = NULL;
 	return r;
+}
+
+static int
+dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
+    const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
+    const char *prev_jti, int64_t now, char **token, struct stk_error *err)
+{
+	return dev_issue_store_pre(s, d, is_new, cert_der, cert_len, expect_jti,
+	    prev_jti, now, NULL, token, err);
 }
 
 /* Append to the enrollment history (never updated, never deleted). */
@@ -454,6 +471,7 @@ stk_reg_checked_clear(struct stk_reg_checked *c)
 	if (c == NULL)
 		return;
 	stk_claims_clear(&c->bulk);
+	stk_token_free(c->token);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -553,12 +571,41 @@ stk_device_register_refusal_counted(struct stk_site *s,
 	    detail);
 }
 
+int
+stk_device_register_presign(struct stk_site *s, const struct stk_signer *signer,
+    const struct stk_reg_request *req, int64_t now, struct stk_reg_checked *c,
+    struct stk_error *err)
+{
+	struct stk_device old;
+	int r;
+
+	stk_token_free(c->token);
+	c->token = NULL;
+	if (signer == NULL)
+		return STK_OK;
+	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
+	if (r == 0)
+		snprintf(c->guid, sizeof(c->guid), "%s", old.guid);
+	else if (r != STK_E_NOTFOUND)
+		return r;
+	else if (stk_guid_new(c->guid) != 0)
+		return stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
+	c->guid_new = r == STK_E_NOTFOUND;
+	if ((r = stk_issue_client_att(signer, c->guid, c->thumb, req->attestation ?
+	    req->attestation : "none", now, STK_CLIENT_TOKEN_LIFETIME, &c->token, c->jti,
+	    err)) != 0)
+		return r;
+	c->signer = signer;
+	c->signed_at = now;
+	return STK_OK;
+}
+
 /* The write half: under the store's write lock (a transaction), the
  * device's state, the bulk token's use limit (a conditional update: exactly
  * once across threads and nodes), the token, the history, the audit. */
 int
 stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req,
-    const struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
+    struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
     enum stk_refusal *reason, struct stk_error *err)
 {
 	struct stk_device old;
@@ -596,6 +643,8 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 	}
 	if (exists)
 		out->dev = old;
+	else if (c->token != NULL && c->guid_new)
+		memcpy(out->dev.guid, c->guid, sizeof(out->dev.guid)); /* signed for */
 	else if (stk_guid_new(out->dev.guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
 		goto fail_tx;
@@ -610,8 +659,9 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		out->dev.allow_cmg = -1;
 	snprintf(out->dev.attestation, sizeof(out->dev.attestation), "%s",
 	    req->attestation ? req->attestation : "none");
-	if ((r = dev_issue_store(s, &out->dev, !exists, c->der, c->derlen, NULL, NULL,
-	    now, &out->token, err)) != 0 || (r = stk_attest_record_device(s,
+	if ((r = dev_issue_store_pre(s, &out->dev, !exists, c->der, c->derlen, NULL,
+	    NULL, now, c, &out->token, err)) != 0 ||
+	    (r = stk_attest_record_device(s,
 	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
 		goto fail_tx;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)

@@ -5,7 +5,8 @@
  * batch sees the row an earlier item wrote (no second use), an item that
  * is refused leaves the others' work in place, and the audit chain
  * verifies (checkpoint signed after the batch's commit). Differential: the
- * two runs are compared item by item. */
+ * two runs are compared item by item. And the token signed ahead of the
+ * commit (test_presign). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,12 +157,74 @@ test_batch_not_visible_before_end(void **state)
 	sf_site_done(s, dir);
 }
 
+/* Signing ahead (stk_device_register_presign, outside serve's lock): the
+ * commit takes the pre-signed token when the device GUID and the signer
+ * are the ones it was signed for; when another registration of the same
+ * certificate made the device meanwhile, the commit signs again for the
+ * device's real GUID (the pre-signed token, for a GUID that does not
+ * exist, is never handed out). */
+static void
+test_presign(void **state)
+{
+	char *dir = tu_tmpdir("regbatch3");
+	struct stk_site *s = sf_site_init(dir);
+	const struct stk_signer *sg = NULL;
+	struct stk_reg_request rq;
+	struct stk_reg_checked c1, c2;
+	struct stk_issued a, b;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason;
+	unsigned char *der = NULL;
+	size_t len = 0;
+	char pre_jti[40], pre_guid[40];
+	int64_t t0 = stk_now();
+
+	(void)state;
+	assert_int_equal(stk_site_signer(s, &sg, &err), 0);
+	sf_device_cert(dir, "p", t0, 30, &der, &len);
+	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
+	/* Matching: the pre-signed token is the one issued. */
+	assert_int_equal(stk_device_register_check(s, &rq, t0, &c1, &reason, &err), 0);
+	assert_int_equal(stk_device_register_presign(s, sg, &rq, t0, &c1, &err), 0);
+	assert_non_null(c1.token);
+	snprintf(pre_jti, sizeof(pre_jti), "%s", c1.jti);
+	snprintf(pre_guid, sizeof(pre_guid), "%s", c1.guid);
+	assert_int_equal(stk_device_register_commit(s, &rq, &c1, t0, &a, &reason, &err), 0);
+	assert_string_equal(a.dev.last_jti, pre_jti);
+	assert_string_equal(a.dev.guid, pre_guid);
+	assert_int_equal(stk_device_authenticate(s, a.token, strlen(a.token), der, len, t0,
+	    &d, &reason, &err), 0);
+	stk_reg_checked_clear(&c1);
+	/* Stale: signed ahead as a new device (checked on a state where the
+	 * device did not exist), committed after it exists. */
+	memset(&c2, 0, sizeof(c2));
+	assert_int_equal(stk_device_register_check(s, &rq, t0 + 1, &c2, &reason, &err), 0);
+	assert_int_equal(stk_device_register_presign(s, sg, &rq, t0 + 1, &c2, &err), 0);
+	assert_string_equal(c2.guid, a.dev.guid); /* known device: its GUID */
+	snprintf(c2.guid, sizeof(c2.guid), "%s", "00000000-0000-4000-8000-000000000000");
+	c2.guid_new = 1;
+	snprintf(pre_jti, sizeof(pre_jti), "%s", c2.jti);
+	assert_int_equal(stk_device_register_commit(s, &rq, &c2, t0 + 1, &b, &reason, &err), 0);
+	assert_string_equal(b.dev.guid, a.dev.guid);
+	assert_string_not_equal(b.dev.last_jti, pre_jti);
+	assert_int_equal(stk_device_authenticate(s, b.token, strlen(b.token), der, len, t0 + 1,
+	    &d, &reason, &err), 0);
+	assert_string_equal(d.guid, a.dev.guid);
+	stk_reg_checked_clear(&c2);
+	stk_issued_clear(&a);
+	stk_issued_clear(&b);
+	free(der);
+	sf_site_done(s, dir);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_batch_same_as_one_by_one),
 		cmocka_unit_test(test_batch_not_visible_before_end),
+		cmocka_unit_test(test_presign),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
