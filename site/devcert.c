@@ -116,28 +116,30 @@ devcert_dates_ok(X509 *x, int64_t now, struct stk_error *err)
 static int
 devcert_slot_dates_ok(const struct devcert_slot *c, int64_t now, struct stk_error *err)
 {
+	int r = STK_OK;
+
 	if (c->not_before > now + STK_DEVICE_CERT_LEEWAY)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "device certificate is not yet valid (notBefore is ahead of the "
 		    "site's clock by more than %d s)", STK_DEVICE_CERT_LEEWAY);
-	if (c->not_after <= now - STK_DEVICE_CERT_LEEWAY)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	else if (c->not_after <= now - STK_DEVICE_CERT_LEEWAY)
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "device certificate has expired (notAfter is behind the site's "
 		    "clock by more than %d s): make a new one", STK_DEVICE_CERT_LEEWAY);
-	return STK_OK;
+	return r;
 }
 
 static int
 devcert_epoch(const ASN1_TIME *t, int64_t *out)
 {
 	struct tm tm;
-	time_t e;
+	time_t e = (time_t)-1;
 
 	memset(&tm, 0, sizeof(tm));
-	if (ASN1_TIME_to_tm(t, &tm) != 1 || (e = timegm(&tm)) == (time_t)-1)
-		return -1;
+	if (ASN1_TIME_to_tm(t, &tm) == 1)
+		e = timegm(&tm);
 	*out = (int64_t)e;
-	return 0;
+	return e == (time_t)-1 ? -1 : 0;
 }
 
 /* Parse once: the time-independent verdict into c (rc, err, dates). */
@@ -213,11 +215,15 @@ stk_device_cert_check(const unsigned char *der, size_t len, int64_t now,
 	int r;
 
 	thumb[0] = '\0';
-	if (der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "no device certificate or certificate too large");
-	if (EVP_Digest(der, len, id, NULL, EVP_sha256(), NULL) != 1)
-		return stk_device_cert_check_uncached(der, len, now, thumb, err);
+		goto out;
+	}
+	if (EVP_Digest(der, len, id, NULL, EVP_sha256(), NULL) != 1) {
+		r = stk_device_cert_check_uncached(der, len, now, thumb, err);
+		goto out;
+	}
 	i = ((size_t)id[0] << 8 | id[1]) % DEVCERT_SLOTS;
 	slot = &devcert_slots[i];
 	mu = &devcert_mu[i % DEVCERT_SHARDS];
@@ -236,10 +242,12 @@ stk_device_cert_check(const unsigned char *der, size_t len, int64_t now,
 	if (c.rc != STK_OK) {
 		if (err != NULL)
 			*err = c.err;
-		return c.rc;
+		r = c.rc;
+		goto out;
 	}
 	if ((r = devcert_slot_dates_ok(&c, now, err)) != 0)
-		return r;
+		goto out;
 	stk_cert_x5t_s256(der, len, thumb);
-	return STK_OK;
+out:
+	return r;
 }

@@ -491,57 +491,63 @@ stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
 	*reason = STK_REFUSAL_INTERNAL;
 	if ((r = dev_reg_proof(req, now, &c->der, &c->derlen, c->thumb, reason,
 	    err)) != 0)
-		return r;
+		goto out;
 	if (req->via == STK_VIA_MP) {
 		if ((r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &on, err)) != 0)
-			return r;
+			goto out;
 		if (!on) {
 			*reason = STK_REFUSAL_INTERNAL_DISABLED;
-			return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "internal registration is turned off on this site");
+			goto out;
 		}
 	} else {
 		/* Before the bulk token is looked at (or counted as used). */
 		if ((r = dev_cmg_allowed(s, c->thumb, &on, err)) != 0)
-			return r;
+			goto out;
 		if (!on) {
 			*reason = STK_REFUSAL_CMG_DISABLED;
-			return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "client setting 'allow cloud gateway' is off: register with "
 			    "the management point on the internal network");
+			goto out;
 		}
 	}
 	if (req->bulk_token != NULL) {
 		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &c->bulk,
 		    err)) != 0) {
 			*reason = stk_refusal_of_rc(r);
-			return r;
+			goto out;
 		}
 		if ((r = stk_bulk_limits_source_check(s, c->bulk.id, req->peer, err)) != 0) {
 			if (r == STK_E_TOKEN_SOURCE)
 				*reason = STK_REFUSAL_BULK_SOURCE;
-			return r;
+			goto out;
 		}
 	} else if (req->via == STK_VIA_CMG ||
 	    (req->require_credential && !req->trusted_credential)) {
 		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
-		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
 		    req->via == STK_VIA_CMG ?
 		    "registration through the cloud gateway needs a bulk registration token" :
 		    "registration over HTTPS needs a trusted client certificate or a bulk "
 		    "registration token");
+		goto out;
 	}
 	/* Attestation policy (site/attest_policy.c). */
 	if ((r = stk_attest_required(s, req->bulk_token ? c->bulk.id : NULL, &on, err)) != 0)
-		return r;
+		goto out;
 	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
 		*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
-		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site "
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site "
 		    "requires a TPM-attested device key: register with attestation "
 		    "evidence (docs/api.md, attested registration)");
+		goto out;
 	}
 	*reason = STK_REFUSAL_NONE;
-	return STK_OK;
+	r = STK_OK;
+out:
+	return r;
 }
 
 void
@@ -581,23 +587,29 @@ stk_device_register_presign(struct stk_site *s, const struct stk_signer *signer,
 
 	stk_token_free(c->token);
 	c->token = NULL;
-	if (signer == NULL)
-		return STK_OK;
+	c->signer = NULL;
+	if (signer == NULL) {
+		r = STK_OK;
+		goto out;
+	}
 	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
 	if (r == 0)
 		snprintf(c->guid, sizeof(c->guid), "%s", old.guid);
 	else if (r != STK_E_NOTFOUND)
-		return r;
-	else if (stk_guid_new(c->guid) != 0)
-		return stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
+		goto out;
+	else if (stk_guid_new(c->guid) != 0) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
+		goto out;
+	}
 	c->guid_new = r == STK_E_NOTFOUND;
 	if ((r = stk_issue_client_att(signer, c->guid, c->thumb, req->attestation ?
 	    req->attestation : "none", now, STK_CLIENT_TOKEN_LIFETIME, &c->token, c->jti,
 	    err)) != 0)
-		return r;
+		goto out;
 	c->signer = signer;
 	c->signed_at = now;
-	return STK_OK;
+out:
+	return r;
 }
 
 /* The write half: under the store's write lock (a transaction), the
