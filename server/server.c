@@ -308,14 +308,13 @@ srv_register_site(struct srv *s, const struct stk_reg_request *reg,
 	int64_t now = stk_now();
 	int r;
 
+	memset(&chk, 0, sizeof(chk));
 	if (ws == NULL) { /* no handle of its own: all of it under the lock */
 		pthread_mutex_lock(&s->site_mu);
 		r = stk_device_register(s->site, reg, now, is, reason, err);
 		pthread_mutex_unlock(&s->site_mu);
-		return r;
-	}
-	memset(is, 0, sizeof(*is));
-	if ((r = stk_device_register_check(ws, reg, now, &chk, reason, err)) != 0) {
+	} else if ((r = stk_device_register_check(ws, reg, now, &chk, reason, err)) != 0) {
+		memset(is, 0, sizeof(*is));
 		if (!stk_device_register_refusal_counted(s->site, reg, *reason)) {
 			pthread_mutex_lock(&s->site_mu);
 			stk_device_register_refused(s->site, reg, &chk, *reason, err);
