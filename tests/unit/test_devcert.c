@@ -1,4 +1,4 @@
-/* Differential test of the device-certificate check's cache (site/devcert.c):
+/* Differential test of the device-certificate check's cache (site/registration/devcert.c):
  * stk_device_cert_check (parse cached by the DER's SHA-256, dates compared
  * with now on each call) against stk_device_cert_check_uncached (one full
  * parse per call) for accepted and refused certificates at times around
