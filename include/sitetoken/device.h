@@ -131,7 +131,9 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
     struct stk_error *err);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
- * client certificate `peer_der`, device known and not blocked, allow-cmg on.
+ * client certificate `peer_der`, device known and not blocked, "att":"tpm"
+ * in the token when attestation is required for the device (its bulk
+ * token's policy, else the site's), allow-cmg on.
  * On success fills *dev. Refusals audited, *reason set. */
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
