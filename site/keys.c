@@ -36,6 +36,7 @@
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
+#include "sitetoken/stats.h"
 #include "site_int.h"
 
 #define SITE_KEYS_TTL 60          /* seconds a cached key set is trusted */
@@ -640,6 +641,7 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 {
 	struct site_stmt *st = NULL;
 	struct site_trust *t = NULL;
+	const struct site_trust_key *tk;
 	struct stk_site_key_row *v = NULL, *row;
 	size_t cap = 0, cnt = 0;
 	int rc, r = STK_OK;
@@ -687,7 +689,11 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 			row->retire_after = (last > since ? last : since) + SITE_KEY_GRACE;
 		}
 		row->mine = strcmp(row->kid, s->kid) == 0;
-		row->trusted = site_trust_find(t, row->kid) != NULL;
+		if ((tk = site_trust_find(t, row->kid)) != NULL) {
+			row->trusted = 1;
+			row->cert_not_after = stk_stats_cert_not_after(tk->der,
+			    tk->der_len);
+		}
 	}
 	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading the site keys");

@@ -193,6 +193,7 @@ struct stk_site_key_row {
 	                               (by the store's clock); else 0 */
 	int mine;                   /* this node signs with it */
 	int trusted;                /* a root here, or endorsed from one */
+	int64_t cert_not_after;     /* trusted: its certificate's notAfter; else 0 */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers
  * outside the site. *out malloc'd (free()). */
