@@ -168,7 +168,7 @@ fail:
 /* ---- responses ---- */
 
 static void
-adm_headers(struct MHD_Response *resp)
+adm_headers(struct MHD_Response *resp, unsigned int status)
 {
 	MHD_add_response_header(resp, "Content-Security-Policy", ADM_CSP);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -177,26 +177,15 @@ adm_headers(struct MHD_Response *resp)
 	MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
 	MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-}
-
-static enum MHD_Result
-adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
-{
-	/* A new bulk token travels in one of these: wiped when MHD is done. */
-	struct MHD_Response *resp = srv_json_response(o,
-	    "application/json; charset=utf-8");
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	adm_headers(resp);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		    "Bearer realm=\"sitetoken-admin\"");
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
 }
+
+/* Every API answer: JSON (srv_reply_json_as) with the headers above. */
+static const struct srv_json_style adm_json = {
+	"application/json; charset=utf-8", adm_headers
+};
 
 /* A refusal: code and status from the one table (sitetoken/refusal.h). */
 static enum MHD_Result
@@ -204,7 +193,8 @@ adm_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
 	const struct stk_refusal_row *row = stk_refusal(why);
 
-	return adm_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	return srv_reply_json_as(c, &adm_json, row->http,
+	    json_pack("{s:s, s:s}", "error", row->code,
 	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
@@ -218,7 +208,7 @@ adm_reply_asset(struct MHD_Connection *c, const struct adm_asset *as)
 	    MHD_RESPMEM_PERSISTENT);
 	if (resp == NULL)
 		return MHD_NO;
-	adm_headers(resp);
+	adm_headers(resp, MHD_HTTP_OK);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, as->type);
 	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -429,7 +419,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		    json_null()));
 	}
 	free(rows);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
 	    "server_time", (json_int_t)now));
 }
 
@@ -494,7 +484,8 @@ adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
 	    (long long)rec.exp);
 	adm_time(rec.nbf, from, sizeof(from));
 	adm_time(rec.exp, to, sizeof(to));
-	ret = adm_reply_json(c, MHD_HTTP_CREATED, json_pack("{s:s, s:I, s:I, s:s, s:s,"
+	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_CREATED,
+	    json_pack("{s:s, s:I, s:I, s:s, s:s,"
 	    " s:I, s:s, s:s}", "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp",
 	    (json_int_t)rec.exp, "valid_from", from, "valid_to", to, "lifetime_minutes",
 	    (json_int_t)minutes, "created_by", rec.created_by, "token", token));
@@ -523,7 +514,7 @@ adm_bulk_block(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s %s by %s",
 	    rec.guid, block ? "blocked" : "unblocked", actor);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
 	    rec.guid, "status", rec.blocked ? "Blocked" : stk_now() >= rec.exp ?
 	    "Expired" : "Active", "blocked", rec.blocked));
 }
@@ -575,7 +566,8 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 		json_decref(t.arr);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:o}", "guid", rec.guid,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:s, s:o}", "guid", rec.guid,
 	    "records", t.arr));
 }
 
@@ -729,7 +721,8 @@ adm_devices(struct srv_admin *a, struct MHD_Connection *c)
 		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "cannot read the site; see the server logs");
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
 	    "rows", f.arr, "total", (json_int_t)f.total, "offset", (json_int_t)f.offset,
 	    "limit", (json_int_t)f.limit, "allow_cmg_default", f.site_allow,
 	    "server_time", (json_int_t)f.now));
@@ -772,7 +765,8 @@ adm_device_action(struct srv_admin *a, struct MHD_Connection *c, const char *gui
 	else
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Device %s %sed by %s", d.guid,
 		    op, actor);
-	return adm_reply_json(c, MHD_HTTP_OK, adm_dev_json(&d, site_allow, stk_now()));
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    adm_dev_json(&d, site_allow, stk_now()));
 }
 
 /* ---- site settings ---- */
@@ -809,7 +803,7 @@ adm_settings_get(struct srv_admin *a, struct MHD_Connection *c)
 		json_decref(arr);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
 }
 
 static enum MHD_Result
@@ -929,7 +923,8 @@ adm_audit(struct srv_admin *a, struct MHD_Connection *c)
 	for (i = n; i > 0; i--)
 		json_array_append(rev, json_array_get(f.arr, i - 1));
 	json_decref(f.arr);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I}", "records", rev,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:I, s:I}", "records", rev,
 	    "matched", (json_int_t)f.matched, "next_before", (json_int_t)(n > 0 &&
 	    f.matched > (int64_t)n ? json_integer_value(json_object_get(json_array_get(rev,
 	    n - 1), "seq")) : 0)));
@@ -952,7 +947,8 @@ adm_audit_verify(struct srv_admin *a, struct MHD_Connection *c)
 		    err.msg);
 	/* The anchor state: what the site directory (and on a TPM node the
 	 * TPM's NV counter) says about the head, beside the chain's result. */
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
 	    " s:I, s:{s:I, s:s, s:I}, s:I}", "intact", r == 0, "records",
 	    (json_int_t)rep.records, "checkpoints", (json_int_t)rep.checkpoints,
 	    "last_checkpoint_seq", (json_int_t)rep.last_checkpoint_seq, "bad_seq",
@@ -1013,7 +1009,8 @@ adm_keys(struct srv_admin *a, struct MHD_Connection *c)
 		json_array_append_new(arr, o);
 	}
 	free(rows);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:s, s:s}", "keys", arr,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:s, s:s}", "keys", arr,
 	    "node", stk_site_node(a->site), "store", stk_site_store(a->site)));
 }
 
@@ -1120,7 +1117,8 @@ adm_stats(struct srv_admin *a, struct MHD_Connection *c)
 		json_array_append_new(reg, json_integer(st->reg[i]));
 		json_array_append_new(ren, json_integer(st->ren[i]));
 	}
-	ret = adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o,"
+	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:I, s:I, s:o, s:o, s:o, s:o,"
 	    " s:{s:I, s:I, s:I}, s:I}", "start", (json_int_t)st->start, "step",
 	    (json_int_t)st->step, "times", times, "registrations", reg, "renewals", ren,
 	    "refusals", st->refusals, "totals", "registrations", st->total_reg,
@@ -1179,7 +1177,7 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	if (strcmp(op, "session") == 0) {
 		if (!get)
 			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
-		return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
+		return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
 		    "actor", actor, "site", stk_site_guid(a->site), "lifetime_default",
 		    STK_BULK_LIFETIME_DEFAULT, "lifetime_max", STK_BULK_LIFETIME_MAX,
 		    "server_time", (json_int_t)stk_now()));
