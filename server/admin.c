@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include "sitetoken/attest.h"
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
@@ -409,14 +410,15 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		adm_time(rows[i].valid_from, from, sizeof(from));
 		adm_time(rows[i].valid_to, to, sizeof(to));
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-		    " s:I, s:s, s:I, s:I, s:o}", "type", rows[i].type, "kind",
+		    " s:I, s:s, s:I, s:I, s:o, s:o}", "type", rows[i].type, "kind",
 		    strcmp(rows[i].type, "Site Signing") == 0 ? "site" : "bulk",
 		    "id", rows[i].id, "valid_from", from, "valid_to", to,
 		    "nbf", (json_int_t)rows[i].valid_from, "exp", (json_int_t)rows[i].valid_to,
 		    "created_at", (json_int_t)rows[i].created_at, "status", rows[i].status,
 		    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
 		    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
-		    json_null()));
+		    json_null(), "sources", rows[i].sources[0] ?
+		    json_string(rows[i].sources) : json_null()));
 	}
 	free(rows);
 	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
@@ -425,70 +427,101 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 
 /* ---- new bulk token ---- */
 
+/* A number member as the CLI would get it on its command line: a JSON
+ * integer, or a string as typed; a JSON real stays one (60.0 and 1e3 are
+ * refused by the CLI's parsers, never taken as the integer they equal). */
+static const char *
+adm_num_text(const json_t *v, char *buf, size_t len)
+{
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v)) {
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return buf;
+	}
+	if (json_is_real(v)) {
+		snprintf(buf, len, "%.17g", json_real_value(v));
+		if (strpbrk(buf, ".eEn") == NULL)
+			snprintf(buf + strlen(buf), len - strlen(buf), ".0");
+		return buf;
+	}
+	return "";
+}
+
 static enum MHD_Result
 adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
     const struct srv_req *rq, const char *actor)
 {
 	struct stk_bulk_record rec;
+	struct stk_bulk_limits lim;
 	struct stk_error err;
 	json_error_t je;
-	json_t *o = NULL, *lt = NULL;
+	json_t *o = NULL, *lt = NULL, *mu = NULL, *src = NULL;
 	char *token = NULL, buf[64], from[32], to[32];
-	const char *life = NULL;
 	long minutes = STK_BULK_LIFETIME_DEFAULT;
 	enum MHD_Result ret;
 	int r;
 
 	stk_error_clear(&err);
+	memset(&lim, 0, sizeof(lim));
 	if (rq->len > 0) {
 		o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
 		if (o == NULL || !json_is_object(o) ||
-		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o}", "lifetime_minutes", &lt) != 0) {
+		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o, s?o, s?o}", "lifetime_minutes",
+		    &lt, "max_uses", &mu, "source", &src) != 0) {
 			json_decref(o);
-			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
-			    "body must be {\"lifetime_minutes\": N} (strict JSON, no other members)");
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST, "body must be "
+			    "{\"lifetime_minutes\": N, \"max_uses\": N, \"source\": \"CIDR[,CIDR]\"}"
+			    " (each optional; strict JSON, no other members)");
 		}
 	}
-	/* The CLI's parser decides, so both front ends refuse the same values. */
-	if (lt != NULL) {
-		if (json_is_string(lt))
-			life = json_string_value(lt);
-		else if (json_is_integer(lt)) {
-			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(lt));
-			life = buf;
-		} else if (json_is_real(lt)) {
-			/* 60.0 or 1e3 is a JSON real: keep it one (the CLI refuses
-			 * "60.0" and "1e3"), never the integer it happens to equal. */
-			snprintf(buf, sizeof(buf), "%.17g", json_real_value(lt));
-			if (strpbrk(buf, ".eEn") == NULL)
-				snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".0");
-			life = buf;
-		} else
-			life = "";
-		if (stk_bulk_parse_lifetime(life, &minutes, &err) != 0) {
-			json_decref(o);
-			return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
-		}
+	/* The CLI's parsers decide, so both front ends refuse the same values
+	 * with the same messages, before anything is created. */
+	if (lt != NULL && stk_bulk_parse_lifetime(adm_num_text(lt, buf, sizeof(buf)),
+	    &minutes, &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
+	}
+	if (mu != NULL && !json_is_null(mu) && stk_bulk_parse_max_uses(adm_num_text(mu,
+	    buf, sizeof(buf)), &lim.max_uses, &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_MAX_USES, err.msg);
+	}
+	if (src != NULL && !json_is_null(src) && !json_is_string(src)) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_SOURCE, "source must be a string: "
+		    "CIDR[,CIDR] (e.g. 192.0.2.0/24,2001:db8::/32)");
+	}
+	if (src != NULL && json_is_string(src) && stk_bulk_parse_sources(
+	    json_string_value(src), lim.sources, sizeof(lim.sources), &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_SOURCE, err.msg);
 	}
 	json_decref(o);
 	pthread_mutex_lock(a->site_mu);
-	r = stk_bulk_new(a->site, minutes, actor, &token, &rec, &err);
+	r = stk_bulk_new_limited(a->site, minutes, &lim, actor, &token, &rec, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token not "
 		    "created for %s: %s", actor, err.msg);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
+	buf[0] = '\0';
+	if (lim.max_uses)
+		snprintf(buf, sizeof(buf), ", at most %ld uses", lim.max_uses);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s "
-	    "created by %s, valid %ld minutes (exp=%lld)", rec.guid, actor, minutes,
-	    (long long)rec.exp);
+	    "created by %s, valid %ld minutes (exp=%lld)%s%s%s", rec.guid, actor,
+	    minutes, (long long)rec.exp, buf, lim.sources[0] ? ", from " : "",
+	    lim.sources);
 	adm_time(rec.nbf, from, sizeof(from));
 	adm_time(rec.exp, to, sizeof(to));
-	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_CREATED,
-	    json_pack("{s:s, s:I, s:I, s:s, s:s,"
-	    " s:I, s:s, s:s}", "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp",
-	    (json_int_t)rec.exp, "valid_from", from, "valid_to", to, "lifetime_minutes",
-	    (json_int_t)minutes, "created_by", rec.created_by, "token", token));
+	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_CREATED, json_pack("{s:s, s:I,"
+	    " s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:s}", "guid", rec.guid, "nbf",
+	    (json_int_t)rec.nbf, "exp", (json_int_t)rec.exp, "valid_from", from,
+	    "valid_to", to, "lifetime_minutes", (json_int_t)minutes, "max_uses",
+	    lim.max_uses ? json_integer(lim.max_uses) : json_null(), "sources",
+	    lim.sources[0] ? json_string(lim.sources) : json_null(), "created_by",
+	    rec.created_by, "token", token));
 	/* jansson copied the token: wipe ours now, the reply's when sent. */
 	stk_token_free(token);
 	return ret;

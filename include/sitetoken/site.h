@@ -245,6 +245,8 @@ struct stk_cert_row {
 	char status[16];    /* Active, Blocked, Expired */
 	long devices;       /* devices registered with it */
 	long uses, max_uses; /* bulk tokens: registrations counted; limit (0: none) */
+	char sources[512];   /* bulk tokens: networks (--source), "" for anywhere
+	                        (STK_BULK_SOURCES_LEN of sitetoken/bulklimits.h) */
 };
 
 /* All rows, unsorted. *rows malloc'd (free()). */
