@@ -9,3 +9,5 @@ stk_script_test(cli_roundtrip integration/cli_roundtrip.sh)
 stk_script_test(cli_bulk integration/cli_bulk.sh)
 stk_script_test(cli_audit_tamper integration/cli_audit_tamper.sh)
 stk_script_test(audit_forge integration/audit_forge.sh)
+# The syslog copy of checkpoints (SITETOKEN_AUDIT_SYSLOG), to a socket of its own.
+stk_script_test(audit_syslog integration/audit_syslog.sh)
