@@ -91,7 +91,8 @@ ok "audit records and checkpoints equal the store's; certificate expiry ($got s)
 # that verifies; the site's own key stays.
 FORGE="python3 $STK_SRC/tests/integration/forge.py"
 fkid=$($FORGE keygen "$T" "$($STK site show --json | json_get site)") || fail "forge keygen"
-sqlite3 "$SITE/site.db" "$($FORGE keyrow "$T" main active sqlite)" || fail "insert the forged key row"
+STORE=sqlite; [ -f "$SITE/site.db" ] || STORE=pg
+sqlite3 "$SITE/site.db" "$($FORGE keyrow "$T" main active $STORE)" || fail "insert the forged key row"
 $STK key list | grep -q "$fkid.*UNTRUSTED" || fail "key list does not call the forged row untrusted: $($STK key list)"
 scrape "$T/mf"
 ! grep -q "$fkid" "$T/mf.txt" || fail "the forged key is in the metrics: $(grep "$fkid" "$T/mf.txt")"
