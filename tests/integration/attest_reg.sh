@@ -176,7 +176,8 @@ assert any(r["event"].startswith("gateway") and r["outcome"] == "refused" and
            r["subject"] == sys.argv[2] and r["detail"].startswith("attestation_required:")
            for r in new), new' "$T/a0.json" "$fguid" || fail "gateway refusal not audited"
 for i in 1 2; do
-	SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "attested device at the gateway (request $i)"
+	out=$(SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy) || fail "attested device at the gateway (request $i): $out"
+	grep -q "\"device_guid\":\"$guid\"" <<<"$out" || fail "attested device at the gateway (request $i): $out"
 done
 ok "require-attestation: the gateway refuses a token without att (request and renewal, 403 attestation_required, audited) and accepts att=tpm, also from its token cache"
 

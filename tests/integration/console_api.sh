@@ -298,13 +298,13 @@ ok "keys with attributes read back; stats: registrations ($want) and refusals by
 ntok=$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')
 for v in 0 -1 '"-1"' '"abc"' 1000001 '"1000001"' '"99999999999999999999"' 1.5 2.0 '""' true '[]'; do
 	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":60,\"max_uses\":$v}")
-	[ "$(echo "$res" | http_status)" = 400 ] && echo "$res" | grep -q '"error":"bad_max_uses"' ||
+	[ "$(echo "$res" | http_status)" = 400 ] && grep -q '"error":"bad_max_uses"' <<<"$res" ||
 		fail "max_uses $v: $res"
 done
 for v in '"10.1.2.3/8"' '"300.0.0.0/8"' '"10.0.0.0/33"' '"10.0.0.0/8,,"' '""' '"fe80::1/129"' 5 \
 	"\"$(printf '10.0.%d.0/24,' 1 2 3 4 5 6 7 8 9 | sed 's/,$//')\""; do
 	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":60,\"source\":$v}")
-	[ "$(echo "$res" | http_status)" = 400 ] && echo "$res" | grep -q '"error":"bad_source"' ||
+	[ "$(echo "$res" | http_status)" = 400 ] && grep -q '"error":"bad_source"' <<<"$res" ||
 		fail "source $v: $res"
 done
 for pair in 'max_uses 0 --max-uses 0' 'max_uses 1000001 --max-uses 1000001' \
@@ -312,7 +312,7 @@ for pair in 'max_uses 0 --max-uses 0' 'max_uses 1000001 --max-uses 1000001' \
 	set -- $pair
 	msg=$(adm POST /api/v1/bulk --data "{\"$1\":$2}" | http_body | json_get message)
 	cli=$($STK bulk new "$3" "$4" 2>&1 || true)
-	[ -n "$msg" ] && echo "$cli" | grep -qF -- "$msg" || fail "API and CLI messages differ for $3 $4: '$msg' vs '$cli'"
+	[ -n "$msg" ] && grep -qF -- "$msg" <<<"$cli" || fail "API and CLI messages differ for $3 $4: '$msg' vs '$cli'"
 done
 # JSON numbers too large for the parser: 400 bad_request.
 [ "$(adm POST /api/v1/bulk --data '{"max_uses":99999999999999999999}' | http_status)" = 400 ] || fail "max_uses overflow"
