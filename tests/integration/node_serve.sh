@@ -85,7 +85,7 @@ agent X 0 policy >/dev/null || fail "node B token refused after rotation"
 ok "node B verifies node A's new key at once (unknown kid -> key set re-read)"
 
 # Node B has verified device X's token before (its gateway caches verified
-# tokens, site/tokcache.c): a block on node A is still refused on node B's
+# tokens, site/registration/tokcache.c): a block on node A is still refused on node B's
 # next request, and the unblock accepted at once (device state is never cached).
 agent X 0 policy >/dev/null || fail "node B policy (warm)"
 $STK devices block --site "$SITE" "$gx" >/dev/null || fail "device block on node A"

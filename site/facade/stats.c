@@ -2,8 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/asn1.h>
-#include <openssl/x509.h>
 #include "sitetoken/stats.h"
 #include "site_int.h"
 
@@ -34,22 +32,8 @@ stk_stats_audit_counts(struct stk_site *s, int64_t *records, int64_t *checkpoint
 	return stats_count(s, "SELECT count(*) FROM audit_checkpoints", checkpoints, err);
 }
 
-int64_t
-stk_stats_cert_not_after(const void *der, size_t len)
-{
-	const unsigned char *p = der;
-	X509 *x = der != NULL ? d2i_X509(NULL, &p, (long)len) : NULL;
-	struct tm tm;
-	int64_t t = 0;
-
-	if (x != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
-		t = (int64_t)timegm(&tm);
-	X509_free(x);
-	return t;
-}
-
 /* The keys that verify, as verifiers see them: the trusted key list
- * (site/keytrust.c through stk_site_keys_list), so a row a database writer
+ * (keys/keytrust.c through stk_site_keys_list), so a row a database writer
  * inserted without an endorsement never shows up as a key that verifies. */
 int
 stk_stats_keys(struct stk_site *s, struct stk_stats_key **rows, size_t *n,
