@@ -159,8 +159,8 @@ stk_site_batch_end(struct stk_site *s, struct stk_error *err)
 	if (s->store->vt->commit(s->store) != 0) {
 		r = site_db_error(s, err, "database");
 		s->store->vt->rollback(s->store);
-	} else if (dirty)
-		site_audit_after_commit(s);
+	} else if (dirty && s->after_commit != NULL)
+		s->after_commit(s);
 	s->audit_dirty = 0;
 	return r;
 }
