@@ -47,7 +47,7 @@ if(STK_STORE_PG)
   foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
       server_renewal server_concurrent node_serve crash hostile secrets console_api
       server_metrics node_rotate key_clock device_cert_policy hostile_register
-      audit_clean attest_reg bulk_limits)
+      audit_clean attest_reg bulk_limits oidc_register)
     add_test(NAME ${t}_pg COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.sh)
     set_tests_properties(${t}_pg PROPERTIES LABELS "integration;server;pg"
       FIXTURES_REQUIRED pg TIMEOUT 500

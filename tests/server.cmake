@@ -12,7 +12,7 @@ stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
     server_renewal server_concurrent agent_state agent_devkey hostile_register
-    attest_reg bulk_limits agent_pin)
+    attest_reg bulk_limits agent_pin oidc_register)
   stk_script_test(${t} integration/${t}.sh)
   set_tests_properties(${t} PROPERTIES LABELS "integration;server" TIMEOUT 300)
 endforeach()
