@@ -8,6 +8,8 @@ target_link_options(test_device_race PRIVATE -Wl,--wrap=stk_site_tx_begin)
 # Attested registration policy (site/attest_policy.c).
 stk_unit_test(test_attest_policy)
 stk_unit_test(test_bulk_limits)
+# OIDC ID token verifier and JWKS parser (site/oidc.c).
+stk_unit_test(test_oidc)
 stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
