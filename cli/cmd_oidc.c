@@ -157,16 +157,17 @@ oidc_row(void *ctx, const struct stk_oidc_issuer *is, long devices)
 	char when[32];
 
 	if (arr != NULL) {
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}",
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
 		    "issuer", is->issuer, "audience", is->audience, "device_claim",
 		    is->device_claim, "tenant", is->tenant, "jwks", is->jwks_url[0] ?
 		    is->jwks_url : "file", "devices", (json_int_t)devices, "added_at",
-		    (json_int_t)is->added_at));
+		    (json_int_t)is->added_at, "endorsed", is->endorsed));
 		return 0;
 	}
 	cli_time(is->added_at, when, sizeof(when));
-	printf("%s\n  audience %s, device claim %s, tenant %s, keys %s, %ld device(s), "
-	    "added %s\n", is->issuer, is->audience, is->device_claim, is->tenant[0] ?
+	printf("%s%s\n  audience %s, device claim %s, tenant %s, keys %s, %ld device(s), "
+	    "added %s\n", is->issuer, is->endorsed ? "" : "  NOT TRUSTED: the record is not "
+	    "endorsed by a trusted site key (edited in the database?)", is->audience, is->device_claim, is->tenant[0] ?
 	    is->tenant : "(any)", is->jwks_url[0] ? is->jwks_url : "(file)", devices, when);
 	return 0;
 }

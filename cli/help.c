@@ -267,7 +267,8 @@ KEY_OPTS
 "register a device in place of a bulk token, one device per issuer and\n"
 "device claim value. The JWKS is checked now: a key too small (RSA under\n"
 "2048 bits, EC other than P-256) or no usable key refuses it (exit 2).\n"
-"Audited (oidc.issuer.add).\n\n"
+"The record is signed with the site key (a row edited in the database\n"
+"trusts no one). Audited (oidc.issuer.add).\n\n"
 "  --issuer URL         the exact iss of the ID tokens (https://...)\n"
 "  --jwks FILE|URL      the issuer's keys: a JWKS file (kept in the site\n"
 "                       store), or an https URL fetched now and by the server\n"
@@ -279,7 +280,8 @@ KEY_OPTS
 "  --tenant TID         the tid the ID tokens must carry (default: any)\n" },
 	{ "oidc list",
 "usage: sitetoken oidc list [--json]\n\n"
-"The trusted OIDC issuers, with the number of devices each registered.\n\n"
+"The trusted OIDC issuers, with the number of devices each registered; a\n"
+"record not signed by a trusted site key is marked NOT TRUSTED.\n\n"
 "  --json               print as JSON\n" },
 	{ "oidc remove",
 "usage: sitetoken oidc remove --issuer URL\n\n"

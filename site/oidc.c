@@ -44,6 +44,7 @@ stk_oidc_issuer_clear(struct stk_oidc_issuer *i)
 		return;
 	free(i->jwks);
 	free(i->jwks_ca);
+	free(i->endorsement);
 	memset(i, 0, sizeof(*i));
 }
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/sha.h>
+#include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "sitetoken/oidc.h"
 #include "site_int.h"
@@ -53,13 +55,73 @@ oidc_check_record(const struct stk_oidc_issuer *is, struct stk_error *err)
 	return STK_OK;
 }
 
+/* The endorsement message of an issuer record: every field that decides
+ * whose tokens register devices, bound to this site. Attacker 3 (the
+ * database writer) can add or edit rows but cannot sign this with a key the
+ * site directory's roots trust (site/keytrust.c). */
+static char *
+oidc_endorse_message(const char *site_guid, const struct stk_oidc_issuer *is)
+{
+	unsigned char d1[32], d2[32];
+	char h1[65], h2[65], *msg = NULL;
+	const char *jwks = is->jwks_url[0] ? "" : (is->jwks ? is->jwks : "");
+	const char *ca = is->jwks_ca ? is->jwks_ca : "";
+	size_t i;
+
+	SHA256((const unsigned char *)jwks, strlen(jwks), d1);
+	SHA256((const unsigned char *)ca, strlen(ca), d2);
+	for (i = 0; i < 32; i++) {
+		snprintf(h1 + 2 * i, 3, "%02x", d1[i]);
+		snprintf(h2 + 2 * i, 3, "%02x", d2[i]);
+	}
+	if (asprintf(&msg, "sitetoken oidc issuer v1\n%s\n%s\n%s\n%s\n%s\n%s\n%s\n%s\n",
+	    site_guid, is->issuer, is->audience, is->device_claim, is->tenant,
+	    is->jwks_url, h1, h2) < 0)
+		msg = NULL;
+	return msg;
+}
+
+/* 1 when the record's endorsement verifies with a trusted site key. */
+static int
+oidc_endorsed(struct stk_site *s, const struct stk_oidc_issuer *is, const char *by,
+    const char *endorsement)
+{
+	const struct site_trust_key *k;
+	struct site_trust *t = NULL;
+	struct stk_error e;
+	unsigned char *sig = NULL;
+	size_t siglen = 0;
+	char *msg = NULL;
+	int ok = 0;
+
+	stk_error_clear(&e);
+	if (by == NULL || endorsement == NULL || *by == '\0' || *endorsement == '\0')
+		return 0;
+	if (site_trust_load(s, &t, &e) != 0) {
+		STK_LOG(STK_LOG_ERROR, "oidc", "cannot load the trusted keys: %s", e.msg);
+		return 0;
+	}
+	if ((k = site_trust_find(t, by)) != NULL &&
+	    (msg = oidc_endorse_message(s->guid, is)) != NULL &&
+	    stk_b64url_decode(endorsement, strlen(endorsement), &sig, &siglen) == 0)
+		ok = stk_sig_verify(k->pk, (const unsigned char *)msg, strlen(msg), sig,
+		    siglen) == 0;
+	free(sig);
+	free(msg);
+	site_trust_free(t);
+	return ok;
+}
+
 int
 stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
     const char *actor, struct stk_error *err)
 {
 	struct stk_jwks *keys = NULL;
 	struct site_stmt *st = NULL;
-	char detail[200];
+	struct stk_key *key = NULL;
+	unsigned char sig[STK_SIG_MAX];
+	char detail[200], *msg, sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
+	size_t siglen = sizeof(sig);
 	int r;
 
 	if ((r = oidc_check_record(is, err)) != 0)
@@ -73,6 +135,19 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	    is->audience, is->device_claim, is->tenant[0] ? " tid=" : "", is->tenant,
 	    stk_jwks_count(keys), is->jwks_url[0] ? "url" : "file");
 	stk_jwks_free(keys);
+	/* Sign the record with this node's key before taking the write lock. */
+	if (s->kid[0] == '\0')
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "this node has no key of its own to endorse the issuer with");
+	if ((msg = oidc_endorse_message(s->guid, is)) == NULL)
+		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	if ((r = stk_site_key(s, &key, err)) != 0 || (r = stk_key_sign(key,
+	    (const unsigned char *)msg, strlen(msg), sig, &siglen, err)) != 0) {
+		free(msg);
+		return r;
+	}
+	free(msg);
+	stk_b64url_encode_buf(sig, siglen, sigb64);
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		return r;
 	if (db_prepare(s->store, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &st) != 0) {
@@ -93,8 +168,8 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 		goto fail;
 	}
 	if (db_prepare(s->store, "INSERT INTO oidc_issuers (issuer, audience, device_claim,"
-	    " tenant, jwks_url, jwks, jwks_ca, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-	    &st) != 0) {
+	    " tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st) != 0) {
 		r = site_db_error(s, err, "recording the issuer");
 		goto fail;
 	}
@@ -103,7 +178,8 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	    db_bind_text(st, 5, is->jwks_url) |
 	    db_bind_text(st, 6, is->jwks_url[0] ? "" : is->jwks) |
 	    db_bind_text(st, 7, is->jwks_ca ? is->jwks_ca : "") |
-	    db_bind_int64(st, 8, stk_now());
+	    db_bind_int64(st, 8, stk_now()) | db_bind_text(st, 9, s->kid) |
+	    db_bind_text(st, 10, sigb64);
 	if (r != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the issuer");
 		goto fail;
@@ -164,7 +240,7 @@ fail:
 }
 
 #define OIDC_COLUMNS "issuer, audience, device_claim, tenant, jwks_url, jwks," \
-	" jwks_ca, added_at"
+	" jwks_ca, added_at, endorsed_by, endorsement"
 
 static int
 oidc_row(struct site_stmt *st, struct stk_oidc_issuer *o)
@@ -182,6 +258,10 @@ oidc_row(struct site_stmt *st, struct stk_oidc_issuer *o)
 	if ((t = db_column_text(st, 6)) != NULL && *t && (o->jwks_ca = strdup(t)) == NULL)
 		return STK_E_NOMEM;
 	o->added_at = db_column_int64(st, 7);
+	snprintf(o->endorsed_by, sizeof(o->endorsed_by), "%s",
+	    db_column_text(st, 8) ? db_column_text(st, 8) : "");
+	if ((t = db_column_text(st, 9)) != NULL && *t && (o->endorsement = strdup(t)) == NULL)
+		return STK_E_NOMEM;
 	return STK_OK;
 }
 
@@ -215,27 +295,41 @@ int
 stk_oidc_foreach(struct stk_site *s, stk_oidc_cb cb, void *ctx, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	struct stk_oidc_issuer o;
+	struct stk_oidc_issuer *v = NULL, *nv;
+	long *devices = NULL, *nd;
+	size_t n = 0, i;
 	int rc, r = STK_OK;
 
+	/* Rows first, then the endorsement checks (their own queries) and the
+	 * callbacks, with no statement open. */
 	if (db_prepare(s->store, "SELECT " OIDC_COLUMNS ", (SELECT count(*) FROM"
 	    " oidc_devices d WHERE d.issuer = oidc_issuers.issuer) FROM oidc_issuers"
 	    " ORDER BY issuer", &st) != 0)
 		return site_db_error(s, err, "reading trusted issuers");
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		if ((r = oidc_row(st, &o)) != 0) {
-			stk_oidc_issuer_clear(&o);
-			r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+		if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL ||
+		    (v = nv, nd = realloc(devices, (n + 1) * sizeof(*devices))) == NULL) {
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 			break;
 		}
-		r = cb(ctx, &o, (long)db_column_int64(st, 8));
-		stk_oidc_issuer_clear(&o);
-		if (r != 0)
+		devices = nd;
+		devices[n] = (long)db_column_int64(st, 10);
+		if (oidc_row(st, &v[n++]) != 0) {
+			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 			break;
+		}
 	}
 	if (r == 0 && rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading trusted issuers");
 	db_finalize(st);
+	for (i = 0; r == 0 && i < n; i++) {
+		v[i].endorsed = oidc_endorsed(s, &v[i], v[i].endorsed_by, v[i].endorsement);
+		r = cb(ctx, &v[i], devices[i]);
+	}
+	for (i = 0; i < n; i++)
+		stk_oidc_issuer_clear(&v[i]);
+	free(v);
+	free(devices);
 	return r;
 }
 
@@ -362,6 +456,16 @@ stk_oidc_check(struct stk_site *s, const char *token, size_t len, int64_t now,
 		} else
 			*reason = STK_REFUSAL_INTERNAL;
 		return r;
+	}
+	/* A record the site key did not sign (attacker 3 wrote it) trusts no one. */
+	if (!oidc_endorsed(s, &is, is.endorsed_by, is.endorsement)) {
+		STK_LOG(STK_LOG_ERROR, "oidc", "the record of issuer %.200s is not endorsed by "
+		    "a trusted site key: ignored (edited in the database?)", is.issuer);
+		*reason = STK_REFUSAL_IDTOKEN_ISSUER;
+		r = stk_error_set(err, STK_E_TOKEN_ISSUER, STK_LAYER_TOKEN, 0, "ID token "
+		    "issuer %.200s is not trusted by this site (its record is not endorsed "
+		    "by the site key)", is.issuer);
+		goto out;
 	}
 	if (is.jwks_url[0] == '\0') {
 		/* FILE mode: the keys checked at oidc add, from the record. */

@@ -75,6 +75,12 @@ struct stk_oidc_issuer {
 	char *jwks;       /* FILE mode: the JWKS document (malloc'd), else NULL */
 	char *jwks_ca;    /* URL mode: PEM CA for the URL (malloc'd), NULL: system */
 	int64_t added_at;
+	/* Read from the store: the site key (kid) that signed the record and its
+	 * signature; endorsed (stk_oidc_foreach): 1 when it verifies with a key
+	 * the site directory's roots trust. */
+	char endorsed_by[64];
+	char *endorsement;
+	int endorsed;
 };
 void stk_oidc_issuer_clear(struct stk_oidc_issuer *i);
 
@@ -119,7 +125,10 @@ int stk_jwks_fetch(const char *url, const char *ca_pem, char **out, size_t *len,
 /* ---- The site's trusted issuers ---- */
 /* Check and record an issuer (the CLI read or fetched its JWKS into
  * is->jwks; in URL mode is->jwks is checked then dropped, the keys are
- * fetched when needed). The issuer must be an https URL, the audience and
+ * fetched when needed). The record is signed with this node's site key
+ * (every field, the JWKS and CA by SHA-256): stk_oidc_check trusts only a
+ * record whose signature verifies with a trusted site key, so a row written
+ * into the store directly (attacker 3) registers nothing. The issuer must be an https URL, the audience and
  * tenant printable, the device claim a JSON member name of letters, digits
  * and '_'; the JWKS must parse strictly. STK_E_EXISTS when the issuer is
  * trusted already. Audited (oidc.issuer.add). */
@@ -140,7 +149,7 @@ int stk_oidc_foreach(struct stk_site *s, stk_oidc_cb cb, void *ctx,
     struct stk_error *err);
 
 /* Registration (site/device.c): peek the issuer, refuse an untrusted one
- * (STK_REFUSAL_IDTOKEN_ISSUER), verify with its keys (URL mode: the cache,
+ * (STK_REFUSAL_IDTOKEN_ISSUER: no record, or a record not endorsed), verify with its keys (URL mode: the cache,
  * fetched again for an unknown kid when the last fetch is older than
  * STK_OIDC_REFRESH_MIN). Reads only. */
 int stk_oidc_check(struct stk_site *s, const char *token, size_t len, int64_t now,

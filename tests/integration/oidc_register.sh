@@ -16,6 +16,8 @@
 # audience, expired, without a device claim, oversized, duplicate members
 # (a lax parser would read another device), a JWKS key too small, an issuer
 # the site does not trust, or a stolen token presented with another key.
+# And attacker 3 (database writer): an issuer row added or edited in the
+# store without the site key's signature.
 TEST_NAME=oidc_register
 . "$(dirname "$0")/server_lib.sh"
 . "$(dirname "$0")/hostile_lib.sh"
@@ -230,6 +232,38 @@ id_body
 [ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u4.crt" --key "$T/u4.key")" = "200 -" ] ||
 	fail "EC key after a refresh with a small key: $(cat "$T/resp")"
 ok "a JWKS key too small at refresh is ignored and logged, the others still verify"
+
+# --- attacker 3 (database writer): issuer rows the site key did not sign ----
+# A forged row (the legit row's endorsement copied) and an edit of the legit
+# row trust nobody; restoring the edited field restores the signature.
+kid=$(q "SELECT endorsed_by FROM oidc_issuers WHERE issuer = '$ISS'")
+sig=$(q "SELECT endorsement FROM oidc_issuers WHERE issuer = '$ISS'")
+[ -n "$kid" ] && [ -n "$sig" ] || fail "the issuer record is not endorsed"
+q "INSERT INTO oidc_issuers (issuer, audience, device_claim, tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement) VALUES ('https://forged.test', '$AUD', 'deviceId', '', '', '$(tr -d '\n' < "$T/iss/jwks.json")', '', 0, '$kid', '$sig')"
+mint --iss https://forged.test --device forged-1
+dev_identity f1
+state=$(db_state); reg=$(n_reg)
+id_body
+[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f1.crt" --key "$T/f1.key")" = "401 idtoken_issuer_untrusted" ] ||
+	fail "forged issuer row: $(cat "$T/resp")"
+[ "$(db_state)" = "$state" ] && [ "$(n_reg)" = "$reg" ] || fail "the forged issuer registered something"
+$STK oidc list --json | python3 -c 'import json,sys
+d={r["issuer"]: r["endorsed"] for r in json.load(sys.stdin)}
+assert d["https://forged.test"] is False and d[sys.argv[1]] is True, d' "$ISS" || fail "oidc list endorsed flags"
+q "UPDATE oidc_issuers SET tenant = '' WHERE issuer = '$ISS'"
+mint --device dev-0007 --tid tenant2
+dev_identity f2
+id_body
+[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f2.crt" --key "$T/f2.key")" = "401 idtoken_issuer_untrusted" ] ||
+	fail "edited issuer row: $(cat "$T/resp")"
+grep -q "not endorsed by a trusted site key" "$T/server.stderr" || fail "the unendorsed record is not logged"
+q "UPDATE oidc_issuers SET tenant = 'tenant1' WHERE issuer = '$ISS'"
+q "DELETE FROM oidc_issuers WHERE issuer = 'https://forged.test'"
+mint --device dev-0007
+id_body
+[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f2.crt" --key "$T/f2.key")" = "200 -" ] ||
+	fail "restored issuer row: $(cat "$T/resp")"
+ok "attacker 3: an issuer row added or edited in the database (not signed by the site key) trusts no one (idtoken_issuer_untrusted), oidc list flags it"
 
 # --- oidc remove: the issuer is no longer trusted; its devices stay ----------
 $STK oidc remove --issuer "$ISS" >/dev/null || fail "oidc remove"
