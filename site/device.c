@@ -589,7 +589,6 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 			*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
 			goto refuse;
 		}
-		r = STK_OK;
 	}
 	/* One use per device: the same device retrying with the same token
 	 * (a lost response, threat model 6) does not use it again. */

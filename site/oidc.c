@@ -589,8 +589,8 @@ stk_idtoken_verify(const struct stk_oidc_issuer *is, const struct stk_jwks *keys
 		    is->audience);
 		goto out;
 	}
-	if ((t = idt_time(pl, "exp", &exp)) != 0 || (t = idt_time(pl, "iat", &iat)) == -2 ||
-	    (t = idt_time(pl, "nbf", &nbf)) == -2) {
+	if (idt_time(pl, "exp", &exp) != 0 || idt_time(pl, "iat", &iat) == -2 ||
+	    idt_time(pl, "nbf", &nbf) == -2) {
 		r = REFUSE(STK_REFUSAL_IDTOKEN_INVALID, "ID token time claims must be "
 		    "integers (exp required)");
 		goto out;
