@@ -186,6 +186,9 @@ agent_fail(const struct stk_error *err, int r, enum stk_refusal reason, int with
 	if (with_bulk && reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the bulk registration token expired: ask "
 		    "the site administrator for a new one (sitetoken bulk new)\n");
+	else if (reason == STK_REFUSAL_IDTOKEN_EXPIRED)
+		fprintf(stderr, "sitetoken-agent: the ID token expired: get a fresh one from "
+		    "the identity provider\n");
 	else if (reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
 		    "with the management point on the internal network "
