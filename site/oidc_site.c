@@ -566,3 +566,12 @@ site_oidc_device_bind(struct stk_site *s, const struct stk_idtoken *id,
 	db_finalize(st);
 	return r;
 }
+
+int
+stk_oidc_device_identity(struct stk_site *s, const char *guid, char *issuer,
+    size_t ilen, char *device, size_t dlen, struct stk_error *err)
+{
+	int r = site_oidc_identity_of(s, guid, issuer, ilen, device, dlen, err);
+
+	return r == STK_E_NOTFOUND ? STK_OK : r;
+}

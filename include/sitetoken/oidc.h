@@ -155,6 +155,11 @@ int stk_oidc_foreach(struct stk_site *s, stk_oidc_cb cb, void *ctx,
 int stk_oidc_check(struct stk_site *s, const char *token, size_t len, int64_t now,
     struct stk_idtoken *out, enum stk_refusal *reason, struct stk_error *err);
 
+/* The OIDC identity device `guid` registered with: issuer and device claim
+ * value, both "" when it registered otherwise. */
+int stk_oidc_device_identity(struct stk_site *s, const char *guid, char *issuer,
+    size_t ilen, char *device, size_t dlen, struct stk_error *err);
+
 /* Drop the in-memory JWKS cache (tests; a removed issuer's keys). */
 void stk_oidc_cache_flush(void);
 

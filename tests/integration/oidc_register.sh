@@ -88,6 +88,10 @@ agent d1 0 policy >/dev/null || fail "the client token from an ID token registra
 detail=$(q "SELECT detail FROM audit WHERE event = 'device.register.cmg' AND subject = '$g1' AND outcome = 'ok'")
 grep -q "^new oidc iss=$ISS device=dev-0001 sub=subject-1 " <<<"$detail" || fail "audit detail: $detail"
 ! grep -q "eyJ" <<<"$(q "SELECT detail || subject || ref FROM audit")" || fail "a token in the audit log"
+$STK devices list --json | python3 -c 'import json,sys
+d={r["guid"]: r for r in json.load(sys.stdin)}[sys.argv[1]]
+assert d["oidc_issuer"] == sys.argv[2] and d["oidc_device"] == "dev-0001" and d["bulk_guid"] is None, d' "$g1" "$ISS" ||
+	fail "devices list --json does not name the OIDC identity"
 ok "agent register --cmg --id-token-file: device $g1 registered, client token works at the CMG, audit names issuer, device and subject"
 
 # The same key again (a lost response): the same device, a new token.
