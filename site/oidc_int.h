@@ -17,7 +17,5 @@ int site_oidc_identity_of(struct stk_site *s, const char *guid, char *issuer, si
     char *device, size_t dlen, struct stk_error *err);
 int site_oidc_device_bind(struct stk_site *s, const struct stk_idtoken *id,
     const char *guid, int64_t now, struct stk_error *err);
-/* JWKS fetches made for an issuer by this process (tests). */
-unsigned long site_oidc_fetches(const char *issuer);
 
 #endif

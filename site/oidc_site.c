@@ -349,7 +349,6 @@ struct oidc_cache_ent {
 	struct stk_jwks *keys;
 	int64_t fetched_at;   /* keys fetched */
 	int64_t tried_at;     /* last fetch attempt */
-	unsigned long fetches;
 };
 
 static pthread_mutex_t oidc_cache_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -402,7 +401,6 @@ oidc_cache_fetch(struct oidc_cache_ent *e, const struct stk_oidc_issuer *is, int
 	if (e->tried_at != 0 && now - e->tried_at < STK_OIDC_REFRESH_MIN)
 		return;
 	e->tried_at = now;
-	e->fetches++;
 	stk_error_clear(&err);
 	if (stk_jwks_fetch(is->jwks_url, is->jwks_ca, &doc, &len, &err) != 0 ||
 	    stk_jwks_parse(doc, len, 0, &keys, &err) != 0) {
@@ -417,20 +415,6 @@ oidc_cache_fetch(struct oidc_cache_ent *e, const struct stk_oidc_issuer *is, int
 	stk_jwks_free(e->keys);
 	e->keys = keys;
 	e->fetched_at = now;
-}
-
-unsigned long
-site_oidc_fetches(const char *issuer)
-{
-	unsigned long n = 0;
-	size_t i;
-
-	pthread_mutex_lock(&oidc_cache_mu);
-	for (i = 0; i < OIDC_CACHE_SLOTS; i++)
-		if (strcmp(oidc_cache[i].issuer, issuer) == 0)
-			n += oidc_cache[i].fetches;
-	pthread_mutex_unlock(&oidc_cache_mu);
-	return n;
 }
 
 int
