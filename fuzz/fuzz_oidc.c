@@ -1,4 +1,4 @@
-/* OIDC: the JWKS parser and the ID token verifier (site/oidc.c) on
+/* OIDC: the JWKS parser and the ID token verifier (site/registration/oidc.c) on
  * arbitrary input.
  *  - "JWKS\0TOKEN": the token verified with that JWKS (parsed leniently);
  *  - input starting with '{': a JWKS, parsed strictly and leniently;

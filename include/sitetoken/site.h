@@ -89,7 +89,7 @@ void stk_site_close(struct stk_site *s);
 void stk_site_forbid_signing(struct stk_site *s);
 
 /* The gateway's verified-token cache (process-wide, bounded, sharded; see
- * site/tokcache.c and README "Performance"). It holds verified client
+ * site/registration/tokcache.c and README "Performance"). It holds verified client
  * token claims only, never device state, which is read on every request.
  * Counters since start; clear empties it. Both thread-safe. Set
  * SITETOKEN_TOKEN_CACHE=0 before the first request to turn it off. */

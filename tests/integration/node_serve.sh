@@ -22,7 +22,6 @@ stop_b() {
 cleanup_nodes() { local rc=$?; stop_b || true; stop_server || true; exit $rc; }
 trap cleanup_nodes EXIT
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
-kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 start_b() {
 	serve_node "$SITEB" B "${mpb_port:-0}" "${cmgb_port:-0}" 0
 	PIDB=$SERVED_PID mpb_port=$SERVED_MP_PORT cmgb_port=$SERVED_CMG_PORT
@@ -85,7 +84,7 @@ agent X 0 policy >/dev/null || fail "node B token refused after rotation"
 ok "node B verifies node A's new key at once (unknown kid -> key set re-read)"
 
 # Node B has verified device X's token before (its gateway caches verified
-# tokens, site/tokcache.c): a block on node A is still refused on node B's
+# tokens, site/registration/tokcache.c): a block on node A is still refused on node B's
 # next request, and the unblock accepted at once (device state is never cached).
 agent X 0 policy >/dev/null || fail "node B policy (warm)"
 $STK devices block --site "$SITE" "$gx" >/dev/null || fail "device block on node A"

@@ -1,4 +1,4 @@
-/* OIDC ID token verifier and JWKS parser (site/oidc.c): each RFC 8725 rule
+/* OIDC ID token verifier and JWKS parser (site/registration/oidc.c): each RFC 8725 rule
  * on its own, with keys and tokens made here by OpenSSL (the test is the
  * issuer). The integration test oidc_register.sh covers the store, the
  * server and the JWKS URL. */

@@ -1,4 +1,4 @@
-/* The gateway's verified-token cache (site/tokcache.c) through
+/* The gateway's verified-token cache (site/registration/tokcache.c) through
  * stk_device_authenticate on two nodes of one site: node A (the handle
  * that registers and administers) and node B (the gateway that serves from
  * its cache). On SQLite B is a second handle on the same store; with

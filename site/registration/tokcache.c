@@ -10,7 +10,7 @@
  * re-applies the time rules at the request's `now`, and requires that the
  * key that signed the token is still in the handle's current key set, so a
  * retired key's tokens stop hitting when the handle's key set is refreshed
- * (site/keys.c: at most SITE_KEYS_TTL seconds, the same bound as the
+ * (site/keys/keys.c: at most SITE_KEYS_TTL seconds, the same bound as the
  * verifier without any cache).
  *
  * Bounded and sharded: SHARDS independent tables of WAYS-way sets, each
