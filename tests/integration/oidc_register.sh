@@ -25,13 +25,11 @@ ISS=https://issuer.test/tenant1/v2.0
 AUD=api://sitetoken
 PY="python3 $STK_SRC/tests/integration/oidc_issuer.py"
 JWKS_PID=
-cleanup_oidc() {
-	local rc=$?
+stop_jwks() {
 	if [ -n "$JWKS_PID" ]; then kill "$JWKS_PID" 2>/dev/null || true; wait "$JWKS_PID" 2>/dev/null || true; fi
-	stop_server || true
-	exit $rc
+	JWKS_PID=
 }
-trap cleanup_oidc EXIT
+on_exit stop_jwks
 mint() { ( umask 077; $PY mint "$T/iss" "$@" > "$T/idt" ); }
 q() { sqlite3 "$SITE/site.db" "$1"; }
 n_reg() { q "SELECT count(*) FROM registrations"; }
@@ -79,7 +77,7 @@ start_server 0
 # --- registration through the CMG with an ID token (agent) ------------------
 mint --key rsa --device dev-0001 --sub subject-1
 agent d1 0 register --cmg "$CMG" --id-token-file "$T/idt" >"$T/out" 2>"$T/err" ||
-	fail "agent register with an ID token: $(cat "$T/err")"
+	die "agent register with an ID token: $(cat "$T/err")"
 g1=$(agent d1 0 status --json | json_get device_guid)
 [ -s "$T/d1/client.token" ] || fail "no client token stored"
 agent d1 0 policy >/dev/null || fail "the client token from an ID token registration does not authenticate at the CMG"
@@ -187,7 +185,7 @@ cp "$T/iss/jwks.json" "$T/iss/served.json"
 $PY serve "$T/iss" "$T/iss/https.crt" "$T/iss/https.key" "$T/iss/ready" 2>"$T/jwks.stderr" &
 JWKS_PID=$!
 for _ in $(seq 100); do [ -s "$T/iss/ready" ] && break; sleep 0.1; done
-[ -s "$T/iss/ready" ] || fail "JWKS server did not start: $(cat "$T/jwks.stderr")"
+[ -s "$T/iss/ready" ] || die "JWKS server did not start: $(cat "$T/jwks.stderr")"
 URL=https://127.0.0.1:$(cat "$T/iss/ready")/keys
 ISS2=https://issuer-url.test/v2.0
 fetches() { wc -l < "$T/iss/fetches" 2>/dev/null || echo 0; }
@@ -196,7 +194,7 @@ rc=0; $STK oidc add --issuer "$ISS2" --jwks "$URL" --audience "$AUD" 2>"$T/err" 
 [ "$rc" = 3 ] && [ "$(q "SELECT count(*) FROM oidc_issuers WHERE issuer = '$ISS2'")" = 0 ] ||
 	fail "JWKS URL with an unknown CA: rc $rc $(cat "$T/err")"
 $STK oidc add --issuer "$ISS2" --jwks "$URL" --jwks-ca "$T/iss/ca.pem" --audience "$AUD" >/dev/null ||
-	fail "oidc add with a JWKS URL"
+	die "oidc add with a JWKS URL"
 $STK oidc list | grep -q "keys $URL" || fail "oidc list does not show the URL"
 mint --iss "$ISS2" --device url-0001
 dev_identity u1
@@ -280,6 +278,7 @@ agent d1 0 policy >/dev/null || fail "a device of a removed issuer lost its clie
 [ "$(q "SELECT count(*) FROM audit WHERE event = 'oidc.issuer.remove' AND subject = '$ISS'")" = 1 ] || fail "oidc remove not audited"
 ok "oidc remove: its ID tokens refused (idtoken_issuer_untrusted), its devices stay, audited"
 
+stop_jwks
 assert_no_tokens_in_logs
 $STK audit verify >/dev/null || fail "audit verify"
 ok "audit verify passes"
