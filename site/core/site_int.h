@@ -26,6 +26,7 @@ struct stk_site {
 	struct stk_verifier *verifier; /* current snapshot (the site's reference) */
 	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
+	int batch;                   /* stk_site_batch_begin: tx = savepoint */
 	int audit_dirty;             /* records appended since the last commit */
 	/* Run after a commit that appended audit records (the audit layer's
 	 * checkpoint signing, installed by the facade): the core calls
@@ -39,6 +40,8 @@ struct stk_site {
 	int refreshing;
 	struct site_parked *parked;  /* replaced objects, freed at close */
 	/* refusal aggregation (audit.c) */
+	pthread_mutex_t refusal_mu;  /* the table: stk_audit_refusal_counted runs
+	                                without the store */
 	struct site_refusal *refusals;
 	size_t nrefusals;
 	int flushing;
@@ -158,11 +161,11 @@ int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
  * the store does not hold (*out malloc'd). */
 int site_store_dump(struct stk_site *s, char **out, size_t *len,
     struct stk_error *err);
-/* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);
 /* Record every refusal count still held (at close). */
 void site_audit_flush(struct stk_site *s, int all);
+/* Run one statement without results. */
 int site_exec(struct stk_site *s, const char *sql, struct stk_error *err);
 
 #endif
