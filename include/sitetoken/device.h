@@ -201,7 +201,9 @@ int stk_device_register_refusal_counted(struct stk_site *s,
     const struct stk_reg_request *req, enum stk_refusal reason);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
- * client certificate `peer_der`, device known and not blocked, allow-cmg on.
+ * client certificate `peer_der`, device known and not blocked, "att":"tpm"
+ * in the token when attestation is required for the device (its bulk
+ * token's policy, else the site's), allow-cmg on.
  * On success fills *dev. Refusals audited, *reason set. */
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,

@@ -29,6 +29,8 @@ extern "C" {
 	X(BODY_TOO_LARGE, "body_too_large", 413, 2, "request body too large") \
 	X(UNAUTHORIZED, "unauthorized", 401, 1, "missing or wrong bearer secret") \
 	X(BAD_LIFETIME, "bad_lifetime", 400, 2, "lifetime must be a whole number of minutes, 1 to 10080") \
+	X(BAD_MAX_USES, "bad_max_uses", 400, 2, "max uses must be a whole number of registrations, 1 to 1000000") \
+	X(BAD_SOURCE, "bad_source", 400, 2, "source must be IPv4 or IPv6 networks, CIDR[,CIDR]") \
 	X(NO_CLIENT_CERT, "no_client_certificate", 401, 1, "no TLS client certificate was presented") \
 	X(NO_TOKEN, "no_token", 401, 1, "no token in the request") \
 	X(TOKEN_INVALID, "token_invalid", 401, 1, "the token failed a signature, header, claim or encoding rule") \
