@@ -58,6 +58,15 @@ extern "C" {
 	X(ATTEST_KEY, "attestation_key_mismatch", 403, 1, "the attested key is not the TLS client certificate's key") \
 	X(ATTEST_ACTIVATION, "attestation_activation_failed", 403, 1, "the credential was not activated by the TPM of the evidence") \
 	X(ATTEST_UNAVAILABLE, "attestation_unavailable", 404, 1, "this site trusts no TPM manufacturer roots (sitetoken attest roots add)") \
+	X(IDTOKEN_INVALID, "idtoken_invalid", 401, 1, "the ID token failed a size, encoding, JSON, header, algorithm, signature or claim rule") \
+	X(IDTOKEN_ISSUER, "idtoken_issuer_untrusted", 401, 1, "the ID token's issuer is not trusted by this site (sitetoken oidc add)") \
+	X(IDTOKEN_KEY, "idtoken_unknown_key", 401, 1, "the ID token's kid is not in its issuer's JWKS") \
+	X(IDTOKEN_AUDIENCE, "idtoken_audience", 401, 1, "the ID token is not for this site's audience") \
+	X(IDTOKEN_EXPIRED, "idtoken_expired", 401, 1, "the ID token expired or is not valid yet") \
+	X(IDTOKEN_TENANT, "idtoken_tenant", 401, 1, "the ID token's tid is not the tenant this issuer is trusted for") \
+	X(IDTOKEN_DEVICE, "idtoken_device_claim", 401, 1, "the ID token has no usable device claim") \
+	X(IDTOKEN_IDENTITY, "idtoken_identity_registered", 409, 1, "this issuer and device identity is registered with another device key (re-key with the old key, or ask the administrator)") \
+	X(CREDENTIAL_CONFLICT, "credential_conflict", 400, 2, "give a bulk token or an ID token, not both") \
 	X(BUSY, "busy", 503, 3, "too many requests in progress; retry later")
 
 enum stk_refusal {
