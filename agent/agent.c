@@ -450,7 +450,10 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 {
 	char url[1100], cpath[PATH_MAX], host[256], ts[32], *pem = NULL, *body = NULL;
 	char *resp = NULL, *nonce = NULL, *proof = NULL;
-	int via_cmg = cmg_url != NULL && bulk != NULL, r;
+	int via_cmg = cmg_url != NULL && (bulk != NULL || a->id_token != NULL), r;
+	/* The credential's member: an ID token replaces the bulk token. */
+	const char *cred_name = a->id_token != NULL ? "id_token" : "bulk_token";
+	const char *cred = a->id_token != NULL ? a->id_token : bulk;
 	long status = 0;
 	json_t *o;
 
@@ -483,7 +486,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		snprintf(host, sizeof(host), "device");
 	host[sizeof(host) - 1] = '\0';
 	if (via_cmg) {
-		o = json_pack("{s:s, s:s}", "bulk_token", bulk, "hostname", host);
+		o = json_pack("{s:s, s:s}", cred_name, cred, "hostname", host);
 		snprintf(url, sizeof(url), "%s%sregister", a->st.cmg, AGENT_API);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Rotating internet "
 		    "management point, new management point [1] is: %s (0) with capabilities: "
@@ -499,8 +502,8 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 			goto out;
 		}
 		o = json_pack("{s:s, s:s}", "certificate", pem, "hostname", host);
-		if (o != NULL && bulk != NULL)
-			json_object_set_new(o, "bulk_token", json_string(bulk));
+		if (o != NULL && cred != NULL)
+			json_object_set_new(o, cred_name, json_string(cred));
 		if (o != NULL && nonce != NULL) {
 			json_object_set_new(o, "nonce", json_string(nonce));
 			json_object_set_new(o, "proof", json_string(proof));
@@ -515,9 +518,12 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	}
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Registering with %s "
 	    "(%s%s)", via_cmg ? a->st.cmg : a->st.mp, via_cmg ? "cloud gateway" :
-	    "management point", bulk ? ", bulk registration token" : "");
-	/* A TPM-held key with an EK certificate registers attested (attest_reg.c). */
-	r = via_cmg ? agent_attest_register(a, bulk, host, &status, &resp, err) : 1;
+	    "management point", a->id_token ? ", ID token" : bulk ?
+	    ", bulk registration token" : "");
+	/* A TPM-held key with an EK certificate registers attested (attest_reg.c);
+	 * attested registration takes a bulk token only. */
+	r = via_cmg && a->id_token == NULL ? agent_attest_register(a, bulk, host, &status,
+	    &resp, err) : 1;
 	if (r == 1)
 		r = agent_http(a, "POST", url, body, NULL, via_cmg ||
 		    strncmp(url, "https", 5) == 0, &status, &resp, err);
@@ -796,7 +802,7 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
     struct stk_error *err)
 {
 	static const char *const keys[] = { "/mp:", "CCMHOSTNAME=", "SMSSiteCode=",
-	    "/cahash:", "/regtoken:" };
+	    "/cahash:", "/regtoken:", "/idtoken:" };
 	const char **slot[4];
 	const char *v;
 	size_t k, klen;
@@ -818,6 +824,29 @@ agent_install_parse(int argc, char **argv, struct agent_install *out,
 		}
 		klen = strlen(keys[k]);
 		v = argv[i] + klen;
+		if (k == 5) {
+			/* An ID token only from stdin: argv is visible to others. */
+			if (strcmp(argv[i] + klen, "-") != 0) {
+				OPENSSL_cleanse(argv[i] + klen, strlen(argv[i] + klen));
+				agent_install_clear(out);
+				return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+				    "/idtoken takes '-' only: the ID token is read from standard "
+				    "input, never from the command line");
+			}
+			if (out->idtoken_stdin || have_tok) {
+				agent_install_clear(out);
+				return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+				    "give one of /regtoken and /idtoken, once");
+			}
+			out->idtoken_stdin = 1;
+			continue;
+		}
+		if (k == 4 && out->idtoken_stdin) {
+			OPENSSL_cleanse(argv[i] + klen, strlen(argv[i] + klen));
+			agent_install_clear(out);
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "give one of /regtoken and /idtoken, once");
+		}
 		if ((k < 4 && *slot[k] != NULL) || (k == 4 && have_tok)) {
 			agent_install_clear(out);
 			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,

@@ -45,6 +45,9 @@ struct agent {
 	const char *tcti;      /* --tcti (else SITETOKEN_TCTI) */
 	struct agent_devkey *devkey; /* the held key, opened on first TLS use */
 	const char *ca_hash;   /* --ca-hash / /cahash: for this registration */
+	const char *id_token;  /* --id-token-file / /idtoken:-: an OIDC ID token
+	                          sent in place of a bulk token (never logged,
+	                          never written) */
 	unsigned char pin[32]; /* pin.c: the parsed st.ca_hash during a request */
 	int pin_devkey;        /* pin.c: the request presents the held device key */
 };
@@ -64,7 +67,8 @@ int agent_state_save(struct agent *a, struct stk_error *err);
  * exist; check their permissions when they do. */
 int agent_ensure_identity(struct agent *a, struct stk_error *err);
 
-/* Register: through the CMG when cmg_url and a bulk token are given, else
+/* Register: through the CMG when cmg_url and a bulk token (or a->id_token)
+ * are given, else
  * with the MP (bulk token optional there). The bulk token is only sent,
  * never written. On refusal *reason is the server's reason (its wire code read
  * through the refusal table; INTERNAL for an unknown code). */
@@ -85,7 +89,8 @@ int agent_cert_expiry(struct agent *a, int64_t *not_after, struct stk_error *err
 int agent_rekey_due(struct agent *a);
 
 /* Seed-style install properties (SPEC "Seed-style install syntax"):
- * /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC /regtoken:TOKEN|-.
+ * /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC /regtoken:TOKEN|-, or
+ * /idtoken:- (an OIDC ID token on stdin) in place of /regtoken.
  * Keys are case-insensitive; each at most once; values non-empty printable
  * ASCII without spaces. The gateway URL (cmg) is /mp: when given, else
  * https://CCMHOSTNAME; it must be https (the bulk token travels in it) and
@@ -97,6 +102,7 @@ struct agent_install {
 	const char *cahash;            /* /cahash:sha256:HEX (checked), or NULL */
 	char *bulk;                    /* wiped by agent_install_clear */
 	int bulk_stdin;
+	int idtoken_stdin;             /* /idtoken:- (an ID token only from stdin) */
 	char cmg[512];
 };
 int agent_install_parse(int argc, char **argv, struct agent_install *out,

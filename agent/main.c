@@ -20,14 +20,15 @@ static const char usage_text[] =
 "       sitetoken-agent COMMAND --help\n"
 "\n"
 "  install /mp:URL CCMHOSTNAME=HOST/PATH SMSSiteCode=ABC [/cahash:sha256:HEX]\n"
-"          [/regtoken:TOKEN|-]\n"
+"          [/regtoken:TOKEN|- | /idtoken:-]\n"
 "                      seed-style install: register through the cloud gateway\n"
 "                      with a bulk registration token. Prefer /regtoken:- (stdin)\n"
 "                      or SITETOKEN_REGTOKEN: argv is visible to other users.\n"
-"  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin]\n"
-"          [--ca-hash sha256:HEX]\n"
+"  register --mp URL [--cmg URL] [--regtoken-file FILE | --regtoken-stdin |\n"
+"          --id-token-file FILE] [--ca-hash sha256:HEX]\n"
 "                      register with the MP (internal network), or through the\n"
-"                      CMG when --cmg and a bulk token are given\n"
+"                      CMG when --cmg and a bulk token or an OIDC ID token\n"
+"                      (--id-token-file, '-' for stdin) are given\n"
 "  renew [--force]     renew the client token through the CMG when due (or\n"
 "                      re-key instead when the certificate is due)\n"
 "  rekey [--force]     new device key and certificate, the token moved to them\n"
@@ -80,10 +81,12 @@ static const struct {
 } agent_helps[] = {
 	{ "install",
 "usage: sitetoken-agent [GLOBAL OPTIONS] install /mp:URL CCMHOSTNAME=HOST/PATH\n"
-"         SMSSiteCode=ABC [/cahash:sha256:HEX] [/regtoken:TOKEN|/regtoken:-]\n\n"
+"         SMSSiteCode=ABC [/cahash:sha256:HEX] [/regtoken:TOKEN|/regtoken:-|\n"
+"         /idtoken:-]\n\n"
 "Seed-style install: register through the cloud gateway with a bulk\n"
 "registration token. /regtoken:- reads it from standard input; without\n"
-"/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n"
+"/regtoken it comes from $SITETOKEN_REGTOKEN (argv is visible to others).\n""/idtoken:- registers with an OIDC ID token read from standard input\n"
+"instead (the site must trust its issuer: sitetoken oidc add).\n"
 "A device key in a TPM with an EK certificate registers attested (evidence\n"
 "over the gateway's nonce, credential activation; docs/api.md); if the\n"
 "gateway refuses that, the plain registration follows and the site's\n"
@@ -93,14 +96,16 @@ static const struct {
 "certificate with that SHA-256 of its SubjectPublicKeyInfo (no --ca needed).\n" },
 	{ "register",
 "usage: sitetoken-agent [GLOBAL OPTIONS] register --mp URL [--cmg URL]\n"
-"         [--regtoken-file FILE | --regtoken-stdin] [--ca-hash sha256:HEX]\n\n"
+"         [--regtoken-file FILE | --regtoken-stdin | --id-token-file FILE]\n"
+"         [--ca-hash sha256:HEX]\n\n"
 "Register with the management point on the internal network, or through\n"
 "the cloud gateway when --cmg and a bulk registration token are given\n"
 "(attested, as for install, when the key is in a TPM with an EK certificate).\n\n"
 "  --mp URL             the management point\n"
 "  --cmg URL            the cloud gateway\n"
 "  --regtoken-file FILE read the bulk token from FILE ('-': stdin)\n"
-"  --regtoken-stdin     read the bulk token from standard input\n"
+"  --regtoken-stdin     read the bulk token from standard input\n""  --id-token-file FILE register with an OIDC ID token from FILE ('-': stdin)\n"
+"                       in place of a bulk token (never logged or stored)\n"
 "  --ca-hash sha256:HEX trust the server whose chain holds a certificate with\n"
 "                       this SHA-256 of its SubjectPublicKeyInfo (kept for renewals)\n" },
 	{ "renew",
@@ -181,6 +186,9 @@ agent_fail(const struct stk_error *err, int r, enum stk_refusal reason, int with
 	if (with_bulk && reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the bulk registration token expired: ask "
 		    "the site administrator for a new one (sitetoken bulk new)\n");
+	else if (reason == STK_REFUSAL_IDTOKEN_EXPIRED)
+		fprintf(stderr, "sitetoken-agent: the ID token expired: get a fresh one from "
+		    "the identity provider\n");
 	else if (reason == STK_REFUSAL_TOKEN_EXPIRED)
 		fprintf(stderr, "sitetoken-agent: the client token expired: register again "
 		    "with the management point on the internal network "
@@ -248,22 +256,30 @@ cmd_install(struct agent *a, int argc, char **argv)
 	struct stk_error err;
 	struct agent_install in;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char ts[32];
+	char ts[32], *idtok = NULL;
 	int r, rc;
 
 	stk_error_clear(&err);
 	if (agent_install_parse(argc, argv, &in, &err) != 0)
 		return usage_error(err.msg);
-	if (in.bulk == NULL)
+	if (in.idtoken_stdin) {
+		/* /idtoken:- : the ID token comes from stdin, never argv or env. */
+		if ((idtok = read_bulk("-", 1)) == NULL) {
+			agent_install_clear(&in);
+			return usage_error("/idtoken:- found no ID token on standard input");
+		}
+		a->id_token = idtok;
+	} else if (in.bulk == NULL)
 		in.bulk = read_bulk(in.bulk_stdin ? "-" : NULL, in.bulk_stdin);
 	if (in.code != NULL)
 		snprintf(a->st.site_code, sizeof(a->st.site_code), "%s", in.code);
 	if (in.cahash != NULL)
 		a->ca_hash = in.cahash;
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "ccmsetup started: /mp:%s CCMHOSTNAME=%s "
-	    "SMSSiteCode=%s /regtoken:%s", in.mp ? in.mp : "-", in.host ? in.host : "-",
-	    in.code ? in.code : "-", in.bulk ? "(hidden)" : "(none)");
-	if (in.bulk == NULL) {
+	    "SMSSiteCode=%s %s:%s", in.mp ? in.mp : "-", in.host ? in.host : "-",
+	    in.code ? in.code : "-", idtok ? "/idtoken" : "/regtoken",
+	    in.bulk || idtok ? "(hidden)" : "(none)");
+	if (in.bulk == NULL && idtok == NULL) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "No bulk registration token: "
 		    "an internet install needs /regtoken");
 		agent_install_clear(&in);
@@ -272,6 +288,8 @@ cmd_install(struct agent *a, int argc, char **argv)
 	}
 	r = agent_register(a, NULL, in.cmg, in.bulk, &reason, &err);
 	agent_install_clear(&in);
+	a->id_token = NULL;
+	free_secret(idtok);
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
 		rc = agent_fail(&err, r, reason, 1);
@@ -293,11 +311,12 @@ cmd_register(struct agent *a, int argc, char **argv)
 		{ "regtoken-file", required_argument, NULL, 'f' },
 		{ "regtoken-stdin", no_argument, NULL, 's' },
 		{ "ca-hash", required_argument, NULL, 'p' },
+		{ "id-token-file", required_argument, NULL, 'i' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct stk_error err;
-	const char *mp = NULL, *cmg = NULL, *file = NULL;
-	char *bulk, ts[32];
+	const char *mp = NULL, *cmg = NULL, *file = NULL, *idfile = NULL;
+	char *bulk = NULL, *idtok = NULL, ts[32];
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int c, r, rc, from_stdin = 0;
 
@@ -309,6 +328,7 @@ cmd_register(struct agent *a, int argc, char **argv)
 		case 'f': file = optarg; break;
 		case 's': from_stdin = 1; break;
 		case 'p': a->ca_hash = optarg; break;
+		case 'i': idfile = optarg; break;
 		default: return usage_error("bad option for 'register'");
 		}
 	}
@@ -324,19 +344,34 @@ cmd_register(struct agent *a, int argc, char **argv)
 		if (agent_pin_parse(a->ca_hash, pin, &err) != 0)
 			return usage_error(err.msg);
 	}
-	bulk = read_bulk(file, from_stdin);
-	if ((file != NULL || from_stdin) && bulk == NULL)
-		return usage_error("no bulk registration token in the given file or stdin");
-	if (mp == NULL && bulk == NULL)
-		return usage_error("registration through the CMG needs a bulk token");
+	if (idfile != NULL) {
+		/* An ID token replaces the bulk token; never from argv or env. */
+		if (file != NULL || from_stdin)
+			return usage_error("give a bulk token or an ID token, not both");
+		if ((idtok = read_bulk(idfile, 0)) == NULL)
+			return usage_error("no ID token in the given --id-token-file");
+		a->id_token = idtok;
+	} else {
+		bulk = read_bulk(file, from_stdin);
+		if ((file != NULL || from_stdin) && bulk == NULL)
+			return usage_error("no bulk registration token in the given file or stdin");
+	}
+	if (mp == NULL && bulk == NULL && idtok == NULL) {
+		free_secret(idtok);
+		return usage_error("registration through the CMG needs a bulk token or an "
+		    "ID token");
+	}
 	stk_error_clear(&err);
 	r = agent_register(a, mp, cmg, bulk, &reason, &err);
+	a->id_token = NULL;
 	if (r != 0) {
-		rc = agent_fail(&err, r, reason, bulk != NULL);
+		rc = agent_fail(&err, r, reason, bulk != NULL || idtok != NULL);
 		free_secret(bulk);
+		free_secret(idtok);
 		return rc;
 	}
 	free_secret(bulk);
+	free_secret(idtok);
 	printf("registered: device %s via %s (token jti %s valid until %s)\n",
 	    a->st.device_guid, a->st.via, a->st.jti,
 	    agent_time(a->st.expires_at, ts, sizeof(ts)));

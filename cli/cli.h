@@ -62,6 +62,8 @@ int cmd_key_activate(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_key_retire(int argc, char **argv, int restore);
 int cmd_key_endorse(int argc, char **argv);
+/* cli/cmd_oidc.c: trusted OIDC issuers */
+int cmd_oidc(int argc, char **argv);
 
 /* bulk new, shared by `sitetoken bulk new` and BulkRegistrationTokenTool. */
 /* bulk new's options as given (NULL: not given). tls_cert: the gateway's

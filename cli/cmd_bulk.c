@@ -358,12 +358,13 @@ cmd_certs(int argc, char **argv)
 			snprintf(uses, sizeof(uses), "-");
 		if (json)
 			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I,"
-			    " s:I, s:o}", "type", rows[i].type, "id", rows[i].id, "valid_from", from,
+			    " s:I, s:o, s:o}", "type", rows[i].type, "id", rows[i].id, "valid_from", from,
 			    "valid_to", to, "nbf", (json_int_t)rows[i].valid_from,
 			    "exp", (json_int_t)rows[i].valid_to, "status", rows[i].status,
 			    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
 			    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
-			    json_null()));
+			    json_null(), "sources", rows[i].sources[0] ?
+			    json_string(rows[i].sources) : json_null()));
 		else
 			printf("%-24s %-40s %-20s %-20s %-8s %-7ld %s\n", rows[i].type, rows[i].id,
 			    from, to, rows[i].status, rows[i].devices, uses);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include "sitetoken/attest_policy.h"
 #include "sitetoken/device.h"
+#include "sitetoken/oidc.h"
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON, OPT_BULK };
@@ -135,11 +136,15 @@ dev_list_row(void *ctx, const struct stk_device *d)
 {
 	struct dev_list_ctx *lc = ctx;
 	char reg[32], exp[32], att[8], ek[65];
+	char oiss[STK_OIDC_ISSUER_MAX + 1], odev[STK_OIDC_CLAIM_MAX + 1];
 	struct stk_error err;
 
 	stk_error_clear(&err);
 	if (stk_attest_device_get(lc->s, d->guid, att, sizeof(att), ek, sizeof(ek),
 	    &err) != 0)
+		return cli_fail(&err, STK_E_DB);
+	if (lc->json && stk_oidc_device_identity(lc->s, d->guid, oiss, sizeof(oiss), odev,
+	    sizeof(odev), &err) != 0)
 		return cli_fail(&err, STK_E_DB);
 	if (lc->json) {
 		json_array_append_new(lc->arr, json_pack("{s:s, s:s, s:I, s:s, s:s?, s:b,"
@@ -152,6 +157,11 @@ dev_list_row(void *ctx, const struct stk_device *d)
 		    "last_issued_at", (json_int_t)d->last_issued_at,
 		    "token_exp", (json_int_t)d->token_exp, "attestation", att,
 		    "ek_sha256", ek[0] ? ek : NULL));
+		/* The OIDC identity it registered with (sitetoken oidc add). */
+		json_object_set_new(json_array_get(lc->arr, json_array_size(lc->arr) - 1),
+		    "oidc_issuer", oiss[0] ? json_string(oiss) : json_null());
+		json_object_set_new(json_array_get(lc->arr, json_array_size(lc->arr) - 1),
+		    "oidc_device", odev[0] ? json_string(odev) : json_null());
 		return 0;
 	}
 	cli_time(d->registered_at, reg, sizeof(reg));

@@ -260,6 +260,34 @@ KEY_OPTS
 "keeps those already trusted, remove exits 1 when none of them is trusted.\n"
 "Each change is audited (attest.root.add, attest.root.remove).\n\n"
 "  --json               list as JSON (sha256, subject, added_at)\n" },
+	{ "oidc add",
+"usage: sitetoken oidc add --issuer URL --jwks FILE|URL --audience AUD\n"
+"         [--device-claim NAME] [--tenant TID] [--jwks-ca FILE]\n\n"
+"Trust an OIDC issuer (Entra/Azure AD-style device identity): its ID tokens\n"
+"register a device in place of a bulk token, one device per issuer and\n"
+"device claim value. The JWKS is checked now: a key too small (RSA under\n"
+"2048 bits, EC other than P-256) or no usable key refuses it (exit 2).\n"
+"The record is signed with the site key (a row edited in the database\n"
+"trusts no one). Audited (oidc.issuer.add).\n\n"
+"  --issuer URL         the exact iss of the ID tokens (https://...)\n"
+"  --jwks FILE|URL      the issuer's keys: a JWKS file (kept in the site\n"
+"                       store), or an https URL fetched now and by the server\n"
+"                       when needed (cached; fetched again for an unknown kid\n"
+"                       at most once every 10 seconds)\n"
+"  --jwks-ca FILE       PEM CA for the JWKS URL (default: the system CAs)\n"
+"  --audience AUD       the aud the ID tokens must carry (this site's app id)\n"
+"  --device-claim NAME  the claim naming the device (default deviceId)\n"
+"  --tenant TID         the tid the ID tokens must carry (default: any)\n" },
+	{ "oidc list",
+"usage: sitetoken oidc list [--json]\n\n"
+"The trusted OIDC issuers, with the number of devices each registered; a\n"
+"record not signed by a trusted site key is marked NOT TRUSTED.\n\n"
+"  --json               print as JSON\n" },
+	{ "oidc remove",
+"usage: sitetoken oidc remove --issuer URL\n\n"
+"Stop trusting an issuer (exit 1 when it is not trusted). Its devices stay\n"
+"registered; block them with 'devices block'. Audited (oidc.issuer.remove).\n\n"
+"  --issuer URL         the issuer as 'oidc list' shows it\n" },
 	{ "audit show",
 "usage: sitetoken audit show [--json]\n\n"
 "Print every record of the hash-chained audit log.\n\n"

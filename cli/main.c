@@ -89,7 +89,10 @@ static const char usage_text[] =
 "  settings show [--json]           client settings (site defaults)\n"
 "  devices list [--json] [--bulk GUID] | devices block GUID | devices unblock GUID\n"
 "  devices block --bulk GUID        block every device a bulk token ever enrolled\n"
-"\n"
+"  oidc add --issuer URL --jwks FILE|URL --audience AUD [--device-claim NAME]\n"
+"           [--tenant TID] [--jwks-ca FILE]  trust an OIDC issuer's ID tokens\n"
+"                                   as a registration credential\n"
+"  oidc list [--json] | oidc remove --issuer URL\n""\n"
 "Key attestation, the auditor's side (offline: no TPM, no site):\n"
 "  attest verify EVIDENCE --ek-ca ROOT.pem --nonce HEX [--cert site.crt]\n"
 "         [--secret HEX --challenge CRED] [--json]  check every point of the\n"
@@ -205,5 +208,7 @@ main(int argc, char **argv)
 		return cmd_devices(argc, argv);
 	if (strcmp(argv[0], "admin") == 0)
 		return cmd_admin(argc, argv);
+	if (strcmp(argv[0], "oidc") == 0)
+		return cmd_oidc(argc, argv);
 	return cli_usage_error("unknown command '%s'", argv[0]);
 }

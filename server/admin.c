@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include "sitetoken/attest.h"
+#include "sitetoken/bulklimits.h"
 #include "sitetoken/device.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
@@ -168,7 +169,7 @@ fail:
 /* ---- responses ---- */
 
 static void
-adm_headers(struct MHD_Response *resp)
+adm_headers(struct MHD_Response *resp, unsigned int status)
 {
 	MHD_add_response_header(resp, "Content-Security-Policy", ADM_CSP);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -177,26 +178,15 @@ adm_headers(struct MHD_Response *resp)
 	MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
 	MHD_add_response_header(resp, "Cross-Origin-Resource-Policy", "same-origin");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-}
-
-static enum MHD_Result
-adm_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
-{
-	/* A new bulk token travels in one of these: wiped when MHD is done. */
-	struct MHD_Response *resp = srv_json_response(o,
-	    "application/json; charset=utf-8");
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	adm_headers(resp);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		    "Bearer realm=\"sitetoken-admin\"");
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
 }
+
+/* Every API answer: JSON (srv_reply_json_as) with the headers above. */
+static const struct srv_json_style adm_json = {
+	"application/json; charset=utf-8", adm_headers
+};
 
 /* A refusal: code and status from the one table (sitetoken/refusal.h). */
 static enum MHD_Result
@@ -204,7 +194,8 @@ adm_refuse(struct MHD_Connection *c, enum stk_refusal why, const char *msg)
 {
 	const struct stk_refusal_row *row = stk_refusal(why);
 
-	return adm_reply_json(c, row->http, json_pack("{s:s, s:s}", "error", row->code,
+	return srv_reply_json_as(c, &adm_json, row->http,
+	    json_pack("{s:s, s:s}", "error", row->code,
 	    "message", msg != NULL && msg[0] ? msg : row->message));
 }
 
@@ -218,7 +209,7 @@ adm_reply_asset(struct MHD_Connection *c, const struct adm_asset *as)
 	    MHD_RESPMEM_PERSISTENT);
 	if (resp == NULL)
 		return MHD_NO;
-	adm_headers(resp);
+	adm_headers(resp, MHD_HTTP_OK);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, as->type);
 	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -419,85 +410,118 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		adm_time(rows[i].valid_from, from, sizeof(from));
 		adm_time(rows[i].valid_to, to, sizeof(to));
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
-		    " s:I, s:s, s:I, s:I, s:o}", "type", rows[i].type, "kind",
+		    " s:I, s:s, s:I, s:I, s:o, s:o}", "type", rows[i].type, "kind",
 		    strcmp(rows[i].type, "Site Signing") == 0 ? "site" : "bulk",
 		    "id", rows[i].id, "valid_from", from, "valid_to", to,
 		    "nbf", (json_int_t)rows[i].valid_from, "exp", (json_int_t)rows[i].valid_to,
 		    "created_at", (json_int_t)rows[i].created_at, "status", rows[i].status,
 		    "devices", (json_int_t)rows[i].devices, "uses", (json_int_t)rows[i].uses,
 		    "max_uses", rows[i].max_uses > 0 ? json_integer(rows[i].max_uses) :
-		    json_null()));
+		    json_null(), "sources", rows[i].sources[0] ?
+		    json_string(rows[i].sources) : json_null()));
 	}
 	free(rows);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:o, s:I}", "rows", arr,
 	    "server_time", (json_int_t)now));
 }
 
 /* ---- new bulk token ---- */
+
+/* A number member as the CLI would get it on its command line: a JSON
+ * integer, or a string as typed; a JSON real stays one (60.0 and 1e3 are
+ * refused by the CLI's parsers, never taken as the integer they equal). */
+static const char *
+adm_num_text(const json_t *v, char *buf, size_t len)
+{
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v)) {
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return buf;
+	}
+	if (json_is_real(v)) {
+		snprintf(buf, len, "%.17g", json_real_value(v));
+		if (strpbrk(buf, ".eEn") == NULL)
+			snprintf(buf + strlen(buf), len - strlen(buf), ".0");
+		return buf;
+	}
+	return "";
+}
 
 static enum MHD_Result
 adm_bulk_new(struct srv_admin *a, struct MHD_Connection *c,
     const struct srv_req *rq, const char *actor)
 {
 	struct stk_bulk_record rec;
+	struct stk_bulk_limits lim;
 	struct stk_error err;
 	json_error_t je;
-	json_t *o = NULL, *lt = NULL;
+	json_t *o = NULL, *lt = NULL, *mu = NULL, *src = NULL;
 	char *token = NULL, buf[64], from[32], to[32];
-	const char *life = NULL;
 	long minutes = STK_BULK_LIFETIME_DEFAULT;
 	enum MHD_Result ret;
 	int r;
 
 	stk_error_clear(&err);
+	memset(&lim, 0, sizeof(lim));
 	if (rq->len > 0) {
 		o = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &je);
 		if (o == NULL || !json_is_object(o) ||
-		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o}", "lifetime_minutes", &lt) != 0) {
+		    json_unpack_ex(o, &je, JSON_STRICT, "{s?o, s?o, s?o}", "lifetime_minutes",
+		    &lt, "max_uses", &mu, "source", &src) != 0) {
 			json_decref(o);
-			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST,
-			    "body must be {\"lifetime_minutes\": N} (strict JSON, no other members)");
+			return adm_refuse(c, STK_REFUSAL_BAD_REQUEST, "body must be "
+			    "{\"lifetime_minutes\": N, \"max_uses\": N, \"source\": \"CIDR[,CIDR]\"}"
+			    " (each optional; strict JSON, no other members)");
 		}
 	}
-	/* The CLI's parser decides, so both front ends refuse the same values. */
-	if (lt != NULL) {
-		if (json_is_string(lt))
-			life = json_string_value(lt);
-		else if (json_is_integer(lt)) {
-			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(lt));
-			life = buf;
-		} else if (json_is_real(lt)) {
-			/* 60.0 or 1e3 is a JSON real: keep it one (the CLI refuses
-			 * "60.0" and "1e3"), never the integer it happens to equal. */
-			snprintf(buf, sizeof(buf), "%.17g", json_real_value(lt));
-			if (strpbrk(buf, ".eEn") == NULL)
-				snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".0");
-			life = buf;
-		} else
-			life = "";
-		if (stk_bulk_parse_lifetime(life, &minutes, &err) != 0) {
-			json_decref(o);
-			return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
-		}
+	/* The CLI's parsers decide, so both front ends refuse the same values
+	 * with the same messages, before anything is created. */
+	if (lt != NULL && stk_bulk_parse_lifetime(adm_num_text(lt, buf, sizeof(buf)),
+	    &minutes, &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_LIFETIME, err.msg);
+	}
+	if (mu != NULL && !json_is_null(mu) && stk_bulk_parse_max_uses(adm_num_text(mu,
+	    buf, sizeof(buf)), &lim.max_uses, &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_MAX_USES, err.msg);
+	}
+	if (src != NULL && !json_is_null(src) && !json_is_string(src)) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_SOURCE, "source must be a string: "
+		    "CIDR[,CIDR] (e.g. 192.0.2.0/24,2001:db8::/32)");
+	}
+	if (src != NULL && json_is_string(src) && stk_bulk_parse_sources(
+	    json_string_value(src), lim.sources, sizeof(lim.sources), &err) != 0) {
+		json_decref(o);
+		return adm_refuse(c, STK_REFUSAL_BAD_SOURCE, err.msg);
 	}
 	json_decref(o);
 	pthread_mutex_lock(a->site_mu);
-	r = stk_bulk_new(a->site, minutes, actor, &token, &rec, &err);
+	r = stk_bulk_new_limited(a->site, minutes, &lim, actor, &token, &rec, &err);
 	pthread_mutex_unlock(a->site_mu);
 	if (r != 0) {
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token not "
 		    "created for %s: %s", actor, err.msg);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
+	buf[0] = '\0';
+	if (lim.max_uses)
+		snprintf(buf, sizeof(buf), ", at most %ld uses", lim.max_uses);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s "
-	    "created by %s, valid %ld minutes (exp=%lld)", rec.guid, actor, minutes,
-	    (long long)rec.exp);
+	    "created by %s, valid %ld minutes (exp=%lld)%s%s%s", rec.guid, actor,
+	    minutes, (long long)rec.exp, buf, lim.sources[0] ? ", from " : "",
+	    lim.sources);
 	adm_time(rec.nbf, from, sizeof(from));
 	adm_time(rec.exp, to, sizeof(to));
-	ret = adm_reply_json(c, MHD_HTTP_CREATED, json_pack("{s:s, s:I, s:I, s:s, s:s,"
-	    " s:I, s:s, s:s}", "guid", rec.guid, "nbf", (json_int_t)rec.nbf, "exp",
-	    (json_int_t)rec.exp, "valid_from", from, "valid_to", to, "lifetime_minutes",
-	    (json_int_t)minutes, "created_by", rec.created_by, "token", token));
+	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_CREATED, json_pack("{s:s, s:I,"
+	    " s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:s}", "guid", rec.guid, "nbf",
+	    (json_int_t)rec.nbf, "exp", (json_int_t)rec.exp, "valid_from", from,
+	    "valid_to", to, "lifetime_minutes", (json_int_t)minutes, "max_uses",
+	    lim.max_uses ? json_integer(lim.max_uses) : json_null(), "sources",
+	    lim.sources[0] ? json_string(lim.sources) : json_null(), "created_by",
+	    rec.created_by, "token", token));
 	/* jansson copied the token: wipe ours now, the reply's when sent. */
 	stk_token_free(token);
 	return ret;
@@ -523,7 +547,7 @@ adm_bulk_block(struct srv_admin *a, struct MHD_Connection *c, const char *guid,
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Bulk registration token %s %s by %s",
 	    rec.guid, block ? "blocked" : "unblocked", actor);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "guid",
 	    rec.guid, "status", rec.blocked ? "Blocked" : stk_now() >= rec.exp ?
 	    "Expired" : "Active", "blocked", rec.blocked));
 }
@@ -575,7 +599,8 @@ adm_bulk_audit(struct srv_admin *a, struct MHD_Connection *c, const char *guid)
 		json_decref(t.arr);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:o}", "guid", rec.guid,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:s, s:o}", "guid", rec.guid,
 	    "records", t.arr));
 }
 
@@ -729,7 +754,8 @@ adm_devices(struct srv_admin *a, struct MHD_Connection *c)
 		return adm_refuse(c, STK_REFUSAL_INTERNAL,
 		    "cannot read the site; see the server logs");
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:I, s:I, s:I, s:b, s:I}",
 	    "rows", f.arr, "total", (json_int_t)f.total, "offset", (json_int_t)f.offset,
 	    "limit", (json_int_t)f.limit, "allow_cmg_default", f.site_allow,
 	    "server_time", (json_int_t)f.now));
@@ -772,7 +798,8 @@ adm_device_action(struct srv_admin *a, struct MHD_Connection *c, const char *gui
 	else
 		srv_log(a->logs, SRV_LOG_STS, "AdminConsole", "Device %s %sed by %s", d.guid,
 		    op, actor);
-	return adm_reply_json(c, MHD_HTTP_OK, adm_dev_json(&d, site_allow, stk_now()));
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    adm_dev_json(&d, site_allow, stk_now()));
 }
 
 /* ---- site settings ---- */
@@ -809,7 +836,7 @@ adm_settings_get(struct srv_admin *a, struct MHD_Connection *c)
 		json_decref(arr);
 		return adm_refuse(c, adm_refusal_of(r), err.msg);
 	}
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:o}", "settings", arr));
 }
 
 static enum MHD_Result
@@ -929,7 +956,8 @@ adm_audit(struct srv_admin *a, struct MHD_Connection *c)
 	for (i = n; i > 0; i--)
 		json_array_append(rev, json_array_get(f.arr, i - 1));
 	json_decref(f.arr);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:I, s:I}", "records", rev,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:I, s:I}", "records", rev,
 	    "matched", (json_int_t)f.matched, "next_before", (json_int_t)(n > 0 &&
 	    f.matched > (int64_t)n ? json_integer_value(json_object_get(json_array_get(rev,
 	    n - 1), "seq")) : 0)));
@@ -952,7 +980,8 @@ adm_audit_verify(struct srv_admin *a, struct MHD_Connection *c)
 		    err.msg);
 	/* The anchor state: what the site directory (and on a TPM node the
 	 * TPM's NV counter) says about the head, beside the chain's result. */
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:b, s:I, s:I, s:I, s:I, s:s,"
 	    " s:I, s:{s:I, s:s, s:I}, s:I}", "intact", r == 0, "records",
 	    (json_int_t)rep.records, "checkpoints", (json_int_t)rep.checkpoints,
 	    "last_checkpoint_seq", (json_int_t)rep.last_checkpoint_seq, "bad_seq",
@@ -1013,7 +1042,8 @@ adm_keys(struct srv_admin *a, struct MHD_Connection *c)
 		json_array_append_new(arr, o);
 	}
 	free(rows);
-	return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:o, s:s, s:s}", "keys", arr,
+	return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:o, s:s, s:s}", "keys", arr,
 	    "node", stk_site_node(a->site), "store", stk_site_store(a->site)));
 }
 
@@ -1120,7 +1150,8 @@ adm_stats(struct srv_admin *a, struct MHD_Connection *c)
 		json_array_append_new(reg, json_integer(st->reg[i]));
 		json_array_append_new(ren, json_integer(st->ren[i]));
 	}
-	ret = adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o,"
+	ret = srv_reply_json_as(c, &adm_json, MHD_HTTP_OK,
+	    json_pack("{s:I, s:I, s:o, s:o, s:o, s:o,"
 	    " s:{s:I, s:I, s:I}, s:I}", "start", (json_int_t)st->start, "step",
 	    (json_int_t)st->step, "times", times, "registrations", reg, "renewals", ren,
 	    "refusals", st->refusals, "totals", "registrations", st->total_reg,
@@ -1179,7 +1210,7 @@ adm_route(void *ctx, struct MHD_Connection *c, const char *url,
 	if (strcmp(op, "session") == 0) {
 		if (!get)
 			return adm_refuse(c, STK_REFUSAL_METHOD_NOT_ALLOWED, "use GET");
-		return adm_reply_json(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
+		return srv_reply_json_as(c, &adm_json, MHD_HTTP_OK, json_pack("{s:s, s:s, s:i, s:i, s:I}",
 		    "actor", actor, "site", stk_site_guid(a->site), "lifetime_default",
 		    STK_BULK_LIFETIME_DEFAULT, "lifetime_max", STK_BULK_LIFETIME_MAX,
 		    "server_time", (json_int_t)stk_now()));

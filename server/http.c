@@ -88,17 +88,28 @@ srv_json_response(json_t *o, const char *ctype)
 }
 
 enum MHD_Result
-srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
+srv_reply_json_as(struct MHD_Connection *c, const struct srv_json_style *style,
+    unsigned int status, json_t *o)
 {
-	/* The body may hold a client token: wiped when MHD is done. */
-	struct MHD_Response *resp = srv_json_response(o, "application/json");
+	/* The body may hold a client or bulk token: wiped when MHD is done. */
+	struct MHD_Response *resp = srv_json_response(o, style->ctype);
 	enum MHD_Result ret;
 
 	if (resp == NULL)
 		return MHD_NO;
+	if (style->headers != NULL)
+		style->headers(resp, status);
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+enum MHD_Result
+srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
+{
+	static const struct srv_json_style plain = { "application/json", NULL };
+
+	return srv_reply_json_as(c, &plain, status, o);
 }
 
 enum MHD_Result

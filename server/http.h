@@ -48,6 +48,17 @@ struct MHD_Response *srv_json_response(json_t *o, const char *ctype);
 enum MHD_Result srv_reply_json(struct MHD_Connection *c, unsigned int status,
     json_t *o);
 
+/* How a listener dresses its JSON replies: Content-Type, and headers added
+ * to each (may be NULL; status is the reply's). The admin console's
+ * security headers are one. */
+struct srv_json_style {
+	const char *ctype;
+	void (*headers)(struct MHD_Response *resp, unsigned int status);
+};
+/* srv_reply_json in a listener's style. */
+enum MHD_Result srv_reply_json_as(struct MHD_Connection *c,
+    const struct srv_json_style *style, unsigned int status, json_t *o);
+
 /* A refusal: code and status from the one table (sitetoken/refusal.h); msg
  * NULL or empty takes the table's message. */
 enum MHD_Result srv_refuse(struct MHD_Connection *c, enum stk_refusal why,

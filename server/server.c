@@ -154,9 +154,10 @@ srv_parse_register_body(const char *body, size_t len, struct srv_register_body *
 		return -1;
 	}
 	out->o = o;
-	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s, s?s, s?s}", "certificate",
-	    &out->certificate, "bulk_token", &out->bulk_token, "hostname",
-	    &out->hostname, "nonce", &out->nonce, "proof", &out->proof) != 0) {
+	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s, s?s, s?s, s?s}",
+	    "certificate", &out->certificate, "bulk_token", &out->bulk_token,
+	    "id_token", &out->id_token, "hostname", &out->hostname, "nonce",
+	    &out->nonce, "proof", &out->proof) != 0) {
 		snprintf(why, whylen, "request JSON: %s", je.text);
 		srv_register_body_clear(out);
 		return -1;
@@ -182,6 +183,8 @@ srv_register_body_clear(struct srv_register_body *b)
 	/* The bulk token text lives in the JSON object: wipe it first. */
 	if (b->bulk_token != NULL)
 		OPENSSL_cleanse((char *)(uintptr_t)b->bulk_token, strlen(b->bulk_token));
+	if (b->id_token != NULL)
+		OPENSSL_cleanse((char *)(uintptr_t)b->id_token, strlen(b->id_token));
 	json_decref(b->o);
 	memset(b, 0, sizeof(*b));
 }
@@ -406,18 +409,24 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		reg.bulk_token = bulk;
 		reg.bulk_len = strlen(bulk);
 	}
+	if (b.id_token != NULL) {
+		reg.id_token = b.id_token;
+		reg.id_token_len = strlen(b.id_token);
+	}
 	r = srv_register_site(s, &reg, &is, &reason, &err);
 	free(der);
 	if (r == 0) {
 		srv_metrics_registered(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP);
 		srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "%s device %s "
-		    "registered via %s from %s (host %s) cert x5t#S256=%s%s%s",
+		    "registered via %s from %s (host %s) cert x5t#S256=%s%s%s%s",
 		    is.new_device ? "New" : "Known", is.dev.guid, is.dev.via, peer,
 		    host ? host : "-", is.dev.thumbprint, is.dev.bulk_guid[0] ?
-		    " bulk token " : "", is.dev.bulk_guid);
+		    " bulk token " : "", is.dev.bulk_guid, b.id_token ? " with an ID token"
+		    " (identity in the audit log)" : "");
 		if (ls->kind == SRV_CMG)
 			srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted registration from "
-			    "%s: bulk token %s valid, device %s certificate x5t#S256=%s", peer,
+			    "%s: %s%s valid, device %s certificate x5t#S256=%s", peer,
+			    b.id_token ? "ID token" : "bulk token ", b.id_token ? "" :
 			    is.dev.bulk_guid, is.dev.guid, is.dev.thumbprint);
 		srv_log_issued(s, &is, "registration", peer);
 		ret = srv_reply_json(c, MHD_HTTP_OK, srv_issued_json(&is));

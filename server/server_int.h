@@ -9,15 +9,16 @@
 #define SRV_HOSTNAME_MAX 255   /* the register body's optional "hostname" */
 
 /* A parsed register body. The strings point into o; release with
- * srv_register_body_clear (which wipes the bulk token text). */
+ * srv_register_body_clear (which wipes the bulk and ID token text). */
 struct srv_register_body {
 	json_t *o;
 	const char *certificate, *bulk_token, *hostname, *nonce, *proof;
+	const char *id_token;      /* OIDC ID token in place of bulk_token */
 };
 
 /* Parse a register (or re-key) body: a strict JSON object (duplicates and
  * unknown members refused) with optional string members certificate,
- * bulk_token, hostname (printable, at most SRV_HOSTNAME_MAX bytes), nonce
+ * bulk_token, id_token, hostname (printable, at most SRV_HOSTNAME_MAX bytes), nonce
  * and proof (the HTTP MP's proof of possession, docs/api.md). 0, or -1 with a
  * reason for the client in why. */
 int srv_parse_register_body(const char *body, size_t len,

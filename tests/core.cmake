@@ -11,3 +11,5 @@ stk_script_test(cli_bulk integration/cli_bulk.sh)
 stk_script_test(cli_audit_tamper integration/cli_audit_tamper.sh)
 # The database writer's forgeries (attacker 3), on both stores.
 stk_script_test(audit_forge integration/audit_forge.sh STORES "sqlite;pg")
+# The syslog copy of checkpoints (SITETOKEN_AUDIT_SYSLOG), to a socket of its own.
+stk_script_test(audit_syslog integration/audit_syslog.sh)

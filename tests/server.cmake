@@ -8,10 +8,13 @@ target_link_options(test_device_race PRIVATE -Wl,--wrap=stk_site_tx_begin)
 # Attested registration policy (site/registration/attest_policy.c).
 stk_unit_test(test_attest_policy STORES "sqlite;pg")
 stk_unit_test(test_bulk_limits)
+# OIDC ID token verifier and JWKS parser (site/registration/oidc.c).
+stk_unit_test(test_oidc)
 stk_unit_test(test_server)
 target_link_libraries(test_server PRIVATE sitetoken-server PkgConfig::CURL)
 foreach(t server_register_mp server_mp_tls server_cmg_bulk server_cmg_auth
-    server_renewal server_concurrent hostile_register attest_reg bulk_limits)
+    server_renewal server_concurrent hostile_register attest_reg bulk_limits
+    oidc_register)
   stk_script_test(${t} integration/${t}.sh STORES "sqlite;pg" LABELS "integration;server" TIMEOUT 300)
 endforeach()
 foreach(t agent_state agent_devkey agent_pin)

@@ -22,7 +22,8 @@ extern "C" {
 
 #define STK_BULK_MAX_USES_MAX 1000000 /* a larger limit is a typo, not a policy */
 #define STK_BULK_SOURCES_MAX 8        /* CIDRs per token */
-#define STK_BULK_SOURCES_LEN 512      /* normalised "cidr,cidr" text, with NUL */
+#define STK_BULK_SOURCES_LEN 512      /* normalised "cidr,cidr" text, with NUL
+                                        (= sizeof stk_cert_row.sources) */
 
 /* Refusals: STK_REFUSAL_BULK_EXHAUSTED, STK_REFUSAL_BULK_SOURCE
  * (sitetoken/refusal.h). */
@@ -65,7 +66,7 @@ int stk_bulk_limits_source_check(struct stk_site *s, const char *guid,
 int stk_bulk_limits_use(struct stk_site *s, const char *guid,
     struct stk_error *err);
 
-/* Fill uses/max_uses of the bulk rows of a certificates view. */
+/* Fill uses/max_uses/sources of the bulk rows of a certificates view. */
 int stk_certs_fill_uses(struct stk_site *s, struct stk_cert_row *rows, size_t n,
     struct stk_error *err);
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sitetoken/error.h"
+#include "sitetoken/oidc.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/site.h"
 #include "sitetoken/token.h"
@@ -107,6 +108,9 @@ struct stk_reg_request {
 	const char *nonce, *proof;        /* HTTP MP: challenge and signature */
 	const char *bulk_token;           /* NULL when none */
 	size_t bulk_len;
+	const char *id_token;             /* OIDC ID token in place of a bulk
+	                                     token (sitetoken/oidc.h), or NULL */
+	size_t id_token_len;
 	int trusted_credential;           /* MP over HTTPS: caller verified a client
 	                                     certificate chaining to a trusted CA */
 	int require_credential;           /* HTTPS MP: a credential is required */
@@ -122,7 +126,11 @@ struct stk_reg_request {
  * client certificate, or the challenge signature on the HTTP MP). The same
  * certificate registering again keeps its device GUID and gets a new token
  * (a registration retried after a lost response); every registration is
- * appended to the enrollment history. allow-cmg off refuses a CMG
+ * appended to the enrollment history. With an ID token (id_token) the
+ * device is the one its issuer + device claim registered: the same key
+ * registers again; another key is refused STK_REFUSAL_IDTOKEN_IDENTITY (an
+ * ID token alone never moves a device to a new key: attacker 1 of the
+ * threat model, without the device's key, must not supersede it). allow-cmg off refuses a CMG
  * registration before the bulk token is looked at. On refusal returns a negative code and sets *reason (refusal.h;
  * STK_REFUSAL_INTERNAL for a store or backend failure); a policy refusal is
  * audited. */
@@ -160,6 +168,9 @@ struct stk_reg_checked {
 	char jti[STK_GUID_LEN + 1];
 	int64_t signed_at;
 	int guid_new;                  /* guid was made (no device had it) */
+	/* An ID token registration: who the verified token names (oidc.h). */
+	struct stk_idtoken idt;
+	int have_idt;
 };
 
 int stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
@@ -190,7 +201,9 @@ int stk_device_register_refusal_counted(struct stk_site *s,
     const struct stk_reg_request *req, enum stk_refusal reason);
 
 /* Gateway authentication: client token valid at `now`, bound to the TLS
- * client certificate `peer_der`, device known and not blocked, allow-cmg on.
+ * client certificate `peer_der`, device known and not blocked, "att":"tpm"
+ * in the token when attestation is required for the device (its bulk
+ * token's policy, else the site's), allow-cmg on.
  * On success fills *dev. Refusals audited, *reason set. */
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,

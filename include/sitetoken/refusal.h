@@ -29,6 +29,8 @@ extern "C" {
 	X(BODY_TOO_LARGE, "body_too_large", 413, 2, "request body too large") \
 	X(UNAUTHORIZED, "unauthorized", 401, 1, "missing or wrong bearer secret") \
 	X(BAD_LIFETIME, "bad_lifetime", 400, 2, "lifetime must be a whole number of minutes, 1 to 10080") \
+	X(BAD_MAX_USES, "bad_max_uses", 400, 2, "max uses must be a whole number of registrations, 1 to 1000000") \
+	X(BAD_SOURCE, "bad_source", 400, 2, "source must be IPv4 or IPv6 networks, CIDR[,CIDR]") \
 	X(NO_CLIENT_CERT, "no_client_certificate", 401, 1, "no TLS client certificate was presented") \
 	X(NO_TOKEN, "no_token", 401, 1, "no token in the request") \
 	X(TOKEN_INVALID, "token_invalid", 401, 1, "the token failed a signature, header, claim or encoding rule") \
@@ -56,6 +58,15 @@ extern "C" {
 	X(ATTEST_KEY, "attestation_key_mismatch", 403, 1, "the attested key is not the TLS client certificate's key") \
 	X(ATTEST_ACTIVATION, "attestation_activation_failed", 403, 1, "the credential was not activated by the TPM of the evidence") \
 	X(ATTEST_UNAVAILABLE, "attestation_unavailable", 404, 1, "this site trusts no TPM manufacturer roots (sitetoken attest roots add)") \
+	X(IDTOKEN_INVALID, "idtoken_invalid", 401, 1, "the ID token failed a size, encoding, JSON, header, algorithm, signature or claim rule") \
+	X(IDTOKEN_ISSUER, "idtoken_issuer_untrusted", 401, 1, "the ID token's issuer is not trusted by this site (sitetoken oidc add)") \
+	X(IDTOKEN_KEY, "idtoken_unknown_key", 401, 1, "the ID token's kid is not in its issuer's JWKS") \
+	X(IDTOKEN_AUDIENCE, "idtoken_audience", 401, 1, "the ID token is not for this site's audience") \
+	X(IDTOKEN_EXPIRED, "idtoken_expired", 401, 1, "the ID token expired or is not valid yet") \
+	X(IDTOKEN_TENANT, "idtoken_tenant", 401, 1, "the ID token's tid is not the tenant this issuer is trusted for") \
+	X(IDTOKEN_DEVICE, "idtoken_device_claim", 401, 1, "the ID token has no usable device claim") \
+	X(IDTOKEN_IDENTITY, "idtoken_identity_registered", 409, 1, "this issuer and device identity is registered with another device key (re-key with the old key, or ask the administrator)") \
+	X(CREDENTIAL_CONFLICT, "credential_conflict", 400, 2, "give a bulk token or an ID token, not both") \
 	X(BUSY, "busy", 503, 3, "too many requests in progress; retry later")
 
 enum stk_refusal {

@@ -193,6 +193,7 @@ struct stk_site_key_row {
 	                               (by the store's clock); else 0 */
 	int mine;                   /* this node signs with it */
 	int trusted;                /* a root here, or endorsed from one */
+	int64_t cert_not_after;     /* trusted: its certificate's notAfter; else 0 */
 };
 /* JWKS ({"keys":[...]}) of every active and retiring key, for verifiers
  * outside the site. *out malloc'd (free()). */
@@ -244,6 +245,8 @@ struct stk_cert_row {
 	char status[16];    /* Active, Blocked, Expired */
 	long devices;       /* devices registered with it */
 	long uses, max_uses; /* bulk tokens: registrations counted; limit (0: none) */
+	char sources[512];   /* bulk tokens: networks (--source), "" for anywhere
+	                        (STK_BULK_SOURCES_LEN of sitetoken/bulklimits.h) */
 };
 
 /* All rows, unsorted. *rows malloc'd (free()). */

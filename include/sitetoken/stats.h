@@ -20,8 +20,10 @@ extern "C" {
 int stk_stats_audit_counts(struct stk_site *s, int64_t *records,
     int64_t *checkpoints, struct stk_error *err);
 
-/* One site key that still verifies (active or retiring), with the notAfter
- * of its certificate. not_after: when a retiring key stops verifying (0 for
+/* One site key that still verifies: active or retiring, and trusted (a
+ * root of the site directory or endorsed from one, as stk_site_keys_list
+ * says; a key row without a valid endorsement is left out), with the
+ * notAfter of its certificate. not_after: when a retiring key stops verifying (0 for
  * an active key). */
 struct stk_stats_key {
 	char kid[64], node[64], status[12];

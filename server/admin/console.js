@@ -179,6 +179,14 @@
       });
       actions.append(b);
     }
+    // Limits of a bulk token (bulk new --max-uses / --source), under its
+    // GUID: uses/limit and its networks.
+    if (r.kind === 'bulk' && (r.max_uses != null || r.sources)) {
+      const limits = el('span', 'limits');
+      if (r.max_uses != null) limits.append(el('span', 'uses', r.uses + '/' + r.max_uses + ' uses'));
+      if (r.sources) limits.append(el('span', 'nets', 'from ' + r.sources.replaceAll(',', ', ')));
+      id.append(limits);
+    }
     tr.append(type, id, whenCell(r.valid_from), whenCell(r.valid_to),
       status, el('td', 'num', String(r.devices)), actions);
     tr.addEventListener('click', () => select(r));
@@ -281,14 +289,22 @@
     ev.preventDefault();
     showError('new-error', '');
     const life = $('lifetime').value.trim();
+    const maxUses = $('max-uses').value.trim();
+    const source = $('source').value.trim();
     $('new-create').disabled = true;
     try {
-      // Sent as typed: the server applies the CLI's lifetime rules.
-      const t = await api('POST', 'bulk', { lifetime_minutes: life });
+      // Sent as typed: the server applies the CLI's rules (lifetime,
+      // --max-uses, --source); an empty optional field is left out.
+      const body = { lifetime_minutes: life };
+      if (maxUses) body.max_uses = maxUses;
+      if (source) body.source = source;
+      const t = await api('POST', 'bulk', body);
       $('new-form').hidden = true;
       $('new-guid').textContent = t.guid;
       $('new-from').textContent = when(t.valid_from);
       $('new-to').textContent = when(t.valid_to) + ' (' + t.lifetime_minutes + ' minutes)';
+      $('new-max-uses').textContent = t.max_uses != null ? t.max_uses + ' registrations' : 'no limit';
+      $('new-sources').textContent = t.sources ? t.sources.replaceAll(',', ', ') : 'anywhere';
       $('new-token').value = t.token;
       $('copied').hidden = true;
       $('new-result').hidden = false;

@@ -10,6 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
@@ -94,6 +99,54 @@ audit_anchor_write(struct stk_site *s, int64_t seq, const char *hash,
 	return site_write_file(s->dir, AUDIT_ANCHOR, text, strlen(text), 0600, err);
 }
 
+/* ---- A third copy: each checkpoint this process signs, to syslog ----
+ * With SITETOKEN_AUDIT_SYSLOG set ("1"/"on": /dev/log, where journald or
+ * rsyslog listen; "/path": that datagram socket), one LOG_AUTHPRIV line per
+ * checkpoint (site, node, seq, head hash, signing kid, time, TPM counter).
+ * Forwarded off the host, it outlives a site directory and a database put
+ * back together (README, "The syslog copy"). Set in the environment of the
+ * server and the CLI, not in the database: a database writer could turn a
+ * setting there off. Best effort: the checkpoint is committed already; a
+ * failed send is logged. */
+static void
+audit_syslog_copy(struct stk_site *s, int64_t seq, const char *hash,
+    const char *kid, int64_t at, uint64_t counter)
+{
+	const char *e = getenv("SITETOKEN_AUDIT_SYSLOG");
+	struct sockaddr_un sun;
+	char line[512], stamp[32], node[96];
+	time_t now = time(NULL);
+	struct tm tm;
+	int fd, n;
+
+	if (e == NULL || *e == '\0' || strcmp(e, "0") == 0 || strcmp(e, "off") == 0)
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", e[0] == '/' ? e :
+	    "/dev/log") >= (int)sizeof(sun.sun_path)) {
+		STK_LOG(STK_LOG_WARN, "audit", "SITETOKEN_AUDIT_SYSLOG: socket path too long");
+		return;
+	}
+	/* RFC 3164, as syslog(3) writes it: "<PRI>Mmm dd hh:mm:ss TAG[PID]: ". */
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+	stk_escape(node, sizeof(node), stk_site_node(s), STK_ESCAPE_BACKSLASH);
+	n = snprintf(line, sizeof(line), "<%d>%s sitetoken[%ld]: sitetoken audit checkpoint "
+	    "site=%s node=%s seq=%lld hash=%s kid=%s at=%lld counter=%llu",
+	    LOG_AUTHPRIV | LOG_NOTICE, stamp, (long)getpid(), s->guid, node,
+	    (long long)seq, hash, kid, (long long)at, (unsigned long long)counter);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return;
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    sendto(fd, line, (size_t)n, MSG_NOSIGNAL, (const struct sockaddr *)&sun,
+	    sizeof(sun)) != n)
+		STK_LOG(STK_LOG_WARN, "audit", "checkpoint %lld not copied to syslog "
+		    "(%s): %s", (long long)seq, sun.sun_path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 int
 stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 {
@@ -173,6 +226,7 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	}
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		return r;
+	audit_syslog_copy(s, seq, hash, stk_signer_kid(signer), at, counter);
 	/* Outside the store: the head this node signed, so a log cut below it
 	 * is detected by `audit verify`. */
 	return audit_anchor_write(s, seq, hash, stk_signer_kid(signer), err);

@@ -97,6 +97,21 @@ static const char *const site_migrations[] = {
 	"  uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),"
 	"  sources TEXT NOT NULL DEFAULT '',"
 	"  CHECK (max_uses IS NULL OR uses <= max_uses));",
+	/* 8 -> 9: trusted OIDC issuers (site/registration/oidc_site.c): jwks holds the JWKS
+	 * document in FILE mode, jwks_url the https URL otherwise (jwks_ca: PEM,
+	 * '' for the system CAs); endorsement: the site key's signature over the
+	 * record (a row the database writer adds is not trusted); and the one
+	 * device each issuer + device claim value registered. */
+	"CREATE TABLE IF NOT EXISTS oidc_issuers ("
+	"  issuer TEXT PRIMARY KEY, audience TEXT NOT NULL, device_claim TEXT NOT NULL,"
+	"  tenant TEXT NOT NULL DEFAULT '', jwks_url TEXT NOT NULL DEFAULT '',"
+	"  jwks TEXT NOT NULL DEFAULT '', jwks_ca TEXT NOT NULL DEFAULT '',"
+	"  added_at INTEGER NOT NULL, endorsed_by TEXT NOT NULL DEFAULT '',"
+	"  endorsement TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE IF NOT EXISTS oidc_devices ("
+	"  issuer TEXT NOT NULL, device_id TEXT NOT NULL, device_guid TEXT NOT NULL UNIQUE,"
+	"  sub TEXT NOT NULL, registered_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (issuer, device_id));",
 };
 
 int64_t
@@ -159,8 +174,8 @@ stk_site_batch_end(struct stk_site *s, struct stk_error *err)
 	if (s->store->vt->commit(s->store) != 0) {
 		r = site_db_error(s, err, "database");
 		s->store->vt->rollback(s->store);
-	} else if (dirty)
-		site_audit_after_commit(s);
+	} else if (dirty && s->after_commit != NULL)
+		s->after_commit(s);
 	s->audit_dirty = 0;
 	return r;
 }

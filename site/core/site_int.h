@@ -161,11 +161,11 @@ int site_db_error(struct stk_site *s, struct stk_error *err, const char *what);
  * the store does not hold (*out malloc'd). */
 int site_store_dump(struct stk_site *s, char **out, size_t *len,
     struct stk_error *err);
-/* Run one statement without results. */
 /* Sign a checkpoint when one is due (after a commit). */
 void site_audit_after_commit(struct stk_site *s);
 /* Record every refusal count still held (at close). */
 void site_audit_flush(struct stk_site *s, int all);
+/* Run one statement without results. */
 int site_exec(struct stk_site *s, const char *sql, struct stk_error *err);
 
 #endif

@@ -15,6 +15,26 @@
 
 static void site_node_cleanup(const char *dir, int made_dir);
 
+/* The site directory and its logs/ (mode 0700). *made_dir says whether
+ * the directory was created here, so a failed init can remove it. */
+static int
+site_dir_make(const char *dir, int *made_dir, struct stk_error *err)
+{
+	char path[PATH_MAX];
+
+	*made_dir = 0;
+	if (mkdir(dir, 0700) == 0)
+		*made_dir = 1;
+	else if (errno != EEXIST)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot create site directory %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
+		    "cannot create %s: %s", path, strerror(errno));
+	return STK_OK;
+}
+
 int
 stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
     struct stk_site **out, struct stk_error *err)
@@ -24,7 +44,7 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	struct stk_key *key = NULL;
 	struct site_conf conf;
 	const struct site_db_vtable *vt;
-	char *uri = NULL, *pem = NULL, path[PATH_MAX], kid[44], schema[48];
+	char *uri = NULL, *pem = NULL, kid[44], schema[48];
 	EVP_PKEY *pub = NULL;
 	struct site_stmt *st = NULL;
 	enum stk_key_type type = opts->key_type ? opts->key_type : STK_KEY_RSA2048;
@@ -42,17 +62,8 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		    "site database: this build has no PostgreSQL store");
 	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(dbconn, err)) != 0)
 		return r;
-	if (mkdir(dir, 0700) == 0)
-		made_dir = 1;
-	else if (errno != EEXIST)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create site directory %s: %s", dir, strerror(errno));
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create %s: %s", path, strerror(errno));
+	if ((r = site_dir_make(dir, &made_dir, err)) != 0)
 		goto fail;
-	}
 	if ((r = site_alloc(dir, &s, err)) != 0)
 		goto fail;
 	s->after_commit = site_audit_after_commit;
@@ -268,7 +279,6 @@ site_node_create(const char *dir, const char *db, const char *schema,
 {
 	const struct site_db_vtable *vt = site_db_find(db);
 	struct site_conf conf;
-	char path[PATH_MAX];
 	int r;
 
 	*out = NULL;
@@ -283,17 +293,8 @@ site_node_create(const char *dir, const char *db, const char *schema,
 	if (site_exists(dir))
 		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "a site already exists in %s", dir);
-	if (mkdir(dir, 0700) == 0)
-		*made_dir = 1;
-	else if (errno != EEXIST)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create site directory %s: %s", dir, strerror(errno));
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create %s: %s", path, strerror(errno));
+	if ((r = site_dir_make(dir, made_dir, err)) != 0)
 		goto fail;
-	}
 	conf.db = (char *)db;
 	conf.schema = (char *)schema;
 	conf.node = (char *)node;

@@ -2,8 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/asn1.h>
-#include <openssl/x509.h>
 #include "sitetoken/stats.h"
 #include "site_int.h"
 
@@ -34,68 +32,42 @@ stk_stats_audit_counts(struct stk_site *s, int64_t *records, int64_t *checkpoint
 	return stats_count(s, "SELECT count(*) FROM audit_checkpoints", checkpoints, err);
 }
 
-int64_t
-stk_stats_cert_not_after(const void *der, size_t len)
-{
-	const unsigned char *p = der;
-	X509 *x = der != NULL ? d2i_X509(NULL, &p, (long)len) : NULL;
-	struct tm tm;
-	int64_t t = 0;
-
-	if (x != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
-		t = (int64_t)timegm(&tm);
-	X509_free(x);
-	return t;
-}
-
+/* The keys that verify, as verifiers see them: the trusted key list
+ * (keys/keytrust.c through stk_site_keys_list), so a row a database writer
+ * inserted without an endorsement never shows up as a key that verifies. */
 int
 stk_stats_keys(struct stk_site *s, struct stk_stats_key **rows, size_t *n,
     struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	struct stk_stats_key *v = NULL, *row;
-	const void *der;
-	size_t cap = 0, cnt = 0, dlen = 0;
-	int rc, r = STK_OK;
+	struct stk_site_key_row *kr = NULL;
+	struct stk_stats_key *v = NULL;
+	size_t kn = 0, cnt = 0, i;
+	int r;
 
 	*rows = NULL;
 	*n = 0;
-	if (db_prepare(s->store, "SELECT kid, node, status, cert, not_after FROM"
-	    " site_keys WHERE status IN ('active', 'retiring') ORDER BY created_at,"
-	    " kid", &st) != 0)
-		return site_db_error(s, err, "reading the site keys");
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		if (cnt == cap) {
-			void *p = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
-
-			if (p == NULL) {
-				r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
-				    "out of memory");
-				goto out;
-			}
-			v = p;
-		}
-		row = &v[cnt++];
-		memset(row, 0, sizeof(*row));
-#define COL(i, f) snprintf(row->f, sizeof(row->f), "%s", \
-	db_column_text(st, i) ? db_column_text(st, i) : "")
-		COL(0, kid);
-		COL(1, node);
-		COL(2, status);
-#undef COL
-		der = db_column_blob(st, 3, &dlen);
-		row->cert_not_after = stk_stats_cert_not_after(der, dlen);
-		row->not_after = db_column_int64(st, 4);
-	}
-	if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading the site keys");
-out:
-	db_finalize(st);
-	if (r != 0) {
-		free(v);
+	if ((r = stk_site_keys_list(s, &kr, &kn, err)) != 0)
 		return r;
+	if (kn > 0 && (v = calloc(kn, sizeof(*v))) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < kn; i++) {
+		if (!kr[i].trusted || (strcmp(kr[i].status, "active") != 0 &&
+		    strcmp(kr[i].status, "retiring") != 0))
+			continue;
+		snprintf(v[cnt].kid, sizeof(v[cnt].kid), "%s", kr[i].kid);
+		snprintf(v[cnt].node, sizeof(v[cnt].node), "%s", kr[i].node);
+		snprintf(v[cnt].status, sizeof(v[cnt].status), "%s", kr[i].status);
+		v[cnt].cert_not_after = kr[i].cert_not_after;
+		v[cnt].not_after = kr[i].not_after;
+		cnt++;
 	}
 	*rows = v;
 	*n = cnt;
-	return STK_OK;
+	v = NULL;
+out:
+	free(v);
+	free(kr);
+	return r;
 }

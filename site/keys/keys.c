@@ -30,12 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <openssl/asn1.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
+#include "sitetoken/stats.h"
 #include "site_int.h"
 
 #define SITE_KEYS_TTL 60          /* seconds a cached key set is trusted */
@@ -621,12 +624,29 @@ out:
 	return STK_OK;
 }
 
+/* Declared in sitetoken/stats.h; here, below the facade that reads it for
+ * metrics, because the key list fills each trusted key's notAfter. */
+int64_t
+stk_stats_cert_not_after(const void *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *x = der != NULL ? d2i_X509(NULL, &p, (long)len) : NULL;
+	struct tm tm;
+	int64_t t = 0;
+
+	if (x != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		t = (int64_t)timegm(&tm);
+	X509_free(x);
+	return t;
+}
+
 int
 stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
     size_t *n, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
 	struct site_trust *t = NULL;
+	const struct site_trust_key *tk;
 	struct stk_site_key_row *v = NULL, *row;
 	size_t cap = 0, cnt = 0;
 	int rc, r = STK_OK;
@@ -674,7 +694,11 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 			row->retire_after = (last > since ? last : since) + SITE_KEY_GRACE;
 		}
 		row->mine = strcmp(row->kid, s->kid) == 0;
-		row->trusted = site_trust_find(t, row->kid) != NULL;
+		if ((tk = site_trust_find(t, row->kid)) != NULL) {
+			row->trusted = 1;
+			row->cert_not_after = stk_stats_cert_not_after(tk->der,
+			    tk->der_len);
+		}
 	}
 	if (rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading the site keys");

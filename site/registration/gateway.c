@@ -73,6 +73,24 @@ dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thu
 		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", dev->guid);
 	}
+	/* The att claim says the key was TPM-attested at registration: such a
+	 * token needs no lookup. Without it, the rule of registration applies
+	 * (the enrolling bulk token's policy, else the site's), so a device
+	 * registered unattested loses the gateway once attestation is
+	 * required for it (its file key and token may have been copied). */
+	if (strcmp(c->att, "tpm") != 0) {
+		int need = 0, r2;
+
+		if ((r2 = stk_attest_required(s, dev->bulk_guid, &need, err)) != 0)
+			return r2;
+		if (need) {
+			*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
+			return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+			    "device %s is not TPM-attested and this site requires "
+			    "attestation: register again with attestation evidence",
+			    dev->guid);
+		}
+	}
 	return STK_OK;
 }
 

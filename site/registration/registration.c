@@ -16,7 +16,9 @@
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
+#include "sitetoken/oidc.h"
 #include "registration_int.h"
+#include "oidc_int.h"
 
 void
 stk_issued_clear(struct stk_issued *r)
@@ -429,6 +431,12 @@ stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
 
 	memset(c, 0, sizeof(*c));
 	*reason = STK_REFUSAL_INTERNAL;
+	if (req->bulk_token != NULL && req->id_token != NULL) {
+		*reason = STK_REFUSAL_CREDENTIAL_CONFLICT;
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "give a bulk token or an ID token, not both");
+		goto out;
+	}
 	if ((r = dev_reg_proof(req, now, &c->der, &c->derlen, c->thumb, reason,
 	    err)) != 0)
 		goto out;
@@ -464,14 +472,22 @@ stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
 				*reason = STK_REFUSAL_BULK_SOURCE;
 			goto out;
 		}
+	} else if (req->id_token != NULL) {
+		/* Issuer trusted (its record signed by the site key), signature,
+		 * claims (oidc_site.c): reads only, as the rest of the check. */
+		if ((r = stk_oidc_check(s, req->id_token, req->id_token_len, now, &c->idt,
+		    reason, err)) != 0)
+			goto out;
+		c->have_idt = 1;
 	} else if (req->via == STK_VIA_CMG ||
 	    (req->require_credential && !req->trusted_credential)) {
 		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
 		    req->via == STK_VIA_CMG ?
-		    "registration through the cloud gateway needs a bulk registration token" :
-		    "registration over HTTPS needs a trusted client certificate or a bulk "
-		    "registration token");
+		    "registration through the cloud gateway needs a bulk registration token "
+		    "or an ID token" :
+		    "registration over HTTPS needs a trusted client certificate, a bulk "
+		    "registration token or an ID token");
 		goto out;
 	}
 	/* Attestation policy (site/registration/attest_policy.c). */
@@ -561,11 +577,12 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
     enum stk_refusal *reason, struct stk_error *err)
 {
 	struct stk_device old;
-	char detail[160];
+	char detail[320], idguid[STK_GUID_LEN + 1];
+	char oiss[STK_OIDC_ISSUER_MAX + 1], odev[STK_OIDC_CLAIM_MAX + 1];
 	const char *actor = req->peer ? req->peer : "device";
 	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
 	    "device.register.mp";
-	int r, exists = 0;
+	int r, exists = 0, id_bound = 0;
 
 	memset(out, 0, sizeof(*out));
 	*reason = STK_REFUSAL_INTERNAL;
@@ -582,6 +599,35 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		    "device %s is blocked", old.guid);
 		*reason = STK_REFUSAL_DEVICE_BLOCKED;
 		goto refuse;
+	}
+	/* One device per issuer + device claim: the same key registers again
+	 * (a lost response, threat model 6); another key is refused, and so is
+	 * this key when its device holds another identity (an ID token alone
+	 * never moves a device to a new key: threat model 1). */
+	if (c->have_idt) {
+		r = site_oidc_device_lookup(s, c->idt.issuer, c->idt.device, idguid, err);
+		if (r == 0) {
+			id_bound = 1;
+			if (!exists || strcmp(old.guid, idguid) != 0) {
+				stk_site_tx_rollback(s);
+				r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "device %.40s "
+				    "of %.60s is device %s, registered with another key",
+				    c->idt.device, c->idt.issuer, idguid);
+				*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
+				goto refuse;
+			}
+		} else if (r != STK_E_NOTFOUND)
+			goto fail_tx;
+		else if (exists && (r = site_oidc_identity_of(s, old.guid, oiss, sizeof(oiss),
+		    odev, sizeof(odev), err)) != STK_E_NOTFOUND) {
+			if (r != 0)
+				goto fail_tx;
+			stk_site_tx_rollback(s);
+			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this device key "
+			    "is registered as device %.40s of %.60s", odev, oiss);
+			*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
+			goto refuse;
+		}
 	}
 	/* One use per device: the same device retrying with the same token
 	 * (a lost response, threat model 6) does not use it again. */
@@ -618,9 +664,19 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		goto fail_tx;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
 		goto fail_tx;
-	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
-	    "re-registered" : "new", out->dev.last_jti, c->thumb,
-	    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
+	if (c->have_idt && !id_bound &&
+	    (r = site_oidc_device_bind(s, &c->idt, out->dev.guid, now, err)) != 0)
+		goto fail_tx;
+	if (c->have_idt)
+		/* The identity first: it is what the record is for (the token's
+		 * jti and thumbprint are in the device row too). */
+		snprintf(detail, sizeof(detail), "%s oidc iss=%.60s device=%.40s sub=%.40s "
+		    "jti=%s x5t#S256=%s", exists ? "re-registered" : "new", c->idt.issuer,
+		    c->idt.device, c->idt.sub, out->dev.last_jti, c->thumb);
+	else
+		snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
+		    "re-registered" : "new", out->dev.last_jti, c->thumb,
+		    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
 	if ((r = stk_audit_append_ref(s, actor, event, out->dev.guid,
 	    out->dev.bulk_guid, "ok", detail, err)) != 0)
 		goto fail_tx;

@@ -40,6 +40,7 @@ struct tc_entry {
 	char subject[STK_GUID_LEN + 1];
 	char cnf[44];
 	char kid[64];
+	char att[8];                 /* the gateway requires it: keep it */
 	int64_t iat, nbf, exp;
 };
 
@@ -143,6 +144,7 @@ site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,
 			memcpy(c->subject, e->subject, sizeof(c->subject));
 			memcpy(c->cnf_x5t_s256, e->cnf, sizeof(e->cnf));
 			memcpy(c->kid, e->kid, sizeof(c->kid));
+			memcpy(c->att, e->att, sizeof(c->att));
 			c->iat = e->iat;
 			c->nbf = e->nbf;
 			c->exp = e->exp;
@@ -192,6 +194,7 @@ site_tokcache_put(const unsigned char key[32], const struct stk_claims *c)
 	memcpy(e->cnf, c->cnf_x5t_s256, sizeof(e->cnf) - 1);
 	e->cnf[sizeof(e->cnf) - 1] = '\0';
 	memcpy(e->kid, c->kid, sizeof(e->kid));
+	memcpy(e->att, c->att, sizeof(e->att));
 	e->iat = c->iat;
 	e->nbf = c->nbf;
 	e->exp = c->exp;

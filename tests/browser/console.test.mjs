@@ -41,7 +41,8 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   // A CSP violation or a script error shows up here.
-  // The refusals this test provokes (one wrong secret, four bad lifetimes)
+  // The refusals this test provokes (one wrong secret, four bad lifetimes,
+  // four bad limits)
   // are logged by Chromium as failed loads: counted, not problems.
   const refusals = [];
   page.on('console', (m) => {
@@ -90,7 +91,20 @@ try {
   }
   assert.equal(await rows.count(), initial, 'nothing created by a refused lifetime');
   ok('lifetime 0, 10081, abc, -5 refused in the form with the CLI\'s messages');
+  // Use limit and networks (bulk new --max-uses / --source): the CLI's rules.
   await page.fill('#lifetime', '120');
+  for (const [mu, src, msg] of [['0', '', 'must be at least 1'], ['1000001', '', 'over the maximum'],
+    ['5', '10.1.2.3/8', 'host bits set'], ['5', '300.0.0.0/8', 'not an IPv4 or IPv6 network']]) {
+    await page.fill('#max-uses', mu);
+    await page.fill('#source', src);
+    await page.click('#new-create');
+    await page.locator('#new-error').filter({ hasText: msg }).waitFor();
+  }
+  assert.equal(await rows.count(), initial, 'nothing created by a refused limit');
+  ok('max uses 0 and 1000001, a source with host bits set and a malformed one refused with the CLI\'s messages');
+  // The test's registrations come from loopback: bound to it, 5 uses.
+  await page.fill('#max-uses', '5');
+  await page.fill('#source', '127.0.0.0/8');
   await page.click('#new-create');
   await page.locator('#new-result').waitFor();
   const token = await page.inputValue('#new-token');
@@ -99,11 +113,14 @@ try {
   assert.match(guid, /^[0-9a-f-]{36}$/);
   assert.match(await page.textContent('#new-result .warn'), /not stored anywhere/);
   assert.match(await page.textContent('#new-to'), /\(120 minutes\)/);
+  assert.equal((await page.textContent('#new-max-uses')).trim(), '5 registrations');
+  assert.equal((await page.textContent('#new-sources')).trim(), '127.0.0.0/8');
   fs.writeFileSync(tokFile, token, { mode: 0o600 });
   await row(guid).waitFor();
   assert.equal((await status(guid).textContent()).trim(), 'Active');
   assert.equal((await row(guid).locator('td').nth(5).textContent()).trim(), '0');
-  ok(`new bulk token ${guid} shown once with the not-stored warning; in the table as Active`);
+  assert.equal((await row(guid).locator('td.id .limits').textContent()).trim(), '0/5 usesfrom 127.0.0.0/8');
+  ok(`new bulk token ${guid} shown once with the not-stored warning and its limits; in the table as Active, 0/5 uses from 127.0.0.0/8`);
 
   await page.click('#copy');
   await page.locator('#copied').waitFor();
@@ -178,6 +195,7 @@ try {
   assert.equal(r.status, 0, `unblocked token: agent exit ${r.status}: ${r.stderr}`);
   await page.click('#refresh');
   await row(guid).locator('td').nth(5).filter({ hasText: /^1$/ }).waitFor();
+  assert.equal((await row(guid).locator('td.id .limits .uses').textContent()).trim(), '1/5 uses');
   await row(guid).click();
   await page.locator('#audit-body tr', { hasText: 'device.register.cmg' })
     .filter({ has: page.locator('span.badge.ok') }).waitFor();
@@ -322,7 +340,7 @@ try {
   ok('no cookie or storage; sign out and reload both end at the sign-in form');
 
   assert.deepEqual(problems, [], 'no script error, CSP violation or outside request');
-  assert.equal(refusals.length, 5, `expected refusals only: ${refusals.join('; ')}`);
+  assert.equal(refusals.length, 9, `expected refusals only: ${refusals.join('; ')}`);
   ok('no script error, no CSP violation, no request outside the console');
   fs.writeFileSync(path.join(env.T, 'browser-guid'), guid + '\n');
 } finally {

@@ -153,6 +153,34 @@ assert len(d) == 1 and d[0]["attestation"] == "none" and d[0].get("ek_sha256") i
 ok "bulk new --require-attestation refuses an unattested device whatever the site default; others are recorded attestation none"
 "$STK" settings set require-attestation on >/dev/null
 
+# ---- the gateway enforces the att claim (threat model 2) -------------------
+# devF registered unattested while the site did not require attestation: a
+# thief holding a copy of its file key and client token is this agent. With
+# attestation required again, the gateway refuses its requests and its
+# renewal 403 attestation_required (ClientAuth.log, audited); the TPM
+# device's token says "att":"tpm" and passes, twice in a row (the second
+# answer comes from the gateway's verified-token cache).
+"$STK" audit show --json > "$T/a0.json"
+rc=0; agent devF 0 policy >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "attestation_required" "$T/err" "$T/out" || fail "unattested token at the gateway: exit $rc $(cat "$T/err" "$T/out")"
+rc=0; agent devF 31 renew >"$T/out" 2>"$T/err" || rc=$?
+[ "$rc" != 0 ] && grep -q "attestation_required" "$T/err" "$T/out" || fail "unattested renewal: exit $rc $(cat "$T/err" "$T/out")"
+[ "$(claim_att devF)" = - ] || fail "devF got a new token"
+grep -q "attestation_required" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log lacks the gateway refusal"
+"$STK" audit show --json | python3 -c '
+import json, sys
+recs = json.load(sys.stdin); recs = recs["records"] if isinstance(recs, dict) else recs
+old = json.load(open(sys.argv[1])); old = old["records"] if isinstance(old, dict) else old
+new = recs[len(old):]
+assert any(r["event"].startswith("gateway") and r["outcome"] == "refused" and
+           r["subject"] == sys.argv[2] and r["detail"].startswith("attestation_required:")
+           for r in new), new' "$T/a0.json" "$fguid" || fail "gateway refusal not audited"
+for i in 1 2; do
+	out=$(SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy) || fail "attested device at the gateway (request $i): $out"
+	grep -q "\"device_guid\":\"$guid\"" <<<"$out" || fail "attested device at the gateway (request $i): $out"
+done
+ok "require-attestation: the gateway refuses a token without att (request and renewal, 403 attestation_required, audited) and accepts att=tpm, also from its token cache"
+
 # ---- bad input (threat model 1: a network attacker with a software key) ----
 # A software (file) key presented with a TPM's evidence: the attested key is
 # not the key of the TLS client certificate.

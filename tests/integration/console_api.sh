@@ -292,6 +292,62 @@ for q in '?days=0' '?days=91' '?bucket=week' '?bucket=hour&days=30'; do
 done
 ok "keys with attributes read back; stats: registrations ($want) and refusals by reason as in the audit log, hourly buckets; bad values 400"
 
+# ---- limits on a new bulk token: the CLI's --max-uses and --source ----
+# Each bad value is 400 with the reason the CLI gives, and nothing is
+# created (same parsers: stk_bulk_parse_max_uses, stk_bulk_parse_sources).
+ntok=$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')
+for v in 0 -1 '"-1"' '"abc"' 1000001 '"1000001"' '"99999999999999999999"' 1.5 2.0 '""' true '[]'; do
+	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":60,\"max_uses\":$v}")
+	[ "$(echo "$res" | http_status)" = 400 ] && grep -q '"error":"bad_max_uses"' <<<"$res" ||
+		fail "max_uses $v: $res"
+done
+for v in '"10.1.2.3/8"' '"300.0.0.0/8"' '"10.0.0.0/33"' '"10.0.0.0/8,,"' '""' '"fe80::1/129"' 5 \
+	"\"$(printf '10.0.%d.0/24,' 1 2 3 4 5 6 7 8 9 | sed 's/,$//')\""; do
+	res=$(adm POST /api/v1/bulk --data "{\"lifetime_minutes\":60,\"source\":$v}")
+	[ "$(echo "$res" | http_status)" = 400 ] && grep -q '"error":"bad_source"' <<<"$res" ||
+		fail "source $v: $res"
+done
+for pair in 'max_uses 0 --max-uses 0' 'max_uses 1000001 --max-uses 1000001' \
+	'source "10.1.2.3/8" --source 10.1.2.3/8' 'source "300.0.0.0/8" --source 300.0.0.0/8'; do
+	set -- $pair
+	msg=$(adm POST /api/v1/bulk --data "{\"$1\":$2}" | http_body | json_get message)
+	cli=$($STK bulk new "$3" "$4" 2>&1 || true)
+	[ -n "$msg" ] && grep -qF -- "$msg" <<<"$cli" || fail "API and CLI messages differ for $3 $4: '$msg' vs '$cli'"
+done
+# JSON numbers too large for the parser: 400 bad_request.
+[ "$(adm POST /api/v1/bulk --data '{"max_uses":99999999999999999999}' | http_status)" = 400 ] || fail "max_uses overflow"
+[ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = "$ntok" ] || fail "a refused limit created a token"
+[ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_limits')" = 0 ] || fail "a refused limit recorded limits"
+ok "max_uses 0, negative, not a number, over 1000000, a fraction; malformed, host-bit, over-long or non-string source: 400 bad_max_uses/bad_source with the CLI's message, nothing created"
+
+# Made through the API, the limits hold at the gateway (attacker 1 with a
+# leaked token: from another network, or once it is used up).
+res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"max_uses":"1","source":"127.0.0.0/8,2001:db8::/32"}')
+[ "$(echo "$res" | http_status)" = 201 ] || fail "new with limits: $res"
+echo "$res" | http_body > "$T/lim.json"; chmod 600 "$T/lim.json"
+LG=$(json_get guid < "$T/lim.json")
+( umask 077; json_get token < "$T/lim.json" > "$T/lim.tok" )
+[ "$(jq_py '(d["max_uses"], d["sources"])' < "$T/lim.json")" = "(1, '127.0.0.0/8,2001:db8::/32')" ] || fail "limits echo: $(cat "$T/lim.json")"
+rm -f "$T/lim.json"
+row() { adm GET '/api/v1/certs?type=bulk' | http_body | jq_py "[(r['uses'], r['max_uses'], r['sources']) for r in d['rows'] if r['id']=='$1'][0]"; }
+[ "$(row "$LG")" = "(0, 1, '127.0.0.0/8,2001:db8::/32')" ] || fail "certs row: $(row "$LG")"
+[ "$(row "$G")" = "(0, None, None)" ] || fail "token without limits: $(row "$G")"
+$STK certs list --type bulk --json | python3 -c '
+import json, sys
+r = [x for x in json.load(sys.stdin) if x["id"] == sys.argv[1]][0]
+assert (r["max_uses"], r["sources"]) == (1, "127.0.0.0/8,2001:db8::/32"), r' "$LG" || fail "certs list --json"
+agent limA 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok" >/dev/null || fail "first use refused"
+rc=0; agent limB 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_exhausted" "$T/err" || fail "second use: $rc $(cat "$T/err")"
+[ "$(row "$LG")" = "(1, 1, '127.0.0.0/8,2001:db8::/32')" ] || fail "certs row after use: $(row "$LG")"
+res=$(adm POST /api/v1/bulk --data '{"source":"192.0.2.0/24","max_uses":null}')
+[ "$(echo "$res" | http_status)" = 201 ] || fail "new with a source: $res"
+( umask 077; echo "$res" | http_body | json_get token > "$T/far.tok" )
+rc=0; agent limC 0 register --cmg "$CMG" --regtoken-file "$T/far.tok" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_source" "$T/err" || fail "registration from outside the source: $rc $(cat "$T/err")"
+grep -q "at most 1 uses, from 127.0.0.0/8,2001:db8::/32" "$SITE/logs/CCM_STS.log" || fail "CCM_STS.log lacks the limits"
+ok "POST bulk with max_uses and source: echoed, in the certs rows (uses/max_uses/sources) and certs list --json; a second registration 403 bulk_token_exhausted, one from outside the source 403 bulk_token_source"
+
 # ---- rotation takes effect at once; a loose secret file is refused ----
 OLD=$SECRET
 SECRET=$($STK admin token --rotate 2>/dev/null)

@@ -21,9 +21,17 @@ Threads:
         the MP (same certificate, same device GUID), the documented recovery.
   block (1): `sitetoken bulk block GUID` for each GUID of bulk.guids,
         retried until it exits 0.
+  use   (1): redeem the bulk tokens of DIR/limited ("GUID TOKEN MAX_USES"
+        a line, each made with --max-uses) through the CMG, a new identity
+        per registration, alternating nodes, until the CMG answers 403
+        bulk_token_exhausted; then the next token. A failed attempt is
+        retried with the SAME certificate and token: a retry after an
+        unknown outcome must not use the token twice. The token in hand is
+        finished after STOP_FILE appears.
 
 Every acknowledged operation goes to DIR/acked ("reg GUID JTI THUMB",
-"renew GUID JTI", "rereg GUID JTI", "block GUID"), flushed before the
+"renew GUID JTI", "rereg GUID JTI", "block GUID", "use BULK GUID JTI THUMB",
+"exhausted BULK"), flushed before the
 next request. Every attempt goes to DIR/attempts ("T0 T1 ok|fail KIND").
 After STOP_FILE appears each thread finishes the operation in hand (with
 retries, at most 60 s) and stops. Prints a JSON summary."""
@@ -36,10 +44,11 @@ sites = sites.split(",")
 idents = sorted((int(f[1:-4]) for f in os.listdir(d) if f.startswith("d") and f.endswith(".crt")),
                 reverse=True)
 bulk_guids = [l.strip() for l in open(os.path.join(d, "bulk.guids")) if l.strip()]
+limited = [l.split() for l in open(os.path.join(d, "limited")) if l.strip()]
 lock = threading.Lock()
 acked = open(os.path.join(d, "acked"), "a")
 attempts = open(os.path.join(d, "attempts"), "a")
-stats = {"reg": 0, "renew": 0, "rereg": 0, "block": 0, "fail": 0}
+stats = {"reg": 0, "renew": 0, "rereg": 0, "block": 0, "use": 0, "exhausted": 0, "fail": 0}
 hard = []  # unexpected answers: the test fails on any
 
 
@@ -222,6 +231,49 @@ def block_worker():
         time.sleep(0.2)
 
 
+def use_worker():
+    i = 0
+    t_stop = None
+    for g, tok, _ in limited:
+        if os.path.exists(stopf):
+            return
+        while True:  # one registration per identity until the token is used up
+            with lock:
+                n = idents.pop() if idents else None
+            if n is None:
+                hard.append("out of device identities for the use limits")
+                return
+            dev = Dev(n)
+            while True:
+                i += 1
+                t0 = time.time()
+                st, o = post(i % 2, True, "/sitetoken/v1/register", {"bulk_token": tok},
+                             dev.crt, dev.key)
+                attempt(t0, st == 200 or st == 403, "use")
+                if st == 200:
+                    record(f"use {g} {o['device_guid']} {o['jti']} {dev.thumb}")
+                    with lock:
+                        stats["use"] += 1
+                    break
+                if st == 403 and o.get("error") == "bulk_token_exhausted":
+                    record(f"exhausted {g}")
+                    with lock:
+                        stats["exhausted"] += 1
+                    break
+                if st is not None and st < 500:
+                    hard.append(f"use of {g}: HTTP {st} {o}")
+                    return
+                if t_stop is None and os.path.exists(stopf):
+                    t_stop = time.time()
+                if deadline_passed(t_stop):
+                    hard.append(f"use of {g} never acknowledged")
+                    return
+                time.sleep(0.1)
+            if st == 403:
+                break
+            time.sleep(0.03)
+
+
 # The renewal devices are registered before the load starts.
 renew_devs = []
 for k in range(8):
@@ -235,6 +287,7 @@ open(os.path.join(d, "ready"), "w").close()
 ts = [threading.Thread(target=reg_worker, args=(w,)) for w in range(2)]
 ts += [threading.Thread(target=renew_worker, args=(renew_devs[k::2],)) for k in range(2)]
 ts.append(threading.Thread(target=block_worker))
+ts.append(threading.Thread(target=use_worker))
 for t in ts:
     t.start()
 for t in ts:

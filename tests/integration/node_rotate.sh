@@ -15,6 +15,7 @@ if [ -z "${SITETOKEN_DB:-}" ]; then
   # Upgrade: the schema as it was before site_keys (version 2), without the
   # later migrations' tables and columns either.
   sqlite3 "$S/site.db" "DROP TABLE site_keys; DROP TABLE registrations; DROP TABLE attest_roots;
+    DROP TABLE oidc_issuers; DROP TABLE oidc_devices;
     ALTER TABLE devices DROP COLUMN prev_token_jti; ALTER TABLE devices DROP COLUMN token_used;
     ALTER TABLE audit DROP COLUMN ref; ALTER TABLE audit_checkpoints DROP COLUMN counter;
     ALTER TABLE devices DROP COLUMN attestation; ALTER TABLE devices DROP COLUMN ek_sha256;
@@ -22,7 +23,7 @@ if [ -z "${SITETOKEN_DB:-}" ]; then
   expect_exit 0 "key list after the upgrade" -- "$ST" key list --json
   expect_eq "$(json 'str(len(d))+" "+d[0]["node"]+" "+d[0]["status"]+" "+str(d[0]["this_node"])' <<<"$OUT")" \
     "1 main active True" "the existing site key registered by the migration"
-  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "8" "schema version 8 (site_keys, then the later migrations)"
+  expect_eq "$(sqlite3 "$S/site.db" "PRAGMA user_version")" "9" "schema version 9 (site_keys, then the later migrations)"
 fi
 k0=$("$ST" key show --json | json 'd["kid"]')
 t0=$(bulk)

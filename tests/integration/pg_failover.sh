@@ -10,10 +10,13 @@
 # Afterwards, on the promoted database: every acknowledged registration,
 # renewal and block is there; no certificate has two devices; audit verify
 # passes. Prints the window of refused requests in seconds.
+# Bulk tokens with a use limit (--max-uses N) are redeemed through the CMG
+# across the failover, each until it is refused bulk_token_exhausted: each
+# has exactly N enrollments on the promoted database (a retry after an
+# unknown outcome does not use a token twice).
 # Also: a node started against the standby refuses it (exit 3, names it), and
 # a node whose reconnect lands on the standby (no target_session_attrs)
 # refuses requests until the promotion, then carries on.
-# (Bulk tokens with a use limit, --max-uses, are not in this build yet.)
 TEST_NAME=pg_failover
 . "$(dirname "$0")/server_lib.sh"
 . "$(dirname "$0")/pg_own_lib.sh"
@@ -34,7 +37,7 @@ trap cleanup_failover EXIT
 # Device identities for the load, made while the clusters start.
 mkdir -p "$T/ids"
 (
-	for i in $(seq 400); do
+	for i in $(seq 460); do
 		dev_cert "$T/ids/d$i" || exit 1
 	done
 ) &
@@ -113,6 +116,13 @@ wait "$GEN" || fail "making device identities"
 GEN=
 for i in $(seq 20); do new_bulk "$T/b.tok"; done > "$T/ids/bulk.guids"
 rm -f "$T/b.tok"
+# Tokens with a use limit, redeemed through the CMG during the failover.
+MAXU=5
+( umask 077
+  for i in $(seq 30); do
+	$STK bulk new --lifetime 60 --max-uses $MAXU --json |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["guid"], d["token"], d["max_uses"])'
+  done > "$T/ids/limited" ) || fail "bulk new --max-uses"
 
 python3 "$(dirname "$0")/failover_clients.py" "$T/ids" "$mp_port,$MPB_PORT" "$cmg_port,$CMGB_PORT" \
 	"/CCM_Proxy_MutualAuth/$SITE_NUMBER" "$T/tls.crt" "$SITE,$SITEB" "$STK" "$T/stop" \
@@ -176,7 +186,7 @@ ok "failover window ${first_ok} s (refused attempts: $nfail)"
 # ---- everything acknowledged is on the promoted database ----
 sq() { psu "$P2" "SET search_path TO $SCHEMA; $1"; }
 sq "SELECT guid || ' ' || cert_thumbprint FROM devices" | sort > "$T/dev_rows"
-awk '$1 == "reg" { print $2 " " $4 }' "$T/ids/acked" | sort -u > "$T/acked_regs"
+awk '$1 == "reg" { print $2 " " $4 } $1 == "use" { print $3 " " $5 }' "$T/ids/acked" | sort -u > "$T/acked_regs"
 missing=$(comm -23 "$T/acked_regs" "$T/dev_rows" | wc -l)
 [ "$missing" = 0 ] || fail "$missing acknowledged registrations missing: $(comm -23 "$T/acked_regs" "$T/dev_rows" | head -3)"
 ok "all $(wc -l < "$T/acked_regs") acknowledged registrations present (device GUID and certificate)"
@@ -205,6 +215,28 @@ sq "SELECT guid FROM bulk_tokens WHERE blocked = 1" | sort > "$T/blocked"
 missing=$(comm -23 "$T/acked_blocks" "$T/blocked" | wc -l)
 [ "$missing" = 0 ] || fail "$missing acknowledged blocks missing"
 ok "all $(wc -l < "$T/acked_blocks") acknowledged bulk-token blocks present"
+# Use limits: every token the clients used up has exactly MAXU enrollments
+# (devices, enrollment history, the counter), the ones they acknowledged;
+# no token, used up or not, went past its limit.
+nex=$(awk '$1 == "exhausted"' "$T/ids/acked" | wc -l)
+[ "$nex" -ge 1 ] || fail "no use-limited token was used up during the test"
+for g in $(awk '$1 == "exhausted" { print $2 }' "$T/ids/acked"); do
+	acked_uses=$(awk -v g="$g" '$1 == "use" && $2 == g { print $3 }' "$T/ids/acked" | sort -u | wc -l)
+	got=$(sq "SELECT (SELECT count(*) FROM devices WHERE bulk_guid = '$g') || ' ' ||
+		(SELECT count(DISTINCT device_guid) FROM registrations WHERE bulk_guid = '$g') || ' ' ||
+		(SELECT uses FROM bulk_limits WHERE guid = '$g')")
+	[ "$got" = "$MAXU $MAXU $MAXU" ] && [ "$acked_uses" = "$MAXU" ] ||
+		fail "bulk token $g (--max-uses $MAXU): devices, enrolled, counted = $got; acknowledged $acked_uses"
+done
+# ... and the redemptions spanned the failover: uses acknowledged before the
+# kill and after the promotion.
+read -r ub ua <<<"$(awk -v k="$t_kill" -v p="$t_promoted" '$4 == "use" && $3 == "ok" {
+	if ($2 < k) b++; if ($1 > p) a++ } END { print b + 0, a + 0 }' "$T/ids/attempts")"
+[ "$ub" -ge 1 ] && [ "$ua" -ge 1 ] || fail "use-limited redemptions did not span the failover: $ub before the kill, $ua after the promotion"
+over=$(sq "SELECT count(*) FROM bulk_limits l WHERE l.uses > l.max_uses OR
+	(SELECT count(*) FROM devices d WHERE d.bulk_guid = l.guid) > l.max_uses")
+[ "$over" = 0 ] || fail "$over bulk tokens redeemed past their limit"
+ok "$nex tokens with --max-uses $MAXU used up across the failover: exactly $MAXU enrollments each ($(awk '$1 == "use"' "$T/ids/acked" | wc -l) acknowledged uses in all); none past its limit; $ub redemption answers before the kill, $ua after the promotion"
 
 # The nodes carry on (no restart) and the chain verifies on the promoted database.
 agent after 0 register --mp "$MP" >/dev/null || fail "registration on node A after failover"

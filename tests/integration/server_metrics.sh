@@ -85,6 +85,21 @@ got=$(val "$T/m2" "sitetoken_site_key_certificate_expiry_seconds{kid=$kid,node=m
 [ $((want - got)) -le 60 ] && [ $((got - want)) -le 60 ] || fail "key $kid certificate expiry $got"
 ok "audit records and checkpoints equal the store's; certificate expiry ($got s) equals openssl's"
 
+# Attacker 3 (SPEC threat model): a database writer inserts a site_keys row
+# of its own key, active, "endorsed" by itself. Verifiers ignore it (no
+# valid endorsement), so the key-expiry gauges must not list it as a key
+# that verifies; the site's own key stays.
+FORGE="python3 $STK_SRC/tests/integration/forge.py"
+fkid=$($FORGE keygen "$T" "$($STK site show --json | json_get site)") || fail "forge keygen"
+STORE=sqlite; [ -f "$SITE/site.db" ] || STORE=pg
+sqlite3 "$SITE/site.db" "$($FORGE keyrow "$T" main active $STORE)" || fail "insert the forged key row"
+$STK key list | grep -q "$fkid.*UNTRUSTED" || fail "key list does not call the forged row untrusted: $($STK key list)"
+scrape "$T/mf"
+! grep -q "$fkid" "$T/mf.txt" || fail "the forged key is in the metrics: $(grep "$fkid" "$T/mf.txt")"
+[ "$(val "$T/mf" "sitetoken_site_key_certificate_expiry_seconds{kid=$kid,node=main,status=active}")" -gt 0 ] || fail "the site's key left the metrics"
+sqlite3 "$SITE/site.db" "DELETE FROM site_keys WHERE kid = '$fkid'"
+ok "a key row inserted by a database writer (no endorsement) is not in the key-expiry gauges"
+
 # Concurrent registrations: the counters are atomics and lose nothing.
 before=$(val "$T/m2" 'sitetoken_registrations_total{listener=mp}')
 pids=()

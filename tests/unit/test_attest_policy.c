@@ -177,6 +177,80 @@ test_required_refuses_unattested_and_records_attested(void **state)
 	stk_token_free(bulk);
 }
 
+static void
+test_gateway_requires_att_claim(void **state)
+{
+	/* Threat model 2: a thief who copied a device's file key and client
+	 * token. Once the site requires attestation, a token without "att"
+	 * (a device registered unattested) is refused at the gateway, for
+	 * requests and renewal alike (403 attestation_required, audited); a
+	 * token with "att":"tpm" is accepted without a lookup, also when it
+	 * comes from the verified-token cache (second request). A bulk
+	 * token's own policy wins over the site's, as at registration. */
+	struct fx *f = *state;
+	struct stk_reg_request rq;
+	struct stk_bulk_record rec;
+	struct stk_issued plain, att, rn;
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	unsigned char *cert2 = NULL;
+	size_t len2 = 0;
+	char *bulk = NULL;
+	int i, n = 0;
+
+	memset(&rn, 0, sizeof(rn));
+	sf_device_cert(f->dir, "dev2", f->t0, 365, &cert2, &len2);
+	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
+	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, bulk);
+	rq.peer = "test";
+	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &plain, &reason, &err), 0);
+	assert_false(token_att_tpm(plain.token));
+	sf_tls_request(&rq, STK_VIA_CMG, cert2, len2, bulk);
+	rq.peer = "test";
+	rq.attestation = "tpm";
+	rq.ek_sha256 = EK_HASH;
+	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &att, &reason, &err), 0);
+	assert_true(token_att_tpm(att.token));
+	/* Not required: both tokens work. */
+	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
+	    f->cert, f->len, f->t0 + 1, &d, &reason, &err), 0);
+
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
+	    "t", &err), 0);
+	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
+	    f->cert, f->len, f->t0 + 2, &d, &reason, &err), STK_E_AUTH);
+	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
+	assert_int_equal(stk_device_renew(f->s, plain.token, strlen(plain.token), f->cert,
+	    f->len, f->t0 + 3, &rn, &reason, &err), STK_E_AUTH);
+	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
+	assert_null(rn.token);
+	assert_int_equal(stk_audit_foreach(f->s, refusals, &n, &err), 0);
+	assert_true(n >= 1);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(stk_device_authenticate(f->s, att.token, strlen(att.token),
+		    cert2, len2, f->t0 + 4 + i, &d, &reason, &err), 0);
+		assert_int_equal(reason, STK_REFUSAL_NONE);
+	}
+
+	/* The token the plain device enrolled with says "not required": its
+	 * policy wins over the site default; then "required" with the site
+	 * default off. */
+	assert_int_equal(stk_bulk_set_require_attestation(f->s, rec.guid, 0, "t", &err), 0);
+	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
+	    f->cert, f->len, f->t0 + 6, &d, &reason, &err), 0);
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "off",
+	    "t", &err), 0);
+	assert_int_equal(stk_bulk_set_require_attestation(f->s, rec.guid, 1, "t", &err), 0);
+	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
+	    f->cert, f->len, f->t0 + 7, &d, &reason, &err), STK_E_AUTH);
+	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
+	stk_issued_clear(&plain);
+	stk_issued_clear(&att);
+	stk_token_free(bulk);
+	free(cert2);
+}
+
 int
 main(void)
 {
@@ -184,6 +258,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_policy_precedence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_required_refuses_unattested_and_records_attested,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gateway_requires_att_claim, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,263 @@
+/* sitetoken oidc add|list|remove: the OIDC issuers whose ID tokens register
+ * devices in place of a bulk token (include/sitetoken/oidc.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "sitetoken/oidc.h"
+#include "cli.h"
+
+enum { OPT_SITE = 256, OPT_ISSUER, OPT_JWKS, OPT_JWKS_CA, OPT_AUDIENCE,
+	OPT_DEVICE_CLAIM, OPT_TENANT, OPT_JSON };
+
+/* A whole (text) file, at most max bytes; NULL with a message otherwise. */
+static char *
+oidc_read_file(const char *path, size_t max, const char *what)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (fp == NULL) {
+		fprintf(stderr, "%s: cannot read %s %s\n", cli_prog, what, path);
+		return NULL;
+	}
+	if ((buf = malloc(max + 2)) == NULL) {
+		fclose(fp);
+		return NULL;
+	}
+	n = fread(buf, 1, max + 1, fp);
+	fclose(fp);
+	if (n == 0 || n > max) {
+		fprintf(stderr, "%s: %s %s must be 1 to %zu bytes\n", cli_prog, what, path, max);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	if (strlen(buf) != n) {
+		fprintf(stderr, "%s: %s %s holds a NUL byte\n", cli_prog, what, path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static int
+oidc_set(char *dst, size_t dlen, const char *v, const char *opt)
+{
+	if (strlen(v) >= dlen)
+		return cli_usage_error("%s is longer than %zu characters", opt, dlen - 1);
+	snprintf(dst, dlen, "%s", v);
+	return 0;
+}
+
+static int
+oidc_add(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "issuer", required_argument, NULL, OPT_ISSUER },
+		{ "jwks", required_argument, NULL, OPT_JWKS },
+		{ "jwks-ca", required_argument, NULL, OPT_JWKS_CA },
+		{ "audience", required_argument, NULL, OPT_AUDIENCE },
+		{ "device-claim", required_argument, NULL, OPT_DEVICE_CLAIM },
+		{ "tenant", required_argument, NULL, OPT_TENANT },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_oidc_issuer is;
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *jwks = NULL, *ca = NULL;
+	size_t len;
+	int c, r, rc = EXIT_USAGE, have_iss = 0, have_aud = 0;
+
+	memset(&is, 0, sizeof(is));
+	snprintf(is.device_claim, sizeof(is.device_claim), "%s",
+	    STK_OIDC_DEVICE_CLAIM_DEFAULT);
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_SITE: dir = optarg; break;
+		case OPT_ISSUER:
+			if (oidc_set(is.issuer, sizeof(is.issuer), optarg, "--issuer") != 0)
+				goto done;
+			have_iss = 1;
+			break;
+		case OPT_JWKS: jwks = optarg; break;
+		case OPT_JWKS_CA: ca = optarg; break;
+		case OPT_AUDIENCE:
+			if (oidc_set(is.audience, sizeof(is.audience), optarg, "--audience") != 0)
+				goto done;
+			have_aud = 1;
+			break;
+		case OPT_DEVICE_CLAIM:
+			if (oidc_set(is.device_claim, sizeof(is.device_claim), optarg,
+			    "--device-claim") != 0)
+				goto done;
+			break;
+		case OPT_TENANT:
+			if (oidc_set(is.tenant, sizeof(is.tenant), optarg, "--tenant") != 0)
+				goto done;
+			break;
+		default:
+			rc = cli_usage_error("bad option for 'oidc add'");
+			goto done;
+		}
+	}
+	if (optind != argc || !have_iss || !have_aud || jwks == NULL) {
+		rc = cli_usage_error("usage: oidc add --issuer URL --jwks FILE|URL "
+		    "--audience AUD [--device-claim NAME] [--tenant TID] [--jwks-ca FILE]");
+		goto done;
+	}
+	stk_error_clear(&err);
+	/* Everything is read (and fetched) before the site is touched: a bad
+	 * file, URL or key changes nothing. */
+	if (strncmp(jwks, "https://", 8) == 0) {
+		if (oidc_set(is.jwks_url, sizeof(is.jwks_url), jwks, "--jwks") != 0)
+			goto done;
+		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, 1 << 20, "CA file")) == NULL)
+			goto done;
+		if ((r = stk_jwks_fetch(is.jwks_url, is.jwks_ca, &is.jwks, &len, &err)) != 0) {
+			rc = cli_fail(&err, r);
+			goto done;
+		}
+	} else {
+		if (strstr(jwks, "://") != NULL) {
+			rc = cli_usage_error("--jwks must be a file or an https:// URL");
+			goto done;
+		}
+		if (ca != NULL) {
+			rc = cli_usage_error("--jwks-ca is for a --jwks https:// URL");
+			goto done;
+		}
+		if ((is.jwks = oidc_read_file(jwks, STK_OIDC_JWKS_MAX, "JWKS")) == NULL)
+			goto done;
+	}
+	if ((rc = cli_open_site(dir, &s)) != 0)
+		goto done;
+	if ((r = stk_oidc_add(s, &is, cli_actor(), &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto done;
+	}
+	printf("Trusted issuer %s (audience %s, device claim %s%s%s, keys from %s).\n",
+	    is.issuer, is.audience, is.device_claim, is.tenant[0] ? ", tenant " : "",
+	    is.tenant, is.jwks_url[0] ? is.jwks_url : "the JWKS file");
+	rc = 0;
+done:
+	stk_oidc_issuer_clear(&is);
+	stk_site_close(s);
+	return rc;
+}
+
+static int
+oidc_row(void *ctx, const struct stk_oidc_issuer *is, long devices)
+{
+	json_t *arr = ctx;
+	char when[32];
+
+	if (arr != NULL) {
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
+		    "issuer", is->issuer, "audience", is->audience, "device_claim",
+		    is->device_claim, "tenant", is->tenant, "jwks", is->jwks_url[0] ?
+		    is->jwks_url : "file", "devices", (json_int_t)devices, "added_at",
+		    (json_int_t)is->added_at, "endorsed", is->endorsed));
+		return 0;
+	}
+	cli_time(is->added_at, when, sizeof(when));
+	printf("%s%s\n  audience %s, device claim %s, tenant %s, keys %s, %ld device(s), "
+	    "added %s\n", is->issuer, is->endorsed ? "" : "  NOT TRUSTED: the record is not "
+	    "endorsed by a trusted site key (edited in the database?)", is->audience, is->device_claim, is->tenant[0] ?
+	    is->tenant : "(any)", is->jwks_url[0] ? is->jwks_url : "(file)", devices, when);
+	return 0;
+}
+
+static int
+oidc_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL;
+	json_t *arr = NULL;
+	int c, r, rc, json = 0;
+
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_JSON)
+			json = 1;
+		else
+			return cli_usage_error("bad option for 'oidc list'");
+	}
+	if (optind != argc)
+		return cli_usage_error("usage: oidc list [--json]");
+	if ((rc = cli_open_site(dir, &s)) != 0)
+		return rc;
+	stk_error_clear(&err);
+	if (json)
+		arr = json_array();
+	r = stk_oidc_foreach(s, oidc_row, arr, &err);
+	if (r == 0 && json) {
+		char *txt = json_dumps(arr, JSON_INDENT(2));
+
+		printf("%s\n", txt ? txt : "[]");
+		free(txt);
+	}
+	rc = r != 0 ? cli_fail(&err, r) : 0;
+	json_decref(arr);
+	stk_site_close(s);
+	return rc;
+}
+
+static int
+oidc_remove(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "site", required_argument, NULL, OPT_SITE },
+		{ "issuer", required_argument, NULL, OPT_ISSUER },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stk_site *s = NULL;
+	struct stk_error err;
+	const char *dir = NULL, *issuer = NULL;
+	int c, r, rc;
+
+	optind = 1;
+	while ((c = cli_getopt(argc, argv, opts)) != -1) {
+		if (c == OPT_SITE)
+			dir = optarg;
+		else if (c == OPT_ISSUER)
+			issuer = optarg;
+		else
+			return cli_usage_error("bad option for 'oidc remove'");
+	}
+	if (optind != argc || issuer == NULL)
+		return cli_usage_error("usage: oidc remove --issuer URL");
+	if ((rc = cli_open_site(dir, &s)) != 0)
+		return rc;
+	stk_error_clear(&err);
+	if ((r = stk_oidc_remove(s, issuer, cli_actor(), &err)) != 0)
+		rc = cli_fail(&err, r);
+	else
+		printf("Issuer %s is no longer trusted.\n", issuer);
+	stk_site_close(s);
+	return rc;
+}
+
+int
+cmd_oidc(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "add") == 0)
+		return oidc_add(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "list") == 0)
+		return oidc_list(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "remove") == 0)
+		return oidc_remove(argc - 1, argv + 1);
+	return cli_usage_error("usage: oidc add|list|remove");
+}

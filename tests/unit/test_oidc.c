@@ -1,0 +1,488 @@
+/* OIDC ID token verifier and JWKS parser (site/registration/oidc.c): each RFC 8725 rule
+ * on its own, with keys and tokens made here by OpenSSL (the test is the
+ * issuer). The integration test oidc_register.sh covers the store, the
+ * server and the JWKS URL. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rsa.h>
+#include <openssl/ec.h>
+#include "sitetoken/key.h"
+#include "sitetoken/oidc.h"
+#include "sitetoken/token.h"
+
+#define NOW ((int64_t)1800000000)
+#define ISS "https://issuer.test/t1/v2.0"
+#define AUD "api://sitetoken"
+
+static EVP_PKEY *rsa_key, *ec_key, *small_key, *rsa_other;
+
+static char *
+b64(const unsigned char *p, size_t n)
+{
+	char *o = NULL;
+
+	assert_int_equal(stk_b64url_encode(p, n, &o), 0);
+	return o;
+}
+
+static char *
+bn_b64(EVP_PKEY *k, const char *name)
+{
+	BIGNUM *bn = NULL;
+	unsigned char buf[1024];
+	int n;
+
+	assert_int_equal(EVP_PKEY_get_bn_param(k, name, &bn), 1);
+	n = BN_bn2bin(bn, buf);
+	BN_free(bn);
+	return b64(buf, (size_t)n);
+}
+
+/* The JWK of a key, as a JSON object text. */
+static char *
+jwk_of(EVP_PKEY *k, const char *kid)
+{
+	char *out = NULL, *a, *b;
+
+	if (EVP_PKEY_is_a(k, "RSA")) {
+		a = bn_b64(k, OSSL_PKEY_PARAM_RSA_N);
+		b = bn_b64(k, OSSL_PKEY_PARAM_RSA_E);
+		assert_true(asprintf(&out, "{\"kty\":\"RSA\",\"use\":\"sig\",\"kid\":\"%s\","
+		    "\"n\":\"%s\",\"e\":\"%s\"}", kid, a, b) > 0);
+	} else {
+		a = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X);
+		b = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y);
+		assert_true(asprintf(&out, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\","
+		    "\"x\":\"%s\",\"y\":\"%s\"}", kid, a, b) > 0);
+	}
+	free(a);
+	free(b);
+	return out;
+}
+
+static struct stk_jwks *
+jwks_std(void)
+{
+	struct stk_jwks *k = NULL;
+	struct stk_error err;
+	char *r = jwk_of(rsa_key, "rsa1"), *e = jwk_of(ec_key, "ec1"), *doc = NULL;
+
+	assert_true(asprintf(&doc, "{\"keys\":[%s,%s]}", r, e) > 0);
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 1, &k, &err), 0);
+	free(r);
+	free(e);
+	free(doc);
+	return k;
+}
+
+/* header.payload.signature with key k (NULL: empty signature; "HS256":
+ * HMAC with `hmac` as the secret). */
+static char *
+sign(EVP_PKEY *k, const char *hdr, const char *pl, const char *hmac)
+{
+	char *h = b64((const unsigned char *)hdr, strlen(hdr));
+	char *p = b64((const unsigned char *)pl, strlen(pl));
+	char *input = NULL, *sig = NULL, *tok = NULL;
+	unsigned char s[1024], raw[64];
+	size_t slen = sizeof(s), rawlen = sizeof(raw);
+	unsigned int hl = 0;
+	EVP_MD_CTX *md;
+
+	assert_true(asprintf(&input, "%s.%s", h, p) > 0);
+	if (hmac != NULL) {
+		HMAC(EVP_sha256(), hmac, (int)strlen(hmac), (unsigned char *)input,
+		    strlen(input), s, &hl);
+		sig = b64(s, hl);
+	} else if (k == NULL)
+		sig = strdup("");
+	else {
+		md = EVP_MD_CTX_new();
+		assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k), 1);
+		assert_int_equal(EVP_DigestSign(md, s, &slen, (unsigned char *)input,
+		    strlen(input)), 1);
+		EVP_MD_CTX_free(md);
+		if (EVP_PKEY_is_a(k, "EC")) {
+			assert_int_equal(stk_ecdsa_der_to_raw(s, slen, raw, rawlen), 0);
+			sig = b64(raw, 64);
+		} else
+			sig = b64(s, slen);
+	}
+	assert_true(asprintf(&tok, "%s.%s", input, sig) > 0);
+	free(h);
+	free(p);
+	free(input);
+	free(sig);
+	return tok;
+}
+
+static char *
+payload(const char *extra)
+{
+	char *p = NULL;
+
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s-1\","
+	    "\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,\"tid\":\"t1\",\"deviceId\":\"dev-1\"%s}",
+	    (long long)NOW - 10, (long long)NOW - 10, (long long)NOW + 600,
+	    extra ? extra : "") > 0);
+	return p;
+}
+
+static void
+issuer(struct stk_oidc_issuer *is)
+{
+	memset(is, 0, sizeof(*is));
+	snprintf(is->issuer, sizeof(is->issuer), ISS);
+	snprintf(is->audience, sizeof(is->audience), AUD);
+	snprintf(is->device_claim, sizeof(is->device_claim), "deviceId");
+	snprintf(is->tenant, sizeof(is->tenant), "t1");
+}
+
+/* verify(tok) with the standard issuer and JWKS at NOW: the reason. */
+static enum stk_refusal
+verdict_at(const char *tok, int64_t now, struct stk_idtoken *out)
+{
+	struct stk_oidc_issuer is;
+	struct stk_idtoken id;
+	struct stk_jwks *k = jwks_std();
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
+	int r;
+
+	issuer(&is);
+	r = stk_idtoken_verify(&is, k, tok, strlen(tok), now, out ? out : &id, &reason, &err);
+	assert_true((r == 0) == (reason == STK_REFUSAL_NONE));
+	stk_jwks_free(k);
+	return reason;
+}
+
+static enum stk_refusal
+verdict(const char *tok)
+{
+	return verdict_at(tok, NOW, NULL);
+}
+
+/* One case: sign payload(extra) under header hdr with key k, expect want. */
+static void
+expect(EVP_PKEY *k, const char *hdr, const char *extra, enum stk_refusal want)
+{
+	char *p = payload(extra), *t = sign(k, hdr, p, NULL);
+
+	assert_int_equal(verdict(t), want);
+	free(p);
+	free(t);
+}
+
+#define RS "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":\"JWT\"}"
+#define ES "{\"alg\":\"ES256\",\"kid\":\"ec1\"}"
+
+/* The issuer's RS256 and ES256 tokens verify and name the device. */
+static void
+test_good_tokens(void **state)
+{
+	struct stk_idtoken id;
+	char *p = payload(NULL), *t1 = sign(rsa_key, RS, p, NULL), *t2 = sign(ec_key, ES, p, NULL);
+
+	(void)state;
+	assert_int_equal(verdict_at(t1, NOW, &id), STK_REFUSAL_NONE);
+	assert_string_equal(id.issuer, ISS);
+	assert_string_equal(id.device, "dev-1");
+	assert_string_equal(id.sub, "s-1");
+	assert_int_equal(verdict_at(t2, NOW, &id), STK_REFUSAL_NONE);
+	assert_string_equal(id.kid, "ec1");
+	free(p);
+	free(t1);
+	free(t2);
+}
+
+/* RFC 8725 3.1: the token never chooses the algorithm. "none", HMAC with the
+ * public key as the secret (the classic confusion), and an alg that is not
+ * the JWK's are refused. */
+static void
+test_alg_rules(void **state)
+{
+	char *p = payload(NULL), *t, *n;
+
+	(void)state;
+	t = sign(NULL, "{\"alg\":\"none\",\"kid\":\"rsa1\"}", p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N);
+	t = sign(NULL, "{\"alg\":\"HS256\",\"kid\":\"rsa1\"}", p, n);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(n);
+	/* ES256 header on the RSA key's kid, signed by the EC key. */
+	t = sign(ec_key, "{\"alg\":\"ES256\",\"kid\":\"rsa1\"}", p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x\"]}", NULL,
+	    STK_REFUSAL_IDTOKEN_INVALID);
+	expect(rsa_key, "{\"alg\":\"RS256\"}", NULL, STK_REFUSAL_IDTOKEN_INVALID);
+	free(p);
+}
+
+/* A kid the JWKS lacks is its own reason (the caller may refresh the JWKS);
+ * another key's signature under a known kid is invalid. */
+static void
+test_kid_and_signature(void **state)
+{
+	(void)state;
+	expect(rsa_other, "{\"alg\":\"RS256\",\"kid\":\"rsa9\"}", NULL, STK_REFUSAL_IDTOKEN_KEY);
+	expect(rsa_other, RS, NULL, STK_REFUSAL_IDTOKEN_INVALID);
+}
+
+/* Exact iss; aud a string or an array holding the audience. */
+static void
+test_iss_aud(void **state)
+{
+	char *t, *p = NULL;
+
+	(void)state;
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "/\",\"aud\":\"" AUD "\",\"sub\":\"s\","
+	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":[\"x\",\"" AUD "\"],\"sub\":\"s\","
+	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_NONE);
+	free(t);
+	free(p);
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":[\"x\",1],\"sub\":\"s\","
+	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"api://other\",\"sub\":\"s\","
+	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_AUDIENCE);
+	free(t);
+	free(p);
+}
+
+/* exp within the 60 s leeway passes, past it is refused; nbf and iat in the
+ * future beyond the leeway are refused; time claims must be integers. */
+static void
+test_time_window(void **state)
+{
+	char *p = payload(NULL), *t = sign(rsa_key, RS, p, NULL);
+
+	(void)state;
+	assert_int_equal(verdict_at(t, NOW + 600 + STK_OIDC_LEEWAY - 1, NULL), STK_REFUSAL_NONE);
+	assert_int_equal(verdict_at(t, NOW + 600 + STK_OIDC_LEEWAY, NULL), STK_REFUSAL_IDTOKEN_EXPIRED);
+	assert_int_equal(verdict_at(t, NOW - 10 - STK_OIDC_LEEWAY - 1, NULL),
+	    STK_REFUSAL_IDTOKEN_EXPIRED);
+	free(t);
+	free(p);
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
+	    "\"exp\":%lld.0,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+	p = strdup("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\",\"deviceId\":\"d\","
+	    "\"tid\":\"t1\"}");
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+}
+
+/* tid when a tenant is configured; the device claim present and sane; sub
+ * present and sane (they reach the audit log). */
+static void
+test_claims(void **state)
+{
+	char *p = NULL, *t;
+	char big[200];
+
+	(void)state;
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
+	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t2\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_TENANT);
+	free(t);
+	free(p);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	{
+		const char *bad[] = { "", "\"a\\nb\"", "17", "\"a b\"", "\"\"", NULL };
+		size_t i;
+
+		for (i = 0; bad[i] != NULL; i++) {
+			assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
+			    "\"sub\":\"s\",\"exp\":%lld,\"tid\":\"t1\"%s%s}", (long long)NOW + 60,
+			    bad[i][0] ? ",\"deviceId\":" : "", bad[i]) > 0);
+			t = sign(rsa_key, RS, p, NULL);
+			assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_DEVICE);
+			free(t);
+			free(p);
+		}
+	}
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
+	    "\"exp\":%lld,\"tid\":\"t1\",\"deviceId\":\"%s\"}", (long long)NOW + 60, big) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_DEVICE);
+	free(t);
+	free(p);
+	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\\u0001\","
+	    "\"exp\":%lld,\"tid\":\"t1\",\"deviceId\":\"d\"}", (long long)NOW + 60) > 0);
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+}
+
+/* Strict JSON and encoding: a duplicate member (a lax parser would read the
+ * last deviceId), padding, a fourth segment, the size limit. */
+static void
+test_encoding(void **state)
+{
+	char *t, *p, *big;
+	size_t n;
+
+	(void)state;
+	expect(rsa_key, RS, ",\"deviceId\":\"dev-2\"", STK_REFUSAL_IDTOKEN_INVALID);
+	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"kid\":\"rsa1\"}", NULL,
+	    STK_REFUSAL_IDTOKEN_INVALID);
+	p = payload(NULL);
+	t = sign(rsa_key, RS, p, NULL);
+	n = strlen(t);
+	big = malloc(n + 3);
+	memcpy(big, t, n);
+	memcpy(big + n, "==", 3);
+	assert_int_equal(verdict(big), STK_REFUSAL_IDTOKEN_INVALID);
+	memcpy(big + n, ".a", 3);
+	assert_int_equal(verdict(big), STK_REFUSAL_IDTOKEN_INVALID);
+	free(big);
+	free(t);
+	free(p);
+	big = malloc(STK_OIDC_TOKEN_MAX + 100);
+	memset(big, 'a', STK_OIDC_TOKEN_MAX);
+	big[STK_OIDC_TOKEN_MAX] = '\0';
+	assert_true(asprintf(&p, ",\"pad\":\"%s\"", big) > 0);
+	expect(rsa_key, RS, p, STK_REFUSAL_IDTOKEN_INVALID);
+	free(p);
+	free(big);
+}
+
+/* The unverified iss picks the issuer record; it obeys the same rules. */
+static void
+test_peek_issuer(void **state)
+{
+	char iss[STK_OIDC_ISSUER_MAX + 1], *p = payload(NULL), *t = sign(rsa_key, RS, p, NULL);
+	enum stk_refusal reason;
+	struct stk_error err;
+
+	(void)state;
+	assert_int_equal(stk_idtoken_peek_issuer(t, strlen(t), iss, &reason, &err), 0);
+	assert_string_equal(iss, ISS);
+	assert_int_not_equal(stk_idtoken_peek_issuer("a.b", 3, iss, &reason, &err), 0);
+	assert_int_equal(reason, STK_REFUSAL_IDTOKEN_INVALID);
+	free(t);
+	free(p);
+}
+
+/* oidc add parses strictly: a key too small, a duplicate kid, an EC point
+ * off the curve refuse the whole JWKS; a refresh parses leniently and keeps
+ * the good keys. Symmetric ("oct") keys and other uses are skipped. */
+static void
+test_jwks_rules(void **state)
+{
+	struct stk_jwks *k = NULL;
+	struct stk_error err;
+	char *r = jwk_of(rsa_key, "rsa1"), *s = jwk_of(small_key, "small1"), *doc = NULL;
+	char *e = jwk_of(ec_key, "ec1");
+
+	(void)state;
+	assert_true(asprintf(&doc, "{\"keys\":[%s,%s]}", r, s) > 0);
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 1, &k, &err), STK_E_ARG);
+	assert_non_null(strstr(err.msg, "1024 bits is too small"));
+	assert_null(k);
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 0, &k, &err), 0);
+	assert_int_equal(stk_jwks_count(k), 1);
+	assert_string_equal(stk_jwks_kid(k, 0), "rsa1");
+	stk_jwks_free(k);
+	free(doc);
+	assert_true(asprintf(&doc, "{\"keys\":[%s,%s]}", r, r) > 0);
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 1, &k, &err), STK_E_ARG);
+	assert_non_null(strstr(err.msg, "twice"));
+	free(doc);
+	assert_true(asprintf(&doc, "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"AAAA\"},"
+	    "{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"x\",\"n\":\"AQAB\",\"e\":\"AQAB\"},%s]}",
+	    e) > 0);
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 1, &k, &err), 0);
+	assert_int_equal(stk_jwks_count(k), 1);
+	assert_string_equal(stk_jwks_alg(k, 0), "ES256");
+	stk_jwks_free(k);
+	free(doc);
+	/* x and y of P-256's size, but not a point of the curve. */
+	doc = strdup("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"bad\","
+	    "\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+	    "\"y\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}]}");
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 1, &k, &err), STK_E_ARG);
+	free(doc);
+	doc = strdup("{\"keys\":[],\"keys\":[]}");
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 0, &k, &err), STK_E_ARG);
+	free(doc);
+	doc = strdup("{\"keys\":[]}");
+	assert_int_equal(stk_jwks_parse(doc, strlen(doc), 0, &k, &err), STK_E_ARG);
+	free(doc);
+	free(r);
+	free(s);
+	free(e);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	rsa_key = EVP_RSA_gen(2048);
+	rsa_other = EVP_RSA_gen(2048);
+	small_key = EVP_RSA_gen(1024);
+	ec_key = EVP_EC_gen("P-256");
+	return rsa_key && rsa_other && small_key && ec_key ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	EVP_PKEY_free(rsa_key);
+	EVP_PKEY_free(rsa_other);
+	EVP_PKEY_free(small_key);
+	EVP_PKEY_free(ec_key);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_tokens),
+		cmocka_unit_test(test_alg_rules),
+		cmocka_unit_test(test_kid_and_signature),
+		cmocka_unit_test(test_iss_aud),
+		cmocka_unit_test(test_time_window),
+		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_encoding),
+		cmocka_unit_test(test_peek_issuer),
+		cmocka_unit_test(test_jwks_rules),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
