@@ -5,7 +5,67 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "http.h"
+
+/* Per TLS/TCP connection (MHD's socket context): the client certificate's
+ * thumbprint, computed once, and the request record reused by every request
+ * on the connection (no allocation per request). */
+struct srv_conn {
+	unsigned char *der;          /* copy of the certificate hashed */
+	size_t der_len;
+	char x5t[44];
+	struct srv_req req;          /* in use while req.embedded */
+};
+
+static void
+srv_http_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct srv_conn *sc = *socket_context;
+
+	(void)cls;
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct srv_conn));
+		return;
+	}
+	if (sc == NULL)
+		return;
+	free(sc->der);
+	free(sc);
+	*socket_context = NULL;
+}
+
+static struct srv_conn *
+srv_conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+const char *
+srv_conn_x5t(struct MHD_Connection *c, const unsigned char *der, size_t len)
+{
+	struct srv_conn *sc = srv_conn_of(c);
+	unsigned char *copy;
+
+	if (sc == NULL || der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX)
+		return NULL;
+	if (sc->der != NULL && sc->der_len == len && memcmp(sc->der, der, len) == 0)
+		return sc->x5t;
+	if ((copy = malloc(len)) == NULL)
+		return NULL;
+	memcpy(copy, der, len);
+	free(sc->der);
+	sc->der = copy;
+	sc->der_len = len;
+	stk_cert_x5t_s256(der, len, sc->x5t);
+	return sc->x5t;
+}
 
 enum MHD_Result
 srv_http_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -18,7 +78,13 @@ srv_http_handler(void *cls, struct MHD_Connection *c, const char *url,
 
 	(void)version;
 	if (rq == NULL) {
-		if ((rq = calloc(1, sizeof(*rq))) == NULL)
+		struct srv_conn *sc = srv_conn_of(c);
+
+		if (sc != NULL && !sc->req.embedded) {
+			rq = &sc->req;
+			memset(rq, 0, sizeof(*rq));
+			rq->embedded = 1;
+		} else if ((rq = calloc(1, sizeof(*rq))) == NULL)
 			return MHD_NO;
 		*con_cls = rq;
 		return MHD_YES;
@@ -54,7 +120,10 @@ srv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		OPENSSL_cleanse(rq->body, rq->len);
 		free(rq->body);
 	}
-	free(rq);
+	if (rq->embedded)
+		memset(rq, 0, sizeof(*rq));   /* free for the next request */
+	else
+		free(rq);
 	*con_cls = NULL;
 }
 
@@ -97,6 +166,23 @@ srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	if (resp == NULL)
 		return MHD_NO;
 	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+enum MHD_Result
+srv_reply_text_json(struct MHD_Connection *c, const char *json, size_t len)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)json,
+	    MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
@@ -202,6 +288,7 @@ srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o)
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
 	    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, srv_http_notify, NULL,
 	    MHD_OPTION_ARRAY, tls,
 	    MHD_OPTION_END);
 }

@@ -17,6 +17,7 @@ struct srv_req {
 	char *body;
 	size_t len;
 	int too_big;
+	int embedded;  /* the connection's own (struct srv_conn), not malloc'd */
 };
 
 /* How a listener answers a complete request. */
@@ -52,6 +53,19 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *c, unsigned int status,
  * NULL or empty takes the table's message. */
 enum MHD_Result srv_refuse(struct MHD_Connection *c, enum stk_refusal why,
     const char *msg);
+
+/* The x5t#S256 thumbprint of the TLS client certificate der/len, hashed
+ * once per connection: later requests on the connection compare the DER
+ * with the copy kept then (a TLS 1.2 renegotiation that changed the
+ * certificate is hashed again). NULL when it cannot be kept (the caller
+ * hashes itself). The string lives as long as the connection. */
+const char *srv_conn_x5t(struct MHD_Connection *c, const unsigned char *der,
+    size_t len);
+
+/* A 200 response holding the JSON text json (copied), "application/json",
+ * no-store: for bodies formatted without a JSON library. */
+enum MHD_Result srv_reply_text_json(struct MHD_Connection *c, const char *json,
+    size_t len);
 
 /* The client's IPv4 address, or "?". */
 void srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len);

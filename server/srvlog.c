@@ -140,7 +140,12 @@ void
 srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
     const char *fmt, ...)
 {
-	char line[1024], raw[1024], ts[32];
+	/* Per thread: the thread id (a system call) and the time stamp of the
+	 * current second (gmtime + strftime) are formatted once, not per line. */
+	static _Thread_local long tid;
+	static _Thread_local time_t ts_at = (time_t)-1;
+	static _Thread_local char ts[32];
+	char line[1024], raw[1024];
 	struct tm tm;
 	time_t now = (time_t)stk_now();
 	va_list ap;
@@ -148,10 +153,14 @@ srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
 
 	if (l == NULL || which < 0 || which >= SRV_LOG_COUNT)
 		return;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	n = snprintf(line, sizeof(line), "%s [tid %ld] %s: ", ts,
-	    (long)syscall(SYS_gettid), component);
+	if (now != ts_at) {
+		gmtime_r(&now, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		ts_at = now;
+	}
+	if (tid == 0)
+		tid = (long)syscall(SYS_gettid);
+	n = snprintf(line, sizeof(line), "%s [tid %ld] %s: ", ts, tid, component);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	va_start(ap, fmt);

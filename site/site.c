@@ -156,6 +156,7 @@ stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 	if (r != 0)
 		stk_site_tx_rollback(s);
 	s->in_tx = 0;
+	site_gw_committed(s, r == 0);
 	if (r == 0 && s->audit_dirty)
 		site_audit_after_commit(s);
 	s->audit_dirty = 0;
@@ -169,6 +170,7 @@ stk_site_tx_rollback(struct stk_site *s)
 		s->store->vt->rollback(s->store);
 	s->in_tx = 0;
 	s->audit_dirty = 0;
+	site_gw_committed(s, 0);
 }
 
 /* Apply the migrations this store has not seen yet. Each runs under the

@@ -136,6 +136,21 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
     struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err);
+/* The same with the certificate's x5t#S256 thumbprint (base64url SHA-256 of
+ * its DER, stk_cert_x5t_s256), which a server computes once per TLS
+ * connection instead of once per request.
+ *
+ * Both answer from the gateway cache when it holds the token (verified with
+ * this certificate) and the device's state at the current generation: a
+ * change made through any handle of this process applies to the next call;
+ * one made by another process or node applies to every call that starts 1 s
+ * or more after it committed (site/tokcache.c). The site handle itself is
+ * not thread-safe: one thread at a time (the server opens one per worker).
+ * On success dev holds guid, thumbprint, last_jti, blocked, allow_cmg,
+ * token_used, last_issued_at and token_exp. */
+int stk_device_authenticate_x5t(struct stk_site *s, const char *token, size_t len,
+    const char *x5t, int64_t now, struct stk_device *dev, enum stk_refusal *reason,
+    struct stk_error *err);
 
 /* Renewal through the gateway: authenticate as above, then issue a new
  * 90-day token for the same certificate. Idempotent: the token the last

@@ -4,6 +4,10 @@
 # for renewal, replaced tokens.
 TEST_NAME=server_cmg_auth
 . "$(dirname "$0")/server_lib.sh"
+# The CLI is another process: the server's gateway cache applies its changes
+# to every request that starts 1 s after they committed (site/tokcache.c).
+# Wait out that bound after each one.
+settle() { sleep 1.05; }
 make_site
 start_server
 new_bulk "$T/bulk.tok" >/dev/null
@@ -32,31 +36,39 @@ ok "missing or malformed token refused (401)"
 
 # allow-cmg off at the site: a valid token is refused; on again accepted.
 $STK settings set allow-cmg off >/dev/null
+settle
 rc=0; agent A 0 policy 2>"$T/err" >/dev/null || rc=$?
 [ "$rc" = 1 ] && grep -q "HTTP 403 cloud_gateway_disabled" "$T/err" || fail "allow-cmg off: $(cat "$T/err")"
 rc=0; agent A 0 renew --force 2>"$T/err" >/dev/null || rc=$?
 [ "$rc" = 1 ] || fail "renewal with allow-cmg off"
 # per-device override wins over the site default
 $STK settings set allow-cmg on --device "$gA" >/dev/null
+settle
 agent A 0 policy >/dev/null || fail "per-device on should override site off"
 rc=0; agent B 0 policy 2>/dev/null >/dev/null || rc=$?
 [ "$rc" = 1 ] || fail "B should still be refused"
 $STK settings set allow-cmg default --device "$gA" >/dev/null
+settle
 $STK settings set allow-cmg on >/dev/null
+settle
 agent A 0 policy >/dev/null || fail "allow-cmg on again"
 agent B 0 policy >/dev/null || fail "allow-cmg on again (B)"
 $STK settings set allow-cmg off --device "$gA" >/dev/null
+settle
 rc=0; agent A 0 policy 2>/dev/null >/dev/null || rc=$?
 [ "$rc" = 1 ] || fail "per-device off"
 $STK settings set allow-cmg default --device "$gA" >/dev/null
+settle
 $STK settings show | grep -q "allow-cmg *on" || fail "settings show"
 ok "allow-cmg off refused (403), on accepted; per-device override both ways"
 
 # Blocked device.
 $STK devices block "$gA" >/dev/null
+settle
 rc=0; agent A 0 policy 2>"$T/err" >/dev/null || rc=$?
 [ "$rc" = 1 ] && grep -q device_blocked "$T/err" || fail "blocked device: $(cat "$T/err")"
 $STK devices unblock "$gA" >/dev/null
+settle
 agent A 0 policy >/dev/null || fail "unblocked device"
 ok "blocked device refused (403 device_blocked), unblocked accepted"
 
