@@ -127,6 +127,7 @@ void site_gw_put_state(const unsigned char key[32], uint64_t gen,
 void site_gw_state_of(const struct stk_device *d, int on,
     struct site_gw_state *st);
 void site_gw_device_of(const struct site_gw_state *st, struct stk_device *d);
+uint64_t site_gw_state_hits(void);   /* decisions made without a store read */
 void site_tokcache_key(const char *site_guid, const char *token, size_t len,
     const char *thumb, unsigned char key[32]);
 int site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,

@@ -77,6 +77,7 @@ static struct tc_shard *tc_shards;
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static int tc_on;
 static uint64_t tc_hits, tc_misses;   /* atomics, not a lock */
+static uint64_t tc_state_hits;        /* hits that also held current state */
 /* The process's generation of device state (never 0: 0 marks "no state"). */
 static uint64_t tc_gen = 1;
 
@@ -327,6 +328,8 @@ site_gw_get(const unsigned char key[32], int64_t now, int64_t leeway,
 	}
 	pthread_mutex_unlock(&sh->mu);
 	__atomic_fetch_add(hit ? &tc_hits : &tc_misses, 1, __ATOMIC_RELAXED);
+	if (hit == 2)
+		__atomic_fetch_add(&tc_state_hits, 1, __ATOMIC_RELAXED);
 	return hit;
 }
 
@@ -429,6 +432,12 @@ stk_token_cache_stats(uint64_t *hits, uint64_t *misses)
 {
 	*hits = __atomic_load_n(&tc_hits, __ATOMIC_RELAXED);
 	*misses = __atomic_load_n(&tc_misses, __ATOMIC_RELAXED);
+}
+
+uint64_t
+site_gw_state_hits(void)
+{
+	return __atomic_load_n(&tc_state_hits, __ATOMIC_RELAXED);
 }
 
 void
