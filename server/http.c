@@ -5,17 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
-#include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "http.h"
 
-/* Per TLS/TCP connection (MHD's socket context): the client certificate's
- * thumbprint, computed once, and the request record reused by every request
- * on the connection (no allocation per request). */
+/* Per TLS/TCP connection (MHD's socket context): the gateway's memo of the
+ * connection (certificate thumbprint, last token's cache key; site/tokcache.c)
+ * and the request record reused by every request on the connection (no
+ * allocation per request). */
 struct srv_conn {
-	unsigned char *der;          /* copy of the certificate hashed */
-	size_t der_len;
-	char x5t[44];
+	struct stk_gw_conn *gw;
 	struct srv_req req;          /* in use while req.embedded */
 };
 
@@ -28,12 +26,14 @@ srv_http_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 	(void)cls;
 	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = calloc(1, sizeof(struct srv_conn));
+		if ((sc = calloc(1, sizeof(*sc))) != NULL)
+			sc->gw = stk_gw_conn_new();
+		*socket_context = sc;
 		return;
 	}
 	if (sc == NULL)
 		return;
-	free(sc->der);
+	stk_gw_conn_free(sc->gw);
 	free(sc);
 	*socket_context = NULL;
 }
@@ -47,24 +47,12 @@ srv_conn_of(struct MHD_Connection *c)
 	return ci != NULL ? ci->socket_context : NULL;
 }
 
-const char *
-srv_conn_x5t(struct MHD_Connection *c, const unsigned char *der, size_t len)
+struct stk_gw_conn *
+srv_conn_gw(struct MHD_Connection *c)
 {
 	struct srv_conn *sc = srv_conn_of(c);
-	unsigned char *copy;
 
-	if (sc == NULL || der == NULL || len == 0 || len > STK_DEVICE_CERT_MAX)
-		return NULL;
-	if (sc->der != NULL && sc->der_len == len && memcmp(sc->der, der, len) == 0)
-		return sc->x5t;
-	if ((copy = malloc(len)) == NULL)
-		return NULL;
-	memcpy(copy, der, len);
-	free(sc->der);
-	sc->der = copy;
-	sc->der_len = len;
-	stk_cert_x5t_s256(der, len, sc->x5t);
-	return sc->x5t;
+	return sc != NULL ? sc->gw : NULL;
 }
 
 enum MHD_Result

@@ -54,13 +54,10 @@ enum MHD_Result srv_reply_json(struct MHD_Connection *c, unsigned int status,
 enum MHD_Result srv_refuse(struct MHD_Connection *c, enum stk_refusal why,
     const char *msg);
 
-/* The x5t#S256 thumbprint of the TLS client certificate der/len, hashed
- * once per connection: later requests on the connection compare the DER
- * with the copy kept then (a TLS 1.2 renegotiation that changed the
- * certificate is hashed again). NULL when it cannot be kept (the caller
- * hashes itself). The string lives as long as the connection. */
-const char *srv_conn_x5t(struct MHD_Connection *c, const unsigned char *der,
-    size_t len);
+/* The gateway memo of this client connection (stk_gw_conn, freed when the
+ * connection closes), or NULL. */
+struct stk_gw_conn;
+struct stk_gw_conn *srv_conn_gw(struct MHD_Connection *c);
 
 /* A 200 response holding the JSON text json (copied), "application/json",
  * no-store: for bodies formatted without a JSON library. */

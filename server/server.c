@@ -423,7 +423,7 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 	struct stk_issued is;
 	struct stk_device dev;
 	const gnutls_datum_t *pc = srv_peer_cert(c, NULL);
-	const char *tok = srv_bearer(c), *x5t = NULL;
+	const char *tok = srv_bearer(c);
 	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	int renew = strcmp(op, "renew") == 0, r, n;
 	enum MHD_Result ret;
@@ -434,20 +434,15 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 
 	stk_error_clear(&err);
 	memset(&is, 0, sizeof(is));
-	/* The certificate is hashed once per connection (http.c). */
-	if (!renew && pc != NULL)
-		x5t = srv_conn_x5t(c, pc->data, pc->size);
 	if (ws == NULL)
 		pthread_mutex_lock(&s->site_mu);
 	if (renew)
 		r = stk_device_renew(s->site, tok, tok ? strlen(tok) : 0,
 		    pc ? pc->data : NULL, pc ? pc->size : 0, now, &is, &reason, &err);
-	else if (x5t != NULL)
-		r = stk_device_authenticate_x5t(ws ? ws : s->site, tok, tok ? strlen(tok) : 0,
-		    x5t, now, &dev, &reason, &err);
-	else
-		r = stk_device_authenticate(ws ? ws : s->site, tok, tok ? strlen(tok) : 0,
-		    pc ? pc->data : NULL, pc ? pc->size : 0, now, &dev, &reason, &err);
+	else /* certificate and token hashed once per connection (http.c) */
+		r = stk_device_authenticate_conn(ws ? ws : s->site, srv_conn_gw(c), tok,
+		    tok ? strlen(tok) : 0, pc ? pc->data : NULL, pc ? pc->size : 0, now,
+		    &dev, &reason, &err);
 	if (ws == NULL)
 		pthread_mutex_unlock(&s->site_mu);
 	if (r != 0) {

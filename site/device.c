@@ -686,9 +686,9 @@ stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
 }
 
 /* Gateway checks shared by authenticate, renew and re-key. renewal: the
- * token the unused latest one replaced is accepted (lost response). The
- * client certificate comes as its DER (peer_der) or, when the caller
- * hashed it once per TLS connection, as its thumbprint (x5t).
+ * token the unused latest one replaced is accepted (lost response). conn:
+ * the server's memo of this client connection (or NULL), so a kept-alive
+ * connection hashes its certificate and a repeated token only once.
  *
  * Authentication (not renewal) decides from the gateway cache when it holds
  * the token's claims and the device's state at the current generation
@@ -696,14 +696,15 @@ stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
  * and caches that state. Renewal and re-key always read the store. */
 static int
 dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
-    size_t len, const unsigned char *peer_der, size_t peer_len, const char *x5t,
-    int64_t now, struct stk_device *dev, char jti[STK_GUID_LEN + 1],
-    enum stk_refusal *reason, struct stk_error *err)
+    size_t len, const unsigned char *peer_der, size_t peer_len,
+    struct stk_gw_conn *conn, int64_t now, struct stk_device *dev,
+    char jti[STK_GUID_LEN + 1], enum stk_refusal *reason, struct stk_error *err)
 {
 	struct stk_claims c;
 	struct site_gw_state gs;
 	unsigned char key[32];
 	char thumb[44] = "";
+	const char *x5t = NULL;
 	uint64_t gen = 0;
 	int r, on, hit;
 
@@ -712,9 +713,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 	*reason = STK_REFUSAL_INTERNAL;
 	if (jti != NULL)
 		jti[0] = '\0';
-	if (x5t != NULL && x5t[0] != '\0' && strlen(x5t) < sizeof(thumb))
-		memcpy(thumb, x5t, strlen(x5t) + 1);
-	else if (peer_der == NULL || peer_len == 0) {
+	if (peer_der == NULL || peer_len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "no TLS client certificate was presented");
 		*reason = STK_REFUSAL_NO_CLIENT_CERT;
@@ -727,7 +726,9 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		    "device certificate too large");
 		*reason = STK_REFUSAL_BAD_CERTIFICATE;
 		goto refuse;
-	} else
+	} else if ((x5t = site_gw_conn_x5t(conn, peer_der, peer_len)) != NULL)
+		memcpy(thumb, x5t, strlen(x5t) + 1);   /* hashed once per connection */
+	else
 		stk_cert_x5t_s256(peer_der, peer_len, thumb);
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
@@ -741,7 +742,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		gen = site_gw_begin(s);
 	/* Through the site: a kid another node made since the key set was
 	 * cached is looked up once more. */
-	if ((r = site_gw_verify(s, token, len, thumb, now, gen, key, &c,
+	if ((r = site_gw_verify_memo(s, token, len, thumb, now, gen, conn, key, &c,
 	    renewal ? NULL : &gs, err)) < 0) {
 		if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
 			goto out;
@@ -822,12 +823,13 @@ stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
 }
 
 int
-stk_device_authenticate_x5t(struct stk_site *s, const char *token, size_t len,
-    const char *x5t, int64_t now, struct stk_device *dev, enum stk_refusal *reason,
+stk_device_authenticate_conn(struct stk_site *s, struct stk_gw_conn *conn,
+    const char *token, size_t len, const unsigned char *peer_der, size_t peer_len,
+    int64_t now, struct stk_device *dev, enum stk_refusal *reason,
     struct stk_error *err)
 {
-	return dev_auth(s, "gateway.auth", 0, token, len, NULL, 0, x5t, now, dev,
-	    NULL, reason, err);
+	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, conn, now,
+	    dev, NULL, reason, err);
 }
 
 /* Renewal (new_cert NULL) or re-key: the token moves on, the update

@@ -93,6 +93,7 @@ void site_keys_free_parked(struct stk_site *s);
  * presented with the certificate whose thumbprint is `thumb`, answered from
  * the cache when that pair was verified before. */
 struct stk_device;
+struct stk_gw_conn;
 struct site_gw_state {           /* what dev_auth decides on */
 	char guid[STK_GUID_LEN + 1];
 	char thumbprint[44];
@@ -119,6 +120,19 @@ int site_gw_allow_default(struct stk_site *s, uint64_t gen, int *on,
 int site_gw_verify(struct stk_site *s, const char *token, size_t len,
     const char *thumb, int64_t now, uint64_t gen, unsigned char key[32],
     struct stk_claims *c, struct site_gw_state *st, struct stk_error *err);
+/* The same with a server's per-connection memo (NULL: none). */
+int site_gw_verify_memo(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, struct stk_gw_conn *conn,
+    unsigned char key[32], struct stk_claims *c, struct site_gw_state *st,
+    struct stk_error *err);
+/* The certificate's thumbprint from the memo (hashed when it changed);
+ * NULL when it cannot be kept. */
+const char *site_gw_conn_x5t(struct stk_gw_conn *g, const unsigned char *der,
+    size_t len);
+/* The cache key of (token, thumb) from the memo when the connection
+ * presented this very token before, else hashed (and remembered). */
+void site_gw_conn_key(struct stk_gw_conn *g, const char *site_guid,
+    const char *token, size_t len, const char *thumb, unsigned char key[32]);
 int site_gw_get(const unsigned char key[32], int64_t now, int64_t leeway,
     const struct stk_verifier *v, uint64_t gen, struct stk_claims *c,
     struct site_gw_state *st);

@@ -38,11 +38,13 @@
  * SITETOKEN_TOKEN_CACHE=0 in the environment turns it off (benchmarks of
  * the cold path). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "site_int.h"
 
@@ -157,6 +159,94 @@ tc_where(const unsigned char key[32], size_t *set)
 {
 	*set = ((size_t)key[1] << 8 | key[2]) % SETS;
 	return &tc_shards[key[0] % SHARDS];
+}
+
+/* ---- per connection ---- */
+
+/* What a server keeps per client connection so that requests on a kept-alive
+ * connection hash nothing: the client certificate's DER and thumbprint, and
+ * the last token presented with its cache key. Both are compared byte for
+ * byte with what the request carries before they are used. */
+struct stk_gw_conn {
+	unsigned char *der;
+	size_t der_len;
+	char x5t[44];
+	char *tok;                   /* a client token: wiped before it is freed */
+	size_t tok_len;
+	char key_site[STK_GUID_LEN + 1];
+	char key_x5t[44];
+	unsigned char key[32];
+};
+
+struct stk_gw_conn *
+stk_gw_conn_new(void)
+{
+	return calloc(1, sizeof(struct stk_gw_conn));
+}
+
+static void
+tc_conn_forget_token(struct stk_gw_conn *g)
+{
+	if (g->tok != NULL) {
+		OPENSSL_cleanse(g->tok, g->tok_len);
+		free(g->tok);
+	}
+	g->tok = NULL;
+	g->tok_len = 0;
+	OPENSSL_cleanse(g->key, sizeof(g->key));
+}
+
+void
+stk_gw_conn_free(struct stk_gw_conn *g)
+{
+	if (g == NULL)
+		return;
+	tc_conn_forget_token(g);
+	free(g->der);
+	free(g);
+}
+
+const char *
+site_gw_conn_x5t(struct stk_gw_conn *g, const unsigned char *der, size_t len)
+{
+	unsigned char *copy;
+
+	if (g == NULL || der == NULL || len == 0)
+		return NULL;
+	if (g->der != NULL && g->der_len == len && memcmp(g->der, der, len) == 0)
+		return g->x5t;
+	if ((copy = malloc(len)) == NULL)
+		return NULL;
+	memcpy(copy, der, len);
+	free(g->der);
+	g->der = copy;
+	g->der_len = len;
+	stk_cert_x5t_s256(der, len, g->x5t);
+	return g->x5t;
+}
+
+void
+site_gw_conn_key(struct stk_gw_conn *g, const char *site_guid, const char *token,
+    size_t len, const char *thumb, unsigned char key[32])
+{
+	if (g != NULL && g->tok != NULL && g->tok_len == len &&
+	    strcmp(g->key_site, site_guid) == 0 && strcmp(g->key_x5t, thumb) == 0 &&
+	    CRYPTO_memcmp(g->tok, token, len) == 0) {
+		memcpy(key, g->key, 32);
+		return;
+	}
+	site_tokcache_key(site_guid, token, len, thumb, key);
+	if (g == NULL || strlen(site_guid) >= sizeof(g->key_site) ||
+	    strlen(thumb) >= sizeof(g->key_x5t))
+		return;
+	tc_conn_forget_token(g);
+	if ((g->tok = malloc(len)) == NULL)
+		return;
+	memcpy(g->tok, token, len);
+	g->tok_len = len;
+	memcpy(g->key, key, 32);
+	snprintf(g->key_site, sizeof(g->key_site), "%s", site_guid);
+	snprintf(g->key_x5t, sizeof(g->key_x5t), "%s", thumb);
 }
 
 /* ---- generation ---- */
@@ -470,6 +560,16 @@ site_gw_verify(struct stk_site *s, const char *token, size_t len,
     const char *thumb, int64_t now, uint64_t gen, unsigned char key[32],
     struct stk_claims *c, struct site_gw_state *st, struct stk_error *err)
 {
+	return site_gw_verify_memo(s, token, len, thumb, now, gen, NULL, key, c, st,
+	    err);
+}
+
+int
+site_gw_verify_memo(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, struct stk_gw_conn *conn,
+    unsigned char key[32], struct stk_claims *c, struct site_gw_state *st,
+    struct stk_error *err)
+{
 	const struct stk_verifier *v;
 	int r, hit;
 
@@ -478,7 +578,7 @@ site_gw_verify(struct stk_site *s, const char *token, size_t len,
 	if ((r = stk_site_verifier(s, &v, err)) != 0)
 		return r;
 	if (!s->gw.nocache) {
-		site_tokcache_key(s->guid, token, len, thumb, key);
+		site_gw_conn_key(conn, s->guid, token, len, thumb, key);
 		if ((hit = site_gw_get(key, now, stk_verifier_leeway(v), v, gen, c,
 		    st)) > 0)
 			return hit;

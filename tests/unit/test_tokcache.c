@@ -430,8 +430,8 @@ struct dtok {
 static void
 test_cached_equals_uncached(void **state)
 {
-	/* The fast path (B: claims and device state from the cache) and the
-	 * general one (C: same site, cache off for this handle: verify and
+	/* The fast path (B: certificate and token hashes from a connection
+	 * memo, claims and device state from the cache) and the general one (C: same site, cache off for this handle: verify and
 	 * read the store every time) must give the same verdict, reason and
 	 * device on every request, over a random sequence of blocks,
 	 * allow-cmg changes (site and device), renewals, re-registrations and
@@ -447,8 +447,11 @@ test_cached_equals_uncached(void **state)
 	int64_t now = f->t0;
 	uint64_t sh0 = site_gw_state_hits();
 	int step, d, round, compared = 0;
+	struct stk_gw_conn *memo[2] = { stk_gw_conn_new(), stk_gw_conn_new() };
 	const char *seed = getenv("STK_DIFF_SEED");
 
+	assert_non_null(memo[0]);
+	assert_non_null(memo[1]);
 	rng_state = seed != NULL ? strtoull(seed, NULL, 10) : 0x5eed5eedULL;
 	if (rng_state == 0)
 		rng_state = 1;
@@ -529,8 +532,12 @@ test_cached_equals_uncached(void **state)
 					enum stk_refusal rb = STK_REFUSAL_NONE, rc = STK_REFUSAL_NONE;
 					int xb, xc;
 
-					xb = stk_device_authenticate(f->b, toks[i].tok, strlen(toks[i].tok),
-					    cert[j], clen[j], now, &db, &rb, &err);
+					/* B through a per-connection memo, as the server: the
+					 * memo's certificate changes on alternate steps (a
+					 * renegotiation) and its token on most calls. */
+					xb = stk_device_authenticate_conn(f->b, memo[(j + (size_t)step) % 2],
+					    toks[i].tok, strlen(toks[i].tok), cert[j], clen[j], now, &db,
+					    &rb, &err);
 					xc = stk_device_authenticate(c, toks[i].tok, strlen(toks[i].tok),
 					    cert[j], clen[j], now, &dc, &rc, &err);
 					if (xb != xc || rb != rc)
@@ -554,6 +561,8 @@ test_cached_equals_uncached(void **state)
 	assert_true(site_gw_state_hits() - sh0 > DIFF_STEPS);
 	for (i = 0; i < ntok; i++)
 		stk_token_free(toks[i].tok);
+	stk_gw_conn_free(memo[0]);
+	stk_gw_conn_free(memo[1]);
 	stk_site_close(c);
 }
 
