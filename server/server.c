@@ -460,10 +460,18 @@ srv_cmg_authed(struct srv_listener *ls, struct MHD_Connection *c,
 		stk_issued_clear(&is);
 		return ret;
 	}
-	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Accepted %s from %s: device %s "
-	    "jti %s, certificate bound", op, peer, dev.guid, dev.last_jti);
-	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Validated client token jti=%s sub=%s",
-	    dev.last_jti, dev.guid);
+	{
+		/* Every request logs these two lines: no printf. */
+		const char *const acc[] = { "Accepted ", op, " from ", peer, ": device ",
+		    dev.guid, " jti ", dev.last_jti, ", certificate bound" };
+		const char *const val[] = { "Validated client token jti=", dev.last_jti,
+		    " sub=", dev.guid };
+
+		srv_log_parts(s->logs, SRV_LOG_AUTH, "ClientAuth", acc,
+		    sizeof(acc) / sizeof(acc[0]));
+		srv_log_parts(s->logs, SRV_LOG_STS, "CCM_STS", val,
+		    sizeof(val) / sizeof(val[0]));
+	}
 	/* Formatted here, not through jansson: every value is a GUID or an
 	 * integer. allow_cmg is in effect (it is on, or we refused). */
 	n = snprintf(body, sizeof(body), "{\"device_guid\":\"%s\",\"site\":\"%s\","
