@@ -24,6 +24,10 @@ res=$(cmg_call POST renew B "$T/A/client.token")
 [ "$(echo "$res" | http_status)" = 401 ] || fail "renew with the wrong certificate: $res"
 res=$(cmg_call GET policy A "$T/A/client.token")
 [ "$(echo "$res" | http_status)" = 200 ] || fail "A with its own certificate: $res"
+# The two lines every accepted request leaves (formatted without printf).
+jA=$(agent A 0 status --json | json_get jti)
+grep -Eq "^[0-9T:-]+Z \[tid [0-9]+\] ClientAuth: Accepted policy from 127\.0\.0\.1: device $gA jti $jA, certificate bound\$" "$SITE/logs/ClientAuth.log" || fail "accepted line: $(tail -1 "$SITE/logs/ClientAuth.log")"
+grep -Eq "^[0-9T:-]+Z \[tid [0-9]+\] CCM_STS: Validated client token jti=$jA sub=$gA\$" "$SITE/logs/CCM_STS.log" || fail "validated line: $(tail -1 "$SITE/logs/CCM_STS.log")"
 ok "token bound to certificate A refused with certificate B (401 certificate_mismatch)"
 
 # No token, garbage token.
