@@ -668,11 +668,18 @@ devices_figure(struct device *dev, int conns, int rounds)
 	struct bench_figure f;
 	int round, ms, mb, r = 0;
 
+	/* Alternate which size goes first, as the other figures do. */
 	for (round = 0; round < rounds && r == 0; round++) {
-		r = devices_fill(1000) != 0 ||
-		    keepalive_rate(dev, conns, "policy", &small[round], &ss[round]) != 0 ||
-		    devices_fill(100000) != 0 ||
-		    keepalive_rate(dev, conns, "policy", &big[round], &sb[round]) != 0;
+		if (round % 2 == 0)
+			r = devices_fill(1000) != 0 ||
+			    keepalive_rate(dev, conns, "policy", &small[round], &ss[round]) != 0 ||
+			    devices_fill(100000) != 0 ||
+			    keepalive_rate(dev, conns, "policy", &big[round], &sb[round]) != 0;
+		else
+			r = devices_fill(100000) != 0 ||
+			    keepalive_rate(dev, conns, "policy", &big[round], &sb[round]) != 0 ||
+			    devices_fill(1000) != 0 ||
+			    keepalive_rate(dev, conns, "policy", &small[round], &ss[round]) != 0;
 	}
 	if (devices_fill(0) != 0 || r != 0) {
 		bench_fail("gateway", "device-count figure: cannot fill %s (sqlite3)",
