@@ -19,11 +19,12 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/stk-instr.XXXXXX")
 OUT=${3:-$T/out}
 mkdir -p "$OUT"
 PID=
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
 	local rc=$?
 	[ -z "$PID" ] || { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 	rm -rf "$T"
-	exit $rc
+	exit "$rc"
 }
 trap cleanup EXIT
 export SITETOKEN_SITE=$T/site
@@ -46,6 +47,7 @@ for _ in $(seq 600); do
 	sleep 0.1
 done
 [ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
+cmg_port=
 # shellcheck disable=SC1091
 . "$T/ready"
 CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500
@@ -55,14 +57,15 @@ CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500
 
 # batch PATH COUNT: COUNT requests on one connection; prints instructions.
 batch() {
-	local path=$1 n=$2 urls=() i f
+	local path=$1 n=$2 urls=() i f files
 	for ((i = 0; i < n; i++)); do urls+=("$CMG/sitetoken/v1/$path"); done
 	callgrind_control -z "$PID" >/dev/null 2>&1
 	curl -s --fail --cacert "$T/tls.crt" --cert "$T/dev/device.crt" \
 		--key "$T/dev/device.key" -H @"$T/hdr" "${urls[@]}" >/dev/null
 	rm -f "$OUT"/cg."$PID".*
 	callgrind_control -d "$path-$n" "$PID" >/dev/null 2>&1
-	f=$(ls -t "$OUT"/cg."$PID".* | head -1)
+	files=("$OUT"/cg."$PID".*)   # the one dump just written
+	f=${files[0]}
 	awk '/^summary:|^totals:/ { print $2; exit }' "$f"
 	[ "$path" = policy ] && [ "$n" = $((2 * N)) ] && cp "$f" "$OUT/policy.cg"
 	[ "$path" = health ] && [ "$n" = $((2 * N)) ] && cp "$f" "$OUT/health.cg"
