@@ -7,7 +7,9 @@
 # (callgrind_control), and per request = (I(2N) - I(N)) / N, so the
 # handshake and start-up cancel out. Prints both and their ratio, and
 # leaves the per-function profile of the policy batch in OUT (default: a
-# temporary directory, removed) for callgrind_annotate.
+# temporary directory, removed) for callgrind_annotate. With
+# STK_INSTR_DEVICES=M the site holds M registered devices (filler rows, as
+# sitetoken-bench's 100k figure adds) while it is measured.
 #   bench/gateway_instr.sh BUILD_DIR [N] [OUT_DIR]
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [N] [OUT_DIR]" >&2; exit 2; }
@@ -54,6 +56,14 @@ CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500
 "$AGENT" --state "$T/dev" --ca "$T/tls.crt" register --cmg "$CMG" \
 	--regtoken-file "$T/bulk.tok" >/dev/null
 ( umask 077; printf 'Authorization: Bearer %s' "$(cat "$T/dev/client.token")" >"$T/hdr" )
+FILL=${STK_INSTR_DEVICES:-0}
+if [ "$FILL" -gt 1 ]; then
+	sqlite3 -cmd '.timeout 30000' "$SITETOKEN_SITE/site.db" "WITH RECURSIVE n(i) AS
+		(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $FILL - 1) INSERT INTO devices
+		(guid, cert_thumbprint, cert, registered_at, via) SELECT printf(
+		'%08x-0000-4000-8000-%012x', i, i), 'bench-fake-' || i, x'00', 0, 'mp' FROM n;
+		PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+fi
 
 # batch PATH COUNT: COUNT requests on one connection; prints instructions.
 batch() {
@@ -74,11 +84,11 @@ batch() {
 batch policy 20 >/dev/null   # warm: the cache, the worker handle
 p1=$(batch policy "$N"); h1=$(batch health "$N")
 p2=$(batch policy $((2 * N))); h2=$(batch health $((2 * N)))
-python3 - "$p1" "$p2" "$h1" "$h2" "$N" <<'PY'
+python3 - "$p1" "$p2" "$h1" "$h2" "$N" "$(sqlite3 "$SITETOKEN_SITE/site.db" "SELECT count(*) FROM devices")" <<'PY'
 import sys
-p1, p2, h1, h2, n = map(int, sys.argv[1:])
+p1, p2, h1, h2, n = map(int, sys.argv[1:6])
 p, h = (p2 - p1) / n, (h2 - h1) / n
-print(f"instructions per request: policy {p:,.0f}  health {h:,.0f}  "
+print(f"instructions per request ({sys.argv[6]} devices): policy {p:,.0f}  health {h:,.0f}  "
       f"health/policy {h / p:.2f} (the rate ratio a CPU-bound server would show)")
 PY
 [ -n "${3:-}" ] && echo "profiles: $OUT/policy.cg $OUT/health.cg (callgrind_annotate)"
