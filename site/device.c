@@ -710,6 +710,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 
 	memset(dev, 0, sizeof(*dev));
 	memset(&c, 0, sizeof(c));
+	memset(&gs, 0, sizeof(gs));
 	*reason = STK_REFUSAL_INTERNAL;
 	if (jti != NULL)
 		jti[0] = '\0';
