@@ -104,7 +104,8 @@ struct site_gw_state {           /* what dev_auth decides on */
 int site_verify_client_cached(struct stk_site *s, const char *token,
     size_t len, const char *thumb, int64_t now, struct stk_claims *c,
     struct stk_error *err);
-/* Poll the store's generation when due; the process's generation. */
+/* gwgen.c (core: the commit and every layer that changes state call it).
+ * Poll the store's generation when due; the process's generation. */
 uint64_t site_gw_begin(struct stk_site *s);
 uint64_t site_gw_generation(void);
 /* Inside a transaction that changes what the gateway decides on. */

@@ -21,7 +21,7 @@
  *    counter: each site handle reads it before a cache lookup when its last
  *    read is 1 s old or older (monotonic clock), and bumps tc_gen when it
  *    changed (or on the handle's first read, or when the read fails).
- *    Worst case: a request that starts SITE_GW_POLL_NS (1 s) after the
+ *    Worst case: a request that starts 1 s (gwgen.c) after the
  *    change committed is decided on the new state, on every node.
  * A bump keeps the verified claims (they do not depend on device state)
  * and makes each handle re-read the key set on its next use, so a key
@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include "sitetoken/cert.h"
@@ -51,8 +50,6 @@
 #define SHARDS 16
 #define SETS 128                 /* per shard */
 #define WAYS 4                   /* entries per set: 16*128*4 = 8192 */
-#define SITE_GW_POLL_NS 1000000000LL  /* the staleness bound across processes */
-#define SITE_GW_ROW "gateway-generation"
 
 struct tc_entry {
 	unsigned char key[32];
@@ -80,8 +77,6 @@ static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static int tc_on;
 static uint64_t tc_hits, tc_misses;   /* atomics, not a lock */
 static uint64_t tc_state_hits;        /* hits that also held current state */
-/* The process's generation of device state (never 0: 0 marks "no state"). */
-static uint64_t tc_gen = 1;
 
 static void
 tc_init(void)
@@ -252,104 +247,7 @@ site_gw_conn_key(struct stk_gw_conn *g, const char *site_guid, const char *token
 	snprintf(g->key_x5t, sizeof(g->key_x5t), "%s", thumb);
 }
 
-/* ---- generation ---- */
-
-uint64_t
-site_gw_generation(void)
-{
-	return __atomic_load_n(&tc_gen, __ATOMIC_ACQUIRE);
-}
-
-static void
-tc_gen_bump(void)
-{
-	__atomic_add_fetch(&tc_gen, 1, __ATOMIC_ACQ_REL);
-}
-
-static int64_t
-tc_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int
-site_gw_bump(struct stk_site *s, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int r = STK_OK;
-
-	/* PostgreSQL and SQLite both take this spelling; the row lock it takes
-	 * is held by a transaction that already holds the site's write lock. */
-	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES ('"
-	    SITE_GW_ROW "', '1') ON CONFLICT (name) DO UPDATE SET value ="
-	    " CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)", &st) != 0 ||
-	    db_step(st) != SITE_DB_DONE)
-		r = site_db_error(s, err, "recording a gateway state change");
-	db_finalize(st);
-	if (r == 0)
-		s->gw.dirty = 1;
-	return r;
-}
-
-void
-site_gw_committed(struct stk_site *s, int committed)
-{
-	if (s->gw.dirty && committed)
-		tc_gen_bump();
-	s->gw.dirty = 0;
-}
-
-/* Read the site's generation counter; -1 when it cannot be read. */
-static int64_t
-tc_read_db_gen(struct stk_site *s)
-{
-	struct site_stmt *st = NULL;
-	const char *v;
-	int64_t g = -1;
-	int rc;
-
-	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = '"
-	    SITE_GW_ROW "'", &st) != 0)
-		return -1;
-	if ((rc = db_step(st)) == SITE_DB_DONE)
-		g = 0;
-	else if (rc == SITE_DB_ROW && (v = db_column_text(st, 0)) != NULL)
-		g = strtoll(v, NULL, 10);
-	db_finalize(st);
-	return g;
-}
-
-uint64_t
-site_gw_begin(struct stk_site *s)
-{
-	int64_t t = tc_mono_ns(), g;
-	uint64_t gen;
-
-	if (!s->gw.polled || t - s->gw.polled_at >= SITE_GW_POLL_NS ||
-	    t < s->gw.polled_at) {
-		g = tc_read_db_gen(s);
-		/* A first read knows nothing of what other handles cached; a
-		 * failed read cannot vouch for anything: both invalidate. */
-		if (g < 0 || !s->gw.polled || g != s->gw.db_gen)
-			tc_gen_bump();
-		if (g >= 0) {
-			s->gw.db_gen = g;
-			s->gw.polled = 1;
-			s->gw.polled_at = t;
-		}
-	}
-	gen = site_gw_generation();
-	if (gen != s->gw.seen) {
-		/* A key retired or restored elsewhere: re-read the key set. */
-		if (s->gw.seen != 0)
-			s->keys_checked = 0;
-		s->gw.seen = gen;
-	}
-	return gen;
-}
+/* ---- settings the gateway reads ---- */
 
 int
 site_gw_allow_default(struct stk_site *s, uint64_t gen, int *on,
