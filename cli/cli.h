@@ -70,7 +70,7 @@ int cmd_key_endorse(int argc, char **argv);
 struct bulk_new_opts {
 	const char *lifetime, *max_uses, *source, *tls_cert, *cmg;
 	int json;
-	int require_att;    /* --require-attestation (site/attest_policy.c) */
+	int require_att;    /* --require-attestation (site/registration/attest_policy.c) */
 };
 int bulk_new_print(const char *site_dir, const struct bulk_new_opts *o);
 

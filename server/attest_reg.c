@@ -14,7 +14,7 @@
  * and no more. The evidence is checked against the site's trusted EK roots,
  * its key against the TLS certificate's key; MakeCredential (software) binds
  * the secret to the EK and the AK, so only the TPM that made the evidence
- * can answer. Only then does site/device.c register the device, recorded
+ * can answer. Only then does site/registration/registration.c register the device, recorded
  * as attested ("tpm", with its EK certificate's SHA-256). */
 #include <stdint.h>
 #include <stdio.h>
@@ -411,7 +411,7 @@ ar_activate(struct srv_attreg *ar, struct MHD_Connection *c, const char *peer,
 	r = stk_device_register(ar->site, &reg, stk_now(), &is, &reason, &err);
 	pthread_mutex_unlock(ar->site_mu);
 	if (r != 0) {
-		/* Refused and audited by site/device.c. */
+		/* Refused and audited by site/registration/registration.c. */
 		srv_metrics_refused(SRV_M_CMG, reason);
 		srv_log(ar->logs, SRV_LOG_AUTH, "ClientAuth", "Refused attested "
 		    "registration from %s: %s (%s)", peer, stk_refusal_code(reason),

@@ -1,5 +1,5 @@
 /* The server's housekeeping: the one place key retirement happens on its
- * own (site/keys.c, stk_site_keys_retire_due). Once at start-up, then every
+ * own (site/keys/keys.c, stk_site_keys_retire_due). Once at start-up, then every
  * SRV_HOUSEKEEPING_INTERVAL seconds, under the server's site lock. Whether
  * a key is due is the store's decision (its record of the latest token
  * expiry per key and its clock), so a node whose clock runs ahead retires

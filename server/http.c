@@ -9,8 +9,8 @@
 #include "http.h"
 
 /* Per TLS/TCP connection (MHD's socket context): the gateway's memo of the
- * connection (certificate thumbprint, last token's cache key; site/tokcache.c)
- * and the request record reused by every request on the connection (no
+ * connection (certificate thumbprint, last token's cache key;
+ * site/registration/tokcache.c) and the request record reused by every request on the connection (no
  * allocation per request). */
 struct srv_conn {
 	struct stk_gw_conn *gw;

@@ -3,7 +3,7 @@
  * Counters live in one process-wide table of C11 atomics (listener threads
  * add to them without a lock). Figures that live in the site (audit record
  * and checkpoint counts, key and certificate expiry) are read at scrape
- * time under the site lock, through site/stats.c: a scrape never writes.
+ * time under the site lock, through site/facade/stats.c: a scrape never writes.
  *
  * Site-key signing is timed by interposing on the key's backend vtable
  * (curl vtls / BearSSL style: the key object's first member is its vtable

@@ -3,7 +3,7 @@
  * Mutual TLS on the CMG: giving MHD a trust list (MHD_OPTION_HTTPS_MEM_TRUST)
  * makes GnuTLS request a client certificate; the handshake proves the client
  * holds its key, and we read the certificate's DER from the session to
- * compare its SHA-256 thumbprint with the token's cnf (site/device.c). The
+ * compare its SHA-256 thumbprint with the token's cnf (site/registration/gateway.c). The
  * trust list itself is not used to accept device certificates: they are
  * self-signed, and the binding to the token is what authenticates them. */
 #include <arpa/inet.h>
@@ -296,7 +296,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 }
 
 /* POST challenge (HTTP MP): a nonce for the proof of possession. Costs no
- * store access (site/challenge.c). */
+ * store access (site/registration/challenge.c). */
 static enum MHD_Result
 srv_challenge(struct srv *s, struct MHD_Connection *c)
 {

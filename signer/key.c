@@ -1,4 +1,5 @@
-/* Key backend dispatch: the only place that lists the backends. */
+/* Keys: the calls every backend answers, key types, signature forms. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,42 +10,6 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include "sitetoken/key.h"
-
-extern const struct stk_key_backend stk_backend_file;
-#ifdef STK_HAVE_PKCS11
-extern const struct stk_key_backend stk_backend_pkcs11;
-#endif
-#ifdef STK_HAVE_TPM
-extern const struct stk_key_backend stk_backend_tpm;
-#endif
-
-static const struct stk_key_backend *const key_backends[] = {
-	&stk_backend_file,
-#ifdef STK_HAVE_PKCS11
-	&stk_backend_pkcs11,
-#endif
-#ifdef STK_HAVE_TPM
-	&stk_backend_tpm,
-#endif
-	NULL
-};
-
-const struct stk_key_backend *const *
-stk_key_backends(void)
-{
-	return key_backends;
-}
-
-const struct stk_key_backend *
-stk_key_backend_find(const char *name)
-{
-	size_t i;
-
-	for (i = 0; name != NULL && key_backends[i] != NULL; i++)
-		if (strcmp(key_backends[i]->name, name) == 0)
-			return key_backends[i];
-	return NULL;
-}
 
 const char *
 stk_key_type_alg(enum stk_key_type type)
@@ -105,66 +70,6 @@ stk_key_type_of_pkey(const EVP_PKEY *pkey)
 	return STK_KEY_NONE;
 }
 
-static const struct stk_key_backend *
-key_backend_for_uri(const char *uri)
-{
-	size_t i, n;
-	const char *colon = strchr(uri, ':');
-
-	if (colon != NULL) {
-		n = (size_t)(colon - uri);
-		for (i = 0; key_backends[i] != NULL; i++)
-			if (strlen(key_backends[i]->scheme) == n &&
-			    strncmp(key_backends[i]->scheme, uri, n) == 0)
-				return key_backends[i];
-	}
-	/* A plain path is a PEM file. */
-	if (uri[0] == '/' || uri[0] == '.' || colon == NULL)
-		return &stk_backend_file;
-	return NULL;
-}
-
-int
-stk_key_open(const char *uri, const struct stk_key_opts *opts,
-    struct stk_key **out, struct stk_error *err)
-{
-	const struct stk_key_backend *be;
-	static const struct stk_key_opts no_opts;
-
-	*out = NULL;
-	if (uri == NULL || *uri == '\0')
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "no key URI given");
-	if ((be = key_backend_for_uri(uri)) == NULL)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "no key backend for this URI scheme (compiled in: file%s%s)",
-		    stk_key_backend_find("pkcs11") ? ", pkcs11" : "",
-		    stk_key_backend_find("tpm") ? ", tpm" : "");
-	return be->open(uri, opts ? opts : &no_opts, out, err);
-}
-
-int
-stk_key_generate(const char *backend, const char *uri, enum stk_key_type type,
-    const struct stk_key_opts *opts, struct stk_key **out, char **out_uri,
-    struct stk_error *err)
-{
-	const struct stk_key_backend *be = stk_key_backend_find(backend);
-	static const struct stk_key_opts no_opts;
-
-	*out = NULL;
-	*out_uri = NULL;
-	if (be == NULL)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "key backend '%s' is not compiled in", backend ? backend : "");
-	if (be->generate == NULL)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "key backend '%s' cannot generate keys", be->name);
-	if (stk_key_type_alg(type) == NULL)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "unknown key type");
-	return be->generate(uri, type, opts ? opts : &no_opts, out, out_uri, err);
-}
-
 int
 stk_key_get_public(struct stk_key *key, EVP_PKEY **out, struct stk_error *err)
 {
@@ -174,6 +79,10 @@ stk_key_get_public(struct stk_key *key, EVP_PKEY **out, struct stk_error *err)
 		    "backend %s cannot give its public key", key->vt->name);
 	return key->vt->get_public(key, out, err);
 }
+
+/* One lock for every key of a backend without STK_CAP_THREADSAFE: such a
+ * backend may share one session or context between its keys. */
+static pthread_mutex_t key_sign_serial = PTHREAD_MUTEX_INITIALIZER;
 
 int
 stk_key_sign_digest(struct stk_key *key, const unsigned char *digest,
@@ -185,7 +94,14 @@ stk_key_sign_digest(struct stk_key *key, const unsigned char *digest,
 	if (dlen != STK_SHA256_LEN)
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "digest must be SHA-256");
-	if ((r = key->vt->sign(key, digest, dlen, sig, siglen, err)) != 0)
+	/* A backend that does not declare STK_CAP_THREADSAFE signs one call
+	 * at a time, whichever thread (a server worker) asks. */
+	if (!(key->vt->caps & STK_CAP_THREADSAFE))
+		pthread_mutex_lock(&key_sign_serial);
+	r = key->vt->sign(key, digest, dlen, sig, siglen, err);
+	if (!(key->vt->caps & STK_CAP_THREADSAFE))
+		pthread_mutex_unlock(&key_sign_serial);
+	if (r != 0)
 		return r;
 	/* Never let a backend hand the core a signature of the wrong shape. */
 	if (*siglen > cap ||
@@ -213,12 +129,17 @@ int
 stk_key_describe(struct stk_key *key, struct stk_key_info *info,
     struct stk_error *err)
 {
+	int r = STK_OK;
+
 	memset(info, 0, sizeof(*info));
 	info->backend = key->vt->name;
 	info->type = key->type;
-	if (key->vt->describe == NULL)
-		return STK_OK;
-	return key->vt->describe(key, info, err);
+	if (key->vt->describe != NULL)
+		r = key->vt->describe(key, info, err);
+	/* Only a backend that can make a key non-exportable may say a key is. */
+	if (!(key->vt->caps & STK_CAP_NONEXPORTABLE))
+		info->non_exportable = 0;
+	return r;
 }
 
 void

@@ -5,7 +5,7 @@ stk_unit_test(test_device)
 # Renewals racing on two site handles (fault injection between read and write).
 stk_unit_test(test_device_race)
 target_link_options(test_device_race PRIVATE -Wl,--wrap=stk_site_tx_begin)
-# Attested registration policy (site/attest_policy.c).
+# Attested registration policy (site/registration/attest_policy.c).
 stk_unit_test(test_attest_policy)
 stk_unit_test(test_bulk_limits)
 stk_unit_test(test_server)

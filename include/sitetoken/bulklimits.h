@@ -56,7 +56,7 @@ int stk_bulk_new_limited(struct stk_site *s, long minutes,
 int stk_bulk_limits_get(struct stk_site *s, const char *guid,
     struct stk_bulk_limits *lim, long *uses, struct stk_error *err);
 
-/* Registration hooks (site/device.c). source_check: STK_E_TOKEN_SOURCE when
+/* Registration hooks (site/registration/registration.c). source_check: STK_E_TOKEN_SOURCE when
  * the token is bound to networks that do not contain `peer`. use: inside the
  * registration transaction; counts one use, or STK_E_TOKEN_EXHAUSTED when
  * the limit is reached (nothing changed). */

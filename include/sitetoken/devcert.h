@@ -1,5 +1,5 @@
 /* Device certificates as a registration credential: what the site accepts
- * (site/devcert.c). */
+ * (site/registration/devcert.c). */
 #ifndef SITETOKEN_DEVCERT_H
 #define SITETOKEN_DEVCERT_H
 

@@ -148,8 +148,9 @@ int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
  * this certificate) and the device's state at the current generation: a
  * change made through any handle of this process applies to the next call;
  * one made by another process or node applies to every call that starts 1 s
- * or more after it committed (site/tokcache.c). The site handle itself is
- * not thread-safe: one thread at a time (the server opens one per worker).
+ * or more after it committed (site/registration/tokcache.c). The site
+ * handle itself is not thread-safe: one thread at a time (the server opens
+ * one per worker).
  * On success dev holds guid, thumbprint, last_jti, blocked, allow_cmg,
  * token_used, last_issued_at and token_exp. */
 struct stk_gw_conn;

@@ -36,7 +36,13 @@ enum stk_key_type stk_key_type_parse(const char *name);
 #define STK_SHA256_LEN 32
 #define STK_P256_SIG_LEN 64
 
-/* Capability bits. */
+/* Capability bits: what the core does with each.
+ * GENERATE: stk_key_generate refuses a backend without it (site init,
+ *   key rotate, node add make their key with it).
+ * NONEXPORTABLE: stk_key_describe reports non_exportable = 0 for every key
+ *   of a backend without it, whatever the backend says.
+ * THREADSAFE: sign() may run on several threads at once; without it,
+ *   stk_key_sign/stk_key_sign_digest serialise all signing on the backend. */
 #define STK_CAP_GENERATE      0x01u /* can generate a key inside the backend */
 #define STK_CAP_NONEXPORTABLE 0x02u /* keys can be made non-exportable */
 #define STK_CAP_THREADSAFE    0x04u /* sign() may be called from several threads */
@@ -107,7 +113,7 @@ struct stk_key_backend {
 	 * advanced by one first when `advance` (the device may start it at
 	 * any value; it never goes down, not even when the disk is restored).
 	 * 0 when it was never advanced. NULL: the device has none (file,
-	 * pkcs11). The audit log anchors its head to it (site/audit.c). */
+	 * pkcs11). The audit log anchors its head to it (site/audit/audit.c). */
 	int (*counter)(struct stk_key *key, const char *name, int advance,
 	    uint64_t *value, struct stk_error *err);
 };

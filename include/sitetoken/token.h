@@ -53,7 +53,8 @@ void stk_claims_clear(struct stk_claims *c); /* frees members; accepts NULL */
 /* ---- Issuing ---- */
 
 /* A signer: the site key plus the site certificate it belongs to.
- * Thread-safe for issuing when the key backend is (STK_CAP_THREADSAFE). */
+ * Thread-safe for issuing: signing on a backend without STK_CAP_THREADSAFE
+ * is serialised by stk_key_sign. */
 struct stk_signer;
 
 /* Borrow `key` (the caller keeps ownership and closes it after the signer).

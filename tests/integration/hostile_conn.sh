@@ -60,7 +60,7 @@ python3 -c 'import sys; d=bytearray(open(sys.argv[1],"rb").read()); d[-3]^=0xff;
 pem_of < "$T/c1.der" > "$T/c1bad.crt"
 register_with "certificate with a corrupt self-signature" "$T/c1bad.crt" "$T/c1.key" "200 -"
 t1=$(python3 -c 'import json; print(json.load(open("'"$T/resp"'"))["client_token"])' 2>/dev/null)
-# Expired certificate (validity in the past): refused (site/devcert.c).
+# Expired certificate (validity in the past): refused (site/registration/devcert.c).
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/c2.key" \
 	-out "$T/c2.csr" -subj /CN=c2 2>/dev/null
 openssl x509 -req -in "$T/c2.csr" -signkey "$T/c2.key" -days -1 -out "$T/c2.crt" 2>/dev/null

@@ -85,7 +85,7 @@ agent X 0 policy >/dev/null || fail "node B token refused after rotation"
 ok "node B verifies node A's new key at once (unknown kid -> key set re-read)"
 
 # Node B has verified device X's token before, and its gateway cache holds
-# X's state (site/tokcache.c): a block made on node A (the CLI, another
+# X's state (site/registration/tokcache.c): a block made on node A (the CLI, another
 # process) is refused by node B on every request that starts 1 s after the
 # block committed (B polls the site's generation counter at most once a
 # second), and the unblock is accepted within the same bound.

@@ -5,7 +5,7 @@
 TEST_NAME=server_cmg_auth
 . "$(dirname "$0")/server_lib.sh"
 # The CLI is another process: the server's gateway cache applies its changes
-# to every request that starts 1 s after they committed (site/tokcache.c).
+# to every request that starts 1 s after they committed (site/registration/tokcache.c).
 # Wait out that bound after each one.
 settle() { sleep 1.05; }
 make_site

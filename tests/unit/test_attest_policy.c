@@ -1,4 +1,4 @@
-/* Attested registration, the site's policy (site/attest_policy.c) without
+/* Attested registration, the site's policy (site/registration/attest_policy.c) without
  * HTTP or a TPM: which registrations need attestation (site default, per
  * bulk token), that an unattested one is refused and audited when they do,
  * and what an attested device is recorded and issued with. */

@@ -1,4 +1,4 @@
-/* PostgreSQL connection faults under the site (site/db_pg.c), injected by
+/* PostgreSQL connection faults under the site (site/store/db_pg.c), injected by
  * wrapping libpq's PQexec (-Wl,--wrap): the connection dies around a
  * registration's COMMIT, or between requests. Runs against the pg fixture's
  * cluster (SITETOKEN_DB). What a device sees: the request fails with a

@@ -1,4 +1,4 @@
-/* The site store interface (site/db.h), on SQLite, or on PostgreSQL when
+/* The site store interface (site/store/db.h), on SQLite, or on PostgreSQL when
  * SITETOKEN_DB names one (ctest label pg): the common SQL dialect, numbered
  * and unnamed placeholders, blobs with NUL bytes, NULLs, 64-bit integers,
  * changed-row counts, errors, the write lock and schema versions. */

@@ -1,8 +1,9 @@
-/* The gateway's cache (site/tokcache.c) through stk_device_authenticate on
- * two nodes of one site: node A (the handle that registers and administers)
- * and node B (the gateway that serves from its cache). On SQLite B is a
- * second handle on the same store; with SITETOKEN_DB (ctest label pg) B is
- * a real second node (stk_site_node_add) on its own connection.
+/* The gateway's cache (site/registration/tokcache.c) through
+ * stk_device_authenticate on two nodes of one site: node A (the handle that
+ * registers and administers) and node B (the gateway that serves from its
+ * cache). On SQLite B is a second handle on the same store; with
+ * SITETOKEN_DB (ctest label pg) B is a real second node (stk_site_node_add)
+ * on its own connection.
  *
  * The documented staleness: a change made through a handle of the same
  * process applies to B's very next request; a change made by another

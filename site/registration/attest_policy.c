@@ -1,6 +1,6 @@
 /* Attested registration, the site's side of the policy: trusted EK roots,
  * require-attestation (site default, per bulk token), what each device
- * proved. Kept apart from site/device.c, which calls in at two points
+ * proved. Kept apart from site/registration/registration.c, which calls in at two points
  * (the policy check and the record of the device). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,28 +104,26 @@ ap_roots_change(struct stk_site *s, const char *pem, size_t len, int add,
 	for (i = 0; i < n; i++) {
 		if ((r = ap_der(certs[i], &der, &derlen, hex, subject, sizeof(subject),
 		    err)) != 0)
-			goto fail;
+			goto out;
 		if (db_prepare(s->store, add ? "INSERT INTO attest_roots (sha256, subject,"
 		    " cert, added_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING" :
 		    "DELETE FROM attest_roots WHERE sha256 = ?", &st) != 0) {
 			r = site_db_error(s, err, "writing the attestation roots");
-			goto fail;
+			goto out;
 		}
-		db_bind_text(st, 1, hex);
-		if (add) {
-			db_bind_text(st, 2, subject);
-			db_bind_blob(st, 3, der, (size_t)derlen);
-			db_bind_int64(st, 4, now);
-		}
-		if (db_step(st) != SITE_DB_DONE) {
+		if (db_bind_text(st, 1, hex) != 0 ||
+		    (add && (db_bind_text(st, 2, subject) != 0 ||
+		    db_bind_blob(st, 3, der, (size_t)derlen) != 0 ||
+		    db_bind_int64(st, 4, now) != 0)) ||
+		    db_step(st) != SITE_DB_DONE) {
 			r = site_db_error(s, err, "writing the attestation roots");
-			goto fail;
+			goto out;
 		}
 		if (db_changes(s->store) == 1) {
 			(*changed)++;
 			if ((r = stk_audit_append(s, actor, add ? "attest.root.add" :
 			    "attest.root.remove", hex, "ok", subject, err)) != 0)
-				goto fail;
+				goto out;
 		}
 		db_finalize(st);
 		st = NULL;
@@ -135,15 +133,15 @@ ap_roots_change(struct stk_site *s, const char *pem, size_t len, int add,
 	if (!add && *changed == 0) {
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "none of the %zu certificate(s) is a trusted attestation root", n);
-		goto fail;
+		goto out;
 	}
 	r = stk_site_tx_commit(s, err);
-	goto out;
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-	*changed = 0;
 out:
+	db_finalize(st);
+	if (r != 0) {
+		stk_site_tx_rollback(s);
+		*changed = 0;
+	}
 	OPENSSL_free(der);
 	for (i = 0; i < n; i++)
 		X509_free(certs[i]);
@@ -247,8 +245,9 @@ stk_attest_required(struct stk_site *s, const char *bulk_guid, int *required,
 		if (db_prepare(s->store, "SELECT require_attestation FROM bulk_tokens"
 		    " WHERE guid = ?", &st) != 0)
 			return site_db_error(s, err, "reading the bulk token policy");
-		db_bind_text(st, 1, bulk_guid);
-		if ((rc = db_step(st)) == SITE_DB_ROW && !db_column_is_null(st, 0))
+		rc = db_bind_text(st, 1, bulk_guid) != 0 ?
+		    SITE_DB_ERROR : db_step(st);
+		if (rc == SITE_DB_ROW && !db_column_is_null(st, 0))
 			tok = db_column_int(st, 0) ? 1 : 0;
 		else if (rc != SITE_DB_ROW && rc != SITE_DB_DONE) {
 			db_finalize(st);
@@ -278,12 +277,11 @@ stk_bulk_set_require_attestation(struct stk_site *s, const char *guid, int on,
 		r = site_db_error(s, err, "writing the bulk token policy");
 		goto fail;
 	}
-	if (on < 0)
-		db_bind_null(st, 1);
-	else
-		db_bind_int64(st, 1, on ? 1 : 0);
-	db_bind_text(st, 2, guid);
-	if (db_step(st) != SITE_DB_DONE) {
+	if ((on < 0 ?
+	    db_bind_null(st, 1) :
+	    db_bind_int64(st, 1, on ? 1 : 0)) != 0 ||
+	    db_bind_text(st, 2, guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing the bulk token policy");
 		goto fail;
 	}
@@ -315,13 +313,12 @@ stk_attest_record_device(struct stk_site *s, const char *guid,
 	if (db_prepare(s->store, "UPDATE devices SET attestation = ?, ek_sha256 = ?"
 	    " WHERE guid = ?", &st) != 0)
 		return site_db_error(s, err, "recording the device attestation");
-	db_bind_text(st, 1, attestation ? attestation : "none");
-	if (ek_sha256 != NULL && ek_sha256[0])
-		db_bind_text(st, 2, ek_sha256);
-	else
-		db_bind_null(st, 2);
-	db_bind_text(st, 3, guid);
-	if (db_step(st) != SITE_DB_DONE || db_changes(s->store) != 1)
+	if (db_bind_text(st, 1, attestation ? attestation : "none") != 0 ||
+	    (ek_sha256 != NULL && ek_sha256[0] ?
+	    db_bind_text(st, 2, ek_sha256) :
+	    db_bind_null(st, 2)) != 0 ||
+	    db_bind_text(st, 3, guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE || db_changes(s->store) != 1)
 		r = site_db_error(s, err, "recording the device attestation");
 	db_finalize(st);
 	return r;
@@ -341,8 +338,9 @@ stk_attest_device_get(struct stk_site *s, const char *guid, char *att,
 	if (db_prepare(s->store, "SELECT attestation, ek_sha256 FROM devices"
 	    " WHERE guid = ?", &st) != 0)
 		return site_db_error(s, err, "reading the device attestation");
-	db_bind_text(st, 1, guid);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, guid) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		if ((t = db_column_text(st, 0)) != NULL && t[0])
 			snprintf(att, attlen, "%s", t);
 		if ((t = db_column_text(st, 1)) != NULL)

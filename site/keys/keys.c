@@ -40,7 +40,6 @@
 
 #define SITE_KEYS_TTL 60          /* seconds a cached key set is trusted */
 #define SITE_KEYS_MISS_GAP 1      /* seconds between unknown-kid refreshes */
-#define SITE_CERT_DAYS (5 * 365)
 /* A retiring key verifies until the longest-lived token it could have signed
  * has expired: client tokens (bulk tokens live at most 7 days), plus the
  * verifiers' clock leeway and the time nodes may take to notice a rotation. */
@@ -96,18 +95,6 @@ site_keys_free_parked(struct stk_site *s)
 	s->parked = NULL;
 }
 
-const char *
-stk_site_node(const struct stk_site *s)
-{
-	return s->node ? s->node : SITE_NODE_DEFAULT;
-}
-
-const char *
-stk_site_store(const struct stk_site *s)
-{
-	return s->store->vt->name;
-}
-
 int
 site_keys_insert(struct stk_site *s, const char *kid, const char *node,
     const char *backend, const char *key_uri, enum stk_key_type type,
@@ -121,14 +108,14 @@ site_keys_insert(struct stk_site *s, const char *kid, const char *node,
 	    " key_type, cert, status, created_at) VALUES (?, ?, ?, ?, ?, ?,"
 	    " 'active', ?)", &st) != 0)
 		return site_db_error(s, err, "registering the key");
-	db_bind_text(st, 1, kid);
-	db_bind_text(st, 2, node);
-	db_bind_text(st, 3, backend);
-	db_bind_text(st, 4, key_uri);
-	db_bind_text(st, 5, stk_key_type_name(type));
-	db_bind_blob(st, 6, cert, cert_len);
-	db_bind_int64(st, 7, now);
-	if (db_step(st) != SITE_DB_DONE)
+	if (db_bind_text(st, 1, kid) != 0 ||
+	    db_bind_text(st, 2, node) != 0 ||
+	    db_bind_text(st, 3, backend) != 0 ||
+	    db_bind_text(st, 4, key_uri) != 0 ||
+	    db_bind_text(st, 5, stk_key_type_name(type)) != 0 ||
+	    db_bind_blob(st, 6, cert, cert_len) != 0 ||
+	    db_bind_int64(st, 7, now) != 0 ||
+	    db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "registering the key");
 	db_finalize(st);
 	return r;
@@ -707,7 +694,7 @@ out:
 }
 
 /* Make a key in this node's device and its certificate (signed by itself). */
-static int
+int
 site_make_key(struct stk_site *s, const char *backend, const char *key_uri,
     enum stk_key_type type, int64_t now, struct stk_key **key, char **uri,
     unsigned char **cert, size_t *cert_len, char kid[44], struct stk_error *err)
@@ -741,7 +728,7 @@ fail:
 	return r;
 }
 
-static int
+int
 site_write_cert_pem(struct stk_site *s, const unsigned char *der, size_t len,
     struct stk_error *err)
 {
@@ -767,7 +754,7 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	size_t cert_len = 0;
 	char *uri = NULL, kid[44], path[PATH_MAX], detail[160], old_kid[64];
 	int64_t now = stk_now(), store_now;
-	int r;
+	int r, committed = 0;
 
 	new_kid[0] = '\0';
 	if ((r = site_keys_refresh(s, 1, err)) != 0)
@@ -802,18 +789,18 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	if ((r = site_store_now(s, &store_now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (db_prepare(s->store, "UPDATE site_keys SET status = 'retiring',"
 	    " not_after = ?, retiring_at = ? WHERE node = ? AND status = 'active'",
 	    &st) != 0) {
 		r = site_db_error(s, err, "rotating the site key");
-		goto fail_tx;
+		goto out;
 	}
 	if (db_bind_int64(st, 1, now + SITE_KEY_RETIRE_AFTER) != 0 ||
 	    db_bind_int64(st, 2, store_now) != 0 ||
 	    db_bind_text(st, 3, stk_site_node(s)) != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "rotating the site key");
-		goto fail_tx;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
@@ -822,14 +809,15 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, uri, type,
 	    cert, cert_len, now, err)) != 0 ||
 	    (r = site_trust_endorse(s, kid, stk_site_node(s), cert, cert_len, err)) != 0)
-		goto fail_tx;
+		goto out;
 	snprintf(detail, sizeof(detail), "node=%s old=%s retires after %lld",
 	    stk_site_node(s), old_kid, (long long)now + SITE_KEY_RETIRE_AFTER);
 	if ((r = stk_audit_append(s, actor ? actor : "admin", "key.rotate", kid, "ok",
 	    detail, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail_key;
+		goto out;
+	committed = 1;
 	stk_key_close(key);
 	key = NULL;
 	/* The certificate site.crt held stays a root (trust.pem): the old
@@ -844,109 +832,146 @@ stk_site_key_rotate(struct stk_site *s, const char *key_uri,
 	snprintf(new_kid, 64, "%s", kid);
 	STK_LOG(STK_LOG_INFO, "site", "node %s rotated its key: %s -> %s",
 	    stk_site_node(s), old_kid, kid);
-	goto out;
-fail_tx:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-fail_key:
-	/* Only a key file can be removed here; a TPM blob or HSM object made
-	 * for nothing is reported so the operator can delete it. */
-	if (strncmp(uri, "file:", 5) == 0)
-		unlink(uri + 5);
-	else
-		STK_LOG(STK_LOG_WARN, "site", "rotation failed: key %s was made but "
-		    "not registered", uri);
 out:
+	db_finalize(st);
+	if (r != 0 && !committed) {
+		stk_site_tx_rollback(s);
+		/* Only a key file can be removed here; a TPM blob or HSM object
+		 * made for nothing is reported so the operator can delete it. */
+		if (strncmp(uri, "file:", 5) == 0)
+			unlink(uri + 5);
+		else
+			STK_LOG(STK_LOG_WARN, "site", "rotation failed: key %s was made "
+			    "but not registered", uri);
+	}
 	stk_key_close(key);
 	free(uri);
 	free(cert);
 	return r;
 }
 
-int
-stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
-    struct stk_site **out, struct stk_error *err)
+/* The key about to sign must be the one the site's certificate (this
+ * node's row in site_keys) names: else every token would fail to verify
+ * and every checkpoint would later read as tampering. */
+static int
+site_key_matches_cert(struct stk_site *s, struct stk_key *key,
+    struct stk_error *err)
 {
-	struct stk_site *s = NULL;
-	struct stk_key *key = NULL;
-	struct site_stmt *st = NULL;
-	unsigned char *cert = NULL;
-	size_t cert_len = 0;
-	char *uri = NULL, kid[44];
-	enum stk_key_type type = o->key_type ? o->key_type : STK_KEY_RSA2048;
-	int64_t now = stk_now();
-	int r, made_dir = 0, rc;
+	const unsigned char *p = s->cert;
+	EVP_PKEY *pub = NULL;
+	X509 *x = NULL;
+	int r;
+
+	if ((r = stk_key_get_public(key, &pub, err)) != 0)
+		goto out;
+	if (p == NULL || (x = d2i_X509(NULL, &p, (long)s->cert_len)) == NULL) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
+		    "the site certificate of key %s is unreadable", s->kid);
+		goto out;
+	}
+	if (EVP_PKEY_eq(pub, X509_get0_pubkey(x)) != 1)
+		r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
+		    "the site key %s does not match the site certificate (key %s): "
+		    "refusing to sign (was the key file replaced? restore it, or "
+		    "rotate the key)", s->key_uri, s->kid[0] ? s->kid : "?");
+out:
+	X509_free(x);
+	EVP_PKEY_free(pub);
+	return r;
+}
+
+int
+stk_site_signer(struct stk_site *s, const struct stk_signer **out,
+    struct stk_error *err)
+{
+	struct stk_key *key;
+	int r;
 
 	*out = NULL;
-	if (o->node == NULL || *o->node == '\0' || strlen(o->node) > 63 ||
-	    o->node[strspn(o->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789._-")] != '\0')
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "a node needs a name of 1 to 63 letters, digits, '.', '_' or '-'");
-	if ((r = site_node_create(dir, o->db, o->db_schema, o->node, &s, &made_dir,
-	    err)) != 0)
+	/* Follow a rotation made by another process of this node. */
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
 		return r;
-	stk_site_set_key_opts(s, &o->key);
-	/* The site's first certificate, as the store holds it now, becomes this
-	 * node's root (trust on first use, printed by `node add` so it can be
-	 * compared with `site show` on the first node). This node's own key is
-	 * trusted by the others once one of them runs `key endorse`. */
-	if ((r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
-		goto fail;
-	/* Refuse a node name already in use before making a key. */
-	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE node = ?",
-	    &st) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+	if ((r = stk_site_key(s, &key, err)) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	if (s->signer == NULL && (r = site_key_matches_cert(s, key, err)) == 0)
+		r = stk_signer_new(key, s->cert, s->cert_len, s->guid, &s->signer, err);
+	*out = s->signer;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
+    struct stk_error *err)
+{
+	int r;
+
+	*out = NULL;
+	/* Built from every active and retiring key in the store (keys.c). */
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	*out = s->verifier;
+	s->verifier_lent = 1;
+	pthread_mutex_unlock(&s->lock);
+	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+	    "site has no verification key");
+}
+
+int
+stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
+    struct stk_error *err)
+{
+	int r;
+
+	*out = NULL;
+	if ((r = site_keys_refresh(s, 0, err)) != 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	*out = stk_verifier_ref(s->verifier);
+	pthread_mutex_unlock(&s->lock);
+	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
+	    "site has no verification key");
+}
+
+int
+stk_site_key_endorse(struct stk_site *s, const char *kid, const char *actor,
+    struct stk_error *err)
+{
+	struct site_trust *t = NULL;
+	struct site_trust_key *k;
+	char detail[160];
+	int r;
+
+	if ((r = site_trust_load(s, &t, err)) != 0)
+		return r;
+	if (site_trust_find(t, s->kid) == NULL) {
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "this node's own key %s is not trusted here: it cannot endorse",
+		    s->kid);
+		goto out;
 	}
-	db_bind_text(st, 1, o->node);
-	rc = db_step(st);
-	if (rc != SITE_DB_ROW) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+	if ((k = site_trust_lookup(t, kid)) == NULL || !k->in_table) {
+		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+		    "no site key with kid %.43s (or its certificate does not match it)",
+		    kid);
+		goto out;
 	}
-	if (db_column_int64(st, 0) > 0) {
-		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
-		    "site %s already has a node named %s", s->guid, o->node);
-		goto fail;
-	}
-	db_finalize(st);
-	st = NULL;
-	stk_progress("node add: making the node's key in its device", 1, 3);
-	if ((r = site_make_key(s, o->backend ? o->backend : "file", o->key_uri, type,
-	    now, &key, &uri, &cert, &cert_len, kid, err)) != 0)
-		goto fail;
-	stk_progress("node add: registering the key in the site database", 2, 3);
-	if ((r = site_write_cert_pem(s, cert, cert_len, err)) != 0)
-		goto fail;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto fail;
-	if ((r = site_keys_insert(s, kid, o->node, key->vt->name, uri, type, cert,
-	    cert_len, now, err)) != 0 ||
-	    (r = stk_audit_append(s, o->actor ? o->actor : "admin", "node.add", o->node,
-	    "ok", kid, err)) != 0) {
+		goto out;
+	snprintf(detail, sizeof(detail), "node=%s by=%s", k->node, s->kid);
+	if ((r = site_trust_endorse(s, k->kid, k->node, k->der, k->der_len, err)) != 0 ||
+	    (r = stk_audit_append(s, actor ? actor : "admin", "key.endorse", k->kid,
+	    "ok", detail, err)) != 0) {
 		stk_site_tx_rollback(s);
-		goto fail;
+		goto out;
 	}
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail;
-	stk_key_close(key);
-	key = NULL;
-	if ((r = site_keys_refresh(s, 1, err)) != 0)
-		goto fail;
-	stk_progress("node add: done", 3, 3);
-	STK_LOG(STK_LOG_INFO, "site", "node %s joined site %s with key %s",
-	    o->node, s->guid, kid);
-	free(uri);
-	free(cert);
-	*out = s;
-	return STK_OK;
-fail:
-	db_finalize(st);
-	stk_key_close(key);
-	free(uri);
-	free(cert);
-	stk_site_close(s);
-	site_node_cleanup(dir, made_dir);
+		goto out;
+	/* Verifiers of this process pick the key up now. */
+	r = site_keys_refresh(s, 1, err);
+out:
+	site_trust_free(t);
 	return r;
 }

@@ -1,4 +1,4 @@
-/* Devices: registration, gateway authentication, renewal, client settings.
+/* Devices: registration (gateway checks: gateway.c; settings: settings.c).
  *
  * Policy lives here so the server stays thin: it hands over what it saw
  * (certificate DER, token text, transport) and maps the reason code we
@@ -16,7 +16,7 @@
 #include "sitetoken/devcert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/log.h"
-#include "site_int.h"
+#include "registration_int.h"
 
 void
 stk_issued_clear(struct stk_issued *r)
@@ -29,7 +29,7 @@ stk_issued_clear(struct stk_issued *r)
 
 /* Record a refusal in its own transaction. Best effort: a refusal is
  * returned to the caller even when the audit write fails (logged). */
-static void
+void
 dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
     const char *subject, enum stk_refusal reason, const struct stk_error *why)
 {
@@ -74,7 +74,7 @@ dev_row(struct site_stmt *st, struct stk_device *d)
 	" prev_token_jti, token_used"
 
 /* by: "guid" or "cert_thumbprint". */
-static int
+int
 dev_lookup(struct stk_site *s, const char *by, const char *key,
     struct stk_device *d, struct stk_error *err)
 {
@@ -86,8 +86,9 @@ dev_lookup(struct stk_site *s, const char *by, const char *key,
 	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
 	if (db_prepare(s->store, sql, &st) != 0)
 		return site_db_error(s, err, "reading devices");
-	db_bind_text(st, 1, key);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, key) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		dev_row(st, d);
 		r = STK_OK;
 	} else if (rc == SITE_DB_DONE)
@@ -137,67 +138,6 @@ stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
 	return r;
 }
 
-int
-stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
-    int *value, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
-
-	*value = default_on;
-	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
-		return site_db_error(s, err, "reading settings");
-	db_bind_text(st, 1, name);
-	if ((rc = db_step(st)) == SITE_DB_ROW)
-		*value = strcmp(db_column_text(st, 0), "on") == 0;
-	else if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading settings");
-	db_finalize(st);
-	return r;
-}
-
-int
-stk_setting_set(struct stk_site *s, const char *name, const char *value,
-    const char *actor, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int r;
-
-	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
-	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
-	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "unknown setting '%.40s' (known: %s, %s, %s)", name ? name : "",
-		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG,
-		    STK_SETTING_REQUIRE_ATTESTATION);
-	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "setting %s takes 'on' or 'off'", name);
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
-	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES (?, ?)"
-	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st) != 0) {
-		r = site_db_error(s, err, "writing settings");
-		goto fail;
-	}
-	db_bind_text(st, 1, name);
-	db_bind_text(st, 2, value);
-	if (db_step(st) != SITE_DB_DONE) {
-		r = site_db_error(s, err, "writing settings");
-		goto fail;
-	}
-	db_finalize(st);
-	st = NULL;
-	if ((r = site_gw_bump(s, err)) != 0 ||
-	    (r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-	return r;
-}
-
 /* UPDATE devices SET <col> = value (NULL when value < 0) WHERE guid. */
 static int
 dev_update_flag(struct stk_site *s, const char *guid, const char *col,
@@ -218,12 +158,11 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}
-	if (value < 0)
-		db_bind_null(st, 1);
-	else
-		db_bind_int64(st, 1, value);
-	db_bind_text(st, 2, d.guid);
-	if (db_step(st) != SITE_DB_DONE) {
+	if ((value < 0 ?
+	    db_bind_null(st, 1) :
+	    db_bind_int64(st, 1, value)) != 0 ||
+	    db_bind_text(st, 2, d.guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
 		goto fail;
 	}
@@ -265,7 +204,7 @@ stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
  * before the write lock: a renewal another node committed since makes this
  * one lose); prev_jti is the token presented. Caller holds the transaction.
  * STK_E_EXISTS when the conditional update found a newer token. */
-static int
+int
 dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
     const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
     const char *prev_jti, int64_t now, char **token, struct stk_error *err)
@@ -283,7 +222,7 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
-	/* The key retires only after this token expires (site/keys.c). */
+	/* The key retires only after this token expires (site/keys/keys.c). */
 	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
 		goto fail;
 	d->token_used = 0;
@@ -337,7 +276,7 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 		goto fail;
 	}
 	/* A renewal, re-key or re-registration supersedes the token gateways
-	 * may hold with this device's state (tokcache.c). */
+	 * may hold with this device's state (core/gwgen.c). */
 	if (!is_new && (r = site_gw_bump(s, err)) != 0)
 		goto fail;
 	db_finalize(st);
@@ -522,7 +461,7 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		goto refuse;
 	}
-	/* Attestation policy (site/attest_policy.c). */
+	/* Attestation policy (site/registration/attest_policy.c). */
 	if ((r = stk_attest_required(s, req->bulk_token ? bulk.id : NULL, &on, err)) != 0)
 		goto out;
 	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
@@ -602,352 +541,6 @@ out:
 	return r;
 }
 
-/* The first use of a renewed token closes the window in which the token it
- * replaced could still renew. */
-static int
-dev_mark_used(struct stk_site *s, const struct stk_device *d, struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int r;
-
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
-	if (db_prepare(s->store, "UPDATE devices SET token_used = 1 WHERE guid = ?"
-	    " AND last_token_jti = ?", &st) != 0) {
-		r = site_db_error(s, err, "updating the device");
-		goto fail;
-	}
-	if ((db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->last_jti)) != 0 ||
-	    db_step(st) != SITE_DB_DONE) {
-		r = site_db_error(s, err, "updating the device");
-		goto fail;
-	}
-	db_finalize(st);
-	return stk_site_tx_commit(s, err);
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-	return r;
-}
-
-/* Device-side checks of a client token whose signature and claims verified:
- * known, bound to the device's certificate (thumb, when given), the latest
- * token (or, for a renewal, the one the unused latest replaced), not
- * blocked. Reads only. */
-static int
-dev_state_checks(const struct stk_claims *c, const char *thumb, int renewal,
-    const struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
-{
-	if (strcmp(dev->thumbprint, thumb ? thumb : c->cnf_x5t_s256) != 0) {
-		*reason = STK_REFUSAL_BINDING;
-		return stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
-		    "device %s is registered with another certificate", dev->guid);
-	}
-	if (strcmp(dev->last_jti, c->id) != 0 && !(renewal && !dev->token_used &&
-	    dev->prev_jti[0] && strcmp(dev->prev_jti, c->id) == 0)) {
-		*reason = STK_REFUSAL_SUPERSEDED;
-		return stk_error_set(err, STK_E_TOKEN_CLAIMS, STK_LAYER_TOKEN, 0,
-		    "token %s was replaced by a newer token for device %s", c->id, dev->guid);
-	}
-	if (dev->blocked) {
-		*reason = STK_REFUSAL_DEVICE_BLOCKED;
-		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-		    "device %s is blocked", dev->guid);
-	}
-	return STK_OK;
-}
-
-static int
-dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thumb,
-    int renewal, struct stk_device *dev, enum stk_refusal *reason,
-    struct stk_error *err)
-{
-	int r;
-
-	if ((r = dev_lookup(s, "guid", c->subject, dev, err)) != 0) {
-		if (r == STK_E_NOTFOUND)
-			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
-		return r;
-	}
-	return dev_state_checks(c, thumb, renewal, dev, reason, err);
-}
-
-int
-stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
-    enum stk_refusal *reason, struct stk_error *err)
-{
-	struct stk_device d;
-	int r;
-
-	*reason = STK_REFUSAL_INTERNAL;
-	if ((r = dev_token_checks(s, c, NULL, 0, &d, reason, err)) == 0)
-		*reason = STK_REFUSAL_NONE;
-	return r;
-}
-
-/* Gateway checks shared by authenticate, renew and re-key. renewal: the
- * token the unused latest one replaced is accepted (lost response). conn:
- * the server's memo of this client connection (or NULL), so a kept-alive
- * connection hashes its certificate and a repeated token only once.
- *
- * Authentication (not renewal) decides from the gateway cache when it holds
- * the token's claims and the device's state at the current generation
- * (tokcache.c); otherwise it reads the device row, decides the same way,
- * and caches that state. Renewal and re-key always read the store. */
-static int
-dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
-    size_t len, const unsigned char *peer_der, size_t peer_len,
-    struct stk_gw_conn *conn, int64_t now, struct stk_device *dev,
-    char jti[STK_GUID_LEN + 1], enum stk_refusal *reason, struct stk_error *err)
-{
-	struct stk_claims c;
-	struct site_gw_state gs;
-	unsigned char key[32];
-	char thumb[44] = "";
-	const char *x5t = NULL;
-	uint64_t gen = 0;
-	int r, on, hit;
-
-	memset(dev, 0, sizeof(*dev));
-	memset(&c, 0, sizeof(c));
-	memset(&gs, 0, sizeof(gs));
-	*reason = STK_REFUSAL_INTERNAL;
-	if (jti != NULL)
-		jti[0] = '\0';
-	if (peer_der == NULL || peer_len == 0) {
-		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
-		    "no TLS client certificate was presented");
-		*reason = STK_REFUSAL_NO_CLIENT_CERT;
-		goto refuse;
-	} else if (peer_len > STK_DEVICE_CERT_MAX) {
-		/* Hash only: the TLS library parsed this certificate in the
-		 * handshake and it matched the registered thumbprint (a parsed
-		 * certificate) or it does not bind. No X.509 parse per request. */
-		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "device certificate too large");
-		*reason = STK_REFUSAL_BAD_CERTIFICATE;
-		goto refuse;
-	} else if ((x5t = site_gw_conn_x5t(conn, peer_der, peer_len)) != NULL)
-		memcpy(thumb, x5t, strlen(x5t) + 1);   /* hashed once per connection */
-	else
-		stk_cert_x5t_s256(peer_der, peer_len, thumb);
-	if (token == NULL || len == 0) {
-		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
-		    "no client authentication token in the request");
-		*reason = STK_REFUSAL_NO_TOKEN;
-		goto refuse;
-	}
-	/* The generation is read before the device row: a change committed
-	 * after this point makes what we cache below stale at once. */
-	if (!renewal)
-		gen = site_gw_begin(s);
-	/* Through the site: a kid another node made since the key set was
-	 * cached is looked up once more. */
-	if ((r = site_gw_verify_memo(s, token, len, thumb, now, gen, conn, key, &c,
-	    renewal ? NULL : &gs, err)) < 0) {
-		if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
-			goto out;
-		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
-			snprintf(err->msg, sizeof(err->msg), "client token expired: "
-			    "register again directly with the management point on the "
-			    "internal network");
-		else if (r == STK_E_TOKEN_TYPE && err != NULL)
-			snprintf(err->msg, sizeof(err->msg), "not a client authentication "
-			    "token (a bulk registration token is only for first "
-			    "registration and cannot be renewed)");
-		goto refuse;
-	}
-	hit = r;
-	if (strcmp(c.cnf_x5t_s256, thumb) != 0) {
-		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
-		    "token %s is bound to another certificate than the TLS client "
-		    "certificate", c.id);
-		*reason = STK_REFUSAL_BINDING;
-		goto refuse;
-	}
-	if (hit == 2) {
-		site_gw_device_of(&gs, dev);
-		on = gs.on;
-	} else {
-		if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
-			if (r != STK_E_NOTFOUND)
-				goto out;
-			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
-			goto refuse;
-		}
-		on = dev->allow_cmg;
-		if (on < 0 && (r = renewal ? stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG,
-		    1, &on, err) : site_gw_allow_default(s, gen, &on, err)) != 0)
-			goto out;
-		if (!renewal) {
-			site_gw_state_of(dev, on, &gs);
-			site_gw_put_state(key, gen, &gs);
-		}
-	}
-	if ((r = dev_state_checks(&c, thumb, renewal, dev, reason, err)) != 0)
-		goto refuse;
-	if (!on) {
-		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
-		*reason = STK_REFUSAL_CMG_DISABLED;
-		goto refuse;
-	}
-	if (!dev->token_used && strcmp(dev->last_jti, c.id) == 0) {
-		if ((r = dev_mark_used(s, dev, err)) != 0)
-			goto out;
-		dev->token_used = 1;
-		if (!renewal) {
-			site_gw_state_of(dev, on, &gs);
-			site_gw_put_state(key, gen, &gs);
-		}
-	}
-	if (jti != NULL)
-		snprintf(jti, STK_GUID_LEN + 1, "%s", c.id);
-	*reason = STK_REFUSAL_NONE;
-	stk_claims_clear(&c);
-	return STK_OK;
-refuse:
-	dev_audit_refusal(s, "gateway", event, dev->guid[0] ? dev->guid :
-	    c.subject[0] ? c.subject : thumb, *reason, err);
-out:
-	stk_claims_clear(&c);
-	return r;
-}
-
-int
-stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
-    const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
-{
-	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, NULL,
-	    now, dev, NULL, reason, err);
-}
-
-int
-stk_device_authenticate_conn(struct stk_site *s, struct stk_gw_conn *conn,
-    const char *token, size_t len, const unsigned char *peer_der, size_t peer_len,
-    int64_t now, struct stk_device *dev, enum stk_refusal *reason,
-    struct stk_error *err)
-{
-	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, conn, now,
-	    dev, NULL, reason, err);
-}
-
-/* Renewal (new_cert NULL) or re-key: the token moves on, the update
- * conditional on the latest jti read by dev_auth. */
-static int
-dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
-    const unsigned char *peer_der, size_t peer_len, const unsigned char *new_cert,
-    size_t new_len, const char *proof, int64_t now, struct stk_issued *out,
-    enum stk_refusal *reason, struct stk_error *err)
-{
-	char detail[160], old_jti[STK_GUID_LEN + 1], used[STK_GUID_LEN + 1];
-	char new_thumb[44] = "", *msg = NULL, ek[65];
-	struct stk_device other;
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	if ((r = dev_auth(s, event, 1, token, len, peer_der, peer_len, NULL, now,
-	    &out->dev, used, reason, err)) != 0)
-		return r;
-	*reason = STK_REFUSAL_INTERNAL;
-	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
-	/* The renewed token carries the attestation the device proved at
-	 * registration (a re-key with a new file key proves none). */
-	if (new_cert != NULL)
-		snprintf(out->dev.attestation, sizeof(out->dev.attestation), "none");
-	else if ((r = stk_attest_device_get(s, out->dev.guid, out->dev.attestation,
-	    sizeof(out->dev.attestation), ek, sizeof(ek), err)) != 0)
-		goto out;
-	if (new_cert != NULL) {
-		if ((r = stk_device_cert_check(new_cert, new_len, now, new_thumb,
-		    err)) != 0) {
-			*reason = STK_REFUSAL_BAD_CERTIFICATE;
-			goto refuse;
-		}
-		if ((msg = stk_pop_message(STK_POP_REKEY, used, new_thumb)) == NULL) {
-			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-			goto out;
-		}
-		if ((r = stk_pop_verify(new_cert, new_len, msg, proof, err)) != 0) {
-			*reason = proof == NULL ? STK_REFUSAL_PROOF_REQUIRED :
-			    STK_REFUSAL_PROOF_INVALID;
-			goto refuse;
-		}
-		r = dev_lookup(s, "cert_thumbprint", new_thumb, &other, err);
-		if (r == 0) {
-			r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
-			    "the new certificate is already registered (device %s)", other.guid);
-			*reason = STK_REFUSAL_BAD_CERTIFICATE;
-			goto refuse;
-		}
-		if (r != STK_E_NOTFOUND)
-			goto out;
-		snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", new_thumb);
-	}
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto out;
-	r = dev_issue_store(s, &out->dev, 0, new_cert, new_len, old_jti, used, now,
-	    &out->token, err);
-	if (r == STK_E_EXISTS) {
-		stk_site_tx_rollback(s);
-		*reason = STK_REFUSAL_SUPERSEDED;
-		goto refuse;
-	}
-	if (r != 0)
-		goto fail_tx;
-	if (new_cert != NULL)
-		snprintf(detail, sizeof(detail), "jti=%s replaces %s x5t#S256=%s",
-		    out->dev.last_jti, used, new_thumb);
-	else
-		snprintf(detail, sizeof(detail), "jti=%s replaces %s%s", out->dev.last_jti,
-		    used, strcmp(used, old_jti) != 0 ? " (retry: the previous renewal's "
-		    "token was never used)" : "");
-	if ((r = stk_audit_append(s, "gateway", event, out->dev.guid, "ok", detail,
-	    err)) != 0)
-		goto fail_tx;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	*reason = STK_REFUSAL_NONE;
-	free(msg);
-	return STK_OK;
-fail_tx:
-	stk_site_tx_rollback(s);
-	goto out;
-refuse:
-	dev_audit_refusal(s, "gateway", event, out->dev.guid, *reason, err);
-out:
-	free(msg);
-	stk_issued_clear(out);
-	return r;
-}
-
-int
-stk_device_renew(struct stk_site *s, const char *token, size_t len,
-    const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_issued *out, enum stk_refusal *reason, struct stk_error *err)
-{
-	return dev_renew(s, "device.renew", token, len, peer_der, peer_len, NULL, 0,
-	    NULL, now, out, reason, err);
-}
-
-int
-stk_device_rekey(struct stk_site *s, const char *token, size_t len,
-    const unsigned char *peer_der, size_t peer_len,
-    const unsigned char *new_cert, size_t new_len, const char *proof,
-    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
-    struct stk_error *err)
-{
-	if (new_cert == NULL || new_len == 0) {
-		memset(out, 0, sizeof(*out));
-		*reason = STK_REFUSAL_BAD_CERTIFICATE;
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "re-key needs the new certificate");
-	}
-	return dev_renew(s, "device.rekey", token, len, peer_der, peer_len, new_cert,
-	    new_len, proof, now, out, reason, err);
-}
-
 int
 stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
     stk_device_cb cb, void *ctx, struct stk_error *err)
@@ -1022,11 +615,11 @@ stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
 		return r;
 	/* Only a token this site issued (unknown GUID: 1, nothing changes). */
 	if ((r = stk_bulk_get(s, bulk_guid, &rec, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_device_foreach_bulk(s, rec.guid, dev_collect, &l, err)) != 0) {
 		if (r == STK_E_NOMEM)
 			stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	snprintf(detail, sizeof(detail), "enrolled with bulk=%s", rec.guid);
 	for (i = 0; i < l.n; i++) {
@@ -1034,28 +627,27 @@ stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
 		    &st) != 0 || db_bind_text(st, 1, l.g[i]) != 0 ||
 		    db_step(st) != SITE_DB_DONE) {
 			r = site_db_error(s, err, "blocking devices");
-			goto fail;
+			goto out;
 		}
 		db_finalize(st);
 		st = NULL;
 		if ((r = stk_audit_append(s, actor, "device.block", l.g[i], "ok", detail,
 		    err)) != 0)
-			goto fail;
+			goto out;
 	}
 	snprintf(detail, sizeof(detail), "%zu device(s) blocked", l.n);
 	if (l.n > 0 && (r = site_gw_bump(s, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_audit_append(s, actor, "bulk.block_devices", rec.guid, "ok", detail,
 	    err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	*count = (long)l.n;
-	goto out;
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
 out:
+	db_finalize(st);
+	if (r != 0)
+		stk_site_tx_rollback(s);
 	free(l.g);
 	return r;
 }

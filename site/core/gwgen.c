@@ -57,7 +57,10 @@ site_gw_bump(struct stk_site *s, struct stk_error *err)
 	    SITE_GW_ROW "', '1') ON CONFLICT (name) DO UPDATE SET value ="
 	    " CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)", &st) != 0 ||
 	    db_step(st) != SITE_DB_DONE)
-		r = site_db_error(s, err, "recording a gateway state change");
+		/* As site_db_error, which site.c (the commit calls us) defines. */
+		r = stk_error_set(err, STK_E_DB, s->store->vt->layer,
+		    s->store->vt->errcode(s->store), "recording a gateway state change: %s",
+		    s->store->vt->errmsg(s->store));
 	db_finalize(st);
 	if (r == 0)
 		s->gw.dirty = 1;

@@ -13,8 +13,6 @@
 #include "sitetoken/log.h"
 #include "site_int.h"
 
-#define SITE_CERT_DAYS (5 * 365)
-
 /* Each entry migrates the schema from version i to i+1. Never edit an entry
  * that has shipped; append a new one. */
 static const char *const site_migrations[] = {
@@ -46,7 +44,7 @@ static const char *const site_migrations[] = {
 	"  last_token_jti TEXT, last_issued_at INTEGER, token_exp INTEGER);"
 	"CREATE INDEX devices_bulk ON devices (bulk_guid);"
 	"CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-	/* 2 -> 3: one signing key per node, rotation (site/keys.c) */
+	/* 2 -> 3: one signing key per node, rotation (site/keys/keys.c) */
 	"CREATE TABLE site_keys ("
 	"  kid TEXT PRIMARY KEY, node TEXT NOT NULL, backend TEXT NOT NULL,"
 	"  key_uri TEXT NOT NULL, key_type TEXT NOT NULL, cert BLOB NOT NULL,"
@@ -56,7 +54,7 @@ static const char *const site_migrations[] = {
 	"INSERT INTO site_keys (kid, node, backend, key_uri, key_type, cert, status,"
 	"  created_at) SELECT kid, 'main', backend, key_uri, key_type, cert,"
 	"  'active', created_at FROM site;",
-	/* key retirement by the store's record, not a clock (site/keys.c):
+	/* key retirement by the store's record, not a clock (site/keys/keys.c):
 	 * max_exp, the latest expiry of tokens each key signed (0: none yet;
 	 * NULL: a key from before this record, not_after covers it);
 	 * retiring_at, when it stopped signing, by the store's clock. */
@@ -64,7 +62,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE site_keys ADD COLUMN retiring_at INTEGER;"
 	"UPDATE site_keys SET max_exp = NULL;",
 	/* 4 -> 5: enrollment history (append-only) and idempotent renewal
-	 * (site/device.c) */
+	 * (site/registration/registration.c) */
 	"CREATE TABLE registrations ("
 	"  device_guid TEXT NOT NULL, cert_thumbprint TEXT NOT NULL,"
 	"  via TEXT NOT NULL, bulk_guid TEXT, peer TEXT NOT NULL, at INTEGER NOT NULL);"
@@ -75,7 +73,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE devices ADD COLUMN prev_token_jti TEXT;"
 	"ALTER TABLE devices ADD COLUMN token_used INTEGER NOT NULL DEFAULT 1;",
 	/* 5 -> 6: a key row is trusted only through an endorsement by an
-	 * already trusted key (site/keytrust.c); nothing is endorsed here */
+	 * already trusted key (site/keys/keytrust.c); nothing is endorsed here */
 	"ALTER TABLE site_keys ADD COLUMN endorsed_by TEXT;"
 	"ALTER TABLE site_keys ADD COLUMN endorsement TEXT;"
 	/* and a structured second subject for audit records (the bulk token
@@ -83,7 +81,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE audit ADD COLUMN ref TEXT NOT NULL DEFAULT '';"
 	/* and the TPM NV counter value a checkpoint was signed with */
 	"ALTER TABLE audit_checkpoints ADD COLUMN counter INTEGER;",
-	/* 6 -> 7: attested registration (site/attest_policy.c): manufacturer roots
+	/* 6 -> 7: attested registration (site/registration/attest_policy.c): manufacturer roots
 	 * trusted for device EKs; what each device proved; the per bulk token
 	 * policy (NULL: the site default) */
 	"CREATE TABLE attest_roots ("
@@ -92,7 +90,7 @@ static const char *const site_migrations[] = {
 	"ALTER TABLE devices ADD COLUMN attestation TEXT;"
 	"ALTER TABLE devices ADD COLUMN ek_sha256 TEXT;"
 	"ALTER TABLE bulk_tokens ADD COLUMN require_attestation INTEGER;",
-	/* 7 -> 8: bulk token limits (site/bulk_limits.c): a row per limited token;
+	/* 7 -> 8: bulk token limits (site/bulk/bulk_limits.c): a row per limited token;
 	 * max_uses NULL: no use limit; sources '': any network. */
 	"CREATE TABLE IF NOT EXISTS bulk_limits ("
 	"  guid TEXT PRIMARY KEY, max_uses INTEGER CHECK (max_uses > 0),"
@@ -157,8 +155,8 @@ stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 		stk_site_tx_rollback(s);
 	s->in_tx = 0;
 	site_gw_committed(s, r == 0);
-	if (r == 0 && s->audit_dirty)
-		site_audit_after_commit(s);
+	if (r == 0 && s->audit_dirty && s->after_commit != NULL)
+		s->after_commit(s);
 	s->audit_dirty = 0;
 	return r;
 }
@@ -219,11 +217,7 @@ fail:
 /* ---- site.conf: which store holds the site, and this node's name ----
  * key=value lines, mode 0600. Never a password (the store refuses one). */
 
-struct site_conf {
-	char *db, *schema, *node;
-};
-
-static void
+void
 site_conf_clear(struct site_conf *c)
 {
 	free(c->db);
@@ -233,7 +227,7 @@ site_conf_clear(struct site_conf *c)
 }
 
 /* 0 and an empty conf when there is no site.conf (a plain SQLite site). */
-static int
+int
 site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err)
 {
 	char path[PATH_MAX], line[2048];
@@ -276,7 +270,7 @@ site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err)
 	return r;
 }
 
-static int
+int
 site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *err)
 {
 	char *text = NULL;
@@ -296,7 +290,7 @@ site_conf_write(const char *dir, const struct site_conf *c, struct stk_error *er
 
 /* Open the store named by the site's configuration (SQLite site.db in the
  * site directory when there is none). */
-static int
+int
 site_db_open(struct stk_site *s, const struct site_conf *c, int create,
     struct stk_error *err)
 {
@@ -318,7 +312,7 @@ site_db_open(struct stk_site *s, const struct site_conf *c, int create,
 	return site_db_migrate(s, err);
 }
 
-static int
+int
 site_alloc(const char *dir, struct stk_site **out, struct stk_error *err)
 {
 	struct stk_site *s;
@@ -334,32 +328,6 @@ site_alloc(const char *dir, struct stk_site **out, struct stk_error *err)
 	return STK_OK;
 }
 
-void
-stk_site_close(struct stk_site *s)
-{
-	if (s == NULL)
-		return;
-	if (s->store != NULL)
-		site_audit_flush(s, 1);
-	free(s->refusals);
-	stk_verifier_free(s->verifier);
-	stk_signer_free(s->signer);
-	stk_key_close(s->key);
-	site_keys_free_parked(s);
-	free(s->keys_fp);
-	if (s->store != NULL)
-		s->store->vt->close(s->store);
-	free(s->node);
-	pthread_mutex_destroy(&s->lock);
-	free(s->cert);
-	free(s->backend);
-	free(s->key_uri);
-	free(s->tcti);
-	free(s->module_path);
-	free(s->dir);
-	free(s);
-}
-
 int
 site_write_file(const char *dir, const char *name, const void *data,
     size_t len, mode_t mode, struct stk_error *err)
@@ -370,289 +338,6 @@ site_write_file(const char *dir, const char *name, const void *data,
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "site directory path too long");
 	return stk_file_write(path, data, len, mode, err);
-}
-
-/* Remove what a failed init created, leaving a pre-existing empty dir. */
-static void
-site_init_cleanup(const char *dir, int made_dir)
-{
-	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
-	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
-	    ".site.conf.tmp", "trust.pem", "trust.pem.tmp", "audit.anchor",
-	    "audit.anchor.tmp" };
-	char path[PATH_MAX];
-	size_t i;
-
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-		unlink(path);
-	}
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	rmdir(path);
-	if (made_dir)
-		rmdir(dir);
-}
-
-/* A site's schema name on a shared store: "site_" and the GUID's hex. */
-static void
-site_schema_name(const char *guid, char out[48])
-{
-	size_t o = 0;
-
-	o += (size_t)snprintf(out, 48, "site_");
-	for (; *guid && o < 47; guid++)
-		if (*guid != '-')
-			out[o++] = *guid;
-	out[o] = '\0';
-}
-
-static int
-site_exists(const char *dir)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-
-	snprintf(path, sizeof(path), "%s/site.db", dir);
-	if (stat(path, &sb) == 0)
-		return 1;
-	snprintf(path, sizeof(path), "%s/site.conf", dir);
-	return stat(path, &sb) == 0;
-}
-
-int
-stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
-    struct stk_site **out, struct stk_error *err)
-{
-	struct stk_site *s = NULL;
-	struct stk_key_opts ko;
-	struct stk_key *key = NULL;
-	struct site_conf conf;
-	const struct site_db_vtable *vt;
-	char *uri = NULL, *pem = NULL, path[PATH_MAX], kid[44], schema[48];
-	EVP_PKEY *pub = NULL;
-	struct site_stmt *st = NULL;
-	enum stk_key_type type = opts->key_type ? opts->key_type : STK_KEY_RSA2048;
-	int r, made_dir = 0, made_store = 0;
-	int64_t now = stk_now();
-	const char *dbconn = opts->db ? opts->db : getenv("SITETOKEN_DB");
-
-	*out = NULL;
-	memset(&conf, 0, sizeof(conf));
-	if (site_exists(dir))
-		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
-		    "a site already exists in %s", dir);
-	if ((vt = site_db_find(dbconn)) == NULL)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
-		    "site database: this build has no PostgreSQL store");
-	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(dbconn, err)) != 0)
-		return r;
-	if (mkdir(dir, 0700) == 0)
-		made_dir = 1;
-	else if (errno != EEXIST)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create site directory %s: %s", dir, strerror(errno));
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if ((r = site_alloc(dir, &s, err)) != 0)
-		goto fail;
-	if (stk_guid_new(s->guid) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
-		goto fail;
-	}
-	if (vt != &site_db_sqlite && dbconn != NULL) {
-		const char *sch = opts->db_schema ? opts->db_schema :
-		    getenv("SITETOKEN_DB_SCHEMA");
-
-		if (sch == NULL || *sch == '\0') {
-			site_schema_name(s->guid, schema);
-			sch = schema;
-		}
-		if ((conf.db = strdup(dbconn)) == NULL || (conf.schema = strdup(sch)) == NULL ||
-		    (conf.node = strdup(SITE_NODE_DEFAULT)) == NULL) {
-			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-			goto fail;
-		}
-	}
-	stk_site_set_key_opts(s, &opts->key);
-	ko = s->kopts;
-	if ((r = stk_key_generate(opts->backend ? opts->backend : "file",
-	    opts->key_uri, type, &ko, &key, &uri, err)) != 0)
-		goto fail;
-	if ((r = stk_cert_make_site(key, s->guid, now, SITE_CERT_DAYS, &s->cert,
-	    &s->cert_len, err)) != 0)
-		goto fail;
-	if ((r = stk_key_get_public(key, &pub, err)) != 0)
-		goto fail;
-	if (stk_pkey_kid(pub, kid) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot compute kid");
-		goto fail;
-	}
-	if (stk_cert_der_to_pem(s->cert, s->cert_len, &pem) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot encode certificate");
-		goto fail;
-	}
-	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0 ||
-	    (r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
-		goto fail;
-	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
-		goto fail;
-	if ((r = site_db_open(s, &conf, 1, err)) != 0) {
-		made_store = s->store != NULL;
-		goto fail;
-	}
-	made_store = 1;
-	if ((s->backend = strdup(key->vt->name)) == NULL || (s->key_uri = strdup(uri)) == NULL) {
-		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
-	}
-	s->key_type = type;
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto fail;
-	if (db_prepare(s->store, "INSERT INTO site (id, tenant, backend, key_uri,"
-	    " key_type, cert, kid, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-	    &st) != 0) {
-		r = site_db_error(s, err, "recording the site");
-		goto fail_tx;
-	}
-	db_bind_text(st, 1, s->guid);
-	db_bind_text(st, 2, s->backend);
-	db_bind_text(st, 3, s->key_uri);
-	db_bind_text(st, 4, stk_key_type_name(type));
-	db_bind_blob(st, 5, s->cert, s->cert_len);
-	db_bind_text(st, 6, kid);
-	db_bind_int64(st, 7, now);
-	if (db_step(st) != SITE_DB_DONE) {
-		r = site_db_error(s, err, "recording the site");
-		goto fail_tx;
-	}
-	db_finalize(st);
-	st = NULL;
-	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, s->key_uri,
-	    type, s->cert, s->cert_len, now, err)) != 0)
-		goto fail_tx;
-	snprintf(s->kid, sizeof(s->kid), "%s", kid);
-	s->key = key;
-	key = NULL;
-	if ((r = stk_audit_append(s, opts->actor ? opts->actor : "admin",
-	    "site.init", s->guid, "ok", stk_key_type_name(type), err)) != 0)
-		goto fail_tx;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail;
-	/* The first checkpoint anchors the chain to the site key. */
-	if ((r = stk_audit_checkpoint(s, err)) != 0)
-		goto fail;
-	STK_LOG(STK_LOG_INFO, "site", "site %s initialised with %s key (%s), %s store",
-	    s->guid, s->backend, stk_key_type_name(type), s->store->vt->name);
-	free(uri);
-	free(pem);
-	EVP_PKEY_free(pub);
-	site_conf_clear(&conf);
-	*out = s;
-	return STK_OK;
-fail_tx:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
-fail:
-	if (made_store && s->store->vt->drop != NULL)
-		s->store->vt->drop(s->store);
-	stk_key_close(key);
-	free(uri);
-	free(pem);
-	EVP_PKEY_free(pub);
-	site_conf_clear(&conf);
-	stk_site_close(s);
-	site_init_cleanup(dir, made_dir);
-	return r;
-}
-
-/* The site directory and its logs/ (when there is one yet): owned by this
- * user, not writable by group or others. */
-static int
-site_check_dirs(const char *dir, struct stk_error *err)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-	int r;
-
-	if ((r = stk_dir_check_private(dir, "site directory", err)) != 0)
-		return r;
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	if (lstat(path, &sb) != 0 && errno == ENOENT)
-		return STK_OK;
-	return stk_dir_check_private(path, "log directory", err);
-}
-
-int
-stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
-{
-	struct stk_site *s = NULL;
-	struct site_stmt *st = NULL;
-	struct site_conf conf;
-	const void *blob;
-	const char *t;
-	size_t n;
-	int r;
-
-	*out = NULL;
-	memset(&conf, 0, sizeof(conf));
-	if (!site_exists(dir))
-		return stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_SYS, (unsigned long)ENOENT,
-		    "no site in %s (run 'sitetoken site init' first)", dir);
-	/* Another local user must not be able to swap the site's files
-	 * (threat model, attacker 5). */
-	if ((r = site_check_dirs(dir, err)) != 0)
-		return r;
-	if ((r = site_conf_read(dir, &conf, err)) != 0)
-		return r;
-	if ((r = site_alloc(dir, &s, err)) != 0)
-		goto fail;
-	if (conf.node != NULL && (s->node = strdup(conf.node)) == NULL) {
-		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
-	}
-	if ((r = site_db_open(s, &conf, 0, err)) != 0)
-		goto fail;
-	if (db_prepare(s->store, "SELECT tenant, backend, key_uri, key_type, cert"
-	    " FROM site WHERE id = 1", &st) != 0) {
-		r = site_db_error(s, err, "reading the site");
-		goto fail;
-	}
-	if ((r = db_step(st)) != SITE_DB_ROW) {
-		r = r == SITE_DB_DONE ? stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-		    "site database of %s has no site record", dir) :
-		    site_db_error(s, err, "reading the site");
-		goto fail;
-	}
-	t = db_column_text(st, 0);
-	snprintf(s->guid, sizeof(s->guid), "%s", t ? t : "");
-	s->backend = strdup((t = db_column_text(st, 1)) ? t : "");
-	s->key_uri = strdup((t = db_column_text(st, 2)) ? t : "");
-	s->key_type = stk_key_type_parse((t = db_column_text(st, 3)) ? t : "");
-	blob = db_column_blob(st, 4, &n);
-	if (s->backend == NULL || s->key_uri == NULL || n == 0 || blob == NULL ||
-	    (s->cert = malloc(n)) == NULL) {
-		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
-	}
-	memcpy(s->cert, blob, n);
-	s->cert_len = n;
-	db_finalize(st);
-	st = NULL;
-	/* A node signs with its own key, not the one site init made. */
-	if ((r = site_keys_open(s, err)) != 0)
-		goto fail;
-	site_conf_clear(&conf);
-	*out = s;
-	return STK_OK;
-fail:
-	db_finalize(st);
-	site_conf_clear(&conf);
-	stk_site_close(s);
-	return r;
 }
 
 const char *stk_site_dir(const struct stk_site *s) { return s->dir; }
@@ -722,142 +407,6 @@ stk_site_key(struct stk_site *s, struct stk_key **out, struct stk_error *err)
 	return r;
 }
 
-/* The key about to sign must be the one the site's certificate (this
- * node's row in site_keys) names: else every token would fail to verify
- * and every checkpoint would later read as tampering. */
-static int
-site_key_matches_cert(struct stk_site *s, struct stk_key *key,
-    struct stk_error *err)
-{
-	const unsigned char *p = s->cert;
-	EVP_PKEY *pub = NULL;
-	X509 *x = NULL;
-	int r;
-
-	if ((r = stk_key_get_public(key, &pub, err)) != 0)
-		goto out;
-	if (p == NULL || (x = d2i_X509(NULL, &p, (long)s->cert_len)) == NULL) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
-		    "the site certificate of key %s is unreadable", s->kid);
-		goto out;
-	}
-	if (EVP_PKEY_eq(pub, X509_get0_pubkey(x)) != 1)
-		r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
-		    "the site key %s does not match the site certificate (key %s): "
-		    "refusing to sign (was the key file replaced? restore it, or "
-		    "rotate the key)", s->key_uri, s->kid[0] ? s->kid : "?");
-out:
-	X509_free(x);
-	EVP_PKEY_free(pub);
-	return r;
-}
-
-int
-stk_site_signer(struct stk_site *s, const struct stk_signer **out,
-    struct stk_error *err)
-{
-	struct stk_key *key;
-	int r;
-
-	*out = NULL;
-	/* Follow a rotation made by another process of this node. */
-	if ((r = site_keys_refresh(s, 0, err)) != 0)
-		return r;
-	if ((r = stk_site_key(s, &key, err)) != 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	if (s->signer == NULL && (r = site_key_matches_cert(s, key, err)) == 0)
-		r = stk_signer_new(key, s->cert, s->cert_len, s->guid, &s->signer, err);
-	*out = s->signer;
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-int
-stk_site_verifier(struct stk_site *s, const struct stk_verifier **out,
-    struct stk_error *err)
-{
-	int r;
-
-	*out = NULL;
-	/* Built from every active and retiring key in the store (keys.c). */
-	if ((r = site_keys_refresh(s, 0, err)) != 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	*out = s->verifier;
-	s->verifier_lent = 1;
-	pthread_mutex_unlock(&s->lock);
-	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-	    "site has no verification key");
-}
-
-int
-stk_site_verifier_get(struct stk_site *s, struct stk_verifier **out,
-    struct stk_error *err)
-{
-	int r;
-
-	*out = NULL;
-	if ((r = site_keys_refresh(s, 0, err)) != 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	*out = stk_verifier_ref(s->verifier);
-	pthread_mutex_unlock(&s->lock);
-	return *out != NULL ? STK_OK : stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
-	    "site has no verification key");
-}
-
-int
-site_node_create(const char *dir, const char *db, const char *schema,
-    const char *node, struct stk_site **out, int *made_dir, struct stk_error *err)
-{
-	const struct site_db_vtable *vt = site_db_find(db);
-	struct site_conf conf;
-	char path[PATH_MAX];
-	int r;
-
-	*out = NULL;
-	*made_dir = 0;
-	if (db == NULL || vt == NULL || vt == &site_db_sqlite || schema == NULL ||
-	    *schema == '\0')
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "a node joins a site in a shared store: give the PostgreSQL "
-		    "connection string and the site's schema (see site.conf)");
-	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(db, err)) != 0)
-		return r;
-	if (site_exists(dir))
-		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
-		    "a site already exists in %s", dir);
-	if (mkdir(dir, 0700) == 0)
-		*made_dir = 1;
-	else if (errno != EEXIST)
-		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create site directory %s: %s", dir, strerror(errno));
-	snprintf(path, sizeof(path), "%s/logs", dir);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
-		    "cannot create %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	conf.db = (char *)db;
-	conf.schema = (char *)schema;
-	conf.node = (char *)node;
-	if ((r = site_conf_write(dir, &conf, err)) != 0 ||
-	    (r = stk_site_open(dir, out, err)) != 0)
-		goto fail;
-	return STK_OK;
-fail:
-	site_node_cleanup(dir, *made_dir);
-	*made_dir = 0;
-	return r;
-}
-
-void
-site_node_cleanup(const char *dir, int made_dir)
-{
-	site_init_cleanup(dir, made_dir);
-}
-
 int
 site_store_dump(struct stk_site *s, char **out, size_t *len, struct stk_error *err)
 {
@@ -902,4 +451,80 @@ site_store_dump(struct stk_site *s, char **out, size_t *len, struct stk_error *e
 		*len = 0;
 	}
 	return r;
+}
+
+const char *
+stk_site_node(const struct stk_site *s)
+{
+	return s->node ? s->node : SITE_NODE_DEFAULT;
+}
+
+const char *
+stk_site_store(const struct stk_site *s)
+{
+	return s->store->vt->name;
+}
+
+/* Remove what a failed init created, leaving a pre-existing empty dir. */
+void
+site_init_cleanup(const char *dir, int made_dir)
+{
+	static const char *const files[] = { "site.db", "site.db-wal", "site.db-shm",
+	    "site.crt", "site.key", ".site.crt.tmp", "site.tpmkey", "site.conf",
+	    ".site.conf.tmp", "trust.pem", "trust.pem.tmp", "audit.anchor",
+	    "audit.anchor.tmp" };
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	rmdir(path);
+	if (made_dir)
+		rmdir(dir);
+}
+
+/* A site's schema name on a shared store: "site_" and the GUID's hex. */
+void
+site_schema_name(const char *guid, char out[48])
+{
+	size_t o = 0;
+
+	o += (size_t)snprintf(out, 48, "site_");
+	for (; *guid && o < 47; guid++)
+		if (*guid != '-')
+			out[o++] = *guid;
+	out[o] = '\0';
+}
+
+int
+site_exists(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/site.db", dir);
+	if (stat(path, &sb) == 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/site.conf", dir);
+	return stat(path, &sb) == 0;
+}
+
+/* The site directory and its logs/ (when there is one yet): owned by this
+ * user, not writable by group or others. */
+int
+site_check_dirs(const char *dir, struct stk_error *err)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int r;
+
+	if ((r = stk_dir_check_private(dir, "site directory", err)) != 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/logs", dir);
+	if (lstat(path, &sb) != 0 && errno == ENOENT)
+		return STK_OK;
+	return stk_dir_check_private(path, "log directory", err);
 }

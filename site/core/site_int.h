@@ -39,6 +39,10 @@ struct stk_site {
 	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
 	int audit_dirty;             /* records appended since the last commit */
+	/* Run after a commit that appended audit records (the audit layer's
+	 * checkpoint signing, installed by the facade): the core calls
+	 * nothing above it by name. */
+	void (*after_commit)(struct stk_site *s);
 	/* site keys (keys.c) */
 	char kid[64];                /* this node's signing key, "" if unknown */
 	char *keys_fp;               /* the key set the verifier was built from */
@@ -56,21 +60,49 @@ struct stk_site {
 };
 
 #define SITE_NODE_DEFAULT "main"  /* the node that ran site init */
+#define SITE_CERT_DAYS (5 * 365)     /* a site key's certificate lifetime */
 
-/* site.c */
+/* site/core/site.c: site.conf (which store holds the site, this node's
+ * name), the store open with its migrations, the bare site object. */
+struct site_conf {
+	char *db, *schema, *node;
+};
+void site_conf_clear(struct site_conf *c);
+/* 0 and an empty conf when there is no site.conf (a plain SQLite site). */
+int site_conf_read(const char *dir, struct site_conf *c, struct stk_error *err);
+int site_conf_write(const char *dir, const struct site_conf *c,
+    struct stk_error *err);
+/* Open the store c names (SQLite site.db in the site directory when none)
+ * and apply the migrations it has not seen yet. */
+int site_db_open(struct stk_site *s, const struct site_conf *c, int create,
+    struct stk_error *err);
+int site_alloc(const char *dir, struct stk_site **out, struct stk_error *err);
+/* The site directory: 1 when dir holds a site (site.db or site.conf). */
+int site_exists(const char *dir);
+/* Remove what a failed init created, leaving a pre-existing empty dir. */
+void site_init_cleanup(const char *dir, int made_dir);
+/* A site's schema name on a shared store: "site_" and the GUID's hex. */
+void site_schema_name(const char *guid, char out[48]);
+/* The site directory and its logs/: owned by this user, not writable by
+ * group or others. */
+int site_check_dirs(const char *dir, struct stk_error *err);
+
 int site_write_file(const char *dir, const char *name, const void *data,
     size_t len, mode_t mode, struct stk_error *err);
-/* Join an existing site in the store: make dir, write site.conf, open. */
-int site_node_create(const char *dir, const char *db, const char *schema,
-    const char *node, struct stk_site **out, int *made_dir, struct stk_error *err);
-void site_node_cleanup(const char *dir, int made_dir);
 /* keys.c */
 int site_keys_insert(struct stk_site *s, const char *kid, const char *node,
     const char *backend, const char *key_uri, enum stk_key_type type,
     const unsigned char *cert, size_t cert_len, int64_t now,
     struct stk_error *err);
 int site_keys_open(struct stk_site *s, struct stk_error *err);
-/* site/bulk_limits.c: record a new token's limits (caller's transaction). */
+/* Make a key in this node's device and its certificate (signed by itself). */
+int site_make_key(struct stk_site *s, const char *backend, const char *key_uri,
+    enum stk_key_type type, int64_t now, struct stk_key **key, char **uri,
+    unsigned char **cert, size_t *cert_len, char kid[44], struct stk_error *err);
+/* Write a key's certificate as site.crt in the site directory. */
+int site_write_cert_pem(struct stk_site *s, const unsigned char *der, size_t len,
+    struct stk_error *err);
+/* site/bulk/bulk_limits.c: record a new token's limits (caller's transaction). */
 struct stk_bulk_limits;
 int site_bulk_limits_insert(struct stk_site *s, const char *guid,
     const struct stk_bulk_limits *lim, struct stk_error *err);
@@ -169,6 +201,9 @@ int site_trust_load(struct stk_site *s, struct site_trust **out,
     struct stk_error *err);
 /* The trusted key with this kid, or NULL. */
 const struct site_trust_key *site_trust_find(const struct site_trust *t,
+    const char *kid);
+/* The key with this kid, trusted or not, or NULL. */
+struct site_trust_key *site_trust_lookup(const struct site_trust *t,
     const char *kid);
 void site_trust_free(struct site_trust *t);
 void site_trust_message(const char *guid, const char *kid, const char *node,

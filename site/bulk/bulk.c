@@ -58,12 +58,12 @@ bulk_insert(struct stk_site *s, const struct stk_bulk_record *rec,
 	if (db_prepare(s->store, "INSERT INTO bulk_tokens (guid, nbf, exp,"
 	    " created_at, created_by) VALUES (?,?,?,?,?)", &st) != 0)
 		return site_db_error(s, err, "recording the bulk token");
-	db_bind_text(st, 1, rec->guid);
-	db_bind_int64(st, 2, rec->nbf);
-	db_bind_int64(st, 3, rec->exp);
-	db_bind_int64(st, 4, rec->created_at);
-	db_bind_text(st, 5, rec->created_by);
-	if (db_step(st) != SITE_DB_DONE)
+	if (db_bind_text(st, 1, rec->guid) != 0 ||
+	    db_bind_int64(st, 2, rec->nbf) != 0 ||
+	    db_bind_int64(st, 3, rec->exp) != 0 ||
+	    db_bind_int64(st, 4, rec->created_at) != 0 ||
+	    db_bind_text(st, 5, rec->created_by) != 0 ||
+	    db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "recording the bulk token");
 	db_finalize(st);
 	return r;
@@ -156,8 +156,9 @@ stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
 	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
 	    " blocked, blocked_at FROM bulk_tokens WHERE guid = ?", &st) != 0)
 		return site_db_error(s, err, "reading bulk tokens");
-	db_bind_text(st, 1, g);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, g) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		bulk_row(st, rec);
 		r = STK_OK;
 	} else if (rc == SITE_DB_DONE)
@@ -194,13 +195,12 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
 		r = site_db_error(s, err, "updating the bulk token");
 		goto fail;
 	}
-	db_bind_int64(st, 1, block ? 1 : 0);
-	if (block)
-		db_bind_int64(st, 2, stk_now());
-	else
-		db_bind_null(st, 2);
-	db_bind_text(st, 3, rec.guid);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_int64(st, 1, block ? 1 : 0) != 0 ||
+	    (block ?
+	    db_bind_int64(st, 2, stk_now()) :
+	    db_bind_null(st, 2)) != 0 ||
+	    db_bind_text(st, 3, rec.guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the bulk token");
 		goto fail;
 	}

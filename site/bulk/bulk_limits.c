@@ -195,13 +195,12 @@ site_bulk_limits_insert(struct stk_site *s, const char *guid,
 	if (db_prepare(s->store, "INSERT INTO bulk_limits (guid, max_uses, uses, sources)"
 	    " VALUES (?, ?, 0, ?)", &st) != 0)
 		return site_db_error(s, err, "recording the bulk token's limits");
-	db_bind_text(st, 1, guid);
-	if (lim->max_uses > 0)
-		db_bind_int64(st, 2, lim->max_uses);
-	else
-		db_bind_null(st, 2);
-	db_bind_text(st, 3, lim->sources);
-	if (db_step(st) != SITE_DB_DONE)
+	if (db_bind_text(st, 1, guid) != 0 ||
+	    (lim->max_uses > 0 ?
+	    db_bind_int64(st, 2, lim->max_uses) :
+	    db_bind_null(st, 2)) != 0 ||
+	    db_bind_text(st, 3, lim->sources) != 0 ||
+	    db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "recording the bulk token's limits");
 	db_finalize(st);
 	return r;
@@ -219,8 +218,9 @@ stk_bulk_limits_get(struct stk_site *s, const char *guid,
 	if (db_prepare(s->store, "SELECT max_uses, uses, sources FROM bulk_limits"
 	    " WHERE guid = ?", &st) != 0)
 		return site_db_error(s, err, "reading the bulk token's limits");
-	db_bind_text(st, 1, guid);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, guid) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		lim->max_uses = db_column_is_null(st, 0) ? 0 : (long)db_column_int64(st, 0);
 		*uses = (long)db_column_int64(st, 1);
 		snprintf(lim->sources, sizeof(lim->sources), "%s",
@@ -262,8 +262,8 @@ stk_bulk_limits_use(struct stk_site *s, const char *guid, struct stk_error *err)
 	if (db_prepare(s->store, "UPDATE bulk_limits SET uses = uses + 1 WHERE guid = ?"
 	    " AND (max_uses IS NULL OR uses < max_uses)", &st) != 0)
 		return site_db_error(s, err, "counting the bulk token's use");
-	db_bind_text(st, 1, guid);
-	if (db_step(st) != SITE_DB_DONE)
+	if (db_bind_text(st, 1, guid) != 0 ||
+	    db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "counting the bulk token's use");
 	else if (db_changes(s->store) == 0) {
 		/* No row: no limits. A row left unchanged: used up. */

@@ -4,7 +4,7 @@
  * client token already verified for one TLS client certificate AND the
  * device state the gateway decides on (certificate thumbprint, latest jti,
  * blocked, allow-cmg in effect, token_used), so a warm hit reads nothing
- * from the store; dev_auth (device.c) applies the same checks to the
+ * from the store; dev_auth (gateway.c) applies the same checks to the
  * cached state as to a row it has just read.
  *
  * How the device state goes stale, and for how long (README "Performance",
@@ -21,7 +21,7 @@
  *    counter: each site handle reads it before a cache lookup when its last
  *    read is 1 s old or older (monotonic clock), and bumps tc_gen when it
  *    changed (or on the handle's first read, or when the read fails).
- *    Worst case: a request that starts 1 s (gwgen.c) after the
+ *    Worst case: a request that starts 1 s (core/gwgen.c) after the
  *    change committed is decided on the new state, on every node.
  * A bump keeps the verified claims (they do not depend on device state)
  * and makes each handle re-read the key set on its next use, so a key

@@ -60,6 +60,12 @@ trust_lookup(const struct site_trust *t, const char *kid)
 	return NULL;
 }
 
+struct site_trust_key *
+site_trust_lookup(const struct site_trust *t, const char *kid)
+{
+	return trust_lookup(t, kid);
+}
+
 const struct site_trust_key *
 site_trust_find(const struct site_trust *t, const char *kid)
 {
@@ -381,46 +387,5 @@ site_trust_endorse(struct stk_site *s, const char *kid, const char *node,
 	    db_bind_text(st, 3, kid) != 0 || db_step(st) != SITE_DB_DONE)
 		r = site_db_error(s, err, "endorsing the key");
 	db_finalize(st);
-	return r;
-}
-
-int
-stk_site_key_endorse(struct stk_site *s, const char *kid, const char *actor,
-    struct stk_error *err)
-{
-	struct site_trust *t = NULL;
-	struct site_trust_key *k;
-	char detail[160];
-	int r;
-
-	if ((r = site_trust_load(s, &t, err)) != 0)
-		return r;
-	if (site_trust_find(t, s->kid) == NULL) {
-		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-		    "this node's own key %s is not trusted here: it cannot endorse",
-		    s->kid);
-		goto out;
-	}
-	if ((k = trust_lookup(t, kid)) == NULL || !k->in_table) {
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
-		    "no site key with kid %.43s (or its certificate does not match it)",
-		    kid);
-		goto out;
-	}
-	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto out;
-	snprintf(detail, sizeof(detail), "node=%s by=%s", k->node, s->kid);
-	if ((r = site_trust_endorse(s, k->kid, k->node, k->der, k->der_len, err)) != 0 ||
-	    (r = stk_audit_append(s, actor ? actor : "admin", "key.endorse", k->kid,
-	    "ok", detail, err)) != 0) {
-		stk_site_tx_rollback(s);
-		goto out;
-	}
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	/* Verifiers of this process pick the key up now. */
-	r = site_keys_refresh(s, 1, err);
-out:
-	site_trust_free(t);
 	return r;
 }

@@ -1,0 +1,69 @@
+/* The site's registration settings (STK_SETTING_*: CMG access, internal
+ * registration, required attestation): a row per setting, "on" or "off". */
+#include <stdio.h>
+#include <string.h>
+#include "sitetoken/attest_policy.h"
+#include "sitetoken/device.h"
+#include "site_int.h"
+
+int
+stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
+    int *value, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int rc, r = STK_OK;
+
+	*value = default_on;
+	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
+		return site_db_error(s, err, "reading settings");
+	rc = db_bind_text(st, 1, name) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW)
+		*value = strcmp(db_column_text(st, 0), "on") == 0;
+	else if (rc != SITE_DB_DONE)
+		r = site_db_error(s, err, "reading settings");
+	db_finalize(st);
+	return r;
+}
+
+int
+stk_setting_set(struct stk_site *s, const char *name, const char *value,
+    const char *actor, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int r;
+
+	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
+	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
+	    strcmp(name, STK_SETTING_REQUIRE_ATTESTATION) != 0))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "unknown setting '%.40s' (known: %s, %s, %s)", name ? name : "",
+		    STK_SETTING_ALLOW_CMG, STK_SETTING_INTERNAL_REG,
+		    STK_SETTING_REQUIRE_ATTESTATION);
+	if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "setting %s takes 'on' or 'off'", name);
+	if ((r = stk_site_tx_begin(s, err)) != 0)
+		return r;
+	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES (?, ?)"
+	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st) != 0) {
+		r = site_db_error(s, err, "writing settings");
+		goto fail;
+	}
+	if (db_bind_text(st, 1, name) != 0 ||
+	    db_bind_text(st, 2, value) != 0 ||
+	    db_step(st) != SITE_DB_DONE) {
+		r = site_db_error(s, err, "writing settings");
+		goto fail;
+	}
+	db_finalize(st);
+	st = NULL;
+	if ((r = site_gw_bump(s, err)) != 0 ||
+	    (r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
+		goto fail;
+	return stk_site_tx_commit(s, err);
+fail:
+	db_finalize(st);
+	stk_site_tx_rollback(s);
+	return r;
+}
