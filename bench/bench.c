@@ -235,19 +235,23 @@ bench_group_on(const char *group)
 
 static const char usage[] =
 "usage: sitetoken-bench [--quick] [--json] [--rounds N] [--seconds S]\n"
-"         [--only tokens,pkcs11,tpm,refusals,gateway] [--mem-ops N] [--tmp DIR]\n"
+"         [--only tokens,pkcs11,tpm,refusals,gateway,register] [--mem-ops N]\n"
+"         [--tmp DIR]\n"
 "         [--cmg URL --ca FILE --bulk-token-file FILE --server-pid PID\n"
 "          [--conns N] [--registrations N] [--cmg-cold URL --cold-pid PID]\n"
-"          [--site-db FILE]]\n"
+"          [--site-db FILE] [--cmg-hsm URL --hsm-bulk-token-file FILE]]\n"
 "pkcs11 runs when SOFTHSM2_CONF / SITETOKEN_PKCS11_MODULE / PIN file are set,\n"
-"tpm when SITETOKEN_TCTI is set, gateway when --cmg is given (bench/run.sh\n"
-"sets all of them up). A requested group that cannot run is an error.\n";
+"tpm when SITETOKEN_TCTI is set, gateway and register when --cmg is given\n"
+"(register's SoftHSM figures with --cmg-hsm, a server whose site key is in\n"
+"that SoftHSM token; bench/run.sh sets all of them up). A requested group\n"
+"that cannot run is an error.\n";
 
 int
 main(int argc, char **argv)
 {
 	enum { O_QUICK = 256, O_JSON, O_ROUNDS, O_SECONDS, O_ONLY, O_MEM, O_TMP,
-	    O_CMG, O_CA, O_BULK, O_PID, O_CONNS, O_REGS, O_COLD, O_COLDPID, O_SITEDB };
+	    O_CMG, O_CA, O_BULK, O_PID, O_CONNS, O_REGS, O_COLD, O_COLDPID, O_SITEDB,
+	    O_HSMURL, O_HSMBULK };
 	static const struct option lo[] = {
 		{ "quick", no_argument, NULL, O_QUICK },
 		{ "json", no_argument, NULL, O_JSON },
@@ -265,6 +269,8 @@ main(int argc, char **argv)
 		{ "cmg-cold", required_argument, NULL, O_COLD },
 		{ "cold-pid", required_argument, NULL, O_COLDPID },
 		{ "site-db", required_argument, NULL, O_SITEDB },
+		{ "cmg-hsm", required_argument, NULL, O_HSMURL },
+		{ "hsm-bulk-token-file", required_argument, NULL, O_HSMBULK },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -288,6 +294,8 @@ main(int argc, char **argv)
 		case O_COLD: bench_opts.cmg_cold_url = optarg; break;
 		case O_COLDPID: bench_opts.cold_pid = atol(optarg); break;
 		case O_SITEDB: bench_opts.site_db = optarg; break;
+		case O_HSMURL: bench_opts.cmg_hsm_url = optarg; break;
+		case O_HSMBULK: bench_opts.hsm_bulk_file = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
@@ -322,6 +330,9 @@ main(int argc, char **argv)
 	if (bench_group_on("gateway") && (bench_opts.only != NULL ||
 	    bench_opts.cmg_url != NULL) && bench_gateway() != 0)
 		bench_fail("gateway", "group failed");
+	if (bench_group_on("register") && (bench_opts.only != NULL ||
+	    bench_opts.cmg_url != NULL) && bench_register() != 0)
+		bench_fail("register", "group failed");
 	if (bench_opts.json)
 		printf("%s]\n", json_first ? "[" : "\n");
 	return n_failed ? 1 : 0;

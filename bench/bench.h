@@ -61,6 +61,8 @@ struct bench_opts {
 	const char *cmg_cold_url; /* a second server with the token cache off */
 	long cold_pid;
 	const char *site_db;     /* the site's SQLite file (device-count figure) */
+	const char *cmg_hsm_url; /* a server whose site key is in SoftHSM */
+	const char *hsm_bulk_file; /* a bulk token of that site */
 };
 
 extern struct bench_opts bench_opts;
@@ -81,6 +83,9 @@ int bench_tokens(void);      /* verify + issue (file backend) + memory */
 int bench_pkcs11(void);
 int bench_tpm(void);
 int bench_gateway(void);
+int bench_register(void);    /* registrations end to end (file key, SoftHSM) */
+/* Raw C_Sign rate on the SoftHSM token at `threads` threads (hsm.c). */
+int bench_hsm_csign_rate(int threads, double *rate);
 int bench_refusals(void);    /* junk-refusal flood vs registrations */
 
 /* Counting allocator (bench/alloc_count.c). */

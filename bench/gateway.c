@@ -411,10 +411,11 @@ keepalive_rate(struct device *dev, int conns, const char *path, double *rate,
 	return keepalive_rate_on(dev, conns, NULL, path, rate, st);
 }
 
-/* Register devices [from, to) through the CMG, 8 in flight; or, with
+/* Register devices [from, to) through the CMG, conc in flight; or, with
  * health=1, the same number of fresh mutual-TLS GET health requests. */
 static int
-register_batch(struct device *dev, int from, int to, int health, double *rate)
+register_batch(struct device *dev, int from, int to, int health, int conc,
+    double *rate)
 {
 	struct xfer *x;
 	CURLM *m = multi_new(16);
@@ -422,7 +423,7 @@ register_batch(struct device *dev, int from, int to, int health, double *rate)
 	json_t *j;
 	long ok, bad;
 	double t0;
-	int i, next = from, r = 0, inflight = 8;
+	int i, next = from, r = 0, inflight = conc;
 	struct curl_slist *json_hdr = curl_slist_append(NULL,
 	    "Content-Type: application/json");
 
@@ -440,8 +441,8 @@ register_batch(struct device *dev, int from, int to, int health, double *rate)
 	}
 	json_decref(j);
 	t0 = bench_now();
-	while (next < to || inflight < 8) {
-		/* Top up to 8 in flight, then drain what finished. */
+	while (next < to || inflight < conc) {
+		/* Top up to conc in flight, then drain what finished. */
 		while (next < to && inflight > 0) {
 			struct xfer *xi = &x[next - from];
 
@@ -710,7 +711,7 @@ bench_gateway(void)
 	struct device *dev = NULL;
 	struct bench_figure f;
 	struct rlimit rl;
-	double v[2][16], a, reg[16], hs[16];
+	double v[2][16], reg[16];
 	struct ka_stats sp[16], sh[16];
 	int conns, mid, midh;
 
@@ -738,17 +739,15 @@ bench_gateway(void)
 			bench_fail("gateway", "cannot make device certificates");
 			goto out;
 		}
-	/* Registrations, in rounds alternating with fresh-handshake health
-	 * requests as many; the devices of the first round then serve the
-	 * keep-alive figure. */
+	/* Registrations (timed by the register group, bench_register); the
+	 * devices of the first round then serve the keep-alive figure. */
 	rounds = bench_opts.rounds > 16 ? 16 : bench_opts.rounds;
 	if (regs / rounds < 1)
 		rounds = 1;
 	for (round = 0; round < rounds; round++) {
 		int from = round * (regs / rounds), to = from + regs / rounds;
 
-		if (register_batch(dev, from, to, 0, &reg[round]) != 0 ||
-		    register_batch(dev, regs + from, regs + to, 1, &hs[round]) != 0)
+		if (register_batch(dev, from, to, 0, 8, &reg[round]) != 0)
 			goto out;
 	}
 	conns = regs < KEEPALIVE_CONNS ? regs : KEEPALIVE_CONNS;
@@ -784,22 +783,6 @@ bench_gateway(void)
 		goto out;
 	if (bench_opts.site_db != NULL && devices_figure(dev, conns, rounds) != 0)
 		goto out;
-	for (i = 1; i < rounds; i++) {
-		int k;
-		for (k = i; k > 0 && reg[k] < reg[k - 1]; k--)
-			a = reg[k], reg[k] = reg[k - 1], reg[k - 1] = a;
-		for (k = i; k > 0 && hs[k] < hs[k - 1]; k--)
-			a = hs[k], hs[k] = hs[k - 1], hs[k - 1] = a;
-	}
-	memset(&f, 0, sizeof(f));
-	snprintf(f.name, sizeof(f.name), "gateway register c8");
-	f.value = reg[rounds / 2];
-	f.unit = "reg/s";
-	f.nrefs = 1;
-	f.refs[0] = (struct bench_ref){ "handshake", hs[rounds / 2], "ratio" };
-	snprintf(f.note, sizeof(f.note), "(%d registrations; reference: fresh "
-	    "mutual-TLS GET health)", regs);
-	bench_emit(&f);
 	if (rss_figure(dev) != 0)
 		goto out;
 	r = 0;
@@ -808,6 +791,134 @@ out:
 		device_free(&dev[i]);
 	free(dev);
 	free(bulk);
+	curl_global_cleanup();
+	return r;
+}
+
+/* Group "register": registrations end to end through the CMG, each with a
+ * new device certificate and one fresh mutual-TLS handshake, against the
+ * same number of fresh mutual-TLS GET health requests (the handshake
+ * alone), 8 in flight; with --cmg-hsm also through a server whose site key
+ * is in SoftHSM at 1, 2 and 8 in flight, against SoftHSM's raw C_Sign at 2
+ * threads (hsm.c). The series alternate round by round, the order rotated
+ * each round; medians are printed. */
+enum { REG_FILE, REG_HS, REG_H1, REG_H2, REG_H8, REG_CSIGN, REG_NPHASES };
+
+/* CPU seconds of the file-key server and of this client spent in the
+ * REG_FILE and REG_HS phases, over all rounds (with --server-pid): what a
+ * registration costs against a handshake whatever else loads the machine. */
+static double reg_cpu_srv[2], reg_cpu_cli[2];
+
+static int
+reg_phase(int ph, struct device *dev, int regs, int from, int to,
+    char *fbulk, char *hbulk, double *v)
+{
+	static const int conc[REG_NPHASES] = { 8, 8, 1, 2, 8, 0 };
+	double s0, c0;
+	int r;
+
+	if (ph == REG_CSIGN)
+		return bench_hsm_csign_rate(2, v);
+	snprintf(base, sizeof(base), "%s", ph >= REG_H1 ? bench_opts.cmg_hsm_url :
+	    bench_opts.cmg_url);
+	bulk = ph >= REG_H1 ? hbulk : fbulk;
+	s0 = bench_opts.server_pid > 0 ? proc_cpu_s(bench_opts.server_pid) : 0;
+	c0 = self_cpu_s();
+	r = register_batch(dev, ph * regs + from, ph * regs + to, ph == REG_HS,
+	    conc[ph], v);
+	if (ph <= REG_HS) {
+		reg_cpu_cli[ph] += self_cpu_s() - c0;
+		if (bench_opts.server_pid > 0)
+			reg_cpu_srv[ph] += proc_cpu_s(bench_opts.server_pid) - s0;
+	}
+	return r;
+}
+
+int
+bench_register(void)
+{
+	int regs = bench_opts.gw_regs < 8 ? 8 : bench_opts.gw_regs;
+	int hsm = bench_opts.cmg_hsm_url != NULL, nph = hsm ? REG_NPHASES : REG_H1;
+	int ndev = regs * (hsm ? REG_CSIGN : REG_H1), i, k, ph, round, rounds, per;
+	double v[REG_NPHASES][16], lo;
+	struct device *dev = NULL;
+	struct bench_figure f;
+	char *fbulk = NULL, *hbulk = NULL;
+	int r = -1;
+
+	if (bench_opts.cmg_url == NULL || bench_opts.ca_file == NULL ||
+	    bench_opts.bulk_file == NULL || (hsm && bench_opts.hsm_bulk_file == NULL)) {
+		bench_fail("register", "needs --cmg, --ca and --bulk-token-file "
+		    "(and --hsm-bulk-token-file with --cmg-hsm; bench/run.sh passes them)");
+		return -1;
+	}
+	if ((fbulk = slurp(bench_opts.bulk_file)) == NULL ||
+	    (hsm && (hbulk = slurp(bench_opts.hsm_bulk_file)) == NULL)) {
+		bench_fail("register", "cannot read a bulk token file");
+		goto out;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if ((dev = calloc((size_t)ndev, sizeof(*dev))) == NULL)
+		goto out;
+	for (i = 0; i < ndev; i++)
+		if (device_make(&dev[i], 100000 + i) != 0) {
+			bench_fail("register", "cannot make device certificates");
+			goto out;
+		}
+	rounds = bench_opts.rounds > 16 ? 16 : bench_opts.rounds;
+	if ((per = regs / rounds) < 1) {
+		rounds = 1;
+		per = regs;
+	}
+	for (round = 0; round < rounds; round++)
+		for (k = 0; k < nph; k++) {
+			ph = (k + round) % nph;
+			if (reg_phase(ph, dev, regs, round * per, round * per + per, fbulk,
+			    hbulk, &v[ph][round]) != 0)
+				goto out;
+		}
+	for (ph = 0; ph < nph; ph++)
+		v[ph][0] = v[ph][median_index(v[ph], rounds)];
+	memset(&f, 0, sizeof(f));
+	snprintf(f.name, sizeof(f.name), "register cmg file c8");
+	f.value = v[REG_FILE][0];
+	f.unit = "reg/s";
+	f.nrefs = 1;
+	f.refs[0] = (struct bench_ref){ "handshake", v[REG_HS][0], "ratio" };
+	f.target = 0.8;
+	/* CPU per operation, server and client (ms): the ratio the machine
+	 * allows once nothing but CPU limits. */
+	snprintf(f.note, sizeof(f.note), "(%d new devices; reference: fresh mutual-TLS "
+	    "GET health)  cpu ms/op server %.2f client %.2f (handshake %.2f/%.2f)",
+	    per * rounds, reg_cpu_srv[REG_FILE] * 1e3 / (per * rounds),
+	    reg_cpu_cli[REG_FILE] * 1e3 / (per * rounds),
+	    reg_cpu_srv[REG_HS] * 1e3 / (per * rounds),
+	    reg_cpu_cli[REG_HS] * 1e3 / (per * rounds));
+	bench_emit(&f);
+	for (ph = REG_H1; hsm && ph <= REG_H8; ph++) {
+		lo = v[REG_HS][0] < v[REG_CSIGN][0] ? v[REG_HS][0] : v[REG_CSIGN][0];
+		memset(&f, 0, sizeof(f));
+		snprintf(f.name, sizeof(f.name), "register cmg softhsm c%d",
+		    ph == REG_H1 ? 1 : ph == REG_H2 ? 2 : 8);
+		f.value = v[ph][0];
+		f.unit = "reg/s";
+		f.nrefs = 2;
+		f.refs[0] = (struct bench_ref){ "handshake c8", v[REG_HS][0], "ratio" };
+		f.refs[1] = (struct bench_ref){ "C_Sign 2t", v[REG_CSIGN][0], "ratio" };
+		f.target = 0.8;
+		f.target_ref = lo == v[REG_HS][0] ? 0 : 1;
+		snprintf(f.note, sizeof(f.note), "(%d registrations, site key RSA-2048 in "
+		    "SoftHSM; target against the lower reference)", per * rounds);
+		bench_emit(&f);
+	}
+	r = 0;
+out:
+	for (i = 0; dev != NULL && i < ndev; i++)
+		device_free(&dev[i]);
+	free(dev);
+	free(fbulk);
+	free(hbulk);
+	bulk = NULL;
 	curl_global_cleanup();
 	return r;
 }

@@ -200,3 +200,42 @@ out:
 	 * which finalizes it when the key closes. */
 	return r;
 }
+
+/* The raw reference of the registrations-through-SoftHSM figure (gateway.c):
+ * C_Sign at `threads` threads on the bench's own RSA-2048 key object of the
+ * same token the server's site key lives in, for bench_opts.seconds. The
+ * sessions stay open between calls (one per thread), so rounds interleave
+ * with the registrations without set-up in the timed part. */
+static struct hsm_ctx csign_ctx;
+static struct stk_key *csign_key;
+
+int
+bench_hsm_csign_rate(int threads, double *rate)
+{
+	struct bench_series s = { "raw", op_csign, NULL, NULL, &csign_ctx };
+	struct stk_error err;
+	char uri[256], *out_uri = NULL;
+	const char *tok = getenv("SITETOKEN_PKCS11_TOKEN");
+
+	*rate = 0;
+	if (csign_ctx.fl == NULL) {
+		memset(&err, 0, sizeof(err));
+		snprintf(uri, sizeof(uri), "pkcs11:token=%s;object=" OBJ_LABEL,
+		    tok ? tok : "sitetoken");
+		if (csign_key == NULL && stk_key_open(uri, NULL, &csign_key, &err) != 0 &&
+		    stk_key_generate("pkcs11", uri, STK_KEY_RSA2048, NULL, &csign_key,
+		    &out_uri, &err) != 0) {
+			bench_fail("register", "no key %s: %s", uri, err.msg);
+			return -1;
+		}
+		free(out_uri);
+		if (bench_site_make(csign_key, &csign_ctx.site, "register") != 0)
+			return -1;
+		if (raw_setup(&csign_ctx, tok ? tok : "sitetoken") != 0 ||
+		    op_csign(&csign_ctx, 0) != 0) {
+			bench_fail("register", "raw C_Sign set-up on %s failed", uri);
+			return -1;
+		}
+	}
+	return bench_rate(&s, threads, rate);
+}

@@ -1,6 +1,9 @@
 /* Bench group "refusals": what a flood of junk requests from one source
  * costs legitimate registrations, and the site key. A throw-away SQLite site
- * (file key), every site call behind one mutex as `sitetoken serve` does.
+ * (file key), driven as `sitetoken serve` does: a registration's checks on
+ * a second, verify-only handle (the worker thread's) without the lock, a
+ * refusal of them counted without it, the transaction on the signing
+ * handle behind one mutex.
  *   "registrations during refusal flood": registrations/s with 10 junk
  *     bulk tokens from one source refused (and audited) per registration,
  *     beside registrations/s without them (target >= 0.8).
@@ -25,7 +28,7 @@
 #define REF_JUNK_PER_REG 10
 
 struct ref_ctx {
-	struct stk_site *site;
+	struct stk_site *site, *worker;
 	pthread_mutex_t mu;
 	unsigned char *der[REF_CERTS];
 	int der_len[REF_CERTS];
@@ -62,16 +65,19 @@ static int
 ref_register(struct ref_ctx *c, const char *bulk, const char *peer)
 {
 	struct stk_reg_request rq;
+	struct stk_reg_checked chk;
 	struct stk_issued is;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 	unsigned long i;
+	int64_t now;
 	int r;
 
 	memset(&rq, 0, sizeof(rq));
 	memset(&is, 0, sizeof(is));
 	pthread_mutex_lock(&c->mu);
 	i = c->next++ % REF_CERTS;
+	pthread_mutex_unlock(&c->mu);
 	/* As over TLS (the CMG, or the MP over HTTPS): the handshake proved
 	 * the key, so the registered certificate is the TLS client one. */
 	rq.via = bulk != NULL ? STK_VIA_CMG : STK_VIA_MP;
@@ -81,8 +87,20 @@ ref_register(struct ref_ctx *c, const char *bulk, const char *peer)
 	rq.bulk_token = bulk;
 	rq.bulk_len = bulk != NULL ? strlen(bulk) : 0;
 	rq.peer = peer;
-	r = stk_device_register(c->site, &rq, stk_now(), &is, &reason, &err);
-	pthread_mutex_unlock(&c->mu);
+	now = stk_now();
+	if ((r = stk_device_register_check(c->worker, &rq, now, &chk, &reason,
+	    &err)) != 0) {
+		if (!stk_device_register_refusal_counted(c->site, &rq, reason)) {
+			pthread_mutex_lock(&c->mu);
+			stk_device_register_refused(c->site, &rq, &chk, reason, &err);
+			pthread_mutex_unlock(&c->mu);
+		}
+	} else {
+		pthread_mutex_lock(&c->mu);
+		r = stk_device_register_commit(c->site, &rq, &chk, now, &is, &reason, &err);
+		pthread_mutex_unlock(&c->mu);
+	}
+	stk_reg_checked_clear(&chk);
 	stk_issued_clear(&is);
 	return r;
 }
@@ -163,6 +181,11 @@ bench_refusals(void)
 		fprintf(stderr, "sitetoken-bench: refusals: site init: %s\n", err.msg);
 		goto out;
 	}
+	if (stk_site_open(site, &c.worker, &err) != 0) {
+		fprintf(stderr, "sitetoken-bench: refusals: site open: %s\n", err.msg);
+		goto out;
+	}
+	stk_site_forbid_signing(c.worker);
 	for (i = 0; i < REF_CERTS; i++)
 		if (ref_make_cert(&c.der[i], &c.der_len[i]) != 0)
 			goto out;
@@ -209,6 +232,7 @@ bench_refusals(void)
 	bench_emit(&f);
 	rc = 0;
 out:
+	stk_site_close(c.worker);
 	stk_site_close(c.site);
 	for (i = 0; i < REF_CERTS; i++)
 		OPENSSL_free(c.der[i]);

@@ -13,11 +13,12 @@ BENCH=$BUILD/bench/sitetoken-bench
 T=$(mktemp -d "${TMPDIR:-/tmp}/stk-bench-run.XXXXXX")
 SERVER_PID=
 COLD_PID=
+HSM_PID=
 TPM_UP=
 
 cleanup() {
 	local rc=$?
-	for p in $SERVER_PID $COLD_PID; do
+	for p in $SERVER_PID $COLD_PID $HSM_PID; do
 		kill -TERM "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -72,9 +73,32 @@ done
 # shellcheck disable=SC1091
 . "$T/ready-cold"
 cold_cmg=$cmg_port
+# A third server on its own site whose key is in the SoftHSM token: the
+# registrations-through-SoftHSM figures (group register).
+SITETOKEN_SITE=$T/site-hsm "$STK" site init --site "$T/site-hsm" --backend pkcs11 \
+	--pkcs11-uri "pkcs11:token=$SITETOKEN_PKCS11_TOKEN;object=stk-bench-site" >/dev/null
+( umask 077; SITETOKEN_SITE=$T/site-hsm "$STK" bulk new --lifetime 60 --json >"$T/bulk-hsm.json" )
+python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' \
+	"$T/bulk-hsm.json" "$T/bulk-hsm.tok"
+rm -f "$T/bulk-hsm.json"
+"$STK" serve --site "$T/site-hsm" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
+	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/hsm.pid" \
+	--ready-file "$T/ready-hsm" 2>>"$T/server.stderr" &
+HSM_PID=$!
+for _ in $(seq 100); do
+	[ -s "$T/ready-hsm" ] && break
+	kill -0 "$HSM_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
+	sleep 0.1
+done
+[ -s "$T/ready-hsm" ] || { echo "SoftHSM server not ready" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$T/ready-hsm"
+hsm_cmg=$cmg_port
 cmg_port=$main_cmg
 
 "$BENCH" --tmp "$T" --cmg "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500" \
 	--ca "$T/tls.crt" --bulk-token-file "$T/bulk.tok" --server-pid "$SERVER_PID" \
 	--cmg-cold "https://127.0.0.1:$cold_cmg/CCM_Proxy_MutualAuth/72186325152220500" \
-	--cold-pid "$COLD_PID" --site-db "$SITETOKEN_SITE/site.db" "$@"
+	--cold-pid "$COLD_PID" --site-db "$SITETOKEN_SITE/site.db" \
+	--cmg-hsm "https://127.0.0.1:$hsm_cmg/CCM_Proxy_MutualAuth/72186325152220500" \
+	--hsm-bulk-token-file "$T/bulk-hsm.tok" "$@"

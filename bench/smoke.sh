@@ -14,7 +14,8 @@ for fig in "verify RS256 1t" "verify RS256 2t" "verify ES256 1t" "verify ES256 2
     "memory verify RS256" "memory growth RS256" \
     "issue pkcs11 RS256 1t" "issue pkcs11 RS256 2t" "issue tpm RS256 1t" \
     "gateway policy keep-alive" "gateway policy cache warm" "gateway policy 100k devices" \
-    "gateway register" "gateway rss" \
+    "gateway rss" "register cmg file c8" "register cmg softhsm c1" \
+    "register cmg softhsm c2" "register cmg softhsm c8" \
     "registrations during refusal flood" "site-key signatures per 10000 refusals"; do
 	if ! grep -q "^$fig[^:]*: [0-9]" <<<"$out"; then
 		echo "FAIL: figure '$fig' not printed" >&2

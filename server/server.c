@@ -75,6 +75,14 @@ struct srv {
 	struct srv_wellknown wk;   /* keys for relying parties */
 	struct srv_hk *hk;         /* key retirement (housekeeping.c) */
 	struct srv_attreg *attreg; /* attested registration (attest_reg.c) */
+	/* Group commit of registrations (srv_register_site): one thread at a
+	 * time (the leader) commits the queued ones in one transaction. */
+	pthread_mutex_t reg_mu;
+	pthread_cond_t reg_cv;
+	struct srv_regjob *reg_head;
+	int reg_leader;
+	const struct stk_signer *reg_signer; /* the site's signer after the last
+	                                        commit (reg_mu): signing ahead */
 	char site_number[64];
 	int have_trusted_ca;
 	char *cert_pem, *key_pem, *ca_pem;
@@ -197,6 +205,142 @@ srv_log_issued(struct srv *s, const struct stk_issued *is, const char *what,
 	    is->dev.guid, is->dev.thumbprint, (long long)is->dev.token_exp, what, peer);
 }
 
+static struct stk_site *srv_worker_site(struct srv *s);
+
+#define SRV_REG_BATCH_MAX 8 /* well under the audit's unsigned-gap limit */
+
+/* A checked registration waiting for its transaction. */
+struct srv_regjob {
+	const struct stk_reg_request *reg;
+	struct stk_reg_checked *chk;
+	int64_t now;
+	struct stk_issued *is;
+	enum stk_refusal *reason;
+	struct stk_error *err;
+	int r, done;
+	struct srv_regjob *next;
+};
+
+/* Commit the jobs of list j under site_mu: one alone as before; several
+ * as savepoints of one transaction (stk_site_batch_*), one flush to disk
+ * for all. Nobody is answered before the batch's commit returned. */
+static void
+srv_regjobs_commit(struct srv *s, struct srv_regjob *j)
+{
+	const struct stk_signer *sg;
+	struct srv_regjob *x;
+	struct stk_error e;
+	int batch;
+
+	stk_error_clear(&e);
+	pthread_mutex_lock(&s->site_mu);
+	batch = j->next != NULL && stk_site_batch_begin(s->site, &e) == 0;
+	for (x = j; x != NULL; x = x->next)
+		x->r = stk_device_register_commit(s->site, x->reg, x->chk, x->now, x->is,
+		    x->reason, x->err);
+	if (batch && stk_site_batch_end(s->site, &e) != 0)
+		for (x = j; x != NULL; x = x->next) {
+			if (x->r != 0 && *x->reason != STK_REFUSAL_INTERNAL)
+				continue; /* its refusal stands (its record is lost) */
+			stk_issued_clear(x->is);
+			*x->err = e;
+			*x->reason = STK_REFUSAL_INTERNAL;
+			x->r = e.code != 0 ? e.code : STK_E_DB;
+		}
+	/* The signer the next registrations sign with ahead, outside the lock
+	 * (a replaced one stays valid until the handle closes: parked). */
+	if (stk_site_signer(s->site, &sg, &e) != 0)
+		sg = NULL;
+	pthread_mutex_unlock(&s->site_mu);
+	pthread_mutex_lock(&s->reg_mu);
+	s->reg_signer = sg;
+	pthread_mutex_unlock(&s->reg_mu);
+}
+
+/* Queue job and wait until a leader (this thread, if none is at work)
+ * committed it. */
+static void
+srv_regjob_run(struct srv *s, struct srv_regjob *job)
+{
+	struct srv_regjob *take, **pp, *x;
+	int n;
+
+	pthread_mutex_lock(&s->reg_mu);
+	for (pp = &s->reg_head; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = job;
+	while (!job->done) {
+		if (s->reg_leader) {
+			pthread_cond_wait(&s->reg_cv, &s->reg_mu);
+			continue;
+		}
+		s->reg_leader = 1;
+		take = s->reg_head;
+		for (n = 1, x = take; x->next != NULL && n < SRV_REG_BATCH_MAX; n++)
+			x = x->next;
+		s->reg_head = x->next;
+		x->next = NULL;
+		pthread_mutex_unlock(&s->reg_mu);
+		srv_regjobs_commit(s, take);
+		pthread_mutex_lock(&s->reg_mu);
+		for (x = take; x != NULL; x = x->next)
+			x->done = 1;
+		s->reg_leader = 0;
+		pthread_cond_broadcast(&s->reg_cv);
+	}
+	pthread_mutex_unlock(&s->reg_mu);
+}
+
+/* The registration through the site: the checks (certificate, bulk token
+ * signature and record, settings) on this worker thread's own handle
+ * without site_mu; a refusal of those is counted for the audit log without
+ * the lock too (site/audit.c aggregates per source), only the first ones
+ * of an interval are written under it. site_mu covers the transaction on
+ * the signing handle (use limits, token, history, audit), shared by the
+ * registrations that queued meanwhile (group commit, srv_regjob_run); the
+ * client token is signed before it, outside the lock. */
+static int
+srv_register_site(struct srv *s, const struct stk_reg_request *reg,
+    struct stk_issued *is, enum stk_refusal *reason, struct stk_error *err)
+{
+	struct stk_site *ws = srv_worker_site(s);
+	struct stk_reg_checked chk;
+	int64_t now = stk_now();
+	int r;
+
+	memset(&chk, 0, sizeof(chk));
+	if (ws == NULL) { /* no handle of its own: all of it under the lock */
+		pthread_mutex_lock(&s->site_mu);
+		r = stk_device_register(s->site, reg, now, is, reason, err);
+		pthread_mutex_unlock(&s->site_mu);
+	} else if ((r = stk_device_register_check(ws, reg, now, &chk, reason, err)) != 0) {
+		memset(is, 0, sizeof(*is));
+		if (!stk_device_register_refusal_counted(s->site, reg, *reason)) {
+			pthread_mutex_lock(&s->site_mu);
+			stk_device_register_refused(s->site, reg, &chk, *reason, err);
+			pthread_mutex_unlock(&s->site_mu);
+		}
+	} else {
+		struct srv_regjob job = { reg, &chk, now, is, reason, err, 0, 0, NULL };
+		const struct stk_signer *sg;
+		struct stk_error e;
+
+		/* Sign ahead without the lock; the commit signs again if the
+		 * device's GUID or the site's key changed meanwhile. */
+		pthread_mutex_lock(&s->reg_mu);
+		sg = s->reg_signer;
+		pthread_mutex_unlock(&s->reg_mu);
+		stk_error_clear(&e);
+		if (sg != NULL && stk_device_register_presign(ws, sg, reg, now, &chk, &e) != 0)
+			srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "signing ahead "
+			    "failed (the commit signs): %s", e.msg);
+		srv_regjob_run(s, &job);
+		r = job.r;
+	}
+	stk_reg_checked_clear(&chk);
+	return r;
+}
+
 /* POST register, on either listener. */
 static enum MHD_Result
 srv_register(struct srv_listener *ls, struct MHD_Connection *c,
@@ -262,9 +406,7 @@ srv_register(struct srv_listener *ls, struct MHD_Connection *c,
 		reg.bulk_token = bulk;
 		reg.bulk_len = strlen(bulk);
 	}
-	pthread_mutex_lock(&s->site_mu);
-	r = stk_device_register(s->site, &reg, stk_now(), &is, &reason, &err);
-	pthread_mutex_unlock(&s->site_mu);
+	r = srv_register_site(s, &reg, &is, &reason, &err);
 	free(der);
 	if (r == 0) {
 		srv_metrics_registered(ls->kind == SRV_CMG ? SRV_M_CMG : SRV_M_MP);
@@ -641,6 +783,8 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	pthread_mutex_init(&s->site_mu, NULL);
 	pthread_mutex_init(&s->workers_mu, NULL);
+	pthread_mutex_init(&s->reg_mu, NULL);
+	pthread_cond_init(&s->reg_cv, NULL);
 	s->have_worker_key = pthread_key_create(&s->worker_key, NULL) == 0;
 	s->site = site;
 	snprintf(s->site_number, sizeof(s->site_number), "%s",
@@ -733,6 +877,8 @@ srv_stop(struct srv *s)
 	if (s->have_worker_key)
 		pthread_key_delete(s->worker_key);
 	pthread_mutex_destroy(&s->workers_mu);
+	pthread_mutex_destroy(&s->reg_mu);
+	pthread_cond_destroy(&s->reg_cv);
 	srv_logs_close(s->logs);
 	pthread_mutex_destroy(&s->site_mu);
 	free(s->cert_pem);

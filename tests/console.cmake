@@ -2,9 +2,8 @@
 # the page in headless Chromium (Debian chromium) driven by playwright-core.
 # The browser test keeps its screenshots in tests/console-artifacts/ of the
 # build tree (a CI artifact). Nothing skips when CI=true.
-stk_script_test(console_api integration/console_api.sh)
-set_tests_properties(console_api PROPERTIES LABELS "integration;server;console"
-  TIMEOUT 300)
+stk_script_test(console_api integration/console_api.sh STORES "sqlite;pg"
+  LABELS "integration;server;console" TIMEOUT 300)
 stk_script_test(console_browser integration/console_browser.sh)
 set_tests_properties(console_browser PROPERTIES LABELS "integration;server;console"
   TIMEOUT 600 SKIP_RETURN_CODE 77

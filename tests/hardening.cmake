@@ -2,7 +2,7 @@
 # clients and odd TLS client certificates, kill -9 during registrations,
 # secret hygiene of the demo flow. Fuzz corpora replay as fuzz_replay_*
 # (fuzz/CMakeLists.txt). Each script stops what it starts, by pid.
-foreach(t hostile hostile_conn crash secrets audit_clean)
-  stk_script_test(${t} integration/${t}.sh)
-  set_tests_properties(${t} PROPERTIES LABELS "integration;server;hardening" TIMEOUT 400)
+foreach(t hostile crash secrets audit_clean)
+  stk_script_test(${t} integration/${t}.sh STORES "sqlite;pg" LABELS "integration;server;hardening" TIMEOUT 400)
 endforeach()
+stk_script_test(hostile_conn integration/hostile_conn.sh LABELS "integration;server;hardening" TIMEOUT 400)

@@ -22,6 +22,4 @@ if(STK_BACKEND_PKCS11 AND EXISTS ${CMAKE_SOURCE_DIR}/pkcs11/CMakeLists.txt)
     -Wl,--wrap=EVP_PKEY_sign -Wl,--wrap=PKCS11_login)
 
   stk_script_test(pkcs11_softhsm_setup integration/pkcs11_softhsm_setup.sh)
-  stk_script_test(pkcs11_cli integration/pkcs11_cli.sh)
-  set_tests_properties(pkcs11_cli PROPERTIES TIMEOUT 300)
 endif()

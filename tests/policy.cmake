@@ -2,7 +2,9 @@
 # listener, device key strength and validity, key retirement that no single
 # clock decides, site directory/log/process hardening. Each script stops
 # what it starts, by pid.
-foreach(t server_tls_policy key_clock device_cert_policy site_files newuser)
-  stk_script_test(${t} integration/${t}.sh)
-  set_tests_properties(${t} PROPERTIES LABELS "integration;server;hardening" TIMEOUT 180)
+foreach(t key_clock device_cert_policy)
+  stk_script_test(${t} integration/${t}.sh STORES "sqlite;pg" LABELS "integration;server;hardening" TIMEOUT 180)
+endforeach()
+foreach(t server_tls_policy site_files newuser)
+  stk_script_test(${t} integration/${t}.sh LABELS "integration;server;hardening" TIMEOUT 180)
 endforeach()

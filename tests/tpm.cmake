@@ -7,7 +7,6 @@ if(TARGET sitetoken AND STK_BACKEND_TPM AND EXISTS ${CMAKE_SOURCE_DIR}/tpm/CMake
   # runs outside ctest (valgrind.sh).
   target_compile_definitions(test_tpm PRIVATE STK_SRC_DIR="${CMAKE_SOURCE_DIR}")
   set_tests_properties(test_tpm PROPERTIES TIMEOUT 300)
-  stk_script_test(tpm_cli integration/tpm_cli.sh TIMEOUT 300)
   # Key attestation: two swtpms with EK certificates from distinct local CAs.
   stk_script_test(attest_tpm integration/attest_tpm.sh TIMEOUT 300)
   stk_script_test(tpm_audit integration/tpm_audit.sh TIMEOUT 300)

@@ -25,6 +25,11 @@ extern "C" {
  * with a message saying why (wire reason bad_certificate, HTTP 400). */
 int stk_device_cert_check(const unsigned char *der, size_t len, int64_t now,
     char thumb[44], struct stk_error *err);
+/* The same check without the process-wide cache of parsed certificates
+ * (stk_device_cert_check parses a given DER once and compares its dates
+ * with now on every call): the reference of the differential test. */
+int stk_device_cert_check_uncached(const unsigned char *der, size_t len,
+    int64_t now, char thumb[44], struct stk_error *err);
 
 #ifdef __cplusplus
 }

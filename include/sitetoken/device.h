@@ -130,6 +130,65 @@ int stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
     int64_t now, struct stk_issued *out, enum stk_refusal *reason,
     struct stk_error *err);
 
+/* stk_device_register in two halves, for a server that keeps the checks out
+ * of its registration lock (server/server.c):
+ *  - stk_device_register_check only reads (proof of possession, certificate
+ *    rules, site switches, the bulk token's signature, record, block and
+ *    source, attestation policy): call it with any handle of the site, no
+ *    lock (e.g. a worker thread's own). On refusal it returns a negative
+ *    code with *reason set and records nothing: pass the refusal to
+ *    stk_device_register_refused (audited, aggregated per source on that
+ *    handle: STK_AUDIT_REFUSAL_*), unless *reason is STK_REFUSAL_INTERNAL.
+ *  - stk_device_register_commit does the rest in one transaction on a
+ *    signing handle: device blocked?, the bulk token's use limit (exactly
+ *    once, conditional update), the token, history and audit; it audits
+ *    its own refusals. req must be the request the check saw; a token
+ *    signed ahead in c (stk_device_register_presign) is taken from c.
+ * c borrows from req (the certificate); clear it with
+ * stk_reg_checked_clear after the commit. */
+struct stk_reg_checked {
+	const unsigned char *der;      /* the certificate registered */
+	size_t derlen;
+	char thumb[44];                /* its x5t#S256 */
+	struct stk_claims bulk;        /* the bulk token's claims, if any */
+	/* stk_device_register_presign: the client token signed ahead, used by
+	 * the commit only if its device GUID and the site's signer are still
+	 * the ones it was signed for (else the commit signs again). */
+	const struct stk_signer *signer;
+	char *token;
+	char guid[STK_GUID_LEN + 1];
+	char jti[STK_GUID_LEN + 1];
+	int64_t signed_at;
+	int guid_new;                  /* guid was made (no device had it) */
+};
+
+int stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
+    int64_t now, struct stk_reg_checked *c, enum stk_refusal *reason,
+    struct stk_error *err);
+void stk_device_register_refused(struct stk_site *s, const struct stk_reg_request *req,
+    const struct stk_reg_checked *c, enum stk_refusal reason,
+    const struct stk_error *why);
+int stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req,
+    struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
+    enum stk_refusal *reason, struct stk_error *err);
+void stk_reg_checked_clear(struct stk_reg_checked *c);
+/* Sign the client token of a checked registration ahead of the commit,
+ * outside any lock: s (any handle, e.g. a worker's verify-only one) tells
+ * whether the certificate already has a device (its GUID is kept) or not (a
+ * new GUID); signer is the site's current signer as the caller last got it
+ * from the signing handle (stk_site_signer, under its lock; a replaced
+ * signer stays valid until that handle closes). The commit at the same
+ * `now` uses the token when the GUID and the signer still match. */
+int stk_device_register_presign(struct stk_site *s, const struct stk_signer *signer,
+    const struct stk_reg_request *req, int64_t now, struct stk_reg_checked *c,
+    struct stk_error *err);
+/* A refusal of stk_device_register_check counted on handle s without its
+ * store (stk_audit_refusal_counted): 1 when nothing more is to be done (or
+ * nothing to audit), 0 when the caller must still call
+ * stk_device_register_refused with s (under its lock). */
+int stk_device_register_refusal_counted(struct stk_site *s,
+    const struct stk_reg_request *req, enum stk_refusal reason);
+
 /* Gateway authentication: client token valid at `now`, bound to the TLS
  * client certificate `peer_der`, device known and not blocked, allow-cmg on.
  * On success fills *dev. Refusals audited, *reason set. */

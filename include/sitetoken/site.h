@@ -273,6 +273,16 @@ int stk_audit_append(struct stk_site *s, const char *actor, const char *event,
 int stk_audit_append_ref(struct stk_site *s, const char *actor,
     const char *event, const char *subject, const char *ref,
     const char *outcome, const char *detail, struct stk_error *err);
+/* A refusal counted without the store: 1 when it joined the current
+ * interval's surplus of its source, event and reason (detail's text up to
+ * the first ':'; STK_AUDIT_REFUSAL_*): nothing more to record now, the
+ * handle records the count later like any aggregated refusal. 0 when it
+ * must be recorded through stk_audit_append (the first
+ * STK_AUDIT_REFUSAL_BURST of an interval, a new interval): nothing was
+ * counted then. Thread-safe against the handle's own store use, so a
+ * server can call it without the lock it holds around the handle. */
+int stk_audit_refusal_counted(struct stk_site *s, const char *actor,
+    const char *event, const char *detail);
 /* Sign a checkpoint over the chain head with the site key. */
 int stk_audit_checkpoint(struct stk_site *s, struct stk_error *err);
 
@@ -295,6 +305,15 @@ int stk_audit_foreach(struct stk_site *s, stk_audit_cb cb, void *ctx,
     struct stk_error *err);
 
 /* ---- Transactions (BEGIN IMMEDIATE ... COMMIT/ROLLBACK) ---- */
+/* Group commit: between stk_site_batch_begin and stk_site_batch_end the
+ * transactions of this handle (stk_site_tx_*, and so every change and its
+ * audit record) are savepoints of one store transaction, committed with
+ * one flush to disk by stk_site_batch_end. Each stays all or nothing; none
+ * is durable before stk_site_batch_end returns 0, so no caller may answer
+ * for one before; when it fails, none of the batch happened. The audit
+ * checkpoint, if due, is signed after that commit. */
+int stk_site_batch_begin(struct stk_site *s, struct stk_error *err);
+int stk_site_batch_end(struct stk_site *s, struct stk_error *err);
 int stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
 int stk_site_tx_commit(struct stk_site *s, struct stk_error *err);
 void stk_site_tx_rollback(struct stk_site *s);

@@ -157,8 +157,10 @@ site_audit_flush(struct stk_site *s, int all)
 	int64_t now = stk_now();
 	size_t i, o = 0;
 
-	if (s->flushing || s->in_tx || s->nrefusals == 0)
+	/* flushing and in_tx belong to the thread that owns the store. */
+	if (s->flushing || s->in_tx)
 		return;
+	pthread_mutex_lock(&s->refusal_mu);
 	s->flushing = 1;
 	for (i = 0; i < s->nrefusals; i++) {
 		struct site_refusal *f = &s->refusals[i];
@@ -171,27 +173,60 @@ site_audit_flush(struct stk_site *s, int all)
 	}
 	s->nrefusals = o;
 	s->flushing = 0;
+	pthread_mutex_unlock(&s->refusal_mu);
 }
 
-/* 1: counted (no record now); 0: write the record. */
-static int
-refusal_count(struct stk_site *s, const char *actor, const char *event,
-    const char *detail)
+/* The entry of (actor, event, reason), or NULL. Caller holds refusal_mu. */
+static struct site_refusal *
+refusal_find(struct stk_site *s, const char *actor, const char *event,
+    const char *reason)
 {
-	char reason[48];
-	struct site_refusal *f = NULL;
-	int64_t now = stk_now();
 	size_t i;
 
-	snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(detail ? detail : "",
-	    ":"), detail ? detail : "");
 	for (i = 0; i < s->nrefusals; i++)
 		if (strcmp(s->refusals[i].actor, actor) == 0 &&
 		    strcmp(s->refusals[i].event, event) == 0 &&
-		    strcmp(s->refusals[i].reason, reason) == 0) {
-			f = &s->refusals[i];
-			break;
-		}
+		    strcmp(s->refusals[i].reason, reason) == 0)
+			return &s->refusals[i];
+	return NULL;
+}
+
+int
+stk_audit_refusal_counted(struct stk_site *s, const char *actor, const char *event,
+    const char *detail)
+{
+	char reason[48];
+	struct site_refusal *f;
+	int64_t now = stk_now();
+	int r = 0;
+
+	snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(detail ? detail : "",
+	    ":"), detail ? detail : "");
+	pthread_mutex_lock(&s->refusal_mu);
+	f = refusal_find(s, actor ? actor : "", event ? event : "", reason);
+	if (f != NULL && now - f->start < STK_AUDIT_REFUSAL_INTERVAL && now >= f->start &&
+	    f->written >= STK_AUDIT_REFUSAL_BURST) {
+		f->last = now;
+		f->pending++;
+		r = 1;
+	}
+	pthread_mutex_unlock(&s->refusal_mu);
+	return r;
+}
+
+/* 1: counted (no record now); 0: write the record. Caller holds
+ * refusal_mu. */
+static int
+refusal_count_locked(struct stk_site *s, const char *actor, const char *event,
+    const char *detail)
+{
+	char reason[48];
+	struct site_refusal *f;
+	int64_t now = stk_now();
+
+	snprintf(reason, sizeof(reason), "%.*s", (int)strcspn(detail ? detail : "",
+	    ":"), detail ? detail : "");
+	f = refusal_find(s, actor, event, reason);
 	if (f != NULL && (now - f->start >= STK_AUDIT_REFUSAL_INTERVAL || now < f->start)) {
 		if (refusal_flush_one(s, f) != 0)
 			return 0;
@@ -218,6 +253,18 @@ refusal_count(struct stk_site *s, const char *actor, const char *event,
 	}
 	f->pending++;
 	return 1;
+}
+
+static int
+refusal_count(struct stk_site *s, const char *actor, const char *event,
+    const char *detail)
+{
+	int r;
+
+	pthread_mutex_lock(&s->refusal_mu);
+	r = refusal_count_locked(s, actor, event, detail);
+	pthread_mutex_unlock(&s->refusal_mu);
+	return r;
 }
 
 int

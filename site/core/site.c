@@ -132,9 +132,54 @@ site_exec(struct stk_site *s, const char *sql, struct stk_error *err)
 	return STK_OK;
 }
 
+/* Group commit (stk_site_batch_*): inside a batch, a transaction of this
+ * handle is a savepoint of the batch's one transaction. */
+int
+stk_site_batch_begin(struct stk_site *s, struct stk_error *err)
+{
+	if (s->batch || s->in_tx)
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "a batch cannot start inside a transaction");
+	if (s->store->vt->begin_write(s->store) != 0)
+		return site_db_error(s, err, "database");
+	s->batch = 1;
+	s->audit_dirty = 0;
+	return STK_OK;
+}
+
+int
+stk_site_batch_end(struct stk_site *s, struct stk_error *err)
+{
+	int r = STK_OK, dirty = s->audit_dirty;
+
+	if (!s->batch)
+		return STK_OK;
+	s->batch = 0;
+	s->in_tx = 0;
+	if (s->store->vt->commit(s->store) != 0) {
+		r = site_db_error(s, err, "database");
+		s->store->vt->rollback(s->store);
+	} else if (dirty && s->after_commit != NULL)
+		s->after_commit(s);   /* as in stk_site_tx_commit */
+	s->audit_dirty = 0;
+	/* An item that changed what gateways cache is published now, with
+	 * the batch (its bump stays marked through the items' savepoints). */
+	site_gw_committed(s, r == 0);
+	return r;
+}
+
 int
 stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
 {
+	if (s->batch) {
+		if (s->in_tx)
+			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+			    "nested transaction in a batch");
+		if (db_exec(s->store, "SAVEPOINT stk_batch_item") != 0)
+			return site_db_error(s, err, "database");
+		s->in_tx = 1;
+		return STK_OK;
+	}
 	/* The write lock is taken now (BEGIN IMMEDIATE, an advisory lock on
 	 * PostgreSQL), so two writers queue instead of failing later or
 	 * forking the audit chain. */
@@ -149,6 +194,16 @@ stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 {
 	int r = STK_OK;
 
+	if (s->batch) {
+		/* Durable with the batch (stk_site_batch_end); the checkpoint
+		 * waits for that commit too (audit_dirty is kept). */
+		if (db_exec(s->store, "RELEASE SAVEPOINT stk_batch_item") != 0) {
+			r = site_db_error(s, err, "database");
+			stk_site_tx_rollback(s);
+		}
+		s->in_tx = 0;
+		return r;
+	}
 	if (s->store->vt->commit(s->store) != 0)
 		r = site_db_error(s, err, "database");
 	if (r != 0)
@@ -164,6 +219,14 @@ stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 void
 stk_site_tx_rollback(struct stk_site *s)
 {
+	if (s->batch) {
+		/* The item only; what the batch's earlier items did stays. */
+		if (s->in_tx && (db_exec(s->store, "ROLLBACK TO SAVEPOINT stk_batch_item") != 0 ||
+		    db_exec(s->store, "RELEASE SAVEPOINT stk_batch_item") != 0))
+			STK_LOG(STK_LOG_ERROR, "site", "cannot roll back a batch item");
+		s->in_tx = 0;
+		return;
+	}
 	if (s->in_tx)
 		s->store->vt->rollback(s->store);
 	s->in_tx = 0;
@@ -323,6 +386,7 @@ site_alloc(const char *dir, struct stk_site **out, struct stk_error *err)
 		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->refusal_mu, NULL);
 	s->kopts.site_dir = s->dir;
 	*out = s;
 	return STK_OK;

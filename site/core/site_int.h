@@ -38,6 +38,7 @@ struct stk_site {
 	struct stk_verifier *verifier; /* current snapshot (the site's reference) */
 	int verifier_lent;           /* handed out borrowed (stk_site_verifier) */
 	int in_tx;
+	int batch;                   /* stk_site_batch_begin: tx = savepoint */
 	int audit_dirty;             /* records appended since the last commit */
 	/* Run after a commit that appended audit records (the audit layer's
 	 * checkpoint signing, installed by the facade): the core calls
@@ -51,6 +52,8 @@ struct stk_site {
 	int refreshing;
 	struct site_parked *parked;  /* replaced objects, freed at close */
 	/* refusal aggregation (audit.c) */
+	pthread_mutex_t refusal_mu;  /* the table: stk_audit_refusal_counted runs
+	                                without the store */
 	struct site_refusal *refusals;
 	size_t nrefusals;
 	int flushing;

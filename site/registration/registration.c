@@ -204,10 +204,11 @@ stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
  * before the write lock: a renewal another node committed since makes this
  * one lose); prev_jti is the token presented. Caller holds the transaction.
  * STK_E_EXISTS when the conditional update found a newer token. */
-int
-dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
+static int
+dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
     const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
-    const char *prev_jti, int64_t now, char **token, struct stk_error *err)
+    const char *prev_jti, int64_t now, struct stk_reg_checked *pre, char **token,
+    struct stk_error *err)
 {
 	const struct stk_signer *signer;
 	struct site_stmt *st = NULL;
@@ -217,8 +218,15 @@ dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
 		return r;
-	if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint, d->attestation,
-	    now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti, err)) != 0)
+	if (pre != NULL && pre->token != NULL && pre->signer == signer &&
+	    pre->signed_at == now && strcmp(pre->guid, d->guid) == 0) {
+		/* Signed ahead, outside the lock, for this device by this key. */
+		*token = pre->token;
+		pre->token = NULL;
+		snprintf(d->last_jti, sizeof(d->last_jti), "%s", pre->jti);
+	} else if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint,
+	    d->attestation, now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti,
+	    err)) != 0)
 		return r;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
@@ -286,6 +294,15 @@ fail:
 	stk_token_free(*token);
 	*token = NULL;
 	return r;
+}
+
+int
+dev_issue_store(struct stk_site *s, struct stk_device *d, int is_new,
+    const unsigned char *cert_der, size_t cert_len, const char *expect_jti,
+    const char *prev_jti, int64_t now, char **token, struct stk_error *err)
+{
+	return dev_issue_store_pre(s, d, is_new, cert_der, cert_len, expect_jti,
+	    prev_jti, now, NULL, token, err);
 }
 
 /* Append to the enrollment history (never updated, never deleted). */
@@ -393,87 +410,173 @@ dev_reg_proof(const struct stk_reg_request *req, int64_t now,
 	return STK_OK;
 }
 
+void
+stk_reg_checked_clear(struct stk_reg_checked *c)
+{
+	if (c == NULL)
+		return;
+	stk_claims_clear(&c->bulk);
+	stk_token_free(c->token);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Everything of a registration that only reads: proof of possession,
+ * certificate rules, the site's switches, the bulk token's signature,
+ * record, block and source. No lock and no write: the server runs it on
+ * its worker thread's own handle, so a junk request costs neither the
+ * registration lock nor a transaction. */
 int
-stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
-    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
+stk_device_register_check(struct stk_site *s, const struct stk_reg_request *req,
+    int64_t now, struct stk_reg_checked *c, enum stk_refusal *reason,
     struct stk_error *err)
 {
-	struct stk_claims bulk;
-	struct stk_device old;
-	const unsigned char *der = NULL;
-	size_t derlen = 0;
-	char thumb[44], detail[160];
-	const char *actor = req->peer ? req->peer : "device";
-	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
-	    "device.register.mp";
-	int r, on, exists = 0;
+	int r, on;
 
-	memset(out, 0, sizeof(*out));
-	memset(&bulk, 0, sizeof(bulk));
+	memset(c, 0, sizeof(*c));
 	*reason = STK_REFUSAL_INTERNAL;
-	thumb[0] = '\0';
-	if ((r = dev_reg_proof(req, now, &der, &derlen, thumb, reason, err)) != 0) {
-		if (*reason == STK_REFUSAL_INTERNAL)
-			goto out;
-		goto refuse;
-	}
+	if ((r = dev_reg_proof(req, now, &c->der, &c->derlen, c->thumb, reason,
+	    err)) != 0)
+		goto out;
 	if (req->via == STK_VIA_MP) {
 		if ((r = stk_setting_get_bool(s, STK_SETTING_INTERNAL_REG, 1, &on, err)) != 0)
 			goto out;
 		if (!on) {
+			*reason = STK_REFUSAL_INTERNAL_DISABLED;
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "internal registration is turned off on this site");
-			*reason = STK_REFUSAL_INTERNAL_DISABLED;
-			goto refuse;
+			goto out;
 		}
 	} else {
 		/* Before the bulk token is looked at (or counted as used). */
-		if ((r = dev_cmg_allowed(s, thumb, &on, err)) != 0)
+		if ((r = dev_cmg_allowed(s, c->thumb, &on, err)) != 0)
 			goto out;
 		if (!on) {
+			*reason = STK_REFUSAL_CMG_DISABLED;
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 			    "client setting 'allow cloud gateway' is off: register with "
 			    "the management point on the internal network");
-			*reason = STK_REFUSAL_CMG_DISABLED;
-			goto refuse;
+			goto out;
 		}
 	}
 	if (req->bulk_token != NULL) {
-		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &bulk,
+		if ((r = stk_bulk_check(s, req->bulk_token, req->bulk_len, now, &c->bulk,
 		    err)) != 0) {
-			if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
-				goto out;
-			goto refuse;
+			*reason = stk_refusal_of_rc(r);
+			goto out;
 		}
-		if ((r = stk_bulk_limits_source_check(s, bulk.id, req->peer, err)) != 0) {
-			if (r != STK_E_TOKEN_SOURCE)
-				goto out;
-			*reason = STK_REFUSAL_BULK_SOURCE;
-			goto refuse;
+		if ((r = stk_bulk_limits_source_check(s, c->bulk.id, req->peer, err)) != 0) {
+			if (r == STK_E_TOKEN_SOURCE)
+				*reason = STK_REFUSAL_BULK_SOURCE;
+			goto out;
 		}
 	} else if (req->via == STK_VIA_CMG ||
 	    (req->require_credential && !req->trusted_credential)) {
+		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "%s",
 		    req->via == STK_VIA_CMG ?
 		    "registration through the cloud gateway needs a bulk registration token" :
 		    "registration over HTTPS needs a trusted client certificate or a bulk "
 		    "registration token");
-		*reason = req->via == STK_VIA_CMG ? STK_REFUSAL_NO_TOKEN : STK_REFUSAL_CREDENTIAL;
-		goto refuse;
+		goto out;
 	}
 	/* Attestation policy (site/registration/attest_policy.c). */
-	if ((r = stk_attest_required(s, req->bulk_token ? bulk.id : NULL, &on, err)) != 0)
+	if ((r = stk_attest_required(s, req->bulk_token ? c->bulk.id : NULL, &on, err)) != 0)
 		goto out;
 	if (on && (req->attestation == NULL || strcmp(req->attestation, "tpm") != 0)) {
-		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site requires "
-		    "a TPM-attested device key: register with attestation evidence "
-		    "(docs/api.md, attested registration)");
 		*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
-		goto refuse;
+		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this site "
+		    "requires a TPM-attested device key: register with attestation "
+		    "evidence (docs/api.md, attested registration)");
+		goto out;
 	}
+	*reason = STK_REFUSAL_NONE;
+	r = STK_OK;
+out:
+	return r;
+}
+
+void
+stk_device_register_refused(struct stk_site *s, const struct stk_reg_request *req,
+    const struct stk_reg_checked *c, enum stk_refusal reason,
+    const struct stk_error *why)
+{
+	if (reason == STK_REFUSAL_INTERNAL || reason == STK_REFUSAL_NONE)
+		return; /* a failure, not a policy refusal: the caller logs it */
+	dev_audit_refusal(s, req->peer ? req->peer : "device", req->via == STK_VIA_CMG ?
+	    "device.register.cmg" : "device.register.mp", req->bulk_token &&
+	    c->bulk.id[0] ? c->bulk.id : c->thumb, reason, why);
+}
+
+int
+stk_device_register_refusal_counted(struct stk_site *s,
+    const struct stk_reg_request *req, enum stk_refusal reason)
+{
+	char detail[48];
+
+	if (reason == STK_REFUSAL_INTERNAL || reason == STK_REFUSAL_NONE)
+		return 1; /* nothing to audit */
+	/* The key dev_audit_refusal's detail aggregates on. */
+	snprintf(detail, sizeof(detail), "%.40s:", stk_refusal_code(reason));
+	return stk_audit_refusal_counted(s, req->peer ? req->peer : "device",
+	    req->via == STK_VIA_CMG ? "device.register.cmg" : "device.register.mp",
+	    detail);
+}
+
+int
+stk_device_register_presign(struct stk_site *s, const struct stk_signer *signer,
+    const struct stk_reg_request *req, int64_t now, struct stk_reg_checked *c,
+    struct stk_error *err)
+{
+	struct stk_device old;
+	int r;
+
+	stk_token_free(c->token);
+	c->token = NULL;
+	c->signer = NULL;
+	if (signer == NULL) {
+		r = STK_OK;
+		goto out;
+	}
+	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
+	if (r == 0)
+		snprintf(c->guid, sizeof(c->guid), "%s", old.guid);
+	else if (r != STK_E_NOTFOUND)
+		goto out;
+	else if (stk_guid_new(c->guid) != 0) {
+		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
+		goto out;
+	}
+	c->guid_new = r == STK_E_NOTFOUND;
+	if ((r = stk_issue_client_att(signer, c->guid, c->thumb, req->attestation ?
+	    req->attestation : "none", now, STK_CLIENT_TOKEN_LIFETIME, &c->token, c->jti,
+	    err)) != 0)
+		goto out;
+	c->signer = signer;
+	c->signed_at = now;
+out:
+	return r;
+}
+
+/* The write half: under the store's write lock (a transaction), the
+ * device's state, the bulk token's use limit (a conditional update: exactly
+ * once across threads and nodes), the token, the history, the audit. */
+int
+stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req,
+    struct stk_reg_checked *c, int64_t now, struct stk_issued *out,
+    enum stk_refusal *reason, struct stk_error *err)
+{
+	struct stk_device old;
+	char detail[160];
+	const char *actor = req->peer ? req->peer : "device";
+	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
+	    "device.register.mp";
+	int r, exists = 0;
+
+	memset(out, 0, sizeof(*out));
+	*reason = STK_REFUSAL_INTERNAL;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
-	r = dev_lookup(s, "cert_thumbprint", thumb, &old, err);
+	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
 	if (r == 0)
 		exists = 1;
 	else if (r != STK_E_NOTFOUND)
@@ -487,8 +590,8 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	}
 	/* One use per device: the same device retrying with the same token
 	 * (a lost response, threat model 6) does not use it again. */
-	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, bulk.id) == 0) &&
-	    (r = stk_bulk_limits_use(s, bulk.id, err)) != 0) {
+	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, c->bulk.id) == 0) &&
+	    (r = stk_bulk_limits_use(s, c->bulk.id, err)) != 0) {
 		stk_site_tx_rollback(s);
 		if (r != STK_E_TOKEN_EXHAUSTED)
 			goto out;
@@ -497,28 +600,31 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 	}
 	if (exists)
 		out->dev = old;
+	else if (c->token != NULL && c->guid_new)
+		memcpy(out->dev.guid, c->guid, sizeof(out->dev.guid)); /* signed for */
 	else if (stk_guid_new(out->dev.guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
 		goto fail_tx;
 	}
-	snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", thumb);
+	snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", c->thumb);
 	out->dev.registered_at = now;
 	snprintf(out->dev.via, sizeof(out->dev.via), "%s",
 	    req->via == STK_VIA_CMG ? "cmg" : "mp");
 	snprintf(out->dev.bulk_guid, sizeof(out->dev.bulk_guid), "%s",
-	    req->bulk_token != NULL ? bulk.id : "");
+	    req->bulk_token != NULL ? c->bulk.id : "");
 	if (!exists)
 		out->dev.allow_cmg = -1;
 	snprintf(out->dev.attestation, sizeof(out->dev.attestation), "%s",
 	    req->attestation ? req->attestation : "none");
-	if ((r = dev_issue_store(s, &out->dev, !exists, der, derlen, NULL, NULL, now,
-	    &out->token, err)) != 0 || (r = stk_attest_record_device(s,
+	if ((r = dev_issue_store_pre(s, &out->dev, !exists, c->der, c->derlen, NULL,
+	    NULL, now, c, &out->token, err)) != 0 ||
+	    (r = stk_attest_record_device(s,
 	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
 		goto fail_tx;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
 		goto fail_tx;
 	snprintf(detail, sizeof(detail), "%s jti=%s x5t#S256=%s%s%s", exists ?
-	    "re-registered" : "new", out->dev.last_jti, thumb,
+	    "re-registered" : "new", out->dev.last_jti, c->thumb,
 	    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
 	if ((r = stk_audit_append_ref(s, actor, event, out->dev.guid,
 	    out->dev.bulk_guid, "ok", detail, err)) != 0)
@@ -527,17 +633,31 @@ stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
 		goto out;
 	out->new_device = !exists;
 	*reason = STK_REFUSAL_NONE;
-	stk_claims_clear(&bulk);
 	return STK_OK;
 fail_tx:
 	stk_site_tx_rollback(s);
 	goto out;
 refuse:
-	dev_audit_refusal(s, actor, event, req->bulk_token && bulk.id[0] ? bulk.id :
-	    thumb, *reason, err);
+	stk_device_register_refused(s, req, c, *reason, err);
 out:
-	stk_claims_clear(&bulk);
 	stk_issued_clear(out);
+	return r;
+}
+
+int
+stk_device_register(struct stk_site *s, const struct stk_reg_request *req,
+    int64_t now, struct stk_issued *out, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	struct stk_reg_checked c;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = stk_device_register_check(s, req, now, &c, reason, err)) != 0)
+		stk_device_register_refused(s, req, &c, *reason, err);
+	else
+		r = stk_device_register_commit(s, req, &c, now, out, reason, err);
+	stk_reg_checked_clear(&c);
 	return r;
 }
 

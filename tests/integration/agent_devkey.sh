@@ -81,7 +81,6 @@ agent devF 0 register --mp "$MP" >/dev/null || fail "file device"
 # `sitetoken attest verify` against the TPM maker's root, the verifier's
 # nonce and the device (TLS client) certificate, then the credential
 # activation round trip.
-nonce() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 EK_CA=$DEV_TPM/ca/swtpm-localca-rootca-cert.pem
 n=$(nonce)
 agent devT 31 --tcti "$DEV_TCTI" attest --nonce "$n" --out "$T/ev.json" || fail "agent attest"

@@ -64,8 +64,7 @@ ok "/cahash: install with no --ca registers; the pin is kept and renewal/policy 
 
 # A wrong pin (another key's) against the real server: TLS fails, the server
 # sees no registration (logs and audit unchanged), exit 3 with the reason.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/imp.key" \
-	-out "$T/imp.crt" -days 30 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+dev_cert imp -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 wrong=sha256:$(spki "$T/imp.crt")
 a0=$(audit_n); r0=$(grep -c . "$SITE/logs/MP_RegistrationManager.log"); c0=$(grep -c "registration" "$SITE/logs/ClientAuth.log")
 rc=0; nagent w1 install /mp:"$CMG" /cahash:"$wrong" /regtoken:- < "$T/bulk.tok" >/dev/null 2>"$T/err" || rc=$?
@@ -132,9 +131,8 @@ ok "an impostor gateway with another key receives nothing under the pin (a trust
 # kubeadm semantics: the pin names a CA in the chain. A leaf issued by a
 # local CA, served with its chain; pin the CA.
 stop_server
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ca.key" \
-	-out "$T/ca.crt" -days 30 -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE \
-	-addext keyUsage=critical,keyCertSign 2>/dev/null
+dev_cert ca -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE \
+	-addext keyUsage=critical,keyCertSign
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/leaf.key" \
 	-out "$T/leaf.csr" -subj /CN=localhost 2>/dev/null
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$T/leaf.ext"

@@ -26,7 +26,6 @@ TCTI_A=$SITETOKEN_TCTI CA_A=$SITETOKEN_EK_CA
 openssl x509 -in "$CA_A" -noout -subject | grep -q swtpm-localca-rootca || fail "EK CA is not the local root"
 cmp -s "$CA_A" "$CA_B" && fail "two TPM state dirs share one CA"
 
-nonce() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 
 # expect_refusal WHAT PATTERN CMD...: exit 1 with PATTERN on stderr.
 expect_refusal() {

@@ -11,8 +11,6 @@ TEST_NAME=audit_clean
 . "$(dirname "$0")/server_lib.sh"
 . "$(dirname "$0")/hostile_lib.sh"
 set +e
-FAILS=0
-bad() { echo "FAIL - $*"; FAILS=$((FAILS + 1)); }
 
 make_site
 start_server 0 --admin 127.0.0.1:0
@@ -84,19 +82,19 @@ for line in data.split(b"\n"):
     if line.startswith(b"2026-01-01T00:00:00Z") or line.startswith(b"FORGED"):
         print("    | forged line:", line[:80]); sys.exit(1)
 PY
-	[ "$FAILS" = "$fails_before" ] && ok "$2: no control byte, no forged line"
+	[ "$FAILED" = "$fails_before" ] && ok "$2: no control byte, no forged line"
 }
-fails_before=$FAILS; $STK audit show > "$T/show.txt"; clean "$T/show.txt" "audit show"
-fails_before=$FAILS; $STK audit show --json > "$T/show.json"; clean "$T/show.json" "audit show --json"
+fails_before=$FAILED; $STK audit show > "$T/show.txt"; clean "$T/show.txt" "audit show"
+fails_before=$FAILED; $STK audit show --json > "$T/show.json"; clean "$T/show.json" "audit show --json"
 for f in "$SITE"/logs/*.log "$T/server.stderr"; do
-	fails_before=$FAILS; clean "$f" "log $(basename "$f")"
+	fails_before=$FAILED; clean "$f" "log $(basename "$f")"
 done
 grep -c 'x1b' "$T/show.txt" >/dev/null && ok "control bytes kept visible as \\x escapes" ||
 	bad "no escaped control byte in audit show"
 # The per-token trail: only records about the token (subject or ref), not a
 # refusal whose text names its GUID.
 curl -s --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN/api/v1/bulk/$G/audit" > "$T/trail.json"
-fails_before=$FAILS; clean "$T/trail.json" "console trail"
+fails_before=$FAILED; clean "$T/trail.json" "console trail"
 python3 - "$T/trail.json" <<'PY' && ok "trail holds bulk.new and the registration only" || bad "trail: $(head -c 400 "$T/trail.json")"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -105,5 +103,5 @@ ev = sorted((r["event"], r["outcome"]) for r in recs)
 assert ("bulk.new", "ok") in ev, ev
 assert all(o == "ok" for _, o in ev), ev
 PY
-[ $FAILS -eq 0 ] || fail "$FAILS check(s) failed"
+finish
 echo "ok - audit_clean"

@@ -8,18 +8,12 @@
 #    strcmp literals) against the options in its helps;
 #  - README: every `sitetoken CMD SUB --opt` in README names an option the
 #    command accepts.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-STK=$STK_BIN/sitetoken
-AGENT=$STK_BIN/sitetoken-agent
+. "$(dirname "$0")/harness.sh"
+set -e
 TOOL=$STK_BIN/BulkRegistrationTokenTool
-T=$(mktemp -d "$STK_TEST_TMP/cli_help.XXXXXX")
-trap 'rm -rf "$T"' EXIT
 # No site: help must not need one, and nothing may be created.
 export SITETOKEN_SITE=$T/nosite
 unset SITETOKEN_AGENT_STATE
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
 
 opts_in() { grep -oE -- '--[a-z][a-z0-9-]*' | grep -vxE -- '--help' | sort -u; }
 

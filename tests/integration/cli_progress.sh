@@ -3,13 +3,8 @@
 # by script(1)), and nothing extra when it is not (scripts, cron, systemd):
 # audit verify over a log of a few hundred records, and the schema
 # migrations of site init.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-STK=$STK_BIN/sitetoken
-T=$(mktemp -d "$STK_TEST_TMP/cli_progress.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+. "$(dirname "$0")/harness.sh"
+set -e
 export SITETOKEN_SITE=$T/site
 unset SITETOKEN_TIME_OFFSET
 command -v script >/dev/null || fail "script(1) missing (bsdutils)"

@@ -20,8 +20,7 @@ mkdir -p "$T/ids"
 # (Wait for these pids only: a bare wait would wait for the server too.)
 gen=()
 for i in $(seq "$IDS"); do
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ids/d$i.key" \
-		-out "$T/ids/d$i.crt" -days 30 -subj "/CN=d$i" 2>/dev/null &
+	dev_cert "$T/ids/d$i" &
 	gen+=($!)
 	if [ ${#gen[@]} -ge 16 ]; then wait "${gen[@]}"; gen=(); fi
 done

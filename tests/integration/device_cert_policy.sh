@@ -12,12 +12,7 @@ make_site
 start_server 0
 new_bulk "$T/bulk" >/dev/null
 
-mk() { # mk NAME OPENSSL-NEWKEY-ARGS... -> $T/NAME.{crt,key}, valid 30 days
-	local n=$1; shift
-	openssl req -x509 "$@" -nodes -keyout "$T/$n.key" -out "$T/$n.crt" -days 30 -subj "/CN=$n" 2>/dev/null \
-		|| fail "openssl could not make $n"
-	chmod 600 "$T/$n.key"
-}
+mk() { dev_cert "$@"; } # mk NAME OPENSSL-NEWKEY-ARGS... -> $T/NAME.{crt,key}, valid 30 days
 mk rsa512 -newkey rsa:512
 mk rsa1024 -newkey rsa:1024
 mk p224 -newkey ec -pkeyopt ec_paramgen_curve:P-224

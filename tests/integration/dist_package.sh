@@ -4,12 +4,8 @@
 # lintian-overrides with its reason), stripped programs that run, man pages
 # that render, the packaged units verified against the packaged programs
 # and man pages, and bash completion driven by the packaged program.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-T=$(mktemp -d "$STK_TEST_TMP/dist_package.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+. "$(dirname "$0")/harness.sh"
+set -e
 
 # A package of the current build, made in the test's own directory.
 (cd "$STK_BIN" && cpack -G DEB -B "$T/out" > "$T/cpack.log" 2>&1) ||

@@ -4,12 +4,8 @@
 # ExecStart programs present and executable, and the Documentation= man
 # pages present (the ones CMake built from docs/man). The units name the
 # installed /usr/bin programs; here they point at the build tree's.
-set -euo pipefail
-: "${STK_BIN:?}" "${STK_SRC:?}" "${STK_TEST_TMP:?}"
-T=$(mktemp -d "$STK_TEST_TMP/dist_units.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
+. "$(dirname "$0")/harness.sh"
+set -e
 command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (./run deps installs systemd)"
 
 units=(sitetoken.service sitetoken-agent.service sitetoken-agent.timer)

@@ -25,15 +25,11 @@ eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM")"
 export TSS2_LOG=all+none
 port=${SITETOKEN_TCTI##*port=}
 $STK site init --site "$SITE" --backend tpm --key-type p256 >/dev/null || fail "site init on swtpm"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" \
-	-out "$T/tls.crt" -days 30 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-chmod 600 "$T/tls.key"
+dev_cert tls -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 start_server 0 --threads 4
 for c in 1 2; do
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/d$c.key" \
-		-out "$T/d$c.crt" -days 30 -subj "/CN=d$c" 2>/dev/null
-	openssl x509 -in "$T/d$c.crt" -outform DER | openssl dgst -sha256 -binary |
-		basenc --base64url | tr -d '=\n' > "$T/x5t$c"
+	dev_cert "d$c"
+	cert_x5t "$T/d$c.crt" > "$T/x5t$c"
 done
 # Each loop re-registers its device (same certificate: a new token each time)
 # with its proof of possession: the MP's challenge signed by the device key

@@ -5,7 +5,6 @@
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 A="$T/nodeA" B="$T/nodeB"
 unset SITETOKEN_SITE SITETOKEN_TIME_OFFSET
-kid_of() { python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 bulk() { "$ST" bulk new --site "$1" --lifetime 60 --json | json 'd["token"]'; }
 

@@ -18,7 +18,6 @@ stop_all() {
 }
 cleanup_many() { local rc=$?; stop_all || true; exit $rc; }
 trap cleanup_many EXIT
-kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 sitedir() { if [ "$1" = 1 ]; then echo "$SITE"; else echo "$T/site$1"; fi; }
 
@@ -45,8 +44,7 @@ start_all() {
 # key and token in $T/TAG.{crt,key,tok}.
 register() {
 	local tag=$1 i=$2
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$tag.key" \
-		-out "$T/$tag.crt" -days 30 -subj "/CN=$tag" 2>/dev/null
+	dev_cert "$tag"
 	# The MP's proof of possession: its challenge signed by the device key.
 	nonce=$(curl -s -H 'Content-Type: application/json' -d '{}' \
 		"http://127.0.0.1:${MPP[$i]}/sitetoken/v1/challenge" | json_get nonce)

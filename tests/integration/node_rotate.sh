@@ -8,7 +8,6 @@
 S="$T/site"
 export SITETOKEN_SITE="$S"
 unset SITETOKEN_TIME_OFFSET
-kid_of() { python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 bulk() { "$ST" bulk new --lifetime 60 --json | json 'd["token"]'; }
 
 expect_exit 0 "site init" -- "$ST" site init --key-type p256

@@ -22,7 +22,6 @@ stop_b() {
 cleanup_nodes() { local rc=$?; stop_b || true; stop_server || true; exit $rc; }
 trap cleanup_nodes EXIT
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
-kid_of() { python3 -c 'import base64,json,sys; h=open(sys.argv[1]).read().split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "$1"; }
 start_b() {
 	serve_node "$SITEB" B "${mpb_port:-0}" "${cmgb_port:-0}" 0
 	PIDB=$SERVED_PID mpb_port=$SERVED_MP_PORT cmgb_port=$SERVED_CMG_PORT

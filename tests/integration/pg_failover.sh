@@ -27,7 +27,6 @@ cleanup_failover() {
 	if [ -n "$PIDC" ]; then kill -TERM "$PIDC" 2>/dev/null; wait "$PIDC" 2>/dev/null; fi
 	stop_server || true
 	pgo_stop_all
-	[ "$rc" -ne 0 ] || rm -rf "$T"
 	exit $rc
 }
 trap cleanup_failover EXIT
@@ -36,9 +35,7 @@ trap cleanup_failover EXIT
 mkdir -p "$T/ids"
 (
 	for i in $(seq 400); do
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ids/d$i.key" \
-			-out "$T/ids/d$i.crt" -days 30 -subj "/CN=d$i" 2>/dev/null || exit 1
-		chmod 600 "$T/ids/d$i.key"
+		dev_cert "$T/ids/d$i" || exit 1
 	done
 ) &
 GEN=$!

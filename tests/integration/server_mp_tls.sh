@@ -5,8 +5,7 @@ TEST_NAME=server_mp_tls
 . "$(dirname "$0")/server_lib.sh"
 make_site
 # A CA and a client certificate it issued (e.g. a domain PKI).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ca.key" \
-	-out "$T/ca.crt" -days 30 -subj /CN=test-ca 2>/dev/null
+dev_cert ca -subj /CN=test-ca
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/pki.key" \
 	-out "$T/pki.csr" -subj /CN=pki-device 2>/dev/null
 openssl x509 -req -in "$T/pki.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial \

@@ -8,9 +8,7 @@ TEST_NAME=server_tls_policy
 . "$(dirname "$0")/server_lib.sh"
 
 $STK site init --site "$SITE" >/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" \
-	-days 30 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-chmod 600 "$T/tls.key"
+dev_cert tls -newkey rsa:2048 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 
 # try PORT ARGS...: 0 when the handshake completes
 try() {

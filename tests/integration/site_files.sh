@@ -37,9 +37,7 @@ if [ "$root" = 1 ]; then
 fi
 
 # A symlink planted in logs/: serve refuses to start, the target is untouched.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" \
-  -out "$T/tls.crt" -days 30 -subj /CN=localhost 2>/dev/null
-chmod 600 "$T/tls.key"
+dev_cert tls -subj /CN=localhost
 echo "precious" > "$T/victim"
 rm -f "$S/logs/CCM_STS.log"
 ln -s "$T/victim" "$S/logs/CCM_STS.log"

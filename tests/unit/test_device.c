@@ -1,5 +1,6 @@
-/* Device policy (site/device.c) without HTTP: registration, gateway checks,
- * renewal, settings, and that each change is audited with it. */
+/* Device policy without HTTP: registration, gateway checks, renewal,
+ * settings, and that each change is audited with it. One behaviour per
+ * test, each on a fresh site (device certificates A and B). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,21 +21,25 @@ struct fx {
 	size_t lenA, lenB;
 	int64_t t0;
 	struct stk_challenges *ch;
+	struct stk_issued a;       /* A registered over the MP (reg_a) */
+	char *bulk;                /* a bulk token (new_bulk) */
+	struct stk_bulk_record rec;
+	struct stk_error err;      /* of the last call */
+	struct stk_reg_request rq; /* the test's request */
 };
 
 static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct stk_error err;
 
 	f->dir = tu_tmpdir("device");
 	f->t0 = stk_now();
 	f->s = sf_site_init(f->dir);
 	sf_device_cert(f->dir, "a", f->t0, 365, &f->certA, &f->lenA);
 	sf_device_cert(f->dir, "b", f->t0, 365, &f->certB, &f->lenB);
-	if (stk_challenges_new(&f->ch, &err) != 0)
-		fail_msg("challenges: %s", err.msg);
+	if (stk_challenges_new(&f->ch, &f->err) != 0)
+		fail_msg("challenges: %s", f->err.msg);
 	*state = f;
 	return 0;
 }
@@ -45,6 +50,8 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	stk_challenges_free(f->ch);
+	stk_issued_clear(&f->a);
+	stk_token_free(f->bulk);
 	sf_site_done(f->s, f->dir);
 	free(f->certA);
 	free(f->certB);
@@ -74,9 +81,8 @@ static int
 audit_count(struct fx *f, const char *event, const char *outcome)
 {
 	struct audit_match m = { event, outcome, 0 };
-	struct stk_error err;
 
-	assert_int_equal(stk_audit_foreach(f->s, audit_count_cb, &m, &err), 0);
+	assert_int_equal(stk_audit_foreach(f->s, audit_count_cb, &m, &f->err), 0);
 	return m.n;
 }
 
@@ -91,10 +97,9 @@ dev_count_cb(void *ctx, const struct stk_device *d)
 static int
 device_count(struct fx *f)
 {
-	struct stk_error err;
 	int n = 0;
 
-	assert_int_equal(stk_device_foreach(f->s, dev_count_cb, &n, &err), 0);
+	assert_int_equal(stk_device_foreach(f->s, dev_count_cb, &n, &f->err), 0);
 	return n;
 }
 
@@ -106,21 +111,20 @@ prove(struct fx *f, const char *keyname, const unsigned char *der, size_t len,
 {
 	struct stk_key_opts ko;
 	struct stk_key *k = NULL;
-	struct stk_error err;
 	unsigned char sig[512];
 	size_t siglen = sizeof(sig);
 	char path[PATH_MAX], x5t[44], *msg;
 	int64_t exp;
 
 	memset(&ko, 0, sizeof(ko));
-	assert_int_equal(stk_challenge_issue(f->ch, now, nonce, &exp, &err), 0);
+	assert_int_equal(stk_challenge_issue(f->ch, now, nonce, &exp, &f->err), 0);
 	stk_cert_x5t_s256(der, len, x5t);
 	msg = stk_pop_message(STK_POP_REGISTER, nonce, x5t);
 	snprintf(path, sizeof(path), "%s/%s.key", f->dir, keyname);
-	if (stk_key_open(path, &ko, &k, &err) != 0)
-		fail_msg("open %s: %s", path, err.msg);
+	if (stk_key_open(path, &ko, &k, &f->err) != 0)
+		fail_msg("open %s: %s", path, f->err.msg);
 	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
-	    &err), 0);
+	    &f->err), 0);
 	assert_int_equal(stk_b64url_encode(sig, siglen, proof), 0);
 	stk_key_close(k);
 	free(msg);
@@ -138,354 +142,514 @@ mp_request(struct fx *f, struct stk_reg_request *rq, const unsigned char *der,
 	rq->peer = "test";
 }
 
+/* The request registers (into *out, or cleared when out is NULL). */
+static void
+reg_ok(struct fx *f, struct stk_reg_request *rq, int64_t now, struct stk_issued *out)
+{
+	struct stk_issued tmp;
+	enum stk_refusal reason;
+
+	if (stk_device_register(f->s, rq, now, out ? out : &tmp, &reason, &f->err) != 0)
+		fail_msg("register: %s", f->err.msg);
+	if (out == NULL)
+		stk_issued_clear(&tmp);
+}
+
 static void
 reg_mp(struct fx *f, const unsigned char *der, size_t len, int64_t now,
     struct stk_issued *out)
 {
 	struct stk_reg_request rq;
-	struct stk_error err;
-	enum stk_refusal reason;
 	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
 	prove(f, der == f->certA ? "a" : "b", der, len, now, nonce, &proof);
 	mp_request(f, &rq, der, len);
 	rq.nonce = nonce;
 	rq.proof = proof;
-	if (stk_device_register(f->s, &rq, now, out, &reason, &err) != 0)
-		fail_msg("register: %s", err.msg);
+	reg_ok(f, &rq, now, out);
 	free(proof);
 }
 
+/* A registered over the MP at t0, in f->a. */
+static struct stk_issued *
+reg_a(struct fx *f)
+{
+	reg_mp(f, f->certA, f->lenA, f->t0, &f->a);
+	return &f->a;
+}
+
+/* A bulk token (60 min), in f->bulk and f->rec. */
+static const char *
+new_bulk(struct fx *f)
+{
+
+	assert_int_equal(stk_bulk_new(f->s, 60, "t", &f->bulk, &f->rec, &f->err), 0);
+	return f->bulk;
+}
+
+/* The request is refused with `want`: nothing registered, one more
+ * "refused" audit record. */
 static void
-test_register_mp(void **state)
+assert_refused(struct fx *f, struct stk_reg_request *rq, int64_t now,
+    enum stk_refusal want)
+{
+	struct stk_issued out;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	int devices = device_count(f), refused = audit_count(f, NULL, "refused");
+
+	assert_int_not_equal(stk_device_register(f->s, rq, now, &out, &reason, &f->err), 0);
+	assert_int_equal(reason, want);
+	assert_int_equal(device_count(f), devices);
+	assert_int_equal(audit_count(f, NULL, "refused"), refused + 1);
+}
+
+/* The gateway's answer to token tok with certificate cert at now:
+ * STK_REFUSAL_NONE when accepted, else the reason. */
+static enum stk_refusal
+gateway(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
+    int64_t now)
+{
+	struct stk_device d;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+
+	if (stk_device_authenticate(f->s, tok, strlen(tok), cert, len, now, &d,
+	    &reason, &f->err) == 0)
+		return STK_REFUSAL_NONE;
+	assert_int_not_equal(reason, STK_REFUSAL_NONE);
+	return reason;
+}
+
+/* The renewal of tok with cert at now: STK_REFUSAL_NONE and *out, or the
+ * reason (and f->err). */
+static enum stk_refusal
+renew(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
+    int64_t now, struct stk_issued *out)
+{
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+
+	if (stk_device_renew(f->s, tok, strlen(tok), cert, len, now, out, &reason,
+	    &f->err) == 0)
+		return STK_REFUSAL_NONE;
+	assert_int_not_equal(reason, STK_REFUSAL_NONE);
+	return reason;
+}
+
+static int
+bulk_devices(struct fx *f)
+{
+	struct stk_cert_row row;
+
+	memset(&row, 0, sizeof(row));
+	snprintf(row.type, sizeof(row.type), "Bulk Registration Token");
+	snprintf(row.id, sizeof(row.id), "%s", f->rec.guid);
+	assert_int_equal(stk_certs_count_devices(f->s, &row, 1, &f->err), 0);
+	return (int)row.devices;
+}
+
+/* ---- registration over the MP ---- */
+
+/* A first MP registration: a new device, 90-day token bound to the cert, CMG per site. */
+static void
+test_mp_register_new_device(void **state)
 {
 	struct fx *f = *state;
-	struct stk_issued a, again;
+	struct stk_issued *a = reg_a(f);
 	struct stk_device d;
-	struct stk_error err;
 	char x5t[44];
 
-	reg_mp(f, f->certA, f->lenA, f->t0, &a);
-	assert_true(a.new_device);
-	assert_non_null(a.token);
-	assert_string_equal(a.dev.via, "mp");
-	assert_int_equal(a.dev.token_exp - a.dev.last_issued_at, 90 * DAY);
+	assert_true(a->new_device);
+	assert_non_null(a->token);
+	assert_string_equal(a->dev.via, "mp");
+	assert_int_equal(a->dev.token_exp - a->dev.last_issued_at, 90 * DAY);
 	stk_cert_x5t_s256(f->certA, f->lenA, x5t);
-	assert_string_equal(a.dev.thumbprint, x5t);
-	assert_int_equal(stk_device_get(f->s, a.dev.guid, &d, &err), 0);
+	assert_string_equal(a->dev.thumbprint, x5t);
+	assert_int_equal(stk_device_get(f->s, a->dev.guid, &d, &f->err), 0);
 	assert_int_equal(d.allow_cmg, -1);
-	/* Same certificate again: same device, new token, one row. */
+}
+
+/* The same certificate again: same device (one row), new token, both audited. */
+static void
+test_mp_register_again_same_device(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued again;
+
+	reg_a(f);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 10, &again);
 	assert_false(again.new_device);
-	assert_string_equal(again.dev.guid, a.dev.guid);
-	assert_string_not_equal(again.dev.last_jti, a.dev.last_jti);
+	assert_string_equal(again.dev.guid, f->a.dev.guid);
+	assert_string_not_equal(again.dev.last_jti, f->a.dev.last_jti);
 	assert_int_equal(device_count(f), 1);
 	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 2);
-	stk_issued_clear(&a);
 	stk_issued_clear(&again);
 }
 
+/* Bytes that are not a certificate are refused bad_certificate. */
 static void
-test_register_refusals(void **state)
+test_refuse_bad_certificate(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_issued out;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
 	unsigned char junk[8] = { 0x30, 0x03, 1, 2, 3, 4, 5, 6 };
 
-	mp_request(f, &rq, junk, sizeof(junk));
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_BAD_CERTIFICATE);
-	/* CMG: certificate but no bulk token. */
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_NO_TOKEN);
-	/* CMG: no certificate at all. */
-	rq.tls_cert_der = NULL;
-	rq.tls_cert_len = 0;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_NO_CLIENT_CERT);
-	/* HTTPS MP needs a credential. */
-	rq.via = STK_VIA_MP;
-	rq.tls_cert_der = f->certA;
-	rq.tls_cert_len = f->lenA;
-	rq.require_credential = 1;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CREDENTIAL);
-	rq.trusted_credential = 1;
-	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	stk_issued_clear(&out);
-	/* Internal registration off. */
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_INTERNAL_REG, "off", "t", &err), 0);
-	rq.require_credential = 0;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_INTERNAL_DISABLED);
-	assert_int_equal(device_count(f), 1);
-	assert_int_equal(audit_count(f, NULL, "refused"), 5);
+	mp_request(f, &f->rq, junk, sizeof(junk));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BAD_CERTIFICATE);
 }
 
+/* An HTTPS MP that needs a credential refuses without one and registers with one. */
 static void
-test_cmg_bulk_and_auth(void **state)
+test_https_mp_requires_credential(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
-	struct stk_issued a;
-	struct stk_device d;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char *bulk = NULL;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
-	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
-	assert_string_equal(a.dev.via, "cmg");
-	assert_string_equal(a.dev.bulk_guid, rec.guid);
-	/* Bound to A: accepted with A, refused with B. */
-	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certA,
-	    f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certB,
-	    f->lenB, f->t0, &d, &reason, &err), STK_E_TOKEN_BINDING);
-	assert_int_equal(reason, STK_REFUSAL_BINDING);
-	/* The bulk token is not a client token. */
-	assert_int_not_equal(stk_device_authenticate(f->s, bulk, strlen(bulk), f->certA,
-	    f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_TOKEN_TYPE);
-	/* allow-cmg: site off, device override on, back to default. */
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
-	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	assert_int_equal(stk_device_set_allow_cmg(f->s, a.dev.guid, 1, "t", &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, a.token, strlen(a.token), f->certA,
-	    f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(stk_device_set_allow_cmg(f->s, a.dev.guid, -1, "t", &err), 0);
-	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
-	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "on", "t", &err), 0);
-	/* Blocked device; blocked bulk token. */
-	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 1, "t", &err), 0);
-	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
-	    f->certA, f->lenA, f->t0, &d, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
-	assert_int_equal(stk_device_set_blocked(f->s, a.dev.guid, 0, "t", &err), 0);
-	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "t", &err), 0);
-	rq.tls_cert_der = f->certB;
-	rq.tls_cert_len = f->lenB;
-	stk_issued_clear(&a);
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_BULK_BLOCKED);
-	/* Unknown settings are refused. */
-	assert_int_equal(stk_setting_set(f->s, "nope", "on", "t", &err), STK_E_ARG);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "maybe", "t", &err),
-	    STK_E_ARG);
-	stk_token_free(bulk);
+	sf_tls_request(&f->rq, STK_VIA_MP, f->certA, f->lenA, NULL);
+	f->rq.require_credential = 1;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CREDENTIAL);
+	f->rq.trusted_credential = 1;
+	reg_ok(f, &f->rq, f->t0, NULL);
 }
 
+/* With internal registration off the MP registers nobody. */
 static void
-test_renewal_window(void **state)
+test_refuse_internal_registration_off(void **state)
 {
 	struct fx *f = *state;
-	struct stk_issued a, r1, r2;
-	struct stk_device d;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
 
-	reg_mp(f, f->certA, f->lenA, f->t0, &a);
-	/* Day 31: renewed, valid 90 days from renewal; the old token is replaced. */
-	assert_int_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA, f->lenA,
-	    f->t0 + 31 * DAY, &r1, &reason, &err), 0);
-	assert_int_equal(r1.dev.token_exp, f->t0 + 121 * DAY);
-	assert_string_equal(r1.dev.guid, a.dev.guid);
-	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
-	    f->certA, f->lenA, f->t0 + 31 * DAY, &d, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	/* Renewal with another certificate: refused. */
-	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certB,
-	    f->lenB, f->t0 + 32 * DAY, &r2, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_BINDING);
-	/* 91 days after the renewal: expired, renewal refused with the hint. */
-	assert_int_not_equal(stk_device_renew(f->s, r1.token, strlen(r1.token), f->certA,
-	    f->lenA, f->t0 + 122 * DAY, &r2, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
-	assert_non_null(strstr(err.msg, "internal network"));
-	assert_null(r2.token);
-	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);
-	assert_int_equal(audit_count(f, "device.renew", "refused"), 2);
-	stk_issued_clear(&a);
-	stk_issued_clear(&r1);
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_INTERNAL_REG, "off", "t", &f->err), 0);
+	sf_tls_request(&f->rq, STK_VIA_MP, f->certA, f->lenA, NULL);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_INTERNAL_DISABLED);
 }
 
-/* Attacker 1 (network): A's certificate is public. Posting it to the HTTP
- * MP without a proof, with a proof by another key, or with a challenge that
- * was forged, expired or already used registers nothing and leaves A's token
- * the latest. Before: any post of the certificate re-registered A. */
+/* ---- proof of possession (attacker 1, network: A's certificate is
+ * public; before, any post of it re-registered A) ---- */
+
+/* A certificate without a proof is refused proof_required. */
 static void
-test_pop_refusals(void **state)
+test_pop_required(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_issued a, out;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char nonce[STK_CHALLENGE_LEN + 1], forged[STK_CHALLENGE_LEN + 1], *proof = NULL;
 
-	reg_mp(f, f->certA, f->lenA, f->t0, &a);
-	mp_request(f, &rq, f->certA, f->lenA);
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_PROOF_REQUIRED);
-	/* B's key signs a challenge for A's certificate. */
+	reg_a(f);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_PROOF_REQUIRED);
+}
+
+/* B's key signing a challenge for A's certificate is refused. */
+static void
+test_pop_by_other_key_refused(void **state)
+{
+	struct fx *f = *state;
+	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
+
+	reg_a(f);
 	prove(f, "b", f->certA, f->lenA, f->t0, nonce, &proof);
-	rq.nonce = nonce;
-	rq.proof = proof;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_PROOF_INVALID);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_PROOF_INVALID);
 	free(proof);
-	/* A nonce with one character changed fails the MAC. */
+}
+
+/* A nonce with one character changed fails the challenge MAC. */
+static void
+test_pop_forged_nonce_refused(void **state)
+{
+	struct fx *f = *state;
+	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
+
 	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
-	memcpy(forged, nonce, sizeof(forged));
-	forged[3] = forged[3] == 'A' ? 'B' : 'A';
-	rq.nonce = forged;
-	rq.proof = proof;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
-	/* The genuine proof, too late. */
-	rq.nonce = nonce;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0 + STK_CHALLENGE_TTL, &out,
-	    &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
-	/* In time it registers; replayed, it does not. */
-	assert_int_equal(stk_device_register(f->s, &rq, f->t0 + 1, &out, &reason, &err), 0);
-	stk_issued_clear(&out);
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0 + 2, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CHALLENGE_INVALID);
+	nonce[3] = nonce[3] == 'A' ? 'B' : 'A';
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CHALLENGE_INVALID);
 	free(proof);
-	assert_int_equal(device_count(f), 1);
-	assert_int_equal(audit_count(f, "device.register.mp", "refused"), 5);
-	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 2);
+}
+
+/* The genuine proof after the challenge's lifetime is refused. */
+static void
+test_pop_expired_challenge_refused(void **state)
+{
+	struct fx *f = *state;
+	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
+
+	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	assert_refused(f, &f->rq, f->t0 + STK_CHALLENGE_TTL, STK_REFUSAL_CHALLENGE_INVALID);
+	free(proof);
+}
+
+/* A proof registers once; the same challenge replayed does not. */
+static void
+test_pop_replayed_challenge_refused(void **state)
+{
+	struct fx *f = *state;
+	char nonce[STK_CHALLENGE_LEN + 1], *proof = NULL;
+
+	prove(f, "a", f->certA, f->lenA, f->t0, nonce, &proof);
+	mp_request(f, &f->rq, f->certA, f->lenA);
+	f->rq.nonce = nonce;
+	f->rq.proof = proof;
+	reg_ok(f, &f->rq, f->t0 + 1, NULL);
+	assert_refused(f, &f->rq, f->t0 + 2, STK_REFUSAL_CHALLENGE_INVALID);
+	assert_int_equal(audit_count(f, "device.register.mp", "ok"), 1);
+	free(proof);
+}
+
+/* ---- registration through the CMG (TLS client certificate + bulk token) ---- */
+
+/* A CMG registration records the bulk token it enrolled with. */
+static void
+test_cmg_register_with_bulk(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued a;
+
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	reg_ok(f, &f->rq, f->t0, &a);
+	assert_string_equal(a.dev.via, "cmg");
+	assert_string_equal(a.dev.bulk_guid, f->rec.guid);
 	stk_issued_clear(&a);
 }
 
-/* Attacker 1 with a bulk token and any TLS certificate: the registered
- * certificate is the TLS client certificate; a body naming another one (a
- * victim's public certificate) is refused. */
+/* The CMG refuses a client certificate without a bulk token. */
+static void
+test_refuse_cmg_without_bulk_token(void **state)
+{
+	struct fx *f = *state;
+
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, NULL);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_NO_TOKEN);
+}
+
+/* The CMG refuses a request without a client certificate. */
+static void
+test_refuse_cmg_without_client_cert(void **state)
+{
+	struct fx *f = *state;
+
+	sf_tls_request(&f->rq, STK_VIA_CMG, NULL, 0, new_bulk(f));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_NO_CLIENT_CERT);
+}
+
+/* Attacker 1 with a bulk token and any TLS certificate: a body naming
+ * another certificate (a victim's public one) is refused; the TLS one is
+ * what registers. */
 static void
 test_tls_body_cert_must_match(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
-	struct stk_issued out;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char *bulk = NULL;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->certB, f->lenB, bulk);
-	rq.cert_der = f->certA;
-	rq.cert_len = f->lenA;
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_BINDING);
-	assert_int_equal(device_count(f), 0);
-	/* The same certificate in body and TLS is fine. */
-	rq.cert_der = f->certB;
-	rq.cert_len = f->lenB;
-	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	stk_issued_clear(&out);
-	stk_token_free(bulk);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
+	f->rq.cert_der = f->certA;
+	f->rq.cert_len = f->lenA;
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BINDING);
+	f->rq.cert_der = f->certB;
+	f->rq.cert_len = f->lenB;
+	reg_ok(f, &f->rq, f->t0, NULL);
 }
 
-/* Attacker 6 (lost message): the renewal response is lost; the device
- * retries with the token it still holds and gets a token that works; the
- * lost one is dead. Once the new token has been used, the old one no longer
- * renews. Before: the retry was refused token_superseded (locked out). */
+/* A blocked bulk token registers no more devices. */
 static void
-test_lost_renewal_retry(void **state)
+test_blocked_bulk_refuses_registration(void **state)
 {
 	struct fx *f = *state;
-	struct stk_issued a, lost, r2, r3;
-	struct stk_device d;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int64_t t = f->t0 + 31 * DAY;
 
-	reg_mp(f, f->certA, f->lenA, f->t0, &a);
-	assert_int_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA, f->lenA,
-	    t, &lost, &reason, &err), 0);
-	assert_int_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA, f->lenA,
-	    t + 5, &r2, &reason, &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, r2.token, strlen(r2.token), f->certA,
-	    f->lenA, t + 6, &d, &reason, &err), 0);
-	assert_int_not_equal(stk_device_authenticate(f->s, lost.token, strlen(lost.token),
-	    f->certA, f->lenA, t + 6, &d, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	/* r2 was used: a.token is finished, for renewal too. */
-	assert_int_not_equal(stk_device_renew(f->s, a.token, strlen(a.token), f->certA,
-	    f->lenA, t + 7, &r3, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	/* The previous token never works at the gateway for anything else. */
-	assert_int_not_equal(stk_device_authenticate(f->s, a.token, strlen(a.token),
-	    f->certA, f->lenA, t + 7, &d, &reason, &err), 0);
-	stk_issued_clear(&a);
-	stk_issued_clear(&lost);
-	stk_issued_clear(&r2);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certB, f->lenB, new_bulk(f));
+	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "t", &f->err), 0);
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_BULK_BLOCKED);
 }
 
-/* Attacker 6 for registration: the response is lost; the device registers
- * again (fresh proof) and ends with one device and one valid token. */
-static void
-test_lost_registration_retry(void **state)
-{
-	struct fx *f = *state;
-	struct stk_issued lost, again;
-	struct stk_device d;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-
-	reg_mp(f, f->certA, f->lenA, f->t0, &lost);
-	reg_mp(f, f->certA, f->lenA, f->t0 + 3, &again);
-	assert_string_equal(again.dev.guid, lost.dev.guid);
-	assert_int_equal(device_count(f), 1);
-	assert_int_equal(stk_device_authenticate(f->s, again.token, strlen(again.token),
-	    f->certA, f->lenA, f->t0 + 4, &d, &reason, &err), 0);
-	assert_int_not_equal(stk_device_authenticate(f->s, lost.token, strlen(lost.token),
-	    f->certA, f->lenA, f->t0 + 4, &d, &reason, &err), 0);
-	stk_issued_clear(&lost);
-	stk_issued_clear(&again);
-}
-
-/* Item 5: with allow-cmg off, a CMG registration is refused 403
- * cloud_gateway_disabled before the bulk token is checked: no device, no
- * enrollment counted for the token. Before: it registered, then every
- * request was refused. */
+/* Item 5: with allow-cmg off a CMG registration is refused 403
+ * cloud_gateway_disabled before the bulk token is checked: no enrollment
+ * counted for the token. Before: it registered, then every request was
+ * refused. */
 static void
 test_cmg_registration_allow_cmg_off(void **state)
 {
 	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
-	struct stk_cert_row row;
-	struct stk_issued out;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char *bulk = NULL;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
-	assert_int_not_equal(stk_device_register(f->s, &rq, f->t0, &out, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	assert_int_equal(stk_refusal_http(reason), 403);
-	assert_int_equal(device_count(f), 0);
-	memset(&row, 0, sizeof(row));
-	snprintf(row.type, sizeof(row.type), "Bulk Registration Token");
-	snprintf(row.id, sizeof(row.id), "%s", rec.guid);
-	assert_int_equal(stk_certs_count_devices(f->s, &row, 1, &err), 0);
-	assert_int_equal(row.devices, 0);
-	stk_token_free(bulk);
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	assert_refused(f, &f->rq, f->t0, STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(stk_refusal_http(STK_REFUSAL_CMG_DISABLED), 403);
+	assert_int_equal(bulk_devices(f), 0);
 }
+
+/* ---- the gateway (client token + TLS client certificate) ---- */
+
+/* A client token works with its own certificate only (binding). */
+static void
+test_token_bound_to_cert(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f);
+	struct stk_device d;
+	enum stk_refusal reason;
+
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(stk_device_authenticate(f->s, a->token, strlen(a->token),
+	    f->certB, f->lenB, f->t0, &d, &reason, &f->err), STK_E_TOKEN_BINDING);
+	assert_int_equal(reason, STK_REFUSAL_BINDING);
+}
+
+/* A bulk token is not a client token at the gateway. */
+static void
+test_bulk_token_not_client_token(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gateway(f, new_bulk(f), f->certA, f->lenA, f->t0),
+	    STK_REFUSAL_TOKEN_TYPE);
+}
+
+/* allow-cmg off refuses the gateway; a device override lets it in; default refuses. */
+static void
+test_allow_cmg_site_and_device_override(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f);
+
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, -1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_CMG_DISABLED);
+}
+
+/* A blocked device is refused at the gateway, and let in once unblocked. */
+static void
+test_blocked_device_refused(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f);
+
+	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_DEVICE_BLOCKED);
+	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 0, "t", &f->err), 0);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+}
+
+/* Unknown settings and values are refused. */
+static void
+test_unknown_settings_refused(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(stk_setting_set(f->s, "nope", "on", "t", &f->err), STK_E_ARG);
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "maybe", "t", &f->err),
+	    STK_E_ARG);
+}
+
+/* ---- renewal ---- */
+
+/* Day 31: renewed, valid 90 days from the renewal, same device, audited. */
+static void
+test_renewal_extends_from_renewal(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), r;
+
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, f->t0 + 31 * DAY, &r),
+	    STK_REFUSAL_NONE);
+	assert_int_equal(r.dev.token_exp, f->t0 + 121 * DAY);
+	assert_string_equal(r.dev.guid, a->dev.guid);
+	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);
+	stk_issued_clear(&r);
+}
+
+/* Once the renewed token is used, the old one is superseded. */
+static void
+test_renewal_supersedes_old_token(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), r;
+	int64_t t = f->t0 + 31 * DAY;
+
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &r), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, r.token, f->certA, f->lenA, t + 1), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, t + 1), STK_REFUSAL_SUPERSEDED);
+	stk_issued_clear(&r);
+}
+
+/* Renewal with another certificate is refused (binding), audited. */
+static void
+test_renewal_with_other_cert_refused(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), r;
+
+	assert_int_equal(renew(f, a->token, f->certB, f->lenB, f->t0 + 31 * DAY, &r),
+	    STK_REFUSAL_BINDING);
+	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
+}
+
+/* An expired token does not renew (no token); the message says: internal network. */
+static void
+test_renewal_after_expiry_refused(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), r;
+
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, f->t0 + 91 * DAY, &r),
+	    STK_REFUSAL_TOKEN_EXPIRED);
+	assert_non_null(strstr(f->err.msg, "internal network"));
+	assert_null(r.token);
+	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
+}
+
+/* Attacker 6 (lost message): the renewal response is lost; the retry with
+ * the token the device still holds gets a working token and the lost one
+ * is dead. Before: the retry was refused token_superseded (locked out). */
+static void
+test_lost_renewal_retry(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), lost, r2;
+	int64_t t = f->t0 + 31 * DAY;
+
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &lost), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t + 5, &r2), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, r2.token, f->certA, f->lenA, t + 6), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, lost.token, f->certA, f->lenA, t + 6), STK_REFUSAL_SUPERSEDED);
+	stk_issued_clear(&lost);
+	stk_issued_clear(&r2);
+}
+
+/* Once the new token is used, the first one neither renews nor passes the gateway. */
+static void
+test_used_renewal_finishes_old_token(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f), r2, r3;
+	int64_t t = f->t0 + 31 * DAY;
+
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &r2), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, r2.token, f->certA, f->lenA, t + 6), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t + 7, &r3),
+	    STK_REFUSAL_SUPERSEDED);
+	assert_int_not_equal(gateway(f, a->token, f->certA, f->lenA, t + 7), STK_REFUSAL_NONE);
+	stk_issued_clear(&r2);
+}
+
+/* Attacker 6: a lost registration response; the retry leaves one device, one valid token. */
+static void
+test_lost_registration_retry(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *lost = reg_a(f), again;
+
+	reg_mp(f, f->certA, f->lenA, f->t0 + 3, &again);
+	assert_string_equal(again.dev.guid, lost->dev.guid);
+	assert_int_equal(device_count(f), 1);
+	assert_int_equal(gateway(f, again.token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
+	assert_int_not_equal(gateway(f, lost->token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
+	stk_issued_clear(&again);
+}
+
+/* ---- bulk tokens and their devices ---- */
 
 static int
 dev_guid_cb(void *ctx, const struct stk_device *d)
@@ -494,95 +658,120 @@ dev_guid_cb(void *ctx, const struct stk_device *d)
 	return 0;
 }
 
-/* Item 6: the enrollment history survives re-registration: a device
- * enrolled with bulk token 1 that re-registers over the MP still counts for
- * token 1 and is listed by it; `block --bulk` blocks it (audited). Before:
- * the count fell to 0 and nothing tied the device to the token. */
+/* A CMG registration with bulk token 1 for A, then A over the MP. */
 static void
-test_enrollment_history_and_block_bulk(void **state)
+enrol_then_mp(struct fx *f, struct stk_issued *a)
 {
-	struct fx *f = *state;
-	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
-	struct stk_cert_row row;
-	struct stk_issued a, again;
-	struct stk_device d;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char *bulk = NULL, listed[STK_GUID_LEN + 1] = "";
-	long n = -1;
+	struct stk_issued again;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->certA, f->lenA, bulk);
-	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &a, &reason, &err), 0);
+	sf_tls_request(&f->rq, STK_VIA_CMG, f->certA, f->lenA, new_bulk(f));
+	reg_ok(f, &f->rq, f->t0, a);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 5, &again);
 	assert_string_equal(again.dev.via, "mp");
-	memset(&row, 0, sizeof(row));
-	snprintf(row.type, sizeof(row.type), "Bulk Registration Token");
-	snprintf(row.id, sizeof(row.id), "%s", rec.guid);
-	assert_int_equal(stk_certs_count_devices(f->s, &row, 1, &err), 0);
-	assert_int_equal(row.devices, 1);
-	assert_int_equal(stk_device_foreach_bulk(f->s, rec.guid, dev_guid_cb, listed, &err), 0);
+	stk_issued_clear(&again);
+}
+
+/* Item 6: the enrollment history survives re-registration: the device
+ * still counts for token 1 and is listed by it. Before: the count fell to
+ * 0 and nothing tied the device to the token. */
+static void
+test_enrollment_history_survives(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued a;
+	char listed[STK_GUID_LEN + 1] = "";
+
+	enrol_then_mp(f, &a);
+	assert_int_equal(bulk_devices(f), 1);
+	assert_int_equal(stk_device_foreach_bulk(f->s, f->rec.guid, dev_guid_cb, listed, &f->err), 0);
 	assert_string_equal(listed, a.dev.guid);
-	assert_int_equal(stk_device_block_bulk(f->s, rec.guid, "admin", &n, &err), 0);
+	stk_issued_clear(&a);
+}
+
+/* `devices block --bulk` blocks the token's devices (audited); a second run blocks none. */
+static void
+test_block_bulk_blocks_its_devices(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued a;
+	struct stk_device d;
+	long n = -1;
+
+	enrol_then_mp(f, &a);
+	assert_int_equal(stk_device_block_bulk(f->s, f->rec.guid, "admin", &n, &f->err), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(stk_device_get(f->s, a.dev.guid, &d, &err), 0);
+	assert_int_equal(stk_device_get(f->s, a.dev.guid, &d, &f->err), 0);
 	assert_true(d.blocked);
 	assert_int_equal(audit_count(f, "bulk.block_devices", "ok"), 1);
 	assert_int_equal(audit_count(f, "device.block", "ok"), 1);
-	/* Again: nothing left to block. */
-	assert_int_equal(stk_device_block_bulk(f->s, rec.guid, "admin", &n, &err), 0);
+	assert_int_equal(stk_device_block_bulk(f->s, f->rec.guid, "admin", &n, &f->err), 0);
 	assert_int_equal(n, 0);
 	stk_issued_clear(&a);
-	stk_issued_clear(&again);
-	stk_token_free(bulk);
 }
 
-/* Item 7: the gateway's verdict for `verify` on a site. */
+/* ---- `verify` on a site (item 7): the gateway's verdict ---- */
+
+/* verdict: the site's verdict on client token tok at t0 + 2. */
+static enum stk_refusal
+verdict(struct fx *f, const char *tok)
+{
+	struct stk_claims c;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	int r;
+
+	assert_int_equal(stk_site_verify(f->s, tok, strlen(tok), STK_TOKEN_CLIENT,
+	    f->t0 + 2, &c, &f->err), 0);
+	r = stk_device_token_verdict(f->s, &c, &reason, &f->err);
+	stk_claims_clear(&c);
+	return r == 0 ? STK_REFUSAL_NONE : reason;
+}
+
+/* A token replaced by a newer registration is superseded; the newer is good. */
 static void
-test_token_verdict(void **state)
+test_verdict_superseded(void **state)
 {
 	struct fx *f = *state;
-	struct stk_issued a, b;
-	struct stk_claims c;
-	struct stk_error err;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
+	struct stk_issued *a = reg_a(f), b;
 
-	reg_mp(f, f->certA, f->lenA, f->t0, &a);
 	reg_mp(f, f->certA, f->lenA, f->t0 + 1, &b);
-	assert_int_equal(stk_site_verify(f->s, a.token, strlen(a.token), STK_TOKEN_CLIENT,
-	    f->t0 + 2, &c, &err), 0);
-	assert_int_not_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	stk_claims_clear(&c);
-	assert_int_equal(stk_site_verify(f->s, b.token, strlen(b.token), STK_TOKEN_CLIENT,
-	    f->t0 + 2, &c, &err), 0);
-	assert_int_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
-	assert_int_equal(stk_device_set_blocked(f->s, b.dev.guid, 1, "t", &err), 0);
-	assert_int_not_equal(stk_device_token_verdict(f->s, &c, &reason, &err), 0);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
-	stk_claims_clear(&c);
-	stk_issued_clear(&a);
+	assert_int_equal(verdict(f, a->token), STK_REFUSAL_SUPERSEDED);
+	assert_int_equal(verdict(f, b.token), STK_REFUSAL_NONE);
 	stk_issued_clear(&b);
 }
+
+/* A blocked device's current token gets device_blocked. */
+static void
+test_verdict_blocked(void **state)
+{
+	struct fx *f = *state;
+	struct stk_issued *a = reg_a(f);
+
+	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(verdict(f, a->token), STK_REFUSAL_DEVICE_BLOCKED);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_register_mp, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_register_refusals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cmg_bulk_and_auth, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_renewal_window, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pop_refusals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tls_body_cert_must_match, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lost_renewal_retry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lost_registration_retry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cmg_registration_allow_cmg_off, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_enrollment_history_and_block_bulk, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_token_verdict, setup, teardown),
+		T(test_mp_register_new_device), T(test_mp_register_again_same_device),
+		T(test_refuse_bad_certificate), T(test_https_mp_requires_credential),
+		T(test_refuse_internal_registration_off), T(test_pop_required),
+		T(test_pop_by_other_key_refused), T(test_pop_forged_nonce_refused),
+		T(test_pop_expired_challenge_refused), T(test_pop_replayed_challenge_refused),
+		T(test_cmg_register_with_bulk), T(test_refuse_cmg_without_bulk_token),
+		T(test_refuse_cmg_without_client_cert), T(test_tls_body_cert_must_match),
+		T(test_blocked_bulk_refuses_registration), T(test_cmg_registration_allow_cmg_off),
+		T(test_token_bound_to_cert), T(test_bulk_token_not_client_token),
+		T(test_allow_cmg_site_and_device_override), T(test_blocked_device_refused),
+		T(test_unknown_settings_refused), T(test_renewal_extends_from_renewal),
+		T(test_renewal_supersedes_old_token), T(test_renewal_with_other_cert_refused),
+		T(test_renewal_after_expiry_refused), T(test_lost_renewal_retry),
+		T(test_used_renewal_finishes_old_token), T(test_lost_registration_retry),
+		T(test_enrollment_history_survives), T(test_block_bulk_blocks_its_devices),
+		T(test_verdict_superseded), T(test_verdict_blocked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

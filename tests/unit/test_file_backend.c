@@ -1,4 +1,6 @@
-/* The file key backend: generation, permissions, signatures, describe. */
+/* The file key backend, what only it has: key file permissions, files that
+ * are not keys, private directories, process hardening. The backend
+ * contract is test_key_contract_file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,55 +14,6 @@
 #include "sitetoken/file.h"
 #include "sitetoken/key.h"
 #include "testutil.h"
-
-static void
-gen_sign_verify(enum stk_key_type type, size_t want_len)
-{
-	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
-	struct stk_key *k = NULL, *k2 = NULL;
-	struct stk_error err;
-	EVP_PKEY *pub = NULL;
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	struct stat st;
-	const char msg[] = "signing input";
-
-	snprintf(path, sizeof(path), "%s/k.pem", dir);
-	assert_int_equal(stk_key_generate("file", path, type, NULL, &k, &uri, &err), 0);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(k->type, type);
-	assert_int_equal(stk_key_sign(k, (const unsigned char *)msg, sizeof(msg), sig,
-	    &siglen, &err), 0);
-	assert_int_equal(siglen, want_len);
-	assert_int_equal(stk_key_get_public(k, &pub, &err), 0);
-	assert_int_equal(stk_sig_verify(pub, (const unsigned char *)msg, sizeof(msg), sig, siglen), 0);
-	sig[3] ^= 1;
-	assert_int_equal(stk_sig_verify(pub, (const unsigned char *)msg, sizeof(msg), sig, siglen),
-	    STK_E_TOKEN_SIGNATURE);
-	/* reopen by the stored URI */
-	assert_int_equal(stk_key_open(uri, NULL, &k2, &err), 0);
-	assert_int_equal(k2->type, type);
-	/* generating over an existing key is refused, the key is kept */
-	{
-		struct stk_key *k3 = NULL;
-		char *u3 = NULL;
-		assert_int_equal(stk_key_generate("file", path, type, NULL, &k3, &u3, &err),
-		    STK_E_EXISTS);
-		assert_null(k3);
-		assert_int_equal(stat(path, &st), 0);
-	}
-	EVP_PKEY_free(pub);
-	stk_key_close(k);
-	stk_key_close(k2);
-	free(uri);
-	tu_rmrf(dir);
-	free(dir);
-}
-
-static void test_rsa2048(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA2048, 256); }
-static void test_rsa3072(void **s) { (void)s; gen_sign_verify(STK_KEY_RSA3072, 384); }
-static void test_p256(void **s) { (void)s; gen_sign_verify(STK_KEY_P256, 64); }
 
 static void
 test_loose_permissions_refused(void **state)
@@ -118,33 +71,6 @@ test_bad_files(void **state)
 	free(dir);
 }
 
-static void
-test_describe_reports_exportable(void **state)
-{
-	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
-	struct stk_key *k = NULL;
-	struct stk_key_info info;
-	struct stk_error err;
-	size_t i;
-	int found = 0;
-
-	(void)state;
-	snprintf(path, sizeof(path), "%s/k.pem", dir);
-	assert_int_equal(stk_key_generate("file", path, STK_KEY_RSA2048, NULL, &k, &uri, &err), 0);
-	assert_int_equal(stk_key_describe(k, &info, &err), 0);
-	assert_string_equal(info.backend, "file");
-	assert_int_equal(info.non_exportable, 0);
-	for (i = 0; i < info.nattrs; i++)
-		if (strcmp(info.attrs[i].name, "exportable") == 0 &&
-		    strcmp(info.attrs[i].value, "true") == 0)
-			found = 1;
-	assert_true(found);
-	stk_key_close(k);
-	free(uri);
-	tu_rmrf(dir);
-	free(dir);
-}
-
 /* Attacker 5 (local user): a process holding a secret leaves no core dump
  * and cannot be read by another process of the same user. Runs last: it
  * changes this process for good. */
@@ -186,12 +112,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rsa2048),
-		cmocka_unit_test(test_rsa3072),
-		cmocka_unit_test(test_p256),
 		cmocka_unit_test(test_loose_permissions_refused),
 		cmocka_unit_test(test_bad_files),
-		cmocka_unit_test(test_describe_reports_exportable),
 		cmocka_unit_test(test_dir_check_private),
 		cmocka_unit_test(test_process_harden),
 	};

@@ -1,0 +1,470 @@
+/* The key backend contract, one program run once per backend (ctest
+ * test_key_contract_file, _pkcs11 against a real SoftHSM token, _tpm against
+ * a real swtpm): for every key type the backend offers, a generated key
+ * signs what OpenSSL verifies with the public key alone, describes its own
+ * exportability from the device, re-opens by its stored URI, is not
+ * overwritten by a second generate, and keeps signing after its session to
+ * the device is lost. Backend-only behaviour stays in test_file_backend,
+ * test_pkcs11 and test_tpm. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include "sitetoken/key.h"
+#include "sitetoken/log.h"
+#include "testutil.h"
+#ifdef STK_TEST_PKCS11
+#include <p11-kit/pkcs11.h>
+int p11t_token_setup(const char *label, char **dir);
+void p11t_token_cleanup(char *dir);
+CK_FUNCTION_LIST *p11t_fl(void);
+void p11t_fl_release(void);
+int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
+#endif
+#ifdef STK_TEST_TPM
+#include "swtpm_util.h"
+#endif
+
+/* One backend: how to reach it and what only it can tell. */
+struct backend {
+	const char *name;
+	enum stk_key_type types[3];
+	int non_exportable;            /* what describe must report */
+	const char *attrs[8][2];       /* attributes describe must read back */
+	const char *reconnect_log;     /* the log line of a recovered session */
+	const char *no_session_why;    /* NULL: there is a session to lose */
+	int (*setup)(void);               /* NULL: nothing to start */
+	void (*teardown)(void);
+	void (*gen_args)(const char *label); /* cur.gen_uri, cur.opts for label */
+	void (*check_stored)(void);       /* what generate left behind */
+	int (*lose_session)(void);
+	int (*check_clean)(void);         /* NULL: nothing to check */
+};
+
+static const struct backend *be;
+static char *scratch;
+
+struct ctx {
+	enum stk_key_type type;
+	struct stk_key_opts opts;
+	char dir[PATH_MAX];
+	char gen_uri[PATH_MAX];
+	char *uri;               /* the stored URI generate returned */
+	struct stk_key *key;
+	EVP_PKEY *pub;
+};
+
+static struct ctx cur;
+static const unsigned char msg[] = "header.payload";
+
+/* ---- file ---- */
+
+static void
+file_gen_args(const char *label)
+{
+	snprintf(cur.gen_uri, sizeof(cur.gen_uri), "%s/%s.pem", scratch, label);
+}
+
+/* The PEM file is the key: readable by its owner only. */
+static void
+file_check_stored(void)
+{
+	struct stat st;
+
+	assert_int_equal(stat(cur.gen_uri, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_non_null(strstr(cur.uri, cur.gen_uri));
+}
+
+static const struct backend file_backend = {
+	"file", { STK_KEY_RSA2048, STK_KEY_RSA3072, STK_KEY_P256 }, 0,
+	{ { "exportable", "true" } }, NULL,
+	"a PEM file has no session: every signature uses the key in memory",
+	NULL, NULL, file_gen_args, file_check_stored, NULL, NULL,
+};
+
+/* ---- pkcs11 (SoftHSM) ---- */
+#ifdef STK_TEST_PKCS11
+#define P11_LABEL "contract"
+static char *tokdir;
+
+static int
+p11_setup(void)
+{
+	return p11t_token_setup(P11_LABEL, &tokdir);
+}
+
+static void
+p11_teardown(void)
+{
+	p11t_fl_release();
+	p11t_token_cleanup(tokdir);
+}
+
+static void
+p11_gen_args(const char *label)
+{
+	snprintf(cur.gen_uri, sizeof(cur.gen_uri), "pkcs11:token=" P11_LABEL ";object=%s", label);
+}
+
+/* The stored URI pins the private key by id and names no secret. */
+static void
+p11_check_stored(void)
+{
+	assert_non_null(strstr(cur.uri, "object="));
+	assert_non_null(strstr(cur.uri, ";id=%"));
+	assert_non_null(strstr(cur.uri, "type=private"));
+	assert_null(strstr(cur.uri, "pin"));
+}
+
+/* Another application closes every session of the token (a token removal
+ * or HSM restart looks like this): we are logged out and libp11's pooled
+ * sessions are dead, so the backend must reconnect and log in again. */
+static int
+p11_lose_session(void)
+{
+	CK_FUNCTION_LIST *fl;
+	CK_SLOT_ID slot;
+
+	p11t_fl_release(); /* libp11 may have finalized the module since */
+	fl = p11t_fl();
+	if (fl == NULL || p11t_slot(fl, P11_LABEL, &slot) != 0)
+		return -1;
+	return fl->C_CloseAllSessions(slot) == CKR_OK ? 0 : -1;
+}
+
+static const struct backend p11_backend = {
+	"pkcs11", { STK_KEY_RSA2048, STK_KEY_RSA3072, STK_KEY_P256 }, 1,
+	{ { "CKA_SENSITIVE", "true" }, { "CKA_EXTRACTABLE", "false" },
+	  { "CKA_ALWAYS_SENSITIVE", "true" }, { "CKA_NEVER_EXTRACTABLE", "true" },
+	  { "CKA_TOKEN", "true" }, { "CKA_PRIVATE", "true" } },
+	"reopened", NULL,
+	p11_setup, p11_teardown, p11_gen_args, p11_check_stored, p11_lose_session,
+	NULL,
+};
+#endif
+
+/* ---- tpm (swtpm) ---- */
+#ifdef STK_TEST_TPM
+static char tpm_state[512], tpm_tcti[128];
+
+static int
+tpm_setup(void)
+{
+	swtpm_guard();
+	unsetenv("SITETOKEN_TPM_KEY_AUTH");
+	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
+	snprintf(tpm_state, sizeof(tpm_state), "%s/tpm", scratch);
+	return swtpm_start(tpm_state, tpm_tcti, sizeof(tpm_tcti));
+}
+
+static void tpm_teardown(void) { swtpm_stop(tpm_state); }
+
+/* No URI: the blob goes to the site directory. */
+static void
+tpm_gen_args(const char *label)
+{
+	cur.gen_uri[0] = '\0';
+	snprintf(cur.dir, sizeof(cur.dir), "%s/%s", scratch, label);
+	mkdir(cur.dir, 0700);
+	cur.opts.site_dir = cur.dir;
+	cur.opts.tcti = tpm_tcti;
+}
+
+/* The wrapped blob lives in the site directory, owner-only. */
+static void
+tpm_check_stored(void)
+{
+	char path[PATH_MAX + 16];
+	struct stat st;
+
+	assert_true(strncmp(cur.uri, "tpm:blob=/", 10) == 0);
+	snprintf(path, sizeof(path), "%s/site.tpmkey", cur.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static int tpm_lose_session(void) { return swtpm_reset(tpm_tcti); }
+static int tpm_check_clean(void) { return tpm_is_clean(tpm_tcti) ? 0 : -1; }
+
+static const struct backend tpm_backend = {
+	"tpm", { STK_KEY_RSA2048, STK_KEY_P256 }, 1,
+	{ { "fixedTPM", "true" }, { "fixedParent", "true" },
+	  { "sensitiveDataOrigin", "true" }, { "userWithAuth", "true" },
+	  { "sign", "true" }, { "decrypt", "false" }, { "restricted", "false" },
+	  /* No auth value: nothing to guess, so no DA lockout for this key. */
+	  { "noDA", "true" } },
+	"reloaded", NULL,
+	tpm_setup, tpm_teardown, tpm_gen_args, tpm_check_stored, tpm_lose_session,
+	tpm_check_clean,
+};
+#endif
+
+/* ---- helpers ---- */
+
+/* OpenSSL alone, not the project's verifier: RS256 is PKCS#1 v1.5, ES256
+ * is r||s (JWS), which OpenSSL wants as DER. */
+static int
+openssl_verifies(EVP_PKEY *pub, const unsigned char *m, size_t mlen,
+    const unsigned char *sig, size_t siglen)
+{
+	unsigned char der[128], *p = der;
+	const unsigned char *s = sig;
+	size_t slen = siglen;
+	ECDSA_SIG *es;
+	EVP_MD_CTX *c;
+	int ok;
+
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
+		if (siglen != STK_P256_SIG_LEN || (es = ECDSA_SIG_new()) == NULL)
+			return 0;
+		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
+		    BN_bin2bn(sig + 32, 32, NULL));
+		slen = (size_t)i2d_ECDSA_SIG(es, &p);
+		s = der;
+		ECDSA_SIG_free(es);
+	}
+	c = EVP_MD_CTX_new();
+	ok = c != NULL &&
+	    EVP_DigestVerifyInit(c, NULL, EVP_sha256(), NULL, pub) == 1 &&
+	    EVP_DigestVerify(c, s, slen, m, mlen) == 1;
+	EVP_MD_CTX_free(c);
+	return ok;
+}
+
+/* `key` signs msg and OpenSSL verifies it with `pub`; one flipped bit of
+ * the message does not verify. */
+static void
+assert_signs_for(struct stk_key *key, EVP_PKEY *pub)
+{
+	unsigned char sig[STK_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	struct stk_error err;
+
+	stk_error_clear(&err);
+	assert_int_equal(stk_key_sign(key, msg, sizeof(msg) - 1, sig, &siglen,
+	    &err), 0);
+	assert_int_equal(siglen, EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ?
+	    STK_P256_SIG_LEN : (size_t)EVP_PKEY_get_size(pub));
+	assert_true(openssl_verifies(pub, msg, sizeof(msg) - 1, sig, siglen));
+	assert_false(openssl_verifies(pub, msg, sizeof(msg) - 2, sig, siglen));
+}
+
+static const char *
+attr(const struct stk_key_info *info, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < info->nattrs; i++)
+		if (strcmp(info->attrs[i].name, name) == 0)
+			return info->attrs[i].value;
+	return "(absent)";
+}
+
+static int reconnects;
+
+static void
+count_reconnects(void *c, enum stk_log_level level, const char *component,
+    const char *func, int line, const char *m)
+{
+	(void)c; (void)level; (void)func; (void)line;
+	if (strcmp(component, be->name) == 0 && be->reconnect_log != NULL &&
+	    strstr(m, be->reconnect_log) != NULL)
+		reconnects++;
+}
+
+/* ---- the contract: a key of cur.type, generated once per group ---- */
+
+static int
+group_setup(void **state)
+{
+	struct stk_error err;
+	char label[32];
+
+	(void)state;
+	snprintf(label, sizeof(label), "c-%s", stk_key_type_name(cur.type));
+	memset(&cur.opts, 0, sizeof(cur.opts));
+	be->gen_args(label);
+	stk_error_clear(&err);
+	if (stk_key_generate(be->name, cur.gen_uri[0] ? cur.gen_uri : NULL,
+	    cur.type, &cur.opts, &cur.key, &cur.uri, &err) != 0 ||
+	    stk_key_get_public(cur.key, &cur.pub, &err) != 0) {
+		fprintf(stderr, "generate %s: %s\n", label, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	stk_key_close(cur.key);
+	EVP_PKEY_free(cur.pub);
+	free(cur.uri);
+	cur.key = NULL;
+	cur.pub = NULL;
+	cur.uri = NULL;
+	/* Closing the key leaves nothing loaded in the device. */
+	return be->check_clean != NULL ? be->check_clean() : 0;
+}
+
+/* Generate returns a key of the type asked, stored where its URI says. */
+static void
+test_generate(void **state)
+{
+	(void)state;
+	assert_int_equal(cur.key->type, cur.type);
+	be->check_stored();
+}
+
+/* What the key signs, OpenSSL verifies with the public key alone. */
+static void
+test_sign_verifies_with_openssl(void **state)
+{
+	(void)state;
+	assert_signs_for(cur.key, cur.pub);
+}
+
+/* The public key is of the key's type and size (the JWKS publishes it). */
+static void
+test_public_key(void **state)
+{
+	static const int bits[] = { [STK_KEY_RSA2048] = 2048,
+	    [STK_KEY_RSA3072] = 3072, [STK_KEY_P256] = 256 };
+
+	(void)state;
+	assert_int_equal(stk_key_type_of_pkey(cur.pub), cur.type);
+	assert_int_equal(EVP_PKEY_get_bits(cur.pub), bits[cur.type]);
+}
+
+/* `key show`: exportability and attributes read back from the device. */
+static void
+test_describe_exportability(void **state)
+{
+	struct stk_key_info info;
+	struct stk_error err;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(stk_key_describe(cur.key, &info, &err), 0);
+	assert_string_equal(info.backend, be->name);
+	assert_int_equal(info.type, cur.type);
+	assert_int_equal(info.non_exportable, be->non_exportable);
+	for (i = 0; i < 8 && be->attrs[i][0] != NULL; i++)
+		assert_string_equal(attr(&info, be->attrs[i][0]), be->attrs[i][1]);
+}
+
+/* Later runs open the same key by the stored URI alone. */
+static void
+test_reopen_by_uri(void **state)
+{
+	struct stk_key *again = NULL;
+	EVP_PKEY *pub = NULL;
+	struct stk_error err;
+
+	(void)state;
+	assert_int_equal(stk_key_open(cur.uri, &cur.opts, &again, &err), 0);
+	assert_int_equal(again->type, cur.type);
+	assert_int_equal(stk_key_get_public(again, &pub, &err), 0);
+	assert_int_equal(EVP_PKEY_eq(pub, cur.pub), 1);
+	assert_signs_for(again, cur.pub);
+	EVP_PKEY_free(pub);
+	stk_key_close(again);
+}
+
+/* A second generate at the same place is refused and the first key stays. */
+static void
+test_duplicate_generate_refused(void **state)
+{
+	struct stk_key *k = NULL;
+	struct stk_error err;
+	char *uri = NULL;
+
+	(void)state;
+	assert_int_equal(stk_key_generate(be->name, cur.gen_uri[0] ? cur.gen_uri :
+	    NULL, cur.type, &cur.opts, &k, &uri, &err), STK_E_EXISTS);
+	assert_null(k);
+	assert_null(uri);
+	assert_int_equal(stk_key_open(cur.uri, &cur.opts, &k, &err), 0);
+	assert_signs_for(k, cur.pub);
+	stk_key_close(k);
+}
+
+/* The device drops our session under an open key: the next signature
+ * reconnects once (logged), the next does not, and describe still works. */
+static void
+test_session_loss(void **state)
+{
+	struct stk_key_info info;
+	struct stk_error err;
+
+	(void)state;
+	if (be->lose_session == NULL) {
+		printf("# session loss: n/a for %s: %s\n", be->name, be->no_session_why);
+		skip();
+	}
+	assert_int_equal(be->lose_session(), 0);
+	reconnects = 0;
+	stk_log_set(count_reconnects, NULL, STK_LOG_DEBUG);
+	assert_signs_for(cur.key, cur.pub);
+	assert_signs_for(cur.key, cur.pub);
+	stk_log_set(NULL, NULL, STK_LOG_ERROR);
+	assert_int_equal(reconnects, 1);
+	assert_int_equal(stk_key_describe(cur.key, &info, &err), 0);
+	assert_int_equal(info.non_exportable, be->non_exportable);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct backend *const all[] = { &file_backend,
+#ifdef STK_TEST_PKCS11
+	    &p11_backend,
+#endif
+#ifdef STK_TEST_TPM
+	    &tpm_backend,
+#endif
+	};
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_sign_verifies_with_openssl),
+		cmocka_unit_test(test_public_key),
+		cmocka_unit_test(test_describe_exportability),
+		cmocka_unit_test(test_reopen_by_uri),
+		cmocka_unit_test(test_duplicate_generate_refused),
+		cmocka_unit_test(test_session_loss),
+	};
+	size_t i;
+	int failed = 0;
+
+	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (argc == 2 && strcmp(argv[1], all[i]->name) == 0)
+			be = all[i];
+	if (be == NULL) {
+		fprintf(stderr, "usage: %s file|pkcs11|tpm (a backend built in)\n",
+		    argv[0]);
+		return 2;
+	}
+	scratch = tu_tmpdir(be->name);
+	if (be->setup != NULL && be->setup() != 0) {
+		fprintf(stderr, "cannot set up the %s backend\n", be->name);
+		failed = 1;
+		goto out;
+	}
+	for (i = 0; i < 3 && be->types[i] != STK_KEY_NONE; i++) {
+		cur.type = be->types[i];
+		failed += _cmocka_run_group_tests(stk_key_type_name(cur.type), tests,
+		    sizeof(tests) / sizeof(tests[0]), group_setup, group_teardown);
+	}
+	if (be->teardown != NULL)
+		be->teardown();
+out:
+	tu_rmrf(scratch);
+	free(scratch);
+	return failed;
+}
