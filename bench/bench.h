@@ -42,7 +42,7 @@ struct bench_figure {
 	struct bench_ref refs[BENCH_MAX_REFS];
 	double target;           /* minimum ratio vs refs[0] (0: none) */
 	int target_ref;          /* which ref the target applies to */
-	char note[160];          /* free text appended */
+	char note[200];          /* free text appended */
 };
 
 struct bench_opts {

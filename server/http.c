@@ -5,7 +5,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "sitetoken/device.h"
 #include "http.h"
+
+/* Per TLS/TCP connection (MHD's socket context): the gateway's memo of the
+ * connection (certificate thumbprint, last token's cache key;
+ * site/registration/tokcache.c) and the request record reused by every request on the connection (no
+ * allocation per request). */
+struct srv_conn {
+	struct stk_gw_conn *gw;
+	struct srv_req req;          /* in use while req.embedded */
+};
+
+static void
+srv_http_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct srv_conn *sc = *socket_context;
+
+	(void)cls;
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		if ((sc = calloc(1, sizeof(*sc))) != NULL)
+			sc->gw = stk_gw_conn_new();
+		*socket_context = sc;
+		return;
+	}
+	if (sc == NULL)
+		return;
+	stk_gw_conn_free(sc->gw);
+	free(sc);
+	*socket_context = NULL;
+}
+
+static struct srv_conn *
+srv_conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+struct stk_gw_conn *
+srv_conn_gw(struct MHD_Connection *c)
+{
+	struct srv_conn *sc = srv_conn_of(c);
+
+	return sc != NULL ? sc->gw : NULL;
+}
 
 enum MHD_Result
 srv_http_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -18,7 +66,13 @@ srv_http_handler(void *cls, struct MHD_Connection *c, const char *url,
 
 	(void)version;
 	if (rq == NULL) {
-		if ((rq = calloc(1, sizeof(*rq))) == NULL)
+		struct srv_conn *sc = srv_conn_of(c);
+
+		if (sc != NULL && !sc->req.embedded) {
+			rq = &sc->req;
+			memset(rq, 0, sizeof(*rq));
+			rq->embedded = 1;
+		} else if ((rq = calloc(1, sizeof(*rq))) == NULL)
 			return MHD_NO;
 		*con_cls = rq;
 		return MHD_YES;
@@ -54,7 +108,10 @@ srv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		OPENSSL_cleanse(rq->body, rq->len);
 		free(rq->body);
 	}
-	free(rq);
+	if (rq->embedded)
+		memset(rq, 0, sizeof(*rq));   /* free for the next request */
+	else
+		free(rq);
 	*con_cls = NULL;
 }
 
@@ -110,6 +167,23 @@ srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 	static const struct srv_json_style plain = { "application/json", NULL };
 
 	return srv_reply_json_as(c, &plain, status, o);
+}
+
+enum MHD_Result
+srv_reply_text_json(struct MHD_Connection *c, const char *json, size_t len)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)json,
+	    MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 enum MHD_Result
@@ -213,6 +287,7 @@ srv_http_start(struct srv_http *h, const struct srv_daemon_opts *o)
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
 	    MHD_OPTION_NOTIFY_COMPLETED, srv_http_completed, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, srv_http_notify, NULL,
 	    MHD_OPTION_ARRAY, tls,
 	    MHD_OPTION_END);
 }

@@ -17,6 +17,7 @@ struct srv_req {
 	char *body;
 	size_t len;
 	int too_big;
+	int embedded;  /* the connection's own (struct srv_conn), not malloc'd */
 };
 
 /* How a listener answers a complete request. */
@@ -63,6 +64,16 @@ enum MHD_Result srv_reply_json_as(struct MHD_Connection *c,
  * NULL or empty takes the table's message. */
 enum MHD_Result srv_refuse(struct MHD_Connection *c, enum stk_refusal why,
     const char *msg);
+
+/* The gateway memo of this client connection (stk_gw_conn, freed when the
+ * connection closes), or NULL. */
+struct stk_gw_conn;
+struct stk_gw_conn *srv_conn_gw(struct MHD_Connection *c);
+
+/* A 200 response holding the JSON text json (copied), "application/json",
+ * no-store: for bodies formatted without a JSON library. */
+enum MHD_Result srv_reply_text_json(struct MHD_Connection *c, const char *json,
+    size_t len);
 
 /* The client's IPv4 address, or "?". */
 void srv_peer_addr(struct MHD_Connection *c, char *buf, size_t len);

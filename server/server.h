@@ -65,5 +65,9 @@ void srv_logs_close(struct srv_logs *l);
 void srv_logs_reopen(void);
 void srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same line with the message made of parts concatenated (no printf):
+ * for the gateway's per-request lines. */
+void srv_log_parts(struct srv_logs *l, enum srv_log_file which,
+    const char *component, const char *const *parts, size_t nparts);
 
 #endif

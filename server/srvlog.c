@@ -136,38 +136,94 @@ srv_logs_close(struct srv_logs *l)
 	free(l);
 }
 
+/* Append src at *n in buf (size len), truncating; buf stays terminated. */
+static void
+srvlog_cat(char *buf, size_t len, size_t *n, const char *src)
+{
+	size_t k = strlen(src);
+
+	if (*n >= len)
+		return;
+	if (k > len - 1 - *n)
+		k = len - 1 - *n;
+	memcpy(buf + *n, src, k);
+	*n += k;
+	buf[*n] = '\0';
+}
+
+/* Write one line: prefix, component, the message raw (escaped). */
+static void
+srvlog_write(struct srv_logs *l, enum srv_log_file which, const char *component,
+    const char *raw)
+{
+	/* Per thread: the time stamp of the current second and the thread id
+	 * (gmtime, strftime, a system call) are formatted once, not per line. */
+	static _Thread_local time_t pre_at = (time_t)-1;
+	static _Thread_local char pre[64];
+	static _Thread_local long tid;
+	char line[1024];
+	struct tm tm;
+	time_t now = (time_t)stk_now();
+	size_t n = 0;
+
+	if (now != pre_at) {
+		char ts[32];
+
+		if (tid == 0)
+			tid = (long)syscall(SYS_gettid);
+		gmtime_r(&now, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		snprintf(pre, sizeof(pre), "%s [tid %ld] ", ts, tid);
+		pre_at = now;
+	}
+	line[0] = '\0';
+	srvlog_cat(line, sizeof(line), &n, pre);
+	srvlog_cat(line, sizeof(line), &n, component);
+	srvlog_cat(line, sizeof(line), &n, ": ");
+	if (n >= sizeof(line) - 2)
+		return;
+	/* One event, one line: CR, LF, ESC and every other control byte a
+	 * message might carry from a request are written as \xHH. */
+	stk_escape(line + n, sizeof(line) - n - 1, raw, 0);
+	n += strlen(line + n);
+	line[n++] = '\n';
+	pthread_mutex_lock(&l->mu);
+	srvlog_maybe_reopen(l);
+	if (write(l->fd[which], line, n) < 0) {
+		/* Nothing sensible to do: the server never prints. */
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
 void
 srv_log(struct srv_logs *l, enum srv_log_file which, const char *component,
     const char *fmt, ...)
 {
-	char line[1024], raw[1024], ts[32];
-	struct tm tm;
-	time_t now = (time_t)stk_now();
+	char raw[1024];
 	va_list ap;
-	int n, m;
+	int m;
 
 	if (l == NULL || which < 0 || which >= SRV_LOG_COUNT)
-		return;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	n = snprintf(line, sizeof(line), "%s [tid %ld] %s: ", ts,
-	    (long)syscall(SYS_gettid), component);
-	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	va_start(ap, fmt);
 	m = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (m < 0)
 		return;
-	/* One event, one line: CR, LF, ESC and every other control byte a
-	 * message might carry from a request are written as \xHH. */
-	stk_escape(line + n, sizeof(line) - (size_t)n - 1, raw, 0);
-	n += (int)strlen(line + n);
-	line[n++] = '\n';
-	pthread_mutex_lock(&l->mu);
-	srvlog_maybe_reopen(l);
-	if (write(l->fd[which], line, (size_t)n) < 0) {
-		/* Nothing sensible to do: the server never prints. */
-	}
-	pthread_mutex_unlock(&l->mu);
+	srvlog_write(l, which, component, raw);
+}
+
+void
+srv_log_parts(struct srv_logs *l, enum srv_log_file which, const char *component,
+    const char *const *parts, size_t nparts)
+{
+	char raw[1024];
+	size_t i, n = 0;
+
+	if (l == NULL || which < 0 || which >= SRV_LOG_COUNT)
+		return;
+	raw[0] = '\0';
+	for (i = 0; i < nparts; i++)
+		srvlog_cat(raw, sizeof(raw), &n, parts[i] != NULL ? parts[i] : "");
+	srvlog_write(l, which, component, raw);
 }

@@ -208,6 +208,30 @@ int stk_device_register_refusal_counted(struct stk_site *s,
 int stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
     struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err);
+/* The same for a request on a client connection a server keeps open:
+ * conn (stk_gw_conn_new, one per connection, freed with stk_gw_conn_free
+ * when it closes; never shared by two connections at once) remembers the
+ * certificate's thumbprint and the last token's cache key, so a kept-alive
+ * connection hashes neither again. Both are compared byte for byte with the
+ * request's before they are used; conn holds a copy of the last token
+ * (wiped when replaced or freed). conn NULL: as stk_device_authenticate.
+ *
+ * Both answer from the gateway cache when it holds the token (verified with
+ * this certificate) and the device's state at the current generation: a
+ * change made through any handle of this process applies to the next call;
+ * one made by another process or node applies to every call that starts 1 s
+ * or more after it committed (site/registration/tokcache.c). The site
+ * handle itself is not thread-safe: one thread at a time (the server opens
+ * one per worker).
+ * On success dev holds guid, thumbprint, last_jti, blocked, allow_cmg,
+ * token_used, last_issued_at and token_exp. */
+struct stk_gw_conn;
+struct stk_gw_conn *stk_gw_conn_new(void);
+void stk_gw_conn_free(struct stk_gw_conn *conn);   /* accepts NULL */
+int stk_device_authenticate_conn(struct stk_site *s, struct stk_gw_conn *conn,
+    const char *token, size_t len, const unsigned char *peer_der, size_t peer_len,
+    int64_t now, struct stk_device *dev, enum stk_refusal *reason,
+    struct stk_error *err);
 
 /* Renewal through the gateway: authenticate as above, then issue a new
  * 90-day token for the same certificate. Idempotent: the token the last

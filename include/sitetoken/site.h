@@ -88,11 +88,13 @@ void stk_site_close(struct stk_site *s);
  * what signs (registration, renewal), serialised by its owner. */
 void stk_site_forbid_signing(struct stk_site *s);
 
-/* The gateway's verified-token cache (process-wide, bounded, sharded; see
- * site/registration/tokcache.c and README "Performance"). It holds verified client
- * token claims only, never device state, which is read on every request.
- * Counters since start; clear empties it. Both thread-safe. Set
- * SITETOKEN_TOKEN_CACHE=0 before the first request to turn it off. */
+/* The gateway cache (process-wide, bounded, sharded; see
+ * site/registration/tokcache.c and README "Performance"): verified client
+ * token claims and the device state stk_device_authenticate decides on,
+ * invalidated by the site's generation counter (changes in this process at once, from other
+ * processes and nodes within 1 s). Counters (claims answered from the
+ * cache, tokens verified) since start; clear empties it. Both thread-safe.
+ * Set SITETOKEN_TOKEN_CACHE=0 before the first request to turn it off. */
 void stk_token_cache_stats(uint64_t *hits, uint64_t *misses);
 void stk_token_cache_clear(void);
 

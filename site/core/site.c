@@ -175,8 +175,11 @@ stk_site_batch_end(struct stk_site *s, struct stk_error *err)
 		r = site_db_error(s, err, "database");
 		s->store->vt->rollback(s->store);
 	} else if (dirty && s->after_commit != NULL)
-		s->after_commit(s);
+		s->after_commit(s);   /* as in stk_site_tx_commit */
 	s->audit_dirty = 0;
+	/* An item that changed what gateways cache is published now, with
+	 * the batch (its bump stays marked through the items' savepoints). */
+	site_gw_committed(s, r == 0);
 	return r;
 }
 
@@ -221,6 +224,7 @@ stk_site_tx_commit(struct stk_site *s, struct stk_error *err)
 	if (r != 0)
 		stk_site_tx_rollback(s);
 	s->in_tx = 0;
+	site_gw_committed(s, r == 0);
 	if (r == 0 && s->audit_dirty && s->after_commit != NULL)
 		s->after_commit(s);
 	s->audit_dirty = 0;
@@ -242,6 +246,7 @@ stk_site_tx_rollback(struct stk_site *s)
 		s->store->vt->rollback(s->store);
 	s->in_tx = 0;
 	s->audit_dirty = 0;
+	site_gw_committed(s, 0);
 }
 
 /* Apply the migrations this store has not seen yet. Each runs under the

@@ -7,6 +7,18 @@
 #include "sitetoken/site.h"
 #include "db.h"
 
+/* The gateway cache's per-handle state (tokcache.c). */
+struct site_gw {
+	int dirty;                   /* this transaction bumped the generation */
+	int polled;                  /* db_gen was read at least once */
+	int64_t polled_at;           /* monotonic ns of that read */
+	int64_t db_gen;              /* the store's gateway-generation then */
+	uint64_t seen;               /* process generation last seen */
+	uint64_t allow_gen;          /* generation `allow` was read at; 0 none */
+	int allow;                   /* site default allow-cmg */
+	int nocache;                 /* tests: decide without the cache */
+};
+
 struct stk_site {
 	char *dir;
 	struct site_db *store;       /* the site store (db.h) */
@@ -47,6 +59,7 @@ struct stk_site {
 	int flushing;
 	int nonrefusal_since_cp;     /* a record other than a refusal unsigned */
 	int64_t refusal_cp_at;       /* last checkpoint refusals alone caused */
+	struct site_gw gw;           /* gateway cache (tokcache.c) */
 };
 
 #define SITE_NODE_DEFAULT "main"  /* the node that ran site init */
@@ -109,13 +122,62 @@ int site_keys_issued(struct stk_site *s, const char *kid, int64_t exp,
 int site_keys_refresh(struct stk_site *s, int force, struct stk_error *err);
 void site_keys_free_parked(struct stk_site *s);
 
-/* tokcache.c: the gateway's verified-token cache (see there for what it
- * holds and how it goes stale). site_verify_client_cached: stk_site_verify
- * of a client token presented with the certificate whose thumbprint is
- * `thumb`, answered from the cache when that pair was verified before. */
+/* tokcache.c: the gateway's cache of verified client tokens and of the
+ * device state it decides on (see there for what goes stale and for how
+ * long). site_verify_client_cached: stk_site_verify of a client token
+ * presented with the certificate whose thumbprint is `thumb`, answered from
+ * the cache when that pair was verified before. */
+struct stk_device;
+struct stk_gw_conn;
+struct site_gw_state {           /* what dev_auth decides on */
+	char guid[STK_GUID_LEN + 1];
+	char thumbprint[44];
+	char last_jti[STK_GUID_LEN + 1];
+	int blocked, allow_cmg, on, token_used; /* on: allow-cmg in effect */
+	int64_t last_issued_at, token_exp;
+};
 int site_verify_client_cached(struct stk_site *s, const char *token,
     size_t len, const char *thumb, int64_t now, struct stk_claims *c,
     struct stk_error *err);
+/* gwgen.c (core: the commit and every layer that changes state call it).
+ * Poll the store's generation when due; the process's generation. */
+uint64_t site_gw_begin(struct stk_site *s);
+uint64_t site_gw_generation(void);
+/* Inside a transaction that changes what the gateway decides on. */
+int site_gw_bump(struct stk_site *s, struct stk_error *err);
+/* From stk_site_tx_commit/rollback: publish this handle's bump. */
+void site_gw_committed(struct stk_site *s, int committed);
+/* The site default allow-cmg, read once per generation. */
+int site_gw_allow_default(struct stk_site *s, uint64_t gen, int *on,
+    struct stk_error *err);
+/* Verify through the cache: < 0 error, 0 verified now (key filled for
+ * site_gw_put_state), 1 claims from the cache, 2 claims and *st (current
+ * at gen) from the cache. */
+int site_gw_verify(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, unsigned char key[32],
+    struct stk_claims *c, struct site_gw_state *st, struct stk_error *err);
+/* The same with a server's per-connection memo (NULL: none). */
+int site_gw_verify_memo(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, struct stk_gw_conn *conn,
+    unsigned char key[32], struct stk_claims *c, struct site_gw_state *st,
+    struct stk_error *err);
+/* The certificate's thumbprint from the memo (hashed when it changed);
+ * NULL when it cannot be kept. */
+const char *site_gw_conn_x5t(struct stk_gw_conn *g, const unsigned char *der,
+    size_t len);
+/* The cache key of (token, thumb) from the memo when the connection
+ * presented this very token before, else hashed (and remembered). */
+void site_gw_conn_key(struct stk_gw_conn *g, const char *site_guid,
+    const char *token, size_t len, const char *thumb, unsigned char key[32]);
+int site_gw_get(const unsigned char key[32], int64_t now, int64_t leeway,
+    const struct stk_verifier *v, uint64_t gen, struct stk_claims *c,
+    struct site_gw_state *st);
+void site_gw_put_state(const unsigned char key[32], uint64_t gen,
+    const struct site_gw_state *st);
+void site_gw_state_of(const struct stk_device *d, int on,
+    struct site_gw_state *st);
+void site_gw_device_of(const struct site_gw_state *st, struct stk_device *d);
+uint64_t site_gw_state_hits(void);   /* decisions made without a store read */
 void site_tokcache_key(const char *site_guid, const char *token, size_t len,
     const char *thumb, unsigned char key[32]);
 int site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,

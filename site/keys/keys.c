@@ -275,6 +275,9 @@ site_keys_set_status(struct stk_site *s, const char *kid, const char *from,
 		goto out;
 	}
 	*changed = db_changes(s->store) == 1;
+	/* Gateways re-read the key set at the next generation (tokcache.c). */
+	if (*changed && (r = site_gw_bump(s, err)) != 0)
+		goto out;
 	if (*changed && (r = stk_audit_append(s, actor ? actor : "admin", event, kid,
 	    "ok", detail, err)) != 0)
 		goto out;

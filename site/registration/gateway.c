@@ -46,17 +46,9 @@ fail:
  * token (or, for a renewal, the one the unused latest replaced), not
  * blocked. Reads only. */
 static int
-dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thumb,
-    int renewal, struct stk_device *dev, enum stk_refusal *reason,
-    struct stk_error *err)
+dev_state_checks(const struct stk_claims *c, const char *thumb, int renewal,
+    const struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
 {
-	int r;
-
-	if ((r = dev_lookup(s, "guid", c->subject, dev, err)) != 0) {
-		if (r == STK_E_NOTFOUND)
-			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
-		return r;
-	}
 	if (strcmp(dev->thumbprint, thumb ? thumb : c->cnf_x5t_s256) != 0) {
 		*reason = STK_REFUSAL_BINDING;
 		return stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
@@ -94,6 +86,21 @@ dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thu
 	return STK_OK;
 }
 
+static int
+dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thumb,
+    int renewal, struct stk_device *dev, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	int r;
+
+	if ((r = dev_lookup(s, "guid", c->subject, dev, err)) != 0) {
+		if (r == STK_E_NOTFOUND)
+			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
+		return r;
+	}
+	return dev_state_checks(c, thumb, renewal, dev, reason, err);
+}
+
 int
 stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
     enum stk_refusal *reason, struct stk_error *err)
@@ -108,19 +115,31 @@ stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
 }
 
 /* Gateway checks shared by authenticate, renew and re-key. renewal: the
- * token the unused latest one replaced is accepted (lost response). */
+ * token the unused latest one replaced is accepted (lost response). conn:
+ * the server's memo of this client connection (or NULL), so a kept-alive
+ * connection hashes its certificate and a repeated token only once.
+ *
+ * Authentication (not renewal) decides from the gateway cache when it holds
+ * the token's claims and the device's state at the current generation
+ * (tokcache.c); otherwise it reads the device row, decides the same way,
+ * and caches that state. Renewal and re-key always read the store. */
 static int
 dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
-    size_t len, const unsigned char *peer_der, size_t peer_len, int64_t now,
-    struct stk_device *dev, char jti[STK_GUID_LEN + 1], enum stk_refusal *reason,
-    struct stk_error *err)
+    size_t len, const unsigned char *peer_der, size_t peer_len,
+    struct stk_gw_conn *conn, int64_t now, struct stk_device *dev,
+    char jti[STK_GUID_LEN + 1], enum stk_refusal *reason, struct stk_error *err)
 {
 	struct stk_claims c;
+	struct site_gw_state gs;
+	unsigned char key[32];
 	char thumb[44] = "";
-	int r, on;
+	const char *x5t = NULL;
+	uint64_t gen = 0;
+	int r, on, hit;
 
 	memset(dev, 0, sizeof(*dev));
 	memset(&c, 0, sizeof(c));
+	memset(&gs, 0, sizeof(gs));
 	*reason = STK_REFUSAL_INTERNAL;
 	if (jti != NULL)
 		jti[0] = '\0';
@@ -129,28 +148,32 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		    "no TLS client certificate was presented");
 		*reason = STK_REFUSAL_NO_CLIENT_CERT;
 		goto refuse;
-	}
-	/* Hash only: the TLS library parsed this certificate in the handshake
-	 * and it matched the registered thumbprint (a parsed certificate)
-	 * or it does not bind. No X.509 parse per request. */
-	if (peer_len > STK_DEVICE_CERT_MAX) {
+	} else if (peer_len > STK_DEVICE_CERT_MAX) {
+		/* Hash only: the TLS library parsed this certificate in the
+		 * handshake and it matched the registered thumbprint (a parsed
+		 * certificate) or it does not bind. No X.509 parse per request. */
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "device certificate too large");
 		*reason = STK_REFUSAL_BAD_CERTIFICATE;
 		goto refuse;
-	}
-	stk_cert_x5t_s256(peer_der, peer_len, thumb);
+	} else if ((x5t = site_gw_conn_x5t(conn, peer_der, peer_len)) != NULL)
+		memcpy(thumb, x5t, strlen(x5t) + 1);   /* hashed once per connection */
+	else
+		stk_cert_x5t_s256(peer_der, peer_len, thumb);
 	if (token == NULL || len == 0) {
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
 		*reason = STK_REFUSAL_NO_TOKEN;
 		goto refuse;
 	}
+	/* The generation is read before the device row: a change committed
+	 * after this point makes what we cache below stale at once. */
+	if (!renewal)
+		gen = site_gw_begin(s);
 	/* Through the site: a kid another node made since the key set was
-	 * cached is looked up once more. A token verified before with this
-	 * certificate comes from the cache (tokcache.c); the device checks
-	 * below always read the store. */
-	if ((r = site_verify_client_cached(s, token, len, thumb, now, &c, err)) != 0) {
+	 * cached is looked up once more. */
+	if ((r = site_gw_verify_memo(s, token, len, thumb, now, gen, conn, key, &c,
+	    renewal ? NULL : &gs, err)) < 0) {
 		if ((*reason = stk_refusal_of_rc(r)) == STK_REFUSAL_INTERNAL)
 			goto out;
 		if (r == STK_E_TOKEN_EXPIRED && err != NULL)
@@ -163,6 +186,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 			    "registration and cannot be renewed)");
 		goto refuse;
 	}
+	hit = r;
 	if (strcmp(c.cnf_x5t_s256, thumb) != 0) {
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "token %s is bound to another certificate than the TLS client "
@@ -170,23 +194,42 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		*reason = STK_REFUSAL_BINDING;
 		goto refuse;
 	}
-	if ((r = dev_token_checks(s, &c, thumb, renewal, dev, reason, err)) != 0) {
-		if (*reason == STK_REFUSAL_INTERNAL)
+	if (hit == 2) {
+		site_gw_device_of(&gs, dev);
+		on = gs.on;
+	} else {
+		if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
+			if (r != STK_E_NOTFOUND)
+				goto out;
+			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
+			goto refuse;
+		}
+		on = dev->allow_cmg;
+		if (on < 0 && (r = renewal ? stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG,
+		    1, &on, err) : site_gw_allow_default(s, gen, &on, err)) != 0)
 			goto out;
-		goto refuse;
+		if (!renewal) {
+			site_gw_state_of(dev, on, &gs);
+			site_gw_put_state(key, gen, &gs);
+		}
 	}
-	on = dev->allow_cmg;
-	if (on < 0 && (r = stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, &on, err)) != 0)
-		goto out;
+	if ((r = dev_state_checks(&c, thumb, renewal, dev, reason, err)) != 0)
+		goto refuse;
 	if (!on) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
 		*reason = STK_REFUSAL_CMG_DISABLED;
 		goto refuse;
 	}
-	if (!dev->token_used && strcmp(dev->last_jti, c.id) == 0 &&
-	    (r = dev_mark_used(s, dev, err)) != 0)
-		goto out;
+	if (!dev->token_used && strcmp(dev->last_jti, c.id) == 0) {
+		if ((r = dev_mark_used(s, dev, err)) != 0)
+			goto out;
+		dev->token_used = 1;
+		if (!renewal) {
+			site_gw_state_of(dev, on, &gs);
+			site_gw_put_state(key, gen, &gs);
+		}
+	}
 	if (jti != NULL)
 		snprintf(jti, STK_GUID_LEN + 1, "%s", c.id);
 	*reason = STK_REFUSAL_NONE;
@@ -205,8 +248,18 @@ stk_device_authenticate(struct stk_site *s, const char *token, size_t len,
     const unsigned char *peer_der, size_t peer_len, int64_t now,
     struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
 {
-	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, now, dev,
-	    NULL, reason, err);
+	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, NULL,
+	    now, dev, NULL, reason, err);
+}
+
+int
+stk_device_authenticate_conn(struct stk_site *s, struct stk_gw_conn *conn,
+    const char *token, size_t len, const unsigned char *peer_der, size_t peer_len,
+    int64_t now, struct stk_device *dev, enum stk_refusal *reason,
+    struct stk_error *err)
+{
+	return dev_auth(s, "gateway.auth", 0, token, len, peer_der, peer_len, conn, now,
+	    dev, NULL, reason, err);
 }
 
 /* Renewal (new_cert NULL) or re-key: the token moves on, the update
@@ -223,7 +276,7 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = dev_auth(s, event, 1, token, len, peer_der, peer_len, now,
+	if ((r = dev_auth(s, event, 1, token, len, peer_der, peer_len, NULL, now,
 	    &out->dev, used, reason, err)) != 0)
 		return r;
 	*reason = STK_REFUSAL_INTERNAL;

@@ -170,7 +170,8 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
+	if ((r = site_gw_bump(s, err)) != 0 ||
+	    (r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
 		goto fail;
 	return stk_site_tx_commit(s, err);
 fail:
@@ -284,6 +285,10 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 		    "renewal won)", d->guid);
 		goto fail;
 	}
+	/* A renewal, re-key or re-registration supersedes the token gateways
+	 * may hold with this device's state (core/gwgen.c). */
+	if (!is_new && (r = site_gw_bump(s, err)) != 0)
+		goto fail;
 	db_finalize(st);
 	return STK_OK;
 fail:
@@ -807,6 +812,8 @@ stk_device_block_bulk(struct stk_site *s, const char *bulk_guid,
 			goto out;
 	}
 	snprintf(detail, sizeof(detail), "%zu device(s) blocked", l.n);
+	if (l.n > 0 && (r = site_gw_bump(s, err)) != 0)
+		goto out;
 	if ((r = stk_audit_append(s, actor, "bulk.block_devices", rec.guid, "ok", detail,
 	    err)) != 0)
 		goto out;

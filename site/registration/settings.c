@@ -58,7 +58,8 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
+	if ((r = site_gw_bump(s, err)) != 0 ||
+	    (r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
 		goto fail;
 	return stk_site_tx_commit(s, err);
 fail:

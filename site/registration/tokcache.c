@@ -1,29 +1,50 @@
-/* Verified-token cache of the gateway (site_tokcache_*, site_int.h).
+/* Gateway cache (site_gw_*, site_tokcache_*, site_int.h).
  *
- * What it saves: the signature check and claim parse of a client token the
- * gateway has already verified for the same TLS client certificate. What it
- * never holds: anything about the device's current state. dev_auth reads
- * the device row (blocked, last_jti, allow-cmg) and the allow-cmg setting
- * from the store on every request, hit or miss, so a block, an unblock, a
- * renewal (the old jti superseded) or an allow-cmg change made on any node
- * applies to the very next request on every node: staleness 0. A hit also
- * re-applies the time rules at the request's `now`, and requires that the
- * key that signed the token is still in the handle's current key set, so a
- * retired key's tokens stop hitting when the handle's key set is refreshed
- * (site/keys/keys.c: at most SITE_KEYS_TTL seconds, the same bound as the
- * verifier without any cache).
+ * What it saves: on a warm hit, everything. An entry holds the claims of a
+ * client token already verified for one TLS client certificate AND the
+ * device state the gateway decides on (certificate thumbprint, latest jti,
+ * blocked, allow-cmg in effect, token_used), so a warm hit reads nothing
+ * from the store; dev_auth (gateway.c) applies the same checks to the
+ * cached state as to a row it has just read.
+ *
+ * How the device state goes stale, and for how long (README "Performance",
+ * docs/api.md). Every change that matters to the gateway -- renewal,
+ * re-key, a re-registration that supersedes a device's token, device and
+ * bulk block/unblock, per-device allow-cmg, any setting, key retirement and
+ * restore -- bumps the site-wide generation counter (the settings row
+ * `gateway-generation`) in the same transaction (site_gw_bump). Cached
+ * state is valid only while it carries the process's current generation
+ * (tc_gen):
+ *  - in this process a committed change bumps tc_gen at once
+ *    (site_gw_committed, called by stk_site_tx_commit): staleness 0;
+ *  - a change committed by another process or node is seen by polling the
+ *    counter: each site handle reads it before a cache lookup when its last
+ *    read is 1 s old or older (monotonic clock), and bumps tc_gen when it
+ *    changed (or on the handle's first read, or when the read fails).
+ *    Worst case: a request that starts 1 s (core/gwgen.c) after the
+ *    change committed is decided on the new state, on every node.
+ * A bump keeps the verified claims (they do not depend on device state)
+ * and makes each handle re-read the key set on its next use, so a key
+ * retired by hand stops verifying within the same bound.
+ *
+ * A hit also re-applies the time rules at the request's `now`, and
+ * requires that the key that signed the token is still in the handle's
+ * key set.
  *
  * Bounded and sharded: SHARDS independent tables of WAYS-way sets, each
  * with its own mutex (no global lock); a full set evicts its oldest entry.
- * Key: SHA-256 over the site GUID, the token and the certificate's
- * thumbprint, so a token presented with another certificate never hits.
+ * Key: one SHA-256 over the site GUID, the certificate's thumbprint and the
+ * token, so a token presented with another certificate never hits.
  * SITETOKEN_TOKEN_CACHE=0 in the environment turns it off (benchmarks of
  * the cold path). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include "sitetoken/cert.h"
+#include "sitetoken/device.h"
 #include "site_int.h"
 
 #define SHARDS 16
@@ -42,6 +63,8 @@ struct tc_entry {
 	char kid[64];
 	char att[8];                 /* the gateway requires it: keep it */
 	int64_t iat, nbf, exp;
+	uint64_t sgen;               /* generation of st; 0: no state */
+	struct site_gw_state st;
 };
 
 struct tc_shard {
@@ -54,6 +77,7 @@ static struct tc_shard *tc_shards;
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static int tc_on;
 static uint64_t tc_hits, tc_misses;   /* atomics, not a lock */
+static uint64_t tc_state_hits;        /* hits that also held current state */
 
 static void
 tc_init(void)
@@ -71,33 +95,51 @@ tc_init(void)
 }
 
 static EVP_MD *tc_sha256;
+static pthread_key_t tc_md_key;
 static pthread_once_t tc_md_once = PTHREAD_ONCE_INIT;
+static int tc_have_md_key;
+
+static void
+tc_md_ctx_free(void *p)
+{
+	EVP_MD_CTX_free(p);
+}
 
 static void
 tc_md_fetch(void)
 {
 	tc_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	tc_have_md_key = pthread_key_create(&tc_md_key, tc_md_ctx_free) == 0;
 }
 
 void
 site_tokcache_key(const char *site_guid, const char *token, size_t len,
     const char *thumb, unsigned char key[32])
 {
-	EVP_MD_CTX *md;
+	EVP_MD_CTX *md = NULL;
 	unsigned int n = 32;
+	int own = 0;
 
-	/* Fetched once: EVP_sha256() looks it up in the provider store (a
-	 * read lock) on every call. */
+	/* Fetched once (EVP_sha256() looks it up in the provider store, a read
+	 * lock, on every call); one digest context per thread, reused. */
 	pthread_once(&tc_md_once, tc_md_fetch);
-	md = EVP_MD_CTX_new();
-	if (md == NULL || EVP_DigestInit_ex(md, tc_sha256 != NULL ? tc_sha256 :
+	if (tc_have_md_key && (md = pthread_getspecific(tc_md_key)) == NULL &&
+	    (md = EVP_MD_CTX_new()) != NULL &&
+	    pthread_setspecific(tc_md_key, md) != 0)
+		own = 1;
+	if (md == NULL) {
+		md = EVP_MD_CTX_new();
+		own = 1;
+	}
+	if (md == NULL || EVP_DigestInit_ex2(md, tc_sha256 != NULL ? tc_sha256 :
 	    EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, site_guid, strlen(site_guid) + 1) != 1 ||
 	    EVP_DigestUpdate(md, thumb, strlen(thumb) + 1) != 1 ||
 	    EVP_DigestUpdate(md, token, len) != 1 ||
 	    EVP_DigestFinal_ex(md, key, &n) != 1)
 		memset(key, 0, 32);  /* an all-zero key is never stored */
-	EVP_MD_CTX_free(md);
+	if (own)
+		EVP_MD_CTX_free(md);
 }
 
 static int
@@ -115,9 +157,129 @@ tc_where(const unsigned char key[32], size_t *set)
 	return &tc_shards[key[0] % SHARDS];
 }
 
+/* ---- per connection ---- */
+
+/* What a server keeps per client connection so that requests on a kept-alive
+ * connection hash nothing: the client certificate's DER and thumbprint, and
+ * the last token presented with its cache key. Both are compared byte for
+ * byte with what the request carries before they are used. */
+struct stk_gw_conn {
+	unsigned char *der;
+	size_t der_len;
+	char x5t[44];
+	char *tok;                   /* a client token: wiped before it is freed */
+	size_t tok_len;
+	char key_site[STK_GUID_LEN + 1];
+	char key_x5t[44];
+	unsigned char key[32];
+};
+
+struct stk_gw_conn *
+stk_gw_conn_new(void)
+{
+	return calloc(1, sizeof(struct stk_gw_conn));
+}
+
+static void
+tc_conn_forget_token(struct stk_gw_conn *g)
+{
+	if (g->tok != NULL) {
+		OPENSSL_cleanse(g->tok, g->tok_len);
+		free(g->tok);
+	}
+	g->tok = NULL;
+	g->tok_len = 0;
+	OPENSSL_cleanse(g->key, sizeof(g->key));
+}
+
+void
+stk_gw_conn_free(struct stk_gw_conn *g)
+{
+	if (g == NULL)
+		return;
+	tc_conn_forget_token(g);
+	free(g->der);
+	free(g);
+}
+
+const char *
+site_gw_conn_x5t(struct stk_gw_conn *g, const unsigned char *der, size_t len)
+{
+	unsigned char *copy;
+
+	if (g == NULL || der == NULL || len == 0)
+		return NULL;
+	if (g->der != NULL && g->der_len == len && memcmp(g->der, der, len) == 0)
+		return g->x5t;
+	if ((copy = malloc(len)) == NULL)
+		return NULL;
+	memcpy(copy, der, len);
+	free(g->der);
+	g->der = copy;
+	g->der_len = len;
+	stk_cert_x5t_s256(der, len, g->x5t);
+	return g->x5t;
+}
+
+void
+site_gw_conn_key(struct stk_gw_conn *g, const char *site_guid, const char *token,
+    size_t len, const char *thumb, unsigned char key[32])
+{
+	if (g != NULL && g->tok != NULL && g->tok_len == len &&
+	    strcmp(g->key_site, site_guid) == 0 && strcmp(g->key_x5t, thumb) == 0 &&
+	    memcmp(g->tok, token, len) == 0) {
+		/* Not constant-time on purpose: the token kept is the one this
+		 * very connection (this TLS peer) presented; its timing tells the
+		 * peer nothing it did not send itself. */
+		memcpy(key, g->key, 32);
+		return;
+	}
+	site_tokcache_key(site_guid, token, len, thumb, key);
+	if (g == NULL || strlen(site_guid) >= sizeof(g->key_site) ||
+	    strlen(thumb) >= sizeof(g->key_x5t))
+		return;
+	tc_conn_forget_token(g);
+	if ((g->tok = malloc(len)) == NULL)
+		return;
+	memcpy(g->tok, token, len);
+	g->tok_len = len;
+	memcpy(g->key, key, 32);
+	snprintf(g->key_site, sizeof(g->key_site), "%s", site_guid);
+	snprintf(g->key_x5t, sizeof(g->key_x5t), "%s", thumb);
+}
+
+/* ---- settings the gateway reads ---- */
+
+int
+site_gw_allow_default(struct stk_site *s, uint64_t gen, int *on,
+    struct stk_error *err)
+{
+	int r;
+
+	if (s->gw.allow_gen == gen && gen != 0 && !s->gw.nocache) {
+		*on = s->gw.allow;
+		return STK_OK;
+	}
+	if ((r = stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG, 1, on, err)) != 0)
+		return r;
+	s->gw.allow = *on;
+	s->gw.allow_gen = gen;
+	return STK_OK;
+}
+
+/* ---- entries ---- */
+
 int
 site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,
     const struct stk_verifier *v, struct stk_claims *c)
+{
+	return site_gw_get(key, now, leeway, v, 0, c, NULL) > 0;
+}
+
+int
+site_gw_get(const unsigned char key[32], int64_t now, int64_t leeway,
+    const struct stk_verifier *v, uint64_t gen, struct stk_claims *c,
+    struct site_gw_state *st)
 {
 	struct tc_shard *sh;
 	struct tc_entry *e;
@@ -149,12 +311,18 @@ site_tokcache_get(const unsigned char key[32], int64_t now, int64_t leeway,
 			c->nbf = e->nbf;
 			c->exp = e->exp;
 			hit = 1;
+			if (st != NULL && gen != 0 && e->sgen == gen) {
+				*st = e->st;
+				hit = 2;
+			}
 		} else
 			e->used = 0;   /* expired or its key left: drop it */
 		break;
 	}
 	pthread_mutex_unlock(&sh->mu);
 	__atomic_fetch_add(hit ? &tc_hits : &tc_misses, 1, __ATOMIC_RELAXED);
+	if (hit == 2)
+		__atomic_fetch_add(&tc_state_hits, 1, __ATOMIC_RELAXED);
 	return hit;
 }
 
@@ -198,7 +366,59 @@ site_tokcache_put(const unsigned char key[32], const struct stk_claims *c)
 	e->iat = c->iat;
 	e->nbf = c->nbf;
 	e->exp = c->exp;
+	e->sgen = 0;
 	pthread_mutex_unlock(&sh->mu);
+}
+
+void
+site_gw_put_state(const unsigned char key[32], uint64_t gen,
+    const struct site_gw_state *st)
+{
+	struct tc_shard *sh;
+	size_t set, w;
+
+	pthread_once(&tc_once, tc_init);
+	if (!tc_on || !tc_key_ok(key) || gen == 0)
+		return;
+	sh = tc_where(key, &set);
+	pthread_mutex_lock(&sh->mu);
+	/* Only beside verified claims: an entry evicted meanwhile stays out. */
+	for (w = 0; w < WAYS; w++)
+		if (sh->e[set][w].used && memcmp(sh->e[set][w].key, key, 32) == 0) {
+			sh->e[set][w].st = *st;
+			sh->e[set][w].sgen = gen;
+			break;
+		}
+	pthread_mutex_unlock(&sh->mu);
+}
+
+void
+site_gw_state_of(const struct stk_device *d, int on, struct site_gw_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	memcpy(st->guid, d->guid, sizeof(st->guid));
+	memcpy(st->thumbprint, d->thumbprint, sizeof(st->thumbprint));
+	memcpy(st->last_jti, d->last_jti, sizeof(st->last_jti));
+	st->blocked = d->blocked;
+	st->allow_cmg = d->allow_cmg;
+	st->on = on;
+	st->token_used = d->token_used;
+	st->last_issued_at = d->last_issued_at;
+	st->token_exp = d->token_exp;
+}
+
+void
+site_gw_device_of(const struct site_gw_state *st, struct stk_device *d)
+{
+	memset(d, 0, sizeof(*d));
+	memcpy(d->guid, st->guid, sizeof(d->guid));
+	memcpy(d->thumbprint, st->thumbprint, sizeof(d->thumbprint));
+	memcpy(d->last_jti, st->last_jti, sizeof(d->last_jti));
+	d->blocked = st->blocked;
+	d->allow_cmg = st->allow_cmg;
+	d->token_used = st->token_used;
+	d->last_issued_at = st->last_issued_at;
+	d->token_exp = st->token_exp;
 }
 
 void
@@ -206,6 +426,12 @@ stk_token_cache_stats(uint64_t *hits, uint64_t *misses)
 {
 	*hits = __atomic_load_n(&tc_hits, __ATOMIC_RELAXED);
 	*misses = __atomic_load_n(&tc_misses, __ATOMIC_RELAXED);
+}
+
+uint64_t
+site_gw_state_hits(void)
+{
+	return __atomic_load_n(&tc_state_hits, __ATOMIC_RELAXED);
 }
 
 void
@@ -227,19 +453,43 @@ int
 site_verify_client_cached(struct stk_site *s, const char *token, size_t len,
     const char *thumb, int64_t now, struct stk_claims *c, struct stk_error *err)
 {
-	const struct stk_verifier *v;
 	unsigned char key[32];
-	int r;
+	int r = site_gw_verify(s, token, len, thumb, now, 0, key, c, NULL, err);
+
+	return r > 0 ? STK_OK : r;
+}
+
+int
+site_gw_verify(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, unsigned char key[32],
+    struct stk_claims *c, struct site_gw_state *st, struct stk_error *err)
+{
+	return site_gw_verify_memo(s, token, len, thumb, now, gen, NULL, key, c, st,
+	    err);
+}
+
+int
+site_gw_verify_memo(struct stk_site *s, const char *token, size_t len,
+    const char *thumb, int64_t now, uint64_t gen, struct stk_gw_conn *conn,
+    unsigned char key[32], struct stk_claims *c, struct site_gw_state *st,
+    struct stk_error *err)
+{
+	const struct stk_verifier *v;
+	int r, hit;
 
 	memset(c, 0, sizeof(*c));
+	memset(key, 0, 32);
 	if ((r = stk_site_verifier(s, &v, err)) != 0)
 		return r;
-	site_tokcache_key(s->guid, token, len, thumb, key);
-	if (site_tokcache_get(key, now, stk_verifier_leeway(v), v, c))
-		return STK_OK;
+	if (!s->gw.nocache) {
+		site_gw_conn_key(conn, s->guid, token, len, thumb, key);
+		if ((hit = site_gw_get(key, now, stk_verifier_leeway(v), v, gen, c,
+		    st)) > 0)
+			return hit;
+	}
 	r = stk_site_verify(s, token, len, STK_TOKEN_CLIENT, now, c, err);
 	/* Only what the gateway would accept so far: bound to this cert. */
-	if (r == 0 && strcmp(c->cnf_x5t_s256, thumb) == 0)
+	if (r == 0 && !s->gw.nocache && strcmp(c->cnf_x5t_s256, thumb) == 0)
 		site_tokcache_put(key, c);
 	return r;
 }
