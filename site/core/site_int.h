@@ -134,6 +134,7 @@ struct site_gw_state {           /* what dev_auth decides on */
 	char thumbprint[44];
 	char last_jti[STK_GUID_LEN + 1];
 	int blocked, allow_cmg, on, token_used; /* on: allow-cmg in effect */
+	int att_required;      /* a token without att is refused (attest_policy) */
 	int64_t last_issued_at, token_exp;
 };
 int site_verify_client_cached(struct stk_site *s, const char *token,

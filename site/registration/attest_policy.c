@@ -292,6 +292,9 @@ stk_bulk_set_require_attestation(struct stk_site *s, const char *guid, int on,
 	}
 	db_finalize(st);
 	st = NULL;
+	/* Gateways cache whether a device of this token must be attested. */
+	if ((r = site_gw_bump(s, err)) != 0)
+		goto fail;
 	if ((r = stk_audit_append(s, actor, "bulk.policy", guid, "ok", on < 0 ?
 	    "require-attestation=site default" : on ? "require-attestation=on" :
 	    "require-attestation=off", err)) != 0)

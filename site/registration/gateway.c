@@ -41,13 +41,30 @@ fail:
 	return r;
 }
 
+/* The att claim says the key was TPM-attested at registration: such a
+ * token needs no lookup. Without it, the rule of registration applies (the
+ * enrolling bulk token's policy, else the site's), so a device registered
+ * unattested loses the gateway once attestation is required for it (its
+ * file key and token may have been copied). Cached with the device state:
+ * a change of either rule bumps the gateway generation. */
+static int
+dev_att_required(struct stk_site *s, const struct stk_claims *c,
+    const struct stk_device *dev, int *need, struct stk_error *err)
+{
+	*need = 0;
+	if (strcmp(c->att, "tpm") == 0)
+		return STK_OK;
+	return stk_attest_required(s, dev->bulk_guid, need, err);
+}
+
 /* Device-side checks of a client token whose signature and claims verified:
  * known, bound to the device's certificate (thumb, when given), the latest
  * token (or, for a renewal, the one the unused latest replaced), not
  * blocked. Reads only. */
 static int
 dev_state_checks(const struct stk_claims *c, const char *thumb, int renewal,
-    const struct stk_device *dev, enum stk_refusal *reason, struct stk_error *err)
+    const struct stk_device *dev, int att_required, enum stk_refusal *reason,
+    struct stk_error *err)
 {
 	if (strcmp(dev->thumbprint, thumb ? thumb : c->cnf_x5t_s256) != 0) {
 		*reason = STK_REFUSAL_BINDING;
@@ -65,23 +82,12 @@ dev_state_checks(const struct stk_claims *c, const char *thumb, int renewal,
 		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", dev->guid);
 	}
-	/* The att claim says the key was TPM-attested at registration: such a
-	 * token needs no lookup. Without it, the rule of registration applies
-	 * (the enrolling bulk token's policy, else the site's), so a device
-	 * registered unattested loses the gateway once attestation is
-	 * required for it (its file key and token may have been copied). */
-	if (strcmp(c->att, "tpm") != 0) {
-		int need = 0, r2;
-
-		if ((r2 = stk_attest_required(s, dev->bulk_guid, &need, err)) != 0)
-			return r2;
-		if (need) {
-			*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
-			return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-			    "device %s is not TPM-attested and this site requires "
-			    "attestation: register again with attestation evidence",
-			    dev->guid);
-		}
+	if (att_required && strcmp(c->att, "tpm") != 0) {
+		*reason = STK_REFUSAL_ATTESTATION_REQUIRED;
+		return stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
+		    "device %s is not TPM-attested and this site requires "
+		    "attestation: register again with attestation evidence",
+		    dev->guid);
 	}
 	return STK_OK;
 }
@@ -91,14 +97,16 @@ dev_token_checks(struct stk_site *s, const struct stk_claims *c, const char *thu
     int renewal, struct stk_device *dev, enum stk_refusal *reason,
     struct stk_error *err)
 {
-	int r;
+	int r, need;
 
 	if ((r = dev_lookup(s, "guid", c->subject, dev, err)) != 0) {
 		if (r == STK_E_NOTFOUND)
 			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
 		return r;
 	}
-	return dev_state_checks(c, thumb, renewal, dev, reason, err);
+	if ((r = dev_att_required(s, c, dev, &need, err)) != 0)
+		return r;
+	return dev_state_checks(c, thumb, renewal, dev, need, reason, err);
 }
 
 int
@@ -135,7 +143,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 	char thumb[44] = "";
 	const char *x5t = NULL;
 	uint64_t gen = 0;
-	int r, on, hit;
+	int r, on, hit, need = 0;
 
 	memset(dev, 0, sizeof(*dev));
 	memset(&c, 0, sizeof(c));
@@ -197,6 +205,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 	if (hit == 2) {
 		site_gw_device_of(&gs, dev);
 		on = gs.on;
+		need = gs.att_required;
 	} else {
 		if ((r = dev_lookup(s, "guid", c.subject, dev, err)) != 0) {
 			if (r != STK_E_NOTFOUND)
@@ -208,12 +217,15 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		if (on < 0 && (r = renewal ? stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG,
 		    1, &on, err) : site_gw_allow_default(s, gen, &on, err)) != 0)
 			goto out;
+		if ((r = dev_att_required(s, &c, dev, &need, err)) != 0)
+			goto out;
 		if (!renewal) {
 			site_gw_state_of(dev, on, &gs);
+			gs.att_required = need;
 			site_gw_put_state(key, gen, &gs);
 		}
 	}
-	if ((r = dev_state_checks(&c, thumb, renewal, dev, reason, err)) != 0)
+	if ((r = dev_state_checks(&c, thumb, renewal, dev, need, reason, err)) != 0)
 		goto refuse;
 	if (!on) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
@@ -227,6 +239,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		dev->token_used = 1;
 		if (!renewal) {
 			site_gw_state_of(dev, on, &gs);
+			gs.att_required = need;
 			site_gw_put_state(key, gen, &gs);
 		}
 	}
