@@ -27,7 +27,7 @@ tokf=$T/bulk.tok; new_bulk "$tokf" >/dev/null
 agent S 0 install /mp:"$CMG" CCMHOSTNAME=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER \
 	SMSSiteCode=ABC /regtoken:"$(cat "$tokf")" >/dev/null || fail "argv /regtoken:"
 sig=$(cut -d. -f3 "$tokf")
-if grep -rqF "$sig" "$T/S" "$SITE"; then fail "bulk token on disk"; fi
+if grep -rqF -e "$sig" "$T/S" "$SITE"; then fail "bulk token on disk"; fi
 for f in "$T/S"/*; do
 	case "$(basename "$f")" in
 	device.key|client.token|state.json) [ "$(stat -c %a "$f")" = 600 ] || fail "$f mode" ;;

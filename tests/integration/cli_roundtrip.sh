@@ -46,7 +46,7 @@ for kt in rsa2048 rsa3072 p256; do
   done
   [ $flips_ok = 1 ] && ok "every flipped byte refused with exit 1 ($kt)" || bad "flipped byte not refused ($kt)"
   # the token is not on disk anywhere in the site directory
-  if grep -rqF "${tok##*.}" "$S"; then bad "token signature found in site dir"; else ok "token not stored ($kt)"; fi
+  if grep -rqF -e "${tok##*.}" "$S"; then bad "token signature found in site dir"; else ok "token not stored ($kt)"; fi
 done
 
 S="$T/site-rsa2048"

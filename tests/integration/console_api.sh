@@ -130,7 +130,7 @@ $STK verify --type bulk - < "$T/bulk.tok" | grep -q "$G" || fail "token does not
 [ "$(sqlite3 "$SITE/site.db" "SELECT created_by FROM bulk_tokens WHERE guid='$G'")" = "$actor" ] || fail "created_by"
 [ "$(audit_count "event='bulk.new' AND subject='$G' AND actor='$actor'")" = 1 ] || fail "bulk.new audited as the admin"
 tok=$(cat "$T/bulk.tok")
-if grep -rqF "${tok##*.}" "$SITE"; then fail "bulk token stored by the site"; fi
+if grep -rqF -e "${tok##*.}" "$SITE"; then fail "bulk token stored by the site"; fi
 ok "new bulk token: 201, returned once, verifies, audited with the admin identity, not stored"
 
 # ---- list: type filter and sort ----
@@ -373,6 +373,6 @@ rc=0; $STK serve --site "$SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --admin 0.0.0
 ok "--admin on a non-loopback address refused without --admin-remote"
 
 assert_no_tokens_in_logs
-if grep -qF "$SECRET" "$SITE"/logs/*.log "$T/server.stderr"; then fail "admin secret in a log"; fi
+if grep -qF -e "$SECRET" "$SITE"/logs/*.log "$T/server.stderr"; then fail "admin secret in a log"; fi
 $STK audit verify >/dev/null || fail "audit verify"
 ok "no admin secret in any log; audit chain verifies"

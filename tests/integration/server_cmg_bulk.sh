@@ -23,7 +23,7 @@ ok "ccmsetup.log, the 'Rotating internet management point' line, ClientAuth.log 
 
 # The bulk token is never on disk: not in the state dir, not in the site.
 tok=$(cat "$T/bulk.tok")
-if grep -rqF "${tok##*.}" "$T/devA" "$SITE"; then fail "bulk token written to disk"; fi
+if grep -rqF -e "${tok##*.}" "$T/devA" "$SITE"; then fail "bulk token written to disk"; fi
 ok "bulk token not stored by the agent nor the site"
 
 # Authenticated request through the gateway.
