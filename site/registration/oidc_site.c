@@ -154,10 +154,13 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 		r = site_db_error(s, err, "reading trusted issuers");
 		goto fail;
 	}
-	db_bind_text(st, 1, is->issuer);
-	r = db_step(st);
+	r = db_bind_text(st, 1, is->issuer) != 0 ? SITE_DB_ERROR : db_step(st);
 	db_finalize(st);
 	st = NULL;
+	if (r != SITE_DB_ROW && r != SITE_DB_DONE) {
+		r = site_db_error(s, err, "reading trusted issuers");
+		goto fail;
+	}
 	if (r == SITE_DB_ROW) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0, "issuer %.200s is "
 		    "trusted already (oidc remove it first to change it)", is->issuer);
@@ -215,8 +218,7 @@ stk_oidc_remove(struct stk_site *s, const char *issuer, const char *actor,
 		r = site_db_error(s, err, "removing the issuer");
 		goto fail;
 	}
-	db_bind_text(st, 1, issuer);
-	if (db_step(st) != SITE_DB_DONE) {
+	if (db_bind_text(st, 1, issuer) != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "removing the issuer");
 		goto fail;
 	}
@@ -276,8 +278,8 @@ stk_oidc_get(struct stk_site *s, const char *issuer, struct stk_oidc_issuer *out
 	if (db_prepare(s->store, "SELECT " OIDC_COLUMNS " FROM oidc_issuers WHERE issuer = ?",
 	    &st) != 0)
 		return site_db_error(s, err, "reading trusted issuers");
-	db_bind_text(st, 1, issuer);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, issuer) != 0 ? SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		if ((r = oidc_row(st, out)) != 0) {
 			stk_oidc_issuer_clear(out);
 			r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
@@ -497,9 +499,9 @@ site_oidc_device_lookup(struct stk_site *s, const char *issuer, const char *devi
 	if (db_prepare(s->store, "SELECT device_guid FROM oidc_devices WHERE issuer = ?"
 	    " AND device_id = ?", &st) != 0)
 		return site_db_error(s, err, "reading OIDC devices");
-	db_bind_text(st, 1, issuer);
-	db_bind_text(st, 2, device);
-	if ((rc = db_step(st)) == SITE_DB_ROW)
+	rc = (db_bind_text(st, 1, issuer) | db_bind_text(st, 2, device)) != 0 ?
+	    SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW)
 		snprintf(guid, STK_GUID_LEN + 1, "%s", db_column_text(st, 0));
 	else if (rc == SITE_DB_DONE)
 		r = STK_E_NOTFOUND;
@@ -520,8 +522,8 @@ site_oidc_identity_of(struct stk_site *s, const char *guid, char *issuer, size_t
 	if (db_prepare(s->store, "SELECT issuer, device_id FROM oidc_devices WHERE"
 	    " device_guid = ?", &st) != 0)
 		return site_db_error(s, err, "reading OIDC devices");
-	db_bind_text(st, 1, guid);
-	if ((rc = db_step(st)) == SITE_DB_ROW) {
+	rc = db_bind_text(st, 1, guid) != 0 ? SITE_DB_ERROR : db_step(st);
+	if (rc == SITE_DB_ROW) {
 		snprintf(issuer, ilen, "%s", db_column_text(st, 0));
 		snprintf(device, dlen, "%s", db_column_text(st, 1));
 	} else if (rc == SITE_DB_DONE)
