@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/site.h"
@@ -138,6 +139,27 @@ auth_b(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
 	return r;
 }
 
+/* B's verdict on tok with A's certificate at now is want (STK_REFUSAL_NONE:
+ * accepted) and, unless hit < 0, its token check was a cache hit or not.
+ * Returns the call's result. */
+static int
+b_says(struct fx *f, const char *tok, int64_t now, enum stk_refusal want, int hit)
+{
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	int r, h;
+
+	r = auth_b(f, tok, f->certA, f->lenA, now, &reason, &h);
+	if (want == STK_REFUSAL_NONE) {
+		assert_int_equal(r, 0);
+	} else {
+		assert_int_not_equal(r, 0);
+		assert_int_equal(reason, want);
+	}
+	if (hit >= 0)
+		assert_int_equal(h, hit);
+	return r;
+}
+
 static void
 test_state_changes_on_a_refused_on_b_from_cache(void **state)
 {
@@ -149,43 +171,29 @@ test_state_changes_on_a_refused_on_b_from_cache(void **state)
 	struct stk_issued a, r1;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int hit;
 
 	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_false(hit);                  /* cold */
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);                   /* warm */
-
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 0);   /* cold */
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);   /* warm */
 	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 1, "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
+	b_says(f, a.token, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1);
 	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 0, "t", &err), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);
 
 	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
+	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, 1);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 1, "t", &err), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 0, "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
+	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
 	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, -1, "t", &err), 0);
 	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &err), 0);
 
 	/* Renewal on A supersedes the cached token on B. */
 	assert_int_equal(stk_device_renew(f->a, a.token, strlen(a.token), f->certA,
 	    f->lenA, f->t0 + 31 * DAY, &r1, &reason, &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	assert_int_equal(auth_b(f, r1.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
+	b_says(f, a.token, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, 1);
+	b_says(f, r1.token, f->t0 + 31 * DAY, STK_REFUSAL_NONE, -1);
 	stk_issued_clear(&a);
 	stk_issued_clear(&r1);
 }
@@ -197,15 +205,11 @@ test_hit_applies_time_rules(void **state)
 	 * expired (the full check runs again), never served from the cache. */
 	struct fx *f = *state;
 	struct stk_issued a;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int hit;
 
 	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 91 * DAY,
-	    &reason, &hit), STK_E_TOKEN_EXPIRED);
-	assert_false(hit);
-	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+	assert_int_equal(b_says(f, a.token, f->t0 + 91 * DAY, STK_REFUSAL_TOKEN_EXPIRED, 0),
+	    STK_E_TOKEN_EXPIRED);
 	stk_issued_clear(&a);
 }
 
@@ -238,6 +242,7 @@ test_entry_of_a_key_no_longer_trusted_misses(void **state)
 	 * set (retired), the entry is not used. */
 	struct fx *f = *state;
 	const struct stk_verifier *v;
+	const struct stk_signer *sg;
 	struct stk_verifier *empty = NULL;
 	struct stk_claims c;
 	struct stk_error err;
@@ -250,12 +255,8 @@ test_entry_of_a_key_no_longer_trusted_misses(void **state)
 	assert_int_equal(stk_site_verifier(f->a, &v, &err), 0);
 	assert_int_equal(stk_verifier_new(stk_site_guid(f->a), &empty, &err), 0);
 	site_tokcache_key(stk_site_guid(f->a), "x.y.z", 5, "thumb", key);
-	{
-		const struct stk_signer *sg;
-
-		assert_int_equal(stk_site_signer(f->a, &sg, &err), 0);
-		snprintf(c.kid, sizeof(c.kid), "%s", stk_signer_kid(sg));
-	}
+	assert_int_equal(stk_site_signer(f->a, &sg, &err), 0);
+	snprintf(c.kid, sizeof(c.kid), "%s", stk_signer_kid(sg));
 	site_tokcache_put(key, &c);
 	assert_true(site_tokcache_get(key, f->t0, 60, v, &c));
 	assert_false(site_tokcache_get(key, f->t0, 60, empty, &c));
@@ -263,7 +264,6 @@ test_entry_of_a_key_no_longer_trusted_misses(void **state)
 	assert_false(site_tokcache_get(key, f->t0, 60, v, &c));
 	stk_verifier_free(empty);
 }
-
 
 static double
 mono(void)
@@ -358,16 +358,13 @@ test_other_process_change_refused_within_bound(void **state)
 	 * the generation counter or B's poll this stays accepted. */
 	struct fx *f = *state;
 	struct stk_issued a;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
 	uint64_t sh0;
 	double t;
-	int hit, r;
 
 	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
 	sh0 = site_gw_state_hits();
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);
 	assert_true(site_gw_state_hits() > sh0);   /* decided from the cache */
 
 	t = other_process(f, OTHER_BLOCK, a.dev.guid, NULL, 0);
@@ -375,35 +372,23 @@ test_other_process_change_refused_within_bound(void **state)
 	 * poll is recent enough, it must (the cache is really in use). */
 	if (mono() - (double)f->b->gw.polled_at / 1e9 < 0.8 * BOUND) {
 		sh0 = site_gw_state_hits();
-		assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason,
-		    &hit), 0);
+		b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
 		assert_true(site_gw_state_hits() > sh0);
 	}
 	wait_bound(t);
-	r = auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit);
-	assert_int_equal(r, STK_E_AUTH);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
-	assert_true(hit);                   /* the claims still came from the cache */
+	/* the claims still came from the cache (hit) */
+	assert_int_equal(b_says(f, a.token, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1), STK_E_AUTH);
 
-	t = other_process(f, OTHER_UNBLOCK, a.dev.guid, NULL, 0);
-	wait_bound(t);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-
-	t = other_process(f, OTHER_CMG_OFF, NULL, NULL, 0);
-	wait_bound(t);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason,
-	    &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	t = other_process(f, OTHER_CMG_ON, NULL, NULL, 0);
-	wait_bound(t);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	wait_bound(other_process(f, OTHER_UNBLOCK, a.dev.guid, NULL, 0));
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+	wait_bound(other_process(f, OTHER_CMG_OFF, NULL, NULL, 0));
+	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
+	wait_bound(other_process(f, OTHER_CMG_ON, NULL, NULL, 0));
+	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
 
 	/* A renewal elsewhere supersedes the token B holds. */
-	t = other_process(f, OTHER_RENEW, NULL, a.token, f->t0 + 31 * DAY);
-	wait_bound(t);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
+	wait_bound(other_process(f, OTHER_RENEW, NULL, a.token, f->t0 + 31 * DAY));
+	b_says(f, a.token, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, -1);
 	stk_issued_clear(&a);
 }
 
@@ -422,6 +407,7 @@ rnd(unsigned int n)
 
 #define DIFF_STEPS 120
 #define DIFF_TOKENS 6   /* the latest tokens of each device checked per step */
+#define EK_SHA256 "5e1f2a9c0d7b43e8a6c1f0b29d8e7a6c5b4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f"
 
 struct dtok {
 	char *tok;
@@ -432,11 +418,14 @@ static void
 test_cached_equals_uncached(void **state)
 {
 	/* The fast path (B: certificate and token hashes from a connection
-	 * memo, claims and device state from the cache) and the general one (C: same site, cache off for this handle: verify and
-	 * read the store every time) must give the same verdict, reason and
-	 * device on every request, over a random sequence of blocks,
-	 * allow-cmg changes (site and device), renewals, re-registrations and
-	 * clock moves made through node A. */
+	 * memo, claims and device state from the cache) and the general one
+	 * (C: same site, cache off for this handle: verify and read the store
+	 * every time) must give the same verdict, reason and device on every
+	 * request, over a random sequence of blocks, allow-cmg changes (site
+	 * and device), attestation-policy changes (the site's
+	 * require-attestation, the bulk token's own policy; tokens with and
+	 * without "att":"tpm"), renewals, re-registrations and clock moves
+	 * made through node A. */
 	struct fx *f = *state;
 	struct stk_site *c = NULL;
 	struct stk_error err;
@@ -449,6 +438,8 @@ test_cached_equals_uncached(void **state)
 	uint64_t sh0 = site_gw_state_hits();
 	int step, d, round, compared = 0;
 	struct stk_gw_conn *memo[2] = { stk_gw_conn_new(), stk_gw_conn_new() };
+	struct stk_bulk_record rec;
+	char *bulk = NULL;
 	const char *seed = getenv("STK_DIFF_SEED");
 
 	assert_non_null(memo[0]);
@@ -460,28 +451,18 @@ test_cached_equals_uncached(void **state)
 	if (stk_site_open(sub, &c, &err) != 0)
 		fail_msg("handle C: %s", err.msg);
 	c->gw.nocache = 1;
-	for (d = 0; d < 2; d++) {
-		struct stk_reg_request rq;
-		struct stk_issued is;
-		enum stk_refusal reason;
-
-		sf_tls_request(&rq, STK_VIA_MP, cert[d], clen[d], NULL);
-		rq.peer = "test";
-		if (stk_device_register(f->a, &rq, now, &is, &reason, &err) != 0)
-			fail_msg("register: %s", err.msg);
-		snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
-		toks[ntok].tok = is.token;
-		toks[ntok++].dev = d;
-		is.token = NULL;
-		stk_issued_clear(&is);
-	}
-	for (step = 0; step < DIFF_STEPS; step++) {
+	/* Devices enrol with this token (registration via the CMG), so its own
+	 * attestation policy applies to them at the gateway. */
+	assert_int_equal(stk_bulk_new(f->a, 10080, "t", &bulk, &rec, &err), 0);
+	/* Steps -2 and -1 register the two devices: A's key unattested, B's
+	 * TPM-attested (its tokens say "att":"tpm"). */
+	for (step = -2; step < DIFF_STEPS; step++) {
 		struct stk_issued is;
 		struct stk_reg_request rq;
 		enum stk_refusal reason;
-		int op = (int)rnd(7), allow;
+		int op = step < 0 ? 4 : (int)rnd(9), allow;
 
-		d = (int)rnd(2);
+		d = step < 0 ? step + 2 : (int)rnd(2);
 		memset(&is, 0, sizeof(is));
 		switch (op) {
 		case 0:
@@ -508,13 +489,33 @@ test_cached_equals_uncached(void **state)
 			}
 			break;
 		case 4:
-			sf_tls_request(&rq, STK_VIA_MP, cert[d], clen[d], NULL);
+			/* (Re-)registration, over the CMG with the bulk token or over
+			 * the MP, the key attested or not: refused when the policy of
+			 * the moment (allow-cmg, attestation, the token's expiry) says so. */
+			sf_tls_request(&rq, step < 0 || rnd(2) ? STK_VIA_CMG : STK_VIA_MP, cert[d],
+			    clen[d], bulk);
 			rq.peer = "test";
+			if (step < 0 ? d == 1 : rnd(2) == 1) {
+				rq.attestation = "tpm";
+				rq.ek_sha256 = EK_SHA256;
+			}
 			if (stk_device_register(f->a, &rq, now, &is, &reason, &err) == 0) {
+				snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
 				toks[ntok].tok = is.token;
 				toks[ntok++].dev = d;
 				is.token = NULL;
+			} else if (step < 0) {
+				fail_msg("register: %s", err.msg);
 			}
+			break;
+		case 5:
+			/* The bulk token's own policy: required, not, the site's. */
+			(void)stk_bulk_set_require_attestation(f->a, rec.guid, (int)rnd(3) - 1,
+			    "t", &err);
+			break;
+		case 6:
+			(void)stk_setting_set(f->a, STK_SETTING_REQUIRE_ATTESTATION,
+			    rnd(2) ? "on" : "off", "t", &err);
 			break;
 		default:
 			now += (int64_t)rnd(20) * DAY + (int64_t)rnd(3600);
@@ -562,25 +563,21 @@ test_cached_equals_uncached(void **state)
 	assert_true(site_gw_state_hits() - sh0 > DIFF_STEPS);
 	for (i = 0; i < ntok; i++)
 		stk_token_free(toks[i].tok);
+	stk_token_free(bulk);
 	stk_gw_conn_free(memo[0]);
 	stk_gw_conn_free(memo[1]);
 	stk_site_close(c);
 }
 
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_state_changes_on_a_refused_on_b_from_cache,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hit_applies_time_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_certificate_never_hits, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_entry_of_a_key_no_longer_trusted_misses,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_process_change_refused_within_bound,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cached_equals_uncached, setup, teardown),
+		T(test_state_changes_on_a_refused_on_b_from_cache), T(test_hit_applies_time_rules),
+		T(test_other_certificate_never_hits), T(test_entry_of_a_key_no_longer_trusted_misses),
+		T(test_other_process_change_refused_within_bound), T(test_cached_equals_uncached),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
