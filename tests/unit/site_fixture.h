@@ -87,17 +87,27 @@ sf_setup(void **state)
 	return 0;
 }
 
+/* A bulk token of the given lifetime (minutes), actor "tester"; its
+ * record in *rec. Free with stk_token_free. */
+static inline char *
+sf_bulk(struct stk_site *s, long minutes, struct stk_bulk_record *rec)
+{
+	struct stk_error err;
+	char *tok = NULL;
+
+	if (stk_bulk_new(s, minutes, "tester", &tok, rec, &err) != 0)
+		fail_msg("bulk token: %s", err.msg);
+	return tok;
+}
+
 static inline int
 sf_setup_bulk(void **state)
 {
 	struct sf_fx *f;
-	struct stk_error err;
 
 	sf_setup(state);
 	f = *state;
-	if (stk_bulk_new(f->s, STK_BULK_LIFETIME_DEFAULT, "tester", &f->bulk, &f->rec,
-	    &err) != 0)
-		fail_msg("bulk token: %s", err.msg);
+	f->bulk = sf_bulk(f->s, STK_BULK_LIFETIME_DEFAULT, &f->rec);
 	return 0;
 }
 

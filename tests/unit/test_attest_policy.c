@@ -62,9 +62,8 @@ test_policy_precedence(void **state)
 	struct sf_fx *f = *state;
 	struct stk_bulk_record b;
 	struct stk_error err;
-	char *tb = NULL;
+	char *tb = sf_bulk(f->s, 60, &b);
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &tb, &b, &err), 0);
 	assert_int_equal(required(f, NULL), 0);
 	assert_int_equal(stk_bulk_set_require_attestation(f->s, f->rec.guid, 1, "t", &err), 0);
 	assert_int_equal(required(f, f->rec.guid), 1);

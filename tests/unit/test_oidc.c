@@ -137,29 +137,22 @@ payload(const char *extra)
 	return p;
 }
 
-static void
-issuer(struct stk_oidc_issuer *is)
-{
-	memset(is, 0, sizeof(*is));
-	snprintf(is->issuer, sizeof(is->issuer), ISS);
-	snprintf(is->audience, sizeof(is->audience), AUD);
-	snprintf(is->device_claim, sizeof(is->device_claim), "deviceId");
-	snprintf(is->tenant, sizeof(is->tenant), "t1");
-}
+static const struct stk_oidc_issuer std_issuer = {
+	.issuer = ISS, .audience = AUD, .device_claim = "deviceId", .tenant = "t1",
+};
 
 /* verify(tok) with the standard issuer and JWKS at NOW: the reason. */
 static enum stk_refusal
 verdict_at(const char *tok, int64_t now, struct stk_idtoken *out)
 {
-	struct stk_oidc_issuer is;
 	struct stk_idtoken id;
 	struct stk_jwks *k = jwks_std();
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	int r;
 
-	issuer(&is);
-	r = stk_idtoken_verify(&is, k, tok, strlen(tok), now, out ? out : &id, &reason, &err);
+	r = stk_idtoken_verify(&std_issuer, k, tok, strlen(tok), now, out ? out : &id, &reason,
+	    &err);
 	assert_true((r == 0) == (reason == STK_REFUSAL_NONE));
 	stk_jwks_free(k);
 	return reason;
