@@ -43,22 +43,20 @@ __wrap_stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
 static void
 test_concurrent_renewal_one_winner(void **state)
 {
-	struct stk_site *s1, *s2 = NULL;
+	struct sf_fx *f = *state;
+	struct stk_site *s1 = f->s, *s2 = NULL;
 	struct stk_reg_request rq;
 	struct stk_issued a, mine;
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	unsigned char *der = NULL;
-	size_t len = 0;
-	char *dir = tu_tmpdir("race"), sub[PATH_MAX];
-	int64_t t0 = stk_now();
+	const unsigned char *der = f->cert;
+	size_t len = f->len;
+	char sub[PATH_MAX];
+	int64_t t0 = f->t0;
 
-	(void)state;
-	s1 = sf_site_init(dir);
-	snprintf(sub, sizeof(sub), "%s/site", dir);
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
 	assert_int_equal(stk_site_open(sub, &s2, &err), 0);
-	sf_device_cert(dir, "dev", t0, 365, &der, &len);
 	/* Registered over the MP (TLS: the handshake proved the key), then
 	 * used once at the gateway, as a device does before renewing. */
 	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
@@ -88,16 +86,15 @@ test_concurrent_renewal_one_winner(void **state)
 
 	stk_issued_clear(&race.other_out);
 	stk_issued_clear(&a);
-	free(der);
 	stk_site_close(s2);
-	sf_site_done(s1, dir);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_concurrent_renewal_one_winner),
+		cmocka_unit_test_setup_teardown(test_concurrent_renewal_one_winner, sf_setup_dev,
+		    sf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -126,35 +126,29 @@ test_batch_same_as_one_by_one(void **state)
 static void
 test_batch_not_visible_before_end(void **state)
 {
-	char *dir = tu_tmpdir("regbatch2");
-	struct stk_site *s = sf_site_init(dir), *o = NULL;
+	struct sf_fx *f = *state;
+	struct stk_site *o = NULL;
 	struct stk_reg_request rq;
 	struct stk_reg_checked chk;
 	struct stk_issued is;
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason;
-	unsigned char *der = NULL;
-	size_t len = 0;
 	char sub[PATH_MAX + 8];
-	int64_t t0 = stk_now();
 
-	(void)state;
-	snprintf(sub, sizeof(sub), "%s/site", dir);
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
 	assert_int_equal(stk_site_open(sub, &o, &err), 0);
-	sf_device_cert(dir, "v", t0, 30, &der, &len);
-	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
-	assert_int_equal(stk_device_register_check(s, &rq, t0, &chk, &reason, &err), 0);
-	assert_int_equal(stk_site_batch_begin(s, &err), 0);
-	assert_int_equal(stk_device_register_commit(s, &rq, &chk, t0, &is, &reason, &err), 0);
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
+	assert_int_equal(stk_device_register_check(f->s, &rq, f->t0, &chk, &reason, &err), 0);
+	assert_int_equal(stk_site_batch_begin(f->s, &err), 0);
+	assert_int_equal(stk_device_register_commit(f->s, &rq, &chk, f->t0, &is, &reason,
+	    &err), 0);
 	assert_int_equal(stk_device_get(o, is.dev.guid, &d, &err), STK_E_NOTFOUND);
-	assert_int_equal(stk_site_batch_end(s, &err), 0);
+	assert_int_equal(stk_site_batch_end(f->s, &err), 0);
 	assert_int_equal(stk_device_get(o, is.dev.guid, &d, &err), 0);
 	stk_issued_clear(&is);
 	stk_reg_checked_clear(&chk);
-	free(der);
 	stk_site_close(o);
-	sf_site_done(s, dir);
 }
 
 /* Signing ahead (stk_device_register_presign, outside serve's lock): the
@@ -166,8 +160,8 @@ test_batch_not_visible_before_end(void **state)
 static void
 test_presign(void **state)
 {
-	char *dir = tu_tmpdir("regbatch3");
-	struct stk_site *s = sf_site_init(dir);
+	struct sf_fx *f = *state;
+	struct stk_site *s = f->s;
 	const struct stk_signer *sg = NULL;
 	struct stk_reg_request rq;
 	struct stk_reg_checked c1, c2;
@@ -175,15 +169,11 @@ test_presign(void **state)
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason;
-	unsigned char *der = NULL;
-	size_t len = 0;
 	char pre_jti[40], pre_guid[40];
-	int64_t t0 = stk_now();
+	int64_t t0 = f->t0;
 
-	(void)state;
 	assert_int_equal(stk_site_signer(s, &sg, &err), 0);
-	sf_device_cert(dir, "p", t0, 30, &der, &len);
-	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
 	/* Matching: the pre-signed token is the one issued. */
 	assert_int_equal(stk_device_register_check(s, &rq, t0, &c1, &reason, &err), 0);
 	assert_int_equal(stk_device_register_presign(s, sg, &rq, t0, &c1, &err), 0);
@@ -193,8 +183,8 @@ test_presign(void **state)
 	assert_int_equal(stk_device_register_commit(s, &rq, &c1, t0, &a, &reason, &err), 0);
 	assert_string_equal(a.dev.last_jti, pre_jti);
 	assert_string_equal(a.dev.guid, pre_guid);
-	assert_int_equal(stk_device_authenticate(s, a.token, strlen(a.token), der, len, t0,
-	    &d, &reason, &err), 0);
+	assert_int_equal(stk_device_authenticate(s, a.token, strlen(a.token), f->cert, f->len,
+	    t0, &d, &reason, &err), 0);
 	stk_reg_checked_clear(&c1);
 	/* Stale: signed ahead as a new device (checked on a state where the
 	 * device did not exist), committed after it exists. */
@@ -208,14 +198,12 @@ test_presign(void **state)
 	assert_int_equal(stk_device_register_commit(s, &rq, &c2, t0 + 1, &b, &reason, &err), 0);
 	assert_string_equal(b.dev.guid, a.dev.guid);
 	assert_string_not_equal(b.dev.last_jti, pre_jti);
-	assert_int_equal(stk_device_authenticate(s, b.token, strlen(b.token), der, len, t0 + 1,
-	    &d, &reason, &err), 0);
+	assert_int_equal(stk_device_authenticate(s, b.token, strlen(b.token), f->cert, f->len,
+	    t0 + 1, &d, &reason, &err), 0);
 	assert_string_equal(d.guid, a.dev.guid);
 	stk_reg_checked_clear(&c2);
 	stk_issued_clear(&a);
 	stk_issued_clear(&b);
-	free(der);
-	sf_site_done(s, dir);
 }
 
 int
@@ -223,8 +211,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_batch_same_as_one_by_one),
-		cmocka_unit_test(test_batch_not_visible_before_end),
-		cmocka_unit_test(test_presign),
+		cmocka_unit_test_setup_teardown(test_batch_not_visible_before_end, sf_setup_dev,
+		    sf_teardown),
+		cmocka_unit_test_setup_teardown(test_presign, sf_setup_dev, sf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
