@@ -191,36 +191,26 @@ assert_refused(struct fx *f, int64_t now, enum stk_refusal want)
 	assert_int_equal(audit_count(f, NULL, "refused"), refused + 1);
 }
 
-/* The gateway's answer to token tok with certificate cert at now:
- * STK_REFUSAL_NONE when accepted, else the reason. */
+/* A presents tok, with its own certificate or (cert_b) B's, at now: to
+ * the gateway when out is NULL, else for renewal into *out. Returns
+ * STK_REFUSAL_NONE when accepted, else the reason (and f->err). */
 static enum stk_refusal
-gateway(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
-    int64_t now)
+present(struct fx *f, const char *tok, int cert_b, int64_t now, struct stk_issued *out)
 {
+	const unsigned char *cert = cert_b ? f->certB : f->certA;
+	size_t len = cert_b ? f->lenB : f->lenA;
 	struct stk_device d;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 
-	if (stk_device_authenticate(f->s, tok, strlen(tok), cert, len, now, &d,
-	    &reason, &f->err) == 0)
+	if ((out == NULL ? stk_device_authenticate(f->s, tok, strlen(tok), cert, len, now,
+	    &d, &reason, &f->err) : stk_device_renew(f->s, tok, strlen(tok), cert, len, now,
+	    out, &reason, &f->err)) == 0)
 		return STK_REFUSAL_NONE;
 	assert_int_not_equal(reason, STK_REFUSAL_NONE);
 	return reason;
 }
-
-/* The renewal of tok with cert at now: STK_REFUSAL_NONE and *out, or the
- * reason (and f->err). */
-static enum stk_refusal
-renew(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
-    int64_t now, struct stk_issued *out)
-{
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-
-	if (stk_device_renew(f->s, tok, strlen(tok), cert, len, now, out, &reason,
-	    &f->err) == 0)
-		return STK_REFUSAL_NONE;
-	assert_int_not_equal(reason, STK_REFUSAL_NONE);
-	return reason;
-}
+#define gateway(f, tok, now) present(f, tok, 0, now, NULL)
+#define renew(f, tok, now, out) present(f, tok, 0, now, out)
 
 static int
 bulk_devices(struct fx *f)
@@ -415,7 +405,7 @@ FX_TEST(test_token_bound_to_cert)
 	struct stk_device d;
 	enum stk_refusal reason;
 
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
 	assert_int_equal(stk_device_authenticate(f->s, a->token, strlen(a->token),
 	    f->certB, f->lenB, f->t0, &d, &reason, &f->err), STK_E_TOKEN_BINDING);
 	assert_int_equal(reason, STK_REFUSAL_BINDING);
@@ -424,8 +414,7 @@ FX_TEST(test_token_bound_to_cert)
 /* A bulk token is not a client token at the gateway. */
 FX_TEST(test_bulk_token_not_client_token)
 {
-	assert_int_equal(gateway(f, new_bulk(f), f->certA, f->lenA, f->t0),
-	    STK_REFUSAL_TOKEN_TYPE);
+	assert_int_equal(gateway(f, new_bulk(f), f->t0), STK_REFUSAL_TOKEN_TYPE);
 }
 
 /* allow-cmg off refuses the gateway; a device override lets it in; default refuses. */
@@ -434,11 +423,11 @@ FX_TEST(test_allow_cmg_site_and_device_override)
 	struct stk_issued *a = reg_a(f);
 
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_CMG_DISABLED);
 	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, 1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
 	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, -1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_CMG_DISABLED);
 }
 
 /* A blocked device is refused at the gateway, and let in once unblocked. */
@@ -447,9 +436,9 @@ FX_TEST(test_blocked_device_refused)
 	struct stk_issued *a = reg_a(f);
 
 	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_DEVICE_BLOCKED);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_DEVICE_BLOCKED);
 	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 0, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
 }
 
 /* Unknown settings and values are refused. */
@@ -467,8 +456,7 @@ FX_TEST(test_renewal_extends_from_renewal)
 {
 	struct stk_issued *a = reg_a(f);
 
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, f->t0 + 31 * DAY, &f->r),
-	    STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_NONE);
 	assert_int_equal(f->r.dev.token_exp, f->t0 + 121 * DAY);
 	assert_string_equal(f->r.dev.guid, a->dev.guid);
 	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);
@@ -480,9 +468,9 @@ FX_TEST(test_renewal_supersedes_old_token)
 	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &f->r), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, f->r.token, f->certA, f->lenA, t + 1), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, a->token, f->certA, f->lenA, t + 1), STK_REFUSAL_SUPERSEDED);
+	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, f->r.token, t + 1), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, a->token, t + 1), STK_REFUSAL_SUPERSEDED);
 }
 
 /* Renewal with another certificate is refused (binding), audited. */
@@ -490,8 +478,7 @@ FX_TEST(test_renewal_with_other_cert_refused)
 {
 	struct stk_issued *a = reg_a(f);
 
-	assert_int_equal(renew(f, a->token, f->certB, f->lenB, f->t0 + 31 * DAY, &f->r),
-	    STK_REFUSAL_BINDING);
+	assert_int_equal(present(f, a->token, 1, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_BINDING);
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
 }
 
@@ -500,8 +487,7 @@ FX_TEST(test_renewal_after_expiry_refused)
 {
 	struct stk_issued *a = reg_a(f);
 
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, f->t0 + 91 * DAY, &f->r),
-	    STK_REFUSAL_TOKEN_EXPIRED);
+	assert_int_equal(renew(f, a->token, f->t0 + 91 * DAY, &f->r), STK_REFUSAL_TOKEN_EXPIRED);
 	assert_non_null(strstr(f->err.msg, "internal network"));
 	assert_null(f->r.token);
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
@@ -515,10 +501,10 @@ FX_TEST(test_lost_renewal_retry)
 	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &f->r), STK_REFUSAL_NONE);
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t + 5, &f->r2), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, f->r2.token, f->certA, f->lenA, t + 6), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, f->r.token, f->certA, f->lenA, t + 6), STK_REFUSAL_SUPERSEDED);
+	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, t + 5, &f->r2), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, f->r2.token, t + 6), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, f->r.token, t + 6), STK_REFUSAL_SUPERSEDED);
 }
 
 /* Once the new token is used, the first one neither renews nor passes the gateway. */
@@ -527,11 +513,10 @@ FX_TEST(test_used_renewal_finishes_old_token)
 	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t, &f->r), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, f->r.token, f->certA, f->lenA, t + 6), STK_REFUSAL_NONE);
-	assert_int_equal(renew(f, a->token, f->certA, f->lenA, t + 7, &f->r2),
-	    STK_REFUSAL_SUPERSEDED);
-	assert_int_not_equal(gateway(f, a->token, f->certA, f->lenA, t + 7), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, f->r.token, t + 6), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, a->token, t + 7, &f->r2), STK_REFUSAL_SUPERSEDED);
+	assert_int_not_equal(gateway(f, a->token, t + 7), STK_REFUSAL_NONE);
 }
 
 /* Attacker 6: a lost registration response; the retry leaves one device, one valid token. */
@@ -542,8 +527,8 @@ FX_TEST(test_lost_registration_retry)
 	reg_mp(f, f->t0 + 3, &f->r);
 	assert_string_equal(f->r.dev.guid, lost->dev.guid);
 	assert_int_equal(sf_device_count(f->s), 1);
-	assert_int_equal(gateway(f, f->r.token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
-	assert_int_not_equal(gateway(f, lost->token, f->certA, f->lenA, f->t0 + 4), STK_REFUSAL_NONE);
+	assert_int_equal(gateway(f, f->r.token, f->t0 + 4), STK_REFUSAL_NONE);
+	assert_int_not_equal(gateway(f, lost->token, f->t0 + 4), STK_REFUSAL_NONE);
 }
 
 /* ---- bulk tokens and their devices ---- */
