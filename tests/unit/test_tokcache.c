@@ -460,7 +460,7 @@ test_cached_equals_uncached(void **state)
 		struct stk_issued is;
 		struct stk_reg_request rq;
 		enum stk_refusal reason;
-		int op = step < 0 ? 4 : (int)rnd(9), allow;
+		int op = step < 0 ? 4 : (int)rnd(9), cmg, r = -1;
 
 		d = step < 0 ? step + 2 : (int)rnd(2);
 		memset(&is, 0, sizeof(is));
@@ -473,40 +473,32 @@ test_cached_equals_uncached(void **state)
 			    "t", &err);
 			break;
 		case 2:
-			allow = (int)rnd(3) - 1;
-			(void)stk_device_set_allow_cmg(f->a, guid[d], allow, "t", &err);
+			(void)stk_device_set_allow_cmg(f->a, guid[d], (int)rnd(3) - 1, "t", &err);
 			break;
 		case 3:
 			/* Renew with the device's latest token. */
 			for (i = ntok; i-- > 0;)
 				if (toks[i].dev == d)
 					break;
-			if (stk_device_renew(f->a, toks[i].tok, strlen(toks[i].tok), cert[d],
-			    clen[d], now, &is, &reason, &err) == 0) {
-				toks[ntok].tok = is.token;
-				toks[ntok++].dev = d;
-				is.token = NULL;
-			}
+			r = stk_device_renew(f->a, toks[i].tok, strlen(toks[i].tok), cert[d],
+			    clen[d], now, &is, &reason, &err);
 			break;
 		case 4:
-			/* (Re-)registration, over the CMG with the bulk token or over
-			 * the MP, the key attested or not: refused when the policy of
-			 * the moment (allow-cmg, attestation, the token's expiry) says so. */
-			sf_tls_request(&rq, step < 0 || rnd(2) ? STK_VIA_CMG : STK_VIA_MP, cert[d],
-			    clen[d], bulk);
+			/* (Re-)registration, the key attested or not: over the CMG
+			 * with the bulk token (refused when allow-cmg, attestation or
+			 * the token's expiry say so), or over the MP without it (the
+			 * device leaves the token's policy). */
+			cmg = step < 0 || rnd(2) == 1;
+			sf_tls_request(&rq, cmg ? STK_VIA_CMG : STK_VIA_MP, cert[d], clen[d],
+			    cmg ? bulk : NULL);
 			rq.peer = "test";
 			if (step < 0 ? d == 1 : rnd(2) == 1) {
 				rq.attestation = "tpm";
 				rq.ek_sha256 = EK_SHA256;
 			}
-			if (stk_device_register(f->a, &rq, now, &is, &reason, &err) == 0) {
-				snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
-				toks[ntok].tok = is.token;
-				toks[ntok++].dev = d;
-				is.token = NULL;
-			} else if (step < 0) {
+			r = stk_device_register(f->a, &rq, now, &is, &reason, &err);
+			if (r != 0 && step < 0)
 				fail_msg("register: %s", err.msg);
-			}
 			break;
 		case 5:
 			/* The bulk token's own policy: required, not, the site's. */
@@ -520,6 +512,12 @@ test_cached_equals_uncached(void **state)
 		default:
 			now += (int64_t)rnd(20) * DAY + (int64_t)rnd(3600);
 			break;
+		}
+		if (r == 0) {   /* a new token of device d */
+			snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
+			toks[ntok].tok = is.token;
+			toks[ntok++].dev = d;
+			is.token = NULL;
 		}
 		stk_issued_clear(&is);
 		/* Every recent token of each device, with each certificate; twice,
