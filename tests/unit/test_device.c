@@ -29,10 +29,7 @@ struct fx {
 };
 
 /* A test on a fresh site (setup), its fixture f. */
-#define FX_TEST(name) \
-	static void name##_body(struct fx *f); \
-	static void name(void **state) { name##_body(*state); } \
-	static void name##_body(struct fx *f)
+#define FX_TEST(name) SF_TEST(struct fx, name)
 
 static int
 setup(void **state)

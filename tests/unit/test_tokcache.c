@@ -33,6 +33,7 @@
 #include "site_fixture.h"
 
 #define DAY 86400
+#define FX_TEST(name) SF_TEST(struct fx, name)
 
 struct fx {
 	char *dir;
@@ -40,6 +41,8 @@ struct fx {
 	unsigned char *certA, *certB;
 	size_t lenA, lenB;
 	int64_t t0;
+	struct stk_issued is;     /* A's device registered at t0 (reg) */
+	struct stk_error err;
 };
 
 /* Node B: a second node of A's site on PostgreSQL, else a second handle. */
@@ -99,6 +102,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
+	stk_issued_clear(&f->is);
 	stk_site_close(f->b);
 	sf_site_done(f->a, f->dir);
 	free(f->certA);
@@ -107,18 +111,19 @@ teardown(void **state)
 	return 0;
 }
 
-static void
-reg(struct fx *f, struct stk_issued *out)
+/* A's device registers (f->is) over the MP over TLS: the handshake proved
+ * the key (proof of possession). Returns its token. */
+static const char *
+reg(struct fx *f)
 {
 	struct stk_reg_request rq;
-	struct stk_error err;
 	enum stk_refusal reason;
 
-	/* The MP over TLS: the handshake proved the key (proof of possession). */
 	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
 	rq.peer = "test";
-	if (stk_device_register(f->a, &rq, f->t0, out, &reason, &err) != 0)
-		fail_msg("register: %s", err.msg);
+	if (stk_device_register(f->a, &rq, f->t0, &f->is, &reason, &f->err) != 0)
+		fail_msg("register: %s", f->err.msg);
+	return f->is.token;
 }
 
 /* Authenticate on node B; *hit: whether the token check was a cache hit. */
@@ -160,87 +165,73 @@ b_says(struct fx *f, const char *tok, int64_t now, enum stk_refusal want, int hi
 	return r;
 }
 
-static void
-test_state_changes_on_a_refused_on_b_from_cache(void **state)
+FX_TEST(test_state_changes_on_a_refused_on_b_from_cache)
 {
 	/* Attacker 2 (thief of a client token whose device the administrator
 	 * then blocks) and an administrator turning the gateway off: each
 	 * change made on node A takes effect on node B's next request, while
 	 * B's token check is a cache hit. */
-	struct fx *f = *state;
-	struct stk_issued a, r1;
-	struct stk_error err;
+	const char *tok = reg(f);
+	struct stk_issued r1;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 
-	reg(f, &a);
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 0);   /* cold */
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);   /* warm */
-	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 1, "t", &err), 0);
-	b_says(f, a.token, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1);
-	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 0, "t", &err), 0);
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 0);   /* cold */
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);   /* warm */
+	assert_int_equal(stk_device_set_blocked(f->a, f->is.dev.guid, 1, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1);
+	assert_int_equal(stk_device_set_blocked(f->a, f->is.dev.guid, 0, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);
 
-	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, 1);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 1, "t", &err), 0);
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 0, "t", &err), 0);
-	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, -1, "t", &err), 0);
-	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &err), 0);
+	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, 1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, 1, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, 0, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, -1, "t", &f->err), 0);
+	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &f->err), 0);
 
 	/* Renewal on A supersedes the cached token on B. */
-	assert_int_equal(stk_device_renew(f->a, a.token, strlen(a.token), f->certA,
-	    f->lenA, f->t0 + 31 * DAY, &r1, &reason, &err), 0);
-	b_says(f, a.token, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, 1);
+	assert_int_equal(stk_device_renew(f->a, tok, strlen(tok), f->certA,
+	    f->lenA, f->t0 + 31 * DAY, &r1, &reason, &f->err), 0);
+	b_says(f, tok, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, 1);
 	b_says(f, r1.token, f->t0 + 31 * DAY, STK_REFUSAL_NONE, -1);
-	stk_issued_clear(&a);
 	stk_issued_clear(&r1);
 }
 
-static void
-test_hit_applies_time_rules(void **state)
+FX_TEST(test_hit_applies_time_rules)
 {
 	/* A cached token is not valid past its exp: day 91 is refused as
 	 * expired (the full check runs again), never served from the cache. */
-	struct fx *f = *state;
-	struct stk_issued a;
+	const char *tok = reg(f);
 
-	reg(f, &a);
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
-	assert_int_equal(b_says(f, a.token, f->t0 + 91 * DAY, STK_REFUSAL_TOKEN_EXPIRED, 0),
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	assert_int_equal(b_says(f, tok, f->t0 + 91 * DAY, STK_REFUSAL_TOKEN_EXPIRED, 0),
 	    STK_E_TOKEN_EXPIRED);
-	stk_issued_clear(&a);
 }
 
-static void
-test_other_certificate_never_hits(void **state)
+FX_TEST(test_other_certificate_never_hits)
 {
 	/* Attacker 2 presents a token that was verified (and cached) for the
 	 * device's certificate, with his own certificate: the cache key holds
 	 * the certificate, so it is a miss and the binding refuses it. */
-	struct fx *f = *state;
-	struct stk_issued a;
+	const char *tok = reg(f);
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 	int hit, i;
 
-	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	assert_int_equal(auth_b(f, tok, f->certA, f->lenA, f->t0, &reason, &hit), 0);
 	for (i = 0; i < 2; i++) {
-		assert_int_equal(auth_b(f, a.token, f->certB, f->lenB, f->t0, &reason,
+		assert_int_equal(auth_b(f, tok, f->certB, f->lenB, f->t0, &reason,
 		    &hit), STK_E_TOKEN_BINDING);
 		assert_false(hit);
 		assert_int_equal(reason, STK_REFUSAL_BINDING);
 	}
-	stk_issued_clear(&a);
 }
 
-static void
-test_entry_of_a_key_no_longer_trusted_misses(void **state)
+FX_TEST(test_entry_of_a_key_no_longer_trusted_misses)
 {
 	/* When the key that signed a cached token leaves the verifier's key
 	 * set (retired), the entry is not used. */
-	struct fx *f = *state;
 	const struct stk_verifier *v;
 	const struct stk_signer *sg;
 	struct stk_verifier *empty = NULL;
@@ -348,48 +339,44 @@ wait_bound(double committed)
 		sleep_s(left);
 }
 
-static void
-test_other_process_change_refused_within_bound(void **state)
+FX_TEST(test_other_process_change_refused_within_bound)
 {
 	/* Attacker 2 (thief of a client token whose device the administrator
 	 * then blocks with the CLI, or from node A): B serves the device from
 	 * its cache (no store read), yet refuses it on every request that
 	 * starts 1 s after the block committed in another process. Without
 	 * the generation counter or B's poll this stays accepted. */
-	struct fx *f = *state;
-	struct stk_issued a;
+	const char *tok = reg(f);
 	uint64_t sh0;
 	double t;
 
-	reg(f, &a);
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 	sh0 = site_gw_state_hits();
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, 1);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);
 	assert_true(site_gw_state_hits() > sh0);   /* decided from the cache */
 
-	t = other_process(f, OTHER_BLOCK, a.dev.guid, NULL, 0);
+	t = other_process(f, OTHER_BLOCK, f->is.dev.guid, NULL, 0);
 	/* Within the bound B may still answer from its cache: when its last
 	 * poll is recent enough, it must (the cache is really in use). */
 	if (mono() - (double)f->b->gw.polled_at / 1e9 < 0.8 * BOUND) {
 		sh0 = site_gw_state_hits();
-		b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+		b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 		assert_true(site_gw_state_hits() > sh0);
 	}
 	wait_bound(t);
 	/* the claims still came from the cache (hit) */
-	assert_int_equal(b_says(f, a.token, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1), STK_E_AUTH);
+	assert_int_equal(b_says(f, tok, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1), STK_E_AUTH);
 
-	wait_bound(other_process(f, OTHER_UNBLOCK, a.dev.guid, NULL, 0));
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+	wait_bound(other_process(f, OTHER_UNBLOCK, f->is.dev.guid, NULL, 0));
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 	wait_bound(other_process(f, OTHER_CMG_OFF, NULL, NULL, 0));
-	b_says(f, a.token, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
 	wait_bound(other_process(f, OTHER_CMG_ON, NULL, NULL, 0));
-	b_says(f, a.token, f->t0, STK_REFUSAL_NONE, -1);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 
 	/* A renewal elsewhere supersedes the token B holds. */
-	wait_bound(other_process(f, OTHER_RENEW, NULL, a.token, f->t0 + 31 * DAY));
-	b_says(f, a.token, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, -1);
-	stk_issued_clear(&a);
+	wait_bound(other_process(f, OTHER_RENEW, NULL, tok, f->t0 + 31 * DAY));
+	b_says(f, tok, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, -1);
 }
 
 /* ---- differential: cached decisions equal uncached ones ---- */
@@ -414,8 +401,7 @@ struct dtok {
 	int dev;        /* 0: certA's device, 1: certB's */
 };
 
-static void
-test_cached_equals_uncached(void **state)
+FX_TEST(test_cached_equals_uncached)
 {
 	/* The fast path (B: certificate and token hashes from a connection
 	 * memo, claims and device state from the cache) and the general one
@@ -426,7 +412,6 @@ test_cached_equals_uncached(void **state)
 	 * require-attestation, the bulk token's own policy; tokens with and
 	 * without "att":"tpm"), renewals, re-registrations and clock moves
 	 * made through node A. */
-	struct fx *f = *state;
 	struct stk_site *c = NULL;
 	struct stk_error err;
 	struct dtok toks[2 * DIFF_STEPS + 2];
