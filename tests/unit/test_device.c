@@ -168,7 +168,6 @@ reg_a(struct fx *f)
 static const char *
 new_bulk(struct fx *f)
 {
-
 	assert_int_equal(stk_bulk_new(f->s, 60, "t", &f->bulk, &f->rec, &f->err), 0);
 	return f->bulk;
 }
