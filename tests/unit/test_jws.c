@@ -373,7 +373,8 @@ static const struct rule {
 	{ "{\"typ\":\"JWT\",\"alg\":\"PS256\",\"kid\":\"$kid\"}", NULL, 0,
 	    STK_TOKEN_BULK, STK_E_TOKEN_ALG, "is not RS256 or ES256" },
 	/* header */
-	{ H(",\"crit\":[\"exp\"]"), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'crit' is refused" },
+	{ H(",\"crit\":[\"exp\"]"), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "'crit' is refused" },
 	{ H("," JKU), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'jku'" },
 	{ H("," X5U), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'x5u'" },
 	{ H("," JWK), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'jwk'" },
@@ -393,8 +394,9 @@ static const struct rule {
 	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"x5t\":\"$x5t\"}", NULL, 0, STK_TOKEN_BULK, 0, "" },
 	/* Attacker 1 (network) edits a header so that kid names the site key
 	 * and x5t another certificate; both must name the same key. */
-	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"kid\":\"$kid\",\"x5t\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
-	    NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "x5t is not the certificate" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"kid\":\"$kid\","
+	    "\"x5t\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAA\"}", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "x5t is not the certificate" },
 	/* the header names the site key; another key signed */
 	{ H(""), NULL, 1, STK_TOKEN_BULK, STK_E_TOKEN_SIGNATURE, "does not verify" },
 	/* claims; iss is an exact match: a prefix or different case is not the issuer */
@@ -429,7 +431,8 @@ static const struct rule {
 	 * unknown level is not accepted (a reader must not take "sw" for "tpm"). */
 	{ H(""), "{\"Type\":\"ClientAuthentication\",\"TenantId\":\"" SITE_UP "\",\"sub\":\""
 	    TOKID "\",\"jti\":\"" TOKID "\",\"iss\":" C_ISS ",\"aud\":" C_AUD ",\"iat\":1800000000,"
-	    "\"nbf\":1800000000,\"exp\":1800086400,\"cnf\":{\"x5t#S256\":\"" CNF "\"},\"att\":\"sw\"}",
+	    "\"nbf\":1800000000,\"exp\":1800086400,\"cnf\":{\"x5t#S256\":\"" CNF "\"},"
+	    "\"att\":\"sw\"}",
 	    0, STK_TOKEN_CLIENT, STK_E_TOKEN_CLAIMS, "claim att" },
 	/* JSON: duplicate members, not an object, trailing garbage */
 	{ H(""), BULK_OPEN(C_TYPE, C_TENANT, C_ISS, C_AUD, C_TIMES) ",\"exp\":1900000000}", 0,
@@ -528,7 +531,8 @@ test_times(void **state)
 	expect_verify(f, tok, STK_TOKEN_BULK, exp + 60, STK_E_TOKEN_EXPIRED, "expired");
 	expect_verify(f, tok, STK_TOKEN_BULK, exp + 86400, STK_E_TOKEN_EXPIRED, "");
 	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 60, 0, "");
-	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 61, STK_E_TOKEN_NOTYET, "not valid for another");
+	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 61, STK_E_TOKEN_NOTYET,
+	    "not valid for another");
 	/* Leeway 0: the window is exact. */
 	stk_verifier_set_leeway(f->v, 0);
 	expect_verify(f, tok, STK_TOKEN_BULK, exp - 1, 0, "");
@@ -557,7 +561,8 @@ test_base64url_strictness(void **state)
 	snprintf(buf, sizeof(buf), "%s=", tok);
 	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64, "");
 	snprintf(buf, sizeof(buf), "%.*s==%s", (int)(d1 - tok), tok, d1);
-	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64, "header is not strict base64url");
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64,
+	    "header is not strict base64url");
 	/* standard-alphabet characters */
 	snprintf(buf, sizeof(buf), "%s", tok);
 	buf[(d2 - tok) + 3] = '+';
