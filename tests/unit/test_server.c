@@ -216,7 +216,6 @@ test_parse_limits(void **state)
 static char *
 mp_register_body(struct fx *f)
 {
-	struct stk_key_opts ko;
 	struct stk_key *k = NULL;
 	struct stk_error err;
 	unsigned char *der = NULL, sig[256];
@@ -232,8 +231,7 @@ mp_register_body(struct fx *f)
 	free(der);
 	msg = stk_pop_message(STK_POP_REGISTER, json_string_value(json_object_get(o,
 	    "nonce")), x5t);
-	memset(&ko, 0, sizeof(ko));
-	assert_int_equal(stk_key_open(f->key, &ko, &k, &err), 0);
+	assert_int_equal(stk_key_open(f->key, NULL, &k, &err), 0);
 	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
 	    &err), 0);
 	stk_key_close(k);
