@@ -17,20 +17,14 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <openssl/ecdsa.h>
-#include <openssl/evp.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "sitetoken/token.h"
+#include "key_check.h"
 #include "testutil.h"
 #ifdef STK_TEST_PKCS11
-#include <p11-kit/pkcs11.h>
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
+#include "test_pkcs11_token.h"
 #endif
 #ifdef STK_TEST_TPM
 #include "swtpm_util.h"
@@ -76,7 +70,6 @@ struct ctx {
 };
 
 static struct ctx cur;
-static const unsigned char msg[] = "header.payload";
 
 /* ---- file ---- */
 
@@ -261,54 +254,6 @@ static const struct backend tpm_backend = {
 #endif
 
 /* ---- helpers ---- */
-
-/* OpenSSL alone, not the project's verifier: RS256 is PKCS#1 v1.5, ES256
- * is r||s (JWS), which OpenSSL wants as DER. */
-static int
-openssl_verifies(EVP_PKEY *pub, const unsigned char *m, size_t mlen,
-    const unsigned char *sig, size_t siglen)
-{
-	unsigned char der[128], *p = der;
-	const unsigned char *s = sig;
-	size_t slen = siglen;
-	ECDSA_SIG *es;
-	EVP_MD_CTX *c;
-	int ok;
-
-	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
-		if (siglen != STK_P256_SIG_LEN || (es = ECDSA_SIG_new()) == NULL)
-			return 0;
-		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
-		    BN_bin2bn(sig + 32, 32, NULL));
-		slen = (size_t)i2d_ECDSA_SIG(es, &p);
-		s = der;
-		ECDSA_SIG_free(es);
-	}
-	c = EVP_MD_CTX_new();
-	ok = c != NULL &&
-	    EVP_DigestVerifyInit(c, NULL, EVP_sha256(), NULL, pub) == 1 &&
-	    EVP_DigestVerify(c, s, slen, m, mlen) == 1;
-	EVP_MD_CTX_free(c);
-	return ok;
-}
-
-/* `key` signs msg and OpenSSL verifies it with `pub`; one flipped bit of
- * the message does not verify. */
-static void
-assert_signs_for(struct stk_key *key, EVP_PKEY *pub)
-{
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	struct stk_error err;
-
-	stk_error_clear(&err);
-	assert_int_equal(stk_key_sign(key, msg, sizeof(msg) - 1, sig, &siglen,
-	    &err), 0);
-	assert_int_equal(siglen, EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ?
-	    STK_P256_SIG_LEN : (size_t)EVP_PKEY_get_size(pub));
-	assert_true(openssl_verifies(pub, msg, sizeof(msg) - 1, sig, siglen));
-	assert_false(openssl_verifies(pub, msg, sizeof(msg) - 2, sig, siglen));
-}
 
 static const char *
 attr(const struct stk_key_info *info, const char *name)

@@ -9,18 +9,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <sys/stat.h>
-#include <p11-kit/pkcs11.h>
-#include <openssl/evp.h>
+#include "test_pkcs11_token.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
+#include "key_check.h"
 #include "testutil.h"
-
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
-int p11t_pin(char *buf, size_t len);
 
 #define LABEL "unit"
 static char *tokdir;
@@ -40,25 +33,6 @@ group_teardown(void **state)
 	p11t_fl_release();
 	p11t_token_cleanup(tokdir);
 	return 0;
-}
-
-static void
-sign_verify(struct stk_key *k, size_t want)
-{
-	const unsigned char msg[] = "header.payload";
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	struct stk_error err;
-	EVP_PKEY *pub = NULL;
-
-	assert_int_equal(stk_key_sign(k, msg, sizeof(msg), sig, &siglen, &err), 0);
-	assert_int_equal(siglen, want);
-	assert_int_equal(stk_key_get_public(k, &pub, &err), 0);
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen), 0);
-	sig[7] ^= 0x40;
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen),
-	    STK_E_TOKEN_SIGNATURE);
-	EVP_PKEY_free(pub);
 }
 
 /* Make sure key `object` exists whatever order the tests ran in. */
@@ -197,7 +171,7 @@ test_wrong_pin(void **state)
 	/* The right PIN still works. */
 	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin", NULL,
 	    &k, &err), 0);
-	sign_verify(k, 64);
+	assert_signs_for(k, NULL);
 	stk_key_close(k);
 }
 
@@ -227,7 +201,7 @@ test_pin_file(void **state)
 	assert_non_null(strstr(err.msg, "chmod 600"));
 	chmod(path, 0600);
 	assert_int_equal(stk_key_open(uri, NULL, &k, &err), 0);
-	sign_verify(k, 64);
+	assert_signs_for(k, NULL);
 	stk_key_close(k);
 	unsetenv("SITETOKEN_PKCS11_PIN");
 	tu_rmrf(dir);
@@ -310,12 +284,12 @@ test_two_keys_one_module(void **state)
 	    ";object=two-a", STK_KEY_P256, NULL, &a, &ua, &err), 0);
 	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
 	    ";object=two-b", STK_KEY_RSA2048, NULL, &b, &ub, &err), 0);
-	sign_verify(a, 64);
-	sign_verify(b, 256);
+	assert_signs_for(a, NULL);
+	assert_signs_for(b, NULL);
 	reopened = 0;
 	stk_log_set(count_log, NULL, STK_LOG_DEBUG);
 	stk_key_close(a);
-	sign_verify(b, 256);
+	assert_signs_for(b, NULL);
 	stk_log_set(NULL, NULL, STK_LOG_ERROR);
 	assert_int_equal(reopened, 1);
 	stk_key_close(b);

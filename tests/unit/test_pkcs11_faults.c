@@ -13,18 +13,12 @@
 #include <pthread.h>
 #include <time.h>
 #include <libp11.h>
-#include <p11-kit/pkcs11.h>
+#include "test_pkcs11_token.h"
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "testutil.h"
-
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
 
 #define LABEL "faults"
 static char *tokdir;

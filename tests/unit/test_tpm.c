@@ -17,6 +17,7 @@
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "swtpm_util.h"
+#include "key_check.h"
 #include "testutil.h"
 
 static struct {
@@ -89,26 +90,6 @@ gen_keys(void)
 		free(uri);
 	}
 	return 0;
-}
-
-static void
-assert_signs(struct stk_key *key)
-{
-	static const unsigned char msg[] = "header.payload";
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	struct stk_error err;
-	EVP_PKEY *pub = NULL;
-
-	stk_error_clear(&err);
-	assert_int_equal(stk_key_sign(key, msg, sizeof(msg) - 1, sig, &siglen, &err), 0);
-	assert_int_equal(stk_key_get_public(key, &pub, &err), 0);
-	assert_int_equal(stk_key_type_of_pkey(pub), key->type);
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg) - 1, sig, siglen), 0);
-	/* And it is a real check: another message must not verify. */
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg) - 2, sig, siglen),
-	    STK_E_TOKEN_SIGNATURE);
-	EVP_PKEY_free(pub);
 }
 
 static const char *
@@ -190,7 +171,7 @@ test_wrong_auth(void **state)
 	setenv("SITETOKEN_TPM_KEY_AUTH", "correct horse", 1);
 	assert_int_equal(stk_key_generate("tpm", NULL, STK_KEY_P256, &o, &key,
 	    &uri, &err), 0);
-	assert_signs(key);
+	assert_signs_for(key, NULL);
 	/* With an auth value the TPM's dictionary-attack guard stays on. */
 	assert_int_equal(stk_key_describe(key, &info, &err), 0);
 	assert_string_equal(attr(&info, "noDA"), "false");
@@ -214,7 +195,7 @@ test_wrong_auth(void **state)
 	chmod(path, 0600);
 	setenv("SITETOKEN_TPM_KEY_AUTH_FILE", path, 1);
 	assert_int_equal(stk_key_open(uri, &o, &key, &err), 0);
-	assert_signs(key);
+	assert_signs_for(key, NULL);
 	stk_key_close(key);
 	/* A secret file others can read is refused. */
 	chmod(path, 0644);
@@ -284,7 +265,7 @@ test_persistent_handle(void **state)
 	assert_int_equal(stk_key_generate("tpm", "tpm:handle=0x81000042",
 	    STK_KEY_P256, &o, &key, &uri, &err), 0);
 	assert_string_equal(uri, "tpm:handle=0x81000042");
-	assert_signs(key);
+	assert_signs_for(key, NULL);
 	assert_int_equal(stk_key_describe(key, &info, &err), 0);
 	assert_true(info.non_exportable);
 	assert_non_null(strstr(attr(&info, "storage"), "persistent"));
