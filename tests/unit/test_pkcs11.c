@@ -1,6 +1,7 @@
 /* The pkcs11 key backend against a real SoftHSM token, what only it has: a
- * private key that cannot be read out even logged in, wrong PIN, PIN file,
- * wrong key type, two keys on one module. The backend contract (generate,
+ * private key that cannot be read out even logged in, PIN file, wrong key
+ * type, two keys on one module. A wrong PIN is test_pkcs11_faults (which
+ * counts the logins). The backend contract (generate,
  * sign, describe, re-open, duplicate, threads, missing token/object/module,
  * bad URIs, sessions closed under the key) is test_key_contract_pkcs11. */
 #include <stdarg.h>
@@ -134,48 +135,6 @@ test_private_key_unreadable(void **state)
 }
 
 static void
-test_wrong_pin(void **state)
-{
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	CK_FUNCTION_LIST *fl;
-	CK_SLOT_ID slot;
-	CK_TOKEN_INFO ti;
-	int i;
-
-	(void)state;
-	ensure_key("pin", STK_KEY_P256);
-	setenv("SITETOKEN_PKCS11_PIN", "not-the-pin", 1);
-	/* Three wrong tries in a row: each refused with a message that names
-	 * the cause, and the token is not locked. */
-	for (i = 0; i < 3; i++) {
-		stk_error_clear(&err);
-		k = NULL;
-		assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin",
-		    NULL, &k, &err), STK_E_AUTH);
-		assert_null(k);
-		assert_int_equal(err.layer, STK_LAYER_PKCS11);
-		assert_int_equal(err.native, CKR_PIN_INCORRECT);
-		assert_non_null(strstr(err.msg, "wrong PIN"));
-		assert_null(strstr(err.msg, "not-the-pin"));
-		/* Only the first one reached the token. */
-		if (i > 0)
-			assert_non_null(strstr(err.msg, "already refused this PIN"));
-	}
-	unsetenv("SITETOKEN_PKCS11_PIN");
-	fl = p11t_fl();
-	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
-	assert_int_equal(fl->C_GetTokenInfo(slot, &ti), CKR_OK);
-	assert_false(ti.flags & CKF_USER_PIN_LOCKED);
-	p11t_fl_release();
-	/* The right PIN still works. */
-	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin", NULL,
-	    &k, &err), 0);
-	assert_signs_for(k, NULL);
-	stk_key_close(k);
-}
-
-static void
 test_pin_file(void **state)
 {
 	char *dir = tu_tmpdir("pinfile"), path[PATH_MAX], uri[PATH_MAX + 64],
@@ -302,7 +261,6 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_private_key_unreadable),
-		cmocka_unit_test(test_wrong_pin),
 		cmocka_unit_test(test_pin_file),
 		cmocka_unit_test(test_wrong_key_type),
 		cmocka_unit_test(test_two_keys_one_module),
