@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <cmocka.h>
-#include <tss2/tss2_esys.h>
-#include <tss2/tss2_tctildr.h>
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "swtpm_util.h"
@@ -40,6 +38,7 @@ group_setup(void **state)
 		fprintf(stderr, "cannot start swtpm (is swtpm installed?)\n");
 		return -1;
 	}
+	setenv("TPM2TOOLS_TCTI", env.tcti, 1);
 	return gen_keys();
 }
 
@@ -220,7 +219,8 @@ test_blob_from_another_tpm(void **state)
 	swtpm_stop(other);
 }
 
-/* An existing persistent key, as an operator would provision it. */
+/* An existing persistent key, as an operator would provision it (with
+ * tpm2-tools, through TPM2TOOLS_TCTI). */
 static void
 test_persistent_handle(void **state)
 {
@@ -228,38 +228,14 @@ test_persistent_handle(void **state)
 	struct stk_key *key = NULL;
 	struct stk_key_info info;
 	struct stk_error err;
-	TSS2_TCTI_CONTEXT *tcti = NULL;
-	ESYS_CONTEXT *ectx = NULL;
-	ESYS_TR prim = ESYS_TR_NONE, nv = ESYS_TR_NONE;
-	TPM2B_SENSITIVE_CREATE sens;
-	TPM2B_PUBLIC tmpl;
-	TPM2B_DATA outside;
-	TPML_PCR_SELECTION pcrs;
-	char *uri = NULL;
+	char *uri = NULL, cmd[1024];
 
 	(void)state;
-	memset(&sens, 0, sizeof(sens));
-	memset(&tmpl, 0, sizeof(tmpl));
-	memset(&outside, 0, sizeof(outside));
-	memset(&pcrs, 0, sizeof(pcrs));
-	tmpl.publicArea.type = TPM2_ALG_ECC;
-	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-	tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM |
-	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_SIGN_ENCRYPT;
-	tmpl.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-	tmpl.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
-	tmpl.publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-	tmpl.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-	tmpl.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-	assert_int_equal(Tss2_TctiLdr_Initialize(env.tcti, &tcti), 0);
-	assert_int_equal(Esys_Initialize(&ectx, tcti, NULL), 0);
-	assert_int_equal(Esys_CreatePrimary(ectx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
-	    ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &prim,
-	    NULL, NULL, NULL, NULL), 0);
-	assert_int_equal(Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, prim,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 0x81000042, &nv), 0);
-	Esys_FlushContext(ectx, prim);
+	snprintf(cmd, sizeof(cmd), "tpm2_createprimary -Q -C o -G ecc256:ecdsa-sha256 "
+	    "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign' "
+	    "-c '%s/p.ctx' && tpm2_evictcontrol -Q -C o -c '%s/p.ctx' 0x81000042 "
+	    "&& tpm2_flushcontext -t", o.site_dir, o.site_dir);
+	assert_int_equal(system(cmd), 0);
 
 	/* "generate" on a handle adopts the existing key. */
 	assert_int_equal(stk_key_generate("tpm", "tpm:handle=0x81000042",
@@ -276,10 +252,7 @@ test_persistent_handle(void **state)
 	    STK_KEY_RSA2048, &o, &key, &uri, &err), STK_E_ARG);
 	assert_null(key);
 	/* The persistent key stays; remove it so the TPM is as we found it. */
-	assert_int_equal(Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, nv,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 0x81000042, &nv), 0);
-	Esys_Finalize(&ectx);
-	Tss2_TctiLdr_Finalize(&tcti);
+	assert_int_equal(system("tpm2_evictcontrol -Q -C o -c 0x81000042"), 0);
 	assert_tpm_clean();
 }
 
