@@ -1,11 +1,12 @@
 /* Shared by the key backend tests (test_key_contract, test_pkcs11,
  * test_tpm): a signature checked by OpenSSL alone and by the project's own
- * verifier. Include after cmocka.h. */
+ * verifier, and an attribute of `key show`. Include after cmocka.h. */
 #ifndef STK_KEY_CHECK_H
 #define STK_KEY_CHECK_H
 
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <string.h>
 #include "sitetoken/key.h"
 
 /* OpenSSL alone, not the project's verifier: RS256 is PKCS#1 v1.5, ES256
@@ -66,6 +67,18 @@ assert_signs_for(struct stk_key *key, EVP_PKEY *pub)
 	assert_int_equal(stk_sig_verify(pub, msg, len - 1, sig, siglen),
 	    STK_E_TOKEN_SIGNATURE);
 	EVP_PKEY_free(own);
+}
+
+/* The value of attribute `name` that describe read from the device. */
+static inline const char *
+attr(const struct stk_key_info *info, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < info->nattrs; i++)
+		if (strcmp(info->attrs[i].name, name) == 0)
+			return info->attrs[i].value;
+	return "(absent)";
 }
 
 #endif

@@ -255,17 +255,6 @@ static const struct backend tpm_backend = {
 
 /* ---- helpers ---- */
 
-static const char *
-attr(const struct stk_key_info *info, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < info->nattrs; i++)
-		if (strcmp(info->attrs[i].name, name) == 0)
-			return info->attrs[i].value;
-	return "(absent)";
-}
-
 static int reconnects;
 
 static void

@@ -23,34 +23,6 @@ static struct {
 	char state[600]; /* state of the main swtpm */
 	char tcti[128];
 } env;
-static int gen_keys(void);
-
-static int
-group_setup(void **state)
-{
-	(void)state;
-	swtpm_guard();
-	unsetenv("SITETOKEN_TPM_KEY_AUTH");
-	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
-	env.dir = tu_tmpdir("test_tpm");
-	snprintf(env.state, sizeof(env.state), "%s/tpm", env.dir);
-	if (swtpm_start(env.state, env.tcti, sizeof(env.tcti)) != 0) {
-		fprintf(stderr, "cannot start swtpm (is swtpm installed?)\n");
-		return -1;
-	}
-	setenv("TPM2TOOLS_TCTI", env.tcti, 1);
-	return gen_keys();
-}
-
-static int
-group_teardown(void **state)
-{
-	(void)state;
-	swtpm_stop(env.state);
-	tu_rmrf(env.dir);
-	free(env.dir);
-	return 0;
-}
 
 static struct stk_key_opts
 opts_for(const char *sub)
@@ -66,40 +38,43 @@ opts_for(const char *sub)
 	return o;
 }
 
-/* The keys the tests below open: RSA in "rsa", P-256 in "p256" (generate,
- * sign, re-open and the like are test_key_contract_tpm's). */
 static int
-gen_keys(void)
+group_setup(void **state)
 {
-	static const struct { enum stk_key_type type; const char *sub; } k[] = {
-		{ STK_KEY_RSA2048, "rsa" }, { STK_KEY_P256, "p256" } };
 	struct stk_key_opts o;
-	struct stk_key *key;
+	struct stk_key *key = NULL;
 	struct stk_error err;
-	char *uri;
-	size_t i;
+	char *uri = NULL;
 
-	for (i = 0; i < 2; i++) {
-		o = opts_for(k[i].sub);
-		key = NULL;
-		uri = NULL;
-		if (stk_key_generate("tpm", NULL, k[i].type, &o, &key, &uri, &err) != 0)
-			return -1;
-		stk_key_close(key);
-		free(uri);
+	(void)state;
+	swtpm_guard();
+	unsetenv("SITETOKEN_TPM_KEY_AUTH");
+	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
+	env.dir = tu_tmpdir("test_tpm");
+	snprintf(env.state, sizeof(env.state), "%s/tpm", env.dir);
+	if (swtpm_start(env.state, env.tcti, sizeof(env.tcti)) != 0) {
+		fprintf(stderr, "cannot start swtpm (is swtpm installed?)\n");
+		return -1;
 	}
+	setenv("TPM2TOOLS_TCTI", env.tcti, 1);
+	/* The P-256 key the tests below open, in "p256" (generate, sign,
+	 * re-open and the like are test_key_contract_tpm's). */
+	o = opts_for("p256");
+	if (stk_key_generate("tpm", NULL, STK_KEY_P256, &o, &key, &uri, &err) != 0)
+		return -1;
+	stk_key_close(key);
+	free(uri);
 	return 0;
 }
 
-static const char *
-attr(const struct stk_key_info *info, const char *name)
+static int
+group_teardown(void **state)
 {
-	size_t i;
-
-	for (i = 0; i < info->nattrs; i++)
-		if (strcmp(info->attrs[i].name, name) == 0)
-			return info->attrs[i].value;
-	return "";
+	(void)state;
+	swtpm_stop(env.state);
+	tu_rmrf(env.dir);
+	free(env.dir);
+	return 0;
 }
 
 static void
