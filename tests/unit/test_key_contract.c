@@ -191,13 +191,16 @@ tpm_setup(void)
 	swtpm_guard();
 	unsetenv("SITETOKEN_TPM_KEY_AUTH");
 	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
-	/* A port where swtpm was and is no more. */
+	snprintf(tpm_state, sizeof(tpm_state), "%s/tpm", scratch);
+	if (swtpm_start(tpm_state, tpm_tcti, sizeof(tpm_tcti)) != 0)
+		return -1;
+	/* A port where swtpm was and is no more (started after ours, so it
+	 * cannot be ours). */
 	snprintf(gone, sizeof(gone), "%s/gone", scratch);
 	if (swtpm_start(gone, gone_tcti, sizeof(gone_tcti)) != 0)
 		return -1;
 	swtpm_stop(gone);
-	snprintf(tpm_state, sizeof(tpm_state), "%s/tpm", scratch);
-	return swtpm_start(tpm_state, tpm_tcti, sizeof(tpm_tcti));
+	return 0;
 }
 
 static void tpm_teardown(void) { swtpm_stop(tpm_state); }
