@@ -437,7 +437,7 @@ test_open_close_cycles(void **state)
 
 /* Throughput is measured by bench/ (hsm.c, tpm.c), not here. */
 #define NTHREADS 4
-#define PER_THREAD 40
+#define PER_THREAD 20
 
 struct worker {
 	const struct stk_signer *signer;
