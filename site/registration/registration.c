@@ -587,23 +587,23 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 	const char *actor = req->peer ? req->peer : "device";
 	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
 	    "device.register.mp";
-	int r, exists = 0, id_bound = 0;
+	int r, exists = 0, id_bound = 0, in_tx = 0;
 
 	memset(out, 0, sizeof(*out));
 	*reason = STK_REFUSAL_INTERNAL;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
+	in_tx = 1;
 	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
 	if (r == 0)
 		exists = 1;
 	else if (r != STK_E_NOTFOUND)
-		goto fail_tx;
+		goto out;
 	if (exists && old.blocked) {
-		stk_site_tx_rollback(s);
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
 		*reason = STK_REFUSAL_DEVICE_BLOCKED;
-		goto refuse;
+		goto out;
 	}
 	/* One device per issuer + device claim: the same key registers again
 	 * (a lost response, threat model 6); another key is refused, and so is
@@ -614,35 +614,31 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		if (r == 0) {
 			id_bound = 1;
 			if (!exists || strcmp(old.guid, idguid) != 0) {
-				stk_site_tx_rollback(s);
 				r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "device %.40s "
 				    "of %.60s is device %s, registered with another key",
 				    c->idt.device, c->idt.issuer, idguid);
 				*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
-				goto refuse;
+				goto out;
 			}
 		} else if (r != STK_E_NOTFOUND)
-			goto fail_tx;
+			goto out;
 		else if (exists && (r = site_oidc_identity_of(s, old.guid, oiss, sizeof(oiss),
 		    odev, sizeof(odev), err)) != STK_E_NOTFOUND) {
 			if (r != 0)
-				goto fail_tx;
-			stk_site_tx_rollback(s);
+				goto out;
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this device key "
 			    "is registered as device %.40s of %.60s", odev, oiss);
 			*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
-			goto refuse;
+			goto out;
 		}
 	}
 	/* One use per device: the same device retrying with the same token
 	 * (a lost response, threat model 6) does not use it again. */
 	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, c->bulk.id) == 0) &&
 	    (r = stk_bulk_limits_use(s, c->bulk.id, err)) != 0) {
-		stk_site_tx_rollback(s);
-		if (r != STK_E_TOKEN_EXHAUSTED)
-			goto out;
-		*reason = STK_REFUSAL_BULK_EXHAUSTED;
-		goto refuse;
+		if (r == STK_E_TOKEN_EXHAUSTED)
+			*reason = STK_REFUSAL_BULK_EXHAUSTED;
+		goto out;
 	}
 	if (exists)
 		out->dev = old;
@@ -650,7 +646,7 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		memcpy(out->dev.guid, c->guid, sizeof(out->dev.guid)); /* signed for */
 	else if (stk_guid_new(out->dev.guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
-		goto fail_tx;
+		goto out;
 	}
 	snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", c->thumb);
 	out->dev.registered_at = now;
@@ -666,12 +662,12 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 	    NULL, now, c, &out->token, err)) != 0 ||
 	    (r = stk_attest_record_device(s,
 	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (c->have_idt && !id_bound &&
 	    (r = site_oidc_device_bind(s, &c->idt, out->dev.guid, now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (c->have_idt)
 		/* The identity first: it is what the record is for (the token's
 		 * jti and thumbprint are in the device row too). */
@@ -684,19 +680,20 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
 	if ((r = stk_audit_append_ref(s, actor, event, out->dev.guid,
 	    out->dev.bulk_guid, "ok", detail, err)) != 0)
-		goto fail_tx;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	out->new_device = !exists;
 	*reason = STK_REFUSAL_NONE;
-	return STK_OK;
-fail_tx:
-	stk_site_tx_rollback(s);
-	goto out;
-refuse:
-	stk_device_register_refused(s, req, c, *reason, err);
 out:
-	stk_issued_clear(out);
+	if (in_tx)
+		stk_site_tx_rollback(s);
+	if (r != 0) {
+		/* Audits a refusal (not a failure), after the rollback. */
+		stk_device_register_refused(s, req, c, *reason, err);
+		stk_issued_clear(out);
+	}
 	return r;
 }
 
