@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include "sitetoken/bulklimits.h"
+#include "sitetoken/certs.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"

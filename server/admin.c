@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 #include "sitetoken/attest.h"
 #include "sitetoken/bulklimits.h"
+#include "sitetoken/certs.h"
 #include "sitetoken/device.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/token.h"

@@ -280,13 +280,6 @@ int stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
 int stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
     const char *actor, struct stk_error *err);
 
-/* Fill rows[i].devices of a certificates view (stk_certs_list): for a bulk
- * token, the devices ever enrolled with it (enrollment history, so a
- * re-registration does not take a device off its count); for the site
- * certificate, every registered device. */
-int stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows,
-    size_t n, struct stk_error *err);
-
 /* Site settings ("on"/"off" values). get: default_on when unset. */
 int stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
     int *value, struct stk_error *err);

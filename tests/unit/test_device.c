@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "sitetoken/cert.h"
+#include "sitetoken/certs.h"
 #include "sitetoken/device.h"
 #include "sitetoken/site.h"
 #include "testutil.h"
