@@ -13,6 +13,8 @@
 #define EXIT_USAGE 2     /* bad command line or bad value */
 #define EXIT_BACKEND 3   /* key backend, database or I/O failure */
 
+#define CLI_FILE_MAX ((size_t)1 << 20) /* bytes of an input file (evidence, CA, PEM) */
+
 extern const char *cli_prog;
 
 int cli_exit_code(int rc);

@@ -16,9 +16,6 @@
 #include "sitetoken/key.h"
 #include "sitetoken/site.h"
 
-
-#define CLI_FILE_MAX ((size_t)1 << 20)
-
 static const char no_attest_msg[] =
     "key attestation needs a TPM site key: the %s backend has no key "
     "attestation (PKCS#11 defines no standard one; `key show` reports the "

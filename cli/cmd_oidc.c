@@ -87,7 +87,7 @@ oidc_add(int argc, char **argv)
 	if (strncmp(jwks, "https://", 8) == 0) {
 		if (oidc_set(is.jwks_url, sizeof(is.jwks_url), jwks, "--jwks") != 0)
 			goto done;
-		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, 1 << 20, "CA file")) == NULL)
+		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, CLI_FILE_MAX, "CA file")) == NULL)
 			goto done;
 		if ((r = stk_jwks_fetch(is.jwks_url, is.jwks_ca, &is.jwks, &len, &err)) != 0) {
 			rc = cli_fail(&err, r);

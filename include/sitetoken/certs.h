@@ -17,8 +17,12 @@
 extern "C" {
 #endif
 
+/* The two kinds of row (stk_cert_row.type), as the console shows them. */
+#define STK_CERT_TYPE_SITE "Site Signing"
+#define STK_CERT_TYPE_BULK "Bulk Registration Token"
+
 struct stk_cert_row {
-	char type[32];      /* "Site Signing" or "Bulk Registration Token" */
+	char type[32];      /* STK_CERT_TYPE_SITE or STK_CERT_TYPE_BULK */
 	char id[64];        /* GUID for tokens, SHA-1 thumbprint (hex) for certs */
 	int64_t valid_from, valid_to, created_at;
 	char status[16];    /* Active, Blocked, Expired */

@@ -26,6 +26,9 @@ extern "C" {
 
 #define STK_CLIENT_TOKEN_LIFETIME ((int64_t)90 * 86400) /* seconds: 90 days */
 #define STK_DEVICE_CERT_MAX 16384              /* bytes of DER we accept */
+/* The device API's path prefix on the MP and the CMG (docs/api.md); the
+ * agent builds its URLs with it. */
+#define STK_API_PREFIX "/sitetoken/v1/"
 
 /* Names of site settings (the settings table). Values are "on"/"off". */
 #define STK_SETTING_ALLOW_CMG "allow-cmg"           /* default on */

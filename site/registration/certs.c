@@ -33,7 +33,7 @@ certs_fill_uses(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 		const char *g = db_column_text(st, 0);
 
 		for (i = 0; g != NULL && i < n; i++) {
-			if (strcmp(rows[i].type, "Bulk Registration Token") != 0 ||
+			if (strcmp(rows[i].type, STK_CERT_TYPE_BULK) != 0 ||
 			    strcmp(rows[i].id, g) != 0)
 				continue;
 			rows[i].max_uses = db_column_is_null(st, 1) ? 0 :
@@ -60,7 +60,7 @@ asn1_time_to_unix(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
-/* One "Site Signing" row for a site key certificate. */
+/* One STK_CERT_TYPE_SITE row for a site key certificate. */
 static void
 cert_row(struct stk_cert_row *row, const unsigned char *der, size_t len,
     const char *state, int64_t now)
@@ -70,7 +70,7 @@ cert_row(struct stk_cert_row *row, const unsigned char *der, size_t len,
 	X509 *x;
 
 	memset(row, 0, sizeof(*row));
-	snprintf(row->type, sizeof(row->type), "Site Signing");
+	snprintf(row->type, sizeof(row->type), STK_CERT_TYPE_SITE);
 	EVP_Digest(der, len, md, NULL, EVP_sha1(), NULL);
 	for (size_t i = 0; i < sizeof(md); i++)
 		snprintf(row->id + 2 * i, 3, "%02X", md[i]);
@@ -151,7 +151,7 @@ stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
 			goto out;
 		row = &v[cnt++];
 		memset(row, 0, sizeof(*row));
-		snprintf(row->type, sizeof(row->type), "Bulk Registration Token");
+		snprintf(row->type, sizeof(row->type), STK_CERT_TYPE_BULK);
 		snprintf(row->id, sizeof(row->id), "%s", db_column_text(st, 0));
 		row->valid_from = db_column_int64(st, 1);
 		row->valid_to = db_column_int64(st, 2);
@@ -199,7 +199,7 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 		if (g == NULL)
 			continue;
 		for (i = 0; i < n; i++)
-			if (strcmp(rows[i].type, "Site Signing") != 0 &&
+			if (strcmp(rows[i].type, STK_CERT_TYPE_SITE) != 0 &&
 			    strcmp(rows[i].id, g) == 0)
 				rows[i].devices = cnt;
 	}
@@ -214,7 +214,7 @@ stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
 	else if (r == STK_OK)
 		r = site_db_error(s, err, "counting devices");
 	for (i = 0; r == STK_OK && i < n; i++)
-		if (strcmp(rows[i].type, "Site Signing") == 0)
+		if (strcmp(rows[i].type, STK_CERT_TYPE_SITE) == 0)
 			rows[i].devices = total;
 out:
 	db_finalize(st);
