@@ -156,15 +156,15 @@ key_attest(int argc, char **argv)
 		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
-		goto done;
+		goto out;
 	}
 	if ((r = stk_tpm_attest(key, nonce, nlen, &ev, &err)) != 0 ||
 	    (r = stk_attest_evidence_json(ev, &json, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	rc = write_file(out, json, strlen(json), 0644);
-done:
+out:
 	free(json);
 	stk_attest_evidence_free(ev);
 	stk_key_close(owned);
@@ -194,25 +194,25 @@ key_activate(int argc, char **argv)
 	if ((rc = read_all(in, &cred, &clen)) != 0)
 		return rc;
 	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
-		goto done;
+		goto out;
 	if (!stk_key_attestation_available(key)) {
 		fprintf(stderr, "%s: ", cli_prog);
 		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
-		goto done;
+		goto out;
 	}
 	stk_error_clear(&err);
 	if ((r = stk_tpm_activate_credential(key, cred, clen, secret, &slen,
 	    &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	for (i = 0; i < slen; i++)
 		printf("%02x", secret[i]);
 	printf("\n");
 	rc = 0;
-done:
+out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(cred);
 	stk_key_close(owned);
@@ -330,10 +330,10 @@ attest_verify(int argc, char **argv)
 	}
 	if ((r = stk_attest_roots_load(ca, &roots, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if ((rc = load_evidence(evpath, &ev)) != 0)
-		goto done;
+		goto out;
 	memset(&exp, 0, sizeof(exp));
 	exp.roots = roots;
 	exp.nonce = nonce;
@@ -341,18 +341,18 @@ attest_verify(int argc, char **argv)
 	exp.key = key;
 	if ((r = stk_attest_verify(ev, &exp, &res, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if (chal != NULL) {
 		if ((rc = read_challenge(chal, want_secret, sizeof(want_secret),
 		    want_name, sizeof(want_name))) != 0)
-			goto done;
+			goto out;
 		if (strcmp(want_name, res.ak_name) != 0) {
 			fprintf(stderr, "%s: the challenge %s was made for another "
 			    "AK (name %s), not this evidence's AK %s\n", cli_prog,
 			    chal, want_name, res.ak_name);
 			rc = EXIT_INVALID;
-			goto done;
+			goto out;
 		}
 		if (strlen(secret) != strlen(want_secret) ||
 		    CRYPTO_memcmp(secret, want_secret, strlen(want_secret)) != 0) {
@@ -360,7 +360,7 @@ attest_verify(int argc, char **argv)
 			    "challenge's: the AK does not live in the TPM of this "
 			    "EK\n", cli_prog);
 			rc = EXIT_INVALID;
-			goto done;
+			goto out;
 		}
 		bound = 1;
 	}
@@ -386,7 +386,7 @@ attest_verify(int argc, char **argv)
 		printf("Result:           pass\n");
 	}
 	rc = 0;
-done:
+out:
 	OPENSSL_cleanse(want_secret, sizeof(want_secret));
 	stk_attest_evidence_free(ev);
 	X509_STORE_free(roots);
@@ -418,17 +418,17 @@ attest_challenge(int argc, char **argv)
 	stk_error_clear(&err);
 	if (RAND_bytes(secret, sizeof(secret)) != 1) {
 		rc = EXIT_BACKEND;
-		goto done;
+		goto out;
 	}
 	if ((r = stk_attest_name_hex(ev->ak_pub.p, ev->ak_pub.len, name,
 	    sizeof(name), &err)) != 0 ||
 	    (r = stk_attest_make_credential(ev, secret, sizeof(secret), &cred,
 	    &clen, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if ((rc = write_file(out, cred, clen, 0644)) != 0)
-		goto done;
+		goto out;
 	/* The expected answer stays with the auditor, beside the credential. */
 	snprintf(path, sizeof(path), "%s.secret", out);
 	i = (size_t)snprintf(body, sizeof(body), "ak-name=%s\nsecret=", name);
@@ -436,11 +436,11 @@ attest_challenge(int argc, char **argv)
 		i += (size_t)snprintf(body + i, sizeof(body) - i, "%02x", secret[c]);
 	i += (size_t)snprintf(body + i, sizeof(body) - i, "\n");
 	if ((rc = write_file(path, body, i, 0600)) != 0)
-		goto done;
+		goto out;
 	printf("Credential for AK %s written to %s (expected secret in %s).\n"
 	    "Have the site run: sitetoken key activate-credential --in %s\n",
 	    name, out, path, out);
-done:
+out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(body, sizeof(body));
 	free(cred);
@@ -497,7 +497,7 @@ attest_roots(int argc, char **argv)
 	if (!list && (rc = read_all(argv[optind], &pem, &len)) != 0)
 		return rc;
 	if ((rc = cli_open_site(dir, &s)) != 0)
-		goto done;
+		goto out;
 	stk_error_clear(&err);
 	if (list) {
 		if (json)
@@ -517,13 +517,13 @@ attest_roots(int argc, char **argv)
 		r = stk_attest_roots_remove(s, (const char *)pem, len, cli_actor(), &n, &err);
 	if (r != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if (!list)
 		printf("%zu attestation root(s) %s.\n", n, strcmp(sub, "add") == 0 ?
 		    "added" : "removed");
 	rc = 0;
-done:
+out:
 	json_decref(arr);
 	free(pem);
 	stk_site_close(s);

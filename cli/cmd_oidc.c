@@ -76,46 +76,46 @@ oidc_add(int argc, char **argv)
 	    oidc_set(is.audience, sizeof(is.audience), aud, "--audience") != 0 ||
 	    oidc_set(is.device_claim, sizeof(is.device_claim), claim, "--device-claim") != 0 ||
 	    oidc_set(is.tenant, sizeof(is.tenant), tenant, "--tenant") != 0)
-		goto done;
+		goto out;
 	if (optind != argc || iss == NULL || aud == NULL || jwks == NULL) {
 		rc = cli_sub_usage();
-		goto done;
+		goto out;
 	}
 	stk_error_clear(&err);
 	/* Everything is read (and fetched) before the site is touched: a bad
 	 * file, URL or key changes nothing. */
 	if (strncmp(jwks, "https://", 8) == 0) {
 		if (oidc_set(is.jwks_url, sizeof(is.jwks_url), jwks, "--jwks") != 0)
-			goto done;
+			goto out;
 		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, CLI_FILE_MAX, "CA file")) == NULL)
-			goto done;
+			goto out;
 		if ((r = stk_jwks_fetch(is.jwks_url, is.jwks_ca, &is.jwks, &len, &err)) != 0) {
 			rc = cli_fail(&err, r);
-			goto done;
+			goto out;
 		}
 	} else {
 		if (strstr(jwks, "://") != NULL) {
 			rc = cli_usage_error("--jwks must be a file or an https:// URL");
-			goto done;
+			goto out;
 		}
 		if (ca != NULL) {
 			rc = cli_usage_error("--jwks-ca is for a --jwks https:// URL");
-			goto done;
+			goto out;
 		}
 		if ((is.jwks = oidc_read_file(jwks, STK_OIDC_JWKS_MAX, "JWKS")) == NULL)
-			goto done;
+			goto out;
 	}
 	if ((rc = cli_open_site(dir, &s)) != 0)
-		goto done;
+		goto out;
 	if ((r = stk_oidc_add(s, &is, cli_actor(), &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	printf("Trusted issuer %s (audience %s, device claim %s%s%s, keys from %s).\n",
 	    is.issuer, is.audience, is.device_claim, is.tenant[0] ? ", tenant " : "",
 	    is.tenant, is.jwks_url[0] ? is.jwks_url : "the JWKS file");
 	rc = 0;
-done:
+out:
 	stk_oidc_issuer_clear(&is);
 	stk_site_close(s);
 	return rc;

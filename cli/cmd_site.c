@@ -279,7 +279,7 @@ key_export(int argc, char **argv)
 	if (out != NULL && (fp = fopen(out, "w")) == NULL) {
 		fprintf(stderr, "%s: cannot write %s\n", cli_prog, out);
 		rc = EXIT_BACKEND;
-		goto done;
+		goto out;
 	}
 	stk_error_clear(&err);
 	if (jwks || json) {
@@ -287,14 +287,14 @@ key_export(int argc, char **argv)
 		 * tokens from any node of the site. */
 		if ((r = stk_site_jwks(s, &jwk, &err)) != 0) {
 			rc = cli_fail(&err, r);
-			goto done;
+			goto out;
 		}
 		fprintf(fp, "%s\n", jwk);
 	} else if (PEM_write_PUBKEY(fp, pub) != 1) {
 		fprintf(stderr, "%s: cannot encode the public key\n", cli_prog);
 		rc = EXIT_BACKEND;
 	}
-done:
+out:
 	if (fp != NULL && fp != stdout && fclose(fp) != 0 && rc == 0)
 		rc = EXIT_BACKEND;
 	free(jwk);

@@ -149,16 +149,17 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	struct stk_device d;
 	struct site_stmt *st = NULL;
 	char sql[128];
-	int r;
+	int r, in_tx = 0;
 
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if ((r = stk_device_get(s, guid, &d, err)) != 0)
-		goto fail;
+		goto out;
 	snprintf(sql, sizeof(sql), "UPDATE devices SET %s = ? WHERE guid = ?", col);
 	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "updating the device");
-		goto fail;
+		goto out;
 	}
 	if ((value < 0 ?
 	    db_bind_null(st, 1) :
@@ -166,17 +167,19 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	    db_bind_text(st, 2, d.guid) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = site_gw_bump(s, err)) != 0 ||
 	    (r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
+		goto out;
+	in_tx = 0;
+	r = stk_site_tx_commit(s, err);
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
@@ -219,7 +222,7 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
-		return r;
+		goto out;
 	if (pre != NULL && pre->token != NULL && pre->signer == signer &&
 	    pre->signed_at == now && strcmp(pre->guid, d->guid) == 0) {
 		/* Signed ahead, outside the lock, for this device by this key. */
@@ -229,12 +232,12 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 	} else if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint,
 	    d->attestation, now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti,
 	    err)) != 0)
-		return r;
+		goto out;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
 	/* The key retires only after this token expires (site/keys/keys.c). */
 	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
-		goto fail;
+		goto out;
 	d->token_used = 0;
 	snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", cert_der == NULL && prev_jti ?
 	    prev_jti : "");
@@ -258,7 +261,7 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 		    " WHERE guid = ?1 AND cert_thumbprint = ?2 AND last_token_jti = ?10";
 	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "recording the device");
-		goto fail;
+		goto out;
 	}
 	r = db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->thumbprint);
 	if (cert_der != NULL)
@@ -276,25 +279,26 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 	}
 	if (r != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the device");
-		goto fail;
+		goto out;
 	}
 	if (db_changes(s->store) != 1) {
 		r = is_new || expect_jti == NULL ? site_db_error(s, err,
 		    "recording the device") : stk_error_set(err, STK_E_EXISTS,
 		    STK_LAYER_NONE, 0, "device %s got a newer token meanwhile (another "
 		    "renewal won)", d->guid);
-		goto fail;
+		goto out;
 	}
 	/* A renewal, re-key or re-registration supersedes the token gateways
 	 * may hold with this device's state (core/gwgen.c). */
 	if (!is_new && (r = site_gw_bump(s, err)) != 0)
-		goto fail;
+		goto out;
+	r = STK_OK;
+out:
 	db_finalize(st);
-	return STK_OK;
-fail:
-	db_finalize(st);
-	stk_token_free(*token);
-	*token = NULL;
+	if (r != 0) {
+		stk_token_free(*token);
+		*token = NULL;
+	}
 	return r;
 }
 
