@@ -22,9 +22,6 @@
 #include "sitetoken/token.h"
 #include "agent.h"
 
-#define AGENT_CERT_DAYS 3650
-#define AGENT_API "/sitetoken/v1/"
-
 static const char *const agent_log_names[AGENT_LOG_COUNT] = {
 	"ccmsetup.log", "ClientIDManagerStartup.log",
 };
@@ -344,7 +341,7 @@ agent_cert_thumb(struct agent *a, const char *name, char x5t[44], unsigned char 
 	size_t len = 0;
 
 	agent_path(a, name, path, sizeof(path));
-	if ((pem = agent_read_file(path, 65536)) == NULL)
+	if ((pem = agent_read_file(path, AGENT_PEM_MAX)) == NULL)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot read %s", path);
 	if (stk_cert_pem_to_der(pem, strlen(pem), &der, &len) != 0) {
@@ -375,7 +372,7 @@ agent_mp_proof(struct agent *a, char **nonce, char **proof, enum stk_refusal *re
 	int r;
 
 	*nonce = *proof = NULL;
-	snprintf(url, sizeof(url), "%s%schallenge", a->st.mp, AGENT_API);
+	snprintf(url, sizeof(url), "%s%schallenge", a->st.mp, STK_API_PREFIX);
 	if ((r = agent_http(a, "POST", url, "{}", NULL, 0, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
@@ -479,7 +476,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "no management point: give --mp URL (or a CMG URL and a bulk token)");
 	agent_path(a, "device.crt", cpath, sizeof(cpath));
-	if ((pem = agent_read_file(cpath, 65536)) == NULL)
+	if ((pem = agent_read_file(cpath, AGENT_PEM_MAX)) == NULL)
 		return stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot read %s", cpath);
 	if (gethostname(host, sizeof(host)) != 0)
@@ -487,7 +484,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 	host[sizeof(host) - 1] = '\0';
 	if (via_cmg) {
 		o = json_pack("{s:s, s:s}", cred_name, cred, "hostname", host);
-		snprintf(url, sizeof(url), "%s%sregister", a->st.cmg, AGENT_API);
+		snprintf(url, sizeof(url), "%s%sregister", a->st.cmg, STK_API_PREFIX);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Rotating internet "
 		    "management point, new management point [1] is: %s (0) with capabilities: "
 		    "<Capabilities SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" />"
@@ -508,7 +505,7 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 			json_object_set_new(o, "nonce", json_string(nonce));
 			json_object_set_new(o, "proof", json_string(proof));
 		}
-		snprintf(url, sizeof(url), "%s%sregister", a->st.mp, AGENT_API);
+		snprintf(url, sizeof(url), "%s%sregister", a->st.mp, STK_API_PREFIX);
 	}
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
@@ -602,7 +599,7 @@ agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 	if ((tok = agent_token(a, err)) == NULL)
 		return err ? err->code : STK_E_IO;
 	snprintf(old, sizeof(old), "%s", a->st.jti);
-	snprintf(url, sizeof(url), "%s%srenew", a->st.cmg, AGENT_API);
+	snprintf(url, sizeof(url), "%s%srenew", a->st.cmg, STK_API_PREFIX);
 	if ((r = agent_http(a, "POST", url, "{}", tok, 1, &status, &resp, err)) != 0) {
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Renewal failed: %s", err ? err->msg : "");
@@ -641,7 +638,7 @@ agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_
 		return r;
 	if ((tok = agent_token(a, err)) == NULL)
 		return err ? err->code : STK_E_IO;
-	snprintf(url, sizeof(url), "%s%spolicy", a->st.cmg, AGENT_API);
+	snprintf(url, sizeof(url), "%s%spolicy", a->st.cmg, STK_API_PREFIX);
 	if ((r = agent_http(a, "GET", url, NULL, tok, 1, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
@@ -735,7 +732,7 @@ agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 	if ((r = agent_sign(a, "device.new.key", msg, &proof, err)) != 0)
 		goto out;
 	agent_path(a, "device.new.crt", nc, sizeof(nc));
-	if ((pem = agent_read_file(nc, 65536)) == NULL) {
+	if ((pem = agent_read_file(nc, AGENT_PEM_MAX)) == NULL) {
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot read %s", nc);
 		goto out;
@@ -747,7 +744,7 @@ agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
 		goto out;
 	}
-	snprintf(url, sizeof(url), "%s%srekey", a->st.cmg, AGENT_API);
+	snprintf(url, sizeof(url), "%s%srekey", a->st.cmg, STK_API_PREFIX);
 	if ((r = agent_http(a, "POST", url, body, tok, 1, &status, &resp, err)) != 0) {
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Re-key failed: %s", err ? err->msg : "");

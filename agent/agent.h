@@ -11,6 +11,8 @@
 #define AGENT_RENEW_DAYS_DEFAULT 30
 #define AGENT_REKEY_DAYS_DEFAULT 60 /* re-key this long before the certificate expires */
 #define AGENT_RESP_MAX 65536
+#define AGENT_CERT_DAYS 3650 /* the device's self-signed certificate (a new key) */
+#define AGENT_PEM_MAX 65536  /* bytes of a certificate file the agent reads */
 
 /* Exit codes, as the admin CLI. */
 #define AGENT_EXIT_OK 0

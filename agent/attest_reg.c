@@ -11,11 +11,11 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include "sitetoken/attest.h"
+#include "sitetoken/device.h"
 #include "sitetoken/key.h"
 #include "sitetoken/token.h"
 #include "agent.h"
 
-#define AR_API "/sitetoken/v1/attest/"
 
 static void
 ar_free_secret(char *p)
@@ -36,7 +36,7 @@ ar_post(struct agent *a, const char *op, json_t *o, long *status, char **resp,
 	int r;
 
 	*resp = NULL;
-	snprintf(url, sizeof(url), "%s%s%s", a->st.cmg, AR_API, op);
+	snprintf(url, sizeof(url), "%s%s%s", a->st.cmg, STK_API_PREFIX "attest/", op);
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (body == NULL)

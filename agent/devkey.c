@@ -22,7 +22,6 @@
 #define DEVKEY_REF "device.keyref"
 #define DEVKEY_TPM_BLOB "device.tpmkey"
 #define DEVKEY_P11_LABEL "sitetoken-device"
-#define DEVKEY_CERT_DAYS 3650
 
 static int
 devkey_path(const struct agent *a, const char *name, char *out, size_t len)
@@ -141,7 +140,7 @@ devkey_make_cert(struct agent *a, struct stk_key *key, struct stk_error *err)
 		snprintf(host, sizeof(host), "device");
 	host[sizeof(host) - 1] = '\0';
 	if ((r = stk_cert_make_self_signed(key, host, "sitetoken device", agent_now(a),
-	    DEVKEY_CERT_DAYS, &der, &derlen, err)) != 0)
+	    AGENT_CERT_DAYS, &der, &derlen, err)) != 0)
 		goto out;
 	if (stk_cert_der_to_pem(der, derlen, &pem) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,

@@ -13,6 +13,8 @@
 #define EXIT_USAGE 2     /* bad command line or bad value */
 #define EXIT_BACKEND 3   /* key backend, database or I/O failure */
 
+#define CLI_FILE_MAX ((size_t)1 << 20) /* bytes of an input file (evidence, CA, PEM) */
+
 extern const char *cli_prog;
 
 int cli_exit_code(int rc);
@@ -38,6 +40,31 @@ int cli_help_wanted(int argc, char **argv); /* -h or --help among argv[1..] */
 int cli_help_print(int argc, char **argv);  /* argv[0] = command */
 void cli_help_list(void);                   /* every command path, one a line */
 int cli_getopt(int argc, char **argv, const struct option *opts);
+/* cli/sub.c: a command's subcommands as one table, and the option loop each
+ * repeated. The CLI runs one command per process: the subcommand running
+ * is remembered for cli_opts' and cli_sub_usage's messages. */
+struct cli_sub {
+	const char *name;                   /* the word after the command */
+	int (*run)(int argc, char **argv);  /* argv[0] = name */
+	const char *usage;                  /* its usage line (cli_sub_usage), or NULL */
+};
+/* Runs the subcommand argv[1] names, or prints usage: EXIT_USAGE. subs ends
+ * with a NULL name. */
+int cli_sub_run(const char *cmd, const struct cli_sub *subs, int argc, char **argv,
+    const char *usage);
+/* The running subcommand's usage line on stderr; EXIT_USAGE. */
+int cli_sub_usage(void);
+/* A subcommand's options: --name VALUE sets *arg, --name (arg NULL) sets
+ * *flag to 1. Ends with a NULL name. */
+struct cli_opt {
+	const char *name;
+	const char **arg;
+	int *flag;
+};
+/* Parses argv with cli_getopt (--list-options lists opts in order); 0 with
+ * optind at the first operand, or EXIT_USAGE after "bad option for 'CMD
+ * SUB'". */
+int cli_opts(int argc, char **argv, const struct cli_opt *opts);
 /* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
  * cli_progress(label, done, total) redraws one line; total 0 = unknown.
  * cli_progress_end() ends the line. */

@@ -16,11 +16,6 @@
 #include "sitetoken/key.h"
 #include "sitetoken/site.h"
 
-enum { OPT_SITE = 256, OPT_NONCE, OPT_OUT, OPT_IN, OPT_KEY_URI, OPT_TCTI,
-	OPT_EK_CA, OPT_CERT, OPT_SECRET, OPT_CHALLENGE, OPT_JSON };
-
-#define CLI_FILE_MAX ((size_t)1 << 20)
-
 static const char no_attest_msg[] =
     "key attestation needs a TPM site key: the %s backend has no key "
     "attestation (PKCS#11 defines no standard one; `key show` reports the "
@@ -129,16 +124,12 @@ open_key(const char *dir, const char *key_uri, const char *tcti,
 static int
 key_attest(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "nonce", required_argument, NULL, OPT_NONCE },
-		{ "out", required_argument, NULL, OPT_OUT },
-		{ "key-uri", required_argument, NULL, OPT_KEY_URI },
-		{ "tcti", required_argument, NULL, OPT_TCTI },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL, *nonce_hex = NULL, *out = NULL, *key_uri = NULL;
 	const char *tcti = NULL;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "nonce", &nonce_hex, NULL }, { "out", &out, NULL },
+		{ "key-uri", &key_uri, NULL }, { "tcti", &tcti, NULL }, { NULL, NULL, NULL }
+	};
 	unsigned char nonce[STK_ATTEST_NONCE_MAX];
 	size_t nlen = 0;
 	struct stk_attest_evidence *ev = NULL;
@@ -146,19 +137,10 @@ key_attest(int argc, char **argv)
 	struct stk_key *key = NULL, *owned = NULL;
 	struct stk_error err;
 	char *json = NULL;
-	int c, r, rc;
+	int r, rc;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_NONCE: nonce_hex = optarg; break;
-		case OPT_OUT: out = optarg; break;
-		case OPT_KEY_URI: key_uri = optarg; break;
-		case OPT_TCTI: tcti = optarg; break;
-		default: return cli_usage_error("bad option for 'key attest'");
-		}
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (nonce_hex == NULL)
@@ -174,15 +156,15 @@ key_attest(int argc, char **argv)
 		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
-		goto done;
+		goto out;
 	}
 	if ((r = stk_tpm_attest(key, nonce, nlen, &ev, &err)) != 0 ||
 	    (r = stk_attest_evidence_json(ev, &json, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	rc = write_file(out, json, strlen(json), 0644);
-done:
+out:
 	free(json);
 	stk_attest_evidence_free(ev);
 	stk_key_close(owned);
@@ -193,55 +175,44 @@ done:
 static int
 key_activate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "in", required_argument, NULL, OPT_IN },
-		{ "key-uri", required_argument, NULL, OPT_KEY_URI },
-		{ "tcti", required_argument, NULL, OPT_TCTI },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL, *in = NULL, *key_uri = NULL, *tcti = NULL;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "in", &in, NULL }, { "key-uri", &key_uri, NULL },
+		{ "tcti", &tcti, NULL }, { NULL, NULL, NULL }
+	};
 	unsigned char secret[STK_ATTEST_SECRET_MAX], *cred = NULL;
 	size_t slen = 0, clen = 0, i;
 	struct stk_site *s = NULL;
 	struct stk_key *key = NULL, *owned = NULL;
 	struct stk_error err;
-	int c, r, rc;
+	int r, rc;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_IN: in = optarg; break;
-		case OPT_KEY_URI: key_uri = optarg; break;
-		case OPT_TCTI: tcti = optarg; break;
-		default: return cli_usage_error("bad option for 'key activate-credential'");
-		}
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if ((rc = read_all(in, &cred, &clen)) != 0)
 		return rc;
 	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
-		goto done;
+		goto out;
 	if (!stk_key_attestation_available(key)) {
 		fprintf(stderr, "%s: ", cli_prog);
 		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
 		fputc('\n', stderr);
 		rc = EXIT_USAGE;
-		goto done;
+		goto out;
 	}
 	stk_error_clear(&err);
 	if ((r = stk_tpm_activate_credential(key, cred, clen, secret, &slen,
 	    &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	for (i = 0; i < slen; i++)
 		printf("%02x", secret[i]);
 	printf("\n");
 	rc = 0;
-done:
+out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	free(cred);
 	stk_key_close(owned);
@@ -320,19 +291,8 @@ read_challenge(const char *cred, char *secret, size_t slen, char *name,
 static int
 attest_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		/* Accepted like every command's, but no site is needed. */
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "ek-ca", required_argument, NULL, OPT_EK_CA },
-		{ "nonce", required_argument, NULL, OPT_NONCE },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "secret", required_argument, NULL, OPT_SECRET },
-		{ "challenge", required_argument, NULL, OPT_CHALLENGE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *ca = NULL, *nonce_hex = NULL, *cert = NULL, *secret = NULL;
-	const char *chal = NULL, *evpath;
+	const char *chal = NULL, *evpath, *dir = NULL;
 	unsigned char nonce[STK_ATTEST_NONCE_MAX];
 	char want_secret[2 * STK_ATTEST_SECRET_MAX + 2], want_name[80];
 	struct stk_attest_evidence *ev = NULL;
@@ -342,25 +302,19 @@ attest_verify(int argc, char **argv)
 	EVP_PKEY *key = NULL;
 	X509_STORE *roots = NULL;
 	size_t nlen = 0;
-	int c, r, rc, json = 0, bound = 0;
+	int r, rc, json = 0, bound = 0;
+	const struct cli_opt opts[] = {
+		/* Accepted like every command's, but no site is needed. */
+		{ "site", &dir, NULL },
+		{ "ek-ca", &ca, NULL }, { "nonce", &nonce_hex, NULL }, { "cert", &cert, NULL },
+		{ "secret", &secret, NULL }, { "challenge", &chal, NULL },
+		{ "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: break;
-		case OPT_EK_CA: ca = optarg; break;
-		case OPT_NONCE: nonce_hex = optarg; break;
-		case OPT_CERT: cert = optarg; break;
-		case OPT_SECRET: secret = optarg; break;
-		case OPT_CHALLENGE: chal = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'attest verify'");
-		}
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind + 1 != argc || ca == NULL || nonce_hex == NULL)
-		return cli_usage_error("usage: attest verify EVIDENCE --ek-ca "
-		    "ROOT.pem --nonce HEX [--cert site.crt] [--secret HEX "
-		    "--challenge CRED] [--json]");
+		return cli_sub_usage();
 	if ((secret == NULL) != (chal == NULL))
 		return cli_usage_error("--secret and --challenge go together: "
 		    "the secret `key activate-credential` printed, and the "
@@ -376,10 +330,10 @@ attest_verify(int argc, char **argv)
 	}
 	if ((r = stk_attest_roots_load(ca, &roots, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if ((rc = load_evidence(evpath, &ev)) != 0)
-		goto done;
+		goto out;
 	memset(&exp, 0, sizeof(exp));
 	exp.roots = roots;
 	exp.nonce = nonce;
@@ -387,18 +341,18 @@ attest_verify(int argc, char **argv)
 	exp.key = key;
 	if ((r = stk_attest_verify(ev, &exp, &res, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if (chal != NULL) {
 		if ((rc = read_challenge(chal, want_secret, sizeof(want_secret),
 		    want_name, sizeof(want_name))) != 0)
-			goto done;
+			goto out;
 		if (strcmp(want_name, res.ak_name) != 0) {
 			fprintf(stderr, "%s: the challenge %s was made for another "
 			    "AK (name %s), not this evidence's AK %s\n", cli_prog,
 			    chal, want_name, res.ak_name);
 			rc = EXIT_INVALID;
-			goto done;
+			goto out;
 		}
 		if (strlen(secret) != strlen(want_secret) ||
 		    CRYPTO_memcmp(secret, want_secret, strlen(want_secret)) != 0) {
@@ -406,7 +360,7 @@ attest_verify(int argc, char **argv)
 			    "challenge's: the AK does not live in the TPM of this "
 			    "EK\n", cli_prog);
 			rc = EXIT_INVALID;
-			goto done;
+			goto out;
 		}
 		bound = 1;
 	}
@@ -432,7 +386,7 @@ attest_verify(int argc, char **argv)
 		printf("Result:           pass\n");
 	}
 	rc = 0;
-done:
+out:
 	OPENSSL_cleanse(want_secret, sizeof(want_secret));
 	stk_attest_evidence_free(ev);
 	X509_STORE_free(roots);
@@ -443,12 +397,11 @@ done:
 static int
 attest_challenge(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE }, /* no site needed */
-		{ "out", required_argument, NULL, OPT_OUT },
-		{ NULL, 0, NULL, 0 }
+	const char *out = NULL, *dir = NULL;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, /* no site needed */
+		{ "out", &out, NULL }, { NULL, NULL, NULL }
 	};
-	const char *out = NULL;
 	struct stk_attest_evidence *ev = NULL;
 	struct stk_error err;
 	unsigned char secret[STK_ATTEST_SECRET_MAX], *cred = NULL;
@@ -456,32 +409,26 @@ attest_challenge(int argc, char **argv)
 	size_t clen = 0, i;
 	int c, r, rc;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: break;
-		case OPT_OUT: out = optarg; break;
-		default: return cli_usage_error("bad option for 'attest challenge'");
-		}
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind + 1 != argc || out == NULL || strcmp(out, "-") == 0)
-		return cli_usage_error("usage: attest challenge EVIDENCE --out CRED");
+		return cli_sub_usage();
 	if ((rc = load_evidence(argv[optind], &ev)) != 0)
 		return rc;
 	stk_error_clear(&err);
 	if (RAND_bytes(secret, sizeof(secret)) != 1) {
 		rc = EXIT_BACKEND;
-		goto done;
+		goto out;
 	}
 	if ((r = stk_attest_name_hex(ev->ak_pub.p, ev->ak_pub.len, name,
 	    sizeof(name), &err)) != 0 ||
 	    (r = stk_attest_make_credential(ev, secret, sizeof(secret), &cred,
 	    &clen, &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if ((rc = write_file(out, cred, clen, 0644)) != 0)
-		goto done;
+		goto out;
 	/* The expected answer stays with the auditor, beside the credential. */
 	snprintf(path, sizeof(path), "%s.secret", out);
 	i = (size_t)snprintf(body, sizeof(body), "ak-name=%s\nsecret=", name);
@@ -489,11 +436,11 @@ attest_challenge(int argc, char **argv)
 		i += (size_t)snprintf(body + i, sizeof(body) - i, "%02x", secret[c]);
 	i += (size_t)snprintf(body + i, sizeof(body) - i, "\n");
 	if ((rc = write_file(path, body, i, 0600)) != 0)
-		goto done;
+		goto out;
 	printf("Credential for AK %s written to %s (expected secret in %s).\n"
 	    "Have the site run: sitetoken key activate-credential --in %s\n",
 	    name, out, path, out);
-done:
+out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(body, sizeof(body));
 	free(cred);
@@ -523,29 +470,20 @@ roots_row(void *ctx, const struct stk_attest_root *rt)
 static int
 attest_roots(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL, *sub;
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	unsigned char *pem = NULL;
 	size_t len = 0, n = 0;
 	json_t *arr = NULL;
-	int c, r, rc, json = 0, list;
+	int r, rc, json = 0, list;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
 	/* Options first (getopt moves ADD|LIST|REMOVE and FILE behind them). */
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_JSON)
-			json = 1;
-		else
-			return cli_usage_error("bad option for 'attest roots'");
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	sub = optind < argc ? argv[optind++] : "";
 	list = strcmp(sub, "list") == 0;
 	if (!list && strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
@@ -559,7 +497,7 @@ attest_roots(int argc, char **argv)
 	if (!list && (rc = read_all(argv[optind], &pem, &len)) != 0)
 		return rc;
 	if ((rc = cli_open_site(dir, &s)) != 0)
-		goto done;
+		goto out;
 	stk_error_clear(&err);
 	if (list) {
 		if (json)
@@ -579,13 +517,13 @@ attest_roots(int argc, char **argv)
 		r = stk_attest_roots_remove(s, (const char *)pem, len, cli_actor(), &n, &err);
 	if (r != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	if (!list)
 		printf("%zu attestation root(s) %s.\n", n, strcmp(sub, "add") == 0 ?
 		    "added" : "removed");
 	rc = 0;
-done:
+out:
 	json_decref(arr);
 	free(pem);
 	stk_site_close(s);
@@ -607,11 +545,13 @@ cmd_key_activate(int argc, char **argv)
 int
 cmd_attest(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
-		return attest_verify(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "challenge") == 0)
-		return attest_challenge(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "roots") == 0)
-		return attest_roots(argc - 1, argv + 1);
-	return cli_usage_error("usage: attest verify|challenge|roots");
+	static const struct cli_sub subs[] = {
+		{ "verify", attest_verify, "usage: attest verify EVIDENCE --ek-ca ROOT.pem "
+		    "--nonce HEX [--cert site.crt] [--secret HEX --challenge CRED] [--json]" },
+		{ "challenge", attest_challenge, "usage: attest challenge EVIDENCE --out CRED" },
+		{ "roots", attest_roots, NULL },
+		{ NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("attest", subs, argc, argv, "usage: attest verify|challenge|roots");
 }

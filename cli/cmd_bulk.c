@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include "sitetoken/bulklimits.h"
+#include "sitetoken/certs.h"
 #include "sitetoken/device.h"
 #include "sitetoken/token.h"
 #include "cli.h"
@@ -270,9 +271,9 @@ type_matches(const char *want, const char *type)
 	if (want == NULL)
 		return 1;
 	if (strcasecmp(want, "bulk") == 0)
-		return strcmp(type, "Bulk Registration Token") == 0;
+		return strcmp(type, STK_CERT_TYPE_BULK) == 0;
 	if (strcasecmp(want, "site") == 0)
-		return strcmp(type, "Site Signing") == 0;
+		return strcmp(type, STK_CERT_TYPE_SITE) == 0;
 	return strcasecmp(want, type) == 0;
 }
 
@@ -313,7 +314,7 @@ cmd_certs(int argc, char **argv)
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (type != NULL && strcasecmp(type, "bulk") != 0 && strcasecmp(type, "site") != 0 &&
-	    strcmp(type, "Bulk Registration Token") != 0 && strcmp(type, "Site Signing") != 0)
+	    strcmp(type, STK_CERT_TYPE_BULK) != 0 && strcmp(type, STK_CERT_TYPE_SITE) != 0)
 		return cli_usage_error("--type must be 'site' or 'bulk'");
 	sort_col = 0;
 	sort_desc = 0;

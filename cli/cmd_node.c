@@ -100,9 +100,9 @@ node_add(int argc, char **argv)
 int
 cmd_node(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "add") == 0)
-		return node_add(argc - 1, argv + 1);
-	return cli_usage_error("usage: node add");
+	static const struct cli_sub subs[] = { { "add", node_add, NULL }, { NULL, NULL, NULL } };
+
+	return cli_sub_run("node", subs, argc, argv, "usage: node add");
 }
 
 /* sitetoken key rotate [--key-uri URI] [--key-type T] [--json] */

@@ -8,9 +8,6 @@
 #include "sitetoken/oidc.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_ISSUER, OPT_JWKS, OPT_JWKS_CA, OPT_AUDIENCE,
-	OPT_DEVICE_CLAIM, OPT_TENANT, OPT_JSON };
-
 /* A whole (text) file, at most max bytes; NULL with a message otherwise. */
 static char *
 oidc_read_file(const char *path, size_t max, const char *what)
@@ -43,108 +40,82 @@ oidc_read_file(const char *path, size_t max, const char *what)
 	return buf;
 }
 
+/* v (when given) into dst, or a usage error if it does not fit. */
 static int
 oidc_set(char *dst, size_t dlen, const char *v, const char *opt)
 {
-	if (strlen(v) >= dlen)
+	if (v != NULL && strlen(v) >= dlen)
 		return cli_usage_error("%s is longer than %zu characters", opt, dlen - 1);
-	snprintf(dst, dlen, "%s", v);
+	if (v != NULL)
+		snprintf(dst, dlen, "%s", v);
 	return 0;
 }
 
 static int
 oidc_add(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "issuer", required_argument, NULL, OPT_ISSUER },
-		{ "jwks", required_argument, NULL, OPT_JWKS },
-		{ "jwks-ca", required_argument, NULL, OPT_JWKS_CA },
-		{ "audience", required_argument, NULL, OPT_AUDIENCE },
-		{ "device-claim", required_argument, NULL, OPT_DEVICE_CLAIM },
-		{ "tenant", required_argument, NULL, OPT_TENANT },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_oidc_issuer is;
 	struct stk_site *s = NULL;
 	struct stk_error err;
-	const char *dir = NULL, *jwks = NULL, *ca = NULL;
+	const char *dir = NULL, *jwks = NULL, *ca = NULL, *iss = NULL, *aud = NULL;
+	const char *claim = NULL, *tenant = NULL;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "issuer", &iss, NULL }, { "jwks", &jwks, NULL },
+		{ "jwks-ca", &ca, NULL }, { "audience", &aud, NULL },
+		{ "device-claim", &claim, NULL }, { "tenant", &tenant, NULL },
+		{ NULL, NULL, NULL }
+	};
 	size_t len;
-	int c, r, rc = EXIT_USAGE, have_iss = 0, have_aud = 0;
+	int r, rc = EXIT_USAGE;
 
 	memset(&is, 0, sizeof(is));
 	snprintf(is.device_claim, sizeof(is.device_claim), "%s",
 	    STK_OIDC_DEVICE_CLAIM_DEFAULT);
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_ISSUER:
-			if (oidc_set(is.issuer, sizeof(is.issuer), optarg, "--issuer") != 0)
-				goto done;
-			have_iss = 1;
-			break;
-		case OPT_JWKS: jwks = optarg; break;
-		case OPT_JWKS_CA: ca = optarg; break;
-		case OPT_AUDIENCE:
-			if (oidc_set(is.audience, sizeof(is.audience), optarg, "--audience") != 0)
-				goto done;
-			have_aud = 1;
-			break;
-		case OPT_DEVICE_CLAIM:
-			if (oidc_set(is.device_claim, sizeof(is.device_claim), optarg,
-			    "--device-claim") != 0)
-				goto done;
-			break;
-		case OPT_TENANT:
-			if (oidc_set(is.tenant, sizeof(is.tenant), optarg, "--tenant") != 0)
-				goto done;
-			break;
-		default:
-			rc = cli_usage_error("bad option for 'oidc add'");
-			goto done;
-		}
-	}
-	if (optind != argc || !have_iss || !have_aud || jwks == NULL) {
-		rc = cli_usage_error("usage: oidc add --issuer URL --jwks FILE|URL "
-		    "--audience AUD [--device-claim NAME] [--tenant TID] [--jwks-ca FILE]");
-		goto done;
+	if (cli_opts(argc, argv, opts) != 0 ||
+	    oidc_set(is.issuer, sizeof(is.issuer), iss, "--issuer") != 0 ||
+	    oidc_set(is.audience, sizeof(is.audience), aud, "--audience") != 0 ||
+	    oidc_set(is.device_claim, sizeof(is.device_claim), claim, "--device-claim") != 0 ||
+	    oidc_set(is.tenant, sizeof(is.tenant), tenant, "--tenant") != 0)
+		goto out;
+	if (optind != argc || iss == NULL || aud == NULL || jwks == NULL) {
+		rc = cli_sub_usage();
+		goto out;
 	}
 	stk_error_clear(&err);
 	/* Everything is read (and fetched) before the site is touched: a bad
 	 * file, URL or key changes nothing. */
 	if (strncmp(jwks, "https://", 8) == 0) {
 		if (oidc_set(is.jwks_url, sizeof(is.jwks_url), jwks, "--jwks") != 0)
-			goto done;
-		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, 1 << 20, "CA file")) == NULL)
-			goto done;
+			goto out;
+		if (ca != NULL && (is.jwks_ca = oidc_read_file(ca, CLI_FILE_MAX, "CA file")) == NULL)
+			goto out;
 		if ((r = stk_jwks_fetch(is.jwks_url, is.jwks_ca, &is.jwks, &len, &err)) != 0) {
 			rc = cli_fail(&err, r);
-			goto done;
+			goto out;
 		}
 	} else {
 		if (strstr(jwks, "://") != NULL) {
 			rc = cli_usage_error("--jwks must be a file or an https:// URL");
-			goto done;
+			goto out;
 		}
 		if (ca != NULL) {
 			rc = cli_usage_error("--jwks-ca is for a --jwks https:// URL");
-			goto done;
+			goto out;
 		}
 		if ((is.jwks = oidc_read_file(jwks, STK_OIDC_JWKS_MAX, "JWKS")) == NULL)
-			goto done;
+			goto out;
 	}
 	if ((rc = cli_open_site(dir, &s)) != 0)
-		goto done;
+		goto out;
 	if ((r = stk_oidc_add(s, &is, cli_actor(), &err)) != 0) {
 		rc = cli_fail(&err, r);
-		goto done;
+		goto out;
 	}
 	printf("Trusted issuer %s (audience %s, device claim %s%s%s, keys from %s).\n",
 	    is.issuer, is.audience, is.device_claim, is.tenant[0] ? ", tenant " : "",
 	    is.tenant, is.jwks_url[0] ? is.jwks_url : "the JWKS file");
 	rc = 0;
-done:
+out:
 	stk_oidc_issuer_clear(&is);
 	stk_site_close(s);
 	return rc;
@@ -175,28 +146,19 @@ oidc_row(void *ctx, const struct stk_oidc_issuer *is, long devices)
 static int
 oidc_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
 	json_t *arr = NULL;
-	int c, r, rc, json = 0;
+	int r, rc, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_JSON)
-			json = 1;
-		else
-			return cli_usage_error("bad option for 'oidc list'");
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind != argc)
-		return cli_usage_error("usage: oidc list [--json]");
+		return cli_sub_usage();
 	if ((rc = cli_open_site(dir, &s)) != 0)
 		return rc;
 	stk_error_clear(&err);
@@ -218,27 +180,18 @@ oidc_list(int argc, char **argv)
 static int
 oidc_remove(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "issuer", required_argument, NULL, OPT_ISSUER },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	const char *dir = NULL, *issuer = NULL;
-	int c, r, rc;
+	int r, rc;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "issuer", &issuer, NULL }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_ISSUER)
-			issuer = optarg;
-		else
-			return cli_usage_error("bad option for 'oidc remove'");
-	}
+	if ((rc = cli_opts(argc, argv, opts)) != 0)
+		return rc;
 	if (optind != argc || issuer == NULL)
-		return cli_usage_error("usage: oidc remove --issuer URL");
+		return cli_sub_usage();
 	if ((rc = cli_open_site(dir, &s)) != 0)
 		return rc;
 	stk_error_clear(&err);
@@ -253,11 +206,13 @@ oidc_remove(int argc, char **argv)
 int
 cmd_oidc(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "add") == 0)
-		return oidc_add(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "list") == 0)
-		return oidc_list(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "remove") == 0)
-		return oidc_remove(argc - 1, argv + 1);
-	return cli_usage_error("usage: oidc add|list|remove");
+	static const struct cli_sub subs[] = {
+		{ "add", oidc_add, "usage: oidc add --issuer URL --jwks FILE|URL "
+		    "--audience AUD [--device-claim NAME] [--tenant TID] [--jwks-ca FILE]" },
+		{ "list", oidc_list, "usage: oidc list [--json]" },
+		{ "remove", oidc_remove, "usage: oidc remove --issuer URL" },
+		{ NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("oidc", subs, argc, argv, "usage: oidc add|list|remove");
 }

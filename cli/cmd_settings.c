@@ -14,28 +14,18 @@ enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON, OPT_BULK };
 static int
 settings_set(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "device", required_argument, NULL, OPT_DEVICE },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s;
 	struct stk_error err;
 	const char *dir = NULL, *dev = NULL, *name, *value;
-	int c, r, allow;
+	int r, allow = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "device", &dev, NULL }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_DEVICE)
-			dev = optarg;
-		else
-			return cli_usage_error("bad option for 'settings set'");
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (argc - optind != 2)
-		return cli_usage_error("usage: settings set allow-cmg on|off [--device GUID]"
-		    " | settings set internal-registration on|off");
+		return cli_sub_usage();
 	name = argv[optind];
 	value = argv[optind + 1];
 	if (dev != NULL) {
@@ -74,25 +64,16 @@ settings_set(int argc, char **argv)
 static int
 settings_show(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s;
 	struct stk_error err;
 	const char *dir = NULL;
-	int c, r, json = 0, cmg = 1, internal = 1, att = 0;
+	int r, json = 0, cmg = 1, internal = 1, att = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_JSON)
-			json = 1;
-		else
-			return cli_usage_error("bad option for 'settings show'");
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if ((r = cli_open_site(dir, &s)) != 0)
 		return r;
 	stk_error_clear(&err);
@@ -118,11 +99,15 @@ settings_show(int argc, char **argv)
 int
 cmd_settings(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "set") == 0)
-		return settings_set(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return settings_show(argc - 1, argv + 1);
-	return cli_usage_error("usage: settings set NAME on|off [--device GUID] | settings show");
+	static const struct cli_sub subs[] = {
+		{ "set", settings_set, "usage: settings set allow-cmg on|off [--device GUID]"
+		    " | settings set internal-registration on|off" },
+		{ "show", settings_show, NULL },
+		{ NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("settings", subs, argc, argv,
+	    "usage: settings set NAME on|off [--device GUID] | settings show");
 }
 
 struct dev_list_ctx {

@@ -169,11 +169,11 @@ site_show(int argc, char **argv)
 int
 cmd_site(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "init") == 0)
-		return site_init(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return site_show(argc - 1, argv + 1);
-	return cli_usage_error("usage: site init|show");
+	static const struct cli_sub subs[] = {
+		{ "init", site_init, NULL }, { "show", site_show, NULL }, { NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("site", subs, argc, argv, "usage: site init|show");
 }
 
 static int
@@ -279,7 +279,7 @@ key_export(int argc, char **argv)
 	if (out != NULL && (fp = fopen(out, "w")) == NULL) {
 		fprintf(stderr, "%s: cannot write %s\n", cli_prog, out);
 		rc = EXIT_BACKEND;
-		goto done;
+		goto out;
 	}
 	stk_error_clear(&err);
 	if (jwks || json) {
@@ -287,14 +287,14 @@ key_export(int argc, char **argv)
 		 * tokens from any node of the site. */
 		if ((r = stk_site_jwks(s, &jwk, &err)) != 0) {
 			rc = cli_fail(&err, r);
-			goto done;
+			goto out;
 		}
 		fprintf(fp, "%s\n", jwk);
 	} else if (PEM_write_PUBKEY(fp, pub) != 1) {
 		fprintf(stderr, "%s: cannot encode the public key\n", cli_prog);
 		rc = EXIT_BACKEND;
 	}
-done:
+out:
 	if (fp != NULL && fp != stdout && fclose(fp) != 0 && rc == 0)
 		rc = EXIT_BACKEND;
 	free(jwk);
@@ -303,28 +303,31 @@ done:
 	return rc;
 }
 
+static int
+key_retire(int argc, char **argv)
+{
+	return cmd_key_retire(argc, argv, 0);
+}
+
+static int
+key_restore(int argc, char **argv)
+{
+	return cmd_key_retire(argc, argv, 1);
+}
+
 int
 cmd_key(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return key_show(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "export") == 0)
-		return key_export(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "rotate") == 0)
-		return cmd_key_rotate(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "list") == 0)
-		return cmd_key_list(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "attest") == 0)
-		return cmd_key_attest(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "activate-credential") == 0)
-		return cmd_key_activate(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "retire") == 0)
-		return cmd_key_retire(argc - 1, argv + 1, 0);
-	if (argc >= 2 && strcmp(argv[1], "restore") == 0)
-		return cmd_key_retire(argc - 1, argv + 1, 1);
-	if (argc >= 2 && strcmp(argv[1], "endorse") == 0)
-		return cmd_key_endorse(argc - 1, argv + 1);
-	return cli_usage_error("usage: key show|export|rotate|list|retire|restore|"
-	    "endorse|"
-	    "attest|activate-credential");
+	static const struct cli_sub subs[] = {
+		{ "show", key_show, NULL }, { "export", key_export, NULL },
+		{ "rotate", cmd_key_rotate, NULL }, { "list", cmd_key_list, NULL },
+		{ "attest", cmd_key_attest, NULL },
+		{ "activate-credential", cmd_key_activate, NULL },
+		{ "retire", key_retire, NULL }, { "restore", key_restore, NULL },
+		{ "endorse", cmd_key_endorse, NULL },
+		{ NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("key", subs, argc, argv, "usage: key show|export|rotate|list|"
+	    "retire|restore|endorse|attest|activate-credential");
 }

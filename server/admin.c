@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 #include "sitetoken/attest.h"
 #include "sitetoken/bulklimits.h"
+#include "sitetoken/certs.h"
 #include "sitetoken/device.h"
 #include "sitetoken/refusal.h"
 #include "sitetoken/token.h"
@@ -348,10 +349,10 @@ adm_type_filter(const char *want, const char **type)
 	*type = NULL;
 	if (want == NULL || *want == '\0' || strcasecmp(want, "all") == 0)
 		return 0;
-	if (strcasecmp(want, "bulk") == 0 || strcmp(want, "Bulk Registration Token") == 0)
-		*type = "Bulk Registration Token";
-	else if (strcasecmp(want, "site") == 0 || strcmp(want, "Site Signing") == 0)
-		*type = "Site Signing";
+	if (strcasecmp(want, "bulk") == 0 || strcmp(want, STK_CERT_TYPE_BULK) == 0)
+		*type = STK_CERT_TYPE_BULK;
+	else if (strcasecmp(want, "site") == 0 || strcmp(want, STK_CERT_TYPE_SITE) == 0)
+		*type = STK_CERT_TYPE_SITE;
 	else
 		return -1;
 	return 0;
@@ -411,7 +412,7 @@ adm_certs(struct srv_admin *a, struct MHD_Connection *c)
 		adm_time(rows[i].valid_to, to, sizeof(to));
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
 		    " s:I, s:s, s:I, s:I, s:o, s:o}", "type", rows[i].type, "kind",
-		    strcmp(rows[i].type, "Site Signing") == 0 ? "site" : "bulk",
+		    strcmp(rows[i].type, STK_CERT_TYPE_SITE) == 0 ? "site" : "bulk",
 		    "id", rows[i].id, "valid_from", from, "valid_to", to,
 		    "nbf", (json_int_t)rows[i].valid_from, "exp", (json_int_t)rows[i].valid_to,
 		    "created_at", (json_int_t)rows[i].created_at, "status", rows[i].status,

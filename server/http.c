@@ -10,8 +10,8 @@
 
 /* Per TLS/TCP connection (MHD's socket context): the gateway's memo of the
  * connection (certificate thumbprint, last token's cache key;
- * site/registration/tokcache.c) and the request record reused by every request on the connection (no
- * allocation per request). */
+ * site/registration/tokcache.c) and the request record reused by every
+ * request on the connection (no allocation per request). */
 struct srv_conn {
 	struct stk_gw_conn *gw;
 	struct srv_req req;          /* in use while req.embedded */
@@ -124,24 +124,42 @@ srv_wipe_free(void *p)
 	}
 }
 
+/* The headers of every JSON reply: Content-Type ctype, Cache-Control:
+ * no-store. Passes NULL (out of memory) through. */
+static struct MHD_Response *
+srv_json_headers(struct MHD_Response *resp, const char *ctype)
+{
+	if (resp != NULL) {
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	}
+	return resp;
+}
+
+/* Queues resp (NULL: out of memory, MHD_NO) and releases it. */
+static enum MHD_Result
+srv_queue(struct MHD_Connection *c, unsigned int status, struct MHD_Response *resp)
+{
+	enum MHD_Result ret = MHD_NO;
+
+	if (resp != NULL) {
+		ret = MHD_queue_response(c, status, resp);
+		MHD_destroy_response(resp);
+	}
+	return ret;
+}
+
 struct MHD_Response *
 srv_json_response(json_t *o, const char *ctype)
 {
-	struct MHD_Response *resp;
+	struct MHD_Response *resp = NULL;
 	char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 
 	json_decref(o);
-	if (txt == NULL)
-		return NULL;
-	resp = MHD_create_response_from_buffer_with_free_callback(strlen(txt), txt,
-	    srv_wipe_free);
-	if (resp == NULL) {
+	if (txt != NULL && (resp = MHD_create_response_from_buffer_with_free_callback(
+	    strlen(txt), txt, srv_wipe_free)) == NULL)
 		srv_wipe_free(txt);
-		return NULL;
-	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	return resp;
+	return srv_json_headers(resp, ctype);
 }
 
 enum MHD_Result
@@ -150,15 +168,10 @@ srv_reply_json_as(struct MHD_Connection *c, const struct srv_json_style *style,
 {
 	/* The body may hold a client or bulk token: wiped when MHD is done. */
 	struct MHD_Response *resp = srv_json_response(o, style->ctype);
-	enum MHD_Result ret;
 
-	if (resp == NULL)
-		return MHD_NO;
-	if (style->headers != NULL)
+	if (resp != NULL && style->headers != NULL)
 		style->headers(resp, status);
-	ret = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return srv_queue(c, status, resp);
 }
 
 enum MHD_Result
@@ -172,18 +185,8 @@ srv_reply_json(struct MHD_Connection *c, unsigned int status, json_t *o)
 enum MHD_Result
 srv_reply_text_json(struct MHD_Connection *c, const char *json, size_t len)
 {
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-
-	resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)json,
-	    MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return srv_queue(c, MHD_HTTP_OK, srv_json_headers(MHD_create_response_from_buffer(len,
+	    (void *)(uintptr_t)json, MHD_RESPMEM_MUST_COPY), "application/json"));
 }
 
 enum MHD_Result

@@ -36,7 +36,6 @@
 #include "metrics.h"
 #include "wellknown.h"
 
-#define SRV_API "/sitetoken/v1/"
 #define SRV_CMG_PREFIX "/CCM_Proxy_MutualAuth/"
 
 enum srv_kind { SRV_MP = 0, SRV_CMG };
@@ -659,8 +658,8 @@ srv_route(void *ctx, struct MHD_Connection *c, const char *url,
 			    "unknown path (expected /CCM_Proxy_MutualAuth/<site number>/...)");
 		url += n + strlen(s->site_number);
 	}
-	if (strncmp(url, SRV_API, strlen(SRV_API)) == 0)
-		op = url + strlen(SRV_API);
+	if (strncmp(url, STK_API_PREFIX, strlen(STK_API_PREFIX)) == 0)
+		op = url + strlen(STK_API_PREFIX);
 	if (op == NULL)
 		return srv_refuse(c, STK_REFUSAL_NOT_FOUND, "unknown path");
 	if (post && (why = srv_post_checks(c, rq->len)) != STK_REFUSAL_NONE)

@@ -206,16 +206,18 @@ cert_make(struct stk_key *key, const char *cn, const char *org, int64_t now,
 	unsigned char rnd[16], sig[STK_SIG_MAX], *tbs = NULL, *algder = NULL;
 	unsigned char *sigder = NULL, *outbuf = NULL, *q;
 	size_t siglen = sizeof(sig), sigderlen, body, total;
-	int tbslen, alglen, r = STK_E_CRYPTO;
+	int tbslen, alglen, r = STK_E_CRYPTO, ossl = 0;
 	const unsigned char *cp;
 
 	*der = NULL;
 	*derlen = 0;
 	if ((r = stk_key_get_public(key, &pub, err)) != 0)
-		return r;
+		goto out;
+	/* Until a callee sets its own error, a failure is OpenSSL's. */
 	r = STK_E_CRYPTO;
+	ossl = 1;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		goto fail;
+		goto out;
 	rnd[0] &= 0x7f; /* positive serial */
 	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
 	    (sbn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL ||
@@ -231,12 +233,12 @@ cert_make(struct stk_key *key, const char *cn, const char *org, int64_t now,
 	    X509_time_adj_ex(X509_getm_notBefore(x), 0, -3600, (time_t *)&now) == NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(x), days, 0, (time_t *)&now) == NULL ||
 	    X509_set_pubkey(x, pub) != 1)
-		goto fail;
+		goto out;
 	if (!x509_add_ext(x, NID_basic_constraints, "critical,CA:FALSE") ||
 	    !x509_add_ext(x, NID_key_usage, "critical,digitalSignature") ||
 	    !x509_add_ext(x, NID_subject_key_identifier, "hash") ||
 	    (!site && !x509_add_ext(x, NID_ext_key_usage, "clientAuth")))
-		goto fail;
+		goto out;
 
 	/* The TBS and the outer certificate carry the same AlgorithmIdentifier.
 	 * OpenSSL 3.0 has no setter for the TBS one without a private key
@@ -248,16 +250,18 @@ cert_make(struct stk_key *key, const char *cn, const char *org, int64_t now,
 		X509_ALGOR_set0(alg, OBJ_nid2obj(NID_sha256WithRSAEncryption), V_ASN1_NULL, NULL);
 	if ((tbslen = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
 	    (alglen = i2d_X509_ALGOR(alg, &algder)) <= 0)
-		goto fail;
-	if ((r = stk_key_sign(key, tbs, (size_t)tbslen, sig, &siglen, err)) != 0)
 		goto out;
+	if ((r = stk_key_sign(key, tbs, (size_t)tbslen, sig, &siglen, err)) != 0) {
+		ossl = 0;
+		goto out;
+	}
 	r = STK_E_CRYPTO;
 	if (key->type == STK_KEY_P256) {
 		if (stk_ecdsa_raw_to_der(sig, siglen, &sigder, &sigderlen) != 0)
-			goto fail;
+			goto out;
 	} else {
 		if ((sigder = OPENSSL_malloc(siglen)) == NULL)
-			goto fail;
+			goto out;
 		memcpy(sigder, sig, siglen);
 		sigderlen = siglen;
 	}
@@ -267,7 +271,7 @@ cert_make(struct stk_key *key, const char *cn, const char *org, int64_t now,
 	total = 1 + (size_t)der_len(NULL, body) + body;
 	if ((outbuf = malloc(total)) == NULL) {
 		r = STK_E_NOMEM;
-		goto fail;
+		goto out;
 	}
 	q = outbuf;
 	*q++ = 0x30;
@@ -287,16 +291,16 @@ cert_make(struct stk_key *key, const char *cn, const char *org, int64_t now,
 	    X509_verify(x, pub) != 1) {
 		r = stk_error_openssl(err, STK_E_BACKEND,
 		    "certificate signed by the key does not verify");
+		ossl = 0;
 		goto out;
 	}
 	*der = outbuf;
 	*derlen = total;
 	outbuf = NULL;
 	r = STK_OK;
-	goto out;
-fail:
-	r = stk_error_openssl(err, r, "cannot build certificate");
 out:
+	if (r != 0 && ossl)
+		r = stk_error_openssl(err, r, "cannot build certificate");
 	free(outbuf);
 	OPENSSL_free(tbs);
 	OPENSSL_free(algder);

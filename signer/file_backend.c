@@ -146,7 +146,7 @@ file_generate(const char *uri, enum stk_key_type type,
 	const char *path;
 	EVP_PKEY *pkey = NULL;
 	FILE *fp = NULL;
-	int fd = -1, r = STK_E_CRYPTO;
+	int fd = -1, created = 0, r = STK_E_CRYPTO;
 
 	*out = NULL;
 	*out_uri = NULL;
@@ -155,17 +155,21 @@ file_generate(const char *uri, enum stk_key_type type,
 	else if (opts->site_dir != NULL) {
 		snprintf(pathbuf, sizeof(pathbuf), "%s/site.key", opts->site_dir);
 		path = pathbuf;
-	} else
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	} else {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "file backend: no key path given");
+		goto out;
+	}
 
 	if (type == STK_KEY_P256)
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	else
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA",
 		    (size_t)(type == STK_KEY_RSA3072 ? 3072 : 2048));
-	if (pkey == NULL)
-		return stk_error_openssl(err, STK_E_CRYPTO, "key generation failed");
+	if (pkey == NULL) {
+		r = stk_error_openssl(err, STK_E_CRYPTO, "key generation failed");
+		goto out;
+	}
 
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600)) < 0) {
@@ -174,39 +178,40 @@ file_generate(const char *uri, enum stk_key_type type,
 		    "cannot create key file %s: %s", path, strerror(errno));
 		goto out;
 	}
+	created = 1;
 	if ((fp = fdopen(fd, "w")) == NULL) {
 		close(fd);
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS,
 		    (unsigned long)errno, "cannot write %s", path);
-		goto unlink_out;
+		goto out;
 	}
 	if (PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
 	    fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
 		fclose(fp);
 		r = stk_error_openssl(err, STK_E_IO, "cannot write key file %s", path);
-		goto unlink_out;
+		goto out;
 	}
 	if (fclose(fp) != 0) {
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS,
 		    (unsigned long)errno, "cannot write %s", path);
-		goto unlink_out;
+		goto out;
 	}
 	if (asprintf(out_uri, "file:%s", path) < 0) {
 		*out_uri = NULL;
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto unlink_out;
+		goto out;
 	}
 	if ((r = file_wrap(pkey, path, out, err)) != 0) {
 		free(*out_uri);
 		*out_uri = NULL;
-		goto unlink_out;
+		goto out;
 	}
 	STK_LOG(STK_LOG_INFO, "file", "generated %s key in %s",
 	    stk_key_type_name(type), path);
-	return STK_OK;
-unlink_out:
-	unlink(path);
+	pkey = NULL; /* the key object owns it */
 out:
+	if (r != 0 && created)
+		unlink(path);
 	EVP_PKEY_free(pkey);
 	return r;
 }

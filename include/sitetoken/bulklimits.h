@@ -66,10 +66,6 @@ int stk_bulk_limits_source_check(struct stk_site *s, const char *guid,
 int stk_bulk_limits_use(struct stk_site *s, const char *guid,
     struct stk_error *err);
 
-/* Fill uses/max_uses/sources of the bulk rows of a certificates view. */
-int stk_certs_fill_uses(struct stk_site *s, struct stk_cert_row *rows, size_t n,
-    struct stk_error *err);
-
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,9 @@ extern "C" {
 
 #define STK_CLIENT_TOKEN_LIFETIME ((int64_t)90 * 86400) /* seconds: 90 days */
 #define STK_DEVICE_CERT_MAX 16384              /* bytes of DER we accept */
+/* The device API's path prefix on the MP and the CMG (docs/api.md); the
+ * agent builds its URLs with it. */
+#define STK_API_PREFIX "/sitetoken/v1/"
 
 /* Names of site settings (the settings table). Values are "on"/"off". */
 #define STK_SETTING_ALLOW_CMG "allow-cmg"           /* default on */
@@ -279,13 +282,6 @@ int stk_device_token_verdict(struct stk_site *s, const struct stk_claims *c,
 /* allow: -1 back to the site default, 0 off, 1 on. */
 int stk_device_set_allow_cmg(struct stk_site *s, const char *guid, int allow,
     const char *actor, struct stk_error *err);
-
-/* Fill rows[i].devices of a certificates view (stk_certs_list): for a bulk
- * token, the devices ever enrolled with it (enrollment history, so a
- * re-registration does not take a device off its count); for the site
- * certificate, every registered device. */
-int stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows,
-    size_t n, struct stk_error *err);
 
 /* Site settings ("on"/"off" values). get: default_on when unset. */
 int stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,

@@ -238,23 +238,6 @@ int stk_bulk_get(struct stk_site *s, const char *guid,
 int stk_bulk_check(struct stk_site *s, const char *token, size_t len,
     int64_t now, struct stk_claims *claims, struct stk_error *err);
 
-/* ---- Certificates view: site certificates and bulk tokens ---- */
-
-struct stk_cert_row {
-	char type[32];      /* "Site Signing" or "Bulk Registration Token" */
-	char id[64];        /* GUID for tokens, SHA-1 thumbprint (hex) for certs */
-	int64_t valid_from, valid_to, created_at;
-	char status[16];    /* Active, Blocked, Expired */
-	long devices;       /* devices registered with it */
-	long uses, max_uses; /* bulk tokens: registrations counted; limit (0: none) */
-	char sources[512];   /* bulk tokens: networks (--source), "" for anywhere
-	                        (STK_BULK_SOURCES_LEN of sitetoken/bulklimits.h) */
-};
-
-/* All rows, unsorted. *rows malloc'd (free()). */
-int stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
-    size_t *n, struct stk_error *err);
-
 /* ---- Audit log ---- */
 
 struct stk_audit_record {

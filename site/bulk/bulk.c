@@ -1,14 +1,12 @@
 /* Bulk registration tokens: issued on demand, recorded by GUID only (the
  * token itself is never stored), blockable, and listed beside the site
- * certificates. */
+ * certificates (site/registration/certs.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
 #include "sitetoken/bulklimits.h"
 #include "sitetoken/log.h"
 #include "site_int.h"
@@ -249,129 +247,4 @@ fail:
 	stk_claims_clear(claims);
 	memcpy(claims->id, rec.guid, sizeof(claims->id));
 	return r;
-}
-
-static int64_t
-asn1_time_to_unix(const ASN1_TIME *t)
-{
-	struct tm tm;
-
-	if (ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
-/* One "Site Signing" row for a site key certificate. */
-static void
-cert_row(struct stk_cert_row *row, const unsigned char *der, size_t len,
-    const char *state, int64_t now)
-{
-	const unsigned char *p = der;
-	unsigned char md[20];
-	X509 *x;
-
-	memset(row, 0, sizeof(*row));
-	snprintf(row->type, sizeof(row->type), "Site Signing");
-	EVP_Digest(der, len, md, NULL, EVP_sha1(), NULL);
-	for (size_t i = 0; i < sizeof(md); i++)
-		snprintf(row->id + 2 * i, 3, "%02X", md[i]);
-	if ((x = d2i_X509(NULL, &p, (long)len)) != NULL) {
-		row->valid_from = asn1_time_to_unix(X509_get0_notBefore(x));
-		row->valid_to = asn1_time_to_unix(X509_get0_notAfter(x));
-		X509_free(x);
-	}
-	row->created_at = row->valid_from;
-	snprintf(row->status, sizeof(row->status), "%s",
-	    now >= row->valid_to ? "Expired" : state);
-}
-
-static int
-cert_rows_grow(struct stk_cert_row **v, size_t *cap, size_t cnt,
-    struct stk_error *err)
-{
-	struct stk_cert_row *nv;
-
-	if (cnt < *cap)
-		return STK_OK;
-	if ((nv = realloc(*v, *cap * 2 * sizeof(**v))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	*v = nv;
-	*cap *= 2;
-	return STK_OK;
-}
-
-int
-stk_certs_list(struct stk_site *s, int64_t now, struct stk_cert_row **rows,
-    size_t *n, struct stk_error *err)
-{
-	struct stk_cert_row *v = NULL, *row;
-	size_t cap = 16, cnt = 0;
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
-
-	*rows = NULL;
-	*n = 0;
-	if ((v = calloc(cap, sizeof(*v))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	/* Every node's key certificate in use (one row on a one-node site). */
-	if (db_prepare(s->store, "SELECT cert, status FROM site_keys WHERE status IN"
-	    " ('active', 'retiring') ORDER BY created_at, kid", &st) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		size_t len;
-		const void *der = db_column_blob(st, 0, &len);
-		const char *status = db_column_text(st, 1);
-
-		if (der == NULL)
-			continue;
-		if ((r = cert_rows_grow(&v, &cap, cnt, err)) != 0)
-			goto out;
-		cert_row(&v[cnt++], der, len, status && strcmp(status, "retiring") == 0 ?
-		    "Retiring" : "Active", now);
-	}
-	if (rc != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	db_finalize(st);
-	st = NULL;
-	if (cnt == 0)
-		cert_row(&v[cnt++], s->cert, s->cert_len, "Active", now);
-
-	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
-	    " blocked, blocked_at FROM bulk_tokens", &st) != 0) {
-		r = site_db_error(s, err, "reading bulk tokens");
-		goto out;
-	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		struct stk_bulk_record rec;
-
-		if ((r = cert_rows_grow(&v, &cap, cnt, err)) != 0)
-			goto out;
-		bulk_row(st, &rec);
-		row = &v[cnt++];
-		memset(row, 0, sizeof(*row));
-		snprintf(row->type, sizeof(row->type), "Bulk Registration Token");
-		snprintf(row->id, sizeof(row->id), "%s", rec.guid);
-		row->valid_from = rec.nbf;
-		row->valid_to = rec.exp;
-		row->created_at = rec.created_at;
-		snprintf(row->status, sizeof(row->status), "%s", rec.blocked ? "Blocked" :
-		    now >= rec.exp ? "Expired" : "Active");
-	}
-	if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading bulk tokens");
-	else
-		r = stk_certs_fill_uses(s, v, cnt, err);
-out:
-	db_finalize(st);
-	if (r != 0) {
-		free(v);
-		return r;
-	}
-	*rows = v;
-	*n = cnt;
-	return STK_OK;
 }

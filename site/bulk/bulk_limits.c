@@ -10,9 +10,6 @@
 #include "sitetoken/bulklimits.h"
 #include "site_int.h"
 
-_Static_assert(sizeof(((struct stk_cert_row *)0)->sources) == STK_BULK_SOURCES_LEN,
-    "a certificates row holds a token's normalised --source list");
-
 int
 stk_bulk_parse_max_uses(const char *s, long *n, struct stk_error *err)
 {
@@ -276,37 +273,6 @@ stk_bulk_limits_use(struct stk_site *s, const char *guid, struct stk_error *err)
 			    "bulk token %s has been used %ld of %ld times", guid, uses,
 			    lim.max_uses);
 	}
-	db_finalize(st);
-	return r;
-}
-
-int
-stk_certs_fill_uses(struct stk_site *s, struct stk_cert_row *rows, size_t n,
-    struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
-	size_t i;
-
-	if (db_prepare(s->store, "SELECT guid, max_uses, uses, sources FROM bulk_limits",
-	    &st) != 0)
-		return site_db_error(s, err, "reading bulk token limits");
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		const char *g = db_column_text(st, 0);
-
-		for (i = 0; g != NULL && i < n; i++) {
-			if (strcmp(rows[i].type, "Bulk Registration Token") != 0 ||
-			    strcmp(rows[i].id, g) != 0)
-				continue;
-			rows[i].max_uses = db_column_is_null(st, 1) ? 0 :
-			    (long)db_column_int64(st, 1);
-			rows[i].uses = (long)db_column_int64(st, 2);
-			snprintf(rows[i].sources, sizeof(rows[i].sources), "%s",
-			    db_column_text(st, 3) ? db_column_text(st, 3) : "");
-		}
-	}
-	if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading bulk token limits");
 	db_finalize(st);
 	return r;
 }

@@ -268,14 +268,15 @@ stk_bulk_set_require_attestation(struct stk_site *s, const char *guid, int on,
     const char *actor, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	int r;
+	int r, in_tx = 0;
 
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if (db_prepare(s->store, "UPDATE bulk_tokens SET require_attestation = ?"
 	    " WHERE guid = ?", &st) != 0) {
 		r = site_db_error(s, err, "writing the bulk token policy");
-		goto fail;
+		goto out;
 	}
 	if ((on < 0 ?
 	    db_bind_null(st, 1) :
@@ -283,26 +284,28 @@ stk_bulk_set_require_attestation(struct stk_site *s, const char *guid, int on,
 	    db_bind_text(st, 2, guid) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing the bulk token policy");
-		goto fail;
+		goto out;
 	}
 	if (db_changes(s->store) != 1) {
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "no bulk token %.40s on this site", guid);
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	/* Gateways cache whether a device of this token must be attested. */
 	if ((r = site_gw_bump(s, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_audit_append(s, actor, "bulk.policy", guid, "ok", on < 0 ?
 	    "require-attestation=site default" : on ? "require-attestation=on" :
 	    "require-attestation=off", err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
+		goto out;
+	in_tx = 0;
+	r = stk_site_tx_commit(s, err);
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 

@@ -22,22 +22,19 @@ dev_mark_used(struct stk_site *s, const struct stk_device *d, struct stk_error *
 	int r;
 
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
 	if (db_prepare(s->store, "UPDATE devices SET token_used = 1 WHERE guid = ?"
-	    " AND last_token_jti = ?", &st) != 0) {
-		r = site_db_error(s, err, "updating the device");
-		goto fail;
-	}
-	if ((db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->last_jti)) != 0 ||
+	    " AND last_token_jti = ?", &st) != 0 ||
+	    (db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->last_jti)) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
-		goto fail;
+		db_finalize(st);
+		stk_site_tx_rollback(s);
+		goto out;
 	}
 	db_finalize(st);
-	return stk_site_tx_commit(s, err);
-fail:
-	db_finalize(st);
-	stk_site_tx_rollback(s);
+	r = stk_site_tx_commit(s, err);
+out:
 	return r;
 }
 
@@ -155,7 +152,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		r = stk_error_set(err, STK_E_TOKEN_BINDING, STK_LAYER_TOKEN, 0,
 		    "no TLS client certificate was presented");
 		*reason = STK_REFUSAL_NO_CLIENT_CERT;
-		goto refuse;
+		goto out;
 	} else if (peer_len > STK_DEVICE_CERT_MAX) {
 		/* Hash only: the TLS library parsed this certificate in the
 		 * handshake and it matched the registered thumbprint (a parsed
@@ -163,7 +160,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "device certificate too large");
 		*reason = STK_REFUSAL_BAD_CERTIFICATE;
-		goto refuse;
+		goto out;
 	} else if ((x5t = site_gw_conn_x5t(conn, peer_der, peer_len)) != NULL)
 		memcpy(thumb, x5t, strlen(x5t) + 1);   /* hashed once per connection */
 	else
@@ -172,7 +169,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		r = stk_error_set(err, STK_E_TOKEN_FORMAT, STK_LAYER_TOKEN, 0,
 		    "no client authentication token in the request");
 		*reason = STK_REFUSAL_NO_TOKEN;
-		goto refuse;
+		goto out;
 	}
 	/* The generation is read before the device row: a change committed
 	 * after this point makes what we cache below stale at once. */
@@ -192,7 +189,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 			snprintf(err->msg, sizeof(err->msg), "not a client authentication "
 			    "token (a bulk registration token is only for first "
 			    "registration and cannot be renewed)");
-		goto refuse;
+		goto out;
 	}
 	hit = r;
 	if (strcmp(c.cnf_x5t_s256, thumb) != 0) {
@@ -200,7 +197,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		    "token %s is bound to another certificate than the TLS client "
 		    "certificate", c.id);
 		*reason = STK_REFUSAL_BINDING;
-		goto refuse;
+		goto out;
 	}
 	if (hit == 2) {
 		site_gw_device_of(&gs, dev);
@@ -211,7 +208,7 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 			if (r != STK_E_NOTFOUND)
 				goto out;
 			*reason = STK_REFUSAL_UNKNOWN_DEVICE;
-			goto refuse;
+			goto out;
 		}
 		on = dev->allow_cmg;
 		if (on < 0 && (r = renewal ? stk_setting_get_bool(s, STK_SETTING_ALLOW_CMG,
@@ -226,12 +223,12 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 		}
 	}
 	if ((r = dev_state_checks(&c, thumb, renewal, dev, need, reason, err)) != 0)
-		goto refuse;
+		goto out;
 	if (!on) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "client setting 'allow cloud gateway' is off for device %s", dev->guid);
 		*reason = STK_REFUSAL_CMG_DISABLED;
-		goto refuse;
+		goto out;
 	}
 	if (!dev->token_used && strcmp(dev->last_jti, c.id) == 0) {
 		if ((r = dev_mark_used(s, dev, err)) != 0)
@@ -246,12 +243,12 @@ dev_auth(struct stk_site *s, const char *event, int renewal, const char *token,
 	if (jti != NULL)
 		snprintf(jti, STK_GUID_LEN + 1, "%s", c.id);
 	*reason = STK_REFUSAL_NONE;
-	stk_claims_clear(&c);
-	return STK_OK;
-refuse:
-	dev_audit_refusal(s, "gateway", event, dev->guid[0] ? dev->guid :
-	    c.subject[0] ? c.subject : thumb, *reason, err);
+	r = STK_OK;
 out:
+	/* A refusal (not a failure) is audited. */
+	if (r != 0 && *reason != STK_REFUSAL_INTERNAL)
+		dev_audit_refusal(s, "gateway", event, dev->guid[0] ? dev->guid :
+		    c.subject[0] ? c.subject : thumb, *reason, err);
 	stk_claims_clear(&c);
 	return r;
 }
@@ -286,12 +283,14 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 	char detail[160], old_jti[STK_GUID_LEN + 1], used[STK_GUID_LEN + 1];
 	char new_thumb[44] = "", *msg = NULL, ek[65];
 	struct stk_device other;
-	int r;
+	int r, authed = 0, in_tx = 0;
 
 	memset(out, 0, sizeof(*out));
+	/* dev_auth audits its own refusals and leaves out->dev as it was. */
 	if ((r = dev_auth(s, event, 1, token, len, peer_der, peer_len, NULL, now,
 	    &out->dev, used, reason, err)) != 0)
-		return r;
+		goto out;
+	authed = 1;
 	*reason = STK_REFUSAL_INTERNAL;
 	snprintf(old_jti, sizeof(old_jti), "%s", out->dev.last_jti);
 	/* The renewed token carries the attestation the device proved at
@@ -305,7 +304,7 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 		if ((r = stk_device_cert_check(new_cert, new_len, now, new_thumb,
 		    err)) != 0) {
 			*reason = STK_REFUSAL_BAD_CERTIFICATE;
-			goto refuse;
+			goto out;
 		}
 		if ((msg = stk_pop_message(STK_POP_REKEY, used, new_thumb)) == NULL) {
 			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
@@ -314,14 +313,14 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 		if ((r = stk_pop_verify(new_cert, new_len, msg, proof, err)) != 0) {
 			*reason = proof == NULL ? STK_REFUSAL_PROOF_REQUIRED :
 			    STK_REFUSAL_PROOF_INVALID;
-			goto refuse;
+			goto out;
 		}
 		r = dev_lookup(s, "cert_thumbprint", new_thumb, &other, err);
 		if (r == 0) {
 			r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 			    "the new certificate is already registered (device %s)", other.guid);
 			*reason = STK_REFUSAL_BAD_CERTIFICATE;
-			goto refuse;
+			goto out;
 		}
 		if (r != STK_E_NOTFOUND)
 			goto out;
@@ -329,15 +328,13 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
+	in_tx = 1;
 	r = dev_issue_store(s, &out->dev, 0, new_cert, new_len, old_jti, used, now,
 	    &out->token, err);
-	if (r == STK_E_EXISTS) {
-		stk_site_tx_rollback(s);
+	if (r == STK_E_EXISTS)
 		*reason = STK_REFUSAL_SUPERSEDED;
-		goto refuse;
-	}
 	if (r != 0)
-		goto fail_tx;
+		goto out;
 	if (new_cert != NULL)
 		snprintf(detail, sizeof(detail), "jti=%s replaces %s x5t#S256=%s",
 		    out->dev.last_jti, used, new_thumb);
@@ -347,20 +344,21 @@ dev_renew(struct stk_site *s, const char *event, const char *token, size_t len,
 		    "token was never used)" : "");
 	if ((r = stk_audit_append(s, "gateway", event, out->dev.guid, "ok", detail,
 	    err)) != 0)
-		goto fail_tx;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	*reason = STK_REFUSAL_NONE;
-	free(msg);
-	return STK_OK;
-fail_tx:
-	stk_site_tx_rollback(s);
-	goto out;
-refuse:
-	dev_audit_refusal(s, "gateway", event, out->dev.guid, *reason, err);
 out:
+	if (in_tx)
+		stk_site_tx_rollback(s);
+	if (r != 0 && authed) {
+		/* A refusal (not a failure) is audited, after the rollback. */
+		if (*reason != STK_REFUSAL_INTERNAL)
+			dev_audit_refusal(s, "gateway", event, out->dev.guid, *reason, err);
+		stk_issued_clear(out);
+	}
 	free(msg);
-	stk_issued_clear(out);
 	return r;
 }
 

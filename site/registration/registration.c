@@ -149,16 +149,17 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	struct stk_device d;
 	struct site_stmt *st = NULL;
 	char sql[128];
-	int r;
+	int r, in_tx = 0;
 
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if ((r = stk_device_get(s, guid, &d, err)) != 0)
-		goto fail;
+		goto out;
 	snprintf(sql, sizeof(sql), "UPDATE devices SET %s = ? WHERE guid = ?", col);
 	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "updating the device");
-		goto fail;
+		goto out;
 	}
 	if ((value < 0 ?
 	    db_bind_null(st, 1) :
@@ -166,17 +167,19 @@ dev_update_flag(struct stk_site *s, const char *guid, const char *col,
 	    db_bind_text(st, 2, d.guid) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the device");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = site_gw_bump(s, err)) != 0 ||
 	    (r = stk_audit_append(s, actor, event, d.guid, "ok", detail, err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
+		goto out;
+	in_tx = 0;
+	r = stk_site_tx_commit(s, err);
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
@@ -219,7 +222,7 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 
 	*token = NULL;
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
-		return r;
+		goto out;
 	if (pre != NULL && pre->token != NULL && pre->signer == signer &&
 	    pre->signed_at == now && strcmp(pre->guid, d->guid) == 0) {
 		/* Signed ahead, outside the lock, for this device by this key. */
@@ -229,12 +232,12 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 	} else if ((r = stk_issue_client_att(signer, d->guid, d->thumbprint,
 	    d->attestation, now, STK_CLIENT_TOKEN_LIFETIME, token, d->last_jti,
 	    err)) != 0)
-		return r;
+		goto out;
 	d->last_issued_at = now;
 	d->token_exp = now + STK_CLIENT_TOKEN_LIFETIME;
 	/* The key retires only after this token expires (site/keys/keys.c). */
 	if ((r = site_keys_issued(s, stk_signer_kid(signer), d->token_exp, err)) != 0)
-		goto fail;
+		goto out;
 	d->token_used = 0;
 	snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", cert_der == NULL && prev_jti ?
 	    prev_jti : "");
@@ -258,7 +261,7 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 		    " WHERE guid = ?1 AND cert_thumbprint = ?2 AND last_token_jti = ?10";
 	if (db_prepare(s->store, sql, &st) != 0) {
 		r = site_db_error(s, err, "recording the device");
-		goto fail;
+		goto out;
 	}
 	r = db_bind_text(st, 1, d->guid) | db_bind_text(st, 2, d->thumbprint);
 	if (cert_der != NULL)
@@ -276,25 +279,26 @@ dev_issue_store_pre(struct stk_site *s, struct stk_device *d, int is_new,
 	}
 	if (r != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the device");
-		goto fail;
+		goto out;
 	}
 	if (db_changes(s->store) != 1) {
 		r = is_new || expect_jti == NULL ? site_db_error(s, err,
 		    "recording the device") : stk_error_set(err, STK_E_EXISTS,
 		    STK_LAYER_NONE, 0, "device %s got a newer token meanwhile (another "
 		    "renewal won)", d->guid);
-		goto fail;
+		goto out;
 	}
 	/* A renewal, re-key or re-registration supersedes the token gateways
 	 * may hold with this device's state (core/gwgen.c). */
 	if (!is_new && (r = site_gw_bump(s, err)) != 0)
-		goto fail;
+		goto out;
+	r = STK_OK;
+out:
 	db_finalize(st);
-	return STK_OK;
-fail:
-	db_finalize(st);
-	stk_token_free(*token);
-	*token = NULL;
+	if (r != 0) {
+		stk_token_free(*token);
+		*token = NULL;
+	}
 	return r;
 }
 
@@ -587,23 +591,23 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 	const char *actor = req->peer ? req->peer : "device";
 	const char *event = req->via == STK_VIA_CMG ? "device.register.cmg" :
 	    "device.register.mp";
-	int r, exists = 0, id_bound = 0;
+	int r, exists = 0, id_bound = 0, in_tx = 0;
 
 	memset(out, 0, sizeof(*out));
 	*reason = STK_REFUSAL_INTERNAL;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
+	in_tx = 1;
 	r = dev_lookup(s, "cert_thumbprint", c->thumb, &old, err);
 	if (r == 0)
 		exists = 1;
 	else if (r != STK_E_NOTFOUND)
-		goto fail_tx;
+		goto out;
 	if (exists && old.blocked) {
-		stk_site_tx_rollback(s);
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "device %s is blocked", old.guid);
 		*reason = STK_REFUSAL_DEVICE_BLOCKED;
-		goto refuse;
+		goto out;
 	}
 	/* One device per issuer + device claim: the same key registers again
 	 * (a lost response, threat model 6); another key is refused, and so is
@@ -614,35 +618,31 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		if (r == 0) {
 			id_bound = 1;
 			if (!exists || strcmp(old.guid, idguid) != 0) {
-				stk_site_tx_rollback(s);
 				r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "device %.40s "
 				    "of %.60s is device %s, registered with another key",
 				    c->idt.device, c->idt.issuer, idguid);
 				*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
-				goto refuse;
+				goto out;
 			}
 		} else if (r != STK_E_NOTFOUND)
-			goto fail_tx;
+			goto out;
 		else if (exists && (r = site_oidc_identity_of(s, old.guid, oiss, sizeof(oiss),
 		    odev, sizeof(odev), err)) != STK_E_NOTFOUND) {
 			if (r != 0)
-				goto fail_tx;
-			stk_site_tx_rollback(s);
+				goto out;
 			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0, "this device key "
 			    "is registered as device %.40s of %.60s", odev, oiss);
 			*reason = STK_REFUSAL_IDTOKEN_IDENTITY;
-			goto refuse;
+			goto out;
 		}
 	}
 	/* One use per device: the same device retrying with the same token
 	 * (a lost response, threat model 6) does not use it again. */
 	if (req->bulk_token != NULL && !(exists && strcmp(old.bulk_guid, c->bulk.id) == 0) &&
 	    (r = stk_bulk_limits_use(s, c->bulk.id, err)) != 0) {
-		stk_site_tx_rollback(s);
-		if (r != STK_E_TOKEN_EXHAUSTED)
-			goto out;
-		*reason = STK_REFUSAL_BULK_EXHAUSTED;
-		goto refuse;
+		if (r == STK_E_TOKEN_EXHAUSTED)
+			*reason = STK_REFUSAL_BULK_EXHAUSTED;
+		goto out;
 	}
 	if (exists)
 		out->dev = old;
@@ -650,7 +650,7 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		memcpy(out->dev.guid, c->guid, sizeof(out->dev.guid)); /* signed for */
 	else if (stk_guid_new(out->dev.guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
-		goto fail_tx;
+		goto out;
 	}
 	snprintf(out->dev.thumbprint, sizeof(out->dev.thumbprint), "%s", c->thumb);
 	out->dev.registered_at = now;
@@ -666,12 +666,12 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 	    NULL, now, c, &out->token, err)) != 0 ||
 	    (r = stk_attest_record_device(s,
 	    out->dev.guid, req->attestation, req->ek_sha256, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if ((r = dev_history_append(s, &out->dev, req->peer, now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (c->have_idt && !id_bound &&
 	    (r = site_oidc_device_bind(s, &c->idt, out->dev.guid, now, err)) != 0)
-		goto fail_tx;
+		goto out;
 	if (c->have_idt)
 		/* The identity first: it is what the record is for (the token's
 		 * jti and thumbprint are in the device row too). */
@@ -684,19 +684,20 @@ stk_device_register_commit(struct stk_site *s, const struct stk_reg_request *req
 		    out->dev.bulk_guid[0] ? " bulk=" : "", out->dev.bulk_guid);
 	if ((r = stk_audit_append_ref(s, actor, event, out->dev.guid,
 	    out->dev.bulk_guid, "ok", detail, err)) != 0)
-		goto fail_tx;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
 		goto out;
 	out->new_device = !exists;
 	*reason = STK_REFUSAL_NONE;
-	return STK_OK;
-fail_tx:
-	stk_site_tx_rollback(s);
-	goto out;
-refuse:
-	stk_device_register_refused(s, req, c, *reason, err);
 out:
-	stk_issued_clear(out);
+	if (in_tx)
+		stk_site_tx_rollback(s);
+	if (r != 0) {
+		/* Audits a refusal (not a failure), after the rollback. */
+		stk_device_register_refused(s, req, c, *reason, err);
+		stk_issued_clear(out);
+	}
 	return r;
 }
 
@@ -825,49 +826,5 @@ out:
 	if (r != 0)
 		stk_site_tx_rollback(s);
 	free(l.g);
-	return r;
-}
-
-int
-stk_certs_count_devices(struct stk_site *s, struct stk_cert_row *rows, size_t n,
-    struct stk_error *err)
-{
-	struct site_stmt *st = NULL;
-	long total = 0, cnt;
-	const char *g;
-	size_t i;
-	int rc, r = STK_OK;
-
-	for (i = 0; i < n; i++)
-		rows[i].devices = 0;
-	/* One grouped pass over the enrollment history (registrations_bulk
-	 * index), then map onto the rows. */
-	if (db_prepare(s->store, "SELECT bulk_guid, count(DISTINCT device_guid)"
-	    " FROM registrations WHERE bulk_guid IS NOT NULL GROUP BY bulk_guid", &st) != 0)
-		return site_db_error(s, err, "counting devices");
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		g = db_column_text(st, 0);
-		cnt = (long)db_column_int64(st, 1);
-		if (g == NULL)
-			continue;
-		for (i = 0; i < n; i++)
-			if (strcmp(rows[i].type, "Site Signing") != 0 &&
-			    strcmp(rows[i].id, g) == 0)
-				rows[i].devices = cnt;
-	}
-	if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "counting devices");
-	db_finalize(st);
-	st = NULL;
-	if (r == STK_OK && db_prepare(s->store, "SELECT count(*) FROM devices", &st) != 0)
-		r = site_db_error(s, err, "counting devices");
-	if (r == STK_OK && db_step(st) == SITE_DB_ROW)
-		total = (long)db_column_int64(st, 0);
-	else if (r == STK_OK)
-		r = site_db_error(s, err, "counting devices");
-	db_finalize(st);
-	for (i = 0; r == STK_OK && i < n; i++)
-		if (strcmp(rows[i].type, "Site Signing") == 0)
-			rows[i].devices = total;
 	return r;
 }

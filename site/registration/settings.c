@@ -31,7 +31,7 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
     const char *actor, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	int r;
+	int r, in_tx = 0;
 
 	if (name == NULL || (strcmp(name, STK_SETTING_ALLOW_CMG) != 0 &&
 	    strcmp(name, STK_SETTING_INTERNAL_REG) != 0 &&
@@ -44,26 +44,29 @@ stk_setting_set(struct stk_site *s, const char *name, const char *value,
 		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "setting %s takes 'on' or 'off'", name);
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if (db_prepare(s->store, "INSERT INTO settings (name, value) VALUES (?, ?)"
 	    " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st) != 0) {
 		r = site_db_error(s, err, "writing settings");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_text(st, 1, name) != 0 ||
 	    db_bind_text(st, 2, value) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing settings");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = site_gw_bump(s, err)) != 0 ||
 	    (r = stk_audit_append(s, actor, "setting.set", name, "ok", value, err)) != 0)
-		goto fail;
-	return stk_site_tx_commit(s, err);
-fail:
+		goto out;
+	in_tx = 0;
+	r = stk_site_tx_commit(s, err);
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "sitetoken/certs.h"
 #include "testutil.h"
 #include "site_fixture.h"
 

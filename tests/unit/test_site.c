@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "sitetoken/certs.h"
 #include "sitetoken/site.h"
 #include "site_int.h"
 #include "testutil.h"
