@@ -31,19 +31,9 @@ cp "$S/site.db" "$T/good.db"
 tamper "truncated after a checkpoint" 41 "DELETE FROM audit WHERE seq>=41"
 # A forger who recomputes every hash after an edit: the signed checkpoints catch it.
 reset
-python3 - "$S/site.db" <<'PY'
-import sqlite3, hashlib, sys
-db = sqlite3.connect(sys.argv[1])
-rows = db.execute("SELECT seq, at, actor, event, subject, outcome, detail FROM audit ORDER BY seq").fetchall()
-prev = "0" * 64
-for seq, at, actor, event, subject, outcome, detail in rows:
-    if seq == 5: actor = "mallory"
-    fields = [f"{seq}:{at}", actor, event, subject, outcome, detail, prev, "sitetoken-audit-v1"]
-    h = hashlib.sha256("".join(f"{len(x.encode())}:{x}" for x in fields).encode()).hexdigest()
-    db.execute("UPDATE audit SET actor=?, prev_hash=?, hash=? WHERE seq=?", (actor, prev, h, seq))
-    prev = h
-db.commit()
-PY
+# (forge.py rehash: the database writer's tool of audit_forge.sh)
+q="SELECT seq, at, actor, event, subject, outcome, ref, detail FROM audit ORDER BY seq"
+sqlite3 "$S/site.db" "$(python3 "$(dirname "$0")/forge.py" rehash 5 <<<"$(sqlite3 "$S/site.db" "$q")")"
 expect_exit 1 "rewritten chain detected" -- "$ST" audit verify --json
 expect_in "rewritten" "$(json 'd["problem"]' <<<"$OUT")" "problem says rewritten"
 expect_eq "$(json 'd["first_bad_record"]' <<<"$OUT")" "2" "first record of the rewritten span named"
