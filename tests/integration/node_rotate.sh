@@ -4,7 +4,7 @@
 # token it signed has expired (by the store's record and clock), then
 # `key retire` retires it; restore undoes it; all of it audited. On
 # SQLite also: a site made before site_keys existed gets its key registered.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 S="$T/site"
 export SITETOKEN_SITE="$S"
 unset SITETOKEN_TIME_OFFSET
@@ -80,8 +80,7 @@ expect_exit 1 "key restore of a key that is not retired" -- "$ST" key restore "$
 expect_exit 0 "key restore" -- "$ST" key restore "$k0"
 expect_eq "$("$ST" key list --json | json '[k["status"] for k in d if k["kid"]=="'"$k0"'"][0]')" "retiring" "restored: retiring again"
 expect_exit 0 "the restored key's token verifies again" -- "$ST" verify --type bulk "$t0"
-expect_exit 2 "key retire refuses the active key" -- "$ST" key retire "$k1"
-expect_in "rotate" "$ERR" "and says to rotate first"
+expect_refusal 2 "rotate" "key retire refuses the active key" -- "$ST" key retire "$k1"
 expect_exit 0 "key retire KID by hand" -- "$ST" key retire "$k0"
 if [ -z "${SITETOKEN_DB:-}" ]; then # (on PostgreSQL the record was moved past t0's expiry)
   expect_in "no longer verify" "$ERR" "retiring by hand warns that valid tokens stop verifying"
