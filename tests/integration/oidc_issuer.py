@@ -124,19 +124,12 @@ def main():
     k.add_argument("dir")
     m = sub.add_parser("mint")
     m.add_argument("dir")
-    m.add_argument("--key", default="rsa")
-    m.add_argument("--kid")
-    m.add_argument("--alg")
-    m.add_argument("--iss", default="https://issuer.test/tenant1/v2.0")
-    m.add_argument("--aud", default="api://sitetoken")
-    m.add_argument("--sub", default="subject-1")
-    m.add_argument("--tid", default="tenant1")
-    m.add_argument("--device", default="dev-0001")
+    for opt, default in (("key", "rsa"), ("kid", None), ("alg", None),
+                         ("iss", "https://issuer.test/tenant1/v2.0"), ("aud", "api://sitetoken"),
+                         ("sub", "subject-1"), ("tid", "tenant1"), ("device", "dev-0001"),
+                         ("device-claim", "deviceId"), ("exp-in", 600), ("pad", 0), ("dup", None)):
+        m.add_argument("--" + opt, default=default, type=type(default) if default is not None else str)
     m.add_argument("--no-device", dest="device", action="store_const", const=None)
-    m.add_argument("--device-claim", default="deviceId")
-    m.add_argument("--exp-in", type=int, default=600)
-    m.add_argument("--pad", type=int, default=0)
-    m.add_argument("--dup")
     s = sub.add_parser("serve")
     for n in ("dir", "cert", "key", "ready"):
         s.add_argument(n)
