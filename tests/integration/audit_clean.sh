@@ -104,4 +104,3 @@ assert ("bulk.new", "ok") in ev, ev
 assert all(o == "ok" for _, o in ev), ev
 PY
 finish
-echo "ok - audit_clean"

@@ -60,4 +60,3 @@ expect_eq "$(sqlite3 "$SITE/site.db" "SELECT actor || ' ' || event FROM audit WH
 AND event = 'key.retire'")" "serve key.retire" "retirement audited once, by serve"
 $STK key restore "$k0" >/dev/null && [ "$(status_of "$k0")" = retiring ] && ok "key restore brings it back" \
 	|| fail "key restore"
-echo "all ok"

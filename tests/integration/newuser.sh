@@ -52,4 +52,3 @@ $STK key list >"$T/kl"
 col=$(head -1 "$T/kl" | awk '{print index($0, "Status")}')
 bad=$(tail -n +2 "$T/kl" | awk -v c="$col" 'substr($0, c, 6) !~ /^(active|retiri|retire)/' | wc -l)
 expect_eq "$bad" 0 "key list: columns align"
-echo "all ok"
