@@ -22,9 +22,8 @@ bulk_json() { # bulk_json FILE ARGS... -> token in FILE (0600), GUID on stdout
 	json_get guid <"$f.json"
 }
 uses_of() { # uses_of GUID -> "uses/max" from certs list --json
-	$STK certs list --type bulk --json | python3 -c 'import json,sys
-for r in json.load(sys.stdin):
-    if r["id"] == sys.argv[1]: print("%s/%s" % (r["uses"], r["max_uses"]))' "$1"
+	$STK certs list --type bulk --json |
+		json "''.join(f'{r[\"uses\"]}/{r[\"max_uses\"]}' for r in d if r['id'] == '$1')"
 }
 n_bulk() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM bulk_tokens"; }
 # agent_refused STATE URL_OPTION URL TOKEN_FILE TEXT: the agent's registration

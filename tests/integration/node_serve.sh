@@ -14,12 +14,10 @@ server_env
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 SITEB=$T/siteB
 PIDB=
-stop_b() {
-	if [ -n "$PIDB" ]; then
-		local pid=$PIDB
-		PIDB=
-		stop_node "$pid" B
-	fi
+stop_b() { # node B, once
+	local pid=$PIDB
+	PIDB=
+	[ -z "$pid" ] || stop_node "$pid" B
 }
 on_exit stop_b
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
