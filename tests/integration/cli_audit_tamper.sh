@@ -33,7 +33,8 @@ tamper "truncated after a checkpoint" 41 "DELETE FROM audit WHERE seq>=41"
 reset
 # (forge.py rehash: the database writer's tool of audit_forge.sh)
 q="SELECT seq, at, actor, event, subject, outcome, ref, detail FROM audit ORDER BY seq"
-sqlite3 "$S/site.db" "$(python3 "$(dirname "$0")/forge.py" rehash 5 <<<"$(sqlite3 "$S/site.db" "$q")")"
+sqlite3 "$S/site.db" "$q" >"$T/records"
+sqlite3 "$S/site.db" "$(python3 "$(dirname "$0")/forge.py" rehash 5 <"$T/records")"
 expect_exit 1 "rewritten chain detected" -- "$ST" audit verify --json
 expect_in "rewritten" "$(json 'd["problem"]' <<<"$OUT")" "problem says rewritten"
 expect_eq "$(json 'd["first_bad_record"]' <<<"$OUT")" "2" "first record of the rewritten span named"

@@ -61,7 +61,7 @@ expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "key retire: nothing due while 
 # moved past the expiry can.
 expect_exit 0 "key retire with a clock 91 days ahead" -- env SITETOKEN_TIME_OFFSET=$((91 * 86400)) "$ST" key retire --json
 if [ -z "${SITETOKEN_DB:-}" ]; then
-  expect_eq "$(json 'd["retired"]' <<<"$OUT")" "1" "day 91 on SQLite: the old key is due and retired"
+  expect_eq "$(json 'd["retired"]' <<<"$OUT")" "1" "day 91: the old key is due and retired"
 else
   expect_eq "$(json 'd["retired"]' <<<"$OUT")" "0" "PostgreSQL: a fast clock retires nothing"
   sqlite3 "$S/site.db" "UPDATE site_keys SET max_exp = max_exp - 86400, retiring_at = retiring_at - 86400 WHERE kid = '$k0'" >/dev/null

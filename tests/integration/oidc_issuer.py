@@ -128,7 +128,8 @@ def main():
                          ("iss", "https://issuer.test/tenant1/v2.0"), ("aud", "api://sitetoken"),
                          ("sub", "subject-1"), ("tid", "tenant1"), ("device", "dev-0001"),
                          ("device-claim", "deviceId"), ("exp-in", 600), ("pad", 0), ("dup", None)):
-        m.add_argument("--" + opt, default=default, type=type(default) if default is not None else str)
+        m.add_argument("--" + opt, default=default,
+                       type=str if default is None else type(default))
     m.add_argument("--no-device", dest="device", action="store_const", const=None)
     s = sub.add_parser("serve")
     for n in ("dir", "cert", "key", "ready"):
