@@ -172,4 +172,13 @@ sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
 	}
 }
 
+/* ---- appended by developer 3 (fold-unit-site-a) ---- */
+
+/* A cmocka test whose body gets the fixture *state as `f`, of type fxtype:
+ * #define FX_TEST(name) SF_TEST(struct fx, name), then FX_TEST(test_x) { ... }. */
+#define SF_TEST(fxtype, name) \
+	static void name##_body(fxtype *f); \
+	static void name(void **state) { name##_body(*state); } \
+	static void name##_body(fxtype *f)
+
 #endif
