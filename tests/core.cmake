@@ -1,10 +1,7 @@
 # Signing core, file backend, site database, bulk tokens, audit, CLI.
-stk_unit_test(test_b64url)
-stk_unit_test(test_jws)
-stk_unit_test(test_refusal)
-stk_unit_test(test_file_backend)
-stk_unit_test(test_key_caps)
-stk_unit_test(test_cert)
+foreach(t test_b64url test_jws test_refusal test_file_backend test_key_caps test_cert)
+  stk_unit_test(${t})
+endforeach()
 stk_unit_test(test_site STORES "sqlite;pg")
 stk_script_test(cli_roundtrip integration/cli_roundtrip.sh STORES "sqlite;pg")
 stk_script_test(cli_bulk integration/cli_bulk.sh)

@@ -47,9 +47,8 @@ if(STK_STORE_PG)
   add_test(NAME test_pg_faults_pg COMMAND test_pg_faults)
   set_tests_properties(test_pg_faults_pg PROPERTIES LABELS "unit;pg;failover"
     FIXTURES_REQUIRED pg ENVIRONMENT "${STK_PG_ENV}")
-  stk_script_test(pg_failover integration/pg_failover.sh)
   # RUN_SERIAL: two clusters and a busy load; alone, it neither slows the
   # other server tests into their timeouts nor is slowed by them.
-  set_tests_properties(pg_failover PROPERTIES LABELS "integration;pg;failover" TIMEOUT 180
-    RUN_SERIAL TRUE)
+  stk_script_test(pg_failover integration/pg_failover.sh LABELS "integration;pg;failover"
+    TIMEOUT 180 RUN_SERIAL TRUE)
 endif()

@@ -17,12 +17,7 @@
 
 int __real_stk_tpm_attest(struct stk_key *key, const unsigned char *nonce,
     size_t nonce_len, struct stk_attest_evidence **out, struct stk_error *err);
-int __wrap_stk_tpm_attest(struct stk_key *key, const unsigned char *nonce,
-    size_t nonce_len, struct stk_attest_evidence **out, struct stk_error *err);
 int __real_stk_tpm_activate_credential(struct stk_key *key,
-    const unsigned char *cred, size_t cred_len, unsigned char *secret,
-    size_t *secret_len, struct stk_error *err);
-int __wrap_stk_tpm_activate_credential(struct stk_key *key,
     const unsigned char *cred, size_t cred_len, unsigned char *secret,
     size_t *secret_len, struct stk_error *err);
 
@@ -32,7 +27,7 @@ __wrap_stk_tpm_attest(struct stk_key *key, const unsigned char *nonce,
 {
 	const char *path = getenv("STK_EVIL_EK_FROM");
 	struct stk_attest_evidence *other = NULL, *ev;
-	struct stk_blob t;
+	struct stk_blob t, chain[STK_ATTEST_CHAIN_MAX];
 	char *json;
 	size_t len = 0, i;
 	int r;
@@ -51,11 +46,9 @@ __wrap_stk_tpm_attest(struct stk_key *key, const unsigned char *nonce,
 	t = ev->ek_cert;
 	ev->ek_cert = other->ek_cert;
 	other->ek_cert = t;
-	for (i = 0; i < STK_ATTEST_CHAIN_MAX; i++) {
-		t = ev->chain[i];
-		ev->chain[i] = other->chain[i];
-		other->chain[i] = t;
-	}
+	memcpy(chain, ev->chain, sizeof(chain));
+	memcpy(ev->chain, other->chain, sizeof(chain));
+	memcpy(other->chain, chain, sizeof(chain));
 	i = ev->nchain;
 	ev->nchain = other->nchain;
 	other->nchain = i;

@@ -5,7 +5,7 @@
 # checkpoint schedule and the anchor file. Runs on SQLite and, with
 # SITETOKEN_DB set (tests/pg.cmake), on PostgreSQL through the sqlite3
 # stand-in.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 FORGE="python3 $(dirname "$0")/forge.py"
 S="$T/site"
 export SITETOKEN_SITE="$S"

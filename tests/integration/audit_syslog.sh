@@ -7,7 +7,7 @@
 # audit verify does not detect"). It cuts the log with its checkpoints and
 # puts back an older audit.anchor: `audit verify` on the host passes, and
 # the README's check against the off-host copy reports the cut.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 S="$T/site"
 export SITETOKEN_SITE="$S"
 unset SITETOKEN_TIME_OFFSET SITETOKEN_AUDIT_SYSLOG

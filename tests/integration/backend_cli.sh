@@ -154,8 +154,7 @@ if [ "$B" = tpm ]; then
 	# wrong guess reaches the TPM (its lockout counter does not move).
 	lockout() { TPM2TOOLS_TCTI="$SITETOKEN_TCTI" tpm2_getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ {print $2}'; }
 	l0=$(lockout)
-	expect_exit 3 "no key auth" -- "$ST" --site "$A" bulk new
-	expect_in "auth value required" "$ERR" "no key auth: clear message"
+	expect_refusal 3 "auth value required" "no key auth" -- "$ST" --site "$A" bulk new
 	[ -n "$l0" ] && expect_eq "$(lockout)" "$l0" "no key auth: lockout counter unchanged"
 	printf 's3cret pass\n' >"$T/auth"
 	chmod 600 "$T/auth"

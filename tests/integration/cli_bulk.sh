@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bulk registration tokens through `sitetoken bulk` and BulkRegistrationTokenTool.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 S="$T/site"
 export SITETOKEN_SITE="$S"
 expect_exit 0 "site init p256" -- "$ST" site init --key-type p256
@@ -50,8 +50,7 @@ guid=$(json 'd["guid"]' < "$T/b.json"); json 'd["token"]' < "$T/b.json" > "$T/to
 expect_exit 0 "fresh token verifies" -- "$ST" verify --type bulk < "$T/tok"
 expect_exit 0 "bulk block" -- "$ST" bulk block "$guid"
 expect_exit 0 "bulk block again is harmless" -- "$ST" bulk block "$guid"
-expect_exit 1 "blocked token refused" -- "$ST" verify --type bulk < "$T/tok"
-expect_in "blocked" "$ERR" "reason says blocked"
+expect_refusal 1 "blocked" "blocked token refused" -- "$ST" verify --type bulk < "$T/tok"
 "$ST" verify --json < "$T/tok" > "$T/v.json"
 expect_eq "$(json 'd["code"]' < "$T/v.json")" "bulk_token_blocked" "--json refusal code"
 expect_exit 0 "bulk unblock" -- "$ST" bulk unblock "$guid"

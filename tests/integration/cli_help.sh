@@ -10,17 +10,19 @@
 #    command accepts.
 . "$(dirname "$0")/harness.sh"
 set -e
-TOOL=$STK_BIN/BulkRegistrationTokenTool
 # No site: help must not need one, and nothing may be created.
 export SITETOKEN_SITE=$T/nosite
 unset SITETOKEN_AGENT_STATE
 
+HELP_FLAGS=(--help -h)
 opts_in() { grep -oE -- '--[a-z][a-z0-9-]*' | grep -vxE -- '--help' | sort -u; }
 
-# help_ok NAME CMD...: -h and --help both exit 0 with text on stdout only.
+# help_ok NAME CMD...: -h and --help (or the flags in HELP_FLAGS) all exit 0
+# with a usage text on stdout only.
 help_ok() {
-	local name=$1 flag rc; shift
-	for flag in --help -h; do
+	local name=$1 flag rc
+	shift
+	for flag in "${HELP_FLAGS[@]}"; do
 		rc=0
 		"$@" "$flag" >"$T/out" 2>"$T/err" || rc=$?
 		[ "$rc" -eq 0 ] || fail "$name $flag exited $rc: $(cat "$T/err")"
@@ -131,11 +133,8 @@ done
 ok "sitetoken-agent: every command answers --help; helps and man page name exactly the parsed options"
 
 # --- BulkRegistrationTokenTool ---
-for flag in '/?' -h --help /help; do
-	rc=0; "$TOOL" "$flag" > "$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" -eq 0 ] && [ -s "$T/out" ] && [ ! -s "$T/err" ] ||
-		fail "BulkRegistrationTokenTool $flag: rc $rc"
-done
+HELP_FLAGS=('/?' -h --help /help)
+help_ok BulkRegistrationTokenTool "$BRT"
 for o in /new /lifetime /site; do
 	grep -qF -- "$o" "$T/out" || fail "BulkRegistrationTokenTool help lacks $o"
 done

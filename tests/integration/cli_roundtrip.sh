@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # site init + issue + verify round trips through the CLI, on RS256 and ES256.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 
 expect_exit 0 "--help" -- "$ST" --help
 expect_in "Exit codes:" "$OUT" "--help documents exit codes"
@@ -57,8 +57,7 @@ head -c 9000 /dev/zero | tr '\0' 'A' > "$T/big"
 expect_exit 1 "over 8 KiB refused" -- "$ST" --site "$S" verify < "$T/big"
 expect_in "over the 8192-byte limit" "$ERR" "size refusal reason"
 chmod 644 "$S/site.key"
-expect_exit 3 "loose key file refused" -- "$ST" --site "$S" bulk new
-expect_in "chmod 600" "$ERR" "permission message says how to fix"
+expect_refusal 3 "chmod 600" "loose key file refused" -- "$ST" --site "$S" bulk new
 chmod 600 "$S/site.key"
 expect_exit 3 "missing key" -- bash -c "mv '$S/site.key' '$S/k'; '$ST' --site '$S' bulk new; rc=\$?; mv '$S/k' '$S/site.key'; exit \$rc"
 finish

@@ -7,8 +7,9 @@
 # complete and has exactly one accepted registration record in the audit
 # log, and every such record has its device.
 TEST_NAME=crash
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 KILLS=${STK_CRASH_KILLS:-20}
 IDS=${STK_CRASH_IDENTITIES:-1200}
 
@@ -31,8 +32,8 @@ python3 "$(dirname "$0")/crash_clients.py" "$T/ids" "$mp_port" "$cmg_port" \
 	"/CCM_Proxy_MutualAuth/$SITE_NUMBER" "$T/tls.crt" "$T/bulk.tok" 6 "$T/stop" 0.06 \
 	> "$T/clients.out" 2> "$T/clients.err" &
 CLIENTS=$!
-# Stop the client driver on any exit (server_lib's trap stops the server).
-trap 'rc=$?; [ -z "${CLIENTS:-}" ] || kill "$CLIENTS" 2>/dev/null; cleanup_rc=$rc; stop_server || true; exit $cleanup_rc' EXIT
+# Stop the client driver on any exit (the harness stops the server).
+on_exit '[ -z "${CLIENTS:-}" ] || kill "$CLIENTS" 2>/dev/null'
 
 kills=0
 for k in $(seq "$KILLS"); do
@@ -76,14 +77,9 @@ missing=$(comm -23 "$T/acked.sorted" "$T/devices" | wc -l)
 got=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE last_token_jti IS NULL
 	OR last_issued_at IS NULL OR token_exp IS NULL OR length(cert) = 0 OR registered_at IS NULL")
 [ "$got" = 0 ] && ok "every device row complete" || fail "$got incomplete device rows"
-python3 - "$T/ids" > "$T/thumbs" <<'PY'
-import base64, hashlib, os, ssl, sys
-d = sys.argv[1]
-for f in os.listdir(d):
-    if f.endswith(".crt"):
-        der = ssl.PEM_cert_to_DER_cert(open(os.path.join(d, f)).read())
-        print(base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode())
-PY
+PYTHONPATH=$(dirname "$0") python3 -c 'import glob, sys, stkpy
+for f in glob.glob(sys.argv[1] + "/*.crt"):
+    print(stkpy.thumb(open(f).read()))' "$T/ids" >"$T/thumbs"
 sqlite3 "$SITE/site.db" "SELECT cert_thumbprint FROM devices" | sort > "$T/dev_thumbs"
 sort "$T/thumbs" > "$T/thumbs.sorted"
 [ -z "$(comm -23 "$T/dev_thumbs" "$T/thumbs.sorted")" ] && ok "every device row is one of the test's certificates" ||
@@ -103,6 +99,6 @@ start_server
 dev_identity after
 printf '{"bulk_token":"%s"}' "$(cat "$T/bulk.tok")" > "$T/body"
 got=$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/after.crt" --key "$T/after.key")
-[ "$got" = "200 -" ] && ok "registration after the crashes: 200" || fail "registration after the crashes: $got"
+expect_eq "$got" "200 -" "registration after the crashes"
 stop_server
 $STK audit verify >/dev/null 2>&1 && ok "audit verify after a clean restart" || fail "audit verify after restart"

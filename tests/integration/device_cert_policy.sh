@@ -6,8 +6,9 @@
 # `400 bad_certificate` with a reason, and so are expired and not yet valid
 # certificates; the refusal changes no record and spends no bulk token use.
 TEST_NAME=device_cert_policy
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 make_site
 start_server 0
 new_bulk "$T/bulk" >/dev/null
@@ -106,4 +107,3 @@ got=$(mp_register fresh)
 [ "$got" = "400 bad_certificate" ] && grep -q "not yet valid" "$T/resp" \
 	&& ok "MP: a certificate not yet valid is refused" || fail "MP not yet valid: $got $(cat "$T/resp")"
 stop_server
-echo "all ok"

@@ -35,7 +35,8 @@ Every acknowledged operation goes to DIR/acked ("reg GUID JTI THUMB",
 next request. Every attempt goes to DIR/attempts ("T0 T1 ok|fail KIND").
 After STOP_FILE appears each thread finishes the operation in hand (with
 retries, at most 60 s) and stops. Prints a JSON summary."""
-import base64, hashlib, http.client, json, os, ssl, subprocess, sys, threading, time
+import http.client, json, os, subprocess, sys, threading, time
+from stkpy import pop_proof, post as post1, thumb
 
 d, mp_ports, cmg_ports, cmg_path, cafile, sites, stk, stopf = sys.argv[1:9]
 mp_ports = [int(p) for p in mp_ports.split(",")]
@@ -52,16 +53,14 @@ stats = {"reg": 0, "renew": 0, "rereg": 0, "block": 0, "use": 0, "exhausted": 0,
 hard = []  # unexpected answers: the test fails on any
 
 
-def thumb(pem):
-    der = ssl.PEM_cert_to_DER_cert(pem)
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-
-
-def record(line):
+def record(line, kind=None):
+    """An acknowledged operation, flushed to DIR/acked (and counted as KIND)."""
     with lock:
         acked.write(line + "\n")
         acked.flush()
         os.fsync(acked.fileno())
+        if kind:
+            stats[kind] += 1
 
 
 def attempt(t0, ok, kind):
@@ -74,32 +73,33 @@ def attempt(t0, ok, kind):
 
 def post(node, mtls, path, body, crt=None, key=None, token=None):
     """(status, parsed body) or (None, None) on a connection error."""
-    if mtls:
-        ctx = ssl.create_default_context(cafile=cafile)
-        ctx.load_cert_chain(crt, key)
-        c = http.client.HTTPSConnection("127.0.0.1", cmg_ports[node], timeout=15, context=ctx)
-        path = cmg_path + path
-    else:
-        c = http.client.HTTPConnection("127.0.0.1", mp_ports[node], timeout=15)
-    hdr = {"Content-Type": "application/json"}
-    if token:
-        hdr["Authorization"] = "Bearer " + token
     try:
-        c.request("POST", path, json.dumps(body), hdr)
-        r = c.getresponse()
-        data = r.read()
+        if mtls:
+            st, data = post1(cmg_ports[node], cmg_path + path, body, 15, cafile, crt, key, token)
+        else:
+            st, data = post1(mp_ports[node], path, body, 15)
     except (OSError, http.client.HTTPException):
         return None, None
-    finally:
-        c.close()
     try:
-        return r.status, json.loads(data)
+        return st, json.loads(data)
     except ValueError:
-        return r.status, {}
+        return st, {}
 
 
-def deadline_passed(t_stop):
-    return t_stop is not None and time.time() > t_stop + 60
+class Retry:
+    """Retries of one thread: once STOP_FILE appears, the operation in hand
+    may retry for 60 s more."""
+    t_stop = None
+
+    def again(self, what):
+        """Sleep before the next attempt; False (WHAT noted) once the 60 s are up."""
+        if self.t_stop is None and os.path.exists(stopf):
+            self.t_stop = time.time()
+        if self.t_stop is not None and time.time() > self.t_stop + 60:
+            hard.append(f"{what} never acknowledged")
+            return False
+        time.sleep(0.1)
+        return True
 
 
 class Dev:
@@ -110,16 +110,19 @@ class Dev:
         self.guid = self.token = None
 
 
+def next_dev():
+    """A device of the next unused identity, or None when they ran out."""
+    with lock:
+        return Dev(idents.pop()) if idents else None
+
+
 def proof(dev, node):
     """The HTTP MP's proof of possession (docs/api.md): a challenge of that
     node signed with the device key; (None, None) when the MP did not answer."""
     st, o = post(node, False, "/sitetoken/v1/challenge", {})
     if st != 200 or "nonce" not in o:
         return None, None
-    msg = f"sitetoken-register-v1\n{o['nonce']}\n{dev.thumb}".encode()
-    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", dev.key], input=msg,
-                         capture_output=True, check=True).stdout
-    return o["nonce"], base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    return o["nonce"], pop_proof(o["nonce"], dev.pem, dev.key)
 
 
 def register(dev, node, kind):
@@ -145,23 +148,17 @@ def register(dev, node, kind):
 
 def reg_worker(w):
     i = 0
-    t_stop = None
+    retry = Retry()
     while True:
         if os.path.exists(stopf):
             return
-        with lock:
-            n = idents.pop() if idents else None
-        if n is None:
+        dev = next_dev()
+        if dev is None:
             return
-        dev = Dev(n)
         while not register(dev, (i + w) % 2, "reg"):
             i += 1
-            if t_stop is None and os.path.exists(stopf):
-                t_stop = time.time()
-            if deadline_passed(t_stop):
-                hard.append(f"registration of {dev.thumb} never acknowledged")
+            if not retry.again(f"registration of {dev.thumb}"):
                 return
-            time.sleep(0.1)
         with lock:
             stats["reg"] += 1
         i += 1
@@ -170,7 +167,7 @@ def reg_worker(w):
 
 def renew_worker(devs):
     i = 0
-    t_stop = None
+    retry = Retry()
     while not os.path.exists(stopf):
         for dev in devs:
             while True:
@@ -180,9 +177,7 @@ def renew_worker(devs):
                 attempt(t0, st == 200, "renew")
                 if st == 200:
                     dev.token = o["client_token"]
-                    record(f"renew {dev.guid} {o['jti']}")
-                    with lock:
-                        stats["renew"] += 1
+                    record(f"renew {dev.guid} {o['jti']}", "renew")
                     break
                 if st == 401 and o.get("error") == "token_superseded":
                     while not register(dev, i % 2, "rereg"):
@@ -193,18 +188,14 @@ def renew_worker(devs):
                 if st is not None and st < 500:
                     hard.append(f"renew: HTTP {st} {o}")
                     return
-                if t_stop is None and os.path.exists(stopf):
-                    t_stop = time.time()
-                if deadline_passed(t_stop):
-                    hard.append(f"renewal of {dev.guid} never acknowledged")
+                if not retry.again(f"renewal of {dev.guid}"):
                     return
-                time.sleep(0.1)
             time.sleep(0.03)
 
 
 def block_worker():
     i = 0
-    t_stop = None
+    retry = Retry()
     for g in bulk_guids:
         if os.path.exists(stopf):
             return
@@ -215,35 +206,27 @@ def block_worker():
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             attempt(t0, p.returncode == 0, "block")
             if p.returncode == 0:
-                record(f"block {g}")
-                with lock:
-                    stats["block"] += 1
+                record(f"block {g}", "block")
                 break
             if p.returncode != 3:
                 hard.append(f"bulk block {g}: exit {p.returncode} {p.stderr[:200]!r}")
                 return
-            if t_stop is None and os.path.exists(stopf):
-                t_stop = time.time()
-            if deadline_passed(t_stop):
-                hard.append(f"block of {g} never acknowledged")
+            if not retry.again(f"block of {g}"):
                 return
-            time.sleep(0.1)
         time.sleep(0.2)
 
 
 def use_worker():
     i = 0
-    t_stop = None
+    retry = Retry()
     for g, tok, _ in limited:
         if os.path.exists(stopf):
             return
         while True:  # one registration per identity until the token is used up
-            with lock:
-                n = idents.pop() if idents else None
-            if n is None:
+            dev = next_dev()
+            if dev is None:
                 hard.append("out of device identities for the use limits")
                 return
-            dev = Dev(n)
             while True:
                 i += 1
                 t0 = time.time()
@@ -251,24 +234,16 @@ def use_worker():
                              dev.crt, dev.key)
                 attempt(t0, st == 200 or st == 403, "use")
                 if st == 200:
-                    record(f"use {g} {o['device_guid']} {o['jti']} {dev.thumb}")
-                    with lock:
-                        stats["use"] += 1
+                    record(f"use {g} {o['device_guid']} {o['jti']} {dev.thumb}", "use")
                     break
                 if st == 403 and o.get("error") == "bulk_token_exhausted":
-                    record(f"exhausted {g}")
-                    with lock:
-                        stats["exhausted"] += 1
+                    record(f"exhausted {g}", "exhausted")
                     break
                 if st is not None and st < 500:
                     hard.append(f"use of {g}: HTTP {st} {o}")
                     return
-                if t_stop is None and os.path.exists(stopf):
-                    t_stop = time.time()
-                if deadline_passed(t_stop):
-                    hard.append(f"use of {g} never acknowledged")
+                if not retry.again(f"use of {g}"):
                     return
-                time.sleep(0.1)
             if st == 403:
                 break
             time.sleep(0.03)
@@ -277,8 +252,7 @@ def use_worker():
 # The renewal devices are registered before the load starts.
 renew_devs = []
 for k in range(8):
-    with lock:
-        dev = Dev(idents.pop())
+    dev = next_dev()
     if not register(dev, k % 2, "reg"):
         sys.exit("setup registration failed")
     renew_devs.append(dev)

@@ -9,19 +9,20 @@
 # again, and nothing was half-written (audit verify). PostgreSQL's words for
 # the limit ("remaining connection slots are reserved ...") reach the user.
 TEST_NAME=fault_pg_connlimit
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/pg_own_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 HOLDERS=()
 # What PostgreSQL says when the slots left are the superuser's.
 LIMIT_MSG="too many clients|remaining connection slots are reserved"
-cleanup_connlimit() {
-	local rc=$? p
+# At exit, before pgo_init's hook stops the cluster.
+stop_all() {
+	local p
 	for p in "${HOLDERS[@]+"${HOLDERS[@]}"}"; do kill "$p" 2>/dev/null || true; done
-	stop_server || true
-	pgo_stop_all
-	exit $rc
+	stop_server
 }
-trap cleanup_connlimit EXIT
+on_exit stop_all
+pgo_init
 P=$(free_port)
 pgo_initdb limited
 pgo_start limited "$P" "-c max_connections=6 -c superuser_reserved_connections=2"
@@ -46,10 +47,9 @@ fill() { # take every free slot
 fill 4
 [ "$(users)" = 4 ] || fail "expected 4 client connections, have $(users)"
 
-rc=0; $STK bulk new --lifetime 60 >"$T/out" 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] && grep -Eq "$LIMIT_MSG" "$T/err" || fail "bulk new at the limit: rc $rc $(cat "$T/err")"
-! grep -q "eyJ" "$T/out" || fail "bulk new printed a token"
-ok "CLI at the connection limit: exit 3, '$(head -c 110 "$T/err")'"
+expect_exit 3 "CLI at the connection limit" -- $STK bulk new --lifetime 60
+grep -Eq "$LIMIT_MSG" <<<"$ERR" || fail "bulk new at the limit: $ERR"
+[[ $OUT != *eyJ* ]] || fail "bulk new printed a token"
 agent second 0 register --mp "$MP" >/dev/null || fail "the server lost its held connection at the limit"
 ok "the running server keeps serving on the connection it holds"
 
@@ -71,8 +71,8 @@ ok "connection lost and the limit reached: HTTP 500, MP_RegistrationManager.log 
 psu "$P" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sitetoken' AND query LIKE '%pg_sleep(600)%'" >/dev/null
 for p in "${HOLDERS[@]}"; do wait "$p" 2>/dev/null || true; done
 HOLDERS=()
-agent third 0 register --mp "$MP" >/dev/null 2>"$T/err" || fail "registration after slots freed: $(cat "$T/err")"
-$STK bulk new --lifetime 60 >/dev/null 2>"$T/err" || fail "bulk new after slots freed: $(cat "$T/err")"
+expect_exit 0 "registration after slots freed" -- agent third 0 register --mp "$MP"
+expect_exit 0 "bulk new after slots freed" -- $STK bulk new --lifetime 60
 stop_server
 $STK audit verify >"$T/verify" 2>&1 || fail "audit verify: $(cat "$T/verify")"
 [ "$(psql "$SITETOKEN_DB" -X -qAtc "SET search_path TO $(sed -n 's/^schema=//p' "$SITE/site.conf"); SELECT count(*) FROM devices")" = 3 ] ||

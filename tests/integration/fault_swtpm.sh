@@ -8,45 +8,38 @@
 # registration is half-done: every device row has its audit record, and the
 # audit chain (its checkpoints are TPM signatures) verifies.
 TEST_NAME=fault_swtpm
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 command -v swtpm >/dev/null || fail "swtpm missing (apt-get install swtpm swtpm-tools)"
 TPM=$T/tpm
 LOOPS=()
 cleanup_tpm() {
-	local rc=$? p
+	local p
 	for p in "${LOOPS[@]+"${LOOPS[@]}"}"; do kill "$p" 2>/dev/null || true; done
 	stop_server || true
-	bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$TPM" >/dev/null 2>&1 || true
+	_swtpm_stop "$TPM"
 	[ -z "${SWTPM2:-}" ] || kill "$SWTPM2" 2>/dev/null || true
-	exit $rc
 }
-trap cleanup_tpm EXIT
+on_exit cleanup_tpm
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM")"
 export TSS2_LOG=all+none
 port=${SITETOKEN_TCTI##*port=}
 $STK site init --site "$SITE" --backend tpm --key-type p256 >/dev/null || fail "site init on swtpm"
 dev_cert tls -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 start_server 0 --threads 4
-for c in 1 2; do
-	dev_cert "d$c"
-	cert_x5t "$T/d$c.crt" > "$T/x5t$c"
-done
+dev_cert d1
+dev_cert d2
+STOP=$T/stop
 # Each loop re-registers its device (same certificate: a new token each time)
-# with its proof of possession: the MP's challenge signed by the device key
-# (docs/api.md).
+# with its proof of possession (mp_pop_body), in a scratch directory of its own.
 load() {
-	local c=$1 nonce
-	while [ ! -e "$T/stop" ]; do
-		nonce=$(curl -s --max-time 20 -H 'Content-Type: application/json' -d '{}' \
-			"$MP/sitetoken/v1/challenge" | json_get nonce 2>/dev/null || true)
-		printf 'sitetoken-register-v1\n%s\n%s' "$nonce" "$(cat "$T/x5t$c")" |
-			openssl dgst -sha256 -sign "$T/d$c.key" | basenc --base64url | tr -d '=\n' > "$T/proof$c"
-		python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(),
-		    "nonce": sys.argv[2], "proof": open(sys.argv[3]).read()}))' \
-			"$T/d$c.crt" "$nonce" "$T/proof$c" > "$T/body$c"
-		code=$(curl -s -o "$T/resp$c" -w '%{http_code}' --max-time 20 -X POST \
-			-H 'Content-Type: application/json' --data @"$T/body$c" "$MP/sitetoken/v1/register")
-		echo "$(date +%s.%N) $code $(head -c 300 "$T/resp$c" | tr -d '\n' | grep -o '"message": *"[^"]*"' || true)" >> "$T/codes$c"
+	local code codes=$T/codes$1 crt=$T/d$1.crt key=$T/d$1.key T=$T/load$1
+	mkdir "$T"
+	while [ ! -e "$STOP" ]; do
+		mp_pop_body "$crt" "$key" 2>/dev/null || true
+		code=$(post_json "$MP/sitetoken/v1/register" "$T/body")
+		echo "$(date +%s.%N) ${code%% *} $(head -c 300 "$T/resp" | tr -d '\n' | grep -o '"message": *"[^"]*"' || true)" >>"$codes"
 	done
 }
 for c in 1 2; do load "$c" & LOOPS+=($!); done

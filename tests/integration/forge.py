@@ -11,16 +11,12 @@ stand-in, pg_sqlite3.sh).
   forge.py resign DIR GUID          stdin: seq|hash|at; SQL: re-sign checkpoints
   forge.py token DIR GUID           a bulk token signed by the forger's key
 """
-import base64, datetime, hashlib, json, sys, time, uuid
+import datetime, hashlib, json, sys, time, uuid
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-
-
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+from stkpy import b64u, ec_jwk, es256
 
 
 def load(d):
@@ -30,15 +26,12 @@ def load(d):
 
 
 def kid_of(key):
-    n = key.public_key().public_numbers()
-    jwk = {"crv": "P-256", "kty": "EC", "x": b64u(n.x.to_bytes(32, "big")),
-           "y": b64u(n.y.to_bytes(32, "big"))}
-    return b64u(hashlib.sha256(json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode()).digest())
+    return b64u(hashlib.sha256(json.dumps(ec_jwk(key), sort_keys=True,
+                                          separators=(",", ":")).encode()).digest())
 
 
 def sign(key, msg):
-    r, s = decode_dss_signature(key.sign(msg, ec.ECDSA(hashes.SHA256())))
-    return b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return b64u(es256(key, msg))
 
 
 def q(s):

@@ -6,21 +6,9 @@
 Reads the real token's header and claims, changes them as VARIANT says and
 signs the result with the site key (openssl dgst: RS256 = PKCS#1 v1.5 over
 SHA-256, what the site's rsa2048 file key uses), so that only the one rule
-under test is broken. Prints the token. Stdlib plus the openssl CLI."""
-import base64, hashlib, hmac, json, subprocess, sys, time, uuid
-
-
-def b64(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def unb64(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def sign(key, data):
-    return subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=data,
-                          capture_output=True, check=True).stdout
+under test is broken. Prints the token. Needs the openssl CLI."""
+import hashlib, hmac, json, subprocess, sys, time, uuid
+from stkpy import b64u as b64, openssl_sign as sign, unb64u as unb64
 
 
 def main():
@@ -70,7 +58,6 @@ def main():
     elif variant == "oversized":
         cl["pad"] = "A" * 8300
     elif variant == "float_exp":
-        raw_cl = json.dumps(cl)[:-1] + ', "exp": 0}'  # placeholder, replaced below
         c2 = dict(cl); del c2["exp"]
         raw_cl = json.dumps(c2)[:-1] + ', "exp": %d.5}' % cl["exp"]
     elif variant == "string_exp":
@@ -95,16 +82,13 @@ def main():
 
     h = b64(raw_hdr.encode() if raw_hdr else json.dumps(hdr, separators=(",", ":")).encode())
     p = b64(raw_cl.encode() if raw_cl else json.dumps(cl, separators=(",", ":")).encode())
+    while variant in ("padding", "stray_bits") and len(p) % 4 == 0:
+        # a payload whose encoding needs padding
+        cl["x"] = cl.get("x", "") + "a"
+        p = b64(json.dumps(cl, separators=(",", ":")).encode())
     if variant == "padding":
-        # a payload whose encoding needs padding, then the padding added
-        while len(p) % 4 == 0:
-            cl["x"] = cl.get("x", "") + "a"
-            p = b64(json.dumps(cl, separators=(",", ":")).encode())
         p += "=" * (-len(p) % 4)
     if variant == "stray_bits":
-        while len(p) % 4 == 0:
-            cl["x"] = cl.get("x", "") + "a"
-            p = b64(json.dumps(cl, separators=(",", ":")).encode())
         # set an unused low bit of the last character: same bytes, not canonical
         alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         p = p[:-1] + alpha[alpha.index(p[-1]) ^ 1]

@@ -6,7 +6,9 @@
 # server's housekeeping retires a key only when the store's record of the
 # latest expiry of its tokens and the store's clock say they all expired.
 TEST_NAME=key_clock
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 make_site
 new_bulk "$T/t0" >/dev/null
 k0=$($STK key show --json | json_get kid)
@@ -30,11 +32,9 @@ for args in "verify --type bulk $(cat "$T/t0")" "verify --type bulk $(cat "$T/t1
 	$STK $args >/dev/null 2>&1 || true
 done
 unset SITETOKEN_TIME_OFFSET
-[ "$(keys)" = "$before" ] && ok "a CLI run 92 days ahead left every key's status as it was" \
-	|| fail "site_keys changed: before [$before] after [$(keys)]"
-[ "$(audits)" = "$nbefore" ] && ok "and wrote no audit record" || fail "audit records $nbefore -> $(audits)"
-$STK verify --type bulk "$(cat "$T/t0")" >/dev/null 2>&1 && ok "the old key's token still verifies" \
-	|| fail "the old key's token no longer verifies"
+expect_eq "$(keys)" "$before" "a CLI run 92 days ahead left every key's status as it was"
+expect_eq "$(audits)" "$nbefore" "and wrote no audit record"
+expect_exit 0 "the old key's token still verifies" -- $STK verify --type bulk "$(cat "$T/t0")"
 
 # Housekeeping runs at start-up. While the store says the old key's token
 # is valid it retires nothing; on PostgreSQL even a server 92 days ahead
@@ -45,21 +45,18 @@ days=0
 start_server "$days"
 sleep 1
 stop_server
-[ "$(status_of "$k0")" = retiring ] && ok "housekeeping (server at day $days) retired nothing while a token is valid" \
-	|| fail "housekeeping retired the old key early"
+expect_eq "$(status_of "$k0")" retiring "housekeeping (server at day $days) retired nothing while a token is valid"
 
 # The store's record says every token the old key signed has expired:
 # housekeeping retires it at start-up, audited with actor serve.
 sqlite3 "$SITE/site.db" "UPDATE site_keys SET max_exp = max_exp - 2*86400, retiring_at = retiring_at - 2*86400 WHERE kid = '$k0'" >/dev/null
 start_server 0
 for _ in $(seq 50); do [ "$(status_of "$k0")" = retired ] && break; sleep 0.1; done
-[ "$(status_of "$k0")" = retired ] && ok "housekeeping retired the key once the store said its tokens expired" \
-	|| fail "housekeeping did not retire a due key"
+expect_eq "$(status_of "$k0")" retired "housekeeping retired the key once the store said its tokens expired"
 grep -q "Housekeeping: 1 site key(s) retired" "$SITE/logs/CCM_STS.log" && ok "retirement logged (CCM_STS)" \
 	|| fail "no housekeeping line in CCM_STS.log"
 stop_server
-[ "$(sqlite3 "$SITE/site.db" "SELECT actor || ' ' || event FROM audit WHERE subject = '$k0' AND event = 'key.retire'")" = "serve key.retire" ] \
-	&& ok "retirement audited once, by serve" || fail "retirement audit record"
+expect_eq "$(sqlite3 "$SITE/site.db" "SELECT actor || ' ' || event FROM audit WHERE subject = '$k0' \
+AND event = 'key.retire'")" "serve key.retire" "retirement audited once, by serve"
 $STK key restore "$k0" >/dev/null && [ "$(status_of "$k0")" = retiring ] && ok "key restore brings it back" \
 	|| fail "key restore"
-echo "all ok"

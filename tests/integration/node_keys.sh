@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several nodes on one PostgreSQL site, each with its own key; key rotation
 # and retirement by the store's record and clock; one audit chain written by both nodes at once.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 A="$T/nodeA" B="$T/nodeB"
 unset SITETOKEN_SITE SITETOKEN_TIME_OFFSET

@@ -4,7 +4,9 @@
 # by any node, signed before the rotation (the key is now retiring) or after
 # it (the new active key): 24 keys in the set, 24 tokens x 11 other nodes.
 TEST_NAME=node_many
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 N=${STK_NODES:-12}
 PIDS=()
@@ -16,8 +18,7 @@ stop_all() {
 		PIDS[$i]=
 	done
 }
-cleanup_many() { local rc=$?; stop_all || true; exit $rc; }
-trap cleanup_many EXIT
+on_exit stop_all
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 sitedir() { if [ "$1" = 1 ]; then echo "$SITE"; else echo "$T/site$1"; fi; }
 
@@ -43,33 +44,21 @@ start_all() {
 # register TAG NODE: a new device registers with NODE's MP; its certificate,
 # key and token in $T/TAG.{crt,key,tok}.
 register() {
-	local tag=$1 i=$2
+	local tag=$1 MP=http://127.0.0.1:${MPP[$2]} got
 	dev_cert "$tag"
-	# The MP's proof of possession: its challenge signed by the device key.
-	nonce=$(curl -s -H 'Content-Type: application/json' -d '{}' \
-		"http://127.0.0.1:${MPP[$i]}/sitetoken/v1/challenge" | json_get nonce)
-	x5t=$(openssl x509 -in "$T/$tag.crt" -outform DER | openssl dgst -sha256 -binary |
-		basenc --base64url | tr -d '=\n')
-	printf 'sitetoken-register-v1\n%s\n%s' "$nonce" "$x5t" |
-		openssl dgst -sha256 -sign "$T/$tag.key" | basenc --base64url | tr -d '=\n' > "$T/$tag.proof"
-	python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(),
-	    "nonce": sys.argv[2], "proof": open(sys.argv[3]).read()}))' \
-		"$T/$tag.crt" "$nonce" "$T/$tag.proof" > "$T/$tag.body"
-	code=$(curl -s -o "$T/$tag.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-		--data @"$T/$tag.body" "http://127.0.0.1:${MPP[$i]}/sitetoken/v1/register")
-	[ "$code" = 200 ] || fail "registration $tag on node $i: $code $(cat "$T/$tag.json")"
-	( umask 077; json_get client_token < "$T/$tag.json" > "$T/$tag.tok" )
+	mp_pop_body "$T/$tag.crt" "$T/$tag.key"
+	got=$(post_json "$MP/sitetoken/v1/register" "$T/body")
+	[ "${got%% *}" = 200 ] || fail "registration $tag on node $2: $got $(cat "$T/resp")"
+	( umask 077; json_get client_token <"$T/resp" >"$T/$tag.tok" )
 }
 # policy TAG NODE: the device's token at NODE's gateway -> HTTP status.
 policy() {
-	local tag=$1 i=$2
-	( umask 077; printf 'Authorization: Bearer %s' "$(cat "$T/$tag.tok")" > "$T/hdr" )
-	curl -s -o "$T/policy.out" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/$tag.crt" \
-		--key "$T/$tag.key" -H @"$T/hdr" \
-		"https://127.0.0.1:${CMGP[$i]}/CCM_Proxy_MutualAuth/$SITE_NUMBER/sitetoken/v1/policy"
+	local cmg=https://127.0.0.1:${CMGP[$2]}/CCM_Proxy_MutualAuth/$SITE_NUMBER
+	http GET "$cmg/sitetoken/v1/policy" --cert "$T/$1.crt" --key "$T/$1.key" \
+		-H @"$(bearer_hdr "$T/$1.tok")" | http_status
 }
 active_kid() { # active_kid NODE_NAME
-	$STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]==sys.argv[1] and k["status"]=="active"][0])' "$1"
+	$STK key list --site "$SITE" --json | json "[k['kid'] for k in d if k['node']=='$1' and k['status']=='active'][0]"
 }
 node_name() { if [ "$1" = 1 ]; then echo main; else echo "node$1"; fi; }
 
@@ -99,7 +88,7 @@ for tag in old new; do
 			checked=$((checked + 1))
 			if [ "$code" != 200 ]; then
 				bad=$((bad + 1))
-				[ "$bad" -gt 3 ] || echo "# node $j refused node $i's $tag token: $code $(cat "$T/policy.out")"
+				[ "$bad" -gt 3 ] || echo "# node $j refused node $i's $tag token: $code $(cat "$T/resp")"
 			fi
 		done
 	done

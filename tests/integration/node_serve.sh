@@ -8,19 +8,18 @@
 # blocked on node A is refused by node B's token cache at once; devices
 # registering on both nodes at once leave one intact audit chain.
 TEST_NAME=node_serve
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 SITEB=$T/siteB
 PIDB=
-stop_b() {
-	if [ -n "$PIDB" ]; then
-		local pid=$PIDB
-		PIDB=
-		stop_node "$pid" B
-	fi
+stop_b() { # node B, once
+	local pid=$PIDB
+	PIDB=
+	[ -z "$pid" ] || stop_node "$pid" B
 }
-cleanup_nodes() { local rc=$?; stop_b || true; stop_server || true; exit $rc; }
-trap cleanup_nodes EXIT
+on_exit stop_b
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 start_b() {
 	serve_node "$SITEB" B "${mpb_port:-0}" "${cmgb_port:-0}" 0
@@ -36,10 +35,11 @@ $STK node add --site "$SITEB" --node nodeB --db service=sitetoken_tcp --db-schem
 	>/dev/null || fail "node add over TCP"
 grep -qx 'db=service=sitetoken_tcp' "$SITEB/site.conf" || fail "node B's site.conf: $(cat "$SITEB/site.conf")"
 ! grep -v '^#' "$SITEB/site.conf" | grep -qi password || fail "a password in node B's site.conf"
-rc=0; env -u PGPASSFILE $STK site show --site "$SITEB" >/dev/null 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] && grep -q "password" "$T/err" || fail "TCP without the password file: rc $rc $(cat "$T/err")"
-kidA=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="main"][0])')
-kidB=$($STK key list --site "$SITE" --json | python3 -c 'import json,sys; print([k["kid"] for k in json.load(sys.stdin) if k["node"]=="nodeB"][0])')
+expect_refusal 3 password "TCP without the password file" -- \
+	env -u PGPASSFILE $STK site show --site "$SITEB"
+kid_of_node() { $STK key list --site "$SITE" --json | json "[k['kid'] for k in d if k['node']=='$1'][0]"; }
+kidA=$(kid_of_node main)
+kidB=$(kid_of_node nodeB)
 # Node A vouches for node B's key (a key row alone is not trusted).
 $STK key endorse --site "$SITE" --kid "$kidB" >/dev/null || fail "node A endorses node B's key"
 start_server 0
@@ -67,8 +67,8 @@ ok "a device registered on node A renews through node B (new token signed by B, 
 bguid=$(new_bulk "$T/bulk.tok")
 agent Y 0 register --cmg "$CMGB" --regtoken-file "$T/bulk.tok" >/dev/null || fail "bulk registration on node B"
 $STK bulk block --site "$SITE" "$bguid" >/dev/null || fail "block on node A"
-rc=0; agent Z 0 register --cmg "$CMGB" --regtoken-file "$T/bulk.tok" 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_blocked" "$T/err" || fail "node B after the block: rc $rc $(cat "$T/err")"
+expect_refusal 1 "HTTP 403 bulk_token_blocked" "node B after the block" -- \
+	agent Z 0 register --cmg "$CMGB" --regtoken-file "$T/bulk.tok"
 grep -q "Refused registration from 127.0.0.1: bulk_token_blocked" "$SITEB/logs/ClientAuth.log" || fail "node B ClientAuth.log"
 ok "a bulk token blocked on node A is refused on node B at once (403 bulk_token_blocked)"
 

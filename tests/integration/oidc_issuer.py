@@ -12,15 +12,11 @@ JWKS, ID tokens good and bad, and an HTTPS JWKS server on loopback.
                                        GET appends a line to DIR/fetches; the
                                        port goes to READY
 """
-import argparse, base64, json, os, ssl, sys, time
+import argparse, hashlib, hmac, json, os, ssl, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+from stkpy import b64u, ec_jwk, es256
 
 
 def uint(n):
@@ -28,13 +24,10 @@ def uint(n):
 
 
 def jwk(key, kid):
-    pub = key.public_key()
-    if isinstance(key, rsa.RSAPrivateKey):
-        nums = pub.public_numbers()
-        return {"kty": "RSA", "use": "sig", "kid": kid, "n": uint(nums.n), "e": uint(nums.e)}
-    nums = pub.public_numbers()
-    return {"kty": "EC", "use": "sig", "kid": kid, "crv": "P-256",
-            "x": b64u(nums.x.to_bytes(32, "big")), "y": b64u(nums.y.to_bytes(32, "big"))}
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return ec_jwk(key, use="sig", kid=kid)
+    nums = key.public_key().public_numbers()
+    return {"kty": "RSA", "use": "sig", "kid": kid, "n": uint(nums.n), "e": uint(nums.e)}
 
 
 def save(key, path):
@@ -88,13 +81,11 @@ def mint(a):
     if hdr["alg"] == "none":
         sig = b""
     elif hdr["alg"].startswith("HS"):
-        import hmac, hashlib
         sig = hmac.new(b"0123456789abcdef", signing, hashlib.sha256).digest()
     elif isinstance(key, rsa.RSAPrivateKey):
         sig = key.sign(signing, padding.PKCS1v15(), hashes.SHA256())
     else:
-        r, s = decode_dss_signature(key.sign(signing, ec.ECDSA(hashes.SHA256())))
-        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        sig = es256(key, signing)
     sys.stdout.write(signing.decode() + "." + b64u(sig))
 
 
@@ -133,19 +124,13 @@ def main():
     k.add_argument("dir")
     m = sub.add_parser("mint")
     m.add_argument("dir")
-    m.add_argument("--key", default="rsa")
-    m.add_argument("--kid")
-    m.add_argument("--alg")
-    m.add_argument("--iss", default="https://issuer.test/tenant1/v2.0")
-    m.add_argument("--aud", default="api://sitetoken")
-    m.add_argument("--sub", default="subject-1")
-    m.add_argument("--tid", default="tenant1")
-    m.add_argument("--device", default="dev-0001")
+    for opt, default in (("key", "rsa"), ("kid", None), ("alg", None),
+                         ("iss", "https://issuer.test/tenant1/v2.0"), ("aud", "api://sitetoken"),
+                         ("sub", "subject-1"), ("tid", "tenant1"), ("device", "dev-0001"),
+                         ("device-claim", "deviceId"), ("exp-in", 600), ("pad", 0), ("dup", None)):
+        m.add_argument("--" + opt, default=default,
+                       type=str if default is None else type(default))
     m.add_argument("--no-device", dest="device", action="store_const", const=None)
-    m.add_argument("--device-claim", default="deviceId")
-    m.add_argument("--exp-in", type=int, default=600)
-    m.add_argument("--pad", type=int, default=0)
-    m.add_argument("--dup")
     s = sub.add_parser("serve")
     for n in ("dir", "cert", "key", "ready"):
         s.add_argument(n)

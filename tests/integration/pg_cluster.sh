@@ -15,19 +15,15 @@
 set -euo pipefail
 cmd=${1:?start|stop} dir=${2:?DIR}
 
-pgbin() {
-	local d
-	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-	[ -n "$d" ] && [ -x "$d/initdb" ] || { echo "pg_cluster: PostgreSQL server not installed (postgresql)" >&2; exit 1; }
-	echo "$d"
-}
 as_pg() {
 	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 case "$cmd" in
 start)
-	BIN=$(pgbin)
+	BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1) || true
+	[ -n "$BIN" ] && [ -x "$BIN/initdb" ] ||
+		{ echo "pg_cluster: PostgreSQL server not installed (postgresql)" >&2; exit 1; }
 	if [ -f "$dir/data/postmaster.pid" ]; then
 		"$0" stop "$dir" || true
 	fi
@@ -58,18 +54,10 @@ start)
 		SQL
 	( umask 077; printf '127.0.0.1:%s:sitetoken:sitetoken:%s\n' "$port" "$pw" > "$dir/pgpass" )
 	unset pw
-	cat > "$dir/pg_service.conf" <<-EOF
-		[sitetoken]
-		host=$dir
-		port=$port
-		dbname=sitetoken
-		user=sitetoken
-		[sitetoken_tcp]
-		host=127.0.0.1
-		port=$port
-		dbname=sitetoken
-		user=sitetoken
-		EOF
+	for svc in "sitetoken $dir" "sitetoken_tcp 127.0.0.1"; do
+		# shellcheck disable=SC2086 # "NAME HOST"
+		printf '[%s]\nhost=%s\nport=%s\ndbname=sitetoken\nuser=sitetoken\n' $svc "$port"
+	done >"$dir/pg_service.conf"
 	echo "pg_cluster: started pid $(head -n 1 "$dir/data/postmaster.pid") on $dir and 127.0.0.1:$port"
 	;;
 stop)

@@ -4,16 +4,15 @@
 # audit chain live in the database, tampering there is caught, and two
 # writers appending at once produce one chain (the write lock is the
 # database's, not a file's).
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/harness.sh"
 : "${SITETOKEN_DB:?the pg fixture sets SITETOKEN_DB}"
 S="$T/site"
 export SITETOKEN_SITE="$S"
 sq() { psql "$SITETOKEN_DB" -v ON_ERROR_STOP=1 -qAtc "SET search_path TO $SCHEMA; $1"; }
 
 # A connection string with a password never reaches site.conf.
-expect_exit 2 "init refuses a password in --db" -- "$ST" site init --site "$T/pw" \
+expect_refusal 2 "password" "init refuses a password in --db" -- "$ST" site init --site "$T/pw" \
   --db "postgresql://u:hunter2@localhost/sitetoken"
-expect_in "password" "$ERR" "the refusal says why"
 [ ! -e "$T/pw" ] && ok "nothing created" || bad "site dir left behind"
 
 expect_exit 0 "site init on PostgreSQL" -- "$ST" site init --key-type p256 --json

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # swtpm-setup/softhsm-token.sh: parallel runs get separate tokens, PIN
 # files are 0600, the output is eval-able, a used directory is refused.
-. "$STK_SRC/tests/integration/lib.sh"
+. "$STK_SRC/tests/integration/harness.sh"
 SH="$STK_SRC/swtpm-setup/softhsm-token.sh"
 
 for i in 1 2 3 4; do bash "$SH" "$T/h$i" "tok$i" >"$T/env$i" 2>"$T/err$i" & done

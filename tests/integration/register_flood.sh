@@ -12,7 +12,9 @@
 # Runs on SQLite and on PostgreSQL (tests/pg.cmake; `sqlite3` then reads the
 # site's schema).
 TEST_NAME=register_flood
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 JUNK_N=80
 RACERS=12
 USES=5
@@ -20,14 +22,10 @@ USES=5
 make_site
 start_server
 CREG=$CMG/sitetoken/v1/register
-( umask 077; $STK bulk new --lifetime 60 --max-uses $USES --json > "$T/lim.json" )
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["token"]); print(d["guid"])' \
-	"$T/lim.json" "$T/lim.tok" > "$T/lim.guid"
-rm -f "$T/lim.json"
-g=$(cat "$T/lim.guid")
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$T/junk.key" -out "$T/junk.crt" -days 30 -subj /CN=junk 2>/dev/null
-chmod 600 "$T/junk.key"
+( umask 077; $STK bulk new --lifetime 60 --max-uses $USES --json >"$T/lim.json"
+  json_get token <"$T/lim.json" >"$T/lim.tok" )
+g=$(json_get guid <"$T/lim.json")
+dev_cert junk
 # HS256 over a public key: the algorithm confusion a verifier must refuse.
 printf '{"bulk_token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA"}' > "$T/junk.json"
 
@@ -55,18 +53,16 @@ for p in "${pids[@]}"; do if wait "$p"; then okn=$((okn + 1)); fi; done
 wait "$flood"
 t1=$(date +%s)
 
-[ "$okn" = "$USES" ] || { cat "$T"/r*.out >&2; fail "$okn of $RACERS registrations succeeded with --max-uses $USES"; }
 exh=$(grep -l "HTTP 403 bulk_token_exhausted" "$T"/r*.out | wc -l)
-[ "$exh" = $((RACERS - USES)) ] || { cat "$T"/r*.out >&2; fail "$exh refusals say 403 bulk_token_exhausted"; }
-n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE bulk_guid='$g'")
-[ "$n" = "$USES" ] || fail "devices enrolled with the token: $n"
-[ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices")" = "$USES" ] || fail "a junk request left a device"
-ok "--max-uses $USES, $RACERS devices racing during a flood of $JUNK_N junk tokens: exactly $USES enrolled, $exh x 403 bulk_token_exhausted, no junk device"
+[ "$okn $exh" = "$USES $((RACERS - USES))" ] || cat "$T"/r*.out >&2
+expect_eq "$okn" "$USES" "--max-uses $USES: $RACERS devices racing during a flood of $JUNK_N junk tokens"
+expect_eq "$exh" $((RACERS - USES)) "the other racers refused 403 bulk_token_exhausted"
+expect_eq "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE bulk_guid='$g'")" "$USES" \
+	"devices enrolled with the token"
+expect_eq "$(count_devices)" "$USES" "no junk request left a device"
 
-codes=$(sort -u "$T/junk.codes" | tr '\n' ' ')
-[ "$(wc -l < "$T/junk.codes")" = "$JUNK_N" ] && [ "$codes" = "401 " ] ||
-	fail "junk answers: $codes($(wc -l < "$T/junk.codes") of $JUNK_N)"
-ok "each of the $JUNK_N junk requests refused with 401"
+expect_eq "$(sort -u "$T/junk.codes" | tr '\n' ' ')$(wc -l <"$T/junk.codes")" "401 $JUNK_N" \
+	"each of the $JUNK_N junk requests refused with 401"
 
 # Closing the server records the counts it still holds.
 stop_server

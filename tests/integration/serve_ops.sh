@@ -3,8 +3,9 @@
 # command line overriding the file, bad config files refused with the file
 # and line, and SIGHUP reopening the logs the way logrotate needs.
 TEST_NAME=serve_ops
-# shellcheck source=tests/integration/server_lib.sh
-. "$STK_SRC/tests/integration/server_lib.sh"
+. "$(dirname "$0")/harness.sh"
+set -e
+server_env
 make_site
 
 # The example config (dist/serve.conf, installed in the package's examples)
@@ -89,20 +90,18 @@ stop_server
 [ ! -e "$T/conf.pid" ] || fail "pid file from the config not removed"
 
 # Bad config files: a clear message naming file and line, exit 2, no server.
-bad() { # bad NAME CONTENT MODE EXPECTED_MESSAGE
-	printf '%s\n' "$2" > "$T/$1.conf"
-	chmod "$3" "$T/$1.conf"
-	local rc=0
-	timeout 10 "$STK" serve --config "$T/$1.conf" --ready-file "$T/bad.ready" 2>"$T/err" || rc=$?
-	[ "$rc" -eq 2 ] || fail "$1: exit $rc ($(cat "$T/err"))"
-	grep -qF "$4" "$T/err" || fail "$1: message '$(cat "$T/err")' lacks '$4'"
-	[ ! -e "$T/bad.ready" ] || fail "$1: a server started"
-}
-bad unknown "$(printf 'tls-cert = a\nlisten = 1.2.3.4:1')" 600 "unknown.conf:2: unknown option 'listen'"
-bad novalue "tls-cert =" 600 "novalue.conf:1: 'tls-cert' needs a value"
-bad flagvalue "mp-tls = maybe" 600 "flagvalue.conf:1: 'mp-tls' is a flag"
-bad nested "config = /etc/passwd" 600 "nested.conf:1: unknown option 'config'"
-bad writable "tls-cert = a" 620 "must not be writable by group or others"
+while IFS='|' read -r name mode content msg; do
+	printf '%b\n' "$content" >"$T/$name.conf"
+	chmod "$mode" "$T/$name.conf"
+	expect_refusal 2 "$msg" "bad config $name" -- \
+		timeout 10 "$STK" serve --config "$T/$name.conf" --ready-file "$T/bad.ready"
+	[ ! -e "$T/bad.ready" ] || fail "$name: a server started"
+done <<'EOF'
+unknown|600|tls-cert = a\nlisten = 1.2.3.4:1|unknown.conf:2: unknown option 'listen'
+novalue|600|tls-cert =|novalue.conf:1: 'tls-cert' needs a value
+flagvalue|600|mp-tls = maybe|flagvalue.conf:1: 'mp-tls' is a flag
+nested|600|config = /etc/passwd|nested.conf:1: unknown option 'config'
+writable|620|tls-cert = a|must not be writable by group or others
+EOF
 expect_refusal 2 "cannot read config $T/nonexistent.conf" "missing config" -- "$STK" serve --config "$T/nonexistent.conf"
 expect_refusal 2 "spell out --config" "abbreviated --config" -- "$STK" serve --conf "$T/unknown.conf"
-ok "bad config files: unknown name, missing value, flag value, nesting, group-writable, missing file"
