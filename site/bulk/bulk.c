@@ -85,11 +85,13 @@ stk_bulk_new_limited(struct stk_site *s, long minutes,
 
 	*token = NULL;
 	memset(rec, 0, sizeof(*rec));
-	if (minutes < 1 || minutes > STK_BULK_LIFETIME_MAX)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (minutes < 1 || minutes > STK_BULK_LIFETIME_MAX) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "lifetime must be 1 to %d minutes", STK_BULK_LIFETIME_MAX);
+		goto out;
+	}
 	if ((r = stk_site_signer(s, &signer, err)) != 0)
-		return r;
+		goto out;
 	rec->created_at = rec->nbf = stk_now();
 	rec->exp = rec->nbf + (int64_t)minutes * 60;
 	snprintf(rec->created_by, sizeof(rec->created_by), "%s", actor ? actor : "admin");
@@ -97,28 +99,30 @@ stk_bulk_new_limited(struct stk_site *s, long minutes,
 	 * never seen; if signing fails, nothing was recorded. */
 	if ((r = stk_issue_bulk(signer, NULL, rec->nbf, rec->exp, token, rec->guid,
 	    err)) != 0)
-		return r;
+		goto out;
 	snprintf(detail, sizeof(detail), "lifetime=%ld min%s%.0ld%s%.120s", minutes,
 	    lim && lim->max_uses ? " max_uses=" : "", lim ? lim->max_uses : 0,
 	    lim && lim->sources[0] ? " source=" : "", lim ? lim->sources : "");
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = bulk_insert(s, rec, err)) != 0 ||
 	    (r = site_bulk_limits_insert(s, rec->guid, lim, err)) != 0 ||
 	    (r = site_keys_issued(s, stk_signer_kid(signer), rec->exp, err)) != 0 ||
 	    (r = stk_audit_append(s, rec->created_by, "bulk.new", rec->guid, "ok",
 	    detail, err)) != 0) {
 		stk_site_tx_rollback(s);
-		goto fail;
+		goto out;
 	}
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail;
+		goto out;
 	STK_LOG(STK_LOG_INFO, "bulk", "bulk registration token %s created, valid "
 	    "%ld minutes", rec->guid, minutes);
-	return STK_OK;
-fail:
-	stk_token_free(*token);
-	*token = NULL;
+	r = STK_OK;
+out:
+	if (r != 0) {
+		stk_token_free(*token);
+		*token = NULL;
+	}
 	return r;
 }
 
@@ -175,23 +179,26 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
 	struct stk_bulk_record rec;
 	struct site_stmt *st = NULL;
 	const char *event = block ? "bulk.block" : "bulk.unblock";
-	int r;
+	int in_tx = 0, r;
 
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if ((r = stk_bulk_get(s, guid, &rec, err)) != 0)
-		goto fail;
+		goto out;
 	if (rec.blocked == (block ? 1 : 0)) {
 		/* Harmless repeat: recorded, nothing changes. */
 		if ((r = stk_audit_append(s, actor, event, rec.guid, "unchanged",
 		    block ? "already blocked" : "already active", err)) != 0)
-			goto fail;
-		return stk_site_tx_commit(s, err);
+			goto out;
+		in_tx = 0;
+		r = stk_site_tx_commit(s, err);
+		goto out;
 	}
 	if (db_prepare(s->store, "UPDATE bulk_tokens SET blocked = ?, blocked_at = ?"
 	    " WHERE guid = ?", &st) != 0) {
 		r = site_db_error(s, err, "updating the bulk token");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_int64(st, 1, block ? 1 : 0) != 0 ||
 	    (block ?
@@ -200,20 +207,22 @@ stk_bulk_set_blocked(struct stk_site *s, const char *guid, int block,
 	    db_bind_text(st, 3, rec.guid) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "updating the bulk token");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, event, rec.guid, "ok", "", err)) != 0)
-		goto fail;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		return r;
+		goto out;
 	STK_LOG(STK_LOG_INFO, "bulk", "bulk registration token %s %s", rec.guid,
 	    block ? "blocked" : "unblocked");
-	return STK_OK;
-fail:
+	r = STK_OK;
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
@@ -231,20 +240,22 @@ stk_bulk_check(struct stk_site *s, const char *token, size_t len, int64_t now,
 		if (r == STK_E_NOTFOUND)
 			r = stk_error_set(err, STK_E_TOKEN_UNKNOWN, STK_LAYER_TOKEN, 0,
 			    "bulk token %s is not on this site's record", claims->id);
-		goto fail;
+		goto out;
 	}
 	if (rec.blocked) {
 		r = stk_error_set(err, STK_E_TOKEN_BLOCKED, STK_LAYER_TOKEN, 0,
 		    "bulk token %s is blocked", rec.guid);
-		goto fail;
+		goto out;
 	}
-	return STK_OK;
-fail:
-	/* A token the site signed but refuses (blocked, not on record) keeps
-	 * its GUID in claims->id: the refusal's audit subject, so it joins
-	 * that token's trail. Nothing allocated is kept. */
-	memcpy(rec.guid, claims->id, sizeof(rec.guid));
-	stk_claims_clear(claims);
-	memcpy(claims->id, rec.guid, sizeof(claims->id));
+	r = STK_OK;
+out:
+	if (r != 0) {
+		/* A token the site signed but refuses (blocked, not on record)
+		 * keeps its GUID in claims->id: the refusal's audit subject, so
+		 * it joins that token's trail. Nothing allocated is kept. */
+		memcpy(rec.guid, claims->id, sizeof(rec.guid));
+		stk_claims_clear(claims);
+		memcpy(claims->id, rec.guid, sizeof(claims->id));
+	}
 	return r;
 }
