@@ -158,18 +158,19 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	size_t siglen = sizeof(sig);
 	int64_t seq, at = stk_now();
 	uint64_t counter = 0, now_ctr = 0;
-	int r, has_counter = 1, advanced = 0;
+	int r, has_counter = 1, advanced = 0, in_tx = 0;
 
 	if ((r = stk_site_signer(s, &signer, err)) != 0 ||
 	    (r = stk_site_key(s, &key, err)) != 0)
-		return r;
+		goto out;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if ((r = audit_head(s, &seq, hash, err)) != 0)
-		goto fail;
+		goto out;
 	if (seq == 0 || audit_last_checkpoint(s) >= seq) {
-		stk_site_tx_rollback(s);
-		return STK_OK; /* nothing new to sign */
+		r = STK_OK; /* nothing new to sign: the rollback ends the read */
+		goto out;
 	}
 	/* A key with a monotonic counter (TPM NV): sign the value it will
 	 * have, and advance it last, just before the commit: a log restored to
@@ -182,22 +183,22 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 		counter = 0;
 		has_counter = 0;
 	} else if (r != 0)
-		goto fail;
+		goto out;
 	else if (counter == 0) {
 		if ((r = stk_key_counter(key, cname, 1, &counter, err)) != 0)
-			goto fail;
+			goto out;
 		advanced = 1;
 	} else
 		counter++;
 	checkpoint_message(s->guid, seq, hash, at, counter, msg, sizeof(msg));
 	if ((r = stk_key_sign(key, (const unsigned char *)msg, strlen(msg), sig,
 	    &siglen, err)) != 0)
-		goto fail;
+		goto out;
 	stk_b64url_encode_buf(sig, siglen, sigb64);
 	if (db_prepare(s->store, "INSERT INTO audit_checkpoints (seq, head_hash,"
 	    " at, kid, sig, counter) VALUES (?,?,?,?,?,?)", &st) != 0) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_int64(st, 1, seq) != 0 ||
 	    db_bind_text(st, 2, hash) != 0 ||
@@ -209,30 +210,32 @@ stk_audit_checkpoint(struct stk_site *s, struct stk_error *err)
 	    db_bind_null(st, 6)) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "writing an audit checkpoint");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if (has_counter && !advanced) {
 		if ((r = stk_key_counter(key, cname, 1, &now_ctr, err)) != 0)
-			goto fail;
+			goto out;
 		if (now_ctr != counter) {
 			r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_NONE, 0,
 			    "TPM counter moved to %llu, expected %llu: checkpoint not "
 			    "written", (unsigned long long)now_ctr,
 			    (unsigned long long)counter);
-			goto fail;
+			goto out;
 		}
 	}
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		return r;
+		goto out;
 	audit_syslog_copy(s, seq, hash, stk_signer_kid(signer), at, counter);
 	/* Outside the store: the head this node signed, so a log cut below it
 	 * is detected by `audit verify`. */
-	return audit_anchor_write(s, seq, hash, stk_signer_kid(signer), err);
-fail:
+	r = audit_anchor_write(s, seq, hash, stk_signer_kid(signer), err);
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 

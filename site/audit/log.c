@@ -299,7 +299,7 @@ audit_append(struct stk_site *s, const char *actor, const char *event,
 {
 	struct stk_audit_record rec;
 	struct site_stmt *st = NULL;
-	int own = !s->in_tx, r;
+	int own = !s->in_tx, in_tx = 0, r;
 
 	int64_t last;
 
@@ -314,23 +314,24 @@ audit_append(struct stk_site *s, const char *actor, const char *event,
 	stk_escape(rec.detail, sizeof(rec.detail), detail, STK_ESCAPE_BACKSLASH);
 	stk_escape(rec.ref, sizeof(rec.ref), ref, STK_ESCAPE_BACKSLASH);
 	if (own && (r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = own;
 	if ((r = audit_head(s, &rec.seq, rec.prev_hash, err)) != 0)
-		goto fail;
+		goto out;
 	rec.seq++;
 	/* Fail closed: past the longest gap `audit verify` accepts, nothing
 	 * more is recorded (so nothing more is done) until a checkpoint is
 	 * signed. */
 	if ((last = audit_last_checkpoint(s)) < 0) {
 		r = site_db_error(s, err, "reading audit checkpoints");
-		goto fail;
+		goto out;
 	}
 	if (rec.seq - last > STK_AUDIT_CHECKPOINT_MAX_GAP) {
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
 		    "the audit log has %lld records without a signed checkpoint: "
 		    "refusing to record more until the site key signs one "
 		    "('audit checkpoint')", (long long)(rec.seq - 1 - last));
-		goto fail;
+		goto out;
 	}
 	rec.at = stk_now();
 	audit_hash(&rec, rec.hash);
@@ -339,7 +340,7 @@ audit_append(struct stk_site *s, const char *actor, const char *event,
 	    " (?,?,?,?,?,?,?,?,?,?)",
 	    &st) != 0) {
 		r = site_db_error(s, err, "appending to the audit log");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_int64(st, 1, rec.seq) != 0 ||
 	    db_bind_int64(st, 2, rec.at) != 0 ||
@@ -353,18 +354,21 @@ audit_append(struct stk_site *s, const char *actor, const char *event,
 	    db_bind_text(st, 10, rec.ref) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "appending to the audit log");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
+	st = NULL;
 	s->audit_dirty = 1;
 	if (strcmp(rec.outcome, "refused") != 0)
 		s->nonrefusal_since_cp = 1;
-	if (own)
-		return stk_site_tx_commit(s, err);
-	return STK_OK;
-fail:
+	r = STK_OK;
+	if (in_tx) {
+		in_tx = 0;
+		r = stk_site_tx_commit(s, err);
+	}
+out:
 	db_finalize(st);
-	if (own)
+	if (in_tx)
 		stk_site_tx_rollback(s);
 	return r;
 }
