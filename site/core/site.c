@@ -256,39 +256,42 @@ static int
 site_db_migrate(struct stk_site *s, struct stk_error *err)
 {
 	struct site_db *db = s->store;
-	int version, r;
+	int version, in_tx = 0, r;
 	size_t n = sizeof(site_migrations) / sizeof(site_migrations[0]);
 
 	for (;;) {
 		if ((r = stk_site_tx_begin(s, err)) != 0)
-			return r;
+			goto out;
+		in_tx = 1;
 		if (db->vt->get_version(db, &version) != 0) {
 			r = site_db_error(s, err, "reading schema version");
-			goto fail;
+			goto out;
 		}
 		if (version > (int)n) {
 			r = stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
 			    "site database schema %d is newer than this program (%zu)",
 			    version, n);
-			goto fail;
+			goto out;
 		}
 		if (version == (int)n) {
-			stk_site_tx_rollback(s);
-			return STK_OK;
+			r = STK_OK; /* up to date: the rollback ends the read */
+			goto out;
 		}
 		stk_progress("migrating the site database: schema version", version + 1,
 		    (long long)n);
 		if ((r = site_exec(s, site_migrations[version], err)) != 0)
-			goto fail;
+			goto out;
 		if (db->vt->set_version(db, version + 1) != 0) {
 			r = site_db_error(s, err, "writing schema version");
-			goto fail;
+			goto out;
 		}
+		in_tx = 0;
 		if ((r = stk_site_tx_commit(s, err)) != 0)
-			return r;
+			goto out;
 	}
-fail:
-	stk_site_tx_rollback(s);
+out:
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
