@@ -731,24 +731,25 @@ site_make_key(struct stk_site *s, const char *backend, const char *key_uri,
 	*uri = NULL;
 	*cert = NULL;
 	if ((r = stk_key_generate(backend, key_uri, type, &ko, key, uri, err)) != 0)
-		return r;
+		goto out;
 	if ((r = stk_cert_make_site(*key, s->guid, now, SITE_CERT_DAYS, cert,
 	    cert_len, err)) != 0 || (r = stk_key_get_public(*key, &pub, err)) != 0)
-		goto fail;
+		goto out;
 	if (stk_pkey_kid(pub, kid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot compute kid");
-		goto fail;
+		goto out;
 	}
+	r = STK_OK;
+out:
 	EVP_PKEY_free(pub);
-	return STK_OK;
-fail:
-	EVP_PKEY_free(pub);
-	stk_key_close(*key);
-	*key = NULL;
-	free(*uri);
-	*uri = NULL;
-	free(*cert);
-	*cert = NULL;
+	if (r != 0) {
+		stk_key_close(*key);
+		*key = NULL;
+		free(*uri);
+		*uri = NULL;
+		free(*cert);
+		*cert = NULL;
+	}
 	return r;
 }
 
