@@ -63,13 +63,13 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	if (vt->check_conninfo != NULL && (r = vt->check_conninfo(dbconn, err)) != 0)
 		return r;
 	if ((r = site_dir_make(dir, &made_dir, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = site_alloc(dir, &s, err)) != 0)
-		goto fail;
+		goto out;
 	s->after_commit = site_audit_after_commit;
 	if (stk_guid_new(s->guid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "no random bytes");
-		goto fail;
+		goto out;
 	}
 	if (vt != &site_db_sqlite && dbconn != NULL) {
 		const char *sch = opts->db_schema ? opts->db_schema :
@@ -82,49 +82,49 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 		if ((conf.db = strdup(dbconn)) == NULL || (conf.schema = strdup(sch)) == NULL ||
 		    (conf.node = strdup(SITE_NODE_DEFAULT)) == NULL) {
 			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-			goto fail;
+			goto out;
 		}
 	}
 	stk_site_set_key_opts(s, &opts->key);
 	ko = s->kopts;
 	if ((r = stk_key_generate(opts->backend ? opts->backend : "file",
 	    opts->key_uri, type, &ko, &key, &uri, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_cert_make_site(key, s->guid, now, SITE_CERT_DAYS, &s->cert,
 	    &s->cert_len, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_key_get_public(key, &pub, err)) != 0)
-		goto fail;
+		goto out;
 	if (stk_pkey_kid(pub, kid) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot compute kid");
-		goto fail;
+		goto out;
 	}
 	if (stk_cert_der_to_pem(s->cert, s->cert_len, &pem) != 0) {
 		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0, "cannot encode certificate");
-		goto fail;
+		goto out;
 	}
 	if ((r = site_write_file(dir, "site.crt", pem, strlen(pem), 0644, err)) != 0 ||
 	    (r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
-		goto fail;
+		goto out;
 	if (conf.db != NULL && (r = site_conf_write(dir, &conf, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = site_db_open(s, &conf, 1, err)) != 0) {
 		made_store = s->store != NULL;
-		goto fail;
+		goto out;
 	}
 	made_store = 1;
 	if ((s->backend = strdup(key->vt->name)) == NULL || (s->key_uri = strdup(uri)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	s->key_type = type;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto fail;
+		goto out;
 	if (db_prepare(s->store, "INSERT INTO site (id, tenant, backend, key_uri,"
 	    " key_type, cert, kid, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
 	    &st) != 0) {
 		r = site_db_error(s, err, "recording the site");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_text(st, 1, s->guid) != 0 ||
 	    db_bind_text(st, 2, s->backend) != 0 ||
@@ -135,45 +135,43 @@ stk_site_init(const char *dir, const struct stk_site_init_opts *opts,
 	    db_bind_int64(st, 7, now) != 0 ||
 	    db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the site");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = site_keys_insert(s, kid, stk_site_node(s), s->backend, s->key_uri,
 	    type, s->cert, s->cert_len, now, err)) != 0)
-		goto fail;
+		goto out;
 	snprintf(s->kid, sizeof(s->kid), "%s", kid);
 	s->key = key;
 	key = NULL;
 	if ((r = stk_audit_append(s, opts->actor ? opts->actor : "admin",
 	    "site.init", s->guid, "ok", stk_key_type_name(type), err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail;
+		goto out;
 	/* The first checkpoint anchors the chain to the site key. */
 	if ((r = stk_audit_checkpoint(s, err)) != 0)
-		goto fail;
+		goto out;
 	STK_LOG(STK_LOG_INFO, "site", "site %s initialised with %s key (%s), %s store",
 	    s->guid, s->backend, stk_key_type_name(type), s->store->vt->name);
-	free(uri);
-	free(pem);
-	EVP_PKEY_free(pub);
-	site_conf_clear(&conf);
-	*out = s;
-	return STK_OK;
-fail:
+	r = STK_OK;
+out:
 	db_finalize(st);
-	if (s != NULL)
+	if (r != 0 && s != NULL)
 		stk_site_tx_rollback(s);
-	if (made_store && s->store->vt->drop != NULL)
+	if (r != 0 && made_store && s->store->vt->drop != NULL)
 		s->store->vt->drop(s->store);
 	stk_key_close(key);
 	free(uri);
 	free(pem);
 	EVP_PKEY_free(pub);
 	site_conf_clear(&conf);
-	stk_site_close(s);
-	site_init_cleanup(dir, made_dir);
+	if (r != 0) {
+		stk_site_close(s);
+		site_init_cleanup(dir, made_dir);
+	} else
+		*out = s;
 	return r;
 }
 
@@ -198,26 +196,26 @@ stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 	if ((r = site_check_dirs(dir, err)) != 0)
 		return r;
 	if ((r = site_conf_read(dir, &conf, err)) != 0)
-		return r;
+		goto out;
 	if ((r = site_alloc(dir, &s, err)) != 0)
-		goto fail;
+		goto out;
 	s->after_commit = site_audit_after_commit;
 	if (conf.node != NULL && (s->node = strdup(conf.node)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	if ((r = site_db_open(s, &conf, 0, err)) != 0)
-		goto fail;
+		goto out;
 	if (db_prepare(s->store, "SELECT tenant, backend, key_uri, key_type, cert"
 	    " FROM site WHERE id = 1", &st) != 0) {
 		r = site_db_error(s, err, "reading the site");
-		goto fail;
+		goto out;
 	}
 	if ((r = db_step(st)) != SITE_DB_ROW) {
 		r = r == SITE_DB_DONE ? stk_error_set(err, STK_E_DB, STK_LAYER_NONE, 0,
 		    "site database of %s has no site record", dir) :
 		    site_db_error(s, err, "reading the site");
-		goto fail;
+		goto out;
 	}
 	t = db_column_text(st, 0);
 	snprintf(s->guid, sizeof(s->guid), "%s", t ? t : "");
@@ -228,7 +226,7 @@ stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 	if (s->backend == NULL || s->key_uri == NULL || n == 0 || blob == NULL ||
 	    (s->cert = malloc(n)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	memcpy(s->cert, blob, n);
 	s->cert_len = n;
@@ -236,14 +234,15 @@ stk_site_open(const char *dir, struct stk_site **out, struct stk_error *err)
 	st = NULL;
 	/* A node signs with its own key, not the one site init made. */
 	if ((r = site_keys_open(s, err)) != 0)
-		goto fail;
-	site_conf_clear(&conf);
-	*out = s;
-	return STK_OK;
-fail:
+		goto out;
+	r = STK_OK;
+out:
 	db_finalize(st);
 	site_conf_clear(&conf);
-	stk_site_close(s);
+	if (r != 0)
+		stk_site_close(s);
+	else
+		*out = s;
 	return r;
 }
 
@@ -294,17 +293,19 @@ site_node_create(const char *dir, const char *db, const char *schema,
 		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "a site already exists in %s", dir);
 	if ((r = site_dir_make(dir, made_dir, err)) != 0)
-		goto fail;
+		goto out;
 	conf.db = (char *)db;
 	conf.schema = (char *)schema;
 	conf.node = (char *)node;
 	if ((r = site_conf_write(dir, &conf, err)) != 0 ||
 	    (r = stk_site_open(dir, out, err)) != 0)
-		goto fail;
-	return STK_OK;
-fail:
-	site_node_cleanup(dir, *made_dir);
-	*made_dir = 0;
+		goto out;
+	r = STK_OK;
+out:
+	if (r != 0) {
+		site_node_cleanup(dir, *made_dir);
+		*made_dir = 0;
+	}
 	return r;
 }
 
@@ -346,61 +347,61 @@ stk_site_node_add(const char *dir, const struct stk_site_node_opts *o,
 	 * that stk_error_set (another file) never returns 0. */
 	// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 	if ((r = site_trust_add_root(s, s->cert, s->cert_len, err)) != 0)
-		goto fail;
+		goto out;
 	/* Refuse a node name already in use before making a key. */
 	if (db_prepare(s->store, "SELECT count(*) FROM site_keys WHERE node = ?",
 	    &st) != 0) {
 		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+		goto out;
 	}
 	rc = db_bind_text(st, 1, o->node) != 0 ?
 	    SITE_DB_ERROR : db_step(st);
 	if (rc != SITE_DB_ROW) {
 		r = site_db_error(s, err, "reading the site keys");
-		goto fail;
+		goto out;
 	}
 	if (db_column_int64(st, 0) > 0) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "site %s already has a node named %s", s->guid, o->node);
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	stk_progress("node add: making the node's key in its device", 1, 3);
 	if ((r = site_make_key(s, o->backend ? o->backend : "file", o->key_uri, type,
 	    now, &key, &uri, &cert, &cert_len, kid, err)) != 0)
-		goto fail;
+		goto out;
 	stk_progress("node add: registering the key in the site database", 2, 3);
 	if ((r = site_write_cert_pem(s, cert, cert_len, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = site_keys_insert(s, kid, o->node, key->vt->name, uri, type, cert,
 	    cert_len, now, err)) != 0 ||
 	    (r = stk_audit_append(s, o->actor ? o->actor : "admin", "node.add", o->node,
 	    "ok", kid, err)) != 0) {
 		stk_site_tx_rollback(s);
-		goto fail;
+		goto out;
 	}
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto fail;
+		goto out;
 	stk_key_close(key);
 	key = NULL;
 	if ((r = site_keys_refresh(s, 1, err)) != 0)
-		goto fail;
+		goto out;
 	stk_progress("node add: done", 3, 3);
 	STK_LOG(STK_LOG_INFO, "site", "node %s joined site %s with key %s",
 	    o->node, s->guid, kid);
-	free(uri);
-	free(cert);
-	*out = s;
-	return STK_OK;
-fail:
+	r = STK_OK;
+out:
 	db_finalize(st);
 	stk_key_close(key);
 	free(uri);
 	free(cert);
-	stk_site_close(s);
-	site_node_cleanup(dir, made_dir);
+	if (r != 0) {
+		stk_site_close(s);
+		site_node_cleanup(dir, made_dir);
+	} else
+		*out = s;
 	return r;
 }
