@@ -267,17 +267,19 @@ static int
 pg_open(const char *conninfo, const char *schema, int create,
     struct site_db **out, struct stk_error *err)
 {
-	struct pg_db *d;
+	struct pg_db *d = NULL;
 	char *id = NULL, *sql = NULL;
 	int r;
 
 	*out = NULL;
-	if (schema == NULL || *schema == '\0')
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (schema == NULL || *schema == '\0') {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "a PostgreSQL site needs a schema name");
+		goto out;
+	}
 	if ((d = calloc(1, sizeof(*d))) == NULL || (d->schema = strdup(schema)) == NULL) {
-		free(d);
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
 	}
 	d->vt = &site_db_pg;
 	d->c = PQconnectdb(conninfo);
@@ -286,16 +288,16 @@ pg_open(const char *conninfo, const char *schema, int create,
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0,
 		    "cannot connect to the site database: %s",
 		    d->c ? PQerrorMessage(d->c) : "out of memory");
-		goto fail;
+		goto out;
 	}
 	if ((r = pg_check_primary(d, err)) != 0)
-		goto fail;
+		goto out;
 	if ((id = PQescapeIdentifier(d->c, schema, strlen(schema))) == NULL ||
 	    asprintf(&sql, "SET search_path TO %s; SET client_min_messages TO warning",
 	    id) < 0) {
 		sql = NULL;
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	if (create) {
 		char *mk = NULL;
@@ -303,14 +305,14 @@ pg_open(const char *conninfo, const char *schema, int create,
 		/* A new site gets a new schema: never mix with an existing one. */
 		if (asprintf(&mk, "CREATE SCHEMA %s", id) < 0) {
 			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-			goto fail;
+			goto out;
 		}
 		r = pg_run(d, mk);
 		free(mk);
 		if (r != 0) {
 			r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0,
 			    "cannot create schema %s: %s", schema, d->msg);
-			goto fail;
+			goto out;
 		}
 	}
 	if (!create) {
@@ -331,23 +333,26 @@ pg_open(const char *conninfo, const char *schema, int create,
 			    STK_LAYER_NONE, 0, "the site database has no schema '%.63s': "
 			    "check --db-schema (it is the schema= line of the first node's "
 			    "site.conf, site_<GUID hex>)", schema);
-			goto fail;
+			goto out;
 		}
 	}
 	if (pg_run(d, sql) != 0) {
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_PG, 0, "database: %s", d->msg);
-		goto fail;
+		goto out;
 	}
-	PQfreemem(id);
 	d->setup = sql;
+	sql = NULL;
 	*out = (struct site_db *)d;
-	return STK_OK;
-fail:
+	d = NULL;
+	r = STK_OK;
+out:
 	PQfreemem(id);
 	free(sql);
-	PQfinish(d->c);
-	free(d->schema);
-	free(d);
+	if (d != NULL) {
+		PQfinish(d->c);
+		free(d->schema);
+		free(d);
+	}
 	return r;
 }
 

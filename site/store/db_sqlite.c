@@ -80,7 +80,7 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 		    STK_LAYER_SQLITE, (unsigned long)rc,
 		    "cannot open site database %s: %s", path,
 		    d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
-		goto fail;
+		goto out;
 	}
 	sqlite3_busy_handler(d->h, sq_busy, NULL);
 	if ((rc = sqlite3_exec(d->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
@@ -88,14 +88,16 @@ sq_open(const char *path, const char *schema, int create, struct site_db **out,
 		r = stk_error_set(err, STK_E_DB, STK_LAYER_SQLITE, (unsigned long)rc,
 		    "database: %s", msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
-		goto fail;
+		goto out;
 	}
 	*out = (struct site_db *)d;
-	return STK_OK;
-fail:
-	sqlite3_close_v2(d->h);
-	pthread_mutex_destroy(&d->cache_mu);
-	free(d);
+	r = STK_OK;
+out:
+	if (r != 0) {
+		sqlite3_close_v2(d->h);
+		pthread_mutex_destroy(&d->cache_mu);
+		free(d);
+	}
 	return r;
 }
 
