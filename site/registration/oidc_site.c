@@ -120,61 +120,65 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	struct site_stmt *st = NULL;
 	struct stk_key *key = NULL;
 	unsigned char sig[STK_SIG_MAX];
-	char detail[200], *msg, sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
+	char detail[200], *msg = NULL, sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
 	size_t siglen = sizeof(sig);
-	int r;
+	int in_tx = 0, r;
 
 	if ((r = oidc_check_record(is, err)) != 0)
-		return r;
+		goto out;
 	/* A JWKS with a key too small, or none usable, is refused here. */
-	if (is->jwks == NULL)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0, "no JWKS");
+	if (is->jwks == NULL) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0, "no JWKS");
+		goto out;
+	}
 	if ((r = stk_jwks_parse(is->jwks, strlen(is->jwks), 1, &keys, err)) != 0)
-		return r;
+		goto out;
 	snprintf(detail, sizeof(detail), "aud=%.60s claim=%s%s%.40s keys=%zu %s",
 	    is->audience, is->device_claim, is->tenant[0] ? " tid=" : "", is->tenant,
 	    stk_jwks_count(keys), is->jwks_url[0] ? "url" : "file");
 	stk_jwks_free(keys);
 	/* Sign the record with this node's key before taking the write lock. */
-	if (s->kid[0] == '\0')
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (s->kid[0] == '\0') {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "this node has no key of its own to endorse the issuer with");
-	if ((msg = oidc_endorse_message(s->guid, is)) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	if ((r = stk_site_key(s, &key, err)) != 0 || (r = stk_key_sign(key,
-	    (const unsigned char *)msg, strlen(msg), sig, &siglen, err)) != 0) {
-		free(msg);
-		return r;
+		goto out;
 	}
-	free(msg);
+	if ((msg = oidc_endorse_message(s->guid, is)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	if ((r = stk_site_key(s, &key, err)) != 0 || (r = stk_key_sign(key,
+	    (const unsigned char *)msg, strlen(msg), sig, &siglen, err)) != 0)
+		goto out;
 	stk_b64url_encode_buf(sig, siglen, sigb64);
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if (db_prepare(s->store, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &st) != 0) {
 		r = site_db_error(s, err, "reading trusted issuers");
-		goto fail;
+		goto out;
 	}
 	r = db_bind_text(st, 1, is->issuer) != 0 ? SITE_DB_ERROR : db_step(st);
 	db_finalize(st);
 	st = NULL;
 	if (r != SITE_DB_ROW && r != SITE_DB_DONE) {
 		r = site_db_error(s, err, "reading trusted issuers");
-		goto fail;
+		goto out;
 	}
 	if (r == SITE_DB_ROW) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0, "issuer %.200s is "
 		    "trusted already (oidc remove it first to change it)", is->issuer);
-		goto fail;
+		goto out;
 	}
 	if (r != SITE_DB_DONE) {
 		r = site_db_error(s, err, "reading trusted issuers");
-		goto fail;
+		goto out;
 	}
 	if (db_prepare(s->store, "INSERT INTO oidc_issuers (issuer, audience, device_claim,"
 	    " tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement)"
 	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st) != 0) {
 		r = site_db_error(s, err, "recording the issuer");
-		goto fail;
+		goto out;
 	}
 	r = db_bind_text(st, 1, is->issuer) | db_bind_text(st, 2, is->audience) |
 	    db_bind_text(st, 3, is->device_claim) | db_bind_text(st, 4, is->tenant) |
@@ -185,20 +189,23 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	    db_bind_text(st, 10, sigb64);
 	if (r != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "recording the issuer");
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, "oidc.issuer.add", is->issuer, "ok", detail,
 	    err)) != 0)
-		goto fail;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		return r;
+		goto out;
 	stk_oidc_cache_flush();
-	return STK_OK;
-fail:
+	r = STK_OK;
+out:
+	free(msg);
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
@@ -207,37 +214,42 @@ stk_oidc_remove(struct stk_site *s, const char *issuer, const char *actor,
     struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
-	int r;
+	int in_tx = 0, r;
 
-	if (issuer == NULL || !oidc_printable(issuer, STK_OIDC_ISSUER_MAX))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (issuer == NULL || !oidc_printable(issuer, STK_OIDC_ISSUER_MAX)) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "--issuer must be the issuer URL as `oidc list` shows it");
+		goto out;
+	}
 	if ((r = stk_site_tx_begin(s, err)) != 0)
-		return r;
+		goto out;
+	in_tx = 1;
 	if (db_prepare(s->store, "DELETE FROM oidc_issuers WHERE issuer = ?", &st) != 0) {
 		r = site_db_error(s, err, "removing the issuer");
-		goto fail;
+		goto out;
 	}
 	if (db_bind_text(st, 1, issuer) != 0 || db_step(st) != SITE_DB_DONE) {
 		r = site_db_error(s, err, "removing the issuer");
-		goto fail;
+		goto out;
 	}
 	if (db_changes(s->store) != 1) {
 		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
 		    "issuer %.200s is not trusted by this site", issuer);
-		goto fail;
+		goto out;
 	}
 	db_finalize(st);
 	st = NULL;
 	if ((r = stk_audit_append(s, actor, "oidc.issuer.remove", issuer, "ok", "", err)) != 0)
-		goto fail;
+		goto out;
+	in_tx = 0;
 	if ((r = stk_site_tx_commit(s, err)) != 0)
-		return r;
+		goto out;
 	stk_oidc_cache_flush();
-	return STK_OK;
-fail:
+	r = STK_OK;
+out:
 	db_finalize(st);
-	stk_site_tx_rollback(s);
+	if (in_tx)
+		stk_site_tx_rollback(s);
 	return r;
 }
 
