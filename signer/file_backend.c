@@ -247,23 +247,23 @@ file_sign(struct stk_key *key, const unsigned char *digest, size_t dlen,
 
 	if ((ctx = fk->tmpl != NULL ? EVP_PKEY_CTX_dup(fk->tmpl) :
 	    file_sign_ctx(fk->pkey, key->type)) == NULL)
-		goto fail;
+		goto out;
 	if (key->type == STK_KEY_P256) {
 		if (EVP_PKEY_sign(ctx, der, &derlen, digest, dlen) != 1)
-			goto fail;
+			goto out;
 		if (*siglen < STK_P256_SIG_LEN ||
 		    stk_ecdsa_der_to_raw(der, derlen, sig, STK_P256_SIG_LEN) != 0)
-			goto fail;
+			goto out;
 		*siglen = STK_P256_SIG_LEN;
 	} else {
 		if (EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) != 1)
-			goto fail;
+			goto out;
 	}
+	r = STK_OK;
+out:
 	EVP_PKEY_CTX_free(ctx);
-	return STK_OK;
-fail:
-	EVP_PKEY_CTX_free(ctx);
-	r = stk_error_openssl(err, r, "file backend: signing failed");
+	if (r != 0)
+		r = stk_error_openssl(err, r, "file backend: signing failed");
 	return r;
 }
 

@@ -136,32 +136,36 @@ stk_signer_new(struct stk_key *key, const unsigned char *cert_der,
 	int r;
 
 	*out = NULL;
-	if (!stk_guid_valid(site_guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (!stk_guid_valid(site_guid)) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "site GUID is not a GUID");
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
 	s->key = key;
 	case_copy(s->tenant, site_guid, 0);
 	case_copy(s->tenant_up, site_guid, 1);
 	stk_cert_x5t(cert_der, cert_len, s->x5t);
 	if ((r = stk_key_get_public(key, &pub, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = stk_pkey_kid(pub, s->kid)) != 0) {
 		stk_error_set(err, r, STK_LAYER_OPENSSL, 0, "cannot compute kid");
-		goto fail;
+		goto out;
 	}
 	r = STK_E_NOMEM;
 	if ((htxt = jws_header_json(key->type, s->x5t, s->kid)) == NULL ||
 	    stk_b64url_encode((const unsigned char *)htxt, strlen(htxt),
 	    &s->header_b64) != 0) {
 		stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	*out = s;
 	s = NULL;
 	r = STK_OK;
-fail:
+out:
 	free(htxt);
 	EVP_PKEY_free(pub);
 	stk_signer_free(s);
