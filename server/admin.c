@@ -146,24 +146,26 @@ srv_admin_secret(const char *site_dir, int rotate, char secret[ADM_SECRET_LEN + 
 	    fsync(fd) != 0) {
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
+		goto out;
 	}
 	close(fd);
 	fd = -1;
 	if (rename(tmp, path) != 0) {
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot write %s: %s", path, strerror(errno));
-		goto fail;
+		goto out;
+	}
+	*created = 1;
+	r = STK_OK;
+out:
+	if (r != 0) {
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
 	}
 	OPENSSL_cleanse(line, sizeof(line));
-	*created = 1;
-	return STK_OK;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	OPENSSL_cleanse(line, sizeof(line));
-	OPENSSL_cleanse(secret, ADM_SECRET_LEN + 1);
+	if (r != 0)
+		OPENSSL_cleanse(secret, ADM_SECRET_LEN + 1);
 	return r;
 }
 
@@ -1313,7 +1315,7 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
     struct srv_logs *logs, const char *addr, int remote, const char *cert_pem,
     const char *key_pem, struct srv_admin **out, struct stk_error *err)
 {
-	struct srv_admin *a;
+	struct srv_admin *a = NULL;
 	struct sockaddr_in sin;
 	struct srv_daemon_opts opts;
 	const union MHD_DaemonInfo *di;
@@ -1322,28 +1324,30 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 
 	*out = NULL;
 	if ((r = adm_parse_addr(addr, remote, &sin, err)) != 0)
-		return r;
-	if ((a = calloc(1, sizeof(*a))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
 	a->http = (struct srv_http){ adm_route, a, ADM_BODY_MAX };
 	a->site = site;
 	a->site_mu = site_mu;
 	a->logs = logs;
 	if ((r = adm_secret_path(stk_site_dir(site), a->secret_path,
 	    sizeof(a->secret_path), err)) != 0)
-		goto fail;
+		goto out;
 	/* A bad secret file is a start-up error, not a run of 401s. */
 	r = srv_admin_secret(stk_site_dir(site), 0, secret, &created, err);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (r != 0)
-		goto fail;
+		goto out;
 	if (created) {
 		pthread_mutex_lock(site_mu);
 		r = stk_audit_append(site, "serve", "admin.secret", ADM_SECRET_FILE, "ok",
 		    "created for the admin console", err);
 		pthread_mutex_unlock(site_mu);
 		if (r != 0)
-			goto fail;
+			goto out;
 	}
 	opts = (struct srv_daemon_opts){ adm_mhd_log, a, &sin, 2, 64, 0, 30,
 	    cert_pem, key_pem, NULL };
@@ -1352,16 +1356,17 @@ srv_admin_start(struct stk_site *site, pthread_mutex_t *site_mu,
 		r = stk_error_set(err, STK_E_IO, STK_LAYER_SYS, (unsigned long)errno,
 		    "cannot listen on %s (admin console): %s", addr,
 		    errno ? strerror(errno) : "TLS set-up failed");
-		goto fail;
+		goto out;
 	}
 	di = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
 	a->port = di != NULL ? di->port : ntohs(sin.sin_port);
 	srv_log(logs, SRV_LOG_STS, "AdminConsole", "Admin console listening on https "
 	    "port %u (bearer secret in %s)", a->port, a->secret_path);
 	*out = a;
-	return STK_OK;
-fail:
-	srv_admin_stop(a);
+	r = STK_OK;
+out:
+	if (r != 0)
+		srv_admin_stop(a);
 	return r;
 }
 

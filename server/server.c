@@ -764,14 +764,16 @@ int
 srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
     struct stk_error *err)
 {
-	struct srv *s;
+	struct srv *s = NULL;
 	unsigned int threads = cfg->threads ? cfg->threads : SRV_THREADS_DEFAULT;
 	int r;
 
 	*out = NULL;
-	if (cfg->tls_cert_pem == NULL || cfg->tls_key_pem == NULL)
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	if (cfg->tls_cert_pem == NULL || cfg->tls_key_pem == NULL) {
+		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "the CMG needs a TLS certificate and key (--tls-cert, --tls-key)");
+		goto out;
+	}
 	{
 		/* A typo in --tls-priority is a start-up error that names the
 		 * option, not a listener that fails with "TLS set-up failed". */
@@ -780,15 +782,19 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 		const char *ps = cfg->tls_priority ? cfg->tls_priority :
 		    SRV_TLS_PRIORITY_DEFAULT;
 
-		if (gnutls_priority_init(&prio, ps, &epos) != GNUTLS_E_SUCCESS)
-			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		if (gnutls_priority_init(&prio, ps, &epos) != GNUTLS_E_SUCCESS) {
+			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 			    "--tls-priority: GnuTLS does not understand '%.60s'",
 			    epos != NULL ? epos : ps);
+			goto out;
+		}
 		gnutls_priority_deinit(prio);
 		srv_http_set_tls_priority(ps);
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
+	}
 	pthread_mutex_init(&s->site_mu, NULL);
 	pthread_mutex_init(&s->workers_mu, NULL);
 	pthread_mutex_init(&s->reg_mu, NULL);
@@ -801,17 +807,17 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	    (s->key_pem = strdup(cfg->tls_key_pem)) == NULL ||
 	    (cfg->trusted_ca_pem != NULL && (s->ca_pem = strdup(cfg->trusted_ca_pem)) == NULL)) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	s->have_trusted_ca = s->ca_pem != NULL;
 	if ((r = stk_challenges_new(&s->challenges, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = srv_logs_open(stk_site_dir(site), &s->logs, err)) != 0)
-		goto fail;
+		goto out;
 	srv_wellknown_init(&s->wk, site, &s->site_mu, s->logs);
 	if ((s->attreg = srv_attreg_new(site, &s->site_mu, s->logs)) == NULL) {
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	/* Open the key before the first request: a TPM or HSM problem shows at
 	 * start-up, not at the first registration. */
@@ -821,7 +827,7 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 
 		if ((r = stk_site_signer(site, &sg, err)) != 0 ||
 		    (r = stk_site_verifier(site, &v, err)) != 0)
-			goto fail;
+			goto out;
 	}
 	s->mp.kind = SRV_MP;
 	s->mp.tls = cfg->mp_tls;
@@ -829,16 +835,16 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	s->cmg.tls = 1;
 	if ((r = srv_listen(s, &s->mp, cfg->mp_addr, threads, err)) != 0 ||
 	    (r = srv_listen(s, &s->cmg, cfg->cmg_addr, threads, err)) != 0)
-		goto fail;
+		goto out;
 	if (cfg->admin_addr != NULL && (r = srv_admin_start(site, &s->site_mu, s->logs,
 	    cfg->admin_addr, cfg->admin_remote, s->cert_pem, s->key_pem, &s->admin,
 	    err)) != 0)
-		goto fail;
+		goto out;
 	if (cfg->metrics_addr != NULL && (r = srv_metrics_start(site, &s->site_mu,
 	    s->logs, cfg->metrics_addr, cfg->metrics_remote, &s->metrics, err)) != 0)
-		goto fail;
+		goto out;
 	if ((r = srv_housekeeping_start(site, &s->site_mu, s->logs, 0, &s->hk, err)) != 0)
-		goto fail;
+		goto out;
 	srv_log(s->logs, SRV_LOG_STS, "CCM_STS", "Site %s: token service started, "
 	    "signing with the %s key backend", stk_site_guid(site), stk_site_backend(site));
 	srv_log(s->logs, SRV_LOG_REG, "MP_RegistrationManager", "Management point "
@@ -846,9 +852,10 @@ srv_start(struct stk_site *site, const struct srv_config *cfg, struct srv **out,
 	srv_log(s->logs, SRV_LOG_AUTH, "ClientAuth", "Cloud gateway listening on https "
 	    "port %u under %s%s/ (mutual TLS)", s->cmg.port, SRV_CMG_PREFIX, s->site_number);
 	*out = s;
-	return STK_OK;
-fail:
-	srv_stop(s);
+	r = STK_OK;
+out:
+	if (r != 0)
+		srv_stop(s);
 	return r;
 }
 
