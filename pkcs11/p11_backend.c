@@ -597,16 +597,16 @@ p11_key_new(const char *uri, const struct stk_key_opts *opts,
 	k->base.type = STK_KEY_NONE;
 	if (pthread_rwlock_init(&k->lock, NULL) != 0) {
 		r = p11_nomem(err);
-		goto fail;
+		goto out;
 	}
 	k->lock_ok = 1;
 	if ((r = stk_p11_uri_parse(uri, &k->uri, err)) != 0)
-		goto fail;
+		goto out;
 	if (k->uri.type != NULL && strcmp(k->uri.type, "private") != 0) {
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "PKCS#11 URI names a '%s' object; the site key must be "
 		    "type=private", k->uri.type);
-		goto fail;
+		goto out;
 	}
 	mod = k->uri.module_path;
 	if (mod == NULL && opts != NULL)
@@ -617,18 +617,19 @@ p11_key_new(const char *uri, const struct stk_key_opts *opts,
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "no PKCS#11 module: give module-path in the URI, "
 		    "--pkcs11-module PATH or SITETOKEN_PKCS11_MODULE");
-		goto fail;
+		goto out;
 	}
 	if ((k->module = strdup(mod)) == NULL) {
 		r = p11_nomem(err);
-		goto fail;
+		goto out;
 	}
 	if ((r = p11_load_module(k, err)) != 0)
-		goto fail;
+		goto out;
 	*out = k;
-	return STK_OK;
-fail:
-	p11_close(&k->base);
+	r = STK_OK;
+out:
+	if (r != 0)
+		p11_close(&k->base);
 	return r;
 }
 
@@ -653,14 +654,16 @@ p11_open(const char *uri, const struct stk_key_opts *opts,
 	if ((r = p11_key_new(uri, opts, &k, err)) != 0)
 		return r;
 	if ((r = p11_reconnect(k, err)) != 0 ||
-	    (r = p11_set_location(k, err)) != 0) {
-		p11_close(&k->base);
-		return r;
-	}
+	    (r = p11_set_location(k, err)) != 0)
+		goto out;
 	STK_LOG(STK_LOG_DEBUG, "pkcs11", "opened %s key %s",
 	    stk_key_type_name(k->base.type), k->location);
 	*out = &k->base;
-	return STK_OK;
+	r = STK_OK;
+out:
+	if (r != 0)
+		p11_close(&k->base);
+	return r;
 }
 
 /* ---- the module's function list: generation and attributes ---- */
@@ -765,7 +768,7 @@ p11_generate(const char *uri, enum stk_key_type type,
 	CK_RV rv = CKR_OK;
 	char pin[STK_P11_PIN_MAX], *label = NULL;
 	unsigned char *id = NULL;
-	int r;
+	int made = 0, r;
 
 	*out = NULL;
 	*out_uri = NULL;
@@ -779,17 +782,17 @@ p11_generate(const char *uri, enum stk_key_type type,
 		k->uri.type = strdup("private");
 	if (k->uri.object == NULL || k->uri.type == NULL) {
 		r = p11_nomem(err);
-		goto fail;
+		goto out;
 	}
 	label = k->uri.object;
 	if ((r = p11_connect(k, pin, sizeof(pin), err)) != 0)
-		goto fail;
+		goto out;
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if ((rv = k->fl->C_OpenSession(k->slot_id, CKF_SERIAL_SESSION |
 	    CKF_RW_SESSION, NULL, NULL, &s)) != CKR_OK) {
 		r = p11_fail(err, STK_E_BACKEND, rv, "cannot open a read/write "
 		    "session on token '%s'", k->slot->token->label);
-		goto fail;
+		goto out;
 	}
 	/* Refuse to make a second key under the same name: later lookups by
 	 * label would be ambiguous, and the old key may still sign tokens. */
@@ -797,22 +800,22 @@ p11_generate(const char *uri, enum stk_key_type type,
 	    &rv) != 0) {
 		r = p11_fail(err, STK_E_BACKEND, rv, "cannot search token '%s'",
 		    k->slot->token->label);
-		goto fail;
+		goto out;
 	}
 	if (count > 0) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_PKCS11, 0,
 		    "token '%s' already holds a private key labelled '%s'; "
 		    "choose another object= name", k->slot->token->label, label);
-		goto fail;
+		goto out;
 	}
 	if (k->uri.id == NULL) {
 		if ((id = malloc(P11_ID_LEN)) == NULL) {
 			r = p11_nomem(err);
-			goto fail;
+			goto out;
 		}
 		if (RAND_bytes(id, P11_ID_LEN) != 1) {
 			r = stk_error_openssl(err, STK_E_CRYPTO, "no random bytes");
-			goto fail;
+			goto out;
 		}
 		k->uri.id = id;
 		k->uri.id_len = P11_ID_LEN;
@@ -823,41 +826,45 @@ p11_generate(const char *uri, enum stk_key_type type,
 		r = p11_fail(err, rv == CKR_MECHANISM_INVALID ? STK_E_UNSUPPORTED :
 		    STK_E_BACKEND, rv, "token '%s' could not generate a %s key",
 		    k->slot->token->label, stk_key_type_name(type));
-		goto fail;
+		goto out;
 	}
+	made = 1;
 	if ((r = p11_find_key(k, err)) != 0)
-		goto fail_destroy;
+		goto out;
 	if (k->base.type != type) {
 		r = stk_error_set(err, STK_E_BACKEND, STK_LAYER_PKCS11, 0,
 		    "token '%s' generated a %s key when %s was asked for",
 		    k->slot->token->label, stk_key_type_name(k->base.type),
 		    stk_key_type_name(type));
-		goto fail_destroy;
+		goto out;
 	}
 	if ((r = p11_set_location(k, err)) != 0)
-		goto fail_destroy;
+		goto out;
 	/* p11_set_location succeeded, so k->location is set (the analyzer
 	 * loses it through stk_p11_uri_format's realloc helper). */
 	if ((*out_uri = strdup(k->location)) == NULL) { // NOLINT(clang-analyzer-core.NonNullParamChecker)
 		r = p11_nomem(err);
-		goto fail_destroy;
+		goto out;
 	}
 	k->fl->C_CloseSession(s);
+	s = CK_INVALID_HANDLE;
 	k->generation++;
 	STK_LOG(STK_LOG_INFO, "pkcs11", "generated %s key %s inside the token "
 	    "(sensitive, not extractable)", stk_key_type_name(type), k->location);
 	*out = &k->base;
-	return STK_OK;
-fail_destroy:
-	/* Nothing half-made is left on the token. */
-	k->fl->C_DestroyObject(s, privh);
-	k->fl->C_DestroyObject(s, pubh);
-fail:
+	r = STK_OK;
+out:
+	if (r != 0 && made) {
+		/* Nothing half-made is left on the token. */
+		k->fl->C_DestroyObject(s, privh);
+		k->fl->C_DestroyObject(s, pubh);
+	}
 	OPENSSL_cleanse(pin, sizeof(pin));
 	free(id);
 	if (s != CK_INVALID_HANDLE && k != NULL)
 		k->fl->C_CloseSession(s);
-	p11_close(&k->base);
+	if (r != 0)
+		p11_close(&k->base);
 	return r;
 }
 

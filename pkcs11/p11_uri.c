@@ -83,6 +83,13 @@ p11_pct_decode(const char *s, size_t len, int binary, unsigned char **out,
 	return STK_OK;
 }
 
+static int
+p11_uri_dup(const char *nm, struct stk_error *err)
+{
+	return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+	    "PKCS#11 URI: attribute '%s' given twice", nm);
+}
+
 /* Set one attribute. `in_query`: after '?', where other names live. */
 static int
 p11_uri_attr(struct stk_p11_uri *u, const char *name, size_t nlen,
@@ -125,7 +132,7 @@ p11_uri_attr(struct stk_p11_uri *u, const char *name, size_t nlen,
 		return STK_OK;
 	if (strcmp(nm, "id") == 0 && !in_query) {
 		if (u->id != NULL)
-			goto dup;
+			return p11_uri_dup(nm, err);
 		return p11_pct_decode(val, vlen, 1, &u->id, &u->id_len, nm, err);
 	}
 	for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
@@ -133,7 +140,7 @@ p11_uri_attr(struct stk_p11_uri *u, const char *name, size_t nlen,
 			continue;
 		slot = (char **)(void *)((char *)u + attrs[i].off);
 		if (*slot != NULL)
-			goto dup;
+			return p11_uri_dup(nm, err);
 		if ((r = p11_pct_decode(val, vlen, 0, &dec, &declen, nm, err)) != 0)
 			return r;
 		*slot = (char *)dec;
@@ -143,9 +150,6 @@ p11_uri_attr(struct stk_p11_uri *u, const char *name, size_t nlen,
 	    "PKCS#11 URI: attribute '%s' is not supported %s", nm,
 	    in_query ? "in the query (module-path, pin-source)" :
 	    "in the path (token, manufacturer, model, serial, object, id, type)");
-dup:
-	return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-	    "PKCS#11 URI: attribute '%s' given twice", nm);
 }
 
 static int
