@@ -227,25 +227,24 @@ tpm_parse_uri(const char *uri, const char **blob, TPM2_HANDLE *handle,
 	if (uri == NULL || *uri == '\0' || strcmp(uri, "tpm:") == 0 ||
 	    strcmp(uri, "tpm") == 0)
 		return STK_OK;
-	if (strncmp(uri, "tpm:", 4) != 0)
-		goto bad;
-	p = uri + 4;
-	if (strncmp(p, "blob=", 5) == 0 && p[5] != '\0') {
-		*blob = p + 5;
-		return STK_OK;
+	if (strncmp(uri, "tpm:", 4) == 0) {
+		p = uri + 4;
+		if (strncmp(p, "blob=", 5) == 0 && p[5] != '\0') {
+			*blob = p + 5;
+			return STK_OK;
+		}
+		if (strncmp(p, "handle=", 7) == 0) {
+			errno = 0;
+			v = strtoul(p + 7, &end, 0);
+			if (errno != 0 || *end != '\0' || end == p + 7 ||
+			    v < TPM_PERSISTENT_FIRST || v > TPM_PERSISTENT_LAST)
+				return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+				    "TPM key URI %s: handle must be a persistent handle "
+				    "0x81000000..0x81ffffff", uri);
+			*handle = (TPM2_HANDLE)v;
+			return STK_OK;
+		}
 	}
-	if (strncmp(p, "handle=", 7) == 0) {
-		errno = 0;
-		v = strtoul(p + 7, &end, 0);
-		if (errno != 0 || *end != '\0' || end == p + 7 ||
-		    v < TPM_PERSISTENT_FIRST || v > TPM_PERSISTENT_LAST)
-			return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-			    "TPM key URI %s: handle must be a persistent handle "
-			    "0x81000000..0x81ffffff", uri);
-		*handle = (TPM2_HANDLE)v;
-		return STK_OK;
-	}
-bad:
 	return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 	    "bad TPM key URI '%s' (want tpm:blob=PATH or tpm:handle=0x81xxxxxx)",
 	    uri);
@@ -442,21 +441,25 @@ static int
 tpm_key_new(const struct stk_key_opts *opts, struct tpm_key **out,
     struct stk_error *err)
 {
-	struct tpm_key *tk;
+	struct tpm_key *tk = NULL;
 	const char *conf;
 	int r;
 
 	*out = NULL;
-	if ((tk = calloc(1, sizeof(*tk))) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+	if ((tk = calloc(1, sizeof(*tk))) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
 		    "out of memory");
+		goto out;
+	}
 	tk->base.vt = &stk_backend_tpm;
 	tk->handle = ESYS_TR_NONE;
 	tk->session = ESYS_TR_NONE;
 	if (pthread_mutex_init(&tk->lock, NULL) != 0) {
 		free(tk);
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_SYS, 0,
+		tk = NULL;
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_SYS, 0,
 		    "cannot create mutex");
+		goto out;
 	}
 	tk->lock_ready = 1;
 	conf = opts->tcti;
@@ -464,17 +467,19 @@ tpm_key_new(const struct stk_key_opts *opts, struct tpm_key **out,
 		conf = getenv("SITETOKEN_TCTI");
 	if (conf != NULL && *conf != '\0' &&
 	    (tk->tcti_conf = strdup(conf)) == NULL) {
-		tpm_close(&tk->base);
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
 		    "out of memory");
+		goto out;
 	}
 	if ((r = tpm_read_auth(&tk->auth, err)) != 0 ||
-	    (r = tpm_connect(tk->tcti_conf, &tk->tcti, &tk->ectx, err)) != 0) {
-		tpm_close(&tk->base);
-		return r;
-	}
+	    (r = tpm_connect(tk->tcti_conf, &tk->tcti, &tk->ectx, err)) != 0)
+		goto out;
 	*out = tk;
-	return STK_OK;
+	r = STK_OK;
+out:
+	if (r != 0 && tk != NULL)
+		tpm_close(&tk->base);
+	return r;
 }
 
 /* Check that a public area is a key we can sign with, and which type. */
@@ -727,7 +732,7 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 	    (r = tpm_blob_read(path, &pub, &priv, err)) != 0))
 		return r;
 	if ((r = tpm_key_new(opts, &tk, err)) != 0)
-		return r;
+		goto out;
 	snprintf(tk->uri, sizeof(tk->uri), "%s", uri);
 	/* sitetoken makes a key with an auth value without noDA, and one
 	 * without an auth value with noDA (tpm_template). Trying a key of the
@@ -740,19 +745,20 @@ tpm_open(const char *uri, const struct stk_key_opts *opts,
 		    "SITETOKEN_TPM_KEY_AUTH or SITETOKEN_TPM_KEY_AUTH_FILE; not tried "
 		    "with an empty value, which would count against the TPM's "
 		    "dictionary-attack lockout", uri);
-		tpm_close(&tk->base);
-		return r;
+		goto out;
 	}
 	if (blob != NULL)
 		r = tpm_load_blob(tk, path, &pub, &priv, err);
 	else
 		r = tpm_open_persistent(tk, handle, err);
-	if (r != 0 || (r = tpm_finish_open(tk, err)) != 0) {
-		tpm_close(&tk->base);
-		return r;
-	}
+	if (r != 0 || (r = tpm_finish_open(tk, err)) != 0)
+		goto out;
 	*out = &tk->base;
-	return STK_OK;
+	r = STK_OK;
+out:
+	if (r != 0 && tk != NULL)
+		tpm_close(&tk->base);
+	return r;
 }
 
 /* Errors after which the key is worth loading again: the connection was
@@ -881,44 +887,49 @@ tpm_generate(const char *uri, enum stk_key_type type,
 	*out_uri = NULL;
 	memset(&sens, 0, sizeof(sens));
 	if ((r = tpm_parse_uri(uri, &blob, &handle, err)) != 0)
-		return r;
+		goto out;
 	/* An existing persistent key: nothing to create, adopt it. */
 	if (handle != 0) {
 		if ((r = tpm_open(uri, opts, out, err)) != 0)
-			return r;
+			goto out;
 		if ((*out)->type != type) {
 			r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 			    "persistent TPM key 0x%08x is %s, not the requested %s",
 			    (unsigned)handle, stk_key_type_name((*out)->type),
 			    stk_key_type_name(type));
-			goto fail;
+			goto out;
 		}
 		if ((*out_uri = strdup(uri)) == NULL) {
 			r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0,
 			    "out of memory");
-			goto fail;
+			goto out;
 		}
-		return STK_OK;
+		r = STK_OK;
+		goto out;
 	}
-	if (type != STK_KEY_RSA2048 && type != STK_KEY_P256)
-		return stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
+	if (type != STK_KEY_RSA2048 && type != STK_KEY_P256) {
+		r = stk_error_set(err, STK_E_UNSUPPORTED, STK_LAYER_NONE, 0,
 		    "tpm backend makes rsa2048 or p256 keys, not %s",
 		    stk_key_type_name(type));
+		goto out;
+	}
 	if ((r = tpm_blob_path(blob, opts, path, sizeof(path), err)) != 0)
-		return r;
+		goto out;
 	/* Store an absolute path: the CLI may have been given a relative site
 	 * directory, and the URI must still work from another cwd. */
 	if (path[0] != '/' && (r = tpm_abs_path(path, sizeof(path), err)) != 0)
-		return r;
-	if (access(path, F_OK) == 0)
-		return stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
+		goto out;
+	if (access(path, F_OK) == 0) {
+		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "TPM key blob %s already exists; not overwriting it", path);
+		goto out;
+	}
 
 	if ((r = tpm_key_new(opts, &tk, err)) != 0)
-		return r;
+		goto out;
 	if ((r = tpm_create_srk(tk->ectx, &srk, err)) != 0 ||
 	    (r = tpm_start_session(tk->ectx, srk, &tk->session, err)) != 0)
-		goto fail;
+		goto out;
 	tpm_template(type, tk->auth.size > 0, &tmpl);
 	sens.sensitive.userAuth = tk->auth;
 	memset(&outside, 0, sizeof(outside));
@@ -928,37 +939,37 @@ tpm_generate(const char *uri, enum stk_key_type type,
 	    &sens, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tpm_error(err, rc, "creating the signing key");
-		goto fail;
+		goto out;
 	}
 	if ((r = tpm_blob_write(path, pub, priv, err)) != 0)
-		goto fail;
+		goto out;
 	wrote = 1;
 	tpm_flush(tk->ectx, &srk);
 	if (asprintf(out_uri, "tpm:blob=%s", path) < 0) {
 		*out_uri = NULL;
 		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-		goto fail;
+		goto out;
 	}
 	snprintf(tk->uri, sizeof(tk->uri), "%s", *out_uri);
 	if ((r = tpm_load_blob(tk, path, pub, priv, err)) != 0 ||
 	    (r = tpm_finish_open(tk, err)) != 0)
-		goto fail;
+		goto out;
 	STK_LOG(STK_LOG_INFO, "tpm", "generated %s key in the TPM, blob %s",
 	    stk_key_type_name(type), path);
 	*out = &tk->base;
 	tk = NULL;
 	r = STK_OK;
-	goto out;
-fail:
-	if (tk != NULL)
-		tpm_flush(tk->ectx, &srk);
-	tpm_close(tk ? &tk->base : *out);
-	*out = NULL;
-	free(*out_uri);
-	*out_uri = NULL;
-	if (wrote)
-		unlink(path);
 out:
+	if (r != 0) {
+		if (tk != NULL)
+			tpm_flush(tk->ectx, &srk);
+		tpm_close(tk ? &tk->base : *out);
+		*out = NULL;
+		free(*out_uri);
+		*out_uri = NULL;
+		if (wrote)
+			unlink(path);
+	}
 	OPENSSL_cleanse(&sens, sizeof(sens));
 	if (priv != NULL)
 		OPENSSL_cleanse(priv, sizeof(*priv));
