@@ -419,9 +419,9 @@ agent_store_issued(struct agent *a, const char *body, struct stk_error *err)
 	tok = json_string_value(json_object_get(o, "client_token"));
 	if (o == NULL || tok == NULL || json_string_value(json_object_get(o,
 	    "device_guid")) == NULL) {
-		json_decref(o);
-		return stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
+		r = stk_error_set(err, STK_E_IO, STK_LAYER_NONE, 0,
 		    "unexpected response from the server");
+		goto out;
 	}
 	agent_path(a, "client.token", path, sizeof(path));
 	if ((r = stk_file_write(path, tok, strlen(tok), 0600, err)) != 0)

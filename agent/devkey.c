@@ -175,8 +175,8 @@ agent_devkey_ensure_identity(struct agent *a, struct stk_error *err)
 	if (ref != NULL) {
 		/* Already made: only a lost certificate is made again. */
 		if (devkey_exists(a, "device.crt")) {
-			free(ref);
-			return STK_OK;
+			r = STK_OK;
+			goto out;
 		}
 		devkey_opts(a, &ko);
 		if ((r = stk_key_open(ref, &ko, &key, err)) == 0)
