@@ -362,7 +362,7 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	char msg[320], cname[128];
 	int64_t prev_cp = 0, mine_after = 0, mine_ctr_seq = 0;
 	uint64_t mine_ctr = 0, tpm_ctr = 0;
-	int r, rc, anchor_bad, anchor_seen = 0;
+	int r, rc, anchor_bad, anchor_seen = 0, in_read = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	memset(&w, 0, sizeof(w));
@@ -377,9 +377,10 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	anchor_bad = audit_anchor_read(s, &anc);
 	/* One read transaction: a concurrent writer cannot make us see a torn chain. */
 	if (s->store->vt->begin_read(s->store) != 0) {
-		site_trust_free(t);
-		return site_db_error(s, err, "reading the audit log");
+		r = site_db_error(s, err, "reading the audit log");
+		goto out;
 	}
+	in_read = 1;
 	r = stk_audit_foreach(s, chain_step, &w, err);
 	if (r != 0)
 		goto out;
@@ -546,7 +547,8 @@ stk_audit_verify(struct stk_site *s, struct stk_audit_report *rep,
 	r = 0;
 out:
 	db_finalize(st);
-	s->store->vt->rollback(s->store); /* read-only: nothing to keep */
+	if (in_read)
+		s->store->vt->rollback(s->store); /* read-only: nothing to keep */
 	site_trust_free(t);
 	free(w.hashes);
 	return r;
