@@ -462,13 +462,12 @@ site_keys_load_verifier(struct stk_site *s, const struct site_trust *t,
 	FILE *f;
 	int r = STK_OK, nkeys = 0;
 
-	if ((f = open_memstream(&fp, &fplen)) == NULL)
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
-	if ((r = stk_verifier_new(s->guid, &v, err)) != 0) {
-		fclose(f);
-		free(fp);
-		return r;
+	if ((f = open_memstream(&fp, &fplen)) == NULL) {
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
 	}
+	if ((r = stk_verifier_new(s->guid, &v, err)) != 0)
+		goto out;
 	for (i = 0; i < t->n; i++) {
 		const struct site_trust_key *k = &t->k[i];
 
@@ -592,15 +591,15 @@ stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err)
 	struct site_trust *t = NULL;
 	char *buf = NULL, *jwk = NULL;
 	size_t len = 0, i;
-	FILE *f;
+	FILE *f = NULL;
 	int r, nkeys = 0;
 
 	*out = NULL;
 	if ((r = site_trust_load(s, &t, err)) != 0)
 		return r;
 	if ((f = open_memstream(&buf, &len)) == NULL) {
-		site_trust_free(t);
-		return stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		r = stk_error_set(err, STK_E_NOMEM, STK_LAYER_NONE, 0, "out of memory");
+		goto out;
 	}
 	fputs("{\"keys\":[", f);
 	/* Trusted keys only, oldest first (the order rows were made). */
@@ -616,15 +615,16 @@ stk_site_jwks(struct stk_site *s, char **out, struct stk_error *err)
 		jwk = NULL;
 	}
 out:
-	fputs("]}", f);
-	fclose(f);
-	site_trust_free(t);
-	if (r != 0) {
-		free(buf);
-		return r;
+	if (f != NULL) {
+		fputs("]}", f);
+		fclose(f);
 	}
-	*out = buf;
-	return STK_OK;
+	site_trust_free(t);
+	if (r != 0)
+		free(buf);
+	else
+		*out = buf;
+	return r;
 }
 
 /* Declared in sitetoken/stats.h; here, below the facade that reads it for
@@ -662,8 +662,8 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 	    " created_at, not_after, retired_at, coalesce(max_exp, -1),"
 	    " coalesce(retiring_at, 0) FROM site_keys"
 	    " ORDER BY created_at, kid", &st) != 0) {
-		site_trust_free(t);
-		return site_db_error(s, err, "reading the site keys");
+		r = site_db_error(s, err, "reading the site keys");
+		goto out;
 	}
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		if (cnt == cap) {
@@ -708,13 +708,13 @@ stk_site_keys_list(struct stk_site *s, struct stk_site_key_row **rows,
 out:
 	site_trust_free(t);
 	db_finalize(st);
-	if (r != 0) {
+	if (r != 0)
 		free(v);
-		return r;
+	else {
+		*rows = v;
+		*n = cnt;
 	}
-	*rows = v;
-	*n = cnt;
-	return STK_OK;
+	return r;
 }
 
 /* Make a key in this node's device and its certificate (signed by itself). */
