@@ -110,8 +110,8 @@ stk_pkey_to_jwk(EVP_PKEY *pkey, const unsigned char *cert_der,
 
 	*out = NULL;
 	if (j == NULL || stk_pkey_kid(pkey, kid) != 0) {
-		json_decref(j);
-		return stk_error_openssl(err, STK_E_CRYPTO, "cannot encode public key as JWK");
+		r = stk_error_openssl(err, STK_E_CRYPTO, "cannot encode public key as JWK");
+		goto out;
 	}
 	json_object_set_new(j, "kid", json_string(kid));
 	json_object_set_new(j, "use", json_string("sig"));
@@ -148,7 +148,7 @@ stk_pkey_to_jwk(EVP_PKEY *pkey, const unsigned char *cert_der,
 out:
 	free(b64);
 	json_decref(j);
-	if (r != 0)
+	if (r == STK_E_NOMEM)
 		stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
 	return r;
 }
