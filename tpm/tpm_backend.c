@@ -1181,7 +1181,7 @@ tpm_describe(struct stk_key *key, struct stk_key_info *info,
 	pthread_mutex_lock(&tk->lock);
 	if (tk->ectx == NULL && (r = tpm_reestablish(tk, err)) != 0) {
 		pthread_mutex_unlock(&tk->lock);
-		return r;
+		goto out;
 	}
 	rc = Esys_ReadPublic(tk->ectx, tk->handle, ESYS_TR_NONE, ESYS_TR_NONE,
 	    ESYS_TR_NONE, &p, &name, NULL);
