@@ -137,29 +137,29 @@ srv_parse_register_body(const char *body, size_t len, struct srv_register_body *
     char *why, size_t whylen)
 {
 	json_error_t je;
-	json_t *o;
+	json_t *o = NULL;
 	const unsigned char *h;
+	int r = -1;
 
 	memset(out, 0, sizeof(*out));
 	if (len == 0) {
 		snprintf(why, whylen, "empty body: a JSON object is required");
-		return -1;
+		goto out;
 	}
 	o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (o == NULL || !json_is_object(o)) {
 		snprintf(why, whylen, "body is not a strict JSON object%s%s",
 		    o == NULL ? ": " : "", o == NULL ? je.text : "");
-		json_decref(o);
-		return -1;
+		goto out;
 	}
 	out->o = o;
-	if (json_unpack_ex(o, &je, JSON_STRICT, "{s?s, s?s, s?s, s?s, s?s, s?s}",
+	o = NULL;
+	if (json_unpack_ex(out->o, &je, JSON_STRICT, "{s?s, s?s, s?s, s?s, s?s, s?s}",
 	    "certificate", &out->certificate, "bulk_token", &out->bulk_token,
 	    "id_token", &out->id_token, "hostname", &out->hostname, "nonce",
 	    &out->nonce, "proof", &out->proof) != 0) {
 		snprintf(why, whylen, "request JSON: %s", je.text);
-		srv_register_body_clear(out);
-		return -1;
+		goto out;
 	}
 	/* The hostname only goes to the registration log: keep it one short,
 	 * printable field. */
@@ -168,10 +168,14 @@ srv_parse_register_body(const char *body, size_t len, struct srv_register_body *
 		    SRV_HOSTNAME_MAX) {
 			snprintf(why, whylen, "'hostname' must be at most %d printable "
 			    "characters", SRV_HOSTNAME_MAX);
-			srv_register_body_clear(out);
-			return -1;
+			goto out;
 		}
-	return 0;
+	r = 0;
+out:
+	json_decref(o);
+	if (r != 0)
+		srv_register_body_clear(out);
+	return r;
 }
 
 void
