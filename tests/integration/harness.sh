@@ -380,6 +380,12 @@ tpm_pair() {
 	on_exit '_swtpm_stop "$TPM_A"; _swtpm_stop "$TPM_B"'
 }
 
+# `. harness.sh server` (or tpm): set -e, then server_env (or tpm_pair).
+if [ "${1:-}" = server ] || [ "${1:-}" = tpm ]; then
+	set -e
+	if [ "$1" = server ]; then server_env; else tpm_pair; fi
+fi
+
 # ---- a test's own PostgreSQL clusters ----
 # For tests that kill, promote or starve the server and so cannot share the
 # pg fixture's cluster. Loopback and a unix socket in $PGD only; stopped by
