@@ -187,6 +187,16 @@ post_json() {
 	echo "$code $err"
 }
 
+# cmg_expect "STATUS ERROR" DESCRIPTION cmg_call args...: that answer
+# (ERROR as post_json gives it).
+cmg_expect() {
+	local want=$1 what=$2 got err
+	shift 2
+	got=$(cmg_call "$@" | http_status)
+	err=$(json 'd.get("error", "-")' <"$T/resp" 2>/dev/null) || err='?'
+	expect_eq "$got $err" "$want" "$what"
+}
+
 # ---- certificates ----
 # dev_cert NAME|PATH [openssl req options...] -> PATH.crt, PATH.key (0600):
 # a self-signed certificate, P-256, 30 days, CN=NAME unless the options
