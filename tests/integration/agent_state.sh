@@ -3,7 +3,7 @@
 # of loose permissions, usage errors, the bulk token never on disk, the
 # original /regtoken:TOKEN syntax, and `run` stopping on SIGTERM.
 TEST_NAME=agent_state
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 make_site
 start_server
 
@@ -50,8 +50,7 @@ $AGENT --state "$T/S" --ca "$T/tls.crt" run --interval 3600 > "$T/run.out" &
 rp=$!
 sleep 1
 kill -TERM "$rp"
-rc=0; wait "$rp" || rc=$?
-[ "$rc" = 0 ] || fail "run exit $rc after SIGTERM"
+expect_exit 0 "run after SIGTERM" -- wait "$rp"
 grep -q "renewal not due" "$T/run.out" || fail "run output"
 ok "run checks renewal and stops on SIGTERM"
 assert_no_tokens_in_logs
