@@ -6,7 +6,7 @@
 # jose, tests/browser/jwks.test.mjs) verifies our client and bulk tokens with
 # the served key set. Attacker: 1 (network) only sees public keys here.
 TEST_NAME=server_wellknown
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 BROWSER_DIR=$STK_SRC/tests/browser
 
 missing() {
@@ -51,9 +51,7 @@ assert sorted(k["kid"] for k in a["keys"]) == sorted(k["kid"] for k in b["keys"]
 assert all("d" not in k and "p" not in k for k in a["keys"]), "private members"
 PY
 [ "$(hdr Content-Type "$T/cmg.jwks")" = application/jwk-set+json ] || fail "content type"
-res=$(cmg_call GET policy "" "")
-[ "$(echo "$res" | http_status)" = 401 ] && echo "$res" | grep -q no_client_certificate ||
-	fail "gateway path without a client certificate: $res"
+cmg_expect "401 no_client_certificate" "gateway path without a client certificate" GET policy "" ""
 ok "JWKS on the MP and on the CMG without a client certificate (same keys as key export --jwks); the gateway path still refuses 401 no_client_certificate"
 
 # Caching: max-age, a strong ETag, If-None-Match -> 304 without a body.
@@ -102,9 +100,7 @@ SERVER_PID=$SERVED_PID
 MP2=http://127.0.0.1:$SERVED_MP_PORT
 CMG2=https://127.0.0.1:$SERVED_CMG_PORT/CCM_Proxy_MutualAuth/$SITE_NUMBER
 GUID2=$(sqlite3 "$SITE2/site.db" 'SELECT tenant FROM site' | tr 'A-Z' 'a-z')
-( umask 077; SITETOKEN_SITE=$SITE2 $STK bulk new --lifetime 60 --json > "$T/bulk2.json" )
-python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' "$T/bulk2.json" "$T/bulk2.tok"
-rm -f "$T/bulk2.json"
+SITETOKEN_SITE=$SITE2 new_bulk "$T/bulk2.tok" >/dev/null
 agent E 0 register --mp "$MP2" --cmg "$CMG2" --regtoken-file "$T/bulk2.tok" >/dev/null
 DEV2=$(agent E 0 status --json | json_get device_guid)
 ( umask 077; printf 'client %s\nbulk %s\n' "$(cat "$T/E/client.token")" "$(cat "$T/bulk2.tok")" > "$T/tokens" )
