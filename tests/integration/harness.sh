@@ -315,9 +315,11 @@ agent() {
 	$AGENT --state "$T/$st" --ca "$T/tls.crt" --clock-offset $((days * 86400)) "$@"
 }
 
-new_bulk() { # new_bulk FILE [lifetime] -> token in FILE (0600), GUID on stdout
+# new_bulk FILE [LIFETIME [bulk new options...]] -> token in FILE (0600), GUID on stdout
+new_bulk() {
 	local f=$1 life=${2:-60}
-	( umask 077; $STK bulk new --lifetime "$life" --json >"$f.json"
+	shift $(($# < 2 ? $# : 2))
+	( umask 077; $STK bulk new --lifetime "$life" "$@" --json >"$f.json"
 	  printf '%s' "$(json 'd["token"]' <"$f.json")" >"$f" )
 	json 'd["guid"]' <"$f.json"
 	rm -f "$f.json"
