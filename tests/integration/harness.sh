@@ -368,6 +368,34 @@ assert_no_tokens_in_logs() {
 	ok "no token in any log"
 }
 
+# skip_missing WHY: a missing tool skips the test (77), except in CI, which
+# installs every tool.
+skip_missing() {
+	if [ "${CI:-}" = true ]; then fail "$1 (CI installs it: ./run deps)"; fi
+	echo "SKIP: $1"
+	exit 77
+}
+_browser_has() {
+	local p
+	for p in "$@"; do [ -f "$STK_SRC/tests/browser/node_modules/$p/package.json" ] || return 1; done
+}
+# browser_deps NPM_PACKAGE...: node, and these packages installed in
+# tests/browser from its lock file (one install at a time: the plain and
+# sanitizer builds share the folder).
+browser_deps() {
+	command -v node >/dev/null || skip_missing "node is not installed (apt-get install nodejs npm)"
+	_browser_has "$@" && return 0
+	command -v npm >/dev/null || skip_missing "npm is not installed (apt-get install npm)"
+	(
+		flock 9
+		_browser_has "$@" || (cd "$STK_SRC/tests/browser" &&
+			npm install --no-audit --no-fund --loglevel=error) >"$T/npm.log" 2>&1
+	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
+		cat "$T/npm.log" >&2
+		skip_missing "npm install of $* failed"
+	}
+}
+
 # ---- swtpm ----
 _swtpm_stop() { bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$1" >/dev/null 2>&1 || true; }
 # device_tpms: the state directories of the device's swtpm ($DEV_TPM) and of

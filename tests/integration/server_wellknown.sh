@@ -9,23 +9,7 @@ TEST_NAME=server_wellknown
 . "$(dirname "$0")/harness.sh" server
 BROWSER_DIR=$STK_SRC/tests/browser
 
-missing() {
-	if [ "${CI:-}" = true ]; then fail "$1 (CI installs it: ./run deps)"; fi
-	echo "SKIP: $1"
-	exit 77
-}
-command -v node >/dev/null || missing "node is not installed (apt-get install nodejs npm)"
-if [ ! -f "$BROWSER_DIR/node_modules/jose/package.json" ]; then
-	(
-		flock 9
-		cd "$BROWSER_DIR"
-		[ -f node_modules/jose/package.json ] ||
-			npm install --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1
-	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
-		cat "$T/npm.log" >&2
-		missing "npm install of jose failed"
-	}
-fi
+browser_deps jose
 
 make_site
 start_server
