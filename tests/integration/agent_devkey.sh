@@ -134,7 +134,8 @@ agent devT 31 --tcti "$DEV_TCTI" policy | grep -q "\"device_guid\":\"$guid\"" ||
 ok "the TPM key blob loads again after a TPM restart"
 
 # Unreachable TPM: a clear error, exit 3, nothing lost.
-expect_refusal 3 "TPM unreachable" "unreachable TPM" -- agent devT 31 --tcti "swtpm:host=127.0.0.1,port=1" policy
+expect_refusal 3 "TPM unreachable" "unreachable TPM" -- \
+	agent devT 31 --tcti "swtpm:host=127.0.0.1,port=1" policy
 [ -s "$T/devT/device.keyref" ] && [ -s "$T/devT/device.tpmkey" ] || fail "state lost"
 ok "unreachable TPM: exit 3 'TPM unreachable', state kept"
 

@@ -18,8 +18,9 @@ device_tpms
 mark() { AUDIT_MARK=$(sqlite3 "$SITE/site.db" "SELECT coalesce(max(seq), 0) FROM audit"); }
 audited() {
 	local n
-	n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE seq > $AUDIT_MARK AND outcome = 'refused'
-		AND event LIKE 'device.register%' AND substr(detail, 1, ${#1} + 1) = '$1:'")
+	n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE seq > $AUDIT_MARK
+		AND outcome = 'refused' AND event LIKE 'device.register%'
+		AND substr(detail, 1, ${#1} + 1) = '$1:'")
 	[ "$n" -ge 1 ] || fail "refusal '$1' not audited"
 }
 # cmg_post STATE PATH JSON_FILE: a CMG POST with a file-key device's certificate.
@@ -52,7 +53,8 @@ unset SITETOKEN_TCTI SITETOKEN_EK_CA
 # A site that trusts no maker has no attested registration.
 agent devF 0 register --mp "$MP" >/dev/null || fail "file device key"
 echo '{}' > "$T/empty.json"
-cmg_expect "404 attestation_unavailable" "nonce without roots" POST attest/nonce devF "" --data-binary @"$T/empty.json"
+cmg_expect "404 attestation_unavailable" "nonce without roots" POST attest/nonce devF "" \
+	--data-binary @"$T/empty.json"
 sqlite3 "$SITE/site.db" "DELETE FROM devices"
 ok "no trusted root: attest/nonce is 404 attestation_unavailable"
 
@@ -80,7 +82,8 @@ bguid=$(new_bulk "$T/bulk.tok")
 # A file-key device is refused: 403 attestation_required, audited, no device.
 mark
 expect_refusal 1 attestation_required "file-key device under require-attestation" -- \
-	agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok"
+	agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC \
+	/regtoken:- < "$T/bulk.tok"
 [ "$(count_devices)" = 0 ] || fail "file-key device was registered"
 audited attestation_required
 grep -q "attestation_required" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log lacks the refusal"
@@ -118,7 +121,8 @@ ok "a TPM-key device installs through the CMG while the site requires attestatio
 "$STK" settings set require-attestation off >/dev/null
 new_bulk "$T/bulk2.tok" 60 --require-attestation >/dev/null
 expect_refusal 1 attestation_required "per-token policy" -- \
-	agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk2.tok"
+	agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC \
+	/regtoken:- < "$T/bulk2.tok"
 agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- \
 	< "$T/bulk.tok" >/dev/null 2>"$T/err" || fail "file device with the site default off: $(cat "$T/err")"
 fguid=$(agent devF 0 status --json | json_get device_guid)
@@ -140,8 +144,9 @@ expect_refusal 1 attestation_required "unattested token at the gateway" -- agent
 expect_refusal 1 attestation_required "unattested renewal" -- agent devF 31 renew
 [ "$(claim_att devF)" = - ] || fail "devF got a new token"
 grep -q "attestation_required" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log lacks the gateway refusal"
-[ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE seq > $AUDIT_MARK AND event LIKE 'gateway%'
-	AND outcome = 'refused' AND subject = '$fguid' AND substr(detail, 1, 21) = 'attestation_required:'")" -ge 1 ] ||
+[ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE seq > $AUDIT_MARK
+	AND event LIKE 'gateway%' AND outcome = 'refused' AND subject = '$fguid'
+	AND substr(detail, 1, 21) = 'attestation_required:'")" -ge 1 ] ||
 	fail "gateway refusal not audited"
 for i in 1 2; do
 	out=$(SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy) || fail "attested device at the gateway (request $i): $out"
@@ -209,7 +214,7 @@ ok "refused and audited: a TPM of an untrusted maker (attestation_invalid), and 
 # Junk is refused as bad input, nothing registered.
 echo '{"bulk_token":"x","evidence":{"fmt":"none"}}' > "$T/junk.json"
 n_before=$(count_devices)
-expect_eq "$(cmg_post devF attest/register "$T/junk.json" | http_status)" 401 "junk with a bad bulk token"
+expect_eq "$(cmg_post devF attest/register "$T/junk.json" | http_status)" 401 "bad bulk token"
 echo '{"nope":1}' > "$T/junk2.json"
 expect_eq "$(cmg_post devF attest/register "$T/junk2.json" | http_status)" 400 "unknown members"
 [ "$(count_devices)" = "$n_before" ] || fail "junk registered something"

@@ -88,10 +88,10 @@ head -c 32 /dev/urandom >"$W/secret.bin"
 want=$(od -An -tx1 "$W/secret.bin" | tr -d ' \n')
 tpm2_makecredential -T none -u "$W/ek.pem" -G rsa -s "$W/secret.bin" -n "$akname" \
     -o "$W/cred.tools" >/dev/null 2>&1 || fail "tpm2_makecredential"
-expect_eq "$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.tools")" \
-  "$want" "activate-credential returns the secret"
-expect_eq "$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential <"$W/cred.tools")" \
-  "$want" "activate-credential from stdin"
+got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.tools")
+expect_eq "$got" "$want" "activate-credential returns the secret"
+got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential <"$W/cred.tools")
+expect_eq "$got" "$want" "activate-credential from stdin"
 
 "$ST" attest challenge "$EV" --out "$W/cred" >/dev/null
 [ "$(stat -c %a "$W/cred.secret")" = 600 ] || fail "the expected secret file is not 0600"

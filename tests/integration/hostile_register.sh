@@ -158,7 +158,8 @@ expect_exit 1 "devices block --bulk of an unknown token" -- $STK devices block -
 # --- verify gives the gateway's verdict on a site; --jwks offline.
 expect_exit 1 "verify: superseded token refused" -- $STK verify --type client --json < "$T/lost.tok"
 expect_eq "$(json_get code <<<"$OUT")" token_superseded "verify: superseded token's code"
-expect_exit 1 "verify: blocked device's token refused" -- $STK verify --type client --json < "$T/C/client.token"
+expect_exit 1 "verify: blocked device's token refused" -- \
+	$STK verify --type client --json < "$T/C/client.token"
 expect_eq "$(json_get code <<<"$OUT")" device_blocked "verify: blocked device's token's code"
 check "verify: the device's latest token valid" $STK verify --type client < "$T/a.tok" > /dev/null
 $STK key export --jwks --out "$T/site.jwks" > /dev/null

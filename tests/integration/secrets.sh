@@ -148,7 +148,8 @@ grep -q '^SITETOKEN_PKCS11_PIN_FILE=' "$T/proc.server.environ" && ok "server env
 	bad "server environment: no SITETOKEN_PKCS11_PIN_FILE"
 
 # --- the expected secrets: owner-only ---
-for f in dev/device.key dev/client.token mpdev/device.key mpdev/client.token dev/ mpdev/ hsm/user.pin; do
+for f in dev/device.key dev/client.token mpdev/device.key mpdev/client.token \
+	dev/ mpdev/ hsm/user.pin; do
 	want=600
 	[[ $f == */ ]] && want=700
 	expect_eq "$(stat -c %a "$T/$f")" $want "$f mode 0$want"

@@ -16,9 +16,9 @@ agent B 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
 gA=$(agent A 0 status --json | json_get device_guid)
 
 # Token bound to certificate A presented with certificate B.
-cmg_expect "401 certificate_mismatch" "A's token with B's certificate" GET policy B "$T/A/client.token"
+cmg_expect "401 certificate_mismatch" "A's token, B's certificate" GET policy B "$T/A/client.token"
 grep -q "Refused policy from 127.0.0.1: certificate_mismatch" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log"
-cmg_expect "401 certificate_mismatch" "renew with the wrong certificate" POST renew B "$T/A/client.token"
+cmg_expect "401 certificate_mismatch" "renew, wrong certificate" POST renew B "$T/A/client.token"
 cmg_expect "200 -" "A with its own certificate" GET policy A "$T/A/client.token"
 # The two lines every accepted request leaves (formatted without printf).
 jA=$(agent A 0 status --json | json_get jti)

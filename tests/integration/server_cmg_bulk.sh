@@ -58,7 +58,7 @@ ok "client token offered as a bulk token refused (wrong_token_type)"
 
 # No TLS client certificate: refused before any token check.
 printf '{"bulk_token":"%s"}' "$(cat "$T/bulk.tok")" > "$T/body"; chmod 600 "$T/body"
-expect_eq "$(post_json "$CMG/sitetoken/v1/register" "$T/body")" "401 no_client_certificate" "no client cert"
+cmg_expect "401 no_client_certificate" "no client cert" POST register "" "" --data-binary @"$T/body"
 res=$(http GET "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/999/sitetoken/v1/policy")
 expect_eq "$(http_status <<<"$res")" 404 "wrong site number"
 ok "CMG without client certificate 401; wrong site number 404"

@@ -44,7 +44,8 @@ for i in $(seq 2 2 "$N"); do agent "d$i" 0 policy >/dev/null 2>&1 & pids+=($!); 
 for p in "${pids[@]}"; do wait "$p" || fail "concurrent policy request failed"; done
 ok "concurrent authenticated requests accepted"
 
-expect_eq "$(grep -c "registered via" "$SITE/logs/MP_RegistrationManager.log")" "$N" "MP_RegistrationManager.log lines"
+expect_eq "$(grep -c "registered via" "$SITE/logs/MP_RegistrationManager.log")" "$N" \
+	"MP_RegistrationManager.log lines"
 assert_no_tokens_in_logs
 stop_server
 $STK audit verify >/dev/null || fail "audit verify"

@@ -116,5 +116,6 @@ stop_server
 
 # Plain HTTP without authentication: loopback unless --metrics-remote.
 expect_refusal 2 --metrics-remote "--metrics 0.0.0.0 without --metrics-remote" -- $STK serve \
-	--mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --metrics 0.0.0.0:0
+	--mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
+	--metrics 0.0.0.0:0
 assert_no_tokens_in_logs

@@ -55,7 +55,8 @@ ok "duplicate members, unknown members, 16 KiB limit, wrong method refused"
 
 # Internal registration can be turned off.
 $STK settings set internal-registration off >/dev/null
-expect_refusal 1 internal_registration_disabled "internal registration off" -- agent dev2 0 register --mp "$MP"
+expect_refusal 1 internal_registration_disabled "internal registration off" -- \
+	agent dev2 0 register --mp "$MP"
 $STK settings set internal-registration on >/dev/null
 agent dev2 0 register --mp "$MP" >/dev/null || fail "internal registration back on"
 ok "internal-registration off refused (403), on again accepted"
