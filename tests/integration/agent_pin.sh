@@ -14,8 +14,7 @@ on_exit '[ -z "$IMP_PID" ] || { kill "$IMP_PID"; wait "$IMP_PID"; } 2>/dev/null'
 spki() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
 nagent() { local st=$1; shift; $AGENT --state "$T/$st" "$@"; } # no --ca
 
-make_site
-start_server
+serve_site
 pin=sha256:$(spki "$T/tls.crt")
 
 # The install line, with the pin computed independently (openssl).

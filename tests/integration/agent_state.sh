@@ -4,8 +4,7 @@
 # original /regtoken:TOKEN syntax, and `run` stopping on SIGTERM.
 TEST_NAME=agent_state
 . "$(dirname "$0")/harness.sh" server
-make_site
-start_server
+serve_site
 
 # Usage errors exit 2 and change nothing.
 expect_exit 2 "no command" -- $AGENT --state "$T/u"

@@ -221,7 +221,7 @@ done
 res=$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"off"}')
 echo "$res" | http_body | jq_py 'd["allow_cmg"], d["allow_cmg_effective"]' | grep -qx "off False" || fail "allow-cmg off: $res"
 expect_refusal 1 cloud_gateway_disabled "allow-cmg off applied" -- agent devA 0 policy
-adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}' | grep -q '"allow_cmg":"default"' || fail "allow-cmg default"
+expect_in '"allow_cmg":"default"' "$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}')" "allow-cmg default"
 agent devA 0 policy >/dev/null || fail "allow-cmg default refused"
 [ "$(audit_count "event='setting.device' AND subject='$D' AND actor='$actor'")" = 2 ] || fail "allow-cmg audit"
 [ "$(adm POST /api/v1/devices/00000000-0000-4000-8000-000000000000/block | http_status)" = 404 ] || fail "unknown device"

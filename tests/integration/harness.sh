@@ -294,7 +294,8 @@ serve_node() {
 }
 
 # start_server [DAYS_OFFSET] [extra serve args...]: the server of $SITE; sets
-# SERVER_PID, mp_port, cmg_port, MP and CMG.
+# SERVER_PID, mp_port, cmg_port, MP, CMG and HOSTPATH (the CMG's, as
+# CCMHOSTNAME= wants it).
 start_server() {
 	local days=${1:-0}
 	shift || true
@@ -305,7 +306,14 @@ start_server() {
 	. "$T/ready"
 	MP=http://127.0.0.1:$mp_port
 	CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+	HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 	[ "$(cat "$T/server.pid")" = "$SERVER_PID" ] || fail "pid file does not hold the server pid"
+}
+
+# serve_site [DAYS_OFFSET] [extra serve args...]: make_site, then start_server.
+serve_site() {
+	make_site
+	start_server "$@"
 }
 
 # agent STATE_NAME [DAYS_OFFSET] ARGS... (offset via the agent's own option)
@@ -406,6 +414,14 @@ device_tpms() {
 	OTHER_TPM=$T/other-tpm
 	unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
 	on_exit cleanup_device_tpms
+}
+# swtpm_up DIR TCTI_VAR [EK_CA_VAR]: start the swtpm of DIR; its TCTI (and
+# EK CA) in these variables, not in the environment.
+swtpm_up() {
+	eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$1")"
+	printf -v "$2" %s "$SITETOKEN_TCTI"
+	[ -z "${3:-}" ] || printf -v "$3" %s "$SITETOKEN_EK_CA"
+	unset SITETOKEN_TCTI SITETOKEN_EK_CA
 }
 cleanup_device_tpms() { stop_server; _swtpm_stop "$DEV_TPM"; _swtpm_stop "$OTHER_TPM"; }
 # tpm_pair: two swtpm state directories $TPM_A and $TPM_B (start them with

@@ -13,8 +13,7 @@ TEST_NAME=hostile
 server_env
 JWS="python3 $(dirname "$0")/hostile_jws.py"
 
-make_site
-start_server
+serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 openssl genrsa -out "$T/foreign.key" 2048 2>/dev/null
 dev_identity x                      # the hostile registrant's certificate

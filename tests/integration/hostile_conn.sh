@@ -11,8 +11,7 @@ PER_IP=$(sed -n 's/^#define SRV_CONN_PER_IP \([0-9]*\)u.*/\1/p' "$STK_SRC/server
 IDLE=$(sed -n 's/^#define SRV_CONN_TIMEOUT \([0-9]*\)u.*/\1/p' "$STK_SRC/server/server.h")
 [ -n "$PER_IP" ] && [ -n "$IDLE" ] || fail "connection limits not found in server/server.h"
 
-make_site
-start_server
+serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 
 # --- slow clients, both listeners at once (600 > the 512 total limit) ---

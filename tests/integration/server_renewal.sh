@@ -5,8 +5,7 @@
 # durability across a server restart.
 TEST_NAME=server_renewal
 . "$(dirname "$0")/harness.sh" server
-make_site
-start_server 0
+serve_site 0
 new_bulk "$T/bulk.tok" >/dev/null
 agent X 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
 agent Y 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null

@@ -11,8 +11,7 @@ BROWSER_DIR=$STK_SRC/tests/browser
 
 browser_deps jose
 
-make_site
-start_server
+serve_site
 GUID=$(sqlite3 "$SITE/site.db" 'SELECT tenant FROM site' | tr 'A-Z' 'a-z')
 ISS=urn:sccm:oauth2:$GUID
 CMGROOT=https://127.0.0.1:$cmg_port
