@@ -20,15 +20,11 @@ assert_no_private_key() {
 	done
 }
 
-make_site
-start_server
+serve_site
 bguid=$(new_bulk "$T/bulk.tok")
-HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 
 # ---- TPM ----------------------------------------------------------------
-eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
-DEV_TCTI=$SITETOKEN_TCTI
-unset SITETOKEN_TCTI SITETOKEN_EK_CA
+swtpm_up "$DEV_TPM" DEV_TCTI
 out=$(agent devT 0 --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
 	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "tpm install: $out"
 echo "$out" | grep -q "installed: device" || fail "tpm install: $out"
@@ -108,8 +104,7 @@ expect_refusal 2 "cannot be presented as a TPM key" "a file key presented as a T
 	agent devF 0 attest --nonce "$n"
 # Evidence from another TPM: a second device TPM cannot answer this
 # device's challenge (the credential is bound to this TPM's EK and AK).
-eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
-OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+swtpm_up "$OTHER_TPM" OTHER_TCTI
 agent devO 0 --key tpm --tcti "$OTHER_TCTI" register --mp "$MP" >/dev/null || fail "second TPM device"
 expect_refusal 3 ActivateCredential "another TPM answering the challenge" -- \
 	agent devO 0 --tcti "$OTHER_TCTI" activate-credential --in "$T/cred"
@@ -128,8 +123,7 @@ ok "refused: EK of an untrusted maker, replayed nonce, key not the TLS certifica
 
 # A TPM reset (swtpm restart: volatile state gone) is recovered from the blob.
 bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null
-eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
-DEV_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+swtpm_up "$DEV_TPM" DEV_TCTI
 agent devT 31 --tcti "$DEV_TCTI" policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy after TPM restart"
 ok "the TPM key blob loads again after a TPM restart"
 

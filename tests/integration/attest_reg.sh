@@ -43,12 +43,8 @@ attest_refused() { # attest_refused WHAT "STATUS REASON" PATH JSON_FILE: devF's 
 	audited "${2#* }"
 }
 
-make_site
-start_server
-HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
-eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$DEV_TPM")"
-DEV_TCTI=$SITETOKEN_TCTI; EK_CA=$SITETOKEN_EK_CA
-unset SITETOKEN_TCTI SITETOKEN_EK_CA
+serve_site
+swtpm_up "$DEV_TPM" DEV_TCTI EK_CA
 
 # A site that trusts no maker has no attested registration.
 agent devF 0 register --mp "$MP" >/dev/null || fail "file device key"
@@ -186,8 +182,7 @@ ok "refused and audited: software key with TPM evidence (attestation_key_mismatc
 # and AK in a second TPM whose maker the site does not trust, and presents
 # the trusted device TPM's EK certificate (public). The evidence verifies,
 # but the credential is sealed to that EK: the attacker's TPM cannot open it.
-eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$OTHER_TPM")"
-OTHER_TCTI=$SITETOKEN_TCTI; unset SITETOKEN_TCTI SITETOKEN_EK_CA
+swtpm_up "$OTHER_TPM" OTHER_TCTI
 EVIL=$STK_BIN/agent_attest_evil
 n_before=$(count_devices)
 # Its own EK first: not chaining to a trusted root. The attested exchange is

@@ -7,8 +7,7 @@
 # rotation, loopback only.
 TEST_NAME=console_api
 . "$(dirname "$0")/harness.sh" server
-make_site
-start_server 0 --admin 127.0.0.1:0
+serve_site 0 --admin 127.0.0.1:0
 [ -n "${admin_port:-}" ] && [ "$admin_port" -gt 0 ] || fail "no admin_port in the ready file"
 ADMIN=https://127.0.0.1:$admin_port
 SECRET=$($STK admin token)

@@ -15,8 +15,7 @@ bulk_devices() { # bulk_devices GUID: the Devices count of that bulk token (cert
 	$STK certs list --type bulk --json | json "[r['devices'] for r in d if r['id'] == '$1'][0]"
 }
 
-make_site
-start_server
+serve_site
 REG=$MP/sitetoken/v1/register
 CREG=$CMG/sitetoken/v1/register
 POL=$CMG/sitetoken/v1/policy

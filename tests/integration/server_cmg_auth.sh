@@ -8,8 +8,7 @@ TEST_NAME=server_cmg_auth
 # to every request that starts 1 s after they committed (site/registration/tokcache.c).
 # Wait out that bound after each one.
 settle() { sleep 1.05; }
-make_site
-start_server
+serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 agent A 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
 agent B 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null

@@ -3,11 +3,9 @@
 # refusals: blocked, expired, unknown, missing client certificate.
 TEST_NAME=server_cmg_bulk
 . "$(dirname "$0")/harness.sh" server
-make_site
-start_server
+serve_site
 
 bguid=$(new_bulk "$T/bulk.tok")
-HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 out=$(agent devA 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok")
 echo "$out" | grep -q "installed: device" || fail "install: $out"
 guid=$(agent devA 0 status --json | json_get device_guid)

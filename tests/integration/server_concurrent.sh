@@ -5,8 +5,7 @@
 TEST_NAME=server_concurrent
 . "$(dirname "$0")/harness.sh" server
 N=${STK_CONCURRENT_DEVICES:-50}
-make_site
-start_server 0 --threads 8
+serve_site 0 --threads 8
 new_bulk "$T/bulk.tok" >/dev/null
 
 # Make the device identities first so the timing below is registration only.

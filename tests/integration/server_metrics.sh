@@ -13,8 +13,7 @@ CHECK=$STK_SRC/tests/integration/metrics_check.py
 $PY -c 'import prometheus_client' 2>/dev/null ||
 	fail "python3-prometheus-client is not installed (./run deps)"
 
-make_site
-start_server 0 --metrics 127.0.0.1:0
+serve_site 0 --metrics 127.0.0.1:0
 [ -n "${metrics_port:-}" ] && [ "$metrics_port" != 0 ] || fail "no metrics_port in the ready file: $(cat "$T/ready")"
 M=http://127.0.0.1:$metrics_port/metrics
 

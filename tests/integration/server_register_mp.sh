@@ -3,8 +3,7 @@
 # certificate, state files and permissions, logs, audit, internal-registration off.
 TEST_NAME=server_register_mp
 . "$(dirname "$0")/harness.sh" server
-make_site
-start_server
+serve_site
 
 out=$(agent dev1 0 register --mp "$MP")
 echo "$out" | grep -q "registered: device .* via mp" || fail "register: $out"
