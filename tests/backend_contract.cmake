@@ -4,7 +4,7 @@
 # and test_tpm; the CLI contract is backend_cli_<backend>.
 add_executable(test_key_contract unit/test_key_contract.c)
 target_include_directories(test_key_contract PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
-target_link_libraries(test_key_contract PRIVATE sitetoken PkgConfig::CMOCKA)
+target_link_libraries(test_key_contract PRIVATE sitetoken PkgConfig::CMOCKA Threads::Threads)
 if("pkcs11" IN_LIST STK_TEST_BACKENDS)
   pkg_check_modules(P11KIT_C REQUIRED IMPORTED_TARGET p11-kit-1)
   target_sources(test_key_contract PRIVATE unit/test_pkcs11_token.c)

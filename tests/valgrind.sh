@@ -16,12 +16,25 @@ one() { # one TEST PROGRAM [ARGS...]: 0 when clean; log in $B/tests/tmp/valgrind
 export -f one
 # Every unit test whose program is built in tests/ (a backend-matrix test
 # runs once per backend, its argument from ctest), not the PostgreSQL runs.
+# Slowest first (by ctest's own timings of the plain run, when there are any),
+# so the two queues end together instead of one long test running alone last.
 mapfile -t tests < <(cd "$B" && ctest -L unit -LE pg --show-only=json-v1 | python3 -c '
 import json, os, shlex, sys
+cost = {}
+try:
+    for line in open(os.path.join(sys.argv[1], "Testing/Temporary/CTestCostData.txt")):
+        f = line.split()
+        if len(f) == 3:
+            cost[f[0]] = float(f[2])
+except (OSError, ValueError):
+    pass
+rows = []
 for t in json.load(sys.stdin)["tests"]:
     c = t.get("command") or []
     if c and os.path.dirname(c[0]) == os.path.join(sys.argv[1], "tests") and os.access(c[0], os.X_OK):
-        print(shlex.join([t["name"]] + c))' "$B")
+        rows.append((-cost.get(t["name"], 0.0), shlex.join([t["name"]] + c)))
+for _, r in sorted(rows):
+    print(r)' "$B")
 echo "valgrind: ${#tests[@]} unit test programs"
 [ ${#tests[@]} -gt 0 ]
 printf '%s\n' "${tests[@]}" | xargs -P2 -I{} bash -c 'eval "one $1"' _ {}

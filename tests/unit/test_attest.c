@@ -17,31 +17,19 @@
 #define SEED_DIR STK_SRC_DIR "/fuzz/corpus/attest/"
 #define EK_ROOT STK_SRC_DIR "/fuzz/data/ek-root.pem"
 
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-
-	assert_non_null(fp);
-	buf = malloc(65536);
-	assert_non_null(buf);
-	*len = fread(buf, 1, 65535, fp);
-	buf[*len] = '\0';
-	fclose(fp);
-	return buf;
-}
-
+/* Evidence from the seed corpus. */
 static struct stk_attest_evidence *
 load(const char *name)
 {
 	struct stk_attest_evidence *ev = NULL;
-	char path[512];
+	char path[512], *txt = calloc(1, 65536);
 	size_t len;
-	char *txt;
+	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s%s", SEED_DIR, name);
-	txt = slurp(path, &len);
+	assert_non_null(fp = fopen(path, "rb"));
+	len = fread(txt, 1, 65535, fp);
+	fclose(fp);
 	assert_int_equal(stk_attest_evidence_parse(txt, len, &ev, NULL), 0);
 	free(txt);
 	return ev;

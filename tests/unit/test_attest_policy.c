@@ -17,40 +17,35 @@
 
 #define EK_HASH "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
-struct fx {
-	char *dir;
-	struct stk_site *s;
-	unsigned char *cert;
-	size_t len;
-	int64_t t0;
-};
-
-static int
-setup(void **state)
+/* Turns the site's attestation requirement "on" or "off". */
+static void
+site_requires(struct sf_fx *f, const char *on)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct stk_error err;
 
-	f->dir = tu_tmpdir("attpol");
-	f->t0 = stk_now();
-	f->s = sf_site_init(f->dir);
-	sf_device_cert(f->dir, "dev", f->t0, 365, &f->cert, &f->len);
-	*state = f;
-	return 0;
+	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, on, "t",
+	    &err), 0);
+}
+
+/* The gateway's verdict on client token tok presented with cert at time t:
+ * accepted (STK_REFUSAL_NONE) or refused with STK_E_AUTH and this reason. */
+static enum stk_refusal
+gateway(struct sf_fx *f, const char *tok, const unsigned char *cert, size_t len, int64_t t)
+{
+	struct stk_device d;
+	struct stk_error err;
+	enum stk_refusal reason = STK_REFUSAL_NONE;
+	int r = stk_device_authenticate(f->s, tok, strlen(tok), cert, len, t, &d, &reason, &err);
+
+	if (r == 0)
+		assert_int_equal(reason, STK_REFUSAL_NONE);
+	else
+		assert_int_equal(r, STK_E_AUTH);
+	return reason;
 }
 
 static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	sf_site_done(f->s, f->dir);
-	free(f->cert);
-	free(f);
-	return 0;
-}
-
-static int
-required(struct fx *f, const char *bulk_guid)
+required(struct sf_fx *f, const char *bulk_guid)
 {
 	struct stk_error err;
 	int on = -1;
@@ -64,19 +59,16 @@ test_policy_precedence(void **state)
 {
 	/* Off by default; the site setting turns it on for every registration;
 	 * a bulk token's own value wins over the site default either way. */
-	struct fx *f = *state;
-	struct stk_bulk_record a, b;
+	struct sf_fx *f = *state;
+	struct stk_bulk_record b;
 	struct stk_error err;
-	char *ta = NULL, *tb = NULL;
+	char *tb = sf_bulk(f->s, 60, &b);
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &ta, &a, &err), 0);
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &tb, &b, &err), 0);
 	assert_int_equal(required(f, NULL), 0);
-	assert_int_equal(stk_bulk_set_require_attestation(f->s, a.guid, 1, "t", &err), 0);
-	assert_int_equal(required(f, a.guid), 1);
+	assert_int_equal(stk_bulk_set_require_attestation(f->s, f->rec.guid, 1, "t", &err), 0);
+	assert_int_equal(required(f, f->rec.guid), 1);
 	assert_int_equal(required(f, b.guid), 0);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
-	    "t", &err), 0);
+	site_requires(f, "on");
 	assert_int_equal(required(f, NULL), 1);
 	assert_int_equal(required(f, b.guid), 1);
 	assert_int_equal(stk_bulk_set_require_attestation(f->s, b.guid, 0, "t", &err), 0);
@@ -84,7 +76,6 @@ test_policy_precedence(void **state)
 	/* An unknown token: STK_E_NOTFOUND, nothing changed. */
 	assert_int_equal(stk_bulk_set_require_attestation(f->s,
 	    "00000000-0000-4000-8000-000000000000", 1, "t", &err), STK_E_NOTFOUND);
-	stk_token_free(ta);
 	stk_token_free(tb);
 }
 
@@ -126,20 +117,17 @@ test_required_refuses_unattested_and_records_attested(void **state)
 	 * attestation_required, audited, nothing recorded). The same device
 	 * attested is recorded "tpm" with its EK hash, and its token and each
 	 * renewal say "att":"tpm". */
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
 	struct stk_issued is, rn;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	char *bulk = NULL, att[8], ek[65];
+	char att[8], ek[65];
 	int n = 0;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
-	    "t", &err), 0);
+	site_requires(f, "on");
 	/* The CMG: the TLS handshake proved the key. */
-	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, f->bulk);
 	rq.peer = "test";
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &is, &reason, &err), STK_E_AUTH);
 	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
@@ -163,8 +151,7 @@ test_required_refuses_unattested_and_records_attested(void **state)
 
 	/* The same device registering again without attestation, once the
 	 * site no longer requires it: recorded "none", no claim. */
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "off",
-	    "t", &err), 0);
+	site_requires(f, "off");
 	rq.attestation = NULL;
 	rq.ek_sha256 = NULL;
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &is, &reason, &err), 0);
@@ -174,7 +161,6 @@ test_required_refuses_unattested_and_records_attested(void **state)
 	assert_string_equal(ek, "");
 	assert_false(token_att_tpm(is.token));
 	stk_issued_clear(&is);
-	stk_token_free(bulk);
 }
 
 static void
@@ -187,79 +173,66 @@ test_gateway_requires_att_claim(void **state)
 	 * token with "att":"tpm" is accepted without a lookup, also when it
 	 * comes from the verified-token cache (second request). A bulk
 	 * token's own policy wins over the site's, as at registration. */
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_reg_request rq;
-	struct stk_bulk_record rec;
 	struct stk_issued plain, att, rn;
-	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
 	unsigned char *cert2 = NULL;
 	size_t len2 = 0;
-	char *bulk = NULL;
 	int i, n = 0;
 
 	memset(&rn, 0, sizeof(rn));
 	sf_device_cert(f->dir, "dev2", f->t0, 365, &cert2, &len2);
-	assert_int_equal(stk_bulk_new(f->s, 60, "t", &bulk, &rec, &err), 0);
-	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, f->cert, f->len, f->bulk);
 	rq.peer = "test";
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &plain, &reason, &err), 0);
 	assert_false(token_att_tpm(plain.token));
-	sf_tls_request(&rq, STK_VIA_CMG, cert2, len2, bulk);
+	sf_tls_request(&rq, STK_VIA_CMG, cert2, len2, f->bulk);
 	rq.peer = "test";
 	rq.attestation = "tpm";
 	rq.ek_sha256 = EK_HASH;
 	assert_int_equal(stk_device_register(f->s, &rq, f->t0, &att, &reason, &err), 0);
 	assert_true(token_att_tpm(att.token));
 	/* Not required: both tokens work. */
-	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
-	    f->cert, f->len, f->t0 + 1, &d, &reason, &err), 0);
+	assert_int_equal(gateway(f, plain.token, f->cert, f->len, f->t0 + 1), STK_REFUSAL_NONE);
 
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "on",
-	    "t", &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
-	    f->cert, f->len, f->t0 + 2, &d, &reason, &err), STK_E_AUTH);
-	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
+	site_requires(f, "on");
+	assert_int_equal(gateway(f, plain.token, f->cert, f->len, f->t0 + 2),
+	    STK_REFUSAL_ATTESTATION_REQUIRED);
 	assert_int_equal(stk_device_renew(f->s, plain.token, strlen(plain.token), f->cert,
 	    f->len, f->t0 + 3, &rn, &reason, &err), STK_E_AUTH);
 	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
 	assert_null(rn.token);
 	assert_int_equal(stk_audit_foreach(f->s, refusals, &n, &err), 0);
 	assert_true(n >= 1);
-	for (i = 0; i < 2; i++) {
-		assert_int_equal(stk_device_authenticate(f->s, att.token, strlen(att.token),
-		    cert2, len2, f->t0 + 4 + i, &d, &reason, &err), 0);
-		assert_int_equal(reason, STK_REFUSAL_NONE);
-	}
+	for (i = 0; i < 2; i++)
+		assert_int_equal(gateway(f, att.token, cert2, len2, f->t0 + 4 + i),
+		    STK_REFUSAL_NONE);
 
 	/* The token the plain device enrolled with says "not required": its
 	 * policy wins over the site default; then "required" with the site
 	 * default off. */
-	assert_int_equal(stk_bulk_set_require_attestation(f->s, rec.guid, 0, "t", &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
-	    f->cert, f->len, f->t0 + 6, &d, &reason, &err), 0);
-	assert_int_equal(stk_setting_set(f->s, STK_SETTING_REQUIRE_ATTESTATION, "off",
-	    "t", &err), 0);
-	assert_int_equal(stk_bulk_set_require_attestation(f->s, rec.guid, 1, "t", &err), 0);
-	assert_int_equal(stk_device_authenticate(f->s, plain.token, strlen(plain.token),
-	    f->cert, f->len, f->t0 + 7, &d, &reason, &err), STK_E_AUTH);
-	assert_int_equal(reason, STK_REFUSAL_ATTESTATION_REQUIRED);
+	assert_int_equal(stk_bulk_set_require_attestation(f->s, f->rec.guid, 0, "t", &err), 0);
+	assert_int_equal(gateway(f, plain.token, f->cert, f->len, f->t0 + 6), STK_REFUSAL_NONE);
+	site_requires(f, "off");
+	assert_int_equal(stk_bulk_set_require_attestation(f->s, f->rec.guid, 1, "t", &err), 0);
+	assert_int_equal(gateway(f, plain.token, f->cert, f->len, f->t0 + 7),
+	    STK_REFUSAL_ATTESTATION_REQUIRED);
 	stk_issued_clear(&plain);
 	stk_issued_clear(&att);
-	stk_token_free(bulk);
 	free(cert2);
 }
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, sf_setup_dev, sf_teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_policy_precedence, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_required_refuses_unattested_and_records_attested,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_gateway_requires_att_claim, setup,
-		    teardown),
+		T(test_policy_precedence),
+		T(test_required_refuses_unattested_and_records_attested),
+		T(test_gateway_requires_att_claim),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,18 +35,7 @@ test_rfc4648_vectors(void **state)
 	roundtrip("foob", "Zm9vYg");
 	roundtrip("fooba", "Zm9vYmE");
 	roundtrip("foobar", "Zm9vYmFy");
-}
-
-static void
-test_url_alphabet(void **state)
-{
-	const unsigned char in[] = { 0xfb, 0xff, 0xbf };
-	char *enc = NULL;
-
-	(void)state;
-	assert_int_equal(stk_b64url_encode(in, sizeof(in), &enc), 0);
-	assert_string_equal(enc, "-_-_");
-	free(enc);
+	roundtrip("\xfb\xff\xbf", "-_-_"); /* the URL alphabet's two characters */
 }
 
 static int
@@ -100,7 +89,6 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc4648_vectors),
-		cmocka_unit_test(test_url_alphabet),
 		cmocka_unit_test(test_strict_refusals),
 		cmocka_unit_test(test_every_byte_value),
 	};

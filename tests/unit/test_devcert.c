@@ -63,20 +63,25 @@ same(const unsigned char *der, size_t len, int64_t now)
 	return r1;
 }
 
+/* A certificate of key k valid [nb, na], at times around both boundaries:
+ * accepted within the leeway when key_ok, else always refused. */
 static void
-check_times(const unsigned char *der, size_t len, int64_t nb, int64_t na,
-    int key_ok)
+check_times(EVP_PKEY *k, int64_t nb, int64_t na, int key_ok)
 {
 	const int64_t L = STK_DEVICE_CERT_LEEWAY;
 	const int64_t when[] = { nb - L - 2, nb - L - 1, nb - L, nb - L + 1, nb, nb + 1,
 	    (nb + na) / 2, na - 1, na, na + L - 1, na + L, na + L + 1, na + L + 2 };
+	unsigned char *der = NULL;
 	size_t i;
-	int pass, r;
+	int pass, r, len;
 
+	assert_non_null(k);
+	len = mkcert(k, nb, na, &der);
+	assert_true(len > 0);
 	/* Twice over: the first pass fills the cache, the second hits it. */
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < sizeof(when) / sizeof(when[0]); i++) {
-			r = same(der, len, when[i]);
+			r = same(der, (size_t)len, when[i]);
 			if (!key_ok)
 				assert_int_not_equal(r, 0);
 			else if (when[i] >= nb - L && when[i] < na + L)
@@ -84,26 +89,18 @@ check_times(const unsigned char *der, size_t len, int64_t nb, int64_t na,
 			else
 				assert_int_not_equal(r, 0);
 		}
+	OPENSSL_free(der);
 }
 
 static void
 test_accepted_and_dates(void **state)
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
-	unsigned char *der = NULL;
-	int len;
 
 	(void)state;
-	assert_non_null(k);
-	len = mkcert(k, T0, T0 + 86400, &der);
-	assert_true(len > 0);
-	check_times(der, (size_t)len, T0, T0 + 86400, 1);
-	OPENSSL_free(der);
+	check_times(k, T0, T0 + 86400, 1);
 	/* GeneralizedTime dates (after 2049). */
-	len = mkcert(k, 2600000000LL, 2700000000LL, &der);
-	assert_true(len > 0);
-	check_times(der, (size_t)len, 2600000000LL, 2700000000LL, 1);
-	OPENSSL_free(der);
+	check_times(k, 2600000000LL, 2700000000LL, 1);
 	EVP_PKEY_free(k);
 }
 
@@ -112,19 +109,13 @@ static void
 test_refused_keys(void **state)
 {
 	EVP_PKEY *k[2];
-	unsigned char *der = NULL;
 	size_t i;
-	int len;
 
 	(void)state;
 	k[0] = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
 	k[1] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-224");
 	for (i = 0; i < 2; i++) {
-		assert_non_null(k[i]);
-		len = mkcert(k[i], T0, T0 + 86400, &der);
-		assert_true(len > 0);
-		check_times(der, (size_t)len, T0, T0 + 86400, 0);
-		OPENSSL_free(der);
+		check_times(k[i], T0, T0 + 86400, 0);
 		EVP_PKEY_free(k[i]);
 	}
 }

@@ -9,10 +9,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "sitetoken/cert.h"
-#include "sitetoken/device.h"
-#include "sitetoken/site.h"
 #include "testutil.h"
+#include "site_fixture.h"
 
 int __real_stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
 
@@ -45,53 +43,24 @@ __wrap_stk_site_tx_begin(struct stk_site *s, struct stk_error *err)
 static void
 test_concurrent_renewal_one_winner(void **state)
 {
-	struct stk_site_init_opts io;
-	struct stk_site *s1 = NULL, *s2 = NULL;
-	struct stk_key_opts ko;
-	struct stk_key *k = NULL;
-	struct stk_challenges *ch = NULL;
+	struct sf_fx *f = *state;
+	struct stk_site *s1 = f->s, *s2 = NULL;
 	struct stk_reg_request rq;
 	struct stk_issued a, mine;
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	unsigned char *der = NULL, sig[256];
-	size_t len = 0, siglen = sizeof(sig);
-	char *dir = tu_tmpdir("race"), sub[PATH_MAX], kpath[PATH_MAX], *uri = NULL;
-	char nonce[STK_CHALLENGE_LEN + 1], x5t[44], *msg, *proof = NULL;
-	int64_t t0 = stk_now(), exp;
+	const unsigned char *der = f->cert;
+	size_t len = f->len;
+	char sub[PATH_MAX];
+	int64_t t0 = f->t0;
 
-	(void)state;
-	memset(&io, 0, sizeof(io));
-	memset(&ko, 0, sizeof(ko));
-	io.backend = "file";
-	io.key_type = STK_KEY_P256;
-	io.actor = "tester";
-	snprintf(sub, sizeof(sub), "%s/site", dir);
-	if (stk_site_init(sub, &io, &s1, &err) != 0)
-		fail_msg("site init: %s", err.msg);
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
 	assert_int_equal(stk_site_open(sub, &s2, &err), 0);
-	snprintf(kpath, sizeof(kpath), "%s/dev.key", dir);
-	assert_int_equal(stk_key_generate("file", kpath, STK_KEY_P256, &ko, &k, &uri, &err), 0);
-	assert_int_equal(stk_cert_make_self_signed(k, "dev", "race", t0, 365, &der, &len,
-	    &err), 0);
-	/* Register over the HTTP MP with its proof. */
-	assert_int_equal(stk_challenges_new(&ch, &err), 0);
-	assert_int_equal(stk_challenge_issue(ch, t0, nonce, &exp, &err), 0);
-	stk_cert_x5t_s256(der, len, x5t);
-	msg = stk_pop_message(STK_POP_REGISTER, nonce, x5t);
-	assert_int_equal(stk_key_sign(k, (unsigned char *)msg, strlen(msg), sig, &siglen,
-	    &err), 0);
-	assert_int_equal(stk_b64url_encode(sig, siglen, &proof), 0);
-	memset(&rq, 0, sizeof(rq));
-	rq.via = STK_VIA_MP;
-	rq.cert_der = der;
-	rq.cert_len = len;
-	rq.challenges = ch;
-	rq.nonce = nonce;
-	rq.proof = proof;
+	/* Registered over the MP (TLS: the handshake proved the key), then
+	 * used once at the gateway, as a device does before renewing. */
+	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
 	assert_int_equal(stk_device_register(s1, &rq, t0, &a, &reason, &err), 0);
-	/* Used once at the gateway, as a device does before renewing. */
 	assert_int_equal(stk_device_authenticate(s1, a.token, strlen(a.token), der, len,
 	    t0 + 1, &d, &reason, &err), 0);
 
@@ -117,23 +86,15 @@ test_concurrent_renewal_one_winner(void **state)
 
 	stk_issued_clear(&race.other_out);
 	stk_issued_clear(&a);
-	stk_challenges_free(ch);
-	free(msg);
-	free(proof);
-	free(der);
-	free(uri);
-	stk_key_close(k);
 	stk_site_close(s2);
-	stk_site_close(s1);
-	tu_rmrf(dir);
-	free(dir);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_concurrent_renewal_one_winner),
+		cmocka_unit_test_setup_teardown(test_concurrent_renewal_one_winner, sf_setup_dev,
+		    sf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

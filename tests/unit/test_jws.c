@@ -121,27 +121,46 @@ teardown(void **state)
 	return 0;
 }
 
-/* A correct header for this fixture, with optional extra members. */
+/* A correct header with extra members appended; a template for expand(). */
+#define H(extra) "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"x5t\":\"$x5t\",\"kid\":\"$kid\"" extra "}"
+
+/* A header template with $alg, $alg2 (the algorithm of the other key
+ * type), $x5t and $kid filled in for this fixture. */
 static void
-hdr(const struct fx *f, char *buf, size_t len, const char *extra)
+expand(const struct fx *f, const char *tpl, char *out, size_t len)
 {
-	snprintf(buf, len, "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\",\"kid\":\"%s\"%s%s}",
-	    f->alg, f->x5t, f->kid, extra ? "," : "", extra ? extra : "");
+	static const char *const var[] = { "$alg2", "$alg", "$x5t", "$kid" };
+	const char *val[] = { strcmp(f->alg, "RS256") == 0 ? "ES256" : "RS256", f->alg,
+	    f->x5t, f->kid };
+	size_t o = 0, i;
+
+	while (*tpl != '\0') {
+		for (i = 0; i < 4 && strncmp(tpl, var[i], strlen(var[i])) != 0; i++)
+			;
+		assert_true(o + (i < 4 ? strlen(val[i]) : 1) < len);
+		if (i < 4) {
+			memcpy(out + o, val[i], strlen(val[i]));
+			o += strlen(val[i]);
+			tpl += strlen(var[i]);
+		} else
+			out[o++] = *tpl++;
+	}
+	out[o] = '\0';
 }
 
-/* A correct bulk claim set valid [nbf, exp), with optional replacements. */
-static void
-bulk_claims(char *buf, size_t len, const char *type, const char *iss,
-    const char *aud, const char *times, const char *extra)
-{
-	snprintf(buf, len, "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\",\"Authority\":\"SCCM\","
-	    "\"License\":\"SCCM\",\"Type\":\"%s\",\"TenantId\":\"" SITE_UP "\","
-	    "\"UniqueId\":\"" TOKID "\",\"iss\":\"%s\",\"aud\":\"%s\",%s%s%s}",
-	    type ? type : "BulkRegistration",
-	    iss ? iss : "urn:sccm:oauth2:" SITE, aud ? aud : "urn:sccm:service",
-	    times ? times : "\"nbf\":1800000000,\"exp\":1800003600",
-	    extra ? "," : "", extra ? extra : "");
-}
+/* A bulk claim set valid [nbf, exp); each argument is the JSON value (or,
+ * for times, the members) to write. BULK_OPEN leaves the object open. */
+#define C_TYPE "\"BulkRegistration\""
+#define C_TENANT "\"" SITE_UP "\""
+#define C_ISS "\"urn:sccm:oauth2:" SITE "\""
+#define C_AUD "\"urn:sccm:service\""
+#define C_TIMES "\"nbf\":1800000000,\"exp\":1800003600"
+#define BULK_OPEN(type, tenant, iss, aud, times) \
+	"{\"SCCMTokenCategory\":\"SCCMPreAuthToken\",\"Authority\":\"SCCM\"," \
+	"\"License\":\"SCCM\",\"Type\":" type ",\"TenantId\":" tenant "," \
+	"\"UniqueId\":\"" TOKID "\",\"iss\":" iss ",\"aud\":" aud "," times
+#define BULK(type, tenant, iss, aud, times) BULK_OPEN(type, tenant, iss, aud, times) "}"
+#define BULK_OK BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, C_TIMES)
 
 static int
 verify(const struct fx *f, const char *tok, enum stk_token_type t, int64_t now,
@@ -156,6 +175,18 @@ verify(const struct fx *f, const char *tok, enum stk_token_type t, int64_t now,
 	return r;
 }
 
+/* stk_verify must return code, with reason in the message. */
+static void
+expect_verify(const struct fx *f, const char *tok, enum stk_token_type t, int64_t now,
+    int code, const char *reason)
+{
+	struct stk_error err;
+	int r = verify(f, tok, t, now, &err);
+
+	if (r != code || strstr(err.msg, reason) == NULL)
+		fail_msg("%s: want %d (%s), got %d: %s", f->alg, code, reason, r, err.msg);
+}
+
 static char *
 sign_raw(struct stk_key *key, const char *h, const char *p)
 {
@@ -166,18 +197,13 @@ sign_raw(struct stk_key *key, const char *h, const char *p)
 	return tok;
 }
 
-/* Sign custom header/claims with the site key and expect a refusal. */
+/* *tok: a bulk token issued by the site for [NOW, NOW + 3600). */
 static void
-expect_refusal(const struct fx *f, const char *h, const char *p,
-    enum stk_token_type t, int code, const char *reason_part)
+issue_bulk(const struct fx *f, char **tok)
 {
 	struct stk_error err;
-	char *tok = sign_raw(f->key, h, p);
-	int r = verify(f, tok, t, NOW + 10, &err);
 
-	if (r != code || strstr(err.msg, reason_part) == NULL)
-		fail_msg("want %d (%s), got %d: %s", code, reason_part, r, err.msg);
-	free(tok);
+	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, tok, NULL, &err), 0);
 }
 
 /* ---- round trips ---- */
@@ -203,8 +229,7 @@ test_bulk_roundtrip(void **state)
 	/* The exact header and claim names/values of SPEC.md, in order. */
 	{
 		char want_h[256], want_p[1024];
-		snprintf(want_h, sizeof(want_h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\","
-		    "\"kid\":\"%s\"}", f->alg, f->x5t, f->kid);
+		expand(f, H(""), want_h, sizeof(want_h));
 		assert_string_equal(c.header_json, want_h);
 		snprintf(want_p, sizeof(want_p), "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\","
 		    "\"Authority\":\"SCCM\",\"License\":\"SCCM\",\"Type\":\"BulkRegistration\","
@@ -215,7 +240,7 @@ test_bulk_roundtrip(void **state)
 	}
 	stk_claims_clear(&c);
 	/* A bulk token is never accepted as a client token. */
-	assert_int_equal(verify(f, tok, STK_TOKEN_CLIENT, NOW + 1, &err), STK_E_TOKEN_TYPE);
+	expect_verify(f, tok, STK_TOKEN_CLIENT, NOW + 1, STK_E_TOKEN_TYPE, "");
 	stk_token_free(tok);
 }
 
@@ -242,8 +267,8 @@ test_client_roundtrip(void **state)
 	assert_non_null(strstr(c.payload_json, "\"cnf\":{\"x5t#S256\":\""));
 	stk_claims_clear(&c);
 	/* A token of one Type is never accepted as another. */
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW + 5, &err), STK_E_TOKEN_TYPE);
-	assert_non_null(strstr(err.msg, "ClientAuthentication token is not accepted"));
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW + 5, STK_E_TOKEN_TYPE,
+	    "ClientAuthentication token is not accepted");
 	stk_token_free(tok);
 }
 
@@ -256,7 +281,7 @@ test_flipped_byte_anywhere(void **state)
 	size_t i, len;
 	unsigned bit;
 
-	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	issue_bulk(f, &tok);
 	len = strlen(tok);
 	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
 	for (i = 0; i < len; i++) {
@@ -298,14 +323,13 @@ static void
 test_verifier_shared_by_threads(void **state)
 {
 	struct fx *f = *state;
-	struct stk_error err;
 	struct vt_arg a[2];
 	pthread_t t[2];
 	char *tok = NULL, *bad;
 	size_t len;
 	int i;
 
-	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	issue_bulk(f, &tok);
 	len = strlen(tok);
 	bad = strdup(tok);
 	/* a signature character in the middle: still strict base64url */
@@ -322,30 +346,144 @@ test_verifier_shared_by_threads(void **state)
 	stk_token_free(tok);
 }
 
-/* ---- algorithm rules ---- */
+/* ---- header and claim rules: one row per rule ---- */
+
+/* jku/x5u/jwk pointing at the attacker's key: refused outright, and no
+ * fetch is attempted (also when the attacker signed and names no kid). */
+#define JKU "\"jku\":\"https://attacker.invalid/jwks.json\""
+#define X5U "\"x5u\":\"https://attacker.invalid/cert.pem\""
+#define JWK "\"jwk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}"
+
+static const struct rule {
+	const char *h;      /* header template (expand) */
+	const char *p;      /* claims; NULL: a correct bulk claim set */
+	int by_other;       /* signed by a key the site does not trust */
+	enum stk_token_type t;
+	int code;           /* what stk_verify returns, at NOW + 10 */
+	const char *reason; /* part of the message */
+} rules[] = {
+	/* algorithm */
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg2\",\"x5t\":\"$x5t\",\"kid\":\"$kid\"}", NULL, 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_ALG, "does not match the site key" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"PS256\",\"kid\":\"$kid\"}", NULL, 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_ALG, "is not RS256 or ES256" },
+	/* header */
+	{ H(",\"crit\":[\"exp\"]"), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "'crit' is refused" },
+	{ H("," JKU), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'jku'" },
+	{ H("," X5U), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'x5u'" },
+	{ H("," JWK), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'jwk'" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\"," JKU "}", NULL, 1, STK_TOKEN_BULK,
+	    STK_E_TOKEN_HEADER, "" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\"," X5U "}", NULL, 1, STK_TOKEN_BULK,
+	    STK_E_TOKEN_HEADER, "" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\"," JWK "}", NULL, 1, STK_TOKEN_BULK,
+	    STK_E_TOKEN_HEADER, "" },
+	{ "{\"alg\":\"$alg\",\"kid\":\"$kid\"}", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "typ must be" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"kid\":\"nosuchkey\"}", NULL, 0, STK_TOKEN_BULK,
+	    STK_E_TOKEN_HEADER, "unknown kid" },
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\"}", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "names no site key" },
+	/* x5t alone selects the key too */
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"x5t\":\"$x5t\"}", NULL, 0, STK_TOKEN_BULK, 0, "" },
+	/* Attacker 1 (network) edits a header so that kid names the site key
+	 * and x5t another certificate; both must name the same key. */
+	{ "{\"typ\":\"JWT\",\"alg\":\"$alg\",\"kid\":\"$kid\","
+	    "\"x5t\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAA\"}", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
+	    "x5t is not the certificate" },
+	/* the header names the site key; another key signed */
+	{ H(""), NULL, 1, STK_TOKEN_BULK, STK_E_TOKEN_SIGNATURE, "does not verify" },
+	/* claims; iss is an exact match: a prefix or different case is not the issuer */
+	{ H(""), BULK(C_TYPE, C_TENANT, "\"urn:sccm:oauth2:00000000-0000-4000-8000-000000000000\"",
+	    C_AUD, C_TIMES), 0, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss" },
+	{ H(""), BULK(C_TYPE, C_TENANT, "\"urn:sccm:oauth2:" SITE_UP "\"", C_AUD, C_TIMES), 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss" },
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, "\"urn:sccm:service2\"", C_TIMES), 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_AUDIENCE, "claim aud" },
+	/* aud as an array is not the exact audience string */
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, "[" C_AUD "]", C_TIMES), 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim aud" },
+	{ H(""), BULK("\"Bulkregistration\"", C_TENANT, C_ISS, C_AUD, C_TIMES), 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_TYPE, "unknown token Type" },
+	{ H(""), BULK("\"UserAuthentication\"", C_TENANT, C_ISS, C_AUD, C_TIMES), 0,
+	    STK_TOKEN_ANY, STK_E_TOKEN_TYPE, "unknown token Type" },
+	{ H(""), BULK(C_TYPE, "\"" SITE "\"", C_ISS, C_AUD, C_TIMES), 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim TenantId" },
+	/* times */
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, "\"nbf\":1800000000,\"exp\":1800003600.0"),
+	    0, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "exp must be an integer" },
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, "\"nbf\":\"1800000000\",\"exp\":1800003600"),
+	    0, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer" },
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, "\"nbf\":1.8e9,\"exp\":1800003600"),
+	    0, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer" },
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, "\"nbf\":1800000000"),
+	    0, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim exp missing" },
+	/* a bulk token over the 7-day maximum, even if correctly signed */
+	{ H(""), BULK(C_TYPE, C_TENANT, C_ISS, C_AUD, "\"nbf\":1800000000,\"exp\":1800604860"),
+	    0, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "7-day maximum" },
+	/* A TPM-attested device's token says "att":"tpm" (issue 18); an
+	 * unknown level is not accepted (a reader must not take "sw" for "tpm"). */
+	{ H(""), "{\"Type\":\"ClientAuthentication\",\"TenantId\":\"" SITE_UP "\",\"sub\":\""
+	    TOKID "\",\"jti\":\"" TOKID "\",\"iss\":" C_ISS ",\"aud\":" C_AUD ",\"iat\":1800000000,"
+	    "\"nbf\":1800000000,\"exp\":1800086400,\"cnf\":{\"x5t#S256\":\"" CNF "\"},"
+	    "\"att\":\"sw\"}",
+	    0, STK_TOKEN_CLIENT, STK_E_TOKEN_CLAIMS, "claim att" },
+	/* JSON: duplicate members, not an object, trailing garbage */
+	{ H(""), BULK_OPEN(C_TYPE, C_TENANT, C_ISS, C_AUD, C_TIMES) ",\"exp\":1900000000}", 0,
+	    STK_TOKEN_BULK, STK_E_TOKEN_JSON, "duplicate" },
+	{ H(",\"alg\":\"none\""), NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "" },
+	{ "[1]", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "not a JSON object" },
+	{ H("") "x", NULL, 0, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "header is not a JSON object" },
+};
+
+static void
+test_header_and_claim_rules(void **state)
+{
+	struct fx *f = *state;
+	char h[512], *tok;
+	size_t i;
+
+	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+		expand(f, rules[i].h, h, sizeof(h));
+		tok = sign_raw(rules[i].by_other ? f->other : f->key, h,
+		    rules[i].p != NULL ? rules[i].p : BULK_OK);
+		print_message("rule %zu: %s\n", i, h);
+		expect_verify(f, tok, rules[i].t, NOW + 10, rules[i].code, rules[i].reason);
+		free(tok);
+	}
+}
+
+/* ---- tokens made without the signer ---- */
+
+/* "b64url(h).b64url(p)", then "." and sig unless sig is NULL. malloc'd. */
+static char *
+compose(const struct fx *f, const char *htpl, const char *p, const char *sig)
+{
+	char h[512], *hb = NULL, *pb = NULL, *tok = malloc(4096);
+
+	expand(f, htpl, h, sizeof(h));
+	assert_int_equal(stk_b64url_encode((unsigned char *)h, strlen(h), &hb), 0);
+	assert_int_equal(stk_b64url_encode((unsigned char *)p, strlen(p), &pb), 0);
+	snprintf(tok, 4096, "%s.%s%s%s", hb, pb, sig ? "." : "", sig ? sig : "");
+	free(hb);
+	free(pb);
+	return tok;
+}
 
 static void
 test_alg_none(void **state)
 {
 	struct fx *f = *state;
-	struct stk_error err;
-	char h[512], p[1024], *hb = NULL, *pb = NULL, tok[2048];
+	char *tok;
 
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"none\",\"kid\":\"%s\"}", f->kid);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
-	stk_b64url_encode((unsigned char *)p, strlen(p), &pb);
-	snprintf(tok, sizeof(tok), "%s.%s.", hb, pb);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
-	assert_non_null(strstr(err.msg, "'none' is refused"));
+	tok = compose(f, "{\"typ\":\"JWT\",\"alg\":\"none\",\"kid\":\"$kid\"}", BULK_OK, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW, STK_E_TOKEN_ALG, "'none' is refused");
+	free(tok);
 	/* "None"/"NONE" too */
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"NoNe\",\"kid\":\"%s\"}", f->kid);
-	free(hb);
-	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
-	snprintf(tok, sizeof(tok), "%s.%s.", hb, pb);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
-	free(hb);
-	free(pb);
+	tok = compose(f, "{\"typ\":\"JWT\",\"alg\":\"NoNe\",\"kid\":\"$kid\"}", BULK_OK, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW, STK_E_TOKEN_ALG, "");
+	free(tok);
 }
 
 static void
@@ -358,214 +496,45 @@ test_hs256_with_public_key(void **state)
 	EVP_PKEY *pub = NULL;
 	BIO *b = BIO_new(BIO_s_mem());
 	BUF_MEM *bm;
-	char h[512], p[1024], *hb = NULL, *pb = NULL, in[2048], tok[4096], sigb[64];
+	char *in, tok[4096], sigb[64];
 	unsigned char mac[32];
 	unsigned int maclen = sizeof(mac);
 
 	assert_int_equal(stk_key_get_public(f->key, &pub, &err), 0);
 	PEM_write_bio_PUBKEY(b, pub);
 	BIO_get_mem_ptr(b, &bm);
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"HS256\",\"kid\":\"%s\"}", f->kid);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	stk_b64url_encode((unsigned char *)h, strlen(h), &hb);
-	stk_b64url_encode((unsigned char *)p, strlen(p), &pb);
-	snprintf(in, sizeof(in), "%s.%s", hb, pb);
+	in = compose(f, "{\"typ\":\"JWT\",\"alg\":\"HS256\",\"kid\":\"$kid\"}", BULK_OK, NULL);
 	HMAC(EVP_sha256(), bm->data, (int)bm->length, (unsigned char *)in, strlen(in), mac, &maclen);
 	stk_b64url_encode_buf(mac, maclen, sigb);
 	snprintf(tok, sizeof(tok), "%s.%s", in, sigb);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_ALG);
-	assert_non_null(strstr(err.msg, "HMAC is never accepted"));
-	free(hb);
-	free(pb);
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW, STK_E_TOKEN_ALG, "HMAC is never accepted");
+	free(in);
 	BIO_free(b);
 	EVP_PKEY_free(pub);
-}
-
-static void
-test_alg_not_matching_key(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-	const char *wrong = strcmp(f->alg, "RS256") == 0 ? "ES256" : "RS256";
-
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\",\"kid\":\"%s\"}",
-	    wrong, f->x5t, f->kid);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ALG, "does not match the site key");
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"PS256\",\"kid\":\"%s\"}", f->kid);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ALG, "is not RS256 or ES256");
-}
-
-/* ---- header rules ---- */
-
-static void
-test_crit_refused(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-
-	hdr(f, h, sizeof(h), "\"crit\":[\"exp\"]");
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "'crit' is refused");
-}
-
-static void
-test_key_headers_not_followed(void **state)
-{
-	/* jku/x5u/jwk pointing at the attacker's key, token signed by the
-	 * attacker: refused outright, and no fetch is attempted. */
-	struct fx *f = *state;
-	static const char *const extra[] = {
-		"\"jku\":\"https://attacker.invalid/jwks.json\"",
-		"\"x5u\":\"https://attacker.invalid/cert.pem\"",
-		"\"jwk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
-	};
-	static const char *const name[] = { "'jku'", "'x5u'", "'jwk'" };
-	char h[512], p[1024];
-	size_t i;
-
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	for (i = 0; i < 3; i++) {
-		struct stk_error err;
-		char *tok;
-
-		hdr(f, h, sizeof(h), extra[i]);
-		expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, name[i]);
-		/* Signed by a key the site does not trust, naming no kid. */
-		snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",%s}", f->alg, extra[i]);
-		tok = sign_raw(f->other, h, p);
-		assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_HEADER);
-		free(tok);
-	}
-}
-
-static void
-test_typ_and_kid(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	snprintf(h, sizeof(h), "{\"alg\":\"%s\",\"kid\":\"%s\"}", f->alg, f->kid);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "typ must be");
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"kid\":\"nosuchkey\"}", f->alg);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "unknown kid");
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\"}", f->alg);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER, "names no site key");
-	/* x5t alone selects the key too */
-	{
-		struct stk_error err;
-		char *tok;
-		snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"x5t\":\"%s\"}", f->alg, f->x5t);
-		tok = sign_raw(f->key, h, p);
-		assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW + 1, &err), 0);
-		free(tok);
-	}
-}
-
-/* ---- claim rules ---- */
-
-static void
-test_wrong_iss_aud_type_tenant(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-
-	hdr(f, h, sizeof(h), NULL);
-	bulk_claims(p, sizeof(p), NULL, "urn:sccm:oauth2:00000000-0000-4000-8000-000000000000",
-	    NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss");
-	/* exact match: a prefix or different case is not the issuer */
-	bulk_claims(p, sizeof(p), NULL, "urn:sccm:oauth2:" SITE_UP, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim iss");
-	bulk_claims(p, sizeof(p), NULL, NULL, "urn:sccm:service2", NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_AUDIENCE, "claim aud");
-	bulk_claims(p, sizeof(p), "Bulkregistration", NULL, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_TYPE, "unknown token Type");
-	bulk_claims(p, sizeof(p), "UserAuthentication", NULL, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_ANY, STK_E_TOKEN_TYPE, "unknown token Type");
-	snprintf(p, sizeof(p), "{\"SCCMTokenCategory\":\"SCCMPreAuthToken\",\"Authority\":\"SCCM\","
-	    "\"License\":\"SCCM\",\"Type\":\"BulkRegistration\",\"TenantId\":\"" SITE "\","
-	    "\"UniqueId\":\"" TOKID "\",\"iss\":\"urn:sccm:oauth2:" SITE "\","
-	    "\"aud\":\"urn:sccm:service\",\"nbf\":1800000000,\"exp\":1800003600}");
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_ISSUER, "claim TenantId");
-	/* aud as an array is not the exact audience string */
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	{
-		char *q = strstr(p, "\"aud\":\"urn:sccm:service\"");
-		char tmp[1024];
-		snprintf(tmp, sizeof(tmp), "%.*s\"aud\":[\"urn:sccm:service\"]%s",
-		    (int)(q - p), p, q + strlen("\"aud\":\"urn:sccm:service\""));
-		expect_refusal(f, h, tmp, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim aud");
-	}
 }
 
 static void
 test_times(void **state)
 {
 	struct fx *f = *state;
-	struct stk_error err;
 	char *tok = NULL;
 	int64_t nbf = NOW, exp = NOW + 3600;
 
-	assert_int_equal(stk_issue_bulk(f->signer, TOKID, nbf, exp, &tok, NULL, &err), 0);
+	issue_bulk(f, &tok);
 	/* Leeway edges, 60 s by default: valid for now in [nbf-60, exp+60). */
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 59, &err), 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 60, &err), STK_E_TOKEN_EXPIRED);
-	assert_non_null(strstr(err.msg, "expired"));
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp + 86400, &err), STK_E_TOKEN_EXPIRED);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 60, &err), 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 61, &err), STK_E_TOKEN_NOTYET);
-	assert_non_null(strstr(err.msg, "not valid for another"));
+	expect_verify(f, tok, STK_TOKEN_BULK, exp + 59, 0, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, exp + 60, STK_E_TOKEN_EXPIRED, "expired");
+	expect_verify(f, tok, STK_TOKEN_BULK, exp + 86400, STK_E_TOKEN_EXPIRED, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 60, 0, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 61, STK_E_TOKEN_NOTYET,
+	    "not valid for another");
 	/* Leeway 0: the window is exact. */
 	stk_verifier_set_leeway(f->v, 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp - 1, &err), 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, exp, &err), STK_E_TOKEN_EXPIRED);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, nbf - 1, &err), STK_E_TOKEN_NOTYET);
+	expect_verify(f, tok, STK_TOKEN_BULK, exp - 1, 0, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, exp, STK_E_TOKEN_EXPIRED, "");
+	expect_verify(f, tok, STK_TOKEN_BULK, nbf - 1, STK_E_TOKEN_NOTYET, "");
 	stk_verifier_set_leeway(f->v, STK_DEFAULT_LEEWAY);
 	stk_token_free(tok);
-}
-
-static void
-test_non_integer_times(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-
-	hdr(f, h, sizeof(h), NULL);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000,\"exp\":1800003600.0", NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "exp must be an integer");
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":\"1800000000\",\"exp\":1800003600", NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer");
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1.8e9,\"exp\":1800003600", NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "nbf must be an integer");
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000", NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "claim exp missing");
-	/* a bulk token over the 7-day maximum, even if correctly signed */
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, "\"nbf\":1800000000,\"exp\":1800604860", NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_CLAIMS, "7-day maximum");
-}
-
-static void
-test_duplicate_members(void **state)
-{
-	struct fx *f = *state;
-	struct stk_error err;
-	char h[512], p[1024], *tok;
-
-	hdr(f, h, sizeof(h), NULL);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, "\"exp\":1900000000");
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "duplicate");
-	hdr(f, h, sizeof(h), "\"alg\":\"none\"");
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	tok = sign_raw(f->key, h, p);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_JSON);
-	free(tok);
-	/* not an object; trailing garbage */
-	expect_refusal(f, "[1]", p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "not a JSON object");
-	hdr(f, h, sizeof(h), NULL);
-	strcat(h, "x");
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_JSON, "header is not a JSON object");
 }
 
 /* ---- encoding and shape ---- */
@@ -573,38 +542,35 @@ test_duplicate_members(void **state)
 static void
 test_base64url_strictness(void **state)
 {
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	struct fx *f = *state;
-	struct stk_error err;
 	char *tok = NULL, buf[4096], *d1, *d2;
+	const char *pos;
 	size_t len;
 
-	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	issue_bulk(f, &tok);
 	len = strlen(tok);
 	d1 = strchr(tok, '.');
 	d2 = strchr(d1 + 1, '.');
-	/* padding on the signature */
+	/* padding on the signature, on the header */
 	snprintf(buf, sizeof(buf), "%s=", tok);
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
-	/* padding on the header */
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64, "");
 	snprintf(buf, sizeof(buf), "%.*s==%s", (int)(d1 - tok), tok, d1);
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
-	assert_non_null(strstr(err.msg, "header is not strict base64url"));
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64,
+	    "header is not strict base64url");
 	/* standard-alphabet characters */
 	snprintf(buf, sizeof(buf), "%s", tok);
 	buf[(d2 - tok) + 3] = '+';
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64, "");
 	/* stray bits in the last signature character (256 and 64 byte
 	 * signatures both leave 4 unused bits) */
 	snprintf(buf, sizeof(buf), "%s", tok);
-	{
-		static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-		const char *pos = strchr(a, buf[len - 1]);
-		assert_non_null(pos);
-		assert_int_equal((pos - a) & 0x0f, 0);
-		buf[len - 1] = a[(pos - a) | 1];
-	}
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_B64);
-	assert_non_null(strstr(err.msg, "signature is not strict base64url"));
+	pos = strchr(a, buf[len - 1]);
+	assert_non_null(pos);
+	assert_int_equal((pos - a) & 0x0f, 0);
+	buf[len - 1] = a[(pos - a) | 1];
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_B64,
+	    "signature is not strict base64url");
 	stk_token_free(tok);
 }
 
@@ -615,23 +581,21 @@ test_segments(void **state)
 	struct stk_error err;
 	char *tok = NULL, buf[4096];
 
-	assert_int_equal(stk_issue_bulk(f->signer, TOKID, NOW, NOW + 3600, &tok, NULL, &err), 0);
+	issue_bulk(f, &tok);
 	/* truncated: two segments */
 	snprintf(buf, sizeof(buf), "%.*s", (int)(strrchr(tok, '.') - tok), tok);
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_FORMAT, "");
 	/* truncated mid-signature */
 	snprintf(buf, sizeof(buf), "%.*s", (int)strlen(tok) - 8, tok);
 	assert_int_not_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), 0);
 	/* empty signature */
 	snprintf(buf, sizeof(buf), "%.*s", (int)(strrchr(tok, '.') - tok + 1), tok);
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIGNATURE);
-	assert_non_null(strstr(err.msg, "unsigned"));
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_SIGNATURE, "unsigned");
 	/* extra segment (JWE-like or appended garbage) */
 	snprintf(buf, sizeof(buf), "%s.AAAA", tok);
-	assert_int_equal(verify(f, buf, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
-	assert_non_null(strstr(err.msg, "more than three"));
-	assert_int_equal(verify(f, "", STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
-	assert_int_equal(verify(f, "..", STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_FORMAT);
+	expect_verify(f, buf, STK_TOKEN_BULK, NOW, STK_E_TOKEN_FORMAT, "more than three");
+	expect_verify(f, "", STK_TOKEN_BULK, NOW, STK_E_TOKEN_FORMAT, "");
+	expect_verify(f, "..", STK_TOKEN_BULK, NOW, STK_E_TOKEN_FORMAT, "");
 	stk_token_free(tok);
 }
 
@@ -639,48 +603,31 @@ static void
 test_size_limit(void **state)
 {
 	struct fx *f = *state;
-	struct stk_error err;
-	char h[512], p[20000], extra[9000], *tok;
+	char h[512], p[20000], *tok;
 	size_t len, pad;
 	int exact = 0;
 
-	hdr(f, h, sizeof(h), NULL);
+	expand(f, H(""), h, sizeof(h));
 	/* Pad the claims until the token is exactly 8192 bytes (accepted),
 	 * then one step over (refused). */
 	for (pad = 5000; pad < 6500; pad++) {
-		snprintf(extra, sizeof(extra), "\"pad\":\"%0*d\"", (int)pad, 0);
-		bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, extra);
+		snprintf(p, sizeof(p), BULK_OPEN(C_TYPE, C_TENANT, C_ISS, C_AUD, C_TIMES)
+		    ",\"pad\":\"%0*d\"}", (int)pad, 0);
 		tok = sign_raw(f->key, h, p);
 		len = strlen(tok);
 		if (len == STK_TOKEN_MAX) {
-			assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
+			expect_verify(f, tok, STK_TOKEN_BULK, NOW, 0, "");
 			exact = 1;
 		} else if (len > STK_TOKEN_MAX) {
 			assert_true(exact);
-			assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIZE);
-			assert_non_null(strstr(err.msg, "over the 8192-byte limit"));
+			expect_verify(f, tok, STK_TOKEN_BULK, NOW, STK_E_TOKEN_SIZE,
+			    "over the 8192-byte limit");
 			free(tok);
 			return;
 		}
 		free(tok);
 	}
 	fail_msg("no oversized token made");
-}
-
-static void
-test_signature_by_another_key(void **state)
-{
-	struct fx *f = *state;
-	char h[512], p[1024];
-	struct stk_error err;
-	char *tok;
-
-	hdr(f, h, sizeof(h), NULL);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	tok = sign_raw(f->other, h, p); /* header names the site key */
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_SIGNATURE);
-	assert_non_null(strstr(err.msg, "does not verify"));
-	free(tok);
 }
 
 static void
@@ -698,10 +645,10 @@ test_rotation_two_keys(void **state)
 	assert_int_equal(stk_cert_make_site(f->other, SITE, NOW, 30, &cert2, &len2, &err), 0);
 	assert_int_equal(stk_signer_new(f->other, cert2, len2, SITE, &s2, &err), 0);
 	assert_int_equal(stk_issue_bulk(s2, TOKID, NOW, NOW + 60, &tok, NULL, &err), 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), STK_E_TOKEN_HEADER);
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW, STK_E_TOKEN_HEADER, "");
 	assert_int_equal(stk_key_get_public(f->other, &pub, &err), 0);
 	assert_int_equal(stk_verifier_add_pubkey(f->v, pub, &err), 0);
-	assert_int_equal(verify(f, tok, STK_TOKEN_BULK, NOW, &err), 0);
+	expect_verify(f, tok, STK_TOKEN_BULK, NOW, 0, "");
 	EVP_PKEY_free(pub);
 	stk_token_free(tok);
 	stk_signer_free(s2);
@@ -825,21 +772,6 @@ test_layout_reader_agrees_with_jansson(void **state)
 /* ---- JWS details (issue 15, item 9) ---- */
 
 static void
-test_x5t_must_match_kid(void **state)
-{
-	/* Attacker 1 (network) edits a header so that kid names the site key
-	 * and x5t another certificate; both must name the same key. */
-	struct fx *f = *state;
-	char h[512], p[1024];
-
-	snprintf(h, sizeof(h), "{\"typ\":\"JWT\",\"alg\":\"%s\",\"kid\":\"%s\","
-	    "\"x5t\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAA\"}", f->alg, f->kid);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
-	expect_refusal(f, h, p, STK_TOKEN_BULK, STK_E_TOKEN_HEADER,
-	    "x5t is not the certificate");
-}
-
-static void
 test_huge_times_no_overflow(void **state)
 {
 	/* nbf/exp near INT64_MAX: exp + leeway must not wrap round to a past
@@ -848,10 +780,9 @@ test_huge_times_no_overflow(void **state)
 	struct fx *f = *state;
 	struct stk_claims c;
 	struct stk_error err;
-	char p[1024];
+	const char *p = BULK(C_TYPE, C_TENANT, C_ISS, C_AUD,
+	    "\"nbf\":9223372036854775000,\"exp\":9223372036854775800");
 
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL,
-	    "\"nbf\":9223372036854775000,\"exp\":9223372036854775800", NULL);
 	assert_int_equal(stk__jws_check_payload(f->v, p, strlen(p), STK_TOKEN_BULK,
 	    NOW, &c, &err), STK_E_TOKEN_NOTYET);
 	stk_claims_clear(&c);
@@ -859,7 +790,7 @@ test_huge_times_no_overflow(void **state)
 	    STK_TOKEN_BULK, NOW, &c, NULL, &err), STK_E_TOKEN_NOTYET);
 	stk_claims_clear(&c);
 	stk_verifier_set_leeway(f->v, INT64_MAX);
-	bulk_claims(p, sizeof(p), NULL, NULL, NULL, NULL, NULL);
+	p = BULK_OK;
 	assert_int_equal(stk__jws_check_payload(f->v, p, strlen(p), STK_TOKEN_BULK,
 	    NOW + 86400, &c, &err), 0);
 	stk_claims_clear(&c);
@@ -887,14 +818,13 @@ test_client_att_claim(void **state)
 {
 	/* A TPM-attested device's token says so ("att":"tpm", issue 18), so a
 	 * gateway can require attestation without a lookup; a plain token has
-	 * no claim; an unknown level is neither written nor accepted (a forged
-	 * "att" would need the site key anyway, but a reader must not take
-	 * "sw" for "tpm"). */
+	 * no claim; an unknown level is not written (nor accepted: see rules;
+	 * a forged "att" would need the site key anyway). */
 	struct fx *f = *state;
 	struct stk_claims c;
 	struct stk_error err;
 	static const char *const att[][2] = { { "tpm", "tpm" }, { "none", "" } };
-	char *tok = NULL, h[512], p[1024];
+	char *tok = NULL;
 	size_t i;
 
 	for (i = 0; i < 2; i++) {
@@ -910,13 +840,6 @@ test_client_att_claim(void **state)
 	assert_int_equal(stk_issue_client_att(f->signer, TOKID, CNF, "sw", NOW, 86400,
 	    &tok, NULL, &err), STK_E_ARG);
 	assert_null(tok);
-	hdr(f, h, sizeof(h), NULL);
-	snprintf(p, sizeof(p), "{\"Type\":\"ClientAuthentication\",\"TenantId\":\""
-	    SITE_UP "\",\"sub\":\"" TOKID "\",\"jti\":\"" TOKID "\",\"iss\":"
-	    "\"urn:sccm:oauth2:" SITE "\",\"aud\":\"urn:sccm:service\",\"iat\":%lld,"
-	    "\"nbf\":%lld,\"exp\":%lld,\"cnf\":{\"x5t#S256\":\"%s\"},\"att\":\"sw\"}",
-	    (long long)NOW, (long long)NOW, (long long)NOW + 86400, CNF);
-	expect_refusal(f, h, p, STK_TOKEN_CLIENT, STK_E_TOKEN_CLAIMS, "claim att");
 }
 
 /* (r, n - s) from (r, s): the other ECDSA encoding of one signature. */
@@ -965,11 +888,9 @@ test_es256_low_s_only(void **state)
 	for (i = 0; i < 64; i++) {
 		assert_int_equal(stk_issue_client(f->signer, TOKID, CNF, NOW, 86400,
 		    &tok, NULL, &err), 0);
-		assert_int_equal(verify(f, tok, STK_TOKEN_CLIENT, NOW + 1, &err), 0);
+		expect_verify(f, tok, STK_TOKEN_CLIENT, NOW + 1, 0, "");
 		twin = flip_s(tok);
-		assert_int_equal(verify(f, twin, STK_TOKEN_CLIENT, NOW + 1, &err),
-		    STK_E_TOKEN_SIGNATURE);
-		assert_non_null(strstr(err.msg, "low-s"));
+		expect_verify(f, twin, STK_TOKEN_CLIENT, NOW + 1, STK_E_TOKEN_SIGNATURE, "low-s");
 		free(twin);
 		stk_token_free(tok);
 	}
@@ -991,7 +912,7 @@ test_es256_high_s_before_the_rule(void **state)
 	assert_int_equal(stk_issue_client(f->signer, TOKID, CNF, old, 90 * 86400,
 	    &tok, NULL, &err), 0);
 	twin = flip_s(tok);
-	assert_int_equal(verify(f, twin, STK_TOKEN_CLIENT, old + 1, &err), 0);
+	expect_verify(f, twin, STK_TOKEN_CLIENT, old + 1, 0, "");
 	free(twin);
 	stk_token_free(tok);
 }
@@ -1009,21 +930,13 @@ main(void)
 		BOTH(test_verifier_shared_by_threads),
 		BOTH(test_alg_none),
 		BOTH(test_hs256_with_public_key),
-		BOTH(test_alg_not_matching_key),
-		BOTH(test_crit_refused),
-		BOTH(test_key_headers_not_followed),
-		BOTH(test_typ_and_kid),
-		BOTH(test_wrong_iss_aud_type_tenant),
+		BOTH(test_header_and_claim_rules),
 		BOTH(test_times),
-		BOTH(test_non_integer_times),
-		BOTH(test_duplicate_members),
 		BOTH(test_base64url_strictness),
 		BOTH(test_segments),
 		BOTH(test_size_limit),
-		BOTH(test_signature_by_another_key),
 		BOTH(test_rotation_two_keys),
 		BOTH(test_layout_reader_agrees_with_jansson),
-		BOTH(test_x5t_must_match_kid),
 		BOTH(test_huge_times_no_overflow),
 		BOTH(test_issue_refuses_non_base64url_thumbprint),
 		BOTH(test_client_att_claim),

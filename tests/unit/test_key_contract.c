@@ -3,31 +3,41 @@
  * a real swtpm): for every key type the backend offers, a generated key
  * signs what OpenSSL verifies with the public key alone, describes its own
  * exportability from the device, re-opens by its stored URI, is not
- * overwritten by a second generate, and keeps signing after its session to
- * the device is lost. Backend-only behaviour stays in test_file_backend,
- * test_pkcs11 and test_tpm. */
+ * overwritten by a second generate, signs for several threads at once,
+ * survives more open/close cycles than the device has slots, and keeps
+ * signing after its session to the device is lost; a missing device or
+ * object and bad URIs are refused with the backend's own message.
+ * Backend-only behaviour stays in test_file_backend, test_pkcs11 and
+ * test_tpm. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <sys/stat.h>
-#include <openssl/ecdsa.h>
-#include <openssl/evp.h>
+#include <time.h>
+#include "sitetoken/cert.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
+#include "sitetoken/token.h"
+#include "key_check.h"
 #include "testutil.h"
 #ifdef STK_TEST_PKCS11
-#include <p11-kit/pkcs11.h>
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
+#include "test_pkcs11_token.h"
 #endif
 #ifdef STK_TEST_TPM
 #include "swtpm_util.h"
 #endif
+
+/* An open the backend refuses: uri (NULL: the key's stored URI) through
+ * tcti (NULL: the key's), with this code, layer (0: any) and message. */
+struct refusal {
+	const char *uri, *tcti;
+	int code;
+	enum stk_layer layer;
+	const char *text;
+};
 
 /* One backend: how to reach it and what only it can tell. */
 struct backend {
@@ -37,12 +47,13 @@ struct backend {
 	const char *attrs[8][2];       /* attributes describe must read back */
 	const char *reconnect_log;     /* the log line of a recovered session */
 	const char *no_session_why;    /* NULL: there is a session to lose */
+	struct refusal refused[10];    /* until code 0 */
 	int (*setup)(void);               /* NULL: nothing to start */
 	void (*teardown)(void);
 	void (*gen_args)(const char *label); /* cur.gen_uri, cur.opts for label */
 	void (*check_stored)(void);       /* what generate left behind */
 	int (*lose_session)(void);
-	int (*check_clean)(void);         /* NULL: nothing to check */
+	int (*loaded)(void);              /* objects the device holds; NULL: none */
 };
 
 static const struct backend *be;
@@ -59,7 +70,6 @@ struct ctx {
 };
 
 static struct ctx cur;
-static const unsigned char msg[] = "header.payload";
 
 /* ---- file ---- */
 
@@ -84,6 +94,8 @@ static const struct backend file_backend = {
 	"file", { STK_KEY_RSA2048, STK_KEY_RSA3072, STK_KEY_P256 }, 0,
 	{ { "exportable", "true" } }, NULL,
 	"a PEM file has no session: every signature uses the key in memory",
+	{ { "/nonexistent/sitetoken/k.pem", NULL, STK_E_NOTFOUND, STK_LAYER_SYS,
+	    "cannot open key file /nonexistent/sitetoken/k.pem" } },
 	NULL, NULL, file_gen_args, file_check_stored, NULL, NULL,
 };
 
@@ -143,6 +155,25 @@ static const struct backend p11_backend = {
 	  { "CKA_ALWAYS_SENSITIVE", "true" }, { "CKA_NEVER_EXTRACTABLE", "true" },
 	  { "CKA_TOKEN", "true" }, { "CKA_PRIVATE", "true" } },
 	"reopened", NULL,
+	{ { "pkcs11:token=no-such-token;object=x", NULL, STK_E_NOTFOUND, 0,
+	    "no PKCS#11 token labelled 'no-such-token'" },
+	  { "pkcs11:token=no-such-token;object=x", NULL, STK_E_NOTFOUND, 0,
+	    "tokens present: '" P11_LABEL "'" },
+	  { "pkcs11:token=" P11_LABEL ";object=no-such-key", NULL, STK_E_NOTFOUND, 0,
+	    "no private key object 'no-such-key' on PKCS#11 token" },
+	  { "pkcs11:token=" P11_LABEL ";id=%01%02%03", NULL, STK_E_NOTFOUND, 0,
+	    "no private key" },
+	  { "pkcs11:token=" P11_LABEL ";object=x?module-path=/nonexistent/libnone.so",
+	    NULL, STK_E_BACKEND, 0, "cannot load PKCS#11 module /nonexistent/libnone.so" },
+	  /* A library that is not a PKCS#11 module. */
+	  { "pkcs11:token=" P11_LABEL ";object=x?module-path=libcrypto.so.3", NULL,
+	    STK_E_BACKEND, 0, "is not a PKCS#11 module" },
+	  { "pkcs11:token=" P11_LABEL ";object=x;type=cert", NULL, STK_E_ARG, 0,
+	    "type=private" },
+	  { "pkcs11:token=" P11_LABEL ";object=x?pin-value=1234", NULL, STK_E_ARG, 0,
+	    "pin-value is refused" },
+	  { "pkcs11:token=" P11_LABEL ";slot-id=3", NULL, STK_E_ARG, 0,
+	    "'slot-id' is not supported" } },
 	p11_setup, p11_teardown, p11_gen_args, p11_check_stored, p11_lose_session,
 	NULL,
 };
@@ -150,16 +181,26 @@ static const struct backend p11_backend = {
 
 /* ---- tpm (swtpm) ---- */
 #ifdef STK_TEST_TPM
-static char tpm_state[512], tpm_tcti[128];
+static char tpm_state[512], tpm_tcti[128], gone_tcti[128];
 
 static int
 tpm_setup(void)
 {
+	char gone[512];
+
 	swtpm_guard();
 	unsetenv("SITETOKEN_TPM_KEY_AUTH");
 	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
 	snprintf(tpm_state, sizeof(tpm_state), "%s/tpm", scratch);
-	return swtpm_start(tpm_state, tpm_tcti, sizeof(tpm_tcti));
+	if (swtpm_start(tpm_state, tpm_tcti, sizeof(tpm_tcti)) != 0)
+		return -1;
+	/* A port where swtpm was and is no more (started after ours, so it
+	 * cannot be ours). */
+	snprintf(gone, sizeof(gone), "%s/gone", scratch);
+	if (swtpm_start(gone, gone_tcti, sizeof(gone_tcti)) != 0)
+		return -1;
+	swtpm_stop(gone);
+	return 0;
 }
 
 static void tpm_teardown(void) { swtpm_stop(tpm_state); }
@@ -189,7 +230,14 @@ tpm_check_stored(void)
 }
 
 static int tpm_lose_session(void) { return swtpm_reset(tpm_tcti); }
-static int tpm_check_clean(void) { return tpm_is_clean(tpm_tcti) ? 0 : -1; }
+
+/* Transient objects and sessions (swtpm has no resource manager). */
+static int
+tpm_loaded(void)
+{
+	return tpm_count_handles(tpm_tcti, TRANSIENT_FIRST) +
+	    tpm_count_handles(tpm_tcti, HMAC_SESSION_FIRST);
+}
 
 static const struct backend tpm_backend = {
 	"tpm", { STK_KEY_RSA2048, STK_KEY_P256 }, 1,
@@ -199,71 +247,16 @@ static const struct backend tpm_backend = {
 	  /* No auth value: nothing to guess, so no DA lockout for this key. */
 	  { "noDA", "true" } },
 	"reloaded", NULL,
+	{ { NULL, gone_tcti, STK_E_BACKEND, STK_LAYER_TSS2, "TPM unreachable" },
+	  { NULL, "nosuchtcti:foo", STK_E_BACKEND, STK_LAYER_TSS2, "TPM unreachable" },
+	  { "tpm:handle=0x81000043", NULL, STK_E_NOTFOUND, 0, NULL },
+	  { "tpm:handle=0x1234", NULL, STK_E_ARG, 0, NULL } },
 	tpm_setup, tpm_teardown, tpm_gen_args, tpm_check_stored, tpm_lose_session,
-	tpm_check_clean,
+	tpm_loaded,
 };
 #endif
 
 /* ---- helpers ---- */
-
-/* OpenSSL alone, not the project's verifier: RS256 is PKCS#1 v1.5, ES256
- * is r||s (JWS), which OpenSSL wants as DER. */
-static int
-openssl_verifies(EVP_PKEY *pub, const unsigned char *m, size_t mlen,
-    const unsigned char *sig, size_t siglen)
-{
-	unsigned char der[128], *p = der;
-	const unsigned char *s = sig;
-	size_t slen = siglen;
-	ECDSA_SIG *es;
-	EVP_MD_CTX *c;
-	int ok;
-
-	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
-		if (siglen != STK_P256_SIG_LEN || (es = ECDSA_SIG_new()) == NULL)
-			return 0;
-		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
-		    BN_bin2bn(sig + 32, 32, NULL));
-		slen = (size_t)i2d_ECDSA_SIG(es, &p);
-		s = der;
-		ECDSA_SIG_free(es);
-	}
-	c = EVP_MD_CTX_new();
-	ok = c != NULL &&
-	    EVP_DigestVerifyInit(c, NULL, EVP_sha256(), NULL, pub) == 1 &&
-	    EVP_DigestVerify(c, s, slen, m, mlen) == 1;
-	EVP_MD_CTX_free(c);
-	return ok;
-}
-
-/* `key` signs msg and OpenSSL verifies it with `pub`; one flipped bit of
- * the message does not verify. */
-static void
-assert_signs_for(struct stk_key *key, EVP_PKEY *pub)
-{
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
-	struct stk_error err;
-
-	stk_error_clear(&err);
-	assert_int_equal(stk_key_sign(key, msg, sizeof(msg) - 1, sig, &siglen,
-	    &err), 0);
-	assert_int_equal(siglen, EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ?
-	    STK_P256_SIG_LEN : (size_t)EVP_PKEY_get_size(pub));
-	assert_true(openssl_verifies(pub, msg, sizeof(msg) - 1, sig, siglen));
-	assert_false(openssl_verifies(pub, msg, sizeof(msg) - 2, sig, siglen));
-}
-
-static const char *
-attr(const struct stk_key_info *info, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < info->nattrs; i++)
-		if (strcmp(info->attrs[i].name, name) == 0)
-			return info->attrs[i].value;
-	return "(absent)";
-}
 
 static int reconnects;
 
@@ -310,7 +303,7 @@ group_teardown(void **state)
 	cur.pub = NULL;
 	cur.uri = NULL;
 	/* Closing the key leaves nothing loaded in the device. */
-	return be->check_clean != NULL ? be->check_clean() : 0;
+	return be->loaded != NULL && be->loaded() != 0 ? -1 : 0;
 }
 
 /* Generate returns a key of the type asked, stored where its URI says. */
@@ -395,6 +388,125 @@ test_duplicate_generate_refused(void **state)
 	stk_key_close(k);
 }
 
+/* Every refused open names its cause and returns no key. */
+static void
+test_open_refused(void **state)
+{
+	const struct refusal *r;
+	struct stk_key_opts o;
+	struct stk_key *k;
+	struct stk_error err;
+
+	(void)state;
+	for (r = be->refused; r->code != 0; r++) {
+		o = cur.opts;
+		if (r->tcti != NULL)
+			o.tcti = r->tcti;
+		k = (struct stk_key *)1;
+		stk_error_clear(&err);
+		assert_int_equal(stk_key_open(r->uri != NULL ? r->uri : cur.uri, &o,
+		    &k, &err), r->code);
+		assert_null(k);
+		if (r->layer != STK_LAYER_NONE)
+			assert_int_equal(err.layer, r->layer);
+		if (r->text != NULL && strstr(err.msg, r->text) == NULL)
+			fail_msg("message '%s' lacks '%s'", err.msg, r->text);
+	}
+}
+
+/* More open/close cycles than a TPM has object slots (3 in swtpm): each
+ * close gives back what the open took. */
+static void
+test_open_close_cycles(void **state)
+{
+	struct stk_key *k;
+	struct stk_error err;
+	int i, before = be->loaded != NULL ? be->loaded() : 0;
+
+	(void)state;
+	for (i = 0; i < 12; i++) {
+		k = NULL;
+		assert_int_equal(stk_key_open(cur.uri, &cur.opts, &k, &err), 0);
+		stk_key_close(k);
+	}
+	if (be->loaded != NULL)
+		assert_int_equal(be->loaded(), before);
+}
+
+/* ---- threads issuing tokens with one key ---- */
+
+/* Throughput is measured by bench/ (hsm.c, tpm.c), not here. */
+#define NTHREADS 4
+#define PER_THREAD 20
+
+struct worker {
+	const struct stk_signer *signer;
+	char *tokens[PER_THREAD];
+	int rc;
+};
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct stk_error err;
+	int64_t t = (int64_t)time(NULL);
+	int i;
+
+	for (i = 0; i < PER_THREAD && w->rc == 0; i++)
+		w->rc = stk_issue_bulk(w->signer, NULL, t, t + 3600, &w->tokens[i],
+		    NULL, &err);
+	return NULL;
+}
+
+/* A server's workers issue tokens with one shared key (the backend says
+ * STK_CAP_THREADSAFE): every token of every thread verifies. */
+static void
+test_threads_share_one_key(void **state)
+{
+	struct worker w[NTHREADS];
+	char guid[STK_GUID_LEN + 1];
+	struct stk_signer *signer = NULL;
+	struct stk_verifier *v = NULL;
+	struct stk_claims claims;
+	struct stk_error err;
+	pthread_t th[NTHREADS];
+	unsigned char *cert = NULL;
+	size_t certlen = 0;
+	int64_t now = (int64_t)time(NULL);
+	int i, j;
+
+	(void)state;
+	assert_true(cur.key->vt->caps & STK_CAP_THREADSAFE);
+	assert_int_equal(stk_guid_new(guid), 0);
+	assert_int_equal(stk_cert_make_site(cur.key, guid, now, 30, &cert, &certlen,
+	    &err), 0);
+	assert_int_equal(stk_signer_new(cur.key, cert, certlen, guid, &signer, &err), 0);
+	assert_int_equal(stk_verifier_new(guid, &v, &err), 0);
+	assert_int_equal(stk_verifier_add_cert(v, cert, certlen, &err), 0);
+	memset(w, 0, sizeof(w));
+	for (i = 0; i < NTHREADS; i++) {
+		w[i].signer = signer;
+		assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+	}
+	for (i = 0; i < NTHREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < NTHREADS; i++) {
+		assert_int_equal(w[i].rc, 0);
+		for (j = 0; j < PER_THREAD; j++) {
+			assert_int_equal(stk_verify(v, w[i].tokens[j],
+			    strlen(w[i].tokens[j]), STK_TOKEN_BULK, now, &claims,
+			    &err), 0);
+			stk_claims_clear(&claims);
+			stk_token_free(w[i].tokens[j]);
+		}
+	}
+	stk_verifier_free(v);
+	stk_signer_free(signer);
+	free(cert);
+	assert_signs_for(cur.key, cur.pub);
+}
+
 /* The device drops our session under an open key: the next signature
  * reconnects once (logged), the next does not, and describe still works. */
 static void
@@ -437,6 +549,9 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_describe_exportability),
 		cmocka_unit_test(test_reopen_by_uri),
 		cmocka_unit_test(test_duplicate_generate_refused),
+		cmocka_unit_test(test_open_refused),
+		cmocka_unit_test(test_open_close_cycles),
+		cmocka_unit_test(test_threads_share_one_key),
 		cmocka_unit_test(test_session_loss),
 	};
 	size_t i;

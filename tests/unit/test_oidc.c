@@ -137,29 +137,22 @@ payload(const char *extra)
 	return p;
 }
 
-static void
-issuer(struct stk_oidc_issuer *is)
-{
-	memset(is, 0, sizeof(*is));
-	snprintf(is->issuer, sizeof(is->issuer), ISS);
-	snprintf(is->audience, sizeof(is->audience), AUD);
-	snprintf(is->device_claim, sizeof(is->device_claim), "deviceId");
-	snprintf(is->tenant, sizeof(is->tenant), "t1");
-}
+static const struct stk_oidc_issuer std_issuer = {
+	.issuer = ISS, .audience = AUD, .device_claim = "deviceId", .tenant = "t1",
+};
 
 /* verify(tok) with the standard issuer and JWKS at NOW: the reason. */
 static enum stk_refusal
 verdict_at(const char *tok, int64_t now, struct stk_idtoken *out)
 {
-	struct stk_oidc_issuer is;
 	struct stk_idtoken id;
 	struct stk_jwks *k = jwks_std();
 	struct stk_error err;
 	enum stk_refusal reason = STK_REFUSAL_INTERNAL;
 	int r;
 
-	issuer(&is);
-	r = stk_idtoken_verify(&is, k, tok, strlen(tok), now, out ? out : &id, &reason, &err);
+	r = stk_idtoken_verify(&std_issuer, k, tok, strlen(tok), now, out ? out : &id, &reason,
+	    &err);
 	assert_true((r == 0) == (reason == STK_REFUSAL_NONE));
 	stk_jwks_free(k);
 	return reason;
@@ -184,6 +177,8 @@ expect(EVP_PKEY *k, const char *hdr, const char *extra, enum stk_refusal want)
 
 #define RS "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":\"JWT\"}"
 #define ES "{\"alg\":\"ES256\",\"kid\":\"ec1\"}"
+#define BAD STK_REFUSAL_IDTOKEN_INVALID
+#define EXP "1800000060" /* NOW + 60 */
 
 /* The issuer's RS256 and ES256 tokens verify and name the device. */
 static void
@@ -210,25 +205,19 @@ test_good_tokens(void **state)
 static void
 test_alg_rules(void **state)
 {
-	char *p = payload(NULL), *t, *n;
+	char *p = payload(NULL), *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N), *t;
 
 	(void)state;
-	t = sign(NULL, "{\"alg\":\"none\",\"kid\":\"rsa1\"}", p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N);
+	expect(NULL, "{\"alg\":\"none\",\"kid\":\"rsa1\"}", NULL, BAD);
 	t = sign(NULL, "{\"alg\":\"HS256\",\"kid\":\"rsa1\"}", p, n);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
+	assert_int_equal(verdict(t), BAD);
 	free(t);
 	free(n);
-	/* ES256 header on the RSA key's kid, signed by the EC key. */
-	t = sign(ec_key, "{\"alg\":\"ES256\",\"kid\":\"rsa1\"}", p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x\"]}", NULL,
-	    STK_REFUSAL_IDTOKEN_INVALID);
-	expect(rsa_key, "{\"alg\":\"RS256\"}", NULL, STK_REFUSAL_IDTOKEN_INVALID);
 	free(p);
+	/* ES256 header on the RSA key's kid, signed by the EC key. */
+	expect(ec_key, "{\"alg\":\"ES256\",\"kid\":\"rsa1\"}", NULL, BAD);
+	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x\"]}", NULL, BAD);
+	expect(rsa_key, "{\"alg\":\"RS256\"}", NULL, BAD);
 }
 
 /* A kid the JWKS lacks is its own reason (the caller may refresh the JWKS);
@@ -238,40 +227,47 @@ test_kid_and_signature(void **state)
 {
 	(void)state;
 	expect(rsa_other, "{\"alg\":\"RS256\",\"kid\":\"rsa9\"}", NULL, STK_REFUSAL_IDTOKEN_KEY);
-	expect(rsa_other, RS, NULL, STK_REFUSAL_IDTOKEN_INVALID);
+	expect(rsa_other, RS, NULL, BAD);
+}
+
+/* The claims of a token: each the default below unless given as its own
+ * JSON value ("": the claim left out). */
+struct claims {
+	const char *iss, *aud, *sub, *exp, *tid, *dev;
+};
+
+/* Sign the claims c with rsa_key under RS, expect want. */
+static void
+expect_claims(struct claims c, enum stk_refusal want)
+{
+	const char *name[] = { "iss", "aud", "sub", "exp", "tid", "deviceId" };
+	const char *def[] = { "\"" ISS "\"", "\"" AUD "\"", "\"s\"", EXP, "\"t1\"", "\"d\"" };
+	const char *val[] = { c.iss, c.aud, c.sub, c.exp, c.tid, c.dev };
+	char p[1024] = "{", *t;
+	size_t i;
+
+	for (i = 0; i < 6; i++) {
+		const char *v = val[i] != NULL ? val[i] : def[i];
+
+		if (*v != '\0')
+			snprintf(p + strlen(p), sizeof(p) - strlen(p), "%s\"%s\":%s",
+			    p[1] ? "," : "", name[i], v);
+	}
+	strcat(p, "}");
+	t = sign(rsa_key, RS, p, NULL);
+	assert_int_equal(verdict(t), want);
+	free(t);
 }
 
 /* Exact iss; aud a string or an array holding the audience. */
 static void
 test_iss_aud(void **state)
 {
-	char *t, *p = NULL;
-
 	(void)state;
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "/\",\"aud\":\"" AUD "\",\"sub\":\"s\","
-	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	free(p);
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":[\"x\",\"" AUD "\"],\"sub\":\"s\","
-	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_NONE);
-	free(t);
-	free(p);
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":[\"x\",1],\"sub\":\"s\","
-	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	free(p);
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"api://other\",\"sub\":\"s\","
-	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_AUDIENCE);
-	free(t);
-	free(p);
+	expect_claims((struct claims){ .iss = "\"" ISS "/\"" }, BAD);
+	expect_claims((struct claims){ .aud = "[\"x\",\"" AUD "\"]" }, STK_REFUSAL_NONE);
+	expect_claims((struct claims){ .aud = "[\"x\",1]" }, BAD);
+	expect_claims((struct claims){ .aud = "\"api://other\"" }, STK_REFUSAL_IDTOKEN_AUDIENCE);
 }
 
 /* exp within the 60 s leeway passes, past it is refused; nbf and iat in the
@@ -288,18 +284,8 @@ test_time_window(void **state)
 	    STK_REFUSAL_IDTOKEN_EXPIRED);
 	free(t);
 	free(p);
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
-	    "\"exp\":%lld.0,\"deviceId\":\"d\",\"tid\":\"t1\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	free(p);
-	p = strdup("{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\",\"deviceId\":\"d\","
-	    "\"tid\":\"t1\"}");
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	free(p);
+	expect_claims((struct claims){ .exp = EXP ".0" }, BAD);
+	expect_claims((struct claims){ .exp = "" }, BAD);
 }
 
 /* tid when a tenant is configured; the device claim present and sane; sub
@@ -307,44 +293,20 @@ test_time_window(void **state)
 static void
 test_claims(void **state)
 {
-	char *p = NULL, *t;
-	char big[200];
+	const char *bad[] = { "", "\"a\\nb\"", "17", "\"a b\"", "\"\"", NULL };
+	char big[203];
+	size_t i;
 
 	(void)state;
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
-	    "\"exp\":%lld,\"deviceId\":\"d\",\"tid\":\"t2\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_TENANT);
-	free(t);
-	free(p);
-	memset(big, 'a', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	{
-		const char *bad[] = { "", "\"a\\nb\"", "17", "\"a b\"", "\"\"", NULL };
-		size_t i;
-
-		for (i = 0; bad[i] != NULL; i++) {
-			assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
-			    "\"sub\":\"s\",\"exp\":%lld,\"tid\":\"t1\"%s%s}", (long long)NOW + 60,
-			    bad[i][0] ? ",\"deviceId\":" : "", bad[i]) > 0);
-			t = sign(rsa_key, RS, p, NULL);
-			assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_DEVICE);
-			free(t);
-			free(p);
-		}
-	}
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\","
-	    "\"exp\":%lld,\"tid\":\"t1\",\"deviceId\":\"%s\"}", (long long)NOW + 60, big) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_DEVICE);
-	free(t);
-	free(p);
-	assert_true(asprintf(&p, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"s\\u0001\","
-	    "\"exp\":%lld,\"tid\":\"t1\",\"deviceId\":\"d\"}", (long long)NOW + 60) > 0);
-	t = sign(rsa_key, RS, p, NULL);
-	assert_int_equal(verdict(t), STK_REFUSAL_IDTOKEN_INVALID);
-	free(t);
-	free(p);
+	expect_claims((struct claims){ .tid = "\"t2\"" }, STK_REFUSAL_IDTOKEN_TENANT);
+	for (i = 0; bad[i] != NULL; i++)
+		expect_claims((struct claims){ .dev = bad[i] }, STK_REFUSAL_IDTOKEN_DEVICE);
+	/* 199 characters */
+	memset(big, 'a', sizeof(big));
+	big[0] = big[200] = '"';
+	big[201] = '\0';
+	expect_claims((struct claims){ .dev = big }, STK_REFUSAL_IDTOKEN_DEVICE);
+	expect_claims((struct claims){ .sub = "\"s\\u0001\"" }, BAD);
 }
 
 /* Strict JSON and encoding: a duplicate member (a lax parser would read the
@@ -353,29 +315,25 @@ static void
 test_encoding(void **state)
 {
 	char *t, *p, *big;
-	size_t n;
+	int i;
 
 	(void)state;
-	expect(rsa_key, RS, ",\"deviceId\":\"dev-2\"", STK_REFUSAL_IDTOKEN_INVALID);
-	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"kid\":\"rsa1\"}", NULL,
-	    STK_REFUSAL_IDTOKEN_INVALID);
+	expect(rsa_key, RS, ",\"deviceId\":\"dev-2\"", BAD);
+	expect(rsa_key, "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"kid\":\"rsa1\"}", NULL, BAD);
 	p = payload(NULL);
 	t = sign(rsa_key, RS, p, NULL);
-	n = strlen(t);
-	big = malloc(n + 3);
-	memcpy(big, t, n);
-	memcpy(big + n, "==", 3);
-	assert_int_equal(verdict(big), STK_REFUSAL_IDTOKEN_INVALID);
-	memcpy(big + n, ".a", 3);
-	assert_int_equal(verdict(big), STK_REFUSAL_IDTOKEN_INVALID);
-	free(big);
+	for (i = 0; i < 2; i++) {
+		assert_true(asprintf(&big, "%s%s", t, i == 0 ? "==" : ".a") > 0);
+		assert_int_equal(verdict(big), BAD);
+		free(big);
+	}
 	free(t);
 	free(p);
 	big = malloc(STK_OIDC_TOKEN_MAX + 100);
 	memset(big, 'a', STK_OIDC_TOKEN_MAX);
 	big[STK_OIDC_TOKEN_MAX] = '\0';
 	assert_true(asprintf(&p, ",\"pad\":\"%s\"", big) > 0);
-	expect(rsa_key, RS, p, STK_REFUSAL_IDTOKEN_INVALID);
+	expect(rsa_key, RS, p, BAD);
 	free(p);
 	free(big);
 }

@@ -85,55 +85,42 @@ reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
 	return stk_device_register(f->s, &rq, stk_now(), out, &reason, err);
 }
 
+/* The connection dies around COMMIT (mode): the device sees an error that
+ * says the outcome is unknown; the site holds the device only if the server
+ * committed, and the retry (same certificate) reconnects and ends with one
+ * device: the first attempt's, or a new one. */
 static void
-assert_audit_intact(struct fx *f)
+commit_fault(struct fx *f, int mode, int committed)
 {
 	struct stk_audit_report rep;
+	struct stk_issued out;
 	struct stk_error err;
 
+	memset(&err, 0, sizeof(err));
+	fault = mode;
+	assert_int_equal(reg(f, &out, &err), STK_E_DB);
+	assert_non_null(strstr(err.msg, "outcome unknown"));
+	assert_int_equal(sf_device_count(f->s), committed);
+	assert_int_equal(reg(f, &out, &err), 0);
+	assert_int_equal(out.new_device, !committed);
+	assert_int_equal(sf_device_count(f->s), 1);
+	stk_issued_clear(&out);
 	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
 }
 
-/* The server committed the registration but the answer was lost: the
- * device sees an error that says the outcome is unknown; its retry (same
- * certificate) reconnects and finds the device the first attempt made. */
+/* The server committed the registration but the answer was lost. */
 static void
 test_commit_answer_lost(void **state)
 {
-	struct fx *f = *state;
-	struct stk_issued out;
-	struct stk_error err;
-
-	memset(&err, 0, sizeof(err));
-	fault = FAULT_ANSWER_LOST;
-	assert_int_equal(reg(f, &out, &err), STK_E_DB);
-	assert_non_null(strstr(err.msg, "outcome unknown"));
-	assert_int_equal(reg(f, &out, &err), 0);
-	assert_int_equal(out.new_device, 0);
-	assert_int_equal(sf_device_count(f->s), 1);
-	stk_issued_clear(&out);
-	assert_audit_intact(f);
+	commit_fault(*state, FAULT_ANSWER_LOST, 1);
 }
 
 /* The connection died before COMMIT reached the server: nothing was
- * committed, and the retry registers the device once. */
+ * committed. */
 static void
 test_commit_never_sent(void **state)
 {
-	struct fx *f = *state;
-	struct stk_issued out;
-	struct stk_error err;
-
-	memset(&err, 0, sizeof(err));
-	fault = FAULT_NEVER_SENT;
-	assert_int_equal(reg(f, &out, &err), STK_E_DB);
-	assert_non_null(strstr(err.msg, "outcome unknown"));
-	assert_int_equal(sf_device_count(f->s), 0);
-	assert_int_equal(reg(f, &out, &err), 0);
-	assert_int_equal(out.new_device, 1);
-	assert_int_equal(sf_device_count(f->s), 1);
-	stk_issued_clear(&out);
-	assert_audit_intact(f);
+	commit_fault(*state, FAULT_NEVER_SENT, 0);
 }
 
 /* The server ends the site's connection between requests (restart, idle

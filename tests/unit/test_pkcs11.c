@@ -1,31 +1,20 @@
 /* The pkcs11 key backend against a real SoftHSM token, what only it has: a
- * private key that cannot be read out even logged in, wrong PIN, PIN file,
- * missing token/object/module, bad URIs, wrong key type, two threads
- * signing at once, two keys on one module. The backend contract (generate,
- * sign, describe, re-open, duplicate, sessions closed under the key) is
- * test_key_contract_pkcs11. */
+ * private key that cannot be read out even logged in, PIN file, wrong key
+ * type, two keys on one module. A wrong PIN is test_pkcs11_faults (which
+ * counts the logins). The backend contract (generate,
+ * sign, describe, re-open, duplicate, threads, missing token/object/module,
+ * bad URIs, sessions closed under the key) is test_key_contract_pkcs11. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <pthread.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <p11-kit/pkcs11.h>
-#include <openssl/evp.h>
-#include "sitetoken/cert.h"
+#include "test_pkcs11_token.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
-#include "sitetoken/token.h"
+#include "key_check.h"
 #include "testutil.h"
-
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
-int p11t_pin(char *buf, size_t len);
 
 #define LABEL "unit"
 static char *tokdir;
@@ -47,23 +36,19 @@ group_teardown(void **state)
 	return 0;
 }
 
+/* Make sure key `object` exists whatever order the tests ran in. */
 static void
-sign_verify(struct stk_key *k, size_t want)
+ensure_key(const char *object, enum stk_key_type type)
 {
-	const unsigned char msg[] = "header.payload";
-	unsigned char sig[STK_SIG_MAX];
-	size_t siglen = sizeof(sig);
+	char uri[128], *u = NULL;
+	struct stk_key *k = NULL;
 	struct stk_error err;
-	EVP_PKEY *pub = NULL;
 
-	assert_int_equal(stk_key_sign(k, msg, sizeof(msg), sig, &siglen, &err), 0);
-	assert_int_equal(siglen, want);
-	assert_int_equal(stk_key_get_public(k, &pub, &err), 0);
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen), 0);
-	sig[7] ^= 0x40;
-	assert_int_equal(stk_sig_verify(pub, msg, sizeof(msg), sig, siglen),
-	    STK_E_TOKEN_SIGNATURE);
-	EVP_PKEY_free(pub);
+	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=%s", object);
+	if (stk_key_generate("pkcs11", uri, type, NULL, &k, &u, &err) == 0) {
+		stk_key_close(k);
+		free(u);
+	}
 }
 
 /* Log in with our own session and find a private key by label. */
@@ -107,22 +92,10 @@ test_private_key_unreadable(void **state)
 	    CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
 	    CKA_COEFFICIENT };
 	size_t i;
-	char *u = NULL;
-	struct stk_key *k = NULL;
-	struct stk_error err;
 
 	(void)state;
-	/* Make sure both keys exist whatever order the tests ran in. */
-	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=unread-rsa",
-	    STK_KEY_RSA2048, NULL, &k, &u, &err) == 0) {
-		stk_key_close(k);
-		free(u);
-	}
-	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=unread-ec",
-	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
-		stk_key_close(k);
-		free(u);
-	}
+	ensure_key("unread-rsa", STK_KEY_RSA2048);
+	ensure_key("unread-ec", STK_KEY_P256);
 	/* Only now: closing those keys finalized the module. */
 	assert_non_null(fl = p11t_fl());
 
@@ -162,67 +135,16 @@ test_private_key_unreadable(void **state)
 }
 
 static void
-test_wrong_pin(void **state)
-{
-	struct stk_key *k = NULL;
-	struct stk_error err;
-	char *u = NULL;
-	CK_FUNCTION_LIST *fl;
-	CK_SLOT_ID slot;
-	CK_TOKEN_INFO ti;
-	int i;
-
-	(void)state;
-	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=pin",
-	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
-		stk_key_close(k);
-		free(u);
-	}
-	setenv("SITETOKEN_PKCS11_PIN", "not-the-pin", 1);
-	/* Three wrong tries in a row: each refused with a message that names
-	 * the cause, and the token is not locked. */
-	for (i = 0; i < 3; i++) {
-		stk_error_clear(&err);
-		k = NULL;
-		assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin",
-		    NULL, &k, &err), STK_E_AUTH);
-		assert_null(k);
-		assert_int_equal(err.layer, STK_LAYER_PKCS11);
-		assert_int_equal(err.native, CKR_PIN_INCORRECT);
-		assert_non_null(strstr(err.msg, "wrong PIN"));
-		assert_null(strstr(err.msg, "not-the-pin"));
-		/* Only the first one reached the token. */
-		if (i > 0)
-			assert_non_null(strstr(err.msg, "already refused this PIN"));
-	}
-	unsetenv("SITETOKEN_PKCS11_PIN");
-	fl = p11t_fl();
-	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
-	assert_int_equal(fl->C_GetTokenInfo(slot, &ti), CKR_OK);
-	assert_false(ti.flags & CKF_USER_PIN_LOCKED);
-	p11t_fl_release();
-	/* The right PIN still works. */
-	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=pin", NULL,
-	    &k, &err), 0);
-	sign_verify(k, 64);
-	stk_key_close(k);
-}
-
-static void
 test_pin_file(void **state)
 {
 	char *dir = tu_tmpdir("pinfile"), path[PATH_MAX], uri[PATH_MAX + 64],
-	    pin[64], *u = NULL;
+	    pin[64];
 	struct stk_key *k = NULL;
 	struct stk_error err;
 	FILE *f;
 
 	(void)state;
-	if (stk_key_generate("pkcs11", "pkcs11:token=" LABEL ";object=pinf",
-	    STK_KEY_P256, NULL, &k, &u, &err) == 0) {
-		stk_key_close(k);
-		free(u);
-	}
+	ensure_key("pinf", STK_KEY_P256);
 	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
 	snprintf(path, sizeof(path), "%s/pin", dir);
 	assert_non_null(f = fopen(path, "w"));
@@ -238,221 +160,33 @@ test_pin_file(void **state)
 	assert_non_null(strstr(err.msg, "chmod 600"));
 	chmod(path, 0600);
 	assert_int_equal(stk_key_open(uri, NULL, &k, &err), 0);
-	sign_verify(k, 64);
+	assert_signs_for(k, NULL);
 	stk_key_close(k);
 	unsetenv("SITETOKEN_PKCS11_PIN");
 	tu_rmrf(dir);
 	free(dir);
 }
 
-static void
-expect_open_fails(const char *uri, int code, const char *text)
-{
-	struct stk_key *k = (struct stk_key *)1;
-	struct stk_error err;
-
-	stk_error_clear(&err);
-	assert_int_equal(stk_key_open(uri, NULL, &k, &err), code);
-	assert_null(k);
-	if (strstr(err.msg, text) == NULL)
-		fail_msg("message '%s' lacks '%s'", err.msg, text);
-}
-
-static void
-test_missing_token(void **state)
-{
-	(void)state;
-	expect_open_fails("pkcs11:token=no-such-token;object=x", STK_E_NOTFOUND,
-	    "no PKCS#11 token labelled 'no-such-token'");
-	expect_open_fails("pkcs11:token=no-such-token;object=x", STK_E_NOTFOUND,
-	    "tokens present: '" LABEL "'");
-}
-
-static void
-test_missing_object(void **state)
-{
-	(void)state;
-	expect_open_fails("pkcs11:token=" LABEL ";object=no-such-key",
-	    STK_E_NOTFOUND, "no private key object 'no-such-key' on PKCS#11 token");
-	expect_open_fails("pkcs11:token=" LABEL ";id=%01%02%03", STK_E_NOTFOUND,
-	    "no private key");
-}
-
-static void
-test_module_wont_load(void **state)
-{
-	(void)state;
-	expect_open_fails("pkcs11:token=" LABEL ";object=x?module-path=/nonexistent/libnone.so",
-	    STK_E_BACKEND, "cannot load PKCS#11 module /nonexistent/libnone.so");
-	/* A library that is not a PKCS#11 module. */
-	expect_open_fails("pkcs11:token=" LABEL ";object=x?module-path=libcrypto.so.3",
-	    STK_E_BACKEND, "is not a PKCS#11 module");
-}
-
-static void
-test_bad_uris(void **state)
-{
-	(void)state;
-	expect_open_fails("pkcs11:token=" LABEL ";object=x;type=cert", STK_E_ARG,
-	    "type=private");
-	expect_open_fails("pkcs11:token=" LABEL ";object=x?pin-value=1234",
-	    STK_E_ARG, "pin-value is refused");
-	expect_open_fails("pkcs11:token=" LABEL ";slot-id=3", STK_E_ARG,
-	    "'slot-id' is not supported");
-}
-
-/* An RSA-1024 key made behind the backend's back is refused by type. */
+/* An RSA-1024 key made behind the backend's back (pkcs11-tool, as an
+ * operator might) is refused by type. */
 static void
 test_wrong_key_type(void **state)
 {
-	CK_FUNCTION_LIST *fl = p11t_fl();
-	CK_SESSION_HANDLE s;
-	CK_SLOT_ID slot;
-	CK_MECHANISM m = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
-	CK_ULONG bits = 1024;
-	CK_BBOOL yes = CK_TRUE;
-	CK_BYTE e[] = { 1, 0, 1 }, id[] = { 0x10, 0x24 };
-	CK_ATTRIBUTE pub[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_MODULUS_BITS, &bits, sizeof(bits) },
-		{ CKA_PUBLIC_EXPONENT, e, sizeof(e) },
-		{ CKA_LABEL, "weak", 4 },
-		{ CKA_ID, id, sizeof(id) },
-	};
-	CK_ATTRIBUTE priv[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_LABEL, "weak", 4 },
-		{ CKA_ID, id, sizeof(id) },
-	};
-	CK_OBJECT_HANDLE hp, hq;
-	char pin[64];
+	struct stk_key *k = (struct stk_key *)1;
+	struct stk_error err;
+	char pin[64], cmd[512];
 
 	(void)state;
-	assert_non_null(fl);
-	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
-	assert_int_equal(fl->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-	    NULL, NULL, &s), CKR_OK);
 	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
-	assert_int_equal(fl->C_Login(s, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin)),
-	    CKR_OK);
-	assert_int_equal(fl->C_GenerateKeyPair(s, &m, pub, 5, priv, 5, &hp, &hq),
-	    CKR_OK);
-	fl->C_Logout(s);
-	fl->C_CloseSession(s);
-	p11t_fl_release();
-	expect_open_fails("pkcs11:token=" LABEL ";object=weak", STK_E_UNSUPPORTED,
-	    "is RSA-1024");
+	snprintf(cmd, sizeof(cmd), "pkcs11-tool --module \"$SITETOKEN_PKCS11_MODULE\" "
+	    "--token-label " LABEL " --login --pin '%s' --keypairgen --key-type rsa:1024 "
+	    "--label weak --id 1024 >/dev/null 2>&1", pin);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(stk_key_open("pkcs11:token=" LABEL ";object=weak", NULL, &k,
+	    &err), STK_E_UNSUPPORTED);
+	assert_null(k);
+	assert_non_null(strstr(err.msg, "is RSA-1024"));
 }
-
-/* ---- two threads issuing tokens with one key ---- */
-
-/* STK_P11_BENCH_N raises the count for measuring (up to PER_THREAD_MAX). */
-#define PER_THREAD_MAX 2000
-static int per_thread = 40;
-
-struct worker {
-	const struct stk_signer *signer;
-	char *tokens[PER_THREAD_MAX];
-	int rc;
-	double secs;
-};
-
-static double
-now_secs(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void *
-worker_run(void *arg)
-{
-	struct worker *w = arg;
-	struct stk_error err;
-	int64_t t = (int64_t)time(NULL);
-	double t0 = now_secs();
-	int i;
-
-	for (i = 0; i < per_thread && w->rc == 0; i++)
-		w->rc = stk_issue_bulk(w->signer, NULL, t, t + 3600, &w->tokens[i],
-		    NULL, &err);
-	w->secs = now_secs() - t0;
-	return NULL;
-}
-
-static void
-concurrent(enum stk_key_type type, const char *object)
-{
-	char uri[128], *u = NULL, guid[STK_GUID_LEN + 1];
-	struct stk_key *k = NULL;
-	struct stk_signer *signer = NULL;
-	struct stk_verifier *v = NULL;
-	struct stk_claims claims;
-	struct stk_error err;
-	struct worker w[2], one;
-	pthread_t th[2];
-	unsigned char *cert = NULL;
-	size_t certlen = 0;
-	int64_t now = (int64_t)time(NULL);
-	double t0, wall;
-	int i, j;
-
-	if (getenv("STK_P11_BENCH_N") != NULL)
-		per_thread = atoi(getenv("STK_P11_BENCH_N"));
-	if (per_thread < 1 || per_thread > PER_THREAD_MAX)
-		per_thread = 40;
-	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=%s", object);
-	assert_int_equal(stk_key_generate("pkcs11", uri, type, NULL, &k, &u, &err), 0);
-	assert_true(k->vt->caps & STK_CAP_THREADSAFE);
-	assert_int_equal(stk_guid_new(guid), 0);
-	assert_int_equal(stk_cert_make_site(k, guid, now, 30, &cert, &certlen, &err), 0);
-	assert_int_equal(stk_signer_new(k, cert, certlen, guid, &signer, &err), 0);
-	assert_int_equal(stk_verifier_new(guid, &v, &err), 0);
-	assert_int_equal(stk_verifier_add_cert(v, cert, certlen, &err), 0);
-
-	/* One thread first, for the throughput comparison. */
-	memset(&one, 0, sizeof(one));
-	one.signer = signer;
-	worker_run(&one);
-	assert_int_equal(one.rc, 0);
-
-	memset(w, 0, sizeof(w));
-	t0 = now_secs();
-	for (i = 0; i < 2; i++) {
-		w[i].signer = signer;
-		assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
-	}
-	for (i = 0; i < 2; i++)
-		pthread_join(th[i], NULL);
-	wall = now_secs() - t0;
-	printf("# %s in SoftHSM: 1 thread %.0f tokens/s; 2 threads %.0f tokens/s "
-	    "(%d tokens each)\n", stk_key_type_name(type), per_thread / one.secs,
-	    2 * per_thread / wall, per_thread);
-	for (i = 0; i < 2; i++) {
-		assert_int_equal(w[i].rc, 0);
-		for (j = 0; j < per_thread; j++) {
-			assert_int_equal(stk_verify(v, w[i].tokens[j],
-			    strlen(w[i].tokens[j]), STK_TOKEN_BULK, now, &claims,
-			    &err), 0);
-			stk_claims_clear(&claims);
-			stk_token_free(w[i].tokens[j]);
-		}
-	}
-	for (j = 0; j < per_thread; j++)
-		stk_token_free(one.tokens[j]);
-	stk_verifier_free(v);
-	stk_signer_free(signer);
-	free(cert);
-	stk_key_close(k);
-	free(u);
-}
-
-static void test_two_threads_rsa(void **s) { (void)s; concurrent(STK_KEY_RSA2048, "mt-rsa"); }
-static void test_two_threads_p256(void **s) { (void)s; concurrent(STK_KEY_P256, "mt-ec"); }
 
 /* ---- a session really lost ---- */
 
@@ -481,12 +215,12 @@ test_two_keys_one_module(void **state)
 	    ";object=two-a", STK_KEY_P256, NULL, &a, &ua, &err), 0);
 	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
 	    ";object=two-b", STK_KEY_RSA2048, NULL, &b, &ub, &err), 0);
-	sign_verify(a, 64);
-	sign_verify(b, 256);
+	assert_signs_for(a, NULL);
+	assert_signs_for(b, NULL);
 	reopened = 0;
 	stk_log_set(count_log, NULL, STK_LOG_DEBUG);
 	stk_key_close(a);
-	sign_verify(b, 256);
+	assert_signs_for(b, NULL);
 	stk_log_set(NULL, NULL, STK_LOG_ERROR);
 	assert_int_equal(reopened, 1);
 	stk_key_close(b);
@@ -499,15 +233,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_private_key_unreadable),
-		cmocka_unit_test(test_wrong_pin),
 		cmocka_unit_test(test_pin_file),
-		cmocka_unit_test(test_missing_token),
-		cmocka_unit_test(test_missing_object),
-		cmocka_unit_test(test_module_wont_load),
-		cmocka_unit_test(test_bad_uris),
 		cmocka_unit_test(test_wrong_key_type),
-		cmocka_unit_test(test_two_threads_rsa),
-		cmocka_unit_test(test_two_threads_p256),
 		cmocka_unit_test(test_two_keys_one_module),
 	};
 

@@ -13,18 +13,13 @@
 #include <pthread.h>
 #include <time.h>
 #include <libp11.h>
-#include <p11-kit/pkcs11.h>
+#include "test_pkcs11_token.h"
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
+#include "key_check.h"
 #include "testutil.h"
-
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
 
 #define LABEL "faults"
 static char *tokdir;
@@ -343,22 +338,31 @@ test_two_signatures_in_flight(void **state)
 	assert_int_equal(lost, 0);
 }
 
-/* A wrong PIN costs one login attempt, and the same wrong PIN is never
- * presented again (a server re-opening the key on every request would
- * otherwise run the token's retry counter down). A new PIN is tried. */
+/* A wrong PIN is refused with a message that names the cause (never the
+ * PIN) and costs one login attempt: the same wrong PIN is never presented
+ * again (a server re-opening the key on every request would otherwise run
+ * the token's retry counter down), so the token is not locked. A new PIN
+ * is tried; the right one still works. */
 static void
 test_wrong_pin_one_attempt(void **state)
 {
 	struct stk_key *k = NULL;
 	struct stk_error err;
+	CK_FUNCTION_LIST *fl;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO ti;
 	int i;
 
 	(void)state;
 	setenv("SITETOKEN_PKCS11_PIN", "00000000", 1);
 	for (i = 0; i < 5; i++) {
+		stk_error_clear(&err);
 		assert_int_equal(stk_key_open(rsa_uri, NULL, &k, &err), STK_E_AUTH);
 		assert_null(k);
+		assert_int_equal(err.layer, STK_LAYER_PKCS11);
 		assert_int_equal(err.native, CKR_PIN_INCORRECT);
+		assert_non_null(strstr(err.msg, "wrong PIN"));
+		assert_null(strstr(err.msg, "00000000"));
 		if (i > 0)
 			assert_non_null(strstr(err.msg, "already refused this PIN"));
 	}
@@ -368,8 +372,14 @@ test_wrong_pin_one_attempt(void **state)
 	assert_null(strstr(err.msg, "already refused"));
 	assert_int_equal(logins, 2);
 	unsetenv("SITETOKEN_PKCS11_PIN");
+	assert_non_null(fl = p11t_fl());
+	assert_int_equal(p11t_slot(fl, LABEL, &slot), 0);
+	assert_int_equal(fl->C_GetTokenInfo(slot, &ti), CKR_OK);
+	assert_false(ti.flags & CKF_USER_PIN_LOCKED);
+	p11t_fl_release();
 	assert_int_equal(stk_key_open(rsa_uri, NULL, &k, &err), 0);
 	assert_int_equal(logins, 3);
+	assert_signs_for(k, NULL);
 	rsa_key = k; /* closed by the teardown */
 }
 

@@ -6,19 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <p11-kit/pkcs11.h>
+#include "test_pkcs11_token.h"
 #include "testutil.h"
 
 #ifndef STK_SOURCE_DIR
 #error STK_SOURCE_DIR must name the source tree
 #endif
-
-int p11t_token_setup(const char *label, char **dir);
-void p11t_token_cleanup(char *dir);
-CK_FUNCTION_LIST *p11t_fl(void);
-void p11t_fl_release(void);
-int p11t_slot(CK_FUNCTION_LIST *fl, const char *label, CK_SLOT_ID *slot);
-int p11t_pin(char *buf, size_t len);
 
 /* Run the script and put its `export NAME=VALUE` lines into our
  * environment. Values are plain paths or labels (no quoting needed for the

@@ -31,9 +31,9 @@ struct outcome {
 };
 
 /* One site: register certs 0,1,2,3 then 0 again and 1 again with one
- * --max-uses 2 token, batched or not. */
+ * --max-uses 2 token, batched or not; the token is used exactly twice. */
 static void
-run(int batched, struct outcome out[NITEM], long *uses_after)
+run(int batched, struct outcome out[NITEM])
 {
 	static const int order[NITEM] = { 0, 1, 2, 0, 3, 1 };
 	char *dir = tu_tmpdir("regbatch");
@@ -82,7 +82,7 @@ run(int batched, struct outcome out[NITEM], long *uses_after)
 	if (batched)
 		assert_int_equal(stk_site_batch_end(s, &err), 0);
 	assert_int_equal(stk_bulk_limits_get(s, rec.guid, &lim, &uses, &err), 0);
-	*uses_after = uses;
+	assert_int_equal(uses, 2);      /* the token used exactly twice */
 	assert_true(stk_audit_verify(s, &rep, &err) >= 0);
 	assert_string_equal(rep.problem, "");
 	stk_token_free(bulk);
@@ -95,14 +95,11 @@ static void
 test_batch_same_as_one_by_one(void **state)
 {
 	struct outcome one[NITEM], bat[NITEM];
-	long u1, u2;
 	int i;
 
 	(void)state;
-	run(0, one, &u1);
-	run(1, bat, &u2);
-	assert_int_equal(u1, 2);
-	assert_int_equal(u2, 2);
+	run(0, one);
+	run(1, bat);
 	for (i = 0; i < NITEM; i++) {
 		assert_int_equal(one[i].r, bat[i].r);
 		assert_int_equal(one[i].reason, bat[i].reason);
@@ -126,35 +123,29 @@ test_batch_same_as_one_by_one(void **state)
 static void
 test_batch_not_visible_before_end(void **state)
 {
-	char *dir = tu_tmpdir("regbatch2");
-	struct stk_site *s = sf_site_init(dir), *o = NULL;
+	struct sf_fx *f = *state;
+	struct stk_site *o = NULL;
 	struct stk_reg_request rq;
 	struct stk_reg_checked chk;
 	struct stk_issued is;
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason;
-	unsigned char *der = NULL;
-	size_t len = 0;
 	char sub[PATH_MAX + 8];
-	int64_t t0 = stk_now();
 
-	(void)state;
-	snprintf(sub, sizeof(sub), "%s/site", dir);
+	snprintf(sub, sizeof(sub), "%s/site", f->dir);
 	assert_int_equal(stk_site_open(sub, &o, &err), 0);
-	sf_device_cert(dir, "v", t0, 30, &der, &len);
-	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
-	assert_int_equal(stk_device_register_check(s, &rq, t0, &chk, &reason, &err), 0);
-	assert_int_equal(stk_site_batch_begin(s, &err), 0);
-	assert_int_equal(stk_device_register_commit(s, &rq, &chk, t0, &is, &reason, &err), 0);
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
+	assert_int_equal(stk_device_register_check(f->s, &rq, f->t0, &chk, &reason, &err), 0);
+	assert_int_equal(stk_site_batch_begin(f->s, &err), 0);
+	assert_int_equal(stk_device_register_commit(f->s, &rq, &chk, f->t0, &is, &reason,
+	    &err), 0);
 	assert_int_equal(stk_device_get(o, is.dev.guid, &d, &err), STK_E_NOTFOUND);
-	assert_int_equal(stk_site_batch_end(s, &err), 0);
+	assert_int_equal(stk_site_batch_end(f->s, &err), 0);
 	assert_int_equal(stk_device_get(o, is.dev.guid, &d, &err), 0);
 	stk_issued_clear(&is);
 	stk_reg_checked_clear(&chk);
-	free(der);
 	stk_site_close(o);
-	sf_site_done(s, dir);
 }
 
 /* Signing ahead (stk_device_register_presign, outside serve's lock): the
@@ -166,8 +157,8 @@ test_batch_not_visible_before_end(void **state)
 static void
 test_presign(void **state)
 {
-	char *dir = tu_tmpdir("regbatch3");
-	struct stk_site *s = sf_site_init(dir);
+	struct sf_fx *f = *state;
+	struct stk_site *s = f->s;
 	const struct stk_signer *sg = NULL;
 	struct stk_reg_request rq;
 	struct stk_reg_checked c1, c2;
@@ -175,15 +166,11 @@ test_presign(void **state)
 	struct stk_device d;
 	struct stk_error err;
 	enum stk_refusal reason;
-	unsigned char *der = NULL;
-	size_t len = 0;
 	char pre_jti[40], pre_guid[40];
-	int64_t t0 = stk_now();
+	int64_t t0 = f->t0;
 
-	(void)state;
 	assert_int_equal(stk_site_signer(s, &sg, &err), 0);
-	sf_device_cert(dir, "p", t0, 30, &der, &len);
-	sf_tls_request(&rq, STK_VIA_MP, der, len, NULL);
+	sf_tls_request(&rq, STK_VIA_MP, f->cert, f->len, NULL);
 	/* Matching: the pre-signed token is the one issued. */
 	assert_int_equal(stk_device_register_check(s, &rq, t0, &c1, &reason, &err), 0);
 	assert_int_equal(stk_device_register_presign(s, sg, &rq, t0, &c1, &err), 0);
@@ -193,8 +180,8 @@ test_presign(void **state)
 	assert_int_equal(stk_device_register_commit(s, &rq, &c1, t0, &a, &reason, &err), 0);
 	assert_string_equal(a.dev.last_jti, pre_jti);
 	assert_string_equal(a.dev.guid, pre_guid);
-	assert_int_equal(stk_device_authenticate(s, a.token, strlen(a.token), der, len, t0,
-	    &d, &reason, &err), 0);
+	assert_int_equal(stk_device_authenticate(s, a.token, strlen(a.token), f->cert, f->len,
+	    t0, &d, &reason, &err), 0);
 	stk_reg_checked_clear(&c1);
 	/* Stale: signed ahead as a new device (checked on a state where the
 	 * device did not exist), committed after it exists. */
@@ -208,14 +195,12 @@ test_presign(void **state)
 	assert_int_equal(stk_device_register_commit(s, &rq, &c2, t0 + 1, &b, &reason, &err), 0);
 	assert_string_equal(b.dev.guid, a.dev.guid);
 	assert_string_not_equal(b.dev.last_jti, pre_jti);
-	assert_int_equal(stk_device_authenticate(s, b.token, strlen(b.token), der, len, t0 + 1,
-	    &d, &reason, &err), 0);
+	assert_int_equal(stk_device_authenticate(s, b.token, strlen(b.token), f->cert, f->len,
+	    t0 + 1, &d, &reason, &err), 0);
 	assert_string_equal(d.guid, a.dev.guid);
 	stk_reg_checked_clear(&c2);
 	stk_issued_clear(&a);
 	stk_issued_clear(&b);
-	free(der);
-	sf_site_done(s, dir);
 }
 
 int
@@ -223,8 +208,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_batch_same_as_one_by_one),
-		cmocka_unit_test(test_batch_not_visible_before_end),
-		cmocka_unit_test(test_presign),
+		cmocka_unit_test_setup_teardown(test_batch_not_visible_before_end, sf_setup_dev,
+		    sf_teardown),
+		cmocka_unit_test_setup_teardown(test_presign, sf_setup_dev, sf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,50 +12,31 @@
 #include "testutil.h"
 #include "site_fixture.h"
 
-struct fx {
-	char *dir;
-	struct stk_site *s;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	f->dir = tu_tmpdir("site");
-	f->s = sf_site_init(f->dir);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	sf_site_done(f->s, f->dir);
-	free(f);
-	return 0;
-}
-
+/* The site directory and its key file are private to the site's user. */
 static void
-test_init_layout(void **state)
+test_init_modes(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stat st;
 	char p[PATH_MAX];
-	struct stk_site *again = NULL, *opened = NULL;
-	struct stk_site_init_opts io;
-	struct stk_error err;
 
-	snprintf(p, sizeof(p), "%s", stk_site_dir(f->s));
-	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(stat(stk_site_dir(f->s), &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
 	snprintf(p, sizeof(p), "%s/site.key", stk_site_dir(f->s));
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_true(stk_guid_valid(stk_site_guid(f->s)));
-	/* a second init refuses and leaves the site alone */
+}
+
+/* A second init refuses and leaves the site alone: it opens as before. */
+static void
+test_init_twice_refused(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_site *again = NULL, *opened = NULL;
+	struct stk_site_init_opts io;
+	struct stk_error err;
+
 	memset(&io, 0, sizeof(io));
 	io.backend = "file";
 	assert_int_equal(stk_site_init(stk_site_dir(f->s), &io, &again, &err), STK_E_EXISTS);
@@ -112,56 +93,92 @@ test_lifetime_parsing(void **state)
 	assert_non_null(strstr(err.msg, "at least 1 minute"));
 }
 
-static void
-test_bulk_block_unblock(void **state)
+/* The fixture's bulk token at time now: 0 or the refusal. */
+static int
+check(struct sf_fx *f, int64_t now, struct stk_error *err)
 {
-	struct fx *f = *state;
-	struct stk_bulk_record rec, got;
 	struct stk_claims c;
-	struct stk_error err;
-	char *tok = NULL;
-	int64_t now = stk_now();
+	int r = stk_bulk_check(f->s, f->bulk, strlen(f->bulk), now, &c, err);
 
-	assert_int_equal(stk_bulk_new(f->s, STK_BULK_LIFETIME_DEFAULT, "tester", &tok, &rec, &err), 0);
-	assert_int_equal(rec.exp - rec.nbf, 4320 * 60);
-	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), 0);
-	assert_string_equal(c.id, rec.guid);
+	if (r == 0)
+		assert_string_equal(c.id, f->rec.guid);
 	stk_claims_clear(&c);
+	return r;
+}
 
-	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "tester", &err), 0);
-	assert_int_equal(stk_bulk_get(f->s, rec.guid, &got, &err), 0);
+/* A new bulk token lasts 3 days by default and verifies as itself. */
+static void
+test_bulk_default_lifetime(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_error err;
+
+	assert_int_equal(f->rec.exp - f->rec.nbf, 4320 * 60);
+	assert_int_equal(check(f, stk_now(), &err), 0);
+}
+
+/* A blocked token is recorded as blocked and refused as "blocked". */
+static void
+test_bulk_blocked_refused(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_bulk_record got;
+	struct stk_error err;
+
+	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "tester", &err), 0);
+	assert_int_equal(stk_bulk_get(f->s, f->rec.guid, &got, &err), 0);
 	assert_int_equal(got.blocked, 1);
 	assert_true(got.blocked_at > 0);
-	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), STK_E_TOKEN_BLOCKED);
+	assert_int_equal(check(f, stk_now(), &err), STK_E_TOKEN_BLOCKED);
 	assert_non_null(strstr(err.msg, "is blocked"));
-	/* repeating is harmless */
-	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 1, "tester", &err), 0);
-	assert_int_equal(stk_bulk_set_blocked(f->s, rec.guid, 0, "tester", &err), 0);
-	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), now, &c, &err), 0);
-	stk_claims_clear(&c);
-	/* expired: the same token after its window */
-	assert_int_equal(stk_bulk_check(f->s, tok, strlen(tok), rec.exp + 61, &c, &err),
-	    STK_E_TOKEN_EXPIRED);
-	/* unknown GUID */
+}
+
+/* Blocking twice is harmless; unblocking makes the token work again. */
+static void
+test_bulk_unblock(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_error err;
+
+	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "tester", &err), 0);
+	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "tester", &err), 0);
+	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 0, "tester", &err), 0);
+	assert_int_equal(check(f, stk_now(), &err), 0);
+}
+
+/* The same token after its window is refused as expired. */
+static void
+test_bulk_expired(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_error err;
+
+	assert_int_equal(check(f, f->rec.exp + 61, &err), STK_E_TOKEN_EXPIRED);
+}
+
+/* Blocking a GUID the site never issued, or no GUID at all. */
+static void
+test_bulk_block_unknown(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_error err;
+
 	assert_int_equal(stk_bulk_set_blocked(f->s, "00000000-0000-4000-8000-000000000000", 1,
 	    "tester", &err), STK_E_NOTFOUND);
 	assert_int_equal(stk_bulk_set_blocked(f->s, "not-a-guid", 1, "tester", &err), STK_E_ARG);
-	stk_token_free(tok);
 }
 
 static void
 test_database_never_holds_token(void **state)
 {
-	struct fx *f = *state;
-	struct stk_bulk_record rec;
+	struct sf_fx *f = *state;
 	struct stk_error err;
-	char *tok = NULL, path[PATH_MAX], *buf, *sig;
+	char *tok = f->bulk, path[PATH_MAX], *buf, *sig;
 	const char *names[] = { "site.db", "site.db-wal" };
 	size_t i, n;
 	FILE *fp;
 	int guid_seen = 0;
 
-	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &rec, &err), 0);
 	sig = strrchr(tok, '.') + 1;
 	for (i = 0; i < 2; i++) {
 		snprintf(path, sizeof(path), "%s/%s", stk_site_dir(f->s), names[i]);
@@ -172,7 +189,7 @@ test_database_never_holds_token(void **state)
 		fclose(fp);
 		assert_null(memmem(buf, n, tok, strlen(tok)));
 		assert_null(memmem(buf, n, sig, 40));
-		if (memmem(buf, n, rec.guid, strlen(rec.guid)) != NULL)
+		if (memmem(buf, n, f->rec.guid, strlen(f->rec.guid)) != NULL)
 			guid_seen = 1;
 		free(buf);
 	}
@@ -182,12 +199,11 @@ test_database_never_holds_token(void **state)
 		assert_int_equal(site_store_dump(f->s, &buf, &n, &err), 0);
 		assert_null(memmem(buf, n, tok, strlen(tok)));
 		assert_null(memmem(buf, n, sig, 40));
-		guid_seen = memmem(buf, n, rec.guid, strlen(rec.guid)) != NULL;
+		guid_seen = memmem(buf, n, f->rec.guid, strlen(f->rec.guid)) != NULL;
 		free(buf);
 	}
 	/* the record is there (so we read the right bytes), the token is not */
 	assert_true(guid_seen);
-	stk_token_free(tok);
 }
 
 /* Issue 13: the verifier held at most 8 keys, and two rotations in one
@@ -197,7 +213,7 @@ test_database_never_holds_token(void **state)
 static void
 test_twelve_keys(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_bulk_record rec;
 	struct stk_site_key_row *rows = NULL;
 	struct stk_claims c;
@@ -208,7 +224,7 @@ test_twelve_keys(void **state)
 	int k, ntok = 0;
 
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok[ntok++], &rec, &err), 0);
+	tok[ntok++] = sf_bulk(f->s, 60, &rec);
 	for (k = 0; k < 11 || same == 0; k++) {
 		char off[32];
 
@@ -224,7 +240,7 @@ test_twelve_keys(void **state)
 		if (stk_site_key_rotate(f->s, NULL, STK_KEY_NONE, "tester", kid, &err) != 0)
 			fail_msg("rotation %d: %s", k + 1, err.msg);
 		unsetenv("SITETOKEN_TIME_OFFSET");
-		assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok[ntok++], &rec, &err), 0);
+		tok[ntok++] = sf_bulk(f->s, 60, &rec);
 		assert_int_equal(stk_site_keys_list(f->s, &rows, &n, &err), 0);
 		for (i = 1; i < n; i++)
 			if (rows[i].created_at == pinned && rows[i - 1].created_at == pinned)
@@ -251,15 +267,13 @@ test_twelve_keys(void **state)
 static void
 test_snapshot_outlives_rotation(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_verifier *v1 = NULL, *v2 = NULL;
-	struct stk_bulk_record rec;
 	struct stk_claims c;
 	struct stk_error err;
-	char *tok = NULL, kid[64];
+	char *tok = f->bulk, kid[64];
 
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &rec, &err), 0);
 	assert_int_equal(stk_site_verifier_get(f->s, &v1, &err), 0);
 	assert_int_equal(stk_site_key_rotate(f->s, NULL, STK_KEY_NONE, "tester", kid,
 	    &err), 0);
@@ -273,48 +287,55 @@ test_snapshot_outlives_rotation(void **state)
 	    &err), 0);
 	stk_claims_clear(&c);
 	stk_verifier_free(v2);
-	stk_token_free(tok);
 }
 
+/* The audit chain verifies, with a checkpoint at init and then one every
+ * STK_AUDIT_CHECKPOINT_EVERY records. */
 static void
-test_audit_chain_and_checkpoints(void **state)
+test_audit_chain_checkpoints(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_audit_report rep;
 	struct stk_bulk_record rec;
 	struct stk_error err;
-	char *tok = NULL;
 	int i;
 
-	for (i = 0; i < 2 * STK_AUDIT_CHECKPOINT_EVERY; i++) {
-		assert_int_equal(stk_bulk_new(f->s, 5, "tester", &tok, &rec, &err), 0);
-		stk_token_free(tok);
-	}
+	for (i = 0; i < 2 * STK_AUDIT_CHECKPOINT_EVERY; i++)
+		stk_token_free(sf_bulk(f->s, 5, &rec));
 	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
 	assert_int_equal(rep.records, 1 + 2 * STK_AUDIT_CHECKPOINT_EVERY);
-	/* one at init, then one every STK_AUDIT_CHECKPOINT_EVERY records */
 	assert_true(rep.checkpoints >= 3);
 	assert_string_equal(rep.problem, "");
+}
+
+/* An explicit checkpoint covers every record so far. */
+static void
+test_audit_explicit_checkpoint(void **state)
+{
+	struct sf_fx *f = *state;
+	struct stk_audit_report rep;
+	struct stk_bulk_record rec;
+	struct stk_error err;
+
+	stk_token_free(sf_bulk(f->s, 5, &rec));
 	assert_int_equal(stk_audit_checkpoint(f->s, &err), 0);
 	assert_int_equal(stk_audit_verify(f->s, &rep, &err), 0);
 	assert_int_equal(rep.last_checkpoint_seq, rep.records);
+	assert_string_equal(rep.problem, "");
 }
 
 static void
 test_certs_list(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_bulk_record a, b;
 	struct stk_cert_row *rows = NULL;
 	struct stk_error err;
-	char *tok = NULL;
 	size_t n, i;
 	int seen_a = 0, seen_b = 0, seen_site = 0;
 
-	assert_int_equal(stk_bulk_new(f->s, 1, "tester", &tok, &a, &err), 0);
-	stk_token_free(tok);
-	assert_int_equal(stk_bulk_new(f->s, 60, "tester", &tok, &b, &err), 0);
-	stk_token_free(tok);
+	stk_token_free(sf_bulk(f->s, 1, &a));
+	stk_token_free(sf_bulk(f->s, 60, &b));
 	assert_int_equal(stk_bulk_set_blocked(f->s, b.guid, 1, "tester", &err), 0);
 	/* two minutes later the 1-minute token has expired */
 	assert_int_equal(stk_certs_list(f->s, stk_now() + 120, &rows, &n, &err), 0);
@@ -338,19 +359,28 @@ test_certs_list(void **state)
 	free(rows);
 }
 
+#define T(fn) cmocka_unit_test_setup_teardown(fn, sf_setup, sf_teardown)
+#define TB(fn) cmocka_unit_test_setup_teardown(fn, sf_setup_bulk, sf_teardown)
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_init_layout, setup, teardown),
+		T(test_init_modes),
+		T(test_init_twice_refused),
 		cmocka_unit_test(test_init_failure_leaves_nothing),
 		cmocka_unit_test(test_lifetime_parsing),
-		cmocka_unit_test_setup_teardown(test_bulk_block_unblock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_database_never_holds_token, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_audit_chain_and_checkpoints, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_certs_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_twelve_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_outlives_rotation, setup, teardown),
+		TB(test_bulk_default_lifetime),
+		TB(test_bulk_blocked_refused),
+		TB(test_bulk_unblock),
+		TB(test_bulk_expired),
+		T(test_bulk_block_unknown),
+		TB(test_database_never_holds_token),
+		T(test_audit_chain_checkpoints),
+		TB(test_audit_explicit_checkpoint),
+		T(test_certs_list),
+		T(test_twelve_keys),
+		TB(test_snapshot_outlives_rotation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

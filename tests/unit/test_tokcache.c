@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sitetoken/attest_policy.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/site.h"
@@ -32,6 +33,7 @@
 #include "site_fixture.h"
 
 #define DAY 86400
+#define FX_TEST(name) SF_TEST(struct fx, name)
 
 struct fx {
 	char *dir;
@@ -39,6 +41,8 @@ struct fx {
 	unsigned char *certA, *certB;
 	size_t lenA, lenB;
 	int64_t t0;
+	struct stk_issued is;     /* A's device registered at t0 (reg) */
+	struct stk_error err;
 };
 
 /* Node B: a second node of A's site on PostgreSQL, else a second handle. */
@@ -98,6 +102,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
+	stk_issued_clear(&f->is);
 	stk_site_close(f->b);
 	sf_site_done(f->a, f->dir);
 	free(f->certA);
@@ -106,138 +111,114 @@ teardown(void **state)
 	return 0;
 }
 
-static void
-reg(struct fx *f, struct stk_issued *out)
+/* A's device registers (f->is) over the MP over TLS: the handshake proved
+ * the key (proof of possession). Returns its token. */
+static const char *
+reg(struct fx *f)
 {
 	struct stk_reg_request rq;
-	struct stk_error err;
 	enum stk_refusal reason;
 
-	/* The MP over TLS: the handshake proved the key (proof of possession). */
 	sf_tls_request(&rq, STK_VIA_MP, f->certA, f->lenA, NULL);
 	rq.peer = "test";
-	if (stk_device_register(f->a, &rq, f->t0, out, &reason, &err) != 0)
-		fail_msg("register: %s", err.msg);
+	if (stk_device_register(f->a, &rq, f->t0, &f->is, &reason, &f->err) != 0)
+		fail_msg("register: %s", f->err.msg);
+	return f->is.token;
 }
 
-/* Authenticate on node B; *hit: whether the token check was a cache hit. */
+/* Node B's verdict on tok, with A's certificate (B's when cert_b), at now
+ * is want (STK_REFUSAL_NONE: accepted) and, unless hit < 0, the token
+ * check was a cache hit (1) or not (0). Returns the call's result. */
 static int
-auth_b(struct fx *f, const char *tok, const unsigned char *cert, size_t len,
-    int64_t now, enum stk_refusal *reason, int *hit)
+b_auth(struct fx *f, int cert_b, const char *tok, int64_t now, enum stk_refusal want,
+    int hit)
 {
+	enum stk_refusal reason = STK_REFUSAL_NONE;
 	uint64_t h0, m0, h1, m1;
 	struct stk_device d;
-	struct stk_error err;
 	int r;
 
 	stk_token_cache_stats(&h0, &m0);
-	r = stk_device_authenticate(f->b, tok, strlen(tok), cert, len, now, &d, reason,
-	    &err);
+	r = stk_device_authenticate(f->b, tok, strlen(tok), cert_b ? f->certB : f->certA,
+	    cert_b ? f->lenB : f->lenA, now, &d, &reason, &f->err);
 	stk_token_cache_stats(&h1, &m1);
-	*hit = h1 > h0;
+	if (want == STK_REFUSAL_NONE) {
+		assert_int_equal(r, 0);
+	} else {
+		assert_int_not_equal(r, 0);
+		assert_int_equal(reason, want);
+	}
+	if (hit >= 0)
+		assert_int_equal(h1 > h0, hit);
 	return r;
 }
+#define b_says(f, tok, now, want, hit) b_auth(f, 0, tok, now, want, hit)
 
-static void
-test_state_changes_on_a_refused_on_b_from_cache(void **state)
+FX_TEST(test_state_changes_on_a_refused_on_b_from_cache)
 {
 	/* Attacker 2 (thief of a client token whose device the administrator
 	 * then blocks) and an administrator turning the gateway off: each
 	 * change made on node A takes effect on node B's next request, while
 	 * B's token check is a cache hit. */
-	struct fx *f = *state;
-	struct stk_issued a, r1;
-	struct stk_error err;
+	const char *tok = reg(f);
+	struct stk_issued r1;
 	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int hit;
 
-	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_false(hit);                  /* cold */
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);                   /* warm */
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 0);   /* cold */
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);   /* warm */
+	assert_int_equal(stk_device_set_blocked(f->a, f->is.dev.guid, 1, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1);
+	assert_int_equal(stk_device_set_blocked(f->a, f->is.dev.guid, 0, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);
 
-	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 1, "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
-	assert_int_equal(stk_device_set_blocked(f->a, a.dev.guid, 0, "t", &err), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
-
-	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 1, "t", &err), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, 0, "t", &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	assert_int_equal(stk_device_set_allow_cmg(f->a, a.dev.guid, -1, "t", &err), 0);
-	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &err), 0);
+	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, 1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, 1, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, 0, "t", &f->err), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
+	assert_int_equal(stk_device_set_allow_cmg(f->a, f->is.dev.guid, -1, "t", &f->err), 0);
+	assert_int_equal(stk_setting_set(f->a, STK_SETTING_ALLOW_CMG, "on", "t", &f->err), 0);
 
 	/* Renewal on A supersedes the cached token on B. */
-	assert_int_equal(stk_device_renew(f->a, a.token, strlen(a.token), f->certA,
-	    f->lenA, f->t0 + 31 * DAY, &r1, &reason, &err), 0);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
-	assert_true(hit);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	assert_int_equal(auth_b(f, r1.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
-	stk_issued_clear(&a);
+	assert_int_equal(stk_device_renew(f->a, tok, strlen(tok), f->certA,
+	    f->lenA, f->t0 + 31 * DAY, &r1, &reason, &f->err), 0);
+	b_says(f, tok, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, 1);
+	b_says(f, r1.token, f->t0 + 31 * DAY, STK_REFUSAL_NONE, -1);
 	stk_issued_clear(&r1);
 }
 
-static void
-test_hit_applies_time_rules(void **state)
+FX_TEST(test_hit_applies_time_rules)
 {
 	/* A cached token is not valid past its exp: day 91 is refused as
 	 * expired (the full check runs again), never served from the cache. */
-	struct fx *f = *state;
-	struct stk_issued a;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int hit;
+	const char *tok = reg(f);
 
-	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 91 * DAY,
-	    &reason, &hit), STK_E_TOKEN_EXPIRED);
-	assert_false(hit);
-	assert_int_equal(reason, STK_REFUSAL_TOKEN_EXPIRED);
-	stk_issued_clear(&a);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	assert_int_equal(b_says(f, tok, f->t0 + 91 * DAY, STK_REFUSAL_TOKEN_EXPIRED, 0),
+	    STK_E_TOKEN_EXPIRED);
 }
 
-static void
-test_other_certificate_never_hits(void **state)
+FX_TEST(test_other_certificate_never_hits)
 {
 	/* Attacker 2 presents a token that was verified (and cached) for the
 	 * device's certificate, with his own certificate: the cache key holds
 	 * the certificate, so it is a miss and the binding refuses it. */
-	struct fx *f = *state;
-	struct stk_issued a;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
-	int hit, i;
+	const char *tok = reg(f);
+	int i;
 
-	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	for (i = 0; i < 2; i++) {
-		assert_int_equal(auth_b(f, a.token, f->certB, f->lenB, f->t0, &reason,
-		    &hit), STK_E_TOKEN_BINDING);
-		assert_false(hit);
-		assert_int_equal(reason, STK_REFUSAL_BINDING);
-	}
-	stk_issued_clear(&a);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(b_auth(f, 1, tok, f->t0, STK_REFUSAL_BINDING, 0),
+		    STK_E_TOKEN_BINDING);
 }
 
-static void
-test_entry_of_a_key_no_longer_trusted_misses(void **state)
+FX_TEST(test_entry_of_a_key_no_longer_trusted_misses)
 {
 	/* When the key that signed a cached token leaves the verifier's key
 	 * set (retired), the entry is not used. */
-	struct fx *f = *state;
 	const struct stk_verifier *v;
+	const struct stk_signer *sg;
 	struct stk_verifier *empty = NULL;
 	struct stk_claims c;
 	struct stk_error err;
@@ -250,12 +231,8 @@ test_entry_of_a_key_no_longer_trusted_misses(void **state)
 	assert_int_equal(stk_site_verifier(f->a, &v, &err), 0);
 	assert_int_equal(stk_verifier_new(stk_site_guid(f->a), &empty, &err), 0);
 	site_tokcache_key(stk_site_guid(f->a), "x.y.z", 5, "thumb", key);
-	{
-		const struct stk_signer *sg;
-
-		assert_int_equal(stk_site_signer(f->a, &sg, &err), 0);
-		snprintf(c.kid, sizeof(c.kid), "%s", stk_signer_kid(sg));
-	}
+	assert_int_equal(stk_site_signer(f->a, &sg, &err), 0);
+	snprintf(c.kid, sizeof(c.kid), "%s", stk_signer_kid(sg));
 	site_tokcache_put(key, &c);
 	assert_true(site_tokcache_get(key, f->t0, 60, v, &c));
 	assert_false(site_tokcache_get(key, f->t0, 60, empty, &c));
@@ -263,7 +240,6 @@ test_entry_of_a_key_no_longer_trusted_misses(void **state)
 	assert_false(site_tokcache_get(key, f->t0, 60, v, &c));
 	stk_verifier_free(empty);
 }
-
 
 static double
 mono(void)
@@ -348,63 +324,44 @@ wait_bound(double committed)
 		sleep_s(left);
 }
 
-static void
-test_other_process_change_refused_within_bound(void **state)
+FX_TEST(test_other_process_change_refused_within_bound)
 {
 	/* Attacker 2 (thief of a client token whose device the administrator
 	 * then blocks with the CLI, or from node A): B serves the device from
 	 * its cache (no store read), yet refuses it on every request that
 	 * starts 1 s after the block committed in another process. Without
 	 * the generation counter or B's poll this stays accepted. */
-	struct fx *f = *state;
-	struct stk_issued a;
-	enum stk_refusal reason = STK_REFUSAL_NONE;
+	const char *tok = reg(f);
 	uint64_t sh0;
 	double t;
-	int hit, r;
 
-	reg(f, &a);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 	sh0 = site_gw_state_hits();
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-	assert_true(hit);
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, 1);
 	assert_true(site_gw_state_hits() > sh0);   /* decided from the cache */
 
-	t = other_process(f, OTHER_BLOCK, a.dev.guid, NULL, 0);
+	t = other_process(f, OTHER_BLOCK, f->is.dev.guid, NULL, 0);
 	/* Within the bound B may still answer from its cache: when its last
 	 * poll is recent enough, it must (the cache is really in use). */
 	if (mono() - (double)f->b->gw.polled_at / 1e9 < 0.8 * BOUND) {
 		sh0 = site_gw_state_hits();
-		assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason,
-		    &hit), 0);
+		b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 		assert_true(site_gw_state_hits() > sh0);
 	}
 	wait_bound(t);
-	r = auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit);
-	assert_int_equal(r, STK_E_AUTH);
-	assert_int_equal(reason, STK_REFUSAL_DEVICE_BLOCKED);
-	assert_true(hit);                   /* the claims still came from the cache */
+	/* the claims still came from the cache (hit) */
+	assert_int_equal(b_says(f, tok, f->t0, STK_REFUSAL_DEVICE_BLOCKED, 1), STK_E_AUTH);
 
-	t = other_process(f, OTHER_UNBLOCK, a.dev.guid, NULL, 0);
-	wait_bound(t);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
-
-	t = other_process(f, OTHER_CMG_OFF, NULL, NULL, 0);
-	wait_bound(t);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason,
-	    &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_CMG_DISABLED);
-	t = other_process(f, OTHER_CMG_ON, NULL, NULL, 0);
-	wait_bound(t);
-	assert_int_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0, &reason, &hit), 0);
+	wait_bound(other_process(f, OTHER_UNBLOCK, f->is.dev.guid, NULL, 0));
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
+	wait_bound(other_process(f, OTHER_CMG_OFF, NULL, NULL, 0));
+	b_says(f, tok, f->t0, STK_REFUSAL_CMG_DISABLED, -1);
+	wait_bound(other_process(f, OTHER_CMG_ON, NULL, NULL, 0));
+	b_says(f, tok, f->t0, STK_REFUSAL_NONE, -1);
 
 	/* A renewal elsewhere supersedes the token B holds. */
-	t = other_process(f, OTHER_RENEW, NULL, a.token, f->t0 + 31 * DAY);
-	wait_bound(t);
-	assert_int_not_equal(auth_b(f, a.token, f->certA, f->lenA, f->t0 + 31 * DAY,
-	    &reason, &hit), 0);
-	assert_int_equal(reason, STK_REFUSAL_SUPERSEDED);
-	stk_issued_clear(&a);
+	wait_bound(other_process(f, OTHER_RENEW, NULL, tok, f->t0 + 31 * DAY));
+	b_says(f, tok, f->t0 + 31 * DAY, STK_REFUSAL_SUPERSEDED, -1);
 }
 
 /* ---- differential: cached decisions equal uncached ones ---- */
@@ -422,22 +379,24 @@ rnd(unsigned int n)
 
 #define DIFF_STEPS 120
 #define DIFF_TOKENS 6   /* the latest tokens of each device checked per step */
+#define EK_SHA256 "5e1f2a9c0d7b43e8a6c1f0b29d8e7a6c5b4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f"
 
 struct dtok {
 	char *tok;
 	int dev;        /* 0: certA's device, 1: certB's */
 };
 
-static void
-test_cached_equals_uncached(void **state)
+FX_TEST(test_cached_equals_uncached)
 {
 	/* The fast path (B: certificate and token hashes from a connection
-	 * memo, claims and device state from the cache) and the general one (C: same site, cache off for this handle: verify and
-	 * read the store every time) must give the same verdict, reason and
-	 * device on every request, over a random sequence of blocks,
-	 * allow-cmg changes (site and device), renewals, re-registrations and
-	 * clock moves made through node A. */
-	struct fx *f = *state;
+	 * memo, claims and device state from the cache) and the general one
+	 * (C: same site, cache off for this handle: verify and read the store
+	 * every time) must give the same verdict, reason and device on every
+	 * request, over a random sequence of blocks, allow-cmg changes (site
+	 * and device), attestation-policy changes (the site's
+	 * require-attestation, the bulk token's own policy; tokens with and
+	 * without "att":"tpm"), renewals, re-registrations and clock moves
+	 * made through node A. */
 	struct stk_site *c = NULL;
 	struct stk_error err;
 	struct dtok toks[2 * DIFF_STEPS + 2];
@@ -449,6 +408,8 @@ test_cached_equals_uncached(void **state)
 	uint64_t sh0 = site_gw_state_hits();
 	int step, d, round, compared = 0;
 	struct stk_gw_conn *memo[2] = { stk_gw_conn_new(), stk_gw_conn_new() };
+	struct stk_bulk_record rec;
+	char *bulk = NULL;
 	const char *seed = getenv("STK_DIFF_SEED");
 
 	assert_non_null(memo[0]);
@@ -460,28 +421,18 @@ test_cached_equals_uncached(void **state)
 	if (stk_site_open(sub, &c, &err) != 0)
 		fail_msg("handle C: %s", err.msg);
 	c->gw.nocache = 1;
-	for (d = 0; d < 2; d++) {
-		struct stk_reg_request rq;
-		struct stk_issued is;
-		enum stk_refusal reason;
-
-		sf_tls_request(&rq, STK_VIA_MP, cert[d], clen[d], NULL);
-		rq.peer = "test";
-		if (stk_device_register(f->a, &rq, now, &is, &reason, &err) != 0)
-			fail_msg("register: %s", err.msg);
-		snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
-		toks[ntok].tok = is.token;
-		toks[ntok++].dev = d;
-		is.token = NULL;
-		stk_issued_clear(&is);
-	}
-	for (step = 0; step < DIFF_STEPS; step++) {
+	/* Devices enrol with this token (registration via the CMG), so its own
+	 * attestation policy applies to them at the gateway. */
+	assert_int_equal(stk_bulk_new(f->a, 10080, "t", &bulk, &rec, &err), 0);
+	/* Steps -2 and -1 register the two devices: A's key unattested, B's
+	 * TPM-attested (its tokens say "att":"tpm"). */
+	for (step = -2; step < DIFF_STEPS; step++) {
 		struct stk_issued is;
 		struct stk_reg_request rq;
 		enum stk_refusal reason;
-		int op = (int)rnd(7), allow;
+		int op = step < 0 ? 4 : (int)rnd(9), cmg, r = -1;
 
-		d = (int)rnd(2);
+		d = step < 0 ? step + 2 : (int)rnd(2);
 		memset(&is, 0, sizeof(is));
 		switch (op) {
 		case 0:
@@ -492,33 +443,51 @@ test_cached_equals_uncached(void **state)
 			    "t", &err);
 			break;
 		case 2:
-			allow = (int)rnd(3) - 1;
-			(void)stk_device_set_allow_cmg(f->a, guid[d], allow, "t", &err);
+			(void)stk_device_set_allow_cmg(f->a, guid[d], (int)rnd(3) - 1, "t", &err);
 			break;
 		case 3:
 			/* Renew with the device's latest token. */
 			for (i = ntok; i-- > 0;)
 				if (toks[i].dev == d)
 					break;
-			if (stk_device_renew(f->a, toks[i].tok, strlen(toks[i].tok), cert[d],
-			    clen[d], now, &is, &reason, &err) == 0) {
-				toks[ntok].tok = is.token;
-				toks[ntok++].dev = d;
-				is.token = NULL;
-			}
+			r = stk_device_renew(f->a, toks[i].tok, strlen(toks[i].tok), cert[d],
+			    clen[d], now, &is, &reason, &err);
 			break;
 		case 4:
-			sf_tls_request(&rq, STK_VIA_MP, cert[d], clen[d], NULL);
+			/* (Re-)registration, the key attested or not: over the CMG
+			 * with the bulk token (refused when allow-cmg, attestation or
+			 * the token's expiry say so), or over the MP without it (the
+			 * device leaves the token's policy). */
+			cmg = step < 0 || rnd(2) == 1;
+			sf_tls_request(&rq, cmg ? STK_VIA_CMG : STK_VIA_MP, cert[d], clen[d],
+			    cmg ? bulk : NULL);
 			rq.peer = "test";
-			if (stk_device_register(f->a, &rq, now, &is, &reason, &err) == 0) {
-				toks[ntok].tok = is.token;
-				toks[ntok++].dev = d;
-				is.token = NULL;
+			if (step < 0 ? d == 1 : rnd(2) == 1) {
+				rq.attestation = "tpm";
+				rq.ek_sha256 = EK_SHA256;
 			}
+			r = stk_device_register(f->a, &rq, now, &is, &reason, &err);
+			if (r != 0 && step < 0)
+				fail_msg("register: %s", err.msg);
+			break;
+		case 5:
+			/* The bulk token's own policy: required, not, the site's. */
+			(void)stk_bulk_set_require_attestation(f->a, rec.guid, (int)rnd(3) - 1,
+			    "t", &err);
+			break;
+		case 6:
+			(void)stk_setting_set(f->a, STK_SETTING_REQUIRE_ATTESTATION,
+			    rnd(2) ? "on" : "off", "t", &err);
 			break;
 		default:
 			now += (int64_t)rnd(20) * DAY + (int64_t)rnd(3600);
 			break;
+		}
+		if (r == 0) {   /* a new token of device d */
+			snprintf(guid[d], sizeof(guid[d]), "%s", is.dev.guid);
+			toks[ntok].tok = is.token;
+			toks[ntok++].dev = d;
+			is.token = NULL;
 		}
 		stk_issued_clear(&is);
 		/* Every recent token of each device, with each certificate; twice,
@@ -562,25 +531,21 @@ test_cached_equals_uncached(void **state)
 	assert_true(site_gw_state_hits() - sh0 > DIFF_STEPS);
 	for (i = 0; i < ntok; i++)
 		stk_token_free(toks[i].tok);
+	stk_token_free(bulk);
 	stk_gw_conn_free(memo[0]);
 	stk_gw_conn_free(memo[1]);
 	stk_site_close(c);
 }
 
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_state_changes_on_a_refused_on_b_from_cache,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hit_applies_time_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_certificate_never_hits, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_entry_of_a_key_no_longer_trusted_misses,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_process_change_refused_within_bound,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cached_equals_uncached, setup, teardown),
+		T(test_state_changes_on_a_refused_on_b_from_cache), T(test_hit_applies_time_rules),
+		T(test_other_certificate_never_hits), T(test_entry_of_a_key_no_longer_trusted_misses),
+		T(test_other_process_change_refused_within_bound), T(test_cached_equals_uncached),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
