@@ -19,8 +19,6 @@
 #   TPM pair    tpm_pair ($TPM_A, $TPM_B, stopped at exit);
 #   PostgreSQL  pgo_init, pgo_initdb, pgo_start, pgo_stop, pgo_stop_all, psu,
 #               pgo_make_db, as_pg, free_port.
-# lib.sh, server_lib.sh, hostile_lib.sh, tpm_lib.sh and pg_own_lib.sh are
-# shims over this file for the scripts that source them.
 [ -n "${_STK_HARNESS:-}" ] && return 0
 _STK_HARNESS=1
 set -uo pipefail
