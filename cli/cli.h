@@ -49,7 +49,7 @@ struct cli_sub {
 	const char *usage;                  /* its usage line (cli_sub_usage), or NULL */
 };
 /* Runs the subcommand argv[1] names, or prints usage: EXIT_USAGE. subs ends
- * with a NULL name. */
+ * with a NULL name; a run set there takes any other word (argv[0] = it). */
 int cli_sub_run(const char *cmd, const struct cli_sub *subs, int argc, char **argv,
     const char *usage);
 /* The running subcommand's usage line on stderr; EXIT_USAGE. */
@@ -65,6 +65,8 @@ struct cli_opt {
  * optind at the first operand, or EXIT_USAGE after "bad option for 'CMD
  * SUB'". */
 int cli_opts(int argc, char **argv, const struct cli_opt *opts);
+/* The same, but a bad option prints bad (a command's own wording) instead. */
+int cli_opts_msg(int argc, char **argv, const struct cli_opt *opts, const char *bad);
 /* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
  * cli_progress(label, done, total) redraws one line; total 0 = unknown.
  * cli_progress_end() ends the line. */
