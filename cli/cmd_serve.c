@@ -18,7 +18,7 @@
 
 enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
     OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
-    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE,
+    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_METRICS, OPT_METRICS_REMOTE,
     OPT_CONFIG, OPT_TLSPRIO };
 
 static const char serve_usage[] =
@@ -352,38 +352,27 @@ out:
 	return rc;
 }
 
+static const char admin_usage[] = "usage: admin token [--rotate]\n"
+    "  prints the admin console's bearer secret (<site>/admin.token, 0600),\n"
+    "  making it on first use; --rotate replaces it (the old one stops\n"
+    "  working at once, even in a running server)";
+
 /* sitetoken admin token [--rotate]: print the admin console's bearer
  * secret, making it on first use. */
-int
-cmd_admin(int argc, char **argv)
+static int
+admin_token(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "rotate", no_argument, NULL, OPT_ROTATE },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const char usage[] = "usage: admin token [--rotate]\n"
-	    "  prints the admin console's bearer secret (<site>/admin.token, 0600),\n"
-	    "  making it on first use; --rotate replaces it (the old one stops\n"
-	    "  working at once, even in a running server)";
 	struct stk_site *site = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
 	char secret[ADM_SECRET_LEN + 1];
-	int c, r, rotate = 0, created = 0;
+	int r, rotate = 0, created = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "rotate", NULL, &rotate }, { NULL, NULL, NULL }
+	};
 
-	if (argc < 2 || strcmp(argv[1], "token") != 0)
-		return cli_usage_error("%s", usage);
-	argc--;
-	argv++;
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_ROTATE: rotate = 1; break;
-		default: return cli_usage_error("%s", usage);
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, opts, admin_usage)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	/* Opening the site first checks that DIR is a site. */
@@ -405,4 +394,12 @@ cmd_admin(int argc, char **argv)
 	OPENSSL_cleanse(secret, sizeof(secret));
 	stk_site_close(site);
 	return 0;
+}
+
+int
+cmd_admin(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = { { "token", admin_token, NULL }, { NULL, NULL, NULL } };
+
+	return cli_sub_run("admin", subs, argc, argv, admin_usage);
 }
