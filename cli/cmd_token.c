@@ -13,31 +13,20 @@
 #include "sitetoken/token.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_TYPE, OPT_LIFETIME, OPT_JSON, OPT_CERT, OPT_LEEWAY, OPT_JWKS };
+enum { OPT_SITE = 256, OPT_TYPE, OPT_JSON, OPT_CERT, OPT_LEEWAY, OPT_JWKS };
 
 int
 cmd_issue(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL, *lifetime = NULL, *type = NULL;
-	int c, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "type", &type, NULL }, { "lifetime", &lifetime, NULL },
+		{ "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_TYPE: type = optarg; break;
-		case OPT_LIFETIME: lifetime = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'issue'");
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, opts, "bad option for 'issue'")) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (type == NULL || stk_token_type_parse(type) != STK_TOKEN_BULK)
