@@ -11,7 +11,7 @@
 #include "sitetoken/attest.h"
 
 enum { OPT_SITE = 256, OPT_BACKEND, OPT_KEYTYPE, OPT_KEYURI, OPT_P11URI,
-    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT, OPT_DB, OPT_DBSCHEMA };
+    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_DB, OPT_DBSCHEMA };
 
 static int
 site_init(int argc, char **argv)
@@ -88,45 +88,23 @@ site_init(int argc, char **argv)
 	return 0;
 }
 
+/* site show, key show and key export: --site and --json; key export also
+ * --jwks and --out (a table each, so --list-options shows what each takes). */
 static int
 parse_simple(int argc, char **argv, const char **dir, int *json, int *jwks,
     const char **out)
 {
-	static const struct option show_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
+	const struct cli_opt show_opts[] = {
+		{ "site", dir, NULL }, { "json", NULL, json }, { NULL, NULL, NULL }
+	}, export_opts[] = {
+		{ "site", dir, NULL }, { "json", NULL, json }, { "jwks", NULL, jwks },
+		{ "out", out, NULL }, { NULL, NULL, NULL }
 	};
-	static const struct option export_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "jwks", no_argument, NULL, OPT_JWKS },
-		{ "out", required_argument, NULL, OPT_OUT },
-		{ NULL, 0, NULL, 0 }
-	};
-	/* Only key export takes --jwks and --out: a table each, so that
-	 * --list-options (and the help test) sees what each one accepts. */
-	const struct option *opts = jwks == NULL ? show_opts : export_opts;
-	int c;
+	int r;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: *dir = optarg; break;
-		case OPT_JSON: *json = 1; break;
-		case OPT_JWKS:
-			if (jwks == NULL)
-				return cli_usage_error("--jwks is only for 'key export'");
-			*jwks = 1;
-			break;
-		case OPT_OUT:
-			if (out == NULL)
-				return cli_usage_error("--out is only for 'key export'");
-			*out = optarg;
-			break;
-		default: return cli_usage_error("bad option");
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, jwks == NULL ? show_opts : export_opts,
+	    "bad option")) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	return 0;
