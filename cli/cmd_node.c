@@ -6,7 +6,7 @@
 #include "cli.h"
 
 enum { OPT_SITE = 256, OPT_DB, OPT_DBSCHEMA, OPT_NODE, OPT_BACKEND, OPT_KEYTYPE,
-    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_KID };
+    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON };
 
 /* sitetoken node add --site DIR --db CONNINFO --db-schema NAME --node NAME
  *     [--backend B] [--key-type T] [--key-uri URI] [--pkcs11-module P] [--tcti C] */
@@ -163,24 +163,16 @@ cmd_key_rotate(int argc, char **argv)
 int
 cmd_key_endorse(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "kid", required_argument, NULL, OPT_KID },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	const char *dir = NULL, *kid = NULL;
-	int c, r;
+	int r;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "kid", &kid, NULL }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_KID: kid = optarg; break;
-		default: return cli_usage_error("bad option for 'key endorse'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (kid == NULL && optind == argc - 1)
 		kid = argv[optind++];
 	if (kid == NULL || optind != argc)
@@ -202,27 +194,19 @@ cmd_key_endorse(int argc, char **argv)
 int
 cmd_key_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_site_key_row *rows = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
 	char t1[32], t2[32], t3[32];
 	size_t n = 0, i, wnode = 4, wkid = 3;
-	int c, r, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'key list'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if ((r = cli_open_site(dir, &s)) != 0)
