@@ -67,6 +67,13 @@ struct cli_opt {
 int cli_opts(int argc, char **argv, const struct cli_opt *opts);
 /* The same, but a bad option prints bad (a command's own wording) instead. */
 int cli_opts_msg(int argc, char **argv, const struct cli_opt *opts, const char *bad);
+/* And check (when not NULL) sees each option as it comes (value NULL for a
+ * flag): a bad value stops there, with check's exit code, before any later
+ * bad option is looked at. */
+int cli_opts_check(int argc, char **argv, const struct cli_opt *opts, const char *bad,
+    int (*check)(const struct cli_opt *o, const char *value));
+/* A check for --key-type: rsa2048, rsa3072 or p256. */
+int cli_check_key_type(const struct cli_opt *o, const char *value);
 /* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
  * cli_progress(label, done, total) redraws one line; total 0 = unknown.
  * cli_progress_end() ends the line. */

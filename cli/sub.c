@@ -7,7 +7,7 @@
 #include "cli.h"
 
 #define SUB_OPT_VAL 256   /* getopt values of a cli_opt table: 256 + index */
-#define SUB_OPTS_MAX 16
+#define SUB_OPTS_MAX 24
 
 static const struct cli_sub *sub_cur;   /* the subcommand running */
 static char sub_path[64];               /* "oidc add": named by a bad option */
@@ -41,11 +41,18 @@ cli_sub_usage(void)
 int
 cli_opts(int argc, char **argv, const struct cli_opt *opts)
 {
-	return cli_opts_msg(argc, argv, opts, NULL);
+	return cli_opts_check(argc, argv, opts, NULL, NULL);
 }
 
 int
 cli_opts_msg(int argc, char **argv, const struct cli_opt *opts, const char *bad)
+{
+	return cli_opts_check(argc, argv, opts, bad, NULL);
+}
+
+int
+cli_opts_check(int argc, char **argv, const struct cli_opt *opts, const char *bad,
+    int (*check)(const struct cli_opt *o, const char *value))
 {
 	struct option lo[SUB_OPTS_MAX + 1];
 	size_t i, n;
@@ -68,6 +75,16 @@ cli_opts_msg(int argc, char **argv, const struct cli_opt *opts, const char *bad)
 			*opts[i].arg = optarg;
 		else if (opts[i].flag != NULL)
 			*opts[i].flag = 1;
+		if (r == 0 && check != NULL)
+			r = check(&opts[i], opts[i].arg != NULL ? optarg : NULL);
 	}
 	return r;
+}
+
+int
+cli_check_key_type(const struct cli_opt *o, const char *value)
+{
+	if (strcmp(o->name, "key-type") == 0 && stk_key_type_parse(value) == STK_KEY_NONE)
+		return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
+	return 0;
 }
