@@ -192,7 +192,7 @@ cmd_serve(int argc, char **argv)
 	const char *config = NULL, *config_opt = NULL, *threads = NULL;
 	struct stat kst;
 	sigset_t set;
-	int r, sig = 0, rc = EXIT_BACKEND;
+	int r, sig = 0, rc;
 	size_t i;
 	const struct cli_opt opts[] = {
 		{ "site", &dir, NULL }, { "mp", &cfg.mp_addr, NULL }, { "mp-tls", NULL, &cfg.mp_tls },
@@ -225,7 +225,6 @@ cmd_serve(int argc, char **argv)
 	serve_conf = config;
 	if ((rc = cli_opts_check(argc, argv, opts, serve_usage, serve_check)) != 0)
 		goto out;
-	rc = EXIT_BACKEND;
 	if (threads != NULL)
 		cfg.threads = (unsigned int)strtol(threads, NULL, 10);
 	if (optind != argc) {
