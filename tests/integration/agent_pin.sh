@@ -8,21 +8,13 @@
 # sees no bytes of HTTP and the real server's logs and audit see nothing
 # for a wrong pin. Malformed pins are usage errors (exit 2), nothing sent.
 TEST_NAME=agent_pin
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 IMP_PID=
-cleanup_pin() {
-	local rc=$?
-	if [ -n "$IMP_PID" ]; then kill "$IMP_PID" 2>/dev/null || true; wait "$IMP_PID" 2>/dev/null || true; fi
-	stop_server || true
-	exit $rc
-}
-trap cleanup_pin EXIT
+on_exit '[ -z "$IMP_PID" ] || { kill "$IMP_PID"; wait "$IMP_PID"; } 2>/dev/null'
 spki() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
 nagent() { local st=$1; shift; $AGENT --state "$T/$st" "$@"; } # no --ca
-audit_n() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit"; }
 
-make_site
-start_server
+serve_site
 pin=sha256:$(spki "$T/tls.crt")
 
 # The install line, with the pin computed independently (openssl).
@@ -34,20 +26,18 @@ line=$(json_get install < "$T/b.json")
 $STK bulk new --lifetime 60 --tls-cert "$T/tls.crt" | grep -qxF "sitetoken-agent install /mp:https://GATEWAY/CCM_Proxy_MutualAuth/SITE-NUMBER /cahash:$pin /regtoken:-" ||
 	fail "text install line"
 for bad in "$T/nonexistent" "$T/bulk.tok"; do
-	rc=0; $STK bulk new --tls-cert "$bad" >/dev/null 2>"$T/err" || rc=$?
-	[ "$rc" = 2 ] && grep -q -- "--tls-cert" "$T/err" || fail "--tls-cert $bad: rc $rc $(cat "$T/err")"
+	expect_refusal 2 --tls-cert "--tls-cert $bad" -- $STK bulk new --tls-cert "$bad"
 done
-rc=0; $STK bulk new --tls-cert "$T/tls.crt" --cmg http://x/ >/dev/null 2>&1 || rc=$?
-[ "$rc" = 2 ] || fail "--cmg http: rc $rc"
+expect_exit 2 "--cmg http" -- $STK bulk new --tls-cert "$T/tls.crt" --cmg http://x/
 ok "bulk new --tls-cert prints the install line with the pin (SHA-256 of the SPKI, as openssl computes it)"
 
 # Malformed pins: usage errors, nothing reaches the server.
-a0=$(audit_n); l0=$(wc -l < "$SITE/logs/MP_RegistrationManager.log" 2>/dev/null || echo 0)
+a0=$(audit_count); l0=$(wc -l < "$SITE/logs/MP_RegistrationManager.log" 2>/dev/null || echo 0)
 for p in "sha256:" "sha256:${pin#sha256:}0" "sha256:${pin:7:63}" "md5:${pin#sha256:}" "${pin#sha256:}" "sha256:$(printf 'zz%.0s' $(seq 32))"; do
 	expect_refusal 2 pin "/cahash:$p" -- nagent m1 install /mp:"$CMG" /cahash:"$p" /regtoken:- < "$T/bulk.tok"
 	expect_refusal 2 pin "--ca-hash $p" -- nagent m2 register --cmg "$CMG" --ca-hash "$p" --regtoken-file "$T/bulk.tok"
 done
-[ "$(audit_n)" = "$a0" ] || fail "a malformed pin reached the server"
+[ "$(audit_count)" = "$a0" ] || fail "a malformed pin reached the server"
 ok "malformed /cahash: and --ca-hash values refused (exit 2), nothing sent"
 
 # The pinned install, no --ca anywhere; then renewal with the kept pin.
@@ -64,10 +54,10 @@ ok "/cahash: install with no --ca registers; the pin is kept and renewal/policy 
 # sees no registration (logs and audit unchanged), exit 3 with the reason.
 dev_cert imp -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
 wrong=sha256:$(spki "$T/imp.crt")
-a0=$(audit_n); r0=$(grep -c . "$SITE/logs/MP_RegistrationManager.log"); c0=$(grep -c "registration" "$SITE/logs/ClientAuth.log")
+a0=$(audit_count); r0=$(grep -c . "$SITE/logs/MP_RegistrationManager.log"); c0=$(grep -c "registration" "$SITE/logs/ClientAuth.log")
 expect_refusal 3 "pinned public key hash: nothing was sent" "wrong pin" -- \
 	nagent w1 install /mp:"$CMG" /cahash:"$wrong" /regtoken:- < "$T/bulk.tok"
-[ "$(audit_n)" = "$a0" ] || fail "a wrong pin reached the site's audit"
+[ "$(audit_count)" = "$a0" ] || fail "a wrong pin reached the site's audit"
 [ "$(grep -c . "$SITE/logs/MP_RegistrationManager.log")" = "$r0" ] || fail "MP_RegistrationManager.log saw the wrong-pin attempt"
 # (ClientAuth.log records the aborted handshake itself, but no registration.)
 [ "$(grep -c "registration" "$SITE/logs/ClientAuth.log")" = "$c0" ] || fail "ClientAuth.log saw a registration"

@@ -3,9 +3,8 @@
 # of loose permissions, usage errors, the bulk token never on disk, the
 # original /regtoken:TOKEN syntax, and `run` stopping on SIGTERM.
 TEST_NAME=agent_state
-. "$(dirname "$0")/server_lib.sh"
-make_site
-start_server
+. "$(dirname "$0")/harness.sh" server
+serve_site
 
 # Usage errors exit 2 and change nothing.
 expect_exit 2 "no command" -- $AGENT --state "$T/u"
@@ -50,8 +49,7 @@ $AGENT --state "$T/S" --ca "$T/tls.crt" run --interval 3600 > "$T/run.out" &
 rp=$!
 sleep 1
 kill -TERM "$rp"
-rc=0; wait "$rp" || rc=$?
-[ "$rc" = 0 ] || fail "run exit $rc after SIGTERM"
+expect_exit 0 "run after SIGTERM" -- wait "$rp"
 grep -q "renewal not due" "$T/run.out" || fail "run output"
 ok "run checks renewal and stops on SIGTERM"
 assert_no_tokens_in_logs

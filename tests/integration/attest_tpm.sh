@@ -14,7 +14,7 @@
 # in transit. Each forged or stale piece of evidence must be refused with a
 # reason on stderr and exit 1; malformed input must not crash anything.
 TEST_NAME=attest_tpm
-. "$(dirname "$0")/tpm_lib.sh"
+. "$(dirname "$0")/harness.sh" tpm
 command -v tpm2_makecredential >/dev/null || fail "tpm2-tools is not installed (./run deps)"
 
 # A second TPM with its own manufacturer CA: the "other TPM".
@@ -25,7 +25,6 @@ TCTI_A=$SITETOKEN_TCTI CA_A=$SITETOKEN_EK_CA
 [ "$CA_A" = "$TPM_A/ca/swtpm-localca-rootca-cert.pem" ] || fail "SITETOKEN_EK_CA is not the CA under the state dir: $CA_A"
 openssl x509 -in "$CA_A" -noout -subject | grep -q swtpm-localca-rootca || fail "EK CA is not the local root"
 cmp -s "$CA_A" "$CA_B" && fail "two TPM state dirs share one CA"
-
 
 # edit IN OUT PYTHON: rewrite evidence fields; d()/e() decode/encode base64url.
 edit() {
@@ -90,10 +89,9 @@ want=$(od -An -tx1 "$W/secret.bin" | tr -d ' \n')
 tpm2_makecredential -T none -u "$W/ek.pem" -G rsa -s "$W/secret.bin" -n "$akname" \
     -o "$W/cred.tools" >/dev/null 2>&1 || fail "tpm2_makecredential"
 got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential --in "$W/cred.tools")
-[ "$got" = "$want" ] || fail "activate-credential returned '$got', expected '$want'"
-# From stdin as well.
+expect_eq "$got" "$want" "activate-credential returns the secret"
 got=$(SITETOKEN_TCTI=$TCTI_A "$ST" --site "$SITE" key activate-credential <"$W/cred.tools")
-[ "$got" = "$want" ] || fail "activate-credential from stdin"
+expect_eq "$got" "$want" "activate-credential from stdin"
 
 "$ST" attest challenge "$EV" --out "$W/cred" >/dev/null
 [ "$(stat -c %a "$W/cred.secret")" = 600 ] || fail "the expected secret file is not 0600"

@@ -6,9 +6,8 @@
 # settings, the audit log and its verification, keys, stats, secret
 # rotation, loopback only.
 TEST_NAME=console_api
-. "$(dirname "$0")/server_lib.sh"
-make_site
-start_server 0 --admin 127.0.0.1:0
+. "$(dirname "$0")/harness.sh" server
+serve_site 0 --admin 127.0.0.1:0
 [ -n "${admin_port:-}" ] && [ "$admin_port" -gt 0 ] || fail "no admin_port in the ready file"
 ADMIN=https://127.0.0.1:$admin_port
 SECRET=$($STK admin token)
@@ -20,12 +19,11 @@ SECRET=$($STK admin token)
 adm() {
 	local method=$1 path=$2; shift 2
 	( umask 077; printf 'Authorization: Bearer %s' "$SECRET" > "$T/adm.hdr" )
-	curl -s --cacert "$T/tls.crt" -H @"$T/adm.hdr" -X "$method" -w '\n%{http_code}' \
-		"$@" "$ADMIN$path"
+	http "$method" "$ADMIN$path" -H @"$T/adm.hdr" "$@"
 }
 anon() { # anon METHOD PATH [curl args]: no credentials
 	local method=$1 path=$2; shift 2
-	curl -s --cacert "$T/tls.crt" -X "$method" -w '\n%{http_code}' "$@" "$ADMIN$path"
+	http "$method" "$ADMIN$path" "$@"
 }
 audit_count() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -37,15 +35,11 @@ res=$(anon GET /api/v1/certs)
 echo "$res" | http_body | grep -q '"error":"unauthorized"' || fail "401 body"
 [ "$(audit_count "event='admin.auth' AND outcome='refused' AND actor='anonymous@127.0.0.1' AND subject='GET /api/v1/certs' AND detail='no bearer secret'")" = 1 ] \
 	|| fail "401 not audited"
-res=$(curl -s --cacert "$T/tls.crt" -H 'Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' \
-	-X POST -w '\n%{http_code}' "$ADMIN/api/v1/bulk/00000000-0000-4000-8000-000000000000/block")
-[ "$(echo "$res" | http_status)" = 401 ] || fail "wrong secret: $res"
-res=$(curl -s --cacert "$T/tls.crt" -u admin:"$SECRET" -w '\n%{http_code}' "$ADMIN/api/v1/certs")
-[ "$(echo "$res" | http_status)" = 401 ] || fail "basic auth must not count: $res"
-res=$(anon GET /nothing-here)
-[ "$(echo "$res" | http_status)" = 401 ] || fail "unknown path without secret: $res"
-res=$(anon POST /api/v1/bulk --data '{}')
-[ "$(echo "$res" | http_status)" = 401 ] || fail "new token without secret: $res"
+expect_eq "$(anon POST /api/v1/bulk/00000000-0000-4000-8000-000000000000/block \
+	-H 'Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' | http_status)" 401 "wrong secret"
+expect_eq "$(anon GET /api/v1/certs -u admin:"$SECRET" | http_status)" 401 "basic auth must not count"
+expect_eq "$(anon GET /nothing-here | http_status)" 401 "unknown path without secret"
+expect_eq "$(anon POST /api/v1/bulk --data '{}' | http_status)" 401 "new token without secret"
 [ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "token made without secret"
 after=$(audit_count "event='admin.auth' AND outcome='refused'")
 [ "$after" = $((before + 5)) ] || fail "each 401 audited: $before -> $after"
@@ -108,17 +102,15 @@ done
 msg=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"10081"}' | http_body | json_get message)
 cli=$($STK bulk new --lifetime 10081 2>&1 || true)
 [ -n "$msg" ] && echo "$cli" | grep -qF "$msg" || fail "API and CLI messages differ: '$msg' vs '$cli'"
-res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"extra":1}')
-[ "$(echo "$res" | http_status)" = 400 ] || fail "unknown member: $res"
-res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"lifetime_minutes":61}')
-[ "$(echo "$res" | http_status)" = 400 ] || fail "duplicate member: $res"
+for b in '{"lifetime_minutes":60,"extra":1}' '{"lifetime_minutes":60,"lifetime_minutes":61}'; do
+	expect_eq "$(adm POST /api/v1/bulk --data "$b" | http_status)" 400 "strict members: $b"
+done
 [ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "a refused body created a token"
 ok "lifetime 0, negative, not a number, over 10080, overflow, non-integer refused (400, CLI's message); strict JSON"
 
 # ---- new bulk token ----
-res=$(adm POST /api/v1/bulk --data '')
-[ "$(echo "$res" | http_status)" = 201 ] || fail "default lifetime: $res"
-[ "$(echo "$res" | http_body | jq_py 'd["exp"]-d["nbf"]')" = 259200 ] || fail "default lifetime not 4320 minutes"
+expect_eq "$(adm POST /api/v1/bulk --data '' | http_status)" 201 "new with the default lifetime"
+expect_eq "$(jq_py 'd["exp"]-d["nbf"]' <"$T/resp")" 259200 "default lifetime 4320 minutes"
 res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"120"}')
 [ "$(echo "$res" | http_status)" = 201 ] || fail "new: $res"
 echo "$res" | http_body > "$T/new.json"; chmod 600 "$T/new.json"
@@ -154,8 +146,8 @@ ok "list: type filter (site, bulk), sort by every column either way, bad values 
 # ---- block: the CMG refuses the token; unblock: accepted again ----
 res=$(adm POST "/api/v1/bulk/$G/block")
 [ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "block: $res"
-rc=0; agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_blocked" "$T/err" || fail "blocked token not refused: $rc $(cat "$T/err")"
+expect_refusal 1 "HTTP 403 bulk_token_blocked" "blocked token" -- \
+	agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok"
 res=$(adm POST "/api/v1/bulk/$G/unblock")
 [ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Active"' || fail "unblock: $res"
 agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null || fail "unblocked token refused"
@@ -217,8 +209,7 @@ $STK settings show | grep -q "allow-cmg *on" || fail "setting changed without se
 res=$(adm POST "/api/v1/devices/$D/block")
 [ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "device block: $res"
 [ "$(devs '?status=blocked')" = "$D" ] || fail "status=blocked"
-rc=0; agent devA 0 policy 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] && grep -q device_blocked "$T/err" || fail "blocked device accepted: $(cat "$T/err")"
+expect_refusal 1 device_blocked "blocked device" -- agent devA 0 policy
 [ "$(audit_count "event='device.block' AND subject='$D' AND actor='$actor'")" = 1 ] || fail "device block audit"
 res=$(adm POST "/api/v1/devices/$D/unblock")
 echo "$res" | grep -q '"status":"Active"' || fail "device unblock: $res"
@@ -228,9 +219,8 @@ for body in '' '{"value":"maybe"}' '{"value":"on","x":1}' '{"value":true}' '[]';
 done
 res=$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"off"}')
 echo "$res" | http_body | jq_py 'd["allow_cmg"], d["allow_cmg_effective"]' | grep -qx "off False" || fail "allow-cmg off: $res"
-rc=0; agent devA 0 policy 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] && grep -q cloud_gateway_disabled "$T/err" || fail "allow-cmg off not applied"
-adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}' | grep -q '"allow_cmg":"default"' || fail "allow-cmg default"
+expect_refusal 1 cloud_gateway_disabled "allow-cmg off applied" -- agent devA 0 policy
+expect_in '"allow_cmg":"default"' "$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}')" "allow-cmg default"
 agent devA 0 policy >/dev/null || fail "allow-cmg default refused"
 [ "$(audit_count "event='setting.device' AND subject='$D' AND actor='$actor'")" = 2 ] || fail "allow-cmg audit"
 [ "$(adm POST /api/v1/devices/00000000-0000-4000-8000-000000000000/block | http_status)" = 404 ] || fail "unknown device"
@@ -247,8 +237,8 @@ done
 res=$(adm POST /api/v1/settings --data '{"name":"internal-registration","value":"off"}')
 echo "$res" | http_body | jq_py '[s["value"] for s in d["settings"] if s["name"]=="internal-registration"][0]' | grep -qx off || fail "setting: $res"
 $STK settings show | grep -q "internal-registration *off" || fail "CLI does not see the setting"
-rc=0; agent devN 0 register --mp "$MP" 2>"$T/err" >/dev/null || rc=$?
-[ "$rc" = 1 ] && grep -q internal_registration_disabled "$T/err" || fail "internal registration off not applied"
+expect_refusal 1 internal_registration_disabled "internal registration off applied" -- \
+	agent devN 0 register --mp "$MP"
 adm POST /api/v1/settings --data '{"name":"internal-registration","value":"on"}' >/dev/null
 [ "$(audit_count "event='setting.set' AND subject='internal-registration' AND actor='$actor'")" = 2 ] || fail "settings audit"
 [ "$(adm DELETE /api/v1/settings | http_status)" = 405 ] || fail "DELETE settings"
@@ -337,14 +327,14 @@ import json, sys
 r = [x for x in json.load(sys.stdin) if x["id"] == sys.argv[1]][0]
 assert (r["max_uses"], r["sources"]) == (1, "127.0.0.0/8,2001:db8::/32"), r' "$LG" || fail "certs list --json"
 agent limA 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok" >/dev/null || fail "first use refused"
-rc=0; agent limB 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_exhausted" "$T/err" || fail "second use: $rc $(cat "$T/err")"
+expect_refusal 1 "HTTP 403 bulk_token_exhausted" "second use" -- \
+	agent limB 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok"
 [ "$(row "$LG")" = "(1, 1, '127.0.0.0/8,2001:db8::/32')" ] || fail "certs row after use: $(row "$LG")"
 res=$(adm POST /api/v1/bulk --data '{"source":"192.0.2.0/24","max_uses":null}')
 [ "$(echo "$res" | http_status)" = 201 ] || fail "new with a source: $res"
 ( umask 077; echo "$res" | http_body | json_get token > "$T/far.tok" )
-rc=0; agent limC 0 register --cmg "$CMG" --regtoken-file "$T/far.tok" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "HTTP 403 bulk_token_source" "$T/err" || fail "registration from outside the source: $rc $(cat "$T/err")"
+expect_refusal 1 "HTTP 403 bulk_token_source" "registration from outside the source" -- \
+	agent limC 0 register --cmg "$CMG" --regtoken-file "$T/far.tok"
 grep -q "at most 1 uses, from 127.0.0.0/8,2001:db8::/32" "$SITE/logs/CCM_STS.log" || fail "CCM_STS.log lacks the limits"
 ok "POST bulk with max_uses and source: echoed, in the certs rows (uses/max_uses/sources) and certs list --json; a second registration 403 bulk_token_exhausted, one from outside the source 403 bulk_token_source"
 
@@ -367,10 +357,9 @@ ok "admin token --rotate: old secret 401 at once, new accepted; a secret file re
 stop_server
 
 # ---- loopback only unless --admin-remote ----
-rc=0; $STK serve --site "$SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --admin 0.0.0.0:0 \
-	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] && grep -q "loopback only" "$T/err" || fail "non-loopback admin address: $rc $(cat "$T/err")"
-ok "--admin on a non-loopback address refused without --admin-remote"
+expect_refusal 2 "loopback only" "--admin on a non-loopback address without --admin-remote" -- \
+	$STK serve --site "$SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --admin 0.0.0.0:0 \
+	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key"
 
 assert_no_tokens_in_logs
 if grep -qF -e "$SECRET" "$SITE"/logs/*.log "$T/server.stderr"; then fail "admin secret in a log"; fi

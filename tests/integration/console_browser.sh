@@ -6,32 +6,13 @@
 # keeps screenshots in the build tree. Skips (77) for a missing tool only
 # outside CI.
 TEST_NAME=console_browser
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 BROWSER_DIR=$STK_SRC/tests/browser
 CHROMIUM=${STK_CHROMIUM:-/usr/bin/chromium}
 ARTIFACTS=${STK_ARTIFACTS:-$T/artifacts}
 
-missing() {
-	if [ "${CI:-}" = true ]; then fail "$1 (CI installs it: ./run deps)"; fi
-	echo "SKIP: $1"
-	exit 77
-}
-command -v node >/dev/null || missing "node is not installed (apt-get install nodejs npm)"
-command -v npm >/dev/null || missing "npm is not installed (apt-get install npm)"
-[ -x "$CHROMIUM" ] || missing "$CHROMIUM is not installed (apt-get install chromium)"
-# One install at a time (the plain and sanitizer builds share the folder).
-if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] ||
-	[ ! -f "$BROWSER_DIR/node_modules/jose/package.json" ]; then
-	(
-		flock 9
-		cd "$BROWSER_DIR"
-		[ -f node_modules/playwright-core/package.json ] && [ -f node_modules/jose/package.json ] ||
-			npm install --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1
-	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
-		cat "$T/npm.log" >&2
-		missing "npm install of playwright-core failed"
-	}
-fi
+[ -x "$CHROMIUM" ] || skip_missing "$CHROMIUM is not installed (apt-get install chromium)"
+browser_deps playwright-core jose
 ok "node $(node --version), $("$CHROMIUM" --version 2>/dev/null | head -n 1), playwright-core $(node -p "require('$BROWSER_DIR/node_modules/playwright-core/package.json').version")"
 
 make_site
@@ -48,8 +29,7 @@ $STK admin token >/dev/null
 agent M1 0 register --mp "$MP" >/dev/null
 agent M2 0 register --mp "$MP" >/dev/null
 $STK settings set internal-registration off >/dev/null
-rc=0; agent M3 0 register --mp "$MP" >/dev/null 2>&1 || rc=$?
-[ "$rc" = 1 ] || fail "registration with internal registration off: rc $rc"
+expect_exit 1 "registration with internal registration off" -- agent M3 0 register --mp "$MP"
 $STK settings set internal-registration on >/dev/null
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/console*.png
@@ -70,7 +50,7 @@ n() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE bulk_guid='$G'")" = 1 ] || fail "one device with the token"
 [ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 4 ] || fail "refused lifetimes created tokens"
 [ "$(n "event='admin.auth' AND outcome='refused' AND detail='wrong bearer secret'")" = 1 ] || fail "wrong secret sign-in not audited"
-D=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_guid"])' "$T/browser-dev2/state.json")
+D=$(json_get device_guid < "$T/browser-dev2/state.json")
 [ "$(n "event='device.block' AND subject='$D' AND outcome='ok' AND actor LIKE '$actor_like'")" = 1 ] || fail "device block not audited as the admin"
 [ "$(n "event='device.unblock' AND subject='$D' AND outcome='ok' AND actor LIKE '$actor_like'")" = 1 ] || fail "device unblock not audited"
 [ "$(n "event='setting.set' AND subject='internal-registration' AND actor LIKE '$actor_like'")" = 2 ] || fail "settings not audited as the admin"

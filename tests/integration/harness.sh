@@ -19,8 +19,6 @@
 #   TPM pair    tpm_pair ($TPM_A, $TPM_B, stopped at exit);
 #   PostgreSQL  pgo_init, pgo_initdb, pgo_start, pgo_stop, pgo_stop_all, psu,
 #               pgo_make_db, as_pg, free_port.
-# lib.sh, server_lib.sh, hostile_lib.sh, tpm_lib.sh and pg_own_lib.sh are
-# shims over this file for the scripts that source them.
 [ -n "${_STK_HARNESS:-}" ] && return 0
 _STK_HARNESS=1
 set -uo pipefail
@@ -187,6 +185,16 @@ post_json() {
 	echo "$code $err"
 }
 
+# cmg_expect "STATUS ERROR" DESCRIPTION cmg_call args...: that answer
+# (ERROR as post_json gives it).
+cmg_expect() {
+	local want=$1 what=$2 got err
+	shift 2
+	got=$(cmg_call "$@" | http_status)
+	err=$(json 'd.get("error", "-")' <"$T/resp" 2>/dev/null) || err='?'
+	expect_eq "$got $err" "$want" "$what"
+}
+
 # ---- certificates ----
 # dev_cert NAME|PATH [openssl req options...] -> PATH.crt, PATH.key (0600):
 # a self-signed certificate, P-256, 30 days, CN=NAME unless the options
@@ -284,7 +292,8 @@ serve_node() {
 }
 
 # start_server [DAYS_OFFSET] [extra serve args...]: the server of $SITE; sets
-# SERVER_PID, mp_port, cmg_port, MP and CMG.
+# SERVER_PID, mp_port, cmg_port, MP, CMG and HOSTPATH (the CMG's, as
+# CCMHOSTNAME= wants it).
 start_server() {
 	local days=${1:-0}
 	shift || true
@@ -295,7 +304,14 @@ start_server() {
 	. "$T/ready"
 	MP=http://127.0.0.1:$mp_port
 	CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
+	HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 	[ "$(cat "$T/server.pid")" = "$SERVER_PID" ] || fail "pid file does not hold the server pid"
+}
+
+# serve_site [DAYS_OFFSET] [extra serve args...]: make_site, then start_server.
+serve_site() {
+	make_site
+	start_server "$@"
 }
 
 # agent STATE_NAME [DAYS_OFFSET] ARGS... (offset via the agent's own option)
@@ -305,9 +321,11 @@ agent() {
 	$AGENT --state "$T/$st" --ca "$T/tls.crt" --clock-offset $((days * 86400)) "$@"
 }
 
-new_bulk() { # new_bulk FILE [lifetime] -> token in FILE (0600), GUID on stdout
+# new_bulk FILE [LIFETIME [bulk new options...]] -> token in FILE (0600), GUID on stdout
+new_bulk() {
 	local f=$1 life=${2:-60}
-	( umask 077; $STK bulk new --lifetime "$life" --json >"$f.json"
+	shift $(($# < 2 ? $# : 2))
+	( umask 077; $STK bulk new --lifetime "$life" "$@" --json >"$f.json"
 	  printf '%s' "$(json 'd["token"]' <"$f.json")" >"$f" )
 	json 'd["guid"]' <"$f.json"
 	rm -f "$f.json"
@@ -356,6 +374,34 @@ assert_no_tokens_in_logs() {
 	ok "no token in any log"
 }
 
+# skip_missing WHY: a missing tool skips the test (77), except in CI, which
+# installs every tool.
+skip_missing() {
+	if [ "${CI:-}" = true ]; then fail "$1 (CI installs it: ./run deps)"; fi
+	echo "SKIP: $1"
+	exit 77
+}
+_browser_has() {
+	local p
+	for p in "$@"; do [ -f "$STK_SRC/tests/browser/node_modules/$p/package.json" ] || return 1; done
+}
+# browser_deps NPM_PACKAGE...: node, and these packages installed in
+# tests/browser from its lock file (one install at a time: the plain and
+# sanitizer builds share the folder).
+browser_deps() {
+	command -v node >/dev/null || skip_missing "node is not installed (apt-get install nodejs npm)"
+	_browser_has "$@" && return 0
+	command -v npm >/dev/null || skip_missing "npm is not installed (apt-get install npm)"
+	(
+		flock 9
+		_browser_has "$@" || (cd "$STK_SRC/tests/browser" &&
+			npm install --no-audit --no-fund --loglevel=error) >"$T/npm.log" 2>&1
+	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
+		cat "$T/npm.log" >&2
+		skip_missing "npm install of $* failed"
+	}
+}
+
 # ---- swtpm ----
 _swtpm_stop() { bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$1" >/dev/null 2>&1 || true; }
 # device_tpms: the state directories of the device's swtpm ($DEV_TPM) and of
@@ -366,6 +412,14 @@ device_tpms() {
 	OTHER_TPM=$T/other-tpm
 	unset SITETOKEN_TCTI SITETOKEN_PKCS11_PIN SITETOKEN_PKCS11_PIN_FILE SITETOKEN_PKCS11_MODULE
 	on_exit cleanup_device_tpms
+}
+# swtpm_up DIR TCTI_VAR [EK_CA_VAR]: start the swtpm of DIR; its TCTI (and
+# EK CA) in these variables, not in the environment.
+swtpm_up() {
+	eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$1")"
+	printf -v "$2" %s "$SITETOKEN_TCTI"
+	[ -z "${3:-}" ] || printf -v "$3" %s "$SITETOKEN_EK_CA"
+	unset SITETOKEN_TCTI SITETOKEN_EK_CA
 }
 cleanup_device_tpms() { stop_server; _swtpm_stop "$DEV_TPM"; _swtpm_stop "$OTHER_TPM"; }
 # tpm_pair: two swtpm state directories $TPM_A and $TPM_B (start them with
@@ -379,6 +433,12 @@ tpm_pair() {
 	unset SITETOKEN_TPM_KEY_AUTH SITETOKEN_TPM_KEY_AUTH_FILE SITETOKEN_SITE
 	on_exit '_swtpm_stop "$TPM_A"; _swtpm_stop "$TPM_B"'
 }
+
+# `. harness.sh server` (or tpm): set -e, then server_env (or tpm_pair).
+if [ "${1:-}" = server ] || [ "${1:-}" = tpm ]; then
+	set -e
+	if [ "$1" = server ]; then server_env; else tpm_pair; fi
+fi
 
 # ---- a test's own PostgreSQL clusters ----
 # For tests that kill, promote or starve the server and so cannot share the

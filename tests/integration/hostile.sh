@@ -9,13 +9,11 @@
 # the reason; a request refused before it reaches the site (400, 404, 405,
 # 413) appends none.
 TEST_NAME=hostile
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
-set +e
+. "$(dirname "$0")/harness.sh"
+server_env
 JWS="python3 $(dirname "$0")/hostile_jws.py"
 
-make_site
-start_server
+serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 openssl genrsa -out "$T/foreign.key" 2048 2>/dev/null
 dev_identity x                      # the hostile registrant's certificate
@@ -119,23 +117,22 @@ refused "401 certificate_mismatch" 1 "A's token over another certificate" -- "$P
 refused "401 certificate_mismatch" 1 "A's token renewed over another certificate" -- "$REN" - \
 	"${XCERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")"
 expect_ok() { # expect_ok WHAT -- post_json args: 200 and the token still works
-	local got; got=$(post_json "${@:3}")
-	[ "$got" = "200 -" ] && ok "$1: 200" || bad "$1: got '$got' $(head -c 200 "$T/resp")"
+	expect_eq "$(post_json "${@:3}")" "200 -" "$1"
 }
 expect_ok "device A's own token still accepted after the matrix" -- "$POL" - "${ACERT[@]}" \
 	-H @"$(bearer_hdr "$T/client.tok")"
 
 # --- requests refused before the site sees them (no audit record) ---
-printf '{"bulk_token":"a","bulk_token":"b"}' > "$T/body"
-refused "400 bad_request" 0 "duplicate body member" -- "$REG" "$T/body" "${XCERT[@]}"
-printf '{"bulk_token":"a","admin":true}' > "$T/body"
-refused "400 bad_request" 0 "unknown body member" -- "$REG" "$T/body" "${XCERT[@]}"
-printf '["bulk_token"]' > "$T/body"
-refused "400 bad_request" 0 "body not an object" -- "$REG" "$T/body" "${XCERT[@]}"
-printf '{"bulk_token":"a"' > "$T/body"
-refused "400 bad_request" 0 "truncated JSON body" -- "$REG" "$T/body" "${XCERT[@]}"
-printf '{"bulk_token":7}' > "$T/body"
-refused "400 bad_request" 0 "non-string member" -- "$REG" "$T/body" "${XCERT[@]}"
+while IFS='|' read -r what body; do
+	printf '%s' "$body" > "$T/body"
+	refused "400 bad_request" 0 "$what" -- "$REG" "$T/body" "${XCERT[@]}"
+done <<'M'
+duplicate body member|{"bulk_token":"a","bulk_token":"b"}
+unknown body member|{"bulk_token":"a","admin":true}
+body not an object|["bulk_token"]
+truncated JSON body|{"bulk_token":"a"
+non-string member|{"bulk_token":7}
+M
 printf '{"bulk_token":"%s","hostname":"a\\nFAKE 2026-01-01 [tid 1] MP_RegistrationManager: forged"}' "$(cat "$T/bulk.tok")" > "$T/body"
 refused "400 bad_request" 0 "control characters in hostname" -- "$REG" "$T/body" "${XCERT[@]}"
 python3 -c 'import sys; open(sys.argv[1],"w").write("{\"hostname\":\"%s\"}" % ("h" * 256))' "$T/body"
@@ -178,18 +175,16 @@ got=$(post_json "$CMG/sitetoken/v1/health" - "${XCERT[@]}" -H @"$T/big.hdr")
 case "$got" in 431\ *|413\ *|400\ *|"000 ?") ok "100 KB header refused: ${got% *}" ;; *) bad "100 KB header: '$got'" ;; esac
 got=$(post_json "$CMG/sitetoken/v1/policy" - "${ACERT[@]}" -H @"$(python3 -c 'import sys; open(sys.argv[1],"w").write("Authorization: Bearer " + "a." * 20000 + "b")' "$T/bb.hdr"; echo "$T/bb.hdr")")
 case "$got" in 431\ *|413\ *|400\ *|"401 token_invalid") ok "40 KB bearer refused: $got" ;; *) bad "40 KB bearer: '$got'" ;; esac
-got=$(post_json "$CMG/sitetoken/v1/health" - "${XCERT[@]}")
-[ "$got" = "200 -" ] && ok "server healthy after the header flood" || bad "health after header flood: $got"
+expect_ok "server healthy after the header flood" -- "$CMG/sitetoken/v1/health" - "${XCERT[@]}"
 
 # --- the agent's seed-style install arguments (agent_install_parse) ---
 for args in "/mp:http://127.0.0.1:$mp_port SMSSiteCode=ABC" "/mp:$CMG SMSSiteCode=ABCD" \
 	"/mp:$CMG /mp:$CMG" "/mp:$CMG SMSSiteCode=A\$C" "CCMHOSTNAME=" "/mp:$CMG /regtoken:"; do
 	n0=$(count_devices)
 	# shellcheck disable=SC2086
-	$AGENT --state "$T/inst" --ca "$T/tls.crt" install $args < "$T/bulk.tok" > /dev/null 2> "$T/err"
-	rc=$?
-	[ "$rc" = 2 ] && [ "$(count_devices)" = "$n0" ] && ok "install $args: usage error ($(head -c 70 "$T/err"))" ||
-		bad "install $args: exit $rc"
+	expect_exit 2 "install $args: usage error" -- \
+		$AGENT --state "$T/inst" --ca "$T/tls.crt" install $args < "$T/bulk.tok"
+	expect_eq "$(count_devices)" "$n0" "install $args: nothing registered"
 done
 printf '/mp:%s\nFORGED' "$CMG" > "$T/arg"
 $AGENT --state "$T/inst" install "$(cat "$T/arg")" > /dev/null 2>&1
@@ -234,11 +229,11 @@ expect_ok "re-signed bulk token registers (control)" -- "$REG" "$T/body" "${XCER
 # with the token the device still holds and succeeds; the lost token is dead
 # and the retried one is the device's one valid token. Once that one has
 # been used, the old token renews no more.
-got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")")
-[ "$got" = "200 -" ] && ok "renewal: 200 (response dropped)" || bad "renewal: $got"
+expect_ok "renewal (response dropped)" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/client.tok")"
 json_get client_token < "$T/resp" > "$T/lost.tok"
-got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/client.tok")")
-[ "$got" = "200 -" ] && ok "lost renewal retried with the previous token: 200" || bad "lost renewal retry: $got"
+expect_ok "lost renewal retried with the previous token" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/client.tok")"
 json_get client_token < "$T/resp" > "$T/client2.tok"
 expect_ok "the retried renewal's token works" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/client2.tok")"
 refused "401 token_superseded" 1 "the lost renewal's token" -- "$POL" - "${ACERT[@]}" \

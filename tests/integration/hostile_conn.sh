@@ -4,16 +4,14 @@
 # and malformed or unusual TLS client certificates get a documented answer
 # (docs/api.md) without crashing the server or touching the database.
 TEST_NAME=hostile_conn
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
-set +e
+. "$(dirname "$0")/harness.sh"
+server_env
 # server/server.h: SRV_CONN_PER_IP, SRV_CONN_TIMEOUT
 PER_IP=$(sed -n 's/^#define SRV_CONN_PER_IP \([0-9]*\)u.*/\1/p' "$STK_SRC/server/server.h")
 IDLE=$(sed -n 's/^#define SRV_CONN_TIMEOUT \([0-9]*\)u.*/\1/p' "$STK_SRC/server/server.h")
 [ -n "$PER_IP" ] && [ -n "$IDLE" ] || fail "connection limits not found in server/server.h"
 
-make_site
-start_server
+serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 
 # --- slow clients, both listeners at once (600 > the 512 total limit) ---
@@ -74,7 +72,7 @@ for i in $(seq 30); do dev_identity "ch$i"; cat "$T/ch$i.crt"; done > "$T/extra.
 cat "$T/c4.crt" "$T/extra.pem" > "$T/c4chain.crt"
 register_with "leaf plus 30 unrelated certificates" "$T/c4chain.crt" "$T/c4.key" "200 -"
 got=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE cert = X'$(cert_der "$T/c4.crt" | od -An -tx1 -v | tr -d ' \n')'")
-[ "$got" = 1 ] && ok "the leaf certificate is the one recorded" || bad "leaf not recorded ($got)"
+expect_eq "$got" 1 "the leaf certificate is the one recorded"
 # RSA 1024: refused, by curl's OpenSSL (it will not send a key that weak)
 # or by the site (device_cert_policy.sh); never a crash.
 dev_cert c5 -newkey rsa:1024
@@ -94,7 +92,6 @@ wait "$p1"; r1=$?
 wait "$p2"; r2=$?
 cat "$T/sl_mp.out" "$T/sl_cmg.out"
 [ "$r1" = 0 ] && [ "$r2" = 0 ] || bad "slow-client checks (see above)"
-got=$(post_json "$CMG/sitetoken/v1/health" -)
-[ "$got" = "200 -" ] && ok "server healthy at the end" || bad "health at the end: $got"
+expect_eq "$(post_json "$CMG/sitetoken/v1/health" -)" "200 -" "server healthy at the end"
 kill -0 "$SERVER_PID" || bad "server died"
 finish

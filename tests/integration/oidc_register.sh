@@ -19,8 +19,7 @@
 # And attacker 3 (database writer): an issuer row added or edited in the
 # store without the site key's signature.
 TEST_NAME=oidc_register
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 ISS=https://issuer.test/tenant1/v2.0
 AUD=api://sitetoken
 PY="python3 $STK_SRC/tests/integration/oidc_issuer.py"
@@ -38,6 +37,15 @@ id_body() { # id_body [extra json members] -> $T/body {"id_token": <$T/idt>}
 	python3 -c 'import json,sys; d={"id_token": open(sys.argv[1]).read()}
 d.update(json.loads(sys.argv[2])); print(json.dumps(d))' "$T/idt" "${1:-{\}}" > "$T/body"
 }
+# id_post "STATUS ERROR" WHAT NAME: CMG registration with $T/idt over
+# identity NAME (made on first use): that answer.
+id_post() {
+	local got
+	[ -e "$T/$3.crt" ] || dev_identity "$3"
+	id_body
+	got=$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/$3.crt" --key "$T/$3.key")
+	expect_eq "$got" "$1" "$2"
+}
 
 make_site
 mkdir -m 700 "$T/iss"
@@ -49,22 +57,20 @@ for args in "--jwks $T/iss/jwks_small.json" "--jwks http://127.0.0.1:1/keys" \
 	"--jwks $T/iss/none.json" "--jwks $T/iss/jwks.json --device-claim a-b" \
 	"--jwks $T/iss/jwks.json --jwks-ca $T/iss/jwks.json"; do
 	# shellcheck disable=SC2086
-	rc=0; $STK oidc add --issuer "$ISS" --audience "$AUD" $args >"$T/out" 2>"$T/err" || rc=$?
-	[ "$rc" = 2 ] || fail "oidc add $args: rc $rc ($(cat "$T/err"))"
+	expect_exit 2 "oidc add $args" -- $STK oidc add --issuer "$ISS" --audience "$AUD" $args
 done
-rc=0; $STK oidc add --issuer "$ISS" --audience "$AUD" --jwks "$T/iss/jwks_small.json" 2>"$T/err" || rc=$?
-grep -q "small1: RSA key of 1024 bits is too small" "$T/err" || fail "small key message: $(cat "$T/err")"
-rc=0; $STK oidc add --issuer http://issuer.test --audience "$AUD" --jwks "$T/iss/jwks.json" 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] && grep -q -- "--issuer must be an https://" "$T/err" || fail "http issuer: rc $rc $(cat "$T/err")"
-rc=0; $STK oidc add --issuer "$ISS" --jwks "$T/iss/jwks.json" 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] || fail "oidc add without --audience: rc $rc"
+expect_refusal 2 "small1: RSA key of 1024 bits is too small" "small JWKS key" -- \
+	$STK oidc add --issuer "$ISS" --audience "$AUD" --jwks "$T/iss/jwks_small.json"
+expect_refusal 2 "--issuer must be an https://" "http issuer" -- \
+	$STK oidc add --issuer http://issuer.test --audience "$AUD" --jwks "$T/iss/jwks.json"
+expect_exit 2 "no --audience" -- $STK oidc add --issuer "$ISS" --jwks "$T/iss/jwks.json"
 [ "$(q "SELECT count(*) FROM oidc_issuers")" = 0 ] || fail "a refused oidc add recorded an issuer"
 [ "$(audit_count)" = "$audit0" ] || fail "a refused oidc add was audited"
 ok "oidc add: JWKS key too small (1024-bit RSA), http JWKS URL or issuer, bad claim name, missing options: exit 2, nothing recorded"
 
 $STK oidc add --issuer "$ISS" --jwks "$T/iss/jwks.json" --audience "$AUD" --tenant tenant1 >/dev/null
-rc=0; $STK oidc add --issuer "$ISS" --jwks "$T/iss/jwks.json" --audience "$AUD" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "trusted already" "$T/err" || fail "second oidc add: rc $rc"
+expect_refusal 1 "trusted already" "second oidc add" -- \
+	$STK oidc add --issuer "$ISS" --jwks "$T/iss/jwks.json" --audience "$AUD"
 $STK oidc list --json | python3 -c 'import json,sys
 d=json.load(sys.stdin); assert len(d)==1 and d[0]["issuer"]==sys.argv[1] and d[0]["audience"]==sys.argv[2] and d[0]["device_claim"]=="deviceId" and d[0]["tenant"]=="tenant1" and d[0]["jwks"]=="file", d' "$ISS" "$AUD" ||
 	fail "oidc list --json"
@@ -101,14 +107,10 @@ ok "the same identity with the same key registers again (--id-token-file -): sam
 
 # Another key with the same identity (a stolen ID token): refused 409.
 state0=$(db_state); reg0=$(n_reg)
-rc=0; agent d2 0 register --cmg "$CMG" --id-token-file "$T/idt" >"$T/out" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] || fail "second key for the same identity: rc $rc"
-grep -q "idtoken_identity_registered" "$T/err" || fail "second key message: $(cat "$T/err")"
+expect_refusal 1 idtoken_identity_registered "second key for the same identity" -- \
+	agent d2 0 register --cmg "$CMG" --id-token-file "$T/idt"
 [ "$(db_state)" = "$state0" ] && [ "$(n_reg)" = "$reg0" ] || fail "the refused second key changed the store"
-dev_identity thief
-post_json "$CMG/sitetoken/v1/register" <(python3 -c 'import json,sys; print(json.dumps({"id_token": open(sys.argv[1]).read()}))' "$T/idt") \
-	--cert "$T/thief.crt" --key "$T/thief.key" > "$T/st"
-[ "$(cat "$T/st")" = "409 idtoken_identity_registered" ] || fail "thief over curl: $(cat "$T/st")"
+id_post "409 idtoken_identity_registered" "thief over curl" thief
 ok "the identity with another key (attacker 1 with a stolen ID token): 409 idtoken_identity_registered, nothing recorded"
 
 # Seed-style install: /idtoken:- with an EC (ES256) key, the token on stdin.
@@ -117,12 +119,10 @@ $AGENT --state "$T/d3" --ca "$T/tls.crt" install "/mp:$CMG" SMSSiteCode=ABC /idt
 	< "$T/idt" >"$T/out" 2>"$T/err" || fail "install /idtoken:-: $(cat "$T/err")"
 grep -q "^installed: device" "$T/out" || fail "install output: $(cat "$T/out")"
 grep -q "/idtoken:(hidden)" "$T/d3/ccmsetup.log" || fail "ccmsetup.log: $(cat "$T/d3/ccmsetup.log")"
-rc=0; $AGENT --state "$T/d4" --ca "$T/tls.crt" install "/mp:$CMG" "/idtoken:$(cat "$T/idt")" \
-	>/dev/null 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] && grep -q "standard input" "$T/err" || fail "/idtoken:TOKEN on argv: rc $rc $(cat "$T/err")"
-rc=0; $AGENT --state "$T/d4" --ca "$T/tls.crt" install "/mp:$CMG" /idtoken:- /regtoken:- \
-	< "$T/idt" >/dev/null 2>"$T/err" || rc=$?
-[ "$rc" = 2 ] || fail "/idtoken with /regtoken: rc $rc"
+expect_refusal 2 "standard input" "/idtoken:TOKEN on argv" -- \
+	$AGENT --state "$T/d4" --ca "$T/tls.crt" install "/mp:$CMG" "/idtoken:$(cat "$T/idt")"
+expect_exit 2 "/idtoken with /regtoken" -- \
+	$AGENT --state "$T/d4" --ca "$T/tls.crt" install "/mp:$CMG" /idtoken:- /regtoken:- < "$T/idt"
 ok "install /idtoken:- (ES256 ID token on stdin) registers; an ID token on argv or with /regtoken is refused (exit 2)"
 
 # HTTP MP: the ID token with the challenge proof of possession.
@@ -167,10 +167,7 @@ ok "alg none/HS256/mismatch, unknown kid, wrong key, untrusted issuer, wrong aud
 
 # The aud array form that names us is accepted.
 mint --device dev-0005 --aud "[\"api://other\",\"$AUD\"]"
-dev_identity arr
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/arr.crt" --key "$T/arr.key")" = "200 -" ] ||
-	fail "aud array: $(cat "$T/resp")"
+id_post "200 -" "aud array" arr
 ok "an aud array holding the audience is accepted"
 
 # --- JWKS URL mode: the test's own HTTPS JWKS server ------------------------
@@ -190,32 +187,25 @@ URL=https://127.0.0.1:$(cat "$T/iss/ready")/keys
 ISS2=https://issuer-url.test/v2.0
 fetches() { wc -l < "$T/iss/fetches" 2>/dev/null || echo 0; }
 # Without the test CA the system CAs do not know the server: exit 3, nothing recorded.
-rc=0; $STK oidc add --issuer "$ISS2" --jwks "$URL" --audience "$AUD" 2>"$T/err" || rc=$?
-[ "$rc" = 3 ] && [ "$(q "SELECT count(*) FROM oidc_issuers WHERE issuer = '$ISS2'")" = 0 ] ||
-	fail "JWKS URL with an unknown CA: rc $rc $(cat "$T/err")"
+expect_exit 3 "unknown JWKS CA" -- $STK oidc add --issuer "$ISS2" --jwks "$URL" --audience "$AUD"
+[ "$(q "SELECT count(*) FROM oidc_issuers WHERE issuer = '$ISS2'")" = 0 ] ||
+	fail "JWKS URL with an unknown CA recorded"
 $STK oidc add --issuer "$ISS2" --jwks "$URL" --jwks-ca "$T/iss/ca.pem" --audience "$AUD" >/dev/null ||
 	die "oidc add with a JWKS URL"
 $STK oidc list | grep -q "keys $URL" || fail "oidc list does not show the URL"
 mint --iss "$ISS2" --device url-0001
-dev_identity u1
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u1.crt" --key "$T/u1.key")" = "200 -" ] ||
-	fail "URL mode registration: $(cat "$T/resp")"
+id_post "200 -" "URL mode registration" u1
 f1=$(fetches)
 # The issuer rotates: rsa2 appears. Within the refresh interval the server
 # does not fetch again (junk kids cost nothing); after it, one fetch finds it.
 cp "$T/iss/jwks2.json" "$T/iss/served.json"
 mint --iss "$ISS2" --key rsa2 --device url-0002
-dev_identity u2
-id_body
 for _ in 1 2 3; do
-	[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u2.crt" --key "$T/u2.key")" = "401 idtoken_unknown_key" ] ||
-		fail "new kid within the refresh interval: $(cat "$T/resp")"
+	id_post "401 idtoken_unknown_key" "new kid within the refresh interval" u2
 done
 [ "$(fetches)" = "$f1" ] || fail "the server fetched the JWKS again within 10 seconds ($(fetches) > $f1)"
 sleep 10
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u2.crt" --key "$T/u2.key")" = "200 -" ] ||
-	fail "new kid after the refresh interval: $(cat "$T/resp")"
+id_post "200 -" "new kid after the refresh interval" u2
 [ "$(fetches)" = $((f1 + 1)) ] || fail "refresh on the unknown kid: $(fetches) fetches, want $((f1 + 1))"
 ok "JWKS URL (own HTTPS server, test CA): registration; a new kid is fetched on demand, at most once per 10 s"
 
@@ -223,16 +213,10 @@ ok "JWKS URL (own HTTPS server, test CA): registration; a new kid is fetched on 
 cp "$T/iss/jwks_small.json" "$T/iss/served.json"
 sleep 10
 mint --iss "$ISS2" --key small --device url-0003
-dev_identity u3
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u3.crt" --key "$T/u3.key")" = "401 idtoken_unknown_key" ] ||
-	fail "1024-bit key after refresh: $(cat "$T/resp")"
+id_post "401 idtoken_unknown_key" "1024-bit key after refresh" u3
 grep -q "small1: RSA key of 1024 bits is too small" "$T/server.stderr" || fail "the ignored small key is not logged"
 mint --iss "$ISS2" --key ec --device url-0004
-dev_identity u4
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/u4.crt" --key "$T/u4.key")" = "200 -" ] ||
-	fail "EC key after a refresh with a small key: $(cat "$T/resp")"
+id_post "200 -" "EC key after a refresh with a small key" u4
 ok "a JWKS key too small at refresh is ignored and logged, the others still verify"
 
 # --- attacker 3 (database writer): issuer rows the site key did not sign ----
@@ -243,34 +227,25 @@ sig=$(q "SELECT endorsement FROM oidc_issuers WHERE issuer = '$ISS'")
 [ -n "$kid" ] && [ -n "$sig" ] || fail "the issuer record is not endorsed"
 q "INSERT INTO oidc_issuers (issuer, audience, device_claim, tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement) VALUES ('https://forged.test', '$AUD', 'deviceId', '', '', '$(tr -d '\n' < "$T/iss/jwks.json")', '', 0, '$kid', '$sig')"
 mint --iss https://forged.test --device forged-1
-dev_identity f1
 state=$(db_state); reg=$(n_reg)
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f1.crt" --key "$T/f1.key")" = "401 idtoken_issuer_untrusted" ] ||
-	fail "forged issuer row: $(cat "$T/resp")"
+id_post "401 idtoken_issuer_untrusted" "forged issuer row" f1
 [ "$(db_state)" = "$state" ] && [ "$(n_reg)" = "$reg" ] || fail "the forged issuer registered something"
 $STK oidc list --json | python3 -c 'import json,sys
 d={r["issuer"]: r["endorsed"] for r in json.load(sys.stdin)}
 assert d["https://forged.test"] is False and d[sys.argv[1]] is True, d' "$ISS" || fail "oidc list endorsed flags"
 q "UPDATE oidc_issuers SET tenant = '' WHERE issuer = '$ISS'"
 mint --device dev-0007 --tid tenant2
-dev_identity f2
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f2.crt" --key "$T/f2.key")" = "401 idtoken_issuer_untrusted" ] ||
-	fail "edited issuer row: $(cat "$T/resp")"
+id_post "401 idtoken_issuer_untrusted" "edited issuer row" f2
 grep -q "not endorsed by a trusted site key" "$T/server.stderr" || fail "the unendorsed record is not logged"
 q "UPDATE oidc_issuers SET tenant = 'tenant1' WHERE issuer = '$ISS'"
 q "DELETE FROM oidc_issuers WHERE issuer = 'https://forged.test'"
 mint --device dev-0007
-id_body
-[ "$(post_json "$CMG/sitetoken/v1/register" "$T/body" --cert "$T/f2.crt" --key "$T/f2.key")" = "200 -" ] ||
-	fail "restored issuer row: $(cat "$T/resp")"
+id_post "200 -" "restored issuer row" f2
 ok "attacker 3: an issuer row added or edited in the database (not signed by the site key) trusts no one (idtoken_issuer_untrusted), oidc list flags it"
 
 # --- oidc remove: the issuer is no longer trusted; its devices stay ----------
 $STK oidc remove --issuer "$ISS" >/dev/null || fail "oidc remove"
-rc=0; $STK oidc remove --issuer "$ISS" 2>/dev/null || rc=$?
-[ "$rc" = 1 ] || fail "second oidc remove: rc $rc"
+expect_exit 1 "second oidc remove" -- $STK oidc remove --issuer "$ISS"
 mint --device dev-0009
 dev_identity r1
 cmg_bad "401 idtoken_issuer_untrusted" "removed issuer"

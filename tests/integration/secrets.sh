@@ -12,9 +12,8 @@
 # 0700 directory. Also: loose key files refused (file backend, agent,
 # server TLS key).
 TEST_NAME=secrets
-. "$(dirname "$0")/server_lib.sh"
-. "$(dirname "$0")/hostile_lib.sh"
-set +e
+. "$(dirname "$0")/harness.sh"
+server_env
 AGENT_PID=
 
 # --- site key in SoftHSM (PIN only in a 0600 file) ---
@@ -24,15 +23,10 @@ $STK site init --site "$SITE" --backend pkcs11 --key-type rsa2048 \
 	--pkcs11-uri "pkcs11:token=sitetoken;object=site" > "$T/init.out" 2>&1 || fail "site init: $(cat "$T/init.out")"
 dev_cert tls -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost
 start_server
-trap 'rc=$?; [ -z "$AGENT_PID" ] || { kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID"; }; stop_server || true; exit $rc' EXIT
+on_exit '[ -z "$AGENT_PID" ] || { kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID"; }'
 
 # --- the demo flow ---
-( umask 077; $STK bulk new --lifetime 60 --json > "$T/bulk.json" ) || fail "bulk new"
-python3 -c 'import json,os,sys
-d = json.load(open(sys.argv[1]))
-fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-os.write(fd, d["token"].encode()); os.close(fd)' "$T/bulk.json" "$T/secret.bulk"
-rm -f "$T/bulk.json"
+new_bulk "$T/secret.bulk" >/dev/null || fail "bulk new"
 agent dev 0 install /mp:"$CMG" CCMHOSTNAME="127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER" \
 	SMSSiteCode=ABC /regtoken:- < "$T/secret.bulk" > "$T/install.out" 2>&1 || fail "install: $(cat "$T/install.out")"
 cp "$T/dev/client.token" "$T/secret.client1"
@@ -154,15 +148,12 @@ grep -q '^SITETOKEN_PKCS11_PIN_FILE=' "$T/proc.server.environ" && ok "server env
 	bad "server environment: no SITETOKEN_PKCS11_PIN_FILE"
 
 # --- the expected secrets: owner-only ---
-for f in dev/device.key dev/client.token mpdev/device.key mpdev/client.token; do
-	m=$(stat -c %a "$T/$f")
-	[ "$m" = 600 ] && ok "$f mode 0600" || bad "$f mode $m"
+for f in dev/device.key dev/client.token mpdev/device.key mpdev/client.token \
+	dev/ mpdev/ hsm/user.pin; do
+	want=600
+	[[ $f == */ ]] && want=700
+	expect_eq "$(stat -c %a "$T/$f")" $want "$f mode 0$want"
 done
-for d in dev mpdev; do
-	m=$(stat -c %a "$T/$d")
-	[ "$m" = 700 ] && ok "$d/ mode 0700" || bad "$d/ mode $m"
-done
-m=$(stat -c %a "$T/hsm/user.pin"); [ "$m" = 600 ] && ok "PIN file mode 0600" || bad "PIN file mode $m"
 kill "$AGENT_PID"; wait "$AGENT_PID"; AGENT_PID=
 
 # --- loose key files refused ---

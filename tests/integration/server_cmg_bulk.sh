@@ -2,12 +2,10 @@
 # Bulk registration through the CMG (seed-style install), and the bulk token
 # refusals: blocked, expired, unknown, missing client certificate.
 TEST_NAME=server_cmg_bulk
-. "$(dirname "$0")/server_lib.sh"
-make_site
-start_server
+. "$(dirname "$0")/harness.sh" server
+serve_site
 
 bguid=$(new_bulk "$T/bulk.tok")
-HOSTPATH=127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/$SITE_NUMBER
 out=$(agent devA 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok")
 echo "$out" | grep -q "installed: device" || fail "install: $out"
 guid=$(agent devA 0 status --json | json_get device_guid)
@@ -37,9 +35,8 @@ ok "a bulk token registers several devices; SITETOKEN_REGTOKEN/stdin/file all av
 
 # Blocked bulk token: refused (403 bulk_token_blocked), and unblocked again.
 $STK bulk block "$bguid" >/dev/null
-rc=0; agent devC 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] || fail "blocked bulk token: exit $rc"
-grep -q "HTTP 403 bulk_token_blocked" "$T/err" || fail "blocked reason: $(cat "$T/err")"
+expect_refusal 1 "HTTP 403 bulk_token_blocked" "blocked bulk token" -- \
+	agent devC 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok"
 grep -q "Refused registration from 127.0.0.1: bulk_token_blocked" "$SITE/logs/ClientAuth.log" || fail "ClientAuth.log"
 $STK bulk unblock "$bguid" >/dev/null
 agent devC 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null || fail "unblocked token refused"
@@ -47,24 +44,21 @@ ok "blocked bulk token refused (403 bulk_token_blocked, ClientAuth.log), unblock
 
 # Expired bulk token: created two hours ago with a one-minute lifetime.
 SITETOKEN_TIME_OFFSET=-7200 new_bulk "$T/old.tok" 1 >/dev/null
-rc=0; SITETOKEN_REGTOKEN=$(cat "$T/old.tok") agent devD 0 install /mp:"$CMG" SMSSiteCode=ABC 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] || fail "expired bulk token: exit $rc"
-grep -q "HTTP 401 token_expired" "$T/err" || fail "expired reason: $(cat "$T/err")"
+SITETOKEN_REGTOKEN=$(cat "$T/old.tok") expect_refusal 1 "HTTP 401 token_expired" "expired bulk token" -- \
+	agent devD 0 install /mp:"$CMG" SMSSiteCode=ABC
 grep -q "Installation failed" "$T/devD/ccmsetup.log" || fail "ccmsetup.log failure line"
 ok "expired bulk token refused (401 token_expired)"
 
 # A client token is not a bulk token.
-rc=0; agent devE 0 register --cmg "$CMG" --regtoken-file "$T/devA/client.token" 2>"$T/err" || rc=$?
-[ "$rc" = 1 ] && grep -q wrong_token_type "$T/err" || fail "client token as bulk token: $(cat "$T/err")"
+expect_refusal 1 wrong_token_type "client token as bulk token" -- \
+	agent devE 0 register --cmg "$CMG" --regtoken-file "$T/devA/client.token"
 ok "client token offered as a bulk token refused (wrong_token_type)"
 
 # No TLS client certificate: refused before any token check.
 printf '{"bulk_token":"%s"}' "$(cat "$T/bulk.tok")" > "$T/body"; chmod 600 "$T/body"
-res=$(cmg_call POST register "" "" --data-binary @"$T/body")
-[ "$(echo "$res" | http_status)" = 401 ] || fail "no client cert: $res"
-echo "$res" | http_body | grep -q no_client_certificate || fail "no client cert reason"
-res=$(curl -s -w '\n%{http_code}' --cacert "$T/tls.crt" "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/999/sitetoken/v1/policy")
-[ "$(echo "$res" | http_status)" = 404 ] || fail "wrong site number: $res"
+cmg_expect "401 no_client_certificate" "no client cert" POST register "" "" --data-binary @"$T/body"
+res=$(http GET "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/999/sitetoken/v1/policy")
+expect_eq "$(http_status <<<"$res")" 404 "wrong site number"
 ok "CMG without client certificate 401; wrong site number 404"
 
 n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event='device.register.cmg' AND outcome='refused'")

@@ -3,10 +3,9 @@
 # token, half with the internal MP): every one is recorded exactly once,
 # audited once, and the audit chain stays intact. Prints registrations/s.
 TEST_NAME=server_concurrent
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 N=${STK_CONCURRENT_DEVICES:-50}
-make_site
-start_server 0 --threads 8
+serve_site 0 --threads 8
 new_bulk "$T/bulk.tok" >/dev/null
 
 # Make the device identities first so the timing below is registration only.
@@ -31,8 +30,8 @@ echo "# $N concurrent registrations (agents incl. key generation) in $(python3 -
 [ "$(count_devices)" = "$N" ] || fail "devices recorded: $(count_devices), want $N"
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(DISTINCT cert_thumbprint) FROM devices")" = "$N" ] || fail "thumbprints"
 [ "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE via='cmg'")" = $((N / 2)) ] || fail "cmg count"
-n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok'")
-[ "$n" = "$N" ] || fail "audited registrations: $n"
+expect_eq "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok'")" \
+	"$N" "audited registrations"
 for i in $(seq "$N"); do agent "d$i" 0 status --json | json_get device_guid; done | sort > "$T/agent_guids"
 sqlite3 "$SITE/site.db" "SELECT guid FROM devices" | sort > "$T/db_guids"
 cmp -s "$T/agent_guids" "$T/db_guids" || fail "agents' GUIDs differ from the database"
@@ -44,8 +43,8 @@ for i in $(seq 2 2 "$N"); do agent "d$i" 0 policy >/dev/null 2>&1 & pids+=($!); 
 for p in "${pids[@]}"; do wait "$p" || fail "concurrent policy request failed"; done
 ok "concurrent authenticated requests accepted"
 
-lines=$(grep -c "registered via" "$SITE/logs/MP_RegistrationManager.log")
-[ "$lines" = "$N" ] || fail "MP_RegistrationManager.log lines: $lines"
+expect_eq "$(grep -c "registered via" "$SITE/logs/MP_RegistrationManager.log")" "$N" \
+	"MP_RegistrationManager.log lines"
 assert_no_tokens_in_logs
 stop_server
 $STK audit verify >/dev/null || fail "audit verify"

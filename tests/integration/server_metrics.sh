@@ -6,15 +6,14 @@
 # nothing under concurrent registrations (atomics), figures that match the
 # site's own records, and a listener that stays on loopback unless told.
 TEST_NAME=server_metrics
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 PY=/usr/bin/python3 # Debian's python3, which has python3-prometheus-client
 CHECK=$STK_SRC/tests/integration/metrics_check.py
 
 $PY -c 'import prometheus_client' 2>/dev/null ||
 	fail "python3-prometheus-client is not installed (./run deps)"
 
-make_site
-start_server 0 --metrics 127.0.0.1:0
+serve_site 0 --metrics 127.0.0.1:0
 [ -n "${metrics_port:-}" ] && [ "$metrics_port" != 0 ] || fail "no metrics_port in the ready file: $(cat "$T/ready")"
 M=http://127.0.0.1:$metrics_port/metrics
 
@@ -37,18 +36,15 @@ agent A 0 register --mp "$MP" >/dev/null
 agent B 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
 agent B 0 renew --force >/dev/null
 echo "not.a.token" > "$T/junk"
-res=$(cmg_call GET policy B "$T/junk")
-[ "$(echo "$res" | http_status)" = 401 ] || fail "junk token: $res"
-res=$(cmg_call GET policy "" "$T/B/client.token")
-[ "$(echo "$res" | http_status)" = 401 ] || fail "no client certificate: $res"
+cmg_expect "401 token_invalid" "junk token" GET policy B "$T/junk"
+cmg_expect "401 no_client_certificate" "no client certificate" GET policy "" "$T/B/client.token"
 $STK settings set internal-registration off >/dev/null
-rc=0; agent C 0 register --mp "$MP" 2>/dev/null >/dev/null || rc=$?
-[ "$rc" = 1 ] || fail "registration with internal-registration off: rc $rc"
+expect_exit 1 "registration with internal-registration off" -- agent C 0 register --mp "$MP"
 $STK settings set internal-registration on >/dev/null
 bg=$(new_bulk "$T/blocked.tok")
 $STK bulk block "$bg" >/dev/null
-rc=0; agent D 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/blocked.tok" 2>/dev/null >/dev/null || rc=$?
-[ "$rc" = 1 ] || fail "registration with a blocked bulk token: rc $rc"
+expect_exit 1 "registration with a blocked bulk token" -- \
+	agent D 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/blocked.tok"
 
 scrape "$T/m2"
 for want in 'sitetoken_registrations_total{listener=mp} 1' \
@@ -118,9 +114,7 @@ ok "other paths 404, other methods 405"
 stop_server
 
 # Plain HTTP without authentication: loopback unless --metrics-remote.
-rc=0
-$STK serve --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
-	--metrics 0.0.0.0:0 2>"$T/remote.err" >/dev/null || rc=$?
-[ "$rc" != 0 ] && grep -q -- "--metrics-remote" "$T/remote.err" || fail "non-loopback metrics without --metrics-remote: rc $rc $(cat "$T/remote.err")"
-ok "--metrics 0.0.0.0 refused without --metrics-remote (exit $rc)"
+expect_refusal 2 --metrics-remote "--metrics 0.0.0.0 without --metrics-remote" -- $STK serve \
+	--mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
+	--metrics 0.0.0.0:0
 assert_no_tokens_in_logs

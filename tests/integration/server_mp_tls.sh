@@ -2,7 +2,7 @@
 # MP over HTTPS: registration needs a credential -- a client certificate
 # issued by the configured trusted CA, or a bulk registration token.
 TEST_NAME=server_mp_tls
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 make_site
 # A CA and a client certificate it issued (e.g. a domain PKI).
 dev_cert ca -subj /CN=test-ca
@@ -29,22 +29,18 @@ agent Q 0 register --mp "$MPS" 2>/dev/null || true   # makes Q's identity (refus
 python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read()}))' "$T/Q/device.crt" > "$T/body"
 # Attacker 1 with a trusted-CA certificate: a body naming another device's
 # (public) certificate is refused; before, that certificate was registered.
-st=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/pki.crt" --key "$T/pki.key" \
-	-H 'Content-Type: application/json' --data-binary @"$T/body" "$MPS/sitetoken/v1/register")
-[ "$st" = 401 ] && grep -q certificate_mismatch "$T/resp" || fail "foreign body certificate over TLS: $st $(cat "$T/resp")"
-ok "HTTPS MP: a body certificate other than the TLS client certificate refused (401 certificate_mismatch)"
-st=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/pki.crt" --key "$T/pki.key" \
-	-H 'Content-Type: application/json' --data-binary '{}' "$MPS/sitetoken/v1/register")
-[ "$st" = 200 ] || fail "trusted CA credential: $st $(cat "$T/resp")"
-want=$(openssl x509 -in "$T/pki.crt" -outform DER | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
+PKI=(--cert "$T/pki.crt" --key "$T/pki.key")
+expect_eq "$(post_json "$MPS/sitetoken/v1/register" "$T/body" "${PKI[@]}")" "401 certificate_mismatch" \
+	"HTTPS MP: a body certificate other than the TLS client certificate refused"
+echo '{}' >"$T/empty"
+expect_eq "$(post_json "$MPS/sitetoken/v1/register" "$T/empty" "${PKI[@]}")" "200 -" "trusted CA credential"
 guid=$(json_get device_guid < "$T/resp")
-[ "$(sqlite3 "$SITE/site.db" "SELECT cert_thumbprint FROM devices WHERE guid='$guid'")" = "$want" ] || fail "bound to the wrong certificate"
+[ "$(sqlite3 "$SITE/site.db" "SELECT cert_thumbprint FROM devices WHERE guid='$guid'")" = "$(cert_x5t "$T/pki.crt")" ] ||
+	fail "bound to the wrong certificate"
 rm -f "$T/resp"
 ok "HTTPS MP with a client certificate from the trusted CA accepted, bound to that certificate"
 
 # A self-signed TLS client certificate is not a credential on the MP.
-st=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/tls.crt" --cert "$T/Q/device.crt" --key "$T/Q/device.key" \
-	-H 'Content-Type: application/json' --data-binary @"$T/body" "$MPS/sitetoken/v1/register")
-[ "$st" = 401 ] || fail "self-signed TLS cert accepted as credential: $st"
-ok "self-signed TLS client certificate is not a credential (401)"
+st=$(post_json "$MPS/sitetoken/v1/register" "$T/body" --cert "$T/Q/device.crt" --key "$T/Q/device.key")
+expect_eq "${st% *}" 401 "self-signed TLS client certificate is not a credential"
 assert_no_tokens_in_logs

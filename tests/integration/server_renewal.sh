@@ -4,9 +4,8 @@
 # internal re-registration works. Also `run` (renews only when due) and
 # durability across a server restart.
 TEST_NAME=server_renewal
-. "$(dirname "$0")/server_lib.sh"
-make_site
-start_server 0
+. "$(dirname "$0")/harness.sh" server
+serve_site 0
 new_bulk "$T/bulk.tok" >/dev/null
 agent X 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
 agent Y 0 register --mp "$MP" --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
@@ -21,9 +20,8 @@ ok "day 29: run leaves the token alone (renews at 30 days)"
 # Day 31: renewal accepted, new token valid 90 days from renewal.
 stop_server; start_server 31
 agent X 31 run --once | grep -q "renewed: device" || fail "run did not renew at day 31"
-iat=$(agent X 31 status --json | json_get issued_at)
-exp=$(agent X 31 status --json | json_get expires_at)
-[ $((exp - iat)) -eq $((90 * 86400)) ] || fail "renewed token not 90 days"
+read -r iat exp < <(agent X 31 status --json | json 'd["issued_at"], d["expires_at"]' | tr -d '(),')
+expect_eq $((exp - iat)) $((90 * 86400)) "renewed token 90 days"
 now=$(( $(date +%s) + 31 * 86400 ))
 [ $((iat - now)) -le 5 ] && [ $((now - iat)) -le 60 ] || fail "renewed token not issued at day 31"
 grep -q "Renewed client token through" "$T/X/ClientIDManagerStartup.log" || fail "agent log"
@@ -61,6 +59,6 @@ ok "day 91: renewed device accepted; expired device re-registers on the MP and i
 assert_no_tokens_in_logs
 stop_server
 $STK audit verify >/dev/null || fail "audit verify"
-n=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event='device.renew' AND outcome='ok'")
-[ "$n" = 1 ] || fail "renewals audited: $n"
+expect_eq "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event='device.renew' AND outcome='ok'")" 1 \
+	"renewals audited"
 ok "renewal audited; chain verifies"

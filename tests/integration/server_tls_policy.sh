@@ -5,7 +5,7 @@
 # every listener refuses; TLS 1.2 ECDHE-GCM and TLS 1.3 succeed. The server
 # certificate is RSA so that static-RSA suites would be possible at all.
 TEST_NAME=server_tls_policy
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 
 $STK site init --site "$SITE" >/dev/null
 dev_cert tls -newkey rsa:2048 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1
@@ -49,15 +49,11 @@ try "$mp_port" -tls1_2 && ok "--tls-priority: TLS 1.2 accepted" || fail "--tls-p
 stop_server
 
 # A priority string GnuTLS does not understand: a clear start-up error, exit 2.
-rc=0
-$STK serve --site "$SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" \
-	--tls-key "$T/tls.key" --tls-priority 'NORMAL:+NO-SUCH-THING' 2>"$T/bad.err" || rc=$?
-[ "$rc" -eq 2 ] && grep -q -- '--tls-priority' "$T/bad.err" && ok "a bad --tls-priority is refused, exit 2" \
-	|| fail "bad --tls-priority: exit $rc, $(cat "$T/bad.err")"
+expect_refusal 2 --tls-priority "a bad --tls-priority" -- $STK serve --site "$SITE" \
+	--mp 127.0.0.1:0 --cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" \
+	--tls-key "$T/tls.key" --tls-priority 'NORMAL:+NO-SUCH-THING'
 
 # README: a TLS key that cannot be read is an I/O failure, exit 3 (was 2).
-rc=0
-$STK serve --site "$SITE" --tls-cert "$T/tls.crt" --tls-key "$T/missing.key" 2>"$T/nokey.err" || rc=$?
-[ "$rc" -eq 3 ] && grep -q 'missing.key' "$T/nokey.err" && ok "serve --tls-key missing: exit 3" \
-	|| fail "serve --tls-key missing: exit $rc, $(cat "$T/nokey.err")"
+expect_refusal 3 missing.key "serve --tls-key missing" -- \
+	$STK serve --site "$SITE" --tls-cert "$T/tls.crt" --tls-key "$T/missing.key"
 echo "all ok"

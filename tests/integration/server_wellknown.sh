@@ -6,29 +6,12 @@
 # jose, tests/browser/jwks.test.mjs) verifies our client and bulk tokens with
 # the served key set. Attacker: 1 (network) only sees public keys here.
 TEST_NAME=server_wellknown
-. "$(dirname "$0")/server_lib.sh"
+. "$(dirname "$0")/harness.sh" server
 BROWSER_DIR=$STK_SRC/tests/browser
 
-missing() {
-	if [ "${CI:-}" = true ]; then fail "$1 (CI installs it: ./run deps)"; fi
-	echo "SKIP: $1"
-	exit 77
-}
-command -v node >/dev/null || missing "node is not installed (apt-get install nodejs npm)"
-if [ ! -f "$BROWSER_DIR/node_modules/jose/package.json" ]; then
-	(
-		flock 9
-		cd "$BROWSER_DIR"
-		[ -f node_modules/jose/package.json ] ||
-			npm install --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1
-	) 9>"$STK_TEST_TMP/.npm-browser.lock" || {
-		cat "$T/npm.log" >&2
-		missing "npm install of jose failed"
-	}
-fi
+browser_deps jose
 
-make_site
-start_server
+serve_site
 GUID=$(sqlite3 "$SITE/site.db" 'SELECT tenant FROM site' | tr 'A-Z' 'a-z')
 ISS=urn:sccm:oauth2:$GUID
 CMGROOT=https://127.0.0.1:$cmg_port
@@ -51,9 +34,7 @@ assert sorted(k["kid"] for k in a["keys"]) == sorted(k["kid"] for k in b["keys"]
 assert all("d" not in k and "p" not in k for k in a["keys"]), "private members"
 PY
 [ "$(hdr Content-Type "$T/cmg.jwks")" = application/jwk-set+json ] || fail "content type"
-res=$(cmg_call GET policy "" "")
-[ "$(echo "$res" | http_status)" = 401 ] && echo "$res" | grep -q no_client_certificate ||
-	fail "gateway path without a client certificate: $res"
+cmg_expect "401 no_client_certificate" "gateway path without a client certificate" GET policy "" ""
 ok "JWKS on the MP and on the CMG without a client certificate (same keys as key export --jwks); the gateway path still refuses 401 no_client_certificate"
 
 # Caching: max-age, a strong ETag, If-None-Match -> 304 without a body.
@@ -102,9 +83,7 @@ SERVER_PID=$SERVED_PID
 MP2=http://127.0.0.1:$SERVED_MP_PORT
 CMG2=https://127.0.0.1:$SERVED_CMG_PORT/CCM_Proxy_MutualAuth/$SITE_NUMBER
 GUID2=$(sqlite3 "$SITE2/site.db" 'SELECT tenant FROM site' | tr 'A-Z' 'a-z')
-( umask 077; SITETOKEN_SITE=$SITE2 $STK bulk new --lifetime 60 --json > "$T/bulk2.json" )
-python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' "$T/bulk2.json" "$T/bulk2.tok"
-rm -f "$T/bulk2.json"
+SITETOKEN_SITE=$SITE2 new_bulk "$T/bulk2.tok" >/dev/null
 agent E 0 register --mp "$MP2" --cmg "$CMG2" --regtoken-file "$T/bulk2.tok" >/dev/null
 DEV2=$(agent E 0 status --json | json_get device_guid)
 ( umask 077; printf 'client %s\nbulk %s\n' "$(cat "$T/E/client.token")" "$(cat "$T/bulk2.tok")" > "$T/tokens" )
