@@ -49,7 +49,7 @@ struct cli_sub {
 	const char *usage;                  /* its usage line (cli_sub_usage), or NULL */
 };
 /* Runs the subcommand argv[1] names, or prints usage: EXIT_USAGE. subs ends
- * with a NULL name. */
+ * with a NULL name; a run set there takes any other word (argv[0] = it). */
 int cli_sub_run(const char *cmd, const struct cli_sub *subs, int argc, char **argv,
     const char *usage);
 /* The running subcommand's usage line on stderr; EXIT_USAGE. */
@@ -65,6 +65,15 @@ struct cli_opt {
  * optind at the first operand, or EXIT_USAGE after "bad option for 'CMD
  * SUB'". */
 int cli_opts(int argc, char **argv, const struct cli_opt *opts);
+/* The same, but a bad option prints bad (a command's own wording) instead. */
+int cli_opts_msg(int argc, char **argv, const struct cli_opt *opts, const char *bad);
+/* And check (when not NULL) sees each option as it comes (value NULL for a
+ * flag): a bad value stops there, with check's exit code, before any later
+ * bad option is looked at. */
+int cli_opts_check(int argc, char **argv, const struct cli_opt *opts, const char *bad,
+    int (*check)(const struct cli_opt *o, const char *value));
+/* A check for --key-type: rsa2048, rsa3072 or p256. */
+int cli_check_key_type(const struct cli_opt *o, const char *value);
 /* cli/progress.c: progress on stderr, only when stderr is a terminal (quiet in scripts).
  * cli_progress(label, done, total) redraws one line; total 0 = unknown.
  * cli_progress_end() ends the line. */

@@ -7,8 +7,6 @@
 #include "sitetoken/log.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_JSON };
-
 static int
 show_row(void *ctx, const struct stk_audit_record *r)
 {
@@ -37,39 +35,23 @@ show_row(void *ctx, const struct stk_audit_record *r)
 	return 0;
 }
 
-int
-cmd_audit(int argc, char **argv)
+/* Every subcommand (and an unknown word, before its usage line) takes
+ * --site and --json but checkpoint, which prints nothing to format. */
+static int
+audit_run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const struct option site_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ NULL, 0, NULL, 0 }
-	};
-	const char *dir = NULL, *sub;
+	const char *dir = NULL, *sub = argv[0];
 	struct stk_site *s;
 	struct stk_error err;
 	struct stk_audit_report rep;
-	int c, json = 0, r, rc = 0;
+	int json = 0, r, rc = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	}, site_opts[] = { { "site", &dir, NULL }, { NULL, NULL, NULL } };
 
-	if (argc < 2)
-		return cli_usage_error("usage: audit show|verify|checkpoint");
-	sub = argv[1];
-	argc--;
-	argv++;
-	optind = 1;
-	/* checkpoint prints nothing to format: it takes no --json. */
-	while ((c = cli_getopt(argc, argv, strcmp(sub, "checkpoint") == 0 ? site_opts :
-	    opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'audit'");
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, strcmp(sub, "checkpoint") == 0 ? site_opts : opts,
+	    "bad option for 'audit'")) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (strcmp(sub, "show") != 0 && strcmp(sub, "verify") != 0 &&
@@ -140,4 +122,12 @@ cmd_audit(int argc, char **argv)
 	}
 	stk_site_close(s);
 	return rc;
+}
+
+int
+cmd_audit(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = { { NULL, audit_run, NULL } };
+
+	return cli_sub_run("audit", subs, argc, argv, "usage: audit show|verify|checkpoint");
 }

@@ -16,9 +16,6 @@
 #include "cli.h"
 #include "sitetoken/attest_policy.h"
 
-enum { OPT_SITE = 256, OPT_LIFETIME, OPT_JSON, OPT_TYPE, OPT_SORT, OPT_MAX_USES,
-	OPT_SOURCE, OPT_TLS_CERT, OPT_CMG, OPT_REQ_ATT };
-
 /* The agent's gateway pin for a TLS certificate file: "sha256:" and the hex
  * SHA-256 of the SubjectPublicKeyInfo of the file's last certificate (the
  * CA end of a chain; the certificate itself when it is self-signed).
@@ -160,27 +157,22 @@ bulk_new_print(const char *site_dir, const struct bulk_new_opts *o)
 	return 0;
 }
 
+/* The sitetoken commands; BulkRegistrationTokenTool (built without cli/sub.c)
+ * shares only bulk_new_print. */
+#ifndef STK_BULKTOOL_MAIN
 static int
-bulk_block(int argc, char **argv, int block)
+bulk_block_set(int argc, char **argv, int block)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s;
 	struct stk_error err;
 	const char *dir = NULL;
-	int c, r;
+	const struct cli_opt opts[] = { { "site", &dir, NULL }, { NULL, NULL, NULL } };
+	int r;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else
-			return cli_usage_error("bad option");
-	}
+	if ((r = cli_opts_msg(argc, argv, opts, "bad option")) != 0)
+		return r;
 	if (argc - optind != 1)
-		return cli_usage_error("usage: bulk %s GUID", block ? "block" : "unblock");
+		return cli_sub_usage();
 	if (!stk_guid_valid(argv[optind]))
 		return cli_usage_error("'%s' is not a GUID", argv[optind]);
 	if ((r = cli_open_site(dir, &s)) != 0)
@@ -195,49 +187,50 @@ bulk_block(int argc, char **argv, int block)
 	return 0;
 }
 
-int
-cmd_bulk(int argc, char **argv)
+static int
+bulk_block(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
-		{ "max-uses", required_argument, NULL, OPT_MAX_USES },
-		{ "source", required_argument, NULL, OPT_SOURCE },
-		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
-		{ "cmg", required_argument, NULL, OPT_CMG },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "require-attestation", no_argument, NULL, OPT_REQ_ATT },
-		{ NULL, 0, NULL, 0 }
-	};
+	return bulk_block_set(argc, argv, 1);
+}
+
+static int
+bulk_unblock(int argc, char **argv)
+{
+	return bulk_block_set(argc, argv, 0);
+}
+
+static int
+bulk_new(int argc, char **argv)
+{
 	struct bulk_new_opts o = { NULL, NULL, NULL, NULL, NULL, 0, 0 };
 	const char *dir = NULL;
-	int c;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "lifetime", &o.lifetime, NULL },
+		{ "max-uses", &o.max_uses, NULL }, { "source", &o.source, NULL },
+		{ "tls-cert", &o.tls_cert, NULL }, { "cmg", &o.cmg, NULL },
+		{ "json", NULL, &o.json }, { "require-attestation", NULL, &o.require_att },
+		{ NULL, NULL, NULL }
+	};
+	int r;
 
-	if (argc >= 2 && strcmp(argv[1], "block") == 0)
-		return bulk_block(argc - 1, argv + 1, 1);
-	if (argc >= 2 && strcmp(argv[1], "unblock") == 0)
-		return bulk_block(argc - 1, argv + 1, 0);
-	if (argc < 2 || strcmp(argv[1], "new") != 0)
-		return cli_usage_error("usage: bulk new|block|unblock");
-	argc--;
-	argv++;
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_LIFETIME: o.lifetime = optarg; break;
-		case OPT_MAX_USES: o.max_uses = optarg; break;
-		case OPT_SOURCE: o.source = optarg; break;
-		case OPT_TLS_CERT: o.tls_cert = optarg; break;
-		case OPT_CMG: o.cmg = optarg; break;
-		case OPT_JSON: o.json = 1; break;
-		case OPT_REQ_ATT: o.require_att = 1; break;
-		default: return cli_usage_error("bad option for 'bulk new'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	return bulk_new_print(dir, &o);
+}
+
+int
+cmd_bulk(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = {
+		{ "block", bulk_block, "usage: bulk block GUID" },
+		{ "unblock", bulk_unblock, "usage: bulk unblock GUID" },
+		{ "new", bulk_new, NULL },
+		{ NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("bulk", subs, argc, argv, "usage: bulk new|block|unblock");
 }
 
 /* ---- certs list ---- */
@@ -277,16 +270,9 @@ type_matches(const char *want, const char *type)
 	return strcasecmp(want, type) == 0;
 }
 
-int
-cmd_certs(int argc, char **argv)
+static int
+certs_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "sort", required_argument, NULL, OPT_SORT },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	static const char *const cols[] = { "type", "id", "from", "to", "status", "created",
 	    "devices", "uses" };
 	const char *dir = NULL, *type = NULL, *sort = NULL;
@@ -294,23 +280,15 @@ cmd_certs(int argc, char **argv)
 	struct stk_cert_row *rows = NULL;
 	struct stk_error err;
 	size_t n, i;
-	int c, json = 0, r;
+	int json = 0, r;
 	json_t *arr = NULL;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "type", &type, NULL }, { "sort", &sort, NULL },
+		{ "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	if (argc < 2 || strcmp(argv[1], "list") != 0)
-		return cli_usage_error("usage: certs list [--type site|bulk] [--sort COLUMN] [--json]");
-	argc--;
-	argv++;
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_TYPE: type = optarg; break;
-		case OPT_SORT: sort = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'certs list'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (type != NULL && strcasecmp(type, "bulk") != 0 && strcasecmp(type, "site") != 0 &&
@@ -379,3 +357,13 @@ cmd_certs(int argc, char **argv)
 	free(rows);
 	return 0;
 }
+
+int
+cmd_certs(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = { { "list", certs_list, NULL }, { NULL, NULL, NULL } };
+
+	return cli_sub_run("certs", subs, argc, argv,
+	    "usage: certs list [--type site|bulk] [--sort COLUMN] [--json]");
+}
+#endif /* !STK_BULKTOOL_MAIN */

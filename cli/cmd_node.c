@@ -5,60 +5,35 @@
 #include <string.h>
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_DB, OPT_DBSCHEMA, OPT_NODE, OPT_BACKEND, OPT_KEYTYPE,
-    OPT_KEYURI, OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_KID };
-
 /* sitetoken node add --site DIR --db CONNINFO --db-schema NAME --node NAME
  *     [--backend B] [--key-type T] [--key-uri URI] [--pkcs11-module P] [--tcti C] */
 static int
 node_add(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "db", required_argument, NULL, OPT_DB },
-		{ "db-schema", required_argument, NULL, OPT_DBSCHEMA },
-		{ "node", required_argument, NULL, OPT_NODE },
-		{ "backend", required_argument, NULL, OPT_BACKEND },
-		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
-		{ "key-uri", required_argument, NULL, OPT_KEYURI },
-		{ "pkcs11-uri", required_argument, NULL, OPT_KEYURI },
-		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
-		{ "tcti", required_argument, NULL, OPT_TCTI },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site_node_opts no;
 	struct stk_site *s = NULL;
 	struct stk_error err;
-	const char *dir = NULL, *tcti = NULL, *mod = NULL;
+	const char *dir = NULL, *tcti = NULL, *mod = NULL, *type = NULL;
 	struct stk_site_key_row *rows = NULL;
 	char kid[64];
 	size_t n = 0, i;
-	int c, r, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "db", &no.db, NULL }, { "db-schema", &no.db_schema, NULL },
+		{ "node", &no.node, NULL }, { "backend", &no.backend, NULL },
+		{ "key-type", &type, NULL }, { "key-uri", &no.key_uri, NULL },
+		{ "pkcs11-uri", &no.key_uri, NULL }, { "pkcs11-module", &mod, NULL },
+		{ "tcti", &tcti, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
 	memset(&no, 0, sizeof(no));
 	no.backend = "file";
 	no.db = getenv("SITETOKEN_DB");
 	no.db_schema = getenv("SITETOKEN_DB_SCHEMA");
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_DB: no.db = optarg; break;
-		case OPT_DBSCHEMA: no.db_schema = optarg; break;
-		case OPT_NODE: no.node = optarg; break;
-		case OPT_BACKEND: no.backend = optarg; break;
-		case OPT_KEYTYPE:
-			if ((no.key_type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
-				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
-			break;
-		case OPT_KEYURI: no.key_uri = optarg; break;
-		case OPT_P11MOD: mod = optarg; break;
-		case OPT_TCTI: tcti = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'node add'");
-		}
-	}
+	if ((r = cli_opts_check(argc, argv, opts, NULL, cli_check_key_type)) != 0)
+		return r;
+	if (type != NULL)
+		no.key_type = stk_key_type_parse(type);
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (no.node == NULL)
@@ -109,34 +84,21 @@ cmd_node(int argc, char **argv)
 int
 cmd_key_rotate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
-		{ "key-uri", required_argument, NULL, OPT_KEYURI },
-		{ "pkcs11-uri", required_argument, NULL, OPT_KEYURI },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	enum stk_key_type type = STK_KEY_NONE;
-	const char *dir = NULL, *uri = NULL;
+	const char *dir = NULL, *uri = NULL, *tname = NULL;
 	char kid[64];
-	int c, r, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "key-type", &tname, NULL }, { "key-uri", &uri, NULL },
+		{ "pkcs11-uri", &uri, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_KEYTYPE:
-			if ((type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
-				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
-			break;
-		case OPT_KEYURI: uri = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'key rotate'");
-		}
-	}
+	if ((r = cli_opts_check(argc, argv, opts, NULL, cli_check_key_type)) != 0)
+		return r;
+	if (tname != NULL)
+		type = stk_key_type_parse(tname);
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if ((r = cli_open_site(dir, &s)) != 0)
@@ -163,24 +125,16 @@ cmd_key_rotate(int argc, char **argv)
 int
 cmd_key_endorse(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "kid", required_argument, NULL, OPT_KID },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_error err;
 	const char *dir = NULL, *kid = NULL;
-	int c, r;
+	int r;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "kid", &kid, NULL }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_KID: kid = optarg; break;
-		default: return cli_usage_error("bad option for 'key endorse'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (kid == NULL && optind == argc - 1)
 		kid = argv[optind++];
 	if (kid == NULL || optind != argc)
@@ -202,27 +156,19 @@ cmd_key_endorse(int argc, char **argv)
 int
 cmd_key_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site *s = NULL;
 	struct stk_site_key_row *rows = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
 	char t1[32], t2[32], t3[32];
 	size_t n = 0, i, wnode = 4, wkid = 3;
-	int c, r, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'key list'");
-		}
-	}
+	if ((r = cli_opts(argc, argv, opts)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if ((r = cli_open_site(dir, &s)) != 0)

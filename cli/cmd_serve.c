@@ -16,11 +16,6 @@
 #include "admin.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_MP, OPT_MPTLS, OPT_CMG, OPT_CERT, OPT_KEY, OPT_CA,
-    OPT_NUMBER, OPT_THREADS, OPT_PID, OPT_READY, OPT_TCTI, OPT_P11MOD,
-    OPT_ADMIN, OPT_ADMIN_REMOTE, OPT_ROTATE, OPT_METRICS, OPT_METRICS_REMOTE,
-    OPT_CONFIG, OPT_TLSPRIO };
-
 static const char serve_usage[] =
 "usage: sitetoken serve [--config FILE] [--site DIR] --tls-cert FILE --tls-key FILE\n"
 "         [--mp ADDR:PORT] [--mp-tls] [--cmg ADDR:PORT] [--trusted-ca FILE]\n"
@@ -47,11 +42,11 @@ static const char serve_usage[] =
  * the file and line instead of surfacing as an unknown option. On success
  * *out_argv (free) points into *out_args (free) and argv. */
 static int
-serve_config(const char *file, const struct option *opts, int argc, char **argv,
+serve_config(const char *file, const struct cli_opt *opts, int argc, char **argv,
     int *out_argc, char ***out_argv, char **out_args)
 {
 	struct stat st;
-	const struct option *o;
+	const struct cli_opt *o;
 	char *buf = NULL, *args = NULL, *p, *line, *next, *name, *val, *eq, *end;
 	char **av = NULL;
 	int n = 1, lineno = 0, i, r = EXIT_USAGE;
@@ -113,18 +108,18 @@ serve_config(const char *file, const struct option *opts, int argc, char **argv,
 		for (o = opts; o->name != NULL; o++)
 			if (strcmp(o->name, name) == 0)
 				break;
-		if (o->name == NULL || o->val == OPT_CONFIG) {
+		if (o->name == NULL || strcmp(o->name, "config") == 0) {
 			fprintf(stderr, "%s: %s:%d: unknown option '%s' (names are the long "
 			    "options of 'sitetoken serve --help', without --)\n", cli_prog,
 			    file, lineno, name);
 			goto out;
 		}
-		if (o->has_arg == required_argument && (val == NULL || *val == '\0')) {
+		if (o->arg != NULL && (val == NULL || *val == '\0')) {
 			fprintf(stderr, "%s: %s:%d: '%s' needs a value\n", cli_prog, file,
 			    lineno, name);
 			goto out;
 		}
-		if (o->has_arg == no_argument && val != NULL) {
+		if (o->arg == NULL && val != NULL) {
 			if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
 			    strcmp(val, "off") == 0)
 				continue;
@@ -137,7 +132,7 @@ serve_config(const char *file, const struct option *opts, int argc, char **argv,
 		}
 		av[n++] = p;
 		p += sprintf(p, "--%s", name) + 1;
-		if (o->has_arg == required_argument) {
+		if (o->arg != NULL) {
 			av[n++] = p;
 			p += sprintf(p, "%s", val) + 1;
 		}
@@ -158,31 +153,33 @@ out:
 	return r;
 }
 
+static const char *serve_conf; /* --config FILE, as found before parsing */
+
+/* serve's --site-number, --threads and --config, checked as they come. */
+static int
+serve_check(const struct cli_opt *o, const char *value)
+{
+	size_t i;
+
+	/* --config was taken out first: here it is an abbreviation that scan missed. */
+	if (strcmp(o->name, "config") == 0 && serve_conf == NULL)
+		return cli_usage_error("spell out --config FILE");
+	if (strcmp(o->name, "site-number") == 0) {
+		for (i = 0; value[i]; i++)
+			if (value[i] < '0' || value[i] > '9' || i > 30)
+				break;
+		if (i == 0 || value[i] != '\0')
+			return cli_usage_error("--site-number takes digits");
+	}
+	if (strcmp(o->name, "threads") == 0 && (strtol(value, NULL, 10) < 1 ||
+	    strtol(value, NULL, 10) > 64))
+		return cli_usage_error("--threads must be 1 to 64");
+	return 0;
+}
+
 int
 cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "mp", required_argument, NULL, OPT_MP },
-		{ "mp-tls", no_argument, NULL, OPT_MPTLS },
-		{ "cmg", required_argument, NULL, OPT_CMG },
-		{ "tls-cert", required_argument, NULL, OPT_CERT },
-		{ "tls-key", required_argument, NULL, OPT_KEY },
-		{ "trusted-ca", required_argument, NULL, OPT_CA },
-		{ "site-number", required_argument, NULL, OPT_NUMBER },
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ "pid-file", required_argument, NULL, OPT_PID },
-		{ "ready-file", required_argument, NULL, OPT_READY },
-		{ "tcti", required_argument, NULL, OPT_TCTI },
-		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
-		{ "admin", required_argument, NULL, OPT_ADMIN },
-		{ "admin-remote", no_argument, NULL, OPT_ADMIN_REMOTE },
-		{ "metrics", required_argument, NULL, OPT_METRICS },
-		{ "metrics-remote", no_argument, NULL, OPT_METRICS_REMOTE },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "tls-priority", required_argument, NULL, OPT_TLSPRIO },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct srv_config cfg;
 	struct stk_site *site = NULL;
 	struct stk_key_opts ko;
@@ -192,12 +189,23 @@ cmd_serve(int argc, char **argv)
 	const char *pidf = NULL, *readyf = NULL, *tcti = NULL, *mod = NULL;
 	char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, buf[128];
 	char **cargv = NULL, *cargs = NULL;
-	const char *config = NULL;
+	const char *config = NULL, *config_opt = NULL, *threads = NULL;
 	struct stat kst;
 	sigset_t set;
-	long threads;
-	int c, r, sig = 0, rc = EXIT_BACKEND;
+	int r, sig = 0, rc;
 	size_t i;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "mp", &cfg.mp_addr, NULL }, { "mp-tls", NULL, &cfg.mp_tls },
+		{ "cmg", &cfg.cmg_addr, NULL }, { "tls-cert", &cert, NULL },
+		{ "tls-key", &key, NULL }, { "trusted-ca", &ca, NULL },
+		{ "site-number", &cfg.site_number, NULL }, { "threads", &threads, NULL },
+		{ "pid-file", &pidf, NULL }, { "ready-file", &readyf, NULL },
+		{ "tcti", &tcti, NULL }, { "pkcs11-module", &mod, NULL },
+		{ "admin", &cfg.admin_addr, NULL }, { "admin-remote", NULL, &cfg.admin_remote },
+		{ "metrics", &cfg.metrics_addr, NULL },
+		{ "metrics-remote", NULL, &cfg.metrics_remote }, { "config", &config_opt, NULL },
+		{ "tls-priority", &cfg.tls_priority, NULL }, { NULL, NULL, NULL }
+	};
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.mp_addr = "127.0.0.1:8080";
@@ -214,52 +222,11 @@ cmd_serve(int argc, char **argv)
 			return r;
 		argv = cargv;
 	}
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_CONFIG:
-			if (config == NULL) { /* an abbreviation the scan above missed */
-				rc = cli_usage_error("spell out --config FILE");
-				goto out;
-			}
-			break;
-		case OPT_SITE: dir = optarg; break;
-		case OPT_MP: cfg.mp_addr = optarg; break;
-		case OPT_MPTLS: cfg.mp_tls = 1; break;
-		case OPT_CMG: cfg.cmg_addr = optarg; break;
-		case OPT_CERT: cert = optarg; break;
-		case OPT_KEY: key = optarg; break;
-		case OPT_CA: ca = optarg; break;
-		case OPT_NUMBER:
-			for (i = 0; optarg[i]; i++)
-				if (optarg[i] < '0' || optarg[i] > '9' || i > 30)
-					break;
-			if (i == 0 || optarg[i] != '\0') {
-				rc = cli_usage_error("--site-number takes digits");
-				goto out;
-			}
-			cfg.site_number = optarg;
-			break;
-		case OPT_THREADS:
-			threads = strtol(optarg, NULL, 10);
-			if (threads < 1 || threads > 64) {
-				rc = cli_usage_error("--threads must be 1 to 64");
-				goto out;
-			}
-			cfg.threads = (unsigned int)threads;
-			break;
-		case OPT_PID: pidf = optarg; break;
-		case OPT_READY: readyf = optarg; break;
-		case OPT_TCTI: tcti = optarg; break;
-		case OPT_P11MOD: mod = optarg; break;
-		case OPT_ADMIN: cfg.admin_addr = optarg; break;
-		case OPT_ADMIN_REMOTE: cfg.admin_remote = 1; break;
-		case OPT_METRICS: cfg.metrics_addr = optarg; break;
-		case OPT_METRICS_REMOTE: cfg.metrics_remote = 1; break;
-		case OPT_TLSPRIO: cfg.tls_priority = optarg; break;
-		default: rc = cli_usage_error("%s", serve_usage); goto out;
-		}
-	}
+	serve_conf = config;
+	if ((rc = cli_opts_check(argc, argv, opts, serve_usage, serve_check)) != 0)
+		goto out;
+	if (threads != NULL)
+		cfg.threads = (unsigned int)strtol(threads, NULL, 10);
 	if (optind != argc) {
 		rc = cli_usage_error("unexpected argument '%s'", argv[optind]);
 		goto out;
@@ -352,38 +319,27 @@ out:
 	return rc;
 }
 
+static const char admin_usage[] = "usage: admin token [--rotate]\n"
+    "  prints the admin console's bearer secret (<site>/admin.token, 0600),\n"
+    "  making it on first use; --rotate replaces it (the old one stops\n"
+    "  working at once, even in a running server)";
+
 /* sitetoken admin token [--rotate]: print the admin console's bearer
  * secret, making it on first use. */
-int
-cmd_admin(int argc, char **argv)
+static int
+admin_token(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "rotate", no_argument, NULL, OPT_ROTATE },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const char usage[] = "usage: admin token [--rotate]\n"
-	    "  prints the admin console's bearer secret (<site>/admin.token, 0600),\n"
-	    "  making it on first use; --rotate replaces it (the old one stops\n"
-	    "  working at once, even in a running server)";
 	struct stk_site *site = NULL;
 	struct stk_error err;
 	const char *dir = NULL;
 	char secret[ADM_SECRET_LEN + 1];
-	int c, r, rotate = 0, created = 0;
+	int r, rotate = 0, created = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "rotate", NULL, &rotate }, { NULL, NULL, NULL }
+	};
 
-	if (argc < 2 || strcmp(argv[1], "token") != 0)
-		return cli_usage_error("%s", usage);
-	argc--;
-	argv++;
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_ROTATE: rotate = 1; break;
-		default: return cli_usage_error("%s", usage);
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, opts, admin_usage)) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	/* Opening the site first checks that DIR is a site. */
@@ -405,4 +361,12 @@ cmd_admin(int argc, char **argv)
 	OPENSSL_cleanse(secret, sizeof(secret));
 	stk_site_close(site);
 	return 0;
+}
+
+int
+cmd_admin(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = { { "token", admin_token, NULL }, { NULL, NULL, NULL } };
+
+	return cli_sub_run("admin", subs, argc, argv, admin_usage);
 }

@@ -9,8 +9,6 @@
 #include "sitetoken/oidc.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_DEVICE, OPT_JSON, OPT_BULK };
-
 static int
 settings_set(int argc, char **argv)
 {
@@ -157,50 +155,27 @@ dev_list_row(void *ctx, const struct stk_device *d)
 	return 0;
 }
 
-int
-cmd_devices(int argc, char **argv)
+/* devices list|block|unblock: argv[0] names it; block and unblock print one
+ * line (no --json), and unblock takes no --bulk. */
+static int
+devices_run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "bulk", required_argument, NULL, OPT_BULK },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const struct option block_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "bulk", required_argument, NULL, OPT_BULK },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const struct option site_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct dev_list_ctx lc = { 0, NULL, NULL };
 	struct stk_site *s;
 	struct stk_error err;
-	const char *dir = NULL, *bulk = NULL, *sub = argc >= 2 ? argv[1] : "";
+	const char *dir = NULL, *bulk = NULL, *sub = argv[0];
 	long n = 0;
-	int c, r;
+	int r;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "json", NULL, &lc.json }, { "bulk", &bulk, NULL },
+		{ NULL, NULL, NULL }
+	}, block_opts[] = {
+		{ "site", &dir, NULL }, { "bulk", &bulk, NULL }, { NULL, NULL, NULL }
+	}, unblock_opts[] = { { "site", &dir, NULL }, { NULL, NULL, NULL } };
 
-	if (strcmp(sub, "list") != 0 && strcmp(sub, "block") != 0 &&
-	    strcmp(sub, "unblock") != 0)
-		return cli_usage_error("usage: devices list [--json] [--bulk GUID] | devices "
-		    "block|unblock GUID | devices block --bulk GUID");
-	argc--;
-	argv++;
-	optind = 1;
-	/* block and unblock print one line: they take no --json. */
-	while ((c = cli_getopt(argc, argv, strcmp(sub, "list") == 0 ? opts :
-	    strcmp(sub, "block") == 0 ? block_opts : site_opts)) != -1) {
-		if (c == OPT_SITE)
-			dir = optarg;
-		else if (c == OPT_JSON)
-			lc.json = 1;
-		else if (c == OPT_BULK)
-			bulk = optarg;
-		else
-			return cli_usage_error("bad option for 'devices %s'", sub);
-	}
+	if ((r = cli_opts(argc, argv, strcmp(sub, "list") == 0 ? opts :
+	    strcmp(sub, "block") == 0 ? block_opts : unblock_opts)) != 0)
+		return r;
 	if (bulk != NULL && (!stk_guid_valid(bulk) || strcmp(sub, "unblock") == 0 ||
 	    argc - optind != 0))
 		return cli_usage_error("usage: devices list --bulk GUID | devices block --bulk "
@@ -240,4 +215,16 @@ cmd_devices(int argc, char **argv)
 	}
 	stk_site_close(s);
 	return r != 0 ? cli_fail(&err, r) : 0;
+}
+
+int
+cmd_devices(int argc, char **argv)
+{
+	static const struct cli_sub subs[] = {
+		{ "list", devices_run, NULL }, { "block", devices_run, NULL },
+		{ "unblock", devices_run, NULL }, { NULL, NULL, NULL }
+	};
+
+	return cli_sub_run("devices", subs, argc, argv, "usage: devices list [--json] "
+	    "[--bulk GUID] | devices block|unblock GUID | devices block --bulk GUID");
 }

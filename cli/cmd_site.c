@@ -10,53 +10,30 @@
 #include "cli.h"
 #include "sitetoken/attest.h"
 
-enum { OPT_SITE = 256, OPT_BACKEND, OPT_KEYTYPE, OPT_KEYURI, OPT_P11URI,
-    OPT_P11MOD, OPT_TCTI, OPT_JSON, OPT_JWKS, OPT_OUT, OPT_DB, OPT_DBSCHEMA };
-
 static int
 site_init(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "backend", required_argument, NULL, OPT_BACKEND },
-		{ "key-type", required_argument, NULL, OPT_KEYTYPE },
-		{ "key-uri", required_argument, NULL, OPT_KEYURI },
-		{ "pkcs11-uri", required_argument, NULL, OPT_P11URI },
-		{ "pkcs11-module", required_argument, NULL, OPT_P11MOD },
-		{ "tcti", required_argument, NULL, OPT_TCTI },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "db", required_argument, NULL, OPT_DB },
-		{ "db-schema", required_argument, NULL, OPT_DBSCHEMA },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct stk_site_init_opts io;
 	struct stk_error err;
 	struct stk_site *s = NULL;
-	const char *dir = NULL, *tcti = NULL, *mod = NULL;
-	int c, r, json = 0;
+	const char *dir = NULL, *tcti = NULL, *mod = NULL, *type = NULL;
+	int r, json = 0;
+	/* --pkcs11-uri is the PKCS#11 spelling of --key-uri. */
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "backend", &io.backend, NULL },
+		{ "key-type", &type, NULL }, { "key-uri", &io.key_uri, NULL },
+		{ "pkcs11-uri", &io.key_uri, NULL }, { "pkcs11-module", &mod, NULL },
+		{ "tcti", &tcti, NULL }, { "json", NULL, &json }, { "db", &io.db, NULL },
+		{ "db-schema", &io.db_schema, NULL }, { NULL, NULL, NULL }
+	};
 
 	memset(&io, 0, sizeof(io));
 	io.backend = "file";
 	io.key_type = STK_KEY_RSA2048;
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_BACKEND: io.backend = optarg; break;
-		case OPT_KEYTYPE:
-			if ((io.key_type = stk_key_type_parse(optarg)) == STK_KEY_NONE)
-				return cli_usage_error("--key-type must be rsa2048, rsa3072 or p256");
-			break;
-		case OPT_KEYURI: /* FALLTHROUGH: --pkcs11-uri is the PKCS#11 spelling */
-		case OPT_P11URI: io.key_uri = optarg; break;
-		case OPT_P11MOD: mod = optarg; break;
-		case OPT_TCTI: tcti = optarg; break;
-		case OPT_JSON: json = 1; break;
-		case OPT_DB: io.db = optarg; break;
-		case OPT_DBSCHEMA: io.db_schema = optarg; break;
-		default: return cli_usage_error("bad option for 'site init'");
-		}
-	}
+	if ((r = cli_opts_check(argc, argv, opts, NULL, cli_check_key_type)) != 0)
+		return r;
+	if (type != NULL)
+		io.key_type = stk_key_type_parse(type);
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (stk_key_backend_find(io.backend) == NULL)
@@ -88,45 +65,23 @@ site_init(int argc, char **argv)
 	return 0;
 }
 
+/* site show, key show and key export: --site and --json; key export also
+ * --jwks and --out (a table each, so --list-options shows what each takes). */
 static int
 parse_simple(int argc, char **argv, const char **dir, int *json, int *jwks,
     const char **out)
 {
-	static const struct option show_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
+	const struct cli_opt show_opts[] = {
+		{ "site", dir, NULL }, { "json", NULL, json }, { NULL, NULL, NULL }
+	}, export_opts[] = {
+		{ "site", dir, NULL }, { "json", NULL, json }, { "jwks", NULL, jwks },
+		{ "out", out, NULL }, { NULL, NULL, NULL }
 	};
-	static const struct option export_opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "jwks", no_argument, NULL, OPT_JWKS },
-		{ "out", required_argument, NULL, OPT_OUT },
-		{ NULL, 0, NULL, 0 }
-	};
-	/* Only key export takes --jwks and --out: a table each, so that
-	 * --list-options (and the help test) sees what each one accepts. */
-	const struct option *opts = jwks == NULL ? show_opts : export_opts;
-	int c;
+	int r;
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: *dir = optarg; break;
-		case OPT_JSON: *json = 1; break;
-		case OPT_JWKS:
-			if (jwks == NULL)
-				return cli_usage_error("--jwks is only for 'key export'");
-			*jwks = 1;
-			break;
-		case OPT_OUT:
-			if (out == NULL)
-				return cli_usage_error("--out is only for 'key export'");
-			*out = optarg;
-			break;
-		default: return cli_usage_error("bad option");
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, jwks == NULL ? show_opts : export_opts,
+	    "bad option")) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	return 0;

@@ -13,31 +13,18 @@
 #include "sitetoken/token.h"
 #include "cli.h"
 
-enum { OPT_SITE = 256, OPT_TYPE, OPT_LIFETIME, OPT_JSON, OPT_CERT, OPT_LEEWAY, OPT_JWKS };
-
 int
 cmd_issue(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "lifetime", required_argument, NULL, OPT_LIFETIME },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 }
-	};
 	const char *dir = NULL, *lifetime = NULL, *type = NULL;
-	int c, json = 0;
+	int r, json = 0;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "type", &type, NULL }, { "lifetime", &lifetime, NULL },
+		{ "json", NULL, &json }, { NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_TYPE: type = optarg; break;
-		case OPT_LIFETIME: lifetime = optarg; break;
-		case OPT_JSON: json = 1; break;
-		default: return cli_usage_error("bad option for 'issue'");
-		}
-	}
+	if ((r = cli_opts_msg(argc, argv, opts, "bad option for 'issue'")) != 0)
+		return r;
 	if (optind != argc)
 		return cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (type == NULL || stk_token_type_parse(type) != STK_TOKEN_BULK)
@@ -165,19 +152,34 @@ out:
 	return r;
 }
 
+/* --leeway's seconds into *out: 0, or -1 if it is not 0 to 3600. */
+static int
+verify_leeway(const char *v, long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(v, &end, 10);
+	return errno || *end || *out < 0 || *out > 3600 ? -1 : 0;
+}
+
+/* verify's --type and --leeway, checked as they come. */
+static int
+verify_check(const struct cli_opt *o, const char *value)
+{
+	long leeway;
+
+	if (strcmp(o->name, "type") == 0 && stk_token_type_parse(value) == STK_TOKEN_ANY)
+		return cli_usage_error("--type must be bulk or client");
+	if (strcmp(o->name, "leeway") == 0 && verify_leeway(value, &leeway) != 0)
+		return cli_usage_error("--leeway must be 0 to 3600 seconds");
+	return 0;
+}
+
 int
 cmd_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "site", required_argument, NULL, OPT_SITE },
-		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "jwks", required_argument, NULL, OPT_JWKS },
-		{ "leeway", required_argument, NULL, OPT_LEEWAY },
-		{ NULL, 0, NULL, 0 }
-	};
-	const char *dir = NULL, *certfile = NULL, *jwksfile = NULL;
+	const char *dir = NULL, *certfile = NULL, *jwksfile = NULL, *tname = NULL, *lw = NULL;
 	enum stk_refusal verdict = STK_REFUSAL_NONE;
 	enum stk_token_type type = STK_TOKEN_ANY;
 	struct stk_site *s = NULL;
@@ -187,30 +189,21 @@ cmd_verify(int argc, char **argv)
 	struct stk_error err;
 	unsigned char *der = NULL;
 	size_t derlen, len;
-	char *token = NULL, guid[37], *end;
+	char *token = NULL, guid[37];
 	long leeway = -1;
-	int c, json = 0, r, rc;
+	int json = 0, r, rc;
+	const struct cli_opt opts[] = {
+		{ "site", &dir, NULL }, { "type", &tname, NULL }, { "json", NULL, &json },
+		{ "cert", &certfile, NULL }, { "jwks", &jwksfile, NULL }, { "leeway", &lw, NULL },
+		{ NULL, NULL, NULL }
+	};
 
-	optind = 1;
-	while ((c = cli_getopt(argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_SITE: dir = optarg; break;
-		case OPT_TYPE:
-			if ((type = stk_token_type_parse(optarg)) == STK_TOKEN_ANY)
-				return cli_usage_error("--type must be bulk or client");
-			break;
-		case OPT_JSON: json = 1; break;
-		case OPT_CERT: certfile = optarg; break;
-		case OPT_JWKS: jwksfile = optarg; break;
-		case OPT_LEEWAY:
-			errno = 0;
-			leeway = strtol(optarg, &end, 10);
-			if (errno || *end || leeway < 0 || leeway > 3600)
-				return cli_usage_error("--leeway must be 0 to 3600 seconds");
-			break;
-		default: return cli_usage_error("bad option for 'verify'");
-		}
-	}
+	if ((r = cli_opts_check(argc, argv, opts, "bad option for 'verify'", verify_check)) != 0)
+		return r;
+	if (tname != NULL)
+		type = stk_token_type_parse(tname);
+	if (lw != NULL)
+		verify_leeway(lw, &leeway);
 	if (argc - optind > 1)
 		return cli_usage_error("verify takes one token");
 	if (certfile != NULL && jwksfile != NULL)
