@@ -157,9 +157,6 @@ bulk_new_print(const char *site_dir, const struct bulk_new_opts *o)
 	return 0;
 }
 
-/* The sitetoken commands; BulkRegistrationTokenTool (built without cli/sub.c)
- * shares only bulk_new_print. */
-#ifndef STK_BULKTOOL_MAIN
 static int
 bulk_block_set(int argc, char **argv, int block)
 {
@@ -366,4 +363,3 @@ cmd_certs(int argc, char **argv)
 	return cli_sub_run("certs", subs, argc, argv,
 	    "usage: certs list [--type site|bulk] [--sort COLUMN] [--json]");
 }
-#endif /* !STK_BULKTOOL_MAIN */
