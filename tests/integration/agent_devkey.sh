@@ -27,7 +27,7 @@ bguid=$(new_bulk "$T/bulk.tok")
 swtpm_up "$DEV_TPM" DEV_TCTI
 out=$(agent devT 0 --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
 	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "tpm install: $out"
-echo "$out" | grep -q "installed: device" || fail "tpm install: $out"
+echo "$out" | has "installed: device" || fail "tpm install: $out"
 guid=$(agent devT 0 status --json | json_get device_guid)
 row=$(sqlite3 "$SITE/site.db" "SELECT via, bulk_guid FROM devices WHERE guid='$guid'")
 [ "$row" = "cmg|$bguid" ] || fail "tpm device row: $row"
@@ -53,7 +53,7 @@ done
 ok "TPM key attributes: fixedTPM|fixedParent|sensitiveDataOrigin|sign"
 
 # Authenticated requests and renewal keep using the TPM key (SITETOKEN_TCTI this time).
-SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "tpm policy"
+SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | has "\"device_guid\":\"$guid\"" || fail "tpm policy"
 old=$(agent devT 0 status --json | json_get jti)
 SITETOKEN_TCTI=$DEV_TCTI agent devT 31 renew >/dev/null || fail "tpm renew"
 new=$(agent devT 31 status --json | json_get jti)
@@ -124,7 +124,7 @@ ok "refused: EK of an untrusted maker, replayed nonce, key not the TLS certifica
 # A TPM reset (swtpm restart: volatile state gone) is recovered from the blob.
 bash "$STK_SRC/swtpm-setup/swtpm-stop.sh" "$DEV_TPM" >/dev/null
 swtpm_up "$DEV_TPM" DEV_TCTI
-agent devT 31 --tcti "$DEV_TCTI" policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy after TPM restart"
+agent devT 31 --tcti "$DEV_TCTI" policy | has "\"device_guid\":\"$guid\"" || fail "policy after TPM restart"
 ok "the TPM key blob loads again after a TPM restart"
 
 # Unreachable TPM: a clear error, exit 3, nothing lost.
@@ -162,10 +162,10 @@ assert_no_private_key "$T/devP"
 attrs=$(pkcs11-tool --module "$SITETOKEN_PKCS11_MODULE" --token-label devtok --login \
 	--pin "$(cat "$SITETOKEN_PKCS11_PIN_FILE")" --list-objects --type privkey 2>/dev/null || true)
 if [ -n "$attrs" ]; then
-	echo "$attrs" | grep -q "sitetoken-device" || fail "no device key in the token: $attrs"
-	echo "$attrs" | grep -qi "never extractable" || echo "$attrs" | grep -qi "sensitive" || fail "token key attributes: $attrs"
+	echo "$attrs" | has "sitetoken-device" || fail "no device key in the token: $attrs"
+	echo "$attrs" | has -i "never extractable" || echo "$attrs" | has -i "sensitive" || fail "token key attributes: $attrs"
 fi
-agent devP 0 policy | grep -q "\"device_guid\":\"$pguid\"" || fail "pkcs11 policy"
+agent devP 0 policy | has "\"device_guid\":\"$pguid\"" || fail "pkcs11 policy"
 agent devP 31 renew >/dev/null || fail "pkcs11 renew"
 ok "--key pkcs11: key generated non-extractable in SoftHSM, CMG install, policy and renewal"
 

@@ -23,7 +23,7 @@ json_get token < "$T/b.json" > "$T/bulk.tok"
 [ "$(json_get ca_hash < "$T/b.json")" = "$pin" ] || fail "ca_hash $(json_get ca_hash < "$T/b.json") != $pin"
 line=$(json_get install < "$T/b.json")
 [ "$line" = "sitetoken-agent install /mp:$CMG /cahash:$pin /regtoken:-" ] || fail "install line: $line"
-$STK bulk new --lifetime 60 --tls-cert "$T/tls.crt" | grep -qxF "sitetoken-agent install /mp:https://GATEWAY/CCM_Proxy_MutualAuth/SITE-NUMBER /cahash:$pin /regtoken:-" ||
+$STK bulk new --lifetime 60 --tls-cert "$T/tls.crt" | has -xF "sitetoken-agent install /mp:https://GATEWAY/CCM_Proxy_MutualAuth/SITE-NUMBER /cahash:$pin /regtoken:-" ||
 	fail "text install line"
 for bad in "$T/nonexistent" "$T/bulk.tok"; do
 	expect_refusal 2 --tls-cert "--tls-cert $bad" -- $STK bulk new --tls-cert "$bad"
@@ -42,7 +42,7 @@ ok "malformed /cahash: and --ca-hash values refused (exit 2), nothing sent"
 
 # The pinned install, no --ca anywhere; then renewal with the kept pin.
 out=$(nagent d1 install /mp:"$CMG" /cahash:"$pin" /regtoken:- < "$T/bulk.tok") || fail "pinned install: $out"
-echo "$out" | grep -q "installed: device" || fail "install: $out"
+echo "$out" | has "installed: device" || fail "install: $out"
 grep -q "\"ca_hash\": \"$pin\"" "$T/d1/state.json" || fail "pin not kept in state.json"
 nagent d1 renew --force >/dev/null || fail "renewal with the kept pin"
 nagent d1 policy >/dev/null || fail "policy with the kept pin"

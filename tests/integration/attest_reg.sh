@@ -55,8 +55,8 @@ sqlite3 "$SITE/site.db" "DELETE FROM devices"
 ok "no trusted root: attest/nonce is 404 attestation_unavailable"
 
 # ---- roots: add, list, remove, audited; bad files change nothing ----------
-"$STK" attest roots add "$EK_CA" | grep -q "^1 attestation root(s) added" || fail "roots add"
-"$STK" attest roots add "$EK_CA" | grep -q "^0 attestation root(s) added" || fail "roots add twice"
+"$STK" attest roots add "$EK_CA" | has "^1 attestation root(s) added" || fail "roots add"
+"$STK" attest roots add "$EK_CA" | has "^0 attestation root(s) added" || fail "roots add twice"
 ca_sha=$(openssl x509 -in "$EK_CA" -outform DER | sha256sum | cut -d' ' -f1)
 "$STK" attest roots list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); assert [r["sha256"] for r in l]==[sys.argv[1]], l' "$ca_sha" ||
 	fail "roots list: $("$STK" attest roots list)"
@@ -67,12 +67,12 @@ rc=0; "$STK" attest roots add "$T/leaf.pem" 2>"$T/err" || rc=$?
 rc=0; "$STK" attest roots remove "$T/leaf.pem" 2>"$T/err" || rc=$?
 [ "$rc" = 2 ] || fail "remove of a leaf: exit $rc"
 [ "$("$STK" attest roots list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] || fail "a bad file changed the roots"
-"$STK" audit show | grep -q "attest.root.add .*$ca_sha" || fail "roots add not audited"
+"$STK" audit show | has "attest.root.add .*$ca_sha" || fail "roots add not audited"
 ok "attest roots add|list|remove: CA certificates only, idempotent add, audited"
 
 # ---- policy: the site requires attestation ---------------------------------
 "$STK" settings set require-attestation on >/dev/null
-"$STK" settings show --json | grep -q '"require-attestation": "on"' || fail "settings show"
+"$STK" settings show --json | has '"require-attestation": "on"' || fail "settings show"
 bguid=$(new_bulk "$T/bulk.tok")
 
 # A file-key device is refused: 403 attestation_required, audited, no device.
@@ -88,7 +88,7 @@ ok "require-attestation on: a file-key device is refused 403 attestation_require
 # A TPM-key device installs through the CMG with the bulk token.
 out=$(agent devT 0 --key tpm --tcti "$DEV_TCTI" install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" \
 	SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok") || fail "tpm install: $out"
-echo "$out" | grep -q "installed: device" || fail "tpm install: $out"
+echo "$out" | has "installed: device" || fail "tpm install: $out"
 guid=$(agent devT 0 status --json | json_get device_guid)
 grep -q "credential activated by the TPM" "$T/devT/ClientIDManagerStartup.log" || fail "agent did not run the attested registration"
 # The EK certificate's hash, from the device's own evidence.
@@ -99,14 +99,14 @@ attestation_of() { # attestation_of GUID: its (attestation, ek_sha256) in device
 		json "[(x['attestation'], x.get('ek_sha256')) for x in d if x['guid'] == '$1']"
 }
 expect_eq "$(attestation_of "$guid")" "[('tpm', '$ek_sha')]" "devices list --json: tpm, EK hash"
-"$STK" devices list | grep -q "^$guid .* tpm *$" || fail "devices list: $("$STK" devices list)"
+"$STK" devices list | has "^$guid .* tpm *$" || fail "devices list: $("$STK" devices list)"
 grep -q "TPM-attested EK sha256=$ek_sha" "$SITE/logs/MP_RegistrationManager.log" || fail "registration log"
 # The token works at the gateway with the TPM-held key and says "att":"tpm";
 # renewal keeps the claim.
 claim_att() { # claim_att STATE -> the att claim of its client token ("-" when absent)
 	python3 -c 'import json,sys,base64; p=open(sys.argv[1]).read().split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))).get("att","-"))' "$T/$1/client.token"
 }
-SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy"
+SITETOKEN_TCTI=$DEV_TCTI agent devT 0 policy | has "\"device_guid\":\"$guid\"" || fail "policy"
 [ "$(claim_att devT)" = tpm ] || fail "client token att: $(claim_att devT)"
 SITETOKEN_TCTI=$DEV_TCTI agent devT 31 renew >/dev/null || fail "renew"
 [ "$(claim_att devT)" = tpm ] || fail "renewed token att: $(claim_att devT)"
@@ -124,7 +124,7 @@ agent devF 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoke
 fguid=$(agent devF 0 status --json | json_get device_guid)
 expect_eq "$(attestation_of "$fguid")" "[('none', None)]" "file device attestation"
 [ "$(claim_att devF)" = - ] || fail "file device token has att: $(claim_att devF)"
-"$STK" audit show | grep -q "bulk.policy .*require-attestation=on" || fail "bulk policy not audited"
+"$STK" audit show | has "bulk.policy .*require-attestation=on" || fail "bulk policy not audited"
 ok "bulk new --require-attestation refuses an unattested device whatever the site default; others are recorded attestation none"
 "$STK" settings set require-attestation on >/dev/null
 

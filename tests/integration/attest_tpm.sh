@@ -23,7 +23,7 @@ TCTI_B=$SITETOKEN_TCTI CA_B=$SITETOKEN_EK_CA
 eval "$(bash "$STK_SRC/swtpm-setup/swtpm-start.sh" "$TPM_A")"
 TCTI_A=$SITETOKEN_TCTI CA_A=$SITETOKEN_EK_CA
 [ "$CA_A" = "$TPM_A/ca/swtpm-localca-rootca-cert.pem" ] || fail "SITETOKEN_EK_CA is not the CA under the state dir: $CA_A"
-openssl x509 -in "$CA_A" -noout -subject | grep -q swtpm-localca-rootca || fail "EK CA is not the local root"
+openssl x509 -in "$CA_A" -noout -subject | has swtpm-localca-rootca || fail "EK CA is not the local root"
 cmp -s "$CA_A" "$CA_B" && fail "two TPM state dirs share one CA"
 
 # edit IN OUT PYTHON: rewrite evidence fields; d()/e() decode/encode base64url.
@@ -50,7 +50,7 @@ for type in rsa2048 p256; do
   SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" site init --backend tpm --key-type "$type" >/dev/null
   SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key show >"$W/show"
   grep -q "^Attestation: *available (TPM)" "$W/show" || fail "key show does not offer attestation: $(cat "$W/show")"
-  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key show --json | grep -q '"attestation": "tpm"' ||
+  SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key show --json | has '"attestation": "tpm"' ||
     fail "key show --json has no attestation member"
   n=$(nonce)
   SITETOKEN_TCTI=$TCTI_A "$ST" --site "$site" key attest --nonce "$n" --out "$W/ev-$type.json"
@@ -74,7 +74,7 @@ done
 # SITETOKEN_TCTI or --site; make sure no TPM is reachable for it either.
 n=$(cat "$W/nonce-p256")
 SITETOKEN_TCTI=swtpm:host=127.0.0.1,port=1 "$ST" attest verify "$W/ev-p256.json" \
-    --ek-ca "$CA_A" --nonce "$n" --json | grep -q '"result":"pass"' || fail "verify needs a TPM"
+    --ek-ca "$CA_A" --nonce "$n" --json | has '"result":"pass"' || fail "verify needs a TPM"
 
 # ---- credential activation: stock tpm2-tools, then our own challenge ------
 EV="$W/ev-rsa2048.json" SITE="$W/site-rsa2048" N=$(cat "$W/nonce-rsa2048")
@@ -209,7 +209,7 @@ expect_exit 2 "short nonce" -- "$ST" attest verify "$EV" --ek-ca "$CA_A" --nonce
 
 # ---- a file-backend site has no attestation ---------------------------------
 "$ST" --site "$W/site-file" site init --backend file >/dev/null
-"$ST" --site "$W/site-file" key show | grep -q "^Attestation: *none" || fail "file key show"
+"$ST" --site "$W/site-file" key show | has "^Attestation: *none" || fail "file key show"
 expect_refusal 2 "file backend has no key attestation" "file backend key attest" -- \
   "$ST" --site "$W/site-file" key attest --nonce "$(nonce)"
 

@@ -60,7 +60,7 @@ offhost_check && ok "intact log: the newest checkpoint syslog saw is in the log 
 # of checkpoint 17, let the site go on to checkpoint 33, then cut the log
 # above 20 with its checkpoints and put the old anchor back.
 "$ST" audit verify >/dev/null || bad "verify before the attack"
-db "SELECT max(seq) FROM audit_checkpoints" | grep -qx 33 || bad "checkpoints: $(db 'SELECT seq FROM audit_checkpoints')"
+db "SELECT max(seq) FROM audit_checkpoints" | has -x 33 || bad "checkpoints: $(db 'SELECT seq FROM audit_checkpoints')"
 cp "$S/audit.anchor" "$T/anchor.33"
 sed -e "s/^seq=.*/seq=17/" -e "s/^hash=.*/hash=$(db 'SELECT head_hash FROM audit_checkpoints WHERE seq = 17')/" \
   "$T/anchor.33" > "$S/audit.anchor"

@@ -72,7 +72,7 @@ fi
 # --max-uses 1: 16 devices race for the one use, half on each node.
 g1=$(bulk_json "$T/one.tok" --max-uses 1)
 expect_eq "$(uses_of "$g1")" 0/1 "certs list before use"
-$STK certs list --type bulk | grep "$g1" | grep -q " 0/1$" || fail "certs list text: $($STK certs list --type bulk)"
+$STK certs list --type bulk | grep "$g1" | has " 0/1$" || fail "certs list text: $($STK certs list --type bulk)"
 pids=()
 for i in $(seq 16); do
 	mkdir -m 700 "$T/r$i"

@@ -92,7 +92,7 @@ pids=()
 for i in $(seq 1 12); do "$ST" bulk new --lifetime 5 --json > "$T/c$i.json" 2>"$T/c$i.err" & pids+=($!); done
 fails=0; for p in "${pids[@]}"; do wait "$p" || fails=$((fails+1)); done
 expect_eq "$fails" "0" "12 concurrent bulk new all succeeded"
-cat "$T"/c*.err | grep -q locked && bad "database is locked seen" || ok "no 'database is locked'"
+cat "$T"/c*.err | has locked && bad "database is locked seen" || ok "no 'database is locked'"
 expect_eq "$(count)" "$((before+12))" "12 records added"
 expect_eq "$(cat "$T"/c*.json | json_guids=1 python3 -c 'import sys,json,re; print(len(set(re.findall(r"\"guid\": \"([0-9a-f-]+)\"", sys.stdin.read()))))')" "12" "12 distinct GUIDs"
 expect_exit 0 "audit verify after concurrency" -- "$ST" audit verify

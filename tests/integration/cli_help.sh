@@ -89,8 +89,8 @@ while IFS= read -r line; do
 	shift # sitetoken
 	while [ "${1:-}" = "--site" ]; do shift 2; done
 	c=${1:-}; s=${2:-}
-	if printf '%s\n' "${cmds[@]}" | grep -qxF "$c $s"; then path="$c $s"
-	elif printf '%s\n' "${cmds[@]}" | grep -qxF "$c"; then path=$c
+	if printf '%s\n' "${cmds[@]}" | has -xF "$c $s"; then path="$c $s"
+	elif printf '%s\n' "${cmds[@]}" | has -xF "$c"; then path=$c
 	else continue; fi
 	# shellcheck disable=SC2086
 	"$STK" $path --list-options > "$T/table.opts"

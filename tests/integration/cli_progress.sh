@@ -32,7 +32,7 @@ on_tty "$STK" audit verify
 grep -q 'audit verify: records checked: [0-9]' "$T/tty.out" ||
 	fail "audit verify on a terminal shows no progress: $(cat -v "$T/tty.out")"
 # The line is cleared before the result, which reads as without a terminal.
-tr '\r' '\n' < "$T/tty.out" | sed 's/\x1b\[K//g' | grep -qx "$(cat "$T/plain.out")" ||
+tr '\r' '\n' < "$T/tty.out" | sed 's/\x1b\[K//g' | has -x "$(cat "$T/plain.out")" ||
 	fail "the result line is garbled on a terminal: $(cat -v "$T/tty.out")"
 ok "audit verify on a terminal: progress, then the clean result line"
 

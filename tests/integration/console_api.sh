@@ -32,7 +32,7 @@ jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 before=$(audit_count "event='admin.auth'")
 res=$(anon GET /api/v1/certs)
 [ "$(echo "$res" | http_status)" = 401 ] || fail "no secret: $res"
-echo "$res" | http_body | grep -q '"error":"unauthorized"' || fail "401 body"
+echo "$res" | http_body | has '"error":"unauthorized"' || fail "401 body"
 [ "$(audit_count "event='admin.auth' AND outcome='refused' AND actor='anonymous@127.0.0.1' AND subject='GET /api/v1/certs' AND detail='no bearer secret'")" = 1 ] \
 	|| fail "401 not audited"
 expect_eq "$(anon POST /api/v1/bulk/00000000-0000-4000-8000-000000000000/block \
@@ -50,13 +50,13 @@ ok "no or wrong secret (or Basic auth): 401 with WWW-Authenticate, one audit rec
 
 # ---- headers ----
 hdrs=$(curl -s -D - -o "$T/index.html" --cacert "$T/tls.crt" "$ADMIN/")
-echo "$hdrs" | grep -qi "^content-type: text/html" || fail "index content type"
+echo "$hdrs" | has -i "^content-type: text/html" || fail "index content type"
 for h in "content-security-policy: default-src 'self'; script-src 'self'; style-src 'self';" \
 	"frame-ancestors 'none'" "x-content-type-options: nosniff" "x-frame-options: deny" \
 	"referrer-policy: no-referrer" "cache-control: no-store"; do
-	echo "$hdrs" | grep -qiF "$h" || fail "index lacks header: $h"
+	echo "$hdrs" | has -iF "$h" || fail "index lacks header: $h"
 done
-if echo "$hdrs" | grep -qi "unsafe-inline\|set-cookie"; then fail "unsafe-inline or a cookie"; fi
+if echo "$hdrs" | has -i "unsafe-inline\|set-cookie"; then fail "unsafe-inline or a cookie"; fi
 # No inline script or style in the page: scripts by src only, no style
 # attributes or elements, no on* handlers.
 if grep -Eq '<script>|<script [^>]*>[^<]|<style|style=|[[:space:]]on[a-z]+=' "$T/index.html"; then
@@ -65,11 +65,11 @@ fi
 grep -q '<script src="/console.js" defer></script>' "$T/index.html" || fail "page script"
 for p in /console.js /console.css /favicon.svg; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -w '%{http_code}' "$ADMIN$p")
-	echo "$h" | tail -n 1 | grep -q 200 || fail "$p not served"
+	echo "$h" | tail -n 1 | has 200 || fail "$p not served"
 	grep -qi "content-security-policy: default-src 'self'" <<<"$h" || fail "$p: no CSP in: $h"
 	grep -qi "x-content-type-options: nosniff" <<<"$h" || fail "$p: no nosniff"
 done
-curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/console.js" | grep -qi '^content-type: text/javascript' \
+curl -s -D - -o /dev/null --cacert "$T/tls.crt" "$ADMIN/console.js" | has -i '^content-type: text/javascript' \
 	|| fail "console.js content type"
 for p in /api/v1/certs /api/v1/nothing; do
 	h=$(curl -s -D - -o /dev/null --cacert "$T/tls.crt" -H @"$T/adm.hdr" "$ADMIN$p")
@@ -101,7 +101,7 @@ done
 [ "$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM bulk_tokens')" = 0 ] || fail "a refused lifetime created a token"
 msg=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"10081"}' | http_body | json_get message)
 cli=$($STK bulk new --lifetime 10081 2>&1 || true)
-[ -n "$msg" ] && echo "$cli" | grep -qF "$msg" || fail "API and CLI messages differ: '$msg' vs '$cli'"
+[ -n "$msg" ] && echo "$cli" | has -F "$msg" || fail "API and CLI messages differ: '$msg' vs '$cli'"
 for b in '{"lifetime_minutes":60,"extra":1}' '{"lifetime_minutes":60,"lifetime_minutes":61}'; do
 	expect_eq "$(adm POST /api/v1/bulk --data "$b" | http_status)" 400 "strict members: $b"
 done
@@ -118,7 +118,7 @@ G=$(json_get guid < "$T/new.json")
 ( umask 077; json_get token < "$T/new.json" > "$T/bulk.tok" )
 rm -f "$T/new.json"
 [ "$(json_get lifetime_minutes < <(echo "$res" | http_body))" = 120 ] || fail "lifetime echo"
-$STK verify --type bulk - < "$T/bulk.tok" | grep -q "$G" || fail "token does not verify as a bulk token of this site"
+$STK verify --type bulk - < "$T/bulk.tok" | has "$G" || fail "token does not verify as a bulk token of this site"
 [ "$(sqlite3 "$SITE/site.db" "SELECT created_by FROM bulk_tokens WHERE guid='$G'")" = "$actor" ] || fail "created_by"
 [ "$(audit_count "event='bulk.new' AND subject='$G' AND actor='$actor'")" = 1 ] || fail "bulk.new audited as the admin"
 tok=$(cat "$T/bulk.tok")
@@ -128,14 +128,14 @@ ok "new bulk token: 201, returned once, verifies, audited with the admin identit
 # ---- list: type filter and sort ----
 res=$(adm GET '/api/v1/certs?type=bulk&sort=-to')
 [ "$(echo "$res" | http_status)" = 200 ] || fail "list: $res"
-echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | grep -qx 'bulk,bulk' || fail "type=bulk: $res"
-echo "$res" | http_body | jq_py 'd["rows"][1]["id"]' | grep -qx "$G" || fail "sort=-to puts the 120-minute token last: $res"
+echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | has -x 'bulk,bulk' || fail "type=bulk: $res"
+echo "$res" | http_body | jq_py 'd["rows"][1]["id"]' | has -x "$G" || fail "sort=-to puts the 120-minute token last: $res"
 res=$(adm GET '/api/v1/certs?type=site')
-echo "$res" | http_body | jq_py '[r["type"] for r in d["rows"]]' | grep -qx "\['Site Signing'\]" || fail "type=site: $res"
+echo "$res" | http_body | jq_py '[r["type"] for r in d["rows"]]' | has -x "\['Site Signing'\]" || fail "type=site: $res"
 res=$(adm GET '/api/v1/certs?sort=type')
-echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | grep -qx 'bulk,bulk,site' || fail "sort=type: $res"
+echo "$res" | http_body | jq_py '",".join(r["kind"] for r in d["rows"])' | has -x 'bulk,bulk,site' || fail "sort=type: $res"
 res=$(adm GET '/api/v1/certs?sort=-type')
-echo "$res" | http_body | jq_py 'd["rows"][0]["kind"]' | grep -qx site || fail "sort=-type: $res"
+echo "$res" | http_body | jq_py 'd["rows"][0]["kind"]' | has -x site || fail "sort=-type: $res"
 for col in id from to status devices created; do
 	[ "$(adm GET "/api/v1/certs?sort=$col" | http_status)" = 200 ] || fail "sort=$col"
 done
@@ -145,16 +145,16 @@ ok "list: type filter (site, bulk), sort by every column either way, bad values 
 
 # ---- block: the CMG refuses the token; unblock: accepted again ----
 res=$(adm POST "/api/v1/bulk/$G/block")
-[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "block: $res"
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | has '"status":"Blocked"' || fail "block: $res"
 expect_refusal 1 "HTTP 403 bulk_token_blocked" "blocked token" -- \
 	agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok"
 res=$(adm POST "/api/v1/bulk/$G/unblock")
-[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Active"' || fail "unblock: $res"
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | has '"status":"Active"' || fail "unblock: $res"
 agent devA 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null || fail "unblocked token refused"
 res=$(adm GET '/api/v1/certs?type=bulk')
-echo "$res" | http_body | jq_py "[r['devices'] for r in d['rows'] if r['id']=='$G'][0]" | grep -qx 1 || fail "devices count: $res"
-echo "$res" | http_body | jq_py "[r['status'] for r in d['rows'] if r['id']=='$G'][0]" | grep -qx Active || fail "status"
-adm GET '/api/v1/certs?type=site' | http_body | jq_py 'd["rows"][0]["devices"]' | grep -qx 1 || fail "site cert devices"
+echo "$res" | http_body | jq_py "[r['devices'] for r in d['rows'] if r['id']=='$G'][0]" | has -x 1 || fail "devices count: $res"
+echo "$res" | http_body | jq_py "[r['status'] for r in d['rows'] if r['id']=='$G'][0]" | has -x Active || fail "status"
+adm GET '/api/v1/certs?type=site' | http_body | jq_py 'd["rows"][0]["devices"]' | has -x 1 || fail "site cert devices"
 [ "$(adm POST "/api/v1/bulk/$G/unblock" | http_status)" = 200 ] || fail "repeat unblock"
 [ "$(audit_count "event='bulk.unblock' AND subject='$G' AND outcome='unchanged'")" = 1 ] || fail "repeat audited"
 ok "block (CMG registration refused 403 bulk_token_blocked), unblock (accepted), devices registered with it: 1"
@@ -165,7 +165,7 @@ res=$(adm GET "/api/v1/bulk/$G/audit")
 ev=$(echo "$res" | http_body | jq_py '" ".join(r["event"]+":"+r["outcome"] for r in d["records"])')
 [ "$ev" = "bulk.new:ok bulk.block:ok device.register.cmg:refused bulk.unblock:ok device.register.cmg:ok bulk.unblock:unchanged" ] \
 	|| fail "audit trail: $ev"
-echo "$res" | http_body | jq_py 'd["records"][1]["actor"]' | grep -qx "$actor" || fail "block actor"
+echo "$res" | http_body | jq_py 'd["records"][1]["actor"]' | has -x "$actor" || fail "block actor"
 ok "audit trail of one token: new, block, refused registration, unblock, registration, repeat"
 
 # ---- not found, bad GUID, wrong method ----
@@ -205,20 +205,20 @@ ok "devices: list, via and bulk filters, search by GUID part and thumbprint, lim
 [ "$(anon POST "/api/v1/devices/$D/block" | http_status)" = 401 ] || fail "block without secret"
 [ "$(anon POST "/api/v1/settings" --data '{"name":"allow-cmg","value":"off"}' | http_status)" = 401 ] || fail "settings without secret"
 [ "$(sqlite3 "$SITE/site.db" "SELECT blocked FROM devices WHERE guid='$D'")" = 0 ] || fail "blocked without secret"
-$STK settings show | grep -q "allow-cmg *on" || fail "setting changed without secret"
+$STK settings show | has "allow-cmg *on" || fail "setting changed without secret"
 res=$(adm POST "/api/v1/devices/$D/block")
-[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | grep -q '"status":"Blocked"' || fail "device block: $res"
+[ "$(echo "$res" | http_status)" = 200 ] && echo "$res" | has '"status":"Blocked"' || fail "device block: $res"
 [ "$(devs '?status=blocked')" = "$D" ] || fail "status=blocked"
 expect_refusal 1 device_blocked "blocked device" -- agent devA 0 policy
 [ "$(audit_count "event='device.block' AND subject='$D' AND actor='$actor'")" = 1 ] || fail "device block audit"
 res=$(adm POST "/api/v1/devices/$D/unblock")
-echo "$res" | grep -q '"status":"Active"' || fail "device unblock: $res"
+echo "$res" | has '"status":"Active"' || fail "device unblock: $res"
 agent devA 0 policy >/dev/null || fail "unblocked device refused"
 for body in '' '{"value":"maybe"}' '{"value":"on","x":1}' '{"value":true}' '[]'; do
 	[ "$(adm POST "/api/v1/devices/$D/allow-cmg" --data "$body" | http_status)" = 400 ] || fail "allow-cmg body '$body'"
 done
 res=$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"off"}')
-echo "$res" | http_body | jq_py 'd["allow_cmg"], d["allow_cmg_effective"]' | grep -qx "off False" || fail "allow-cmg off: $res"
+echo "$res" | http_body | jq_py 'd["allow_cmg"], d["allow_cmg_effective"]' | has -x "off False" || fail "allow-cmg off: $res"
 expect_refusal 1 cloud_gateway_disabled "allow-cmg off applied" -- agent devA 0 policy
 expect_in '"allow_cmg":"default"' "$(adm POST "/api/v1/devices/$D/allow-cmg" --data '{"value":"default"}')" "allow-cmg default"
 agent devA 0 policy >/dev/null || fail "allow-cmg default refused"
@@ -235,8 +235,8 @@ for body in '{"name":"other","value":"on"}' '{"name":"allow-cmg","value":"maybe"
 	[ "$(adm POST /api/v1/settings --data "$body" | http_status)" = 400 ] || fail "settings body '$body'"
 done
 res=$(adm POST /api/v1/settings --data '{"name":"internal-registration","value":"off"}')
-echo "$res" | http_body | jq_py '[s["value"] for s in d["settings"] if s["name"]=="internal-registration"][0]' | grep -qx off || fail "setting: $res"
-$STK settings show | grep -q "internal-registration *off" || fail "CLI does not see the setting"
+echo "$res" | http_body | jq_py '[s["value"] for s in d["settings"] if s["name"]=="internal-registration"][0]' | has -x off || fail "setting: $res"
+$STK settings show | has "internal-registration *off" || fail "CLI does not see the setting"
 expect_refusal 1 internal_registration_disabled "internal registration off applied" -- \
 	agent devN 0 register --mp "$MP"
 adm POST /api/v1/settings --data '{"name":"internal-registration","value":"on"}' >/dev/null
@@ -251,29 +251,29 @@ last=$(sqlite3 "$SITE/site.db" 'SELECT max(seq) FROM audit')
 [ "$seqs" = "$last $((last - 1))" ] || fail "newest first: $seqs (last $last)"
 nb=$(echo "$res" | http_body | jq_py 'd["next_before"]')
 [ "$(adm GET "/api/v1/audit?limit=2&before=$nb" | http_body | jq_py '" ".join(str(r["seq"]) for r in d["records"])')" = "$((last - 2)) $((last - 3))" ] || fail "paging"
-adm GET '/api/v1/audit?outcome=refused&limit=500' | http_body | jq_py 'all(r["outcome"]=="refused" for r in d["records"]) and len(d["records"])>0' | grep -qx True || fail "outcome filter"
-adm GET '/api/v1/audit?q=device.block' | http_body | jq_py '[r["event"] for r in d["records"]]' | grep -qx "\['device.block'\]" || fail "search"
+adm GET '/api/v1/audit?outcome=refused&limit=500' | http_body | jq_py 'all(r["outcome"]=="refused" for r in d["records"]) and len(d["records"])>0' | has -x True || fail "outcome filter"
+adm GET '/api/v1/audit?q=device.block' | http_body | jq_py '[r["event"] for r in d["records"]]' | has -x "\['device.block'\]" || fail "search"
 for q in '?limit=0' '?limit=501' '?before=x'; do
 	[ "$(adm GET "/api/v1/audit$q" | http_status)" = 400 ] || fail "audit$q"
 done
-adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"], d["records"] == '"$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM audit')" | grep -qx "True True" || fail "verify intact"
+adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"], d["records"] == '"$(sqlite3 "$SITE/site.db" 'SELECT count(*) FROM audit')" | has -x "True True" || fail "verify intact"
 # Attacker 3 (database writer) edits a record: the console's verify says so.
 orig=$(sqlite3 "$SITE/site.db" "SELECT detail FROM audit WHERE seq=2")
 sqlite3 "$SITE/site.db" "UPDATE audit SET detail='edited' WHERE seq=2"
 res=$(adm GET /api/v1/audit/verify)
-echo "$res" | http_body | jq_py 'd["intact"], d["bad_seq"]' | grep -qx "False 2" || fail "tampering not reported: $res"
+echo "$res" | http_body | jq_py 'd["intact"], d["bad_seq"]' | has -x "False 2" || fail "tampering not reported: $res"
 sqlite3 "$SITE/site.db" "UPDATE audit SET detail='$orig' WHERE seq=2"
-adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"]' | grep -qx True || fail "verify after restoring"
+adm GET /api/v1/audit/verify | http_body | jq_py 'd["intact"]' | has -x True || fail "verify after restoring"
 ok "audit log newest first with paging, outcome filter and search; verify reports intact, and an edited record (attacker 3) as tampered at its number"
 
 # ---- keys, stats ----
 res=$(adm GET /api/v1/keys)
 echo "$res" | http_body | jq_py 'len(d["keys"]), d["keys"][0]["mine"], d["keys"][0]["backend"], d["keys"][0]["status"]' |
 	grep -qx "1 True file active" || fail "keys: $res"
-echo "$res" | http_body | jq_py '{a["name"]: a["value"] for a in d["keys"][0]["attributes"]}["file-mode"]' | grep -qx 0600 || fail "key attributes: $res"
+echo "$res" | http_body | jq_py '{a["name"]: a["value"] for a in d["keys"][0]["attributes"]}["file-mode"]' | has -x 0600 || fail "key attributes: $res"
 res=$(adm GET '/api/v1/stats?days=1')
 want=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok'")
-echo "$res" | http_body | jq_py 'd["totals"]["registrations"], sum(d["registrations"]), len(d["times"])' | grep -qx "$want $want 1" || fail "stats registrations ($want): $res"
+echo "$res" | http_body | jq_py 'd["totals"]["registrations"], sum(d["registrations"]), len(d["times"])' | has -x "$want $want 1" || fail "stats registrations ($want): $res"
 echo "$res" | http_body | jq_py 'sum(d["refusals"]["bulk_token_blocked"]), sum(d["refusals"]["device_blocked"]), sum(d["refusals"]["internal_registration_disabled"])' |
 	grep -qx "1 1 1" || fail "stats refusals: $res"
 [ "$(adm GET '/api/v1/stats?days=1&bucket=hour' | http_body | jq_py 'len(d["times"]), d["step"]')" = "24 3600" ] || fail "hourly"

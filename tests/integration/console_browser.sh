@@ -62,7 +62,7 @@ ok "audit: device block/unblock, per-device allow-cmg and site settings by the a
 for f in console.png console-new-token.png console-login.png console-confirm.png \
 	console-dashboard.png console-devices.png console-settings.png console-audit.png console-keys.png; do
 	[ -s "$ARTIFACTS/$f" ] || fail "no screenshot $f"
-	head -c 8 "$ARTIFACTS/$f" | od -An -tx1 | grep -q '89 50 4e 47' || fail "$f is not a PNG"
+	head -c 8 "$ARTIFACTS/$f" | od -An -tx1 | has '89 50 4e 47' || fail "$f is not a PNG"
 done
 ok "screenshots in $ARTIFACTS: console.png, console-new-token.png, console-login.png, console-confirm.png, console-dashboard.png, console-devices.png, console-settings.png, console-audit.png, console-keys.png"
 

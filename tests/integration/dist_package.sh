@@ -12,8 +12,8 @@ set -e
 	{ cat "$T/cpack.log" >&2; fail "cpack"; }
 deb=$(ls "$T"/out/sitetoken_*_*.deb)
 [ "$(dpkg-deb -f "$deb" Package)" = sitetoken ] || fail "package name"
-dpkg-deb -f "$deb" Depends | grep -q 'adduser' || fail "Depends lacks adduser"
-dpkg-deb -f "$deb" Depends | grep -q 'libssl3' || fail "Depends lacks the shared libraries (shlibdeps)"
+dpkg-deb -f "$deb" Depends | has 'adduser' || fail "Depends lacks adduser"
+dpkg-deb -f "$deb" Depends | has 'libssl3' || fail "Depends lacks the shared libraries (shlibdeps)"
 ok "built $(basename "$deb")"
 
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\./#/#' | sort > "$T/files"
@@ -50,7 +50,7 @@ ok "lintian clean (info tags included)"
 dpkg-deb -x "$deb" "$T/root"
 R=$T/root
 for p in sitetoken sitetoken-agent BulkRegistrationTokenTool; do
-	readelf -S "$R/usr/bin/$p" | grep -q '\.debug_info' && fail "$p is not stripped"
+	readelf -S "$R/usr/bin/$p" | has '\.debug_info' && fail "$p is not stripped"
 	# The help text whole first: `| grep -q` stops reading early, and a help
 	# longer than one pipe write then dies of SIGPIPE under pipefail.
 	grep -qi usage <<<"$("$R/usr/bin/$p" --help)" || fail "packaged $p --help"
@@ -61,7 +61,7 @@ for m in "$R"/usr/share/man/man*/*.gz; do
 	[ ! -s "$T/man.err" ] || { cat "$T/man.err" >&2; fail "man warnings in $m"; }
 	grep -q '^NAME' "$T/man.txt" || fail "$m has no NAME"
 done
-zcat "$R/usr/share/man/man8/sitetoken-serve.8.gz" | grep -q 'config' || fail "serve man page lacks --config"
+zcat "$R/usr/share/man/man8/sitetoken-serve.8.gz" | has 'config' || fail "serve man page lacks --config"
 ok "stripped programs answer --help; every man page renders without warnings"
 
 # The packaged units, with the packaged programs and man pages.
@@ -86,7 +86,7 @@ complete_words() { # complete_words WORDS... (last may be empty): COMPREPLY
 }
 [ "$(complete_words sitetoken bulk '' | tr '\n' ' ')" = "block new unblock " ] ||
 	fail "completion of 'sitetoken bulk ': $(complete_words sitetoken bulk '')"
-complete_words sitetoken bulk new --li | grep -qx -- --lifetime || fail "completion of --li"
-complete_words sitetoken se | grep -qx serve || fail "completion of 'se'"
-complete_words sitetoken serve --con | grep -qx -- --config || fail "completion of serve --con"
+complete_words sitetoken bulk new --li | has -x -- --lifetime || fail "completion of --li"
+complete_words sitetoken se | has -x serve || fail "completion of 'se'"
+complete_words sitetoken serve --con | has -x -- --config || fail "completion of serve --con"
 ok "bash completion: commands, subcommands and options from the program"

@@ -47,5 +47,5 @@ ok "server unit hardening, agent service and timer as documented"
 # (not an unknown option), and the server's is `serve --config FILE`.
 expect_refusal 2 "state directory" "agent run --once without a state directory" -- \
 	env -u SITETOKEN_AGENT_STATE "$STK_BIN/sitetoken-agent" run --once
-"$STK_BIN/sitetoken" serve --list-options | grep -qx -- --config || fail "serve has no --config"
+"$STK_BIN/sitetoken" serve --list-options | has -x -- --config || fail "serve has no --config"
 ok "the units' command lines are ones the programs accept"

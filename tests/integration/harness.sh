@@ -80,6 +80,10 @@ expect_in() { # expect_in TEXT HAYSTACK DESCRIPTION
 	if grep -qF -- "$1" <<<"$2"; then ok "$3"; else bad "$3: '$1' not in: $(head -c 300 <<<"$2")"; fi
 }
 expect_eq() { if [ "$1" == "$2" ]; then ok "$3"; else bad "$3: '$1' != '$2'"; fi; }
+# CMD | has GREP-ARGS...: grep -q, but only after reading all of stdin, so CMD
+# never dies of SIGPIPE when grep matches early (pipefail would make that a
+# failed check, or a negated check that passes without checking).
+has() { local in; in=$(cat); grep -q "$@" <<<"$in"; }
 _failures() { if [ -f "$_FAILS" ]; then wc -l <"$_FAILS"; else echo 0; fi; }
 # finish: the summary; true when something passed and nothing failed.
 finish() {

@@ -34,7 +34,7 @@ SCHEMA=$(sed -n 's/^schema=//p' "$SITE/site.conf")
 $STK node add --site "$SITEB" --node nodeB --db service=sitetoken_tcp --db-schema "$SCHEMA" \
 	>/dev/null || fail "node add over TCP"
 grep -qx 'db=service=sitetoken_tcp' "$SITEB/site.conf" || fail "node B's site.conf: $(cat "$SITEB/site.conf")"
-! grep -v '^#' "$SITEB/site.conf" | grep -qi password || fail "a password in node B's site.conf"
+! grep -v '^#' "$SITEB/site.conf" | has -i password || fail "a password in node B's site.conf"
 expect_refusal 3 password "TCP without the password file" -- \
 	env -u PGPASSFILE $STK site show --site "$SITEB"
 kid_of_node() { $STK key list --site "$SITE" --json | json "[k['kid'] for k in d if k['node']=='$1'][0]"; }
@@ -53,7 +53,7 @@ ok "two nodes serving one PostgreSQL site (A: $MPA on the socket, B: $MPB over T
 agent X 0 register --mp "$MPA" --cmg "$CMGB" >/dev/null || fail "register on node A"
 [ "$(kid_of "$T/X/client.token")" = "$kidA" ] || fail "token from node A not signed by A's key"
 gx=$(agent X 0 status --json | json_get device_guid)
-agent X 0 policy | grep -q "\"device_guid\":\"$gx\"" || fail "node B refused node A's token"
+agent X 0 policy | has "\"device_guid\":\"$gx\"" || fail "node B refused node A's token"
 ok "node B's gateway accepts a token node A issued"
 j0=$(agent X 0 status --json | json_get jti)
 agent X 0 renew --force >/dev/null || fail "renewal through node B"

@@ -192,7 +192,7 @@ expect_exit 3 "unknown JWKS CA" -- $STK oidc add --issuer "$ISS2" --jwks "$URL" 
 	fail "JWKS URL with an unknown CA recorded"
 $STK oidc add --issuer "$ISS2" --jwks "$URL" --jwks-ca "$T/iss/ca.pem" --audience "$AUD" >/dev/null ||
 	die "oidc add with a JWKS URL"
-$STK oidc list | grep -q "keys $URL" || fail "oidc list does not show the URL"
+$STK oidc list | has "keys $URL" || fail "oidc list does not show the URL"
 mint --iss "$ISS2" --device url-0001
 id_post "200 -" "URL mode registration" u1
 f1=$(fetches)

@@ -31,7 +31,7 @@ for _ in $(seq 100); do [ -s "$T/ready" ] && break; kill -0 "$SERVER_PID" || fai
 # shellcheck disable=SC1091
 . "$T/ready"
 [ "$admin_port" -gt 0 ] || fail "admin listener from the config (quoted value) not started"
-curl -sf "http://127.0.0.1:$mp_port/sitetoken/v1/health" | grep -q '"status": *"ok"' ||
+curl -sf "http://127.0.0.1:$mp_port/sitetoken/v1/health" | has '"status": *"ok"' ||
 	fail "MP (plain HTTP: mp-tls = no) not serving"
 ok "serve --config: example config runs; command line overrides the file"
 

@@ -52,7 +52,7 @@ settle
 expect_exit 1 "per-device off" -- agent A 0 policy
 $STK settings set allow-cmg default --device "$gA" >/dev/null
 settle
-$STK settings show | grep -q "allow-cmg *on" || fail "settings show"
+$STK settings show | has "allow-cmg *on" || fail "settings show"
 ok "allow-cmg off refused (403), on accepted; per-device override both ways"
 
 # Blocked device.

@@ -7,7 +7,7 @@ serve_site
 
 bguid=$(new_bulk "$T/bulk.tok")
 out=$(agent devA 0 install /mp:"$CMG" CCMHOSTNAME="$HOSTPATH" SMSSiteCode=ABC /regtoken:- < "$T/bulk.tok")
-echo "$out" | grep -q "installed: device" || fail "install: $out"
+echo "$out" | has "installed: device" || fail "install: $out"
 guid=$(agent devA 0 status --json | json_get device_guid)
 row=$(sqlite3 "$SITE/site.db" "SELECT via, bulk_guid FROM devices WHERE guid='$guid'")
 [ "$row" = "cmg|$bguid" ] || fail "device row: $row"
@@ -25,7 +25,7 @@ if grep -rqF -e "${tok##*.}" "$T/devA" "$SITE"; then fail "bulk token written to
 ok "bulk token not stored by the agent nor the site"
 
 # Authenticated request through the gateway.
-agent devA 0 policy | grep -q "\"device_guid\":\"$guid\"" || fail "policy"
+agent devA 0 policy | has "\"device_guid\":\"$guid\"" || fail "policy"
 ok "authenticated request through the CMG"
 
 # The same bulk token registers a second device (it is a bulk token).

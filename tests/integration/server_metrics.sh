@@ -89,7 +89,7 @@ FORGE="python3 $STK_SRC/tests/integration/forge.py"
 fkid=$($FORGE keygen "$T" "$($STK site show --json | json_get site)") || fail "forge keygen"
 STORE=sqlite; [ -f "$SITE/site.db" ] || STORE=pg
 sqlite3 "$SITE/site.db" "$($FORGE keyrow "$T" main active $STORE)" || fail "insert the forged key row"
-$STK key list | grep -q -e "$fkid.*UNTRUSTED" || fail "key list does not call the forged row untrusted: $($STK key list)"
+$STK key list | has -e "$fkid.*UNTRUSTED" || fail "key list does not call the forged row untrusted: $($STK key list)"
 scrape "$T/mf"
 ! grep -q -e "$fkid" "$T/mf.txt" || fail "the forged key is in the metrics: $(grep -e "$fkid" "$T/mf.txt")"
 [ "$(val "$T/mf" "sitetoken_site_key_certificate_expiry_seconds{kid=$kid,node=main,status=active}")" -gt 0 ] || fail "the site's key left the metrics"

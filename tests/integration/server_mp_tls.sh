@@ -19,7 +19,7 @@ expect_refusal 1 "HTTP 401 credential_required" "HTTPS MP without a credential" 
 
 # Bulk token as the credential.
 new_bulk "$T/bulk.tok" >/dev/null
-agent P 0 register --mp "$MPS" --regtoken-file "$T/bulk.tok" | grep -q "via mp" || fail "bulk credential"
+agent P 0 register --mp "$MPS" --regtoken-file "$T/bulk.tok" | has "via mp" || fail "bulk credential"
 ok "HTTPS MP with a bulk registration token accepted"
 
 # TLS client certificate from the trusted CA: the registered certificate is

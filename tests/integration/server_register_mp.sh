@@ -6,13 +6,13 @@ TEST_NAME=server_register_mp
 serve_site
 
 out=$(agent dev1 0 register --mp "$MP")
-echo "$out" | grep -q "registered: device .* via mp" || fail "register: $out"
+echo "$out" | has "registered: device .* via mp" || fail "register: $out"
 guid=$(agent dev1 0 status --json | json_get device_guid)
 [ "$(count_devices)" = 1 ] || fail "one device expected"
 [ "$(sqlite3 "$SITE/site.db" "SELECT via FROM devices WHERE guid='$guid'")" = mp ] || fail "via"
 # The expiry the agent prints is the token's, 90 days on, as a UTC time.
 exp=$(agent dev1 0 status --json | json_get expires_at)
-echo "$out" | grep -q "valid until $(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ))" || fail "expiry shown: $out"
+echo "$out" | has "valid until $(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ))" || fail "expiry shown: $out"
 ok "internal registration recorded device $guid"
 
 # The token is a client token bound to the device certificate.

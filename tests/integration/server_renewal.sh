@@ -13,13 +13,13 @@ jx0=$(agent X 0 status --json | json_get jti)
 
 # Day 29: run does not renew (not due yet).
 stop_server; start_server 29
-agent X 29 run --once | grep -q "renewal not due" || fail "renewed before 30 days"
+agent X 29 run --once | has "renewal not due" || fail "renewed before 30 days"
 [ "$(agent X 29 status --json | json_get jti)" = "$jx0" ] || fail "token changed at day 29"
 ok "day 29: run leaves the token alone (renews at 30 days)"
 
 # Day 31: renewal accepted, new token valid 90 days from renewal.
 stop_server; start_server 31
-agent X 31 run --once | grep -q "renewed: device" || fail "run did not renew at day 31"
+agent X 31 run --once | has "renewed: device" || fail "run did not renew at day 31"
 read -r iat exp < <(agent X 31 status --json | json 'd["issued_at"], d["expires_at"]' | tr -d '(),')
 expect_eq $((exp - iat)) $((90 * 86400)) "renewed token 90 days"
 now=$(( $(date +%s) + 31 * 86400 ))
