@@ -18,6 +18,8 @@ N=${2:-200}
 STK=$BUILD/sitetoken
 AGENT=$BUILD/sitetoken-agent
 T=$(mktemp -d "${TMPDIR:-/tmp}/stk-instr.XXXXXX")
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 OUT=${3:-$T/out}
 mkdir -p "$OUT"
 PID=
@@ -31,27 +33,15 @@ cleanup() {
 trap cleanup EXIT
 export SITETOKEN_SITE=$T/site
 "$STK" site init --site "$SITETOKEN_SITE" >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$T/tls.key" -out "$T/tls.crt" -days 30 -subj /CN=localhost \
-	-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
-chmod 600 "$T/tls.key"
-( umask 077; "$STK" bulk new --lifetime 60 --json >"$T/bulk.json" )
-python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' \
-	"$T/bulk.json" "$T/bulk.tok"
+tls_pair
+bulk_token "$SITETOKEN_SITE" "$T/bulk.tok"
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" \
 	"$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
 	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --threads 1 \
 	--ready-file "$T/ready" 2>"$T/server.stderr" &
 PID=$!
-for _ in $(seq 600); do
-	[ -s "$T/ready" ] && break
-	kill -0 "$PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
 cmg_port=
-# shellcheck disable=SC1091
-. "$T/ready"
+wait_ready "$PID" "$T/ready" server 600
 CMG=https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500
 "$AGENT" --state "$T/dev" --ca "$T/tls.crt" register --cmg "$CMG" \
 	--regtoken-file "$T/bulk.tok" >/dev/null

@@ -11,6 +11,8 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 STK=$BUILD/sitetoken
 BENCH=$BUILD/bench/sitetoken-bench
 T=$(mktemp -d "${TMPDIR:-/tmp}/stk-bench-run.XXXXXX")
+# shellcheck source=bench/lib.sh
+. "$SRC/bench/lib.sh"
 SERVER_PID=
 COLD_PID=
 HSM_PID=
@@ -35,28 +37,15 @@ TPM_UP=1
 # Site (file key: the gateway figure is about the HTTP/TLS path) + server.
 export SITETOKEN_SITE=$T/site
 "$STK" site init --site "$SITETOKEN_SITE" >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$T/tls.key" -out "$T/tls.crt" -days 30 -subj /CN=localhost \
-	-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
-chmod 600 "$T/tls.key"
-( umask 077; "$STK" bulk new --lifetime 60 --json >"$T/bulk.json" )
-python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' \
-	"$T/bulk.json" "$T/bulk.tok"
-rm -f "$T/bulk.json"
+tls_pair
+bulk_token "$SITETOKEN_SITE" "$T/bulk.tok"
 # The server needs one descriptor per connection for the RSS figure.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
 	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/server.pid" \
 	--ready-file "$T/ready" 2>>"$T/server.stderr" &
 SERVER_PID=$!
-for _ in $(seq 100); do
-	[ -s "$T/ready" ] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$T/ready"
+wait_ready "$SERVER_PID" "$T/ready" server
 main_cmg=$cmg_port
 # A second server on the same site with the verified-token cache off: the
 # "cache cold" reference.
@@ -64,35 +53,18 @@ SITETOKEN_TOKEN_CACHE=0 "$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 \
 	--cmg 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
 	--pid-file "$T/cold.pid" --ready-file "$T/ready-cold" 2>>"$T/server.stderr" &
 COLD_PID=$!
-for _ in $(seq 100); do
-	[ -s "$T/ready-cold" ] && break
-	kill -0 "$COLD_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$T/ready-cold" ] || { echo "cold server not ready" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$T/ready-cold"
+wait_ready "$COLD_PID" "$T/ready-cold" "cold server"
 cold_cmg=$cmg_port
 # A third server on its own site whose key is in the SoftHSM token: the
 # registrations-through-SoftHSM figures (group register).
 SITETOKEN_SITE=$T/site-hsm "$STK" site init --site "$T/site-hsm" --backend pkcs11 \
 	--pkcs11-uri "pkcs11:token=$SITETOKEN_PKCS11_TOKEN;object=stk-bench-site" >/dev/null
-( umask 077; SITETOKEN_SITE=$T/site-hsm "$STK" bulk new --lifetime 60 --json >"$T/bulk-hsm.json" )
-python3 -c 'import json,sys; open(sys.argv[2],"w").write(json.load(open(sys.argv[1]))["token"])' \
-	"$T/bulk-hsm.json" "$T/bulk-hsm.tok"
-rm -f "$T/bulk-hsm.json"
+bulk_token "$T/site-hsm" "$T/bulk-hsm.tok"
 "$STK" serve --site "$T/site-hsm" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
 	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/hsm.pid" \
 	--ready-file "$T/ready-hsm" 2>>"$T/server.stderr" &
 HSM_PID=$!
-for _ in $(seq 100); do
-	[ -s "$T/ready-hsm" ] && break
-	kill -0 "$HSM_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$T/ready-hsm" ] || { echo "SoftHSM server not ready" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$T/ready-hsm"
+wait_ready "$HSM_PID" "$T/ready-hsm" "SoftHSM server"
 hsm_cmg=$cmg_port
 cmg_port=$main_cmg
 

@@ -12,6 +12,8 @@ BUILD=$(cd "$1" && pwd); shift
 STK=$BUILD/sitetoken
 SOAK=$BUILD/bench/sitetoken-soak
 T=$(mktemp -d "${TMPDIR:-/tmp}/stk-soak.XXXXXX")
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 SERVER_PID=
 cleanup() {
 	local rc=$?
@@ -25,22 +27,13 @@ cleanup() {
 trap cleanup EXIT
 export SITETOKEN_SITE=$T/site
 "$STK" site init --site "$SITETOKEN_SITE" --key-type p256 >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$T/tls.key" -out "$T/tls.crt" -days 30 -subj /CN=localhost \
-	-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
-chmod 600 "$T/tls.key"
+tls_pair
 "$STK" serve --site "$SITETOKEN_SITE" --mp 127.0.0.1:0 --cmg 127.0.0.1:0 \
 	--tls-cert "$T/tls.crt" --tls-key "$T/tls.key" --pid-file "$T/server.pid" \
 	--ready-file "$T/ready" 2>>"$T/server.stderr" &
 SERVER_PID=$!
-for _ in $(seq 100); do
-	[ -s "$T/ready" ] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || { cat "$T/server.stderr" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$T/ready" ] || { echo "server not ready" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$T/ready"
+mp_port='' cmg_port=''
+wait_ready "$SERVER_PID" "$T/ready" server
 mkdir -m 700 "$T/work"
 "$SOAK" --mp "http://127.0.0.1:$mp_port" \
 	--cmg "https://127.0.0.1:$cmg_port/CCM_Proxy_MutualAuth/72186325152220500" \
