@@ -35,15 +35,19 @@ b64(const unsigned char *p, size_t n)
 	return o;
 }
 
+/* A key parameter in base64url: big-endian, left-padded to `width` bytes when
+ * width > 0 (RFC 7518 6.2.1.2: an EC coordinate is always the field's full
+ * size, even when its first byte is zero, which happens in 1 key of 128). */
 static char *
-bn_b64(EVP_PKEY *k, const char *name)
+bn_b64(EVP_PKEY *k, const char *name, int width)
 {
 	BIGNUM *bn = NULL;
 	unsigned char buf[1024];
 	int n;
 
 	assert_int_equal(EVP_PKEY_get_bn_param(k, name, &bn), 1);
-	n = BN_bn2bin(bn, buf);
+	n = width > 0 ? BN_bn2binpad(bn, buf, width) : BN_bn2bin(bn, buf);
+	assert_true(n > 0);
 	BN_free(bn);
 	return b64(buf, (size_t)n);
 }
@@ -55,13 +59,13 @@ jwk_of(EVP_PKEY *k, const char *kid)
 	char *out = NULL, *a, *b;
 
 	if (EVP_PKEY_is_a(k, "RSA")) {
-		a = bn_b64(k, OSSL_PKEY_PARAM_RSA_N);
-		b = bn_b64(k, OSSL_PKEY_PARAM_RSA_E);
+		a = bn_b64(k, OSSL_PKEY_PARAM_RSA_N, 0);
+		b = bn_b64(k, OSSL_PKEY_PARAM_RSA_E, 0);
 		assert_true(asprintf(&out, "{\"kty\":\"RSA\",\"use\":\"sig\",\"kid\":\"%s\","
 		    "\"n\":\"%s\",\"e\":\"%s\"}", kid, a, b) > 0);
 	} else {
-		a = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X);
-		b = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y);
+		a = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32);
+		b = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
 		assert_true(asprintf(&out, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\","
 		    "\"x\":\"%s\",\"y\":\"%s\"}", kid, a, b) > 0);
 	}
@@ -205,7 +209,7 @@ test_good_tokens(void **state)
 static void
 test_alg_rules(void **state)
 {
-	char *p = payload(NULL), *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N), *t;
+	char *p = payload(NULL), *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N, 0), *t;
 
 	(void)state;
 	expect(NULL, "{\"alg\":\"none\",\"kid\":\"rsa1\"}", NULL, BAD);
