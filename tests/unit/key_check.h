@@ -1,13 +1,13 @@
 /* Shared by the key backend tests (test_key_contract, test_pkcs11,
  * test_tpm): a signature checked by OpenSSL alone and by the project's own
- * verifier, and an attribute of `key show`. Include after cmocka.h. */
+ * verifier, and an attribute of `key show`. */
 #ifndef STK_KEY_CHECK_H
 #define STK_KEY_CHECK_H
 
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <string.h>
 #include "sitetoken/key.h"
+#include "testutil.h"
 
 /* OpenSSL alone, not the project's verifier: RS256 is PKCS#1 v1.5, ES256
  * is r||s (JWS), which OpenSSL wants as DER. */

@@ -1,10 +1,9 @@
 /* Fixtures shared by the unit tests that need a site and device
- * certificates. Include after <cmocka.h> and "testutil.h": a failure
- * fails the calling test. */
+ * certificates: a failure fails the calling test. */
 #ifndef STK_SITE_FIXTURE_H
 #define STK_SITE_FIXTURE_H
 
-#include <stdint.h>
+#include "testutil.h"
 #include "sitetoken/cert.h"
 #include "sitetoken/device.h"
 #include "sitetoken/key.h"
@@ -172,13 +171,7 @@ sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
 	}
 }
 
-/* ---- appended by developer 3 (fold-unit-site-a) ---- */
-
-/* A cmocka test whose body gets the fixture *state as `f`, of type fxtype:
- * #define FX_TEST(name) SF_TEST(struct fx, name), then FX_TEST(test_x) { ... }. */
-#define SF_TEST(fxtype, name) \
-	static void name##_body(fxtype *f); \
-	static void name(void **state) { name##_body(*state); } \
-	static void name##_body(fxtype *f)
+/* testutil.h's TU_TEST, by its first name. */
+#define SF_TEST(fxtype, name) TU_TEST(fxtype, name)
 
 #endif

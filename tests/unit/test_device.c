@@ -1,13 +1,7 @@
 /* Device policy without HTTP: registration, gateway checks, renewal,
  * settings, and that each change is audited with it. One behaviour per
  * test, each on a fresh site (device certificates A and B). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include "sitetoken/certs.h"
-#include "testutil.h"
 #include "site_fixture.h"
 
 #define DAY 86400
@@ -30,7 +24,7 @@ struct fx {
 };
 
 /* A test on a fresh site (setup), its fixture f. */
-#define FX_TEST(name) SF_TEST(struct fx, name)
+#define FX_TEST(name) TU_TEST(struct fx, name)
 
 static int
 setup(void **state)

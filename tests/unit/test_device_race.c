@@ -4,12 +4,6 @@
  * device and its write. The write re-checks the device's latest jti, so one
  * renewal wins and the other is refused token_superseded. Before, both were
  * issued and the first node's device held a dead token (issue 15, item 2). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include "testutil.h"
 #include "site_fixture.h"
 
 int __real_stk_site_tx_begin(struct stk_site *s, struct stk_error *err);
@@ -89,13 +83,6 @@ test_concurrent_renewal_one_winner(void **state)
 	stk_site_close(s2);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_concurrent_renewal_one_winner, sf_setup_dev,
-		    sf_teardown),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL,
+	cmocka_unit_test_setup_teardown(test_concurrent_renewal_one_winner, sf_setup_dev,
+	    sf_teardown))

@@ -1,15 +1,9 @@
 /* The file key backend, what only it has: key file permissions, files that
  * are not keys, private directories, process hardening. The backend
  * contract is test_key_contract_file. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <openssl/evp.h>
 #include "sitetoken/file.h"
 #include "sitetoken/key.h"
@@ -104,14 +98,8 @@ test_dir_check_private(void **state)
 	free(dir);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_loose_permissions_refused),
-		cmocka_unit_test(test_bad_files),
-		cmocka_unit_test(test_dir_check_private),
-		cmocka_unit_test(test_process_harden),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL,
+	cmocka_unit_test(test_loose_permissions_refused),
+	cmocka_unit_test(test_bad_files),
+	cmocka_unit_test(test_dir_check_private),
+	cmocka_unit_test(test_process_harden))

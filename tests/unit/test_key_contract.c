@@ -9,20 +9,13 @@
  * object and bad URIs are refused with the backend's own message.
  * Backend-only behaviour stays in test_file_backend, test_pkcs11 and
  * test_tpm. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <pthread.h>
-#include <sys/stat.h>
 #include <time.h>
 #include "sitetoken/cert.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "sitetoken/token.h"
 #include "key_check.h"
-#include "testutil.h"
 #ifdef STK_TEST_PKCS11
 #include "test_pkcs11_token.h"
 #endif

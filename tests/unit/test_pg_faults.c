@@ -5,17 +5,8 @@
  * clear "outcome unknown" error, and its retry with the same certificate
  * gets one device (the same GUID when the first attempt did commit), never
  * a second one. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <sys/socket.h>
 #include <libpq-fe.h>
-#include "sitetoken/cert.h"
-#include "sitetoken/device.h"
-#include "sitetoken/site.h"
-#include "testutil.h"
 #include "site_fixture.h"
 
 /* ---- the fault: what happens to the next COMMIT ---- */

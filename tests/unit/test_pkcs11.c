@@ -4,17 +4,10 @@
  * counts the logins). The backend contract (generate,
  * sign, describe, re-open, duplicate, threads, missing token/object/module,
  * bad URIs, sessions closed under the key) is test_key_contract_pkcs11. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <sys/stat.h>
 #include "test_pkcs11_token.h"
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "key_check.h"
-#include "testutil.h"
 
 #define LABEL "unit"
 static char *tokdir;
@@ -228,15 +221,8 @@ test_two_keys_one_module(void **state)
 	free(ub);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_private_key_unreadable),
-		cmocka_unit_test(test_pin_file),
-		cmocka_unit_test(test_wrong_key_type),
-		cmocka_unit_test(test_two_keys_one_module),
-	};
-
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+TU_MAIN(group_setup, group_teardown,
+	cmocka_unit_test(test_private_key_unreadable),
+	cmocka_unit_test(test_pin_file),
+	cmocka_unit_test(test_wrong_key_type),
+	cmocka_unit_test(test_two_keys_one_module))

@@ -5,11 +5,6 @@
  *  - PKCS11_login is counted, to show one login per connection and no
  *    retry storm on a wrong PIN.
  * Everything else is the real SoftHSM token. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <pthread.h>
 #include <time.h>
 #include <libp11.h>
@@ -19,7 +14,6 @@
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "key_check.h"
-#include "testutil.h"
 
 #define LABEL "faults"
 static char *tokdir;
@@ -471,22 +465,15 @@ test_sessions_closed_under_load(void **state)
 	assert_true(__atomic_load_n(&reopened, __ATOMIC_SEQ_CST) >= 5);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lost_session_rsa, reset, done),
-		cmocka_unit_test_setup_teardown(test_lost_session_ec, reset_ec, done),
-		cmocka_unit_test_setup_teardown(test_device_removed, reset, done),
-		cmocka_unit_test_setup_teardown(test_token_not_present, reset_ec, done),
-		cmocka_unit_test_setup_teardown(test_logged_out, reset, done),
-		cmocka_unit_test_setup_teardown(test_lost_twice_gives_up, reset, done),
-		cmocka_unit_test_setup_teardown(test_other_error_no_reopen, reset_ec, done),
-		cmocka_unit_test_setup_teardown(test_concurrent_loss_one_reconnect, reset, done),
-		cmocka_unit_test_setup_teardown(test_two_signatures_in_flight, reset_ec, done),
-		cmocka_unit_test_setup_teardown(test_sessions_closed_under_load, reset_ec, done),
-		cmocka_unit_test_setup_teardown(test_wrong_pin_one_attempt, done_first, done),
-	};
-
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+TU_MAIN(group_setup, group_teardown,
+	cmocka_unit_test_setup_teardown(test_lost_session_rsa, reset, done),
+	cmocka_unit_test_setup_teardown(test_lost_session_ec, reset_ec, done),
+	cmocka_unit_test_setup_teardown(test_device_removed, reset, done),
+	cmocka_unit_test_setup_teardown(test_token_not_present, reset_ec, done),
+	cmocka_unit_test_setup_teardown(test_logged_out, reset, done),
+	cmocka_unit_test_setup_teardown(test_lost_twice_gives_up, reset, done),
+	cmocka_unit_test_setup_teardown(test_other_error_no_reopen, reset_ec, done),
+	cmocka_unit_test_setup_teardown(test_concurrent_loss_one_reconnect, reset, done),
+	cmocka_unit_test_setup_teardown(test_two_signatures_in_flight, reset_ec, done),
+	cmocka_unit_test_setup_teardown(test_sessions_closed_under_load, reset_ec, done),
+	cmocka_unit_test_setup_teardown(test_wrong_pin_one_attempt, done_first, done))

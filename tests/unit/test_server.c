@@ -1,15 +1,9 @@
 /* Server in-process (server/): listeners on free loopback ports, request
  * parsing limits, mutual TLS binding, log lines, clean stop. Runs under
  * valgrind with the other unit tests. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include "server.h"
-#include "testutil.h"
 #include "site_fixture.h" /* sitetoken/cert.h, device.h, site.h */
 
 struct fx {
@@ -20,6 +14,9 @@ struct fx {
 	char *dev_pem;
 	char mp[64], cmg[128];
 };
+
+/* A test with a running server (setup), its fixture f. */
+#define FX_TEST(name) TU_TEST(struct fx, name)
 
 struct buf {
 	char *p;
@@ -188,10 +185,8 @@ url(const struct fx *f, int cmg, const char *op)
 	return u;
 }
 
-static void
-test_parse_limits(void **state)
+FX_TEST(test_parse_limits)
 {
-	struct fx *f = *state;
 	char *big;
 
 	/* duplicate members, truncated or whole */
@@ -249,10 +244,8 @@ mp_register_body(struct fx *f)
 
 /* Attacker 1 (a web page a LAN browser opens): a form post (text/plain) or
  * any request carrying Origin is refused before the site sees it. */
-static void
-test_mp_refuses_browser_posts(void **state)
+FX_TEST(test_mp_refuses_browser_posts)
 {
-	struct fx *f = *state;
 	char *body = mp_register_body(f);
 
 	req_header = "Content-Type: text/plain";
@@ -266,10 +259,8 @@ test_mp_refuses_browser_posts(void **state)
 	free(body);
 }
 
-static void
-test_register_and_gateway(void **state)
+FX_TEST(test_register_and_gateway)
 {
-	struct fx *f = *state;
 	char *body, *out, *tok, path[PATH_MAX], *log;
 	json_t *o;
 
@@ -305,10 +296,8 @@ test_register_and_gateway(void **state)
 	stk_token_free(tok);
 }
 
-static void
-test_log_line(void **state)
+FX_TEST(test_log_line)
 {
-	struct fx *f = *state;
 	struct srv_logs *l = NULL;
 	struct stk_error err;
 	char path[PATH_MAX], *log, *nl;

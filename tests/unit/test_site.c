@@ -1,23 +1,16 @@
 /* Site database, bulk tokens, block list and audit chain (file backend). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include "sitetoken/certs.h"
 #include "sitetoken/site.h"
 #include "site_int.h"
-#include "testutil.h"
 #include "site_fixture.h"
 
+/* A test on a fresh site (sf_setup, sf_setup_bulk), its fixture f. */
+#define FX_TEST(name) TU_TEST(struct sf_fx, name)
+
 /* The site directory and its key file are private to the site's user. */
-static void
-test_init_modes(void **state)
+FX_TEST(test_init_modes)
 {
-	struct sf_fx *f = *state;
 	struct stat st;
 	char p[PATH_MAX];
 
@@ -30,10 +23,8 @@ test_init_modes(void **state)
 }
 
 /* A second init refuses and leaves the site alone: it opens as before. */
-static void
-test_init_twice_refused(void **state)
+FX_TEST(test_init_twice_refused)
 {
-	struct sf_fx *f = *state;
 	struct stk_site *again = NULL, *opened = NULL;
 	struct stk_site_init_opts io;
 	struct stk_error err;
@@ -108,10 +99,8 @@ check(struct sf_fx *f, int64_t now, struct stk_error *err)
 }
 
 /* A new bulk token lasts 3 days by default and verifies as itself. */
-static void
-test_bulk_default_lifetime(void **state)
+FX_TEST(test_bulk_default_lifetime)
 {
-	struct sf_fx *f = *state;
 	struct stk_error err;
 
 	assert_int_equal(f->rec.exp - f->rec.nbf, 4320 * 60);
@@ -119,10 +108,8 @@ test_bulk_default_lifetime(void **state)
 }
 
 /* A blocked token is recorded as blocked and refused as "blocked". */
-static void
-test_bulk_blocked_refused(void **state)
+FX_TEST(test_bulk_blocked_refused)
 {
-	struct sf_fx *f = *state;
 	struct stk_bulk_record got;
 	struct stk_error err;
 
@@ -135,10 +122,8 @@ test_bulk_blocked_refused(void **state)
 }
 
 /* Blocking twice is harmless; unblocking makes the token work again. */
-static void
-test_bulk_unblock(void **state)
+FX_TEST(test_bulk_unblock)
 {
-	struct sf_fx *f = *state;
 	struct stk_error err;
 
 	assert_int_equal(stk_bulk_set_blocked(f->s, f->rec.guid, 1, "tester", &err), 0);
@@ -148,20 +133,16 @@ test_bulk_unblock(void **state)
 }
 
 /* The same token after its window is refused as expired. */
-static void
-test_bulk_expired(void **state)
+FX_TEST(test_bulk_expired)
 {
-	struct sf_fx *f = *state;
 	struct stk_error err;
 
 	assert_int_equal(check(f, f->rec.exp + 61, &err), STK_E_TOKEN_EXPIRED);
 }
 
 /* Blocking a GUID the site never issued, or no GUID at all. */
-static void
-test_bulk_block_unknown(void **state)
+FX_TEST(test_bulk_block_unknown)
 {
-	struct sf_fx *f = *state;
 	struct stk_error err;
 
 	assert_int_equal(stk_bulk_set_blocked(f->s, "00000000-0000-4000-8000-000000000000", 1,
@@ -169,10 +150,8 @@ test_bulk_block_unknown(void **state)
 	assert_int_equal(stk_bulk_set_blocked(f->s, "not-a-guid", 1, "tester", &err), STK_E_ARG);
 }
 
-static void
-test_database_never_holds_token(void **state)
+FX_TEST(test_database_never_holds_token)
 {
-	struct sf_fx *f = *state;
 	struct stk_error err;
 	char *tok = f->bulk, path[PATH_MAX], *buf, *sig;
 	const char *names[] = { "site.db", "site.db-wal" };
@@ -211,10 +190,8 @@ test_database_never_holds_token(void **state)
  * second collided on the key file name. 11 rotations (two with the same
  * clock second, pinned through SITETOKEN_TIME_OFFSET) leave 12 keys, all
  * verifying: a bulk token of each verifies. */
-static void
-test_twelve_keys(void **state)
+FX_TEST(test_twelve_keys)
 {
-	struct sf_fx *f = *state;
 	struct stk_bulk_record rec;
 	struct stk_site_key_row *rows = NULL;
 	struct stk_claims c;
@@ -265,10 +242,8 @@ test_twelve_keys(void **state)
 
 /* A verifier snapshot stays usable after the key set changed under it
  * (no parking needed: it holds its own reference). */
-static void
-test_snapshot_outlives_rotation(void **state)
+FX_TEST(test_snapshot_outlives_rotation)
 {
-	struct sf_fx *f = *state;
 	struct stk_verifier *v1 = NULL, *v2 = NULL;
 	struct stk_claims c;
 	struct stk_error err;
@@ -292,10 +267,8 @@ test_snapshot_outlives_rotation(void **state)
 
 /* The audit chain verifies, with a checkpoint at init and then one every
  * STK_AUDIT_CHECKPOINT_EVERY records. */
-static void
-test_audit_chain_checkpoints(void **state)
+FX_TEST(test_audit_chain_checkpoints)
 {
-	struct sf_fx *f = *state;
 	struct stk_audit_report rep;
 	struct stk_bulk_record rec;
 	struct stk_error err;
@@ -310,10 +283,8 @@ test_audit_chain_checkpoints(void **state)
 }
 
 /* An explicit checkpoint covers every record so far. */
-static void
-test_audit_explicit_checkpoint(void **state)
+FX_TEST(test_audit_explicit_checkpoint)
 {
-	struct sf_fx *f = *state;
 	struct stk_audit_report rep;
 	struct stk_bulk_record rec;
 	struct stk_error err;
@@ -325,10 +296,8 @@ test_audit_explicit_checkpoint(void **state)
 	assert_string_equal(rep.problem, "");
 }
 
-static void
-test_certs_list(void **state)
+FX_TEST(test_certs_list)
 {
-	struct sf_fx *f = *state;
 	struct stk_bulk_record a, b;
 	struct stk_cert_row *rows = NULL;
 	struct stk_error err;
@@ -363,25 +332,19 @@ test_certs_list(void **state)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, sf_setup, sf_teardown)
 #define TB(fn) cmocka_unit_test_setup_teardown(fn, sf_setup_bulk, sf_teardown)
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		T(test_init_modes),
-		T(test_init_twice_refused),
-		cmocka_unit_test(test_init_failure_leaves_nothing),
-		cmocka_unit_test(test_lifetime_parsing),
-		TB(test_bulk_default_lifetime),
-		TB(test_bulk_blocked_refused),
-		TB(test_bulk_unblock),
-		TB(test_bulk_expired),
-		T(test_bulk_block_unknown),
-		TB(test_database_never_holds_token),
-		T(test_audit_chain_checkpoints),
-		TB(test_audit_explicit_checkpoint),
-		T(test_certs_list),
-		T(test_twelve_keys),
-		TB(test_snapshot_outlives_rotation),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL,
+	T(test_init_modes),
+	T(test_init_twice_refused),
+	cmocka_unit_test(test_init_failure_leaves_nothing),
+	cmocka_unit_test(test_lifetime_parsing),
+	TB(test_bulk_default_lifetime),
+	TB(test_bulk_blocked_refused),
+	TB(test_bulk_unblock),
+	TB(test_bulk_expired),
+	T(test_bulk_block_unknown),
+	TB(test_database_never_holds_token),
+	T(test_audit_chain_checkpoints),
+	TB(test_audit_explicit_checkpoint),
+	T(test_certs_list),
+	T(test_twelve_keys),
+	TB(test_snapshot_outlives_rotation))

@@ -2,13 +2,7 @@
  * SITETOKEN_DB names one (ctest label pg): the common SQL dialect, numbered
  * and unnamed placeholders, blobs with NUL bytes, NULLs, 64-bit integers,
  * changed-row counts, errors, the write lock and schema versions. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <sys/wait.h>
-#include <unistd.h>
 #include "db.h"
 #include "testutil.h"
 
@@ -19,6 +13,9 @@ struct fx {
 	const struct site_db_vtable *vt;
 	struct site_db *db;
 };
+
+/* A test on a fresh store with table t (setup), its fixture f. */
+#define FX_TEST(name) TU_TEST(struct fx, name)
 
 static int
 store_open(struct fx *f, int create, struct site_db **out)
@@ -36,12 +33,13 @@ setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	const char *pg = getenv("SITETOKEN_DB");
+	static int nth; /* each test its own schema */
 
 	f->dir = tu_tmpdir("store");
 	if (pg != NULL && *pg != '\0') {
 		snprintf(f->conn, sizeof(f->conn), "%s", pg);
 		snprintf(f->schema, sizeof(f->schema), "store_test_%ld_%d",
-		    (long)getpid(), rand() & 0xffff);
+		    (long)getpid(), nth++);
 	} else
 		snprintf(f->conn, sizeof(f->conn), "%s/store.db", f->dir);
 	f->vt = site_db_find(pg);
@@ -81,10 +79,8 @@ query_int(struct site_db *db, const char *sql)
 	return v;
 }
 
-static void
-test_roundtrip(void **state)
+FX_TEST(test_roundtrip)
 {
-	struct fx *f = *state;
 	struct site_stmt *st;
 	const unsigned char blob[] = { 0, 1, 2, '\\', 'x', 0xff, 0, '\'' };
 	const void *b;
@@ -141,16 +137,13 @@ test_roundtrip(void **state)
 	db_finalize(st);
 }
 
-static void
-test_statement_reuse(void **state)
+/* The same SQL text prepared again (the SQLite store keeps prepared
+ * statements per connection) behaves as a fresh statement: no binding or
+ * row position carries over, a nested use of a text still in use gets its
+ * own statement, a statement left mid-rows does not hold the next use, and
+ * more distinct texts than any cache holds still work. */
+FX_TEST(test_statement_reuse)
 {
-	/* The same SQL text prepared again (the SQLite store keeps prepared
-	 * statements per connection) behaves as a fresh statement: no
-	 * binding or row position carries over, a nested use of a text still
-	 * in use gets its own statement, a statement left mid-rows does not
-	 * hold the next use, and more distinct texts than any cache holds
-	 * still work. */
-	struct fx *f = *state;
 	struct site_stmt *a, *b;
 	char sql[64];
 	int i;
@@ -195,10 +188,8 @@ test_statement_reuse(void **state)
 	}
 }
 
-static void
-test_errors(void **state)
+FX_TEST(test_errors)
 {
-	struct fx *f = *state;
 	struct site_stmt *st = NULL;
 
 	/* a duplicate key fails at step, with a message on the connection */
@@ -220,10 +211,8 @@ test_errors(void **state)
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM t WHERE id = 6"), 0);
 }
 
-static void
-test_version(void **state)
+FX_TEST(test_version)
 {
-	struct fx *f = *state;
 	int v = -1;
 
 	assert_int_equal(f->vt->begin_write(f->db), 0);
@@ -239,10 +228,8 @@ test_version(void **state)
 
 /* Two processes increment one counter 50 times each, read-modify-write
  * under begin_write: the lock must make every increment count. */
-static void
-test_write_lock(void **state)
+FX_TEST(test_write_lock)
 {
-	struct fx *f = *state;
 	struct site_stmt *st;
 	pid_t pid[2];
 	int i, k, status;
@@ -294,6 +281,8 @@ test_write_lock(void **state)
 	assert_int_equal(query_int(f->db, "SELECT n FROM t WHERE id = 100"), 100);
 }
 
+/* The server ends backend pid, and it is gone when this returns (waited
+ * for up to 60 s, not guessed with a sleep). */
 static void
 kill_backend(struct fx *f, int64_t pid)
 {
@@ -301,20 +290,17 @@ kill_backend(struct fx *f, int64_t pid)
 	char sql[96];
 
 	assert_int_equal(store_open(f, 0, &other), 0);
-	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld)", (long long)pid);
-	assert_int_equal(db_exec(other, sql), 0);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld, 60000)::int",
+	    (long long)pid);
+	assert_int_equal(query_int(other, sql), 1);
 	f->vt->close(other);
-	usleep(200 * 1000);
 }
 
 /* PostgreSQL: a connection the server dropped between transactions (restart,
  * failover) is made again for the next statement; inside a transaction the
  * statement fails instead (no half transaction on a new connection). */
-static void
-test_reconnect(void **state)
+FX_TEST(test_reconnect)
 {
-	struct fx *f = *state;
-
 	if (strcmp(f->vt->name, "postgresql") != 0) {
 		/* SQLite has no server connection to lose. */
 		assert_int_equal(db_exec(f->db, "SELECT 1"), 0);
@@ -331,18 +317,12 @@ test_reconnect(void **state)
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM t"), 1);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_statement_reuse, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_version, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_lock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
-	};
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
-	srand((unsigned)getpid());
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL,
+	T(test_roundtrip),
+	T(test_statement_reuse),
+	T(test_errors),
+	T(test_version),
+	T(test_write_lock),
+	T(test_reconnect))

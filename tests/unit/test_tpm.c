@@ -6,17 +6,10 @@
  * threads, open/close cycles, an unreachable TPM, bad handles, TPM reset
  * under an open key) is test_key_contract_tpm; a restart of the swtpm
  * process, backend_cli_tpm. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <sys/stat.h>
-#include <cmocka.h>
 #include "sitetoken/key.h"
 #include "sitetoken/log.h"
 #include "swtpm_util.h"
 #include "key_check.h"
-#include "testutil.h"
 
 static struct {
 	char *dir;       /* scratch: site dirs, TPM state dirs */
@@ -264,16 +257,9 @@ test_lockout_is_explained(void **state)
 	assert_tpm_clean();
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_200_signatures_no_transient_left),
-		cmocka_unit_test(test_wrong_auth),
-		cmocka_unit_test(test_blob_from_another_tpm),
-		cmocka_unit_test(test_persistent_handle),
-		cmocka_unit_test(test_lockout_is_explained),
-	};
-
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+TU_MAIN(group_setup, group_teardown,
+	cmocka_unit_test(test_200_signatures_no_transient_left),
+	cmocka_unit_test(test_wrong_auth),
+	cmocka_unit_test(test_blob_from_another_tpm),
+	cmocka_unit_test(test_persistent_handle),
+	cmocka_unit_test(test_lockout_is_explained))
