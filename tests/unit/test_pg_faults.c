@@ -33,39 +33,8 @@ __wrap_PQexec(PGconn *c, const char *q)
 	return __real_PQexec(c, q);
 }
 
-struct fx {
-	char *dir;
-	struct stk_site *s;
-	unsigned char *cert;
-	size_t len;
-};
-
 static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	f->dir = tu_tmpdir("pgfaults");
-	f->s = sf_site_init(f->dir);
-	sf_device_cert(f->dir, "dev", stk_now(), 30, &f->cert, &f->len);
-	fault = FAULT_NONE;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	sf_site_done(f->s, f->dir);
-	free(f->cert);
-	free(f);
-	return 0;
-}
-
-static int
-reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
+reg(struct sf_fx *f, struct stk_issued *out, struct stk_error *err)
 {
 	struct stk_reg_request rq;
 	enum stk_refusal reason;
@@ -81,7 +50,7 @@ reg(struct fx *f, struct stk_issued *out, struct stk_error *err)
  * committed, and the retry (same certificate) reconnects and ends with one
  * device: the first attempt's, or a new one. */
 static void
-commit_fault(struct fx *f, int mode, int committed)
+commit_fault(struct sf_fx *f, int mode, int committed)
 {
 	struct stk_audit_report rep;
 	struct stk_issued out;
@@ -90,6 +59,7 @@ commit_fault(struct fx *f, int mode, int committed)
 	memset(&err, 0, sizeof(err));
 	fault = mode;
 	assert_int_equal(reg(f, &out, &err), STK_E_DB);
+	assert_int_equal(fault, FAULT_NONE); /* it was the COMMIT that failed */
 	assert_non_null(strstr(err.msg, "outcome unknown"));
 	assert_int_equal(sf_device_count(f->s), committed);
 	assert_int_equal(reg(f, &out, &err), 0);
@@ -119,7 +89,7 @@ test_commit_never_sent(void **state)
 static void
 test_reconnect_between_requests(void **state)
 {
-	struct fx *f = *state;
+	struct sf_fx *f = *state;
 	struct stk_issued out;
 	struct stk_error err;
 	PGconn *other;
@@ -132,7 +102,9 @@ test_reconnect_between_requests(void **state)
 	snprintf(pid, sizeof(pid), "%d", PQbackendPID(site_conn));
 	other = PQconnectdb(getenv("SITETOKEN_DB"));
 	assert_int_equal(PQstatus(other), CONNECTION_OK);
-	snprintf(q, sizeof(q), "SELECT pg_terminate_backend(%s)", pid);
+	/* Gone when this returns (waited for up to 60 s), so the next request
+	 * does meet a dead connection. */
+	snprintf(q, sizeof(q), "SELECT pg_terminate_backend(%s, 60000)", pid);
 	res = PQexec(other, q);
 	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
 	assert_string_equal(PQgetvalue(res, 0, 0), "t");
@@ -144,13 +116,16 @@ test_reconnect_between_requests(void **state)
 	assert_int_equal(sf_device_count(f->s), 1);
 }
 
+/* A site with a device certificate (cert, len) and a bulk token. */
+#define T(name) cmocka_unit_test_setup_teardown(name, sf_setup_dev, sf_teardown)
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_commit_answer_lost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_commit_never_sent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reconnect_between_requests, setup, teardown),
+		T(test_commit_answer_lost),
+		T(test_commit_never_sent),
+		T(test_reconnect_between_requests),
 	};
 
 	if (getenv("SITETOKEN_DB") == NULL) {

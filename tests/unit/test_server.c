@@ -99,30 +99,6 @@ expect_status(struct fx *f, const char *method, const char *u, const char *body,
 	free(out);
 }
 
-static char *
-read_all(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *p = calloc(1, 65536);
-	size_t n;
-
-	assert_non_null(fp);
-	n = fread(p, 1, 65535, fp);
-	p[n] = '\0';
-	fclose(fp);
-	return p;
-}
-
-static void
-write_all(const char *path, const char *text)
-{
-	FILE *fp = fopen(path, "w");
-
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-}
-
 static int
 setup(void **state)
 {
@@ -144,9 +120,9 @@ setup(void **state)
 	free(der);
 	snprintf(f->key, sizeof(f->key), "%s/dev.key", f->dir);
 	snprintf(f->crt, sizeof(f->crt), "%s/dev.crt", f->dir);
-	write_all(f->crt, f->dev_pem);
+	tu_write_file(f->crt, f->dev_pem, 0600);
 	snprintf(tkey, sizeof(tkey), "%s/localhost.key", f->dir);
-	tls_key = read_all(tkey);
+	tls_key = tu_read_file(tkey);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.mp_addr = "127.0.0.1:0";
 	cfg.cmg_addr = "127.0.0.1:0";
@@ -284,12 +260,12 @@ FX_TEST(test_register_and_gateway)
 	    stk_refusal_code(STK_REFUSAL_SUPERSEDED));
 	/* Logs: the lines are there and the token is not. */
 	snprintf(path, sizeof(path), "%s/logs/ClientAuth.log", stk_site_dir(f->s));
-	log = read_all(path);
+	log = tu_read_file(path);
 	assert_non_null(strstr(log, "Refused policy from 127.0.0.1: no_client_certificate"));
 	assert_null(strstr(log, tok));
 	free(log);
 	snprintf(path, sizeof(path), "%s/logs/CCM_STS.log", stk_site_dir(f->s));
-	log = read_all(path);
+	log = tu_read_file(path);
 	assert_non_null(strstr(log, "(renewal)"));
 	assert_null(strstr(log, tok));
 	free(log);
@@ -307,7 +283,7 @@ FX_TEST(test_log_line)
 	srv_log(l, SRV_LOG_REG, "MP_RegistrationManager", "two\r\nlines\x1b[2J %d", 1);
 	srv_logs_close(l);
 	snprintf(path, sizeof(path), "%s/logs/MP_RegistrationManager.log", f->dir);
-	log = read_all(path);
+	log = tu_read_file(path);
 	assert_non_null(strstr(log, "] MP_RegistrationManager: two\\x0d\\x0alines\\x1b[2J 1\n"));
 	assert_non_null(strstr(log, "[tid "));
 	nl = strchr(log, '\n');
