@@ -1,7 +1,6 @@
 /* The file key backend, what only it has: key file permissions, files that
  * are not keys, private directories, process hardening. The backend
  * contract is test_key_contract_file. */
-#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <openssl/evp.h>
@@ -43,14 +42,11 @@ test_bad_files(void **state)
 	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *u = NULL;
 	struct stk_key *k = NULL;
 	struct stk_error err;
-	int fd;
 
 	(void)state;
 	/* A missing file: test_key_contract_file's refused opens. */
 	snprintf(path, sizeof(path), "%s/junk.pem", dir);
-	fd = open(path, O_CREAT | O_WRONLY, 0600);
-	assert_true(write(fd, "not a key\n", 10) == 10);
-	close(fd);
+	tu_write_file(path, "not a key\n", 0600);
 	assert_int_equal(stk_key_open(path, NULL, &k, &err), STK_E_CRYPTO);
 	assert_non_null(strstr(err.msg, "does not hold a PEM private key"));
 	assert_int_equal(stk_key_open("nosuchscheme:x", NULL, &k, &err), STK_E_UNSUPPORTED);

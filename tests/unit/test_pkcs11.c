@@ -134,16 +134,13 @@ test_pin_file(void **state)
 	    pin[64];
 	struct stk_key *k = NULL;
 	struct stk_error err;
-	FILE *f;
 
 	(void)state;
 	ensure_key("pinf", STK_KEY_P256);
-	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
+	assert_int_equal(p11t_pin(pin, sizeof(pin) - 1), 0);
+	strcat(pin, "\n"); /* as an editor leaves it */
 	snprintf(path, sizeof(path), "%s/pin", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "%s\n", pin);
-	fclose(f);
-	chmod(path, 0640);
+	tu_write_file(path, pin, 0640);
 	/* pin-source wins over the environment, and is checked like ssh keys. */
 	setenv("SITETOKEN_PKCS11_PIN", "not-the-pin", 1);
 	snprintf(uri, sizeof(uri), "pkcs11:token=" LABEL ";object=pinf"

@@ -70,12 +70,6 @@ group_teardown(void **state)
 	return 0;
 }
 
-static void
-assert_tpm_clean(void)
-{
-	assert_true(tpm_is_clean(env.tcti));
-}
-
 /* 200 signatures in one process with one open key, then close: nothing may
  * stay loaded in the TPM ("out of memory for object contexts" otherwise). */
 static void
@@ -102,7 +96,7 @@ test_200_signatures_no_transient_left(void **state)
 	}
 	assert_int_equal(tpm_count_handles(env.tcti, TRANSIENT_FIRST), 1);
 	stk_key_close(key);
-	assert_tpm_clean();
+	assert_true(tpm_is_clean(env.tcti));
 }
 
 static void
@@ -115,7 +109,6 @@ test_wrong_auth(void **state)
 	unsigned char md[STK_SHA256_LEN] = { 1 }, sig[STK_SIG_MAX];
 	size_t siglen = sizeof(sig);
 	char *uri = NULL, path[800];
-	FILE *fp;
 
 	(void)state;
 	setenv("SITETOKEN_TPM_KEY_AUTH", "correct horse", 1);
@@ -139,10 +132,7 @@ test_wrong_auth(void **state)
 
 	/* The same secret from a 0600 file, with an editor's newline. */
 	snprintf(path, sizeof(path), "%s/auth.txt", o.site_dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs("correct horse\n", fp);
-	fclose(fp);
-	chmod(path, 0600);
+	tu_write_file(path, "correct horse\n", 0600);
 	setenv("SITETOKEN_TPM_KEY_AUTH_FILE", path, 1);
 	assert_int_equal(stk_key_open(uri, &o, &key, &err), 0);
 	assert_signs_for(key, NULL);
@@ -152,7 +142,7 @@ test_wrong_auth(void **state)
 	assert_int_equal(stk_key_open(uri, &o, &key, &err), STK_E_PERM);
 	unsetenv("SITETOKEN_TPM_KEY_AUTH_FILE");
 	free(uri);
-	assert_tpm_clean();
+	assert_true(tpm_is_clean(env.tcti));
 }
 
 /* Opening the P-256 blob through another TPM fails in the TSS2 layer,
@@ -176,8 +166,7 @@ test_blob_from_another_tpm(void **state)
 	assert_int_equal(err.layer, STK_LAYER_TSS2);
 	assert_non_null(strstr(err.msg, "made by another TPM"));
 	/* The failed load left nothing behind on that TPM either. */
-	assert_int_equal(tpm_count_handles(tcti, TRANSIENT_FIRST), 0);
-	assert_int_equal(tpm_count_handles(tcti, HMAC_SESSION_FIRST), 0);
+	assert_true(tpm_is_clean(tcti));
 	swtpm_stop(other);
 }
 
@@ -215,7 +204,7 @@ test_persistent_handle(void **state)
 	assert_null(key);
 	/* The persistent key stays; remove it so the TPM is as we found it. */
 	assert_int_equal(system("tpm2_evictcontrol -Q -C o -c 0x81000042"), 0);
-	assert_tpm_clean();
+	assert_true(tpm_is_clean(env.tcti));
 }
 
 /* A DA-protected key (it has an auth value): wrong values are refused one
@@ -254,7 +243,7 @@ test_lockout_is_explained(void **state)
 	assert_non_null(strstr(err.msg, "lockout"));
 	stk_key_close(key);
 	unsetenv("SITETOKEN_TPM_KEY_AUTH");
-	assert_tpm_clean();
+	assert_true(tpm_is_clean(env.tcti));
 }
 
 TU_MAIN(group_setup, group_teardown,
