@@ -172,6 +172,6 @@ sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
 }
 
 /* testutil.h's TU_TEST, by its first name. */
-#define SF_TEST(fxtype, name) TU_TEST(fxtype, name)
+#define SF_TEST(fxtype, name) TU_FX_TEST(fxtype, name)
 
 #endif

@@ -24,7 +24,7 @@ struct fx {
 };
 
 /* A test on a fresh site (setup), its fixture f. */
-#define FX_TEST(name) TU_TEST(struct fx, name)
+#define FX_TEST(name) TU_FX_TEST(struct fx, name)
 
 static int
 setup(void **state)

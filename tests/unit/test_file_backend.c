@@ -8,8 +8,7 @@
 #include "sitetoken/key.h"
 #include "testutil.h"
 
-static void
-test_loose_permissions_refused(void **state)
+TU_TEST(test_loose_permissions_refused)
 {
 	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *uri = NULL;
 	struct stk_key *k = NULL;
@@ -17,7 +16,6 @@ test_loose_permissions_refused(void **state)
 	mode_t modes[] = { 0640, 0604, 0660, 0644 };
 	size_t i;
 
-	(void)state;
 	snprintf(path, sizeof(path), "%s/k.pem", dir);
 	assert_int_equal(stk_key_generate("file", path, STK_KEY_P256, NULL, &k, &uri, &err), 0);
 	stk_key_close(k);
@@ -36,14 +34,12 @@ test_loose_permissions_refused(void **state)
 	free(dir);
 }
 
-static void
-test_bad_files(void **state)
+TU_TEST(test_bad_files)
 {
 	char *dir = tu_tmpdir("filekey"), path[PATH_MAX], *u = NULL;
 	struct stk_key *k = NULL;
 	struct stk_error err;
 
-	(void)state;
 	/* A missing file: test_key_contract_file's refused opens. */
 	snprintf(path, sizeof(path), "%s/junk.pem", dir);
 	tu_write_file(path, "not a key\n", 0600);
@@ -60,12 +56,10 @@ test_bad_files(void **state)
 /* Attacker 5 (local user): a process holding a secret leaves no core dump
  * and cannot be read by another process of the same user. Runs last: it
  * changes this process for good. */
-static void
-test_process_harden(void **state)
+TU_TEST(test_process_harden)
 {
 	struct rlimit rl;
 
-	(void)state;
 	assert_int_equal(stk_process_harden(), 0);
 	assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);
 	assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
@@ -73,13 +67,11 @@ test_process_harden(void **state)
 }
 
 /* A directory the site writes into: ours and not group/other-writable. */
-static void
-test_dir_check_private(void **state)
+TU_TEST(test_dir_check_private)
 {
 	char *dir = tu_tmpdir("dircheck");
 	struct stk_error err;
 
-	(void)state;
 	assert_int_equal(chmod(dir, 0700), 0);
 	assert_int_equal(stk_dir_check_private(dir, "site directory", &err), 0);
 	assert_int_equal(chmod(dir, 0750), 0);

@@ -300,43 +300,35 @@ group_teardown(void **state)
 }
 
 /* Generate returns a key of the type asked, stored where its URI says. */
-static void
-test_generate(void **state)
+TU_TEST(test_generate)
 {
-	(void)state;
 	assert_int_equal(cur.key->type, cur.type);
 	be->check_stored();
 }
 
 /* What the key signs, OpenSSL verifies with the public key alone. */
-static void
-test_sign_verifies_with_openssl(void **state)
+TU_TEST(test_sign_verifies_with_openssl)
 {
-	(void)state;
 	assert_signs_for(cur.key, cur.pub);
 }
 
 /* The public key is of the key's type and size (the JWKS publishes it). */
-static void
-test_public_key(void **state)
+TU_TEST(test_public_key)
 {
 	static const int bits[] = { [STK_KEY_RSA2048] = 2048,
 	    [STK_KEY_RSA3072] = 3072, [STK_KEY_P256] = 256 };
 
-	(void)state;
 	assert_int_equal(stk_key_type_of_pkey(cur.pub), cur.type);
 	assert_int_equal(EVP_PKEY_get_bits(cur.pub), bits[cur.type]);
 }
 
 /* `key show`: exportability and attributes read back from the device. */
-static void
-test_describe_exportability(void **state)
+TU_TEST(test_describe_exportability)
 {
 	struct stk_key_info info;
 	struct stk_error err;
 	size_t i;
 
-	(void)state;
 	assert_int_equal(stk_key_describe(cur.key, &info, &err), 0);
 	assert_string_equal(info.backend, be->name);
 	assert_int_equal(info.type, cur.type);
@@ -346,14 +338,12 @@ test_describe_exportability(void **state)
 }
 
 /* Later runs open the same key by the stored URI alone. */
-static void
-test_reopen_by_uri(void **state)
+TU_TEST(test_reopen_by_uri)
 {
 	struct stk_key *again = NULL;
 	EVP_PKEY *pub = NULL;
 	struct stk_error err;
 
-	(void)state;
 	assert_int_equal(stk_key_open(cur.uri, &cur.opts, &again, &err), 0);
 	assert_int_equal(again->type, cur.type);
 	assert_int_equal(stk_key_get_public(again, &pub, &err), 0);
@@ -364,14 +354,12 @@ test_reopen_by_uri(void **state)
 }
 
 /* A second generate at the same place is refused and the first key stays. */
-static void
-test_duplicate_generate_refused(void **state)
+TU_TEST(test_duplicate_generate_refused)
 {
 	struct stk_key *k = NULL;
 	struct stk_error err;
 	char *uri = NULL;
 
-	(void)state;
 	assert_int_equal(stk_key_generate(be->name, cur.gen_uri[0] ? cur.gen_uri :
 	    NULL, cur.type, &cur.opts, &k, &uri, &err), STK_E_EXISTS);
 	assert_null(k);
@@ -382,15 +370,13 @@ test_duplicate_generate_refused(void **state)
 }
 
 /* Every refused open names its cause and returns no key. */
-static void
-test_open_refused(void **state)
+TU_TEST(test_open_refused)
 {
 	const struct refusal *r;
 	struct stk_key_opts o;
 	struct stk_key *k;
 	struct stk_error err;
 
-	(void)state;
 	for (r = be->refused; r->code != 0; r++) {
 		o = cur.opts;
 		if (r->tcti != NULL)
@@ -409,14 +395,12 @@ test_open_refused(void **state)
 
 /* More open/close cycles than a TPM has object slots (3 in swtpm): each
  * close gives back what the open took. */
-static void
-test_open_close_cycles(void **state)
+TU_TEST(test_open_close_cycles)
 {
 	struct stk_key *k;
 	struct stk_error err;
 	int i, before = be->loaded != NULL ? be->loaded() : 0;
 
-	(void)state;
 	for (i = 0; i < 12; i++) {
 		k = NULL;
 		assert_int_equal(stk_key_open(cur.uri, &cur.opts, &k, &err), 0);
@@ -454,8 +438,7 @@ worker_run(void *arg)
 
 /* A server's workers issue tokens with one shared key (the backend says
  * STK_CAP_THREADSAFE): every token of every thread verifies. */
-static void
-test_threads_share_one_key(void **state)
+TU_TEST(test_threads_share_one_key)
 {
 	struct worker w[NTHREADS];
 	char guid[STK_GUID_LEN + 1];
@@ -469,7 +452,6 @@ test_threads_share_one_key(void **state)
 	int64_t now = (int64_t)time(NULL);
 	int i, j;
 
-	(void)state;
 	assert_true(cur.key->vt->caps & STK_CAP_THREADSAFE);
 	assert_int_equal(stk_guid_new(guid), 0);
 	assert_int_equal(stk_cert_make_site(cur.key, guid, now, 30, &cert, &certlen,
@@ -503,13 +485,11 @@ test_threads_share_one_key(void **state)
 
 /* The device drops our session under an open key: the next signature
  * reconnects once (logged), the next does not, and describe still works. */
-static void
-test_session_loss(void **state)
+TU_TEST(test_session_loss)
 {
 	struct stk_key_info info;
 	struct stk_error err;
 
-	(void)state;
 	if (be->lose_session == NULL) {
 		printf("# session loss: n/a for %s: %s\n", be->name, be->no_session_why);
 		skip();

@@ -73,8 +73,7 @@ own_session(CK_FUNCTION_LIST *fl, CK_SESSION_HANDLE *s, const char *label,
 
 /* Even logged in as the user, the token refuses to hand out the private
  * key material: CKR_ATTRIBUTE_SENSITIVE, length unavailable. */
-static void
-test_private_key_unreadable(void **state)
+TU_TEST(test_private_key_unreadable)
 {
 	CK_FUNCTION_LIST *fl;
 	CK_SESSION_HANDLE s;
@@ -86,7 +85,6 @@ test_private_key_unreadable(void **state)
 	    CKA_COEFFICIENT };
 	size_t i;
 
-	(void)state;
 	ensure_key("unread-rsa", STK_KEY_RSA2048);
 	ensure_key("unread-ec", STK_KEY_P256);
 	/* Only now: closing those keys finalized the module. */
@@ -127,15 +125,13 @@ test_private_key_unreadable(void **state)
 	p11t_fl_release();
 }
 
-static void
-test_pin_file(void **state)
+TU_TEST(test_pin_file)
 {
 	char *dir = tu_tmpdir("pinfile"), path[PATH_MAX], uri[PATH_MAX + 64],
 	    pin[64];
 	struct stk_key *k = NULL;
 	struct stk_error err;
 
-	(void)state;
 	ensure_key("pinf", STK_KEY_P256);
 	assert_int_equal(p11t_pin(pin, sizeof(pin) - 1), 0);
 	strcat(pin, "\n"); /* as an editor leaves it */
@@ -159,14 +155,12 @@ test_pin_file(void **state)
 
 /* An RSA-1024 key made behind the backend's back (pkcs11-tool, as an
  * operator might) is refused by type. */
-static void
-test_wrong_key_type(void **state)
+TU_TEST(test_wrong_key_type)
 {
 	struct stk_key *k = (struct stk_key *)1;
 	struct stk_error err;
 	char pin[64], cmd[512];
 
-	(void)state;
 	assert_int_equal(p11t_pin(pin, sizeof(pin)), 0);
 	snprintf(cmd, sizeof(cmd), "pkcs11-tool --module \"$SITETOKEN_PKCS11_MODULE\" "
 	    "--token-label " LABEL " --login --pin '%s' --keypairgen --key-type rsa:1024 "
@@ -193,14 +187,12 @@ count_log(void *ctx, enum stk_log_level level, const char *component,
 
 /* Two keys on one module in one process: closing one finalizes the module
  * (libp11 0.4.12), and the other recovers with one reconnect. */
-static void
-test_two_keys_one_module(void **state)
+TU_TEST(test_two_keys_one_module)
 {
 	struct stk_key *a = NULL, *b = NULL;
 	struct stk_error err;
 	char *ua = NULL, *ub = NULL;
 
-	(void)state;
 	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL
 	    ";object=two-a", STK_KEY_P256, NULL, &a, &ua, &err), 0);
 	assert_int_equal(stk_key_generate("pkcs11", "pkcs11:token=" LABEL

@@ -16,7 +16,7 @@ struct fx {
 };
 
 /* A test with a running server (setup), its fixture f. */
-#define FX_TEST(name) TU_TEST(struct fx, name)
+#define FX_TEST(name) TU_FX_TEST(struct fx, name)
 
 struct buf {
 	char *p;

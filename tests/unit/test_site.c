@@ -6,7 +6,7 @@
 #include "site_fixture.h"
 
 /* A test on a fresh site (sf_setup, sf_setup_bulk), its fixture f. */
-#define FX_TEST(name) TU_TEST(struct sf_fx, name)
+#define FX_TEST(name) TU_FX_TEST(struct sf_fx, name)
 
 /* The site directory and its key file are private to the site's user. */
 FX_TEST(test_init_modes)
@@ -38,8 +38,7 @@ FX_TEST(test_init_twice_refused)
 	stk_site_close(opened);
 }
 
-static void
-test_init_failure_leaves_nothing(void **state)
+TU_TEST(test_init_failure_leaves_nothing)
 {
 	char *dir = tu_tmpdir("site"), sub[PATH_MAX];
 	struct stk_site_init_opts io;
@@ -47,7 +46,6 @@ test_init_failure_leaves_nothing(void **state)
 	struct stk_error err;
 	struct stat st;
 
-	(void)state;
 	memset(&io, 0, sizeof(io));
 	io.backend = "nosuch";
 	snprintf(sub, sizeof(sub), "%s/site", dir);
@@ -58,8 +56,7 @@ test_init_failure_leaves_nothing(void **state)
 	free(dir);
 }
 
-static void
-test_lifetime_parsing(void **state)
+TU_TEST(test_lifetime_parsing)
 {
 	static const char *const bad[] = { "0", "-1", "-4320", "10081", "99999999999999999999999",
 	    "abc", "1.5", "", " 5", "5 ", "+5", "0x10", "1e3" };
@@ -67,7 +64,6 @@ test_lifetime_parsing(void **state)
 	long m;
 	size_t i;
 
-	(void)state;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		stk_error_clear(&err);
 		if (stk_bulk_parse_lifetime(bad[i], &m, &err) != STK_E_ARG)

@@ -15,7 +15,7 @@ struct fx {
 };
 
 /* A test on a fresh store with table t (setup), its fixture f. */
-#define FX_TEST(name) TU_TEST(struct fx, name)
+#define FX_TEST(name) TU_FX_TEST(struct fx, name)
 
 static int
 store_open(struct fx *f, int create, struct site_db **out)

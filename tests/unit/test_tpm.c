@@ -72,8 +72,7 @@ group_teardown(void **state)
 
 /* 200 signatures in one process with one open key, then close: nothing may
  * stay loaded in the TPM ("out of memory for object contexts" otherwise). */
-static void
-test_200_signatures_no_transient_left(void **state)
+TU_TEST(test_200_signatures_no_transient_left)
 {
 	struct stk_key_opts o = opts_for("p256");
 	struct stk_key *key = NULL;
@@ -82,7 +81,6 @@ test_200_signatures_no_transient_left(void **state)
 	size_t siglen;
 	int i;
 
-	(void)state;
 	stk_error_clear(&err);
 	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
 	/* Open holds exactly the key and its session, nothing else. */
@@ -99,8 +97,7 @@ test_200_signatures_no_transient_left(void **state)
 	assert_true(tpm_is_clean(env.tcti));
 }
 
-static void
-test_wrong_auth(void **state)
+TU_TEST(test_wrong_auth)
 {
 	struct stk_key_opts o = opts_for("auth");
 	struct stk_key *key = NULL;
@@ -110,7 +107,6 @@ test_wrong_auth(void **state)
 	size_t siglen = sizeof(sig);
 	char *uri = NULL, path[800];
 
-	(void)state;
 	setenv("SITETOKEN_TPM_KEY_AUTH", "correct horse", 1);
 	assert_int_equal(stk_key_generate("tpm", NULL, STK_KEY_P256, &o, &key,
 	    &uri, &err), 0);
@@ -147,15 +143,13 @@ test_wrong_auth(void **state)
 
 /* Opening the P-256 blob through another TPM fails in the TSS2 layer,
  * naming why. */
-static void
-test_blob_from_another_tpm(void **state)
+TU_TEST(test_blob_from_another_tpm)
 {
 	struct stk_key_opts o = opts_for("p256");
 	struct stk_key *key = NULL;
 	struct stk_error err;
 	char other[700], tcti[128];
 
-	(void)state;
 	snprintf(other, sizeof(other), "%s/other", env.dir);
 	assert_int_equal(swtpm_start(other, tcti, sizeof(tcti)), 0);
 	o.tcti = tcti;
@@ -172,8 +166,7 @@ test_blob_from_another_tpm(void **state)
 
 /* An existing persistent key, as an operator would provision it (with
  * tpm2-tools, through TPM2TOOLS_TCTI). */
-static void
-test_persistent_handle(void **state)
+TU_TEST(test_persistent_handle)
 {
 	struct stk_key_opts o = opts_for("persist");
 	struct stk_key *key = NULL;
@@ -181,7 +174,6 @@ test_persistent_handle(void **state)
 	struct stk_error err;
 	char *uri = NULL, cmd[1024];
 
-	(void)state;
 	snprintf(cmd, sizeof(cmd), "tpm2_createprimary -Q -C o -G ecc256:ecdsa-sha256 "
 	    "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign' "
 	    "-c '%s/p.ctx' && tpm2_evictcontrol -Q -C o -c '%s/p.ctx' 0x81000042 "
@@ -211,8 +203,7 @@ test_persistent_handle(void **state)
  * by one, never retried; once the TPM locks out, the message says so and
  * even the right value is refused until recovery. Runs last: it leaves
  * this swtpm in lockout. */
-static void
-test_lockout_is_explained(void **state)
+TU_TEST(test_lockout_is_explained)
 {
 	struct stk_key_opts o = opts_for("auth");
 	struct stk_key *key = NULL;
@@ -221,7 +212,6 @@ test_lockout_is_explained(void **state)
 	size_t siglen;
 	int i, r = 0;
 
-	(void)state;
 	setenv("SITETOKEN_TPM_KEY_AUTH", "not it", 1);
 	assert_int_equal(stk_key_open("tpm:blob=site.tpmkey", &o, &key, &err), 0);
 	for (i = 0; i < 5; i++) {

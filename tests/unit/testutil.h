@@ -24,9 +24,12 @@
 		return cmocka_run_group_tests(tests, group_setup, group_teardown); \
 	}
 
+/* A cmocka test without a fixture: TU_TEST(test_x) { ... } */
+#define TU_TEST(name) static void name(void **state __attribute__((unused)))
+
 /* A cmocka test whose body gets the fixture *state as `f`, of type fxtype:
- * #define FX_TEST(name) TU_TEST(struct fx, name), then FX_TEST(test_x) { ... }. */
-#define TU_TEST(fxtype, name) \
+ * #define FX_TEST(name) TU_FX_TEST(struct fx, name), then FX_TEST(test_x) { ... }. */
+#define TU_FX_TEST(fxtype, name) \
 	static void name##_body(fxtype *f); \
 	static void name(void **state) { name##_body(*state); } \
 	static void name##_body(fxtype *f)
