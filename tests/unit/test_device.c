@@ -23,7 +23,7 @@ struct fx {
 	const struct refusal_case *row; /* of a refusal_cases test */
 };
 
-/* A test on a fresh site (setup), its fixture f. */
+/* A test on a fresh site (setup, or setup_a: A registered, f->a), its fixture f. */
 #define FX_TEST(name) TU_FX_TEST(struct fx, name)
 
 static int
@@ -159,6 +159,15 @@ reg_a(struct fx *f)
 	return &f->a;
 }
 
+/* A fresh site (setup) where A registered over the MP at t0, in f->a. */
+static int
+setup_a(void **state)
+{
+	setup(state);
+	reg_a(*state);
+	return 0;
+}
+
 /* A bulk token (60 min), in f->bulk and f->rec. */
 static const char *
 new_bulk(struct fx *f)
@@ -220,24 +229,22 @@ bulk_devices(struct fx *f)
 /* A first MP registration: a new device, 90-day token bound to the cert, CMG per site. */
 FX_TEST(test_mp_register_new_device)
 {
-	struct stk_issued *a = reg_a(f);
 	struct stk_device d;
 	char x5t[44];
 
-	assert_true(a->new_device);
-	assert_non_null(a->token);
-	assert_string_equal(a->dev.via, "mp");
-	assert_int_equal(a->dev.token_exp - a->dev.last_issued_at, 90 * DAY);
+	assert_true(f->a.new_device);
+	assert_non_null(f->a.token);
+	assert_string_equal(f->a.dev.via, "mp");
+	assert_int_equal(f->a.dev.token_exp - f->a.dev.last_issued_at, 90 * DAY);
 	stk_cert_x5t_s256(f->certA, f->lenA, x5t);
-	assert_string_equal(a->dev.thumbprint, x5t);
-	assert_int_equal(stk_device_get(f->s, a->dev.guid, &d, &f->err), 0);
+	assert_string_equal(f->a.dev.thumbprint, x5t);
+	assert_int_equal(stk_device_get(f->s, f->a.dev.guid, &d, &f->err), 0);
 	assert_int_equal(d.allow_cmg, -1);
 }
 
 /* The same certificate again: same device (one row), new token, both audited. */
 FX_TEST(test_mp_register_again_same_device)
 {
-	reg_a(f);
 	reg_mp(f, f->t0 + 10, &f->r);
 	assert_false(f->r.new_device);
 	assert_string_equal(f->r.dev.guid, f->a.dev.guid);
@@ -392,12 +399,11 @@ FX_TEST(test_refusal)
 /* A client token works with its own certificate only (binding). */
 FX_TEST(test_token_bound_to_cert)
 {
-	struct stk_issued *a = reg_a(f);
 	struct stk_device d;
 	enum stk_refusal reason;
 
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
-	assert_int_equal(stk_device_authenticate(f->s, a->token, strlen(a->token),
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(stk_device_authenticate(f->s, f->a.token, strlen(f->a.token),
 	    f->certB, f->lenB, f->t0, &d, &reason, &f->err), STK_E_TOKEN_BINDING);
 	assert_int_equal(reason, STK_REFUSAL_BINDING);
 }
@@ -411,25 +417,21 @@ FX_TEST(test_bulk_token_not_client_token)
 /* allow-cmg off refuses the gateway; a device override lets it in; default refuses. */
 FX_TEST(test_allow_cmg_site_and_device_override)
 {
-	struct stk_issued *a = reg_a(f);
-
 	assert_int_equal(stk_setting_set(f->s, STK_SETTING_ALLOW_CMG, "off", "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_CMG_DISABLED);
-	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, 1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
-	assert_int_equal(stk_device_set_allow_cmg(f->s, a->dev.guid, -1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_CMG_DISABLED);
+	assert_int_equal(stk_device_set_allow_cmg(f->s, f->a.dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(stk_device_set_allow_cmg(f->s, f->a.dev.guid, -1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_CMG_DISABLED);
 }
 
 /* A blocked device is refused at the gateway, and let in once unblocked. */
 FX_TEST(test_blocked_device_refused)
 {
-	struct stk_issued *a = reg_a(f);
-
-	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 1, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_DEVICE_BLOCKED);
-	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 0, "t", &f->err), 0);
-	assert_int_equal(gateway(f, a->token, f->t0), STK_REFUSAL_NONE);
+	assert_int_equal(stk_device_set_blocked(f->s, f->a.dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_DEVICE_BLOCKED);
+	assert_int_equal(stk_device_set_blocked(f->s, f->a.dev.guid, 0, "t", &f->err), 0);
+	assert_int_equal(gateway(f, f->a.token, f->t0), STK_REFUSAL_NONE);
 }
 
 /* Unknown settings and values are refused. */
@@ -445,40 +447,33 @@ FX_TEST(test_unknown_settings_refused)
 /* Day 31: renewed, valid 90 days from the renewal, same device, audited. */
 FX_TEST(test_renewal_extends_from_renewal)
 {
-	struct stk_issued *a = reg_a(f);
-
-	assert_int_equal(renew(f, a->token, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_NONE);
 	assert_int_equal(f->r.dev.token_exp, f->t0 + 121 * DAY);
-	assert_string_equal(f->r.dev.guid, a->dev.guid);
+	assert_string_equal(f->r.dev.guid, f->a.dev.guid);
 	assert_int_equal(audit_count(f, "device.renew", "ok"), 1);
 }
 
 /* Once the renewed token is used, the old one is superseded. */
 FX_TEST(test_renewal_supersedes_old_token)
 {
-	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, t, &f->r), STK_REFUSAL_NONE);
 	assert_int_equal(gateway(f, f->r.token, t + 1), STK_REFUSAL_NONE);
-	assert_int_equal(gateway(f, a->token, t + 1), STK_REFUSAL_SUPERSEDED);
+	assert_int_equal(gateway(f, f->a.token, t + 1), STK_REFUSAL_SUPERSEDED);
 }
 
 /* Renewal with another certificate is refused (binding), audited. */
 FX_TEST(test_renewal_with_other_cert_refused)
 {
-	struct stk_issued *a = reg_a(f);
-
-	assert_int_equal(present(f, a->token, 1, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_BINDING);
+	assert_int_equal(present(f, f->a.token, 1, f->t0 + 31 * DAY, &f->r), STK_REFUSAL_BINDING);
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
 }
 
 /* An expired token does not renew (no token); the message says: internal network. */
 FX_TEST(test_renewal_after_expiry_refused)
 {
-	struct stk_issued *a = reg_a(f);
-
-	assert_int_equal(renew(f, a->token, f->t0 + 91 * DAY, &f->r), STK_REFUSAL_TOKEN_EXPIRED);
+	assert_int_equal(renew(f, f->a.token, f->t0 + 91 * DAY, &f->r), STK_REFUSAL_TOKEN_EXPIRED);
 	assert_non_null(strstr(f->err.msg, "internal network"));
 	assert_null(f->r.token);
 	assert_int_equal(audit_count(f, "device.renew", "refused"), 1);
@@ -489,11 +484,10 @@ FX_TEST(test_renewal_after_expiry_refused)
  * is dead. Before: the retry was refused token_superseded (locked out). */
 FX_TEST(test_lost_renewal_retry)
 {
-	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
-	assert_int_equal(renew(f, a->token, t + 5, &f->r2), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, t + 5, &f->r2), STK_REFUSAL_NONE);
 	assert_int_equal(gateway(f, f->r2.token, t + 6), STK_REFUSAL_NONE);
 	assert_int_equal(gateway(f, f->r.token, t + 6), STK_REFUSAL_SUPERSEDED);
 }
@@ -501,13 +495,12 @@ FX_TEST(test_lost_renewal_retry)
 /* Once the new token is used, the first one neither renews nor passes the gateway. */
 FX_TEST(test_used_renewal_finishes_old_token)
 {
-	struct stk_issued *a = reg_a(f);
 	int64_t t = f->t0 + 31 * DAY;
 
-	assert_int_equal(renew(f, a->token, t, &f->r), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, t, &f->r), STK_REFUSAL_NONE);
 	assert_int_equal(gateway(f, f->r.token, t + 6), STK_REFUSAL_NONE);
-	assert_int_equal(renew(f, a->token, t + 7, &f->r2), STK_REFUSAL_SUPERSEDED);
-	assert_int_not_equal(gateway(f, a->token, t + 7), STK_REFUSAL_NONE);
+	assert_int_equal(renew(f, f->a.token, t + 7, &f->r2), STK_REFUSAL_SUPERSEDED);
+	assert_int_not_equal(gateway(f, f->a.token, t + 7), STK_REFUSAL_NONE);
 }
 
 /* Attacker 6: a lost registration response; the retry leaves one device, one valid token. */
@@ -591,40 +584,37 @@ verdict(struct fx *f, const char *tok)
 /* A token replaced by a newer registration is superseded; the newer is good. */
 FX_TEST(test_verdict_superseded)
 {
-	struct stk_issued *a = reg_a(f);
-
 	reg_mp(f, f->t0 + 1, &f->r);
-	assert_int_equal(verdict(f, a->token), STK_REFUSAL_SUPERSEDED);
+	assert_int_equal(verdict(f, f->a.token), STK_REFUSAL_SUPERSEDED);
 	assert_int_equal(verdict(f, f->r.token), STK_REFUSAL_NONE);
 }
 
 /* A blocked device's current token gets device_blocked. */
 FX_TEST(test_verdict_blocked)
 {
-	struct stk_issued *a = reg_a(f);
-
-	assert_int_equal(stk_device_set_blocked(f->s, a->dev.guid, 1, "t", &f->err), 0);
-	assert_int_equal(verdict(f, a->token), STK_REFUSAL_DEVICE_BLOCKED);
+	assert_int_equal(stk_device_set_blocked(f->s, f->a.dev.guid, 1, "t", &f->err), 0);
+	assert_int_equal(verdict(f, f->a.token), STK_REFUSAL_DEVICE_BLOCKED);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define TA(name) cmocka_unit_test_setup_teardown(name, setup_a, teardown)
 #define NREFUSAL (sizeof(refusal_cases) / sizeof(refusal_cases[0]))
 
 int
 main(void)
 {
 	const struct CMUnitTest fixed[] = {
-		T(test_mp_register_new_device), T(test_mp_register_again_same_device),
+		TA(test_mp_register_new_device), TA(test_mp_register_again_same_device),
 		T(test_https_mp_requires_credential), T(test_pop_replayed_challenge_refused),
 		T(test_cmg_register_with_bulk), T(test_tls_body_cert_must_match),
-		T(test_token_bound_to_cert), T(test_bulk_token_not_client_token),
-		T(test_allow_cmg_site_and_device_override), T(test_blocked_device_refused),
-		T(test_unknown_settings_refused), T(test_renewal_extends_from_renewal),
-		T(test_renewal_supersedes_old_token), T(test_renewal_with_other_cert_refused),
-		T(test_renewal_after_expiry_refused), T(test_lost_renewal_retry),
-		T(test_used_renewal_finishes_old_token), T(test_lost_registration_retry),
+		TA(test_token_bound_to_cert), T(test_bulk_token_not_client_token),
+		TA(test_allow_cmg_site_and_device_override), TA(test_blocked_device_refused),
+		T(test_unknown_settings_refused), TA(test_renewal_extends_from_renewal),
+		TA(test_renewal_supersedes_old_token), TA(test_renewal_with_other_cert_refused),
+		TA(test_renewal_after_expiry_refused), TA(test_lost_renewal_retry),
+		TA(test_used_renewal_finishes_old_token), T(test_lost_registration_retry),
 		T(test_enrollment_history_survives), T(test_block_bulk_blocks_its_devices),
-		T(test_verdict_superseded), T(test_verdict_blocked),
+		TA(test_verdict_superseded), TA(test_verdict_blocked),
 	};
 	struct CMUnitTest tests[sizeof(fixed) / sizeof(fixed[0]) + NREFUSAL];
 	size_t i, n = 0;
