@@ -171,7 +171,7 @@ sf_tls_request(struct stk_reg_request *rq, enum stk_via via,
 	}
 }
 
-/* testutil.h's TU_TEST, by its first name. */
+/* testutil.h's TU_FX_TEST, by its first name (test_tokcache uses it). */
 #define SF_TEST(fxtype, name) TU_FX_TEST(fxtype, name)
 
 #endif
