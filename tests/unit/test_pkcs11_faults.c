@@ -221,11 +221,11 @@ lost_once(struct stk_key *k, EVP_PKEY *pub, CK_RV rv)
 	assert_int_equal(reopened, 1);
 }
 
-static void test_lost_session_rsa(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_SESSION_HANDLE_INVALID); }
-static void test_lost_session_ec(void **s) { (void)s; lost_once(ec_key, ec_pub, CKR_SESSION_HANDLE_INVALID); }
-static void test_device_removed(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_DEVICE_REMOVED); }
-static void test_token_not_present(void **s) { (void)s; lost_once(ec_key, ec_pub, CKR_TOKEN_NOT_PRESENT); }
-static void test_logged_out(void **s) { (void)s; lost_once(rsa_key, rsa_pub, CKR_USER_NOT_LOGGED_IN); }
+TU_TEST(test_lost_session_rsa) { lost_once(rsa_key, rsa_pub, CKR_SESSION_HANDLE_INVALID); }
+TU_TEST(test_lost_session_ec) { lost_once(ec_key, ec_pub, CKR_SESSION_HANDLE_INVALID); }
+TU_TEST(test_device_removed) { lost_once(rsa_key, rsa_pub, CKR_DEVICE_REMOVED); }
+TU_TEST(test_token_not_present) { lost_once(ec_key, ec_pub, CKR_TOKEN_NOT_PRESENT); }
+TU_TEST(test_logged_out) { lost_once(rsa_key, rsa_pub, CKR_USER_NOT_LOGGED_IN); }
 
 /* Reopen once only: if the retry fails too, report it (no loop). */
 TU_TEST(test_lost_twice_gives_up)
