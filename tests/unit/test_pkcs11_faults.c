@@ -205,6 +205,8 @@ sign_check(struct stk_key *k, EVP_PKEY *pub, struct stk_error *err)
 
 /* ---- tests ---- */
 
+/* The next C_Sign fails with rv (the session or token is gone): the
+ * signature still succeeds, after one reopening and one login. */
 static void
 lost_once(struct stk_key *k, EVP_PKEY *pub, CK_RV rv)
 {
