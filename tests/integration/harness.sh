@@ -11,7 +11,8 @@
 #               order at exit, then the running server stopped by pid and
 #               $T removed (kept, and named, when something failed);
 #   JSON        json EXPR, json_get KEY;
-#   HTTP        http, cmg_call, post_json, bearer_hdr, http_status, http_body;
+#   HTTP        http, cmg_call, post_json, expect_ok, bearer_hdr, http_status,
+#               http_body;
 #   certificates dev_cert, dev_identity, cert_x5t, mp_pop_body;
 #   server      server_env, make_site, serve_node, start_server, stop_node,
 #               stop_server, agent, new_bulk, refused, count_devices, db_state,
@@ -188,6 +189,9 @@ post_json() {
 	err=$(json 'd.get("error", "-")' <"$T/resp" 2>/dev/null) || err='?'
 	echo "$code $err"
 }
+
+# expect_ok DESCRIPTION -- post_json args...: the answer "200 -".
+expect_ok() { expect_eq "$(post_json "${@:3}")" "200 -" "$1"; }
 
 # cmg_expect "STATUS ERROR" DESCRIPTION cmg_call args...: that answer
 # (ERROR as post_json gives it).
