@@ -13,7 +13,7 @@
 #   JSON        json EXPR, json_get KEY;
 #   HTTP        http, cmg_call, post_json, expect_ok, bearer_hdr, http_status,
 #               http_body;
-#   certificates dev_cert, dev_identity, cert_x5t, mp_pop_body;
+#   certificates dev_cert, ca_signed, dev_identity, cert_x5t, mp_pop_body;
 #   server      server_env, make_site, serve_node, start_server, stop_node,
 #               stop_server, agent, new_bulk, refused, count_devices, db_state,
 #               audit_count, audit_last, assert_no_tokens_in_logs, device_tpms;
@@ -85,6 +85,13 @@ expect_eq() { if [ "$1" == "$2" ]; then ok "$3"; else bad "$3: '$1' != '$2'"; fi
 # never dies of SIGPIPE when grep matches early (pipefail would make that a
 # failed check, or a negated check that passes without checking).
 has() { local in; in=$(cat); grep -q "$@" <<<"$in"; }
+# wait_for SECONDS COMMAND...: true once COMMAND succeeds (polled every
+# 0.1 s), false when SECONDS passed first. Not a sleep: load only slows it.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.1; done
+}
 _failures() { if [ -f "$_FAILS" ]; then wc -l <"$_FAILS"; else echo 0; fi; }
 # finish: the summary; true when something passed and nothing failed.
 finish() {
@@ -217,6 +224,24 @@ dev_cert() {
 	[[ $a == *" -subj "* ]] || args+=(-subj "/CN=${p##*/}")
 	openssl req -x509 -nodes "${args[@]}" "$@" -keyout "$p.key" -out "$p.crt" 2>/dev/null ||
 		{ bad "openssl could not make $p.crt"; return 1; }
+	chmod 600 "$p.key"
+}
+# ca_signed NAME|PATH CA SUBJECT EXTENSION...: PATH.crt, PATH.key (0600), a
+# P-256 certificate for 20 days signed by CA.crt/CA.key (paths as dev_cert's),
+# with these openssl extension lines (subjectAltName=IP:127.0.0.1, ...).
+ca_signed() {
+	local p=$1 ca=$2 subj=$3
+	shift 3
+	[[ $p == */* ]] || p=$T/$p
+	[[ $ca == */* ]] || ca=$T/$ca
+	printf '%s\n' "$@" >"$p.ext"
+	if ! openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$p.key" \
+		-out "$p.csr" -subj "$subj" 2>/dev/null ||
+		! openssl x509 -req -in "$p.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 20 \
+		-extfile "$p.ext" -out "$p.crt" 2>/dev/null; then
+		bad "openssl could not make $p.crt"
+		return 1
+	fi
 	chmod 600 "$p.key"
 }
 dev_identity() { dev_cert "$1"; } # dev_identity NAME -> $T/NAME.{crt,key}
@@ -472,14 +497,23 @@ pgo_initdb() {
 		--auth-host=scram-sha-256 -E UTF8 --no-instructions >"$PGD/$1.initdb.log" 2>&1 ||
 		die "initdb: $(cat "$PGD/$1.initdb.log")"
 }
-# pgo_start NAME PORT [server options...]: listen on 127.0.0.1:PORT and $PGD.
+# pgo_start NAME PORT|VAR [server options...]: listen on 127.0.0.1:PORT and
+# $PGD. Given a variable name, on a free port, put in VAR: picked again when
+# another process took it between free_port and the bind (a port race).
 pgo_start() {
-	local name=$1 port=$2
+	local name=$1 port=$2 var='' try
 	shift 2
+	[[ $port == [0-9]* ]] || var=$port
 	PGO_DIRS+=("$PGD/$name")
-	as_pg "$PGBIN/pg_ctl" -D "$PGD/$name" -l "$PGD/$name.log" -w -t 60 \
-		-o "-k $PGD -p $port -c listen_addresses=127.0.0.1 $*" start >/dev/null ||
-		die "postgres $name: $(cat "$PGD/$name.log")"
+	for try in 1 2 3 4 5; do
+		[ -z "$var" ] || port=$(free_port)
+		as_pg "$PGBIN/pg_ctl" -D "$PGD/$name" -l "$PGD/$name.log" -w -t 60 \
+			-o "-k $PGD -p $port -c listen_addresses=127.0.0.1 $*" start >/dev/null && break
+		if [ -z "$var" ] || [ "$try" = 5 ] || ! has "could not bind" <"$PGD/$name.log"; then
+			die "postgres $name: $(cat "$PGD/$name.log")"
+		fi
+	done
+	[ -z "$var" ] || printf -v "$var" %s "$port"
 }
 # pgo_stop DATA_DIR: fast shutdown by the postmaster's pid.
 pgo_stop() {
@@ -493,15 +527,15 @@ pgo_stop_all() { local d; for d in "${PGO_DIRS[@]+"${PGO_DIRS[@]}"}"; do pgo_sto
 # psu PORT SQL: as the superuser, on the socket, database sitetoken.
 psu() { as_pg "$PGBIN/psql" -h "$PGD" -p "$1" -U postgres -X -qAt -v ON_ERROR_STOP=1 -c "$2" sitetoken; }
 # pgo_make_db PORT: role and database "sitetoken"; the password goes to
-# $T/pgpass (0600, PGPASSFILE) for TCP on every port given after PORT.
+# $T/pgpass (0600, PGPASSFILE) for TCP on 127.0.0.1, any port (a standby's
+# too, which may start later).
 pgo_make_db() {
-	local port=$1 pw p
-	shift
+	local port=$1 pw
 	pw=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
 	as_pg "$PGBIN/psql" -h "$PGD" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 -f - postgres >/dev/null <<-SQL
 		CREATE ROLE sitetoken LOGIN PASSWORD '$pw';
 		CREATE DATABASE sitetoken OWNER sitetoken;
 		SQL
-	( umask 077; for p in "$port" "$@"; do printf '127.0.0.1:%s:sitetoken:sitetoken:%s\n' "$p" "$pw"; done >"$T/pgpass" )
+	( umask 077; printf '127.0.0.1:*:sitetoken:sitetoken:%s\n' "$pw" >"$T/pgpass" )
 	export PGPASSFILE=$T/pgpass
 }
