@@ -23,8 +23,7 @@ with open(sys.argv[2], "a") as f:
         f.flush()' "$SOCK" "$LOG" &
 LISTENER=$!
 on_exit "kill $LISTENER"
-for _ in $(seq 100); do [ -S "$SOCK" ] && [ -e "$LOG" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || { bad "syslog listener did not start"; finish; exit 1; }
+wait_for 20 test -e "$LOG" || { bad "syslog listener did not start"; finish; exit 1; }
 db() { sqlite3 "$S/site.db" "$1"; }
 # lines: the checkpoint lines received so far. A marker datagram sent now
 # queues behind every line already sent (one socket): wait for it, not a sleep.
@@ -33,7 +32,7 @@ lines() {
   mark="sync $(date +%s%N)"
   python3 -c 'import socket, sys
 socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), sys.argv[1])' "$SOCK" "$mark"
-  for _ in $(seq 200); do grep -qxF "$mark" "$LOG" && break; sleep 0.05; done
+  wait_for 20 grep -qxF "$mark" "$LOG"
   grep -c 'sitetoken audit checkpoint' "$LOG"
 }
 

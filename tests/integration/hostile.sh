@@ -204,7 +204,7 @@ open(sys.argv[1], "w").write(str(s.server_address[1]))
 s.handle_request()
 PY
 fake=$!
-for _ in $(seq 50); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
+wait_for 20 test -s "$T/fake.port" || bad "the hostile MP did not start"
 $AGENT --state "$T/fakedev" register --mp "http://127.0.0.1:$(cat "$T/fake.port")" > /dev/null 2>&1
 rc=$?
 wait "$fake"
