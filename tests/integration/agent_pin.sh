@@ -120,7 +120,9 @@ ok "an impostor gateway with another key receives nothing under the pin (a trust
 stop_server
 dev_cert ca -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE \
 	-addext keyUsage=critical,keyCertSign
-ca_signed leaf ca /CN=localhost subjectAltName=IP:127.0.0.1,DNS:localhost extendedKeyUsage=serverAuth
+dev_cert leaf -subj /CN=localhost -CA "$T/ca.crt" -CAkey "$T/ca.key" \
+	-addext basicConstraints=critical,CA:FALSE -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-addext extendedKeyUsage=serverAuth
 cat "$T/leaf.crt" "$T/ca.crt" > "$T/tls.crt"; cp "$T/leaf.key" "$T/tls.key"; chmod 600 "$T/tls.key"
 start_server
 capin=sha256:$(spki "$T/ca.crt")

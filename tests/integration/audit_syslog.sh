@@ -31,7 +31,8 @@ lines() {
   local mark
   mark="sync $(date +%s%N)"
   python3 -c 'import socket, sys
-socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), sys.argv[1])' "$SOCK" "$mark"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(sys.argv[2].encode(), sys.argv[1])' "$SOCK" "$mark"
   wait_for 20 grep -qxF "$mark" "$LOG"
   grep -c 'sitetoken audit checkpoint' "$LOG"
 }

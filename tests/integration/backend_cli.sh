@@ -93,24 +93,21 @@ if [ "$B" = pkcs11 ]; then
 	if grep -qi "locked" <<<"$flags"; then bad "token reports a locked PIN: $flags"; else ok "token flags show no lock"; fi
 	# No PIN in the environment: prompted for on a terminal (a pty), not
 	# echoed; without a terminal, a clear refusal. The PIN is typed once the
-	# prompt has turned echo off: typed before, the pty would echo it itself
-	# and the prompt's TCSAFLUSH drop it (a sleep made that a race).
+	# prompt turned echo off (typed before, the pty echoes it and the
+	# prompt's TCSAFLUSH drops it: a sleep made that a race).
 	out=$(printf '%s\n' "$pin" | env -u SITETOKEN_PKCS11_PIN_FILE timeout 20 python3 -c '
 import os, pty, sys, termios, time
-pin = sys.stdin.readline().encode()
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 while termios.tcgetattr(fd)[3] & termios.ECHO:
     time.sleep(0.02)
-os.write(fd, pin)
-out = b""
+os.write(fd, sys.stdin.buffer.readline())
 try:
     while b := os.read(fd, 4096):
-        out += b
+        sys.stdout.buffer.write(b)
 except OSError:
-    pass
-sys.stdout.write(out.decode(errors="replace"))' "$ST" --site "$S" bulk new 2>&1)
+    pass' "$ST" --site "$S" bulk new 2>&1)
 	expect_in "PIN for PKCS#11 token 'cli':" "$out" "PIN prompt on a terminal"
 	expect_in "Token GUID:" "$out" "prompted PIN works"
 	if grep -qF -- "$pin" <<<"$out"; then bad "prompted PIN echoed"; else ok "prompted PIN not echoed"; fi

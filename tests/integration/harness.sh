@@ -3,7 +3,7 @@
 #   assertions  ok, bad, fail (count and continue: a failed check prints
 #               FAIL - file:line and the script goes on), die (set-up that
 #               cannot go on), expect_exit, expect_refusal, expect_in,
-#               expect_eq, finish;
+#               expect_eq, finish; wait_for (poll, no sleep-then-check);
 #               the script's exit status is the number of failed checks
 #               (capped at 76; 77 is ctest's skip code), or its own
 #               non-zero status if it stopped without a failed check;
@@ -13,7 +13,7 @@
 #   JSON        json EXPR, json_get KEY;
 #   HTTP        http, cmg_call, post_json, expect_ok, bearer_hdr, http_status,
 #               http_body;
-#   certificates dev_cert, ca_signed, dev_identity, cert_x5t, mp_pop_body;
+#   certificates dev_cert, dev_identity, cert_x5t, mp_pop_body;
 #   server      server_env, make_site, serve_node, start_server, stop_node,
 #               stop_server, agent, new_bulk, refused, count_devices, db_state,
 #               audit_count, audit_last, assert_no_tokens_in_logs, device_tpms;
@@ -226,24 +226,6 @@ dev_cert() {
 		{ bad "openssl could not make $p.crt"; return 1; }
 	chmod 600 "$p.key"
 }
-# ca_signed NAME|PATH CA SUBJECT EXTENSION...: PATH.crt, PATH.key (0600), a
-# P-256 certificate for 20 days signed by CA.crt/CA.key (paths as dev_cert's),
-# with these openssl extension lines (subjectAltName=IP:127.0.0.1, ...).
-ca_signed() {
-	local p=$1 ca=$2 subj=$3
-	shift 3
-	[[ $p == */* ]] || p=$T/$p
-	[[ $ca == */* ]] || ca=$T/$ca
-	printf '%s\n' "$@" >"$p.ext"
-	if ! openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$p.key" \
-		-out "$p.csr" -subj "$subj" 2>/dev/null ||
-		! openssl x509 -req -in "$p.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 20 \
-		-extfile "$p.ext" -out "$p.crt" 2>/dev/null; then
-		bad "openssl could not make $p.crt"
-		return 1
-	fi
-	chmod 600 "$p.key"
-}
 dev_identity() { dev_cert "$1"; } # dev_identity NAME -> $T/NAME.{crt,key}
 # x5t#S256 of a PEM certificate file.
 cert_x5t() {
@@ -275,7 +257,6 @@ server_env() {
 	export SITETOKEN_SITE=$SITE
 	unset SITETOKEN_TIME_OFFSET SITETOKEN_REGTOKEN SITETOKEN_AGENT_STATE
 }
-cleanup() { stop_server; } # the old exit handler's name
 
 # stop_node PID TAG: SIGTERM a server started by serve_node, wait for it,
 # and insist on a clean exit that removed its pid file.

@@ -25,13 +25,17 @@ REG=$CMG/sitetoken/v1/register
 XCERT=(--cert "$T/x.crt" --key "$T/x.key")
 
 bulk_body() { printf '{"bulk_token":"%s"}' "$(cat "$1")" > "$T/body"; }
+# bulk_refused / pol_refused "STATUS CODE" WHAT TOKEN_FILE: that token as
+# the bulk token of a CMG registration over x's certificate / as the bearer
+# of device A's GET policy: refused, audited, nothing changed.
+bulk_refused() { bulk_body "$3"; refused "$1" 1 "$2" -- "$REG" "$T/body" "${XCERT[@]}"; }
+pol_refused() { refused "$1" 1 "$2" -- "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$3")"; }
 
 # --- bulk token rules, CMG register (mutual TLS with a fresh certificate) ---
 while read -r variant status error; do
 	$JWS "$variant" "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
 		{ bad "craft $variant"; continue; }
-	bulk_body "$T/h.tok"
-	refused "$status $error" 1 "bulk $variant" -- "$REG" "$T/body" "${XCERT[@]}"
+	bulk_refused "$status $error" "bulk $variant" "$T/h.tok"
 done <<'M'
 alg_none 401 token_invalid
 alg_hs256 401 token_invalid
@@ -60,15 +64,13 @@ foreign 401 token_invalid
 bad_sig 401 token_invalid
 M
 # A client token is never a bulk token.
-bulk_body "$T/client.tok"
-refused "401 wrong_token_type" 1 "client token as bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+bulk_refused "401 wrong_token_type" "client token as bulk token" "$T/client.tok"
 # Signed by the site but not on its record; on record but blocked.
-$JWS unknown_id "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"; bulk_body "$T/h.tok"
-refused "401 bulk_token_unknown" 1 "bulk token not on record" -- "$REG" "$T/body" "${XCERT[@]}"
+$JWS unknown_id "$T/bulk.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok"
+bulk_refused "401 bulk_token_unknown" "bulk token not on record" "$T/h.tok"
 bguid=$(new_bulk "$T/blocked.tok")
 $STK bulk block "$bguid" >/dev/null || fail "bulk block"
-bulk_body "$T/blocked.tok"
-refused "403 bulk_token_blocked" 1 "blocked bulk token" -- "$REG" "$T/body" "${XCERT[@]}"
+bulk_refused "403 bulk_token_blocked" "blocked bulk token" "$T/blocked.tok"
 # The CMG without a TLS client certificate.
 bulk_body "$T/bulk.tok"
 refused "401 no_client_certificate" 1 "register without client certificate" -- "$REG" "$T/body"
@@ -82,8 +84,7 @@ ACERT=(--cert "$T/A/device.crt" --key "$T/A/device.key")
 while read -r variant status error; do
 	$JWS "$variant" "$T/client.tok" "$SITE/site.key" "$T/foreign.key" > "$T/h.tok" ||
 		{ bad "craft $variant"; continue; }
-	refused "$status $error" 1 "client $variant" -- "$POL" - "${ACERT[@]}" \
-		-H @"$(bearer_hdr "$T/h.tok")"
+	pol_refused "$status $error" "client $variant" "$T/h.tok"
 done <<'M'
 alg_none 401 token_invalid
 alg_hs256 401 token_invalid
@@ -105,8 +106,7 @@ truncated 401 token_invalid
 extra_segment 401 token_invalid
 foreign 401 token_invalid
 M
-refused "401 wrong_token_type" 1 "bulk token as client token" -- "$POL" - "${ACERT[@]}" \
-	-H @"$(bearer_hdr "$T/bulk.tok")"
+pol_refused "401 wrong_token_type" "bulk token as client token" "$T/bulk.tok"
 refused "401 wrong_token_type" 1 "bulk token renewed" -- "$REN" - "${ACERT[@]}" -X POST \
 	-H @"$(bearer_hdr "$T/bulk.tok")"
 refused "401 no_token" 1 "policy without bearer" -- "$POL" - "${ACERT[@]}"

@@ -172,7 +172,8 @@ ok "an aud array holding the audience is accepted"
 
 # --- JWKS URL mode: the test's own HTTPS JWKS server ------------------------
 dev_cert "$T/iss/ca" -days 2 -subj /CN=oidc-test-ca
-ca_signed "$T/iss/https" "$T/iss/ca" /CN=127.0.0.1 subjectAltName=IP:127.0.0.1
+dev_cert "$T/iss/https" -subj /CN=127.0.0.1 -CA "$T/iss/ca.crt" -CAkey "$T/iss/ca.key" \
+	-addext basicConstraints=critical,CA:FALSE -addext subjectAltName=IP:127.0.0.1
 cp "$T/iss/jwks.json" "$T/iss/served.json"
 $PY serve "$T/iss" "$T/iss/https.crt" "$T/iss/https.key" "$T/iss/ready" 2>"$T/jwks.stderr" &
 JWKS_PID=$!
