@@ -112,6 +112,27 @@ oidc_endorsed(struct stk_site *s, const struct stk_oidc_issuer *is, const char *
 	return ok;
 }
 
+/* The end of a change to the trusted issuers, inside the caller's write
+ * transaction: audit it, commit, and drop this process's JWKS cache so no
+ * key of a changed record is used again. Takes the transaction over: on
+ * failure it is rolled back (a failed commit rolls back itself). */
+static int
+oidc_commit(struct stk_site *s, const char *actor, const char *event,
+    const char *issuer, const char *detail, struct stk_error *err)
+{
+	int r;
+
+	if ((r = stk_audit_append(s, actor, event, issuer, "ok", detail, err)) != 0) {
+		stk_site_tx_rollback(s);
+		goto out;
+	}
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto out;
+	stk_oidc_cache_flush();
+out:
+	return r;
+}
+
 int
 stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
     const char *actor, struct stk_error *err)
@@ -193,14 +214,8 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, "oidc.issuer.add", is->issuer, "ok", detail,
-	    err)) != 0)
-		goto out;
 	in_tx = 0;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	stk_oidc_cache_flush();
-	r = STK_OK;
+	r = oidc_commit(s, actor, "oidc.issuer.add", is->issuer, detail, err);
 out:
 	free(msg);
 	db_finalize(st);
@@ -239,13 +254,8 @@ stk_oidc_remove(struct stk_site *s, const char *issuer, const char *actor,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, "oidc.issuer.remove", issuer, "ok", "", err)) != 0)
-		goto out;
 	in_tx = 0;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	stk_oidc_cache_flush();
-	r = STK_OK;
+	r = oidc_commit(s, actor, "oidc.issuer.remove", issuer, "", err);
 out:
 	db_finalize(st);
 	if (in_tx)
