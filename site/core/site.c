@@ -140,6 +140,34 @@ site_db_error(struct stk_site *s, struct stk_error *err, const char *what)
 }
 
 int
+site_row_get(struct stk_site *s, const char *sql, const char *const *keys,
+    int nkeys, const char *what, int (*row)(struct site_stmt *, void *),
+    void *arg, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int i, rc = SITE_DB_ERROR, r;
+
+	if (db_prepare(s->store, sql, &st) != 0) {
+		r = site_db_error(s, err, what);
+		goto out;
+	}
+	for (i = 0; i < nkeys; i++)
+		if (db_bind_text(st, i + 1, keys[i]) != 0)
+			break;
+	if (i == nkeys)
+		rc = db_step(st);
+	if (rc == SITE_DB_ROW)
+		r = row(st, arg);
+	else if (rc == SITE_DB_DONE)
+		r = STK_E_NOTFOUND;
+	else
+		r = site_db_error(s, err, what);
+out:
+	db_finalize(st);
+	return r;
+}
+
+int
 site_exec(struct stk_site *s, const char *sql, struct stk_error *err)
 {
 	if (db_exec(s->store, sql) != 0)

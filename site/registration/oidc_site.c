@@ -267,8 +267,9 @@ out:
 	" jwks_ca, added_at, endorsed_by, endorsement"
 
 static int
-oidc_row(struct site_stmt *st, struct stk_oidc_issuer *o)
+oidc_row(struct site_stmt *st, void *arg)
 {
+	struct stk_oidc_issuer *o = arg;
 	const char *t;
 
 	memset(o, 0, sizeof(*o));
@@ -293,25 +294,18 @@ int
 stk_oidc_get(struct stk_site *s, const char *issuer, struct stk_oidc_issuer *out,
     struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r;
+	int r;
 
 	memset(out, 0, sizeof(*out));
-	if (db_prepare(s->store, "SELECT " OIDC_COLUMNS " FROM oidc_issuers WHERE issuer = ?",
-	    &st) != 0)
-		return site_db_error(s, err, "reading trusted issuers");
-	rc = db_bind_text(st, 1, issuer) != 0 ? SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		if ((r = oidc_row(st, out)) != 0) {
-			stk_oidc_issuer_clear(out);
-			r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-		}
-	} else if (rc == SITE_DB_DONE)
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+	r = site_row_get(s, "SELECT " OIDC_COLUMNS " FROM oidc_issuers WHERE issuer = ?",
+	    &issuer, 1, "reading trusted issuers", oidc_row, out, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0,
 		    "issuer %.200s is not trusted by this site", issuer);
-	else
-		r = site_db_error(s, err, "reading trusted issuers");
-	db_finalize(st);
+	else if (r == STK_E_NOMEM) {
+		stk_oidc_issuer_clear(out);
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+	}
 	return r;
 }
 
@@ -510,50 +504,51 @@ out:
 
 /* ---- one device per issuer + device claim ---- */
 
+static int
+oidc_guid_row(struct site_stmt *st, void *guid)
+{
+	snprintf(guid, STK_GUID_LEN + 1, "%s", db_column_text(st, 0));
+	return STK_OK;
+}
+
+struct oidc_identity {
+	char *issuer;
+	size_t ilen;
+	char *device;
+	size_t dlen;
+};
+
+static int
+oidc_identity_row(struct site_stmt *st, void *arg)
+{
+	struct oidc_identity *id = arg;
+
+	snprintf(id->issuer, id->ilen, "%s", db_column_text(st, 0));
+	snprintf(id->device, id->dlen, "%s", db_column_text(st, 1));
+	return STK_OK;
+}
+
 int
 site_oidc_device_lookup(struct stk_site *s, const char *issuer, const char *device,
     char guid[STK_GUID_LEN + 1], struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
+	const char *keys[2] = { issuer, device };
 
 	guid[0] = '\0';
-	if (db_prepare(s->store, "SELECT device_guid FROM oidc_devices WHERE issuer = ?"
-	    " AND device_id = ?", &st) != 0)
-		return site_db_error(s, err, "reading OIDC devices");
-	rc = (db_bind_text(st, 1, issuer) | db_bind_text(st, 2, device)) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW)
-		snprintf(guid, STK_GUID_LEN + 1, "%s", db_column_text(st, 0));
-	else if (rc == SITE_DB_DONE)
-		r = STK_E_NOTFOUND;
-	else
-		r = site_db_error(s, err, "reading OIDC devices");
-	db_finalize(st);
-	return r;
+	return site_row_get(s, "SELECT device_guid FROM oidc_devices WHERE issuer = ?"
+	    " AND device_id = ?", keys, 2, "reading OIDC devices", oidc_guid_row, guid, err);
 }
 
 int
 site_oidc_identity_of(struct stk_site *s, const char *guid, char *issuer, size_t ilen,
     char *device, size_t dlen, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
+	struct oidc_identity id = { issuer, ilen, device, dlen };
 
 	issuer[0] = device[0] = '\0';
-	if (db_prepare(s->store, "SELECT issuer, device_id FROM oidc_devices WHERE"
-	    " device_guid = ?", &st) != 0)
-		return site_db_error(s, err, "reading OIDC devices");
-	rc = db_bind_text(st, 1, guid) != 0 ? SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		snprintf(issuer, ilen, "%s", db_column_text(st, 0));
-		snprintf(device, dlen, "%s", db_column_text(st, 1));
-	} else if (rc == SITE_DB_DONE)
-		r = STK_E_NOTFOUND;
-	else
-		r = site_db_error(s, err, "reading OIDC devices");
-	db_finalize(st);
-	return r;
+	return site_row_get(s, "SELECT issuer, device_id FROM oidc_devices WHERE"
+	    " device_guid = ?", &guid, 1, "reading OIDC devices", oidc_identity_row, &id,
+	    err);
 }
 
 int

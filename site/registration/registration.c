@@ -46,9 +46,10 @@ dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
 		STK_LOG(STK_LOG_ERROR, "device", "cannot audit a refusal: %s", e.msg);
 }
 
-static void
-dev_row(struct site_stmt *st, struct stk_device *d)
+static int
+dev_row(struct site_stmt *st, void *arg)
 {
+	struct stk_device *d = arg;
 	const char *t;
 
 	memset(d, 0, sizeof(*d));
@@ -69,6 +70,7 @@ dev_row(struct site_stmt *st, struct stk_device *d)
 	if ((t = db_column_text(st, 10)) != NULL)
 		snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", t);
 	d->token_used = db_column_int(st, 11);
+	return STK_OK;
 }
 
 #define DEV_COLUMNS "guid, cert_thumbprint, registered_at, via, bulk_guid," \
@@ -80,25 +82,14 @@ int
 dev_lookup(struct stk_site *s, const char *by, const char *key,
     struct stk_device *d, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
 	char sql[256];
-	int rc, r;
+	int r;
 
 	memset(d, 0, sizeof(*d));
 	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
-	if (db_prepare(s->store, sql, &st) != 0)
-		return site_db_error(s, err, "reading devices");
-	rc = db_bind_text(st, 1, key) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		dev_row(st, d);
-		r = STK_OK;
-	} else if (rc == SITE_DB_DONE)
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
-		    "no device %s on this site", key);
-	else
-		r = site_db_error(s, err, "reading devices");
-	db_finalize(st);
+	r = site_row_get(s, sql, &key, 1, "reading devices", dev_row, d, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0, "no device %s on this site", key);
 	return r;
 }
 
