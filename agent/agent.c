@@ -68,7 +68,7 @@ agent_log(struct agent *a, enum agent_log_file which, const char *component,
 	fclose(fp);
 }
 
-static int
+int
 agent_path(const struct agent *a, const char *name, char *out, size_t len)
 {
 	return snprintf(out, len, "%s/%s", a->dir, name) >= (int)len ? -1 : 0;
@@ -203,29 +203,18 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	return r;
 }
 
-/* A new P-256 key (0600) and self-signed certificate at the given names. */
-static int
-agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
-    struct stk_error *err)
+int
+agent_write_self_cert(struct agent *a, struct stk_key *key, const char *path,
+    char host[256], char x5t[44], struct stk_error *err)
 {
-	struct stk_key_opts ko;
-	struct stk_key *key = NULL;
-	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL, *pem = NULL;
 	unsigned char *der = NULL;
+	char *pem = NULL;
 	size_t derlen = 0;
 	int r;
 
-	agent_path(a, keyname, kpath, sizeof(kpath));
-	agent_path(a, crtname, cpath, sizeof(cpath));
-	memset(&ko, 0, sizeof(ko));
-	ko.site_dir = a->dir;
-	unlink(cpath);
-	unlink(kpath);
-	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0)
-		goto out;
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "device");
-	host[sizeof(host) - 1] = '\0';
+	if (gethostname(host, 256) != 0)
+		snprintf(host, 256, "device");
+	host[255] = '\0';
 	if ((r = stk_cert_make_self_signed(key, host, "sitetoken device", agent_now(a),
 	    AGENT_CERT_DAYS, &der, &derlen, err)) != 0)
 		goto out;
@@ -234,16 +223,40 @@ agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
 		    "cannot encode the device certificate");
 		goto out;
 	}
-	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
+	unlink(path);
+	if ((r = stk_file_write(path, pem, strlen(pem), 0644, err)) != 0)
 		goto out;
 	stk_cert_x5t_s256(der, derlen, x5t);
+out:
+	free(der);
+	free(pem);
+	return r;
+}
+
+/* A new P-256 key (0600) and self-signed certificate at the given names. */
+static int
+agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
+    struct stk_error *err)
+{
+	struct stk_key_opts ko;
+	struct stk_key *key = NULL;
+	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL;
+	int r;
+
+	agent_path(a, keyname, kpath, sizeof(kpath));
+	agent_path(a, crtname, cpath, sizeof(cpath));
+	memset(&ko, 0, sizeof(ko));
+	ko.site_dir = a->dir;
+	unlink(cpath);
+	unlink(kpath);
+	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0 ||
+	    (r = agent_write_self_cert(a, key, cpath, host, x5t, err)) != 0)
+		goto out;
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
 	    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
 out:
 	stk_key_close(key);
 	free(uri);
-	free(der);
-	free(pem);
 	return r;
 }
 
