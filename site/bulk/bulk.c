@@ -149,15 +149,11 @@ stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
 {
 	char g[STK_GUID_LEN + 1];
 	const char *key = g;
-	size_t i;
 	int r;
 
 	memset(rec, 0, sizeof(*rec));
-	if (!stk_guid_valid(guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", guid ? guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)guid[i]);
+	if ((r = site_guid_arg(guid, g, err)) != 0)
+		return r;
 	r = site_row_get(s, "SELECT guid, nbf, exp, created_at, created_by, blocked,"
 	    " blocked_at FROM bulk_tokens WHERE guid = ?", &key, 1,
 	    "reading bulk tokens", bulk_row, rec, err);

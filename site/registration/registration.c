@@ -4,7 +4,6 @@
  * (certificate DER, token text, transport) and maps the reason code we
  * return to an HTTP status. Every change and every refusal is audited; a
  * change and its audit record share one transaction. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,14 +97,11 @@ stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
     struct stk_error *err)
 {
 	char g[STK_GUID_LEN + 1];
-	size_t i;
+	int r;
 
 	memset(dev, 0, sizeof(*dev));
-	if (guid == NULL || !stk_guid_valid(guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", guid ? guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)guid[i]);
+	if ((r = site_guid_arg(guid, g, err)) != 0)
+		return r;
 	return dev_lookup(s, "guid", g, dev, err);
 }
 
@@ -716,14 +712,10 @@ stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
 	struct site_stmt *st = NULL;
 	struct stk_device d;
 	char g[STK_GUID_LEN + 1];
-	size_t i;
-	int rc, r = STK_OK;
+	int rc, r;
 
-	if (bulk_guid == NULL || !stk_guid_valid(bulk_guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", bulk_guid ? bulk_guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)bulk_guid[i]);
+	if ((r = site_guid_arg(bulk_guid, g, err)) != 0)
+		return r;
 	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
 	    " (SELECT device_guid FROM registrations WHERE bulk_guid = ?)"
 	    " ORDER BY registered_at, guid", &st) != 0)
