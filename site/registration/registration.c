@@ -105,17 +105,21 @@ stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
 	return dev_lookup(s, "guid", g, dev, err);
 }
 
-int
-stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
-    struct stk_error *err)
+/* Each device `sql` (DEV_COLUMNS; key, when not NULL, bound to its one
+ * `?`) selects, to cb until it returns non-zero. */
+static int
+dev_each(struct stk_site *s, const char *sql, const char *key, stk_device_cb cb,
+    void *ctx, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
 	struct stk_device d;
-	int rc, r = STK_OK;
+	int rc = SITE_DB_ERROR, r = STK_OK;
 
-	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices"
-	    " ORDER BY registered_at, guid", &st) != 0)
-		return site_db_error(s, err, "reading devices");
+	if (db_prepare(s->store, sql, &st) != 0 ||
+	    (key != NULL && db_bind_text(st, 1, key) != 0)) {
+		r = site_db_error(s, err, "reading devices");
+		goto out;
+	}
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		dev_row(st, &d);
 		if ((r = cb(ctx, &d)) != 0)
@@ -123,8 +127,17 @@ stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
 	}
 	if (r == 0 && rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading devices");
+out:
 	db_finalize(st);
 	return r;
+}
+
+int
+stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
+    struct stk_error *err)
+{
+	return dev_each(s, "SELECT " DEV_COLUMNS " FROM devices ORDER BY registered_at,"
+	    " guid", NULL, cb, ctx, err);
 }
 
 /* UPDATE devices SET <col> = value (NULL when value < 0) WHERE guid. */
@@ -709,31 +722,14 @@ int
 stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
     stk_device_cb cb, void *ctx, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	struct stk_device d;
 	char g[STK_GUID_LEN + 1];
-	int rc, r;
+	int r;
 
 	if ((r = site_guid_arg(bulk_guid, g, err)) != 0)
 		return r;
-	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
+	return dev_each(s, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
 	    " (SELECT device_guid FROM registrations WHERE bulk_guid = ?)"
-	    " ORDER BY registered_at, guid", &st) != 0)
-		return site_db_error(s, err, "reading devices");
-	if (db_bind_text(st, 1, g) != 0) {
-		r = site_db_error(s, err, "reading devices");
-		goto out;
-	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		dev_row(st, &d);
-		if ((r = cb(ctx, &d)) != 0)
-			break;
-	}
-	if (r == 0 && rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading devices");
-out:
-	db_finalize(st);
-	return r;
+	    " ORDER BY registered_at, guid", g, cb, ctx, err);
 }
 
 struct dev_guids {
