@@ -112,7 +112,7 @@ agent_read_file(const char *path, size_t max)
 	return buf;
 }
 
-static void
+void
 agent_free_secret(char *p)
 {
 	if (p != NULL) {

@@ -61,6 +61,8 @@ void agent_log(struct agent *a, enum agent_log_file which, const char *component
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 struct stk_key;
 
+/* Wipe and free a string that held a secret (token, PIN, body); accepts NULL. */
+void agent_free_secret(char *p);
 /* dir/name in out: -1 when it does not fit. */
 int agent_path(const struct agent *a, const char *name, char *out, size_t len);
 /* Write a new self-signed certificate of key (CN: this host's name, the
