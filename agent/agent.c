@@ -294,8 +294,8 @@ agent_trim_url(char *url)
 		url[--n] = '\0';
 }
 
-/* Parse a refusal body {"error":..., "message":...}. */
-static void
+/* Parse a refusal body {"error":..., "message":...}: STK_E_AUTH. */
+static int
 agent_refusal(const char *body, long status, enum stk_refusal *reason, struct stk_error *err)
 {
 	json_t *o = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, NULL);
@@ -306,6 +306,7 @@ agent_refusal(const char *body, long status, enum stk_refusal *reason, struct st
 	stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, (unsigned long)status,
 	    "refused (HTTP %ld %s): %s", status, code ? code : "?", msg ? msg : "");
 	json_decref(o);
+	return STK_E_AUTH;
 }
 
 /* Sign msg with the key in the state directory (name: device.key, or the
@@ -389,8 +390,7 @@ agent_mp_proof(struct agent *a, char **nonce, char **proof, enum stk_refusal *re
 	if ((r = agent_http(a, "POST", url, "{}", NULL, 0, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
-		r = STK_E_AUTH;
+		r = agent_refusal(resp, status, reason, err);
 		goto out;
 	}
 	o = json_loads(resp, JSON_REJECT_DUPLICATES, NULL);
@@ -543,10 +543,9 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Registration refused: %s", err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	if ((r = agent_store_issued(a, resp, err)) != 0)
@@ -619,12 +618,11 @@ agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Renewal of token jti %s refused: %s%s", old, err ? err->msg : "",
 		    *reason == STK_REFUSAL_TOKEN_EXPIRED ? " -- register again "
 		    "with the management point on the internal network" : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	if ((r = agent_store_issued(a, resp, err)) != 0)
@@ -655,10 +653,9 @@ agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_
 	if ((r = agent_http(a, "GET", url, NULL, tok, 1, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Policy request refused: %s", err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Policy request "
@@ -764,10 +761,9 @@ agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Re-key of token jti %s refused: %s", old, err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	/* The site moved the token: the new key and certificate take over. */
