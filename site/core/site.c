@@ -173,7 +173,7 @@ site_row_get(struct stk_site *s, const char *sql, const char *const *keys,
 	if (i == nkeys)
 		rc = db_step(st);
 	if (rc == SITE_DB_ROW)
-		r = row(st, arg);
+		r = row != NULL ? row(st, arg) : STK_OK;
 	else if (rc == SITE_DB_DONE)
 		r = STK_E_NOTFOUND;
 	else

@@ -140,6 +140,7 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	struct stk_jwks *keys = NULL;
 	struct site_stmt *st = NULL;
 	struct stk_key *key = NULL;
+	const char *issuer = is->issuer;
 	unsigned char sig[STK_SIG_MAX];
 	char detail[200], *msg = NULL, sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
 	size_t siglen = sizeof(sig);
@@ -175,26 +176,15 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	in_tx = 1;
-	if (db_prepare(s->store, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &st) != 0) {
-		r = site_db_error(s, err, "reading trusted issuers");
-		goto out;
-	}
-	r = db_bind_text(st, 1, is->issuer) != 0 ? SITE_DB_ERROR : db_step(st);
-	db_finalize(st);
-	st = NULL;
-	if (r != SITE_DB_ROW && r != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading trusted issuers");
-		goto out;
-	}
-	if (r == SITE_DB_ROW) {
+	r = site_row_get(s, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &issuer, 1,
+	    "reading trusted issuers", NULL, NULL, err);
+	if (r == STK_OK) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0, "issuer %.200s is "
 		    "trusted already (oidc remove it first to change it)", is->issuer);
 		goto out;
 	}
-	if (r != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading trusted issuers");
+	if (r != STK_E_NOTFOUND)
 		goto out;
-	}
 	if (db_prepare(s->store, "INSERT INTO oidc_issuers (issuer, audience, device_claim,"
 	    " tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement)"
 	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st) != 0) {
