@@ -130,7 +130,7 @@ expect_ok "the device renews on with the winner" -- "$REN" - "${ACERT[@]}" -X PO
 	-H @"$(bearer_hdr "$T/a.tok")"
 json_get client_token < "$T/resp" > "$T/a.tok"
 stop_node "$PID2" 2
-expect_exit 0 "audit chain intact after the race" -- $STK audit verify
+expect_exit 0 "audit chain intact after the race" -- "$STK" audit verify
 
 # --- allow-cmg applies to CMG registration (before the bulk token counts).
 bguid=$(new_bulk "$T/bulk2.tok")
@@ -165,10 +165,10 @@ expect_eq "$(json_get code <<<"$OUT")" token_superseded "verify: superseded toke
 expect_exit 1 "verify: blocked device's token refused" -- \
 	$STK verify --type client --json < "$T/C/client.token"
 expect_eq "$(json_get code <<<"$OUT")" device_blocked "verify: blocked device's token's code"
-expect_exit 0 "verify: the device's latest token valid" -- $STK verify --type client < "$T/a.tok"
+expect_exit 0 "verify: the device's latest token valid" -- "$STK" verify --type client < "$T/a.tok"
 $STK key export --jwks --out "$T/site.jwks" > /dev/null
 expect_exit 0 "verify --jwks offline: valid signature and claims" -- \
-	$STK verify --jwks "$T/site.jwks" --type client < "$T/a.tok"
+	"$STK" verify --jwks "$T/site.jwks" --type client < "$T/a.tok"
 printf '{"keys":[]}' > "$T/empty.jwks"
 expect_exit 2 "verify --jwks with no keys: usage error" -- $STK verify --jwks "$T/empty.jwks" < "$T/a.tok"
 
