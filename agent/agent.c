@@ -68,7 +68,7 @@ agent_log(struct agent *a, enum agent_log_file which, const char *component,
 	fclose(fp);
 }
 
-static int
+int
 agent_path(const struct agent *a, const char *name, char *out, size_t len)
 {
 	return snprintf(out, len, "%s/%s", a->dir, name) >= (int)len ? -1 : 0;
@@ -112,7 +112,7 @@ agent_read_file(const char *path, size_t max)
 	return buf;
 }
 
-static void
+void
 agent_free_secret(char *p)
 {
 	if (p != NULL) {
@@ -203,29 +203,18 @@ agent_state_save(struct agent *a, struct stk_error *err)
 	return r;
 }
 
-/* A new P-256 key (0600) and self-signed certificate at the given names. */
-static int
-agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
-    struct stk_error *err)
+int
+agent_write_self_cert(struct agent *a, struct stk_key *key, const char *path,
+    char host[256], char x5t[44], struct stk_error *err)
 {
-	struct stk_key_opts ko;
-	struct stk_key *key = NULL;
-	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL, *pem = NULL;
 	unsigned char *der = NULL;
+	char *pem = NULL;
 	size_t derlen = 0;
 	int r;
 
-	agent_path(a, keyname, kpath, sizeof(kpath));
-	agent_path(a, crtname, cpath, sizeof(cpath));
-	memset(&ko, 0, sizeof(ko));
-	ko.site_dir = a->dir;
-	unlink(cpath);
-	unlink(kpath);
-	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0)
-		goto out;
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "device");
-	host[sizeof(host) - 1] = '\0';
+	if (gethostname(host, 256) != 0)
+		snprintf(host, 256, "device");
+	host[255] = '\0';
 	if ((r = stk_cert_make_self_signed(key, host, "sitetoken device", agent_now(a),
 	    AGENT_CERT_DAYS, &der, &derlen, err)) != 0)
 		goto out;
@@ -234,16 +223,40 @@ agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
 		    "cannot encode the device certificate");
 		goto out;
 	}
-	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
+	unlink(path);
+	if ((r = stk_file_write(path, pem, strlen(pem), 0644, err)) != 0)
 		goto out;
 	stk_cert_x5t_s256(der, derlen, x5t);
+out:
+	free(der);
+	free(pem);
+	return r;
+}
+
+/* A new P-256 key (0600) and self-signed certificate at the given names. */
+static int
+agent_make_identity(struct agent *a, const char *keyname, const char *crtname,
+    struct stk_error *err)
+{
+	struct stk_key_opts ko;
+	struct stk_key *key = NULL;
+	char kpath[PATH_MAX], cpath[PATH_MAX], host[256], x5t[44], *uri = NULL;
+	int r;
+
+	agent_path(a, keyname, kpath, sizeof(kpath));
+	agent_path(a, crtname, cpath, sizeof(cpath));
+	memset(&ko, 0, sizeof(ko));
+	ko.site_dir = a->dir;
+	unlink(cpath);
+	unlink(kpath);
+	if ((r = stk_key_generate("file", kpath, STK_KEY_P256, &ko, &key, &uri, err)) != 0 ||
+	    (r = agent_write_self_cert(a, key, cpath, host, x5t, err)) != 0)
+		goto out;
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256, "
 	    "mode 0600) and self-signed certificate CN=%s x5t#S256=%s", host, x5t);
 out:
 	stk_key_close(key);
 	free(uri);
-	free(der);
-	free(pem);
 	return r;
 }
 
@@ -281,8 +294,8 @@ agent_trim_url(char *url)
 		url[--n] = '\0';
 }
 
-/* Parse a refusal body {"error":..., "message":...}. */
-static void
+/* Parse a refusal body {"error":..., "message":...}: STK_E_AUTH. */
+static int
 agent_refusal(const char *body, long status, enum stk_refusal *reason, struct stk_error *err)
 {
 	json_t *o = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, NULL);
@@ -293,6 +306,7 @@ agent_refusal(const char *body, long status, enum stk_refusal *reason, struct st
 	stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, (unsigned long)status,
 	    "refused (HTTP %ld %s): %s", status, code ? code : "?", msg ? msg : "");
 	json_decref(o);
+	return STK_E_AUTH;
 }
 
 /* Sign msg with the key in the state directory (name: device.key, or the
@@ -376,8 +390,7 @@ agent_mp_proof(struct agent *a, char **nonce, char **proof, enum stk_refusal *re
 	if ((r = agent_http(a, "POST", url, "{}", NULL, 0, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
-		r = STK_E_AUTH;
+		r = agent_refusal(resp, status, reason, err);
 		goto out;
 	}
 	o = json_loads(resp, JSON_REJECT_DUPLICATES, NULL);
@@ -530,10 +543,9 @@ agent_register(struct agent *a, const char *mp_url, const char *cmg_url,
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Registration refused: %s", err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	if ((r = agent_store_issued(a, resp, err)) != 0)
@@ -606,12 +618,11 @@ agent_renew(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Renewal of token jti %s refused: %s%s", old, err ? err->msg : "",
 		    *reason == STK_REFUSAL_TOKEN_EXPIRED ? " -- register again "
 		    "with the management point on the internal network" : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	if ((r = agent_store_issued(a, resp, err)) != 0)
@@ -642,10 +653,9 @@ agent_policy(struct agent *a, char **body, enum stk_refusal *reason, struct stk_
 	if ((r = agent_http(a, "GET", url, NULL, tok, 1, &status, &resp, err)) != 0)
 		goto out;
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Policy request refused: %s", err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup", "Policy request "
@@ -751,10 +761,9 @@ agent_rekey(struct agent *a, enum stk_refusal *reason, struct stk_error *err)
 		goto out;
 	}
 	if (status != 200) {
-		agent_refusal(resp, status, reason, err);
+		r = agent_refusal(resp, status, reason, err);
 		agent_log(a, AGENT_LOG_CLIENTID, "ClientIDManagerStartup",
 		    "Re-key of token jti %s refused: %s", old, err ? err->msg : "");
-		r = STK_E_AUTH;
 		goto out;
 	}
 	/* The site moved the token: the new key and certificate take over. */

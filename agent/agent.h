@@ -59,6 +59,17 @@ int64_t agent_now(const struct agent *a);
 const char *agent_time(int64_t t, char *buf, size_t len);
 void agent_log(struct agent *a, enum agent_log_file which, const char *component,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+struct stk_key;
+
+/* Wipe and free a string that held a secret (token, PIN, body); accepts NULL. */
+void agent_free_secret(char *p);
+/* dir/name in out: -1 when it does not fit. */
+int agent_path(const struct agent *a, const char *name, char *out, size_t len);
+/* Write a new self-signed certificate of key (CN: this host's name, the
+ * device's certificate lifetime) at path, 0644; host and x5t (base64url
+ * SHA-256) say what was written, for the setup log. */
+int agent_write_self_cert(struct agent *a, struct stk_key *key, const char *path,
+    char host[256], char x5t[44], struct stk_error *err);
 
 /* Create/check the state directory, load state.json when present. */
 int agent_open(struct agent *a, const char *dir, struct stk_error *err);
@@ -124,7 +135,6 @@ void agent_http_global(int init);
  * key, <0 when --key contradicts the state directory. */
 struct evp_pkey_st;
 struct x509_st;
-struct stk_key;
 int agent_devkey_configure(struct agent *a, const char *spec, const char *tcti,
     struct stk_error *err);
 int agent_devkey_mode(struct agent *a, struct stk_error *err);

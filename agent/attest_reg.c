@@ -16,16 +16,6 @@
 #include "sitetoken/token.h"
 #include "agent.h"
 
-
-static void
-ar_free_secret(char *p)
-{
-	if (p != NULL) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
 /* POST a JSON object to attest/<op>; the object is freed (and the dump
  * wiped: it may hold the bulk token). */
 static int
@@ -113,7 +103,7 @@ agent_attest_register(struct agent *a, const char *bulk, const char *host,
 	}
 	json_decref(o);
 	o = NULL;
-	ar_free_secret(*resp);
+	agent_free_secret(*resp);
 	*resp = NULL;
 	/* A TPM without an EK certificate cannot be attested: register as
 	 * before (the site decides whether that is enough). */
@@ -151,7 +141,7 @@ agent_attest_register(struct agent *a, const char *bulk, const char *host,
 		}
 		snprintf(pid, sizeof(pid), "%s", id);
 	}
-	ar_free_secret(*resp);
+	agent_free_secret(*resp);
 	*resp = NULL;
 	if ((r = stk_tpm_activate_credential(key, cred, clen, secret, &slen, err)) != 0)
 		goto out;
@@ -172,7 +162,7 @@ out:
 	free(cred);
 	stk_attest_evidence_free(ev);
 	if (r == 1) {
-		ar_free_secret(*resp);
+		agent_free_secret(*resp);
 		*resp = NULL;
 	}
 	return r;

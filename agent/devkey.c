@@ -24,18 +24,12 @@
 #define DEVKEY_P11_LABEL "sitetoken-device"
 
 static int
-devkey_path(const struct agent *a, const char *name, char *out, size_t len)
-{
-	return snprintf(out, len, "%s/%s", a->dir, name) >= (int)len ? -1 : 0;
-}
-
-static int
 devkey_exists(const struct agent *a, const char *name)
 {
 	char path[PATH_MAX];
 	struct stat sb;
 
-	return devkey_path(a, name, path, sizeof(path)) == 0 &&
+	return agent_path(a, name, path, sizeof(path)) == 0 &&
 	    lstat(path, &sb) == 0;
 }
 
@@ -66,7 +60,7 @@ devkey_ref(const struct agent *a, char **out, struct stk_error *err)
 	size_t n;
 
 	*out = NULL;
-	if (devkey_path(a, DEVKEY_REF, path, sizeof(path)) != 0 || lstat(path, &sb) != 0)
+	if (agent_path(a, DEVKEY_REF, path, sizeof(path)) != 0 || lstat(path, &sb) != 0)
 		return STK_OK;
 	if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)
 		return stk_error_set(err, STK_E_PERM, STK_LAYER_NONE, 0, "%s must be a "
@@ -130,33 +124,14 @@ devkey_opts(const struct agent *a, struct stk_key_opts *ko)
 static int
 devkey_make_cert(struct agent *a, struct stk_key *key, struct stk_error *err)
 {
-	char cpath[PATH_MAX], host[256], x5t[44], *pem = NULL;
-	unsigned char *der = NULL;
-	size_t derlen = 0;
+	char cpath[PATH_MAX], host[256], x5t[44];
 	int r;
 
-	devkey_path(a, "device.crt", cpath, sizeof(cpath));
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "device");
-	host[sizeof(host) - 1] = '\0';
-	if ((r = stk_cert_make_self_signed(key, host, "sitetoken device", agent_now(a),
-	    AGENT_CERT_DAYS, &der, &derlen, err)) != 0)
-		goto out;
-	if (stk_cert_der_to_pem(der, derlen, &pem) != 0) {
-		r = stk_error_set(err, STK_E_CRYPTO, STK_LAYER_OPENSSL, 0,
-		    "cannot encode the device certificate");
-		goto out;
-	}
-	unlink(cpath);
-	if ((r = stk_file_write(cpath, pem, strlen(pem), 0644, err)) != 0)
-		goto out;
-	stk_cert_x5t_s256(der, derlen, x5t);
-	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device certificate "
-	    "CN=%s x5t#S256=%s, signed by the %s-held device key", host, x5t,
-	    key->vt->name);
-out:
-	free(der);
-	free(pem);
+	agent_path(a, "device.crt", cpath, sizeof(cpath));
+	if ((r = agent_write_self_cert(a, key, cpath, host, x5t, err)) == 0)
+		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device certificate "
+		    "CN=%s x5t#S256=%s, signed by the %s-held device key", host, x5t,
+		    key->vt->name);
 	return r;
 }
 
@@ -187,7 +162,7 @@ agent_devkey_ensure_identity(struct agent *a, struct stk_error *err)
 	backend = strcmp(a->key_spec, "tpm") == 0 ? "tpm" : "pkcs11";
 	if (strcmp(backend, "tpm") == 0) {
 		/* A blob left by an interrupted run is not ours to reuse. */
-		devkey_path(a, DEVKEY_TPM_BLOB, path, sizeof(path));
+		agent_path(a, DEVKEY_TPM_BLOB, path, sizeof(path));
 		unlink(path);
 		r = stk_key_generate("tpm", "tpm:blob=" DEVKEY_TPM_BLOB, STK_KEY_P256,
 		    &ko, &key, &uri, err);
@@ -204,7 +179,7 @@ agent_devkey_ensure_identity(struct agent *a, struct stk_error *err)
 		    "device key at %s is exportable: refusing it", backend, info.location);
 		goto out;
 	}
-	devkey_path(a, DEVKEY_REF, path, sizeof(path));
+	agent_path(a, DEVKEY_REF, path, sizeof(path));
 	if ((r = stk_file_write(path, uri, strlen(uri), 0600, err)) != 0)
 		goto out;
 	agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Created the device key (P-256) "
@@ -275,7 +250,7 @@ agent_devkey_load(struct agent *a, EVP_PKEY **pkey, X509 **cert,
 		devkey_opts(a, &ko);
 		if ((r = stk_key_open(ref, &ko, &d->key, err)) != 0)
 			goto out;
-		devkey_path(a, "device.crt", path, sizeof(path));
+		agent_path(a, "device.crt", path, sizeof(path));
 		if ((fp = fopen(path, "r")) == NULL ||
 		    (d->cert = PEM_read_X509(fp, NULL, NULL, NULL)) == NULL) {
 			r = stk_error_set(err, STK_E_IO, STK_LAYER_OPENSSL, 0,

@@ -241,15 +241,6 @@ read_bulk(const char *file, int from_stdin)
 	return buf;
 }
 
-static void
-free_secret(char *p)
-{
-	if (p != NULL) {
-		OPENSSL_cleanse(p, strlen(p));
-		free(p);
-	}
-}
-
 static int
 cmd_install(struct agent *a, int argc, char **argv)
 {
@@ -289,7 +280,7 @@ cmd_install(struct agent *a, int argc, char **argv)
 	r = agent_register(a, NULL, in.cmg, in.bulk, &reason, &err);
 	agent_install_clear(&in);
 	a->id_token = NULL;
-	free_secret(idtok);
+	agent_free_secret(idtok);
 	if (r != 0) {
 		agent_log(a, AGENT_LOG_SETUP, "ccmsetup", "Installation failed: %s", err.msg);
 		rc = agent_fail(&err, r, reason, 1);
@@ -357,7 +348,7 @@ cmd_register(struct agent *a, int argc, char **argv)
 			return usage_error("no bulk registration token in the given file or stdin");
 	}
 	if (mp == NULL && bulk == NULL && idtok == NULL) {
-		free_secret(idtok);
+		agent_free_secret(idtok);
 		return usage_error("registration through the CMG needs a bulk token or an "
 		    "ID token");
 	}
@@ -366,12 +357,12 @@ cmd_register(struct agent *a, int argc, char **argv)
 	a->id_token = NULL;
 	if (r != 0) {
 		rc = agent_fail(&err, r, reason, bulk != NULL || idtok != NULL);
-		free_secret(bulk);
-		free_secret(idtok);
+		agent_free_secret(bulk);
+		agent_free_secret(idtok);
 		return rc;
 	}
-	free_secret(bulk);
-	free_secret(idtok);
+	agent_free_secret(bulk);
+	agent_free_secret(idtok);
 	printf("registered: device %s via %s (token jti %s valid until %s)\n",
 	    a->st.device_guid, a->st.via, a->st.jti,
 	    agent_time(a->st.expires_at, ts, sizeof(ts)));

@@ -92,33 +92,46 @@ write_file(const char *path, const void *p, size_t len, mode_t mode)
 	return 0;
 }
 
-/* The key to attest: --key-uri (no site needed), else the site's key. */
+/* The key to attest: --key-uri (no site needed), else the site's key;
+ * EXIT_USAGE when it cannot attest. */
 static int
 open_key(const char *dir, const char *key_uri, const char *tcti,
     struct stk_site **site, struct stk_key **key, struct stk_key **owned)
 {
 	struct stk_key_opts o;
 	struct stk_error err;
-	int r;
+	int r, rc = 0;
 
 	*site = NULL;
 	*key = *owned = NULL;
 	stk_error_clear(&err);
 	if (key_uri != NULL) {
 		cli_key_opts(&o, tcti, NULL);
-		if ((r = stk_key_open(key_uri, &o, owned, &err)) != 0)
-			return cli_fail(&err, r);
+		if ((r = stk_key_open(key_uri, &o, owned, &err)) != 0) {
+			rc = cli_fail(&err, r);
+			goto out;
+		}
 		*key = *owned;
-		return 0;
+	} else if ((rc = cli_open_site(dir, site)) != 0)
+		goto out;
+	else if ((r = stk_site_key(*site, key, &err)) != 0) {
+		rc = cli_fail(&err, r);
+		goto out;
 	}
-	if ((r = cli_open_site(dir, site)) != 0)
-		return r;
-	if ((r = stk_site_key(*site, key, &err)) != 0) {
+	if (!stk_key_attestation_available(*key)) {
+		fprintf(stderr, "%s: ", cli_prog);
+		fprintf(stderr, no_attest_msg, *key != NULL ? (*key)->vt->name : "?");
+		fputc('\n', stderr);
+		rc = EXIT_USAGE;
+	}
+out:
+	if (rc != 0) {
+		stk_key_close(*owned);
 		stk_site_close(*site);
 		*site = NULL;
-		return cli_fail(&err, r);
+		*key = *owned = NULL;
 	}
-	return 0;
+	return rc;
 }
 
 static int
@@ -151,13 +164,6 @@ key_attest(int argc, char **argv)
 		return cli_fail(&err, r);
 	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
 		return rc;
-	if (!stk_key_attestation_available(key)) {
-		fprintf(stderr, "%s: ", cli_prog);
-		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
-		fputc('\n', stderr);
-		rc = EXIT_USAGE;
-		goto out;
-	}
 	if ((r = stk_tpm_attest(key, nonce, nlen, &ev, &err)) != 0 ||
 	    (r = stk_attest_evidence_json(ev, &json, &err)) != 0) {
 		rc = cli_fail(&err, r);
@@ -195,13 +201,6 @@ key_activate(int argc, char **argv)
 		return rc;
 	if ((rc = open_key(dir, key_uri, tcti, &s, &key, &owned)) != 0)
 		goto out;
-	if (!stk_key_attestation_available(key)) {
-		fprintf(stderr, "%s: ", cli_prog);
-		fprintf(stderr, no_attest_msg, key != NULL ? key->vt->name : "?");
-		fputc('\n', stderr);
-		rc = EXIT_USAGE;
-		goto out;
-	}
 	stk_error_clear(&err);
 	if ((r = stk_tpm_activate_credential(key, cred, clen, secret, &slen,
 	    &err)) != 0) {

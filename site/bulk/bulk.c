@@ -126,9 +126,11 @@ out:
 	return r;
 }
 
-static void
-bulk_row(struct site_stmt *st, struct stk_bulk_record *rec)
+static int
+bulk_row(struct site_stmt *st, void *arg)
 {
+	struct stk_bulk_record *rec = arg;
+
 	memset(rec, 0, sizeof(*rec));
 	snprintf(rec->guid, sizeof(rec->guid), "%s", db_column_text(st, 0));
 	rec->nbf = db_column_int64(st, 1);
@@ -138,37 +140,26 @@ bulk_row(struct site_stmt *st, struct stk_bulk_record *rec)
 	    db_column_text(st, 4));
 	rec->blocked = db_column_int(st, 5);
 	rec->blocked_at = db_column_int64(st, 6);
+	return STK_OK;
 }
 
 int
 stk_bulk_get(struct stk_site *s, const char *guid, struct stk_bulk_record *rec,
     struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
 	char g[STK_GUID_LEN + 1];
-	size_t i;
-	int rc, r;
+	const char *key = g;
+	int r;
 
 	memset(rec, 0, sizeof(*rec));
-	if (!stk_guid_valid(guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", guid ? guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)guid[i]);
-	if (db_prepare(s->store, "SELECT guid, nbf, exp, created_at, created_by,"
-	    " blocked, blocked_at FROM bulk_tokens WHERE guid = ?", &st) != 0)
-		return site_db_error(s, err, "reading bulk tokens");
-	rc = db_bind_text(st, 1, g) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		bulk_row(st, rec);
-		r = STK_OK;
-	} else if (rc == SITE_DB_DONE)
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+	if ((r = site_guid_arg(guid, g, err)) != 0)
+		return r;
+	r = site_row_get(s, "SELECT guid, nbf, exp, created_at, created_by, blocked,"
+	    " blocked_at FROM bulk_tokens WHERE guid = ?", &key, 1,
+	    "reading bulk tokens", bulk_row, rec, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0,
 		    "no bulk registration token with GUID %s on this site", g);
-	else
-		r = site_db_error(s, err, "reading bulk tokens");
-	db_finalize(st);
 	return r;
 }
 

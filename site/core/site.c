@@ -1,4 +1,5 @@
 /* Site directory, database and key. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include "sitetoken/cert.h"
 #include "sitetoken/file.h"
 #include "sitetoken/log.h"
+#include "sitetoken/token.h"
 #include "site_int.h"
 
 /* Each entry migrates the schema from version i to i+1. Never edit an entry
@@ -137,6 +139,48 @@ site_db_error(struct stk_site *s, struct stk_error *err, const char *what)
 
 	return stk_error_set(err, STK_E_DB, db->vt->layer, db->vt->errcode(db),
 	    "%s: %s", what, db->vt->errmsg(db));
+}
+
+int
+site_guid_arg(const char *guid, char g[STK_GUID_LEN + 1], struct stk_error *err)
+{
+	size_t i;
+
+	g[0] = '\0';
+	if (!stk_guid_valid(guid))
+		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
+		    "'%.40s' is not a GUID", guid ? guid : "");
+	for (i = 0; i <= STK_GUID_LEN; i++)
+		g[i] = (char)tolower((unsigned char)guid[i]);
+	return STK_OK;
+}
+
+int
+site_row_get(struct stk_site *s, const char *sql, const char *const *keys,
+    int nkeys, const char *what, int (*row)(struct site_stmt *, void *),
+    void *arg, struct stk_error *err)
+{
+	struct site_stmt *st = NULL;
+	int i, rc = SITE_DB_ERROR, r;
+
+	if (db_prepare(s->store, sql, &st) != 0) {
+		r = site_db_error(s, err, what);
+		goto out;
+	}
+	for (i = 0; i < nkeys; i++)
+		if (db_bind_text(st, i + 1, keys[i]) != 0)
+			break;
+	if (i == nkeys)
+		rc = db_step(st);
+	if (rc == SITE_DB_ROW)
+		r = row != NULL ? row(st, arg) : STK_OK;
+	else if (rc == SITE_DB_DONE)
+		r = STK_E_NOTFOUND;
+	else
+		r = site_db_error(s, err, what);
+out:
+	db_finalize(st);
+	return r;
 }
 
 int

@@ -228,6 +228,17 @@ int site_store_dump(struct stk_site *s, char **out, size_t *len,
 void site_audit_after_commit(struct stk_site *s);
 /* Record every refusal count still held (at close). */
 void site_audit_flush(struct stk_site *s, int all);
+/* A GUID given by a caller, in lower case as the store keeps it: 0, or
+ * STK_E_ARG when guid (NULL too) is not one. */
+int site_guid_arg(const char *guid, char g[STK_GUID_LEN + 1], struct stk_error *err);
+/* Read the one row `sql` selects by the text values keys[0..nkeys-1] bound
+ * to its `?`s: row(st, arg)'s result when there is one (row sets no error;
+ * its columns are valid only during the call; NULL: 0, the row exists),
+ * STK_E_NOTFOUND when there is none (no error set: the caller names what is
+ * missing, or takes its default), else the store's error while `what`. */
+int site_row_get(struct stk_site *s, const char *sql, const char *const *keys,
+    int nkeys, const char *what, int (*row)(struct site_stmt *, void *),
+    void *arg, struct stk_error *err);
 /* Run one statement without results. */
 int site_exec(struct stk_site *s, const char *sql, struct stk_error *err);
 

@@ -353,54 +353,58 @@ out:
 	return r;
 }
 
+struct key_state {
+	char status[16];
+	int64_t until;               /* coalesce(max_exp, not_after, 0) */
+};
+
+static int
+key_state_row(struct site_stmt *st, void *arg)
+{
+	struct key_state *k = arg;
+
+	snprintf(k->status, sizeof(k->status), "%s", db_column_text(st, 0) ?
+	    db_column_text(st, 0) : "");
+	k->until = db_column_int64(st, 1);
+	return STK_OK;
+}
+
 int
 stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
     int64_t *valid_until, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	char status[16] = "", detail[128];
-	int64_t now, until = 0;
-	int r, rc, changed;
+	struct key_state ks = { "", 0 };
+	char detail[128];
+	int64_t now;
+	int r, changed;
 
 	*valid_until = 0;
 	if ((r = site_store_now(s, &now, err)) != 0)
 		return r;
-	if (db_prepare(s->store, "SELECT status, coalesce(max_exp, not_after, 0)"
-	    " FROM site_keys WHERE kid = ?", &st) != 0)
-		return site_db_error(s, err, "reading the site keys");
-	if (db_bind_text(st, 1, kid) != 0) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	if ((rc = db_step(st)) == SITE_DB_DONE) {
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+	r = site_row_get(s, "SELECT status, coalesce(max_exp, not_after, 0)"
+	    " FROM site_keys WHERE kid = ?", &kid, 1, "reading the site keys",
+	    key_state_row, &ks, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0,
 		    "no site key %s (see `sitetoken key list`)", kid);
+	if (r != 0)
 		goto out;
-	} else if (rc != SITE_DB_ROW) {
-		r = site_db_error(s, err, "reading the site keys");
-		goto out;
-	}
-	snprintf(status, sizeof(status), "%s", db_column_text(st, 0) ?
-	    db_column_text(st, 0) : "");
-	until = db_column_int64(st, 1);
-	db_finalize(st);
-	st = NULL;
-	if (strcmp(status, "active") == 0) {
+	if (strcmp(ks.status, "active") == 0) {
 		r = stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
 		    "key %s is a node's active signing key: rotate that node's key "
 		    "first (`sitetoken key rotate`)", kid);
 		goto out;
 	}
-	if (strcmp(status, "retired") == 0) {
+	if (strcmp(ks.status, "retired") == 0) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0,
 		    "key %s is already retired", kid);
 		goto out;
 	}
 	/* The operator's decision (a compromised key, say): tokens it signed
 	 * that have not expired stop verifying; say so in the record. */
-	if (until + SITE_KEY_GRACE > now)
+	if (ks.until + SITE_KEY_GRACE > now)
 		snprintf(detail, sizeof(detail), "by hand; tokens it signed were valid "
-		    "until %lld", (long long)until);
+		    "until %lld", (long long)ks.until);
 	else
 		snprintf(detail, sizeof(detail), "by hand; every token it signed has "
 		    "expired");
@@ -412,11 +416,10 @@ stk_site_key_retire(struct stk_site *s, const char *kid, const char *actor,
 		    "key %s changed status meanwhile", kid);
 		goto out;
 	}
-	if (until + SITE_KEY_GRACE > now)
-		*valid_until = until;
+	if (ks.until + SITE_KEY_GRACE > now)
+		*valid_until = ks.until;
 	s->keys_checked = 0; /* the next use re-reads the key set */
 out:
-	db_finalize(st);
 	return r;
 }
 

@@ -131,30 +131,10 @@ out:
 	return r;
 }
 
-int
-stk_challenge_check(struct stk_challenges *c, const char *nonce, int64_t now,
-    struct stk_error *err)
-{
-	unsigned char id[CH_RAND];
-	int64_t exp;
-	size_t i;
-	int r;
-
-	if ((r = ch_open(c, nonce, now, id, &exp, err)) != 0)
-		return r;
-	pthread_mutex_lock(&c->mu);
-	for (i = 0; i < CH_USED_MAX; i++)
-		if (c->used[i].exp > now && memcmp(c->used[i].id, id, CH_RAND) == 0) {
-			r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
-			    "the challenge was already used: ask for a new one");
-			break;
-		}
-	pthread_mutex_unlock(&c->mu);
-	return r;
-}
-
-int
-stk_challenge_consume(struct stk_challenges *c, const char *nonce, int64_t now,
+/* Refuse a nonce already used; when record, also remember this one (and
+ * refuse it when every slot holds a nonce still alive). */
+static int
+ch_use(struct stk_challenges *c, const char *nonce, int64_t now, int record,
     struct stk_error *err)
 {
 	unsigned char id[CH_RAND];
@@ -174,6 +154,8 @@ stk_challenge_consume(struct stk_challenges *c, const char *nonce, int64_t now,
 		if (slot == CH_USED_MAX && c->used[i].exp <= now)
 			slot = i;
 	}
+	if (!record)
+		goto out;
 	if (slot == CH_USED_MAX) {
 		r = stk_error_set(err, STK_E_AUTH, STK_LAYER_NONE, 0,
 		    "too many registrations in the last %d seconds: retry shortly",
@@ -185,6 +167,20 @@ stk_challenge_consume(struct stk_challenges *c, const char *nonce, int64_t now,
 out:
 	pthread_mutex_unlock(&c->mu);
 	return r;
+}
+
+int
+stk_challenge_check(struct stk_challenges *c, const char *nonce, int64_t now,
+    struct stk_error *err)
+{
+	return ch_use(c, nonce, now, 0, err);
+}
+
+int
+stk_challenge_consume(struct stk_challenges *c, const char *nonce, int64_t now,
+    struct stk_error *err)
+{
+	return ch_use(c, nonce, now, 1, err);
 }
 
 char *

@@ -112,6 +112,27 @@ oidc_endorsed(struct stk_site *s, const struct stk_oidc_issuer *is, const char *
 	return ok;
 }
 
+/* The end of a change to the trusted issuers, inside the caller's write
+ * transaction: audit it, commit, and drop this process's JWKS cache so no
+ * key of a changed record is used again. Takes the transaction over: on
+ * failure it is rolled back (a failed commit rolls back itself). */
+static int
+oidc_commit(struct stk_site *s, const char *actor, const char *event,
+    const char *issuer, const char *detail, struct stk_error *err)
+{
+	int r;
+
+	if ((r = stk_audit_append(s, actor, event, issuer, "ok", detail, err)) != 0) {
+		stk_site_tx_rollback(s);
+		goto out;
+	}
+	if ((r = stk_site_tx_commit(s, err)) != 0)
+		goto out;
+	stk_oidc_cache_flush();
+out:
+	return r;
+}
+
 int
 stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
     const char *actor, struct stk_error *err)
@@ -119,6 +140,7 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	struct stk_jwks *keys = NULL;
 	struct site_stmt *st = NULL;
 	struct stk_key *key = NULL;
+	const char *issuer = is->issuer;
 	unsigned char sig[STK_SIG_MAX];
 	char detail[200], *msg = NULL, sigb64[(STK_SIG_MAX + 2) / 3 * 4 + 1];
 	size_t siglen = sizeof(sig);
@@ -154,26 +176,15 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	if ((r = stk_site_tx_begin(s, err)) != 0)
 		goto out;
 	in_tx = 1;
-	if (db_prepare(s->store, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &st) != 0) {
-		r = site_db_error(s, err, "reading trusted issuers");
-		goto out;
-	}
-	r = db_bind_text(st, 1, is->issuer) != 0 ? SITE_DB_ERROR : db_step(st);
-	db_finalize(st);
-	st = NULL;
-	if (r != SITE_DB_ROW && r != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading trusted issuers");
-		goto out;
-	}
-	if (r == SITE_DB_ROW) {
+	r = site_row_get(s, "SELECT 1 FROM oidc_issuers WHERE issuer = ?", &issuer, 1,
+	    "reading trusted issuers", NULL, NULL, err);
+	if (r == STK_OK) {
 		r = stk_error_set(err, STK_E_EXISTS, STK_LAYER_NONE, 0, "issuer %.200s is "
 		    "trusted already (oidc remove it first to change it)", is->issuer);
 		goto out;
 	}
-	if (r != SITE_DB_DONE) {
-		r = site_db_error(s, err, "reading trusted issuers");
+	if (r != STK_E_NOTFOUND)
 		goto out;
-	}
 	if (db_prepare(s->store, "INSERT INTO oidc_issuers (issuer, audience, device_claim,"
 	    " tenant, jwks_url, jwks, jwks_ca, added_at, endorsed_by, endorsement)"
 	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st) != 0) {
@@ -193,14 +204,8 @@ stk_oidc_add(struct stk_site *s, const struct stk_oidc_issuer *is,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, "oidc.issuer.add", is->issuer, "ok", detail,
-	    err)) != 0)
-		goto out;
 	in_tx = 0;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	stk_oidc_cache_flush();
-	r = STK_OK;
+	r = oidc_commit(s, actor, "oidc.issuer.add", is->issuer, detail, err);
 out:
 	free(msg);
 	db_finalize(st);
@@ -239,13 +244,8 @@ stk_oidc_remove(struct stk_site *s, const char *issuer, const char *actor,
 	}
 	db_finalize(st);
 	st = NULL;
-	if ((r = stk_audit_append(s, actor, "oidc.issuer.remove", issuer, "ok", "", err)) != 0)
-		goto out;
 	in_tx = 0;
-	if ((r = stk_site_tx_commit(s, err)) != 0)
-		goto out;
-	stk_oidc_cache_flush();
-	r = STK_OK;
+	r = oidc_commit(s, actor, "oidc.issuer.remove", issuer, "", err);
 out:
 	db_finalize(st);
 	if (in_tx)
@@ -257,8 +257,9 @@ out:
 	" jwks_ca, added_at, endorsed_by, endorsement"
 
 static int
-oidc_row(struct site_stmt *st, struct stk_oidc_issuer *o)
+oidc_row(struct site_stmt *st, void *arg)
 {
+	struct stk_oidc_issuer *o = arg;
 	const char *t;
 
 	memset(o, 0, sizeof(*o));
@@ -283,25 +284,18 @@ int
 stk_oidc_get(struct stk_site *s, const char *issuer, struct stk_oidc_issuer *out,
     struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r;
+	int r;
 
 	memset(out, 0, sizeof(*out));
-	if (db_prepare(s->store, "SELECT " OIDC_COLUMNS " FROM oidc_issuers WHERE issuer = ?",
-	    &st) != 0)
-		return site_db_error(s, err, "reading trusted issuers");
-	rc = db_bind_text(st, 1, issuer) != 0 ? SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		if ((r = oidc_row(st, out)) != 0) {
-			stk_oidc_issuer_clear(out);
-			r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
-		}
-	} else if (rc == SITE_DB_DONE)
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
+	r = site_row_get(s, "SELECT " OIDC_COLUMNS " FROM oidc_issuers WHERE issuer = ?",
+	    &issuer, 1, "reading trusted issuers", oidc_row, out, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0,
 		    "issuer %.200s is not trusted by this site", issuer);
-	else
-		r = site_db_error(s, err, "reading trusted issuers");
-	db_finalize(st);
+	else if (r == STK_E_NOMEM) {
+		stk_oidc_issuer_clear(out);
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0, "out of memory");
+	}
 	return r;
 }
 
@@ -500,50 +494,51 @@ out:
 
 /* ---- one device per issuer + device claim ---- */
 
+static int
+oidc_guid_row(struct site_stmt *st, void *guid)
+{
+	snprintf(guid, STK_GUID_LEN + 1, "%s", db_column_text(st, 0));
+	return STK_OK;
+}
+
+struct oidc_identity {
+	char *issuer;
+	size_t ilen;
+	char *device;
+	size_t dlen;
+};
+
+static int
+oidc_identity_row(struct site_stmt *st, void *arg)
+{
+	struct oidc_identity *id = arg;
+
+	snprintf(id->issuer, id->ilen, "%s", db_column_text(st, 0));
+	snprintf(id->device, id->dlen, "%s", db_column_text(st, 1));
+	return STK_OK;
+}
+
 int
 site_oidc_device_lookup(struct stk_site *s, const char *issuer, const char *device,
     char guid[STK_GUID_LEN + 1], struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
+	const char *keys[2] = { issuer, device };
 
 	guid[0] = '\0';
-	if (db_prepare(s->store, "SELECT device_guid FROM oidc_devices WHERE issuer = ?"
-	    " AND device_id = ?", &st) != 0)
-		return site_db_error(s, err, "reading OIDC devices");
-	rc = (db_bind_text(st, 1, issuer) | db_bind_text(st, 2, device)) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW)
-		snprintf(guid, STK_GUID_LEN + 1, "%s", db_column_text(st, 0));
-	else if (rc == SITE_DB_DONE)
-		r = STK_E_NOTFOUND;
-	else
-		r = site_db_error(s, err, "reading OIDC devices");
-	db_finalize(st);
-	return r;
+	return site_row_get(s, "SELECT device_guid FROM oidc_devices WHERE issuer = ?"
+	    " AND device_id = ?", keys, 2, "reading OIDC devices", oidc_guid_row, guid, err);
 }
 
 int
 site_oidc_identity_of(struct stk_site *s, const char *guid, char *issuer, size_t ilen,
     char *device, size_t dlen, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
+	struct oidc_identity id = { issuer, ilen, device, dlen };
 
 	issuer[0] = device[0] = '\0';
-	if (db_prepare(s->store, "SELECT issuer, device_id FROM oidc_devices WHERE"
-	    " device_guid = ?", &st) != 0)
-		return site_db_error(s, err, "reading OIDC devices");
-	rc = db_bind_text(st, 1, guid) != 0 ? SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		snprintf(issuer, ilen, "%s", db_column_text(st, 0));
-		snprintf(device, dlen, "%s", db_column_text(st, 1));
-	} else if (rc == SITE_DB_DONE)
-		r = STK_E_NOTFOUND;
-	else
-		r = site_db_error(s, err, "reading OIDC devices");
-	db_finalize(st);
-	return r;
+	return site_row_get(s, "SELECT issuer, device_id FROM oidc_devices WHERE"
+	    " device_guid = ?", &guid, 1, "reading OIDC devices", oidc_identity_row, &id,
+	    err);
 }
 
 int

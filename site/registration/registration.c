@@ -4,7 +4,6 @@
  * (certificate DER, token text, transport) and maps the reason code we
  * return to an HTTP status. Every change and every refusal is audited; a
  * change and its audit record share one transaction. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +45,10 @@ dev_audit_refusal(struct stk_site *s, const char *actor, const char *event,
 		STK_LOG(STK_LOG_ERROR, "device", "cannot audit a refusal: %s", e.msg);
 }
 
-static void
-dev_row(struct site_stmt *st, struct stk_device *d)
+static int
+dev_row(struct site_stmt *st, void *arg)
 {
+	struct stk_device *d = arg;
 	const char *t;
 
 	memset(d, 0, sizeof(*d));
@@ -69,6 +69,7 @@ dev_row(struct site_stmt *st, struct stk_device *d)
 	if ((t = db_column_text(st, 10)) != NULL)
 		snprintf(d->prev_jti, sizeof(d->prev_jti), "%s", t);
 	d->token_used = db_column_int(st, 11);
+	return STK_OK;
 }
 
 #define DEV_COLUMNS "guid, cert_thumbprint, registered_at, via, bulk_guid," \
@@ -80,25 +81,14 @@ int
 dev_lookup(struct stk_site *s, const char *by, const char *key,
     struct stk_device *d, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
 	char sql[256];
-	int rc, r;
+	int r;
 
 	memset(d, 0, sizeof(*d));
 	snprintf(sql, sizeof(sql), "SELECT " DEV_COLUMNS " FROM devices WHERE %s = ?", by);
-	if (db_prepare(s->store, sql, &st) != 0)
-		return site_db_error(s, err, "reading devices");
-	rc = db_bind_text(st, 1, key) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW) {
-		dev_row(st, d);
-		r = STK_OK;
-	} else if (rc == SITE_DB_DONE)
-		r = stk_error_set(err, STK_E_NOTFOUND, STK_LAYER_NONE, 0,
-		    "no device %s on this site", key);
-	else
-		r = site_db_error(s, err, "reading devices");
-	db_finalize(st);
+	r = site_row_get(s, sql, &key, 1, "reading devices", dev_row, d, err);
+	if (r == STK_E_NOTFOUND)
+		r = stk_error_set(err, r, STK_LAYER_NONE, 0, "no device %s on this site", key);
 	return r;
 }
 
@@ -107,28 +97,29 @@ stk_device_get(struct stk_site *s, const char *guid, struct stk_device *dev,
     struct stk_error *err)
 {
 	char g[STK_GUID_LEN + 1];
-	size_t i;
+	int r;
 
 	memset(dev, 0, sizeof(*dev));
-	if (guid == NULL || !stk_guid_valid(guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", guid ? guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)guid[i]);
+	if ((r = site_guid_arg(guid, g, err)) != 0)
+		return r;
 	return dev_lookup(s, "guid", g, dev, err);
 }
 
-int
-stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
-    struct stk_error *err)
+/* Each device `sql` (DEV_COLUMNS; key, when not NULL, bound to its one
+ * `?`) selects, to cb until it returns non-zero. */
+static int
+dev_each(struct stk_site *s, const char *sql, const char *key, stk_device_cb cb,
+    void *ctx, struct stk_error *err)
 {
 	struct site_stmt *st = NULL;
 	struct stk_device d;
-	int rc, r = STK_OK;
+	int rc = SITE_DB_ERROR, r = STK_OK;
 
-	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices"
-	    " ORDER BY registered_at, guid", &st) != 0)
-		return site_db_error(s, err, "reading devices");
+	if (db_prepare(s->store, sql, &st) != 0 ||
+	    (key != NULL && db_bind_text(st, 1, key) != 0)) {
+		r = site_db_error(s, err, "reading devices");
+		goto out;
+	}
 	while ((rc = db_step(st)) == SITE_DB_ROW) {
 		dev_row(st, &d);
 		if ((r = cb(ctx, &d)) != 0)
@@ -136,8 +127,17 @@ stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
 	}
 	if (r == 0 && rc != SITE_DB_DONE)
 		r = site_db_error(s, err, "reading devices");
+out:
 	db_finalize(st);
 	return r;
+}
+
+int
+stk_device_foreach(struct stk_site *s, stk_device_cb cb, void *ctx,
+    struct stk_error *err)
+{
+	return dev_each(s, "SELECT " DEV_COLUMNS " FROM devices ORDER BY registered_at,"
+	    " guid", NULL, cb, ctx, err);
 }
 
 /* UPDATE devices SET <col> = value (NULL when value < 0) WHERE guid. */
@@ -722,35 +722,14 @@ int
 stk_device_foreach_bulk(struct stk_site *s, const char *bulk_guid,
     stk_device_cb cb, void *ctx, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	struct stk_device d;
 	char g[STK_GUID_LEN + 1];
-	size_t i;
-	int rc, r = STK_OK;
+	int r;
 
-	if (bulk_guid == NULL || !stk_guid_valid(bulk_guid))
-		return stk_error_set(err, STK_E_ARG, STK_LAYER_NONE, 0,
-		    "'%.40s' is not a GUID", bulk_guid ? bulk_guid : "");
-	for (i = 0; i <= STK_GUID_LEN; i++)
-		g[i] = (char)tolower((unsigned char)bulk_guid[i]);
-	if (db_prepare(s->store, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
+	if ((r = site_guid_arg(bulk_guid, g, err)) != 0)
+		return r;
+	return dev_each(s, "SELECT " DEV_COLUMNS " FROM devices WHERE guid IN"
 	    " (SELECT device_guid FROM registrations WHERE bulk_guid = ?)"
-	    " ORDER BY registered_at, guid", &st) != 0)
-		return site_db_error(s, err, "reading devices");
-	if (db_bind_text(st, 1, g) != 0) {
-		r = site_db_error(s, err, "reading devices");
-		goto out;
-	}
-	while ((rc = db_step(st)) == SITE_DB_ROW) {
-		dev_row(st, &d);
-		if ((r = cb(ctx, &d)) != 0)
-			break;
-	}
-	if (r == 0 && rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading devices");
-out:
-	db_finalize(st);
-	return r;
+	    " ORDER BY registered_at, guid", g, cb, ctx, err);
 }
 
 struct dev_guids {

@@ -6,24 +6,23 @@
 #include "sitetoken/device.h"
 #include "site_int.h"
 
+static int
+setting_bool_row(struct site_stmt *st, void *value)
+{
+	*(int *)value = strcmp(db_column_text(st, 0), "on") == 0;
+	return STK_OK;
+}
+
 int
 stk_setting_get_bool(struct stk_site *s, const char *name, int default_on,
     int *value, struct stk_error *err)
 {
-	struct site_stmt *st = NULL;
-	int rc, r = STK_OK;
+	int r;
 
 	*value = default_on;
-	if (db_prepare(s->store, "SELECT value FROM settings WHERE name = ?", &st) != 0)
-		return site_db_error(s, err, "reading settings");
-	rc = db_bind_text(st, 1, name) != 0 ?
-	    SITE_DB_ERROR : db_step(st);
-	if (rc == SITE_DB_ROW)
-		*value = strcmp(db_column_text(st, 0), "on") == 0;
-	else if (rc != SITE_DB_DONE)
-		r = site_db_error(s, err, "reading settings");
-	db_finalize(st);
-	return r;
+	r = site_row_get(s, "SELECT value FROM settings WHERE name = ?", &name, 1,
+	    "reading settings", setting_bool_row, value, err);
+	return r == STK_E_NOTFOUND ? STK_OK : r;
 }
 
 int

@@ -92,10 +92,9 @@ ok "device TPM evidence verifies against the maker's root, nonce and device.crt;
 # Threat model 1 (network attacker sending forged or replayed evidence) and
 # 2 (a thief who copied the device's files): each piece of evidence below
 # must be refused with its reason.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
-	-out "$T/other-ca.pem" -days 10 -subj /CN=not-the-maker 2>/dev/null
+dev_cert other-ca -days 10 -subj /CN=not-the-maker
 expect_refusal 1 "EK certificate" "EK not chaining to a trusted root" -- \
-	"$STK" attest verify "$T/ev.json" --ek-ca "$T/other-ca.pem" --nonce "$n"
+	"$STK" attest verify "$T/ev.json" --ek-ca "$T/other-ca.crt" --nonce "$n"
 expect_refusal 1 "nonce" "replayed nonce" -- \
 	"$STK" attest verify "$T/ev.json" --ek-ca "$EK_CA" --nonce "$(nonce)"
 expect_refusal 1 "pubArea is not the expected key" "attested key is not the TLS certificate's key" -- \

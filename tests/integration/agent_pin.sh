@@ -101,7 +101,7 @@ while True:
         c.close()
 PY
 IMP_PID=$!
-for _ in $(seq 50); do [ -s "$T/imp.port" ] && break; sleep 0.1; done
+wait_for 20 test -s "$T/imp.port" || die "the impostor did not start"
 IMP=https://127.0.0.1:$(cat "$T/imp.port")/CCM_Proxy_MutualAuth/$SITE_NUMBER
 expect_exit 3 "impostor with the site's pin refused" -- nagent i1 install /mp:"$IMP" /cahash:"$pin" /regtoken:- < "$T/bulk.tok"
 # Control: with a CA file that trusts it, the same impostor does receive the
@@ -120,11 +120,9 @@ ok "an impostor gateway with another key receives nothing under the pin (a trust
 stop_server
 dev_cert ca -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE \
 	-addext keyUsage=critical,keyCertSign
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/leaf.key" \
-	-out "$T/leaf.csr" -subj /CN=localhost 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$T/leaf.ext"
-openssl x509 -req -in "$T/leaf.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial \
-	-days 20 -extfile "$T/leaf.ext" -out "$T/leaf.crt" 2>/dev/null
+dev_cert leaf -subj /CN=localhost -CA "$T/ca.crt" -CAkey "$T/ca.key" \
+	-addext basicConstraints=critical,CA:FALSE -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-addext extendedKeyUsage=serverAuth
 cat "$T/leaf.crt" "$T/ca.crt" > "$T/tls.crt"; cp "$T/leaf.key" "$T/tls.key"; chmod 600 "$T/tls.key"
 start_server
 capin=sha256:$(spki "$T/ca.crt")

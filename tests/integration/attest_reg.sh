@@ -60,11 +60,10 @@ ok "no trusted root: attest/nonce is 404 attestation_unavailable"
 ca_sha=$(openssl x509 -in "$EK_CA" -outform DER | sha256sum | cut -d' ' -f1)
 "$STK" attest roots list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); assert [r["sha256"] for r in l]==[sys.argv[1]], l' "$ca_sha" ||
 	fail "roots list: $("$STK" attest roots list)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/leaf.key" \
-	-out "$T/leaf.pem" -days 10 -subj /CN=not-a-ca -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-rc=0; "$STK" attest roots add "$T/leaf.pem" 2>"$T/err" || rc=$?
+dev_cert leaf -days 10 -subj /CN=not-a-ca -addext basicConstraints=critical,CA:FALSE
+rc=0; "$STK" attest roots add "$T/leaf.crt" 2>"$T/err" || rc=$?
 [ "$rc" = 2 ] && grep -q "not a CA certificate" "$T/err" || fail "leaf as root: $rc $(cat "$T/err")"
-rc=0; "$STK" attest roots remove "$T/leaf.pem" 2>"$T/err" || rc=$?
+rc=0; "$STK" attest roots remove "$T/leaf.crt" 2>"$T/err" || rc=$?
 [ "$rc" = 2 ] || fail "remove of a leaf: exit $rc"
 [ "$("$STK" attest roots list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] || fail "a bad file changed the roots"
 "$STK" audit show | has "attest.root.add .*$ca_sha" || fail "roots add not audited"
@@ -164,9 +163,8 @@ evidence_body "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$T/body2.json"
 attest_refused "unknown nonce" "403 attestation_nonce" attest/register "$T/body2.json"
 # A nonce issued to another certificate (devT's nonce used by devF) is
 # covered by the binding; here: EK not chaining to a trusted root.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/other-ca.key" \
-	-out "$T/other-ca.pem" -days 10 -subj /CN=another-maker -addext basicConstraints=critical,CA:TRUE 2>/dev/null
-"$STK" attest roots add "$T/other-ca.pem" >/dev/null
+dev_cert other-ca -days 10 -subj /CN=another-maker -addext basicConstraints=critical,CA:TRUE
+"$STK" attest roots add "$T/other-ca.crt" >/dev/null
 "$STK" attest roots remove "$EK_CA" >/dev/null
 n=$(nonce_for devF); evidence_body "$n" "$T/body3.json"
 attest_refused "untrusted EK" "403 attestation_invalid" attest/register "$T/body3.json"

@@ -38,10 +38,12 @@ exec(code)
 json.dump(ev, open(dst, "w"))
 EOF
 }
-# refuse_edit WHAT REASON PYTHON: $EV edited by PYTHON is refused (exit 1, REASON).
+# refuse_ev WHAT REASON FILE: evidence FILE is refused against A's root and
+# $N (exit 1, REASON); refuse_edit WHAT REASON PYTHON: $EV edited by PYTHON is.
+refuse_ev() { expect_refusal 1 "$2" "$1" -- "$ST" attest verify "$3" --ek-ca "$CA_A" --nonce "$N"; }
 refuse_edit() {
   edit "$EV" "$W/ev-edit.json" "$3"
-  expect_refusal 1 "$2" "$1" -- "$ST" attest verify "$W/ev-edit.json" --ek-ca "$CA_A" --nonce "$N"
+  refuse_ev "$1" "$2" "$W/ev-edit.json"
 }
 
 # ---- success: RS256 and ES256 site keys ----------------------------------
@@ -184,15 +186,11 @@ refuse_edit "padded ekCert" "ekCert is not one DER" "ev['ekCert'] = e(d(ev['ekCe
 refuse_edit "truncated certInfo" "signature over certInfo does not verify" "ev['attStmt']['certInfo'] = e(d(ev['attStmt']['certInfo'])[:-2])"
 refuse_edit "edited signature" "signature over certInfo does not verify" "
 s = bytearray(d(ev['attStmt']['sig'])); s[10] ^= 1; ev['attStmt']['sig'] = e(bytes(s))"
-edit "$EV" "$W/ev-b64.json" "ev['akPub'] = ev['akPub'] + '='"
-expect_refusal 1 "not strict base64url" "padded base64url" -- \
-  "$ST" attest verify "$W/ev-b64.json" --ek-ca "$CA_A" --nonce "$N"
+refuse_edit "padded base64url" "not strict base64url" "ev['akPub'] = ev['akPub'] + '='"
 printf '{"fmt":"tpm","fmt":"tpm"}' >"$W/ev-dup-member.json"
-expect_refusal 1 "not a JSON object" "duplicate member" -- \
-  "$ST" attest verify "$W/ev-dup-member.json" --ek-ca "$CA_A" --nonce "$N"
+refuse_ev "duplicate member" "not a JSON object" "$W/ev-dup-member.json"
 head -c 300 "$EV" >"$W/ev-cut.json"
-expect_refusal 1 "not a JSON object" "cut JSON" -- \
-  "$ST" attest verify "$W/ev-cut.json" --ek-ca "$CA_A" --nonce "$N"
+refuse_ev "cut JSON" "not a JSON object" "$W/ev-cut.json"
 
 # Credential files: truncated and padded ones are usage errors (exit 2),
 # refused before the TPM is asked.

@@ -23,11 +23,18 @@ with open(sys.argv[2], "a") as f:
         f.flush()' "$SOCK" "$LOG" &
 LISTENER=$!
 on_exit "kill $LISTENER"
-for _ in $(seq 100); do [ -S "$SOCK" ] && [ -e "$LOG" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || { bad "syslog listener did not start"; finish; exit 1; }
+wait_for 20 test -e "$LOG" || { bad "syslog listener did not start"; finish; exit 1; }
 db() { sqlite3 "$S/site.db" "$1"; }
-lines() { # lines: the checkpoint lines received so far, once each datagram is written
-  sleep 0.2; grep -c 'sitetoken audit checkpoint' "$LOG"
+# lines: the checkpoint lines received so far. A marker datagram sent now
+# queues behind every line already sent (one socket): wait for it, not a sleep.
+lines() {
+  local mark
+  mark="sync $(date +%s%N)"
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(sys.argv[2].encode(), sys.argv[1])' "$SOCK" "$mark"
+  wait_for 20 grep -qxF "$mark" "$LOG"
+  grep -c 'sitetoken audit checkpoint' "$LOG"
 }
 
 export SITETOKEN_AUDIT_SYSLOG="$SOCK"

@@ -91,10 +91,23 @@ if [ "$B" = pkcs11 ]; then
 	expect_exit 0 "token not locked after six wrong PINs: right PIN works" -- "$ST" --site "$S" bulk new
 	flags=$(pkcs11-tool --module "$SITETOKEN_PKCS11_MODULE" -L 2>/dev/null | sed -n '/token label *: cli/,/^Slot/p')
 	if grep -qi "locked" <<<"$flags"; then bad "token reports a locked PIN: $flags"; else ok "token flags show no lock"; fi
-	# No PIN in the environment: prompted for on a terminal (script(1) gives
-	# the command a pty), not echoed; without a terminal, a clear refusal.
-	out=$( (sleep 0.5; printf '%s\n' "$pin") | env -u SITETOKEN_PKCS11_PIN_FILE \
-		timeout 20 script -qec "'$ST' --site '$S' bulk new" /dev/null 2>&1)
+	# No PIN in the environment: prompted for on a terminal (a pty), not
+	# echoed; without a terminal, a clear refusal. The PIN is typed once the
+	# prompt turned echo off (typed before, the pty echoes it and the
+	# prompt's TCSAFLUSH drops it: a sleep made that a race).
+	out=$(printf '%s\n' "$pin" | env -u SITETOKEN_PKCS11_PIN_FILE timeout 20 python3 -c '
+import os, pty, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+while termios.tcgetattr(fd)[3] & termios.ECHO:
+    time.sleep(0.02)
+os.write(fd, sys.stdin.buffer.readline())
+try:
+    while b := os.read(fd, 4096):
+        sys.stdout.buffer.write(b)
+except OSError:
+    pass' "$ST" --site "$S" bulk new 2>&1)
 	expect_in "PIN for PKCS#11 token 'cli':" "$out" "PIN prompt on a terminal"
 	expect_in "Token GUID:" "$out" "prompted PIN works"
 	if grep -qF -- "$pin" <<<"$out"; then bad "prompted PIN echoed"; else ok "prompted PIN not echoed"; fi

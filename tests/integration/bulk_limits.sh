@@ -14,13 +14,6 @@ server_env
 SITEB=$T/siteB
 PIDB=
 on_exit '[ -z "$PIDB" ] || stop_node "$PIDB" B'
-bulk_json() { # bulk_json FILE ARGS... -> token in FILE (0600), GUID on stdout
-	local f=$1
-	shift
-	( umask 077; $STK bulk new --lifetime 60 --json "$@" >"$f.json"
-	  json_get token <"$f.json" >"$f" )
-	json_get guid <"$f.json"
-}
 uses_of() { # uses_of GUID -> "uses/max" from certs list --json
 	$STK certs list --type bulk --json |
 		json "''.join(f'{r[\"uses\"]}/{r[\"max_uses\"]}' for r in d if r['id'] == '$1')"
@@ -70,7 +63,7 @@ else
 fi
 
 # --max-uses 1: 16 devices race for the one use, half on each node.
-g1=$(bulk_json "$T/one.tok" --max-uses 1)
+g1=$(new_bulk "$T/one.tok" 60 --max-uses 1)
 expect_eq "$(uses_of "$g1")" 0/1 "certs list before use"
 $STK certs list --type bulk | grep "$g1" | has " 0/1$" || fail "certs list text: $($STK certs list --type bulk)"
 pids=()
@@ -122,13 +115,13 @@ done
 agent_refused t4 --cmg "$CMG" "$T/three.tok" "HTTP 403 bulk_token_exhausted"
 
 # --source: a token bound to networks the peer (127.0.0.1) is not in.
-gs=$(bulk_json "$T/src.tok" --source 192.0.2.0/24,2001:db8::/32)
+gs=$(new_bulk "$T/src.tok" 60 --source 192.0.2.0/24,2001:db8::/32)
 agent_refused s1 --cmg "$CMG" "$T/src.tok" "HTTP 403 bulk_token_source"
 expect_in "may only be used from 192.0.2.0/24,2001:db8::/32, not from 127.0.0.1" "$ERR" \
 	"--source message"
 expect_eq "$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM devices WHERE bulk_guid='$gs'")" 0 \
 	"--source refusal recorded no device"
-gl=$(bulk_json "$T/lo.tok" --source 10.0.0.0/8,127.0.0.0/8 --max-uses 5)
+gl=$(new_bulk "$T/lo.tok" 60 --source 10.0.0.0/8,127.0.0.0/8 --max-uses 5)
 agent s2 0 register --cmg "$CMGB" --regtoken-file "$T/lo.tok" >/dev/null || fail "--source 127.0.0.0/8 refused"
 agent s3 0 register --mp "$MP" --regtoken-file "$T/lo.tok" >/dev/null || fail "--source via the MP"
 expect_eq "$(uses_of "$gl")" 2/5 "--source: registrations from inside accepted"

@@ -16,6 +16,10 @@ unset SITETOKEN_AGENT_STATE
 
 HELP_FLAGS=(--help -h)
 opts_in() { grep -oE -- '--[a-z][a-z0-9-]*' | grep -vxE -- '--help' | sort -u; }
+# same_opts PARSED HELP WHAT: the option lists are equal (a diff on stderr).
+same_opts() {
+	diff -u "$1" "$2" >&2 || fail "$3: options parsed (-) and options in the help (+) differ"
+}
 
 # help_ok NAME CMD...: -h and --help (or the flags in HELP_FLAGS) all exit 0
 # with a usage text on stdout only.
@@ -46,10 +50,7 @@ for cmd in "${cmds[@]}"; do
 	"$STK" $cmd --list-options | sort -u > "$T/table.opts" ||
 		fail "sitetoken $cmd --list-options failed"
 	[ -s "$T/table.opts" ] || fail "sitetoken $cmd: empty option table"
-	if ! diff -u "$T/table.opts" "$T/help.opts" > "$T/diff"; then
-		cat "$T/diff" >&2
-		fail "sitetoken $cmd: options parsed (-) and options in --help (+) differ"
-	fi
+	same_opts "$T/table.opts" "$T/help.opts" "sitetoken $cmd"
 	n=$((n + 1))
 done
 ok "sitetoken: $n commands answer -h/--help; each help names exactly its getopt table"
@@ -114,8 +115,7 @@ src=$STK_SRC/agent/main.c
   grep -oE 'strcmp\(argv\[1\], "--[a-z]+"\)' "$src" | grep -oE -- '--[a-z0-9-]+'
 } | grep -vxF -- --help | sort -u > "$T/agent.parsed"
 [ "$(wc -l < "$T/agent.parsed")" -ge 8 ] || fail "agent option scan found too little"
-: > "$T/agent.help"
-"$AGENT" --help | opts_in >> "$T/agent.help"
+"$AGENT" --help | opts_in > "$T/agent.help"
 for c in install register renew run policy status; do
 	help_ok "sitetoken-agent $c" "$AGENT" "$c"
 	"$AGENT" "$c" --help | opts_in >> "$T/agent.help"
@@ -123,10 +123,7 @@ for c in install register renew run policy status; do
 	grep -q " $c" <<<"${h%%$'\n'*}" || fail "agent $c --help is not about $c"
 done
 sort -u -o "$T/agent.help" "$T/agent.help"
-if ! diff -u "$T/agent.parsed" "$T/agent.help" > "$T/diff"; then
-	cat "$T/diff" >&2
-	fail "sitetoken-agent: options parsed (-) and options in the helps (+) differ"
-fi
+same_opts "$T/agent.parsed" "$T/agent.help" "sitetoken-agent"
 for o in $(cat "$T/agent.parsed"); do
 	grep -qF -- "*$o*" "$STK_SRC/docs/man/sitetoken-agent.8.scd" || fail "sitetoken-agent(8) lacks $o"
 done

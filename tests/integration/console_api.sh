@@ -26,6 +26,14 @@ anon() { # anon METHOD PATH [curl args]: no credentials
 	http "$method" "$ADMIN$path" "$@"
 }
 audit_count() { sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE $1"; }
+# api_bulk FILE BODY: POST /api/v1/bulk answers 201; the token in FILE, the
+# answer in $T/new.json (both 0600).
+api_bulk() {
+	local res
+	res=$(adm POST /api/v1/bulk --data "$2")
+	[ "$(http_status <<<"$res")" = 201 ] || fail "new bulk token $2: $res"
+	( umask 077; http_body <<<"$res" > "$T/new.json"; json_get token < "$T/new.json" > "$1" )
+}
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # ---- 401 and audit without the secret ----
@@ -111,13 +119,9 @@ ok "lifetime 0, negative, not a number, over 10080, overflow, non-integer refuse
 # ---- new bulk token ----
 expect_eq "$(adm POST /api/v1/bulk --data '' | http_status)" 201 "new with the default lifetime"
 expect_eq "$(jq_py 'd["exp"]-d["nbf"]' <"$T/resp")" 259200 "default lifetime 4320 minutes"
-res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":"120"}')
-[ "$(echo "$res" | http_status)" = 201 ] || fail "new: $res"
-echo "$res" | http_body > "$T/new.json"; chmod 600 "$T/new.json"
+api_bulk "$T/bulk.tok" '{"lifetime_minutes":"120"}'
 G=$(json_get guid < "$T/new.json")
-( umask 077; json_get token < "$T/new.json" > "$T/bulk.tok" )
-rm -f "$T/new.json"
-[ "$(json_get lifetime_minutes < <(echo "$res" | http_body))" = 120 ] || fail "lifetime echo"
+[ "$(json_get lifetime_minutes < "$T/new.json")" = 120 ] || fail "lifetime echo"
 $STK verify --type bulk - < "$T/bulk.tok" | has "$G" || fail "token does not verify as a bulk token of this site"
 [ "$(sqlite3 "$SITE/site.db" "SELECT created_by FROM bulk_tokens WHERE guid='$G'")" = "$actor" ] || fail "created_by"
 [ "$(audit_count "event='bulk.new' AND subject='$G' AND actor='$actor'")" = 1 ] || fail "bulk.new audited as the admin"
@@ -269,13 +273,13 @@ ok "audit log newest first with paging, outcome filter and search; verify report
 # ---- keys, stats ----
 res=$(adm GET /api/v1/keys)
 echo "$res" | http_body | jq_py 'len(d["keys"]), d["keys"][0]["mine"], d["keys"][0]["backend"], d["keys"][0]["status"]' |
-	grep -qx "1 True file active" || fail "keys: $res"
+	has -x "1 True file active" || fail "keys: $res"
 echo "$res" | http_body | jq_py '{a["name"]: a["value"] for a in d["keys"][0]["attributes"]}["file-mode"]' | has -x 0600 || fail "key attributes: $res"
 res=$(adm GET '/api/v1/stats?days=1')
 want=$(sqlite3 "$SITE/site.db" "SELECT count(*) FROM audit WHERE event LIKE 'device.register.%' AND outcome='ok'")
 echo "$res" | http_body | jq_py 'd["totals"]["registrations"], sum(d["registrations"]), len(d["times"])' | has -x "$want $want 1" || fail "stats registrations ($want): $res"
 echo "$res" | http_body | jq_py 'sum(d["refusals"]["bulk_token_blocked"]), sum(d["refusals"]["device_blocked"]), sum(d["refusals"]["internal_registration_disabled"])' |
-	grep -qx "1 1 1" || fail "stats refusals: $res"
+	has -x "1 1 1" || fail "stats refusals: $res"
 [ "$(adm GET '/api/v1/stats?days=1&bucket=hour' | http_body | jq_py 'len(d["times"]), d["step"]')" = "24 3600" ] || fail "hourly"
 for q in '?days=0' '?days=91' '?bucket=week' '?bucket=hour&days=30'; do
 	[ "$(adm GET "/api/v1/stats$q" | http_status)" = 400 ] || fail "stats$q"
@@ -312,13 +316,10 @@ ok "max_uses 0, negative, not a number, over 1000000, a fraction; malformed, hos
 
 # Made through the API, the limits hold at the gateway (attacker 1 with a
 # leaked token: from another network, or once it is used up).
-res=$(adm POST /api/v1/bulk --data '{"lifetime_minutes":60,"max_uses":"1","source":"127.0.0.0/8,2001:db8::/32"}')
-[ "$(echo "$res" | http_status)" = 201 ] || fail "new with limits: $res"
-echo "$res" | http_body > "$T/lim.json"; chmod 600 "$T/lim.json"
-LG=$(json_get guid < "$T/lim.json")
-( umask 077; json_get token < "$T/lim.json" > "$T/lim.tok" )
-[ "$(jq_py '(d["max_uses"], d["sources"])' < "$T/lim.json")" = "(1, '127.0.0.0/8,2001:db8::/32')" ] || fail "limits echo: $(cat "$T/lim.json")"
-rm -f "$T/lim.json"
+api_bulk "$T/lim.tok" '{"lifetime_minutes":60,"max_uses":"1","source":"127.0.0.0/8,2001:db8::/32"}'
+LG=$(json_get guid < "$T/new.json")
+expect_eq "$(jq_py '(d["max_uses"], d["sources"])' < "$T/new.json")" \
+	"(1, '127.0.0.0/8,2001:db8::/32')" "limits echo"
 row() { adm GET '/api/v1/certs?type=bulk' | http_body | jq_py "[(r['uses'], r['max_uses'], r['sources']) for r in d['rows'] if r['id']=='$1'][0]"; }
 [ "$(row "$LG")" = "(0, 1, '127.0.0.0/8,2001:db8::/32')" ] || fail "certs row: $(row "$LG")"
 [ "$(row "$G")" = "(0, None, None)" ] || fail "token without limits: $(row "$G")"
@@ -330,9 +331,7 @@ agent limA 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok" >/dev/null || fa
 expect_refusal 1 "HTTP 403 bulk_token_exhausted" "second use" -- \
 	agent limB 0 register --cmg "$CMG" --regtoken-file "$T/lim.tok"
 [ "$(row "$LG")" = "(1, 1, '127.0.0.0/8,2001:db8::/32')" ] || fail "certs row after use: $(row "$LG")"
-res=$(adm POST /api/v1/bulk --data '{"source":"192.0.2.0/24","max_uses":null}')
-[ "$(echo "$res" | http_status)" = 201 ] || fail "new with a source: $res"
-( umask 077; echo "$res" | http_body | json_get token > "$T/far.tok" )
+api_bulk "$T/far.tok" '{"source":"192.0.2.0/24","max_uses":null}'
 expect_refusal 1 "HTTP 403 bulk_token_source" "registration from outside the source" -- \
 	agent limC 0 register --cmg "$CMG" --regtoken-file "$T/far.tok"
 grep -q "at most 1 uses, from 127.0.0.0/8,2001:db8::/32" "$SITE/logs/CCM_STS.log" || fail "CCM_STS.log lacks the limits"

@@ -3,7 +3,7 @@
 #   assertions  ok, bad, fail (count and continue: a failed check prints
 #               FAIL - file:line and the script goes on), die (set-up that
 #               cannot go on), expect_exit, expect_refusal, expect_in,
-#               expect_eq, finish;
+#               expect_eq, finish; wait_for (poll, no sleep-then-check);
 #               the script's exit status is the number of failed checks
 #               (capped at 76; 77 is ctest's skip code), or its own
 #               non-zero status if it stopped without a failed check;
@@ -11,7 +11,8 @@
 #               order at exit, then the running server stopped by pid and
 #               $T removed (kept, and named, when something failed);
 #   JSON        json EXPR, json_get KEY;
-#   HTTP        http, cmg_call, post_json, bearer_hdr, http_status, http_body;
+#   HTTP        http, cmg_call, post_json, expect_ok, bearer_hdr, http_status,
+#               http_body;
 #   certificates dev_cert, dev_identity, cert_x5t, mp_pop_body;
 #   server      server_env, make_site, serve_node, start_server, stop_node,
 #               stop_server, agent, new_bulk, refused, count_devices, db_state,
@@ -84,6 +85,13 @@ expect_eq() { if [ "$1" == "$2" ]; then ok "$3"; else bad "$3: '$1' != '$2'"; fi
 # never dies of SIGPIPE when grep matches early (pipefail would make that a
 # failed check, or a negated check that passes without checking).
 has() { local in; in=$(cat); grep -q "$@" <<<"$in"; }
+# wait_for SECONDS COMMAND...: true once COMMAND succeeds (polled every
+# 0.1 s), false when SECONDS passed first. Not a sleep: load only slows it.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.1; done
+}
 _failures() { if [ -f "$_FAILS" ]; then wc -l <"$_FAILS"; else echo 0; fi; }
 # finish: the summary; true when something passed and nothing failed.
 finish() {
@@ -189,6 +197,9 @@ post_json() {
 	echo "$code $err"
 }
 
+# expect_ok DESCRIPTION -- post_json args...: the answer "200 -".
+expect_ok() { expect_eq "$(post_json "${@:3}")" "200 -" "$1"; }
+
 # cmg_expect "STATUS ERROR" DESCRIPTION cmg_call args...: that answer
 # (ERROR as post_json gives it).
 cmg_expect() {
@@ -246,7 +257,6 @@ server_env() {
 	export SITETOKEN_SITE=$SITE
 	unset SITETOKEN_TIME_OFFSET SITETOKEN_REGTOKEN SITETOKEN_AGENT_STATE
 }
-cleanup() { stop_server; } # the old exit handler's name
 
 # stop_node PID TAG: SIGTERM a server started by serve_node, wait for it,
 # and insist on a clean exit that removed its pid file.
@@ -468,14 +478,23 @@ pgo_initdb() {
 		--auth-host=scram-sha-256 -E UTF8 --no-instructions >"$PGD/$1.initdb.log" 2>&1 ||
 		die "initdb: $(cat "$PGD/$1.initdb.log")"
 }
-# pgo_start NAME PORT [server options...]: listen on 127.0.0.1:PORT and $PGD.
+# pgo_start NAME PORT|VAR [server options...]: listen on 127.0.0.1:PORT and
+# $PGD. Given a variable name, on a free port, put in VAR: picked again when
+# another process took it between free_port and the bind (a port race).
 pgo_start() {
-	local name=$1 port=$2
+	local name=$1 port=$2 var='' try
 	shift 2
+	[[ $port == [0-9]* ]] || var=$port
 	PGO_DIRS+=("$PGD/$name")
-	as_pg "$PGBIN/pg_ctl" -D "$PGD/$name" -l "$PGD/$name.log" -w -t 60 \
-		-o "-k $PGD -p $port -c listen_addresses=127.0.0.1 $*" start >/dev/null ||
-		die "postgres $name: $(cat "$PGD/$name.log")"
+	for try in 1 2 3 4 5; do
+		[ -z "$var" ] || port=$(free_port)
+		as_pg "$PGBIN/pg_ctl" -D "$PGD/$name" -l "$PGD/$name.log" -w -t 60 \
+			-o "-k $PGD -p $port -c listen_addresses=127.0.0.1 $*" start >/dev/null && break
+		if [ -z "$var" ] || [ "$try" = 5 ] || ! has "could not bind" <"$PGD/$name.log"; then
+			die "postgres $name: $(cat "$PGD/$name.log")"
+		fi
+	done
+	[ -z "$var" ] || printf -v "$var" %s "$port"
 }
 # pgo_stop DATA_DIR: fast shutdown by the postmaster's pid.
 pgo_stop() {
@@ -489,15 +508,15 @@ pgo_stop_all() { local d; for d in "${PGO_DIRS[@]+"${PGO_DIRS[@]}"}"; do pgo_sto
 # psu PORT SQL: as the superuser, on the socket, database sitetoken.
 psu() { as_pg "$PGBIN/psql" -h "$PGD" -p "$1" -U postgres -X -qAt -v ON_ERROR_STOP=1 -c "$2" sitetoken; }
 # pgo_make_db PORT: role and database "sitetoken"; the password goes to
-# $T/pgpass (0600, PGPASSFILE) for TCP on every port given after PORT.
+# $T/pgpass (0600, PGPASSFILE) for TCP on 127.0.0.1, any port (a standby's
+# too, which may start later).
 pgo_make_db() {
-	local port=$1 pw p
-	shift
+	local port=$1 pw
 	pw=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
 	as_pg "$PGBIN/psql" -h "$PGD" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 -f - postgres >/dev/null <<-SQL
 		CREATE ROLE sitetoken LOGIN PASSWORD '$pw';
 		CREATE DATABASE sitetoken OWNER sitetoken;
 		SQL
-	( umask 077; for p in "$port" "$@"; do printf '127.0.0.1:%s:sitetoken:sitetoken:%s\n' "$p" "$pw"; done >"$T/pgpass" )
+	( umask 077; printf '127.0.0.1:*:sitetoken:sitetoken:%s\n' "$pw" >"$T/pgpass" )
 	export PGPASSFILE=$T/pgpass
 }

@@ -27,12 +27,12 @@ def main():
         hdr["alg"] = "none"
         tail = ""
     elif variant == "alg_hs256":
-        # HMAC keyed with the site's public certificate (the classic confusion).
+        # HMAC keyed with the site's public key (the classic confusion),
+        # over the token's own signing input (below), so a server that
+        # honoured HS256 would accept it.
         hdr["alg"] = "HS256"
-        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"],
-                             capture_output=True, check=True).stdout
-        tail = b64(hmac.new(pub, f"{b64(json.dumps(hdr).encode())}.{b64(json.dumps(cl).encode())}".encode(),
-                            hashlib.sha256).digest())
+        signer = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"],
+                                capture_output=True, check=True).stdout
     elif variant == "alg_es256":
         hdr["alg"] = "ES256"
     elif variant == "crit":
@@ -93,7 +93,9 @@ def main():
         alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         p = p[:-1] + alpha[alpha.index(p[-1]) ^ 1]
     signing_input = f"{h}.{p}"
-    if tail is None:
+    if variant == "alg_hs256":
+        tail = b64(hmac.new(signer, signing_input.encode(), hashlib.sha256).digest())
+    elif tail is None:
         tail = b64(sign(signer, signing_input.encode()))
     tok = f"{signing_input}.{tail}"
     if variant == "truncated":

@@ -11,6 +11,10 @@ check() { # check WHAT COMMAND... : ok when the command succeeds
 	local what=$1; shift
 	if "$@"; then ok "$what"; else bad "$what"; fi
 }
+pol() { # pol TOKEN_FILE [CERT]: post_json's answer to GET policy over CERT.{crt,key} (A's)
+	local c=${2:-$T/A/device}
+	post_json "$POL" - --cert "$c.crt" --key "$c.key" -H @"$(bearer_hdr "$1")"
+}
 bulk_devices() { # bulk_devices GUID: the Devices count of that bulk token (certs list)
 	$STK certs list --type bulk --json | json "[r['devices'] for r in d if r['id'] == '$1'][0]"
 }
@@ -31,9 +35,8 @@ gA=$(json_get device_guid < "$T/A/state.json")
 # The agent's state names the MP only; policy and renewal go to the CMG.
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["cmg"]=sys.argv[2]; json.dump(d,open(sys.argv[1],"w"))' \
 	"$T/A/state.json" "$CMG"
-got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/a.tok")")
-check "agent registered over HTTP with the signed challenge; its token works ($got)" [ "$got" = "200 -" ]
-
+expect_eq "$(pol "$T/a.tok")" "200 -" \
+	"agent registered over HTTP with the signed challenge; its token works"
 
 # --- Attacker 1 (network attacker), proof of possession on the HTTP MP:
 # A's certificate is public; without A's key nothing registers and A's
@@ -50,11 +53,9 @@ refused "401 challenge_invalid" 1 "a nonce the MP never issued" -- "$REG" "$T/bo
 # A genuine proof by x for x's own certificate registers once; its replay
 # (the same body seen on the network) does not.
 mp_pop_body "$T/x.crt" "$T/x.key"
-got=$(post_json "$REG" "$T/body")
-check "x registers with its own proof ($got)" [ "$got" = "200 -" ]
+expect_ok "x registers with its own proof" -- "$REG" "$T/body"
 refused "401 challenge_invalid" 1 "the same registration replayed" -- "$REG" "$T/body"
-got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/a.tok")")
-check "device A's token still the latest after the attempts ($got)" [ "$got" = "200 -" ]
+expect_eq "$(pol "$T/a.tok")" "200 -" "device A's token still the latest after the attempts"
 
 # --- Attacker 1 from a browser (CSRF): a page the LAN browser opens can
 # post a form (text/plain, urlencoded) or fetch with an Origin. Refused
@@ -75,16 +76,21 @@ printf '{"bulk_token":"%s","certificate":%s}' "$(cat "$T/bulk.tok")" \
 refused "401 certificate_mismatch" 1 "CMG register naming A's certificate over x's TLS" -- \
 	"$CREG" "$T/body" --cert "$T/x.crt" --key "$T/x.key"
 
-# --- Attacker 6 (lost messages): a lost renewal response, retried with the
-# token the device holds, ends with one valid token.
-got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/a.tok")")
+# --- Attacker 6 (lost messages): a renewal whose response is lost is retried
+# with the token the device still holds and succeeds; the lost token is dead
+# and the retried one is the device's one valid token. Once that one has
+# been used, the old token renews no more.
+expect_ok "renewal (response dropped)" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/a.tok")"
 json_get client_token < "$T/resp" > "$T/lost.tok"
-got2=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/a.tok")")
+expect_ok "lost renewal retried with the previous token" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/a.tok")"
 json_get client_token < "$T/resp" > "$T/a2.tok"
-check "lost renewal retried with the previous token ($got, $got2)" [ "$got $got2" = "200 - 200 -" ]
-p1=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/a2.tok")")
-p2=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/lost.tok")")
-check "the retry's token is the one valid token ($p1; lost one: $p2)" [ "$p1 $p2" = "200 - 401 token_superseded" ]
+expect_eq "$(pol "$T/a2.tok")" "200 -" "the retried renewal's token works"
+refused "401 token_superseded" 1 "the lost renewal's token" -- "$POL" - "${ACERT[@]}" \
+	-H @"$(bearer_hdr "$T/lost.tok")"
+refused "401 token_superseded" 1 "renewal replayed after the new token was used" -- "$REN" - \
+	"${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/a.tok")"
 # A lost registration response: registering again gives the same device.
 agent A 0 register --mp "$MP" > /dev/null || bad "re-registration after a lost response"
 check "registration retried: same device GUID" [ "$(json_get device_guid < "$T/A/state.json")" = "$gA" ]
@@ -97,7 +103,7 @@ cp "$T/A/client.token" "$T/a.tok"
 serve_node "$SITE" 2 0 0 0
 PID2=$SERVED_PID
 CMG2=https://127.0.0.1:$SERVED_CMG_PORT/CCM_Proxy_MutualAuth/$SITE_NUMBER
-post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/a.tok")" > /dev/null  # first use
+pol "$T/a.tok" > /dev/null  # first use
 hdr=$(bearer_hdr "$T/a.tok")
 for i in 1 2 3 4 5 6 7 8; do
 	base=$CMG; [ $((i % 2)) = 0 ] && base=$CMG2
@@ -111,21 +117,20 @@ for i in 1 2 3 4 5 6 7 8; do
 	if [ "$code" = 200 ]; then
 		wins=$((wins + 1))
 		json_get client_token < "$T/race$i.json" > "$T/race$i.tok"
-		[ "$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/race$i.tok")")" = "200 -" ] &&
+		[ "$(pol "$T/race$i.tok")" = "200 -" ] &&
 			{ valid=$((valid + 1)); cp "$T/race$i.tok" "$T/a.tok"; }
 	elif ! grep -q token_superseded "$T/race$i.json"; then
 		other=$((other + 1)); echo "# race $i: $code $(cat "$T/race$i.json")"
 	fi
 done
 echo "# concurrent renewals: $wins answered with a token, $((8 - wins - other)) token_superseded"
-[ "$wins" -ge 1 ] && [ "$valid" = 1 ] && [ "$other" = 0 ]
-check "concurrent renewals: one valid token, no other answer ($wins won, $valid valid, $other other)" [ $? = 0 ]
-got=$(post_json "$REN" - "${ACERT[@]}" -X POST -H @"$(bearer_hdr "$T/a.tok")")
-check "the device renews on with the winner ($got)" [ "$got" = "200 -" ]
+expect_eq "$((wins >= 1)) valid:$valid other:$other" "1 valid:1 other:0" \
+	"concurrent renewals: one valid token, no other answer ($wins won)"
+expect_ok "the device renews on with the winner" -- "$REN" - "${ACERT[@]}" -X POST \
+	-H @"$(bearer_hdr "$T/a.tok")"
 json_get client_token < "$T/resp" > "$T/a.tok"
 stop_node "$PID2" 2
-$STK audit verify > "$T/verify.out" 2>&1
-check "audit chain intact after the race" [ $? = 0 ]
+expect_exit 0 "audit chain intact after the race" -- "$STK" audit verify
 
 # --- allow-cmg applies to CMG registration (before the bulk token counts).
 bguid=$(new_bulk "$T/bulk2.tok")
@@ -160,9 +165,10 @@ expect_eq "$(json_get code <<<"$OUT")" token_superseded "verify: superseded toke
 expect_exit 1 "verify: blocked device's token refused" -- \
 	$STK verify --type client --json < "$T/C/client.token"
 expect_eq "$(json_get code <<<"$OUT")" device_blocked "verify: blocked device's token's code"
-check "verify: the device's latest token valid" $STK verify --type client < "$T/a.tok" > /dev/null
+expect_exit 0 "verify: the device's latest token valid" -- "$STK" verify --type client < "$T/a.tok"
 $STK key export --jwks --out "$T/site.jwks" > /dev/null
-check "verify --jwks offline: valid signature and claims" $STK verify --jwks "$T/site.jwks" --type client < "$T/a.tok" > /dev/null
+expect_exit 0 "verify --jwks offline: valid signature and claims" -- \
+	"$STK" verify --jwks "$T/site.jwks" --type client < "$T/a.tok"
 printf '{"keys":[]}' > "$T/empty.jwks"
 expect_exit 2 "verify --jwks with no keys: usage error" -- $STK verify --jwks "$T/empty.jwks" < "$T/a.tok"
 
@@ -175,13 +181,11 @@ agent A 0 rekey > "$T/out" 2> "$T/err"; rc=$?
 check "agent rekey not due with a fresh certificate (exit $rc)" grep -q "not due" "$T/out"
 agent A 0 --rekey-days 3650 rekey > "$T/out" 2> "$T/err"; rc=$?
 check "agent re-keyed (exit $rc: $(cat "$T/out" "$T/err"))" [ "$rc" = 0 ]
-! cmp -s "$T/old.crt" "$T/A/device.crt"
-check "new certificate differs from the old" [ $? = 0 ]
-got=$(post_json "$POL" - "${ACERT[@]}" -H @"$(bearer_hdr "$T/A/client.token")")
-check "the new token works with the new certificate ($got)" [ "$got" = "200 -" ]
+expect_exit 1 "new certificate differs from the old" -- cmp -s "$T/old.crt" "$T/A/device.crt"
+expect_eq "$(pol "$T/A/client.token")" "200 -" "the new token works with the new certificate"
 check "the device keeps its GUID" [ "$(json_get device_guid < "$T/A/state.json")" = "$gA" ]
-got=$(post_json "$POL" - --cert "$T/old.crt" --key "$T/old.key" -H @"$(bearer_hdr "$T/a.tok")")
-check "the old certificate and token are finished ($got)" [ "$got" = "401 certificate_mismatch" ]
+expect_eq "$(pol "$T/a.tok" "$T/old")" "401 certificate_mismatch" \
+	"the old certificate and token are finished"
 # Attacker 2 (a thief of the token with the old key only): cannot move the
 # token to a key the thief made without the signature of that key over it.
 dev_identity z

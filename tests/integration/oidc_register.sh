@@ -171,18 +171,13 @@ id_post "200 -" "aud array" arr
 ok "an aud array holding the audience is accepted"
 
 # --- JWKS URL mode: the test's own HTTPS JWKS server ------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/iss/ca.key" \
-	-out "$T/iss/ca.pem" -days 2 -subj /CN=oidc-test-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/iss/https.key" \
-	-out "$T/iss/https.csr" -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' > "$T/iss/ext"
-openssl x509 -req -in "$T/iss/https.csr" -CA "$T/iss/ca.pem" -CAkey "$T/iss/ca.key" -CAcreateserial \
-	-days 2 -extfile "$T/iss/ext" -out "$T/iss/https.crt" 2>/dev/null
+dev_cert "$T/iss/ca" -days 2 -subj /CN=oidc-test-ca
+dev_cert "$T/iss/https" -subj /CN=127.0.0.1 -CA "$T/iss/ca.crt" -CAkey "$T/iss/ca.key" \
+	-addext basicConstraints=critical,CA:FALSE -addext subjectAltName=IP:127.0.0.1
 cp "$T/iss/jwks.json" "$T/iss/served.json"
 $PY serve "$T/iss" "$T/iss/https.crt" "$T/iss/https.key" "$T/iss/ready" 2>"$T/jwks.stderr" &
 JWKS_PID=$!
-for _ in $(seq 100); do [ -s "$T/iss/ready" ] && break; sleep 0.1; done
-[ -s "$T/iss/ready" ] || die "JWKS server did not start: $(cat "$T/jwks.stderr")"
+wait_for 20 test -s "$T/iss/ready" || die "JWKS server did not start: $(cat "$T/jwks.stderr")"
 URL=https://127.0.0.1:$(cat "$T/iss/ready")/keys
 ISS2=https://issuer-url.test/v2.0
 fetches() { wc -l < "$T/iss/fetches" 2>/dev/null || echo 0; }
@@ -190,7 +185,7 @@ fetches() { wc -l < "$T/iss/fetches" 2>/dev/null || echo 0; }
 expect_exit 3 "unknown JWKS CA" -- $STK oidc add --issuer "$ISS2" --jwks "$URL" --audience "$AUD"
 [ "$(q "SELECT count(*) FROM oidc_issuers WHERE issuer = '$ISS2'")" = 0 ] ||
 	fail "JWKS URL with an unknown CA recorded"
-$STK oidc add --issuer "$ISS2" --jwks "$URL" --jwks-ca "$T/iss/ca.pem" --audience "$AUD" >/dev/null ||
+$STK oidc add --issuer "$ISS2" --jwks "$URL" --jwks-ca "$T/iss/ca.crt" --audience "$AUD" >/dev/null ||
 	die "oidc add with a JWKS URL"
 $STK oidc list | has "keys $URL" || fail "oidc list does not show the URL"
 mint --iss "$ISS2" --device url-0001

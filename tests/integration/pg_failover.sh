@@ -44,25 +44,21 @@ mkdir -p "$T/ids"
 GEN=$!
 
 # ---- primary and synchronous standby ----
-P1=$(free_port) P2=$(free_port)
 pgo_initdb primary
 # Settings on the command line, not in the data directory, so the standby's
 # copy does not inherit the primary's synchronous_standby_names.
 PGOPTS="-c max_connections=60 -c wal_level=replica -c max_wal_senders=4"
-pgo_start primary "$P1" "$PGOPTS"
-pgo_make_db "$P1" "$P2"
+pgo_start primary P1 "$PGOPTS"
+pgo_make_db "$P1"
 as_pg "$PGBIN/pg_basebackup" -h "$PGD" -p "$P1" -U postgres -D "$PGD/standby" -R -X stream -c fast \
 	>"$PGD/basebackup.log" 2>&1 || fail "pg_basebackup: $(cat "$PGD/basebackup.log")"
-pgo_start standby "$P2" "$PGOPTS -c cluster_name=stk_standby -c hot_standby=on"
+pgo_start standby P2 "$PGOPTS -c cluster_name=stk_standby -c hot_standby=on"
 psu "$P1" "ALTER SYSTEM SET synchronous_standby_names = 'stk_standby'" >/dev/null
 psu "$P1" "ALTER SYSTEM SET synchronous_commit = 'on'" >/dev/null
 psu "$P1" "SELECT pg_reload_conf()" >/dev/null
-for _ in $(seq 100); do
-	[ "$(psu "$P1" "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'stk_standby'")" = sync ] && break
-	sleep 0.1
-done
-[ "$(psu "$P1" "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'stk_standby'")" = sync ] ||
-	fail "the standby is not synchronous"
+synced() { [ "$(psu "$P1" "SELECT sync_state FROM pg_stat_replication
+	WHERE application_name = 'stk_standby'")" = sync ]; }
+wait_for 10 synced || fail "the standby is not synchronous"
 [ "$(psu "$P2" "SELECT pg_is_in_recovery()")" = t ] || fail "the standby is not in recovery"
 ok "primary on 127.0.0.1:$P1, synchronous standby on 127.0.0.1:$P2 (pg_basebackup -R)"
 
@@ -123,7 +119,8 @@ python3 "$(dirname "$0")/failover_clients.py" "$T/ids" "$mp_port,$MPB_PORT" "$cm
 	"/CCM_Proxy_MutualAuth/$SITE_NUMBER" "$T/tls.crt" "$SITE,$SITEB" "$STK" "$T/stop" \
 	> "$T/clients.out" 2> "$T/clients.err" &
 CLIENTS=$!
-for _ in $(seq 300); do [ -e "$T/ids/ready" ] && break; kill -0 "$CLIENTS" 2>/dev/null || break; sleep 0.1; done
+started() { [ -e "$T/ids/ready" ] || ! kill -0 "$CLIENTS" 2>/dev/null; }
+wait_for 30 started || :
 [ -e "$T/ids/ready" ] || fail "client driver did not start: $(cat "$T/clients.err")"
 sleep "$(python3 -c 'import random; print(round(random.uniform(1.5, 5.0), 2))')"
 acked_before=$(wc -l < "$T/ids/acked")
@@ -180,10 +177,15 @@ ok "failover window ${first_ok} s (refused attempts: $nfail)"
 
 # ---- everything acknowledged is on the promoted database ----
 sq() { psu "$P2" "SET search_path TO $SCHEMA; $1"; }
+# none_missing ACKED HAVE WHAT: every line of ACKED (sorted) is in HAVE (sorted).
+none_missing() {
+	local m
+	m=$(comm -23 "$1" "$2")
+	[ -z "$m" ] || fail "$(wc -l <<<"$m") $3 missing: $(head -3 <<<"$m")"
+}
 sq "SELECT guid || ' ' || cert_thumbprint FROM devices" | sort > "$T/dev_rows"
 awk '$1 == "reg" { print $2 " " $4 } $1 == "use" { print $3 " " $5 }' "$T/ids/acked" | sort -u > "$T/acked_regs"
-missing=$(comm -23 "$T/acked_regs" "$T/dev_rows" | wc -l)
-[ "$missing" = 0 ] || fail "$missing acknowledged registrations missing: $(comm -23 "$T/acked_regs" "$T/dev_rows" | head -3)"
+none_missing "$T/acked_regs" "$T/dev_rows" "acknowledged registrations"
 ok "all $(wc -l < "$T/acked_regs") acknowledged registrations present (device GUID and certificate)"
 [ "$(sq "SELECT count(*) = count(DISTINCT cert_thumbprint) FROM devices")" = t ] || fail "a certificate with two devices"
 # Beyond the acknowledged ones: node C's c0, and any whose every attempt
@@ -196,19 +198,16 @@ ok "no device duplicated (one device per certificate, one 'new' registration rec
 sq "SELECT detail FROM audit WHERE event = 'device.renew' AND outcome = 'ok'" |
 	sed -n 's/^jti=\([^ ]*\) .*/\1/p' | sort > "$T/renew_jtis"
 awk '$1 == "renew" { print $3 }' "$T/ids/acked" | sort > "$T/acked_renews"
-missing=$(comm -23 "$T/acked_renews" "$T/renew_jtis" | wc -l)
-[ "$missing" = 0 ] || fail "$missing acknowledged renewals missing from the audit log"
+none_missing "$T/acked_renews" "$T/renew_jtis" "acknowledged renewals (audit log)"
 # Each renewal device ends holding the token the database has as its latest.
 awk '$1 == "renew" || $1 == "rereg" { last[$2] = $3 } END { for (g in last) print g " " last[g] }' \
 	"$T/ids/acked" | sort > "$T/last_acked"
 sq "SELECT guid || ' ' || last_token_jti FROM devices" | sort > "$T/dev_jtis"
-missing=$(comm -23 "$T/last_acked" "$T/dev_jtis" | wc -l)
-[ "$missing" = 0 ] || fail "$missing devices whose last acknowledged token is not their latest"
+none_missing "$T/last_acked" "$T/dev_jtis" "devices' last acknowledged tokens (as their latest)"
 ok "all $(wc -l < "$T/acked_renews") acknowledged renewals present; each device's latest token is the one it holds"
 awk '$1 == "block" { print $2 }' "$T/ids/acked" | sort > "$T/acked_blocks"
 sq "SELECT guid FROM bulk_tokens WHERE blocked = 1" | sort > "$T/blocked"
-missing=$(comm -23 "$T/acked_blocks" "$T/blocked" | wc -l)
-[ "$missing" = 0 ] || fail "$missing acknowledged blocks missing"
+none_missing "$T/acked_blocks" "$T/blocked" "acknowledged blocks"
 ok "all $(wc -l < "$T/acked_blocks") acknowledged bulk-token blocks present"
 # Use limits: every token the clients used up has exactly MAXU enrollments
 # (devices, enrollment history, the counter), the ones they acknowledged;

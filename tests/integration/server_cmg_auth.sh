@@ -4,10 +4,10 @@
 # for renewal, replaced tokens.
 TEST_NAME=server_cmg_auth
 . "$(dirname "$0")/harness.sh" server
-# The CLI is another process: the server's gateway cache applies its changes
-# to every request that starts 1 s after they committed (site/registration/tokcache.c).
-# Wait out that bound after each one.
-settle() { sleep 1.05; }
+# applied CLI-ARGS...: the CLI, another process: the server's gateway cache
+# applies its changes to every request that starts 1 s after they committed
+# (site/registration/tokcache.c). Wait out that bound after each one.
+applied() { $STK "$@" >/dev/null || fail "sitetoken $*"; sleep 1.05; }
 serve_site
 new_bulk "$T/bulk.tok" >/dev/null
 agent A 0 register --cmg "$CMG" --regtoken-file "$T/bulk.tok" >/dev/null
@@ -32,35 +32,27 @@ cmg_expect "401 token_invalid" "junk token" GET policy A "$T/junk"
 ok "missing or malformed token refused (401)"
 
 # allow-cmg off at the site: a valid token is refused; on again accepted.
-$STK settings set allow-cmg off >/dev/null
-settle
+applied settings set allow-cmg off
 expect_refusal 1 "HTTP 403 cloud_gateway_disabled" "allow-cmg off" -- agent A 0 policy
 expect_exit 1 "renewal with allow-cmg off" -- agent A 0 renew --force
 # per-device override wins over the site default
-$STK settings set allow-cmg on --device "$gA" >/dev/null
-settle
+applied settings set allow-cmg on --device "$gA"
 agent A 0 policy >/dev/null || fail "per-device on should override site off"
 expect_exit 1 "B still refused" -- agent B 0 policy
-$STK settings set allow-cmg default --device "$gA" >/dev/null
-settle
-$STK settings set allow-cmg on >/dev/null
-settle
+applied settings set allow-cmg default --device "$gA"
+applied settings set allow-cmg on
 agent A 0 policy >/dev/null || fail "allow-cmg on again"
 agent B 0 policy >/dev/null || fail "allow-cmg on again (B)"
-$STK settings set allow-cmg off --device "$gA" >/dev/null
-settle
+applied settings set allow-cmg off --device "$gA"
 expect_exit 1 "per-device off" -- agent A 0 policy
-$STK settings set allow-cmg default --device "$gA" >/dev/null
-settle
+applied settings set allow-cmg default --device "$gA"
 $STK settings show | has "allow-cmg *on" || fail "settings show"
 ok "allow-cmg off refused (403), on accepted; per-device override both ways"
 
 # Blocked device.
-$STK devices block "$gA" >/dev/null
-settle
+applied devices block "$gA"
 expect_refusal 1 device_blocked "blocked device" -- agent A 0 policy
-$STK devices unblock "$gA" >/dev/null
-settle
+applied devices unblock "$gA"
 agent A 0 policy >/dev/null || fail "unblocked device"
 ok "blocked device refused (403 device_blocked), unblocked accepted"
 
