@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/ec.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include "sitetoken/cert.h"
@@ -846,27 +847,22 @@ test_client_att_claim(void **state)
 static char *
 flip_s(const char *tok)
 {
-	static const unsigned char n[32] = {
-		0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
-		0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
-		0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51 };
 	const char *d2 = strrchr(tok, '.');
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
 	unsigned char *sig;
-	size_t siglen, pre = (size_t)(d2 + 1 - tok);
-	char *out, *enc;
-	int i, d, borrow = 0;
+	size_t siglen;
+	char *out = NULL, *enc;
+	BIGNUM *s;
 
 	assert_int_equal(stk_b64url_decode(d2 + 1, strlen(d2 + 1), &sig, &siglen), 0);
 	assert_int_equal(siglen, 64);
-	for (i = 31; i >= 0; i--) {
-		d = (int)n[i] - (int)sig[32 + i] - borrow;
-		borrow = d < 0;
-		sig[32 + i] = (unsigned char)(d + (borrow ? 256 : 0));
-	}
+	assert_non_null(s = BN_bin2bn(sig + 32, 32, NULL));
+	assert_int_equal(BN_sub(s, EC_GROUP_get0_order(g), s), 1);
+	assert_int_equal(BN_bn2binpad(s, sig + 32, 32), 32); /* fixed width: s may begin with 0 */
 	assert_int_equal(stk_b64url_encode(sig, siglen, &enc), 0);
-	out = malloc(pre + strlen(enc) + 1);
-	memcpy(out, tok, pre);
-	strcpy(out + pre, enc);
+	assert_true(asprintf(&out, "%.*s%s", (int)(d2 + 1 - tok), tok, enc) > 0);
+	BN_free(s);
+	EC_GROUP_free(g);
 	free(enc);
 	free(sig);
 	return out;

@@ -166,21 +166,20 @@ test_pin_sources(void **state)
 	assert_string_equal(pin, "123456");
 
 	/* Readable or writable by group/others: refused, buffer left empty. */
-	path = write_pin(dir, "123456\n", 0640);
+	write_pin(dir, "123456\n", 0640);
 	assert_int_equal(stk_p11_pin_get(src, "t", pin, sizeof(pin), &err), STK_E_PERM);
 	assert_string_equal(pin, "");
 	assert_non_null(strstr(err.msg, "chmod 600"));
-	path = write_pin(dir, "123456\n", 0602);
+	write_pin(dir, "123456\n", 0602);
 	assert_int_equal(stk_p11_pin_get(NULL, "t", pin, sizeof(pin), &err), STK_E_PERM);
 	/* Empty, missing, or a command: refused. */
-	path = write_pin(dir, "\n", 0600);
+	write_pin(dir, "\n", 0600);
 	assert_int_equal(stk_p11_pin_get(src, "t", pin, sizeof(pin), &err), STK_E_AUTH);
 	assert_int_equal(stk_p11_pin_get("file:/nonexistent/pin", "t", pin,
 	    sizeof(pin), &err), STK_E_NOTFOUND);
 	assert_int_equal(stk_p11_pin_get("|/bin/echo 1234", "t", pin, sizeof(pin),
 	    &err), STK_E_ARG);
 	unsetenv("SITETOKEN_PKCS11_PIN_FILE");
-	(void)path;
 	tu_rmrf(dir);
 	free(dir);
 }
