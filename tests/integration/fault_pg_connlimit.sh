@@ -23,9 +23,8 @@ stop_all() {
 }
 on_exit stop_all
 pgo_init
-P=$(free_port)
 pgo_initdb limited
-pgo_start limited "$P" "-c max_connections=6 -c superuser_reserved_connections=2"
+pgo_start limited P "-c max_connections=6 -c superuser_reserved_connections=2"
 pgo_make_db "$P"
 export SITETOKEN_DB="host=127.0.0.1 port=$P dbname=sitetoken user=sitetoken"
 make_site
