@@ -47,9 +47,10 @@ expect_exit 3 "server TLS certificate checked (no --ca: refused)" -- $AGENT --st
 # run stops cleanly on SIGTERM.
 $AGENT --state "$T/S" --ca "$T/tls.crt" run --interval 3600 > "$T/run.out" &
 rp=$!
-sleep 1
+# SIGTERM once the first round is done (a fixed sleep could signal a loaded
+# agent before it set its handler).
+wait_for 30 grep -q "renewal not due" "$T/run.out" || fail "run output: $(cat "$T/run.out")"
 kill -TERM "$rp"
 expect_exit 0 "run after SIGTERM" -- wait "$rp"
-grep -q "renewal not due" "$T/run.out" || fail "run output"
 ok "run checks renewal and stops on SIGTERM"
 assert_no_tokens_in_logs
