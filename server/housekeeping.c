@@ -22,8 +22,10 @@ struct srv_hk {
 	struct srv_logs *logs;
 };
 
+/* One run; the first (at start-up) says so also when it retires nothing, so
+ * an operator (and a test) can tell it ran. */
 static void
-hk_run(struct srv_hk *h)
+hk_run(struct srv_hk *h, int first)
 {
 	struct stk_error err;
 	size_t n = 0;
@@ -39,6 +41,9 @@ hk_run(struct srv_hk *h)
 	else if (n > 0)
 		srv_log(h->logs, SRV_LOG_STS, "CCM_STS", "Housekeeping: %zu site key(s) "
 		    "retired: every token they signed has expired", n);
+	else if (first)
+		srv_log(h->logs, SRV_LOG_STS, "CCM_STS", "Housekeeping: no site key "
+		    "is due for retirement");
 }
 
 static void *
@@ -46,11 +51,13 @@ hk_main(void *arg)
 {
 	struct srv_hk *h = arg;
 	struct timespec ts;
+	int first = 1;
 
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop) {
 		pthread_mutex_unlock(&h->mu);
-		hk_run(h);
+		hk_run(h, first);
+		first = 0;
 		pthread_mutex_lock(&h->mu);
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += h->interval;

@@ -43,7 +43,8 @@ expect_exit 0 "the old key's token still verifies" -- $STK verify --type bulk "$
 days=0
 [ -n "${SITETOKEN_DB:-}" ] && days=92
 start_server "$days"
-sleep 1
+wait_for 30 grep -q "Housekeeping: no site key is due for retirement" "$SITE/logs/CCM_STS.log" \
+	|| fail "housekeeping did not run at start-up: $(tail -2 "$SITE/logs/CCM_STS.log")"
 stop_server
 expect_eq "$(status_of "$k0")" retiring "housekeeping (server at day $days) retired nothing while a token is valid"
 
