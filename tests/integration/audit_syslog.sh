@@ -33,7 +33,7 @@ lines() {
   python3 -c 'import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.sendto(sys.argv[2].encode(), sys.argv[1])' "$SOCK" "$mark"
-  wait_for 20 grep -qxF "$mark" "$LOG"
+  wait_for 20 grep -qxF "$mark" "$LOG" || bad "the syslog listener did not get the marker in 20 s"
   grep -c 'sitetoken audit checkpoint' "$LOG"
 }
 
